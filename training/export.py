@@ -1,0 +1,96 @@
+"""Export a training checkpoint to the pyfer weights format (and optionally ONNX).
+
+    python -m training.export CHECKPOINT.pt OUT.safetensors [--onnx OUT.onnx] [--fp16]
+
+Format (version 1): a safetensors file. Every BatchNorm is folded into the preceding conv, so
+each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (float32, OIHW) and
+``<module path>.conv.bias`` (float32); the classifier as ``fc.weight`` (classes x features) and
+``fc.bias``. The safetensors metadata holds one key, ``pyfer``, whose value is a JSON object::
+
+    {"format_version": 1, "arch": "shufflenetv2" | "effresnet18", "num_classes": 8,
+     "in_channels": 1, "stem": "small" | "imagenet", "class_names": [...],
+     "preprocess": {"input_size": 64, "channels": 1, "mean": 0.5, "std": 0.5},
+     "source": {...training provenance...}}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from pyfer.preprocess import EMOTIONS, PreprocessSpec
+from training.models import ModelSpec, fold_batchnorm
+
+FORMAT_VERSION = 1
+
+
+def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, out: str | Path,
+                 class_names=EMOTIONS, source: dict | None = None, half: bool = False) -> Path:
+    """Fold BN and write ``out`` (safetensors). ``half`` stores fp16 (for archived teachers only)."""
+    from safetensors.torch import save_file
+
+    if len(class_names) != spec.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {spec.num_classes} classes")
+    folded = fold_batchnorm(model.cpu().eval(), spec)
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in folded.state_dict().items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "arch": spec.arch,
+        "num_classes": spec.num_classes,
+        "in_channels": spec.in_channels,
+        "stem": spec.stem,
+        "class_names": list(class_names),
+        "preprocess": prep.to_dict(),
+        "source": source or {},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
+    tmp.replace(out)
+    return out
+
+
+def read_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["pyfer"])
+
+
+def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
+    """Export the folded reference model of ``weights`` to ONNX (dynamic batch)."""
+    from training.models import from_safetensors
+
+    model = from_safetensors(weights)
+    size = read_metadata(weights)["preprocess"]["input_size"]
+    x = torch.zeros(1, model.stem.conv.in_channels, size, size)
+    out = Path(out)
+    torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                      dynamo=False)
+    return out
+
+
+def main(argv=None) -> None:
+    from training.checkpoint import load_checkpoint
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="a training checkpoint (.pt)")
+    ap.add_argument("out", help="output .safetensors path")
+    ap.add_argument("--onnx", help="also write an ONNX model here")
+    ap.add_argument("--fp16", action="store_true", help="store fp16 (archival; the engine wants fp32)")
+    args = ap.parse_args(argv)
+    ckpt = load_checkpoint(args.checkpoint)
+    model, spec, prep = ckpt.build_model()
+    out = export_model(model, spec, prep, args.out, source=ckpt.provenance(), half=args.fp16)
+    print(f"wrote {out}")
+    if args.onnx:
+        print(f"wrote {export_onnx(out, args.onnx)}")
+
+
+if __name__ == "__main__":
+    main()

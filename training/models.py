@@ -1,0 +1,309 @@
+"""PyTorch reference models of T-SNet: the ShuffleNetV2 student and the EFF-ResNet18 teacher.
+
+Every convolution is wrapped in :class:`ConvBN` (conv, BatchNorm, optional ReLU). Export folds
+each BatchNorm into its convolution (``fold_batchnorm``), so an exported file holds, per ConvBN,
+``<path>.conv.weight`` (OIHW) and ``<path>.conv.bias``; ``from_safetensors`` rebuilds the same
+module tree with ``folded=True`` and loads those tensors strictly. The C++ engine reads the same
+names, so the tensor names below are part of the export format (see ``training/export.py``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+Stem = Literal["imagenet", "small"]
+STEMS = ("imagenet", "small")
+NUM_FFE_GROUPS = 4
+
+
+class ConvBN(nn.Module):
+    """conv -> BatchNorm -> optional ReLU. With ``folded=True`` the BN is absent and the conv has a bias."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+                 relu: bool = True, folded: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=folded)
+        self.bn = nn.Identity() if folded else nn.BatchNorm2d(cout)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.conv(x))
+        return F.relu(x) if self.relu else x
+
+
+def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Student: ShuffleNetV2 1.0x
+# ----------------------------------------------------------------------------------------------
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit (Ma et al., 2018).
+
+    stride 1 (basic): split channels in halves (x1, x2); out = shuffle(concat(x1, branch2(x2))).
+    stride 2 (down-sampling): out = shuffle(concat(branch1(x), branch2(x))).
+    branch1 = dw3x3/s2+BN, 1x1+BN+ReLU; branch2 = 1x1+BN+ReLU, dw3x3/s+BN, 1x1+BN+ReLU.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, folded: bool = False):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        if cout % 2:
+            raise ValueError(f"output channels must be even, got {cout}")
+        half = cout // 2
+        if stride == 1 and cin != cout:
+            raise ValueError("a basic (stride 1) unit needs cin == cout")
+        self.stride = stride
+        if stride == 2:
+            self.branch1 = nn.Sequential(
+                ConvBN(cin, cin, 3, 2, groups=cin, relu=False, folded=folded),
+                ConvBN(cin, half, 1, folded=folded),
+            )
+        b2_in = cin if stride == 2 else half
+        self.branch2 = nn.Sequential(
+            ConvBN(b2_in, half, 1, folded=folded),
+            ConvBN(half, half, 3, stride, groups=half, relu=False, folded=folded),
+            ConvBN(half, half, 1, folded=folded),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    """ShuffleNetV2 1.0x for grayscale faces.
+
+    stem: 3x3 conv (stride 2 for ``imagenet``, stride 1 for ``small``) + BN + ReLU + 3x3/2 max-pool;
+    stages 2-4 of 4, 8, 4 units (first unit of each stage down-samples); conv5 1x1 to 1024;
+    global average pool; dropout; linear classifier.
+    """
+
+    STAGE_REPEATS = (4, 8, 4)
+    STAGE_WIDTHS = (24, 116, 232, 464, 1024)
+
+    def __init__(self, num_classes: int = 8, in_channels: int = 1, stem: Stem = "small",
+                 dropout: float = 0.5, folded: bool = False):
+        super().__init__()
+        _check_common(num_classes, in_channels, stem, dropout)
+        w = self.STAGE_WIDTHS
+        self.stem = ConvBN(in_channels, w[0], 3, 2 if stem == "imagenet" else 1, folded=folded)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        stages = []
+        cin = w[0]
+        for repeats, cout in zip(self.STAGE_REPEATS, w[1:4]):
+            units = [ShuffleUnit(cin, cout, 2, folded)]
+            units += [ShuffleUnit(cout, cout, 1, folded) for _ in range(repeats - 1)]
+            stages.append(nn.Sequential(*units))
+            cin = cout
+        self.stage2, self.stage3, self.stage4 = stages
+        self.conv5 = ConvBN(w[3], w[4], 1, folded=folded)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(w[4], num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.stem(x))
+        x = self.stage4(self.stage3(self.stage2(x)))
+        return self.conv5(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean((2, 3))
+        return self.fc(self.dropout(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Teacher: EFF-ResNet18
+# ----------------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    """ResNet basic block: 3x3+BN+ReLU, 3x3+BN, plus identity or 1x1/s+BN shortcut, ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, folded: bool = False):
+        super().__init__()
+        self.conv1 = ConvBN(cin, cout, 3, stride, folded=folded)
+        self.conv2 = ConvBN(cout, cout, 3, relu=False, folded=folded)
+        self.shortcut = (ConvBN(cin, cout, 1, stride, relu=False, folded=folded)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.conv2(self.conv1(x)) + identity)
+
+
+class FFE(nn.Module):
+    """Fine-grained Feature Extraction module (T-SNet), a symmetric Res2Net-style block.
+
+    Choices where the method is open (documented here, mirrored by the C++ engine):
+
+    - ``conv_in``: 3x3 conv cin->cout with the stage's stride, + BN + ReLU.
+    - Its output is split into n=4 groups X_1..X_4 of cout/4 channels.
+    - Left chain, i = 1..n:  Y_i^L = P_i^L(X_i + Y_{i-1}^L), with Y_0^L = 0.
+    - Right chain, i = n..1: Y_i^R = P_i^R(X_i + Y_{i+1}^R), with Y_{n+1}^R = 0.
+      Each P is a 3x3 conv (cout/4 -> cout/4) + BN + ReLU.
+    - Y_i = Y_i^L + Y_i^R, concatenated in group order.
+    - ``conv_out``: 3x3 conv cout->cout + BN (no ReLU), like a BasicBlock's second conv.
+    - Residual: + shortcut(x) (1x1/stride conv + BN when the shape changes, else identity), ReLU.
+
+    In EFF-ResNet18 an FFE module takes the place of the second basic block of ResNet18's layer3
+    and layer4 (the first block keeps the stride-2 down-sampling), giving ~12.7M parameters in
+    all (paper: 11.8M; the paper does not say how its modules are wired).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 2, groups: int = NUM_FFE_GROUPS,
+                 folded: bool = False):
+        super().__init__()
+        if cout % groups:
+            raise ValueError(f"FFE output channels ({cout}) must divide into {groups} groups")
+        width = cout // groups
+        self.groups = groups
+        self.conv_in = ConvBN(cin, cout, 3, stride, folded=folded)
+        self.left = nn.ModuleList(ConvBN(width, width, 3, folded=folded) for _ in range(groups))
+        self.right = nn.ModuleList(ConvBN(width, width, 3, folded=folded) for _ in range(groups))
+        self.conv_out = ConvBN(cout, cout, 3, relu=False, folded=folded)
+        self.shortcut = (ConvBN(cin, cout, 1, stride, relu=False, folded=folded)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self.conv_in(x).chunk(self.groups, dim=1)
+        left, right = [None] * self.groups, [None] * self.groups
+        prev = None
+        for i in range(self.groups):
+            prev = self.left[i](xs[i] if prev is None else xs[i] + prev)
+            left[i] = prev
+        prev = None
+        for i in reversed(range(self.groups)):
+            prev = self.right[i](xs[i] if prev is None else xs[i] + prev)
+            right[i] = prev
+        y = torch.cat([l + r for l, r in zip(left, right)], dim=1)
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.conv_out(y) + identity)
+
+
+class EffResNet18(nn.Module):
+    """EFF-ResNet18: ResNet18 stem, layer1 (64), layer2 (128, /2), layer3 = down-sampling basic
+    block + FFE (256, /2), layer4 = down-sampling basic block + FFE (512, /2), global average pool,
+    dropout, linear classifier.
+
+    stem ``imagenet``: 7x7/2 conv + BN + ReLU + 3x3/2 max-pool (ResNet18 as published).
+    stem ``small``: 3x3/1 conv + BN + ReLU + 3x3/2 max-pool, for 48-64 px faces (keeps 4x the
+    spatial resolution through the network).
+    """
+
+    def __init__(self, num_classes: int = 8, in_channels: int = 1, stem: Stem = "small",
+                 dropout: float = 0.5, folded: bool = False):
+        super().__init__()
+        _check_common(num_classes, in_channels, stem, dropout)
+        if stem == "imagenet":
+            self.stem = ConvBN(in_channels, 64, 7, 2, folded=folded)
+        else:
+            self.stem = ConvBN(in_channels, 64, 3, 1, folded=folded)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(64, 64, 1, folded), BasicBlock(64, 64, 1, folded))
+        self.layer2 = nn.Sequential(BasicBlock(64, 128, 2, folded), BasicBlock(128, 128, 1, folded))
+        self.layer3 = nn.Sequential(BasicBlock(128, 256, 2, folded), FFE(256, 256, 1, folded=folded))
+        self.layer4 = nn.Sequential(BasicBlock(256, 512, 2, folded), FFE(512, 512, 1, folded=folded))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(512, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.stem(x))
+        x = self.layer2(self.layer1(x))
+        return self.layer4(self.layer3(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean((2, 3))
+        return self.fc(self.dropout(x))
+
+
+def _check_common(num_classes: int, in_channels: int, stem: str, dropout: float) -> None:
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (grayscale) or 3, got {in_channels!r}")
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders, folding, export round trip
+# ----------------------------------------------------------------------------------------------
+ARCHITECTURES = {"shufflenetv2": ShuffleNetV2, "effresnet18": EffResNet18}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What is needed to rebuild a model; stored in checkpoints and exported metadata."""
+
+    arch: str
+    num_classes: int = 8
+    in_channels: int = 1
+    stem: str = "small"
+
+    def build(self, folded: bool = False, dropout: float = 0.5) -> nn.Module:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; known: {sorted(ARCHITECTURES)}")
+        return ARCHITECTURES[self.arch](self.num_classes, self.in_channels, self.stem,
+                                        dropout=dropout, folded=folded)
+
+
+def build_student(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> ShuffleNetV2:
+    """ShuffleNetV2 1.0x student (about 1.26M parameters with 8 classes)."""
+    return ShuffleNetV2(num_classes, in_channels, stem)
+
+
+def build_teacher(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> EffResNet18:
+    """EFF-ResNet18 teacher (about 12.7M parameters with 8 classes)."""
+    return EffResNet18(num_classes, in_channels, stem)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """Return an eval-mode copy of ``model`` with every BatchNorm folded into its conv."""
+    folded = spec.build(folded=True).eval()
+    src = dict(model.named_modules())
+    for name, module in folded.named_modules():
+        if isinstance(module, ConvBN):
+            conv, bn = src[name].conv, src[name].bn
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            module.conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            module.conv.bias.copy_(bn.bias - bn.running_mean * scale)
+    folded.fc.load_state_dict(model.fc.state_dict())
+    return folded
+
+
+def from_safetensors(path: str | Path) -> nn.Module:
+    """Rebuild the eval-mode PyTorch reference module from an exported ``.safetensors`` file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "pyfer" not in meta:
+        raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
+    info = json.loads(meta["pyfer"])
+    spec = ModelSpec(info["arch"], info["num_classes"], info["in_channels"], info["stem"])
+    model = spec.build(folded=True).eval()
+    state = load_file(str(path))
+    model.load_state_dict(state, strict=True)
+    return model
