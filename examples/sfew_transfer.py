@@ -1,0 +1,86 @@
+"""Transfer check of a pyfer model on SFEW 2.0 (train split, 860 aligned film faces).
+
+    python examples/sfew_transfer.py [--weights W.safetensors] [--data ../shared/data/sfew_train]
+                                     [--margins 0 0.1] [--limit N]
+
+Reports, over the 8 FERPlus classes (SFEW has no contempt; its manifest already uses pyfer's names):
+- classify: accuracy of ``Recognizer.classify`` on the dataset's aligned crops as given;
+- predict: accuracy of ``Recognizer.predict`` with the Haar detector (the surest face; an image
+  without a detection counts as wrong), and the detection rate;
+- the same predict boxes re-cropped with each margin in ``--margins``, with and without eye alignment
+  (this is how the default margin and the alignment choice were measured).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> dict:
+    import pyfer
+    from pyfer.detect import DEFAULT_MARGIN, EyeAligner
+    from pyfer.recognizer import load_image
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None, help="default: the shipped student")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "sfew_train"))
+    ap.add_argument("--margins", type=float, nargs="*", default=[-0.05, 0.0, 0.05, 0.1, 0.2])
+    ap.add_argument("--limit", type=int, default=0, help="use every k-th image so that about N are used")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    root = Path(args.data)
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    if args.limit and args.limit < len(rows):
+        rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
+    rec = pyfer.Recognizer(args.weights, threads=args.threads)
+    names = list(rec.class_names)
+    y = np.array([names.index(r["label"]) for r in rows])
+    images = [load_image(root / r["path"]) for r in rows]
+    n = len(rows)
+
+    def acc(pred: np.ndarray) -> float:
+        return float((pred == y).mean())
+
+    res: dict = {"images": n, "weights": str(rec.weights_path)}
+    t = time.perf_counter()
+    res["classify_acc"] = acc(rec.classify(images).argmax(1))
+
+    # predict with detection (defaults), remembering each image's surest box for the sweeps
+    t = time.perf_counter()
+    faces = rec.predict_batch(images)
+    res["predict_s_per_image"] = (time.perf_counter() - t) / n
+    found = np.array([bool(f) for f in faces])
+    pred = np.array([names.index(f[0].label) if f else -1 for f in faces])
+    res["detection_rate"] = float(found.mean())
+    res["predict_acc"] = acc(pred)
+    res["predict_acc_detected"] = float((pred == y)[found].mean()) if found.any() else 0.0
+    res["defaults"] = {"margin": rec.margin, "align": rec.aligner is not None}
+
+    # sweeps over the detected boxes only (same images for every setting)
+    boxes = [rec.detector(img)[:1] for img in images]
+    idx = [i for i in range(n) if boxes[i]]
+    sweep = {}
+    for align in (False, True):
+        rec.aligner = EyeAligner() if align else None
+        for m in args.margins:
+            rec.margin = m
+            p = np.array([names.index(rec.predict(images[i], boxes=boxes[i])[0].label) for i in idx])
+            sweep[f"margin={m:+.2f} align={align}"] = float((p == y[idx]).mean())
+    res["sweep_acc_on_detected"] = sweep
+    rec.aligner, rec.margin = None, DEFAULT_MARGIN
+    # per-class recall of predict (all images)
+    res["predict_recall_per_class"] = {names[c]: float((pred[y == c] == c).mean()) for c in np.unique(y)}
+    print(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()

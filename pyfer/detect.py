@@ -1,0 +1,208 @@
+"""Face detectors and face cropping/alignment.
+
+A detector is any callable ``detector(image) -> boxes``, where ``image`` is a uint8 gray, BGR or
+BGRA array and ``boxes`` an iterable of ``(x, y, w, h)`` in that image's pixels. pyfer ships an
+OpenCV Haar-cascade detector (the default) and a MediaPipe one (only if ``mediapipe`` is installed).
+
+Cropping reproduces the framing of the FER2013 training images: a Haar box run on FER2013 images
+(upscaled, edge-padded) covers the whole 48x48 frame (median frame/box side 1.02, centred; see
+``docs/recognizer.md``), so the crop is the detector box itself with a small margin.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence, Union
+
+import numpy as np
+
+from pyfer.preprocess import to_gray
+
+Box = tuple[int, int, int, int]
+Detector = Callable[[np.ndarray], Iterable[Sequence[float]]]
+
+# Fraction of the box side added on each side when cropping. Measured on FER2013 (frame/box = 1.02)
+# and checked against SFEW accuracy (docs/recognizer.md).
+DEFAULT_MARGIN = 0.0
+
+
+def _cascade(name: str):
+    import cv2
+
+    path = cv2.data.haarcascades + name
+    c = cv2.CascadeClassifier(path)
+    if c.empty():
+        raise RuntimeError(f"could not load the OpenCV cascade {path} (needs opencv-python(-headless) < 5)")
+    return c
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade, tuned for recall at a sensible speed.
+
+    The image is shrunk so that the smallest face worth finding (``min_face`` of the shorter side,
+    at least ``min_face_px``) lands near the cascade's native 24 px window: no time is spent on
+    faces too small to classify, and huge images cost no more than ``max_side`` allows. If nothing
+    is found, the image is searched once more with an edge-replicated border of ``fallback_pad``
+    (of the shorter side) so that tight face crops, whose face touches the border, are found too.
+    """
+
+    WINDOW = 24  # native window of haarcascade_frontalface_default
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 4, min_face: float = 0.1,
+                 min_face_px: int = 32, max_side: int = 1024, fallback_pad: float = 0.3,
+                 cascade: str = "haarcascade_frontalface_default.xml"):
+        if scale_factor <= 1.0:
+            raise ValueError("scale_factor must be > 1")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_face = min_face
+        self.min_face_px = min_face_px
+        self.max_side = max_side
+        self.fallback_pad = fallback_pad
+        self._cascade = _cascade(cascade)
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        gray = to_gray(image)
+        boxes = self._detect(gray)
+        if not boxes and self.fallback_pad > 0:
+            import cv2
+
+            p = int(round(self.fallback_pad * min(gray.shape)))
+            padded = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_REPLICATE)
+            boxes = [(x - p, y - p, w, h) for x, y, w, h in self._detect(padded)]
+        return boxes
+
+    def _detect(self, gray: np.ndarray) -> list[Box]:
+        import cv2
+
+        h, w = gray.shape
+        min_face = max(self.min_face_px, self.min_face * min(h, w))
+        scale = min(1.0, self.WINDOW / min_face, self.max_side / max(h, w))
+        small = gray if scale >= 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                     interpolation=cv2.INTER_AREA)
+        min_px = max(self.WINDOW, int(min_face * scale))
+        if min(small.shape) < min_px:
+            return []
+        found, votes = self._cascade.detectMultiScale2(small, self.scale_factor, self.min_neighbors,
+                                                       minSize=(min_px, min_px))
+        order = np.argsort(-np.asarray(votes).reshape(-1), kind="stable")  # most votes (surest) first
+        found = np.asarray(found).reshape(-1, 4)[order]
+        return [tuple(int(round(v / scale)) for v in b) for b in found]
+
+
+class MediaPipeDetector:
+    """MediaPipe's BlazeFace short-range detector (``pip install mediapipe``)."""
+
+    def __init__(self, min_confidence: float = 0.5, model_selection: int = 1):
+        try:
+            import mediapipe as mp
+        except ImportError as e:
+            raise ImportError("detector='mediapipe' needs the mediapipe package: pip install mediapipe") from e
+        self._fd = mp.solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                             min_detection_confidence=min_confidence)
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        import cv2
+
+        rgb = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2RGB) if image.ndim == 2 or image.shape[2] == 1 else \
+            cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        res = self._fd.process(rgb)
+        out = []
+        for d in res.detections or []:
+            b = d.location_data.relative_bounding_box
+            out.append((int(b.xmin * w), int(b.ymin * h), int(b.width * w), int(b.height * h)))
+        return out
+
+
+def get_detector(detector: Union[str, Detector, None]) -> Detector | None:
+    """'haar' | 'mediapipe' | a callable | None (whole image is the face)."""
+    if detector is None or callable(detector):
+        return detector
+    if detector == "haar":
+        return HaarDetector()
+    if detector == "mediapipe":
+        return MediaPipeDetector()
+    raise ValueError(f"unknown detector {detector!r}: use 'haar', 'mediapipe', a callable or None")
+
+
+def check_box(box, image_shape: tuple[int, ...]) -> Box:
+    """Validate one ``(x, y, w, h)``: finite numbers, positive size, overlapping the image."""
+    try:
+        vals = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise ValueError(f"a box must be 4 numbers (x, y, w, h), got {box!r}") from None
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"a box must be 4 finite numbers (x, y, w, h), got {box!r}")
+    x, y, w, h = (int(round(v)) for v in vals)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box {box!r} has a non-positive width or height")
+    ih, iw = image_shape[:2]
+    if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"box {box!r} lies outside the {iw}x{ih} image")
+    return x, y, w, h
+
+
+def clip_box(box: Box, image_shape: tuple[int, ...]) -> Box:
+    ih, iw = image_shape[:2]
+    x, y, w, h = box
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(iw, x + w), min(ih, y + h)
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+@dataclass
+class EyeAligner:
+    """Finds both eyes inside a face box (Haar eye cascade) and returns the roll angle that levels
+    them, or 0 when the eyes are not found plausibly (graceful fallback: plain crop)."""
+
+    max_angle: float = 30.0  # degrees; steeper "eye pairs" are almost always false detections
+    work_px: int = 96  # the upper face is resized to this width before the eye search
+
+    def __post_init__(self):
+        self._cascade = _cascade("haarcascade_eye.xml")
+
+    def angle(self, gray: np.ndarray, box: Box) -> float:
+        import cv2
+
+        x, y, w, h = clip_box(box, gray.shape)
+        upper = gray[y:y + int(h * 0.6), x:x + w]
+        if upper.size == 0 or min(upper.shape) < 12:
+            return 0.0
+        s = self.work_px / upper.shape[1]
+        upper = cv2.resize(upper, (self.work_px, max(1, round(upper.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        eyes = self._cascade.detectMultiScale(upper, 1.1, 3, minSize=(int(self.work_px * 0.12),) * 2,
+                                              maxSize=(int(self.work_px * 0.45),) * 2)
+        centres = [(ex + ew / 2, ey + eh / 2) for ex, ey, ew, eh in np.asarray(eyes).reshape(-1, 4)]
+        half = self.work_px / 2
+        left = [c for c in centres if c[0] < half]   # image-left eye
+        right = [c for c in centres if c[0] >= half]
+        if not left or not right:
+            return 0.0
+        # the pair closest to level and to a typical eye distance wins
+        best = min(((a, b) for a in left for b in right),
+                   key=lambda p: abs(p[1][1] - p[0][1]) + abs((p[1][0] - p[0][0]) - 0.4 * self.work_px))
+        (lx, ly), (rx, ry) = best
+        if rx - lx < 0.2 * self.work_px:
+            return 0.0
+        ang = math.degrees(math.atan2(ry - ly, rx - lx))
+        return ang if abs(ang) <= self.max_angle else 0.0
+
+
+def crop_face(gray: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN, angle: float = 0.0) -> np.ndarray:
+    """Square crop around ``box`` enlarged by ``margin`` per side, rotated by ``angle`` degrees
+    (counter-clockwise, about the box centre) to level the eyes. Parts outside the image are filled
+    by edge replication, as the padded training crops were."""
+    import cv2
+
+    x, y, w, h = box
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    ih, iw = gray.shape[:2]
+    if angle == 0.0 and x0 >= 0 and y0 >= 0 and x0 + side <= iw and y0 + side <= ih:
+        return gray[y0:y0 + side, x0:x0 + side]  # fast path: a plain slice
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    m[0, 2] += side / 2 - cx
+    m[1, 2] += side / 2 - cy
+    return cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
