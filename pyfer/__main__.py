@@ -1,0 +1,5 @@
+import sys
+
+from pyfer.cli import main
+
+sys.exit(main())

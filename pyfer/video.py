@@ -1,0 +1,168 @@
+"""Video: per-frame recognition, IoU face tracking with temporal score smoothing, annotation.
+
+    pyfer video clip.mp4 --out annotated.mp4 --jsonl faces.jsonl
+    pyfer video 0 --max-frames 300 --jsonl -          # camera 0, JSON lines to stdout
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import IO, Optional, Union
+
+import numpy as np
+
+from pyfer.recognizer import Face, Recognizer
+
+
+def iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    id: int
+    box: tuple
+    scores: np.ndarray  # smoothed probabilities
+    missed: int = 0
+    age: int = 1
+
+
+@dataclass
+class IoUTracker:
+    """Greedy IoU matching of this frame's faces to live tracks; each track's scores are an
+    exponential moving average (``alpha`` = weight of the new frame), which steadies the label
+    against frame-to-frame flicker. A track survives ``max_missed`` frames without a match."""
+
+    iou_threshold: float = 0.3
+    alpha: float = 0.4
+    max_missed: int = 5
+    tracks: list[Track] = field(default_factory=list)
+    _next_id: int = 0
+
+    def update(self, faces: list[Face]) -> list[tuple[int, Face]]:
+        """Returns ``(track_id, face with smoothed scores)`` for each face of the frame."""
+        pairs = sorted(((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+                        for fi, f in enumerate(faces)), reverse=True)
+        used_t, matched = set(), {}
+        for v, ti, fi in pairs:
+            if v < self.iou_threshold:
+                break
+            if ti not in used_t and fi not in matched:
+                used_t.add(ti)
+                matched[fi] = ti
+        out = []
+        for fi, f in enumerate(faces):
+            p = np.array(list(f.scores.values()))
+            if fi in matched:
+                t = self.tracks[matched[fi]]
+                t.scores = (1 - self.alpha) * t.scores + self.alpha * p
+                t.box, t.missed, t.age = f.box, 0, t.age + 1
+            else:
+                t = Track(self._next_id, f.box, p)
+                self._next_id += 1
+                self.tracks.append(t)
+            names = list(f.scores)
+            k = int(np.argmax(t.scores))
+            smoothed = replace(f, label=names[k], confidence=float(t.scores[k]),
+                               scores={n: float(v) for n, v in zip(names, t.scores)})
+            out.append((t.id, smoothed))
+        seen = {tid for tid, _ in out}
+        for t in self.tracks:
+            if t.id not in seen:
+                t.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return out
+
+
+def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
+    """Draw boxes and labels on a BGR copy of ``image``."""
+    import cv2
+
+    from pyfer.preprocess import to_gray
+
+    out = image.copy() if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    for i, f in enumerate(faces):
+        x, y, w, h = f.box
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), thick)
+        text = f"{f.label} {f.confidence:.2f}" + (f" #{ids[i]}" if ids is not None else "")
+        scale = max(0.4, w / 200)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y - 4 if y - th - 6 >= 0 else y + h + th + 4
+        cv2.rectangle(out, (x, ty - th - 3), (x + tw + 2, ty + 3), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def open_source(source: Union[str, int]):
+    """A file path, or a camera index (an int or a string of digits)."""
+    import cv2
+
+    cam = isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+    cap = cv2.VideoCapture(int(source)) if cam else cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video source {source!r}")
+    return cap, cam
+
+
+def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional[str] = None,
+                  jsonl: Optional[IO[str]] = None, max_frames: Optional[int] = None,
+                  progress: bool = True, tracker: Optional[IoUTracker] = None) -> dict:
+    """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
+    one JSON line per frame to ``jsonl``. Returns ``{"frames", "seconds", "fps", "faces"}``."""
+    import cv2
+
+    cap, is_camera = open_source(source)
+    tracker = tracker or IoUTracker()
+    fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_camera else 0
+    if max_frames:
+        total = min(total, max_frames) if total > 0 else max_frames
+    bar = None
+    if progress and not is_camera:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
+        except ImportError:  # tqdm is optional
+            bar = None
+    writer = None
+    n = n_faces = 0
+    t0 = time.perf_counter()
+    try:
+        while max_frames is None or n < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            faces = recognizer.predict(frame)
+            tracked = tracker.update(faces)
+            n_faces += len(tracked)
+            if jsonl is not None:
+                jsonl.write(json.dumps({"frame": n, "time": round(n / fps_in, 3),
+                                        "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n")
+            if out is not None:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+                    if not writer.isOpened():
+                        raise ValueError(f"cannot write video {out}")
+                writer.write(draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]))
+            n += 1
+            if bar is not None:
+                bar.update(1)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if bar is not None:
+            bar.close()
+    dt = time.perf_counter() - t0
+    return {"frames": n, "seconds": round(dt, 3), "fps": round(n / dt, 2) if dt > 0 else 0.0, "faces": n_faces}
