@@ -1,0 +1,136 @@
+"""Shared fixtures: real face data from ../shared/data, weights and a Recognizer on the real engine."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SFEW = DATA / "sfew_train"
+FERPLUS = DATA / "ferplus"
+ASTRONAUT = REPO / "examples" / "astronaut.png"
+# the astronaut's face in examples/astronaut.png (Haar box, checked by eye)
+ASTRONAUT_FACE = (109, 40, 64, 64)
+SHIPPED_WEIGHTS = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+
+
+@pytest.fixture(scope="session")
+def sfew_dir() -> Path:
+    if not (SFEW / "manifest.csv").is_file():
+        pytest.skip(f"SFEW data not found at {SFEW} (needs ../shared/data next to the repo)")
+    return SFEW
+
+
+@pytest.fixture(scope="session")
+def ferplus_dir() -> Path:
+    if not (FERPLUS / "FER2013Valid").is_dir():
+        pytest.skip(f"FERPlus data not found at {FERPLUS} (needs ../shared/data next to the repo)")
+    return FERPLUS
+
+
+@pytest.fixture(scope="session")
+def sfew_rows(sfew_dir) -> list[tuple[Path, str]]:
+    """(path, label) of every SFEW image, in manifest order."""
+    with open(sfew_dir / "manifest.csv") as f:
+        return [(sfew_dir / r["path"], r["label"]) for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="session")
+def sfew_faces(sfew_rows) -> list[np.ndarray]:
+    """12 SFEW faces (BGR 181x143), spread over the manifest (all classes)."""
+    import cv2
+
+    return [cv2.imread(str(p)) for p, _ in sfew_rows[:: len(sfew_rows) // 12][:12]]
+
+
+def ferplus_valid(ferplus_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First ``n`` FER2013Valid images kept by the FERPlus majority protocol: (n,48,48) uint8, labels."""
+    import cv2
+
+    imgs, labels = [], []
+    with open(ferplus_dir / "FER2013Valid" / "label.csv") as f:
+        for row in csv.reader(f):
+            votes = np.array([int(v) for v in row[2:12]])
+            votes[votes <= 1] = 0
+            k = int(votes.argmax())
+            if votes.sum() == 0 or votes[k] <= votes.sum() / 2 or k >= 8:
+                continue
+            imgs.append(cv2.imread(str(ferplus_dir / "FER2013Valid" / row[0]), cv2.IMREAD_GRAYSCALE))
+            labels.append(k)
+            if len(imgs) == n:
+                break
+    return np.stack(imgs), np.array(labels)
+
+
+@pytest.fixture(scope="session")
+def fer_faces(ferplus_dir) -> tuple[np.ndarray, np.ndarray]:
+    return ferplus_valid(ferplus_dir, 64)
+
+
+@pytest.fixture(scope="session")
+def trained() -> bool:
+    """True when the shipped (trained) weights are present: accuracy checks run only then."""
+    return SHIPPED_WEIGHTS.is_file()
+
+
+@pytest.fixture(scope="session")
+def weights_path(tmp_path_factory, trained) -> Path:
+    """The shipped weights, or (before they exist) a randomly initialised student exported in the
+    same format, so that everything but accuracy can still be tested."""
+    if trained:
+        return SHIPPED_WEIGHTS
+    try:
+        from training.export import export_model
+        from training.models import ModelSpec, build_student
+        import torch
+    except ImportError as e:
+        pytest.skip(f"no shipped weights and cannot export stand-in weights ({e})")
+    from pyfer.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("weights") / "student_random.safetensors"
+    return export_model(build_student().eval(), ModelSpec("shufflenetv2"), PreprocessSpec(), out)
+
+
+@pytest.fixture(scope="session")
+def engine_module():
+    try:
+        import pyfer.engine as m
+
+        m.Engine  # noqa: B018
+    except (ImportError, AttributeError) as e:
+        pytest.skip(f"the compiled pyfer engine is not available ({e}); build it with pip install -e .")
+    return m
+
+
+@pytest.fixture(scope="session")
+def recognizer(engine_module, weights_path):
+    import pyfer
+
+    return pyfer.Recognizer(weights_path, threads=1)
+
+
+def paste(canvas: np.ndarray, face: np.ndarray, x: int, y: int, width: int) -> tuple[int, int, int, int]:
+    """Paste a (tight) SFEW ``face`` resized to ``width`` at (x, y), with a 25% edge-replicated
+    surround so that the head has context like in a photo; returns the box of the face itself."""
+    import cv2
+
+    h = round(face.shape[0] * width / face.shape[1])
+    p = width // 4
+    patch = cv2.copyMakeBorder(cv2.resize(face, (width, h), interpolation=cv2.INTER_AREA), p, p, p, p,
+                               cv2.BORDER_REPLICATE)
+    ph, pw = patch.shape[:2]
+    y0, x0 = y - p, x - p
+    sy, sx = max(0, -y0), max(0, -x0)
+    ey, ex = min(ph, canvas.shape[0] - y0), min(pw, canvas.shape[1] - x0)
+    canvas[y0 + sy:y0 + ey, x0 + sx:x0 + ex] = patch[sy:ey, sx:ex]
+    return x, y, width, h
+
+
+def iou(a, b) -> float:
+    from pyfer.video import iou as _iou
+
+    return _iou(a, b)
