@@ -1,0 +1,106 @@
+"""Video: IoU tracking, score smoothing, and a synthetic clip of moving real faces."""
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import paste
+from pyfer import EMOTIONS, Face
+from pyfer.video import IoUTracker, draw_faces, iou, process_video
+
+
+def face(box, k):
+    p = np.full(8, 0.02)
+    p[k] = 1 - 0.02 * 7
+    return Face(box=box, label=EMOTIONS[k], scores=dict(zip(EMOTIONS, p.tolist())), confidence=float(p[k]))
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_tracker_ids_and_smoothing():
+    tr = IoUTracker(alpha=0.4, max_missed=2)
+    ids = []
+    for t in range(6):
+        # face A drifts right; face B stays; A's label flickers to "anger" in frame 3 only
+        out = tr.update([face((100 + 4 * t, 50, 80, 80), 4 if t == 3 else 1), face((400, 60, 90, 90), 0)])
+        ids.append([tid for tid, _ in out])
+        if t == 3:
+            assert out[0][1].label == "happiness"  # smoothed: one odd frame does not flip the label
+            assert out[0][1].scores["anger"] > 0.02  # ...but it does move the scores
+            assert sum(out[0][1].scores.values()) == pytest.approx(1.0)
+    assert all(i == ids[0] for i in ids) and len(set(ids[0])) == 2
+    # a face far away is a new track; unmatched tracks die after max_missed frames
+    out = tr.update([face((10, 300, 60, 60), 2)])
+    assert out[0][0] not in ids[0]
+    for _ in range(3):
+        tr.update([])
+    assert tr.tracks == []
+
+
+def test_draw_faces_gray_and_color():
+    f = face((10, 10, 50, 50), 1)
+    for img in (np.zeros((100, 120), np.uint8), np.zeros((100, 120, 3), np.uint8), np.zeros((100, 120, 4), np.uint8)):
+        out = draw_faces(img, [f], [7])
+        assert out.shape == (100, 120, 3) and out.any()
+    assert not img.any()  # input untouched
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, sfew_faces):
+    """24 frames, 320x240 @ 12 fps: two real SFEW faces moving in opposite directions."""
+    path = tmp_path_factory.mktemp("video") / "faces.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (320, 240))
+    assert w.isOpened()
+    truth = []
+    for t in range(24):
+        frame = np.full((240, 320, 3), 80, np.uint8)
+        a = paste(frame, sfew_faces[0], 30 + t, 30 + 2 * t, 80)
+        b = paste(frame, sfew_faces[2], 200 - t, 90 - 2 * t, 80)
+        truth.append((a, b))
+        w.write(frame)
+    w.release()
+    return path, truth
+
+
+def test_video_end_to_end(recognizer, clip, tmp_path):
+    path, truth = clip
+    sink = io.StringIO()
+    out = tmp_path / "annotated.mp4"
+    stats = process_video(str(path), recognizer, out=str(out), jsonl=sink, progress=False)
+    assert stats["frames"] == 24 and stats["fps"] > 0
+    lines = [json.loads(s) for s in sink.getvalue().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(24))
+    # both faces found in most frames, each keeping one track id
+    per_frame = [len(r["faces"]) for r in lines]
+    assert np.mean([n == 2 for n in per_frame]) > 0.7, per_frame
+    ids = [f["id"] for r in lines for f in r["faces"]]
+    top2 = sorted(np.bincount(ids))[-2:]
+    assert sum(top2) >= 0.9 * len(ids), ids
+    for r in lines:
+        for f in r["faces"]:
+            assert sum(f["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert f["label"] in EMOTIONS
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 24
+
+
+def test_video_max_frames_and_bad_source(recognizer, clip, tmp_path):
+    stats = process_video(str(clip[0]), recognizer, max_frames=5, progress=True)
+    assert stats["frames"] == 5
+    with pytest.raises(ValueError, match="cannot open"):
+        process_video(str(tmp_path / "missing.mp4"), recognizer)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(ValueError, match="cannot open"):
+        process_video(str(bad), recognizer)
