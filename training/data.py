@@ -1,0 +1,296 @@
+"""Data sets for training and evaluation: FERPlus (release layout), CSV manifests, RAF-DB basic.
+
+Every loader returns a :class:`FaceSet`: uint8 faces already resized by
+``pyfer.preprocess.resize_face`` (the one preprocessing definition), integer labels in
+``EMOTIONS`` order, and per-image target distributions (one-hot, or FERPlus vote shares).
+Decoded images are cached as ``.npz`` (default ``<repo>/.cache``, override with ``PYFER_CACHE``)
+so that later runs do not spend the 2 cores on PNG decoding.
+
+Augmentation (:func:`augment`) runs on batches of tensors, on whatever device trains.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pyfer.preprocess import EMOTIONS, PreprocessSpec, resize_face, to_gray
+
+FERPLUS_COLUMNS = (*EMOTIONS, "unknown", "NF")
+FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
+RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger",
+                7: "neutral"}
+LABEL_ALIASES = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
+                 "disgusted": "disgust", "fearful": "fear", "neutrality": "neutral"}
+
+
+class DataError(ValueError):
+    """A data set problem, with the file (and line) it comes from."""
+
+
+@dataclass
+class FaceSet:
+    images: np.ndarray    # (N, S, S) uint8
+    labels: np.ndarray    # (N,) int64, index into EMOTIONS
+    targets: np.ndarray   # (N, 8) float32 target distribution (vote shares or one-hot)
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx) -> "FaceSet":
+        idx = np.asarray(idx)
+        return FaceSet(self.images[idx], self.labels[idx], self.targets[idx], [self.names[i] for i in idx])
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(EMOTIONS))
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("PYFER_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _read_gray(path: Path, where: str) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise DataError(f"{where}: image file not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise DataError(f"{where}: cannot decode image {path}")
+    if img.dtype != np.uint8:  # 16-bit PNGs and the like
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+    return to_gray(img)
+
+
+def _decode_all(paths: list[Path], wheres: list[str], desc: str) -> list[np.ndarray]:
+    from tqdm import tqdm
+
+    return [_read_gray(p, w) for p, w in tqdm(list(zip(paths, wheres)), desc=desc, unit="img",
+                                                   leave=False, mininterval=1.0)]
+
+
+# ----------------------------------------------------------------------------------------------
+# FERPlus
+# ----------------------------------------------------------------------------------------------
+def read_ferplus_labels(label_csv: Path) -> tuple[list[str], np.ndarray]:
+    """Parse a FER+ ``label.csv``: returns file names and the (N, 10) vote counts."""
+    if not label_csv.is_file():
+        raise DataError(f"FERPlus label file not found: {label_csv}")
+    names, votes = [], []
+    with open(label_csv, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row:
+                continue
+            if len(row) != 12:
+                raise DataError(f"{label_csv}:{lineno}: expected 12 columns (name, box, 10 vote "
+                                f"counts), got {len(row)}: {row!r}")
+            try:
+                counts = [int(c) for c in row[2:]]
+            except ValueError:
+                raise DataError(f"{label_csv}:{lineno}: vote counts must be integers: {row[2:]!r}") from None
+            if min(counts) < 0:
+                raise DataError(f"{label_csv}:{lineno}: negative vote count: {row[2:]!r}")
+            names.append(row[0])
+            votes.append(counts)
+    if not names:
+        raise DataError(f"{label_csv}: no rows")
+    return names, np.asarray(votes, dtype=np.int64)
+
+
+def majority_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Barsoum et al. 2016 "majority" protocol.
+
+    Drops single votes, keeps an image when its top class has more than half of the remaining
+    votes and is an emotion (not unknown / NF). Returns (keep mask, labels, vote shares over the
+    8 emotions, from the cleaned votes).
+    """
+    clean = np.where(votes <= 1, 0, votes)
+    total = clean.sum(1)
+    top = clean.argmax(1)
+    keep = (clean.max(1) * 2 > total) & (top < len(EMOTIONS))
+    emo = clean[:, : len(EMOTIONS)].astype(np.float32)
+    shares = emo / np.maximum(emo.sum(1, keepdims=True), 1)
+    return keep, top, shares
+
+
+def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
+    """FERPlus ``split`` ("train", "valid", "test") under ``root`` (the release layout)."""
+    root = Path(root)
+    if split not in FERPLUS_SPLITS:
+        raise ValueError(f"split must be one of {sorted(FERPLUS_SPLITS)}, got {split!r}")
+    folder = root / FERPLUS_SPLITS[split]
+    if not folder.is_dir():
+        raise DataError(f"FERPlus folder not found: {folder} (expected the FER+ release layout: "
+                        f"{'/'.join(FERPLUS_SPLITS.values())} each with label.csv)")
+    label_csv = folder / "label.csv"
+    names, votes = read_ferplus_labels(label_csv)
+    keep, labels, shares = majority_protocol(votes)
+    idx = np.flatnonzero(keep)
+    names = [names[i] for i in idx]
+
+    # keyed by the label file's content, so a copy of the data set elsewhere reuses the cache
+    key = hashlib.sha1(label_csv.read_bytes()).hexdigest()[:12]
+    cache = cache_dir() / f"ferplus_{split}_{key}.npz"
+    if cache.is_file():
+        raw = np.load(cache)["images"]
+    else:
+        wheres = [f"{label_csv}:{i + 1}" for i in idx]
+        decoded = _decode_all([folder / n for n in names], wheres, f"decode FERPlus {split}")
+        raw = np.stack([resize_face(d, 48) for d in decoded])
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, images=raw)
+        tmp.replace(cache)
+    images = np.stack([resize_face(im, prep.input_size) for im in raw])
+    return FaceSet(images, labels[idx].astype(np.int64), shares[idx], names)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic manifest and RAF-DB
+# ----------------------------------------------------------------------------------------------
+def label_index(name: str, where: str) -> int:
+    key = LABEL_ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key not in EMOTIONS:
+        raise DataError(f"{where}: unknown label {name!r}; expected one of {', '.join(EMOTIONS)}")
+    return EMOTIONS.index(key)
+
+
+def _faceset(paths, labels, wheres, prep: PreprocessSpec, desc: str) -> FaceSet:
+    decoded = _decode_all(paths, wheres, desc)
+    images = np.stack([resize_face(d, prep.input_size) for d in decoded])
+    labels = np.asarray(labels, dtype=np.int64)
+    onehot = np.eye(len(EMOTIONS), dtype=np.float32)[labels]
+    return FaceSet(images, labels, onehot, [str(p) for p in paths])
+
+
+def load_manifest(csv_path: str | Path, root: str | Path | None, prep: PreprocessSpec) -> FaceSet:
+    """CSV with a ``path,label`` header; paths relative to ``root`` (default: the CSV's folder)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"manifest not found: {csv_path}")
+    root = Path(root) if root is not None else csv_path.parent
+    if not root.is_dir():
+        raise DataError(f"manifest root folder not found: {root}")
+    paths, labels, wheres = [], [], []
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header[:2]] != ["path", "label"]:
+            raise DataError(f"{csv_path}:1: expected a 'path,label' header, got {header!r}")
+        for lineno, row in enumerate(reader, 2):
+            if not row:
+                continue
+            where = f"{csv_path}:{lineno}"
+            if len(row) < 2:
+                raise DataError(f"{where}: expected 'path,label', got {row!r}")
+            labels.append(label_index(row[1], where))
+            paths.append(root / row[0])
+            wheres.append(where)
+    if not paths:
+        raise DataError(f"{csv_path}: no rows")
+    return _faceset(paths, labels, wheres, prep, f"decode {csv_path.name}")
+
+
+def load_rafdb(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
+    """RAF-DB basic: ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/<name>_aligned.jpg``."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise ValueError(f"RAF-DB split must be 'train' or 'test', got {split!r}")
+    list_file = root / "EmoLabel" / "list_patition_label.txt"
+    if not list_file.is_file():
+        raise DataError(f"RAF-DB label list not found: {list_file}")
+    paths, labels, wheres = [], [], []
+    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{list_file}:{lineno}"
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB_LABELS:
+            raise DataError(f"{where}: expected '<name>.jpg <1-7>', got {line!r}")
+        if not parts[0].startswith(split + "_"):
+            continue
+        stem, ext = os.path.splitext(parts[0])
+        paths.append(root / "Image" / "aligned" / f"{stem}_aligned{ext}")
+        labels.append(EMOTIONS.index(RAFDB_LABELS[int(parts[1])]))
+        wheres.append(where)
+    if not paths:
+        raise DataError(f"{list_file}: no {split} rows")
+    return _faceset(paths, labels, wheres, prep, f"decode RAF-DB {split}")
+
+
+def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: str | None = None) -> FaceSet:
+    """``ferplus:DIR``, ``rafdb:DIR``, or a manifest CSV path (with optional ``root``)."""
+    kind, _, path = source.partition(":")
+    if kind == "ferplus" and path:
+        return load_ferplus(path, split, prep)
+    if kind == "rafdb" and path:
+        return load_rafdb(path, "test" if split == "valid" else split, prep)
+    return load_manifest(source, root, prep)
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentation (batched tensors, any device)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AugmentSpec:
+    max_rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    max_shift: float = 0.08        # fraction of the image size
+    flip: bool = True
+    brightness: float = 0.2        # +- in units of the [0, 1] intensity range
+    contrast: tuple[float, float] = (0.8, 1.2)
+    erase_prob: float = 0.25       # random erasing of one rectangle (occlusion robustness)
+
+
+def augment(x_u8, prep: PreprocessSpec, spec: AugmentSpec, gen):
+    """uint8 (B, 1, S, S) tensor -> augmented, normalised float32 tensor, seeded by ``gen``."""
+    import torch
+    import torch.nn.functional as F
+
+    b = x_u8.shape[0]
+    dev = x_u8.device
+    x = x_u8.float() / 255.0
+
+    def rand(*shape):
+        return torch.rand(*shape, device=dev, generator=gen)
+
+    angle = (rand(b) * 2 - 1) * math.radians(spec.max_rotate_deg)
+    scale = spec.scale[0] + rand(b) * (spec.scale[1] - spec.scale[0])
+    shift = (rand(b, 2) * 2 - 1) * spec.max_shift * 2  # affine_grid coordinates span [-1, 1]
+    flip = torch.where(rand(b) < 0.5, -1.0, 1.0) if spec.flip else torch.ones(b, device=dev)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    mean = x.mean((1, 2, 3), keepdim=True)
+    contrast = spec.contrast[0] + rand(b, 1, 1, 1) * (spec.contrast[1] - spec.contrast[0])
+    bright = (rand(b, 1, 1, 1) * 2 - 1) * spec.brightness
+    x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
+
+    if spec.erase_prob > 0:
+        s = x.shape[-1]
+        ys = torch.arange(s, device=dev).view(1, s, 1)
+        xs = torch.arange(s, device=dev).view(1, 1, s)
+        h = (rand(b) * 0.3 + 0.1) * s
+        w = (rand(b) * 0.3 + 0.1) * s
+        y0 = rand(b) * (s - h)
+        x0 = rand(b) * (s - w)
+        box = ((ys >= y0.view(-1, 1, 1)) & (ys < (y0 + h).view(-1, 1, 1)) &
+               (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + w).view(-1, 1, 1)))
+        box &= (rand(b) < spec.erase_prob).view(-1, 1, 1)
+        x = torch.where(box.unsqueeze(1), rand(b, 1, 1, 1).expand_as(x), x)
+    return (x - prep.mean) / prep.std
+
+
+def to_model_input(x_u8, prep: PreprocessSpec):
+    """uint8 (B, 1, S, S) tensor -> normalised float32, without augmentation (evaluation)."""
+    return (x_u8.float() / 255.0 - prep.mean) / prep.std
