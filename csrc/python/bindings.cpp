@@ -1,11 +1,179 @@
-// Placeholder binding until the engine lands: proves the compiled build is real.
+// pybind11 module pyfer._engine: a thin layer over the C++ core (csrc/core). Validation of
+// arrays happens here (the Python wrapper pyfer/engine.py converts dtypes first); errors map to
+// FileNotFoundError / ValueError / TypeError, the GIL is released while the engine computes.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <mutex>
+#include <sstream>
+
+#include "../core/engine.hpp"
+#include "../tests/checks.hpp"
+
 namespace py = pybind11;
-PYBIND11_MODULE(_engine, m) {
-    m.def("build_info", []() {
+using namespace pyfer;
+
+#ifndef PYFER_VERSION
+#define PYFER_VERSION "0.1.0"
+#endif
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+    std::ostringstream o;
+    o << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) o << (i ? ", " : "") << a.shape(i);
+    if (a.ndim() == 1) o << ",";
+    o << ")";
+    return o.str();
+}
+
+class PyEngine {
+public:
+    PyEngine(const std::string& path, const std::string& device, int threads, const std::string& isa) {
+        backend_ = make_backend(path, device, threads, isa);
+    }
+
+    py::array_t<float> forward(const py::array& x) {
+        const Model& m = backend_->model();
+        if (!py::isinstance<py::array_t<float>>(x) || x.dtype().kind() != 'f' || x.itemsize() != 4)
+            throw py::type_error("Engine.forward expects a float32 array, got dtype " +
+                                 std::string(py::str(x.dtype())));
+        const int S = m.input_size, C = m.in_channels;
+        if (x.ndim() != 4)
+            throw py::value_error("Engine.forward expects a 4-D (N, C, H, W) array, got shape " + shape_str(x));
+        if (x.shape(0) == 0) throw py::value_error("Engine.forward got an empty batch (N = 0)");
+        if (x.shape(1) != C)
+            throw py::value_error("expected " + std::to_string(C) + " input channel(s), got shape " + shape_str(x));
+        if (x.shape(2) != S || x.shape(3) != S)
+            throw py::value_error("expected input of shape (N, " + std::to_string(C) + ", " + std::to_string(S) + ", " +
+                                  std::to_string(S) + "), got " + shape_str(x));
+        if (!(x.flags() & py::array::c_style))
+            throw py::value_error("Engine.forward expects a C-contiguous array (use numpy.ascontiguousarray)");
+        if (x.shape(0) > (1 << 24)) throw py::value_error("batch too large");
+        const int n = int(x.shape(0));
+        py::array_t<float> out({py::ssize_t(n), py::ssize_t(m.num_classes)});
+        const float* src = static_cast<const float*>(x.data());
+        float* dst = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lk(mu_);
+            backend_->forward(src, n, dst);
+        }
+        return out;
+    }
+
+    py::dict info() const {
+        const Model& m = backend_->model();
         py::dict d;
-        d["version"] = "0.1.0";
-        d["cuda"] = false;
+        d["architecture"] = m.arch;
+        d["stem"] = m.stem;
+        d["input_size"] = m.input_size;
+        d["input_shape"] = py::make_tuple(m.in_channels, m.input_size, m.input_size);
+        d["in_channels"] = m.in_channels;
+        d["num_classes"] = m.num_classes;
+        d["device"] = backend_->device();
+        d["isa"] = backend_->isa();
+        d["threads"] = backend_->threads();
+        d["gflops_per_image"] = m.total_flops() / 1e9;
+        d["weights"] = m.path;
+        if (auto* c = dynamic_cast<CpuEngine*>(backend_.get())) d["group"] = c->group();
         return d;
+    }
+
+    py::list profile(const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int reps) {
+        auto* c = dynamic_cast<CpuEngine*>(backend_.get());
+        if (!c) throw py::value_error("profiling needs the CPU backend");
+        const Model& m = backend_->model();
+        const size_t img = size_t(m.in_channels) * m.input_size * m.input_size;
+        if (x.ndim() != 4 || size_t(x.size()) < img || size_t(x.size()) % img != 0)
+            throw py::value_error("profile expects an (N, C, H, W) array matching the model input");
+        std::vector<BlockTiming> t;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lk(mu_);
+            t = c->profile(x.data(), int(x.size() / img), reps);
+        }
+        py::list out;
+        for (auto& b : t) {
+            py::dict d;
+            d["name"] = b.name; d["kind"] = b.kind; d["seconds"] = b.seconds; d["flops"] = b.flops;
+            out.append(d);
+        }
+        return out;
+    }
+
+    const Model& model() const { return backend_->model(); }
+
+private:
+    std::unique_ptr<Backend> backend_;
+    std::mutex mu_;
+};
+
+py::dict build_info() {
+    py::dict d;
+    d["version"] = PYFER_VERSION;
+    py::dict isa;
+    py::list compiled;
+    compiled.append("portable");
+    if (compiled_avx2()) compiled.append("avx2");
+    isa["compiled"] = compiled;
+    isa["detected"] = cpu_has_avx2_fma() ? "avx2" : "portable";
+    isa["selected"] = kernels_select("auto").name;
+    d["isa"] = isa;
+    d["cuda"] = cuda_compiled();
+#if defined(__clang__)
+    d["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+    d["compiler"] = "gcc " __VERSION__;
+#endif
+    return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+    m.doc() = "pyfer C++ inference engine (see pyfer.engine for the public wrapper)";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const FileNotFound& e) {
+            PyErr_SetString(PyExc_FileNotFoundError, e.what());
+        } catch (const FormatError& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
     });
+
+    py::class_<PyEngine>(m, "Engine")
+        .def(py::init<const std::string&, const std::string&, int, const std::string&>(), py::arg("path"),
+             py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("isa") = "auto")
+        .def("forward", &PyEngine::forward, py::arg("x"))
+        .def("info", &PyEngine::info)
+        .def("profile", &PyEngine::profile, py::arg("x"), py::arg("reps") = 5)
+        .def_property_readonly("meta_json", [](const PyEngine& e) { return e.model().meta_json; })
+        .def_property_readonly("class_names", [](const PyEngine& e) { return e.model().class_names; })
+        .def_property_readonly("num_classes", [](const PyEngine& e) { return e.model().num_classes; })
+        .def_property_readonly("input_shape", [](const PyEngine& e) {
+            const Model& mm = e.model();
+            return py::make_tuple(mm.in_channels, mm.input_size, mm.input_size);
+        });
+    m.def("build_info", &build_info);
+
+    auto t = m.def_submodule("_testing", "kernel self-checks vs the csrc/ref reference (tests only)");
+    t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
+          py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
+          py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("seed") = 0);
+    t.def("avgpool", &checks::avgpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("seed") = 0);
+    t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),
+          py::arg("seed") = 0);
+    t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
+          py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
+          py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
 }

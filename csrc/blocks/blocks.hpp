@@ -1,0 +1,38 @@
+// Fused network blocks. Each runs one block for images [0, n) of a group held in padded NHWC
+// views (pad 1, zero border), calling only the kernel table (so every backend gets the same
+// fusion), and keeps its intermediates in a per-worker Workspace.
+#pragma once
+#include "../core/model.hpp"
+#include "../kernels/kernels.hpp"
+
+namespace pyfer {
+
+enum Slot {
+    S_IN = 0, S_ACT0, S_ACT1, S_BAND, S_P, S_D, S_B1, S_T1, S_SC, S_X, S_Y, S_TA, S_TB, S_FEAT, S_NSLOTS
+};
+
+struct Workspace {
+    AlignedBuf buf[S_NSLOTS];
+    float* get(Slot s, size_t n) {
+        buf[s].resize(n);
+        return buf[s].data();
+    }
+};
+
+// Stem kxk conv + bias + ReLU + 3x3/2 max pool, row-band streamed (the full-resolution conv
+// output is never materialised). x: NCHW input of n images. out: padded view (pad 1).
+void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int in_size, Workspace& ws,
+                  const View& out);
+// ShuffleNetV2 units, one pass per row block (see shuffle_unit.cpp).
+void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out,
+                          Workspace& ws);
+void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out,
+                           Workspace& ws);
+// ResNet basic block and FFE module (see resnet_blocks.cpp).
+void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out,
+                         Workspace& ws);
+void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out, Workspace& ws);
+// Head: [conv5 1x1+ReLU fused with] global average pool, then the classifier. logits: [n][classes].
+void head_forward(const Kernels& K, const Model& m, const View& in, int n, int h, Workspace& ws, float* logits);
+
+}  // namespace pyfer

@@ -1,0 +1,100 @@
+// Fused ShuffleNetV2 units, one pass over the image in blocks of RB output rows.
+//
+// Basic unit (stride 1, C channels, half = C/2), per row block [oy0, oy1):
+//   1. pw1 (1x1 + BN + ReLU) on the input channels [half, C) — the split is just a channel
+//      offset in the input View — for the rows not yet computed up to oy1 (+1 halo row), into a
+//      zero-padded per-image buffer P (rows are produced in order, each exactly once);
+//   2. dw 3x3 + BN over P -> row-block buffer D;
+//   3. pw2 (1x1 + BN + ReLU) over D with the "shuffle store" epilogue: output channel 2j <- x1[j]
+//      (input channel j, the identity half), 2j+1 <- branch[j]. Concat + channel_shuffle(2) are
+//      thus a store pattern; no shuffle pass and no concat buffer.
+// Down-sampling unit (stride 2): per row block, branch1 = dw3x3/2 + BN (input -> D) then
+//   1x1 + BN + ReLU (D -> B1 row buffer); branch2 as above but pw1 reads all input channels and
+//   dw has stride 2; the final store interleaves B1 (even channels) with branch2 (odd channels).
+// RB is chosen so a row block holds >= ~24 pixels (good micro-kernel tiles on 4x4 maps).
+#include <algorithm>
+
+#include "blocks.hpp"
+
+namespace pyfer {
+
+static int row_block(int w, int h) { return std::min(h, std::max(1, (24 + w - 1) / w)); }
+
+static View rows_view(float* buf, int w, int c, int row0) {  // dense rows, row `row0` at buf
+    View v;
+    v.ps = c; v.rs = ptrdiff_t(w) * c; v.ns = 0;
+    v.p = buf - ptrdiff_t(row0) * v.rs;
+    return v;
+}
+
+void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
+                           Workspace& ws) {
+    const Conv &pw1 = b.convs[0], &dw = b.convs[1], &pw2 = b.convs[2];
+    const int C = b.cout, half = C / 2, W = H;
+    const int RB = row_block(W, H);
+    float* pbuf = ws.get(S_P, padded_size(1, H, W, half, 1));
+    View P = padded_view(pbuf, H, W, half, 1);
+    P.ns = 0;
+    zero_border(P, 1, H, W, half, 1);
+    float* dbuf = ws.get(S_D, size_t(RB) * W * half);
+    for (int i = 0; i < n; ++i) {
+        int done = 0;
+        for (int oy0 = 0; oy0 < H; oy0 += RB) {
+            const int oy1 = std::min(H, oy0 + RB);
+            const int need = std::min(H, oy1 + 1);
+            if (done < need) {
+                Epilogue e1;
+                e1.out = P; e1.relu = true;
+                K.conv(pw1.pc, in.ch(half), i, i + 1, done, need, W, e1);
+                done = need;
+            }
+            View D = rows_view(dbuf, W, half, oy0);
+            K.dw3x3(dw.pd, P, i, i + 1, oy0, oy1, W, D, false);
+            Epilogue e2;
+            e2.out = out; e2.relu = true; e2.shuf = in;
+            K.conv(pw2.pc, D, i, i + 1, oy0, oy1, W, e2);
+        }
+    }
+}
+
+void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
+                          Workspace& ws) {
+    const Conv &b1dw = b.convs[0], &b1pw = b.convs[1], &pw1 = b.convs[2], &dw = b.convs[3], &pw2 = b.convs[4];
+    const int cin = b.cin, half = b.cout / 2, W = H;
+    const int Ho = (H - 1) / 2 + 1, Wo = Ho;
+    const int RB = row_block(Wo, Ho);
+    float* pbuf = ws.get(S_P, padded_size(1, H, W, half, 1));
+    View P = padded_view(pbuf, H, W, half, 1);
+    P.ns = 0;
+    zero_border(P, 1, H, W, half, 1);
+    float* dbuf = ws.get(S_D, size_t(RB) * Wo * std::max(cin, half));
+    float* b1buf = ws.get(S_B1, size_t(RB) * Wo * half);
+    for (int i = 0; i < n; ++i) {
+        int done = 0;
+        for (int oy0 = 0; oy0 < Ho; oy0 += RB) {
+            const int oy1 = std::min(Ho, oy0 + RB);
+            // branch 1
+            View D1 = rows_view(dbuf, Wo, cin, oy0);
+            K.dw3x3(b1dw.pd, in, i, i + 1, oy0, oy1, Wo, D1, false);
+            View B1 = rows_view(b1buf, Wo, half, oy0);
+            Epilogue e1;
+            e1.out = B1; e1.relu = true;
+            K.conv(b1pw.pc, D1, i, i + 1, oy0, oy1, Wo, e1);
+            // branch 2
+            const int need = std::min(H, 2 * oy1);
+            if (done < need) {
+                Epilogue e0;
+                e0.out = P; e0.relu = true;
+                K.conv(pw1.pc, in, i, i + 1, done, need, W, e0);
+                done = need;
+            }
+            View D2 = rows_view(dbuf, Wo, half, oy0);
+            K.dw3x3(dw.pd, P, i, i + 1, oy0, oy1, Wo, D2, false);
+            Epilogue e2;
+            e2.out = out; e2.relu = true; e2.shuf = B1;
+            K.conv(pw2.pc, D2, i, i + 1, oy0, oy1, Wo, e2);
+        }
+    }
+}
+
+}  // namespace pyfer

@@ -1,0 +1,57 @@
+// Fused stem: conv kxk/s + BN(folded) + ReLU + 3x3/2 max pool (pad 1).
+//
+// The input (NCHW, C = 1 or 3) is first written into a zero-padded NHWC buffer (pad k/2). The
+// max pool is computed in bands of BAND output rows: the conv rows the band needs
+// (2*py0-1 .. 2*py1-1) are produced into a small band buffer (zero padded by one column on each
+// side; rows outside the conv output are zero rows), then pooled straight into the output. ReLU
+// makes every conv value >= 0, so zero padding is equivalent to max pool's -inf padding. One
+// conv row per band is recomputed (the shared halo row); the full-resolution map never exists.
+#include <algorithm>
+
+#include "blocks.hpp"
+
+namespace pyfer {
+
+void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S, Workspace& ws, const View& out) {
+    const int k = c.k, s = c.stride, pad = k / 2, cin = c.cin, C = c.cout;
+    const int H1 = (S + 2 * pad - k) / s + 1;
+    const int H2 = (H1 - 1) / 2 + 1;
+    float* inb = ws.get(S_IN, padded_size(n, S, S, cin, pad));
+    View iv = padded_view(inb, S, S, cin, pad);
+    zero_border(iv, n, S, S, cin, pad);
+    for (int i = 0; i < n; ++i)
+        for (int ch = 0; ch < cin; ++ch)
+            for (int y = 0; y < S; ++y) {
+                const float* src = x + ((size_t(i) * cin + ch) * S + y) * S;
+                float* dst = iv.at(i, y, 0) + ch;
+                if (cin == 1) std::copy(src, src + S, dst);
+                else for (int xx = 0; xx < S; ++xx) dst[xx * cin] = src[xx];
+            }
+    const int BAND = std::max(1, std::min(H2, 256 / std::max(1, H1)));  // pool rows per band
+    const int brows = 2 * BAND + 1;
+    float* band = ws.get(S_BAND, size_t(brows) * (H1 + 2) * C);
+    const ptrdiff_t brs = ptrdiff_t(H1 + 2) * C;
+    for (int i = 0; i < n; ++i)
+        for (int py0 = 0; py0 < H2; py0 += BAND) {
+            const int py1 = std::min(H2, py0 + BAND);
+            const int r0 = 2 * py0 - 1, r1 = std::min(H1, 2 * py1);  // conv rows [r0, r1) (r0 may be -1)
+            View bv;
+            bv.ps = C; bv.rs = brs; bv.ns = 0;
+            bv.p = band + C - ptrdiff_t(r0) * brs - ptrdiff_t(i) * 0;  // conv row r -> band row r - r0
+            // zero the side columns and any rows of the window outside the conv output
+            for (int r = r0; r < r0 + brows; ++r) {
+                if (r < 0 || r >= r1) std::fill(bv.at(0, r, -1), bv.at(0, r, -1) + (H1 + 2) * C, 0.f);
+                else { std::fill(bv.at(0, r, -1), bv.at(0, r, 0), 0.f); std::fill(bv.at(0, r, H1), bv.at(0, r, H1 + 1), 0.f); }
+            }
+            const int c0 = std::max(0, r0);
+            Epilogue ep;
+            ep.out = bv; ep.out.ns = 0;
+            ep.out.p -= 0;
+            ep.relu = true;
+            // the epilogue addresses image i via ns; the band buffer is per image, so shift by -i*ns (ns=0)
+            K.conv(c.pc, iv, i, i + 1, c0, r1, H1, ep);
+            K.maxpool3s2(bv, C, i, i + 1, py0, py1, H2, out);
+        }
+}
+
+}  // namespace pyfer

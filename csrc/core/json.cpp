@@ -1,0 +1,164 @@
+#include "json.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace pyfer {
+
+const Json* Json::get(const std::string& key) const {
+    if (type != Object) return nullptr;
+    for (auto& kv : obj)
+        if (kv.first == key) return &kv.second;
+    return nullptr;
+}
+
+bool Json::is_int() const {
+    return type == Number && std::isfinite(num) && std::floor(num) == num && std::fabs(num) < 9.0e15;
+}
+
+namespace {
+struct Parser {
+    const char* p;
+    const char* end;
+    [[noreturn]] void fail(const char* what) {
+        throw FormatError(std::string("invalid JSON: ") + what);
+    }
+    void ws() {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+    }
+    bool lit(const char* s) {
+        size_t n = std::strlen(s);
+        if (static_cast<size_t>(end - p) >= n && std::memcmp(p, s, n) == 0) {
+            p += n;
+            return true;
+        }
+        return false;
+    }
+    static void put_utf8(std::string& out, unsigned cp) {
+        if (cp < 0x80) out += char(cp);
+        else if (cp < 0x800) { out += char(0xC0 | (cp >> 6)); out += char(0x80 | (cp & 0x3F)); }
+        else if (cp < 0x10000) {
+            out += char(0xE0 | (cp >> 12)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
+        } else {
+            out += char(0xF0 | (cp >> 18)); out += char(0x80 | ((cp >> 12) & 0x3F));
+            out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
+        }
+    }
+    unsigned hex4() {
+        if (end - p < 4) fail("truncated \\u escape");
+        unsigned v = 0;
+        for (int i = 0; i < 4; ++i) {
+            char c = *p++;
+            v <<= 4;
+            if (c >= '0' && c <= '9') v |= unsigned(c - '0');
+            else if (c >= 'a' && c <= 'f') v |= unsigned(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F') v |= unsigned(c - 'A' + 10);
+            else fail("bad \\u escape");
+        }
+        return v;
+    }
+    std::string string() {
+        if (p >= end || *p != '"') fail("expected string");
+        ++p;
+        std::string out;
+        while (true) {
+            if (p >= end) fail("unterminated string");
+            char c = *p++;
+            if (c == '"') break;
+            if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
+            if (c != '\\') { out += c; continue; }
+            if (p >= end) fail("unterminated escape");
+            char e = *p++;
+            switch (e) {
+                case '"': out += '"'; break;
+                case '\\': out += '\\'; break;
+                case '/': out += '/'; break;
+                case 'b': out += '\b'; break;
+                case 'f': out += '\f'; break;
+                case 'n': out += '\n'; break;
+                case 'r': out += '\r'; break;
+                case 't': out += '\t'; break;
+                case 'u': {
+                    unsigned cp = hex4();
+                    if (cp >= 0xD800 && cp < 0xDC00) {
+                        if (!lit("\\u")) fail("lone surrogate");
+                        unsigned lo = hex4();
+                        if (lo < 0xDC00 || lo >= 0xE000) fail("bad surrogate pair");
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    }
+                    put_utf8(out, cp);
+                    break;
+                }
+                default: fail("bad escape");
+            }
+        }
+        return out;
+    }
+    Json value(int depth) {
+        if (depth > 64) fail("nesting too deep");
+        ws();
+        if (p >= end) fail("unexpected end");
+        Json j;
+        char c = *p;
+        if (c == '{') {
+            ++p;
+            j.type = Json::Object;
+            ws();
+            if (p < end && *p == '}') { ++p; return j; }
+            while (true) {
+                ws();
+                std::string k = string();
+                ws();
+                if (p >= end || *p != ':') fail("expected ':'");
+                ++p;
+                j.obj.emplace_back(std::move(k), value(depth + 1));
+                ws();
+                if (p < end && *p == ',') { ++p; continue; }
+                if (p < end && *p == '}') { ++p; break; }
+                fail("expected ',' or '}'");
+            }
+        } else if (c == '[') {
+            ++p;
+            j.type = Json::Array;
+            ws();
+            if (p < end && *p == ']') { ++p; return j; }
+            while (true) {
+                j.arr.push_back(value(depth + 1));
+                ws();
+                if (p < end && *p == ',') { ++p; continue; }
+                if (p < end && *p == ']') { ++p; break; }
+                fail("expected ',' or ']'");
+            }
+        } else if (c == '"') {
+            j.type = Json::String;
+            j.str = string();
+        } else if (lit("true")) { j.type = Json::Bool; j.b = true; }
+        else if (lit("false")) { j.type = Json::Bool; j.b = false; }
+        else if (lit("null")) { j.type = Json::Null; }
+        else if (c == '-' || (c >= '0' && c <= '9')) {
+            const char* s = p;
+            if (*p == '-') ++p;
+            while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-')) ++p;
+            std::string tok(s, p);
+            char* stop = nullptr;
+            j.type = Json::Number;
+            j.num = std::strtod(tok.c_str(), &stop);
+            if (stop != tok.c_str() + tok.size()) fail("bad number");
+        } else {
+            fail("unexpected character");
+        }
+        return j;
+    }
+};
+}  // namespace
+
+Json Json::parse(const char* data, size_t len) {
+    Parser ps{data, data + len};
+    Json j = ps.value(0);
+    ps.ws();
+    if (ps.p != ps.end) ps.fail("trailing characters");
+    return j;
+}
+
+}  // namespace pyfer

@@ -1,0 +1,184 @@
+#include "safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+namespace pyfer {
+
+int64_t TensorInfo::numel() const {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+}
+
+float half_to_float(uint16_t h) {
+    uint32_t sign = uint32_t(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F;
+    uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else {  // subnormal: renormalise
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; --exp; }
+            man &= 0x3FF;
+            bits = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+void SafeTensors::fail(const std::string& msg) const {
+    throw FormatError(path_ + ": " + msg);
+}
+
+static size_t dtype_size(const std::string& d) {
+    if (d == "F32" || d == "I32" || d == "U32") return 4;
+    if (d == "F16" || d == "BF16" || d == "I16" || d == "U16") return 2;
+    if (d == "F64" || d == "I64" || d == "U64") return 8;
+    if (d == "I8" || d == "U8" || d == "BOOL" || d == "F8_E4M3" || d == "F8_E5M2") return 1;
+    return 0;
+}
+
+SafeTensors::SafeTensors(const std::string& path) : path_(path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR) throw FileNotFound("no weights file at " + path);
+        throw FormatError(path + ": cannot open: " + std::strerror(e));
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw FormatError(path + ": not a regular file");
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ < 8) {
+        ::close(fd);
+        fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
+    }
+    map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (map_ == MAP_FAILED) {
+        map_ = nullptr;
+        fail("mmap failed");
+    }
+    try {
+        const uint8_t* base = static_cast<const uint8_t*>(map_);
+        uint64_t hlen = 0;
+        for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
+        if (hlen == 0 || hlen > size_ - 8 || hlen > (100u << 20))
+            fail("corrupt header: header length " + std::to_string(hlen) + " does not fit in a " +
+                 std::to_string(size_) + "-byte file (truncated or not a safetensors file)");
+        Json h;
+        try {
+            h = Json::parse(reinterpret_cast<const char*>(base + 8), static_cast<size_t>(hlen));
+        } catch (const FormatError& e) {
+            fail(std::string("corrupt header: ") + e.what());
+        }
+        if (h.type != Json::Object) fail("corrupt header: not a JSON object");
+        const uint8_t* data = base + 8 + hlen;
+        const size_t data_size = size_ - 8 - hlen;
+        for (auto& kv : h.obj) {
+            if (kv.first == "__metadata__") {
+                if (kv.second.type != Json::Object) fail("__metadata__ is not an object");
+                for (auto& m : kv.second.obj) {
+                    if (m.second.type != Json::String) fail("metadata value for '" + m.first + "' is not a string");
+                    meta_[m.first] = m.second.str;
+                }
+                continue;
+            }
+            const Json& t = kv.second;
+            const Json* dt = t.get("dtype");
+            const Json* sh = t.get("shape");
+            const Json* off = t.get("data_offsets");
+            if (!dt || dt->type != Json::String || !sh || sh->type != Json::Array || !off ||
+                off->type != Json::Array || off->arr.size() != 2)
+                fail("corrupt header entry for tensor '" + kv.first + "'");
+            TensorInfo ti;
+            ti.dtype = dt->str;
+            size_t es = dtype_size(ti.dtype);
+            if (es == 0) fail("tensor '" + kv.first + "' has unknown dtype " + ti.dtype);
+            uint64_t numel = 1;
+            for (auto& d : sh->arr) {
+                if (!d.is_int() || d.num < 0 || d.num > 1e12) fail("tensor '" + kv.first + "' has a bad shape");
+                ti.shape.push_back(d.as_int());
+                numel *= static_cast<uint64_t>(d.as_int());
+                if (numel > (uint64_t(1) << 40)) fail("tensor '" + kv.first + "' is too large");
+            }
+            for (auto& o : off->arr)
+                if (!o.is_int() || o.num < 0) fail("tensor '" + kv.first + "' has bad data offsets");
+            uint64_t b = static_cast<uint64_t>(off->arr[0].as_int());
+            uint64_t e = static_cast<uint64_t>(off->arr[1].as_int());
+            if (b > e || e > data_size)
+                fail("tensor '" + kv.first + "' data [" + std::to_string(b) + ", " + std::to_string(e) +
+                     ") lies outside the file's " + std::to_string(data_size) + " data bytes (truncated file?)");
+            if (e - b != numel * es)
+                fail("tensor '" + kv.first + "' byte size " + std::to_string(e - b) + " does not match its shape and dtype");
+            ti.data = data + b;
+            ti.nbytes = static_cast<size_t>(e - b);
+            tensors_[kv.first] = std::move(ti);
+        }
+    } catch (...) {
+        ::munmap(map_, size_);
+        map_ = nullptr;
+        throw;
+    }
+}
+
+SafeTensors::~SafeTensors() {
+    if (map_) ::munmap(map_, size_);
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+    std::ostringstream o;
+    o << "(";
+    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+    if (s.size() == 1) o << ",";
+    o << ")";
+    return o.str();
+}
+
+std::vector<float> SafeTensors::get_f32(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) fail("missing tensor '" + name + "' (wrong architecture or incomplete export?)");
+    const TensorInfo& t = it->second;
+    if (t.shape != shape)
+        fail("tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(shape) +
+             " (wrong architecture/num_classes/in_channels in metadata?)");
+    size_t n = static_cast<size_t>(t.numel());
+    std::vector<float> out(n);
+    if (t.dtype == "F32") {
+        std::memcpy(out.data(), t.data, n * 4);
+    } else if (t.dtype == "F16") {
+        for (size_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, t.data + 2 * i, 2);
+            out[i] = half_to_float(h);
+        }
+    } else if (t.dtype == "BF16") {
+        for (size_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, t.data + 2 * i, 2);
+            uint32_t bits = uint32_t(h) << 16;
+            std::memcpy(&out[i], &bits, 4);
+        }
+    } else {
+        fail("tensor '" + name + "' has dtype " + t.dtype + "; expected F32 (or F16/BF16)");
+    }
+    return out;
+}
+
+}  // namespace pyfer

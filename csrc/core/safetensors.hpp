@@ -1,0 +1,56 @@
+// Memory-mapped safetensors reader.
+//
+// File layout: u64 little-endian header length N, N bytes of JSON header
+// {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {str: str}},
+// then the raw tensor bytes; offsets are relative to the byte after the header.
+// Everything is validated (sizes, offsets within the file, dtype sizes, overflow); errors throw
+// pyfer::FormatError whose message names the file. F32 tensors are used in place (zero copy);
+// F16/BF16 are converted to float32 on request.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "json.hpp"
+
+namespace pyfer {
+
+struct FileNotFound : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct TensorInfo {
+    std::string dtype;            // "F32", "F16", "BF16", ...
+    std::vector<int64_t> shape;
+    const uint8_t* data = nullptr;
+    size_t nbytes = 0;
+    int64_t numel() const;
+};
+
+class SafeTensors {
+public:
+    explicit SafeTensors(const std::string& path);  // throws FileNotFound / FormatError
+    ~SafeTensors();
+    SafeTensors(const SafeTensors&) = delete;
+    SafeTensors& operator=(const SafeTensors&) = delete;
+
+    const std::string& path() const { return path_; }
+    const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+    const std::map<std::string, std::string>& metadata() const { return meta_; }
+    bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+    // Tensor as float32 with the expected shape; throws FormatError on missing/shape/dtype mismatch.
+    std::vector<float> get_f32(const std::string& name, const std::vector<int64_t>& shape) const;
+    [[noreturn]] void fail(const std::string& msg) const;
+
+private:
+    std::string path_;
+    void* map_ = nullptr;
+    size_t size_ = 0;
+    std::map<std::string, TensorInfo> tensors_;
+    std::map<std::string, std::string> meta_;
+};
+
+float half_to_float(uint16_t h);
+
+}  // namespace pyfer

@@ -1,0 +1,58 @@
+// AVX2 pooling: 3x3/2 max pool (pad 1) over non-negative zero-padded NHWC input (8 channels per
+// vector, 9 loads + 8 max per vector, masked store on the channel tail), and global average pool
+// (vector sums over pixels, channels innermost).
+#include <immintrin.h>
+
+#include "../kernels.hpp"
+
+namespace pyfer::avx2 {
+
+static inline __m256i tail_mask(int n) {
+    alignas(32) static const int m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
+}
+
+void maxpool3s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow, const View& out) {
+    const ptrdiff_t rs = in.rs, ps = in.ps;
+    for (int n = n0; n < n1; ++n)
+        for (int oy = oy0; oy < oy1; ++oy)
+            for (int ox = 0; ox < ow; ++ox) {
+                const float* ib = in.at(n, 2 * oy - 1, 2 * ox - 1);
+                float* o = out.at(n, oy, ox);
+                for (int c = 0; c < C; c += 8) {
+                    const float* q = ib + c;
+                    __m256 m = _mm256_max_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + ps));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * ps));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs + ps));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs + 2 * ps));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs + ps));
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs + 2 * ps));
+                    if (C - c >= 8) _mm256_storeu_ps(o + c, m);
+                    else _mm256_maskstore_ps(o + c, tail_mask(C - c), m);
+                }
+            }
+}
+
+void avgpool(const View& in, int C, int N, int H, int W, float* out) {
+    const float scale = 1.f / float(H * W);
+    for (int n = 0; n < N; ++n) {
+        float* o = out + size_t(n) * C;
+        int c = 0;
+        for (; c + 8 <= C; c += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int y = 0; y < H; ++y)
+                for (int x = 0; x < W; ++x) acc = _mm256_add_ps(acc, _mm256_loadu_ps(in.at(n, y, x) + c));
+            _mm256_storeu_ps(o + c, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
+        }
+        for (; c < C; ++c) {
+            float acc = 0.f;
+            for (int y = 0; y < H; ++y)
+                for (int x = 0; x < W; ++x) acc += in.at(n, y, x)[c];
+            o[c] = acc * scale;
+        }
+    }
+}
+
+}  // namespace pyfer::avx2

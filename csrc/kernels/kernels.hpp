@@ -1,0 +1,145 @@
+// Kernel interface shared by every CPU backend (portable, AVX2+FMA).
+//
+// Activation layout: NHWC float32, addressed through a View: element (n, y, x, c) lives at
+//   p + n*ns + y*rs + x*ps + c
+// so a View can describe a channel slice (p offset by the first channel) of a wider tensor,
+// a zero-padded buffer (p points at interior (0,0); borders at y=-1/x=-1 are valid memory), or a
+// single row. Kernels that read a 3x3 / kxk neighbourhood rely on that zero padding instead of
+// bounds checks; kernels never write outside the rows/cols they are asked for.
+//
+// Packed weights (built once at load time by pack_conv / pack_dw):
+//   PackedConv: [coutp/NR][k*k][cin][NR] panels, NR=16 output channels per panel (zero padded
+//     beyond cout), taps in (ky, kx) order, then input channels — the K dimension of an implicit
+//     GEMM (im2col is never materialised; the micro-kernel walks tap pointers).
+//   PackedDW: [9][cp] (cp = c rounded up to 8), tap-major, channels contiguous.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace pyfer {
+
+constexpr int NR = 16;           // output channels per packed panel
+constexpr int SLACK = 64;        // extra floats allocated after every buffer (vector over-reads)
+
+struct AlignedBuf {
+    float* ptr = nullptr;
+    size_t n = 0;
+    AlignedBuf() = default;
+    explicit AlignedBuf(size_t count) { resize(count); }
+    AlignedBuf(const AlignedBuf& o) { *this = o; }
+    AlignedBuf& operator=(const AlignedBuf& o) {
+        if (this != &o) {
+            std::free(ptr); ptr = nullptr; n = 0;
+            if (o.ptr) { resize(o.n); std::memcpy(ptr, o.ptr, (o.n + SLACK) * sizeof(float)); }
+        }
+        return *this;
+    }
+    AlignedBuf(AlignedBuf&& o) noexcept : ptr(o.ptr), n(o.n) { o.ptr = nullptr; o.n = 0; }
+    AlignedBuf& operator=(AlignedBuf&& o) noexcept {
+        if (this != &o) { std::free(ptr); ptr = o.ptr; n = o.n; o.ptr = nullptr; o.n = 0; }
+        return *this;
+    }
+    ~AlignedBuf() { std::free(ptr); }
+    // (Re)allocate to at least count floats (+SLACK), zero filled. Contents are not preserved.
+    void resize(size_t count) {
+        if (count <= n && ptr) return;
+        std::free(ptr);
+        size_t bytes = ((count + SLACK) * sizeof(float) + 63) / 64 * 64;
+        ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (!ptr) throw std::bad_alloc();
+        std::memset(ptr, 0, bytes);
+        n = count;
+    }
+    float* data() const { return ptr; }
+};
+
+struct View {
+    float* p = nullptr;
+    ptrdiff_t ns = 0, rs = 0, ps = 0;
+    float* at(int n, int y, int x) const { return p + n * ns + y * rs + x * ps; }
+    View ch(int off) const { View v = *this; v.p += off; return v; }
+    explicit operator bool() const { return p != nullptr; }
+};
+
+// A dense NHWC view over a buffer of n images of h x w x c with `pad` zero pixels on each side.
+// The buffer must hold padded_size(n, h, w, c, pad) floats.
+inline size_t padded_size(int n, int h, int w, int c, int pad) {
+    return size_t(n) * (h + 2 * pad) * (w + 2 * pad) * c;
+}
+inline View padded_view(float* buf, int h, int w, int c, int pad) {
+    View v;
+    v.ps = c;
+    v.rs = ptrdiff_t(w + 2 * pad) * c;
+    v.ns = ptrdiff_t(h + 2 * pad) * v.rs;
+    v.p = buf + pad * v.rs + pad * v.ps;
+    return v;
+}
+// Zero the `pad`-wide border of n images of a padded view (interior untouched).
+void zero_border(const View& v, int n, int h, int w, int c, int pad);
+
+struct PackedConv {
+    int cin = 0, cout = 0, k = 1, stride = 1, pad = 0, coutp = 0;
+    AlignedBuf w;     // [coutp/NR][k*k][cin][NR]
+    AlignedBuf bias;  // [coutp]
+    size_t kdim() const { return size_t(k) * k * cin; }
+};
+PackedConv pack_conv(const float* oihw, const float* bias, int cout, int cin, int k, int stride);
+
+struct PackedDW {
+    int c = 0, cp = 0, stride = 1;
+    AlignedBuf w;     // [9][cp]
+    AlignedBuf bias;  // [cp]
+};
+PackedDW pack_dw(const float* w_c133, const float* bias, int c, int stride);
+
+// What a conv does with each output value v (= accumulated dot product + bias) of output
+// channel j at pixel (n, y, x):
+//   v += res[j]                                   if res
+//   v = max(v, 0)                                 if relu
+//   out[j] = v   (or out[j] += v if accumulate)    if out and not shuf
+//   out[2j] = shuf[j], out[2j+1] = v              if shuf   (ShuffleNet concat+shuffle store)
+//   out2[j] = v + src2[j]                         if out2   (FFE: next chain input)
+//   pool[n*pool_ns + j] += v * pool_scale          if pool   (global average pool; n relative to n0)
+struct Epilogue {
+    View out;
+    bool relu = false;
+    bool accumulate = false;
+    View res;
+    View shuf;
+    View out2, src2;
+    float* pool = nullptr;
+    float pool_scale = 0.f;
+    ptrdiff_t pool_ns = 0;
+};
+
+struct Kernels {
+    const char* name;
+    // Implicit-GEMM convolution (any k, stride, groups=1) for output rows [oy0, oy1) of images
+    // [n0, n1), output width ow. Input pixel of output (n, oy, ox), tap (ky, kx) is
+    // in.at(n, oy*s - pad + ky, ox*s - pad + kx): `in` must be zero padded by >= pad.
+    void (*conv)(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                 const Epilogue& ep);
+    // Depthwise 3x3 (pad 1, stride w.stride) + bias (+ReLU): in must be zero padded by 1.
+    void (*dw3x3)(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                  const View& out, bool relu);
+    // 3x3/2 max pool, pad 1, over NON-NEGATIVE inputs (post-ReLU) zero padded by 1.
+    void (*maxpool3s2)(const View& in, int c, int n0, int n1, int oy0, int oy1, int ow, const View& out);
+    // Global average pool: out[n*c + j] = mean over h x w.
+    void (*avgpool)(const View& in, int c, int n, int h, int w, float* out);
+    // y[n][o] = b[o] + sum_i x[n][i] * W[o][i]
+    void (*linear)(const float* x, int n, int in_f, const float* w, const float* b, int out_f, float* y);
+};
+
+const Kernels& kernels_portable();
+const Kernels& kernels_avx2();    // only valid where cpu_has_avx2_fma()
+bool cpu_has_avx2_fma();
+bool compiled_avx2();
+// The table the engine uses: AVX2 when the CPU supports it and PYFER_FORCE_PORTABLE is unset/0.
+const Kernels& kernels_select(const std::string& isa = "auto");
+
+}  // namespace pyfer

@@ -1,0 +1,19 @@
+// Kernel table of the portable backend.
+#include "../kernels.hpp"
+
+namespace pyfer {
+namespace portable {
+void conv(const PackedConv&, const View&, int, int, int, int, int, const Epilogue&);
+void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, bool);
+void maxpool3s2(const View&, int, int, int, int, int, int, const View&);
+void avgpool(const View&, int, int, int, int, float*);
+void linear(const float*, int, int, const float*, const float*, int, float*);
+}  // namespace portable
+
+const Kernels& kernels_portable() {
+    static const Kernels k{"portable", portable::conv, portable::dw3x3, portable::maxpool3s2,
+                           portable::avgpool, portable::linear};
+    return k;
+}
+
+}  // namespace pyfer

@@ -1,0 +1,33 @@
+// Plain-loop reference implementation of every op the engine uses. Written for clarity, not speed:
+// dense NHWC tensors with no padding, explicit bounds checks, double-free of any cleverness.
+// Optimised kernels and fused blocks are tested against these (tests/test_kernels.py via the
+// pyfer._engine._testing submodule), and ref_forward runs a whole network with them.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace pyfer::ref {
+
+struct Tensor {  // NHWC, dense
+    int n = 0, h = 0, w = 0, c = 0;
+    std::vector<float> d;
+    Tensor() = default;
+    Tensor(int n_, int h_, int w_, int c_) : n(n_), h(h_), w(w_), c(c_), d(size_t(n_) * h_ * w_ * c_, 0.f) {}
+    float& at(int i, int y, int x, int j) { return d[((size_t(i) * h + y) * w + x) * c + j]; }
+    float at(int i, int y, int x, int j) const { return d[((size_t(i) * h + y) * w + x) * c + j]; }
+};
+
+// weights OIHW ([cout][cin/groups][k][k]), zero padding k/2, optional bias and ReLU
+Tensor conv2d(const Tensor& x, const float* w, const float* b, int cout, int k, int stride, int groups, bool relu);
+Tensor maxpool3s2(const Tensor& x);                      // 3x3, stride 2, pad 1 (-inf padding)
+std::vector<float> global_avgpool(const Tensor& x);      // [n][c]
+std::vector<float> linear(const std::vector<float>& x, int n, int in_f, const float* w, const float* b, int out_f);
+std::vector<float> softmax(const std::vector<float>& x, int n, int classes);
+Tensor slice_channels(const Tensor& x, int c0, int c1);
+Tensor concat_channels(const Tensor& a, const Tensor& b);
+Tensor channel_shuffle(const Tensor& x, int groups);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor relu(const Tensor& a);
+Tensor from_nchw(const float* x, int n, int c, int h, int w);
+
+}  // namespace pyfer::ref

@@ -1,0 +1,61 @@
+// Whole-network reference forward: the PyTorch module graph of training/models.py executed with
+// the plain-loop ops of ops.cpp (explicit split / concat / channel_shuffle / add passes, no
+// fusion, raw OIHW weights). Used as the "ref" isa and as the oracle for block tests.
+#include "../core/engine.hpp"
+#include "ref.hpp"
+
+namespace pyfer {
+
+using ref::Tensor;
+
+static Tensor run_conv(const Conv& c, const Tensor& x) {
+    return ref::conv2d(x, c.w.data(), c.b.data(), c.cout, c.k, c.stride, c.groups, c.relu);
+}
+
+Tensor ref_block(const Block& b, const Tensor& x) {
+    switch (b.kind) {
+        case BlockKind::ShuffleBasic: {
+            const int half = b.cout / 2;
+            Tensor x1 = ref::slice_channels(x, 0, half), x2 = ref::slice_channels(x, half, b.cout);
+            Tensor y = run_conv(b.convs[2], run_conv(b.convs[1], run_conv(b.convs[0], x2)));
+            return ref::channel_shuffle(ref::concat_channels(x1, y), 2);
+        }
+        case BlockKind::ShuffleDown: {
+            Tensor y1 = run_conv(b.convs[1], run_conv(b.convs[0], x));
+            Tensor y2 = run_conv(b.convs[4], run_conv(b.convs[3], run_conv(b.convs[2], x)));
+            return ref::channel_shuffle(ref::concat_channels(y1, y2), 2);
+        }
+        case BlockKind::Basic: {
+            Tensor y = run_conv(b.convs[1], run_conv(b.convs[0], x));
+            Tensor id = b.has_shortcut ? run_conv(b.convs[2], x) : x;
+            return ref::relu(ref::add(y, id));
+        }
+        case BlockKind::FFE: {
+            const int w = b.cout / 4;
+            Tensor xin = run_conv(b.convs[0], x);
+            std::vector<Tensor> xs, left(4), right(4);
+            for (int i = 0; i < 4; ++i) xs.push_back(ref::slice_channels(xin, i * w, (i + 1) * w));
+            for (int i = 0; i < 4; ++i) left[i] = run_conv(b.convs[1 + i], i == 0 ? xs[i] : ref::add(xs[i], left[i - 1]));
+            for (int i = 3; i >= 0; --i)
+                right[i] = run_conv(b.convs[5 + i], i == 3 ? xs[i] : ref::add(xs[i], right[i + 1]));
+            Tensor y = ref::add(left[0], right[0]);
+            for (int i = 1; i < 4; ++i) y = ref::concat_channels(y, ref::add(left[i], right[i]));
+            Tensor o = run_conv(b.convs[9], y);
+            Tensor id = b.has_shortcut ? run_conv(b.convs[10], x) : x;
+            return ref::relu(ref::add(o, id));
+        }
+    }
+    return x;
+}
+
+std::vector<float> ref_forward(const Model& m, const float* x, int n) {
+    const int S = m.input_size;
+    Tensor t = ref::from_nchw(x, n, m.in_channels, S, S);
+    t = ref::maxpool3s2(run_conv(m.stem_conv, t));
+    for (auto& b : m.blocks) t = ref_block(b, t);
+    if (m.has_conv5) t = run_conv(m.conv5, t);
+    auto feat = ref::global_avgpool(t);
+    return ref::linear(feat, n, m.features, m.fc_w.data(), m.fc_b.data(), m.num_classes);
+}
+
+}  // namespace pyfer

@@ -1,0 +1,245 @@
+#include "checks.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+
+#include "../blocks/blocks.hpp"
+#include "../ref/ref.hpp"
+
+namespace pyfer {
+ref::Tensor ref_block(const Block& b, const ref::Tensor& x);
+}
+
+namespace pyfer::checks {
+
+using ref::Tensor;
+
+namespace {
+
+struct Rng {
+    std::mt19937 g;
+    explicit Rng(unsigned s) : g(s) {}
+    float u(float lo = -1.f, float hi = 1.f) { return std::uniform_real_distribution<float>(lo, hi)(g); }
+    std::vector<float> vec(size_t n, float scale = 1.f) {
+        std::vector<float> v(n);
+        for (auto& x : v) x = u() * scale;
+        return v;
+    }
+};
+
+Tensor rand_tensor(Rng& r, int n, int h, int w, int c, float lo = -1.f) {
+    Tensor t(n, h, w, c);
+    for (auto& x : t.d) x = r.u(lo, 1.f);
+    return t;
+}
+
+// copy a dense tensor into a padded buffer (pad 1) and return the view
+View to_padded(const Tensor& t, AlignedBuf& buf, int pad = 1) {
+    buf.resize(padded_size(t.n, t.h, t.w, t.c, pad));
+    std::fill(buf.ptr, buf.ptr + buf.n, 0.f);
+    View v = padded_view(buf.ptr, t.h, t.w, t.c, pad);
+    for (int i = 0; i < t.n; ++i)
+        for (int y = 0; y < t.h; ++y)
+            for (int x = 0; x < t.w; ++x)
+                for (int c = 0; c < t.c; ++c) v.at(i, y, x)[c] = t.at(i, y, x, c);
+    return v;
+}
+
+Tensor from_view(const View& v, int n, int h, int w, int c) {
+    Tensor t(n, h, w, c);
+    for (int i = 0; i < n; ++i)
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x)
+                for (int j = 0; j < c; ++j) t.at(i, y, x, j) = v.at(i, y, x)[j];
+    return t;
+}
+
+double max_err(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) throw std::runtime_error("size mismatch in check");
+    double e = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        double d = std::fabs(double(a[i]) - b[i]) / std::max(1.0, std::fabs(double(b[i])));
+        if (std::isnan(d)) return INFINITY;
+        e = std::max(e, d);
+    }
+    return e;
+}
+
+Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int stride, int groups, bool relu) {
+    Conv c;
+    c.name = name; c.cin = cin; c.cout = cout; c.k = k; c.stride = stride; c.groups = groups; c.relu = relu;
+    const float scale = 1.5f / std::sqrt(float(cin / groups * k * k));
+    c.w = r.vec(size_t(cout) * (cin / groups) * k * k, scale);
+    c.b = r.vec(cout, 0.2f);
+    c.pack();
+    return c;
+}
+
+}  // namespace
+
+double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
+            const std::string& mode, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Conv c = rand_conv(r, "c", cin, cout, k, stride, 1, relu);
+    Tensor x = rand_tensor(r, n, h, w, cin);
+    const int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    AlignedBuf xb;
+    View xv = to_padded(x, xb, std::max(1, pad));
+    Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, k, stride, 1, false);
+    Tensor extra = rand_tensor(r, n, oh, ow, cout);
+    Tensor src2 = rand_tensor(r, n, oh, ow, cout);
+    Epilogue ep;
+    ep.relu = relu;
+    AlignedBuf ob, eb, s2b, o2b;
+    if (mode == "res") {
+        ep.res = to_padded(extra, eb);
+        want = ref::add(want, extra);
+    }
+    if (relu) want = ref::relu(want);
+    std::vector<float> got_v, want_v;
+    if (mode == "pool") {
+        std::vector<float> pool(size_t(n) * cout, 0.f);
+        ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(oh * ow);
+        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+        return max_err(pool, ref::global_avgpool(want));
+    }
+    if (mode == "shuf") {
+        Tensor o(n, oh, ow, 2 * cout);
+        View ov = to_padded(o, ob);
+        ep.out = ov; ep.shuf = to_padded(src2, s2b);
+        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+        Tensor want_s = ref::channel_shuffle(ref::concat_channels(src2, want), 2);
+        return max_err(from_view(ov, n, oh, ow, 2 * cout).d, want_s.d);
+    }
+    Tensor o0 = mode == "acc" ? extra : Tensor(n, oh, ow, cout);
+    View ov = to_padded(o0, ob);
+    ep.out = ov;
+    double e = 0;
+    if (mode == "acc") { ep.accumulate = true; }
+    if (mode == "out2") {
+        ep.out2 = to_padded(Tensor(n, oh, ow, cout), o2b);
+        ep.src2 = to_padded(src2, s2b);
+    }
+    // compute only rows [1, oh) first then [0, 1) to exercise partial row ranges
+    if (oh > 1) {
+        K.conv(c.pc, xv, 0, n, 1, oh, ow, ep);
+        K.conv(c.pc, xv, 0, n, 0, 1, ow, ep);
+    } else {
+        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+    }
+    if (mode == "out2") e = max_err(from_view(ep.out2, n, oh, ow, cout).d, ref::add(want, src2).d);
+    if (mode == "acc") want = ref::add(want, extra);
+    return std::max(e, max_err(from_view(ov, n, oh, ow, cout).d, want.d));
+}
+
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Conv cv = rand_conv(r, "dw", c, c, 3, stride, c, relu);
+    cv.pd = pack_dw(cv.w.data(), cv.b.data(), c, stride);  // also for c == 1 (groups == 1)
+    Tensor x = rand_tensor(r, n, h, w, c);
+    AlignedBuf xb, ob;
+    View xv = to_padded(x, xb);
+    Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), c, 3, stride, c, relu);
+    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
+    K.dw3x3(cv.pd, xv, 0, n, 0, want.h, want.w, ov, relu);
+    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+}
+
+double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Tensor x = rand_tensor(r, n, h, w, c, 0.f);  // post-ReLU input (the kernel's contract)
+    AlignedBuf xb, ob;
+    View xv = to_padded(x, xb);
+    Tensor want = ref::maxpool3s2(x);
+    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
+    K.maxpool3s2(xv, c, 0, n, 0, want.h, want.w, ov);
+    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+}
+
+double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Tensor x = rand_tensor(r, n, h, w, c);
+    AlignedBuf xb;
+    View xv = to_padded(x, xb);
+    std::vector<float> got(size_t(n) * c);
+    K.avgpool(xv, c, n, h, w, got.data());
+    return max_err(got, ref::global_avgpool(x));
+}
+
+double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    auto x = r.vec(size_t(n) * in_f), wt = r.vec(size_t(out_f) * in_f), b = r.vec(out_f);
+    std::vector<float> got(size_t(n) * out_f);
+    K.linear(x.data(), n, in_f, wt.data(), b.data(), out_f, got.data());
+    return max_err(got, ref::linear(x, n, in_f, wt.data(), b.data(), out_f));
+}
+
+double block(const std::string& isa, const std::string& kind, int n, int h, int cin, int cout, int stride,
+             unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Block b;
+    b.name = "b"; b.cin = cin; b.cout = cout; b.stride = stride;
+    const int half = cout / 2;
+    if (kind == "shuffle_down") {
+        b.kind = BlockKind::ShuffleDown; b.stride = 2;
+        b.convs = {rand_conv(r, "b1dw", cin, cin, 3, 2, cin, false), rand_conv(r, "b1pw", cin, half, 1, 1, 1, true),
+                   rand_conv(r, "pw1", cin, half, 1, 1, 1, true), rand_conv(r, "dw", half, half, 3, 2, half, false),
+                   rand_conv(r, "pw2", half, half, 1, 1, 1, true)};
+    } else if (kind == "shuffle_basic") {
+        b.kind = BlockKind::ShuffleBasic; b.stride = 1; b.cin = cout;
+        b.convs = {rand_conv(r, "pw1", half, half, 1, 1, 1, true), rand_conv(r, "dw", half, half, 3, 1, half, false),
+                   rand_conv(r, "pw2", half, half, 1, 1, 1, true)};
+    } else if (kind == "basic" || kind == "ffe") {
+        b.has_shortcut = stride != 1 || cin != cout;
+        if (kind == "basic") {
+            b.kind = BlockKind::Basic;
+            b.convs = {rand_conv(r, "c1", cin, cout, 3, stride, 1, true), rand_conv(r, "c2", cout, cout, 3, 1, 1, false)};
+        } else {
+            b.kind = BlockKind::FFE;
+            const int w = cout / 4;
+            b.convs.push_back(rand_conv(r, "cin", cin, cout, 3, stride, 1, true));
+            for (int i = 0; i < 8; ++i) b.convs.push_back(rand_conv(r, "p", w, w, 3, 1, 1, true));
+            b.convs.push_back(rand_conv(r, "cout", cout, cout, 3, 1, 1, false));
+        }
+        if (b.has_shortcut) b.convs.push_back(rand_conv(r, "sc", cin, cout, 1, stride, 1, false));
+    } else {
+        throw std::invalid_argument("unknown block kind " + kind);
+    }
+    Tensor x = rand_tensor(r, n, h, h, b.cin, kind.rfind("shuffle", 0) == 0 ? -1.f : 0.f);
+    Tensor want = ref_block(b, x);
+    AlignedBuf xb, ob;
+    View xv = to_padded(x, xb);
+    View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
+    Workspace ws;
+    switch (b.kind) {
+        case BlockKind::ShuffleDown: shuffle_down_forward(K, b, xv, n, h, ov, ws); break;
+        case BlockKind::ShuffleBasic: shuffle_basic_forward(K, b, xv, n, h, ov, ws); break;
+        case BlockKind::Basic: basic_block_forward(K, b, xv, n, h, ov, ws); break;
+        case BlockKind::FFE: ffe_forward(K, b, xv, n, h, ov, ws); break;
+    }
+    return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
+}
+
+double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Conv c = rand_conv(r, "stem", cin, cout, k, stride, 1, true);
+    auto x = r.vec(size_t(n) * cin * size * size);
+    Tensor want = ref::maxpool3s2(ref::conv2d(ref::from_nchw(x.data(), n, cin, size, size), c.w.data(), c.b.data(),
+                                              cout, k, stride, 1, true));
+    AlignedBuf ob;
+    View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
+    Workspace ws;
+    stem_forward(K, c, x.data(), n, size, ws, ov);
+    return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
+}
+
+}  // namespace pyfer::checks

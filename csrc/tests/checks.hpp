@@ -1,0 +1,21 @@
+// Kernel / block self-checks: random data, optimised kernel (chosen isa) vs the csrc/ref
+// reference. Each returns max |opt - ref| / max(1, |ref|) over all outputs. Used by the
+// pyfer._engine._testing submodule (tests/test_kernels.py) and by pyfer_selftest.
+#pragma once
+#include <string>
+
+namespace pyfer::checks {
+
+// mode: plain | res | acc | out2 | pool | shuf  (epilogue variants)
+double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
+            const std::string& mode, unsigned seed);
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed);
+double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed);
+// kind: shuffle_down | shuffle_basic | basic | ffe ; h = input map size (square)
+double block(const std::string& isa, const std::string& kind, int n, int h, int cin, int cout, int stride,
+             unsigned seed);
+double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed);
+
+}  // namespace pyfer::checks

@@ -1,0 +1,76 @@
+// C++ self-test: kernel checks vs the reference (both ISAs when available) and the golden file.
+//   pyfer_selftest [GOLDEN_DIR]     (default tests/golden) -> exit 0 when everything passes
+// GOLDEN_DIR holds student_golden.safetensors (weights) and golden_io.safetensors (tensors
+// "input" (N,C,S,S) and "logits" (N,classes)), written by scripts/make_golden.py.
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../core/engine.hpp"
+#include "checks.hpp"
+
+using namespace pyfer;
+
+static int failures = 0;
+static void expect(const char* what, double err, double tol = 1e-4) {
+    const bool ok = err <= tol;
+    if (!ok) ++failures;
+    std::printf("%-60s max rel err %.3g %s\n", what, err, ok ? "ok" : "FAIL");
+}
+
+int main(int argc, char** argv) {
+    const std::string dir = argc > 1 ? argv[1] : "tests/golden";
+    std::vector<std::string> isas = {"portable"};
+    if (compiled_avx2() && cpu_has_avx2_fma()) isas.push_back("avx2");
+    char buf[256];
+    for (auto& isa : isas) {
+        for (int n : {1, 7})
+            for (int k : {1, 3}) for (int s : {1, 2}) for (int cin : {3, 17}) for (int cout : {5, 24, 33}) {
+                std::snprintf(buf, sizeof buf, "[%s] conv n%d k%d s%d %d->%d 9x7", isa.c_str(), n, k, s, cin, cout);
+                expect(buf, checks::conv(isa, n, 9, 7, cin, cout, k, s, true, "plain", 1));
+            }
+        for (const char* mode : {"res", "acc", "out2", "pool", "shuf"}) {
+            std::snprintf(buf, sizeof buf, "[%s] conv epilogue %s", isa.c_str(), mode);
+            expect(buf, checks::conv(isa, 2, 5, 5, 13, 21, 3, 1, true, mode, 2));
+        }
+        for (int s : {1, 2}) for (int c : {1, 13, 58}) {
+            std::snprintf(buf, sizeof buf, "[%s] dw3x3 s%d c%d", isa.c_str(), s, c);
+            expect(buf, checks::dw3x3(isa, 2, 7, 6, c, s, false, 3));
+        }
+        std::snprintf(buf, sizeof buf, "[%s] block shuffle_down 24->116 h9", isa.c_str());
+        expect(buf, checks::block(isa, "shuffle_down", 2, 9, 24, 116, 2, 4));
+        std::snprintf(buf, sizeof buf, "[%s] block shuffle_basic 116 h5", isa.c_str());
+        expect(buf, checks::block(isa, "shuffle_basic", 2, 5, 116, 116, 1, 5));
+        std::snprintf(buf, sizeof buf, "[%s] block ffe 36 h5", isa.c_str());
+        expect(buf, checks::block(isa, "ffe", 2, 5, 36, 36, 1, 6));
+        std::snprintf(buf, sizeof buf, "[%s] block basic 16->32 s2 h7", isa.c_str());
+        expect(buf, checks::block(isa, "basic", 2, 7, 16, 32, 2, 7));
+    }
+    // golden file
+    try {
+        SafeTensors io(dir + "/golden_io.safetensors");
+        auto& x = io.tensors().at("input");
+        auto& y = io.tensors().at("logits");
+        auto xin = io.get_f32("input", x.shape);
+        auto want = io.get_f32("logits", y.shape);
+        auto model = Model::load(dir + "/student_golden.safetensors");
+        for (auto& isa : isas) {
+            CpuEngine eng(model, 1, isa);
+            std::vector<float> got(want.size());
+            eng.forward(xin.data(), int(x.shape[0]), got.data());
+            double err = 0;
+            for (size_t i = 0; i < got.size(); ++i)
+                err = std::fmax(err, std::fabs(got[i] - want[i]) / std::fmax(1.0, std::fabs(want[i])));
+            std::printf("golden [%s] first logits: %.6f %.6f %.6f (expected %.6f %.6f %.6f)\n", isa.c_str(), got[0],
+                        got[1], got[2], want[0], want[1], want[2]);
+            std::snprintf(buf, sizeof buf, "[%s] golden logits", isa.c_str());
+            expect(buf, err);
+        }
+    } catch (const std::exception& e) {
+        std::printf("golden: FAIL: %s\n", e.what());
+        ++failures;
+    }
+    std::printf("%s (%d failure%s)\n", failures ? "FAILED" : "PASSED", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}

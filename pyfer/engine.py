@@ -1,0 +1,131 @@
+"""Public wrapper of the compiled C++ engine (``pyfer._engine``).
+
+    >>> import pyfer
+    >>> eng = pyfer.Engine("student.safetensors")          # device="cpu", threads=None
+    >>> logits = eng.forward(x)                             # x: float32 (N, C, H, W)
+    >>> eng.input_shape, eng.class_names, eng.info()
+
+``threads=None`` uses every core for batches (split over images); a batch of one always runs on
+one thread. ``isa`` ("auto", "avx2", "portable", "ref") is for tests and benchmarks: "auto" picks
+AVX2+FMA when the CPU has it unless the environment sets ``PYFER_FORCE_PORTABLE=1``; "ref" runs
+the plain-loop reference implementation (slow).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Engine", "build_info", "softmax"]
+
+
+def _ext():
+    try:
+        from pyfer import _engine
+    except ImportError as e:  # pragma: no cover - depends on the build
+        raise ImportError(
+            "pyfer's compiled engine (pyfer._engine) is missing: build it with "
+            "`pip install --no-build-isolation .` or the dev build in BENCHMARKS.md/README"
+        ) from e
+    return _engine
+
+
+def build_info() -> dict:
+    """Build facts: ``version``, ``isa`` ({compiled, detected, selected}), ``cuda`` (bool)."""
+    return dict(_ext().build_info())
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float32)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+_REFUSED_KINDS = {"b": "bool", "O": "object", "c": "complex", "S": "bytes", "U": "str", "V": "void",
+                  "M": "datetime", "m": "timedelta"}
+
+
+class Engine:
+    """Facial-expression network loaded from a pyfer ``.safetensors`` export."""
+
+    def __init__(self, weights_path, device: str = "cpu", threads: int | None = None, isa: str = "auto"):
+        path = os.fspath(weights_path)
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string such as 'cpu', got {device!r}")
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+                raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no weights file at {path}")
+        self._path = path
+        self._impl = _ext().Engine(path, device, 0 if threads is None else int(threads), isa)
+        self._meta = json.loads(self._impl.meta_json)
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self._impl.input_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._impl.num_classes)
+
+    @property
+    def class_names(self) -> list:
+        return list(self._impl.class_names)
+
+    @property
+    def preprocess(self) -> dict:
+        return dict(self._meta.get("preprocess", {}))
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._meta)
+
+    def info(self) -> dict:
+        return dict(self._impl.info())
+
+    def __repr__(self) -> str:
+        i = self.info()
+        return (f"Engine({self._path!r}, arch={i['architecture']}, stem={i['stem']}, "
+                f"input={i['input_shape']}, isa={i['isa']}, threads={i['threads']})")
+
+    # -- inference --------------------------------------------------------------------------
+    def _as_input(self, x) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            if hasattr(x, "detach") and hasattr(x, "numpy"):  # a torch tensor
+                x = x.detach().cpu().numpy()
+            else:
+                x = np.asarray(x)
+        kind = x.dtype.kind
+        if kind in _REFUSED_KINDS:
+            raise TypeError(f"Engine.forward cannot take a {_REFUSED_KINDS[kind]} array "
+                            f"(dtype {x.dtype}); pass float32 (other real numeric dtypes are converted)")
+        if kind not in "fiu":
+            raise TypeError(f"Engine.forward: unsupported dtype {x.dtype}")
+        c, h, w = self.input_shape
+        if x.ndim != 4:
+            raise ValueError(f"Engine.forward expects a 4-D (N, C, H, W) array of shape (N, {c}, {h}, {w}), "
+                             f"got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError("Engine.forward got an empty batch (N = 0)")
+        if x.shape[1:] != (c, h, w):
+            raise ValueError(f"Engine.forward expects shape (N, {c}, {h}, {w}), got {x.shape}")
+        # converts other dtypes and copies non-contiguous / misaligned / byte-swapped arrays
+        return np.require(x, dtype=np.float32, requirements=["C", "A"])
+
+    def forward(self, x) -> np.ndarray:
+        """float32 (N, C, H, W) -> float32 logits (N, num_classes). Releases the GIL."""
+        return self._impl.forward(self._as_input(x))
+
+    __call__ = forward
+
+    def predict_proba(self, x) -> np.ndarray:
+        return softmax(self.forward(x))
+
+    def profile(self, x, reps: int = 5) -> list:
+        """Per-block wall times (best of ``reps``) for one group of images, single thread."""
+        return list(self._impl.profile(self._as_input(x), int(reps)))
