@@ -40,7 +40,7 @@ void dw3x3(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, 
                     a1 = _mm256_fmadd_ps(_mm256_loadu_ps(ib + 2 * rs + ps), wt[7], a1);
                     a2 = _mm256_fmadd_ps(_mm256_loadu_ps(ib + 2 * rs + 2 * ps), wt[8], a2);
                     __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
-                    if (relu) acc = _mm256_max_ps(acc, zero);
+                    if (relu) acc = _mm256_max_ps(zero, acc);  // NaN in acc propagates
                     float* o = out.at(n, oy, ox) + c;
                     if (full) _mm256_storeu_ps(o, acc);
                     else _mm256_maskstore_ps(o, mask, acc);

@@ -1,6 +1,6 @@
 // AVX2 pooling: 3x3/2 max pool (pad 1) over non-negative zero-padded NHWC input (8 channels per
 // vector, 9 loads + 8 max per vector, masked store on the channel tail), and global average pool
-// (vector sums over pixels, channels innermost).
+// (vector sums over pixels, channels innermost). NaN inputs propagate, as in PyTorch.
 #include <immintrin.h>
 
 #include "../kernels.hpp"
@@ -21,14 +21,14 @@ void maxpool3s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow,
                 float* o = out.at(n, oy, ox);
                 for (int c = 0; c < C; c += 8) {
                     const float* q = ib + c;
-                    __m256 m = _mm256_max_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + ps));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * ps));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs + ps));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + rs + 2 * ps));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs + ps));
-                    m = _mm256_max_ps(m, _mm256_loadu_ps(q + 2 * rs + 2 * ps));
+                    __m256 m = _mm256_loadu_ps(q), nan = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
+                    const ptrdiff_t offs[8] = {ps, 2 * ps, rs, rs + ps, rs + 2 * ps, 2 * rs, 2 * rs + ps, 2 * rs + 2 * ps};
+                    for (int t = 0; t < 8; ++t) {
+                        const __m256 v = _mm256_loadu_ps(q + offs[t]);
+                        m = _mm256_max_ps(m, v);
+                        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                    }
+                    m = _mm256_or_ps(m, nan);  // NaN (all bits set) wherever an input was NaN
                     if (C - c >= 8) _mm256_storeu_ps(o + c, m);
                     else _mm256_maskstore_ps(o + c, tail_mask(C - c), m);
                 }

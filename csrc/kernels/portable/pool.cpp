@@ -15,7 +15,7 @@ void maxpool3s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow,
                     for (int ky = 0; ky < 3; ++ky)
                         for (int kx = 0; kx < 3; ++kx) {
                             float v = ib[ky * in.rs + kx * in.ps + c];
-                            m = v > m ? v : m;
+                            if (v > m || v != v) m = v;  // NaN propagates (as in PyTorch)
                         }
                     o[c] = m;
                 }

@@ -1,0 +1,93 @@
+"""Each optimised kernel and fused block vs the plain-loop reference in csrc/ref, over odd shapes.
+
+The checks run in C++ (pyfer._engine._testing): random data, optimised kernel for the given ISA,
+reference op, return max |opt - ref| / max(1, |ref|).
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+_engine = pytest.importorskip("pyfer._engine")
+T = _engine._testing
+TOL = 1e-4
+
+ISAS = ["portable"] + (["avx2"] if "avx2" in _engine.build_info()["isa"]["compiled"]
+                       and _engine.build_info()["isa"]["detected"] == "avx2" else [])
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    return request.param
+
+
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (1, 5, 3), (7, 4, 4), (1, 9, 8)])
+@pytest.mark.parametrize("k,stride", [(1, 1), (1, 2), (3, 1), (3, 2), (7, 2)])
+@pytest.mark.parametrize("cin,cout", [(1, 24), (3, 17), (29, 58), (58, 33)])
+def test_conv(isa, n, h, w, k, stride, cin, cout):
+    err = T.conv(isa, n, h, w, cin, cout, k, stride, True, "plain", seed=n * 31 + cin)
+    assert err <= TOL, err
+
+
+@pytest.mark.parametrize("mode", ["plain", "res", "acc", "out2", "pool", "shuf"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n,h,cin,cout,k,s", [(1, 1, 5, 7, 3, 1), (7, 5, 13, 21, 3, 1), (2, 6, 9, 16, 1, 2)])
+def test_conv_epilogues(isa, mode, relu, n, h, cin, cout, k, s):
+    err = T.conv(isa, n, h, h, cin, cout, k, s, relu, mode, seed=3)
+    assert err <= TOL, (mode, err)
+
+
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 5, 3), (1, 8, 9), (2, 2, 2)])
+@pytest.mark.parametrize("c", [1, 7, 8, 13, 58, 116])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("relu", [False, True])
+def test_dw3x3(isa, n, h, w, c, stride, relu):
+    assert T.dw3x3(isa, n, h, w, c, stride, relu, seed=c) <= TOL
+
+
+@pytest.mark.parametrize("n,h,w,c", [(1, 1, 1, 3), (7, 5, 7, 24), (1, 8, 8, 13), (2, 64, 64, 24), (1, 2, 3, 64)])
+def test_pools(isa, n, h, w, c):
+    assert T.maxpool(isa, n, h, w, c) <= TOL
+    assert T.avgpool(isa, n, h, w, c) <= TOL
+
+
+@pytest.mark.parametrize("n,i,o", [(1, 1, 2), (7, 1024, 8), (1, 17, 3), (3, 512, 7)])
+def test_linear(isa, n, i, o):
+    assert T.linear(isa, n, i, o) <= TOL
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("h,cin,cout", [(1, 24, 116), (9, 24, 116), (8, 116, 232), (3, 15, 18)])
+def test_shuffle_down_unit(isa, n, h, cin, cout):
+    assert T.block(isa, "shuffle_down", n, h, cin, cout, 2) <= TOL
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("h,c", [(1, 116), (4, 464), (5, 58), (16, 116), (7, 18)])
+def test_shuffle_basic_unit(isa, n, h, c):
+    assert T.block(isa, "shuffle_basic", n, h, c, c, 1) <= TOL
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("h,cin,cout,s", [(1, 12, 12, 1), (5, 36, 36, 1), (4, 20, 36, 2), (3, 28, 28, 1)])
+def test_ffe_block(isa, n, h, cin, cout, s):
+    assert T.block(isa, "ffe", n, h, cin, cout, s) <= TOL
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("h,cin,cout,s", [(1, 16, 16, 1), (7, 16, 32, 2), (5, 13, 13, 1), (2, 8, 24, 2)])
+def test_basic_block(isa, n, h, cin, cout, s):
+    assert T.block(isa, "basic", n, h, cin, cout, s) <= TOL
+
+
+@pytest.mark.parametrize("n,size,cin,cout,k,s", [
+    (1, 64, 1, 24, 3, 1), (7, 48, 1, 24, 3, 2), (1, 9, 3, 64, 7, 2), (2, 33, 1, 64, 3, 1), (1, 8, 1, 5, 7, 2),
+])
+def test_stem(isa, n, size, cin, cout, k, s):
+    assert T.stem(isa, n, size, cin, cout, k, s) <= TOL
+
+
+def test_unknown_isa_is_an_error():
+    with pytest.raises(ValueError):
+        T.conv("sse9", 1, 2, 2, 1, 1, 1, 1)
