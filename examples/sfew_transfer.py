@@ -21,6 +21,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+try:
+    import pyfer  # noqa: F401
+except ImportError:  # run from a source checkout (in-place build) without installing
+    import sys
+
+    sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> dict:
