@@ -148,6 +148,8 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
             if jsonl is not None:
                 jsonl.write(json.dumps({"frame": n, "time": round(n / fps_in, 3),
                                         "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n")
+                if is_camera:
+                    jsonl.flush()  # live: let a reader downstream see each frame now
             if out is not None:
                 if writer is None:
                     h, w = frame.shape[:2]
@@ -158,6 +160,9 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
             n += 1
             if bar is not None:
                 bar.update(1)
+    except KeyboardInterrupt:  # Ctrl-C ends a camera session cleanly: the video is finalised below
+        if not is_camera:
+            raise
     finally:
         cap.release()
         if writer is not None:
