@@ -121,13 +121,18 @@ def _info(args) -> int:
     if args.json:
         print(json.dumps(d))
         return 0
-    for k, v in d.items():
-        if isinstance(v, dict):
-            print(f"{k}:")
-            for kk, vv in v.items():
-                print(f"  {kk}: {vv}")
-        else:
-            print(f"{k}: {v}")
+    b, w = d["build"], d["weights"]
+    print(f"pyfer {d['pyfer']} (OpenCV {d['opencv']})")
+    if isinstance(b, dict):
+        isa = b.get("isa", {})
+        isa = isa.get("selected", isa) if isinstance(isa, dict) else isa
+        print(f"engine: isa {isa}, cuda {b.get('cuda')}, compiler {b.get('compiler', '?')}")
+    else:
+        print(f"engine: {b}")
+    if isinstance(w, dict):
+        print(f"weights: {w['path']}\nsha256: {w['sha256']}")
+    else:
+        print(f"weights: {w}")
     return 0
 
 

@@ -82,3 +82,9 @@ def test_python_m_pyfer_help():
     assert r.returncode == 0
     for cmd in ("predict", "video", "bench", "info"):
         assert cmd in r.stdout
+
+
+def test_info_text(weights_path, capsys):
+    assert main(["info", "--weights", str(weights_path)]) == 0
+    out = capsys.readouterr().out
+    assert "isa" in out and "cuda" in out and str(weights_path) in out and "sha256" in out
