@@ -150,6 +150,8 @@ def check_box(box, image_shape: tuple[int, ...]) -> Box:
     ih, iw = image_shape[:2]
     if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
         raise ValueError(f"box {box!r} lies outside the {iw}x{ih} image")
+    if max(w, h) > 2 * max(iw, ih):  # also keeps the crop's memory bounded
+        raise ValueError(f"box {box!r} is far larger than the {iw}x{ih} image")
     return x, y, w, h
 
 

@@ -56,7 +56,7 @@ def test_check_and_clip_box():
     assert check_box((1.4, 2.6, 10, 20), (100, 100)) == (1, 3, 10, 20)
     assert check_box(np.array([90, 90, 50, 50]), (100, 100)) == (90, 90, 50, 50)
     for bad in [(100, 0, 5, 5), (0, 100, 5, 5), (-5, 0, 5, 5), (0, 0, 0, 5), (0, 0, 5, -1),
-                (0, 0, 5), (0, 0, 5, 5, 5), (0, 0, float("inf"), 5), "abcd", 3]:
+                (0, 0, 5), (0, 0, 5, 5, 5), (0, 0, float("inf"), 5), "abcd", 3, (0, 0, 10**9, 10**9)]:
         with pytest.raises(ValueError):
             check_box(bad, (100, 100))
     assert clip_box((-10, 90, 30, 30), (100, 100)) == (0, 90, 20, 10)
