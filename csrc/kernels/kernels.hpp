@@ -133,6 +133,8 @@ struct Kernels {
     void (*avgpool)(const View& in, int c, int n, int h, int w, float* out);
     // y[n][o] = b[o] + sum_i x[n][i] * W[o][i]
     void (*linear)(const float* x, int n, int in_f, const float* w, const float* b, int out_f, float* y);
+    // Measured fp32 multiply-add peak of this backend on one core, GFLOP/s (runs ~seconds).
+    double (*fma_peak)(double seconds);
 };
 
 const Kernels& kernels_portable();

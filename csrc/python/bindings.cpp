@@ -174,6 +174,8 @@ PYBIND11_MODULE(_engine, m) {
           py::arg("seed") = 0);
     t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
           py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("fma_peak", [](const std::string& isa, double seconds) { return kernels_select(isa).fma_peak(seconds); },
+          py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
           py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
 }

@@ -8,12 +8,13 @@ void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, b
 void maxpool3s2(const View&, int, int, int, int, int, int, const View&);
 void avgpool(const View&, int, int, int, int, float*);
 void linear(const float*, int, int, const float*, const float*, int, float*);
+double fma_peak(double);
 }  // namespace avx2
 
 bool compiled_avx2() { return true; }
 
 const Kernels& kernels_avx2() {
-    static const Kernels k{"avx2", avx2::conv, avx2::dw3x3, avx2::maxpool3s2, avx2::avgpool, avx2::linear};
+    static const Kernels k{"avx2", avx2::conv, avx2::dw3x3, avx2::maxpool3s2, avx2::avgpool, avx2::linear, avx2::fma_peak};
     return k;
 }
 

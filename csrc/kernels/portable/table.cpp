@@ -8,11 +8,12 @@ void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, b
 void maxpool3s2(const View&, int, int, int, int, int, int, const View&);
 void avgpool(const View&, int, int, int, int, float*);
 void linear(const float*, int, int, const float*, const float*, int, float*);
+double fma_peak(double);
 }  // namespace portable
 
 const Kernels& kernels_portable() {
     static const Kernels k{"portable", portable::conv, portable::dw3x3, portable::maxpool3s2,
-                           portable::avgpool, portable::linear};
+                           portable::avgpool, portable::linear, portable::fma_peak};
     return k;
 }
 
