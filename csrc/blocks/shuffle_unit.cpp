@@ -11,14 +11,21 @@
 // Down-sampling unit (stride 2): per row block, branch1 = dw3x3/2 + BN (input -> D) then
 //   1x1 + BN + ReLU (D -> B1 row buffer); branch2 as above but pw1 reads all input channels and
 //   dw has stride 2; the final store interleaves B1 (even channels) with branch2 (odd channels).
-// RB is chosen so a row block holds >= ~24 pixels (good micro-kernel tiles on 4x4 maps).
+// RB is chosen so a row block holds >= ~24 pixels, a multiple of 6 where possible (full tiles).
 #include <algorithm>
 
 #include "blocks.hpp"
 
 namespace pyfer {
 
-static int row_block(int w, int h) { return std::min(h, std::max(1, (24 + w - 1) / w)); }
+// rows per block: >= 24 pixels, preferring a pixel count that is a multiple of 6 (the AVX2
+// micro-kernel's tile height) so no tile runs part-empty
+static int row_block(int w, int h) {
+    const int base = std::min(h, std::max(1, (24 + w - 1) / w));
+    for (int rb = base; rb <= std::min(h, 2 * base); ++rb)
+        if ((rb * w) % 6 == 0 || rb == h) return rb;
+    return base;
+}
 
 static View rows_view(float* buf, int w, int c, int row0) {  // dense rows, row `row0` at buf
     View v;

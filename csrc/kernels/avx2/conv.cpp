@@ -1,24 +1,44 @@
 // AVX2+FMA implicit-GEMM convolution micro-kernel (this file alone is compiled -mavx2 -mfma).
 // Register tile: MR=6 pixels x NR=16 output channels = 12 ymm accumulators; per K step two
 // aligned loads of the packed weight panel ([K][16]) and six broadcasts of input scalars, one
-// per pixel, from the zero-padded NHWC input (tap offset + channel). 12 FMAs per 8 loads.
-// Driver/epilogue: ../conv_driver.inc (the epilogue auto-vectorises under these flags).
+// per pixel, from the zero-padded NHWC input (tap offset + channel): 12 FMAs per 8 loads.
+// The epilogue is applied from registers (bias, residual, ReLU, plain / accumulate / shuffle-
+// interleaved store, next-input add, pooling); a partial last panel (nv < 16) goes through a
+// small tile buffer and the scalar epilogue. Driver: ../conv_driver.inc.
 #include <immintrin.h>
 
 #include "../kernels.hpp"
 
 namespace pyfer::avx2 {
 
+struct PixPtr;
 template <int MR>
-static void ukr(const float* const* a, const ptrdiff_t* toff, int taps, int cin, const float* b, float* tile) {
+static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, int cin, const float* b,
+                        const float* bias, int j0, int nv, const Epilogue& ep, const PixPtr* pp);
+
+#include "../conv_driver.inc"
+
+static inline void store_shuffled(float* o, const float* s, __m256 v0, __m256 v1) {
+    // o[2j] = s[j], o[2j+1] = v[j] for j in 0..16
+    const __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
+    const __m256 lo0 = _mm256_unpacklo_ps(s0, v0), hi0 = _mm256_unpackhi_ps(s0, v0);
+    const __m256 lo1 = _mm256_unpacklo_ps(s1, v1), hi1 = _mm256_unpackhi_ps(s1, v1);
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(lo0, hi0, 0x20));
+    _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(lo0, hi0, 0x31));
+    _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(lo1, hi1, 0x20));
+    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(lo1, hi1, 0x31));
+}
+
+template <int MR>
+static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, int cin, const float* b,
+                        const float* bias, int j0, int nv, const Epilogue& ep, const PixPtr* pp) {
     __m256 c0[MR], c1[MR];
     for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (int t = 0; t < taps; ++t) {
         const float* ap[MR];
         for (int i = 0; i < MR; ++i) ap[i] = a[i] + toff[t];
         for (int k = 0; k < cin; ++k) {
-            const __m256 b0 = _mm256_load_ps(b);
-            const __m256 b1 = _mm256_load_ps(b + 8);
+            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
             b += NR;
             for (int i = 0; i < MR; ++i) {
                 const __m256 av = _mm256_broadcast_ss(ap[i] + k);
@@ -27,13 +47,54 @@ static void ukr(const float* const* a, const ptrdiff_t* toff, int taps, int cin,
             }
         }
     }
+    // accumulators go to an L1 tile first: keeps the K loop's registers free of the epilogue's
+    // (unrolled, branchy) code, which otherwise makes the compiler spill the accumulators
+    alignas(64) float tile[MR * NR];
     for (int i = 0; i < MR; ++i) {
         _mm256_store_ps(tile + i * NR, c0[i]);
         _mm256_store_ps(tile + i * NR + 8, c1[i]);
     }
+    if (nv < NR) {  // partial panel: scalar epilogue
+        for (int i = 0; i < MR; ++i) epilogue_pixel(ep, tile + i * NR, bias, pp[i], j0, nv);
+        return;
+    }
+    const __m256 bias0 = _mm256_load_ps(bias), bias1 = _mm256_load_ps(bias + 8);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+        const PixPtr& p = pp[i];
+        __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);
+        __m256 v1 = _mm256_add_ps(_mm256_load_ps(tile + i * NR + 8), bias1);
+        if (p.res) {
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(p.res + j0));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(p.res + j0 + 8));
+        }
+        if (ep.relu) {  // max(0, v): NaN in v propagates
+            v0 = _mm256_max_ps(zero, v0);
+            v1 = _mm256_max_ps(zero, v1);
+        }
+        if (p.shuf) {
+            store_shuffled(p.out + 2 * j0, p.shuf + j0, v0, v1);
+        } else if (p.out) {
+            float* o = p.out + j0;
+            if (ep.accumulate) {
+                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), v0));
+                _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), v1));
+            } else {
+                _mm256_storeu_ps(o, v0);
+                _mm256_storeu_ps(o + 8, v1);
+            }
+        }
+        if (p.out2) {
+            _mm256_storeu_ps(p.out2 + j0, _mm256_add_ps(v0, _mm256_loadu_ps(p.src2 + j0)));
+            _mm256_storeu_ps(p.out2 + j0 + 8, _mm256_add_ps(v1, _mm256_loadu_ps(p.src2 + j0 + 8)));
+        }
+        if (p.pool) {
+            const __m256 sc = _mm256_set1_ps(ep.pool_scale);
+            _mm256_storeu_ps(p.pool + j0, _mm256_fmadd_ps(v0, sc, _mm256_loadu_ps(p.pool + j0)));
+            _mm256_storeu_ps(p.pool + j0 + 8, _mm256_fmadd_ps(v1, sc, _mm256_loadu_ps(p.pool + j0 + 8)));
+        }
+    }
 }
-
-#include "../conv_driver.inc"
 
 void conv(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow, const Epilogue& ep) {
     conv_driver<6>(w, in, n0, n1, oy0, oy1, ow, ep);

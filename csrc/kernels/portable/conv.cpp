@@ -27,7 +27,19 @@ static void ukr(const float* const* a, const ptrdiff_t* toff, int taps, int cin,
         for (int j = 0; j < NR; ++j) tile[i * NR + j] = acc[i][j];
 }
 
+struct PixPtr;
+template <int MR>
+static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, int cin, const float* b,
+                        const float* bias, int j0, int nv, const Epilogue& ep, const PixPtr* pp);
 #include "../conv_driver.inc"
+
+template <int MR>
+static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, int cin, const float* b,
+                        const float* bias, int j0, int nv, const Epilogue& ep, const PixPtr* pp) {
+    alignas(64) float tile[MR * NR];
+    ukr<MR>(a, toff, taps, cin, b, tile);
+    for (int i = 0; i < MR; ++i) epilogue_pixel(ep, tile + i * NR, bias, pp[i], j0, nv);
+}
 
 void conv(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow, const Epilogue& ep) {
     conv_driver<4>(w, in, n0, n1, oy0, oy1, ow, ep);
