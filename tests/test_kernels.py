@@ -84,8 +84,9 @@ def test_basic_block(isa, n, h, cin, cout, s):
 @pytest.mark.parametrize("n,size,cin,cout,k,s", [
     (1, 64, 1, 24, 3, 1), (7, 48, 1, 24, 3, 2), (1, 9, 3, 64, 7, 2), (2, 33, 1, 64, 3, 1), (1, 8, 1, 5, 7, 2),
 ])
-def test_stem(isa, n, size, cin, cout, k, s):
-    assert T.stem(isa, n, size, cin, cout, k, s) <= TOL
+@pytest.mark.parametrize("seed", [0, 1])  # even: im2col + 1x1 GEMM path, odd: implicit GEMM path
+def test_stem(isa, n, size, cin, cout, k, s, seed):
+    assert T.stem(isa, n, size, cin, cout, k, s, seed) <= TOL
 
 
 def test_unknown_isa_is_an_error():

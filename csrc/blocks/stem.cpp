@@ -45,11 +45,26 @@ void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S,
             }
             const int c0 = std::max(0, r0);
             Epilogue ep;
-            ep.out = bv; ep.out.ns = 0;
-            ep.out.p -= 0;
+            ep.out = bv;
             ep.relu = true;
-            // the epilogue addresses image i via ns; the band buffer is per image, so shift by -i*ns (ns=0)
-            K.conv(c.pc, iv, i, i + 1, c0, r1, H1, ep);
+            if (c.pc_flat.cin) {  // im2col the band (K = k*k*cin values per pixel), then one 1x1 GEMM
+                const int KK = c.pc_flat.cin;
+                float* col = ws.get(S_P, size_t(r1 - c0) * H1 * KK);
+                View cv;
+                cv.ps = KK; cv.rs = ptrdiff_t(H1) * KK; cv.ns = 0;
+                cv.p = col - ptrdiff_t(c0) * cv.rs;
+                for (int r = c0; r < r1; ++r)
+                    for (int xx = 0; xx < H1; ++xx) {
+                        float* dst = cv.at(0, r, xx);
+                        const float* src = iv.at(i, r * s - pad, xx * s - pad);
+                        for (int ky = 0; ky < k; ++ky)
+                            for (int kx = 0; kx < k; ++kx)
+                                for (int ch = 0; ch < cin; ++ch) *dst++ = src[ky * iv.rs + kx * iv.ps + ch];
+                    }
+                K.conv(c.pc_flat, cv, i, i + 1, c0, r1, H1, ep);
+            } else {
+                K.conv(c.pc, iv, i, i + 1, c0, r1, H1, ep);
+            }
             K.maxpool3s2(bv, C, i, i + 1, py0, py1, H2, out);
         }
 }

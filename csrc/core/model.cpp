@@ -9,6 +9,15 @@ void Conv::pack() {
     else pd = pack_dw(w.data(), b.data(), cout, stride);
 }
 
+void Conv::pack_flat() {  // the kxk conv as a 1x1 over im2col columns ordered (ky, kx, ci)
+    const int K = k * k * cin;
+    std::vector<float> flat(size_t(cout) * K);
+    for (int o = 0; o < cout; ++o)
+        for (int ci = 0; ci < cin; ++ci)
+            for (int t = 0; t < k * k; ++t) flat[size_t(o) * K + t * cin + ci] = w[(size_t(o) * cin + ci) * k * k + t];
+    pc_flat = pack_conv(flat.data(), b.data(), cout, K, 1, 1);
+}
+
 namespace {
 
 struct Loader {
@@ -140,6 +149,7 @@ std::shared_ptr<Model> Model::load(const std::string& path) {
         }
         m->features = 512;
     }
+    m->stem_conv.pack_flat();
     m->fc_w = st.get_f32("fc.weight", {m->num_classes, m->features});
     m->fc_b = st.get_f32("fc.bias", {m->num_classes});
     L.used.push_back("fc.weight");

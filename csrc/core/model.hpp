@@ -19,7 +19,9 @@ struct Conv {
     std::vector<float> w, b;  // OIHW, bias
     PackedConv pc;            // groups == 1
     PackedDW pd;              // depthwise 3x3
+    PackedConv pc_flat;       // stem only: the kxk conv as a 1x1 over im2col rows (K = k*k*cin)
     void pack();
+    void pack_flat();  // fills pc_flat (stem)
     double flops(int oh, int ow) const { return 2.0 * oh * ow * cout * (cin / groups) * k * k; }
 };
 

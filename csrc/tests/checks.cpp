@@ -232,6 +232,7 @@ double stem(const std::string& isa, int n, int size, int cin, int cout, int k, i
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "stem", cin, cout, k, stride, 1, true);
+    if (seed % 2 == 0) c.pack_flat();  // even seeds: im2col + 1x1 path, odd: implicit GEMM path
     auto x = r.vec(size_t(n) * cin * size * size);
     Tensor want = ref::maxpool3s2(ref::conv2d(ref::from_nchw(x.data(), n, cin, size, size), c.w.data(), c.b.data(),
                                               cout, k, stride, 1, true));

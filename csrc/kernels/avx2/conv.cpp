@@ -7,6 +7,9 @@
 // small tile buffer and the scalar epilogue. Driver: ../conv_driver.inc.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "../kernels.hpp"
 
 namespace pyfer::avx2 {
@@ -54,12 +57,51 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
         _mm256_store_ps(tile + i * NR, c0[i]);
         _mm256_store_ps(tile + i * NR + 8, c1[i]);
     }
-    if (nv < NR) {  // partial panel: scalar epilogue
-        for (int i = 0; i < MR; ++i) epilogue_pixel(ep, tile + i * NR, bias, pp[i], j0, nv);
-        return;
-    }
     const __m256 bias0 = _mm256_load_ps(bias), bias1 = _mm256_load_ps(bias + 8);
     const __m256 zero = _mm256_setzero_ps();
+    if (nv < NR) {  // partial last panel: the same epilogue with masked loads/stores
+        alignas(32) static const int lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                  -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - std::min(nv, 8)));
+        const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - std::max(nv - 8, 0)));
+        for (int i = 0; i < MR; ++i) {
+            const PixPtr& p = pp[i];
+            __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);
+            __m256 v1 = _mm256_add_ps(_mm256_load_ps(tile + i * NR + 8), bias1);
+            if (p.res) {
+                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(p.res + j0, m0));
+                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(p.res + j0 + 8, m1));
+            }
+            if (ep.relu) { v0 = _mm256_max_ps(zero, v0); v1 = _mm256_max_ps(zero, v1); }
+            if (p.shuf) {
+                alignas(32) float tmp[32], src[16];
+                _mm256_store_ps(src, _mm256_maskload_ps(p.shuf + j0, m0));
+                _mm256_store_ps(src + 8, _mm256_maskload_ps(p.shuf + j0 + 8, m1));
+                store_shuffled(tmp, src, v0, v1);
+                std::memcpy(p.out + 2 * j0, tmp, sizeof(float) * 2 * nv);
+            } else if (p.out) {
+                float* o = p.out + j0;
+                if (ep.accumulate) {  // (v itself stays the conv result: out2 below needs it)
+                    _mm256_maskstore_ps(o, m0, _mm256_add_ps(v0, _mm256_maskload_ps(o, m0)));
+                    _mm256_maskstore_ps(o + 8, m1, _mm256_add_ps(v1, _mm256_maskload_ps(o + 8, m1)));
+                } else {
+                    _mm256_maskstore_ps(o, m0, v0);
+                    _mm256_maskstore_ps(o + 8, m1, v1);
+                }
+            }
+            if (p.out2) {
+                _mm256_maskstore_ps(p.out2 + j0, m0, _mm256_add_ps(v0, _mm256_maskload_ps(p.src2 + j0, m0)));
+                _mm256_maskstore_ps(p.out2 + j0 + 8, m1, _mm256_add_ps(v1, _mm256_maskload_ps(p.src2 + j0 + 8, m1)));
+            }
+            if (p.pool) {
+                const __m256 sc = _mm256_set1_ps(ep.pool_scale);
+                _mm256_maskstore_ps(p.pool + j0, m0, _mm256_fmadd_ps(v0, sc, _mm256_maskload_ps(p.pool + j0, m0)));
+                _mm256_maskstore_ps(p.pool + j0 + 8, m1,
+                                    _mm256_fmadd_ps(v1, sc, _mm256_maskload_ps(p.pool + j0 + 8, m1)));
+            }
+        }
+        return;
+    }
     for (int i = 0; i < MR; ++i) {
         const PixPtr& p = pp[i];
         __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);
