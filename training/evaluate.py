@@ -1,0 +1,170 @@
+"""Evaluate a checkpoint or an exported model.
+
+    python -m training.evaluate --weights pyfer/models/tsnet_student.safetensors \
+        --data ferplus:../shared/data/ferplus [--split valid] [--tta] [--confusion-png C.png] [--json]
+    python -m training.evaluate --weights W --manifest ../shared/data/sfew_train/manifest.csv --json
+
+Reports accuracy, macro precision / recall, per-class recall (the paper's Table IV), one-vs-rest
+AUC, the confusion matrix (optionally as a PNG), parameters, MACs at the input size and the
+single-image CPU latency of the PyTorch module. With ``--json`` the last stdout line is one JSON
+object. All metrics come from scikit-learn.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyfer.preprocess import EMOTIONS
+from training.checkpoint import load_model
+from training.data import DataError, FaceSet, load_dataset
+from training.models import count_parameters
+
+
+def count_macs(model: torch.nn.Module, input_size: int, in_channels: int = 1) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
+    macs = 0
+
+    def conv_hook(m, _inp, out):
+        nonlocal macs
+        macs += out.numel() // out.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, _inp, out):
+        nonlocal macs
+        macs += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, in_channels, input_size, input_size))
+    for h in hooks:
+        h.remove()
+    return macs
+
+
+def cpu_latency_ms(model: torch.nn.Module, input_size: int, repeats: int = 30) -> float:
+    """Median single-image latency of the PyTorch module on this CPU, one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = torch.zeros(1, 1, input_size, input_size)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 5):
+            t = time.perf_counter()
+            model(x)
+            if i >= 5:
+                times.append(time.perf_counter() - t)
+    torch.set_num_threads(threads)
+    return float(np.median(times) * 1e3)
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, data: FaceSet, prep, tta: bool = False, batch: int = 256) -> np.ndarray:
+    from training.train import predict_logits
+
+    x = torch.from_numpy(data.images).unsqueeze(1)
+    return torch.softmax(predict_logits(model, x, prep, batch=batch, tta=tta), 1).numpy()
+
+
+def compute_metrics(labels: np.ndarray, proba: np.ndarray, class_names=EMOTIONS) -> dict:
+    from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support,
+                                 roc_auc_score)
+
+    n_classes = len(class_names)
+    pred = proba.argmax(1)
+    present = np.unique(labels)
+    prec, rec, _, _ = precision_recall_fscore_support(labels, pred, labels=np.arange(n_classes), zero_division=0)
+    # macro averages over the classes the data contains (SFEW has no contempt)
+    auc = roc_auc_score(labels, proba[:, present] / proba[:, present].sum(1, keepdims=True),
+                        multi_class="ovr", labels=present) if len(present) > 2 else float("nan")
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_precision": float(prec[present].mean()),
+        "macro_recall": float(rec[present].mean()),
+        "auc": float(auc),
+        "per_class_recall": {c: (float(rec[i]) if i in present else None) for i, c in enumerate(class_names)},
+        "confusion": confusion_matrix(labels, pred, labels=np.arange(n_classes)).tolist(),
+    }
+
+
+def plot_confusion(confusion, class_names, path: str | Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title or "confusion matrix (row-normalised)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
+             latency: bool = True) -> dict:
+    model, spec, prep = load_model(weights)
+    data = load_dataset(source, prep, split, root)
+    proba = predict_proba(model, data, prep, tta=tta)
+    metrics = compute_metrics(data.labels, proba)
+    metrics.update(
+        weights=str(weights), data=source, split=split, tta=tta, arch=spec.arch, stem=spec.stem,
+        input_size=prep.input_size, params=count_parameters(model),
+        macs=count_macs(model, prep.input_size, spec.in_channels),
+    )
+    if latency:
+        metrics["cpu_latency_ms"] = cpu_latency_ms(model, prep.input_size)
+    return metrics
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", required=True, help="training checkpoint (.pt) or export (.safetensors)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="ferplus:DIR or rafdb:DIR")
+    src.add_argument("--manifest", help="CSV with a path,label header")
+    ap.add_argument("--root", help="folder the manifest's paths are relative to (default: its folder)")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    ap.add_argument("--confusion-png", help="write the confusion matrix figure here")
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args(argv)
+    try:
+        m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+    if args.confusion_png:
+        plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
+                       f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
+    print(f"{m['weights']} on {m['data']} [{m['split']}] n={m['n']} tta={m['tta']}")
+    print(f"  accuracy {m['accuracy']:.4f}  macro precision {m['macro_precision']:.4f}  "
+          f"macro recall {m['macro_recall']:.4f}  AUC {m['auc']:.4f}")
+    print("  per-class recall: " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}"
+                                             for k, v in m["per_class_recall"].items()))
+    print(f"  params {m['params']:,}  MACs {m['macs'] / 1e6:.1f}M"
+          + (f"  CPU latency {m['cpu_latency_ms']:.2f} ms" if "cpu_latency_ms" in m else ""))
+    if args.json:
+        print(json.dumps(m))
+
+
+if __name__ == "__main__":
+    main()
