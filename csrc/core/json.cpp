@@ -58,6 +58,23 @@ struct Parser {
         }
         return v;
     }
+    // a multi-byte UTF-8 sequence starting with lead byte c (already consumed): validated and
+    // appended, so that every string handed to Python decodes (RFC 8259: JSON text is UTF-8)
+    void utf8_tail(std::string& out, unsigned char c) {
+        int n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { n = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { n = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else fail("invalid UTF-8 in string");
+        if (end - p < n) fail("invalid UTF-8 in string");
+        out += char(c);
+        for (int i = 0; i < n; ++i) {
+            unsigned char d = static_cast<unsigned char>(*p++);
+            if (d < (i == 0 ? lo : 0x80) || d > (i == 0 ? hi : 0xBF)) fail("invalid UTF-8 in string");
+            out += char(d);
+        }
+    }
     std::string string() {
         if (p >= end || *p != '"') fail("expected string");
         ++p;
@@ -67,6 +84,7 @@ struct Parser {
             char c = *p++;
             if (c == '"') break;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
+            if (static_cast<unsigned char>(c) >= 0x80) { utf8_tail(out, static_cast<unsigned char>(c)); continue; }
             if (c != '\\') { out += c; continue; }
             if (p >= end) fail("unterminated escape");
             char e = *p++;
@@ -81,6 +99,7 @@ struct Parser {
                 case 't': out += '\t'; break;
                 case 'u': {
                     unsigned cp = hex4();
+                    if (cp >= 0xDC00 && cp < 0xE000) fail("lone surrogate");
                     if (cp >= 0xD800 && cp < 0xDC00) {
                         if (!lit("\\u")) fail("lone surrogate");
                         unsigned lo = hex4();
@@ -141,6 +160,20 @@ struct Parser {
             if (*p == '-') ++p;
             while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-')) ++p;
             std::string tok(s, p);
+            // strict RFC 8259 grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? (strtod alone
+            // would take "01" or "1." which Python's json module then refuses)
+            size_t i = tok[0] == '-' ? 1 : 0;
+            auto digits = [&]() { size_t k = i; while (i < tok.size() && tok[i] >= '0' && tok[i] <= '9') ++i; return i - k; };
+            const bool lead0 = i < tok.size() && tok[i] == '0';
+            const size_t nint = digits();
+            bool okn = nint > 0 && !(lead0 && nint > 1);
+            if (okn && i < tok.size() && tok[i] == '.') { ++i; okn = digits() > 0; }
+            if (okn && i < tok.size() && (tok[i] == 'e' || tok[i] == 'E')) {
+                ++i;
+                if (i < tok.size() && (tok[i] == '+' || tok[i] == '-')) ++i;
+                okn = digits() > 0;
+            }
+            if (!okn || i != tok.size()) fail("bad number");
             char* stop = nullptr;
             j.type = Json::Number;
             j.num = std::strtod(tok.c_str(), &stop);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -91,6 +92,7 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
         if (h.type != Json::Object) fail("corrupt header: not a JSON object");
         const uint8_t* data = base + 8 + hlen;
         const size_t data_size = size_ - 8 - hlen;
+        std::vector<std::pair<uint64_t, uint64_t>> spans;
         for (auto& kv : h.obj) {
             if (kv.first == "__metadata__") {
                 if (kv.second.type != Json::Object) fail("__metadata__ is not an object");
@@ -129,8 +131,24 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
                 fail("tensor '" + kv.first + "' byte size " + std::to_string(e - b) + " does not match its shape and dtype");
             ti.data = data + b;
             ti.nbytes = static_cast<size_t>(e - b);
+            if (tensors_.count(kv.first)) fail("tensor '" + kv.first + "' is listed twice");
             tensors_[kv.first] = std::move(ti);
+            spans.emplace_back(b, e);
         }
+        // As the safetensors spec requires, the tensors tile the data section exactly (no holes,
+        // no overlaps, nothing after the last one): a wrong header length or shifted offsets would
+        // otherwise load misaligned weights silently.
+        std::sort(spans.begin(), spans.end());
+        uint64_t at = 0;
+        for (auto& s : spans) {
+            if (s.first != at)
+                fail("tensor data is not contiguous at byte " + std::to_string(std::min(at, s.first)) +
+                     " of the data section (corrupt header length or offsets)");
+            at = s.second;
+        }
+        if (at != data_size)
+            fail("tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
+                 " data bytes (corrupt header length, or a truncated/padded file)");
     } catch (...) {
         ::munmap(map_, size_);
         map_ = nullptr;
