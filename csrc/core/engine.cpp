@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <thread>
 
+#ifdef PYFER_HAVE_CUDA
+#include "../cuda/backend.hpp"
+#endif
+
 namespace pyfer {
 
 bool cuda_compiled() {
@@ -124,7 +128,9 @@ std::unique_ptr<Backend> make_backend(const std::string& path, const std::string
         if (!cuda_compiled())
             throw std::invalid_argument("device='cuda' requested but this pyfer build has no CUDA support "
                                         "(pyfer.build_info()['cuda'] is False); use device='cpu'");
-        throw std::invalid_argument("the CUDA backend is not implemented yet");
+#ifdef PYFER_HAVE_CUDA
+        return make_cuda_backend(path, device);  // csrc/cuda/backend.cpp
+#endif
     }
     if (device != "cpu") throw std::invalid_argument("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
     auto m = Model::load(path);

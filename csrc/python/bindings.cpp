@@ -10,6 +10,9 @@
 
 #include "../core/engine.hpp"
 #include "../tests/checks.hpp"
+#ifdef PYFER_HAVE_CUDA
+#include "../cuda/backend.hpp"
+#endif
 
 namespace py = pybind11;
 using namespace pyfer;
@@ -123,6 +126,9 @@ py::dict build_info() {
     isa["selected"] = kernels_select("auto").name;
     d["isa"] = isa;
     d["cuda"] = cuda_compiled();
+#ifdef PYFER_HAVE_CUDA
+    d["cuda_archs"] = cuda_compiled_archs();
+#endif
 #if defined(__clang__)
     d["compiler"] = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -159,6 +165,16 @@ PYBIND11_MODULE(_engine, m) {
             return py::make_tuple(mm.in_channels, mm.input_size, mm.input_size);
         });
     m.def("build_info", &build_info);
+    // (count, reason): usable CUDA devices; the first CUDA runtime call happens here, not at import
+    m.def("_cuda_devices", []() {
+#ifdef PYFER_HAVE_CUDA
+        std::string why;
+        int n = cuda_device_count(&why);
+        return py::make_tuple(n, why);
+#else
+        return py::make_tuple(0, std::string("this pyfer build has no CUDA support"));
+#endif
+    });
 
     auto t = m.def_submodule("_testing", "kernel self-checks vs the csrc/ref reference (tests only)");
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
@@ -178,4 +194,22 @@ PYBIND11_MODULE(_engine, m) {
           py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
           py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
+#ifdef PYFER_HAVE_CUDA
+    // the CUDA backend's launch plan executed on the CPU (index math, weight layouts; no GPU)
+    t.def("cuda_emulate", [](const std::string& path, const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {
+        auto m = Model::load(path);
+        const size_t img = size_t(m->in_channels) * m->input_size * m->input_size;
+        if (x.ndim() != 4 || x.shape(0) < 1 || size_t(x.size()) != size_t(x.shape(0)) * img)
+            throw py::value_error("cuda_emulate expects an (N, C, H, W) array matching the model input");
+        const int n = int(x.shape(0));
+        std::vector<float> y;
+        {
+            py::gil_scoped_release nogil;
+            y = cuda_emulate_forward(*m, x.data(), n);
+        }
+        py::array_t<float> out({py::ssize_t(n), py::ssize_t(m->num_classes)});
+        std::copy(y.begin(), y.end(), out.mutable_data());
+        return out;
+    }, py::arg("path"), py::arg("x"));
+#endif
 }

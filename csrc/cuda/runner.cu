@@ -1,0 +1,193 @@
+// CudaRunner: weights uploaded once (one device arena), activations in a second arena sized
+// for the largest chunk seen (at most MAX_CHUNK images; bigger batches run in chunks), pinned
+// host staging buffers for input and logits, one stream, and one CUDA graph per chunk size
+// (upload + every kernel + download replayed with one cudaGraphLaunch).
+// Nothing here runs at import time: the first CUDA call is device_count() from make_backend.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "kernels.cuh"
+#include "runner.hpp"
+
+#ifndef PYFER_CUDA_ARCHS
+#define PYFER_CUDA_ARCHS "unknown"
+#endif
+
+namespace pyfer::cuda {
+
+namespace {
+
+[[noreturn]] void fail(cudaError_t e, const char* what) {
+    cudaGetLastError();  // clear a sticky-free error so later calls are not poisoned
+    throw std::runtime_error(std::string("pyfer CUDA backend: ") + what + " failed: " + cudaGetErrorName(e) +
+                             " (" + cudaGetErrorString(e) + ")");
+}
+#define CK(call)                                    \
+    do {                                            \
+        cudaError_t e_ = (call);                    \
+        if (e_ != cudaSuccess) fail(e_, #call);     \
+    } while (0)
+
+constexpr int MAX_CHUNK = 256;
+constexpr size_t MAX_GRAPHS = 16;
+
+class CudaRunner final : public Runner {
+public:
+    CudaRunner(const Net& net, int dev) : dev_(dev) {
+        CK(cudaSetDevice(dev_));
+        cudaDeviceProp prop;
+        CK(cudaGetDeviceProperties(&prop, dev_));
+        sms_ = prop.multiProcessorCount;
+        desc_ = "cuda:" + std::to_string(dev_) + " " + prop.name + " (sm_" + std::to_string(prop.major) +
+                std::to_string(prop.minor) + ", " + std::to_string(sms_) + " SMs)";
+        cudaError_t img = check_kernel_image();
+        if (img != cudaSuccess)
+            throw std::runtime_error("pyfer CUDA backend: this build has no kernels for " + desc_ +
+                                     " (compiled for " PYFER_CUDA_ARCHS "): " + cudaGetErrorString(img));
+        const char* g = std::getenv("PYFER_CUDA_GRAPHS");
+        use_graphs_ = !(g && std::strcmp(g, "0") == 0);
+        net_ = net;  // structure only below; the weights live on the device
+        W_ = pack_weights(net_);
+        for (auto* c : all_convs()) { c->w.clear(); c->w.shrink_to_fit(); c->b.clear(); c->b.shrink_to_fit(); }
+        net_.fc_w.clear(); net_.fc_b.clear();
+        img_ = size_t(net_.in_channels) * net_.input_size * net_.input_size;
+        CK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        CK(cudaMalloc(&wdev_, W_.host.size() * sizeof(float)));
+        CK(cudaMemcpy(wdev_, W_.host.data(), W_.host.size() * sizeof(float), cudaMemcpyHostToDevice));
+        W_.host.clear();
+        W_.host.shrink_to_fit();
+    }
+
+    ~CudaRunner() override {
+        cudaSetDevice(dev_);
+        drop_graphs();
+        if (stream_) cudaStreamSynchronize(stream_);
+        cudaFree(adev_);
+        cudaFree(wdev_);
+        cudaFreeHost(hin_);
+        cudaFreeHost(hout_);
+        if (stream_) cudaStreamDestroy(stream_);
+    }
+
+    void forward(const float* x, int n, float* logits) override {
+        CK(cudaSetDevice(dev_));
+        const int classes = net_.num_classes;
+        for (int s = 0; s < n; s += MAX_CHUNK) {
+            const int c = std::min(MAX_CHUNK, n - s);
+            reserve(c);
+            std::memcpy(hin_, x + size_t(s) * img_, sizeof(float) * c * img_);
+            run(c);
+            std::memcpy(logits + size_t(s) * classes, hout_, sizeof(float) * c * classes);
+        }
+    }
+
+    std::string describe() const override { return desc_; }
+
+private:
+    std::vector<NetConv*> all_convs() {
+        std::vector<NetConv*> v{&net_.stem, &net_.conv5};
+        for (auto& b : net_.blocks)
+            for (auto& c : b.convs) v.push_back(&c);
+        return v;
+    }
+
+    void drop_graphs() {
+        for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
+        graphs_.clear();
+    }
+
+    void reserve(int c) {
+        if (c <= L_.cap) return;
+        const int cap = std::max(c, std::min(MAX_CHUNK, 2 * L_.cap));  // grow geometrically
+        CK(cudaStreamSynchronize(stream_));
+        drop_graphs();
+        cudaFree(adev_);
+        adev_ = nullptr;
+        cudaFreeHost(hin_);
+        hin_ = nullptr;
+        cudaFreeHost(hout_);
+        hout_ = nullptr;
+        L_ = Layout{};
+        Layout L = layout_for(net_, cap);
+        CK(cudaMalloc(&adev_, L.total * sizeof(float)));
+        CK(cudaMemset(adev_, 0, L.total * sizeof(float)));
+        CK(cudaMallocHost(&hin_, sizeof(float) * cap * img_));
+        CK(cudaMallocHost(&hout_, sizeof(float) * cap * net_.num_classes));
+        L_ = L;
+    }
+
+    void enqueue(const Plan& p) {
+        const int c = p.n;
+        CK(cudaMemcpyAsync(p.x, hin_, sizeof(float) * c * img_, cudaMemcpyHostToDevice, stream_));
+        CK(launch_plan(p, stream_, sms_));
+        CK(cudaMemcpyAsync(hout_, p.logits, sizeof(float) * c * net_.num_classes, cudaMemcpyDeviceToHost, stream_));
+    }
+
+    void run(int c) {
+        if (!use_graphs_) {
+            enqueue(build_plan(net_, W_, wdev_, adev_, L_, c));
+            CK(cudaStreamSynchronize(stream_));
+            return;
+        }
+        auto it = graphs_.find(c);
+        if (it == graphs_.end()) {
+            if (graphs_.size() >= MAX_GRAPHS) drop_graphs();
+            Plan p = build_plan(net_, W_, wdev_, adev_, L_, c);
+            CK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+            cudaGraph_t graph = nullptr;
+            try {
+                enqueue(p);
+            } catch (...) {
+                cudaStreamEndCapture(stream_, &graph);
+                if (graph) cudaGraphDestroy(graph);
+                throw;
+            }
+            CK(cudaStreamEndCapture(stream_, &graph));
+            cudaGraphExec_t exec = nullptr;
+            cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+            cudaGraphDestroy(graph);
+            if (e != cudaSuccess) fail(e, "cudaGraphInstantiate");
+            it = graphs_.emplace(c, exec).first;
+        }
+        CK(cudaGraphLaunch(it->second, stream_));
+        CK(cudaStreamSynchronize(stream_));
+    }
+
+    int dev_ = 0, sms_ = 1;
+    std::string desc_;
+    bool use_graphs_ = true;
+    Net net_;
+    Weights W_;
+    size_t img_ = 0;
+    cudaStream_t stream_ = nullptr;
+    float* wdev_ = nullptr;
+    float* adev_ = nullptr;
+    float* hin_ = nullptr;
+    float* hout_ = nullptr;
+    Layout L_;
+    std::map<int, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace
+
+int device_count(std::string* why) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why) *why = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+        cudaGetLastError();
+        return 0;
+    }
+    if (n == 0 && why) *why = "no CUDA device";
+    return n;
+}
+
+std::unique_ptr<Runner> make_runner(const Net& net, int device) { return std::make_unique<CudaRunner>(net, device); }
+
+std::string compiled_archs() { return PYFER_CUDA_ARCHS; }
+
+}  // namespace pyfer::cuda
