@@ -11,6 +11,7 @@ Cropping reproduces the framing of the FER2013 training images: a Haar box run o
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence, Union
 
@@ -34,6 +35,23 @@ def _cascade(name: str):
     if c.empty():
         raise RuntimeError(f"could not load the OpenCV cascade {path} (needs opencv-python(-headless) < 5)")
     return c
+
+
+class _PerThreadCascade:
+    """One ``cv2.CascadeClassifier`` per thread: OpenCV's cascade keeps per-image state in the
+    object, so a cascade shared by threads fails (``getScaleData`` assertions, out-of-range
+    vector access) or returns wrong boxes. A loaded cascade is ~20 ms, once per thread."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._local = threading.local()
+        self._local.c = _cascade(name)  # the constructing thread's; fails early on a bad install
+
+    def get(self):
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = _cascade(self.name)
+        return c
 
 
 class HaarDetector:
@@ -61,8 +79,8 @@ class HaarDetector:
         self.max_side = max_side
         self.fallback_pad = fallback_pad
         self.min_relative_votes = min_relative_votes
-        self._cascade = _cascade(cascade)
-        self.window = int(min(self._cascade.getOriginalWindowSize()))  # 20 px for alt2
+        self._cascades = _PerThreadCascade(cascade)
+        self.window = int(min(self._cascades.get().getOriginalWindowSize()))  # 20 px for alt2
 
     def __call__(self, image: np.ndarray) -> list[Box]:
         gray = to_gray(image)
@@ -86,7 +104,7 @@ class HaarDetector:
         min_px = max(self.window, int(min_face * scale))
         if min(small.shape) < min_px:
             return []
-        found, votes = self._cascade.detectMultiScale2(small, self.scale_factor, self.min_neighbors,
+        found, votes = self._cascades.get().detectMultiScale2(small, self.scale_factor, self.min_neighbors,
                                                        minSize=(min_px, min_px))
         votes = np.asarray(votes).reshape(-1)
         order = np.argsort(-votes, kind="stable")  # most votes (surest) first
@@ -171,7 +189,7 @@ class EyeAligner:
     work_px: int = 96  # the upper face is resized to this width before the eye search
 
     def __post_init__(self):
-        self._cascade = _cascade("haarcascade_eye.xml")
+        self._cascades = _PerThreadCascade("haarcascade_eye.xml")
 
     def angle(self, gray: np.ndarray, box: Box) -> float:
         import cv2
@@ -183,7 +201,7 @@ class EyeAligner:
         s = self.work_px / upper.shape[1]
         upper = cv2.resize(upper, (self.work_px, max(1, round(upper.shape[0] * s))),
                            interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        eyes = self._cascade.detectMultiScale(upper, 1.1, 3, minSize=(int(self.work_px * 0.12),) * 2,
+        eyes = self._cascades.get().detectMultiScale(upper, 1.1, 3, minSize=(int(self.work_px * 0.12),) * 2,
                                               maxSize=(int(self.work_px * 0.45),) * 2)
         centres = [(ex + ew / 2, ey + eh / 2) for ex, ey, ew, eh in np.asarray(eyes).reshape(-1, 4)]
         half = self.work_px / 2
