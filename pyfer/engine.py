@@ -5,6 +5,10 @@
     >>> logits = eng.forward(x)                             # x: float32 (N, C, H, W)
     >>> eng.input_shape, eng.class_names, eng.info()
 
+``device="cuda"`` (or ``"cuda:N"``) runs the CUDA backend (docs/cuda.md) when the build has it
+(``build_info()["cuda"]``) and a GPU is usable (``cuda_devices()``); otherwise it raises
+ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
+
 ``threads=None`` uses every core for batches (split over images); a batch of one always runs on
 one thread. ``isa`` ("auto", "avx2", "portable", "ref") is for tests and benchmarks: "auto" picks
 AVX2+FMA when the CPU has it unless the environment sets ``PYFER_FORCE_PORTABLE=1``; "ref" runs
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Engine", "build_info", "softmax"]
+__all__ = ["Engine", "build_info", "cuda_devices", "softmax"]
 
 
 def _ext():
@@ -35,6 +39,17 @@ def _ext():
 def build_info() -> dict:
     """Build facts: ``version``, ``isa`` ({compiled, detected, selected}), ``cuda`` (bool)."""
     return dict(_ext().build_info())
+
+
+def cuda_devices() -> tuple:
+    """``(count, reason)``: CUDA devices usable by ``Engine(..., device="cuda")``; ``reason`` says
+    why there are none (CPU-only build, no driver, no GPU). The first CUDA call happens here or in
+    ``Engine(device="cuda")``, never at import."""
+    fn = getattr(_ext(), "_cuda_devices", None)
+    if fn is None:
+        return 0, "this pyfer build has no CUDA support"
+    n, why = fn()
+    return int(n), str(why)
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -150,8 +150,12 @@ cudaError_t launch_plan(const Plan& p, cudaStream_t s, int sms) {
             const size_t total = size_t(st.stem.N) * st.stem.Hp * st.stem.Hp * st.stem.Cout;
             stem_kernel<<<unsigned((total + 255) / 256), 256, 0, s>>>(st.stem);
         } else if (st.kind == Step::GEMM) {
-            // big tiles when they fill the GPU twice over, else small ones (batch 1: latency)
-            if (tiles<64, 64>(st.g) >= size_t(2 * sms)) launch_gemm<64, 64, 16, 4, 4>(st.g, s);
+            // the largest tile that still gives every SM work (big batches: 128x128, 8x8 per
+            // thread, for the dense 3x3 convs; batch 1: 32x32 tiles, latency over efficiency)
+            bool wide = true;
+            for (int i = 0; i < st.g.n; ++i) wide = wide && st.g.d[i].Cout >= 128 && st.g.d[i].K >= 64;
+            if (wide && tiles<128, 128>(st.g) >= size_t(sms)) launch_gemm<128, 128, 8, 8, 8>(st.g, s);
+            else if (tiles<64, 64>(st.g) >= size_t(2 * sms)) launch_gemm<64, 64, 16, 4, 4>(st.g, s);
             else launch_gemm<32, 32, 16, 2, 2>(st.g, s);
         } else {
             head_kernel<<<st.head.N, 256, sizeof(float) * st.head.C, s>>>(st.head);

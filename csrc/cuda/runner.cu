@@ -22,7 +22,7 @@ namespace pyfer::cuda {
 namespace {
 
 [[noreturn]] void fail(cudaError_t e, const char* what) {
-    cudaGetLastError();  // clear a sticky-free error so later calls are not poisoned
+    cudaGetLastError();  // reset the (non-sticky) last-error state
     throw std::runtime_error(std::string("pyfer CUDA backend: ") + what + " failed: " + cudaGetErrorName(e) +
                              " (" + cudaGetErrorString(e) + ")");
 }
@@ -178,7 +178,11 @@ int device_count(std::string* why) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        if (why) *why = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+        if (why) {
+            *why = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+            if (e == cudaErrorInsufficientDriver)
+                *why += " (no NVIDIA driver found, or one older than the CUDA runtime this build uses)";
+        }
         cudaGetLastError();
         return 0;
     }
