@@ -38,14 +38,13 @@ step "1. environment"
   git log --oneline -1 2>/dev/null
 } 2>&1 | tee -a "$LOG"
 
-step "2. CUDA build (in place)"
-rm -f pyfer/_engine*.so
+step "2. CUDA build (in place: replaces pyfer/_engine*.so of this Python; run on the device or in a scratch copy)"
 if timeout 60 cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPYFER_WITH_CUDA=ON \
      -DPYFER_DEV_INPLACE=ON -DPYFER_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS=--threads=0 \
      -DPython_EXECUTABLE="$(command -v "$PY")" \
      -Dpybind11_DIR="$($PY -c 'import pybind11; print(pybind11.get_cmake_dir())')" 2>&1 | tail -8 | tee -a "$LOG" &&
    timeout 300 cmake --build build/gpu -j"$JOBS" 2>&1 | { grep -v '^\[' || true; } | tail -30 | tee -a "$LOG" &&
-   ls pyfer/_engine*.so >/dev/null 2>&1; then
+   $PY -c "import pyfer, sys; sys.exit(0 if pyfer.build_info()['cuda'] else 1)" 2>&1 | tee -a "$LOG"; then
   build_ok=1
 else
   echo "BUILD FAILED" | tee -a "$LOG"
