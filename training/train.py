@@ -9,11 +9,15 @@ ReduceLROnPlateau(factor 0.1, patience 3) on validation accuracy, batch 128, dro
 distillation T=8, a=0.4. The run folder gets ``last.pt`` (every epoch, written atomically),
 ``best.pt`` (best validation accuracy), ``log.jsonl`` (one line per epoch) and ``config.json``.
 ``--resume`` continues a run from ``last.pt``: a killed run loses at most the epoch in progress.
+Each save first keeps the checkpoint it replaces as ``prev.pt``; if ``last.pt`` is corrupt
+(unreadable, or failing its content digest) ``--resume`` says so, moves it aside to
+``last.pt.corrupt`` and continues from ``prev.pt`` (see RELIABILITY.md).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
-from training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from training.checkpoint import CheckpointError, load_for_resume, load_model, save_checkpoint
 from training.data import AugmentSpec, FaceSet, augment, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
 
@@ -68,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--tta", action="store_true", help="validate with horizontal-flip averaging")
+    ap.add_argument("--classes", help="comma-separated class names: train and validate on these only "
+                    "(quick experiments; the model keeps all 8 outputs)")
     ap.add_argument("--train-limit", type=int, help="use a stratified subset of N training images")
     ap.add_argument("--val-limit", type=int, help="use a stratified subset of N validation images")
     ap.add_argument("--seed", type=int, default=0)
@@ -126,6 +132,12 @@ def run(args: argparse.Namespace) -> dict:
     spec = ModelSpec(ARCH_OF_MODE[args.mode], stem=args.stem)
     train_set = load_dataset(args.data, prep, "train")
     val_set = load_dataset(args.val_data or args.data, prep, "valid")
+    if args.classes:
+        from training.data import label_index
+
+        keep = [label_index(c, "--classes") for c in args.classes.split(",")]
+        train_set = train_set.subset(np.flatnonzero(np.isin(train_set.labels, keep)))
+        val_set = val_set.subset(np.flatnonzero(np.isin(val_set.labels, keep)))
     if args.train_limit:
         train_set = stratified_subset(train_set, args.train_limit, args.seed)
     if args.val_limit:
@@ -151,16 +163,27 @@ def run(args: argparse.Namespace) -> dict:
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_acc, best_epoch = 0, -1.0, -1
     last = out / "last.pt"
+    history: list[dict] = []  # one record per finished epoch, also kept in the checkpoint
     if args.resume:
-        if not last.is_file():
-            raise SystemExit(f"--resume: no checkpoint at {last}")
-        ckpt = load_checkpoint(last).state
+        try:
+            ck, note = load_for_resume(out)
+        except (FileNotFoundError, CheckpointError) as exc:
+            raise SystemExit(f"--resume: {exc}") from None
+        if note:
+            print(note, file=sys.stderr, flush=True)
+        ckpt = ck.state
         if ckpt["mode"] != args.mode:
-            raise SystemExit(f"--resume: {last} is a {ckpt['mode']!r} run, not {args.mode!r}")
+            raise SystemExit(f"--resume: {ck.path} is a {ckpt['mode']!r} run, not {args.mode!r}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_val_accuracy"], ckpt["best_epoch"]
+        # the log is rewritten to match the checkpoint: drops lines of epochs after it (a fallback
+        # to prev.pt) and restores one lost to a kill between the checkpoint and the log write
+        history = list(ckpt.get("log", []))
+        if history:
+            (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        print(f"resuming {args.mode} from {ck.path} after epoch {start_epoch}", flush=True)
     else:
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -221,11 +244,12 @@ def run(args: argparse.Namespace) -> dict:
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),
                   "train_accuracy": correct / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
                   "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
+        history.append(record)
         state = {"mode": args.mode, "epoch": epoch, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "best_val_accuracy": best_acc, "best_epoch": best_epoch,
-                 "model_spec": asdict(spec), "preprocess": prep.to_dict(), "config": config}
-        save_checkpoint(state, last)
+                 "model_spec": asdict(spec), "preprocess": prep.to_dict(), "config": config, "log": history}
+        save_checkpoint(state, last, keep_previous=True)
         if improved:
             save_checkpoint(state, out / "best.pt")
         with open(out / "log.jsonl", "a") as f:
@@ -239,8 +263,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> None:
+    from training.checkpoint import CheckpointError
+    from training.data import DataError
+
     args = build_parser().parse_args(argv)
-    summary = run(args)
+    try:
+        summary = run(args)
+    except (DataError, CheckpointError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(json.dumps(summary))
 
 

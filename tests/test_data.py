@@ -1,0 +1,111 @@
+"""Data loaders: the FERPlus majority protocol on the real data, manifests, RAF-DB, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyfer.preprocess import EMOTIONS, PreprocessSpec
+from training.data import (AugmentSpec, DataError, augment, load_dataset, load_ferplus, load_manifest,
+                           load_rafdb, majority_protocol)
+
+PREP = PreprocessSpec(48)
+
+
+def test_majority_protocol_rules():
+    votes = np.array([
+        [6, 1, 1, 0, 0, 0, 0, 0, 1, 1],   # singles dropped -> 6/6: neutral
+        [3, 3, 0, 0, 0, 0, 0, 0, 0, 0],   # tie: no majority
+        [0, 0, 0, 0, 0, 0, 0, 0, 8, 2],   # unknown wins: dropped
+        [2, 0, 0, 0, 0, 0, 0, 0, 0, 8],   # NF wins: dropped
+        [0, 0, 4, 3, 0, 0, 0, 0, 0, 0],   # 4 of 7: surprise
+    ])
+    keep, labels, shares = majority_protocol(votes)
+    assert keep.tolist() == [True, False, False, False, True]
+    assert labels[0] == EMOTIONS.index("neutral") and labels[4] == EMOTIONS.index("surprise")
+    np.testing.assert_allclose(shares[4, 2:4], [4 / 7, 3 / 7])
+
+
+@pytest.mark.parametrize("split,n,counts", [
+    ("train", 25045, [8733, 7284, 3136, 3022, 2098, 116, 536, 120]),
+    ("valid", 3191, [1180, 862, 411, 348, 289, 25, 60, 16]),
+])
+def test_ferplus_majority_counts(ferplus_dir, split, n, counts):
+    data = load_ferplus(ferplus_dir, split, PREP)
+    assert len(data) == n
+    assert data.class_counts().tolist() == counts
+    assert data.images.shape == (n, 48, 48) and data.images.dtype == np.uint8
+    np.testing.assert_allclose(data.targets.sum(1), 1, atol=1e-6)
+    assert (data.targets.argmax(1) == data.labels).all()
+
+
+def _write_png(path, value=128, size=(40, 30)):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.full((size[1], size[0], 3), value, np.uint8)
+    img[5:10, 5:10] = 255 - value
+    cv2.imwrite(str(path), img)
+
+
+def test_manifest_loader(tmp_path):
+    for i, name in enumerate(["a.png", "sub/b.png", "c.png"]):
+        _write_png(tmp_path / name, 40 * i)
+    (tmp_path / "m.csv").write_text("path,label\na.png,happy\nsub/b.png,Anger\nc.png,contempt\n")
+    data = load_manifest(tmp_path / "m.csv", None, PREP)
+    assert data.labels.tolist() == [EMOTIONS.index(x) for x in ("happiness", "anger", "contempt")]
+    assert data.images.shape == (3, 48, 48)
+    assert (data.targets.argmax(1) == data.labels).all()
+
+
+def test_rafdb_loader(tmp_path):
+    (tmp_path / "EmoLabel").mkdir()
+    (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text(
+        "train_00001.jpg 5\ntrain_00002.jpg 7\ntest_0001.jpg 4\ntest_0002.jpg 1\n")
+    for n in ("train_00001", "train_00002", "test_0001", "test_0002"):
+        _write_png(tmp_path / "Image" / "aligned" / f"{n}_aligned.jpg")
+    train = load_rafdb(tmp_path, "train", PREP)
+    test = load_dataset(f"rafdb:{tmp_path}", PREP, "valid")
+    assert [EMOTIONS[i] for i in train.labels] == ["sadness", "neutral"]
+    assert [EMOTIONS[i] for i in test.labels] == ["happiness", "surprise"]
+
+
+def test_bad_input_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_ferplus(tmp_path / "nowhere", "train", PREP)
+
+    folder = tmp_path / "fer" / "FER2013Train"
+    folder.mkdir(parents=True)
+    (folder / "label.csv").write_text('fer0.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0\nfer1.png,bad row\n')
+    with pytest.raises(DataError, match=r"label\.csv:2: expected 12 columns"):
+        load_ferplus(tmp_path / "fer", "train", PREP)
+
+    (folder / "label.csv").write_text('fer0.png,"(0, 0, 48, 48)",x,0,0,1,3,2,0,0,0,0\n')
+    with pytest.raises(DataError, match=r"label\.csv:1: vote counts must be integers"):
+        load_ferplus(tmp_path / "fer", "train", PREP)
+
+    _write_png(tmp_path / "ok.png")
+    (tmp_path / "m.csv").write_text("path,label\nok.png,grumpy\n")
+    with pytest.raises(DataError, match=r"m\.csv:2: unknown label 'grumpy'"):
+        load_manifest(tmp_path / "m.csv", None, PREP)
+
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "m2.csv").write_text("path,label\nok.png,happy\nbroken.png,sad\n")
+    with pytest.raises(DataError, match=r"m2\.csv:3: cannot decode image .*broken\.png"):
+        load_manifest(tmp_path / "m2.csv", None, PREP)
+
+    (tmp_path / "m3.csv").write_text("file,emotion\nok.png,happy\n")
+    with pytest.raises(DataError, match="path,label"):
+        load_manifest(tmp_path / "m3.csv", None, PREP)
+
+
+def test_augment_is_seeded_and_normalised():
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (8, 1, 48, 48), dtype=np.uint8))
+    a = augment(x, PREP, AugmentSpec(), torch.Generator().manual_seed(3))
+    b = augment(x, PREP, AugmentSpec(), torch.Generator().manual_seed(3))
+    c = augment(x, PREP, AugmentSpec(), torch.Generator().manual_seed(4))
+    assert a.shape == (8, 1, 48, 48) and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+    assert a.min() >= -1.0 - 1e-6 and a.max() <= 1.0 + 1e-6

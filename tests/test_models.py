@@ -1,0 +1,138 @@
+"""Reference models: shapes, parameter counts, the FFE equations, the KD loss, BN folding, export."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pyfer.preprocess import PreprocessSpec
+from training.export import export_model, read_metadata
+from training.models import (FFE, STEMS, ModelSpec, build_student, build_teacher, count_parameters,
+                             fold_batchnorm, from_safetensors)
+from training.train import kd_loss
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial statistics so that folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("size", [48, 64])
+def test_output_shapes(stem, size):
+    x = torch.randn(3, 1, size, size)
+    for model in (build_student(stem=stem), build_teacher(stem=stem)):
+        assert model.eval()(x).shape == (3, 8)
+
+
+def test_parameter_counts():
+    student = count_parameters(build_student())
+    teacher = count_parameters(build_teacher())
+    print(f"student {student:,} (paper ~1.26M), teacher {teacher:,} (paper 11.8M)")
+    assert 1.20e6 < student < 1.30e6
+    assert abs(teacher - 11.8e6) / 11.8e6 < 0.10
+
+
+def test_student_stage_widths():
+    m = build_student()
+    assert m.stem.conv.out_channels == 24
+    assert [s[0].branch2[2].conv.out_channels * 2 for s in (m.stage2, m.stage3, m.stage4)] == [116, 232, 464]
+    assert [len(s) for s in (m.stage2, m.stage3, m.stage4)] == [4, 8, 4]
+    assert m.conv5.conv.out_channels == 1024 and m.dropout.p == 0.5
+
+
+def naive_ffe(ffe: FFE, x: torch.Tensor) -> torch.Tensor:
+    """The FFE equations written out literally, one group at a time."""
+    n = ffe.groups
+    X = list(ffe.conv_in(x).chunk(n, dim=1))
+    YL = [None] * (n + 2)  # 1-based, Y_0^L = 0
+    YR = [None] * (n + 2)  # Y_{n+1}^R = 0
+    YL[0] = torch.zeros_like(X[0])
+    YR[n + 1] = torch.zeros_like(X[0])
+    for i in range(1, n + 1):
+        YL[i] = ffe.left[i - 1](X[i - 1] + YL[i - 1])
+    for i in range(n, 0, -1):
+        YR[i] = ffe.right[i - 1](X[i - 1] + YR[i + 1])
+    Y = torch.cat([YL[i] + YR[i] for i in range(1, n + 1)], dim=1)
+    identity = x if ffe.shortcut is None else ffe.shortcut(x)
+    return F.relu(ffe.conv_out(Y) + identity)
+
+
+@pytest.mark.parametrize("cin,cout,stride", [(8, 8, 1), (6, 16, 2)])
+def test_ffe_matches_equations(cin, cout, stride):
+    torch.manual_seed(0)
+    ffe = FFE(cin, cout, stride).eval()
+    randomize_bn(ffe)
+    x = torch.randn(2, cin, 5, 7)
+    torch.testing.assert_close(ffe(x), naive_ffe(ffe, x), rtol=1e-5, atol=1e-6)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="stem"):
+        build_student(stem="huge")
+    with pytest.raises(ValueError, match="num_classes"):
+        build_teacher(num_classes=1)
+    with pytest.raises(ValueError, match="in_channels"):
+        build_student(in_channels=2)
+    with pytest.raises(ValueError, match="groups"):
+        FFE(8, 10, 1)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        ModelSpec("vgg").build()
+
+
+def test_kd_loss_hand_computed():
+    s = torch.tensor([[1.0, 0.0, -1.0]])
+    t = torch.tensor([[0.5, 0.5, 0.0]])
+    y = torch.tensor([0])
+    T = 2.0
+    p = [math.exp(v / T) for v in (0.5, 0.5, 0.0)]
+    p = [v / sum(p) for v in p]
+    q = [math.exp(v / T) for v in (1.0, 0.0, -1.0)]
+    q = [v / sum(q) for v in q]
+    kl = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    q1 = [math.exp(v) for v in (1.0, 0.0, -1.0)]
+    ce = -math.log(q1[0] / sum(q1))
+    for a in (0.0, 0.4, 1.0):
+        expected = a * T * T * kl + (1 - a) * ce
+        assert kd_loss(s, t, y, T, a).item() == pytest.approx(expected, rel=1e-5)
+    assert kd_loss(s, t, y, T, 0.0).item() == pytest.approx(F.cross_entropy(s, y).item(), rel=1e-6)
+    assert kd_loss(s, t, y, T, 1.0).item() == pytest.approx(T * T * kl, rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["shufflenetv2", "effresnet18"])
+def test_fold_and_export_round_trip(arch, tmp_path):
+    torch.manual_seed(1)
+    spec = ModelSpec(arch)
+    model = spec.build().eval()
+    randomize_bn(model)
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        ref = model(x)
+        folded = fold_batchnorm(model, spec)(x)
+    assert (folded - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
+    path = export_model(model, spec, PreprocessSpec(48), tmp_path / "m.safetensors")
+    meta = read_metadata(path)
+    assert meta["arch"] == arch and meta["preprocess"]["input_size"] == 48 and len(meta["class_names"]) == 8
+    rebuilt = from_safetensors(path)
+    assert not rebuilt.training
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), folded, rtol=0, atol=0)
+
+
+def test_from_safetensors_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        from_safetensors(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="not a pyfer export"):
+        from_safetensors(tmp_path / "plain.safetensors")

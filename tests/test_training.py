@@ -1,0 +1,81 @@
+"""Short real training runs: learning, resume, distillation, export of a trained checkpoint."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+# two classes, 32 px, no augmentation: small enough to learn in a minute on 2 cores
+QUICK = ["--classes", "neutral,happiness", "--input-size", "32", "--batch-size", "16", "--no-augment",
+         "--dropout", "0", "--threads", "1", "--quiet"]
+
+
+def train(*args) -> dict:
+    out = subprocess.run([sys.executable, "-m", "training.train", *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def learned_run(tmp_path_factory, ferplus_dir):
+    out = tmp_path_factory.mktemp("student")
+    summary = train("student", "--out", str(out), "--data", f"ferplus:{ferplus_dir}", "--epochs", "3",
+                    "--train-limit", "2000", "--val-limit", "300", *QUICK)
+    return out, summary
+
+
+def test_short_run_learns(learned_run):
+    out, summary = learned_run
+    # balanced two-class validation subset: the majority-class rate is 0.5
+    print(f"best validation accuracy {summary['best_val_accuracy']:.3f} (majority rate 0.5)")
+    assert summary["best_val_accuracy"] >= 0.62
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+
+
+def test_resume_continues(learned_run, ferplus_dir):
+    out, _ = learned_run
+    summary = train("student", "--out", str(out), "--data", f"ferplus:{ferplus_dir}", "--epochs", "4",
+                    "--train-limit", "2000", "--val-limit", "300", *QUICK, "--resume")
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
+    assert summary["epoch"] == 4
+
+
+def test_distill_and_export(learned_run, ferplus_dir, tmp_path):
+    import numpy as np
+    import torch
+
+    out, _ = learned_run
+    dist = tmp_path / "distill"
+    summary = train("distill", "--teacher", str(out / "best.pt"), "--out", str(dist), "--data",
+                    f"ferplus:{ferplus_dir}", "--epochs", "1", "--train-limit", "256", "--val-limit", "64",
+                    "--T", "4", "--alpha", "0.5", *QUICK)
+    assert summary["epoch"] == 1
+    export = subprocess.run([sys.executable, "-m", "training.export", str(dist / "best.pt"),
+                             str(tmp_path / "s.safetensors")], cwd=REPO, capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr
+    from training.checkpoint import load_checkpoint
+    from training.models import from_safetensors
+
+    model, _, _ = load_checkpoint(dist / "best.pt").build_model()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 32, 32), dtype=np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(from_safetensors(tmp_path / "s.safetensors")(x), model(x),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_bad_arguments_fail_clearly(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "training.train", "distill", "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "needs --teacher" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "training.train", "student", "--out", str(tmp_path),
+                          "--data", f"ferplus:{tmp_path / 'none'}"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "FERPlus folder not found" in out.stderr
