@@ -1,7 +1,9 @@
 """Training checkpoints: atomic writes, clear errors on corrupt files, model rebuild."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +17,87 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the message names the file."""
 
 
-def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one."""
+DIGEST_KEY = "_pyfer_digest"
+RESUME_KEYS = ("mode", "epoch", "model", "optimizer", "scheduler", "best_val_accuracy", "best_epoch",
+               "model_spec", "preprocess")
+
+
+def state_digest(state) -> str:
+    """SHA-256 over every tensor's bytes (and the keys and plain values around them). torch.load
+    does not notice flipped bytes inside tensor data; this does (checked by load_checkpoint)."""
+    h = hashlib.sha256()
+
+    def feed(obj):
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            h.update(b"{")
+            for k in sorted(obj, key=repr):
+                if k != DIGEST_KEY:
+                    h.update(repr(k).encode())
+                    feed(obj[k])
+            h.update(b"}")
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[")
+            for v in obj:
+                feed(v)
+            h.update(b"]")
+        else:
+            h.update(repr(obj).encode())
+
+    feed(state)
+    return h.hexdigest()
+
+
+def previous_path(path: str | Path) -> Path:
+    """``last.pt`` -> ``prev.pt`` (any other name: ``NAME.prev``)."""
     path = Path(path)
+    return path.with_name("prev.pt") if path.name == "last.pt" else path.with_name(path.name + ".prev")
+
+
+def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) -> None:
+    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one.
+
+    The state gets a content digest (see :func:`state_digest`). With ``keep_previous`` the file
+    being replaced is first hard-linked (copied where links are not supported) to
+    :func:`previous_path` (``last.pt`` -> ``prev.pt``), so that at every instant both a ``last.pt``
+    and the one before it exist: if ``last.pt`` turns out corrupt, ``--resume`` falls back to
+    ``prev.pt``.
+    """
+    path = Path(path)
+    state = dict(state)
+    state[DIGEST_KEY] = state_digest(state)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
+    if keep_previous and path.is_file():
+        prev = previous_path(path)
+        ptmp = prev.with_name(prev.name + ".tmp")
+        ptmp.unlink(missing_ok=True)
+        try:
+            os.link(path, ptmp)
+        except OSError:
+            shutil.copy2(path, ptmp)
+        os.replace(ptmp, prev)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -50,7 +124,9 @@ class Checkpoint:
         return {k: self.state[k] for k in keys if k in self.state}
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
+def load_checkpoint(path: str | Path, required=("model", "model_spec", "preprocess")) -> Checkpoint:
+    """Read a checkpoint; ``CheckpointError`` (naming the file) when it is damaged: unreadable,
+    not a pyfer checkpoint, lacking ``required`` keys, or failing its content digest."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -58,10 +134,47 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
-    missing = [k for k in ("model", "model_spec", "preprocess") if not isinstance(state, dict) or k not in state]
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}: not a pyfer training checkpoint")
+        raise CheckpointError(f"checkpoint {path} lacks {missing}: not a pyfer training checkpoint (or damaged)")
+    want = state.get(DIGEST_KEY)
+    if want is not None:  # checkpoints written before digests existed have none
+        if state_digest(state) != want:
+            raise CheckpointError(f"checkpoint {path} is corrupt: its contents do not match the digest "
+                                  "written with it (damaged on disk?)")
+        state = {k: v for k, v in state.items() if k != DIGEST_KEY}
     return Checkpoint(path, state)
+
+
+def load_for_resume(run_dir: str | Path) -> tuple[Checkpoint, str | None]:
+    """The checkpoint to resume a run from, and a note to print when it is not ``last.pt``.
+
+    ``last.pt`` is used when it is intact. When it is corrupt (or missing while ``prev.pt``
+    exists), the run resumes from ``prev.pt`` -- the previous good checkpoint, one epoch older --
+    and the damaged file is moved aside to ``last.pt.corrupt`` (kept for inspection, and so that
+    the next save does not rotate it into ``prev.pt``). With neither usable: ``CheckpointError`` /
+    ``FileNotFoundError`` naming both files.
+    """
+    run_dir = Path(run_dir)
+    last, prev = run_dir / "last.pt", run_dir / "prev.pt"
+    try:
+        return load_checkpoint(last, RESUME_KEYS), None
+    except FileNotFoundError:
+        if not prev.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (neither {last.name} nor {prev.name})")
+        problem = f"{last} is missing"
+    except CheckpointError as exc:
+        if not prev.is_file():
+            raise CheckpointError(f"{exc}; and there is no previous checkpoint {prev} to fall back to") from exc
+        problem = str(exc)
+        os.replace(last, last.with_name(last.name + ".corrupt"))
+    try:
+        ck = load_checkpoint(prev, RESUME_KEYS)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{problem}; the previous checkpoint is unusable too: {exc}") from exc
+    note = (f"WARNING: {problem}.\nResuming from the previous good checkpoint {prev} (epoch {ck.state['epoch'] + 1})"
+            + (f"; the damaged file was kept as {last.name}.corrupt" if "missing" not in problem else "") + ".")
+    return ck, note
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, PreprocessSpec]:
