@@ -1,0 +1,130 @@
+"""Grad-CAM figure like the paper's Fig. 6: image | teacher CAM | student CAM.
+
+    python -m training.gradcam --teacher models/teacher_effresnet18_fp16.safetensors \
+        --student pyfer/models/tsnet_student.safetensors --n 8 --out results/gradcam.png
+
+CAMs come from the maintained ``grad-cam`` package, taken at the last feature block of each
+network (the teacher's FFE in layer4, the student's conv5), for the class each model predicts.
+Images are the first ``--n`` validation faces of distinct classes (seeded).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyfer.preprocess import EMOTIONS
+from training.checkpoint import load_model
+from training.data import load_dataset
+from training.train import DEFAULT_DATA
+
+
+def _import_gradcam():
+    """Import pytorch_grad_cam. It imports torchvision for helpers we do not use; the torchvision
+    wheels on PyPI fail to import beside the pinned CPU torch ('torchvision::nms does not exist'),
+    so in that case the three names it imports at module level are given placeholders."""
+    try:
+        import torchvision.transforms  # noqa: F401
+    except Exception:
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        tv = types.ModuleType("torchvision")
+        tf = types.ModuleType("torchvision.transforms")
+        tff = types.ModuleType("torchvision.transforms.functional")
+
+        def unavailable(*_a, **_k):
+            raise RuntimeError("torchvision is unavailable in this environment")
+
+        tf.Compose = tf.Normalize = tf.ToTensor = unavailable
+        tff.resize = unavailable
+        tv.transforms, tf.functional = tf, tff
+        sys.modules.update({"torchvision": tv, "torchvision.transforms": tf,
+                            "torchvision.transforms.functional": tff})
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    return GradCAM, ClassifierOutputTarget
+
+
+def target_layer(model: torch.nn.Module) -> torch.nn.Module:
+    return model.layer4[-1] if hasattr(model, "layer4") else model.conv5
+
+
+def cams(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM maps (N, H, W) in [0, 1] for the predicted classes, and those classes."""
+    GradCAM, ClassifierOutputTarget = _import_gradcam()
+    model = model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    with GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in pred])
+    return maps, pred
+
+
+def pick_examples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = []
+    for i in range(n):
+        pool = np.flatnonzero(labels == i % len(EMOTIONS))
+        picked.append(rng.choice(pool))
+    return np.array(picked)
+
+
+def figure(images, labels, t_maps, t_pred, s_maps, s_pred, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2))
+    axes = np.asarray(axes).reshape(3, n)
+    for j in range(n):
+        rows = [(None, f"{EMOTIONS[labels[j]]}"), (t_maps[j], f"T: {EMOTIONS[t_pred[j]]}"),
+                (s_maps[j], f"S: {EMOTIONS[s_pred[j]]}")]
+        for i, (cam, title) in enumerate(rows):
+            ax = axes[i, j]
+            ax.imshow(images[j], cmap="gray")
+            if cam is not None:
+                ax.imshow(cam, cmap="jet", alpha=0.45)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    for i, name in enumerate(["image (label)", "teacher CAM", "student CAM"]):
+        axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, va="center",
+                        ha="right", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--student", required=True)
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="gradcam.png")
+    args = ap.parse_args(argv)
+    teacher, _, prep = load_model(args.teacher)
+    student, _, sprep = load_model(args.student)
+    if prep != sprep:
+        raise SystemExit(f"teacher and student preprocess differently: {prep} vs {sprep}")
+    data = load_dataset(args.data, prep, "valid")
+    idx = pick_examples(data.labels, args.n, args.seed)
+    images = data.images[idx]
+    x = torch.from_numpy((images.astype(np.float32) / 255 - prep.mean) / prep.std).unsqueeze(1)
+    t_maps, t_pred = cams(teacher.float(), x)
+    s_maps, s_pred = cams(student.float(), x)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure(images, data.labels[idx], t_maps, t_pred, s_maps, s_pred, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
