@@ -27,11 +27,11 @@ pytest.importorskip("pyfer._engine")
 import pyfer  # noqa: E402
 from conftest import ASTRONAUT, SHIPPED_WEIGHTS  # noqa: E402
 
-SCALE = int(os.environ.get("PYFER_FUZZ_SCALE", "1"))
+SCALE = float(os.environ.get("PYFER_FUZZ_SCALE", "1"))
 
 
 def fuzz(n):
-    return settings(max_examples=n * SCALE, deadline=None, derandomize=True,
+    return settings(max_examples=max(5, int(n * SCALE)), deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
 

@@ -34,8 +34,8 @@ import pyfer  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 STUDENT = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
 TEACHER = REPO / "models" / "teacher_effresnet18_fp16.safetensors"
-SCALE = int(os.environ.get("PYFER_FUZZ_SCALE", "1"))
-FUZZ = settings(max_examples=60 * SCALE, deadline=None, derandomize=True,
+SCALE = float(os.environ.get("PYFER_FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=max(5, int(60 * SCALE)), deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 if not STUDENT.is_file():  # pragma: no cover
