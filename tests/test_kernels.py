@@ -84,9 +84,38 @@ def test_basic_block(isa, n, h, cin, cout, s):
 @pytest.mark.parametrize("n,size,cin,cout,k,s", [
     (1, 64, 1, 24, 3, 1), (7, 48, 1, 24, 3, 2), (1, 9, 3, 64, 7, 2), (2, 33, 1, 64, 3, 1), (1, 8, 1, 5, 7, 2),
 ])
-@pytest.mark.parametrize("seed", [0, 1])  # even: im2col + 1x1 GEMM path, odd: implicit GEMM path
+@pytest.mark.parametrize("seed", [0, 1, 2])  # seed % 3: 0 im2col + 1x1 GEMM, 1 implicit GEMM, 2 direct (default)
 def test_stem(isa, n, size, cin, cout, k, s, seed):
     assert T.stem(isa, n, size, cin, cout, k, s, seed) <= TOL
+
+
+@pytest.mark.parametrize("n,size,cin,cout,k,s", [
+    (1, 1, 1, 1, 3, 1), (3, 5, 1, 7, 3, 1), (1, 13, 3, 33, 3, 2), (2, 11, 3, 64, 7, 2), (1, 9, 2, 40, 5, 1),
+    (1, 17, 1, 24, 3, 1), (1, 6, 3, 70, 3, 1),
+])
+def test_stem_direct_odd_shapes(isa, n, size, cin, cout, k, s):
+    assert T.stem(isa, n, size, cin, cout, k, s, 2) <= TOL
+
+
+@pytest.mark.parametrize("mode", ["plain", "res", "acc", "out2"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n,h,cin,cout", [(1, 1, 1, 1), (1, 2, 3, 5), (7, 5, 13, 21), (2, 6, 16, 16), (1, 9, 29, 58),
+                                          (3, 4, 64, 70), (1, 8, 130, 33), (2, 7, 8, 130),
+                                          (2, 12, 200, 180)])
+def test_winograd_conv(isa, mode, relu, n, h, cin, cout):
+    # Winograd F(2x2,3x3) transforms + GEMMs vs the direct reference conv (odd maps hit the
+    # phantom tile row/column, odd channel counts the vector tails; chunking by tile blocks)
+    err = T.conv(isa, n, h, h, cin, cout, 3, 1, relu, "wino_" + mode, seed=n * 7 + cin)
+    assert err <= TOL, (mode, err)
+
+
+@pytest.mark.parametrize("kind", ["basic", "ffe"])
+@pytest.mark.parametrize("n,h,cin,cout,s", [(1, 8, 16, 16, 1), (2, 13, 16, 32, 2), (7, 7, 36, 36, 1), (2, 9, 28, 28, 1),
+                                            (3, 16, 20, 36, 2), (1, 5, 12, 12, 1)])
+def test_blocks_winograd(isa, kind, n, h, cin, cout, s):
+    # blocks with Winograd weights packed: maps of >= 7x7 (16 tiles) take the Winograd path, the
+    # 5x5 case checks the fallback to implicit GEMM
+    assert T.block(isa, kind + "_wino", n, h, cin, cout, s) <= TOL
 
 
 def test_unknown_isa_is_an_error():

@@ -8,7 +8,7 @@
 namespace pyfer {
 
 enum Slot {
-    S_IN = 0, S_ACT0, S_ACT1, S_BAND, S_P, S_D, S_B1, S_T1, S_SC, S_X, S_Y, S_TA, S_TB, S_FEAT, S_NSLOTS
+    S_IN = 0, S_ACT0, S_ACT1, S_BAND, S_P, S_D, S_B1, S_T1, S_SC, S_X, S_Y, S_TA, S_TB, S_FEAT, S_WV, S_WM, S_NSLOTS
 };
 
 struct Workspace {
@@ -32,6 +32,13 @@ void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int
 void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out,
                          Workspace& ws);
 void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int h, const View& out, Workspace& ws);
+// A 3x3 (pad 1) conv of images [0, n) at output size Ho x Ho with epilogue e: Winograd F(2x2,3x3)
+// when c.pw is packed, the epilogue allows it and the map has enough tiles, else implicit GEMM.
+void conv3x3(const Kernels& K, const Conv& c, const View& in, int n, int Ho, const Epilogue& e, Workspace& ws);
+bool wino_worth(const Conv& c, int n, int Ho);
+// The Winograd path itself (any tile count; H x H map, stride 1): ep may use res / relu / out /
+// accumulate / out2.
+void wino_conv(const Kernels& K, const PackedWino& pw, const View& in, int n, int H, const Epilogue& e, Workspace& ws);
 // Head: [conv5 1x1+ReLU fused with] global average pool, then the classifier. logits: [n][classes].
 void head_forward(const Kernels& K, const Model& m, const View& in, int n, int h, Workspace& ws, float* logits);
 

@@ -15,6 +15,51 @@
 
 namespace pyfer {
 
+// Winograd pays where the 16 GEMMs have enough rows (tiles) to reuse each transformed weight.
+// The choice depends on the map size only, never on how many images share a group, so an image's
+// logits do not depend on the batch size or thread count.
+// At 16+ tiles per image (maps >= 7x7) it beat implicit GEMM at batch 1 and 8 on the teacher;
+// 4x4 maps (4 tiles) stay direct: 16/9 the weight traffic for 4 GEMM rows.
+constexpr int WINO_MIN_TILES = 16;
+
+bool wino_worth(const Conv& c, int n, int Ho) {
+    const int th = (Ho + 1) / 2;
+    return bool(c.pw) && th * th >= WINO_MIN_TILES;
+}
+
+// Winograd F(2x2,3x3): tiles in chunks of TB (V and M of a chunk stay in L2): input transform,
+// 16 GEMMs through the conv kernel (each a 1x1 conv over a 1 x tb "row" of tiles), output
+// transform + epilogue.
+void wino_conv(const Kernels& K, const PackedWino& pw, const View& in, int n, int H, const Epilogue& e,
+                      Workspace& ws) {
+    const int th = (H + 1) / 2, tw = th;
+    const long T = long(n) * th * tw;
+    const int cin = pw.cin, cout = pw.cout;
+    int TB = 12288 / (cin + cout);
+    TB = std::max(12, std::min(240, TB / 6 * 6));
+    if (T < TB) TB = int(T);
+    float* V = ws.get(S_WV, size_t(16) * TB * cin);
+    float* M = ws.get(S_WM, size_t(16) * TB * cout);
+    for (long t0 = 0; t0 < T; t0 += TB) {
+        const int tb = int(std::min<long>(TB, T - t0));
+        const size_t ei = size_t(tb) * cin, eo = size_t(tb) * cout;
+        K.wino_in(in, H, H, th, tw, int(t0), int(t0) + tb, cin, V, ei);
+        for (int k = 0; k < 16; ++k) {
+            View vv;
+            vv.p = V + k * ei; vv.ps = cin; vv.rs = ptrdiff_t(ei); vv.ns = 0;
+            Epilogue g;
+            g.out.p = M + k * eo; g.out.ps = cout; g.out.rs = ptrdiff_t(eo); g.out.ns = 0;
+            K.conv(pw.e[k], vv, 0, 1, 0, 1, tb, g);
+        }
+        K.wino_out(M, eo, cout, pw.bias.ptr, H, H, th, tw, int(t0), int(t0) + tb, e);
+    }
+}
+
+void conv3x3(const Kernels& K, const Conv& c, const View& in, int n, int Ho, const Epilogue& e, Workspace& ws) {
+    if (c.stride == 1 && !e.shuf && !e.pool && wino_worth(c, n, Ho)) wino_conv(K, c.pw, in, n, Ho, e, ws);
+    else K.conv(c.pc, in, 0, n, 0, Ho, Ho, e);
+}
+
 void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
                          Workspace& ws) {
     const Conv &c1 = b.convs[0], &c2 = b.convs[1];
@@ -24,7 +69,7 @@ void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n
     zero_border(T1, n, Ho, Ho, C, 1);
     Epilogue e1;
     e1.out = T1; e1.relu = true;
-    K.conv(c1.pc, in, 0, n, 0, Ho, Ho, e1);
+    conv3x3(K, c1, in, n, Ho, e1, ws);
     Epilogue e2;
     e2.out = out; e2.relu = true; e2.res = in;
     if (b.has_shortcut) {
@@ -36,7 +81,7 @@ void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n
         K.conv(sc.pc, in, 0, n, 0, Ho, Ho, es);
         e2.res = SC;
     }
-    K.conv(c2.pc, T1, 0, n, 0, Ho, Ho, e2);
+    conv3x3(K, c2, T1, n, Ho, e2, ws);
 }
 
 void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out, Workspace& ws) {
@@ -53,20 +98,20 @@ void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int H,
     zero_border(T[1], n, Ho, Ho, w, 1);
     Epilogue e0;
     e0.out = X; e0.relu = true;
-    K.conv(cin.pc, in, 0, n, 0, Ho, Ho, e0);
+    conv3x3(K, cin, in, n, Ho, e0, ws);
     int cur = 0;
     for (int i = 0; i < 4; ++i) {  // left chain
         Epilogue e;
         e.out = Y.ch(i * w); e.relu = true;
         if (i < 3) { e.out2 = T[cur ^ 1]; e.src2 = X.ch((i + 1) * w); }
-        K.conv(b.convs[1 + i].pc, i == 0 ? X.ch(0) : T[cur], 0, n, 0, Ho, Ho, e);
+        conv3x3(K, b.convs[1 + i], i == 0 ? X.ch(0) : T[cur], n, Ho, e, ws);
         cur ^= 1;
     }
     for (int i = 3; i >= 0; --i) {  // right chain
         Epilogue e;
         e.out = Y.ch(i * w); e.relu = true; e.accumulate = true;
         if (i > 0) { e.out2 = T[cur ^ 1]; e.src2 = X.ch((i - 1) * w); }
-        K.conv(b.convs[5 + i].pc, i == 3 ? X.ch(3 * w) : T[cur], 0, n, 0, Ho, Ho, e);
+        conv3x3(K, b.convs[5 + i], i == 3 ? X.ch(3 * w) : T[cur], n, Ho, e, ws);
         cur ^= 1;
     }
     Epilogue eo;
@@ -79,7 +124,7 @@ void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int H,
         K.conv(sc.pc, in, 0, n, 0, Ho, Ho, es);
         eo.res = SC;
     }
-    K.conv(cout.pc, Y, 0, n, 0, Ho, Ho, eo);
+    conv3x3(K, cout, Y, n, Ho, eo, ws);
 }
 
 void head_forward(const Kernels& K, const Model& m, const View& in, int n, int H, Workspace& ws, float* logits) {

@@ -47,7 +47,9 @@ void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S,
             Epilogue ep;
             ep.out = bv;
             ep.relu = true;
-            if (c.pc_flat.cin) {  // im2col the band (K = k*k*cin values per pixel), then one 1x1 GEMM
+            if (c.ps.cin) {  // direct small-cin conv: output channels are the vector dimension
+                K.conv_small(c.ps, iv, i, i + 1, c0, r1, H1, bv, true);
+            } else if (c.pc_flat.cin) {  // im2col the band (K = k*k*cin values per pixel), then one 1x1 GEMM
                 const int KK = c.pc_flat.cin;
                 float* col = ws.get(S_P, size_t(r1 - c0) * H1 * KK);
                 View cv;

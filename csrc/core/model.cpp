@@ -1,5 +1,7 @@
 #include "model.hpp"
 
+#include <cstdlib>
+
 #include <cmath>
 
 namespace pyfer {
@@ -148,8 +150,15 @@ std::shared_ptr<Model> Model::load(const std::string& path) {
             m->blocks.push_back(std::move(b));
         }
         m->features = 512;
+        // Winograd F(2x2,3x3) for the stride-1 3x3 convs (PYFER_WINOGRAD=0 turns it off, for A/B
+        // timing; the blocks still pick direct conv where a map has too few tiles, see wino_worth)
+        const char* wenv = std::getenv("PYFER_WINOGRAD");
+        if (!(wenv && std::string(wenv) == "0"))
+            for (auto& b : m->blocks)
+                for (auto& c : b.convs)
+                    if (c.k == 3 && c.stride == 1 && c.groups == 1) c.pack_wino();
     }
-    m->stem_conv.pack_flat();
+    m->stem_conv.pack_small();  // direct conv (csrc/kernels/*/conv_small.cpp)
     m->fc_w = st.get_f32("fc.weight", {m->num_classes, m->features});
     m->fc_b = st.get_f32("fc.bias", {m->num_classes});
     L.used.push_back("fc.weight");

@@ -58,6 +58,45 @@ PackedDW pack_dw(const float* w, const float* bias, int c, int stride) {
     return p;
 }
 
+PackedWino pack_wino(const float* w, const float* bias, int cout, int cin) {
+    PackedWino p;
+    p.cin = cin; p.cout = cout;
+    p.bias.resize(cout);
+    for (int o = 0; o < cout; ++o) p.bias.ptr[o] = bias ? bias[o] : 0.f;
+    // U = G g G^T in double, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+    std::vector<float> u(size_t(16) * cout * cin);  // [16][cout][cin]
+    static const double G[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+    for (int o = 0; o < cout; ++o)
+        for (int i = 0; i < cin; ++i) {
+            const float* g = w + (size_t(o) * cin + i) * 9;
+            double tmp[4][3];
+            for (int a = 0; a < 4; ++a)
+                for (int kx = 0; kx < 3; ++kx)
+                    tmp[a][kx] = G[a][0] * g[kx] + G[a][1] * g[3 + kx] + G[a][2] * g[6 + kx];
+            for (int a = 0; a < 4; ++a)
+                for (int b = 0; b < 4; ++b)
+                    u[(size_t(a * 4 + b) * cout + o) * cin + i] =
+                        float(tmp[a][0] * G[b][0] + tmp[a][1] * G[b][1] + tmp[a][2] * G[b][2]);
+        }
+    for (int e = 0; e < 16; ++e) p.e.push_back(pack_conv(u.data() + size_t(e) * cout * cin, nullptr, cout, cin, 1, 1));
+    return p;
+}
+
+PackedSmall pack_small(const float* oihw, const float* bias, int cout, int cin, int k, int stride) {
+    PackedSmall p;
+    p.cin = cin; p.cout = cout; p.k = k; p.stride = stride; p.pad = k / 2;
+    p.cp = (cout + 7) / 8 * 8;
+    p.w.resize(size_t(k) * k * cin * p.cp);
+    p.bias.resize(p.cp);
+    for (int o = 0; o < cout; ++o) {
+        p.bias.ptr[o] = bias ? bias[o] : 0.f;
+        for (int ci = 0; ci < cin; ++ci)
+            for (int t = 0; t < k * k; ++t)
+                p.w.ptr[(size_t(t) * cin + ci) * p.cp + o] = oihw[(size_t(o) * cin + ci) * k * k + t];
+    }
+    return p;
+}
+
 bool cpu_has_avx2_fma() {
 #ifndef PYFER_X86
     return false;

@@ -97,6 +97,26 @@ struct PackedDW {
 };
 PackedDW pack_dw(const float* w_c133, const float* bias, int c, int stride);
 
+// Direct convolution for few input channels (the stem: cin 1 or 3, K = k*k*cin small): weights
+// [k*k*cin][cp] (cp = cout rounded up to 8, zero padded), taps (ky, kx, ci); output channels are
+// the vector dimension, so nothing is wasted on a K=9 GEMM panel.
+struct PackedSmall {
+    int cin = 0, cout = 0, k = 1, stride = 1, pad = 0, cp = 0;
+    AlignedBuf w;     // [k*k*cin][cp]
+    AlignedBuf bias;  // [cp]
+};
+// Winograd F(2x2, 3x3) weights for a stride-1 3x3 conv: U = G g G^T per (out, in) pair, element
+// e of the 4x4 transform packed as the 1x1 conv e[e] (cin -> cout, no bias); bias kept apart.
+struct PackedWino {
+    int cin = 0, cout = 0;
+    std::vector<PackedConv> e;  // 16
+    AlignedBuf bias;            // [cout]
+    explicit operator bool() const { return !e.empty(); }
+};
+PackedWino pack_wino(const float* oihw, const float* bias, int cout, int cin);
+
+PackedSmall pack_small(const float* oihw, const float* bias, int cout, int cin, int k, int stride);
+
 // What a conv does with each output value v (= accumulated dot product + bias) of output
 // channel j at pixel (n, y, x):
 //   v += res[j]                                   if res
@@ -127,6 +147,18 @@ struct Kernels {
     // Depthwise 3x3 (pad 1, stride w.stride) + bias (+ReLU): in must be zero padded by 1.
     void (*dw3x3)(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
                   const View& out, bool relu);
+    // Direct small-cin conv (pad k/2) + bias (+ReLU) for output rows [oy0, oy1) of images [n0, n1):
+    // out(n, oy, ox)[0..cout) from in.at(n, oy*s - pad + ky, ox*s - pad + kx)[ci]; `in` zero padded
+    // by >= pad. Writes exactly cout channels per pixel.
+    void (*conv_small)(const PackedSmall& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                       const View& out, bool relu);
+    // Winograd F(2x2,3x3) transforms for tiles [t0, t1) (see winograd.inc): wino_in writes
+    // V[16][t1-t0][cin] (element stride es) from `in` (zero padded by 1, an H x W map);
+    // wino_out reads M[16][t1-t0][cout], adds bias and applies ep (res / relu / out / accumulate /
+    // out2 only) to the valid output pixels.
+    void (*wino_in)(const View& in, int H, int W, int th, int tw, int t0, int t1, int cin, float* V, size_t es);
+    void (*wino_out)(const float* M, size_t es, int cout, const float* bias, int H, int W, int th, int tw, int t0,
+                     int t1, const Epilogue& ep);
     // 3x3/2 max pool, pad 1, over NON-NEGATIVE inputs (post-ReLU) zero padded by 1.
     void (*maxpool3s2)(const View& in, int c, int n0, int n1, int oy0, int oy1, int ow, const View& out);
     // Global average pool: out[n*c + j] = mean over h x w.

@@ -80,14 +80,28 @@ Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int st
 }  // namespace
 
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
-            const std::string& mode, unsigned seed) {
+            const std::string& mode_arg, unsigned seed) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "c", cin, cout, k, stride, 1, relu);
+    // "wino_<mode>": the Winograd F(2x2,3x3) path (k 3, stride 1, square map) with that epilogue
+    const bool wino = mode_arg.rfind("wino_", 0) == 0;
+    const std::string mode = wino ? mode_arg.substr(5) : mode_arg;
+    if (wino) {
+        if (k != 3 || stride != 1 || h != w) throw std::invalid_argument("wino check needs k=3, stride 1, h == w");
+        if (mode == "pool" || mode == "shuf") throw std::invalid_argument("wino check: no pool / shuf epilogue");
+        c.pack_wino();
+    }
     Tensor x = rand_tensor(r, n, h, w, cin);
     const int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
     AlignedBuf xb;
     View xv = to_padded(x, xb, std::max(1, pad));
+    Workspace wws;
+    auto run = [&](int y0, int y1, const Epilogue& e) {
+        if (!wino) K.conv(c.pc, xv, 0, n, y0, y1, ow, e);
+        else if (y0 == 0 && y1 == oh) wino_conv(K, c.pw, xv, n, h, e, wws);
+        else throw std::logic_error("wino check: whole maps only");
+    };
     Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, k, stride, 1, false);
     Tensor extra = rand_tensor(r, n, oh, ow, cout);
     Tensor src2 = rand_tensor(r, n, oh, ow, cout);
@@ -103,14 +117,14 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     if (mode == "pool") {
         std::vector<float> pool(size_t(n) * cout, 0.f);
         ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(oh * ow);
-        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+        run(0, oh, ep);
         return max_err(pool, ref::global_avgpool(want));
     }
     if (mode == "shuf") {
         Tensor o(n, oh, ow, 2 * cout);
         View ov = to_padded(o, ob);
         ep.out = ov; ep.shuf = to_padded(src2, s2b);
-        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+        run(0, oh, ep);
         Tensor want_s = ref::channel_shuffle(ref::concat_channels(src2, want), 2);
         return max_err(from_view(ov, n, oh, ow, 2 * cout).d, want_s.d);
     }
@@ -124,11 +138,11 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
         ep.src2 = to_padded(src2, s2b);
     }
     // compute only rows [1, oh) first then [0, 1) to exercise partial row ranges
-    if (oh > 1) {
-        K.conv(c.pc, xv, 0, n, 1, oh, ow, ep);
-        K.conv(c.pc, xv, 0, n, 0, 1, ow, ep);
+    if (oh > 1 && !wino) {
+        run(1, oh, ep);
+        run(0, 1, ep);
     } else {
-        K.conv(c.pc, xv, 0, n, 0, oh, ow, ep);
+        run(0, oh, ep);
     }
     if (mode == "out2") e = max_err(from_view(ep.out2, n, oh, ow, cout).d, ref::add(want, src2).d);
     if (mode == "acc") want = ref::add(want, extra);
@@ -181,12 +195,16 @@ double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed)
     return max_err(got, ref::linear(x, n, in_f, wt.data(), b.data(), out_f));
 }
 
-double block(const std::string& isa, const std::string& kind, int n, int h, int cin, int cout, int stride,
+double block(const std::string& isa, const std::string& kind_arg, int n, int h, int cin, int cout, int stride,
              unsigned seed) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Block b;
     b.name = "b"; b.cin = cin; b.cout = cout; b.stride = stride;
+    // "<kind>_wino": also pack the Winograd weights of the stride-1 3x3 convs (used where the
+    // group has enough tiles, wino_worth)
+    const bool wino = kind_arg.size() > 5 && kind_arg.compare(kind_arg.size() - 5, 5, "_wino") == 0;
+    const std::string kind = wino ? kind_arg.substr(0, kind_arg.size() - 5) : kind_arg;
     const int half = cout / 2;
     if (kind == "shuffle_down") {
         b.kind = BlockKind::ShuffleDown; b.stride = 2;
@@ -213,6 +231,9 @@ double block(const std::string& isa, const std::string& kind, int n, int h, int 
     } else {
         throw std::invalid_argument("unknown block kind " + kind);
     }
+    if (wino)
+        for (auto& c : b.convs)
+            if (c.k == 3 && c.stride == 1 && c.groups == 1) c.pack_wino();
     Tensor x = rand_tensor(r, n, h, h, b.cin, kind.rfind("shuffle", 0) == 0 ? -1.f : 0.f);
     Tensor want = ref_block(b, x);
     AlignedBuf xb, ob;
@@ -232,7 +253,9 @@ double stem(const std::string& isa, int n, int size, int cin, int cout, int k, i
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "stem", cin, cout, k, stride, 1, true);
-    if (seed % 2 == 0) c.pack_flat();  // even seeds: im2col + 1x1 path, odd: implicit GEMM path
+    // seed % 3 == 0: im2col + 1x1 GEMM path, 1: implicit GEMM path, 2: direct small-cin conv (the default)
+    if (seed % 3 == 0) c.pack_flat();
+    if (seed % 3 == 2) c.pack_small();
     auto x = r.vec(size_t(n) * cin * size * size);
     Tensor want = ref::maxpool3s2(ref::conv2d(ref::from_nchw(x.data(), n, cin, size, size), c.w.data(), c.b.data(),
                                               cout, k, stride, 1, true));
