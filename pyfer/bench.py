@@ -100,8 +100,10 @@ def format_report(r: dict) -> str:
     return "\n".join(out)
 
 
-def make_runners(weights, batch: int, threads: int = 1, onnx_path=None) -> dict:
-    """name -> zero-arg callable running one forward pass of ``batch`` images (same input)."""
+def make_runners(weights, batch: int, threads: int = 1, onnx_path=None, isas=()) -> dict:
+    """name -> zero-arg callable running one forward pass of ``batch`` images (same input).
+
+    ``isas``: extra engine kernel sets to time as well (e.g. ("portable",)), as "pyfer[ISA]"."""
     import tempfile
 
     import cv2
@@ -144,19 +146,21 @@ def make_runners(weights, batch: int, threads: int = 1, onnx_path=None) -> dict:
         net.setInput(x)
         return net.forward()
 
+    extra = {f"pyfer[{i}]": (lambda e: lambda: e.forward(x))(Engine(weights, threads=threads, isa=i)) for i in isas}
     return {
         "pyfer": lambda: eng.forward(x),
+        **extra,
         "onnxruntime": lambda: sess.run(None, {"input": x})[0],
         "pytorch": torch_run,
         "opencv": cv_run,
     }
 
 
-def compare(weights, batches=(1, 64), rounds: int = 7, min_time: float = 0.2) -> list:
+def compare(weights, batches=(1, 64), rounds: int = 7, min_time: float = 0.2, isas=()) -> list:
     """Interleaved timing of every runtime; returns rows (batch, runtime, median ms, images/s)."""
     rows = []
     for batch in batches:
-        runners = make_runners(weights, batch)
+        runners = make_runners(weights, batch, isas=isas)
         ref = runners["pytorch"]()
         for name, f in runners.items():  # warm up and check agreement
             out = np.asarray(f())
@@ -182,12 +186,12 @@ def compare(weights, batches=(1, 64), rounds: int = 7, min_time: float = 0.2) ->
 
 
 def format_compare(rows: list) -> str:
-    out = [f"{'batch':>5} {'runtime':<12} {'median ms':>10} {'images/s':>10} {'vs ORT':>8}"]
+    out = [f"{'batch':>5} {'runtime':<15} {'median ms':>10} {'images/s':>10} {'vs ORT':>8}"]
     for batch in sorted({r["batch"] for r in rows}):
         rs = [r for r in rows if r["batch"] == batch]
         ort_ms = next(r["ms"] for r in rs if r["runtime"] == "onnxruntime")
         for r in rs:
-            out.append(f"{batch:>5} {r['runtime']:<12} {r['ms']:10.3f} {r['images_per_s']:10.1f} "
+            out.append(f"{batch:>5} {r['runtime']:<15} {r['ms']:10.3f} {r['images_per_s']:10.1f} "
                        f"{r['ms'] / ort_ms:7.2f}x")
     return "\n".join(out)
 
@@ -203,6 +207,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", action="store_true", help="engine vs PyTorch / ONNX Runtime / OpenCV DNN")
     ap.add_argument("--batches", default="1,64", help="batch sizes for --compare (comma separated)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds for --compare")
+    ap.add_argument("--isas", default="", help="--compare: also time the engine with these kernel sets "
+                    "(comma separated, e.g. portable), as pyfer[ISA]")
     args = ap.parse_args(argv)
     weights = Path(args.weights) if args.weights else default_weights()
     if not weights.is_file():
@@ -210,7 +216,8 @@ def main(argv=None) -> int:
     if args.batch < 1 or args.reps < 1:
         ap.error("--batch and --reps must be >= 1")
     if args.compare:
-        rows = compare(weights, tuple(int(b) for b in args.batches.split(",")), args.rounds)
+        isas = tuple(i for i in args.isas.split(",") if i)
+        rows = compare(weights, tuple(int(b) for b in args.batches.split(",")), args.rounds, isas=isas)
         print(json.dumps(rows, indent=2) if args.json else format_compare(rows))
         return 0
     r = run(weights, args.batch, args.reps, args.isa)

@@ -35,7 +35,7 @@ void wino_conv(const Kernels& K, const PackedWino& pw, const View& in, int n, in
     const int th = (H + 1) / 2, tw = th;
     const long T = long(n) * th * tw;
     const int cin = pw.cin, cout = pw.cout;
-    int TB = 12288 / (cin + cout);
+    int TB = 6144 / (cin + cout);  // V + M of a chunk: 16 * TB * (cin + cout) floats <= 384 KiB
     TB = std::max(12, std::min(240, TB / 6 * 6));
     if (T < TB) TB = int(T);
     float* V = ws.get(S_WV, size_t(16) * TB * cin);
