@@ -141,7 +141,7 @@ def test_accuracy_ferplus(recognizer, trained, ferplus_dir):
         pytest.skip("accuracy needs the shipped trained weights (pyfer/models/)")
     x, y = ferplus_valid(ferplus_dir, 300)
     acc = (recognizer.classify(x).argmax(1) == y).mean()
-    assert acc > 0.70, acc  # FERPlus valid: the student reaches well above this
+    assert acc > 0.80, acc  # the shipped student: 0.87 on these 300, 86.8% on all of FERPlus valid
 
 
 @pytest.mark.parametrize("bad, exc", [
@@ -210,3 +210,16 @@ def test_default_weights(monkeypatch, trained):
     monkeypatch.setattr(mod, "WEIGHTS_FILE", "no_such_weights.safetensors")
     with pytest.raises(FileNotFoundError, match="not installed"):
         mod.default_weights_path()
+
+
+def test_sfew_transfer_subset(recognizer, trained, sfew_rows):
+    """Real film faces through detection: most are found, and labels beat chance (~21%) clearly.
+    Full-set numbers: docs/recognizer.md (detection 73.5%, 46.4% on detected faces)."""
+    if not trained:
+        pytest.skip("accuracy needs the shipped trained weights (pyfer/models/)")
+    rows = sfew_rows[::7]  # 123 images over all classes
+    faces = recognizer.predict_batch([p for p, _ in rows])
+    found = [bool(f) for f in faces]
+    correct = [f[0].label == label for f, (_, label) in zip(faces, rows) if f]
+    assert np.mean(found) > 0.6, np.mean(found)
+    assert np.mean(correct) > 0.35, np.mean(correct)
