@@ -59,7 +59,7 @@ rm -rf "$HTMP"
 
 # (tests/test_kernels.py is left out: the C++ self-test above runs the same kernel checks under ASan)
 echo "== [3/3] pytest engine/loader/fuzz subset against the ASan module (leaks off: CPython is not LSan-clean;"
-echo "         fuzz example counts x\${PYFER_FUZZ_SCALE:-0.5})"
+echo "         fuzz example counts x${PYFER_FUZZ_SCALE:-0.5})"
 PKG="$(mktemp -d)"
 trap 'rm -rf "$PKG"' EXIT
 mkdir "$PKG/pyfer"
