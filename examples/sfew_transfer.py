@@ -44,7 +44,7 @@ def roll(img: np.ndarray, angle: float) -> np.ndarray:
 
 def main(argv=None) -> dict:
     import pyfer
-    from pyfer.detect import DEFAULT_MARGIN, EyeAligner
+    from pyfer.detect import EyeAligner
     from pyfer.recognizer import load_image
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
