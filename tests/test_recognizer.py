@@ -1,7 +1,6 @@
 """pyfer.Recognizer end to end on real faces (examples/astronaut.png, SFEW, FERPlus) and bad input."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
