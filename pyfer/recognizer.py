@@ -106,11 +106,13 @@ class Recognizer:
     ``detector``: 'haar' (default), 'mediapipe', any callable ``image -> [(x, y, w, h), ...]``, or
     None to treat each whole image as one face. ``align``: level the eyes before cropping.
     ``margin``: extra context around each box, as a fraction of its side.
+    ``flip``: average the logits of each face and its mirror image (test-time augmentation; on
+    FERPlus valid it lifts the shipped student from 85.80% to 86.68%, see RESULTS.md).
     """
 
     def __init__(self, weights: Union[str, os.PathLike, None] = None, device: str = "cpu",
                  detector: Union[str, Detector, None] = "haar", threads: Optional[int] = None,
-                 align: bool = False, margin: float = DEFAULT_MARGIN):
+                 align: bool = False, margin: float = DEFAULT_MARGIN, flip: bool = True):
         from pyfer.engine import Engine
 
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
@@ -120,6 +122,7 @@ class Recognizer:
         self.detector = get_detector(detector)
         self.aligner = EyeAligner() if align else None
         self.margin = float(margin)
+        self.flip = bool(flip)
         # seconds spent per stage by the last predict/predict_batch call (benchmarks, `pyfer predict -v`)
         self.last_timings: dict[str, float] = {}
 
@@ -186,10 +189,15 @@ class Recognizer:
 
     def _infer(self, grays: list[np.ndarray]) -> np.ndarray:
         size = self.spec.input_size
-        batch = np.stack([resize_face(g, size) for g in grays])
-        return softmax(self.engine.forward(normalize(batch, self.spec)))
+        x = normalize(np.stack([resize_face(g, size) for g in grays]), self.spec)
+        if not self.flip:
+            return softmax(self.engine.forward(x))
+        # one engine call for the faces and their mirrors
+        logits = self.engine.forward(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
+        n = len(grays)
+        return softmax((logits[:n] + logits[n:]) / 2)
 
     def info(self) -> dict:
         return {"weights": str(self.weights_path), "classes": list(self.class_names),
                 "preprocess": self.spec.to_dict(), "detector": repr(self.detector),
-                "align": self.aligner is not None, "margin": self.margin}
+                "align": self.aligner is not None, "margin": self.margin, "flip": self.flip}
