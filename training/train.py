@@ -115,6 +115,13 @@ def predict_logits(model, images_u8: torch.Tensor, prep: PreprocessSpec, batch: 
     return torch.cat(outs)
 
 
+def _json_or_none(line: str):
+    try:
+        return json.loads(line)
+    except ValueError:  # a line cut short by a kill
+        return None
+
+
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,8 +188,10 @@ def run(args: argparse.Namespace) -> dict:
         # the log is rewritten to match the checkpoint: drops lines of epochs after it (a fallback
         # to prev.pt) and restores one lost to a kill between the checkpoint and the log write
         history = list(ckpt.get("log", []))
-        if history:
-            (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        if not history and (out / "log.jsonl").is_file():  # a checkpoint from before the log was kept in it
+            lines = [ln for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()]
+            history = [r for r in map(_json_or_none, lines) if isinstance(r, dict) and r.get("epoch", 0) <= start_epoch]
+        (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         print(f"resuming {args.mode} from {ck.path} after epoch {start_epoch}", flush=True)
     else:
         (out / "log.jsonl").write_text("")
