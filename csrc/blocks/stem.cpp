@@ -6,6 +6,9 @@
 // side; rows outside the conv output are zero rows), then pooled straight into the output. ReLU
 // makes every conv value >= 0, so zero padding is equivalent to max pool's -inf padding. One
 // conv row per band is recomputed (the shared halo row); the full-resolution map never exists.
+// The conv itself: the direct small-cin kernel (K.conv_small, the loader's choice: output channels
+// are the vector dimension, ~5x faster than a K=9 GEMM), or, when only pc_flat / pc are packed
+// (tests), an im2col band + 1x1 GEMM or the implicit GEMM.
 #include <algorithm>
 
 #include "blocks.hpp"
