@@ -38,6 +38,21 @@ int main(int argc, char** argv) {
             std::snprintf(buf, sizeof buf, "[%s] dw3x3 s%d c%d", isa.c_str(), s, c);
             expect(buf, checks::dw3x3(isa, 2, 7, 6, c, s, false, 3));
         }
+        for (const char* mode : {"wino_plain", "wino_res", "wino_acc", "wino_out2"})
+            for (int h : {1, 5, 12}) {  // Winograd F(2x2,3x3): odd maps, channel tails, chunked tiles
+                std::snprintf(buf, sizeof buf, "[%s] conv %s h%d 29->35", isa.c_str(), mode, h);
+                expect(buf, checks::conv(isa, 3, h, h, 29, 35, 3, 1, true, mode, 8));
+            }
+        std::snprintf(buf, sizeof buf, "[%s] conv wino_plain h12 200->180 (6 tile chunks)", isa.c_str());
+        expect(buf, checks::conv(isa, 2, 12, 12, 200, 180, 3, 1, false, "wino_plain", 9));
+        for (int cin : {1, 3}) for (int s : {1, 2}) {  // stem: direct small-cin conv (seed % 3 == 2)
+            std::snprintf(buf, sizeof buf, "[%s] stem direct cin%d s%d 33", isa.c_str(), cin, s);
+            expect(buf, checks::stem(isa, 2, 17, cin, 33, 3, s, 2));
+        }
+        std::snprintf(buf, sizeof buf, "[%s] block ffe_wino 36 h7", isa.c_str());
+        expect(buf, checks::block(isa, "ffe_wino", 2, 7, 36, 36, 1, 6));
+        std::snprintf(buf, sizeof buf, "[%s] block basic_wino 16 h9", isa.c_str());
+        expect(buf, checks::block(isa, "basic_wino", 2, 9, 16, 16, 1, 7));
         std::snprintf(buf, sizeof buf, "[%s] block shuffle_down 24->116 h9", isa.c_str());
         expect(buf, checks::block(isa, "shuffle_down", 2, 9, 24, 116, 2, 4));
         std::snprintf(buf, sizeof buf, "[%s] block shuffle_basic 116 h5", isa.c_str());
