@@ -24,15 +24,6 @@ from conftest import ASTRONAUT, SHIPPED_WEIGHTS
 NTHREADS = 8
 
 
-@pytest.fixture(autouse=True)
-def _slow_is_opt_in(request):
-    """pyproject declares the ``slow`` marker but does not deselect it: the long runs here only
-    run with ``-m slow`` (or PYFER_SLOW=1), so the default suite stays fast."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("-m") or "") \
-            and os.environ.get("PYFER_SLOW") != "1":
-        pytest.skip("slow: run with -m slow or PYFER_SLOW=1")
-
-
 @pytest.fixture(scope="module")
 def images(sfew_rows):
     """The astronaut photo and 7 SFEW faces (BGR), spread over the manifest."""

@@ -5,7 +5,6 @@ reference op, return max |opt - ref| / max(1, |ref|).
 """
 from __future__ import annotations
 
-import itertools
 
 import pytest
 

@@ -7,7 +7,6 @@ Always-on versions are scaled down; the issue's figure (20,000 ``predict`` calls
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -30,15 +29,6 @@ def _soak_module():
 
 
 soak = _soak_module().soak
-
-
-@pytest.fixture(autouse=True)
-def _slow_is_opt_in(request):
-    """pyproject declares the ``slow`` marker but does not deselect it: the long runs here only
-    run with ``-m slow`` (or PYFER_SLOW=1), so the default suite stays fast."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("-m") or "") \
-            and os.environ.get("PYFER_SLOW") != "1":
-        pytest.skip("slow: run with -m slow or PYFER_SLOW=1")
 
 
 def report(r):

@@ -27,15 +27,6 @@ from training.models import ModelSpec  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _slow_is_opt_in(request):
-    """pyproject declares the ``slow`` marker but does not deselect it: the long runs here only
-    run with ``-m slow`` (or PYFER_SLOW=1), so the default suite stays fast."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("-m") or "") \
-            and os.environ.get("PYFER_SLOW") != "1":
-        pytest.skip("slow: run with -m slow or PYFER_SLOW=1")
-
-
 def fake_state(epoch: int, seed: int = 0) -> dict:
     """A resume state of the same form as train.py's (model, SGD momentum, plateau scheduler,
     log), for a small conv net so that these tests stay fast; the slow tests use real runs."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import importlib.util
-import json
 import os
 import subprocess
 import sys
