@@ -24,21 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.models import ModelSpec, from_safetensors  # noqa: E402
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0, fc_scale: float = 20.0) -> torch.nn.Module:
-    """Non-trivial BN statistics/affine parameters and a larger classifier (logits of order 1-10)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5, generator=g)
-                mod.running_var.uniform_(0.5, 2.0, generator=g)
-                mod.weight.uniform_(0.5, 1.5, generator=g)
-                mod.bias.uniform_(-0.3, 0.3, generator=g)
-        model.fc.weight.mul_(fc_scale)
-    return model
+from training.models import ModelSpec, from_safetensors, randomize_batchnorm  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -49,7 +35,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)
     spec = ModelSpec("shufflenetv2", 8, 1, "small")
-    model = randomize_bn(spec.build(), seed=1234)
+    model = randomize_batchnorm(spec.build(), seed=1234, fc_scale=20.0)
     weights = export_model(model, spec, PreprocessSpec(48), out / "student_golden.safetensors",
                            source={"golden": "scripts/make_golden.py"}, half=True)
     ref = from_safetensors(weights)

@@ -22,7 +22,7 @@ pytest.importorskip("pyfer._engine")
 import pyfer  # noqa: E402
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.models import ModelSpec, from_safetensors  # noqa: E402
+from training.models import ModelSpec, from_safetensors, randomize_batchnorm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -30,23 +30,10 @@ AVX2 = pyfer.build_info()["isa"]["detected"] == "avx2" and "avx2" in pyfer.build
 ISAS = ["portable"] + (["avx2"] if AVX2 else [])
 
 
-def randomize_bn(model, seed=0, fc_scale=20.0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5, generator=g)
-                mod.running_var.uniform_(0.5, 2.0, generator=g)
-                mod.weight.uniform_(0.5, 1.5, generator=g)
-                mod.bias.uniform_(-0.3, 0.3, generator=g)
-        model.fc.weight.mul_(fc_scale)
-    return model
-
-
 def make_export(path, arch="shufflenetv2", stem="small", size=64, seed=0, num_classes=8, half=False):
     torch.manual_seed(seed)
     spec = ModelSpec(arch, num_classes, 1, stem)
-    model = randomize_bn(spec.build(), seed=seed)
+    model = randomize_batchnorm(spec.build(), seed=seed, fc_scale=20.0)
     names = pyfer.EMOTIONS if num_classes == 8 else [f"c{i}" for i in range(num_classes)]
     return export_model(model, spec, PreprocessSpec(size), path, class_names=names, half=half)
 

@@ -10,20 +10,8 @@ import torch.nn.functional as F
 from pyfer.preprocess import PreprocessSpec
 from training.export import export_model, read_metadata
 from training.models import (FFE, STEMS, ModelSpec, build_student, build_teacher, count_parameters,
-                             fold_batchnorm, from_safetensors)
+                             fold_batchnorm, from_safetensors, randomize_batchnorm)
 from training.train import kd_loss
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics so that folding is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -71,7 +59,7 @@ def naive_ffe(ffe: FFE, x: torch.Tensor) -> torch.Tensor:
 def test_ffe_matches_equations(cin, cout, stride):
     torch.manual_seed(0)
     ffe = FFE(cin, cout, stride).eval()
-    randomize_bn(ffe)
+    randomize_batchnorm(ffe)
     x = torch.randn(2, cin, 5, 7)
     torch.testing.assert_close(ffe(x), naive_ffe(ffe, x), rtol=1e-5, atol=1e-6)
 
@@ -113,7 +101,7 @@ def test_fold_and_export_round_trip(arch, tmp_path):
     torch.manual_seed(1)
     spec = ModelSpec(arch)
     model = spec.build().eval()
-    randomize_bn(model)
+    randomize_batchnorm(model)
     x = torch.randn(4, 1, 48, 48)
     with torch.no_grad():
         ref = model(x)

@@ -289,6 +289,23 @@ def fold_batchnorm(model: nn.Module, spec: ModelSpec) -> nn.Module:
     return folded
 
 
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, seed: int = 0, fc_scale: float = 1.0) -> nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (so that folding is
+    really exercised) and scale the classifier (logits of order 1-10 with ``fc_scale=20``).
+    For tests and golden data: the RNG sequence is part of ``tests/golden``."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5, generator=g)
+            mod.running_var.uniform_(0.5, 2.0, generator=g)
+            mod.weight.uniform_(0.5, 1.5, generator=g)
+            mod.bias.uniform_(-0.3, 0.3, generator=g)
+    if hasattr(model, "fc"):
+        model.fc.weight.mul_(fc_scale)
+    return model
+
+
 def from_safetensors(path: str | Path) -> nn.Module:
     """Rebuild the eval-mode PyTorch reference module from an exported ``.safetensors`` file."""
     from safetensors import safe_open
