@@ -186,6 +186,26 @@ struct Kernels {
     double (*fma_peak)(double seconds);
 };
 
+// Declares one backend's kernels (namespace NS) with the signatures of the table above; each
+// backend's table.cpp expands it once, so the list lives here and nowhere else.
+#define PYFER_DECLARE_KERNELS(NS)                                                                       \
+    namespace NS {                                                                                      \
+    void conv(const PackedConv&, const View&, int, int, int, int, int, const Epilogue&);               \
+    void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, bool);              \
+    void conv_small(const PackedSmall&, const View&, int, int, int, int, int, const View&, bool);      \
+    void wino_in(const View&, int, int, int, int, int, int, int, float*, size_t);                      \
+    void wino_out(const float*, size_t, int, const float*, int, int, int, int, int, int, const Epilogue&); \
+    void maxpool3s2(const View&, int, int, int, int, int, int, const View&);                           \
+    void avgpool(const View&, int, int, int, int, float*);                                             \
+    void linear(const float*, int, int, const float*, const float*, int, float*);                      \
+    double fma_peak(double);                                                                            \
+    }                                                                                                   \
+    inline const Kernels& NS##_table() {                                                                \
+        static const Kernels k{#NS, NS::conv, NS::dw3x3, NS::conv_small, NS::wino_in, NS::wino_out,    \
+                               NS::maxpool3s2, NS::avgpool, NS::linear, NS::fma_peak};                  \
+        return k;                                                                                       \
+    }
+
 const Kernels& kernels_portable();
 const Kernels& kernels_avx2();    // only valid where cpu_has_avx2_fma()
 bool cpu_has_avx2_fma();
