@@ -1,7 +1,7 @@
 """Grad-CAM figure like the paper's Fig. 6: image | teacher CAM | student CAM.
 
     python -m training.gradcam --teacher models/teacher_effresnet18_fp16.safetensors \
-        --student pyfer/models/tsnet_student.safetensors --n 8 --out results/gradcam.png
+        --student pyfer/models/tsnet_student.safetensors --n 8 --out results/gradcam.jpg
 
 CAMs come from the maintained ``grad-cam`` package, taken at the last feature block of each
 network (the teacher's FFE in layer4, the student's conv5), for the class each model predicts.
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="gradcam.png")
+    ap.add_argument("--out", default="gradcam.jpg")
     args = ap.parse_args(argv)
     teacher, _, prep = load_model(args.teacher)
     student, _, sprep = load_model(args.student)
