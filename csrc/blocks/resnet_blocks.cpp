@@ -134,7 +134,8 @@ void head_forward(const Kernels& K, const Model& m, const View& in, int n, int H
         std::fill(feat, feat + size_t(n) * F, 0.f);
         Epilogue e;
         e.relu = true; e.pool = feat; e.pool_ns = F; e.pool_scale = 1.f / float(H * H);
-        K.conv(m.conv5.pc, in, 0, n, 0, H, H, e);
+        if (m.conv5.psk) K.conv1x1_skip0(m.conv5.psk, in, 0, n, 0, H, H, e);
+        else K.conv(m.conv5.pc, in, 0, n, 0, H, H, e);
     } else {
         K.avgpool(in, F, n, H, H, feat);
     }

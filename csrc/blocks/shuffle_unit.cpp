@@ -27,6 +27,14 @@ static int row_block(int w, int h) {
     return base;
 }
 
+// branch 2's first 1x1 (+BN+ReLU) for rows [y0, y1) of image i: the zero-skipping kernel when
+// packed (post-ReLU input), else the dense one; the two agree bit for bit
+static void pw1_forward(const Kernels& K, const Conv& pw1, const View& in, int i, int y0, int y1, int W,
+                        const Epilogue& e) {
+    if (pw1.psk) K.conv1x1_skip0(pw1.psk, in, i, i + 1, y0, y1, W, e);
+    else K.conv(pw1.pc, in, i, i + 1, y0, y1, W, e);
+}
+
 static View rows_view(float* buf, int w, int c, int row0) {  // dense rows, row `row0` at buf
     View v;
     v.ps = c; v.rs = ptrdiff_t(w) * c; v.ns = 0;
@@ -52,7 +60,7 @@ void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int
             if (done < need) {
                 Epilogue e1;
                 e1.out = P; e1.relu = true;
-                K.conv(pw1.pc, in.ch(half), i, i + 1, done, need, W, e1);
+                pw1_forward(K, pw1, in.ch(half), i, done, need, W, e1);
                 done = need;
             }
             View D = rows_view(dbuf, W, half, oy0);
@@ -92,7 +100,7 @@ void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int 
             if (done < need) {
                 Epilogue e0;
                 e0.out = P; e0.relu = true;
-                K.conv(pw1.pc, in, i, i + 1, done, need, W, e0);
+                pw1_forward(K, pw1, in, i, done, need, W, e0);
                 done = need;
             }
             View D2 = rows_view(dbuf, Wo, half, oy0);

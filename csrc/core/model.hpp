@@ -22,8 +22,10 @@ struct Conv {
     PackedConv pc_flat;       // stem only: the kxk conv as a 1x1 over im2col rows (K = k*k*cin)
     PackedSmall ps;           // stem only: direct small-cin conv (used when packed)
     PackedWino pw;            // 3x3 stride 1 (teacher): Winograd F(2x2,3x3) weights, when packed
+    PackedSkip0 psk;          // 1x1 over post-ReLU input: zero-skipping kernel's weights, when packed
     void pack();
     void pack_flat();  // fills pc_flat (stem)
+    void pack_skip0() { psk = pyfer::pack_skip0(w.data(), b.data(), cout, cin); }
     void pack_wino() { pw = pyfer::pack_wino(w.data(), b.data(), cout, cin); }
     void pack_small() { ps = pyfer::pack_small(w.data(), b.data(), cout, cin, k, stride); }  // fills ps (stem)
     double flops(int oh, int ow) const { return 2.0 * oh * ow * cout * (cin / groups) * k * k; }

@@ -46,6 +46,33 @@ PackedConv pack_conv(const float* oihw, const float* bias, int cout, int cin, in
     return p;
 }
 
+PackedSkip0 pack_skip0(const float* oi, const float* bias, int cout, int cin) {
+    if (cin < 1 || cin > 2048 || cout < 1) throw std::invalid_argument("pack_skip0: needs 1 <= cin <= 2048, cout >= 1");
+    PackedSkip0 p;
+    p.cin = cin; p.cout = cout;
+    const int nvec = (cout + 7) / 8, nb = (nvec + SKIP_VMAX - 1) / SKIP_VMAX;
+    p.coutp = nvec * 8;
+    size_t off = 0;
+    for (int b = 0, v0 = 0; b < nb; ++b) {  // nvec split as evenly as possible
+        const int v = nvec / nb + (b < nvec % nb ? 1 : 0);
+        p.vecs.push_back(v); p.first.push_back(v0); p.off.push_back(off);
+        v0 += v;
+        off += size_t(cin) * v * 8;
+    }
+    p.w.resize(off);
+    p.bias.resize(p.coutp);
+    for (int b = 0; b < nb; ++b) {
+        const int width = p.vecs[b] * 8;
+        for (int j = 0; j < width; ++j) {
+            const int o = p.first[b] * 8 + j;
+            if (o >= cout) continue;
+            p.bias.ptr[o] = bias ? bias[o] : 0.f;
+            for (int i = 0; i < cin; ++i) p.w.ptr[p.off[b] + size_t(i) * width + j] = oi[size_t(o) * cin + i];
+        }
+    }
+    return p;
+}
+
 PackedDW pack_dw(const float* w, const float* bias, int c, int stride) {
     PackedDW p;
     p.c = c; p.cp = (c + 7) / 8 * 8; p.stride = stride;

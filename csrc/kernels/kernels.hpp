@@ -134,6 +134,21 @@ PackedWino pack_wino(const float* oihw, const float* bias, int cout, int cin);
 
 PackedSmall pack_small(const float* oihw, const float* bias, int cout, int cin, int k, int stride);
 
+// 1x1 conv weights for the zero-skipping kernel (conv1x1_skip0): output channels are cut into
+// nb blocks of vecs[b] 8-channel vectors (<= SKIP_VMAX, about equal; a block is one register
+// tile), block b's panel is [cin][vecs[b]*8] at w + off[b], its first channel is 8*first[b].
+// Channels >= cout are zero.
+constexpr int SKIP_VMAX = 12;
+struct PackedSkip0 {
+    int cin = 0, cout = 0, coutp = 0;
+    std::vector<int> vecs, first;
+    std::vector<size_t> off;
+    AlignedBuf w;     // panels, see above
+    AlignedBuf bias;  // [coutp]
+    explicit operator bool() const { return cin > 0; }
+};
+PackedSkip0 pack_skip0(const float* oi, const float* bias, int cout, int cin);
+
 // What a conv does with each output value v (= accumulated dot product + bias) of output
 // channel j at pixel (n, y, x):
 //   v += res[j]                                   if res
@@ -161,6 +176,12 @@ struct Kernels {
     // in.at(n, oy*s - pad + ky, ox*s - pad + kx): `in` must be zero padded by >= pad.
     void (*conv)(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
                  const Epilogue& ep);
+    // 1x1 conv (stride 1) that skips zero inputs, for post-ReLU inputs (about half zeros in the
+    // trained student): per pixel, only the weight rows of its non-zero input channels are
+    // multiplied in, in channel order, so the result equals the dense conv's bit for bit.
+    // Epilogue: relu, out (plain store) and pool only.
+    void (*conv1x1_skip0)(const PackedSkip0& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                          const Epilogue& ep);
     // Depthwise 3x3 (pad 1, stride w.stride) + bias (+ReLU): in must be zero padded by 1.
     void (*dw3x3)(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
                   const View& out, bool relu);
@@ -191,6 +212,7 @@ struct Kernels {
 #define PYFER_DECLARE_KERNELS(NS)                                                                       \
     namespace NS {                                                                                      \
     void conv(const PackedConv&, const View&, int, int, int, int, int, const Epilogue&);               \
+    void conv1x1_skip0(const PackedSkip0&, const View&, int, int, int, int, int, const Epilogue&);     \
     void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, bool);              \
     void conv_small(const PackedSmall&, const View&, int, int, int, int, int, const View&, bool);      \
     void wino_in(const View&, int, int, int, int, int, int, int, float*, size_t);                      \
@@ -201,7 +223,7 @@ struct Kernels {
     double fma_peak(double);                                                                            \
     }                                                                                                   \
     inline const Kernels& NS##_table() {                                                                \
-        static const Kernels k{#NS, NS::conv, NS::dw3x3, NS::conv_small, NS::wino_in, NS::wino_out,    \
+        static const Kernels k{#NS, NS::conv, NS::conv1x1_skip0, NS::dw3x3, NS::conv_small, NS::wino_in, NS::wino_out,    \
                                NS::maxpool3s2, NS::avgpool, NS::linear, NS::fma_peak};                  \
         return k;                                                                                       \
     }

@@ -8,9 +8,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "../kernels.hpp"
+#include "tail.hpp"
 
 namespace pyfer::avx2 {
 
@@ -30,6 +30,57 @@ static inline void store_shuffled(float* o, const float* s, __m256 v0, __m256 v1
     _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(lo0, hi0, 0x31));
     _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(lo1, hi1, 0x20));
     _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(lo1, hi1, 0x31));
+}
+
+// Partial last panel (nv < NR output channels): the epilogue with masked loads and tail stores.
+// Kept out of line: inlined, its code makes GCC spill the main kernel's accumulators (2x slower).
+template <int MR>
+__attribute__((noinline)) static void epilogue_partial(const float* tile, const float* bias, int j0, int nv,
+                                                       const Epilogue& ep, const PixPtr* pp) {
+    const __m256 bias0 = _mm256_load_ps(bias), bias1 = _mm256_load_ps(bias + 8);
+    const __m256 zero = _mm256_setzero_ps();
+    alignas(32) static const int lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                              -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const int n0 = std::min(nv, 8), n1 = std::max(nv - 8, 0);
+    const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - n0));
+    const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - n1));
+    for (int i = 0; i < MR; ++i) {
+        const PixPtr& p = pp[i];
+        __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);
+        __m256 v1 = _mm256_add_ps(_mm256_load_ps(tile + i * NR + 8), bias1);
+        if (p.res) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(p.res + j0, m0));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(p.res + j0 + 8, m1));
+        }
+        if (ep.relu) { v0 = _mm256_max_ps(zero, v0); v1 = _mm256_max_ps(zero, v1); }
+        if (p.shuf) {
+            // interleave into a 32-float tile, then store its first 2*nv floats
+            alignas(32) float tmp[32], src[16];
+            _mm256_store_ps(src, _mm256_maskload_ps(p.shuf + j0, m0));
+            _mm256_store_ps(src + 8, _mm256_maskload_ps(p.shuf + j0 + 8, m1));
+            store_shuffled(tmp, src, v0, v1);
+            float* o = p.out + 2 * j0;
+            for (int q = 0; q < 2 * nv; q += 8) store_first(o + q, _mm256_load_ps(tmp + q), 2 * nv - q);
+        } else if (p.out) {
+            float* o = p.out + j0;
+            if (ep.accumulate) {  // (v itself stays the conv result: out2 below needs it)
+                store_first(o, _mm256_add_ps(v0, _mm256_maskload_ps(o, m0)), n0);
+                store_first(o + 8, _mm256_add_ps(v1, _mm256_maskload_ps(o + 8, m1)), n1);
+            } else {
+                store_first(o, v0, n0);
+                store_first(o + 8, v1, n1);
+            }
+        }
+        if (p.out2) {
+            store_first(p.out2 + j0, _mm256_add_ps(v0, _mm256_maskload_ps(p.src2 + j0, m0)), n0);
+            store_first(p.out2 + j0 + 8, _mm256_add_ps(v1, _mm256_maskload_ps(p.src2 + j0 + 8, m1)), n1);
+        }
+        if (p.pool) {
+            const __m256 sc = _mm256_set1_ps(ep.pool_scale);
+            store_first(p.pool + j0, _mm256_fmadd_ps(v0, sc, _mm256_maskload_ps(p.pool + j0, m0)), n0);
+            store_first(p.pool + j0 + 8, _mm256_fmadd_ps(v1, sc, _mm256_maskload_ps(p.pool + j0 + 8, m1)), n1);
+        }
+    }
 }
 
 template <int MR>
@@ -59,49 +110,7 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
     }
     const __m256 bias0 = _mm256_load_ps(bias), bias1 = _mm256_load_ps(bias + 8);
     const __m256 zero = _mm256_setzero_ps();
-    if (nv < NR) {  // partial last panel: the same epilogue with masked loads/stores
-        alignas(32) static const int lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                                  -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-        const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - std::min(nv, 8)));
-        const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - std::max(nv - 8, 0)));
-        for (int i = 0; i < MR; ++i) {
-            const PixPtr& p = pp[i];
-            __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);
-            __m256 v1 = _mm256_add_ps(_mm256_load_ps(tile + i * NR + 8), bias1);
-            if (p.res) {
-                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(p.res + j0, m0));
-                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(p.res + j0 + 8, m1));
-            }
-            if (ep.relu) { v0 = _mm256_max_ps(zero, v0); v1 = _mm256_max_ps(zero, v1); }
-            if (p.shuf) {
-                alignas(32) float tmp[32], src[16];
-                _mm256_store_ps(src, _mm256_maskload_ps(p.shuf + j0, m0));
-                _mm256_store_ps(src + 8, _mm256_maskload_ps(p.shuf + j0 + 8, m1));
-                store_shuffled(tmp, src, v0, v1);
-                std::memcpy(p.out + 2 * j0, tmp, sizeof(float) * 2 * nv);
-            } else if (p.out) {
-                float* o = p.out + j0;
-                if (ep.accumulate) {  // (v itself stays the conv result: out2 below needs it)
-                    _mm256_maskstore_ps(o, m0, _mm256_add_ps(v0, _mm256_maskload_ps(o, m0)));
-                    _mm256_maskstore_ps(o + 8, m1, _mm256_add_ps(v1, _mm256_maskload_ps(o + 8, m1)));
-                } else {
-                    _mm256_maskstore_ps(o, m0, v0);
-                    _mm256_maskstore_ps(o + 8, m1, v1);
-                }
-            }
-            if (p.out2) {
-                _mm256_maskstore_ps(p.out2 + j0, m0, _mm256_add_ps(v0, _mm256_maskload_ps(p.src2 + j0, m0)));
-                _mm256_maskstore_ps(p.out2 + j0 + 8, m1, _mm256_add_ps(v1, _mm256_maskload_ps(p.src2 + j0 + 8, m1)));
-            }
-            if (p.pool) {
-                const __m256 sc = _mm256_set1_ps(ep.pool_scale);
-                _mm256_maskstore_ps(p.pool + j0, m0, _mm256_fmadd_ps(v0, sc, _mm256_maskload_ps(p.pool + j0, m0)));
-                _mm256_maskstore_ps(p.pool + j0 + 8, m1,
-                                    _mm256_fmadd_ps(v1, sc, _mm256_maskload_ps(p.pool + j0 + 8, m1)));
-            }
-        }
-        return;
-    }
+    if (nv < NR) return epilogue_partial<MR>(tile, bias, j0, nv, ep, pp);
     for (int i = 0; i < MR; ++i) {
         const PixPtr& p = pp[i];
         __m256 v0 = _mm256_add_ps(_mm256_load_ps(tile + i * NR), bias0);

@@ -6,13 +6,9 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "tail.hpp"
 
 namespace pyfer::avx2 {
-
-static inline __m256i tail_mask(int n) {
-    alignas(32) static const int m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
-}
 
 template <int V, int P>
 static inline void tile(const float* ib, ptrdiff_t pstep, const ptrdiff_t* toff, int KK, const float* wp, int cp,
@@ -32,14 +28,12 @@ static inline void tile(const float* ib, ptrdiff_t pstep, const ptrdiff_t* toff,
         }
     }
     const __m256 zero = _mm256_setzero_ps();
-    const __m256i m = tail_mask(nlast);
     for (int p = 0; p < P; ++p) {
         float* op = o + p * ops;
         for (int v = 0; v < V; ++v) {
             __m256 r = acc[p][v];
             if (relu) r = _mm256_max_ps(zero, r);  // NaN propagates
-            if (v < V - 1 || nlast == 8) _mm256_storeu_ps(op + 8 * v, r);
-            else _mm256_maskstore_ps(op + 8 * v, m, r);
+            store_first(op + 8 * v, r, v < V - 1 ? 8 : nlast);
         }
     }
 }

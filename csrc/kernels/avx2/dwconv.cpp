@@ -6,13 +6,9 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "tail.hpp"
 
 namespace pyfer::avx2 {
-
-static inline __m256i tail_mask(int n) {
-    alignas(32) static const int m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
-}
 
 void dw3x3(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, int ow, const View& out,
            bool relu) {
@@ -27,7 +23,6 @@ void dw3x3(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, 
                 for (int t = 0; t < 9; ++t) wt[t] = _mm256_load_ps(w.w.ptr + t * cp + c);
                 const __m256 bias = _mm256_load_ps(w.bias.ptr + c);
                 const bool full = C - c >= 8;
-                const __m256i mask = tail_mask(full ? 8 : C - c);
                 const float* ib = row + c;
                 for (int ox = 0; ox < ow; ++ox, ib += sps) {
                     __m256 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(ib), wt[0], bias);
@@ -42,8 +37,7 @@ void dw3x3(const PackedDW& w, const View& in, int n0, int n1, int oy0, int oy1, 
                     __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
                     if (relu) acc = _mm256_max_ps(zero, acc);  // NaN in acc propagates
                     float* o = out.at(n, oy, ox) + c;
-                    if (full) _mm256_storeu_ps(o, acc);
-                    else _mm256_maskstore_ps(o, mask, acc);
+                    store_first(o, acc, full ? 8 : C - c);
                 }
             }
         }

@@ -4,13 +4,9 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "tail.hpp"
 
 namespace pyfer::avx2 {
-
-static inline __m256i tail_mask(int n) {
-    alignas(32) static const int m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
-}
 
 void maxpool3s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow, const View& out) {
     const ptrdiff_t rs = in.rs, ps = in.ps;
@@ -29,8 +25,7 @@ void maxpool3s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow,
                         nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
                     }
                     m = _mm256_or_ps(m, nan);  // NaN (all bits set) wherever an input was NaN
-                    if (C - c >= 8) _mm256_storeu_ps(o + c, m);
-                    else _mm256_maskstore_ps(o + c, tail_mask(C - c), m);
+                    store_first(o + c, m, C - c);
                 }
             }
 }

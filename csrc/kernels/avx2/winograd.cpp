@@ -4,13 +4,9 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "tail.hpp"
 
 namespace pyfer::avx2 {
-
-static inline __m256i tail_mask(int n) {
-    alignas(32) static const int m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
-}
 
 static inline void tile_pos(int t, int th, int tw, int& img, int& ty, int& tx) {
     img = t / (th * tw);
@@ -47,7 +43,7 @@ void wino_in(const View& in, int H, int W, int th, int tw, int t0, int t1, int c
     if (zbuf.n < size_t(cin)) zbuf.resize(size_t(cin));  // zero filled, never written
     const float* zero = zbuf.ptr;
     const int cfull = cin / 8 * 8;
-    const __m256i m = tail_mask(cin - cfull);
+    const __m256i m = first_lanes(cin - cfull);
     for (int t = t0; t < t1; ++t) {
         int img, ty, tx;
         tile_pos(t, th, tw, img, ty, tx);
@@ -105,7 +101,7 @@ static inline void out_block(const float* mb, size_t es, const float* bias, int 
 void wino_out(const float* M, size_t es, int cout, const float* bias, int H, int W, int th, int tw, int t0, int t1,
               const Epilogue& ep) {
     const int cfull = cout / 8 * 8;
-    const __m256i m = tail_mask(cout - cfull);
+    const __m256i m = first_lanes(cout - cfull);
     for (int t = t0; t < t1; ++t) {
         int img, ty, tx;
         tile_pos(t, th, tw, img, ty, tx);

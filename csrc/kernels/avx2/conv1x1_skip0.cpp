@@ -1,0 +1,142 @@
+// AVX2+FMA 1x1 convolution (stride 1) that skips zero input channels: the first 1x1 of every
+// ShuffleNetV2 unit and conv5 read post-ReLU maps, about half zeros on real faces.
+//
+// Algorithm, per chunk of up to MC pixels (pointers from the NHWC View, n, oy, ox order):
+//  1. a bit mask of each pixel's non-zero input channels, 64 channels per word (8 compares +
+//     movemask per word; NaN counts as non-zero, so it still propagates);
+//  2. per output block b (vecs[b] <= 12 vectors of 8 channels = that many ymm accumulators) and
+//     per 64-channel K word (the [64][V*8] slice of the block's panel, <= 24 KB, stays in L1 while
+//     every pixel of the chunk passes over it), each pixel walks the set bits of its mask word in
+//     channel order: one broadcast of the input value, V FMAs with the weight row;
+//     sums between K words are parked in a per-chunk buffer;
+//  3. after the last word: bias, ReLU, then a plain (masked on the channel tail) store and/or the
+//     average-pool accumulation.
+// Only exact zeros are skipped and the order of the sum is the dense kernel's, so the result equals
+// the dense implicit-GEMM conv (avx2/conv.cpp) bit for bit; what changes is the work: FMAs in
+// proportion to the non-zero inputs. Weight layout: PackedSkip0 (kernels.hpp).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <utility>
+
+#include "../kernels.hpp"
+#include "tail.hpp"
+
+namespace pyfer::avx2 {
+
+namespace {
+
+constexpr int MC = 64;        // pixels per chunk
+constexpr int KWORDS_MAX = 32;  // cin <= 2048 (checked by pack_skip0)
+
+struct PixOut {
+    float* out;
+    float* pool;
+};
+
+template <int V>
+void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords, const float* w,
+               const float* bias, int c0, int cout, const PixOut* po, const Epilogue& ep, float* part) {
+    constexpr int W = V * 8;
+    const __m256 zero = _mm256_setzero_ps();
+    const int nvalid = std::min(W, cout - c0);
+    for (int kw = 0; kw < kwords; ++kw) {
+        const float* wk = w + size_t(kw) * 64 * W;
+        const bool first = kw == 0, last = kw == kwords - 1;
+        for (int p = 0; p < mc; ++p) {
+            __m256 acc[V];
+            float* pp = part + size_t(p) * W;
+            for (int v = 0; v < V; ++v) acc[v] = first ? zero : _mm256_load_ps(pp + 8 * v);
+            uint64_t m = masks[size_t(p) * kwords + kw];
+            const float* a = ap[p] + kw * 64;
+            // two set bits per trip: half the loop overhead and two independent loads per accumulator
+            while (m) {
+                const int k0 = __builtin_ctzll(m);
+                m &= m - 1;
+                const __m256 a0 = _mm256_broadcast_ss(a + k0);
+                const float* w0 = wk + k0 * W;
+                if (!m) {
+                    for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(a0, _mm256_load_ps(w0 + 8 * v), acc[v]);
+                    break;
+                }
+                const int k1 = __builtin_ctzll(m);
+                m &= m - 1;
+                const __m256 a1 = _mm256_broadcast_ss(a + k1);
+                const float* w1 = wk + k1 * W;
+                for (int v = 0; v < V; ++v) {
+                    acc[v] = _mm256_fmadd_ps(a0, _mm256_load_ps(w0 + 8 * v), acc[v]);
+                    acc[v] = _mm256_fmadd_ps(a1, _mm256_load_ps(w1 + 8 * v), acc[v]);
+                }
+            }
+            for (int v = 0; v < V; ++v) _mm256_store_ps(pp + 8 * v, acc[v]);
+            if (!last) continue;
+            // epilogue from the parked sums (keeps the bit loop's registers free of it)
+            const __m256 scale = _mm256_set1_ps(ep.pool_scale);
+            for (int j = 0; j < nvalid; j += 8) {
+                __m256 x = _mm256_add_ps(_mm256_load_ps(pp + j), _mm256_loadu_ps(bias + c0 + j));
+                if (ep.relu) x = _mm256_max_ps(zero, x);  // NaN in x propagates
+                const int nv = std::min(8, nvalid - j);
+                if (float* o = po[p].out) store_first(o + c0 + j, x, nv);
+                if (float* q = po[p].pool) {
+                    q += c0 + j;
+                    store_first(q, _mm256_fmadd_ps(x, scale, _mm256_maskload_ps(q, first_lanes(nv))), nv);
+                }
+            }
+        }
+    }
+}
+
+using BlockFn = void (*)(const float* const*, int, const uint64_t*, int, const float*, const float*, int, int,
+                         const PixOut*, const Epilogue&, float*);
+
+template <int... Vs>
+constexpr auto make_block_table(std::integer_sequence<int, Vs...>) {
+    return std::array<BlockFn, sizeof...(Vs)>{&run_block<Vs + 1>...};
+}
+constexpr auto kBlockFns = make_block_table(std::make_integer_sequence<int, SKIP_VMAX>{});
+
+}  // namespace
+
+void conv1x1_skip0(const PackedSkip0& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                   const Epilogue& ep) {
+    const long M = long(n1 - n0) * (oy1 - oy0) * ow;
+    if (M <= 0) return;
+    const int cin = w.cin, kwords = (cin + 63) / 64;
+    const __m256 zero = _mm256_setzero_ps();
+    const float* ap[MC];
+    PixOut po[MC];
+    uint64_t masks[MC * KWORDS_MAX];
+    alignas(32) float part[MC * SKIP_VMAX * 8];
+    int n = n0, oy = oy0, ox = 0;
+    for (long m0 = 0; m0 < M; m0 += MC) {
+        const int mc = int(std::min<long>(MC, M - m0));
+        for (int i = 0; i < mc; ++i, ++ox) {
+            if (ox == ow) {
+                ox = 0;
+                if (++oy == oy1) { oy = oy0; ++n; }
+            }
+            const float* a = in.at(n, oy, ox);
+            ap[i] = a;
+            po[i].out = ep.out ? ep.out.at(n, oy, ox) : nullptr;
+            po[i].pool = ep.pool ? ep.pool + ptrdiff_t(n) * ep.pool_ns : nullptr;
+            // reads up to 7 floats past the pixel's channels: next pixel or buffer slack, masked off
+            for (int kw = 0; kw < kwords; ++kw) {
+                const int kend = std::min(64, cin - kw * 64);
+                uint64_t bits = 0;
+                for (int c = 0; c < kend; c += 8) {
+                    const __m256 x = _mm256_loadu_ps(a + kw * 64 + c);
+                    bits |= uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(x, zero, _CMP_NEQ_UQ)))) << c;
+                }
+                if (kend < 64) bits &= (uint64_t(1) << kend) - 1;
+                masks[size_t(i) * kwords + kw] = bits;
+            }
+        }
+        for (size_t b = 0; b < w.vecs.size(); ++b)
+            kBlockFns[w.vecs[b] - 1](ap, mc, masks, kwords, w.w.ptr + w.off[b], w.bias.ptr, w.first[b] * 8, w.cout, po,
+                                     ep, part);
+    }
+}
+
+}  // namespace pyfer::avx2
