@@ -84,10 +84,14 @@ void CpuEngine::run_group(const float* x, int n, Workspace& ws, float* logits, s
     zero_border(A, n, H, H, C, 1);
     stem_forward(K, m.stem_conv, x, n, m.input_size, ws, A);
     lap("stem", "stem conv+relu+maxpool", m.stem_conv.flops(m.stem_out(), m.stem_out()));
-    for (const Block& b : m.blocks) {
+    for (size_t bi = 0; bi < m.blocks.size(); ++bi) {
+        const Block& b = m.blocks[bi];
         const int Ho = b.stride == 2 ? (H - 1) / 2 + 1 : H;
         View O = padded_view(ws.get(nxt, padded_size(n, Ho, Ho, b.cout, 1)), Ho, Ho, b.cout, 1);
-        zero_border(O, n, Ho, Ho, b.cout, 1);
+        // only a consumer with a 3x3 window on this map reads the zero border: not a basic
+        // ShuffleNet unit (its input goes to 1x1 convs and the shuffle store) nor the head
+        const Block* next = bi + 1 < m.blocks.size() ? &m.blocks[bi + 1] : nullptr;
+        if (next && next->kind != BlockKind::ShuffleBasic) zero_border(O, n, Ho, Ho, b.cout, 1);
         double fl = 0;
         const char* kind = "";
         switch (b.kind) {

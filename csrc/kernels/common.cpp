@@ -4,6 +4,7 @@
 #define PYFER_X86 1
 #endif
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -13,17 +14,26 @@ namespace pyfer {
 
 void zero_border(const View& v, int n, int h, int w, int c, int pad) {
     if (pad == 0) return;
+    (void)c;
+    const size_t row = sizeof(float) * size_t(w + 2 * pad) * v.ps;
     for (int i = 0; i < n; ++i) {
-        for (int y = -pad; y < h + pad; ++y) {
-            if (y < 0 || y >= h) {
-                std::memset(v.at(i, y, -pad), 0, sizeof(float) * size_t(w + 2 * pad) * v.ps);
-            } else {
-                std::memset(v.at(i, y, -pad), 0, sizeof(float) * size_t(pad) * v.ps);
-                std::memset(v.at(i, y, w), 0, sizeof(float) * size_t(pad) * v.ps);
+        for (int y = -pad; y < 0; ++y) std::memset(v.at(i, y, -pad), 0, row);
+        for (int y = h; y < h + pad; ++y) std::memset(v.at(i, y, -pad), 0, row);
+        // the right border of row y and the left border of row y + 1 are adjacent: one short
+        // inline fill each (a memset call per border was ~1% of a student forward)
+        const ptrdiff_t side = ptrdiff_t(pad) * v.ps;
+        if (v.rs == ptrdiff_t(w + 2 * pad) * v.ps) {
+            for (int y = -1; y < h; ++y) {
+                float* p = v.at(i, y, w);
+                for (ptrdiff_t k = 0; k < 2 * side; ++k) p[k] = 0.f;
+            }
+        } else {  // rows with a gap between them
+            for (int y = 0; y < h; ++y) {
+                std::fill(v.at(i, y, -pad), v.at(i, y, -pad) + side, 0.f);
+                std::fill(v.at(i, y, w), v.at(i, y, w) + side, 0.f);
             }
         }
     }
-    (void)c;
 }
 
 PackedConv pack_conv(const float* oihw, const float* bias, int cout, int cin, int k, int stride) {
