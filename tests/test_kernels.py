@@ -37,6 +37,25 @@ def test_conv_epilogues(isa, mode, relu, n, h, cin, cout, k, s):
     assert err <= TOL, (mode, err)
 
 
+# the zero-skipping 1x1 conv (pw1 of every unit, conv5): channel counts across the mask-word
+# (64) and block (12 vectors) boundaries, all-zero and dense inputs, 1x1 maps, batch 1 and 7
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 3, 5), (1, 8, 8), (2, 4, 4)])
+@pytest.mark.parametrize("cin,cout", [(1, 3), (13, 58), (58, 58), (64, 17), (65, 100), (116, 116), (232, 232),
+                                      (464, 1024)])
+@pytest.mark.parametrize("zero_frac", [0.0, 0.5, 1.0])
+def test_conv_skip0(isa, n, h, w, cin, cout, zero_frac):
+    seed = n * 7 + cin
+    assert T.conv_skip0(isa, n, h, w, cin, cout, zero_frac, "plain", seed) <= TOL
+    assert T.conv_skip0(isa, n, h, w, cin, cout, zero_frac, "pool", seed) <= TOL
+    # skipping exact zeros leaves the dense kernel's sums unchanged, bit for bit
+    assert T.conv_skip0(isa, n, h, w, cin, cout, zero_frac, "dense", seed) == 0.0
+
+
+@pytest.mark.parametrize("cin,cout", [(58, 58), (464, 1024)])
+def test_conv_skip0_propagates_nan(isa, cin, cout):
+    assert T.conv_skip0(isa, 2, 3, 3, cin, cout, 0.5, "nan", 1) == 0.0
+
+
 @pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 5, 3), (1, 8, 9), (2, 2, 2)])
 @pytest.mark.parametrize("c", [1, 7, 8, 13, 58, 116])
 @pytest.mark.parametrize("stride", [1, 2])

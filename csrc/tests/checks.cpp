@@ -149,6 +149,56 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     return std::max(e, max_err(from_view(ov, n, oh, ow, cout).d, want.d));
 }
 
+double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
+                  const std::string& mode, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Conv c = rand_conv(r, "c", cin, cout, 1, 1, 1, true);
+    c.pack_skip0();
+    Tensor x = rand_tensor(r, n, h, w, cin, 0.f);  // post-ReLU input: >= 0, with exact zeros
+    for (auto& v : x.d)
+        if (r.u(0.f, 1.f) < zero_frac) v = 0.f;
+    if (mode == "nan") x.d[x.d.size() / 2] = NAN;
+    AlignedBuf xb, ob, db;
+    View xv = to_padded(x, xb);
+    Tensor want = ref::relu(ref::conv2d(x, c.w.data(), c.b.data(), cout, 1, 1, 1, false));
+    Epilogue ep;
+    ep.relu = true;
+    if (mode == "pool") {
+        std::vector<float> pool(size_t(n) * cout, 0.f);
+        ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(h * w);
+        K.conv1x1_skip0(c.psk, xv, 0, n, 0, h, w, ep);
+        return max_err(pool, ref::global_avgpool(want));
+    }
+    View ov = to_padded(Tensor(n, h, w, cout), ob);
+    ep.out = ov;
+    if (h > 1) {  // partial row ranges, as the fused units call it
+        K.conv1x1_skip0(c.psk, xv, 0, n, 1, h, w, ep);
+        K.conv1x1_skip0(c.psk, xv, 0, n, 0, 1, w, ep);
+    } else {
+        K.conv1x1_skip0(c.psk, xv, 0, n, 0, h, w, ep);
+    }
+    const Tensor got = from_view(ov, n, h, w, cout);
+    if (mode == "plain") return max_err(got.d, want.d);
+    // "dense" / "nan": the dense kernel on the same input; skipping exact zeros must not change
+    // a single bit (NaN compares equal to NaN here; "nan" also requires NaN to reach the output)
+    View dv = to_padded(Tensor(n, h, w, cout), db);
+    Epilogue ed = ep;
+    ed.out = dv;
+    K.conv(c.pc, xv, 0, n, 0, h, w, ed);
+    const Tensor dense = from_view(dv, n, h, w, cout);
+    double e = 0;
+    bool nan_seen = false;
+    for (size_t i = 0; i < got.d.size(); ++i) {
+        const bool gn = std::isnan(got.d[i]), dn = std::isnan(dense.d[i]);
+        nan_seen |= gn;
+        if (gn != dn) return INFINITY;
+        if (!gn) e = std::max(e, std::fabs(double(got.d[i]) - dense.d[i]));
+    }
+    if (mode == "nan" && !nan_seen) return INFINITY;
+    return e;
+}
+
 double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);

@@ -9,6 +9,11 @@ namespace pyfer::checks {
 // mode: plain | res | acc | out2 | pool | shuf  (epilogue variants)
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
             const std::string& mode, unsigned seed);
+// 1x1 zero-skipping conv on a post-ReLU input with about zero_frac exact zeros. mode: plain | pool
+// (vs the reference), dense | nan (max |skip0 - dense conv| on the same ISA: expected exactly 0;
+// "nan" puts a NaN in the input, which must reach the output, NaN == NaN)
+double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
+                  const std::string& mode, unsigned seed);
 double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed);
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
 double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);

@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
             std::snprintf(buf, sizeof buf, "[%s] conv epilogue %s", isa.c_str(), mode);
             expect(buf, checks::conv(isa, 2, 5, 5, 13, 21, 3, 1, true, mode, 2));
         }
+        for (const char* mode : {"plain", "pool", "dense"}) {
+            std::snprintf(buf, sizeof buf, "[%s] conv1x1_skip0 %s 5x3 65->100", isa.c_str(), mode);
+            expect(buf, checks::conv_skip0(isa, 2, 5, 3, 65, 100, 0.5, mode, 4));
+        }
         for (int s : {1, 2}) for (int c : {1, 13, 58}) {
             std::snprintf(buf, sizeof buf, "[%s] dw3x3 s%d c%d", isa.c_str(), s, c);
             expect(buf, checks::dw3x3(isa, 2, 7, 6, c, s, false, 3));
