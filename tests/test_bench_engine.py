@@ -1,6 +1,8 @@
 """Benchmarks (pytest-benchmark): pyfer engine vs PyTorch eager vs ONNX Runtime vs OpenCV DNN on
 the same exported model and the same input, one thread each; batch-1 latency and batch-64
-throughput, student and teacher (random weights, stem "small", input 64). Every benchmark also
+throughput, student and teacher (random weights, stem "small", input 64, noise input), and the
+shipped student on the face in examples/astronaut.png (the engine's time depends on the input: its
+zero-skipping 1x1 convs do less work where post-ReLU channels are zero). Every benchmark also
 asserts its logits match PyTorch, so CI runs this file with --benchmark-disable as a check:
 
     python -m pytest tests/test_bench_engine.py --benchmark-disable            # correctness only
@@ -9,6 +11,8 @@ asserts its logits match PyTorch, so CI runs this file with --benchmark-disable 
 (`python -m pyfer.bench WEIGHTS --compare` gives the interleaved side-by-side table of BENCHMARKS.md.)
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +25,10 @@ pytest.importorskip("pyfer._engine")
 
 from test_engine import make_export  # noqa: E402
 
-from pyfer.bench import make_runners  # noqa: E402
+from pyfer.bench import default_weights, make_input, make_runners  # noqa: E402
 
 ARCHS = {"student": "shufflenetv2", "teacher": "effresnet18"}
+FACE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 _RUNNERS: dict = {}
 
 
@@ -34,6 +39,10 @@ def runners(tmp_path_factory):
     def get(model: str, batch: int):
         key = (model, batch)
         if key not in _RUNNERS:
+            if model == "shipped student, face":
+                _RUNNERS[key] = make_runners(default_weights(), batch, threads=1, onnx_path=root / "shipped.onnx",
+                                             source=str(FACE))
+                return _RUNNERS[key]
             w = root / f"{model}.safetensors"
             if not w.exists():
                 make_export(w, ARCHS[model], "small", 64, seed=11)
@@ -45,7 +54,7 @@ def runners(tmp_path_factory):
 
 @pytest.mark.parametrize("runtime", ["pyfer", "onnxruntime", "pytorch", "opencv"])
 @pytest.mark.parametrize("batch", [1, 64])
-@pytest.mark.parametrize("model", ["student", "teacher"])
+@pytest.mark.parametrize("model", ["student", "teacher", "shipped student, face"])
 def test_bench(benchmark, runners, model, batch, runtime):
     rs = runners(model, batch)
     benchmark.group = f"{model} batch {batch}"
@@ -58,3 +67,22 @@ def test_bench(benchmark, runners, model, batch, runtime):
     assert out.shape == (batch, 8)
     err = float(np.max(np.abs(out - ref)) / max(1.0, float(np.max(np.abs(ref)))))
     assert err <= (1e-4 if runtime == "pyfer" else 1e-3), err
+
+
+def test_make_input_finds_the_face():
+    x = make_input(str(FACE), 3, (1, 64, 64))
+    noise = make_input("noise", 3, (1, 64, 64))
+    assert x.shape == noise.shape == (3, 1, 64, 64) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.array_equal(x[0], x[2])
+    assert -1.0 <= x.min() < x.max() <= 1.0  # normalised 8-bit pixels: (v / 255 - 0.5) / 0.5
+    import cv2
+
+    from pyfer.preprocess import PreprocessSpec, prepare_faces
+
+    whole = prepare_faces([cv2.imread(str(FACE))], PreprocessSpec())
+    assert np.abs(x[0] - whole[0]).mean() > 0.1  # the detected face, not the photo squeezed to 64 x 64
+
+
+def test_make_input_bad_path(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        make_input(str(tmp_path / "missing.png"), 1, (1, 64, 64))
