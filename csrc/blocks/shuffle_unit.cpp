@@ -51,10 +51,7 @@ void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int
     const Conv &pw1 = b.convs[0], &dw = b.convs[1], &pw2 = b.convs[2];
     const int C = b.cout, half = C / 2, W = H, hs = aligned_stride(half);
     const int RB = row_block(W, H);
-    float* pbuf = ws.get(S_P, padded_size(1, H, W, hs, 1));
-    View P = padded_view(pbuf, H, W, hs, 1);
-    P.ns = 0;
-    zero_border(P, 1, H, W, hs, 1);
+    const View P = ws.get_padded(S_P, H, W, hs);
     float* dbuf = ws.get(S_D, size_t(RB) * W * hs);
     for (int i = 0; i < n; ++i) {
         int done = 0;
@@ -82,10 +79,7 @@ void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int 
     const int cin = b.cin, half = b.cout / 2, W = H, hs = aligned_stride(half), cs = aligned_stride(cin);
     const int Ho = (H - 1) / 2 + 1, Wo = Ho;
     const int RB = row_block(Wo, Ho);
-    float* pbuf = ws.get(S_P, padded_size(1, H, W, hs, 1));
-    View P = padded_view(pbuf, H, W, hs, 1);
-    P.ns = 0;
-    zero_border(P, 1, H, W, hs, 1);
+    const View P = ws.get_padded(S_P, H, W, hs);
     float* dbuf = ws.get(S_D, size_t(RB) * Wo * std::max(cs, hs));
     float* b1buf = ws.get(S_B1, size_t(RB) * Wo * hs);
     for (int i = 0; i < n; ++i) {
