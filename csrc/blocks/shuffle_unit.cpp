@@ -12,6 +12,10 @@
 //   1x1 + BN + ReLU (D -> B1 row buffer); branch2 as above but pw1 reads all input channels and
 //   dw has stride 2; the final store interleaves B1 (even channels) with branch2 (odd channels).
 // RB is chosen so a row block holds >= ~24 pixels, a multiple of 6 where possible (full tiles).
+// pw1 reads post-ReLU channels (about half zeros): it runs on the zero-skipping 1x1 kernel when the
+// loader packed it (every unit but the first), else on the dense one — the two agree bit for bit.
+// P, D and B1 have a pixel stride rounded up to 8 channels (aligned depthwise loads); P keeps its
+// zero border across the units of a stage (Workspace::get_padded).
 #include <algorithm>
 
 #include "blocks.hpp"
