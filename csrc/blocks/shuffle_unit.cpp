@@ -31,12 +31,17 @@ static int row_block(int w, int h) {
     return base;
 }
 
-// branch 2's first 1x1 (+BN+ReLU) for rows [y0, y1) of image i: the zero-skipping kernel when
-// packed (post-ReLU input), else the dense one; the two agree bit for bit
-static void pw1_forward(const Kernels& K, const Conv& pw1, const View& in, int i, int y0, int y1, int W,
-                        const Epilogue& e) {
-    if (pw1.psk) K.conv1x1_skip0(pw1.psk, in, i, i + 1, y0, y1, W, e);
-    else K.conv(pw1.pc, in, i, i + 1, y0, y1, W, e);
+// branch 2's first 1x1 (+BN+ReLU) of image i into P, for the rows [done, need) not produced yet
+// (each row exactly once, in order); the zero-skipping kernel when packed (post-ReLU input),
+// else the dense one — the two agree bit for bit
+static void pw1_rows(const Kernels& K, const Conv& pw1, const View& in, const View& P, int i, int& done, int need,
+                     int W) {
+    if (done >= need) return;
+    Epilogue e;
+    e.out = P; e.relu = true;
+    if (pw1.psk) K.conv1x1_skip0(pw1.psk, in, i, i + 1, done, need, W, e);
+    else K.conv(pw1.pc, in, i, i + 1, done, need, W, e);
+    done = need;
 }
 
 // pixel stride of the unit's private buffers (P, D, B1): channels rounded up to 8, so the
@@ -61,13 +66,7 @@ void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int
         int done = 0;
         for (int oy0 = 0; oy0 < H; oy0 += RB) {
             const int oy1 = std::min(H, oy0 + RB);
-            const int need = std::min(H, oy1 + 1);
-            if (done < need) {
-                Epilogue e1;
-                e1.out = P; e1.relu = true;
-                pw1_forward(K, pw1, in.ch(half), i, done, need, W, e1);
-                done = need;
-            }
+            pw1_rows(K, pw1, in.ch(half), P, i, done, std::min(H, oy1 + 1), W);
             View D = rows_view(dbuf, W, hs, oy0);
             K.dw3x3(dw.pd, P, i, i + 1, oy0, oy1, W, D, false);
             Epilogue e2;
@@ -98,13 +97,7 @@ void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int 
             e1.out = B1; e1.relu = true;
             K.conv(b1pw.pc, D1, i, i + 1, oy0, oy1, Wo, e1);
             // branch 2
-            const int need = std::min(H, 2 * oy1);
-            if (done < need) {
-                Epilogue e0;
-                e0.out = P; e0.relu = true;
-                pw1_forward(K, pw1, in, i, done, need, W, e0);
-                done = need;
-            }
+            pw1_rows(K, pw1, in, P, i, done, std::min(H, 2 * oy1), W);
             View D2 = rows_view(dbuf, Wo, hs, oy0);
             K.dw3x3(dw.pd, P, i, i + 1, oy0, oy1, Wo, D2, false);
             Epilogue e2;

@@ -117,14 +117,14 @@ std::shared_ptr<Model> Model::load(const std::string& path) {
                 }
                 // branch2's first 1x1 reads the unit input: post-ReLU, about half zeros, except
                 // the first unit's (the stem's max-pooled output is ~99% non-zero)
-                if (s > 0 || u > 0) b.convs[u == 0 ? 2 : 0].pack_skip0();
+                if (s > 0 || u > 0) b.convs[u == 0 ? 2 : 0].pack_skip0_only();
                 m->blocks.push_back(std::move(b));
             }
             cin = cout;
         }
         m->has_conv5 = true;
         m->conv5 = L.conv("conv5", widths[3], widths[4], 1, 1, 1, true);
-        m->conv5.pack_skip0();  // reads the last unit's output: post-ReLU
+        m->conv5.pack_skip0_only();  // reads the last unit's output: post-ReLU
         m->features = widths[4];
     } else {
         if (m->stem == "imagenet") m->stem_conv = L.conv("stem", ic, 64, 7, 2, 1, true);

@@ -26,6 +26,9 @@ struct Conv {
     void pack();
     void pack_flat();  // fills pc_flat (stem)
     void pack_skip0() { psk = pyfer::pack_skip0(w.data(), b.data(), cout, cin); }
+    // the engine's choice for post-ReLU 1x1s: the dense panels are then never read, so they are
+    // dropped (conv5's alone are 1.9 MB)
+    void pack_skip0_only() { pack_skip0(); pc = PackedConv(); }
     void pack_wino() { pw = pyfer::pack_wino(w.data(), b.data(), cout, cin); }
     void pack_small() { ps = pyfer::pack_small(w.data(), b.data(), cout, cin, k, stride); }  // fills ps (stem)
     double flops(int oh, int ow) const { return 2.0 * oh * ow * cout * (cin / groups) * k * k; }

@@ -79,7 +79,7 @@ void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords
             }
             // the pw1 case, bias + ReLU + store from registers (for V <= 8 only: with more
             // accumulators GCC spills in the bit loop, 7% slower at V = 10)
-            if (V <= 8 && last && ep.relu && !ep.pool) {
+            if (V <= 8 && last && ep.relu && ep.out && !ep.pool) {
                 float* o = po[p].out + c0;
                 for (int v = 0; v < V; ++v) {
                     const __m256 x = _mm256_max_ps(zero, _mm256_add_ps(acc[v], _mm256_loadu_ps(bias + c0 + 8 * v)));
