@@ -21,6 +21,9 @@ import numpy as np
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec, resize_face, to_gray
 
+# the shared data folder beside the repository (read-only; never copied into the repo)
+DEFAULT_DATA_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus")
+DEFAULT_DATA = "ferplus:" + DEFAULT_DATA_ROOT
 FERPLUS_COLUMNS = (*EMOTIONS, "unknown", "NF")
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger",
@@ -121,8 +124,9 @@ def majority_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return keep, top, shares
 
 
-def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
-    """FERPlus ``split`` ("train", "valid", "test") under ``root`` (the release layout)."""
+def ferplus_raw(root: str | Path, split: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """FERPlus ``split`` after the majority protocol: the 48x48 uint8 frames as released and
+    (labels, vote shares, file names). Decoding is cached."""
     root = Path(root)
     if split not in FERPLUS_SPLITS:
         raise ValueError(f"split must be one of {sorted(FERPLUS_SPLITS)}, got {split!r}")
@@ -148,8 +152,14 @@ def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
         tmp = cache.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, images=raw)
         tmp.replace(cache)
+    return raw, (labels[idx].astype(np.int64), shares[idx], names)
+
+
+def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
+    """FERPlus ``split`` ("train", "valid", "test") under ``root`` (the release layout)."""
+    raw, (labels, shares, names) = ferplus_raw(root, split)
     images = np.stack([resize_face(im, prep.input_size) for im in raw])
-    return FaceSet(images, labels[idx].astype(np.int64), shares[idx], names)
+    return FaceSet(images, labels, shares, names)
 
 
 # ----------------------------------------------------------------------------------------------

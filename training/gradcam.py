@@ -20,7 +20,7 @@ import torch
 from pyfer.preprocess import EMOTIONS
 from training.checkpoint import load_model
 from training.data import load_dataset
-from training.train import DEFAULT_DATA
+from training.data import DEFAULT_DATA
 
 
 def _import_gradcam():

@@ -15,7 +15,7 @@ from pathlib import Path
 from pyfer.preprocess import EMOTIONS
 from training.ablation import table as ablation_table
 from training.evaluate import evaluate, plot_confusion
-from training.train import DEFAULT_DATA
+from training.data import DEFAULT_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
 from training.checkpoint import CheckpointError, load_for_resume, load_model, save_checkpoint
-from training.data import AugmentSpec, FaceSet, augment, load_dataset, to_model_input
+from training.data import DEFAULT_DATA, AugmentSpec, FaceSet, augment, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
 
-DEFAULT_DATA = "ferplus:" + str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus")
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
 
 
