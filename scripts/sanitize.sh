@@ -1,42 +1,45 @@
 #!/usr/bin/env bash
-# ASan + UBSan (and LeakSanitizer) check of the C++ engine, for CI.
+# ASan + UBSan (and LeakSanitizer) check of the C++ engine, for CI (scripts/ci_reliability.sh).
 #
 #   scripts/sanitize.sh            # build build/asan (-O1), run the C++ self-test under ASan+UBSan+LSan,
 #                                  # then the engine / loader / fuzz pytest subset against the ASan module
 #   SANITIZE_SKIP_BUILD=1 scripts/sanitize.sh   # reuse an existing build/asan
 #   SANITIZE_JOBS=4 scripts/sanitize.sh         # build parallelism (default 2)
 #
-# The instrumented module is built in build/asan and loaded from a throw-away package directory
-# (symlinks to the pyfer sources + the ASan _engine*.so), so pyfer/_engine*.so in the tree is left
-# alone. Exit status is non-zero on any sanitizer report or test failure.
+# The instrumented module is built in build/asan (-DPYFER_SANITIZE=address,undefined, which the
+# module records: build_info()["sanitized"]) and imported from a staged package
+# (scripts/sanitizer_lib.sh), so pyfer/_engine*.so in the tree and any installed pyfer are left
+# alone. Step [3/3] refuses to run unless the imported module is the instrumented one
+# (scripts/check_engine_build.py, checked again inside pytest by
+# tests/test_fuzz.py::test_engine_is_the_expected_build), and first shows that the same check
+# rejects an ordinary module. Exit status is non-zero on any sanitizer report, test failure or
+# wrong module.
 # Steps: C++ self-test and a core harness (scripts/sanitize_harness.cpp: engine lifecycle, 20k
 # mutated headers parsed from exact-size heap buffers, ~550 mutated/truncated files) with
 # LeakSanitizer on; then the Python engine/loader/fuzz tests against the ASan module.
-# Runtime on 2 idle cores: build ~1 min (-O1), tests ~3-5 min (see RELIABILITY.md).
+# Runtime on 2 idle cores: build ~1-2 min (-O1), tests ~3-5 min (see RELIABILITY.md).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+source scripts/sanitizer_lib.sh
 BUILD="${SANITIZE_BUILD_DIR:-build/asan}"
 JOBS="${SANITIZE_JOBS:-2}"
 PY="${PYTHON:-python}"
-SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+SANITIZERS="address,undefined"
 
 if [[ "${SANITIZE_SKIP_BUILD:-0}" != 1 ]]; then
   # The project's CMakeLists adds -O3 per target; a compiler launcher appends -O1 (the last -O wins)
   # so the sanitizer build stays quick to compile and keeps useful stacks.
   mkdir -p "$BUILD"
-  cat > "$BUILD/o1-launcher.sh" <<'LAUNCH'
-#!/bin/sh
-exec "$@" -O1
-LAUNCH
+  printf '#!/bin/sh\nexec "$@" -O1\n' > "$BUILD/o1-launcher.sh"
   chmod +x "$BUILD/o1-launcher.sh"
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFER_BUILD_TESTS=ON -DPYFER_WITH_CUDA=OFF \
-    -DCMAKE_CXX_COMPILER_LAUNCHER="$REPO/$BUILD/o1-launcher.sh" \
-    -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_EXE_LINKER_FLAGS="$SAN" -DCMAKE_SHARED_LINKER_FLAGS="$SAN" \
-    -DCMAKE_MODULE_LINKER_FLAGS="$SAN" \
+    -DCMAKE_CXX_COMPILER_LAUNCHER="$REPO/$BUILD/o1-launcher.sh" -DPYFER_SANITIZE="$SANITIZERS" \
+    -DPython_EXECUTABLE="$(command -v "$PY")" \
     -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
   cmake --build "$BUILD" -j"$JOBS"
 fi
+SAN="-fsanitize=$SANITIZERS -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
 # the core harness (scripts/sanitize_harness.cpp) links the instrumented static core library
 if [[ ! -x "$BUILD/sanitize_harness" || scripts/sanitize_harness.cpp -nt "$BUILD/sanitize_harness" \
       || "$BUILD/libpyfer_core.a" -nt "$BUILD/sanitize_harness" ]]; then
@@ -60,25 +63,36 @@ rm -rf "$HTMP"
 # (tests/test_kernels.py is left out: the C++ self-test above runs the same kernel checks under ASan)
 echo "== [3/3] pytest engine/loader/fuzz subset against the ASan module (leaks off: CPython is not LSan-clean;"
 echo "         fuzz example counts x${PYFER_FUZZ_SCALE:-0.5})"
-PKG="$(mktemp -d)"
-trap 'rm -rf "$PKG"' EXIT
-mkdir "$PKG/pyfer"
-for f in pyfer/*; do
-  case "$f" in *.so) ;; *) ln -s "$REPO/$f" "$PKG/pyfer/$(basename "$f")" ;; esac
-done
-ln -s "$REPO/$SO" "$PKG/pyfer/$(basename "$SO")"
-ln -s "$REPO/training" "$PKG/training"
+PKG="$(stage_pkg "$SO")"
+ORD=""
+trap 'rm -rf "$PKG" ${ORD:+"$ORD"}' EXIT
 # libstdc++ preloaded too: without it ASan cannot resolve __cxa_throw in a Python process
 # ("CHECK failed: real___cxa_throw != 0" on the first C++ exception).
 ASAN_LIB="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
-# -P: do not put the repo (and its non-ASan pyfer/_engine*.so) on sys.path; PYTHONPATH has the ASan copy.
-PYTHONPATH="$PKG" LD_PRELOAD="$ASAN_LIB" \
-ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:quarantine_size_mb=64:malloc_context_size=8:allocator_release_to_os_interval_ms=500" \
-PYFER_SANITIZE=1 PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
-  "$PY" -P -m pytest -q -p no:cacheprovider --benchmark-disable -x \
+PY_ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:quarantine_size_mb=64:malloc_context_size=8:allocator_release_to_os_interval_ms=500"
+# PYTHONSAFEPATH (= python -P): the cwd (the repo, with its own pyfer/) is not put on sys.path
+isolated() { PYTHONPATH="$1" PYTHONSAFEPATH=1 LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS="$PY_ASAN_OPTIONS" "${@:2}"; }
+
+# Self-check of the guard: an ordinary (non-instrumented) module, staged the same way, must be refused.
+ORD_SO="$("$PY" -c 'import pyfer._engine as e; print(e.__file__)' 2>/dev/null || true)"
+if [[ -n "$ORD_SO" && "$(realpath "$ORD_SO")" != "$(realpath "$SO")" ]]; then
+  ORD="$(stage_pkg "$ORD_SO")"
+  if isolated "$ORD" "$PY" scripts/check_engine_build.py --sanitized "$SANITIZERS" --file "$SO" | sed 's/^/   [ordinary module] /'; then
+    echo "sanitize.sh: FAILED: the module check accepted an ordinary module ($ORD_SO)"; exit 1
+  fi
+  echo "   guard self-check: the ordinary module ($ORD_SO) is refused, as it must be"
+else
+  echo "   guard self-check skipped: no ordinary pyfer._engine importable here (not installed)"
+fi
+# The instrumented module must be what is imported (and what pytest imports: the same env).
+isolated "$PKG" "$PY" scripts/check_engine_build.py --sanitized "$SANITIZERS" --file "$SO" \
+  || { echo "sanitize.sh: FAILED: the staged import is not the instrumented module"; exit 1; }
+isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_EXPECT_ENGINE="$SO" \
+  PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
+  "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x \
+    tests/test_fuzz.py::test_engine_is_the_expected_build \
     tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py \
     --durations=10 ${SANITIZE_PYTEST_ARGS:-} \
     -k "${SANITIZE_K:-not speed}" \
   || { echo "sanitize.sh: FAILED"; exit 1; }
-"$PY" -P -c "import sys; sys.path.insert(0, '$PKG'); import pyfer._engine as e; print('ASan module:', e.__file__)" 2>/dev/null || true
-echo "sanitize.sh: OK"
+echo "sanitize.sh: OK (tests ran against $SO, build_info sanitized=$SANITIZERS)"

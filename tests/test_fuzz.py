@@ -35,6 +35,22 @@ def fuzz(n):
                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
+def test_engine_is_the_expected_build():
+    """Under scripts/sanitize.sh / scripts/tsan.sh (PYFER_EXPECT_SANITIZED set) the module this
+    test process imported must be the instrumented build, not an installed ordinary one (an
+    editable install's import hook answers before PYTHONPATH: issue 18). Skipped otherwise."""
+    want = os.environ.get("PYFER_EXPECT_SANITIZED")
+    if want is None:
+        pytest.skip("not a sanitizer run")
+    import pyfer._engine as e
+
+    got = e.build_info().get("sanitized")
+    assert got is not None and sorted(got.split(",")) == sorted(want.split(",")), (e.__file__, got, want)
+    if os.environ.get("PYFER_EXPECT_ENGINE"):
+        assert os.path.realpath(e.__file__) == os.path.realpath(os.environ["PYFER_EXPECT_ENGINE"]), e.__file__
+    print(f"\nengine under test: {e.__file__} (sanitized={got})")
+
+
 DOCUMENTED = (TypeError, ValueError, FileNotFoundError)
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, 1e30, -1e30, 1e-300, 1e300,
            255.0, 256.0, -1.0, 0.5, 1.0]

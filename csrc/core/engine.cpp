@@ -19,6 +19,24 @@ bool cuda_compiled() {
 #endif
 }
 
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+std::string core_sanitized() {
+    std::string s;
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+    s += "address,";
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+    s += "thread,";
+#endif
+#ifdef PYFER_SANITIZE_UNDEFINED
+    s += "undefined,";
+#endif
+    if (!s.empty()) s.pop_back();
+    return s;
+}
+
 CpuEngine::CpuEngine(std::shared_ptr<Model> m, int threads, const std::string& isa, int group)
     : m_(std::move(m)) {
     if (isa == "ref") {

@@ -57,6 +57,10 @@ private:
 std::unique_ptr<Backend> make_backend(const std::string& path, const std::string& device, int threads,
                                       const std::string& isa);
 bool cuda_compiled();
+// sanitizers this translation unit (the core library) was compiled with, from the compiler's own
+// macros (+ PYFER_SANITIZE_UNDEFINED from CMake, UBSan has no macro): "" for an ordinary build,
+// e.g. "address,undefined" or "thread". Reported by pyfer._engine.build_info()["sanitized"].
+std::string core_sanitized();
 
 // reference forward: plain loops, unfused, no packing (csrc/ref/ref_net.cpp)
 std::vector<float> ref_forward(const Model& m, const float* x, int n);

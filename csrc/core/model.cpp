@@ -49,8 +49,12 @@ int meta_int(const SafeTensors& st, const Json& j, const char* key, int lo, int 
 
 std::shared_ptr<Model> Model::load(const std::string& path) {
     SafeTensors st(path);
+    return load(st);
+}
+
+std::shared_ptr<Model> Model::load(const SafeTensors& st) {
     auto m = std::make_shared<Model>();
-    m->path = path;
+    m->path = st.path();
     auto it = st.metadata().find("pyfer");
     if (it == st.metadata().end()) st.fail("no 'pyfer' metadata: not a pyfer export");
     m->meta_json = it->second;

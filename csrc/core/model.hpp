@@ -58,6 +58,7 @@ struct Model {
     std::vector<float> fc_w, fc_b;
 
     static std::shared_ptr<Model> load(const std::string& path);  // throws FileNotFound/FormatError
+    static std::shared_ptr<Model> load(const SafeTensors& st);     // same, from an opened file (fuzzers)
 
     // spatial sizes: after stem conv, after max pool, and the output size of every block
     int stem_out() const;

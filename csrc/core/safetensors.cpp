@@ -76,7 +76,24 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
         map_ = nullptr;
         fail("mmap failed");
     }
+    owned_ = true;
     try {
+        parse();
+    } catch (...) {
+        ::munmap(map_, size_);
+        map_ = nullptr;
+        throw;
+    }
+}
+
+SafeTensors::SafeTensors(const std::string& label, const void* data, size_t size)
+    : path_(label), map_(const_cast<void*>(data)), size_(size) {
+    if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
+    parse();
+}
+
+void SafeTensors::parse() {
+    {
         const uint8_t* base = static_cast<const uint8_t*>(map_);
         uint64_t hlen = 0;
         for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
@@ -149,15 +166,11 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
         if (at != data_size)
             fail("tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
                  " data bytes (corrupt header length, or a truncated/padded file)");
-    } catch (...) {
-        ::munmap(map_, size_);
-        map_ = nullptr;
-        throw;
     }
 }
 
 SafeTensors::~SafeTensors() {
-    if (map_) ::munmap(map_, size_);
+    if (map_ && owned_) ::munmap(map_, size_);
 }
 
 static std::string shape_str(const std::vector<int64_t>& s) {
@@ -179,7 +192,7 @@ std::vector<float> SafeTensors::get_f32(const std::string& name, const std::vect
     size_t n = static_cast<size_t>(t.numel());
     std::vector<float> out(n);
     if (t.dtype == "F32") {
-        std::memcpy(out.data(), t.data, n * 4);
+        if (n) std::memcpy(out.data(), t.data, n * 4);  // (an empty vector's data() may be null)
     } else if (t.dtype == "F16") {
         for (size_t i = 0; i < n; ++i) {
             uint16_t h;

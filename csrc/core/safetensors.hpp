@@ -31,6 +31,10 @@ struct TensorInfo {
 class SafeTensors {
 public:
     explicit SafeTensors(const std::string& path);  // throws FileNotFound / FormatError
+    // An in-memory file image, borrowed (not copied): `data` must outlive this object. `label`
+    // stands in for the path in error messages. Same validation as a file (used by the fuzzers
+    // in tests/fuzz/, which hand it exact-size heap buffers so that ASan sees every read).
+    SafeTensors(const std::string& label, const void* data, size_t size);
     ~SafeTensors();
     SafeTensors(const SafeTensors&) = delete;
     SafeTensors& operator=(const SafeTensors&) = delete;
@@ -44,7 +48,9 @@ public:
     [[noreturn]] void fail(const std::string& msg) const;
 
 private:
+    void parse();  // validates the image at map_/size_ and fills tensors_ / meta_
     std::string path_;
+    bool owned_ = false;  // map_ is our mmap (munmap on destruction)
     void* map_ = nullptr;
     size_t size_ = 0;
     std::map<std::string, TensorInfo> tensors_;

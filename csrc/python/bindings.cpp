@@ -114,9 +114,32 @@ private:
     std::mutex mu_;
 };
 
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+// same as core_sanitized(), for this module's own translation unit
+std::string module_sanitized() {
+    std::string s;
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+    s += "address,";
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+    s += "thread,";
+#endif
+#ifdef PYFER_SANITIZE_UNDEFINED
+    s += "undefined,";
+#endif
+    if (!s.empty()) s.pop_back();
+    return s;
+}
+
 py::dict build_info() {
     py::dict d;
     d["version"] = PYFER_VERSION;
+    // "" for an ordinary build; the sanitizer steps (scripts/sanitize.sh, scripts/tsan.sh) refuse
+    // to run their tests unless the imported module reports the instrumentation they built
+    const std::string core = core_sanitized(), mod = module_sanitized();
+    d["sanitized"] = core == mod ? core : "mixed (core: " + core + ", module: " + mod + ")";
     py::dict isa;
     py::list compiled;
     compiled.append("portable");
