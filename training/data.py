@@ -257,6 +257,20 @@ class AugmentSpec:
     brightness: float = 0.2        # +- in units of the [0, 1] intensity range
     contrast: tuple[float, float] = (0.8, 1.2)
     erase_prob: float = 0.25       # random erasing of one rectangle (occlusion robustness)
+    # what real photos do to a face beyond framing and light (0 = off; see ROBUST_AUGMENT)
+    gamma: float = 0.0             # gamma drawn log-uniformly in [1/(1+g), 1+g]
+    blur_prob: float = 0.0         # Gaussian blur, sigma in [0.4, 1.5] px
+    noise_prob: float = 0.0        # Gaussian noise, std in [0.01, 0.06]
+    lowres_prob: float = 0.0       # down to 12-32 px and back up (small faces in photos)
+    jpeg_prob: float = 0.0         # JPEG round trip at quality 15-60 (on the CPU, OpenCV)
+
+
+# The generalization recipe (issue 13): wider framing jitter, gamma, blur, noise, low resolution,
+# JPEG and more occlusion, on top of the basic spec.
+ROBUST_AUGMENT = AugmentSpec(max_rotate_deg=15.0, scale=(0.85, 1.15), max_shift=0.1, brightness=0.25,
+                             contrast=(0.6, 1.4), erase_prob=0.4, gamma=0.6, blur_prob=0.2, noise_prob=0.2,
+                             lowres_prob=0.2, jpeg_prob=0.2)
+AUGMENTS = {"basic": AugmentSpec(), "robust": ROBUST_AUGMENT}
 
 
 def augment(x_u8, prep: PreprocessSpec, spec: AugmentSpec, gen):
@@ -271,6 +285,9 @@ def augment(x_u8, prep: PreprocessSpec, spec: AugmentSpec, gen):
     def rand(*shape):
         return torch.rand(*shape, device=dev, generator=gen)
 
+    def chosen(p):  # (B, 1, 1, 1) mask of the images an effect applies to
+        return (rand(b) < p).view(-1, 1, 1, 1)
+
     angle = (rand(b) * 2 - 1) * math.radians(spec.max_rotate_deg)
     scale = spec.scale[0] + rand(b) * (spec.scale[1] - spec.scale[0])
     shift = (rand(b, 2) * 2 - 1) * spec.max_shift * 2  # affine_grid coordinates span [-1, 1]
@@ -280,14 +297,38 @@ def augment(x_u8, prep: PreprocessSpec, spec: AugmentSpec, gen):
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    s = x.shape[-1]
+
+    if spec.lowres_prob > 0:
+        low = int(12 + rand(1).item() * 20)  # one size per batch
+        small = F.interpolate(x, size=(low, low), mode="area")
+        x = torch.where(chosen(spec.lowres_prob), F.interpolate(small, size=(s, s), mode="bilinear",
+                                                                align_corners=False), x)
+    if spec.blur_prob > 0:
+        sigma = 0.4 + rand(1).item() * 1.1
+        r = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+        k = torch.exp(-r ** 2 / (2 * sigma ** 2))
+        k = k / k.sum()
+        xp = F.pad(x, (3, 3, 3, 3), mode="replicate")
+        blurred = F.conv2d(F.conv2d(xp, k.view(1, 1, 1, 7)), k.view(1, 1, 7, 1))
+        x = torch.where(chosen(spec.blur_prob), blurred, x)
+    if spec.gamma > 0:
+        g = torch.exp((rand(b, 1, 1, 1) * 2 - 1) * math.log1p(spec.gamma))
+        x = x.clamp_min(1e-4) ** g
 
     mean = x.mean((1, 2, 3), keepdim=True)
     contrast = spec.contrast[0] + rand(b, 1, 1, 1) * (spec.contrast[1] - spec.contrast[0])
     bright = (rand(b, 1, 1, 1) * 2 - 1) * spec.brightness
     x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
 
+    if spec.noise_prob > 0:
+        std = 0.01 + rand(b, 1, 1, 1) * 0.05
+        noise = torch.randn(x.shape, device=dev, generator=gen) * std
+        x = torch.where(chosen(spec.noise_prob), (x + noise).clamp(0, 1), x)
+    if spec.jpeg_prob > 0:
+        x = _jpeg(x, chosen(spec.jpeg_prob).view(-1), rand(b) * 45 + 15)
+
     if spec.erase_prob > 0:
-        s = x.shape[-1]
         ys = torch.arange(s, device=dev).view(1, s, 1)
         xs = torch.arange(s, device=dev).view(1, 1, s)
         h = (rand(b) * 0.3 + 0.1) * s
@@ -299,6 +340,22 @@ def augment(x_u8, prep: PreprocessSpec, spec: AugmentSpec, gen):
         box &= (rand(b) < spec.erase_prob).view(-1, 1, 1)
         x = torch.where(box.unsqueeze(1), rand(b, 1, 1, 1).expand_as(x), x)
     return (x - prep.mean) / prep.std
+
+
+def _jpeg(x, which, quality):
+    """JPEG round trip (OpenCV, on the CPU) of the images ``which`` selects; x in [0, 1]."""
+    import cv2
+    import torch
+
+    idx = torch.nonzero(which).flatten().tolist()
+    if not idx:
+        return x
+    out = x.clone()
+    imgs = (x[idx, 0] * 255).round().to(torch.uint8).cpu().numpy()
+    for j, i in enumerate(idx):
+        ok, buf = cv2.imencode(".jpg", imgs[j], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        out[i, 0] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(x.device).float() / 255
+    return out
 
 
 def to_model_input(x_u8, prep: PreprocessSpec):

@@ -10,6 +10,7 @@ each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (flo
     {"format_version": 1, "arch": "shufflenetv2" | "effresnet18", "num_classes": 8,
      "in_channels": 1, "stem": "small" | "imagenet", "class_names": [...],
      "preprocess": {"input_size": 64, "channels": 1, "mean": 0.5, "std": 0.5},
+     "framing": {...pyfer.facenorm.FaceFraming.to_dict()...},   # optional: how faces were framed
      "source": {...training provenance...}}
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ FORMAT_VERSION = 1
 
 
 def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, out: str | Path,
-                 class_names=EMOTIONS, source: dict | None = None, half: bool = False) -> Path:
+                 class_names=EMOTIONS, source: dict | None = None, half: bool = False,
+                 framing: dict | None = None) -> Path:
     """Fold BN and write ``out`` (safetensors). ``half`` stores fp16 (for archived teachers only)."""
     from safetensors.torch import save_file
 
@@ -46,6 +48,8 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
         "preprocess": prep.to_dict(),
         "source": source or {},
     }
+    if framing is not None:
+        meta["framing"] = framing
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -86,7 +90,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     model, spec, prep = ckpt.build_model()
-    out = export_model(model, spec, prep, args.out, source=ckpt.provenance(), half=args.fp16)
+    out = export_model(model, spec, prep, args.out, source=ckpt.provenance(), half=args.fp16,
+                       framing=ckpt.state.get("framing"))
     print(f"wrote {out}")
     if args.onnx:
         print(f"wrote {export_onnx(out, args.onnx)}")

@@ -290,6 +290,49 @@ def fold_batchnorm(model: nn.Module, spec: ModelSpec) -> nn.Module:
 
 
 @torch.no_grad()
+def unfold_batchnorm(folded: nn.Module, spec: ModelSpec, images: torch.Tensor, dropout: float = 0.5) -> nn.Module:
+    """A trainable model (with BatchNorm) that computes what the folded export ``folded`` does.
+
+    Each BN gets the mean and variance of its conv's output over ``images`` (model-ready float
+    input) as running statistics, and weight = std, bias = mean + the folded bias: eval mode
+    reproduces the export exactly, and train mode nearly (batch statistics are close to these),
+    so fine-tuning starts from the exported model's behaviour rather than from a jolt.
+    """
+    model = spec.build(dropout=dropout).eval()
+    src = dict(folded.named_modules())
+    stats: dict[str, list] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, ConvBN):
+            module.conv.weight.copy_(src[name].conv.weight)
+            module.bn.running_mean.zero_()
+            module.bn.running_var.fill_(1.0 - module.bn.eps)  # BN = identity + bias for now
+            module.bn.weight.fill_(1.0)
+            module.bn.bias.copy_(src[name].conv.bias)
+
+            def hook(mod, _inp, out, name=name):
+                z = out.double()
+                stats.setdefault(name, []).append((z.mean((0, 2, 3)), (z * z).mean((0, 2, 3)), len(z)))
+            hooks.append(module.conv.register_forward_hook(hook))
+    model.fc.load_state_dict(folded.fc.state_dict())
+    for i in range(0, len(images), 256):
+        model(images[i:i + 256])
+    for h in hooks:
+        h.remove()
+    for name, module in model.named_modules():
+        if isinstance(module, ConvBN):
+            n = sum(k for _, _, k in stats[name])
+            mean = sum(m * k for m, _, k in stats[name]) / n
+            var = (sum(q * k for _, q, k in stats[name]) / n - mean ** 2).clamp_min(0)
+            std = torch.sqrt(var + module.bn.eps)
+            module.bn.running_mean.copy_(mean)
+            module.bn.running_var.copy_(var)
+            module.bn.weight.copy_(std)
+            module.bn.bias.add_(mean)
+    return model
+
+
+@torch.no_grad()
 def randomize_batchnorm(model: nn.Module, seed: int = 0, fc_scale: float = 1.0) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (so that folding is
     really exercised) and scale the classifier (logits of order 1-10 with ``fc_scale=20``).

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
 from training.checkpoint import CheckpointError, load_for_resume, load_model, save_checkpoint
-from training.data import DEFAULT_DATA, AugmentSpec, FaceSet, augment, load_dataset, to_model_input
+from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
 
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
@@ -41,9 +41,25 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: 
     p_T / q_T are the teacher / student softmax at temperature T. ``target`` is class indices or
     a (B, C) target distribution (FERPlus vote shares).
     """
-    kl = F.kl_div(F.log_softmax(student_logits / T, 1), F.log_softmax(teacher_logits / T, 1),
-                  reduction="batchmean", log_target=True)
-    ce = F.cross_entropy(student_logits, target, label_smoothing=label_smoothing)
+    return recipe_loss(student_logits, target, F.softmax(teacher_logits / T, 1), T, alpha, label_smoothing)
+
+
+def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_probs: torch.Tensor | None,
+                T: float, alpha: float, label_smoothing: float = 0.0,
+                logit_shift: torch.Tensor | None = None) -> torch.Tensor:
+    """The T-SNet loss with the generalization recipe's two extensions.
+
+    ``teacher_probs``: the teacher's softmax at temperature T (None: plain cross-entropy); given as
+    probabilities so that mixup can mix two teachers' answers. ``logit_shift`` = tau * log(prior)
+    is added to the student's logits in both terms (logit adjustment, Menon et al., ICLR 2021): the
+    student's raw logits then learn the class-balanced posterior, and what it learns from the
+    teacher is the teacher's answer with the training prior divided out.
+    """
+    z = student_logits if logit_shift is None else student_logits + logit_shift
+    ce = F.cross_entropy(z, target, label_smoothing=label_smoothing)
+    if teacher_probs is None:
+        return ce
+    kl = F.kl_div(F.log_softmax(z / T, 1), teacher_probs, reduction="batchmean")
     return alpha * T * T * kl + (1 - alpha) * ce
 
 
@@ -70,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train on the FERPlus vote distribution (the 'probability' mode)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--augment", choices=sorted(AUGMENTS), default="basic",
+                    help="augmentation preset: basic, or robust (gamma, blur, noise, low-res, JPEG, occlusion)")
+    ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
+                    help="frame: the data set's crops as given; align/box: re-framed from each image by "
+                         "pyfer.facenorm.normalize_face on YuNet's detection, as at inference")
+    ap.add_argument("--balance", type=float, default=0.0, metavar="TAU",
+                    help="logit-adjusted loss: add TAU * log(train prior) to the logits while training")
+    ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
+    ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
+    ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
+    ap.add_argument("--teacher-cache", action="store_true",
+                    help="distill from the teacher's answers on each training face (averaged with its "
+                         "mirror), computed once, instead of a teacher pass per augmented batch")
+    ap.add_argument("--val2", help="second-domain evaluation set (a manifest CSV, e.g. SFEW train): "
+                                   "reported each epoch; best.pt is chosen by the sum of both accuracies")
     ap.add_argument("--tta", action="store_true", help="validate with horizontal-flip averaging")
     ap.add_argument("--classes", help="comma-separated class names: train and validate on these only "
                     "(quick experiments; the model keeps all 8 outputs)")
@@ -121,23 +152,31 @@ def _json_or_none(line: str):
         return None
 
 
-def run(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
+def check_args(args: argparse.Namespace) -> None:
     if args.mode == "distill" and not args.teacher:
         raise SystemExit("distill needs --teacher (a teacher checkpoint or .safetensors export)")
     if not 0.0 <= args.alpha <= 1.0 or args.T <= 0:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
+    if args.mixup < 0 or args.balance < 0:
+        raise SystemExit("--mixup and --balance must be >= 0")
+    if args.teacher_cache and args.mode != "distill":
+        raise SystemExit("--teacher-cache is for distill")
 
-    prep = PreprocessSpec(args.input_size)
-    spec = ModelSpec(ARCH_OF_MODE[args.mode], stem=args.stem)
-    train_set = load_dataset(args.data, prep, "train")
-    val_set = load_dataset(args.val_data or args.data, prep, "valid")
+
+def load_split(source: str, prep: PreprocessSpec, split: str, framing: str) -> FaceSet:
+    if framing == "frame":
+        return load_dataset(source, prep, split)
+    from pyfer.facenorm import FaceFraming
+    from training.framing import load_framed
+
+    return load_framed(source, prep, split, FaceFraming(mode=framing))
+
+
+def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, FaceSet, FaceSet | None]:
+    """Training, validation and (``--val2``) second-domain sets, subset as the flags ask."""
+    train_set = load_split(args.data, prep, "train", args.framing)
+    val_set = load_split(args.val_data or args.data, prep, "valid", args.framing)
+    val2_set = load_split(args.val2, prep, "valid", args.framing) if args.val2 else None
     if args.classes:
         from training.data import label_index
 
@@ -148,126 +187,248 @@ def run(args: argparse.Namespace) -> dict:
         train_set = stratified_subset(train_set, args.train_limit, args.seed)
     if args.val_limit:
         val_set = stratified_subset(val_set, args.val_limit, args.seed)
+    return train_set, val_set, val2_set
 
-    torch.manual_seed(args.seed)
-    model = spec.build(dropout=args.dropout).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                          weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
-                                                       patience=args.plateau_patience)
-    teacher = None
-    if args.mode == "distill":
-        teacher, tspec, tprep = load_model(args.teacher)
-        if tprep != prep:
-            raise SystemExit(f"teacher preprocessing {tprep} differs from the student's {prep}")
-        teacher = teacher.to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
 
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
-    start_epoch, best_acc, best_epoch = 0, -1.0, -1
-    last = out / "last.pt"
-    history: list[dict] = []  # one record per finished epoch, also kept in the checkpoint
-    if args.resume:
-        try:
-            ck, note = load_for_resume(out)
-        except (FileNotFoundError, CheckpointError) as exc:
-            raise SystemExit(f"--resume: {exc}") from None
-        if note:
-            print(note, file=sys.stderr, flush=True)
-        ckpt = ck.state
-        if ckpt["mode"] != args.mode:
-            raise SystemExit(f"--resume: {ck.path} is a {ckpt['mode']!r} run, not {args.mode!r}")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_val_accuracy"], ckpt["best_epoch"]
-        # the log is rewritten to match the checkpoint: drops lines of epochs after it (a fallback
-        # to prev.pt) and restores one lost to a kill between the checkpoint and the log write
-        history = list(ckpt.get("log", []))
-        if not history and (out / "log.jsonl").is_file():  # a checkpoint from before the log was kept in it
-            lines = [ln for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()]
-            history = [r for r in map(_json_or_none, lines) if isinstance(r, dict) and r.get("epoch", 0) <= start_epoch]
-        (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-        print(f"resuming {args.mode} from {ck.path} after epoch {start_epoch}", flush=True)
+def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> torch.nn.Module:
+    teacher, _, tprep = load_model(path)
+    if tprep != prep:
+        raise SystemExit(f"teacher preprocessing {tprep} differs from the student's {prep}")
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path, key: str,
+                          amp: bool) -> torch.Tensor:
+    """The teacher's logits on every training face, computed once per run folder
+    (``teacher_logits.pt``, kept for --resume). An exported teacher (.safetensors) runs in pyfer's
+    own engine, which is several times faster than PyTorch on the CPU (BENCHMARKS.md)."""
+    path = out / "teacher_logits.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu")
+        if saved.get("key") == key and len(saved["logits"]) == len(x_train):
+            return saved["logits"].to(x_train.device)
+    from tqdm import tqdm
+
+    batches = range(0, len(x_train), 256)
+    if str(args.teacher).endswith(".safetensors") and x_train.device.type == "cpu":
+        from pyfer.engine import Engine
+
+        engine = Engine(str(args.teacher), threads=args.threads)
+        parts = [torch.from_numpy(engine.forward(to_model_input(x_train[i:i + 256], prep).numpy()))
+                 for i in tqdm(batches, desc="teacher logits (pyfer engine, once)", disable=args.quiet)]
+        logits = torch.cat(parts).float()
     else:
-        (out / "log.jsonl").write_text("")
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+        logits = predict_logits(teacher, x_train, prep, batch=256, amp=amp)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "logits": logits.cpu()}, tmp)
+    tmp.replace(path)
+    return logits.to(x_train.device)
+
+
+def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
+    """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
+    export whose folded BatchNorms are rebuilt from the training images' statistics."""
+    if not args.init:
+        return spec.build(dropout=args.dropout)
+    init, ispec, iprep = load_model(args.init)
+    if ispec != spec or iprep != prep:
+        raise SystemExit(f"--init {args.init}: {ispec}/{iprep} differs from this run's {spec}/{prep}")
+    if not str(args.init).endswith(".safetensors"):
+        model = spec.build(dropout=args.dropout)
+        model.load_state_dict(init.state_dict())
+        return model
+    from training.models import unfold_batchnorm
+
+    sample = x_train[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x_train))[:2048])]
+    return unfold_batchnorm(init, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
+
+
+def macro_recall(labels: np.ndarray, pred: np.ndarray) -> float:
+    present = np.unique(labels)
+    return float(np.mean([(pred[labels == c] == c).mean() for c in present]))
+
+
+def run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
+    check_args(args)
+
+    prep = PreprocessSpec(args.input_size)
+    spec = ModelSpec(ARCH_OF_MODE[args.mode], stem=args.stem)
+    train_set, val_set, val2_set = load_data(args, prep)
 
     x_train = torch.from_numpy(train_set.images).unsqueeze(1).to(device)
     y_train = torch.from_numpy(train_set.labels).to(device)
     t_train = torch.from_numpy(train_set.targets).to(device)
-    x_val = torch.from_numpy(val_set.images).unsqueeze(1).to(device)
-    y_val = torch.from_numpy(val_set.labels)
-    aug = AugmentSpec()
+    torch.manual_seed(args.seed)
+    model = initial_model(args, spec, prep, x_train).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay)
+    if args.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
+                                                           patience=args.plateau_patience)
+    teacher = load_teacher(args.teacher, prep, device) if args.mode == "distill" else None
+
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
+    start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
+    if args.resume:
+        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched)
+    else:
+        (out / "log.jsonl").write_text("")
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+
     amp = args.amp and device.type == "cuda"
+    teacher_logits = None
+    if teacher is not None and args.teacher_cache:
+        key = f"{args.teacher}|{args.framing}|{len(train_set)}|{train_set.names[0]}"
+        teacher_logits = cached_teacher_logits(args, teacher, x_train, prep, out, key, amp)
+    prior = np.maximum(train_set.class_counts(), 1) / len(train_set)
+    shift = (args.balance * torch.log(torch.as_tensor(prior, dtype=torch.float32))).to(device) \
+        if args.balance else None
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
-
-    from tqdm import tqdm
 
     summary = {}
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
-        model.train()
-        # per-epoch seeds: a resumed run sees exactly the batches it would have seen
-        order = torch.from_numpy(np.random.default_rng([args.seed, epoch]).permutation(len(train_set))).to(device)
-        gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + epoch)
-        n_batches = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm)
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
-                   disable=args.quiet, mininterval=2.0)
-        for b in bar:
-            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
-            xb = x_train[idx]
-            x = to_model_input(xb, prep) if args.no_augment else augment(xb, prep, aug, gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = t_train[idx] if args.soft_labels else y_train[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x).float()
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(x).float()
-                    loss = kd_loss(logits, t_logits, target, args.T, args.alpha, args.label_smoothing)
-                else:
-                    loss = F.cross_entropy(logits, target, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y_train[idx]).sum().item()
-            seen += len(idx)
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        val_logits = predict_logits(model, x_val, prep, tta=args.tta, amp=amp).cpu()
-        val_acc = (val_logits.argmax(1) == y_val).float().mean().item()
-        val_loss = F.cross_entropy(val_logits, y_val).item()
-        sched.step(val_acc)
-        improved = val_acc > best_acc
+        train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
+                                            teacher, teacher_logits, shift, amp)
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
+        record.update(evaluate_epoch(model, prep, val_set, device, args.tta, amp, "val"))
+        if val2_set is not None:
+            record.update(evaluate_epoch(model, prep, val2_set, device, args.tta, amp, "val2"))
+        score = record["val_accuracy"] + record.get("val2_accuracy", 0.0)
+        if args.schedule == "cosine":
+            sched.step()
+        else:
+            sched.step(record["val_accuracy"])
+        improved = score > best_score
         if improved:
-            best_acc, best_epoch = val_acc, epoch
-        record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),
-                  "train_accuracy": correct / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-                  "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
+            best_score, best_epoch = score, epoch
+        record.update(lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
         history.append(record)
         state = {"mode": args.mode, "epoch": epoch, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "best_val_accuracy": best_acc, "best_epoch": best_epoch,
+                 "best_val_accuracy": best_score, "best_epoch": best_epoch,
                  "model_spec": asdict(spec), "preprocess": prep.to_dict(), "config": config, "log": history}
-        save_checkpoint(state, last, keep_previous=True)
+        if args.framing != "frame":
+            from pyfer.facenorm import FaceFraming
+
+            state["framing"] = FaceFraming(mode=args.framing).to_dict()
+        save_checkpoint(state, out / "last.pt", keep_previous=True)
         if improved:
             save_checkpoint(state, out / "best.pt")
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"epoch {epoch + 1}/{args.epochs} loss {record['train_loss']:.4f} "
-              f"train {record['train_accuracy']:.4f} val {val_acc:.4f} (best {best_acc:.4f} @ {best_epoch + 1}) "
-              f"lr {record['lr']:.2g} {record['seconds']:.1f}s", flush=True)
+        second = (f" val2 {record['val2_accuracy']:.4f} (macro recall {record['val2_macro_recall']:.4f})"
+                  if val2_set is not None else "")
+        print(f"epoch {epoch + 1}/{args.epochs} loss {train_loss:.4f} train {train_acc:.4f} "
+              f"val {record['val_accuracy']:.4f} (macro recall {record['val_macro_recall']:.4f}){second} "
+              f"best @ {best_epoch + 1} lr {record['lr']:.2g} {record['seconds']:.1f}s", flush=True)
         summary = record
-    summary.update(best_val_accuracy=best_acc, best_epoch=best_epoch + 1, run=str(out))
+    summary.update(best_val_accuracy=best_score, best_epoch=best_epoch + 1, run=str(out))
     return summary
+
+
+def resume_state(out: Path, mode: str, model, opt, sched) -> tuple[int, float, int, list]:
+    """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler; the log is
+    rewritten to match the checkpoint."""
+    try:
+        ck, note = load_for_resume(out)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise SystemExit(f"--resume: {exc}") from None
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    ckpt = ck.state
+    if ckpt["mode"] != mode:
+        raise SystemExit(f"--resume: {ck.path} is a {ckpt['mode']!r} run, not {mode!r}")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    start_epoch = ckpt["epoch"] + 1
+    # drops lines of epochs after the checkpoint (a fallback to prev.pt) and restores one lost
+    # to a kill between the checkpoint and the log write
+    history = list(ckpt.get("log", []))
+    if not history and (out / "log.jsonl").is_file():  # a checkpoint from before the log was kept in it
+        lines = [ln for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()]
+        history = [r for r in map(_json_or_none, lines) if isinstance(r, dict) and r.get("epoch", 0) <= start_epoch]
+    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    print(f"resuming {mode} from {ck.path} after epoch {start_epoch}", flush=True)
+    return start_epoch, ckpt["best_val_accuracy"], ckpt["best_epoch"], history
+
+
+def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
+                teacher, teacher_logits, shift, amp: bool) -> tuple[float, float]:
+    from tqdm import tqdm
+
+    device = x_train.device
+    model.train()
+    # per-epoch seeds: a resumed run sees exactly the batches it would have seen
+    order = torch.from_numpy(np.random.default_rng([args.seed, epoch]).permutation(len(x_train))).to(device)
+    gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + epoch)
+    mix_rng = np.random.default_rng([args.seed, epoch, 7])
+    aug = AUGMENTS[args.augment]
+    n_classes = t_train.shape[1]
+    n_batches = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm)
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
+               disable=args.quiet, mininterval=2.0)
+    for b in bar:
+        idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+        xb = x_train[idx]
+        x = to_model_input(xb, prep) if args.no_augment else augment(xb, prep, aug, gen)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = t_train[idx] if args.soft_labels else y_train[idx]
+        t_probs = None
+        if teacher_logits is not None:
+            t_probs = F.softmax(teacher_logits[idx] / args.T, 1)
+        elif teacher is not None:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                t_probs = F.softmax(teacher(x).float() / args.T, 1)
+        if args.mixup > 0:  # mix images, targets and the teacher's answers alike
+            lam = float(mix_rng.beta(args.mixup, args.mixup))
+            perm = torch.from_numpy(mix_rng.permutation(len(idx))).to(device)
+            x = lam * x + (1 - lam) * x[perm]
+            if target.ndim == 1:
+                target = F.one_hot(target, n_classes).float()
+            target = lam * target + (1 - lam) * target[perm]
+            if t_probs is not None:
+                t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x).float()
+            loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == y_train[idx]).sum().item()
+        seen += len(idx)
+        if b % 20 == 0:
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool, amp: bool, name: str) -> dict:
+    x = torch.from_numpy(data.images).unsqueeze(1).to(device)
+    logits = predict_logits(model, x, prep, tta=tta, amp=amp).cpu()
+    y = torch.from_numpy(data.labels)
+    pred = logits.argmax(1)
+    return {f"{name}_loss": F.cross_entropy(logits, y).item(),
+            f"{name}_accuracy": (pred == y).float().mean().item(),
+            f"{name}_macro_recall": macro_recall(data.labels, pred.numpy())}
 
 
 def main(argv=None) -> None:

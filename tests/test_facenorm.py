@@ -1,0 +1,89 @@
+"""pyfer.facenorm: the one face normalization shared by training and inference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyfer.facenorm import FaceFraming, normalize_face, similarity_transform
+
+TEMPLATE = np.asarray(FaceFraming().template)
+
+
+def synthetic_face(size=200, angle_deg=0.0, scale=1.0, centre=(100.0, 100.0)):
+    """An image whose five 'landmarks' are bright dots placed by a known similarity transform."""
+    import cv2
+
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = (TEMPLATE - 0.5) * 80 * scale @ rot.T + np.asarray(centre)
+    img = np.zeros((size, size), np.uint8)
+    for x, y in pts:
+        cv2.circle(img, (int(round(x)), int(round(y))), max(2, int(round(3 * scale))), 255, -1)
+    return img, pts.astype(np.float32)
+
+
+def test_similarity_transform_recovers_a_known_map():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    a, k, t = 0.3, 1.7, np.array([5.0, -3.0])
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = k * src @ rot.T + t
+    m = similarity_transform(src, dst)
+    assert np.allclose(m[:, :2], k * rot, atol=1e-9) and np.allclose(m[:, 2], t, atol=1e-9)
+
+
+@pytest.mark.parametrize("angle", [-25.0, 0.0, 30.0])
+@pytest.mark.parametrize("scale", [0.5, 1.0, 4.0])
+def test_align_puts_the_landmarks_on_the_template(angle, scale):
+    import cv2
+
+    img, pts = synthetic_face(size=int(220 * max(scale, 1)), angle_deg=angle, scale=scale,
+                              centre=(110 * max(scale, 1),) * 2)
+    crop = normalize_face(img, 64, (0, 0, 10, 10), pts, FaceFraming("align"))
+    assert crop.shape == (64, 64) and crop.dtype == np.uint8
+    # every dot lands where the template says
+    n, lab, stats, cent = cv2.connectedComponentsWithStats((crop > 100).astype(np.uint8))
+    found = cent[1:]
+    want = TEMPLATE * 64
+    d = np.linalg.norm(found[:, None] - want[None], axis=2).min(0)
+    assert len(found) == 5 and d.max() < 1.5, (found, want)
+
+
+def test_box_mode_frames_the_box_and_ignores_landmarks():
+    img = np.zeros((100, 100), np.uint8)
+    img[20:60, 30:70] = 200  # the 'face' box (30, 20, 40, 40)
+    f = FaceFraming("box", box_scale=1.0, box_shift=(0.0, 0.0))
+    crop = normalize_face(img, 40, (30, 20, 40, 40), np.zeros((5, 2)), f)
+    assert crop.min() >= 190  # exactly the box, nothing of the dark surround
+
+
+def test_faces_touching_the_border_repeat_the_edge():
+    img = np.full((50, 50), 77, np.uint8)
+    crop = normalize_face(img, 64, (-20, -20, 60, 60), None, FaceFraming("box"))
+    assert (crop == 77).all()
+
+
+def test_a_big_face_is_shrunk_without_aliasing():
+    """A 1-px checkerboard face 8x larger than the crop averages to grey, not to a moire."""
+    img = ((np.indices((600, 600)).sum(0) % 2) * 255).astype(np.uint8)
+    crop = normalize_face(img, 64, (44, 44, 512, 512), None, FaceFraming("box", box_scale=1.0))
+    assert abs(float(crop.mean()) - 127.5) < 3 and crop.std() < 10
+
+
+def test_framing_round_trips_through_metadata_and_rejects_nonsense():
+    f = FaceFraming("box", box_scale=1.2, box_shift=(0.0, 0.05))
+    assert FaceFraming.from_dict(f.to_dict()) == f
+    assert FaceFraming.from_dict(None) == FaceFraming()
+    with pytest.raises(ValueError):
+        FaceFraming("crop")
+    with pytest.raises(ValueError):
+        FaceFraming(template=((0, 0),))
+    with pytest.raises(ValueError):
+        FaceFraming(box_scale=float("nan"))
+
+
+def test_default_template_is_mirror_symmetric():
+    """Flip averaging relies on it: the mirrored crop is the crop of the mirrored face."""
+    t = TEMPLATE
+    mirrored = np.column_stack([1 - t[:, 0], t[:, 1]])[[1, 0, 2, 4, 3]]
+    assert np.allclose(mirrored, t)

@@ -1,0 +1,98 @@
+"""The generalization recipe (issue 13): logit-adjusted T-SNet loss, mixup targets, the robust
+augmentation, and training crops framed by pyfer.facenorm."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from pyfer.preprocess import PreprocessSpec  # noqa: E402
+from training.data import ROBUST_AUGMENT, AugmentSpec, augment  # noqa: E402
+from training.train import kd_loss, macro_recall, recipe_loss  # noqa: E402
+
+PREP = PreprocessSpec(32)
+
+
+def test_recipe_loss_without_extensions_is_the_tsnet_loss():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    y = torch.randint(0, 8, (6,), generator=g)
+    T, a = 8.0, 0.4
+    # by hand: a * T^2 * KL(p_T || q_T) + (1 - a) * CE
+    p = F.softmax(t / T, 1)
+    kl = (p * (p.log() - F.log_softmax(s / T, 1))).sum(1).mean()
+    want = a * T * T * kl + (1 - a) * F.cross_entropy(s, y)
+    assert torch.allclose(kd_loss(s, t, y, T, a), want, atol=1e-5)
+    assert torch.allclose(recipe_loss(s, y, p, T, a), want, atol=1e-5)
+
+
+def test_logit_adjustment_shifts_the_minimiser_by_the_prior():
+    """With the shift tau*log(prior), the loss is minimal where the raw logits equal the target's
+    log-odds minus tau*log(prior): a rare class gets a larger raw logit than its frequency."""
+    prior = torch.tensor([0.7, 0.2, 0.1])
+    shift = torch.log(prior)
+    target = prior.view(1, 3)  # the training distribution itself
+    z = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([z], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        recipe_loss(z, target, None, 1.0, 0.0, logit_shift=shift).backward()
+        opt.step()
+    # balanced posterior: the raw logits become equal (the prior is divided out)
+    assert torch.allclose(F.softmax(z.detach(), 1), torch.full((1, 3), 1 / 3), atol=1e-3)
+    z2 = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([z2], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        recipe_loss(z2, target, None, 1.0, 0.0).backward()
+        opt.step()
+    assert torch.allclose(F.softmax(z2.detach(), 1), prior.view(1, 3), atol=1e-3)
+
+
+def test_macro_recall_by_hand():
+    y = np.array([0, 0, 0, 1, 2, 2])
+    p = np.array([0, 0, 1, 1, 0, 2])
+    assert math.isclose(macro_recall(y, p), (2 / 3 + 1 + 1 / 2) / 3)
+
+
+def test_robust_augment_is_seeded_bounded_and_differs_from_basic():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
+    a = augment(x, PREP, ROBUST_AUGMENT, torch.Generator().manual_seed(3))
+    b = augment(x, PREP, ROBUST_AUGMENT, torch.Generator().manual_seed(3))
+    c = augment(x, PREP, AugmentSpec(), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert a.shape == x.shape and a.dtype == torch.float32
+    assert torch.isfinite(a).all() and a.min() >= -1.0 - 1e-6 and a.max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("effect", ["blur_prob", "noise_prob", "lowres_prob", "jpeg_prob"])
+def test_each_photometric_effect_changes_images(effect):
+    x = torch.from_numpy(np.tile(np.arange(32, dtype=np.uint8) * 8, (4, 1, 32, 1)))
+    x[:, :, ::2] = 255 - x[:, :, ::2]  # stripes: blur, low-res and JPEG all change them
+    base = dict(max_rotate_deg=0.0, scale=(1.0, 1.0), max_shift=0.0, flip=False, brightness=0.0,
+                contrast=(1.0, 1.0), erase_prob=0.0)
+    plain = augment(x, PREP, AugmentSpec(**base), torch.Generator().manual_seed(1))
+    changed = augment(x, PREP, AugmentSpec(**base, **{effect: 1.0}), torch.Generator().manual_seed(1))
+    assert (plain - changed).abs().mean() > 0.01
+
+
+def test_unfold_batchnorm_reproduces_the_export_and_trains():
+    from training.models import ModelSpec, fold_batchnorm, randomize_batchnorm, unfold_batchnorm
+
+    spec = ModelSpec("shufflenetv2")
+    torch.manual_seed(0)
+    trained = randomize_batchnorm(spec.build(dropout=0.0)).eval()
+    folded = fold_batchnorm(trained, spec)
+    x = torch.randn(64, 1, 64, 64)
+    model = unfold_batchnorm(folded, spec, x, dropout=0.0)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), folded(x), atol=1e-4, rtol=1e-4)
+        # train mode (batch statistics of these same images) is close too
+        assert torch.allclose(model.train()(x), folded(x), atol=2e-2, rtol=2e-2)
+    assert any(p.requires_grad for p in model.parameters())
