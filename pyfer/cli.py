@@ -1,33 +1,203 @@
 """The ``pyfer`` command (also ``python -m pyfer``).
 
-    pyfer predict IMAGE... [--json] [--out annotated.jpg]
+    pyfer predict PATH... [--recursive] [--csv FILE] [--json] [--out FILE | --out-dir DIR]
     pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N]
     pyfer bench ...                 (see pyfer bench --help)
     pyfer info
+    pyfer --version
+
+Exit statuses of ``pyfer predict`` (and the other commands):
+
+    0  every input was read and processed (an image without faces is a success)
+    1  at least one input was missing, unreadable or not an image, or its annotated copy could not
+       be written; each is reported on stderr and skipped, all other inputs are still processed
+       and written
+    2  usage or setup error, nothing processed: bad option, weights or detector model not
+       loadable, device not available, unsupported output format, output not writable
+  130  interrupted (Ctrl-C); what was written so far is complete up to the last image
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import glob
 import hashlib
 import json
+import os
 import sys
+import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# what ``pyfer predict DIR`` picks up (case-insensitive); other files in a folder are ignored
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif",
+})
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
+
+
+class UsageError(Exception):
+    """A problem with the command line or the set-up: reported in one line, exit status 2."""
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped student)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (if the engine was built with CUDA)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (needs a CUDA build and a GPU)")
     p.add_argument("--threads", type=int, default=None, help="engine threads (default: all cores)")
-    p.add_argument("--detector", default="haar", choices=["haar", "mediapipe", "none"],
-                   help="face detector; 'none' treats each whole image as one face")
+    p.add_argument("--detector", default="yunet", choices=["yunet", "haar", "mediapipe", "none"],
+                   help="face detector (default yunet); 'none' treats each whole image as one face")
+    p.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="smallest face to report, in image pixels (default: the detector's, 20 px for yunet)")
+    p.add_argument("--score-threshold", type=float, default=None, metavar="T",
+                   help="detection score threshold in [0, 1] (yunet default 0.6; mediapipe 0.5)")
 
 
 def _recognizer(args):
     from pyfer.recognizer import Recognizer
 
-    return Recognizer(args.weights, device=args.device, threads=args.threads,
-                      detector=None if args.detector == "none" else args.detector)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    try:
+        return Recognizer(args.weights, device=args.device, threads=args.threads,
+                          detector=None if args.detector == "none" else args.detector,
+                          min_face=args.min_face, score_threshold=args.score_threshold)
+    except (OSError, ValueError, TypeError, RuntimeError, ImportError) as e:
+        # no weights, CPU-only build or no GPU for --device cuda, bad detector settings, ...
+        raise UsageError(str(e)) from None
+
+
+def _check_image_output(path: str, what: str) -> None:
+    import cv2
+
+    ext = Path(path).suffix.lower()
+    if not ext or not cv2.haveImageWriter("x" + ext):
+        raise UsageError(f"{what} {path}: cannot write images of type {ext or '(no extension)'!r}; "
+                         "use .jpg, .png, .bmp, .tif or .webp")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def _is_image_name(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Command-line PATHs -> ``([(image path, root for naming outputs)], [error messages])``.
+
+    A file is taken as it is (whatever its extension: if it is not an image, reading it fails and
+    is reported). A folder gives its image files (``IMAGE_EXTENSIONS``), sorted, with subfolders
+    only when ``recursive``. A path that does not exist but holds ``* ? [`` is a glob (``**`` spans
+    folders with ``recursive``). Duplicates are dropped, the first occurrence kept."""
+    out: list[tuple[Path, Path]] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: Path, root: Path) -> None:
+        key = os.path.normcase(os.path.abspath(p))
+        if key not in seen:
+            seen.add(key)
+            out.append((p, root))
+
+    for arg in args_paths:
+        p = Path(arg)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted((q for q in p.glob(pattern) if q.is_file() and _is_image_name(q)
+                            and not any(part.startswith(".") for part in q.relative_to(p).parts)),
+                           key=lambda q: q.as_posix())
+            if not found:
+                errors.append(f"{arg}: no image files in this folder"
+                              + ("" if recursive else " (use --recursive for subfolders)"))
+            for q in found:
+                add(q, p)
+        elif p.exists() or not any(c in arg for c in "*?["):
+            add(p, p.parent)  # a missing plain path is reported when it is read
+        else:
+            matches = sorted(glob.glob(arg, recursive=recursive))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                errors.append(f"{arg}: no file matches this pattern")
+            for q in files:
+                add(q, q.parent)
+    return out, errors
+
+
+def _out_path(out_dir: Path, image: Path, root: Path, taken: set[Path]) -> Path:
+    """Where the annotated copy of ``image`` goes: its path relative to the folder it was found in,
+    under ``out_dir``; never the input itself, never a name already used in this run."""
+    import cv2
+
+    try:
+        rel = image.relative_to(root)
+    except ValueError:
+        rel = Path(image.name)
+    dest = out_dir / rel
+    if not cv2.haveImageWriter(str(dest)):
+        dest = dest.with_suffix(".png")
+    stem, n = dest.stem, 0
+    while dest in taken or (dest.exists() and dest.resolve() == image.resolve()):
+        n += 1
+        dest = dest.with_name(f"{stem}_annotated{'' if n == 1 else n}{dest.suffix}")
+    taken.add(dest)
+    return dest
+
+
+# -- outputs -----------------------------------------------------------------------------------
+def csv_header(class_names: Sequence[str]) -> list[str]:
+    lm = [f"{n}_{c}" for n in LANDMARK_NAMES for c in ("x", "y")]
+    return ["path", "face", "x", "y", "w", "h", *lm, "detection_score", "label", "confidence", *class_names]
+
+
+def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
+    """One row per face; an image without faces gives one row with an empty face index and box."""
+    if not faces:
+        yield [path] + [""] * (len(csv_header(class_names)) - 1)
+        return
+    for i, f in enumerate(faces):
+        lm = [f"{v:.1f}" for pt in f.landmarks for v in pt] if f.landmarks is not None else [""] * 10
+        score = "" if f.detection_score is None else f"{f.detection_score:.4f}"
+        yield [path, i, *f.box, *lm, score, f.label, f"{f.confidence:.6f}",
+               *(f"{f.scores[c]:.6f}" for c in class_names)]
+
+
+def _open_output(path: str, what: str) -> IO[str]:
+    if path == "-":
+        return sys.stdout
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+
+
+class _Progress:
+    """A tqdm bar on stderr (or nothing); lines for stdout go through it so the bar stays intact."""
+
+    def __init__(self, total: int, mode: str):
+        show = mode == "always" or (mode == "auto" and total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty())
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def print(self, line: str, file: Optional[IO[str]] = None) -> None:
+        file = sys.stdout if file is None else file  # looked up now: tests and callers swap it
+        if self.bar is not None:
+            self.bar.write(line, file=file)
+        else:
+            print(line, file=file)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _predict(args) -> int:
@@ -36,46 +206,103 @@ def _predict(args) -> int:
     from pyfer.recognizer import load_image
     from pyfer.video import draw_faces
 
-    if args.out and len(args.images) > 1:
-        raise SystemExit("pyfer predict: --out takes a single IMAGE")
-    rec = _recognizer(args)
-    status = 0
-    for path in args.images:
+    if args.out and args.out_dir:
+        raise UsageError("give --out (one image) or --out-dir (any number), not both")
+    if args.out:
+        _check_image_output(args.out, "--out")
+    if args.csv and args.csv == "-" and args.json:
+        raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
+    inputs, input_errors = expand_inputs(args.paths, args.recursive)
+    if args.out and len(inputs) + len(input_errors) != 1:
+        raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir is not None:
         try:
-            image = load_image(path)
-            faces = rec.predict(image)
-        except (OSError, ValueError, TypeError) as e:
-            print(f"pyfer predict: {path}: {e}", file=sys.stderr)
-            status = 1
-            continue
-        if args.json:
-            print(json.dumps({"image": str(path), "faces": [f.to_dict() for f in faces]}))
-        else:
-            print(f"{path}: {len(faces)} face(s)")
-            for f in faces:
-                top = sorted(f.scores.items(), key=lambda kv: -kv[1])[:3]
-                print(f"  box={f.box} {f.label} ({f.confidence:.2f})  " + "  ".join(f"{k}={v:.2f}" for k, v in top))
-            if args.verbose:
-                print("  time (ms): " + "  ".join(f"{k}={v * 1e3:.1f}" for k, v in rec.last_timings.items()))
-        if args.out:
-            if not cv2.imwrite(str(args.out), draw_faces(image, faces)):
-                raise SystemExit(f"pyfer predict: cannot write {args.out}")
-            if not args.json:
-                print(f"wrote {args.out}")
-    return status
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
+    rec = _recognizer(args)
+    names = rec.class_names
+    csv_file = _open_output(args.csv, "--csv") if args.csv else None
+    writer = csv.writer(csv_file) if csv_file is not None else None
+    if writer is not None:
+        writer.writerow(csv_header(names))
+    text = not args.json and args.csv != "-"
+    failed = len(input_errors)
+    for msg in input_errors:
+        print(f"pyfer predict: {msg}", file=sys.stderr)
+    n_faces = 0
+    taken: set[Path] = set()
+    progress = _Progress(len(inputs), args.progress)
+    t_start = time.perf_counter()
+    try:
+        for path, root in inputs:
+            try:
+                image = load_image(path)
+                faces = rec.predict(image)
+            except (OSError, ValueError, TypeError) as e:
+                progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
+                failed += 1
+                progress.update()
+                continue
+            n_faces += len(faces)
+            if args.json:
+                progress.print(json.dumps({"image": str(path), "faces": [f.to_dict() for f in faces]}))
+            elif text:
+                lines = [f"{path}: {len(faces)} face(s)"]
+                for f in faces:
+                    top = sorted(f.scores.items(), key=lambda kv: -kv[1])[:3]
+                    lines.append(f"  box={f.box} {f.label} ({f.confidence:.2f})  "
+                                 + "  ".join(f"{k}={v:.2f}" for k, v in top))
+                if args.verbose:
+                    lines.append("  time (ms): " + "  ".join(f"{k}={v * 1e3:.1f}"
+                                                             for k, v in rec.last_timings.items()))
+                progress.print("\n".join(lines))
+            if writer is not None:
+                writer.writerows(csv_rows(str(path), faces, names))
+                csv_file.flush()  # complete rows on disk even if the run is stopped later
+            dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken) if out_dir else None)
+            if dest is not None:
+                ok = False
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    ok = cv2.imwrite(str(dest), draw_faces(image, faces))
+                except (OSError, cv2.error):
+                    ok = False
+                if not ok:
+                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
+                    failed += 1
+                elif args.out and text:
+                    progress.print(f"wrote {dest}")
+            progress.update()
+    except KeyboardInterrupt:
+        progress.close()
+        print("pyfer predict: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        progress.close()
+        if csv_file is not None and csv_file is not sys.stdout:
+            csv_file.close()
+    dt = time.perf_counter() - t_start
+    n_ok = len(inputs) - (failed - len(input_errors))
+    if len(inputs) > 1 or failed or args.verbose:
+        print(f"pyfer predict: {n_ok} image(s), {n_faces} face(s), {failed} failed, {dt:.1f} s", file=sys.stderr)
+    if out_dir is not None and text:
+        print(f"annotated copies in {out_dir}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def _video(args) -> int:
     from pyfer.video import process_video
 
     if not args.out and not args.jsonl:
-        raise SystemExit("pyfer video: give --out and/or --jsonl")
+        raise UsageError("give --out and/or --jsonl")
     rec = _recognizer(args)
     sink = None
     if args.jsonl == "-":
         sink = sys.stdout
     elif args.jsonl:
-        sink = open(args.jsonl, "w")
+        sink = _open_output(args.jsonl, "--jsonl")
     try:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               progress=not args.no_progress)
@@ -86,7 +313,7 @@ def _video(args) -> int:
           file=sys.stderr)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _sha256(path: Path) -> str:
@@ -136,19 +363,32 @@ def _info(args) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":  # owned by pyfer.bench, which parses its own arguments
-        from pyfer.bench import main as bench_main
+def build_parser() -> argparse.ArgumentParser:
+    import pyfer
 
-        return bench_main(argv[1:]) or 0
-    ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (8 FERPlus classes).")
+    ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (8 FERPlus classes).",
+                                 epilog="exit status: 0 ok, 1 some inputs failed (reported on stderr, "
+                                        "the rest processed), 2 usage or setup error, 130 interrupted")
+    ap.add_argument("--version", action="version", version=f"pyfer {pyfer.__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("predict", help="recognize expressions in images")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true", help="one JSON line per image")
-    p.add_argument("--out", help="write the annotated image here (single IMAGE)")
+    p = sub.add_parser(
+        "predict", help="recognize expressions in images, folders or globs",
+        description="Faces and expressions in images. PATH: an image file, a folder (its images; "
+                    "subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
+                    "with --recursive). Faces come largest first.",
+        epilog="exit status: 0 all inputs processed; 1 some inputs missing/unreadable (reported on "
+               "stderr and skipped, the rest still written); 2 usage or setup error; 130 interrupted")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder PATHs")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout, one per image")
+    p.add_argument("--csv", metavar="FILE", help="one row per face (an image without faces: one row, empty box); "
+                                                 "'-' for stdout")
+    p.add_argument("--out", metavar="FILE", help="write the annotated image here (one PATH)")
+    p.add_argument("--out-dir", metavar="DIR", help="write annotated copies here (folder structure kept)")
+    p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                   help=f"progress bar on stderr (auto: {PROGRESS_MIN_IMAGES}+ images on a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
     p.add_argument("-v", "--verbose", action="store_true", help="print the time per stage")
     _add_model_args(p)
     p.set_defaults(func=_predict)
@@ -168,13 +408,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_info)
+    return ap
 
-    args = ap.parse_args(argv)
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # owned by pyfer.bench, which parses its own arguments
+        from pyfer.bench import main as bench_main
+
+        return bench_main(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except UsageError as e:
         print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
+        print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"pyfer {args.cmd}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,26 +1,29 @@
-"""Face detectors and face cropping/alignment.
+"""Face detectors, box checks, and the older Haar-era cropping helpers.
 
-A detector is any callable ``detector(image) -> boxes``, where ``image`` is a uint8 gray, BGR or
-BGRA array and ``boxes`` an iterable of ``(x, y, w, h)`` in that image's pixels. pyfer ships an
-OpenCV Haar-cascade detector (the default) and a MediaPipe one (only if ``mediapipe`` is installed).
+A detector is any callable ``detector(image) -> faces``, where ``image`` is a uint8 gray, BGR or
+BGRA array and each face either an ``(x, y, w, h)`` box in that image's pixels or an object with
+``box`` and optionally ``landmarks`` (5x2: right eye, left eye, nose tip, right and left mouth
+corners) and ``score`` (``pyfer.yunet.Detection``). pyfer ships YuNet (``pyfer.yunet``, the
+default: boxes, landmarks, scores), OpenCV's Haar cascade (boxes only) and a MediaPipe detector
+(only if ``mediapipe`` is installed).
 
-Cropping reproduces the framing of the FER2013 training images: a Haar box run on FER2013 images
-(upscaled, edge-padded) covers the whole 48x48 frame (median frame/box side 1.03, centred; see
-``docs/recognizer.md``), so the crop is the detector box with a small margin (``DEFAULT_MARGIN``).
+``crop_face``/``EyeAligner`` are the Haar-era framing (a square crop with a margin, eyes levelled
+by a Haar eye search); the Recognizer now frames every face with ``pyfer.facenorm.normalize_face``,
+and these stay for ``pyfer bench`` and for comparisons (docs/recognizer.md).
 """
 from __future__ import annotations
 
 import math
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from pyfer.preprocess import to_gray
 
 Box = tuple[int, int, int, int]
-Detector = Callable[[np.ndarray], Iterable[Sequence[float]]]
+Detector = Callable[[np.ndarray], Iterable[Union[Sequence[float], Any]]]
 
 # Fraction of the box side added on each side when cropping. FER2013 frames are 1.03 Haar box sides
 # (0.015 per side); on SFEW, accuracy through predict peaks at 0.05-0.10 (46.4% vs 45.4% at 0, 44.1%
@@ -67,6 +70,10 @@ class HaarDetector:
     0.70 for the ``default`` cascade at 3 and 0.63 at 5) and gives fewer false positives than
     ``default``; weak extra boxes are then dropped by ``min_relative_votes``.
     """
+
+    # how its boxes frame a face: FER2013 frames are 1.03 Haar box sides; margin 0.05 measured best
+    # on SFEW through predict (docs/recognizer.md). Used by the Recognizer for Haar's boxes.
+    box_margin = DEFAULT_MARGIN
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 2, min_face: float = 0.1,
                  min_face_px: int = 32, max_side: int = 1024, fallback_pad: float = 0.3,
@@ -122,7 +129,8 @@ class MediaPipeDetector:
     Its boxes are framed a little differently from Haar's; the default margin was measured for Haar.
     """
 
-    def __init__(self, min_confidence: float = 0.5, model_selection: int = 1):
+    def __init__(self, min_confidence: float = 0.5, model_selection: int = 1, min_face: float = 0):
+        self.min_face = float(min_face)
         try:
             import mediapipe as mp
         except ImportError as e:
@@ -140,19 +148,45 @@ class MediaPipeDetector:
         out = []
         for d in res.detections or []:
             b = d.location_data.relative_bounding_box
-            out.append((int(b.xmin * w), int(b.ymin * h), int(b.width * w), int(b.height * h)))
+            box = (int(b.xmin * w), int(b.ymin * h), int(b.width * w), int(b.height * h))
+            if max(box[2], box[3]) >= self.min_face:
+                out.append(_ScoredBox(box, float(d.score[0]) if d.score else None))
         return out
 
 
-def get_detector(detector: Union[str, Detector, None]) -> Detector | None:
-    """'haar' | 'mediapipe' | a callable | None (whole image is the face)."""
+@dataclass(frozen=True)
+class _ScoredBox:
+    box: Box
+    score: Optional[float]
+    landmarks = None
+
+
+DETECTORS = ("yunet", "haar", "mediapipe")
+
+
+def get_detector(detector: Union[str, Detector, None], min_face: Optional[float] = None,
+                 score_threshold: Optional[float] = None) -> Detector | None:
+    """'yunet' | 'haar' | 'mediapipe' | a callable | None (whole image is the face).
+
+    ``min_face`` (px, longer box side) and ``score_threshold`` configure the named detectors'
+    search; for a callable they are applied by the Recognizer to what it returns. Haar gives no
+    scores, so a score threshold with 'haar' is an error rather than silently ignored."""
     if detector is None or callable(detector):
         return detector
+    if detector == "yunet":
+        from pyfer.yunet import YuNetDetector
+
+        kw = {} if score_threshold is None else {"score_threshold": score_threshold}
+        return YuNetDetector(min_face=min_face, **kw)
     if detector == "haar":
-        return HaarDetector()
+        if score_threshold is not None:
+            raise ValueError("the Haar detector gives no scores: score_threshold applies to 'yunet' and 'mediapipe'")
+        # Haar's own default searches from 10% of the shorter side; a min_face in px replaces it
+        return HaarDetector() if min_face is None else HaarDetector(min_face=0.0, min_face_px=max(20, int(min_face)))
     if detector == "mediapipe":
-        return MediaPipeDetector()
-    raise ValueError(f"unknown detector {detector!r}: use 'haar', 'mediapipe', a callable or None")
+        return MediaPipeDetector(min_confidence=0.5 if score_threshold is None else score_threshold,
+                                 min_face=min_face or 0)
+    raise ValueError(f"unknown detector {detector!r}: use 'yunet', 'haar', 'mediapipe', a callable or None")
 
 
 def check_box(box, image_shape: tuple[int, ...]) -> Box:

@@ -1,8 +1,8 @@
 """``pyfer.Recognizer``: images in, faces with expression scores out.
 
-Pipeline per image: decode/validate -> detect faces (Haar by default) -> square crop with the
-training framing, eyes levelled when found -> ``pyfer.preprocess`` (the definition shared with
-training, parameters read from the weights' metadata) -> compiled engine -> softmax.
+Pipeline per image: decode/validate -> detect faces (YuNet by default: box, five landmarks, score)
+-> ``pyfer.facenorm.normalize_face`` (the framing shared with training, read from the weights'
+metadata) -> ``pyfer.preprocess`` normalisation -> compiled engine -> softmax.
 """
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from pyfer.detect import DEFAULT_MARGIN, Box, Detector, EyeAligner, check_box, clip_box, crop_face, get_detector
+from pyfer.detect import Box, Detector, check_box, clip_box, get_detector
+from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
 WEIGHTS_FILE = "tsnet_student.safetensors"
+Landmarks = tuple[tuple[float, float], ...]
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,16 @@ class Face:
     label: str
     scores: dict[str, float]  # probabilities over the classes, summing to 1
     confidence: float  # = scores[label]
+    # five (x, y) points in image pixels (LANDMARK_NAMES: the person's right eye, left eye, nose
+    # tip, right and left mouth corners); None when the detector gives none (Haar, your boxes)
+    landmarks: Optional[Landmarks] = None
+    detection_score: Optional[float] = None  # the detector's confidence in [0, 1]; None if it has none
 
     def to_dict(self) -> dict:
         return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 6),
-                "scores": {k: round(v, 6) for k, v in self.scores.items()}}
+                "scores": {k: round(v, 6) for k, v in self.scores.items()},
+                "landmarks": None if self.landmarks is None else [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
+                "detection_score": None if self.detection_score is None else round(self.detection_score, 4)}
 
 
 def default_weights_path() -> Path:
@@ -44,27 +53,58 @@ def default_weights_path() -> Path:
     return path
 
 
-def load_image(image: ImageLike) -> np.ndarray:
-    """A path or an array -> uint8 HxW, HxWx3 (BGR) or HxWx4 (BGRA). Raises ValueError/TypeError
-    with a clear message for anything else; never hands OpenCV something it could crash on."""
-    if isinstance(image, (str, os.PathLike)):
-        import cv2
+def is_pil_image(obj) -> bool:
+    """True for a ``PIL.Image.Image`` (checked without importing PIL: it is not a dependency)."""
+    return type(obj).__module__.split(".")[0] == "PIL" and hasattr(obj, "mode") and hasattr(obj, "convert")
 
+
+def pil_to_array(img) -> np.ndarray:
+    """A PIL image -> numpy gray, BGR or BGRA (OpenCV channel order), or uint16/float for
+    ``as_uint8_image`` to scale. Palette images keep their transparency as alpha."""
+    mode = img.mode
+    if mode in ("1", "LA", "La", "L"):
+        return np.asarray(img.convert("L") if mode != "L" else img)
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)
+    if mode in ("I", "F"):
+        return np.asarray(img)
+    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
+        return np.ascontiguousarray(np.asarray(img.convert("RGBA"))[:, :, [2, 1, 0, 3]])
+    rgb = img if mode == "RGB" else img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
+    return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+
+
+def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
+    """Encoded bytes -> decoded array. JPEGs are turned upright by their EXIF orientation (phone
+    photos); other formats keep their alpha and bit depth."""
+    import cv2
+
+    if data.size == 0:
+        raise ValueError(f"empty file: {name}")
+    jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
+    img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode {name} as an image")
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha PNG
+        img = img[:, :, 0]
+    return img
+
+
+def load_image(image: ImageLike) -> np.ndarray:
+    """A path, a numpy array or a PIL image -> uint8 HxW, HxWx3 (BGR) or HxWx4 (BGRA). Raises
+    ValueError/TypeError with a clear message for anything else; never hands OpenCV something it
+    could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB."""
+    if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"no such image file: {path}")
         data = np.fromfile(str(path), dtype=np.uint8)  # fromfile + imdecode: also non-ASCII paths
-        if data.size == 0:
-            raise ValueError(f"empty file: {path}")
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise ValueError(f"cannot decode {path} as an image")
-        if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha PNG
-            img = img[:, :, 0]
-        return as_uint8_image(img)
+        return as_uint8_image(decode_image(data, str(path)))
     if isinstance(image, np.ndarray):
         return as_uint8_image(image)
-    raise TypeError(f"expected an image path or a numpy array, got {type(image).__name__}")
+    if is_pil_image(image):
+        return as_uint8_image(pil_to_array(image))
+    raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}")
 
 
 def as_uint8_image(a: np.ndarray) -> np.ndarray:
@@ -99,36 +139,103 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
+    """One detector output -> (box, landmarks or None, score or None). Accepts pyfer's
+    ``Detection`` (or any object with ``box`` and optional ``landmarks``/``score``) and plain
+    ``(x, y, w, h)`` sequences."""
+    box = getattr(item, "box", None)
+    if box is None:
+        return item, None, None
+    lm = getattr(item, "landmarks", None)
+    if lm is not None:
+        lm = np.asarray(lm, np.float32)
+        if lm.shape != (5, 2) or not np.isfinite(lm).all():
+            raise ValueError(f"landmarks must be 5 finite (x, y) points, got shape {lm.shape}")
+    score = getattr(item, "score", None)
+    return box, lm, None if score is None else float(score)
+
+
 class Recognizer:
     """Facial expression recognizer.
 
     ``weights``: a .safetensors file from ``training.export`` (None: the shipped student).
-    ``detector``: 'haar' (default), 'mediapipe', any callable ``image -> [(x, y, w, h), ...]``, or
-    None to treat each whole image as one face. ``align``: level the eyes before cropping.
-    ``margin``: extra context around each box, as a fraction of its side.
-    ``flip``: average the logits of each face and its mirror image (test-time augmentation; on
-    FERPlus valid it lifts the shipped student from 85.80% to 86.68%, see RESULTS.md).
+    ``detector``: 'yunet' (default: boxes, five landmarks and scores), 'haar', 'mediapipe', any
+    callable ``image -> [(x, y, w, h), ...]`` (or objects with ``box``, ``landmarks``, ``score``),
+    or None to treat each whole image as one face.
+    ``min_face``: smallest face to find and report, in pixels (longer box side); None: the
+    detector's default (YuNet searches from 48 px, less in small images, and reports all).
+    ``score_threshold``: the detector's confidence cut (YuNet 0.6, MediaPipe 0.5 by default);
+    faces from a callable that carry a score are filtered by it too.
+    ``framing``: how a detection becomes the model's input (``pyfer.facenorm.FaceFraming``, a dict,
+    or "align"/"box" to change only the mode); None: the framing stored in the weights' metadata.
+    ``align``: shorthand for ``framing="align"`` (True) or ``"box"`` (False).
+    ``margin``: frame landmark-free boxes as the box enlarged by ``margin`` of its side on each
+    side (Haar boxes default to 0.05, measured on FER2013; other boxes use the weights' framing).
+    ``flip``: average the logits of each face and its mirror image (test-time augmentation).
+    ``threads``: the engine's threads (OpenCV's detector uses OpenCV's own thread pool, set
+    process-wide by ``cv2.setNumThreads``).
+
+    Faces come largest first (box area; equal areas: higher detection score first). Faces for
+    ``boxes=`` given to ``predict`` come in the given order.
     """
 
     def __init__(self, weights: Union[str, os.PathLike, None] = None, device: str = "cpu",
-                 detector: Union[str, Detector, None] = "haar", threads: Optional[int] = None,
-                 align: bool = False, margin: float = DEFAULT_MARGIN, flip: bool = True):
+                 detector: Union[str, Detector, None] = "yunet", threads: Optional[int] = None,
+                 min_face: Optional[float] = None, score_threshold: Optional[float] = None,
+                 framing: Union[FaceFraming, dict, str, None] = None, align: Optional[bool] = None,
+                 margin: Optional[float] = None, flip: bool = True):
         from pyfer.engine import Engine
 
+        if min_face is not None and not (isinstance(min_face, (int, float)) and np.isfinite(min_face)
+                                         and min_face >= 1):
+            raise ValueError(f"min_face must be a number of pixels >= 1, got {min_face!r}")
+        if score_threshold is not None and not (isinstance(score_threshold, (int, float))
+                                                and 0 < score_threshold < 1):
+            raise ValueError(f"score_threshold must lie in (0, 1), got {score_threshold!r}")
+        if margin is not None and not (isinstance(margin, (int, float)) and -0.3 <= margin <= 1.0):
+            raise ValueError(f"margin must lie in [-0.3, 1], got {margin!r}")
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
+        self.detector = get_detector(detector, min_face=min_face, score_threshold=score_threshold)
         self.engine = Engine(str(self.weights_path), device=device, threads=threads)
         self.spec = PreprocessSpec.from_dict(self.engine.preprocess)
         self.class_names: tuple[str, ...] = tuple(self.engine.class_names)
-        self.detector = get_detector(detector)
-        self.aligner = EyeAligner() if align else None
-        self.margin = float(margin)
+        self.min_face = None if min_face is None else float(min_face)
+        self.score_threshold = None if score_threshold is None else float(score_threshold)
+        self.framing = self._framing(framing, align)
+        self.margin = None if margin is None else float(margin)
         self.flip = bool(flip)
         # seconds spent per stage by the last predict/predict_batch call (benchmarks, `pyfer predict -v`)
         self.last_timings: dict[str, float] = {}
 
+    def _framing(self, framing, align) -> FaceFraming:
+        base = FaceFraming.from_dict(self.engine.metadata.get("framing"))
+        if isinstance(framing, FaceFraming):
+            base = framing
+        elif isinstance(framing, dict):
+            base = FaceFraming.from_dict(framing)
+        elif isinstance(framing, str):
+            base = FaceFraming.from_dict({**base.to_dict(), "mode": framing})
+        elif framing is not None:
+            raise TypeError(f"framing must be a FaceFraming, a dict, 'align' or 'box', got {framing!r}")
+        if align is not None:
+            base = FaceFraming.from_dict({**base.to_dict(), "mode": "align" if align else "box"})
+        return base
+
+    def box_framing(self, from_detector: bool) -> FaceFraming:
+        """How a box without landmarks is framed: ``margin`` if given; else the detector's own
+        calibration (``HaarDetector.box_margin``) for its boxes; else the weights' box framing."""
+        margin = self.margin
+        if margin is None and from_detector:
+            margin = getattr(self.detector, "box_margin", None)
+        if margin is None:
+            return FaceFraming.from_dict({**self.framing.to_dict(), "mode": "box"})
+        return FaceFraming(mode="box", box_scale=1 + 2 * margin, box_shift=(0.0, 0.0))
+
     # -- public API -------------------------------------------------------------------------
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
-        """Faces in one image (largest first). ``boxes`` skips detection."""
+        """Faces in one image, largest first. ``image``: a path, a numpy array (BGR, BGRA or
+        gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h) skips detection; their
+        faces come back in the given order."""
         return self._predict_many([image], None if boxes is None else [boxes])[0]
 
     def predict_batch(self, images: Sequence[ImageLike]) -> list[list[Face]]:
@@ -147,31 +254,57 @@ class Recognizer:
             return np.zeros((0, len(self.class_names)), np.float32)
         return self._infer([to_gray(c) for c in items])
 
+    def detect(self, image: ImageLike) -> list[tuple[Box, Optional[np.ndarray], Optional[float]]]:
+        """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
+        as ``predict`` returns them (largest first); boxes are validated, not clipped."""
+        img = load_image(image)
+        return self._detect(img, to_gray(img).shape)
+
     # -- internals ---------------------------------------------------------------------------
+    def _detect(self, img: np.ndarray, shape) -> list:
+        dets = []
+        for item in self.detector(img):
+            box, lm, score = _as_detection(item)
+            box = check_box(box, shape)
+            if self.min_face is not None and max(box[2], box[3]) < self.min_face:
+                continue
+            if self.score_threshold is not None and score is not None and score < self.score_threshold:
+                continue
+            dets.append((box, lm, score))
+        dets.sort(key=lambda d: (-d[0][2] * d[0][3], -(d[2] if d[2] is not None else 0.0)))
+        return dets
+
     def _predict_many(self, images: list, boxes_per_image: Optional[list]) -> list[list[Face]]:
         t = {"decode": 0.0, "detect": 0.0, "align": 0.0, "engine": 0.0}
+        size = self.spec.input_size
         crops: list[np.ndarray] = []
-        owners: list[tuple[int, Box]] = []
+        owners: list[tuple[int, Box, Optional[np.ndarray], Optional[float]]] = []
         for i, image in enumerate(images):
             t0 = time.perf_counter()
             img = load_image(image)
             t1 = time.perf_counter()
             gray = to_gray(img)
-            if boxes_per_image is not None and boxes_per_image[i] is not None:
-                boxes = [check_box(b, gray.shape) for b in boxes_per_image[i]]
+            given = boxes_per_image is not None and boxes_per_image[i] is not None
+            if given:
+                dets = [(check_box(b, gray.shape), None, None) for b in boxes_per_image[i]]
             elif self.detector is None:
-                boxes = None
+                dets = None
             else:
-                boxes = [check_box(b, gray.shape) for b in self.detector(img)]
+                dets = self._detect(img, gray.shape)
             t2 = time.perf_counter()
-            if boxes is None:  # whole image is the face: no margin, no alignment
-                crops.append(gray)
-                owners.append((i, (0, 0, gray.shape[1], gray.shape[0])))
+            if dets is None:  # whole image is the face: no framing
+                crops.append(resize_face(gray, size))
+                owners.append((i, (0, 0, gray.shape[1], gray.shape[0]), None, None))
             else:
-                for b in boxes:
-                    angle = self.aligner.angle(gray, b) if self.aligner else 0.0
-                    crops.append(resize_face(crop_face(gray, b, self.margin, angle), self.spec.input_size))
-                    owners.append((i, clip_box(b, gray.shape)))
+                box_framing = None
+                for box, lm, score in dets:
+                    if lm is not None and self.framing.mode == "align":
+                        crops.append(normalize_face(gray, size, box, lm, self.framing))
+                    else:
+                        if box_framing is None:
+                            box_framing = self.box_framing(from_detector=not given)
+                        crops.append(normalize_face(gray, size, box, None, box_framing))
+                    owners.append((i, clip_box(box, gray.shape), lm, score))
             t3 = time.perf_counter()
             t["decode"] += t1 - t0
             t["detect"] += t2 - t1
@@ -181,10 +314,12 @@ class Recognizer:
         t["engine"] = time.perf_counter() - t4
         self.last_timings = t
         out: list[list[Face]] = [[] for _ in images]
-        for (i, box), p in zip(owners, probs):
+        for (i, box, lm, score), p in zip(owners, probs):
             k = int(np.argmax(p))
             scores = {name: float(v) for name, v in zip(self.class_names, p)}
-            out[i].append(Face(box=box, label=self.class_names[k], scores=scores, confidence=float(p[k])))
+            landmarks = None if lm is None else tuple((float(x), float(y)) for x, y in lm)
+            out[i].append(Face(box=box, label=self.class_names[k], scores=scores, confidence=float(p[k]),
+                               landmarks=landmarks, detection_score=score))
         return out
 
     def _infer(self, grays: list[np.ndarray]) -> np.ndarray:
@@ -200,4 +335,5 @@ class Recognizer:
     def info(self) -> dict:
         return {"weights": str(self.weights_path), "classes": list(self.class_names),
                 "preprocess": self.spec.to_dict(), "detector": repr(self.detector),
-                "align": self.aligner is not None, "margin": self.margin, "flip": self.flip}
+                "framing": self.framing.to_dict(), "margin": self.margin, "min_face": self.min_face,
+                "score_threshold": self.score_threshold, "flip": self.flip}

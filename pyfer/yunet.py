@@ -1,20 +1,57 @@
 """YuNet face detector (Wu, Peng, Yu 2023; MIT) through OpenCV's ``cv2.FaceDetectorYN``.
 
-Each call gives faces with a box, five landmarks and a score, in the caller's image pixels.
-The network was trained on faces of about 10 to 300 px in its input, so the image is first given
-a border (``pad`` of its longer side, edge-replicated: a face that fills the frame or touches its
-edge still has context around it) and then scaled so that its longer side is ``work_side`` px.
+Each call gives faces with a box, five landmarks and a score, in the caller's image pixels,
+largest first. The model ships in the package (``pyfer/models/``, licence text beside it).
+
+How an image is searched (numbers measured in docs/recognizer.md, "Choosing YuNet's working size"):
+
+1. **Main pass** on a scaled copy. YuNet finds frontal faces from about ``NET_FACE`` (30) px in
+   its input (97.5% of SFEW faces there, 94% at 24 px, 100% at 48 px) up to about 350 px. The
+   scale is the largest of
+   - ``NET_FACE / min_face``: every face of ``min_face`` px or more is searched for (default
+     ``DEFAULT_MIN_FACE`` = 50 px, scale 0.6: a 1920x1080 frame is searched at 1152x648, where
+     80 px faces are 48 px and 60 px faces 36 px);
+   - ``sqrt(work_area / image area)`` (at most 1): a small photo is searched at about
+     ``work_area`` pixels (384x288 for 640x480), finding its smaller faces too at the same cost;
+   - ``min_side / long side``: tiny images (a 48x48 face crop) are enlarged to 240 px, where YuNet
+     finds the face that fills them (98.7% of FERPlus valid, against 96% at 96 px),
+   capped so that the long side stays within ``max_side``.
+2. **Second look**: a face the main pass scores below ``score_threshold`` but above
+   ``CANDIDATE_SCORE`` (0.3), and small there (< 64 px), is searched for again in the square of
+   three box sides around it, enlarged so that the face is 96 px. It is kept if it passes the
+   threshold there. Dark or blurred small faces score low when small (a 60 px film face on a
+   1080p frame: 0.41 at the main scale, 0.87 at full size); in a photo without such doubtful
+   faces this costs nothing.
+3. **Coarse pass** (only when needed): the image with an edge-replicated border of ``pad`` of its
+   long side, scaled to a long side of ``coarse_side``. It finds faces too big for the main pass
+   (a close-up whose face exceeds ~350 px at the main scale) and faces cut by the image border.
+   It runs when the main pass finds nothing, or when the main pass's image is large enough to
+   hold a face beyond YuNet's range; its faces are merged with the main pass's (NMS).
+
+Threads: ``cv2.FaceDetectorYN`` keeps per-call state, so each thread gets its own instance (one
+``YuNetDetector`` may be shared by threads). OpenCV runs each network call on its own thread
+pool (``cv2.setNumThreads``, a process-wide setting that pyfer does not change); with many
+threads of your own calling the detector, ``cv2.setNumThreads(1)`` avoids oversubscription.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
 MODEL_FILE = "face_detection_yunet_2023mar.onnx"
+NET_FACE = 30  # px: the smallest face size, in the network's input, that a search is sized for
+NET_MAX_FACE = 350  # px: beyond about this, YuNet starts to miss faces (docs/recognizer.md)
+DEFAULT_MIN_FACE = 50  # px in the image: the search floor when min_face is not given
+CANDIDATE_SCORE = 0.3  # faces scoring from here to the threshold, small in the main pass, are rechecked
+RECHECK_BELOW = 64  # px in the main pass's input: smaller doubtful faces get a second look
+RECHECK_FACE = 96  # px: the size a doubtful face is enlarged to for its second look
+RECHECK_MAX_ZOOM = 3.0
+RECHECK_MAX = 8  # second looks per image at most
 
 
 @dataclass(frozen=True)
@@ -30,70 +67,179 @@ def default_model_path() -> Path:
     return Path(str(files("pyfer") / "models" / MODEL_FILE))
 
 
-class YuNetDetector:
-    """``detector(image) -> list[Detection]`` for a uint8 gray, BGR or BGRA image."""
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
 
-    def __init__(self, model: Union[str, Path, None] = None, work_side: int = 320, pad: float = 0.25,
-                 score_threshold: float = 0.6, nms_threshold: float = 0.3, min_face: int = 0,
-                 top_k: int = 5000):
+
+def _nms(rows: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS over YuNet rows (x, y, w, h, 10 landmark coordinates, score): surest first."""
+    order = np.argsort(-rows[:, 14], kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if all(_iou(rows[i, :4], rows[j, :4]) <= iou_threshold for j in keep):
+            keep.append(int(i))
+    return rows[keep]
+
+
+class YuNetDetector:
+    """``detector(image) -> list[Detection]`` for a uint8 gray, BGR or BGRA image, largest first.
+
+    ``min_face``: smallest face (longer box side, image px) to search for and report; None: search
+    from ``DEFAULT_MIN_FACE`` (50) px (smaller faces in small images) and report every face found.
+    ``score_threshold``: YuNet's confidence cut (0.6: OpenCV Zoo's default; lower finds more and
+    risks false faces). The other arguments set the search described in the module docstring.
+    """
+
+    def __init__(self, model: Union[str, Path, None] = None, min_face: Optional[float] = None,
+                 score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
+                 work_area: int = 384 * 288, min_side: int = 240, max_side: int = 1920,
+                 pad: float = 0.25, coarse_side: int = 320):
         self.model = Path(model) if model is not None else default_model_path()
         if not self.model.is_file():
             raise FileNotFoundError(f"YuNet model not found: {self.model}")
-        if work_side < 32:
-            raise ValueError(f"work_side must be >= 32 px, got {work_side}")
+        if min_face is not None and not (math.isfinite(min_face) and min_face >= 1):
+            raise ValueError(f"min_face must be a number of pixels >= 1, got {min_face!r}")
+        if not 0 < score_threshold < 1:
+            raise ValueError(f"score_threshold must lie in (0, 1), got {score_threshold!r}")
+        if not 0 < nms_threshold < 1:
+            raise ValueError(f"nms_threshold must lie in (0, 1), got {nms_threshold!r}")
+        if min_side < 32 or max_side < min_side or coarse_side < 32:
+            raise ValueError(f"need 32 <= min_side <= max_side and coarse_side >= 32, got {min_side}, "
+                             f"{max_side}, {coarse_side}")
         if not 0 <= pad <= 1:
             raise ValueError(f"pad must lie in [0, 1], got {pad}")
-        if not 0 < score_threshold < 1:
-            raise ValueError(f"score_threshold must lie in (0, 1), got {score_threshold}")
-        self.work_side = int(work_side)
-        self.pad = float(pad)
+        self.min_face = None if min_face is None else float(min_face)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
-        self.min_face = int(min_face)
         self.top_k = int(top_k)
+        self.work_area = int(work_area)
+        self.min_side = int(min_side)
+        self.max_side = int(max_side)
+        self.pad = float(pad)
+        self.coarse_side = int(coarse_side)
         self._local = threading.local()  # cv2.FaceDetectorYN keeps per-call state: one per thread
+        self._net((320, 320))  # load now: a missing or broken model fails here, not on first use
+
+    def config(self) -> dict:
+        """The settings that decide what is found (e.g. for a cache key)."""
+        return {"model": self.model.name, "min_face": self.min_face, "score_threshold": self.score_threshold,
+                "nms_threshold": self.nms_threshold, "work_area": self.work_area, "min_side": self.min_side,
+                "max_side": self.max_side, "pad": self.pad, "coarse_side": self.coarse_side}
+
+    def __repr__(self) -> str:
+        return f"YuNetDetector(min_face={self.min_face}, score_threshold={self.score_threshold})"
 
     def _net(self, size: tuple[int, int]):
         import cv2
 
         net = getattr(self._local, "net", None)
         if net is None:
-            net = self._local.net = cv2.FaceDetectorYN.create(
-                str(self.model), "", size, self.score_threshold, self.nms_threshold, self.top_k)
+            try:
+                net = cv2.FaceDetectorYN.create(str(self.model), "", size,
+                                                min(self.score_threshold, CANDIDATE_SCORE),
+                                                self.nms_threshold, self.top_k)
+            except cv2.error as e:
+                raise RuntimeError(f"OpenCV could not load the YuNet model {self.model} (needs "
+                                   f"opencv-python(-headless) >= 4.8): {e}") from None
+            self._local.net = net
         net.setInputSize(size)
         return net
 
-    def __call__(self, image: np.ndarray) -> list[Detection]:
+    def main_scale(self, h: int, w: int) -> float:
+        """The main pass's scale for an h x w image."""
+        long_side = max(h, w)
+        min_face = self.min_face if self.min_face is not None else DEFAULT_MIN_FACE
+        s = max(NET_FACE / min_face, min(1.0, math.sqrt(self.work_area / (h * w))), self.min_side / long_side)
+        s = min(s, self.max_side / long_side)
+        return 1.0 if abs(s - 1.0) < 0.03 else s  # about 1: skip the resize
+
+    def _run(self, bgr: np.ndarray, scale: float, pad_px: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Detections on ``bgr`` bordered by ``pad_px`` and scaled by ``scale``, as YuNet rows
+        (x, y, w, h, 10 landmark coordinates, score) in image pixels (+ ``offset``)."""
         import cv2
 
-        if image.ndim == 2 or image.shape[2] == 1:
-            bgr = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            bgr = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        else:
-            bgr = image
         h, w = bgr.shape[:2]
-        p = int(round(self.pad * max(h, w)))
-        # scale first, then pad: the border costs nothing at full size. Small images are enlarged
-        # too: YuNet misses a third of 48x48 faces at their own size (FERPlus valid).
-        scale = self.work_side / (max(h, w) + 2 * p)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
-        sp = int(round(p * scale))
-        padded = cv2.copyMakeBorder(small, sp, sp, sp, sp, cv2.BORDER_REPLICATE)
-        sx = small.shape[1] / w  # exact per-axis factors of the rounded resize
-        sy = small.shape[0] / h
-        _, found = self._net((padded.shape[1], padded.shape[0])).detect(padded)
-        if found is None:
-            return []
+        if scale != 1.0:
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+        else:
+            small = bgr
+        if small.ndim == 2:  # gray and BGRA become BGR after the resize: less to convert
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        elif small.shape[2] == 4:
+            small = cv2.cvtColor(small, cv2.COLOR_BGRA2BGR)
+        sx, sy = small.shape[1] / w, small.shape[0] / h  # exact per-axis factors of the rounded resize
+        sp = int(round(pad_px * scale))
+        if sp > 0:
+            small = cv2.copyMakeBorder(small, sp, sp, sp, sp, cv2.BORDER_REPLICATE)
+        _, found = self._net((small.shape[1], small.shape[0])).detect(small)
+        if found is None or len(found) == 0:
+            return np.zeros((0, 15), np.float32)
+        rows = np.array(found, np.float32).reshape(-1, 15)
+        xy = rows[:, :14].reshape(-1, 7, 2).copy()
+        xy[:, [0, 2, 3, 4, 5, 6]] -= sp  # corners and landmarks move with the border; sizes do not
+        xy /= np.array([sx, sy], np.float32)
+        xy[:, [0, 2, 3, 4, 5, 6]] += np.array(offset, np.float32)
+        rows[:, :14] = xy.reshape(-1, 14)
+        return rows
+
+    def _recheck(self, bgr: np.ndarray, cand: np.ndarray) -> Optional[np.ndarray]:
+        """Look again at a doubtful small face, enlarged: the square of 3 box sides around it, scaled
+        so the face is ``RECHECK_FACE`` px. Returns the face found there (refined box and
+        landmarks) if it overlaps the candidate and passes the score threshold, else None."""
+        h, w = bgr.shape[:2]
+        x, y, bw, bh = (float(v) for v in cand[:4])
+        side = 3.0 * max(bw, bh)
+        cx, cy = x + bw / 2, y + bh / 2
+        x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+        x1, y1 = min(w, int(cx + side / 2) + 1), min(h, int(cy + side / 2) + 1)
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        zoom = min(RECHECK_MAX_ZOOM, RECHECK_FACE / max(bw, bh))
+        rows = self._run(bgr[y0:y1, x0:x1], zoom, 0, (x0, y0))
+        best, best_iou = None, 0.3
+        for r in rows[rows[:, 14] >= self.score_threshold]:
+            v = _iou(r[:4], cand[:4])
+            if v > best_iou:
+                best, best_iou = r, v
+        return best
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        bgr = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image  # gray, BGR or BGRA
+        h, w = bgr.shape[:2]
+        scale = self.main_scale(h, w)
+        found = self._run(bgr, scale, 0)
+        rows = found[found[:, 14] >= self.score_threshold]
+        # doubtful faces that are small at this scale get a second look, enlarged
+        doubtful = found[(found[:, 14] < self.score_threshold)
+                         & (np.maximum(found[:, 2], found[:, 3]) * scale < RECHECK_BELOW)]
+        rechecked = [r for r in (self._recheck(bgr, c) for c in doubtful[np.argsort(-doubtful[:, 14])][:RECHECK_MAX])
+                     if r is not None]
+        if rechecked:
+            rows = _nms(np.concatenate([rows, np.stack(rechecked)]), self.nms_threshold)
+        # a face bigger than YuNet's range at this scale would fit in the image: look coarsely too
+        too_big_possible = min(h, w) * scale > NET_MAX_FACE
+        if self.pad > 0 and (len(rows) == 0 or too_big_possible):
+            p = int(round(self.pad * max(h, w)))
+            coarse = self.coarse_side / (max(h, w) + 2 * p)
+            if len(rows) == 0 or coarse < 0.6 * scale:  # a different scale, or nothing found yet
+                more = self._run(bgr, coarse, p)
+                more = more[more[:, 14] >= self.score_threshold]
+                rows = _nms(np.concatenate([rows, more]), self.nms_threshold) if len(rows) else more
         out = []
-        for row in found:
-            xy = row[:14].reshape(7, 2) - sp
-            xy = xy / np.array([sx, sy], np.float32)
-            x0, y0 = xy[0]
-            bw, bh = row[2] / sx, row[3] / sy  # width and height: scaled, not shifted
-            if min(bw, bh) < self.min_face:
+        for r in rows:
+            bw, bh = float(r[2]), float(r[3])
+            if self.min_face is not None and max(bw, bh) < self.min_face:
                 continue
-            box = (int(round(x0)), int(round(y0)), int(round(bw)), int(round(bh)))
-            out.append(Detection(box=box, landmarks=xy[2:].astype(np.float32), score=float(row[14])))
+            box = (int(round(float(r[0]))), int(round(float(r[1]))), int(round(bw)), int(round(bh)))
+            if box[2] < 1 or box[3] < 1:
+                continue
+            out.append(Detection(box=box, landmarks=r[4:14].reshape(5, 2).astype(np.float32), score=float(r[14])))
+        out.sort(key=lambda d: (-d.box[2] * d.box[3], -d.score))  # largest first, then surest
         return out

@@ -1,12 +1,215 @@
-"""Face detection, box checks, cropping and eye alignment (no engine needed)."""
+"""Face detection (YuNet, Haar), box checks, cropping and eye alignment (no engine needed)."""
 from __future__ import annotations
+
+import sys
+import threading
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT, ASTRONAUT_FACE, iou, paste
+from conftest import ASTRONAUT, ASTRONAUT_FACE, REPO, ferplus_valid, iou, paste
 from pyfer.detect import EyeAligner, HaarDetector, check_box, clip_box, crop_face, get_detector
+from pyfer.yunet import DEFAULT_MIN_FACE, NET_FACE, Detection, YuNetDetector
+
+sys.path.insert(0, str(REPO / "scripts"))
+import group_photos  # noqa: E402  (scripts/group_photos.py: builds the photos at test time)
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    return YuNetDetector()
+
+
+@pytest.fixture(scope="module")
+def photos(sfew_dir, ferplus_dir):
+    return {p.name: p for p in group_photos.build()}
+
+
+def check_detection(d, shape):
+    assert isinstance(d, Detection)
+    assert len(d.box) == 4 and all(type(v) is int for v in d.box) and d.box[2] > 0 and d.box[3] > 0
+    assert d.landmarks.shape == (5, 2) and d.landmarks.dtype == np.float32
+    assert 0.0 < d.score <= 1.0
+    x, y, w, h = d.box
+    lm = d.landmarks
+    # the five points lie in (or very near) the box: eyes above the nose above the mouth corners,
+    # the person's right eye and mouth corner on the image's left
+    assert (lm[:, 0] > x - 0.1 * w).all() and (lm[:, 0] < x + 1.1 * w).all()
+    assert (lm[:, 1] > y - 0.1 * h).all() and (lm[:, 1] < y + 1.1 * h).all()
+    assert lm[0, 1] < lm[2, 1] < lm[3, 1] and lm[1, 1] < lm[2, 1] < lm[4, 1]
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]
+
+
+def test_yunet_astronaut(yunet):
+    img = cv2.imread(str(ASTRONAUT))
+    (d,) = yunet(img)
+    check_detection(d, img.shape)
+    assert iou(d.box, ASTRONAUT_FACE) > 0.5
+    assert d.score > 0.8
+
+
+def test_yunet_maps_back_to_image_pixels(yunet):
+    """Boxes and landmarks are in the caller's pixels at any image size and on a shifted canvas."""
+    img = cv2.imread(str(ASTRONAUT))
+    (ref,) = yunet(img)
+    for s in (0.5, 2.0, 3.7):
+        big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        (d,) = yunet(big)
+        assert iou(d.box, tuple(v * s for v in ref.box)) > 0.8, s
+        assert np.abs(d.landmarks / s - ref.landmarks).max() < 0.06 * ref.box[2], s
+    canvas = np.full((900, 1400, 3), 70, np.uint8)
+    canvas[500:820, 1000:1320] = img
+    (d,) = yunet(canvas)
+    assert iou(d.box, (ref.box[0] + 1000, ref.box[1] + 500, ref.box[2], ref.box[3])) > 0.8
+    np.testing.assert_allclose(d.landmarks - [1000, 500], ref.landmarks, atol=0.08 * ref.box[2])
+
+
+def test_yunet_input_forms_agree(yunet):
+    bgr = cv2.imread(str(ASTRONAUT))
+    (ref,) = yunet(bgr)
+    for img in (cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY),
+                cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None], np.ascontiguousarray(bgr[:, ::-1])[:, ::-1]):
+        found = yunet(img)
+        assert len(found) == 1 and iou(found[0].box, ref.box) > 0.8, img.shape
+
+
+def test_yunet_face_cut_by_the_border(yunet):
+    """A face half outside the frame (the coarse pass's border finds it) and a face crop that the
+    face fills entirely."""
+    img = cv2.imread(str(ASTRONAUT))
+    x, y, w, h = ASTRONAUT_FACE
+    cut = img[:, x + w // 3:]  # the face's left third is cut off
+    found = yunet(cut)
+    assert found and iou(found[0].box, (0, y, w - w // 3, h)) > 0.3, found
+    tight = img[y:y + h, x:x + w]
+    found = yunet(tight)
+    assert found and iou(clip_box(found[0].box, tight.shape), (0, 0, w, h)) > 0.5, found
+
+
+def test_yunet_blank_and_tiny_images(yunet):
+    assert yunet(np.full((480, 640, 3), 128, np.uint8)) == []
+    assert yunet(np.zeros((1, 1), np.uint8)) == []
+    assert yunet(np.zeros((3, 500, 3), np.uint8)) == []
+    rng = np.random.default_rng(0)
+    assert len(yunet(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))) == 0  # noise is no face
+
+
+def test_yunet_working_scale():
+    det = YuNetDetector()
+    assert det.main_scale(1080, 1920) == pytest.approx(NET_FACE / DEFAULT_MIN_FACE)  # 1152x648
+    assert 0.55 < det.main_scale(480, 640) < 0.65  # about 384x288: small photos, smaller faces
+    assert det.main_scale(48, 48) == pytest.approx(240 / 48)  # tiny crops are enlarged
+    assert max(4000, 6000) * det.main_scale(4000, 6000) <= 1920 + 1  # huge photos: bounded cost
+    assert YuNetDetector(min_face=30).main_scale(1080, 1920) == pytest.approx(1.0)
+
+
+def test_yunet_settings_checked():
+    for bad in ({"score_threshold": 0.0}, {"score_threshold": 1.5}, {"min_face": 0}, {"min_face": float("nan")},
+                {"pad": -0.1}, {"min_side": 8}):
+        with pytest.raises(ValueError):
+            YuNetDetector(**bad)
+    with pytest.raises(FileNotFoundError):
+        YuNetDetector(model=REPO / "no_such_model.onnx")
+
+
+def test_yunet_model_ships_with_licence():
+    from pyfer.yunet import default_model_path
+
+    path = default_model_path()
+    assert path.is_file() and path.stat().st_size == 232589
+    lic = (path.parent / "LICENSE-yunet.txt").read_text()
+    assert "MIT License" in lic and "Shiqi Yu" in lic
+
+
+def test_yunet_threads_share_one_detector(yunet, sfew_faces):
+    """One detector, eight threads at once: each thread gets its own cv2.FaceDetectorYN and the
+    results equal the single-thread ones."""
+    images = [cv2.resize(f, None, fx=s, fy=s) for f in sfew_faces[:8] for s in (1.0, 2.0)]
+    ref = [[d.box for d in yunet(im)] for im in images]
+    got = [None] * len(images)
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(3):
+                for i in range(k, len(images), 4):
+                    got[i] = [d.box for d in yunet(images[i])]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == ref
+
+
+def test_yunet_detection_rate_ferplus(yunet, ferplus_dir):
+    """FER2013 faces fill their 48x48 frame. Full split: docs/recognizer.md (scripts/eval_frontend.py)."""
+    x, _ = ferplus_valid(ferplus_dir, 100000)
+    x = x[::3]  # 1,064 of the 3,191 majority-protocol images
+    rate = np.mean([bool(yunet(im)) for im in x])
+    assert rate >= 0.98, rate
+
+
+def test_yunet_detection_rate_sfew(yunet, sfew_rows):
+    """All 860 SFEW film faces (aligned crops: the face fills the image)."""
+    rate = np.mean([bool(yunet(cv2.imread(str(p)))) for p, _ in sfew_rows])
+    assert rate >= 0.93, rate
+
+
+@pytest.mark.parametrize("name", ["two_faces_640x480", "two_faces_1280x720", "two_faces_1920x1080"])
+def test_yunet_big_and_small_face(yunet, photos, name):
+    """A 190 px and a 60 px face in one photo: both come back, largest first, nothing else."""
+    p = photos[name]
+    found = yunet(p.image)
+    hit, extra = group_photos.match(p.faces, [d.box for d in found])
+    assert all(hit) and extra == 0, (hit, found)
+    assert iou(found[0].box, p.faces[0]) > 0.3  # largest first
+    for d in found:
+        check_detection(d, p.image.shape)
+
+
+def test_yunet_five_faces_1080p(yunet, photos):
+    """Five ~80 px faces on 1920x1080, four photos: every face is found, no false face."""
+    names = [n for n in photos if n.startswith("five_faces")]
+    assert len(names) == 4
+    for n in names:
+        hit, extra = group_photos.match(photos[n].faces, [d.box for d in yunet(photos[n].image)])
+        assert all(hit) and extra == 0, (n, hit, extra)
+
+
+def test_yunet_size_ladder_and_min_face(photos):
+    """Faces from 24 to 100 px on one 1080p frame: the default search finds every face from 40 px
+    (its floor is 50 px at this size); min_face=24 searches enlarged and finds the smaller ones
+    too; min_face=64 drops the faces below 64 px."""
+    p = photos["size_ladder_1080p"]
+    widths = [b[2] for b in p.faces]
+    hit, extra = group_photos.match(p.faces, [d.box for d in YuNetDetector()(p.image)])
+    assert all(h for h, w in zip(hit, widths) if w >= 40) and extra == 0, hit
+    fine = YuNetDetector(min_face=24)(p.image)
+    hit, _ = group_photos.match(p.faces, [d.box for d in fine])
+    assert all(h for h, w in zip(hit, widths) if w >= 32), hit
+    coarse = YuNetDetector(min_face=64)(p.image)
+    assert all(max(d.box[2:]) >= 64 for d in coarse)
+    hit, _ = group_photos.match(p.faces, [d.box for d in coarse])
+    assert [h for h, w in zip(hit, widths) if w >= 80] == [True, True]
+
+
+def test_yunet_score_threshold(photos):
+    p = photos["ferplus_faces_1080p_0"]
+    lo = YuNetDetector(score_threshold=0.3)(p.image)
+    hi = YuNetDetector(score_threshold=0.9)(p.image)
+    assert all(d.score >= 0.9 for d in hi) and all(d.score >= 0.3 for d in lo)
+    assert len(hi) < len(lo)
+
+
+def test_largest_first(yunet, photos):
+    for p in photos.values():
+        areas = [d.box[2] * d.box[3] for d in yunet(p.image)]
+        assert areas == sorted(areas, reverse=True), p.name
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +246,11 @@ def test_get_detector():
     f = lambda img: []  # noqa: E731
     assert get_detector(f) is f
     assert isinstance(get_detector("haar"), HaarDetector)
+    assert get_detector("haar", min_face=40).min_face_px == 40
+    with pytest.raises(ValueError, match="no scores"):
+        get_detector("haar", score_threshold=0.5)
+    d = get_detector("yunet", min_face=30, score_threshold=0.7)
+    assert isinstance(d, YuNetDetector) and d.min_face == 30 and d.score_threshold == 0.7
     with pytest.raises(ValueError, match="unknown detector"):
         get_detector("yolo")
     try:
