@@ -87,6 +87,11 @@ fi
 # The instrumented module must be what is imported (and what pytest imports: the same env).
 isolated "$PKG" "$PY" scripts/check_engine_build.py --sanitized "$SANITIZERS" --file "$SO" \
   || { echo "sanitize.sh: FAILED: the staged import is not the instrumented module"; exit 1; }
+# ... and ASan must be live in that process setup: a deliberate heap overflow in the module is reported
+canary="$(isolated "$PKG" "$PY" -c 'import pyfer._engine as e; e._testing.sanitizer_canary("heap-overflow")' 2>&1 || true)"
+grep -q "ERROR: AddressSanitizer: heap-buffer-overflow" <<<"$canary" \
+  || { echo "$canary" | tail -n 20; echo "sanitize.sh: FAILED: the ASan canary was not reported"; exit 1; }
+echo "   canary: a deliberate heap-buffer-overflow in the imported module is reported by ASan"
 isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_EXPECT_ENGINE="$SO" \
   PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
   "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x \

@@ -22,6 +22,9 @@ import pyfer
 from conftest import ASTRONAUT, SHIPPED_WEIGHTS
 
 NTHREADS = 8
+# under ThreadSanitizer (scripts/tsan.sh sets PYFER_TSAN=1) every call is ~10x slower: fewer calls
+TSAN = os.environ.get("PYFER_TSAN") == "1"
+CALLS_PER_THREAD = 3 if TSAN else 10
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def run_concurrency(rec, images, calls, timed=False):
 def test_threads_match_serial(shared, images):
     """8 threads x 50 calls: identical to serial (timing claims live in the slow test and in
     test_engine_forward_releases_the_gil, which do not depend on how busy the cores are)."""
-    run_concurrency(shared, images, calls=50)
+    run_concurrency(shared, images, calls=10 if TSAN else 50)
 
 
 @pytest.mark.slow
@@ -113,13 +116,52 @@ def test_threads_match_serial_full(shared, images):
     # test_engine_forward_releases_the_gil, which does not depend on that.
 
 
+@pytest.mark.parametrize("pool", [2, 8])
+def test_threads_share_one_engine(pool):
+    """Several Python threads on one ``Engine`` whose thread pool has 2 or 8 workers: batches of
+    9 (split over the pool in uneven ranges), every result bit-identical to the serial one.
+    Also run under ThreadSanitizer by scripts/tsan.sh."""
+    eng = pyfer.Engine(SHIPPED_WEIGHTS, threads=pool)
+    rng = np.random.default_rng(pool)
+    xs = [rng.standard_normal((9, 1, 64, 64)).astype(np.float32) for _ in range(4)]
+    want = [eng.forward(x) for x in xs]
+    errors, done = [], []
+
+    def work(t):
+        try:
+            for i in range(CALLS_PER_THREAD):
+                k = (t + i) % len(xs)
+                np.testing.assert_array_equal(eng.forward(xs[k]), want[k])
+                done.append(1)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:2]
+    assert len(done) == 6 * CALLS_PER_THREAD
+
+
+@pytest.mark.parametrize("pool", [2, 8])
+def test_threads_share_one_recognizer_pool_sizes(pool, images):
+    """8 threads on one ``Recognizer`` whose engine pool has 2 or 8 workers: identical to serial."""
+    rec = pyfer.Recognizer(SHIPPED_WEIGHTS, threads=pool)
+    serial = [as_key(rec.predict(img)) for img in images]
+    results, errors, _, _ = hammer(rec, images, CALLS_PER_THREAD)
+    assert not errors, errors[:3]
+    assert all(key == serial[k] for r in results for k, key in r)
+
+
 def test_engine_forward_releases_the_gil():
     """While one thread is inside Engine.forward, a pure-Python loop in another thread keeps
     running at (nearly) full speed: it could not if the GIL were held by the native call."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 cores")
     eng = pyfer.Engine(SHIPPED_WEIGHTS, threads=1)
-    x = np.random.default_rng(0).standard_normal((64, 1, 64, 64)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((16 if TSAN else 64, 1, 64, 64)).astype(np.float32)
     eng.forward(x[:2])
 
     def spin(seconds):
@@ -200,7 +242,7 @@ def churn_while_predicting(rec, images, cycles, calls):
 
 
 def test_engines_created_and_destroyed_while_predicting(shared, images):
-    churn_while_predicting(shared, images, cycles=20, calls=25)
+    churn_while_predicting(shared, images, cycles=6 if TSAN else 20, calls=6 if TSAN else 25)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@
 
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "../core/engine.hpp"
 #include "../tests/checks.hpp"
@@ -216,6 +217,27 @@ PYBIND11_MODULE(_engine, m) {
           py::arg("seed") = 0);
     t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
           py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    // sanitizer canaries for scripts/sanitize.sh and scripts/tsan.sh: a deliberate bug that the
+    // instrumented module must report (showing the runtime is live in that process setup). Never
+    // called otherwise. "race": two threads increment a plain int; "heap-overflow": a read one
+    // byte past an 8-byte heap block.
+    t.def("sanitizer_canary", [](const std::string& kind) {
+        if (kind == "race") {
+            static int counter = 0;
+            auto bump = [] { for (int i = 0; i < 1000; ++i) counter = counter + 1; };
+            std::thread a(bump), b(bump);
+            a.join();
+            b.join();
+            return counter;
+        }
+        if (kind == "heap-overflow") {
+            volatile char* p = new char[8];
+            const int v = p[8];
+            delete[] p;
+            return v;
+        }
+        throw py::value_error("kind must be 'race' or 'heap-overflow'");
+    }, py::arg("kind"), py::call_guard<py::gil_scoped_release>());
     t.def("fma_peak", [](const std::string& isa, double seconds) { return kernels_select(isa).fma_peak(seconds); },
           py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
