@@ -61,7 +61,7 @@ run_one() {
   mkdir -p "$work" "$ART"
   echo "== $t: ${secs}s (seeds tests/fuzz/corpus/$c, work corpus $work)"
   if [[ "$t" == image || "$t" == fuzz_image ]]; then
-    "$PY" tests/fuzz/fuzz_image.py -max_total_time="$secs" -rss_limit_mb=4096 -timeout=20 \
+    "$PY" tests/fuzz/fuzz_image.py -max_total_time="$secs" -rss_limit_mb=3072 -timeout=20 -keep_seed=1 \
       -artifact_prefix="$ART/image-" -print_final_stats=1 "$@" "$work" "tests/fuzz/corpus/$c"
   else
     "$BUILD/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -dict=tests/fuzz/json.dict \
