@@ -22,7 +22,7 @@ import torch
 
 from pyfer.preprocess import EMOTIONS
 from training.checkpoint import load_model
-from training.data import DataError, FaceSet, load_dataset
+from training.data import DEFAULT_DATA_ROOT, DataError, FaceSet, load_dataset
 from training.models import count_parameters
 
 
@@ -118,14 +118,33 @@ def plot_confusion(confusion, class_names, path: str | Path, title: str = "") ->
     plt.close(fig)
 
 
+def ferplus_prior(root: str = DEFAULT_DATA_ROOT) -> np.ndarray:
+    """Class frequencies of FERPlus train after the majority protocol (the training prior)."""
+    from training.data import ferplus_raw
+
+    _, (labels, _, _) = ferplus_raw(root, "train")
+    return np.bincount(labels, minlength=len(EMOTIONS)) / len(labels)
+
+
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
-             latency: bool = True) -> dict:
+             latency: bool = True, framing: str = "frame", prior_shift: float = 0.0) -> dict:
     model, spec, prep = load_model(weights)
-    data = load_dataset(source, prep, split, root)
+    if framing == "frame":
+        data = load_dataset(source, prep, split, root)
+    else:
+        from pyfer.facenorm import FaceFraming
+        from training.framing import load_framed
+
+        data = load_framed(source, prep, split, FaceFraming(mode=framing))
     proba = predict_proba(model, data, prep, tta=tta)
+    if prior_shift:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
+        z = np.log(proba) + prior_shift * np.log(ferplus_prior())
+        proba = np.exp(z - z.max(1, keepdims=True))
+        proba /= proba.sum(1, keepdims=True)
     metrics = compute_metrics(data.labels, proba)
     metrics.update(
-        weights=str(weights), data=source, split=split, tta=tta, arch=spec.arch, stem=spec.stem,
+        weights=str(weights), data=source, split=split, tta=tta, framing=framing, prior_shift=prior_shift,
+        arch=spec.arch, stem=spec.stem,
         input_size=prep.input_size, params=count_parameters(model),
         macs=count_macs(model, prep.input_size, spec.in_channels),
     )
@@ -143,19 +162,25 @@ def main(argv=None) -> None:
     ap.add_argument("--root", help="folder the manifest's paths are relative to (default: its folder)")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
+                    help="frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
+    ap.add_argument("--prior-shift", type=float, default=0.0,
+                    help="add SHIFT * log(FERPlus train prior) to the logits (post-hoc logit adjustment)")
     ap.add_argument("--confusion-png", help="write the confusion matrix figure here")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     try:
-        m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency)
+        m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
+                     args.framing, args.prior_shift)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
-    print(f"{m['weights']} on {m['data']} [{m['split']}] n={m['n']} tta={m['tta']}")
+    print(f"{m['weights']} on {m['data']} [{m['split']}] n={m['n']} tta={m['tta']} framing={m['framing']}"
+          f" prior_shift={m['prior_shift']}")
     print(f"  accuracy {m['accuracy']:.4f}  macro precision {m['macro_precision']:.4f}  "
           f"macro recall {m['macro_recall']:.4f}  AUC {m['auc']:.4f}")
     print("  per-class recall: " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}"
