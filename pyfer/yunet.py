@@ -9,10 +9,10 @@ How an image is searched (numbers measured in docs/recognizer.md, "Choosing YuNe
    its input (97.5% of SFEW faces there, 94% at 24 px, 100% at 48 px) up to about 350 px. The
    scale is the largest of
    - ``NET_FACE / min_face``: every face of ``min_face`` px or more is searched for (default
-     ``DEFAULT_MIN_FACE`` = 50 px, scale 0.6: a 1920x1080 frame is searched at 1152x648, where
-     80 px faces are 48 px and 60 px faces 36 px);
-   - ``sqrt(work_area / image area)`` (at most 1): a small photo is searched at about
-     ``work_area`` pixels (384x288 for 640x480), finding its smaller faces too at the same cost;
+     ``DEFAULT_MIN_FACE`` = 60 px, scale 0.5: a 1920x1080 frame is searched at 960x540, where
+     80 px faces are 40 px; a 640x480 photo at 320x240);
+   - ``sqrt(work_area / image area)`` (at most 1): a photo smaller than 640x480 is searched at
+     about ``work_area`` pixels (320x240), finding its smaller faces too at the same cost;
    - ``min_side / long side``: tiny images (a 48x48 face crop) are enlarged to 240 px, where YuNet
      finds the face that fills them (98.7% of FERPlus valid, against 96% at 96 px),
    capped so that the long side stays within ``max_side``.
@@ -46,7 +46,7 @@ import numpy as np
 MODEL_FILE = "face_detection_yunet_2023mar.onnx"
 NET_FACE = 30  # px: the smallest face size, in the network's input, that a search is sized for
 NET_MAX_FACE = 350  # px: beyond about this, YuNet starts to miss faces (docs/recognizer.md)
-DEFAULT_MIN_FACE = 50  # px in the image: the search floor when min_face is not given
+DEFAULT_MIN_FACE = 60  # px in the image: the search floor when min_face is not given
 CANDIDATE_SCORE = 0.3  # faces scoring from here to the threshold, small in the main pass, are rechecked
 RECHECK_BELOW = 64  # px in the main pass's input: smaller doubtful faces get a second look
 RECHECK_FACE = 96  # px: the size a doubtful face is enlarged to for its second look
@@ -91,14 +91,14 @@ class YuNetDetector:
     """``detector(image) -> list[Detection]`` for a uint8 gray, BGR or BGRA image, largest first.
 
     ``min_face``: smallest face (longer box side, image px) to search for and report; None: search
-    from ``DEFAULT_MIN_FACE`` (50) px (smaller faces in small images) and report every face found.
+    from ``DEFAULT_MIN_FACE`` (60) px (smaller faces in small images) and report every face found.
     ``score_threshold``: YuNet's confidence cut (0.6: OpenCV Zoo's default; lower finds more and
     risks false faces). The other arguments set the search described in the module docstring.
     """
 
     def __init__(self, model: Union[str, Path, None] = None, min_face: Optional[float] = None,
                  score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
-                 work_area: int = 384 * 288, min_side: int = 240, max_side: int = 1920,
+                 work_area: int = 320 * 240, min_side: int = 240, max_side: int = 1920,
                  pad: float = 0.25, coarse_side: int = 320):
         self.model = Path(model) if model is not None else default_model_path()
         if not self.model.is_file():
