@@ -110,7 +110,7 @@ models=$(cd "$src" && find pyfer/models -type f | sort)
 
 ccache_args=()
 if [ "${PYFER_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
-  ccache_args=(-Ccmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  ccache_args=(--config-settings=cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache)
   export CCACHE_COMPILERCHECK=content CCACHE_BASEDIR=$src CCACHE_NOHASHDIR=1
 fi
 
@@ -122,12 +122,12 @@ for v in $pythons; do
   case $ext in .cpython-*-x86_64-linux-gnu.so) ;; *) echo "$py: unexpected EXT_SUFFIX $ext (x86_64 CPython needed)" >&2; exit 1;; esac
   for arch in $archs; do
     t0=$(date +%s)
-    defs=(-Ccmake.define.CMAKE_TOOLCHAIN_FILE="$src/cmake/zig-toolchain.cmake"
-          -Ccmake.define.PYFER_WITH_CUDA=OFF -Ccmake.define.PYFER_BUILD_TESTS=OFF
-          -Cbuild-dir=build/{wheel_tag} "${ccache_args[@]}")
+    defs=(--config-settings=cmake.define.CMAKE_TOOLCHAIN_FILE="$src/cmake/zig-toolchain.cmake"
+          --config-settings=cmake.define.PYFER_WITH_CUDA=OFF --config-settings=cmake.define.PYFER_BUILD_TESTS=OFF
+          --config-settings=build-dir=build/{wheel_tag} "${ccache_args[@]}")
     if [ "$arch" = aarch64 ]; then
       inc=$(aarch64_include "$py")
-      defs+=(-Ccmake.define.Python_INCLUDE_DIR="$inc" -Ccmake.define.Python3_INCLUDE_DIR="$inc")
+      defs+=(--config-settings=cmake.define.Python_INCLUDE_DIR="$inc" --config-settings=cmake.define.Python3_INCLUDE_DIR="$inc")
     fi
     log=$src_root/build-cp${v/./}-$arch.log
     echo "== CPython $v ($py) -> $arch"
