@@ -8,10 +8,12 @@ asserts its logits match PyTorch, so CI runs this file with --benchmark-disable 
     python -m pytest tests/test_bench_engine.py --benchmark-disable            # correctness only
     python -m pytest tests/test_bench_engine.py --benchmark-only --benchmark-group-by=group
 
-(`python -m pyfer.bench WEIGHTS --compare` gives the interleaved side-by-side table of BENCHMARKS.md.)
+(`python scripts/bench_compare.py WEIGHTS` gives the interleaved side-by-side table of BENCHMARKS.md;
+the runners below come from it.)
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,18 @@ pytest.importorskip("pyfer._engine")
 
 from test_engine import make_export  # noqa: E402
 
-from pyfer.bench import default_weights, make_input, make_runners  # noqa: E402
+from pyfer.bench import default_weights, make_input  # noqa: E402
+
+
+def _load_bench_compare():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_compare.py"
+    spec = importlib.util.spec_from_file_location("bench_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+make_runners = _load_bench_compare().make_runners
 
 ARCHS = {"student": "shufflenetv2", "teacher": "effresnet18"}
 FACE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
