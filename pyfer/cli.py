@@ -240,7 +240,7 @@ def _predict(args) -> int:
             try:
                 image = load_image(path)
                 faces = rec.predict(image)
-            except (OSError, ValueError, TypeError) as e:
+            except (OSError, ValueError, TypeError, MemoryError, cv2.error) as e:
                 progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
                 failed += 1
                 progress.update()

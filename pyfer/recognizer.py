@@ -82,7 +82,11 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     if data.size == 0:
         raise ValueError(f"empty file: {name}")
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
-    img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. a header announcing more pixels than OpenCV's limit
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else "OpenCV error"
+        raise ValueError(f"cannot decode {name} as an image ({msg})") from None
     if img is None:
         raise ValueError(f"cannot decode {name} as an image")
     if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha PNG

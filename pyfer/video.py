@@ -15,6 +15,8 @@ import numpy as np
 
 from pyfer.recognizer import Face, Recognizer
 
+MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
+
 
 def iou(a: tuple, b: tuple) -> float:
     ax, ay, aw, ah = a
@@ -83,7 +85,7 @@ class IoUTracker:
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
-    """Draw boxes and labels on a BGR copy of ``image``."""
+    """Draw boxes, landmarks and labels on a BGR copy of ``image``."""
     import cv2
 
     from pyfer.preprocess import to_gray
@@ -93,6 +95,10 @@ def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = 
     for i, f in enumerate(faces):
         x, y, w, h = f.box
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), thick)
+        if f.landmarks is not None:  # eyes, nose tip, mouth corners
+            r = max(1, round(w / 40))
+            for px, py in f.landmarks:
+                cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 220, 255), -1, cv2.LINE_AA)
         text = f"{f.label} {f.confidence:.2f}" + (f" #{ids[i]}" if ids is not None else "")
         scale = max(0.4, w / 200)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
@@ -117,7 +123,9 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
                   jsonl: Optional[IO[str]] = None, max_frames: Optional[int] = None,
                   progress: bool = True, tracker: Optional[IoUTracker] = None) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
-    one JSON line per frame to ``jsonl``. Returns ``{"frames", "seconds", "fps", "faces"}``."""
+    one JSON line per frame to ``jsonl``. Frames OpenCV cannot decode are skipped (reported on
+    stderr); ``frame`` in the JSON lines counts the frames processed. Returns ``{"frames",
+    "seconds", "fps", "faces", "skipped_frames"}``."""
     import cv2
 
     cap, is_camera = open_source(source)
@@ -128,20 +136,33 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
         total = min(total, max_frames) if total > 0 else max_frames
     bar = None
     if progress and not is_camera:
-        try:
-            from tqdm import tqdm
+        from tqdm import tqdm  # a dependency of pyfer
 
-            bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
-        except ImportError:  # tqdm is optional
-            bar = None
+        bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
     writer = None
-    n = n_faces = 0
+    n = n_faces = skipped = 0
     t0 = time.perf_counter()
     try:
         while max_frames is None or n < max_frames:
             ok, frame = cap.read()
             if not ok:
-                break
+                # A frame OpenCV cannot decode (damaged data inside a file) ends nothing: read on,
+                # up to MAX_BAD_FRAMES failures in a row, which is how the end of a file looks.
+                if is_camera:
+                    break
+                bad = 1
+                while bad <= MAX_BAD_FRAMES and not (total > 0 and n + skipped + bad >= total):
+                    ok, frame = cap.read()
+                    if ok:
+                        break
+                    bad += 1
+                if not ok:
+                    break
+                skipped += bad
+                if bar is not None:
+                    bar.update(bad)
+                print(f"pyfer video: skipped {bad} frame(s) OpenCV could not decode, before output frame {n}",
+                      file=sys.stderr)
             faces = recognizer.predict(frame)
             tracked = tracker.update(faces)
             n_faces += len(tracked)
@@ -170,4 +191,5 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
         if bar is not None:
             bar.close()
     dt = time.perf_counter() - t0
-    return {"frames": n, "seconds": round(dt, 3), "fps": round(n / dt, 2) if dt > 0 else 0.0, "faces": n_faces}
+    return {"frames": n, "seconds": round(dt, 3), "fps": round(n / dt, 2) if dt > 0 else 0.0, "faces": n_faces,
+            "skipped_frames": skipped}

@@ -249,8 +249,6 @@ def test_20000x20000_file_cli(tmp_path):
     assert rc == 0 and json.loads(out)["faces"] == [], (rc, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (RELIABILITY.md): a header over OpenCV's pixel limit "
-                   "raises cv2.error from load_image instead of ValueError")
 def test_header_announcing_too_many_pixels_is_a_value_error(rec, tmp_path):
     p = tmp_path / "bomb.bmp"
     p.write_bytes(bmp_header(40000, 40000))  # 70 bytes announcing 1.6 G pixels
@@ -258,8 +256,6 @@ def test_header_announcing_too_many_pixels_is_a_value_error(rec, tmp_path):
         rec.predict(p)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (RELIABILITY.md): the cv2.error of a pixel-limit header "
-                   "escapes `pyfer predict`'s per-file handling: traceback, the other images are lost")
 def test_folder_with_a_pixel_bomb_cli(tmp_path, astronaut):
     d = tmp_path / "photos"
     d.mkdir()
@@ -339,8 +335,6 @@ def test_video_truncated(tmp_path, mjpg_video):
     assert rc == 0 and len(rows) == readable_frames(p) >= 15, (len(rows), err[-500:])
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (RELIABILITY.md): process_video stops at the first frame "
-                   "OpenCV cannot decode; the readable frames after it are dropped without a message")
 def test_video_garbage_inside_one_frame(tmp_path, mjpg_video):
     raw, soi = mjpg_video
     b = bytearray(raw)
