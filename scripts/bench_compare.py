@@ -41,7 +41,7 @@ def make_runners(weights, batch: int, threads: int = 1, onnx_path=None, isas=(),
 
     from pyfer.engine import Engine
     from training.export import export_onnx
-    from training.models import from_safetensors
+    from training.export import from_safetensors
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)

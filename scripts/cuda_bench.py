@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import pyfer  # noqa: E402
-from training.models import from_safetensors  # noqa: E402
+from training.export import from_safetensors  # noqa: E402
 
 MODELS = {"student": REPO / "pyfer" / "models" / "tsnet_student.safetensors",
           "teacher": REPO / "models" / "teacher_effresnet18_fp16.safetensors"}

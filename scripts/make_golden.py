@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.models import ModelSpec, from_safetensors, randomize_batchnorm  # noqa: E402
+from training.export import from_safetensors  # noqa: E402
+from training.models import ModelSpec, randomize_batchnorm  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -103,7 +103,7 @@ def exports(tmp_path_factory):
 
 def torch_logits(path, x):
     import torch
-    from training.models import from_safetensors
+    from training.export import from_safetensors
 
     with torch.no_grad():
         return from_safetensors(path)(torch.from_numpy(x)).numpy()

@@ -22,7 +22,8 @@ pytest.importorskip("pyfer._engine")
 import pyfer  # noqa: E402
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.models import ModelSpec, from_safetensors, randomize_batchnorm  # noqa: E402
+from training.export import from_safetensors  # noqa: E402
+from training.models import ModelSpec, randomize_batchnorm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
-from training.export import export_model, read_metadata
+from training.export import export_model, from_safetensors, read_metadata
 from training.models import (FFE, STEMS, ModelSpec, build_student, build_teacher, count_parameters,
-                             fold_batchnorm, from_safetensors, randomize_batchnorm)
+                             fold_batchnorm, randomize_batchnorm)
 from training.train import kd_loss
 
 

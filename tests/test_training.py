@@ -63,7 +63,7 @@ def test_distill_and_export(learned_run, ferplus_dir, tmp_path):
                              str(tmp_path / "s.safetensors")], cwd=REPO, capture_output=True, text=True)
     assert export.returncode == 0, export.stderr
     from training.checkpoint import load_checkpoint
-    from training.models import from_safetensors
+    from training.export import from_safetensors
 
     model, _, _ = load_checkpoint(dist / "best.pt").build_model()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 32, 32), dtype=np.float32))

@@ -175,16 +175,3 @@ def load_for_resume(run_dir: str | Path) -> tuple[Checkpoint, str | None]:
     note = (f"WARNING: {problem}.\nResuming from the previous good checkpoint {prev} (epoch {ck.state['epoch'] + 1})"
             + (f"; the damaged file was kept as {last.name}.corrupt" if "missing" not in problem else "") + ".")
     return ck, note
-
-
-def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, PreprocessSpec]:
-    """A trained model from a training checkpoint (.pt) or an exported .safetensors file."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from training.export import read_metadata
-        from training.models import from_safetensors
-
-        meta = read_metadata(path)
-        spec = ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"])
-        return from_safetensors(path), spec, PreprocessSpec.from_dict(meta["preprocess"])
-    return load_checkpoint(path).build_model()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS
-from training.checkpoint import load_model
+from training.predict import load_model
 from training.data import DEFAULT_DATA_ROOT, DataError, FaceSet, load_dataset
 from training.models import count_parameters
 
@@ -65,7 +65,7 @@ def cpu_latency_ms(model: torch.nn.Module, input_size: int, repeats: int = 30) -
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, data: FaceSet, prep, tta: bool = False, batch: int = 256) -> np.ndarray:
-    from training.train import predict_logits
+    from training.predict import predict_logits
 
     x = torch.from_numpy(data.images).unsqueeze(1)
     return torch.softmax(predict_logits(model, x, prep, batch=batch, tta=tta), 1).numpy()

@@ -59,16 +59,36 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
 
 
 def read_metadata(path: str | Path) -> dict:
+    """The ``pyfer`` metadata of an export (the format's one reader, with :func:`from_safetensors`)."""
     from safetensors import safe_open
 
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
     with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {})["pyfer"])
+        meta = f.metadata() or {}
+    if "pyfer" not in meta:
+        raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
+    return json.loads(meta["pyfer"])
+
+
+def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
+    return (ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"]),
+            PreprocessSpec.from_dict(meta["preprocess"]))
+
+
+def from_safetensors(path: str | Path) -> torch.nn.Module:
+    """Rebuild the eval-mode PyTorch reference module (BN folded) from an exported file."""
+    from safetensors.torch import load_file
+
+    spec, _ = spec_of(read_metadata(path))
+    model = spec.build(folded=True).eval()
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model
 
 
 def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Export the folded reference model of ``weights`` to ONNX (dynamic batch)."""
-    from training.models import from_safetensors
-
     model = from_safetensors(weights)
     size = read_metadata(weights)["preprocess"]["input_size"]
     x = torch.zeros(1, model.stem.conv.in_channels, size, size)

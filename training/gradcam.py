@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS
-from training.checkpoint import load_model
+from training.predict import load_model
 from training.data import load_dataset
 from training.data import DEFAULT_DATA
 

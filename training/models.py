@@ -2,7 +2,7 @@
 
 Every convolution is wrapped in :class:`ConvBN` (conv, BatchNorm, optional ReLU). Export folds
 each BatchNorm into its convolution (``fold_batchnorm``), so an exported file holds, per ConvBN,
-``<path>.conv.weight`` (OIHW) and ``<path>.conv.bias``; ``from_safetensors`` rebuilds the same
+``<path>.conv.weight`` (OIHW) and ``<path>.conv.bias``; ``training.export.from_safetensors`` rebuilds the same
 module tree with ``folded=True`` and loads those tensors strictly. The C++ engine reads the same
 names, so the tensor names below are part of the export format (see ``training/export.py``).
 """
@@ -346,24 +346,4 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0, fc_scale: float = 1.0) 
             mod.bias.uniform_(-0.3, 0.3, generator=g)
     if hasattr(model, "fc"):
         model.fc.weight.mul_(fc_scale)
-    return model
-
-
-def from_safetensors(path: str | Path) -> nn.Module:
-    """Rebuild the eval-mode PyTorch reference module from an exported ``.safetensors`` file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "pyfer" not in meta:
-        raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
-    info = json.loads(meta["pyfer"])
-    spec = ModelSpec(info["arch"], info["num_classes"], info["in_channels"], info["stem"])
-    model = spec.build(folded=True).eval()
-    state = load_file(str(path))
-    model.load_state_dict(state, strict=True)
     return model

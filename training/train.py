@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
-from training.checkpoint import CheckpointError, load_for_resume, load_model, save_checkpoint
+from training.checkpoint import CheckpointError, load_for_resume, save_checkpoint
 from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
+from training.predict import load_model, predict_logits
 
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
 
@@ -127,22 +128,6 @@ def stratified_subset(data: FaceSet, n: int, seed: int) -> FaceSet:
                 picked.append(idx[i])
         i += 1
     return data.subset(np.sort(picked))
-
-
-@torch.no_grad()
-def predict_logits(model, images_u8: torch.Tensor, prep: PreprocessSpec, batch: int = 512,
-                   tta: bool = False, amp: bool = False) -> torch.Tensor:
-    """Logits for uint8 (N, 1, S, S) images on the model's device (eval mode)."""
-    model.eval()
-    outs = []
-    for i in range(0, len(images_u8), batch):
-        x = to_model_input(images_u8[i:i + batch], prep)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            y = model(x).float()
-            if tta:
-                y = (y + model(x.flip(3)).float()) / 2
-        outs.append(y)
-    return torch.cat(outs)
 
 
 def _json_or_none(line: str):
