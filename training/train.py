@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--classes", help="comma-separated class names: train and validate on these only "
                     "(quick experiments; the model keeps all 8 outputs)")
     ap.add_argument("--train-limit", type=int, help="use a stratified subset of N training images")
+    ap.add_argument("--train-sample", choices=("stratified", "random"), default="stratified",
+                    help="how --train-limit picks: stratified (rare classes first) or random (the data's own prior)")
     ap.add_argument("--val-limit", type=int, help="use a stratified subset of N validation images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -168,7 +170,10 @@ def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, 
         keep = [label_index(c, "--classes") for c in args.classes.split(",")]
         train_set = train_set.subset(np.flatnonzero(np.isin(train_set.labels, keep)))
         val_set = val_set.subset(np.flatnonzero(np.isin(val_set.labels, keep)))
-    if args.train_limit:
+    if args.train_limit and args.train_sample == "random":  # keeps the class imbalance
+        pick = np.random.default_rng(args.seed).permutation(len(train_set))[:args.train_limit]
+        train_set = train_set.subset(np.sort(pick))
+    elif args.train_limit:
         train_set = stratified_subset(train_set, args.train_limit, args.seed)
     if args.val_limit:
         val_set = stratified_subset(val_set, args.val_limit, args.seed)
