@@ -18,6 +18,10 @@ stage_pkg() {
     case "$f" in *.so|*/__pycache__) ;; *) ln -s "$f" "$pkg/pyfer/$(basename "$f")" ;; esac
   done
   ln -s "$(realpath "$so")" "$pkg/pyfer/$(basename "$so")"
+  # the other extension modules built beside it (the test-only pyfer._checks), same build
+  for f in "$(dirname "$so")"/_*.so; do
+    [[ -e "$f" && ! -e "$pkg/pyfer/$(basename "$f")" ]] && ln -s "$(realpath "$f")" "$pkg/pyfer/$(basename "$f")"
+  done
   ln -s "$REPO/training" "$pkg/training"
   cat > "$pkg/sitecustomize.py" <<PYEOF
 # written by scripts/sanitizer_lib.sh: drop import hooks that would load another pyfer
