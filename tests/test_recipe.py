@@ -96,3 +96,20 @@ def test_unfold_batchnorm_reproduces_the_export_and_trains():
         # train mode (batch statistics of these same images) is close too
         assert torch.allclose(model.train()(x), folded(x), atol=2e-2, rtol=2e-2)
     assert any(p.requires_grad for p in model.parameters())
+
+
+def test_export_bakes_a_logit_bias_into_the_classifier(tmp_path):
+    from training.export import export_model, from_safetensors
+    from training.models import ModelSpec
+
+    spec = ModelSpec("shufflenetv2")
+    torch.manual_seed(0)
+    model = spec.build(dropout=0.0).eval()
+    bias = np.linspace(-1, 1, 8)
+    export_model(model, spec, PreprocessSpec(64), tmp_path / "a.safetensors")
+    export_model(model, spec, PreprocessSpec(64), tmp_path / "b.safetensors", logit_bias=bias)
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        a = from_safetensors(tmp_path / "a.safetensors")(x)
+        b = from_safetensors(tmp_path / "b.safetensors")(x)
+    assert torch.allclose(b - a, torch.as_tensor(bias, dtype=torch.float32).expand(3, 8), atol=1e-5)

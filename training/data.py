@@ -155,6 +155,12 @@ def ferplus_raw(root: str | Path, split: str) -> tuple[np.ndarray, tuple[np.ndar
     return raw, (labels[idx].astype(np.int64), shares[idx], names)
 
 
+def ferplus_prior(root: str | Path = DEFAULT_DATA_ROOT) -> np.ndarray:
+    """Class frequencies of FERPlus train after the majority protocol: the training prior."""
+    _, (labels, _, _) = ferplus_raw(root, "train")
+    return np.bincount(labels, minlength=len(EMOTIONS)) / len(labels)
+
+
 def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
     """FERPlus ``split`` ("train", "valid", "test") under ``root`` (the release layout)."""
     raw, (labels, shares, names) = ferplus_raw(root, split)

@@ -22,7 +22,7 @@ import torch
 
 from pyfer.preprocess import EMOTIONS
 from training.predict import load_model
-from training.data import DEFAULT_DATA_ROOT, DataError, FaceSet, load_dataset
+from training.data import DataError, FaceSet, ferplus_prior, load_dataset
 from training.models import count_parameters
 
 
@@ -116,14 +116,6 @@ def plot_confusion(confusion, class_names, path: str | Path, title: str = "") ->
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
-
-
-def ferplus_prior(root: str = DEFAULT_DATA_ROOT) -> np.ndarray:
-    """Class frequencies of FERPlus train after the majority protocol (the training prior)."""
-    from training.data import ferplus_raw
-
-    _, (labels, _, _) = ferplus_raw(root, "train")
-    return np.bincount(labels, minlength=len(EMOTIONS)) / len(labels)
 
 
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,

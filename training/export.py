@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
@@ -29,13 +30,17 @@ FORMAT_VERSION = 1
 
 def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, out: str | Path,
                  class_names=EMOTIONS, source: dict | None = None, half: bool = False,
-                 framing: dict | None = None) -> Path:
-    """Fold BN and write ``out`` (safetensors). ``half`` stores fp16 (for archived teachers only)."""
+                 framing: dict | None = None, logit_bias: np.ndarray | None = None) -> Path:
+    """Fold BN and write ``out`` (safetensors). ``half`` stores fp16 (for archived teachers only).
+    ``logit_bias`` is added to the classifier's bias (a post-hoc logit adjustment baked in)."""
     from safetensors.torch import save_file
 
     if len(class_names) != spec.num_classes:
         raise ValueError(f"{len(class_names)} class names for {spec.num_classes} classes")
     folded = fold_batchnorm(model.cpu().eval(), spec)
+    if logit_bias is not None:
+        with torch.no_grad():
+            folded.fc.bias.add_(torch.as_tensor(logit_bias, dtype=folded.fc.bias.dtype))
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in folded.state_dict().items()}
     meta = {
@@ -106,12 +111,21 @@ def main(argv=None) -> None:
     ap.add_argument("checkpoint", help="a training checkpoint (.pt)")
     ap.add_argument("out", help="output .safetensors path")
     ap.add_argument("--onnx", help="also write an ONNX model here")
+    ap.add_argument("--prior-shift", type=float, default=0.0,
+                    help="bake SHIFT * log(FERPlus train prior) into the classifier bias (post-hoc logit "
+                         "adjustment; SHIFT > 0 gives the frequent classes back some of their prior)")
     ap.add_argument("--fp16", action="store_true", help="store fp16 (archival; the engine wants fp32)")
     args = ap.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     model, spec, prep = ckpt.build_model()
-    out = export_model(model, spec, prep, args.out, source=ckpt.provenance(), half=args.fp16,
-                       framing=ckpt.state.get("framing"))
+    bias, source = None, ckpt.provenance()
+    if args.prior_shift:
+        from training.data import ferplus_prior
+
+        bias = args.prior_shift * np.log(ferplus_prior())
+        source["prior_shift"] = args.prior_shift
+    out = export_model(model, spec, prep, args.out, source=source, half=args.fp16,
+                       framing=ckpt.state.get("framing"), logit_bias=bias)
     print(f"wrote {out}")
     if args.onnx:
         print(f"wrote {export_onnx(out, args.onnx)}")
