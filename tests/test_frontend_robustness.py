@@ -9,8 +9,10 @@ frame is in the output).
 * video with corrupt frames (garbage inside one frame, over a chunk header, truncated file),
   empty and non-video files.
 
-Known bugs found here are ``xfail(strict=True)`` tests (they start failing -- XPASS -- once fixed,
-so the marker is then removed): RELIABILITY.md, "Front end: bad input".
+Three bugs found here (a pixel-limit header gave ``cv2.error`` and a CLI traceback; a corrupt
+MJPG frame ended ``pyfer video`` silently) were fixed in the front end; their tests are the last
+three below the folder tests and ``test_video_garbage_inside_one_frame`` (RELIABILITY.md, "Front
+end: bad input").
 """
 from __future__ import annotations
 
@@ -264,6 +266,33 @@ def test_folder_with_a_pixel_bomb_cli(tmp_path, astronaut):
     rc, out, err = cli("predict", d, "--json", "--weights", SHIPPED_WEIGHTS)
     assert rc == 1 and "Traceback" not in err, err[-2000:]
     assert [Path(json.loads(s)["image"]).name for s in out.splitlines()] == ["b_good.png"]
+
+
+def png_with_chunk_length(n: int) -> bytes:
+    """A 1x1 PNG whose IDAT chunk announces n bytes of data (the file holds 10)."""
+    import zlib
+
+    def chunk(t, d, length=None):
+        return struct.pack(">I", len(d) if length is None else length) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0\0"), length=n) + chunk(b"IEND", b""))
+
+
+@pytest.mark.xfail(strict=True, reason="open finding (RELIABILITY.md, fuzzing finding 3): OpenCV's PNG reader "
+                   "allocates an IDAT chunk's announced length (2 GB here) before failing")
+def test_png_announcing_a_huge_chunk_costs_no_memory(tmp_path):
+    """A 57-byte PNG whose IDAT length field says 0x7fff0000: a ValueError, and the process may
+    not grow by gigabytes on the way (measured in a subprocess: peak RSS under 600 MB)."""
+    p = tmp_path / "chunk_bomb.png"
+    p.write_bytes(png_with_chunk_length(0x7FFF0000))
+    code = ("import resource, sys\n"
+            "from pyfer.recognizer import load_image\n"
+            "try:\n    load_image(sys.argv[1])\nexcept ValueError as e:\n    print('ValueError')\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
+                         timeout=TIMEOUT, env=ENV).stdout.split()
+    assert out[0] == "ValueError", out
+    assert int(out[-1]) < 600, f"peak RSS {out[-1]} MB for a 57-byte file"
 
 
 def test_header_announcing_20000x20000_without_data(rec, tmp_path):
