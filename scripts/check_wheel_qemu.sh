@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Check an aarch64 wheel on an x86_64 Debian 12 host, under qemu-user (issue 16, docs/packaging.md):
+#   scripts/check_wheel_qemu.sh OUTDIR/pyfer-<v>-cp311-cp311-manylinux_*_aarch64.whl
+# The interpreter is Debian's arm64 CPython 3.11 (python3.11-minimal + libpython3.11-stdlib and
+# their libraries, unpacked with `dpkg -x` into build/qemu-arm64/root, not installed), run by
+# qemu-aarch64-static with that folder as its library prefix; then scripts/check_wheel.sh runs
+# as for x86_64 (fresh venv, pip from PyPI for aarch64, no compiler on PATH, pyfer info/predict,
+# the torch-free tests) but without the timing limits (qemu timings are not hardware timings).
+# Debian 12 has only CPython 3.11 for arm64, so only the cp311 wheel can be run this way.
+# Needs root (apt): dpkg --add-architecture arm64, apt-get update, apt-get install qemu-user-static.
+# Env: PYFER_CHECK_DIR, PYFER_CHECK_TESTS as for check_wheel.sh.
+set -euo pipefail
+[ $# -eq 1 ] || { echo "usage: $0 WHEEL (cp311, aarch64)" >&2; exit 2; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+whl=$(realpath "$1")
+case "$(basename "$whl")" in *-cp311-cp311-*aarch64.whl) ;; *) echo "needs a cp311 aarch64 wheel: $whl" >&2; exit 2;; esac
+q=$repo/build/qemu-arm64
+root=$q/root
+pkgs="gcc-12-base libbz2-1.0 libc6 libcom-err2 libcrypt1 libdb5.3 libexpat1 libffi8 libgcc-s1 libgdbm6
+      libgssapi-krb5-2 libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 liblzma5 libncursesw6 libnsl2
+      libpython3.11-minimal libpython3.11-stdlib libreadline8 libsqlite3-0 libssl3 libstdc++6 libtinfo6
+      libtirpc3 libuuid1 python3.11-minimal zlib1g libgomp1"
+
+if ! command -v qemu-aarch64-static >/dev/null; then
+  apt-get install -y -q qemu-user-static >/dev/null
+fi
+if [ "$(cat "$q/pkgs.txt" 2>/dev/null)" != "$pkgs" ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -q >/dev/null
+  fi
+  rm -rf "$q" && mkdir -p "$q/debs" "$root"
+  # shellcheck disable=SC2046
+  (cd "$q/debs" && apt-get download -q $(for p in $pkgs; do echo "$p:arm64"; done) >/dev/null 2>&1) \
+    || (apt-get update -q >/dev/null && cd "$q/debs" && apt-get download -q $(for p in $pkgs; do echo "$p:arm64"; done))
+  for f in "$q"/debs/*.deb; do dpkg -x "$f" "$root"; done
+  echo "$pkgs" > "$q/pkgs.txt"
+fi
+# The interpreter: a script that runs the arm64 python3.11 under qemu with argv[0] = the name it
+# was called by, so that a venv's bin/python (a symlink to this script) finds its pyvenv.cfg, and
+# subprocesses started with sys.executable go through qemu too.
+cat > "$root/usr/bin/python3.11-qemu" <<EOF
+#!/bin/sh
+exec $(command -v qemu-aarch64-static) -L "$root" -0 "\$0" "$root/usr/bin/python3.11" "\$@"
+EOF
+chmod +x "$root/usr/bin/python3.11-qemu"
+"$root/usr/bin/python3.11-qemu" -c "import platform, sys; print('qemu-user:', platform.machine(), sys.version.split()[0])"
+
+PYTHON="$root/usr/bin/python3.11-qemu" PYFER_CHECK_LIMITS=0 "$repo/scripts/check_wheel.sh" "$whl"
