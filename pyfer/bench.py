@@ -91,7 +91,7 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         eng.forward(x)
         ts.append(time.perf_counter() - t0)
     blocks = eng.profile(x[: min(batch, info.get("group", batch))], reps=reps)
-    peak = _engine._testing.fma_peak(info["isa"] if info["isa"] in ("avx2", "portable") else "auto", peak_seconds)
+    peak = _engine.fma_peak(info["isa"] if info["isa"] in ("avx2", "portable") else "auto", peak_seconds)
     kinds: dict = {}
     for b in blocks:
         k = kinds.setdefault(b["kind"], {"seconds": 0.0, "flops": 0.0, "count": 0})

@@ -3,9 +3,9 @@
 Three layers, so that most of it runs without a GPU:
 - error handling: every build, any machine (CPU-only build -> ValueError; CUDA build without a
   usable GPU -> RuntimeError; no crash);
-- the CUDA launch plan executed by the CPU emulator (pyfer._engine._testing.cuda_emulate): the
-  weight layouts, descriptors and per-element index math of every kernel, vs PyTorch. Needs a
-  CUDA-enabled build, no GPU;
+- the CUDA launch plan executed by the CPU emulator (pyfer._checks.cuda_emulate, in the test-only
+  module): the weight layouts, descriptors and per-element index math of every kernel, vs
+  PyTorch. Needs a CUDA-enabled dev build (PYFER_BUILD_TESTS), no GPU;
 - GPU parity (marked ``gpu``): CUDA logits vs training.models.from_safetensors within 1e-3
   relative, both architectures, batch 1 and 64, the shipped weights and random-weight exports.
   Skipped, with the reason, where no GPU is usable. scripts/gpu_check.sh runs these on the
@@ -23,7 +23,6 @@ pytest.importorskip("pyfer._engine")
 
 import pyfer  # noqa: E402
 import pyfer.engine  # noqa: E402
-from pyfer import _engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STUDENT = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
@@ -101,6 +100,12 @@ def exports(tmp_path_factory):
     return get
 
 
+def cuda_emulate(path, x):
+    checks = pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built here "
+                                                        "(a wheel, or PYFER_BUILD_TESTS=OFF)")
+    return checks.cuda_emulate(str(path), x)
+
+
 def torch_logits(path, x):
     import torch
     from training.export import from_safetensors
@@ -115,7 +120,7 @@ def torch_logits(path, x):
 def test_emulated_plan_matches_pytorch(exports, arch, stem, size):
     path = exports(arch, stem, size)
     x = inputs(2 if arch == "shufflenetv2" else 1, size, seed=1)
-    got = _engine._testing.cuda_emulate(str(path), x)
+    got = cuda_emulate(path, x)
     err = rel_err(got, torch_logits(path, x))
     print(f"emulated CUDA plan {arch} {stem} {size}: max rel err {err:.2e}")
     assert err <= EMU_TOL
@@ -126,7 +131,7 @@ def test_emulated_plan_matches_pytorch(exports, arch, stem, size):
 def test_emulated_plan_shipped_weights(weights):
     pytest.importorskip("torch")
     x = inputs(1, seed=2)
-    assert rel_err(_engine._testing.cuda_emulate(str(weights), x), torch_logits(weights, x)) <= EMU_TOL
+    assert rel_err(cuda_emulate(weights, x), torch_logits(weights, x)) <= EMU_TOL
 
 
 # ---- GPU ------------------------------------------------------------------------------------

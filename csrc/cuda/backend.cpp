@@ -1,9 +1,10 @@
-// Adapter between the core engine (Model, Backend) and the CUDA runner (Net, Runner).
+// Adapter between the runtime (Model, Backend) and the CUDA runner (Net, Runner).
 #include "backend.hpp"
 
 #include <stdexcept>
 
-#include "../core/engine.hpp"
+#include "../core/model.hpp"
+#include "../runtime/backend.hpp"
 #include "runner.hpp"
 
 namespace pyfer {
@@ -86,6 +87,12 @@ std::unique_ptr<Backend> make_cuda_backend(const std::string& path, const std::s
                                     " CUDA device(s))");
     auto m = Model::load(path);
     return std::make_unique<CudaBackend>(m, dev);
+}
+
+void register_cuda_backend() {
+    register_backend("cuda", [](const std::string& path, const std::string& device, int, const std::string&) {
+        return make_cuda_backend(path, device);
+    });
 }
 
 std::vector<float> cuda_emulate_forward(const Model& m, const float* x, int n) {

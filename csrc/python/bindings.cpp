@@ -1,6 +1,8 @@
-// pybind11 module pyfer._engine: a thin layer over the C++ core (csrc/core). Validation of
-// arrays happens here (the Python wrapper pyfer/engine.py converts dtypes first); errors map to
-// FileNotFoundError / ValueError / TypeError, the GIL is released while the engine computes.
+// pybind11 module pyfer._engine: a thin layer over the runtime (csrc/runtime), the top of the
+// layers (docs/architecture.md). It registers the ref and cuda backends, validates arrays (the
+// Python wrapper pyfer/engine.py converts dtypes first), maps errors to FileNotFoundError /
+// ValueError / TypeError and releases the GIL while the engine computes. Test-only entry points
+// live in the separate pyfer._checks module (csrc/python/checks_module.cpp, PYFER_BUILD_TESTS).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -9,8 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include "../core/engine.hpp"
-#include "../tests/checks.hpp"
+#include "../ref/ref.hpp"
+#include "../runtime/engine.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -149,7 +151,7 @@ py::dict build_info() {
     isa["detected"] = cpu_has_avx2_fma() ? "avx2" : "portable";
     isa["selected"] = kernels_select("auto").name;
     d["isa"] = isa;
-    d["cuda"] = cuda_compiled();
+    d["cuda"] = backend_registered("cuda");
 #ifdef PYFER_HAVE_CUDA
     d["cuda_archs"] = cuda_compiled_archs();
 #endif
@@ -165,6 +167,10 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_engine, m) {
     m.doc() = "pyfer C++ inference engine (see pyfer.engine for the public wrapper)";
+    register_ref_backend();
+#ifdef PYFER_HAVE_CUDA
+    register_cuda_backend();
+#endif
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -200,27 +206,15 @@ PYBIND11_MODULE(_engine, m) {
 #endif
     });
 
-    auto t = m.def_submodule("_testing", "kernel self-checks vs the csrc/ref reference (tests only)");
-    t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
-          py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
-          py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
-    t.def("conv_skip0", &checks::conv_skip0, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
-          py::arg("cout"), py::arg("zero_frac") = 0.5, py::arg("mode") = "plain", py::arg("seed") = 0,
-          py::call_guard<py::gil_scoped_release>());
-    t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
-    t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("seed") = 0);
-    t.def("avgpool", &checks::avgpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("seed") = 0);
-    t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),
-          py::arg("seed") = 0);
-    t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
-          py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
-    // sanitizer canaries for scripts/sanitize.sh and scripts/tsan.sh: a deliberate bug that the
-    // instrumented module must report (showing the runtime is live in that process setup). Never
-    // called otherwise. "race": two threads increment a plain int; "heap-overflow": a read one
-    // byte past an 8-byte heap block.
+    // measured fp32 multiply-add peak of one core with a kernel set, GFLOP/s (pyfer bench)
+    m.def("fma_peak", [](const std::string& isa, double seconds) { return kernels_select(isa).fma_peak(seconds); },
+          py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
+#ifdef PYFER_SANITIZER_CANARY
+    // Sanitizer builds only (-DPYFER_SANITIZE=...; never a shipped module): canaries for
+    // scripts/sanitize.sh and scripts/tsan.sh, a deliberate bug that the instrumented module must
+    // report (showing the runtime is live in that process setup). Never called otherwise. "race":
+    // two threads increment a plain int; "heap-overflow": a read one byte past an 8-byte heap block.
+    auto t = m.def_submodule("_testing", "sanitizer canaries (sanitizer builds only)");
     t.def("sanitizer_canary", [](const std::string& kind) {
         if (kind == "race") {
             static int counter = 0;
@@ -238,26 +232,5 @@ PYBIND11_MODULE(_engine, m) {
         }
         throw py::value_error("kind must be 'race' or 'heap-overflow'");
     }, py::arg("kind"), py::call_guard<py::gil_scoped_release>());
-    t.def("fma_peak", [](const std::string& isa, double seconds) { return kernels_select(isa).fma_peak(seconds); },
-          py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
-    t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
-          py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
-#ifdef PYFER_HAVE_CUDA
-    // the CUDA backend's launch plan executed on the CPU (index math, weight layouts; no GPU)
-    t.def("cuda_emulate", [](const std::string& path, const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {
-        auto m = Model::load(path);
-        const size_t img = size_t(m->in_channels) * m->input_size * m->input_size;
-        if (x.ndim() != 4 || x.shape(0) < 1 || size_t(x.size()) != size_t(x.shape(0)) * img)
-            throw py::value_error("cuda_emulate expects an (N, C, H, W) array matching the model input");
-        const int n = int(x.shape(0));
-        std::vector<float> y;
-        {
-            py::gil_scoped_release nogil;
-            y = cuda_emulate_forward(*m, x.data(), n);
-        }
-        py::array_t<float> out({py::ssize_t(n), py::ssize_t(m->num_classes)});
-        std::copy(y.begin(), y.end(), out.mutable_data());
-        return out;
-    }, py::arg("path"), py::arg("x"));
 #endif
 }

@@ -1,8 +1,10 @@
 // Plain-loop reference implementation of every op the engine uses. Written for clarity, not speed:
 // dense NHWC tensors with no padding, explicit bounds checks, double-free of any cleverness.
-// Optimised kernels and fused blocks are tested against these (tests/test_kernels.py via the
-// pyfer._engine._testing submodule), and ref_forward runs a whole network with them.
+// Optimised kernels and fused blocks are tested against these (csrc/tests/checks.cpp: the
+// pyfer._checks test module and pyfer_selftest), and ref_forward runs a whole network with them:
+// the "ref" backend (isa="ref").
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,3 +33,18 @@ Tensor relu(const Tensor& a);
 Tensor from_nchw(const float* x, int n, int c, int h, int w);
 
 }  // namespace pyfer::ref
+
+namespace pyfer {
+
+struct Model;
+struct Block;
+
+// One block / the whole network with the ops above: the PyTorch module graph of
+// training/models.py, unfused, raw OIHW weights (ref_net.cpp). x: NCHW, n images -> logits.
+ref::Tensor ref_block(const Block& b, const ref::Tensor& x);
+std::vector<float> ref_forward(const Model& m, const float* x, int n);
+
+// Registers the "ref" backend (runtime/backend.hpp): make_backend(path, "cpu", threads, "ref").
+void register_ref_backend();
+
+}  // namespace pyfer

@@ -1,7 +1,11 @@
 // Whole-network reference forward: the PyTorch module graph of training/models.py executed with
 // the plain-loop ops of ops.cpp (explicit split / concat / channel_shuffle / add passes, no
-// fusion, raw OIHW weights). Used as the "ref" isa and as the oracle for block tests.
-#include "../core/engine.hpp"
+// fusion, raw OIHW weights). Used as the "ref" backend and as the oracle for block tests.
+#include <algorithm>
+#include <thread>
+
+#include "../core/model.hpp"
+#include "../runtime/backend.hpp"
 #include "ref.hpp"
 
 namespace pyfer {
@@ -56,6 +60,36 @@ std::vector<float> ref_forward(const Model& m, const float* x, int n) {
     if (m.has_conv5) t = run_conv(m.conv5, t);
     auto feat = ref::global_avgpool(t);
     return ref::linear(feat, n, m.features, m.fc_w.data(), m.fc_b.data(), m.num_classes);
+}
+
+namespace {
+
+class RefBackend final : public Backend {
+public:
+    RefBackend(std::shared_ptr<const Model> m, int threads) : m_(std::move(m)) {
+        if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+        threads_ = std::min(threads, 256);  // reported only: the reference runs on the calling thread
+    }
+    void forward(const float* x, int n, float* logits) override {
+        if (n <= 0) return;
+        auto y = ref_forward(*m_, x, n);
+        std::copy(y.begin(), y.end(), logits);
+    }
+    std::string device() const override { return "cpu"; }
+    std::string isa() const override { return "ref"; }
+    int threads() const override { return threads_; }
+    const Model& model() const override { return *m_; }
+
+private:
+    std::shared_ptr<const Model> m_;
+    int threads_ = 1;
+};
+
+}  // namespace
+
+void register_ref_backend() {
+    register_backend("ref", [](const std::string& path, const std::string&, int threads, const std::string&)
+                                -> std::unique_ptr<Backend> { return std::make_unique<RefBackend>(Model::load(path), threads); });
 }
 
 }  // namespace pyfer

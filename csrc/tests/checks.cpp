@@ -8,10 +8,6 @@
 #include "../blocks/blocks.hpp"
 #include "../ref/ref.hpp"
 
-namespace pyfer {
-ref::Tensor ref_block(const Block& b, const ref::Tensor& x);
-}
-
 namespace pyfer::checks {
 
 using ref::Tensor;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "../core/engine.hpp"
+#include "../runtime/engine.hpp"
 #include "checks.hpp"
 
 using namespace pyfer;

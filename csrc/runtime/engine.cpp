@@ -5,46 +5,11 @@
 #include <stdexcept>
 #include <thread>
 
-#ifdef PYFER_HAVE_CUDA
-#include "../cuda/backend.hpp"
-#endif
-
 namespace pyfer {
-
-bool cuda_compiled() {
-#ifdef PYFER_HAVE_CUDA
-    return true;
-#else
-    return false;
-#endif
-}
-
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-std::string core_sanitized() {
-    std::string s;
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-    s += "address,";
-#endif
-#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
-    s += "thread,";
-#endif
-#ifdef PYFER_SANITIZE_UNDEFINED
-    s += "undefined,";
-#endif
-    if (!s.empty()) s.pop_back();
-    return s;
-}
 
 CpuEngine::CpuEngine(std::shared_ptr<Model> m, int threads, const std::string& isa, int group)
     : m_(std::move(m)) {
-    if (isa == "ref") {
-        ref_ = true;
-        K_ = &kernels_portable();
-    } else {
-        K_ = &kernels_select(isa);
-    }
+    K_ = &kernels_select(isa);
     if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads_ = std::min(threads, 256);
     if (group <= 0) group = 8;
@@ -55,11 +20,6 @@ CpuEngine::CpuEngine(std::shared_ptr<Model> m, int threads, const std::string& i
 
 void CpuEngine::forward(const float* x, int n, float* logits) {
     if (n <= 0) return;
-    if (ref_) {
-        auto y = ref_forward(*m_, x, n);
-        std::copy(y.begin(), y.end(), logits);
-        return;
-    }
     const int T = std::min(threads_, n);
     if (T <= 1) {
         run_range(x, 0, n, ws_[0], logits, nullptr);
@@ -137,26 +97,10 @@ void CpuEngine::run_group(const float* x, int n, Workspace& ws, float* logits, s
 
 std::vector<BlockTiming> CpuEngine::profile(const float* x, int n, int reps) {
     std::vector<BlockTiming> prof;
-    if (ref_) throw std::invalid_argument("profiling is not available for the reference path");
     n = std::max(1, std::min(n, group_));
     std::vector<float> logits(size_t(n) * m_->num_classes);
     for (int r = 0; r < std::max(1, reps); ++r) run_group(x, n, ws_[0], logits.data(), &prof);
     return prof;
-}
-
-std::unique_ptr<Backend> make_backend(const std::string& path, const std::string& device, int threads,
-                                      const std::string& isa) {
-    if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-        if (!cuda_compiled())
-            throw std::invalid_argument("device='cuda' requested but this pyfer build has no CUDA support "
-                                        "(pyfer.build_info()['cuda'] is False); use device='cpu'");
-#ifdef PYFER_HAVE_CUDA
-        return make_cuda_backend(path, device);  // csrc/cuda/backend.cpp
-#endif
-    }
-    if (device != "cpu") throw std::invalid_argument("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
-    auto m = Model::load(path);
-    return std::make_unique<CpuEngine>(m, threads, isa);
 }
 
 }  // namespace pyfer

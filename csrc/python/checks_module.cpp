@@ -1,0 +1,66 @@
+// pybind11 module pyfer._checks: the C++ self-checks (csrc/tests/checks.cpp: optimised kernels
+// and fused blocks vs the csrc/ref reference on random data) and the CUDA launch plan on the CPU
+// emulator, for tests/test_kernels.py and tests/test_cuda.py. A test-only target: built with
+// PYFER_BUILD_TESTS (the default for cmake and editable installs, off for wheels), never part of
+// pyfer._engine. Where it is absent (a wheel) those tests skip, saying so.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../core/model.hpp"
+#include "../tests/checks.hpp"
+#ifdef PYFER_HAVE_CUDA
+#include "../cuda/backend.hpp"
+#endif
+
+namespace py = pybind11;
+using namespace pyfer;
+
+PYBIND11_MODULE(_checks, t) {
+    t.doc() = "pyfer kernel self-checks vs the csrc/ref reference (tests only; PYFER_BUILD_TESTS)";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const FileNotFound& e) {
+            PyErr_SetString(PyExc_FileNotFoundError, e.what());
+        } catch (const FormatError& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+    t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
+          py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
+          py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("conv_skip0", &checks::conv_skip0, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
+          py::arg("cout"), py::arg("zero_frac") = 0.5, py::arg("mode") = "plain", py::arg("seed") = 0,
+          py::call_guard<py::gil_scoped_release>());
+    t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("seed") = 0);
+    t.def("avgpool", &checks::avgpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("seed") = 0);
+    t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),
+          py::arg("seed") = 0);
+    t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
+          py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+    t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
+          py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
+#ifdef PYFER_HAVE_CUDA
+    // the CUDA backend's launch plan executed on the CPU (index math, weight layouts; no GPU)
+    t.def("cuda_emulate", [](const std::string& path, const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {
+        auto m = Model::load(path);
+        const size_t img = size_t(m->in_channels) * m->input_size * m->input_size;
+        if (x.ndim() != 4 || x.shape(0) < 1 || size_t(x.size()) != size_t(x.shape(0)) * img)
+            throw py::value_error("cuda_emulate expects an (N, C, H, W) array matching the model input");
+        const int n = int(x.shape(0));
+        std::vector<float> y;
+        {
+            py::gil_scoped_release nogil;
+            y = cuda_emulate_forward(*m, x.data(), n);
+        }
+        py::array_t<float> out({py::ssize_t(n), py::ssize_t(m->num_classes)});
+        std::copy(y.begin(), y.end(), out.mutable_data());
+        return out;
+    }, py::arg("path"), py::arg("x"));
+#endif
+}
