@@ -10,6 +10,7 @@ each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (flo
     {"format_version": 1, "arch": "shufflenetv2" | "effresnet18", "num_classes": 8,
      "in_channels": 1, "stem": "small" | "imagenet", "class_names": [...],
      "preprocess": {"input_size": 64, "channels": 1, "mean": 0.5, "std": 0.5},
+     "network": {"stem": {...}, "blocks": [{"kind", "name", "cin", "cout", "stride"}, ...], "conv5": C},
      "framing": {...pyfer.facenorm.FaceFraming.to_dict()...},   # optional: how faces were framed
      "source": {...training provenance...}}
 """
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
-from training.models import ModelSpec, fold_batchnorm
+from training.models import ModelSpec, fold_batchnorm, network_description
 
 FORMAT_VERSION = 1
 
@@ -51,6 +52,9 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
         "stem": spec.stem,
         "class_names": list(class_names),
         "preprocess": prep.to_dict(),
+        # the block list the engine reads (training.models.network_description; older files
+        # without it are described from arch + stem by the engine)
+        "network": network_description(folded),
         "source": source or {},
     }
     if framing is not None:

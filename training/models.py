@@ -270,6 +270,30 @@ def build_teacher(num_classes: int = 8, in_channels: int = 1, stem: Stem = "smal
     return EffResNet18(num_classes, in_channels, stem)
 
 
+def network_description(model: nn.Module) -> dict:
+    """The network as the C++ engine reads it: the ``network`` key of the export metadata
+    (csrc/core/network.hpp). Derived from the module tree, so it describes exactly what was built:
+    the stem conv, every block in forward order (kind, module path, channels, stride) and the
+    width of conv5 (0: none). The engine builds each block's convs (names, shapes) from its kind."""
+    stem = model.stem.conv
+    blocks = []
+    for name, m in model.named_modules():
+        if isinstance(m, ShuffleUnit):
+            half = m.branch2[2].conv.out_channels
+            cin = m.branch1[0].conv.in_channels if m.stride == 2 else 2 * half
+            kind = "shuffle_down" if m.stride == 2 else "shuffle_basic"
+            blocks.append({"kind": kind, "name": name, "cin": cin, "cout": 2 * half, "stride": m.stride})
+        elif isinstance(m, (BasicBlock, FFE)):
+            first = m.conv1.conv if isinstance(m, BasicBlock) else m.conv_in.conv
+            if isinstance(m, FFE) and m.groups != NUM_FFE_GROUPS:
+                raise ValueError(f"{name}: the engine runs FFE modules of {NUM_FFE_GROUPS} groups, not {m.groups}")
+            blocks.append({"kind": "basic" if isinstance(m, BasicBlock) else "ffe", "name": name,
+                           "cin": first.in_channels, "cout": first.out_channels, "stride": first.stride[0]})
+    conv5 = getattr(model, "conv5", None)
+    return {"stem": {"cout": stem.out_channels, "k": stem.kernel_size[0], "stride": stem.stride[0]},
+            "blocks": blocks, "conv5": conv5.conv.out_channels if conv5 is not None else 0}
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

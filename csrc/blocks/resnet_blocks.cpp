@@ -15,18 +15,6 @@
 
 namespace pyfer {
 
-// Winograd pays where the 16 GEMMs have enough rows (tiles) to reuse each transformed weight.
-// The choice depends on the map size only, never on how many images share a group, so an image's
-// logits do not depend on the batch size or thread count.
-// At 16+ tiles per image (maps >= 7x7) it beat implicit GEMM at batch 1 and 8 on the teacher;
-// 4x4 maps (4 tiles) stay direct: 16/9 the weight traffic for 4 GEMM rows.
-constexpr int WINO_MIN_TILES = 16;
-
-bool wino_worth(const Conv& c, int n, int Ho) {
-    const int th = (Ho + 1) / 2;
-    return bool(c.pw) && th * th >= WINO_MIN_TILES;
-}
-
 // Winograd F(2x2,3x3): tiles in chunks of TB (V and M of a chunk stay in L2): input transform,
 // 16 GEMMs through the conv kernel (each a 1x1 conv over a 1 x tb "row" of tiles), output
 // transform + epilogue.
@@ -55,14 +43,14 @@ void wino_conv(const Kernels& K, const PackedWino& pw, const View& in, int n, in
     }
 }
 
-void conv3x3(const Kernels& K, const Conv& c, const View& in, int n, int Ho, const Epilogue& e, Workspace& ws) {
-    if (c.stride == 1 && !e.shuf && !e.pool && wino_worth(c, n, Ho)) wino_conv(K, c.pw, in, n, Ho, e, ws);
-    else K.conv(c.pc, in, 0, n, 0, Ho, Ho, e);
+void conv3x3(const Kernels& K, const CpuConv& c, const View& in, int n, int Ho, const Epilogue& e, Workspace& ws) {
+    if (c.algo == ConvAlgo::Winograd) wino_conv(K, c.pw, in, n, Ho, e, ws);  // chosen where the map has the tiles
+    else conv_rows(K, c, in, 0, n, 0, Ho, Ho, e);
 }
 
-void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
-                         Workspace& ws) {
-    const Conv &c1 = b.convs[0], &c2 = b.convs[1];
+void basic_block_forward(const Kernels& K, const BlockDesc& b, const BasicConvs<CpuConv>& c, const View& in, int n,
+                         int H, const View& out, Workspace& ws) {
+    const CpuConv &c1 = c.conv1, &c2 = c.conv2;
     const int C = b.cout, Ho = (H - 1) / b.stride + 1;
     float* t1 = ws.get(S_T1, padded_size(n, Ho, Ho, C, 1));
     View T1 = padded_view(t1, Ho, Ho, C, 1);
@@ -72,22 +60,22 @@ void basic_block_forward(const Kernels& K, const Block& b, const View& in, int n
     conv3x3(K, c1, in, n, Ho, e1, ws);
     Epilogue e2;
     e2.out = out; e2.relu = true; e2.res = in;
-    if (b.has_shortcut) {
-        const Conv& sc = b.convs[2];
+    if (c.shortcut) {
         float* s = ws.get(S_SC, padded_size(n, Ho, Ho, C, 0));
         View SC = padded_view(s, Ho, Ho, C, 0);
         Epilogue es;
         es.out = SC;
-        K.conv(sc.pc, in, 0, n, 0, Ho, Ho, es);
+        conv_rows(K, *c.shortcut, in, 0, n, 0, Ho, Ho, es);
         e2.res = SC;
     }
     conv3x3(K, c2, T1, n, Ho, e2, ws);
 }
 
-void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out, Workspace& ws) {
-    const int C = b.cout, w = C / 4, Ho = (H - 1) / b.stride + 1;
-    const Conv& cin = b.convs[0];
-    const Conv& cout = b.convs[9];
+void ffe_forward(const Kernels& K, const BlockDesc& b, const FFEConvs<CpuConv>& c, const View& in, int n, int H,
+                 const View& out, Workspace& ws) {
+    const int C = b.cout, w = C / FFE_GROUPS, Ho = (H - 1) / b.stride + 1;
+    const CpuConv& cin = c.conv_in;
+    const CpuConv& cout = c.conv_out;
     View X = padded_view(ws.get(S_X, padded_size(n, Ho, Ho, C, 1)), Ho, Ho, C, 1);
     View Y = padded_view(ws.get(S_Y, padded_size(n, Ho, Ho, C, 1)), Ho, Ho, C, 1);
     View T[2] = {padded_view(ws.get(S_TA, padded_size(n, Ho, Ho, w, 1)), Ho, Ho, w, 1),
@@ -104,38 +92,37 @@ void ffe_forward(const Kernels& K, const Block& b, const View& in, int n, int H,
         Epilogue e;
         e.out = Y.ch(i * w); e.relu = true;
         if (i < 3) { e.out2 = T[cur ^ 1]; e.src2 = X.ch((i + 1) * w); }
-        conv3x3(K, b.convs[1 + i], i == 0 ? X.ch(0) : T[cur], n, Ho, e, ws);
+        conv3x3(K, c.left[i], i == 0 ? X.ch(0) : T[cur], n, Ho, e, ws);
         cur ^= 1;
     }
     for (int i = 3; i >= 0; --i) {  // right chain
         Epilogue e;
         e.out = Y.ch(i * w); e.relu = true; e.accumulate = true;
         if (i > 0) { e.out2 = T[cur ^ 1]; e.src2 = X.ch((i - 1) * w); }
-        conv3x3(K, b.convs[5 + i], i == 3 ? X.ch(3 * w) : T[cur], n, Ho, e, ws);
+        conv3x3(K, c.right[i], i == 3 ? X.ch(3 * w) : T[cur], n, Ho, e, ws);
         cur ^= 1;
     }
     Epilogue eo;
     eo.out = out; eo.relu = true; eo.res = in;
-    if (b.has_shortcut) {
-        const Conv& sc = b.convs[10];
+    if (c.shortcut) {
         View SC = padded_view(ws.get(S_SC, padded_size(n, Ho, Ho, C, 0)), Ho, Ho, C, 0);
         Epilogue es;
         es.out = SC;
-        K.conv(sc.pc, in, 0, n, 0, Ho, Ho, es);
+        conv_rows(K, *c.shortcut, in, 0, n, 0, Ho, Ho, es);
         eo.res = SC;
     }
     conv3x3(K, cout, Y, n, Ho, eo, ws);
 }
 
-void head_forward(const Kernels& K, const Model& m, const View& in, int n, int H, Workspace& ws, float* logits) {
+void head_forward(const Kernels& K, const CpuNet& net, const View& in, int n, int H, Workspace& ws, float* logits) {
+    const Model& m = *net.model;
     const int F = m.features;
     float* feat = ws.get(S_FEAT, size_t(n) * F);
-    if (m.has_conv5) {
+    if (net.conv5) {
         std::fill(feat, feat + size_t(n) * F, 0.f);
         Epilogue e;
         e.relu = true; e.pool = feat; e.pool_ns = F; e.pool_scale = 1.f / float(H * H);
-        if (m.conv5.psk) K.conv1x1_skip0(m.conv5.psk, in, 0, n, 0, H, H, e);
-        else K.conv(m.conv5.pc, in, 0, n, 0, H, H, e);
+        conv_rows(K, *net.conv5, in, 0, n, 0, H, H, e);
     } else {
         K.avgpool(in, F, n, H, H, feat);
     }

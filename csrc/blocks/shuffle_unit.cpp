@@ -12,8 +12,9 @@
 //   1x1 + BN + ReLU (D -> B1 row buffer); branch2 as above but pw1 reads all input channels and
 //   dw has stride 2; the final store interleaves B1 (even channels) with branch2 (odd channels).
 // RB is chosen so a row block holds >= ~24 pixels, a multiple of 6 where possible (full tiles).
-// pw1 reads post-ReLU channels (about half zeros): it runs on the zero-skipping 1x1 kernel when the
-// loader packed it (every unit but the first), else on the dense one — the two agree bit for bit.
+// pw1 reads post-ReLU channels (about half zeros): it runs on the zero-skipping 1x1 kernel where the
+// planner chose it (every unit but the first, plan.cpp), else on the dense one — the two agree bit
+// for bit.
 // P, D and B1 have a pixel stride rounded up to 8 channels (aligned depthwise loads); P keeps its
 // zero border across the units of a stage (Workspace::get_padded).
 #include <algorithm>
@@ -32,15 +33,14 @@ static int row_block(int w, int h) {
 }
 
 // branch 2's first 1x1 (+BN+ReLU) of image i into P, for the rows [done, need) not produced yet
-// (each row exactly once, in order); the zero-skipping kernel when packed (post-ReLU input),
-// else the dense one — the two agree bit for bit
-static void pw1_rows(const Kernels& K, const Conv& pw1, const View& in, const View& P, int i, int& done, int need,
+// (each row exactly once, in order), by its algorithm: zero-skipping (post-ReLU input) or dense,
+// which agree bit for bit
+static void pw1_rows(const Kernels& K, const CpuConv& pw1, const View& in, const View& P, int i, int& done, int need,
                      int W) {
     if (done >= need) return;
     Epilogue e;
     e.out = P; e.relu = true;
-    if (pw1.psk) K.conv1x1_skip0(pw1.psk, in, i, i + 1, done, need, W, e);
-    else K.conv(pw1.pc, in, i, i + 1, done, need, W, e);
+    conv_rows(K, pw1, in, i, i + 1, done, need, W, e);
     done = need;
 }
 
@@ -55,9 +55,9 @@ static View rows_view(float* buf, int w, int c, int row0) {  // dense rows, row 
     return v;
 }
 
-void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
-                           Workspace& ws) {
-    const Conv &pw1 = b.convs[0], &dw = b.convs[1], &pw2 = b.convs[2];
+void shuffle_basic_forward(const Kernels& K, const BlockDesc& b, const ShuffleBasicConvs<CpuConv>& c, const View& in,
+                           int n, int H, const View& out, Workspace& ws) {
+    const CpuConv &pw1 = c.pw1, &dw = c.dw, &pw2 = c.pw2;
     const int C = b.cout, half = C / 2, W = H, hs = aligned_stride(half);
     const int RB = row_block(W, H);
     const View P = ws.get_padded(S_P, H, W, hs);
@@ -69,16 +69,16 @@ void shuffle_basic_forward(const Kernels& K, const Block& b, const View& in, int
             pw1_rows(K, pw1, in.ch(half), P, i, done, std::min(H, oy1 + 1), W);
             View D = rows_view(dbuf, W, hs, oy0);
             K.dw3x3(dw.pd, P, i, i + 1, oy0, oy1, W, D, false);
-            Epilogue e2;
+            Epilogue e2;  // the shuffle store: pw2 reads the depthwise output (dense), always Direct
             e2.out = out; e2.relu = true; e2.shuf = in;
             K.conv(pw2.pc, D, i, i + 1, oy0, oy1, W, e2);
         }
     }
 }
 
-void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int n, int H, const View& out,
-                          Workspace& ws) {
-    const Conv &b1dw = b.convs[0], &b1pw = b.convs[1], &pw1 = b.convs[2], &dw = b.convs[3], &pw2 = b.convs[4];
+void shuffle_down_forward(const Kernels& K, const BlockDesc& b, const ShuffleDownConvs<CpuConv>& c, const View& in,
+                          int n, int H, const View& out, Workspace& ws) {
+    const CpuConv &b1dw = c.b1_dw, &b1pw = c.b1_pw, &pw1 = c.pw1, &dw = c.dw, &pw2 = c.pw2;
     const int cin = b.cin, half = b.cout / 2, W = H, hs = aligned_stride(half), cs = aligned_stride(cin);
     const int Ho = (H - 1) / 2 + 1, Wo = Ho;
     const int RB = row_block(Wo, Ho);
@@ -95,7 +95,7 @@ void shuffle_down_forward(const Kernels& K, const Block& b, const View& in, int 
             View B1 = rows_view(b1buf, Wo, hs, oy0);
             Epilogue e1;
             e1.out = B1; e1.relu = true;
-            K.conv(b1pw.pc, D1, i, i + 1, oy0, oy1, Wo, e1);
+            conv_rows(K, b1pw, D1, i, i + 1, oy0, oy1, Wo, e1);
             // branch 2
             pw1_rows(K, pw1, in, P, i, done, std::min(H, 2 * oy1), W);
             View D2 = rows_view(dbuf, Wo, hs, oy0);

@@ -6,16 +6,20 @@
 // side; rows outside the conv output are zero rows), then pooled straight into the output. ReLU
 // makes every conv value >= 0, so zero padding is equivalent to max pool's -inf padding. One
 // conv row per band is recomputed (the shared halo row); the full-resolution map never exists.
-// The conv itself: the direct small-cin kernel (K.conv_small, the loader's choice: output channels
-// are the vector dimension, ~5x faster than a K=9 GEMM), or, when only pc_flat / pc are packed
-// (tests), an im2col band + 1x1 GEMM or the implicit GEMM.
+// The conv itself, by the algorithm it was packed for (plan.cpp): the direct small-cin kernel
+// (K.conv_small, the planner's choice: output channels are the vector dimension, ~5x faster than a
+// K=9 GEMM), or (tests) an im2col band + 1x1 GEMM or the implicit GEMM.
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "blocks.hpp"
 
 namespace pyfer {
 
-void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S, Workspace& ws, const View& out) {
+void stem_forward(const Kernels& K, const CpuConv& c, const float* x, int n, int S, Workspace& ws, const View& out) {
+    if (c.algo != ConvAlgo::Small && c.algo != ConvAlgo::Im2col && c.algo != ConvAlgo::Direct)
+        throw std::logic_error(std::string("stem_forward: a ") + conv_algo_name(c.algo) + " conv");
     const int k = c.k, s = c.stride, pad = k / 2, cin = c.cin, C = c.cout;
     const int H1 = (S + 2 * pad - k) / s + 1;
     const int H2 = (H1 - 1) / 2 + 1;
@@ -50,10 +54,10 @@ void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S,
             Epilogue ep;
             ep.out = bv;
             ep.relu = true;
-            if (c.ps.cin) {  // direct small-cin conv: output channels are the vector dimension
+            if (c.algo == ConvAlgo::Small) {  // direct small-cin conv: output channels are the vector dimension
                 K.conv_small(c.ps, iv, i, i + 1, c0, r1, H1, bv, true);
-            } else if (c.pc_flat.cin) {  // im2col the band (K = k*k*cin values per pixel), then one 1x1 GEMM
-                const int KK = c.pc_flat.cin;
+            } else if (c.algo == ConvAlgo::Im2col) {  // im2col the band (K = k*k*cin values per pixel), then one 1x1 GEMM
+                const int KK = c.pc.cin;
                 float* col = ws.get(S_P, size_t(r1 - c0) * H1 * KK);
                 View cv;
                 cv.ps = KK; cv.rs = ptrdiff_t(H1) * KK; cv.ns = 0;
@@ -66,8 +70,8 @@ void stem_forward(const Kernels& K, const Conv& c, const float* x, int n, int S,
                             for (int kx = 0; kx < k; ++kx)
                                 for (int ch = 0; ch < cin; ++ch) *dst++ = src[ky * iv.rs + kx * iv.ps + ch];
                     }
-                K.conv(c.pc_flat, cv, i, i + 1, c0, r1, H1, ep);
-            } else {
+                K.conv(c.pc, cv, i, i + 1, c0, r1, H1, ep);
+            } else {  // Direct: implicit GEMM
                 K.conv(c.pc, iv, i, i + 1, c0, r1, H1, ep);
             }
             K.maxpool3s2(bv, C, i, i + 1, py0, py1, H2, out);

@@ -1,51 +1,145 @@
 #include "model.hpp"
 
-#include <cstdlib>
-
-#include <cmath>
+#include <cctype>
 
 namespace pyfer {
 
-void Conv::pack() {
-    if (groups == 1) pc = pack_conv(w.data(), b.data(), cout, cin, k, stride);
-    else pd = pack_dw(w.data(), b.data(), cout, stride);
-}
-
-void Conv::pack_flat() {  // the kxk conv as a 1x1 over im2col columns ordered (ky, kx, ci)
-    const int K = k * k * cin;
-    std::vector<float> flat(size_t(cout) * K);
-    for (int o = 0; o < cout; ++o)
-        for (int ci = 0; ci < cin; ++ci)
-            for (int t = 0; t < k * k; ++t) flat[size_t(o) * K + t * cin + ci] = w[(size_t(o) * cin + ci) * k * k + t];
-    pc_flat = pack_conv(flat.data(), b.data(), cout, K, 1, 1);
-}
-
 namespace {
 
+// Reads each conv a ConvSpec names, with the shape it implies, and records what was used.
 struct Loader {
     const SafeTensors& st;
     std::vector<std::string> used;
-    Conv conv(const std::string& name, int cin, int cout, int k, int stride, int groups, bool relu) {
+    Conv operator()(const ConvSpec& s) {
         Conv c;
-        c.name = name; c.cin = cin; c.cout = cout; c.k = k; c.stride = stride; c.groups = groups; c.relu = relu;
-        c.w = st.get_f32(name + ".conv.weight", {cout, cin / groups, k, k});
-        c.b = st.get_f32(name + ".conv.bias", {cout});
-        used.push_back(name + ".conv.weight");
-        used.push_back(name + ".conv.bias");
-        c.pack();
+        static_cast<ConvSpec&>(c) = s;
+        c.w = st.get_f32(s.name + ".conv.weight", {s.cout, s.cin / s.groups, s.k, s.k});
+        c.b = st.get_f32(s.name + ".conv.bias", {s.cout});
+        used.push_back(s.name + ".conv.weight");
+        used.push_back(s.name + ".conv.bias");
         return c;
     }
 };
 
-int meta_int(const SafeTensors& st, const Json& j, const char* key, int lo, int hi) {
+int meta_int(const SafeTensors& st, const Json& j, const char* key, int lo, int hi, const std::string& where = "") {
     const Json* v = j.get(key);
     if (!v || !v->is_int() || v->num < lo || v->num > hi)
-        st.fail(std::string("metadata field '") + key + "' missing or not an integer in [" + std::to_string(lo) +
-                ", " + std::to_string(hi) + "]");
+        st.fail("metadata field '" + where + key + "' missing or not an integer in [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "]");
     return int(v->as_int());
 }
 
+// module paths become tensor names: a short dotted identifier
+bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 64 || s.front() == '.' || s.back() == '.') return false;
+    for (char c : s)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
+    return true;
+}
+
+constexpr int MAX_BLOCKS = 256, MAX_CHANNELS = 8192;
+
+// "network": {"stem": {"cout": C, "k": K, "stride": S},
+//             "blocks": [{"kind": "shuffle_down", "name": "stage2.0", "cin": 24, "cout": 116, "stride": 2}, ...],
+//             "conv5": C5 (0: none)}
+NetDesc parse_network(const SafeTensors& st, const Json& j) {
+    if (j.type != Json::Object) st.fail("metadata 'network' is not a JSON object");
+    NetDesc d;
+    const Json* stem = j.get("stem");
+    if (!stem || stem->type != Json::Object) st.fail("metadata 'network' has no 'stem' object");
+    d.stem.cout = meta_int(st, *stem, "cout", 1, MAX_CHANNELS, "network.stem.");
+    d.stem.k = meta_int(st, *stem, "k", 1, 11, "network.stem.");
+    d.stem.stride = meta_int(st, *stem, "stride", 1, 2, "network.stem.");
+    if (d.stem.k % 2 == 0) st.fail("metadata 'network.stem.k' must be odd");
+    const Json* blocks = j.get("blocks");
+    if (!blocks || blocks->type != Json::Array || blocks->arr.empty() || blocks->arr.size() > MAX_BLOCKS)
+        st.fail("metadata 'network.blocks' must be a list of 1 to " + std::to_string(MAX_BLOCKS) + " blocks");
+    for (const Json& bj : blocks->arr) {
+        const std::string where = "network.blocks[" + std::to_string(d.blocks.size()) + "].";
+        if (bj.type != Json::Object) st.fail("metadata '" + where.substr(0, where.size() - 1) + "' is not an object");
+        BlockDesc b;
+        const Json* kind = bj.get("kind");
+        if (!kind || kind->type != Json::String || !parse_block_kind(kind->str, &b.kind))
+            st.fail("metadata '" + where + "kind' must be one of shuffle_down, shuffle_basic, basic, ffe");
+        const Json* name = bj.get("name");
+        if (!name || name->type != Json::String || !valid_name(name->str))
+            st.fail("metadata '" + where + "name' must be a module path (letters, digits, '_', '.')");
+        b.name = name->str;
+        b.cin = meta_int(st, bj, "cin", 1, MAX_CHANNELS, where);
+        b.cout = meta_int(st, bj, "cout", 1, MAX_CHANNELS, where);
+        b.stride = meta_int(st, bj, "stride", 1, 2, where);
+        d.blocks.push_back(b);
+    }
+    d.conv5 = meta_int(st, j, "conv5", 0, MAX_CHANNELS, "network.");
+    return d;
+}
+
 }  // namespace
+
+std::optional<NetDesc> default_network(const std::string& arch, const std::string& stem) {
+    if (stem != "small" && stem != "imagenet") return std::nullopt;
+    const bool imagenet = stem == "imagenet";
+    NetDesc d;
+    if (arch == "shufflenetv2") {  // ShuffleNetV2 1.0x: STAGE_WIDTHS (24, 116, 232, 464, 1024), STAGE_REPEATS (4, 8, 4)
+        d.stem = {24, 3, imagenet ? 2 : 1};
+        const int widths[3] = {116, 232, 464}, repeats[3] = {4, 8, 4};
+        int cin = 24;
+        for (int s = 0; s < 3; ++s)
+            for (int u = 0; u < repeats[s]; ++u) {
+                const std::string name = "stage" + std::to_string(s + 2) + "." + std::to_string(u);
+                if (u == 0) d.blocks.push_back({BlockKind::ShuffleDown, name, cin, widths[s], 2});
+                else d.blocks.push_back({BlockKind::ShuffleBasic, name, widths[s], widths[s], 1});
+                cin = widths[s];
+            }
+        d.conv5 = 1024;
+        return d;
+    }
+    if (arch == "effresnet18") {  // ResNet18 layers; an FFE module as the second block of layer3 and layer4
+        d.stem = imagenet ? StemDesc{64, 7, 2} : StemDesc{64, 3, 1};
+        d.blocks = {{BlockKind::Basic, "layer1.0", 64, 64, 1},   {BlockKind::Basic, "layer1.1", 64, 64, 1},
+                    {BlockKind::Basic, "layer2.0", 64, 128, 2},  {BlockKind::Basic, "layer2.1", 128, 128, 1},
+                    {BlockKind::Basic, "layer3.0", 128, 256, 2}, {BlockKind::FFE, "layer3.1", 256, 256, 1},
+                    {BlockKind::Basic, "layer4.0", 256, 512, 2}, {BlockKind::FFE, "layer4.1", 512, 512, 1}};
+        d.conv5 = 0;
+        return d;
+    }
+    return std::nullopt;
+}
+
+std::string check_network(const NetDesc& d, const std::string& arch, const std::string& stem) {
+    const bool shuffle_family = arch == "shufflenetv2";
+    if (!shuffle_family && arch != "effresnet18") return "unknown architecture '" + arch + "'";
+    if (d.stem.stride != (stem == "imagenet" ? 2 : 1))
+        return "stem stride " + std::to_string(d.stem.stride) + " does not match stem '" + stem + "'";
+    if (d.blocks.empty()) return "no blocks";
+    if (shuffle_family != (d.conv5 > 0)) return shuffle_family ? "shufflenetv2 needs conv5" : "effresnet18 has no conv5";
+    int c = d.stem.cout;
+    for (size_t i = 0; i < d.blocks.size(); ++i) {
+        const BlockDesc& b = d.blocks[i];
+        const std::string at = "block " + std::to_string(i) + " (" + b.name + ", " + block_kind_name(b.kind) + "): ";
+        const bool shuffle_kind = b.kind == BlockKind::ShuffleDown || b.kind == BlockKind::ShuffleBasic;
+        if (shuffle_kind != shuffle_family) return at + "not a block of architecture " + arch;
+        if (b.cin != c) return at + "cin " + std::to_string(b.cin) + " but the map before it has " + std::to_string(c) + " channels";
+        if (b.stride != 1 && b.stride != 2) return at + "stride must be 1 or 2";
+        switch (b.kind) {
+            case BlockKind::ShuffleDown:
+                if (b.stride != 2 || b.cout % 2) return at + "needs stride 2 and an even cout";
+                break;
+            case BlockKind::ShuffleBasic:
+                if (b.stride != 1 || b.cout != b.cin || b.cout % 2) return at + "needs stride 1 and cin == cout, even";
+                break;
+            case BlockKind::Basic: break;
+            case BlockKind::FFE:
+                if (b.cout % FFE_GROUPS) return at + "cout must divide into " + std::to_string(FFE_GROUPS) + " groups";
+                break;
+        }
+        for (size_t j = 0; j < i; ++j)
+            if (d.blocks[j].name == b.name) return at + "name used twice";
+        if (b.name == "stem" || b.name == "conv5" || b.name == "fc") return at + "reserved name";
+        c = b.cout;
+    }
+    return "";
+}
 
 std::shared_ptr<Model> Model::load(const std::string& path) {
     SafeTensors st(path);
@@ -94,79 +188,18 @@ std::shared_ptr<Model> Model::load(const SafeTensors& st) {
         for (int i = 0; i < m->num_classes; ++i) m->class_names.push_back("class" + std::to_string(i));
     }
 
+    // the description: written by the export, or derived from arch + stem (older files)
+    if (const Json* net = meta.get("network")) m->net = parse_network(st, *net);
+    else m->net = *default_network(m->arch, m->stem);  // arch and stem were checked above
+    const std::string problem = check_network(m->net, m->arch, m->stem);
+    if (!problem.empty()) st.fail("metadata 'network': " + problem);
+
+    // the weights, in module order
     Loader L{st, {}};
-    const int ic = m->in_channels;
-    if (m->arch == "shufflenetv2") {
-        const int widths[5] = {24, 116, 232, 464, 1024};
-        const int repeats[3] = {4, 8, 4};
-        m->stem_conv = L.conv("stem", ic, 24, 3, m->stem == "imagenet" ? 2 : 1, 1, true);
-        int cin = widths[0];
-        for (int s = 0; s < 3; ++s) {
-            const int cout = widths[s + 1], half = cout / 2;
-            for (int u = 0; u < repeats[s]; ++u) {
-                Block b;
-                b.name = "stage" + std::to_string(s + 2) + "." + std::to_string(u);
-                if (u == 0) {
-                    b.kind = BlockKind::ShuffleDown; b.cin = cin; b.cout = cout; b.stride = 2;
-                    b.convs.push_back(L.conv(b.name + ".branch1.0", cin, cin, 3, 2, cin, false));
-                    b.convs.push_back(L.conv(b.name + ".branch1.1", cin, half, 1, 1, 1, true));
-                    b.convs.push_back(L.conv(b.name + ".branch2.0", cin, half, 1, 1, 1, true));
-                    b.convs.push_back(L.conv(b.name + ".branch2.1", half, half, 3, 2, half, false));
-                    b.convs.push_back(L.conv(b.name + ".branch2.2", half, half, 1, 1, 1, true));
-                } else {
-                    b.kind = BlockKind::ShuffleBasic; b.cin = cout; b.cout = cout; b.stride = 1;
-                    b.convs.push_back(L.conv(b.name + ".branch2.0", half, half, 1, 1, 1, true));
-                    b.convs.push_back(L.conv(b.name + ".branch2.1", half, half, 3, 1, half, false));
-                    b.convs.push_back(L.conv(b.name + ".branch2.2", half, half, 1, 1, 1, true));
-                }
-                // branch2's first 1x1 reads the unit input: post-ReLU, about half zeros, except
-                // the first unit's (the stem's max-pooled output is ~99% non-zero)
-                if (s > 0 || u > 0) b.convs[u == 0 ? 2 : 0].pack_skip0_only();
-                m->blocks.push_back(std::move(b));
-            }
-            cin = cout;
-        }
-        m->has_conv5 = true;
-        m->conv5 = L.conv("conv5", widths[3], widths[4], 1, 1, 1, true);
-        m->conv5.pack_skip0_only();  // reads the last unit's output: post-ReLU
-        m->features = widths[4];
-    } else {
-        if (m->stem == "imagenet") m->stem_conv = L.conv("stem", ic, 64, 7, 2, 1, true);
-        else m->stem_conv = L.conv("stem", ic, 64, 3, 1, 1, true);
-        struct Spec { const char* name; int cin, cout, stride; bool ffe; };
-        const Spec specs[8] = {{"layer1.0", 64, 64, 1, false},   {"layer1.1", 64, 64, 1, false},
-                               {"layer2.0", 64, 128, 2, false},  {"layer2.1", 128, 128, 1, false},
-                               {"layer3.0", 128, 256, 2, false}, {"layer3.1", 256, 256, 1, true},
-                               {"layer4.0", 256, 512, 2, false}, {"layer4.1", 512, 512, 1, true}};
-        for (auto& sp : specs) {
-            Block b;
-            b.name = sp.name; b.cin = sp.cin; b.cout = sp.cout; b.stride = sp.stride;
-            b.has_shortcut = sp.stride != 1 || sp.cin != sp.cout;
-            if (!sp.ffe) {
-                b.kind = BlockKind::Basic;
-                b.convs.push_back(L.conv(b.name + ".conv1", sp.cin, sp.cout, 3, sp.stride, 1, true));
-                b.convs.push_back(L.conv(b.name + ".conv2", sp.cout, sp.cout, 3, 1, 1, false));
-            } else {
-                b.kind = BlockKind::FFE;
-                const int w = sp.cout / 4;
-                b.convs.push_back(L.conv(b.name + ".conv_in", sp.cin, sp.cout, 3, sp.stride, 1, true));
-                for (int i = 0; i < 4; ++i) b.convs.push_back(L.conv(b.name + ".left." + std::to_string(i), w, w, 3, 1, 1, true));
-                for (int i = 0; i < 4; ++i) b.convs.push_back(L.conv(b.name + ".right." + std::to_string(i), w, w, 3, 1, 1, true));
-                b.convs.push_back(L.conv(b.name + ".conv_out", sp.cout, sp.cout, 3, 1, 1, false));
-            }
-            if (b.has_shortcut) b.convs.push_back(L.conv(b.name + ".shortcut", sp.cin, sp.cout, 1, sp.stride, 1, false));
-            m->blocks.push_back(std::move(b));
-        }
-        m->features = 512;
-        // Winograd F(2x2,3x3) for the stride-1 3x3 convs (PYFER_WINOGRAD=0 turns it off, for A/B
-        // timing; the blocks still pick direct conv where a map has too few tiles, see wino_worth)
-        const char* wenv = std::getenv("PYFER_WINOGRAD");
-        if (!(wenv && std::string(wenv) == "0"))
-            for (auto& b : m->blocks)
-                for (auto& c : b.convs)
-                    if (c.k == 3 && c.stride == 1 && c.groups == 1) c.pack_wino();
-    }
-    m->stem_conv.pack_small();  // direct conv (csrc/kernels/*/conv_small.cpp)
+    m->stem_conv = L(stem_spec(m->net, m->in_channels));
+    for (const BlockDesc& bd : m->net.blocks) m->blocks.push_back(Block{bd, block_convs(bd, L)});
+    if (m->net.conv5) m->conv5 = L(conv5_spec(m->net));
+    m->features = m->net.features();
     m->fc_w = st.get_f32("fc.weight", {m->num_classes, m->features});
     m->fc_b = st.get_f32("fc.bias", {m->num_classes});
     L.used.push_back("fc.weight");
@@ -179,39 +212,6 @@ std::shared_ptr<Model> Model::load(const SafeTensors& st) {
         }
     }
     return m;
-}
-
-int Model::stem_out() const {
-    const int k = stem_conv.k, s = stem_conv.stride, p = k / 2;
-    return (input_size + 2 * p - k) / s + 1;
-}
-
-std::vector<int> Model::block_out() const {
-    std::vector<int> out;
-    int h = pool_out();
-    for (auto& b : blocks) {
-        if (b.stride == 2) h = (h - 1) / 2 + 1;
-        out.push_back(h);
-    }
-    return out;
-}
-
-double Model::total_flops() const {
-    double f = stem_conv.flops(stem_out(), stem_out());
-    int h = pool_out();
-    for (auto& b : blocks) {
-        const int hi = h;
-        if (b.stride == 2) h = (h - 1) / 2 + 1;
-        for (auto& c : b.convs) {
-            // branch2.0 of a down unit runs at the input resolution
-            const bool at_input = (b.kind == BlockKind::ShuffleDown && c.name.size() > 10 &&
-                                   c.name.compare(c.name.size() - 10, 10, ".branch2.0") == 0);
-            f += at_input ? c.flops(hi, hi) : c.flops(h, h);
-        }
-    }
-    if (has_conv5) f += conv5.flops(h, h);
-    f += 2.0 * features * num_classes;
-    return f;
 }
 
 }  // namespace pyfer

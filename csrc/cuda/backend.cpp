@@ -25,20 +25,9 @@ cuda::Net to_net(const Model& m) {
     n.in_channels = m.in_channels; n.input_size = m.input_size; n.num_classes = m.num_classes;
     n.features = m.features;
     n.stem = to_conv(m.stem_conv);
-    for (const Block& b : m.blocks) {
-        cuda::NetBlock nb;
-        switch (b.kind) {
-            case BlockKind::ShuffleDown: nb.kind = cuda::NetBlockKind::ShuffleDown; break;
-            case BlockKind::ShuffleBasic: nb.kind = cuda::NetBlockKind::ShuffleBasic; break;
-            case BlockKind::Basic: nb.kind = cuda::NetBlockKind::Basic; break;
-            case BlockKind::FFE: nb.kind = cuda::NetBlockKind::FFE; break;
-        }
-        nb.cin = b.cin; nb.cout = b.cout; nb.stride = b.stride; nb.has_shortcut = b.has_shortcut;
-        for (const Conv& c : b.convs) nb.convs.push_back(to_conv(c));
-        n.blocks.push_back(std::move(nb));
-    }
-    n.has_conv5 = m.has_conv5;
-    if (m.has_conv5) n.conv5 = to_conv(m.conv5);
+    for (const Block& b : m.blocks) n.blocks.push_back(b.map(to_conv));
+    n.has_conv5 = bool(m.conv5);
+    if (m.conv5) n.conv5 = to_conv(*m.conv5);
     n.fc_w = m.fc_w;
     n.fc_b = m.fc_b;
     return n;

@@ -1,9 +1,12 @@
-// Plain description of a network for the CUDA backend, free of the CPU engine's headers (so
-// edits to csrc/kernels or csrc/core do not recompile the .cu files). backend.cpp fills it from
-// a loaded pyfer::Model; weights are float32, OIHW, BatchNorm already folded.
+// The network as the CUDA backend sees it: the one description (core/network.hpp: block kinds
+// and their named convs) over NetConv, free of the CPU engine's headers (so edits to
+// csrc/kernels or csrc/blocks do not recompile the .cu files). backend.cpp fills it from a loaded
+// pyfer::Model; weights are float32, OIHW, BatchNorm already folded.
 #pragma once
 #include <string>
 #include <vector>
+
+#include "../core/network.hpp"
 
 namespace pyfer::cuda {
 
@@ -12,18 +15,7 @@ struct NetConv {
     std::vector<float> w, b;  // OIHW ([cout][cin/groups][k][k]), bias [cout]
 };
 
-enum class NetBlockKind { ShuffleDown, ShuffleBasic, Basic, FFE };
-
-// convs, in model order (as csrc/core/model.hpp):
-//   ShuffleDown: branch1.0 (dw/2), branch1.1 (1x1), branch2.0 (1x1), branch2.1 (dw/2), branch2.2 (1x1)
-//   ShuffleBasic: branch2.0, branch2.1 (dw), branch2.2
-//   Basic: conv1, conv2 [, shortcut]       FFE: conv_in, left0..3, right0..3, conv_out [, shortcut]
-struct NetBlock {
-    NetBlockKind kind = NetBlockKind::Basic;
-    int cin = 0, cout = 0, stride = 1;
-    bool has_shortcut = false;
-    std::vector<NetConv> convs;
-};
+using NetBlock = BlockT<NetConv>;  // desc (kind, cin, cout, stride) + the kind's named convs
 
 struct Net {
     std::string arch;

@@ -94,97 +94,103 @@ Plan walk(const Net& net, const Weights& W, const float* wb, Arena& A, int n) {
         p.steps.push_back(s);
     }
     for (size_t bi = 0; bi < net.blocks.size(); ++bi) {
-        const NetBlock& b = net.blocks[bi];
-        const std::vector<ConvW>& cw = W.blocks[bi];
-        const int Ho = b.stride == 2 ? (H - 1) / 2 + 1 : H;
+        const BlockDesc& b = net.blocks[bi].desc;
+        const BlockConvs<ConvW>& cw = W.blocks[bi];
+        const int Ho = b.out_size(H);
         const Slot nxt = cur == S_A0 ? S_A1 : S_A0;
         float* O = A.get(nxt, size_t(n) * Ho * Ho * b.cout);
         switch (b.kind) {
-            case NetBlockKind::ShuffleBasic: {
+            case BlockKind::ShuffleBasic: {
+                const auto& c = std::get<ShuffleBasicConvs<ConvW>>(cw);
                 const int half = b.cout / 2;
                 float* T = A.get(S_T, size_t(n) * H * H * half);
                 // branch2.0: 1x1 + ReLU on the second half (the split is a channel offset)
                 p.steps.push_back(group({make_gemm(A_PW, n, H, H, 1, 1, half, half, act(X, C, half),
-                                                   WP(cw[0].w), WP(cw[0].b), T, half, 0, 1, true)}));
+                                                   WP(c.pw1.w), WP(c.pw1.b), T, half, 0, 1, true)}));
                 // branch2.1 dw3x3 (in the loader) + branch2.2 1x1 + ReLU -> odd channels;
                 // the identity half x1 -> even channels (concat + shuffle as a store pattern)
-                GemmDesc d = make_gemm(A_DWPW, n, H, H, 1, 3, half, half, act(T, half), WP(cw[2].w), WP(cw[2].b),
+                GemmDesc d = make_gemm(A_DWPW, n, H, H, 1, 3, half, half, act(T, half), WP(c.pw2.w), WP(c.pw2.b),
                                        O, b.cout, 1, 2, true);
-                d.dww = WP(cw[1].w); d.dwb = WP(cw[1].b);
+                d.dww = WP(c.dw.w); d.dwb = WP(c.dw.b);
                 d.pass = act(X, C, 0); d.pass_off = 0;
                 p.steps.push_back(group({d}));
                 break;
             }
-            case NetBlockKind::ShuffleDown: {
+            case BlockKind::ShuffleDown: {
+                const auto& c = std::get<ShuffleDownConvs<ConvW>>(cw);
                 const int half = b.cout / 2;
                 float* T = A.get(S_T, size_t(n) * H * H * half);
                 // branch2.0: 1x1 + ReLU at the input resolution
                 p.steps.push_back(group({make_gemm(A_PW, n, H, H, 1, 1, b.cin, half, act(X, C),
-                                                   WP(cw[2].w), WP(cw[2].b), T, half, 0, 1, true)}));
+                                                   WP(c.pw1.w), WP(c.pw1.b), T, half, 0, 1, true)}));
                 // one launch: branch1 (dw/2 + 1x1 + ReLU -> even channels) and
                 // branch2 (dw/2 + 1x1 + ReLU -> odd channels)
-                GemmDesc d1 = make_gemm(A_DWPW, n, H, Ho, 2, 3, b.cin, half, act(X, C), WP(cw[1].w), WP(cw[1].b),
-                                        O, b.cout, 0, 2, true);
-                d1.dww = WP(cw[0].w); d1.dwb = WP(cw[0].b);
-                GemmDesc d2 = make_gemm(A_DWPW, n, H, Ho, 2, 3, half, half, act(T, half), WP(cw[4].w),
-                                        WP(cw[4].b), O, b.cout, 1, 2, true);
-                d2.dww = WP(cw[3].w); d2.dwb = WP(cw[3].b);
+                GemmDesc d1 = make_gemm(A_DWPW, n, H, Ho, 2, 3, b.cin, half, act(X, C), WP(c.b1_pw.w),
+                                        WP(c.b1_pw.b), O, b.cout, 0, 2, true);
+                d1.dww = WP(c.b1_dw.w); d1.dwb = WP(c.b1_dw.b);
+                GemmDesc d2 = make_gemm(A_DWPW, n, H, Ho, 2, 3, half, half, act(T, half), WP(c.pw2.w),
+                                        WP(c.pw2.b), O, b.cout, 1, 2, true);
+                d2.dww = WP(c.dw.w); d2.dwb = WP(c.dw.b);
                 p.steps.push_back(group({d1, d2}));
                 break;
             }
-            case NetBlockKind::Basic: {
+            case BlockKind::Basic: {
+                const auto& c = std::get<BasicConvs<ConvW>>(cw);
+                const auto& nc = net.blocks[bi].as<BasicConvs<NetConv>>();
                 float* T = A.get(S_T, size_t(n) * Ho * Ho * b.cout);
-                GemmDesc c1 = make_gemm(A_DENSE, n, H, Ho, b.stride, b.convs[0].k, b.cin, b.cout, act(X, C),
-                                        WP(cw[0].w), WP(cw[0].b), T, b.cout, 0, 1, true);
+                GemmDesc c1 = make_gemm(A_DENSE, n, H, Ho, b.stride, nc.conv1.k, b.cin, b.cout, act(X, C),
+                                        WP(c.conv1.w), WP(c.conv1.b), T, b.cout, 0, 1, true);
                 Act res = act(X, C);
-                if (b.has_shortcut) {
+                if (c.shortcut) {
                     float* SC = A.get(S_SC, size_t(n) * Ho * Ho * b.cout);
-                    GemmDesc sc = make_gemm(A_PW, n, H, Ho, b.stride, 1, b.cin, b.cout, act(X, C), WP(cw[2].w),
-                                            WP(cw[2].b), SC, b.cout, 0, 1, false);
+                    GemmDesc sc = make_gemm(A_PW, n, H, Ho, b.stride, 1, b.cin, b.cout, act(X, C), WP(c.shortcut->w),
+                                            WP(c.shortcut->b), SC, b.cout, 0, 1, false);
                     p.steps.push_back(group({c1, sc}));
                     res = act(SC, b.cout);
                 } else {
                     p.steps.push_back(group({c1}));
                 }
-                GemmDesc c2 = make_gemm(A_DENSE, n, Ho, Ho, 1, b.convs[1].k, b.cout, b.cout, act(T, b.cout),
-                                        WP(cw[1].w), WP(cw[1].b), O, b.cout, 0, 1, true);
+                GemmDesc c2 = make_gemm(A_DENSE, n, Ho, Ho, 1, nc.conv2.k, b.cout, b.cout, act(T, b.cout),
+                                        WP(c.conv2.w), WP(c.conv2.b), O, b.cout, 0, 1, true);
                 c2.res = res;
                 p.steps.push_back(group({c2}));
                 break;
             }
-            case NetBlockKind::FFE: {
-                const int Co = b.cout, w = Co / 4;
+            case BlockKind::FFE: {
+                const auto& c = std::get<FFEConvs<ConvW>>(cw);
+                const auto& nc = net.blocks[bi].as<FFEConvs<NetConv>>();
+                const int Co = b.cout, w = Co / FFE_GROUPS;
                 const size_t sz = size_t(n) * Ho * Ho * Co;
                 float* T = A.get(S_T, sz);
                 float* L = A.get(S_L, sz);
                 float* R = A.get(S_R, sz);
-                GemmDesc cin = make_gemm(A_DENSE, n, H, Ho, b.stride, b.convs[0].k, b.cin, Co, act(X, C),
-                                         WP(cw[0].w), WP(cw[0].b), T, Co, 0, 1, true);
+                GemmDesc cin = make_gemm(A_DENSE, n, H, Ho, b.stride, nc.conv_in.k, b.cin, Co, act(X, C),
+                                         WP(c.conv_in.w), WP(c.conv_in.b), T, Co, 0, 1, true);
                 Act res = act(X, C);
-                if (b.has_shortcut) {
+                if (c.shortcut) {
                     float* SC = A.get(S_SC, sz);
-                    GemmDesc sc = make_gemm(A_PW, n, H, Ho, b.stride, 1, b.cin, Co, act(X, C), WP(cw[10].w),
-                                            WP(cw[10].b), SC, Co, 0, 1, false);
+                    GemmDesc sc = make_gemm(A_PW, n, H, Ho, b.stride, 1, b.cin, Co, act(X, C), WP(c.shortcut->w),
+                                            WP(c.shortcut->b), SC, Co, 0, 1, false);
                     p.steps.push_back(group({cin, sc}));
                     res = act(SC, Co);
                 } else {
                     p.steps.push_back(group({cin}));
                 }
-                // step i: left chain group i and right chain group 3-i, independent, one launch.
+                // step i: left chain group i and right chain group G-1-i, independent, one launch.
                 // Y_i^L = P_i^L(X_i + Y_{i-1}^L) (into L), Y_j^R = P_j^R(X_j + Y_{j+1}^R) (into R)
-                for (int i = 0; i < 4; ++i) {
-                    const int j = 3 - i;
-                    GemmDesc l = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, w, w, act(T, Co, i * w), WP(cw[1 + i].w),
-                                           WP(cw[1 + i].b), L, Co, i * w, 1, true);
+                for (int i = 0; i < FFE_GROUPS; ++i) {
+                    const int j = FFE_GROUPS - 1 - i;
+                    GemmDesc l = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, w, w, act(T, Co, i * w), WP(c.left[i].w),
+                                           WP(c.left[i].b), L, Co, i * w, 1, true);
                     if (i > 0) l.a2 = act(L, Co, (i - 1) * w);
-                    GemmDesc r = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, w, w, act(T, Co, j * w), WP(cw[5 + j].w),
-                                           WP(cw[5 + j].b), R, Co, j * w, 1, true);
-                    if (j < 3) r.a2 = act(R, Co, (j + 1) * w);
+                    GemmDesc r = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, w, w, act(T, Co, j * w), WP(c.right[j].w),
+                                           WP(c.right[j].b), R, Co, j * w, 1, true);
+                    if (j < FFE_GROUPS - 1) r.a2 = act(R, Co, (j + 1) * w);
                     p.steps.push_back(group({l, r}));
                 }
                 // conv_out over Y = L + R (summed in the loader), + residual, ReLU
-                GemmDesc co = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, Co, Co, act(L, Co), WP(cw[9].w), WP(cw[9].b),
-                                        O, Co, 0, 1, true);
+                GemmDesc co = make_gemm(A_DENSE, n, Ho, Ho, 1, 3, Co, Co, act(L, Co), WP(c.conv_out.w),
+                                        WP(c.conv_out.b), O, Co, 0, 1, true);
                 co.a2 = act(R, Co);
                 co.res = res;
                 p.steps.push_back(group({co}));
@@ -218,11 +224,9 @@ Plan walk(const Net& net, const Weights& W, const float* wb, Arena& A, int n) {
 Weights pack_weights(const Net& net) {
     Weights W;
     W.stem = pack_raw(W.host, net.stem);
-    for (auto& b : net.blocks) {
-        std::vector<ConvW> cw;
-        for (auto& c : b.convs) cw.push_back(is_dw(c) ? pack_raw(W.host, c) : pack_gemm(W.host, c));
-        W.blocks.push_back(std::move(cw));
-    }
+    for (auto& b : net.blocks)  // module order, the kind's named convs
+        W.blocks.push_back(b.map([&](const NetConv& c) { return is_dw(c) ? pack_raw(W.host, c) : pack_gemm(W.host, c); })
+                               .convs);
     if (net.has_conv5) W.conv5 = pack_gemm(W.host, net.conv5);
     W.fc_w = push(W.host, net.fc_w.data(), net.fc_w.size());
     W.fc_b = push(W.host, net.fc_b.data(), net.fc_b.size());
@@ -233,7 +237,7 @@ Layout layout_for(const Net& net, int cap) {
     Layout L;
     L.cap = cap;
     Weights none;  // offsets only matter with a weight base; measuring needs none
-    none.blocks.resize(net.blocks.size(), std::vector<ConvW>(11));
+    for (auto& b : net.blocks) none.blocks.push_back(b.map([](const NetConv&) { return ConvW{}; }).convs);
     Arena A{nullptr, &L};
     walk(net, none, nullptr, A, cap);
     size_t off = 0;

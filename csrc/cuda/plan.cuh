@@ -17,7 +17,7 @@ struct ConvW {  // offsets (in floats) into the weight arena
 struct Weights {
     std::vector<float> host;  // the arena as uploaded once to the device
     ConvW stem, conv5;
-    std::vector<std::vector<ConvW>> blocks;
+    std::vector<BlockConvs<ConvW>> blocks;  // per block, its kind's named convs
     size_t fc_w = 0, fc_b = 0;
 };
 Weights pack_weights(const Net& net);

@@ -90,8 +90,7 @@ public:
 private:
     std::vector<NetConv*> all_convs() {
         std::vector<NetConv*> v{&net_.stem, &net_.conv5};
-        for (auto& b : net_.blocks)
-            for (auto& c : b.convs) v.push_back(&c);
+        for (auto& b : net_.blocks) b.each_conv([&](NetConv& c) { v.push_back(&c); });
         return v;
     }
 

@@ -57,7 +57,8 @@ PackedConv pack_conv(const float* oihw, const float* bias, int cout, int cin, in
 }
 
 PackedSkip0 pack_skip0(const float* oi, const float* bias, int cout, int cin) {
-    if (cin < 1 || cin > 2048 || cout < 1) throw std::invalid_argument("pack_skip0: needs 1 <= cin <= 2048, cout >= 1");
+    if (cin < 1 || cin > SKIP_MAX_CIN || cout < 1)
+        throw std::invalid_argument("pack_skip0: needs 1 <= cin <= " + std::to_string(SKIP_MAX_CIN) + ", cout >= 1");
     PackedSkip0 p;
     p.cin = cin; p.cout = cout;
     const int nvec = (cout + 7) / 8, nb = (nvec + SKIP_VMAX - 1) / SKIP_VMAX;

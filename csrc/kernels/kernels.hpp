@@ -139,6 +139,7 @@ PackedSmall pack_small(const float* oihw, const float* bias, int cout, int cin, 
 // tile), block b's panel is [cin][vecs[b]*8] at w + off[b], its first channel is 8*first[b].
 // Channels >= cout are zero.
 constexpr int SKIP_VMAX = 12;
+constexpr int SKIP_MAX_CIN = 2048;  // input channels pack_skip0 accepts
 struct PackedSkip0 {
     int cin = 0, cout = 0, coutp = 0;
     std::vector<int> vecs, first;

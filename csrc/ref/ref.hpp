@@ -37,7 +37,9 @@ Tensor from_nchw(const float* x, int n, int c, int h, int w);
 namespace pyfer {
 
 struct Model;
-struct Block;
+struct Conv;
+template <class C> struct BlockT;
+using Block = BlockT<Conv>;
 
 // One block / the whole network with the ops above: the PyTorch module graph of
 // training/models.py, unfused, raw OIHW weights (ref_net.cpp). x: NCHW, n images -> logits.

@@ -17,35 +17,39 @@ static Tensor run_conv(const Conv& c, const Tensor& x) {
 }
 
 Tensor ref_block(const Block& b, const Tensor& x) {
-    switch (b.kind) {
+    switch (b.desc.kind) {
         case BlockKind::ShuffleBasic: {
-            const int half = b.cout / 2;
-            Tensor x1 = ref::slice_channels(x, 0, half), x2 = ref::slice_channels(x, half, b.cout);
-            Tensor y = run_conv(b.convs[2], run_conv(b.convs[1], run_conv(b.convs[0], x2)));
+            const auto& c = b.as<ShuffleBasicConvs<Conv>>();
+            const int half = b.desc.cout / 2;
+            Tensor x1 = ref::slice_channels(x, 0, half), x2 = ref::slice_channels(x, half, b.desc.cout);
+            Tensor y = run_conv(c.pw2, run_conv(c.dw, run_conv(c.pw1, x2)));
             return ref::channel_shuffle(ref::concat_channels(x1, y), 2);
         }
         case BlockKind::ShuffleDown: {
-            Tensor y1 = run_conv(b.convs[1], run_conv(b.convs[0], x));
-            Tensor y2 = run_conv(b.convs[4], run_conv(b.convs[3], run_conv(b.convs[2], x)));
+            const auto& c = b.as<ShuffleDownConvs<Conv>>();
+            Tensor y1 = run_conv(c.b1_pw, run_conv(c.b1_dw, x));
+            Tensor y2 = run_conv(c.pw2, run_conv(c.dw, run_conv(c.pw1, x)));
             return ref::channel_shuffle(ref::concat_channels(y1, y2), 2);
         }
         case BlockKind::Basic: {
-            Tensor y = run_conv(b.convs[1], run_conv(b.convs[0], x));
-            Tensor id = b.has_shortcut ? run_conv(b.convs[2], x) : x;
+            const auto& c = b.as<BasicConvs<Conv>>();
+            Tensor y = run_conv(c.conv2, run_conv(c.conv1, x));
+            Tensor id = c.shortcut ? run_conv(*c.shortcut, x) : x;
             return ref::relu(ref::add(y, id));
         }
         case BlockKind::FFE: {
-            const int w = b.cout / 4;
-            Tensor xin = run_conv(b.convs[0], x);
-            std::vector<Tensor> xs, left(4), right(4);
-            for (int i = 0; i < 4; ++i) xs.push_back(ref::slice_channels(xin, i * w, (i + 1) * w));
-            for (int i = 0; i < 4; ++i) left[i] = run_conv(b.convs[1 + i], i == 0 ? xs[i] : ref::add(xs[i], left[i - 1]));
-            for (int i = 3; i >= 0; --i)
-                right[i] = run_conv(b.convs[5 + i], i == 3 ? xs[i] : ref::add(xs[i], right[i + 1]));
+            const auto& c = b.as<FFEConvs<Conv>>();
+            const int G = FFE_GROUPS, w = b.desc.cout / G;
+            Tensor xin = run_conv(c.conv_in, x);
+            std::vector<Tensor> xs, left(G), right(G);
+            for (int i = 0; i < G; ++i) xs.push_back(ref::slice_channels(xin, i * w, (i + 1) * w));
+            for (int i = 0; i < G; ++i) left[i] = run_conv(c.left[i], i == 0 ? xs[i] : ref::add(xs[i], left[i - 1]));
+            for (int i = G - 1; i >= 0; --i)
+                right[i] = run_conv(c.right[i], i == G - 1 ? xs[i] : ref::add(xs[i], right[i + 1]));
             Tensor y = ref::add(left[0], right[0]);
-            for (int i = 1; i < 4; ++i) y = ref::concat_channels(y, ref::add(left[i], right[i]));
-            Tensor o = run_conv(b.convs[9], y);
-            Tensor id = b.has_shortcut ? run_conv(b.convs[10], x) : x;
+            for (int i = 1; i < G; ++i) y = ref::concat_channels(y, ref::add(left[i], right[i]));
+            Tensor o = run_conv(c.conv_out, y);
+            Tensor id = c.shortcut ? run_conv(*c.shortcut, x) : x;
             return ref::relu(ref::add(o, id));
         }
     }
@@ -57,7 +61,7 @@ std::vector<float> ref_forward(const Model& m, const float* x, int n) {
     Tensor t = ref::from_nchw(x, n, m.in_channels, S, S);
     t = ref::maxpool3s2(run_conv(m.stem_conv, t));
     for (auto& b : m.blocks) t = ref_block(b, t);
-    if (m.has_conv5) t = run_conv(m.conv5, t);
+    if (m.conv5) t = run_conv(*m.conv5, t);
     auto feat = ref::global_avgpool(t);
     return ref::linear(feat, n, m.features, m.fc_w.data(), m.fc_b.data(), m.num_classes);
 }

@@ -7,9 +7,17 @@
 
 namespace pyfer {
 
-CpuEngine::CpuEngine(std::shared_ptr<Model> m, int threads, const std::string& isa, int group)
-    : m_(std::move(m)) {
-    K_ = &kernels_select(isa);
+CpuEngine::CpuEngine(std::shared_ptr<const Model> m, int threads, const std::string& isa, int group)
+    : K_(&kernels_select(isa)), net_(CpuNet::build(std::move(m))) {
+    init(threads, group);
+}
+
+CpuEngine::CpuEngine(std::shared_ptr<const CpuNet> net, int threads, const std::string& isa, int group)
+    : K_(&kernels_select(isa)), net_(std::move(net)) {
+    init(threads, group);
+}
+
+void CpuEngine::init(int threads, int group) {
     if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads_ = std::min(threads, 256);
     if (group <= 0) group = 8;
@@ -34,16 +42,18 @@ void CpuEngine::forward(const float* x, int n, float* logits) {
 }
 
 void CpuEngine::run_range(const float* x, int a, int b, Workspace& ws, float* logits, std::vector<BlockTiming>* prof) {
-    const size_t img = size_t(m_->in_channels) * m_->input_size * m_->input_size;
+    const Model& m = *net_->model;
+    const size_t img = size_t(m.in_channels) * m.input_size * m.input_size;
     for (int g = a; g < b; g += group_) {
         const int n = std::min(group_, b - g);
-        run_group(x + size_t(g) * img, n, ws, logits + size_t(g) * m_->num_classes, prof);
+        run_group(x + size_t(g) * img, n, ws, logits + size_t(g) * m.num_classes, prof);
     }
 }
 
 void CpuEngine::run_group(const float* x, int n, Workspace& ws, float* logits, std::vector<BlockTiming>* prof) {
     const Kernels& K = *K_;
-    const Model& m = *m_;
+    const CpuNet& net = *net_;
+    const Model& m = *net.model;
     using clk = std::chrono::steady_clock;
     auto t0 = clk::now();
     size_t pi = 0;
@@ -56,49 +66,33 @@ void CpuEngine::run_group(const float* x, int n, Workspace& ws, float* logits, s
         t0 = t1;
     };
     int H = m.pool_out();
-    int C = m.stem_conv.cout;
+    int C = net.stem.cout;
     Slot cur = S_ACT0, nxt = S_ACT1;
     View A = padded_view(ws.get(cur, padded_size(n, H, H, C, 1)), H, H, C, 1);
     zero_border(A, n, H, H, C, 1);
-    stem_forward(K, m.stem_conv, x, n, m.input_size, ws, A);
-    lap("stem", "stem conv+relu+maxpool", m.stem_conv.flops(m.stem_out(), m.stem_out()));
-    for (size_t bi = 0; bi < m.blocks.size(); ++bi) {
-        const Block& b = m.blocks[bi];
-        const int Ho = b.stride == 2 ? (H - 1) / 2 + 1 : H;
+    stem_forward(K, net.stem, x, n, m.input_size, ws, A);
+    lap("stem", "stem conv+relu+maxpool", prof ? stem_flops(m.net, m.in_channels, m.input_size) : 0.0);
+    for (size_t bi = 0; bi < net.blocks.size(); ++bi) {
+        const BlockDesc& b = net.blocks[bi].desc;
+        const int Ho = b.out_size(H);
         View O = padded_view(ws.get(nxt, padded_size(n, Ho, Ho, b.cout, 1)), Ho, Ho, b.cout, 1);
-        // only a consumer with a 3x3 window on this map reads the zero border: not a basic
-        // ShuffleNet unit (its input goes to 1x1 convs and the shuffle store) nor the head
-        const Block* next = bi + 1 < m.blocks.size() ? &m.blocks[bi + 1] : nullptr;
-        if (next && next->kind != BlockKind::ShuffleBasic) zero_border(O, n, Ho, Ho, b.cout, 1);
-        double fl = 0;
-        const char* kind = "";
-        switch (b.kind) {
-            case BlockKind::ShuffleDown: shuffle_down_forward(K, b, A, n, H, O, ws); kind = "shuffle unit (down)"; break;
-            case BlockKind::ShuffleBasic: shuffle_basic_forward(K, b, A, n, H, O, ws); kind = "shuffle unit (basic)"; break;
-            case BlockKind::Basic: basic_block_forward(K, b, A, n, H, O, ws); kind = "resnet basic block"; break;
-            case BlockKind::FFE: ffe_forward(K, b, A, n, H, O, ws); kind = "FFE"; break;
-        }
-        if (prof) {
-            for (auto& c : b.convs) {
-                const bool at_in = b.kind == BlockKind::ShuffleDown && c.name.size() > 10 &&
-                                   c.name.compare(c.name.size() - 10, 10, ".branch2.0") == 0;
-                fl += at_in ? c.flops(H, H) : c.flops(Ho, Ho);
-            }
-        }
-        lap(b.name, kind, fl);
+        // only a consumer with a 3x3 window on this map reads the zero border (not the head)
+        const bool border = bi + 1 < net.blocks.size() && reads_input_border(net.blocks[bi + 1].desc.kind);
+        if (border) zero_border(O, n, Ho, Ho, b.cout, 1);
+        block_forward(K, net.blocks[bi], A, n, H, O, ws);
+        lap(b.name, block_kind_label(b.kind), prof ? block_flops(b, H) : 0.0);
         A = O;
         H = Ho;
         std::swap(cur, nxt);
     }
-    head_forward(K, m, A, n, H, ws, logits);
-    lap("head", m.has_conv5 ? "conv5+avgpool+fc" : "avgpool+fc",
-        (m.has_conv5 ? m.conv5.flops(H, H) : 0.0) + 2.0 * m.features * m.num_classes);
+    head_forward(K, net, A, n, H, ws, logits);
+    lap("head", net.conv5 ? "conv5+avgpool+fc" : "avgpool+fc", prof ? head_flops(m.net, H, m.num_classes) : 0.0);
 }
 
 std::vector<BlockTiming> CpuEngine::profile(const float* x, int n, int reps) {
     std::vector<BlockTiming> prof;
     n = std::max(1, std::min(n, group_));
-    std::vector<float> logits(size_t(n) * m_->num_classes);
+    std::vector<float> logits(size_t(n) * net_->model->num_classes);
     for (int r = 0; r < std::max(1, reps); ++r) run_group(x, n, ws_[0], logits.data(), &prof);
     return prof;
 }

@@ -21,21 +21,26 @@ struct BlockTiming {
 
 class CpuEngine : public Backend {
 public:
-    CpuEngine(std::shared_ptr<Model> m, int threads, const std::string& isa, int group = 0);
+    // packs the model for the CPU kernels (CpuNet::build: one algorithm per conv)
+    CpuEngine(std::shared_ptr<const Model> m, int threads, const std::string& isa, int group = 0);
+    // shares a packed model with other engines (read-only)
+    CpuEngine(std::shared_ptr<const CpuNet> net, int threads, const std::string& isa, int group = 0);
     void forward(const float* x, int n, float* logits) override;
     std::string device() const override { return "cpu"; }
     std::string isa() const override { return K_->name; }
     int threads() const override { return threads_; }
-    const Model& model() const override { return *m_; }
+    const Model& model() const override { return *net_->model; }
+    const CpuNet& net() const { return *net_; }
     int group() const { return group_; }
     // per-block wall time, single worker, one group of n images (n <= group), best of reps
     std::vector<BlockTiming> profile(const float* x, int n, int reps);
 
 private:
+    void init(int threads, int group);
     void run_range(const float* x, int a, int b, Workspace& ws, float* logits, std::vector<BlockTiming>* prof);
     void run_group(const float* x, int n, Workspace& ws, float* logits, std::vector<BlockTiming>* prof);
-    std::shared_ptr<Model> m_;
-    const Kernels* K_ = nullptr;
+    const Kernels* K_ = nullptr;  // first: an unknown isa throws before any packing
+    std::shared_ptr<const CpuNet> net_;
     int threads_ = 1, group_ = 8;
     std::unique_ptr<ThreadPool> pool_;
     std::vector<Workspace> ws_;

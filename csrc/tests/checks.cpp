@@ -63,14 +63,17 @@ double max_err(const std::vector<float>& a, const std::vector<float>& b) {
     return e;
 }
 
-Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int stride, int groups, bool relu) {
+// a conv with random weights (raw: pack it with pack_cpu_conv / plan_block)
+Conv rand_conv(Rng& r, const ConvSpec& s) {
     Conv c;
-    c.name = name; c.cin = cin; c.cout = cout; c.k = k; c.stride = stride; c.groups = groups; c.relu = relu;
-    const float scale = 1.5f / std::sqrt(float(cin / groups * k * k));
-    c.w = r.vec(size_t(cout) * (cin / groups) * k * k, scale);
-    c.b = r.vec(cout, 0.2f);
-    c.pack();
+    static_cast<ConvSpec&>(c) = s;
+    const float scale = 1.5f / std::sqrt(float(s.cin / s.groups * s.k * s.k));
+    c.w = r.vec(size_t(s.cout) * (s.cin / s.groups) * s.k * s.k, scale);
+    c.b = r.vec(s.cout, 0.2f);
     return c;
+}
+Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int stride, int groups, bool relu) {
+    return rand_conv(r, ConvSpec{name, cin, cout, k, stride, groups, relu, true});
 }
 
 }  // namespace
@@ -86,16 +89,16 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     if (wino) {
         if (k != 3 || stride != 1 || h != w) throw std::invalid_argument("wino check needs k=3, stride 1, h == w");
         if (mode == "pool" || mode == "shuf") throw std::invalid_argument("wino check: no pool / shuf epilogue");
-        c.pack_wino();
     }
+    const CpuConv pc = pack_cpu_conv(c, wino ? ConvAlgo::Winograd : ConvAlgo::Direct);
     Tensor x = rand_tensor(r, n, h, w, cin);
     const int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
     AlignedBuf xb;
     View xv = to_padded(x, xb, std::max(1, pad));
     Workspace wws;
     auto run = [&](int y0, int y1, const Epilogue& e) {
-        if (!wino) K.conv(c.pc, xv, 0, n, y0, y1, ow, e);
-        else if (y0 == 0 && y1 == oh) wino_conv(K, c.pw, xv, n, h, e, wws);
+        if (!wino) K.conv(pc.pc, xv, 0, n, y0, y1, ow, e);
+        else if (y0 == 0 && y1 == oh) wino_conv(K, pc.pw, xv, n, h, e, wws);
         else throw std::logic_error("wino check: whole maps only");
     };
     Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, k, stride, 1, false);
@@ -150,7 +153,7 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "c", cin, cout, 1, 1, 1, true);
-    c.pack_skip0();
+    const CpuConv sk = pack_cpu_conv(c, ConvAlgo::Skip0), dense = pack_cpu_conv(c, ConvAlgo::Direct);
     Tensor x = rand_tensor(r, n, h, w, cin, 0.f);  // post-ReLU input: >= 0, with exact zeros
     for (auto& v : x.d)
         if (r.u(0.f, 1.f) < zero_frac) v = 0.f;
@@ -163,16 +166,16 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     if (mode == "pool") {
         std::vector<float> pool(size_t(n) * cout, 0.f);
         ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(h * w);
-        K.conv1x1_skip0(c.psk, xv, 0, n, 0, h, w, ep);
+        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, h, w, ep);
         return max_err(pool, ref::global_avgpool(want));
     }
     View ov = to_padded(Tensor(n, h, w, cout), ob);
     ep.out = ov;
     if (h > 1) {  // partial row ranges, as the fused units call it
-        K.conv1x1_skip0(c.psk, xv, 0, n, 1, h, w, ep);
-        K.conv1x1_skip0(c.psk, xv, 0, n, 0, 1, w, ep);
+        K.conv1x1_skip0(sk.psk, xv, 0, n, 1, h, w, ep);
+        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, 1, w, ep);
     } else {
-        K.conv1x1_skip0(c.psk, xv, 0, n, 0, h, w, ep);
+        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, h, w, ep);
     }
     const Tensor got = from_view(ov, n, h, w, cout);
     if (mode == "plain") return max_err(got.d, want.d);
@@ -181,15 +184,15 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     View dv = to_padded(Tensor(n, h, w, cout), db);
     Epilogue ed = ep;
     ed.out = dv;
-    K.conv(c.pc, xv, 0, n, 0, h, w, ed);
-    const Tensor dense = from_view(dv, n, h, w, cout);
+    K.conv(dense.pc, xv, 0, n, 0, h, w, ed);
+    const Tensor dense_out = from_view(dv, n, h, w, cout);
     double e = 0;
     bool nan_seen = false;
     for (size_t i = 0; i < got.d.size(); ++i) {
-        const bool gn = std::isnan(got.d[i]), dn = std::isnan(dense.d[i]);
+        const bool gn = std::isnan(got.d[i]), dn = std::isnan(dense_out.d[i]);
         nan_seen |= gn;
         if (gn != dn) return INFINITY;
-        if (!gn) e = std::max(e, std::fabs(double(got.d[i]) - dense.d[i]));
+        if (!gn) e = std::max(e, std::fabs(double(got.d[i]) - dense_out.d[i]));
     }
     if (mode == "nan" && !nan_seen) return INFINITY;
     return e;
@@ -199,13 +202,13 @@ double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, boo
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv cv = rand_conv(r, "dw", c, c, 3, stride, c, relu);
-    cv.pd = pack_dw(cv.w.data(), cv.b.data(), c, stride);  // also for c == 1 (groups == 1)
+    const CpuConv pd = pack_cpu_conv(cv, ConvAlgo::Depthwise);  // also for c == 1 (groups == 1)
     Tensor x = rand_tensor(r, n, h, w, c);
     AlignedBuf xb, ob;
     View xv = to_padded(x, xb);
     Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), c, 3, stride, c, relu);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    K.dw3x3(cv.pd, xv, 0, n, 0, want.h, want.w, ov, relu);
+    K.dw3x3(pd.pd, xv, 0, n, 0, want.h, want.w, ov, relu);
     return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
 }
 
@@ -245,53 +248,30 @@ double block(const std::string& isa, const std::string& kind_arg, int n, int h, 
              unsigned seed) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
-    Block b;
-    b.name = "b"; b.cin = cin; b.cout = cout; b.stride = stride;
-    // "<kind>_wino": also pack the Winograd weights of the stride-1 3x3 convs (used where the
-    // group has enough tiles, wino_worth)
+    // "<kind>_wino": the planner may choose Winograd for the stride-1 3x3 convs (where the map has
+    // enough tiles, choose_conv_algo); plain kinds run them as implicit GEMM
     const bool wino = kind_arg.size() > 5 && kind_arg.compare(kind_arg.size() - 5, 5, "_wino") == 0;
     const std::string kind = wino ? kind_arg.substr(0, kind_arg.size() - 5) : kind_arg;
-    const int half = cout / 2;
-    if (kind == "shuffle_down") {
-        b.kind = BlockKind::ShuffleDown; b.stride = 2;
-        b.convs = {rand_conv(r, "b1dw", cin, cin, 3, 2, cin, false), rand_conv(r, "b1pw", cin, half, 1, 1, 1, true),
-                   rand_conv(r, "pw1", cin, half, 1, 1, 1, true), rand_conv(r, "dw", half, half, 3, 2, half, false),
-                   rand_conv(r, "pw2", half, half, 1, 1, 1, true)};
-    } else if (kind == "shuffle_basic") {
-        b.kind = BlockKind::ShuffleBasic; b.stride = 1; b.cin = cout;
-        b.convs = {rand_conv(r, "pw1", half, half, 1, 1, 1, true), rand_conv(r, "dw", half, half, 3, 1, half, false),
-                   rand_conv(r, "pw2", half, half, 1, 1, 1, true)};
-    } else if (kind == "basic" || kind == "ffe") {
-        b.has_shortcut = stride != 1 || cin != cout;
-        if (kind == "basic") {
-            b.kind = BlockKind::Basic;
-            b.convs = {rand_conv(r, "c1", cin, cout, 3, stride, 1, true), rand_conv(r, "c2", cout, cout, 3, 1, 1, false)};
-        } else {
-            b.kind = BlockKind::FFE;
-            const int w = cout / 4;
-            b.convs.push_back(rand_conv(r, "cin", cin, cout, 3, stride, 1, true));
-            for (int i = 0; i < 8; ++i) b.convs.push_back(rand_conv(r, "p", w, w, 3, 1, 1, true));
-            b.convs.push_back(rand_conv(r, "cout", cout, cout, 3, 1, 1, false));
-        }
-        if (b.has_shortcut) b.convs.push_back(rand_conv(r, "sc", cin, cout, 1, stride, 1, false));
-    } else {
-        throw std::invalid_argument("unknown block kind " + kind);
-    }
-    if (wino)
-        for (auto& c : b.convs)
-            if (c.k == 3 && c.stride == 1 && c.groups == 1) c.pack_wino();
-    Tensor x = rand_tensor(r, n, h, h, b.cin, kind.rfind("shuffle", 0) == 0 ? -1.f : 0.f);
+    BlockDesc d;
+    d.name = "b"; d.cin = cin; d.cout = cout; d.stride = stride;
+    if (kind == "shuffle_down") { d.kind = BlockKind::ShuffleDown; d.stride = 2; }
+    else if (kind == "shuffle_basic") { d.kind = BlockKind::ShuffleBasic; d.stride = 1; d.cin = cout; }
+    else if (kind == "basic") d.kind = BlockKind::Basic;
+    else if (kind == "ffe") d.kind = BlockKind::FFE;
+    else throw std::invalid_argument("unknown block kind " + kind);
+    // the block's convs from the one schema (block_convs), random weights, module order
+    const Block b{d, block_convs(d, [&](const ConvSpec& s) { return rand_conv(r, s); })};
+    PlanOptions o;
+    o.winograd = wino;
+    o.skip0 = false;  // block inputs here are not post-ReLU for the shuffle units (zero-skipping: conv_skip0)
+    const CpuBlock cb = plan_block(b, h, false, o);
+    Tensor x = rand_tensor(r, n, h, h, d.cin, kind.rfind("shuffle", 0) == 0 ? -1.f : 0.f);
     Tensor want = ref_block(b, x);
     AlignedBuf xb, ob;
     View xv = to_padded(x, xb);
     View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
     Workspace ws;
-    switch (b.kind) {
-        case BlockKind::ShuffleDown: shuffle_down_forward(K, b, xv, n, h, ov, ws); break;
-        case BlockKind::ShuffleBasic: shuffle_basic_forward(K, b, xv, n, h, ov, ws); break;
-        case BlockKind::Basic: basic_block_forward(K, b, xv, n, h, ov, ws); break;
-        case BlockKind::FFE: ffe_forward(K, b, xv, n, h, ov, ws); break;
-    }
+    block_forward(K, cb, xv, n, h, ov, ws);
     return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
 }
 
@@ -299,16 +279,16 @@ double stem(const std::string& isa, int n, int size, int cin, int cout, int k, i
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "stem", cin, cout, k, stride, 1, true);
-    // seed % 3 == 0: im2col + 1x1 GEMM path, 1: implicit GEMM path, 2: direct small-cin conv (the default)
-    if (seed % 3 == 0) c.pack_flat();
-    if (seed % 3 == 2) c.pack_small();
+    // seed % 3 == 0: im2col + 1x1 GEMM path, 1: implicit GEMM path, 2: direct small-cin conv (the planner's choice)
+    const ConvAlgo algos[3] = {ConvAlgo::Im2col, ConvAlgo::Direct, ConvAlgo::Small};
+    const CpuConv pc = pack_cpu_conv(c, algos[seed % 3]);
     auto x = r.vec(size_t(n) * cin * size * size);
     Tensor want = ref::maxpool3s2(ref::conv2d(ref::from_nchw(x.data(), n, cin, size, size), c.w.data(), c.b.data(),
                                               cout, k, stride, 1, true));
     AlignedBuf ob;
     View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
     Workspace ws;
-    stem_forward(K, c, x.data(), n, size, ws, ov);
+    stem_forward(K, pc, x.data(), n, size, ws, ov);
     return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
 }
 
