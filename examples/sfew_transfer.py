@@ -6,11 +6,14 @@
 Reports, over the 8 FERPlus classes (SFEW has no contempt; its manifest already uses pyfer's names):
 - classify: accuracy of ``Recognizer.classify`` on the dataset's aligned crops as given (and on
   their centred square);
-- predict: accuracy of ``Recognizer.predict`` with the Haar detector (the surest face; an image
+- predict: accuracy of ``Recognizer.predict`` with the Haar detector (the largest face; an image
   without a detection counts as wrong), and the detection rate;
-- the same predict boxes re-cropped with each margin in ``--margins``, with and without eye alignment,
-  on the images as given and rotated by up to ``--roll`` degrees (this is how the default margin and
-  the alignment choice were measured).
+- the same Haar boxes re-cropped (``pyfer.detect.crop_face``) with each margin in ``--margins``,
+  with and without Haar eye levelling (``EyeAligner``), on the images as given and rotated by up
+  to ``--roll`` degrees: how the Haar path's margin and alignment choice were measured.
+
+The current default front end (YuNet, landmark alignment) is measured by
+``scripts/eval_frontend.py`` (docs/recognizer.md).
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ def roll(img: np.ndarray, angle: float) -> np.ndarray:
 
 def main(argv=None) -> dict:
     import pyfer
-    from pyfer.detect import EyeAligner
+    from pyfer.detect import DEFAULT_MARGIN, EyeAligner, crop_face
+    from pyfer.preprocess import to_gray
     from pyfer.recognizer import load_image
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,7 +64,7 @@ def main(argv=None) -> dict:
     rows = list(csv.DictReader(open(root / "manifest.csv")))
     if args.limit and args.limit < len(rows):
         rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
-    rec = pyfer.Recognizer(args.weights, threads=args.threads)
+    rec = pyfer.Recognizer(args.weights, threads=args.threads, detector="haar")
     names = list(rec.class_names)
     y = np.array([names.index(r["label"]) for r in rows])
     images = [load_image(root / r["path"]) for r in rows]
@@ -84,27 +88,26 @@ def main(argv=None) -> dict:
     res["detection_rate"] = float(found.mean())
     res["predict_acc"] = acc(pred)
     res["predict_acc_detected"] = float((pred == y)[found].mean()) if found.any() else 0.0
-    res["defaults"] = {"margin": rec.margin, "align": rec.aligner is not None}
+    res["defaults"] = {"detector": "haar", "margin": DEFAULT_MARGIN, "align": False}
 
     # sweeps over the detected boxes only (same images for every setting); "rolled": every image
     # first rotated by a random angle in [-roll, roll] degrees (SFEW faces are already levelled,
     # so this is where eye alignment can show what it does)
     rng = np.random.default_rng(0)
     rolled = [roll(img, a) for img, a in zip(images, rng.uniform(-args.roll, args.roll, n))]
-    saved = rec.aligner, rec.margin
+    aligner = EyeAligner()
     for name, imgs in (("as_given", images), ("rolled", rolled)):
-        rec.aligner = None
-        boxes = [rec.detector(img)[:1] for img in imgs]
+        grays = [to_gray(img) for img in imgs]
+        boxes = [rec.detect(img)[:1] for img in imgs]  # the largest Haar box
         idx = [i for i in range(n) if boxes[i]]
         sweep = {"images": len(idx)}
         for align in (False, True):
-            rec.aligner = EyeAligner() if align else None
-            for m in (args.margins if name == "as_given" else [saved[1]]):
-                rec.margin = m
-                p = np.array([names.index(rec.predict(imgs[i], boxes=boxes[i])[0].label) for i in idx])
+            angles = {i: aligner.angle(grays[i], boxes[i][0][0]) if align else 0.0 for i in idx}
+            for m in (args.margins if name == "as_given" else [DEFAULT_MARGIN]):
+                crops = [crop_face(grays[i], boxes[i][0][0], m, angles[i]) for i in idx]
+                p = rec.classify(crops).argmax(1)
                 sweep[f"margin={m:+.2f} align={align}"] = float((p == y[idx]).mean())
         res[f"sweep_acc_on_detected_{name}"] = sweep
-    rec.aligner, rec.margin = saved
     # per-class recall of predict (all images)
     res["predict_recall_per_class"] = {names[c]: float((pred[y == c] == c).mean()) for c in np.unique(y)}
     print(json.dumps(res, indent=1))

@@ -259,3 +259,19 @@ def test_readme_first_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("examples/astronaut.png: 1 face(s)") and "happiness" in r.stdout
     assert f"wrote {out}" in r.stdout and cv2.imread(str(out)).shape == (320, 320, 3)
+
+
+# -- licence, typing (issue 12 friction items) -------------------------------------------------
+def test_licence_files():
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Permission is hereby granted" in text
+    notice = (REPO / "NOTICE.md").read_text()
+    for needle in ("FER2013", "Kaggle", "Microsoft Corporation", "YuNet", "Shiqi Yu",
+                   "their terms are the data set's own"):
+        assert needle in notice, needle
+    models = Path(pyfer.__file__).parent / "models"
+    assert "MIT License" in (models / "LICENSE-yunet.txt").read_text()
+
+
+def test_py_typed():
+    assert (Path(pyfer.__file__).parent / "py.typed").is_file()

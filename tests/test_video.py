@@ -104,3 +104,20 @@ def test_video_max_frames_and_bad_source(recognizer, clip, tmp_path):
     bad.write_text("not a video")
     with pytest.raises(ValueError, match="cannot open"):
         process_video(str(bad), recognizer)
+
+
+def test_progress_bar_on_files(recognizer, clip, capsys):
+    """tqdm is a dependency: a file shows a progress bar on stderr (after a plain pip install)."""
+    path, _ = clip
+    stats = process_video(str(path), recognizer, jsonl=io.StringIO(), max_frames=6, progress=True)
+    err = capsys.readouterr().err
+    assert stats["frames"] == 6 and stats["skipped_frames"] == 0
+    assert "6/6" in err and "frame" in err
+
+
+def test_tqdm_is_a_runtime_dependency():
+    tomllib = pytest.importorskip("tomllib")
+    from conftest import REPO
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.split(">")[0].split("=")[0].strip() == "tqdm" for d in deps), deps

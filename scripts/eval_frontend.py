@@ -1,0 +1,201 @@
+"""Measure the front end through ``Recognizer.predict``: detection rate, accuracy and macro recall
+on FERPlus valid (majority protocol, 3,191 images) and SFEW train (860 film faces), per detector
+and face framing, plus detection on the group photos of ``scripts/group_photos.py``.
+
+    python scripts/eval_frontend.py                      # all configurations, all images
+    python scripts/eval_frontend.py --limit 300 --configs yunet-align haar-crop
+    python scripts/eval_frontend.py --json results.json  # also write the numbers as JSON
+
+Each image goes through ``predict`` from its file, as a user's would (decode included). The face
+taken is the first one returned (the largest); an image without a face counts as wrong for the
+accuracy over all images and as the extra class "no face" for macro recall (the mean over the
+data set's classes of the share of each class predicted right). Accuracy on the detected images
+is given too. Configurations:
+
+- ``yunet-align``: YuNet, faces aligned on their five landmarks (``FaceFraming`` mode "align");
+- ``yunet-box``: YuNet, the box framing (mode "box", no rotation);
+- ``haar-crop``: the Haar cascade and its square crop with a 0.05 margin (the pre-YuNet default).
+
+The framing parameters are the weights' own (metadata "framing"; ``FaceFraming()`` if absent).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+DATA = REPO.parent / "shared" / "data"
+
+CONFIGS = {
+    "yunet-align": dict(detector="yunet", framing="align"),
+    "yunet-box": dict(detector="yunet", framing="box"),
+    "haar-crop": dict(detector="haar"),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ferplus_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
+    from training.data import FERPLUS_SPLITS, majority_protocol, read_ferplus_labels
+
+    folder = root / FERPLUS_SPLITS["valid"]
+    names, votes = read_ferplus_labels(folder / "label.csv")
+    keep, labels, _ = majority_protocol(votes)
+    items = [(str(folder / names[i]), int(labels[i])) for i in np.flatnonzero(keep)]
+    return items[:limit] if limit else items
+
+
+def sfew_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
+    from pyfer.preprocess import EMOTIONS
+
+    with open(root / "manifest.csv") as f:
+        items = [(str(root / r["path"]), EMOTIONS.index(r["label"])) for r in csv.DictReader(f)]
+    if limit:  # spread over the manifest (it is sorted by class)
+        items = items[:: max(1, len(items) // limit)][:limit]
+    return items
+
+
+def rotated(path: str, max_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """The image turned by a random angle in [-max_deg, max_deg] about its centre, edges
+    replicated (a head rolled in the frame)."""
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-max_deg, max_deg)), 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0) -> dict:
+    from sklearn.metrics import accuracy_score, recall_score
+    from tqdm import tqdm
+
+    names = list(rec.class_names)
+    y_true, y_pred, stage = [], [], {k: [] for k in ("decode", "detect", "align", "engine")}
+    found = 0
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)  # the same angles for every configuration
+    for path, label in tqdm(items, desc=desc, unit="img", mininterval=2.0, file=sys.stderr):
+        faces = rec.predict(rotated(path, rotate, rng) if rotate else path)
+        for k in stage:
+            stage[k].append(rec.last_timings[k])
+        y_true.append(label)
+        if faces:
+            found += 1
+            y_pred.append(names.index(faces[0].label))
+        else:
+            y_pred.append(-1)  # "no face"
+    y_true, y_pred = np.array(y_true), np.array(y_pred)
+    det = y_pred >= 0
+    present = sorted(set(y_true.tolist()))
+    recall = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
+    return {
+        "images": len(items),
+        "detected": int(found),
+        "detection_rate": round(found / len(items), 4),
+        "accuracy_all": round(float(accuracy_score(y_true, y_pred)), 4),
+        "accuracy_detected": round(float(accuracy_score(y_true[det], y_pred[det])), 4) if det.any() else None,
+        "macro_recall": round(float(recall.mean()), 4),
+        "recall_per_class": {names[c]: round(float(r), 3) for c, r in zip(present, recall)},
+        "median_ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in stage.items()},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def group_detection(rec) -> dict:
+    import group_photos
+
+    out: dict = {}
+    for p in group_photos.build():
+        faces = rec.predict(p.image)
+        hit, extra = group_photos.match(p.faces, [f.box for f in faces])
+        kind = p.name.rsplit("_", 1)[0] if p.name[-1].isdigit() else p.name
+        g = out.setdefault(kind, {"faces": 0, "found": 0, "false_faces": 0, "missed": []})
+        g["faces"] += len(hit)
+        g["found"] += sum(hit)
+        g["false_faces"] += extra
+        g["missed"] += [f"{p.name}:{src}:{w}px" for ok, src, (_, _, w, _) in zip(hit, p.sources, p.faces) if not ok]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="weights file (default: the shipped student)")
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--limit", type=int, default=None, help="at most this many images per data set")
+    ap.add_argument("--no-groups", action="store_true", help="skip the group photos")
+    ap.add_argument("--threads", type=int, default=1, help="engine and OpenCV threads (default 1)")
+    ap.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
+                    help="turn each image by a random angle in [-DEG, DEG] first (seeded; tests framing under roll)")
+    ap.add_argument("--datasets", nargs="+", default=["ferplus_valid", "sfew_train"],
+                    choices=["ferplus_valid", "sfew_train"])
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    import pyfer
+
+    cv2.setNumThreads(args.threads)
+    fer = ferplus_items(DATA / "ferplus", args.limit)
+    sfew = sfew_items(DATA / "sfew_train", args.limit)
+    results: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "rotate": args.rotate,
+                     "loadavg_start": round(os.getloadavg()[0], 2), "configs": {}}
+    for name in args.configs:
+        rec = pyfer.Recognizer(args.weights, threads=args.threads, **CONFIGS[name])
+        r = {"framing": rec.framing.to_dict() if CONFIGS[name].get("framing") else {"margin": 0.05}}
+        for ds, items in (("ferplus_valid", fer), ("sfew_train", sfew)):
+            if ds in args.datasets:
+                r[ds] = evaluate(rec, items, f"{name} {ds}", args.rotate)
+        if not args.no_groups:
+            r["group_photos"] = group_detection(rec)
+        results["configs"][name] = r
+        print(f"{name}: " + json.dumps({k: {m: v[m] for m in ("detection_rate", "accuracy_all", "macro_recall")}
+                                        for k, v in r.items() if k in ("ferplus_valid", "sfew_train")}),
+              file=sys.stderr)
+    results["loadavg_end"] = round(os.getloadavg()[0], 2)
+    results["weights"] = str(rec.weights_path)
+
+    print(f"\nCPU: {results['cpu']} ({results['cores']} cores), {args.threads} thread(s); rotate {args.rotate}; "
+          f"load average {results['loadavg_start']} -> {results['loadavg_end']}\n")
+    print("| configuration | data set | detected | accuracy (all) | accuracy (detected) | macro recall "
+          "| median ms: decode / detect / align / engine |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results["configs"].items():
+        for ds in args.datasets:
+            m = r[ds]
+            ms = " / ".join(f"{m['median_ms'][k]:.2f}" for k in ("decode", "detect", "align", "engine"))
+            print(f"| {name} | {ds} ({m['images']}) | {m['detection_rate']:.2%} ({m['detected']}) "
+                  f"| {m['accuracy_all']:.2%} | {m['accuracy_detected']:.2%} | {m['macro_recall']:.2%} | {ms} |")
+    if not args.no_groups:
+        print("\n| configuration | group photos | faces found | false faces | missed |")
+        print("|---|---|---|---|---|")
+        for name, r in results["configs"].items():
+            for kind, g in r["group_photos"].items():
+                print(f"| {name} | {kind} | {g['found']}/{g['faces']} | {g['false_faces']} | "
+                      f"{', '.join(g['missed']) or '-'} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
