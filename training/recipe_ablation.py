@@ -1,7 +1,8 @@
 """Ablation of the generalization recipe (issue 13): the full recipe, then the full recipe with
 one ingredient taken out per row, and none of them. Each row is a short distillation fine-tune
-of the shipped student on a random subset of FERPlus train (its class prior kept), reported on FERPlus valid and on
-SFEW train (second domain, never trained on).
+of the session-1 student (``models/tsnet_student_session1.safetensors``) on a random subset of
+FERPlus train (its class prior kept), reported on FERPlus valid and on SFEW train (second
+domain, never trained on).
 
     python -m training.recipe_ablation --out runs/recipe_ablation [--train-limit 4000] [--epochs 2]
     python -m training.recipe_ablation --out runs/recipe_ablation --table-only
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--teacher", default=str(REPO / "models" / "teacher_effresnet18_fp16.safetensors"))
-    ap.add_argument("--init", default=str(REPO / "pyfer" / "models" / "tsnet_student.safetensors"))
+    ap.add_argument("--init", default=str(REPO / "models" / "tsnet_student_session1.safetensors"))
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--train-limit", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=2)
