@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "teacher (EFF-ResNet18)": REPO / "models" / "teacher_effresnet18_fp16.safetensors",
     "student (ShuffleNetV2, no KD)": REPO / "models" / "student_baseline.safetensors",
-    "T-SNet (distilled student, shipped)": REPO / "pyfer" / "models" / "tsnet_student.safetensors",
+    "T-SNet (distilled student, session 1)": REPO / "models" / "tsnet_student_session1.safetensors",
+    "robust T-SNet (session 3, shipped)": REPO / "pyfer" / "models" / "tsnet_student.safetensors",
 }
 CURVES = {"teacher": "teacher", "student (hard labels)": "student_hard", "student (vote shares)": "student_soft",
           "T-SNet (hard labels, shipped)": "tsnet_hard", "T-SNet (vote shares)": "tsnet_soft",
@@ -68,14 +69,14 @@ def main(argv=None) -> None:
             key = f"{name}{' +flip' if tta else ''}"
             metrics[key] = evaluate(str(path), args.data, "valid", tta=tta, latency=not tta)
             print(f"{key}: accuracy {metrics[key]['accuracy']:.4f}", flush=True)
-    shipped = str(MODELS["T-SNet (distilled student, shipped)"])
+    shipped = str(MODELS["robust T-SNet (session 3, shipped)"])
     if Path(args.sfew).is_file():
         for tta in (False, True):
             metrics[f"T-SNet on SFEW train{' +flip' if tta else ''}"] = evaluate(shipped, args.sfew, tta=tta,
                                                                                  latency=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
-    tsnet = metrics["T-SNet (distilled student, shipped) +flip"]
+    tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
     plot_confusion(tsnet["confusion"], EMOTIONS, out / "confusion_tsnet.png",
                    f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
     plot_curves(out / "runs", out / "curves.png")
