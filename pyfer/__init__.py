@@ -8,7 +8,7 @@ from importlib import import_module
 
 from pyfer.preprocess import EMOTIONS
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one home of the version (pyproject.toml reads it)
 
 # public name -> module that defines it
 _LAZY = {

@@ -53,7 +53,9 @@ def cuda_devices() -> tuple:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float32)
+    """Probabilities along ``axis``, in float32 (float64 stays float64)."""
+    z = np.asarray(logits)
+    z = z.astype(np.result_type(z.dtype, np.float32))
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)

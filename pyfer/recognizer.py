@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from pyfer.detect import Box, Detector, check_box, clip_box, get_detector
+from pyfer.engine import softmax
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
@@ -134,13 +135,6 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if lo < 0 or hi > 255:
         raise ValueError(f"image values must lie in [0, 255] (or [0, 1] for floats), got [{lo}, {hi}]")
     return np.ascontiguousarray(np.rint(a).astype(np.uint8))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
@@ -330,11 +324,11 @@ class Recognizer:
         size = self.spec.input_size
         x = normalize(np.stack([resize_face(g, size) for g in grays]), self.spec)
         if not self.flip:
-            return softmax(self.engine.forward(x))
+            return softmax(self.engine.forward(x).astype(np.float64), axis=1)
         # one engine call for the faces and their mirrors
         logits = self.engine.forward(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
         n = len(grays)
-        return softmax((logits[:n] + logits[n:]) / 2)
+        return softmax((logits[:n].astype(np.float64) + logits[n:]) / 2, axis=1)
 
     def info(self) -> dict:
         return {"weights": str(self.weights_path), "classes": list(self.class_names),

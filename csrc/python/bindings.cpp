@@ -20,8 +20,8 @@
 namespace py = pybind11;
 using namespace pyfer;
 
-#ifndef PYFER_VERSION
-#define PYFER_VERSION "0.1.0"
+#ifndef PYFER_VERSION  // set by CMake from the package version (pyfer/__init__.py) in pip builds
+#define PYFER_VERSION "unknown"
 #endif
 
 namespace {
