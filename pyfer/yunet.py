@@ -3,10 +3,11 @@
 Each call gives faces with a box, five landmarks and a score, in the caller's image pixels,
 largest first. The model ships in the package (``pyfer/models/``, licence text beside it).
 
-How an image is searched (numbers measured in docs/recognizer.md, "Choosing YuNet's working size"):
+How an image is searched (numbers measured in docs/recognizer.md, "YuNet, and how its working
+size was chosen"; ``scripts/yunet_working_size.py``):
 
 1. **Main pass** on a scaled copy. YuNet finds frontal faces from about ``NET_FACE`` (30) px in
-   its input (97.5% of SFEW faces there, 94% at 24 px, 100% at 48 px) up to about 350 px. The
+   its input (96% of frontal SFEW faces there, 89% at 24 px, 99% at 48 px) up to about 350 px. The
    scale is the largest of
    - ``NET_FACE / min_face``: every face of ``min_face`` px or more is searched for (default
      ``DEFAULT_MIN_FACE`` = 60 px, scale 0.5: a 1920x1080 frame is searched at 960x540, where
@@ -27,6 +28,13 @@ How an image is searched (numbers measured in docs/recognizer.md, "Choosing YuNe
    (a close-up whose face exceeds ~350 px at the main scale) and faces cut by the image border.
    It runs when the main pass finds nothing, or when the main pass's image is large enough to
    hold a face beyond YuNet's range; its faces are merged with the main pass's (NMS).
+4. **Turned pass** (only for small images, searched at most 400 px, where no face scored 0.75
+   or more: face crops): the main pass on the image turned by 45, -45, 90, -90, 135, -135 and 180
+   degrees (``rotations``), each in a canvas that holds all of it; the surest face wins. YuNet
+   misses heads rolled far in the frame (FERPlus has faces lying sideways) and its landmarks are
+   only right on a face within about 25 degrees of upright, so the turn that brings the face
+   closest to upright, which scores highest, is the one kept; its landmarks are mapped back
+   exactly, so the aligned framing levels the face.
 
 Threads: ``cv2.FaceDetectorYN`` keeps per-call state, so each thread gets its own instance (one
 ``YuNetDetector`` may be shared by threads). OpenCV runs each network call on its own thread
@@ -52,6 +60,8 @@ RECHECK_BELOW = 64  # px in the main pass's input: smaller doubtful faces get a 
 RECHECK_FACE = 96  # px: the size a doubtful face is enlarged to for its second look
 RECHECK_MAX_ZOOM = 3.0
 RECHECK_MAX = 8  # second looks per image at most
+TURN_MAX_SIDE = 400  # px: the turned pass is for images searched at most this big (face crops)
+TURN_BELOW_SCORE = 0.75  # ... where no face scores at least this much
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,17 @@ def default_model_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("pyfer") / "models" / MODEL_FILE))
+
+
+def _plausible(rows: np.ndarray) -> np.ndarray:
+    """Rows that look like a face: a box of sane proportions with the five points in or near it
+    (on noise or smeared borders YuNet can return slivers with any score)."""
+    x, y, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    ok = (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)
+    px, py = rows[:, 4:14:2], rows[:, 5:14:2]
+    ok &= ((px >= (x - 0.25 * w)[:, None]) & (px <= (x + 1.25 * w)[:, None])).all(1)
+    ok &= ((py >= (y - 0.25 * h)[:, None]) & (py <= (y + 1.25 * h)[:, None])).all(1)
+    return ok
 
 
 def _iou(a, b) -> float:
@@ -99,7 +120,8 @@ class YuNetDetector:
     def __init__(self, model: Union[str, Path, None] = None, min_face: Optional[float] = None,
                  score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
                  work_area: int = 320 * 240, min_side: int = 240, max_side: int = 1920,
-                 pad: float = 0.25, coarse_side: int = 320):
+                 pad: float = 0.25, coarse_side: int = 320,
+                 rotations: tuple = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)):
         self.model = Path(model) if model is not None else default_model_path()
         if not self.model.is_file():
             raise FileNotFoundError(f"YuNet model not found: {self.model}")
@@ -123,6 +145,7 @@ class YuNetDetector:
         self.max_side = int(max_side)
         self.pad = float(pad)
         self.coarse_side = int(coarse_side)
+        self.rotations = tuple(float(a) for a in rotations)
         self._local = threading.local()  # cv2.FaceDetectorYN keeps per-call state: one per thread
         self._net((320, 320))  # load now: a missing or broken model fails here, not on first use
 
@@ -130,7 +153,8 @@ class YuNetDetector:
         """The settings that decide what is found (e.g. for a cache key)."""
         return {"model": self.model.name, "min_face": self.min_face, "score_threshold": self.score_threshold,
                 "nms_threshold": self.nms_threshold, "work_area": self.work_area, "min_side": self.min_side,
-                "max_side": self.max_side, "pad": self.pad, "coarse_side": self.coarse_side}
+                "max_side": self.max_side, "pad": self.pad, "coarse_side": self.coarse_side,
+                "rotations": list(self.rotations)}
 
     def __repr__(self) -> str:
         return f"YuNetDetector(min_face={self.min_face}, score_threshold={self.score_threshold})"
@@ -210,6 +234,33 @@ class YuNetDetector:
                 best, best_iou = r, v
         return best
 
+    def _run_rotated(self, bgr: np.ndarray, scale: float, angle: float) -> np.ndarray:
+        """The main pass on the image turned by ``angle`` degrees (counter-clockwise) inside a
+        canvas that holds all of it; faces are mapped back: landmarks exactly, the box as a box of
+        the same size around the mapped centre (the face is turned inside it)."""
+        import cv2
+
+        h, w = bgr.shape[:2]
+        rad = np.deg2rad(angle)
+        c, s = abs(np.cos(rad)), abs(np.sin(rad))
+        cw, ch = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[0, 2] += cw / 2 - w / 2
+        m[1, 2] += ch / 2 - h / 2
+        turned = cv2.warpAffine(bgr, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rows = self._run(turned, scale, 0)
+        rows = rows[rows[:, 14] >= self.score_threshold]
+        if len(rows) == 0:
+            return rows
+        back = cv2.invertAffineTransform(m)
+        pts = rows[:, 4:14].reshape(-1, 5, 2)
+        rows[:, 4:14] = (pts @ back[:, :2].T.astype(np.float32) + back[:, 2].astype(np.float32)).reshape(-1, 10)
+        centre = rows[:, :2] + rows[:, 2:4] / 2
+        centre = centre @ back[:, :2].T.astype(np.float32) + back[:, 2].astype(np.float32)
+        rows[:, :2] = centre - rows[:, 2:4] / 2
+        inside = (centre[:, 0] >= 0) & (centre[:, 0] < w) & (centre[:, 1] >= 0) & (centre[:, 1] < h)
+        return rows[inside]
+
     def __call__(self, image: np.ndarray) -> list[Detection]:
         bgr = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image  # gray, BGR or BGRA
         h, w = bgr.shape[:2]
@@ -232,6 +283,13 @@ class YuNetDetector:
                 more = self._run(bgr, coarse, p)
                 more = more[more[:, 14] >= self.score_threshold]
                 rows = _nms(np.concatenate([rows, more]), self.nms_threshold) if len(rows) else more
+        if (self.rotations and max(h, w) * scale <= TURN_MAX_SIDE
+                and (len(rows) == 0 or rows[:, 14].max() < TURN_BELOW_SCORE)):
+            # a small image (a face crop) without a sure face: the head may be turned far in the
+            # frame (then YuNet misses it, or finds it with a low score and upright landmarks)
+            rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in self.rotations])
+            rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
+        rows = rows[_plausible(rows)]
         out = []
         for r in rows:
             bw, bh = float(r[2]), float(r[3])

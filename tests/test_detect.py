@@ -87,6 +87,24 @@ def test_yunet_face_cut_by_the_border(yunet):
     assert found and iou(clip_box(found[0].box, tight.shape), (0, 0, w, h)) > 0.5, found
 
 
+def test_yunet_turned_face(yunet):
+    """A head turned by 100 degrees, which YuNet misses upright, is found by the turned pass; its
+    landmarks are mapped back into the image exactly enough to level it."""
+    img = cv2.imread(str(ASTRONAUT))
+    (ref,) = yunet(img)
+    m = cv2.getRotationMatrix2D((160, 160), 100, 1.0)
+    turned = cv2.warpAffine(img, m, (320, 320), borderMode=cv2.BORDER_REPLICATE)
+    assert YuNetDetector(rotations=())(turned) == []  # upright search alone misses it
+    (d,) = yunet(turned)
+    want = ref.landmarks @ m[:, :2].T + m[:, 2]
+    assert np.abs(d.landmarks - want).max() < 0.15 * ref.box[2]
+    eye_r, eye_l = d.landmarks[0], d.landmarks[1]
+    roll = np.degrees(np.arctan2(eye_l[1] - eye_r[1], eye_l[0] - eye_r[0]))
+    assert -112 < roll < -88  # the eye line is turned by about -100 degrees in image coordinates
+    cx, cy = d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2
+    assert np.hypot(cx - want[2, 0], cy - want[2, 1]) < 0.3 * ref.box[2]  # the box is around the face
+
+
 def test_yunet_blank_and_tiny_images(yunet):
     assert yunet(np.full((480, 640, 3), 128, np.uint8)) == []
     assert yunet(np.zeros((1, 1), np.uint8)) == []
