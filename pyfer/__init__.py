@@ -17,6 +17,8 @@ _LAZY = {
     "Recognizer": "pyfer.recognizer",
     "Face": "pyfer.recognizer",
     "default_weights_path": "pyfer.recognizer",
+    "YuNetDetector": "pyfer.yunet",
+    "FaceFraming": "pyfer.facenorm",
 }
 
 __all__ = ["EMOTIONS", "__version__", *_LAZY]
