@@ -18,7 +18,7 @@ arch=$(uname -m)
 rm -rf "$wheelhouse" "$dist"
 mkdir -p "$dist"
 t0=$(date +%s)
-PYFER_WHEEL_PYTHONS=$ver PYFER_WHEEL_ARCHS=$arch "PYFER_PYTHON_${ver/./_}=$(command -v "$py")" \
+env PYFER_WHEEL_PYTHONS="$ver" PYFER_WHEEL_ARCHS="$arch" "PYFER_PYTHON_${ver/./_}=$(command -v "$py")" \
   scripts/build_wheels.sh "$wheelhouse"
 mv "$wheelhouse"/pyfer-*.tar.gz "$dist/"
 whl=$(ls "$wheelhouse"/pyfer-*.whl)
