@@ -337,6 +337,13 @@ def info_dict(weights: Optional[str] = None) -> dict:
         d["weights"] = {"path": str(path), "sha256": _sha256(path)}
     except OSError as e:
         d["weights"] = f"unavailable: {e}"
+    try:
+        from pyfer.yunet import default_model_path
+
+        m = default_model_path()
+        d["detector"] = {"name": "yunet", "path": str(m), "sha256": _sha256(m)}
+    except OSError as e:
+        d["detector"] = f"unavailable: {e}"
     import cv2
 
     d["opencv"] = cv2.__version__
@@ -360,6 +367,8 @@ def _info(args) -> int:
         print(f"weights: {w['path']}\nsha256: {w['sha256']}")
     else:
         print(f"weights: {w}")
+    det = d["detector"]
+    print(f"detector: {det['path']} (sha256 {det['sha256'][:16]}...)" if isinstance(det, dict) else f"detector: {det}")
     return 0
 
 

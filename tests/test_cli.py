@@ -78,6 +78,7 @@ def test_info(weights_path, capsys):
     assert d["pyfer"]
     assert d["weights"]["path"] == str(weights_path) and len(d["weights"]["sha256"]) == 64
     assert "build" in d
+    assert d["detector"]["sha256"] == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 
 
 def test_python_m_pyfer_help():
