@@ -328,10 +328,17 @@ def test_other_input_sizes_run(tmp_path, size):
 
 def test_wrong_architecture(tmp_path):
     """The real student labelled as the teacher's architecture, and the teacher labelled as a student."""
+    # without a network description the architecture comes from "arch" + "stem"
     p = tmp_path / "student_as_teacher.safetensors"
-    p.write_bytes(build(with_meta(HEADER, arch="effresnet18")))
+    p.write_bytes(build(with_meta(HEADER, arch="effresnet18", network=_DROP)))
     with pytest.raises(ValueError, match=r"student_as_teacher\.safetensors.*stem.conv.weight.*wrong architecture"):
         pyfer.Engine(p)
+    # with the student's description kept, the relabelled file is refused too, naming the file
+    if "network" in META:
+        p2 = tmp_path / "student_as_teacher_described.safetensors"
+        p2.write_bytes(build(with_meta(HEADER, arch="effresnet18")))
+        with pytest.raises(ValueError, match=r"student_as_teacher_described\.safetensors"):
+            pyfer.Engine(p2)
     if not TEACHER.is_file():
         pytest.skip("teacher export not present")
     thlen, th, tdata, _ = split(TEACHER)
