@@ -75,6 +75,25 @@ def pil_to_array(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_chunks(data: np.ndarray, name: str) -> None:
+    """Refuse a PNG whose chunk announces more bytes than the file holds, before OpenCV's reader
+    allocates what it announces (a 57-byte file can ask for 2 GB)."""
+    buf = memoryview(data)
+    pos, n = 8, len(buf)
+    while pos + 12 <= n:
+        length = int.from_bytes(buf[pos:pos + 4], "big")
+        kind = bytes(buf[pos + 4:pos + 8])
+        if length > n - pos - 12:
+            raise ValueError(f"cannot decode {name} as an image (PNG chunk {kind.decode('latin-1')!r} "
+                             f"announces {length} bytes, the file has {n - pos - 12} left)")
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+
+
 def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     """Encoded bytes -> decoded array. JPEGs are turned upright by their EXIF orientation (phone
     photos); other formats keep their alpha and bit depth."""
@@ -83,6 +102,8 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     if data.size == 0:
         raise ValueError(f"empty file: {name}")
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
+    if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
+        _check_png_chunks(data, name)
     try:
         img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. a header announcing more pixels than OpenCV's limit

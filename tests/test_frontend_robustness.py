@@ -278,8 +278,6 @@ def png_with_chunk_length(n: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0\0"), length=n) + chunk(b"IEND", b""))
 
 
-@pytest.mark.xfail(strict=True, reason="open finding (RELIABILITY.md, fuzzing finding 3): OpenCV's PNG reader "
-                   "allocates an IDAT chunk's announced length (2 GB here) before failing")
 def test_png_announcing_a_huge_chunk_costs_no_memory(tmp_path):
     """A 57-byte PNG whose IDAT length field says 0x7fff0000: a ValueError, and the process may
     not grow by gigabytes on the way (measured in a subprocess: peak RSS under 600 MB)."""
