@@ -46,4 +46,15 @@ EOF
 chmod +x "$root/usr/bin/python3.11-qemu"
 "$root/usr/bin/python3.11-qemu" -c "import platform, sys; print('qemu-user:', platform.machine(), sys.version.split()[0])"
 
-PYTHON="$root/usr/bin/python3.11-qemu" PYFER_CHECK_LIMITS=0 "$repo/scripts/check_wheel.sh" "$whl"
+# pip inside qemu resolves from a local folder: the aarch64 cp311 wheels of the runtime and test
+# dependencies, fetched by the host's pip (PyPI connections from the emulated pip were reset
+# often here). The venv is still fresh, and its pip still picks what fits the arm64 interpreter.
+wh=$q/wheels
+rm -rf "$wh"
+python3 -m pip download -q -d "$wh" --only-binary=:all: --platform manylinux2014_aarch64 \
+  --platform manylinux_2_28_aarch64 --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+  "$whl" pytest hypothesis safetensors pip
+rm -f "$wh"/pyfer-*.whl
+
+PYTHON="$root/usr/bin/python3.11-qemu" PYFER_CHECK_LIMITS=0 PIP_NO_INDEX=1 PIP_FIND_LINKS="$wh" \
+  "$repo/scripts/check_wheel.sh" "$whl"
