@@ -113,3 +113,24 @@ def test_export_bakes_a_logit_bias_into_the_classifier(tmp_path):
         a = from_safetensors(tmp_path / "a.safetensors")(x)
         b = from_safetensors(tmp_path / "b.safetensors")(x)
     assert torch.allclose(b - a, torch.as_tensor(bias, dtype=torch.float32).expand(3, 8), atol=1e-5)
+
+
+def test_detection_cache_is_keyed_on_the_detector_settings(tmp_path, monkeypatch, sfew_faces):
+    """training.framing caches YuNet's boxes; a changed detector setting must detect again."""
+    import pyfer.yunet
+    from training import framing
+
+    monkeypatch.setenv("PYFER_CACHE", str(tmp_path))
+    images, names = [sfew_faces[0]], ["sfew_0"]
+    first = framing.detect_faces(images, names, "test")
+    assert first[2][0] > 0.5, "the test face is found"
+    assert len(list(tmp_path.glob("yunet_*.npz"))) == 1
+    framing.detect_faces(images, names, "test")  # same settings: the cache answers
+    assert len(list(tmp_path.glob("yunet_*.npz"))) == 1
+    real_init = pyfer.yunet.YuNetDetector.__init__
+
+    def stricter(self, *a, **kw):
+        real_init(self, *a, **{**kw, "score_threshold": 0.99})
+    monkeypatch.setattr(pyfer.yunet.YuNetDetector, "__init__", stricter)
+    framing.detect_faces(images, names, "test")
+    assert len(list(tmp_path.glob("yunet_*.npz"))) == 2, "another detector setting, another cache entry"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 
 import numpy as np
 
@@ -21,18 +22,21 @@ from training.data import FaceSet, cache_dir, ferplus_raw, load_dataset
 DETECT_THRESHOLD = 0.3
 
 
-def detect_faces(images: list[np.ndarray], key: str, desc: str):
-    """Surest YuNet face per image -> (boxes (N, 4), landmarks (N, 5, 2), scores (N,)); score 0 = none."""
+def detect_faces(images: list[np.ndarray], names: list[str], desc: str):
+    """Surest YuNet face per image -> (boxes (N, 4), landmarks (N, 5, 2), scores (N,)); score 0 = none.
+    Cached under a key of the image names and the detector's settings, so a changed detector
+    detects again rather than reusing boxes it would not find."""
     from tqdm import tqdm
 
     from pyfer.yunet import YuNetDetector
 
+    det = YuNetDetector(score_threshold=DETECT_THRESHOLD)
+    key = hashlib.sha1(("\n".join(names) + json.dumps(det.config(), sort_keys=True)).encode()).hexdigest()[:12]
     path = cache_dir() / f"yunet_{key}.npz"
     if path.is_file():
         z = np.load(path)
         if len(z["scores"]) == len(images):
             return z["boxes"], z["landmarks"], z["scores"]
-    det = YuNetDetector(score_threshold=DETECT_THRESHOLD)
     boxes = np.zeros((len(images), 4), np.float32)
     lms = np.zeros((len(images), 5, 2), np.float32)
     scores = np.zeros(len(images), np.float32)
@@ -47,9 +51,10 @@ def detect_faces(images: list[np.ndarray], key: str, desc: str):
     return boxes, lms, scores
 
 
-def frame_images(images: list[np.ndarray], size: int, framing: FaceFraming, key: str, desc: str) -> np.ndarray:
+def frame_images(images: list[np.ndarray], size: int, framing: FaceFraming, names: list[str],
+                 desc: str) -> np.ndarray:
     """Gray uint8 images of any size -> (N, size, size) crops framed by ``normalize_face``."""
-    boxes, lms, scores = detect_faces(images, key, desc)
+    boxes, lms, scores = detect_faces(images, names, desc)
     out = np.empty((len(images), size, size), np.uint8)
     for i, img in enumerate(images):
         gray = to_gray(img)
@@ -72,8 +77,7 @@ def load_framed(source: str, prep: PreprocessSpec, split: str, framing: FaceFram
 
         base = load_dataset(source, PreprocessSpec(), split)
         images = [cv2.imdecode(np.fromfile(n, np.uint8), cv2.IMREAD_COLOR) for n in base.names]
-    key = hashlib.sha1("\n".join(base.names).encode()).hexdigest()[:12]
-    framed = frame_images(images, prep.input_size, framing, key, f"YuNet {source.rsplit('/', 1)[-1]} {split}")
+    framed = frame_images(images, prep.input_size, framing, list(base.names), f"YuNet {source.rsplit('/', 1)[-1]} {split}")
     return FaceSet(framed, base.labels, base.targets, base.names)
 
 
