@@ -27,18 +27,7 @@ JOBS="${SANITIZE_JOBS:-2}"
 PY="${PYTHON:-python}"
 SANITIZERS="address,undefined"
 
-if [[ "${SANITIZE_SKIP_BUILD:-0}" != 1 ]]; then
-  # The project's CMakeLists adds -O3 per target; a compiler launcher appends -O1 (the last -O wins)
-  # so the sanitizer build stays quick to compile and keeps useful stacks.
-  mkdir -p "$BUILD"
-  printf '#!/bin/sh\nexec "$@" -O1\n' > "$BUILD/o1-launcher.sh"
-  chmod +x "$BUILD/o1-launcher.sh"
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFER_BUILD_TESTS=ON -DPYFER_WITH_CUDA=OFF \
-    -DCMAKE_CXX_COMPILER_LAUNCHER="$REPO/$BUILD/o1-launcher.sh" -DPYFER_SANITIZE="$SANITIZERS" \
-    -DPython_EXECUTABLE="$(command -v "$PY")" \
-    -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
-  cmake --build "$BUILD" -j"$JOBS"
-fi
+[[ "${SANITIZE_SKIP_BUILD:-0}" == 1 ]] || build_sanitized "$BUILD" "$SANITIZERS" "$JOBS"
 SAN="-fsanitize=$SANITIZERS -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
 # the core harness (scripts/sanitize_harness.cpp) links the instrumented static core library
 if [[ ! -x "$BUILD/sanitize_harness" || scripts/sanitize_harness.cpp -nt "$BUILD/sanitize_harness" \

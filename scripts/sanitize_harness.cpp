@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "../csrc/core/engine.hpp"
+#include "../csrc/runtime/engine.hpp"
 #include "../csrc/core/json.hpp"
 
 using namespace pyfer;

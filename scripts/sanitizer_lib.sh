@@ -1,5 +1,5 @@
-# Sourced by scripts/sanitize.sh and scripts/tsan.sh: import an instrumented pyfer._engine from a
-# staged package, whatever is installed (editable install, wheel, in-tree module, nothing), and
+# Sourced by scripts/sanitize.sh and scripts/tsan.sh: build an instrumented engine, and import it
+# from a staged package, whatever is installed (editable install, wheel, in-tree module, nothing), and
 # prove which module was imported.
 #
 # Why: an editable install (scikit-build-core) puts an import hook on sys.meta_path that answers
@@ -7,6 +7,22 @@
 # imports the ordinary module (issue 18). The staged package therefore carries a sitecustomize.py
 # that removes every meta-path finder claiming `pyfer` (and the repo root from sys.path); it is
 # inherited by subprocesses through PYTHONPATH. check_engine_build.py then verifies the result.
+
+# build_sanitized BUILD_DIR SANITIZERS JOBS: configure and build the engine, its test module and
+# the self-test with -DPYFER_SANITIZE=SANITIZERS (needs PY). The project's CMakeLists adds -O3
+# per target; a compiler launcher appends -O1 (the last -O wins) so the sanitizer build stays
+# quick to compile and keeps useful stacks.
+build_sanitized() {
+  local build="$1" sanitizers="$2" jobs="$3"
+  mkdir -p "$build"
+  printf '#!/bin/sh\nexec "$@" -O1\n' > "$build/o1-launcher.sh"
+  chmod +x "$build/o1-launcher.sh"
+  cmake -S "$REPO" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFER_BUILD_TESTS=ON -DPYFER_WITH_CUDA=OFF \
+    -DCMAKE_CXX_COMPILER_LAUNCHER="$(realpath "$build")/o1-launcher.sh" -DPYFER_SANITIZE="$sanitizers" \
+    -DPython_EXECUTABLE="$(command -v "$PY")" \
+    -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
+  cmake --build "$build" -j"$jobs"
+}
 
 # stage_pkg SO -> prints a temp dir holding pyfer/ (symlinks to the sources + SO), training/ and
 # sitecustomize.py. Put it first on PYTHONPATH.

@@ -22,16 +22,7 @@ cd "$REPO"
 source scripts/sanitizer_lib.sh
 BUILD="${TSAN_BUILD_DIR:-build/tsan}"
 PY="${PYTHON:-python}"
-if [[ "${TSAN_SKIP_BUILD:-0}" != 1 ]]; then
-  mkdir -p "$BUILD"
-  printf '#!/bin/sh\nexec "$@" -O1\n' > "$BUILD/o1-launcher.sh"
-  chmod +x "$BUILD/o1-launcher.sh"
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPYFER_BUILD_TESTS=ON -DPYFER_WITH_CUDA=OFF \
-    -DCMAKE_CXX_COMPILER_LAUNCHER="$REPO/$BUILD/o1-launcher.sh" -DPYFER_SANITIZE=thread \
-    -DPython_EXECUTABLE="$(command -v "$PY")" \
-    -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
-  cmake --build "$BUILD" -j"${TSAN_JOBS:-2}"
-fi
+[[ "${TSAN_SKIP_BUILD:-0}" == 1 ]] || build_sanitized "$BUILD" thread "${TSAN_JOBS:-2}"
 if [[ ! -x "$BUILD/tsan_harness" || scripts/tsan_harness.cpp -nt "$BUILD/tsan_harness" \
       || "$BUILD/libpyfer_core.a" -nt "$BUILD/tsan_harness" ]]; then
   g++ -std=c++17 -fsanitize=thread -g -O1 scripts/tsan_harness.cpp "$BUILD/libpyfer_core.a" -lpthread -o "$BUILD/tsan_harness"

@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "../csrc/core/engine.hpp"
+#include "../csrc/runtime/engine.hpp"
 
 using namespace pyfer;
 

@@ -9,9 +9,6 @@ from pathlib import Path
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 LEVEL = {"core": 0, "kernels": 1, "blocks": 2, "runtime": 3, "ref": 4, "cuda": 4, "tests": 5, "python": 6}
-# csrc/core/engine.hpp forwards to runtime/engine.hpp for C++ written before the runtime layer
-# (scripts/sanitize_harness.cpp, scripts/tsan_harness.cpp); nothing in csrc/ includes it
-SHIMS = {"core/engine.hpp"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -35,19 +32,17 @@ def test_every_source_is_in_a_layer():
 def test_includes_go_down_the_layers():
     bad = []
     for src, dst in _edges():
-        if src in SHIMS:
-            continue
         a, b = src.split("/")[0], dst.split("/")[0]
         if a == b:
             continue
-        if LEVEL[b] >= LEVEL[a] or dst in SHIMS:
+        if LEVEL[b] >= LEVEL[a]:
             bad.append(f"{src} includes {dst}")
     assert not bad, "\n".join(bad)
 
 
 def test_core_is_free_of_kernels_and_blocks():
     for src, dst in _edges():
-        if src.startswith("core/") and src not in SHIMS:
+        if src.startswith("core/"):
             assert dst.startswith("core/"), f"{src} includes {dst}"
 
 
