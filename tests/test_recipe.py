@@ -134,3 +134,28 @@ def test_detection_cache_is_keyed_on_the_detector_settings(tmp_path, monkeypatch
     monkeypatch.setattr(pyfer.yunet.YuNetDetector, "__init__", stricter)
     framing.detect_faces(images, names, "test")
     assert len(list(tmp_path.glob("yunet_*.npz"))) == 2, "another detector setting, another cache entry"
+
+
+def test_weight_averaging_means_floats_and_remeasures_batchnorm():
+    """training.average: the mean of two state dicts, and BN statistics measured over the data."""
+    import torch
+
+    from training.average import average_state, recompute_batchnorm
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    b = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    b[1].num_batches_tracked.fill_(7)
+    mean = average_state([a.state_dict(), b.state_dict()])
+    assert torch.allclose(mean["0.weight"], (a[0].weight + b[0].weight) / 2)
+    assert mean["1.num_batches_tracked"] == a[1].num_batches_tracked  # integers are not averaged
+    a.load_state_dict(mean)
+    x = torch.randn(300, 1, 9, 9) * 3 + 1
+    recompute_batchnorm(a, x, batch=64)  # several batches: the cumulative average must equal one pass
+    with torch.no_grad():
+        z = a[0](x)
+    assert not a.training
+    assert torch.allclose(a[1].running_mean, z.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(a[1].running_var, z.var((0, 2, 3)), rtol=1e-2)
+    with pytest.raises(SystemExit):
+        average_state([a.state_dict(), torch.nn.Sequential(torch.nn.Conv2d(1, 5, 3)).state_dict()])
