@@ -200,6 +200,12 @@ struct Kernels {
                      int t1, const Epilogue& ep);
     // 3x3/2 max pool, pad 1, over NON-NEGATIVE inputs (post-ReLU) zero padded by 1.
     void (*maxpool3s2)(const View& in, int c, int n0, int n1, int oy0, int oy1, int ow, const View& out);
+    // 2x2/2 max pool, no padding: out(n, oy, ox) = max of in's 2x2 window at (2*oy, 2*ox), c channels.
+    void (*maxpool2s2)(const View& in, int c, int n0, int n1, int oy0, int oy1, int ow, const View& out);
+    // Nearest x2 upsampling added to a map (a feature pyramid's top-down step), c channels:
+    // out(n, y, x) = fine(n, y, x) + coarse(n, y / 2, x / 2) for rows [oy0, oy1), width ow.
+    void (*upsample2_add)(const View& fine, const View& coarse, int c, int n0, int n1, int oy0, int oy1, int ow,
+                          const View& out);
     // Global average pool: out[n*c + j] = mean over h x w.
     void (*avgpool)(const View& in, int c, int n, int h, int w, float* out);
     // y[n][o] = b[o] + sum_i x[n][i] * W[o][i]
@@ -219,13 +225,16 @@ struct Kernels {
     void wino_in(const View&, int, int, int, int, int, int, int, float*, size_t);                      \
     void wino_out(const float*, size_t, int, const float*, int, int, int, int, int, int, const Epilogue&); \
     void maxpool3s2(const View&, int, int, int, int, int, int, const View&);                           \
+    void maxpool2s2(const View&, int, int, int, int, int, int, const View&);                           \
+    void upsample2_add(const View&, const View&, int, int, int, int, int, int, const View&);           \
     void avgpool(const View&, int, int, int, int, float*);                                             \
     void linear(const float*, int, int, const float*, const float*, int, float*);                      \
     double fma_peak(double);                                                                            \
     }                                                                                                   \
     inline const Kernels& NS##_table() {                                                                \
         static const Kernels k{#NS, NS::conv, NS::conv1x1_skip0, NS::dw3x3, NS::conv_small, NS::wino_in, NS::wino_out,    \
-                               NS::maxpool3s2, NS::avgpool, NS::linear, NS::fma_peak};                  \
+                               NS::maxpool3s2, NS::maxpool2s2, NS::upsample2_add, NS::avgpool,          \
+                               NS::linear, NS::fma_peak};                                               \
         return k;                                                                                       \
     }
 

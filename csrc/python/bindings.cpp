@@ -13,6 +13,7 @@
 
 #include "../ref/ref.hpp"
 #include "../runtime/engine.hpp"
+#include "../runtime/yunet_engine.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -117,6 +118,69 @@ private:
     std::mutex mu_;
 };
 
+// The YuNet face detector (pyfer/yunet.py decodes its outputs): forward(image) -> per level an
+// (rows, cols, channels) float32 map of the heads' raw outputs side by side (heads: name, channels,
+// sigmoid applied), for an (H, W, 3) BGR uint8 or float32 image (any row and pixel strides,
+// contiguous channels: crops of a bigger image need no copy).
+class PyYuNet {
+public:
+    PyYuNet(const std::string& path, const std::string& isa) : eng_(path, isa) {}
+
+    py::list forward(const py::array& image) {
+        const bool u8 = image.dtype().is(py::dtype::of<uint8_t>());
+        if (!u8 && !image.dtype().is(py::dtype::of<float>()))
+            throw py::type_error("YuNet.forward expects a uint8 or float32 image, got dtype " +
+                                 std::string(py::str(image.dtype())));
+        if (image.ndim() != 3 || image.shape(2) != 3)
+            throw py::value_error("YuNet.forward expects an (H, W, 3) BGR image, got shape " + shape_str(image));
+        if (image.shape(0) < 1 || image.shape(1) < 1 || image.shape(0) > 16384 || image.shape(1) > 16384)
+            throw py::value_error("YuNet.forward: image sides must lie in [1, 16384], got shape " + shape_str(image));
+        const py::ssize_t item = image.itemsize();
+        if (image.strides(2) != item || image.strides(0) % item || image.strides(1) % item || image.strides(0) < 0 ||
+            image.strides(1) < 0)
+            throw py::value_error("YuNet.forward expects contiguous channels and positive strides "
+                                  "(use numpy.ascontiguousarray)");
+        ImageRef img;
+        img.data = image.data();
+        img.u8 = u8;
+        img.h = int(image.shape(0));
+        img.w = int(image.shape(1));
+        img.row_stride = image.strides(0) / item;
+        img.pixel_stride = image.strides(1) / item;
+        const int C = eng_.model().head_channels();
+        py::list maps;
+        std::vector<float*> outs;
+        for (const auto& lv : eng_.levels(img.h, img.w)) {
+            py::array_t<float> a({py::ssize_t(lv.rows), py::ssize_t(lv.cols), py::ssize_t(C)});
+            outs.push_back(a.mutable_data());
+            maps.append(a);
+        }
+        {
+            py::gil_scoped_release nogil;
+            eng_.forward(img, outs);
+        }
+        return maps;
+    }
+
+    py::dict info() const {
+        const YuNetModel& m = eng_.model();
+        py::dict d;
+        d["isa"] = eng_.isa();
+        d["weights"] = m.path;
+        d["input_multiple"] = m.input_multiple;
+        py::list strides, heads;
+        for (const YuNetLevel& lv : m.levels) strides.append(lv.stride);
+        for (const YuNetHead& h : m.heads) heads.append(py::make_tuple(h.name, h.channels, h.sigmoid));
+        d["strides"] = strides;
+        d["heads"] = heads;
+        d["gflops_320x240"] = m.flops(240, 320) / 1e9;
+        return d;
+    }
+
+private:
+    YuNetEngine eng_;
+};
+
 #ifndef __has_feature
 #define __has_feature(x) 0
 #endif
@@ -194,6 +258,10 @@ PYBIND11_MODULE(_engine, m) {
             const Model& mm = e.model();
             return py::make_tuple(mm.in_channels, mm.input_size, mm.input_size);
         });
+    py::class_<PyYuNet>(m, "YuNet")
+        .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("isa") = "auto")
+        .def("forward", &PyYuNet::forward, py::arg("image"))
+        .def("info", &PyYuNet::info);
     m.def("build_info", &build_info);
     // (count, reason): usable CUDA devices; the first CUDA runtime call happens here, not at import
     m.def("_cuda_devices", []() {

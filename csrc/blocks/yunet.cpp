@@ -1,0 +1,190 @@
+// YuNet's forward pass on one image (see yunet.hpp): the image is copied into a zero-padded NHWC
+// float buffer (bottom and right padded to the model's input_multiple with zeros, as OpenCV's
+// FaceDetectorYN does), then stem, stages (max pool, units), the top-down pyramid (upsample + add,
+// lateral unit) and the stacked heads, each a kernel call over whole maps. A unit's 1x1 output
+// goes to a buffer with a zero border (the depthwise conv reads its 3x3 neighbourhood); every other
+// map is written interior only.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "yunet.hpp"
+
+namespace pyfer {
+
+namespace {
+
+// the heads of one level stacked into one 1x1 conv and one depthwise conv
+YuNetCpuUnit stack_heads(const std::vector<YuNetUnit>& heads) {
+    Conv pw = heads[0].pw, dw = heads[0].dw;
+    pw.w.clear(); pw.b.clear(); dw.w.clear(); dw.b.clear();
+    pw.cout = 0;
+    for (const YuNetUnit& h : heads) {
+        pw.w.insert(pw.w.end(), h.pw.w.begin(), h.pw.w.end());
+        pw.b.insert(pw.b.end(), h.pw.b.begin(), h.pw.b.end());
+        dw.w.insert(dw.w.end(), h.dw.w.begin(), h.dw.w.end());
+        dw.b.insert(dw.b.end(), h.dw.b.begin(), h.dw.b.end());
+        pw.cout += h.pw.cout;
+    }
+    dw.cin = dw.cout = dw.groups = pw.cout;
+    return {pack_cpu_conv(pw, ConvAlgo::Direct), pack_cpu_conv(dw, ConvAlgo::Depthwise)};
+}
+
+YuNetCpuUnit pack_unit(const YuNetUnit& u) {
+    return {pack_cpu_conv(u.pw, ConvAlgo::Direct), pack_cpu_conv(u.dw, ConvAlgo::Depthwise)};
+}
+
+// floats of one band of a unit's rows (its 1x1 conv's wider side): about 32 KB, L1/L2 resident
+constexpr int BAND_FLOATS = 8192;
+
+// fixed slots of the workspace; each level then has two (its stage output, its pyramid output)
+enum : size_t { W_IN, W_X, W_Y, W_T, W_SUM, W_HEAD_T, W_LEVELS };
+
+// One unit: the 1x1 conv into a zero-bordered buffer, then the depthwise conv (+ReLU) into out, in
+// bands of rows: each band's 1x1 rows (and the one row below it that its 3x3 window needs) are
+// computed just before the depthwise conv reads them, so they are read back from L1/L2 instead of
+// from a whole map that has left the cache (a 160x128x16 map is 1.3 MB).
+void unit_forward(const Kernels& K, const YuNetCpuUnit& u, const View& in, int h, int w, YuNetWorkspace& ws,
+                  size_t tmp_slot, const View& out) {
+    const View t = ws.padded(tmp_slot, h, w, u.pw.cout);
+    Epilogue ep;
+    ep.out = t;
+    const int band = std::max(2, BAND_FLOATS / (w * std::max(u.pw.cin, u.pw.cout)));
+    int done = 0;  // 1x1 rows [0, done) are computed
+    for (int y0 = 0; y0 < h; y0 += band) {
+        const int y1 = std::min(h, y0 + band), need = std::min(h, y1 + 1);
+        K.conv(u.pw.pc, in, 0, 1, done, need, w, ep);
+        done = need;
+        K.dw3x3(u.dw.pd, t, 0, 1, y0, y1, w, out, u.dw.relu);
+    }
+}
+
+template <class T>
+void load_image(const ImageRef& img, const View& x, int hp, int wp) {
+    const T* src = static_cast<const T*>(img.data);
+    for (int y = 0; y < hp; ++y) {
+        float* d = x.at(0, y, 0);
+        if (y >= img.h) {
+            std::fill(d, d + size_t(wp) * 3, 0.f);
+            continue;
+        }
+        const T* s = src + y * img.row_stride;
+        for (int xx = 0; xx < img.w; ++xx, s += img.pixel_stride, d += 3) {
+            d[0] = float(s[0]); d[1] = float(s[1]); d[2] = float(s[2]);
+        }
+        std::fill(d, d + size_t(wp - img.w) * 3, 0.f);
+    }
+}
+
+}  // namespace
+
+std::shared_ptr<const YuNetCpu> YuNetCpu::build(std::shared_ptr<const YuNetModel> m) {
+    auto net = std::make_shared<YuNetCpu>();
+    net->stem = pack_cpu_conv(m->stem, ConvAlgo::Small);
+    for (const YuNetStage& s : m->stages) {
+        net->stages.emplace_back();
+        for (const YuNetUnit& u : s.units) net->stages.back().push_back(pack_unit(u));
+    }
+    for (const YuNetLevel& lv : m->levels) {
+        net->laterals.push_back(pack_unit(lv.lateral));
+        net->heads.push_back(stack_heads(lv.heads));
+    }
+    net->model = std::move(m);
+    return net;
+}
+
+View YuNetWorkspace::padded(size_t slot, int h, int w, int c) {
+    if (slot >= buf.size()) {
+        buf.resize(slot + 1);
+        key.resize(slot + 1, 0);
+    }
+    const uint64_t k = (uint64_t(h) << 40) | (uint64_t(w) << 20) | uint64_t(c);
+    const size_t n = padded_size(1, h, w, c, 1);
+    const bool keep = key[slot] == k && buf[slot].n >= n;
+    buf[slot].resize(n);
+    View v = padded_view(buf[slot].data(), h, w, c, 1);
+    v.ns = 0;
+    if (!keep) zero_border(v, 1, h, w, c, 1);
+    key[slot] = k;
+    return v;
+}
+
+int yunet_padded(const YuNetModel& m, int side) {
+    return (side + m.input_multiple - 1) / m.input_multiple * m.input_multiple;
+}
+
+void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, YuNetWorkspace& ws,
+                   const std::vector<float*>& outs) {
+    const YuNetModel& m = *net.model;
+    if (img.h < 1 || img.w < 1) throw std::invalid_argument("yunet_forward: empty image");
+    if (outs.size() != m.levels.size()) throw std::invalid_argument("yunet_forward: one output per level");
+    const int hp = yunet_padded(m, img.h), wp = yunet_padded(m, img.w);
+
+    const View x = ws.padded(W_IN, hp, wp, 3);
+    if (img.u8) load_image<uint8_t>(img, x, hp, wp);
+    else load_image<float>(img, x, hp, wp);
+
+    // stem, then the stages; a level's stage writes its output to that level's slot
+    int h = hp / 2, w = wp / 2, c = net.stem.cout;
+    size_t cur = W_X;
+    View in = ws.padded(cur, h, w, c);
+    K.conv_small(net.stem.ps, x, 0, 1, 0, h, w, in, true);
+    std::vector<View> stage_out(m.levels.size());
+    for (size_t si = 0; si < net.stages.size(); ++si) {
+        if (m.stages[si].pool) {
+            const size_t nxt = cur == W_X ? W_Y : W_X;
+            const View pooled = ws.padded(nxt, h / 2, w / 2, c);
+            K.maxpool2s2(in, c, 0, 1, 0, h / 2, w / 2, pooled);
+            h /= 2; w /= 2;
+            in = pooled; cur = nxt;
+        }
+        for (size_t ui = 0; ui < net.stages[si].size(); ++ui) {
+            const YuNetCpuUnit& u = net.stages[si][ui];
+            size_t nxt = cur == W_X ? W_Y : W_X;
+            if (ui + 1 == net.stages[si].size())
+                for (size_t li = 0; li < m.levels.size(); ++li)
+                    if (m.levels[li].stage == int(si)) nxt = W_LEVELS + 2 * li;
+            const View out = ws.padded(nxt, h, w, u.pw.cout);
+            unit_forward(K, u, in, h, w, ws, W_T, out);
+            in = out; cur = nxt; c = u.pw.cout;
+        }
+        for (size_t li = 0; li < m.levels.size(); ++li)
+            if (m.levels[li].stage == int(si)) stage_out[li] = in;
+    }
+
+    // the pyramid, coarsest first: level li = lateral(stage output + upsampled level li+1)
+    std::vector<View> level_out(m.levels.size());
+    for (size_t li = m.levels.size(); li-- > 0;) {
+        const int s = m.levels[li].stride, lh = hp / s, lw = wp / s;
+        const YuNetCpuUnit& lat = net.laterals[li];
+        View src = stage_out[li];
+        if (li + 1 < m.levels.size()) {
+            src = ws.padded(W_SUM, lh, lw, lat.pw.cin);
+            K.upsample2_add(stage_out[li], level_out[li + 1], lat.pw.cin, 0, 1, 0, lh, lw, src);
+        }
+        level_out[li] = ws.padded(W_LEVELS + 2 * li + 1, lh, lw, lat.pw.cout);
+        unit_forward(K, lat, src, lh, lw, ws, W_T, level_out[li]);
+    }
+
+    // the stacked heads of each level, straight into the caller's dense NHWC map
+    for (size_t li = 0; li < m.levels.size(); ++li) {
+        const int s = m.levels[li].stride, lh = hp / s, lw = wp / s;
+        const YuNetCpuUnit& hd = net.heads[li];
+        const int C = hd.pw.cout;
+        View o;
+        o.p = outs[li]; o.ps = C; o.rs = ptrdiff_t(lw) * C; o.ns = 0;
+        unit_forward(K, hd, level_out[li], lh, lw, ws, W_HEAD_T, o);
+        int c0 = 0;
+        for (const YuNetHead& head : m.heads) {
+            if (head.sigmoid)
+                for (size_t p = 0; p < size_t(lh) * lw; ++p)
+                    for (int j = c0; j < c0 + head.channels; ++j) {
+                        float& v = outs[li][p * C + j];
+                        v = 1.f / (1.f + std::exp(-v));
+                    }
+            c0 += head.channels;
+        }
+    }
+}
+
+}  // namespace pyfer
