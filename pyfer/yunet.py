@@ -1,7 +1,20 @@
-"""YuNet face detector (Wu, Peng, Yu 2023; MIT) through OpenCV's ``cv2.FaceDetectorYN``.
+"""YuNet face detector (Wu, Peng, Yu 2023; MIT), run by pyfer's C++ engine or by OpenCV.
 
 Each call gives faces with a box, five landmarks and a score, in the caller's image pixels,
-largest first. The model ships in the package (``pyfer/models/``, licence text beside it).
+largest first. The model ships in the package (``pyfer/models/``, licence text beside it) twice:
+as OpenCV Zoo's ONNX file, and as ``yunet.safetensors`` (the same weights, converted by
+``scripts/yunet_to_safetensors.py``) for the engine.
+
+Backends (``YuNetDetector(backend=...)``; default ``"engine"``, or the ``PYFER_YUNET_BACKEND``
+environment variable):
+
+- ``"engine"``: the network runs in pyfer's C++ engine (``pyfer._engine.YuNet``: the raw head maps
+  of strides 8, 16 and 32), and this module decodes them as OpenCV's ``FaceDetectorYN`` does
+  (``decode_heads``: score = sqrt(cls * obj), box centre (col + dx, row + dy) * stride, size
+  exp(dw, dh) * stride, landmarks (col + lx, row + ly) * stride) and applies OpenCV's NMS
+  (``nms_like_opencv``: integer boxes, stable sort by score, top_k). About 2x faster than
+  OpenCV's DNN on one thread, with the same detections (tests/test_yunet_engine.py).
+- ``"opencv"``: ``cv2.FaceDetectorYN`` on the ONNX file.
 
 How an image is searched (numbers measured in docs/recognizer.md, "YuNet, and how its working
 size was chosen"; ``scripts/yunet_working_size.py``):
@@ -36,14 +49,16 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    closest to upright, which scores highest, is the one kept; its landmarks are mapped back
    exactly, so the aligned framing levels the face.
 
-Threads: ``cv2.FaceDetectorYN`` keeps per-call state, so each thread gets its own instance (one
-``YuNetDetector`` may be shared by threads). OpenCV runs each network call on its own thread
-pool (``cv2.setNumThreads``, a process-wide setting that pyfer does not change); with many
+Threads: one ``YuNetDetector`` may be shared by threads. The engine runs each call on the calling
+thread (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
+the OpenCV backend each thread gets its own instance; OpenCV runs each network call on its own
+thread pool (``cv2.setNumThreads``, a process-wide setting that pyfer does not change); with many
 threads of your own calling the detector, ``cv2.setNumThreads(1)`` avoids oversubscription.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +66,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-MODEL_FILE = "face_detection_yunet_2023mar.onnx"
+MODEL_FILE = "face_detection_yunet_2023mar.onnx"  # the OpenCV backend's model
+ENGINE_MODEL_FILE = "yunet.safetensors"  # the same weights for the engine (scripts/yunet_to_safetensors.py)
+BACKENDS = ("engine", "opencv")
 NET_FACE = 30  # px: the smallest face size, in the network's input, that a search is sized for
 NET_MAX_FACE = 350  # px: beyond about this, YuNet starts to miss faces (docs/recognizer.md)
 DEFAULT_MIN_FACE = 60  # px in the image: the search floor when min_face is not given
@@ -71,10 +88,78 @@ class Detection:
     score: float
 
 
-def default_model_path() -> Path:
+def default_model_path(backend: str = "opencv") -> Path:
+    """The shipped model file of a backend: the ONNX file (opencv) or its conversion (engine)."""
     from importlib.resources import files
 
-    return Path(str(files("pyfer") / "models" / MODEL_FILE))
+    return Path(str(files("pyfer") / "models" / (ENGINE_MODEL_FILE if backend == "engine" else MODEL_FILE)))
+
+
+def decode_heads(maps: list, strides: list, heads: list, score_threshold: float) -> np.ndarray:
+    """YuNet's raw head maps -> rows (x, y, w, h, 10 landmark coordinates, score) in the network
+    input's pixels, for every position scoring at least ``score_threshold``, as OpenCV's
+    FaceDetectorYN decodes them (float32 throughout). ``maps[i]``: (rows, cols, channels) at
+    ``strides[i]``, the channels being ``heads`` ((name, channels, sigmoid applied) in order:
+    cls, obj, bbox, kps)."""
+    at, c0 = {}, 0
+    for name, channels, _ in heads:
+        at[name] = slice(c0, c0 + channels)
+        c0 += channels
+    out = []
+    for m, stride in zip(maps, strides):
+        cls = np.clip(m[:, :, at["cls"]][:, :, 0], 0, 1)
+        obj = np.clip(m[:, :, at["obj"]][:, :, 0], 0, 1)
+        score = np.sqrt(cls * obj)
+        r, c = np.nonzero(score >= np.float32(score_threshold))  # row-major: OpenCV's order
+        if len(r) == 0:
+            continue
+        s = np.float32(stride)
+        rf, cf = r.astype(np.float32), c.astype(np.float32)
+        box = m[r, c, at["bbox"]]
+        kps = m[r, c, at["kps"]]
+        w = np.exp(box[:, 2]) * s
+        h = np.exp(box[:, 3]) * s
+        rows = np.empty((len(r), 15), np.float32)
+        rows[:, 0] = (cf + box[:, 0]) * s - w / np.float32(2)
+        rows[:, 1] = (rf + box[:, 1]) * s - h / np.float32(2)
+        rows[:, 2], rows[:, 3] = w, h
+        rows[:, 4:14:2] = (kps[:, 0::2] + cf[:, None]) * s
+        rows[:, 5:14:2] = (kps[:, 1::2] + rf[:, None]) * s
+        rows[:, 14] = score[r, c]
+        out.append(rows)
+    return np.concatenate(out) if out else np.zeros((0, 15), np.float32)
+
+
+def nms_like_opencv(rows: np.ndarray, score_threshold: float, nms_threshold: float, top_k: int) -> np.ndarray:
+    """``cv::dnn::NMSBoxes`` as FaceDetectorYN calls it: boxes truncated to integers, scores above
+    ``score_threshold``, stably sorted by score (surest first), the first ``top_k``, each kept
+    unless its IoU with a kept box exceeds ``nms_threshold``. A single row is returned as is."""
+    if len(rows) <= 1:
+        return rows
+    box = rows[:, :4].astype(np.int64)  # C++ int(): truncation toward zero
+    x0, y0, x1, y1 = box[:, 0], box[:, 1], box[:, 0] + box[:, 2], box[:, 1] + box[:, 3]
+    area = box[:, 2] * box[:, 3]
+    scores = rows[:, 14]
+    cand = np.nonzero(scores > np.float32(score_threshold))[0]
+    order = cand[np.argsort(-scores[cand], kind="stable")]
+    if top_k > 0:
+        order = order[:top_k]
+    limit = np.float32(nms_threshold)
+    keep: list[int] = []
+    for i in order:
+        if keep:
+            k = np.array(keep)
+            iw = np.minimum(x1[k], x1[i]) - np.maximum(x0[k], x0[i])
+            ih = np.minimum(y1[k], y1[i]) - np.maximum(y0[k], y0[i])
+            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
+            total = area[k] + area[i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                distance = np.where(total > 0, 1.0 - inter / (total - inter).astype(np.float64), 0.0)
+            overlap = np.float32(1) - distance.astype(np.float32)
+            if (overlap > limit).any():
+                continue
+        keep.append(int(i))
+    return rows[keep]
 
 
 def _plausible(rows: np.ndarray) -> np.ndarray:
@@ -121,8 +206,13 @@ class YuNetDetector:
                  score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
                  work_area: int = 320 * 240, min_side: int = 240, max_side: int = 1920,
                  pad: float = 0.25, coarse_side: int = 320,
-                 rotations: tuple = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)):
-        self.model = Path(model) if model is not None else default_model_path()
+                 rotations: tuple = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0),
+                 backend: Optional[str] = None):
+        backend = backend or os.environ.get("PYFER_YUNET_BACKEND") or "engine"
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.model = Path(model) if model is not None else default_model_path(backend)
         if not self.model.is_file():
             raise FileNotFoundError(f"YuNet model not found: {self.model}")
         if min_face is not None and not (math.isfinite(min_face) and min_face >= 1):
@@ -147,17 +237,28 @@ class YuNetDetector:
         self.coarse_side = int(coarse_side)
         self.rotations = tuple(float(a) for a in rotations)
         self._local = threading.local()  # cv2.FaceDetectorYN keeps per-call state: one per thread
-        self._net((320, 320))  # load now: a missing or broken model fails here, not on first use
+        if backend == "engine":  # load now: a missing or broken model fails here, not on first use
+            from pyfer import _engine
+
+            try:
+                self._engine = _engine.YuNet(str(self.model))
+            except ValueError as e:
+                raise RuntimeError(f"pyfer's engine could not load the YuNet model {self.model}: {e}") from None
+            info = self._engine.info()
+            self._strides, self._heads = info["strides"], info["heads"]
+        else:
+            self._net((320, 320))
 
     def config(self) -> dict:
         """The settings that decide what is found (e.g. for a cache key)."""
-        return {"model": self.model.name, "min_face": self.min_face, "score_threshold": self.score_threshold,
+        return {"model": self.model.name, "backend": self.backend, "min_face": self.min_face, "score_threshold": self.score_threshold,
                 "nms_threshold": self.nms_threshold, "work_area": self.work_area, "min_side": self.min_side,
                 "max_side": self.max_side, "pad": self.pad, "coarse_side": self.coarse_side,
                 "rotations": list(self.rotations)}
 
     def __repr__(self) -> str:
-        return f"YuNetDetector(min_face={self.min_face}, score_threshold={self.score_threshold})"
+        return (f"YuNetDetector(min_face={self.min_face}, score_threshold={self.score_threshold}, "
+                f"backend={self.backend!r})")
 
     def _net(self, size: tuple[int, int]):
         import cv2
@@ -174,6 +275,17 @@ class YuNetDetector:
             self._local.net = net
         net.setInputSize(size)
         return net
+
+    def detect_raw(self, bgr: np.ndarray) -> np.ndarray:
+        """One run of the network on an HxWx3 BGR uint8 image, as ``cv2.FaceDetectorYN.detect``:
+        rows (x, y, w, h, 10 landmark coordinates, score) in its pixels after NMS, scoring at
+        least min(score_threshold, 0.3) (the search's candidates)."""
+        threshold = min(self.score_threshold, CANDIDATE_SCORE)
+        if self.backend == "opencv":
+            _, found = self._net((bgr.shape[1], bgr.shape[0])).detect(bgr)
+            return np.zeros((0, 15), np.float32) if found is None else np.array(found, np.float32).reshape(-1, 15)
+        rows = decode_heads(self._engine.forward(bgr), self._strides, self._heads, threshold)
+        return nms_like_opencv(rows, threshold, self.nms_threshold, self.top_k)
 
     def main_scale(self, h: int, w: int) -> float:
         """The main pass's scale for an h x w image."""
@@ -202,10 +314,9 @@ class YuNetDetector:
         sp = int(round(pad_px * scale))
         if sp > 0:
             small = cv2.copyMakeBorder(small, sp, sp, sp, sp, cv2.BORDER_REPLICATE)
-        _, found = self._net((small.shape[1], small.shape[0])).detect(small)
-        if found is None or len(found) == 0:
-            return np.zeros((0, 15), np.float32)
-        rows = np.array(found, np.float32).reshape(-1, 15)
+        rows = self.detect_raw(small)
+        if len(rows) == 0:
+            return rows
         xy = rows[:, :14].reshape(-1, 7, 2).copy()
         xy[:, [0, 2, 3, 4, 5, 6]] -= sp  # corners and landmarks move with the border; sizes do not
         xy /= np.array([sx, sy], np.float32)
