@@ -73,6 +73,16 @@ def test_pools(isa, n, h, w, c):
     assert T.avgpool(isa, n, h, w, c) <= TOL
 
 
+# YuNet's 2x2/2 max pool and its feature pyramid's upsample + add: odd sides (the last row and
+# column of an odd map are dropped by the pool, half-covered by the upsampling), channel tails
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (1, 2, 2), (2, 5, 7), (1, 8, 9), (3, 16, 10)])
+@pytest.mark.parametrize("c", [1, 3, 8, 13, 16, 64])
+def test_yunet_pool_and_upsample(isa, n, h, w, c):
+    if h >= 2 and w >= 2:
+        assert T.maxpool2s2(isa, n, h, w, c, seed=c) <= TOL
+    assert T.upsample2_add(isa, n, h, w, c, seed=c + 1) <= TOL
+
+
 @pytest.mark.parametrize("n,i,o", [(1, 1, 2), (7, 1024, 8), (1, 17, 3), (3, 512, 7)])
 def test_linear(isa, n, i, o):
     assert T.linear(isa, n, i, o) <= TOL

@@ -37,6 +37,10 @@ PYBIND11_MODULE(_checks, t) {
           py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
     t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("seed") = 0);
+    t.def("maxpool2s2", &checks::maxpool2s2, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
+          py::arg("seed") = 0);
+    t.def("upsample2_add", &checks::upsample2_add, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"),
+          py::arg("c"), py::arg("seed") = 0);
     t.def("avgpool", &checks::avgpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("seed") = 0);
     t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),

@@ -52,6 +52,33 @@ Tensor maxpool3s2(const Tensor& x) {
     return y;
 }
 
+Tensor maxpool2s2(const Tensor& x) {
+    Tensor y(x.n, x.h / 2, x.w / 2, x.c);
+    for (int n = 0; n < x.n; ++n)
+        for (int oy = 0; oy < y.h; ++oy)
+            for (int ox = 0; ox < y.w; ++ox)
+                for (int c = 0; c < x.c; ++c) {
+                    float m = -std::numeric_limits<float>::infinity();
+                    for (int ky = 0; ky < 2; ++ky)
+                        for (int kx = 0; kx < 2; ++kx) {
+                            const float v = x.at(n, 2 * oy + ky, 2 * ox + kx, c);
+                            if (v > m || std::isnan(v)) m = v;
+                        }
+                    y.at(n, oy, ox, c) = m;
+                }
+    return y;
+}
+
+Tensor upsample2_nearest(const Tensor& x, int oh, int ow) {
+    if (oh > 2 * x.h || ow > 2 * x.w) throw std::invalid_argument("upsample2_nearest: output too big");
+    Tensor y(x.n, oh, ow, x.c);
+    for (int n = 0; n < x.n; ++n)
+        for (int oy = 0; oy < oh; ++oy)
+            for (int ox = 0; ox < ow; ++ox)
+                for (int c = 0; c < x.c; ++c) y.at(n, oy, ox, c) = x.at(n, oy / 2, ox / 2, c);
+    return y;
+}
+
 std::vector<float> global_avgpool(const Tensor& x) {
     std::vector<float> out(size_t(x.n) * x.c);
     for (int n = 0; n < x.n; ++n)

@@ -22,6 +22,8 @@ struct Tensor {  // NHWC, dense
 // weights OIHW ([cout][cin/groups][k][k]), zero padding k/2, optional bias and ReLU
 Tensor conv2d(const Tensor& x, const float* w, const float* b, int cout, int k, int stride, int groups, bool relu);
 Tensor maxpool3s2(const Tensor& x);                      // 3x3, stride 2, pad 1 (-inf padding)
+Tensor maxpool2s2(const Tensor& x);                      // 2x2, stride 2, no padding (odd last row/col dropped)
+Tensor upsample2_nearest(const Tensor& x, int oh, int ow);  // oh x ow, out(y, x) = x(y / 2, x / 2)
 std::vector<float> global_avgpool(const Tensor& x);      // [n][c]
 std::vector<float> linear(const std::vector<float>& x, int n, int in_f, const float* w, const float* b, int out_f);
 std::vector<float> softmax(const std::vector<float>& x, int n, int classes);

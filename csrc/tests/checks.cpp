@@ -224,6 +224,28 @@ double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed
     return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
 }
 
+double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Tensor x = rand_tensor(r, n, h, w, c);
+    AlignedBuf xb, ob;
+    View xv = to_padded(x, xb);
+    Tensor want = ref::maxpool2s2(x);
+    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
+    K.maxpool2s2(xv, c, 0, n, 0, want.h, want.w, ov);
+    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+}
+
+double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Tensor fine = rand_tensor(r, n, h, w, c), coarse = rand_tensor(r, n, (h + 1) / 2, (w + 1) / 2, c);
+    AlignedBuf fb, cb, ob;
+    View fv = to_padded(fine, fb), cv = to_padded(coarse, cb), ov = to_padded(Tensor(n, h, w, c), ob);
+    K.upsample2_add(fv, cv, c, 0, n, 0, h, w, ov);
+    return max_err(from_view(ov, n, h, w, c).d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d);
+}
+
 double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);

@@ -16,6 +16,10 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
                   const std::string& mode, unsigned seed);
 double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed);
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+// 2x2/2 max pool (any sign, NaN-free) of an h x w map
+double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+// nearest x2 upsampling of a ceil(h/2) x ceil(w/2) map added to an h x w map
+double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed);
 double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
 double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed);
 // kind: shuffle_down | shuffle_basic | basic | ffe ; h = input map size (square)

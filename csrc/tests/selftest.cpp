@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
         expect(buf, checks::block(isa, "ffe", 2, 5, 36, 36, 1, 6));
         std::snprintf(buf, sizeof buf, "[%s] block basic 16->32 s2 h7", isa.c_str());
         expect(buf, checks::block(isa, "basic", 2, 7, 16, 32, 2, 7));
+        std::snprintf(buf, sizeof buf, "[%s] maxpool2s2 13 h7x9", isa.c_str());
+        expect(buf, checks::maxpool2s2(isa, 2, 7, 9, 13, 8));
+        std::snprintf(buf, sizeof buf, "[%s] upsample2_add 13 h7x9", isa.c_str());
+        expect(buf, checks::upsample2_add(isa, 2, 7, 9, 13, 9));
     }
     // golden file
     try {
