@@ -1,0 +1,286 @@
+"""YuNet in pyfer's C++ engine (pyfer._engine.YuNet, YuNetDetector(backend="engine")) against the
+ONNX model run by onnxruntime (raw head outputs) and by OpenCV's cv2.FaceDetectorYN (final
+detections), on real photos: FERPlus and SFEW faces at the sizes the search runs them, and the
+group photos of scripts/group_photos.py."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ASTRONAUT, REPO, ferplus_valid
+from pyfer.yunet import YuNetDetector, decode_heads, default_model_path, nms_like_opencv
+
+_engine = pytest.importorskip("pyfer._engine")
+sys.path.insert(0, str(REPO / "scripts"))
+import group_photos  # noqa: E402
+
+ENGINE_MODEL = default_model_path("engine")
+ONNX_MODEL = default_model_path("opencv")
+HEAD_NAMES = ["cls", "obj", "bbox", "kps"]
+STRIDES = [8, 16, 32]
+ISAS = ["portable"] + (["avx2"] if _engine.build_info()["isa"]["detected"] == "avx2" else [])
+
+
+@pytest.fixture(scope="module")
+def ort_session():
+    """The ONNX model with free input height and width (the export fixes 640x640; OpenCV's
+    FaceDetectorYN runs it at any size padded to a multiple of 32, as this session does)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = onnx.load(str(ONNX_MODEL))
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], ["h", "w"]):
+        dim.ClearField("dim_value")
+        dim.dim_param = name
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_heads(session, bgr: np.ndarray) -> dict:
+    """onnxruntime's outputs for an image zero padded (bottom, right) to multiples of 32."""
+    h, w = bgr.shape[:2]
+    padded = cv2.copyMakeBorder(bgr, 0, -h % 32, 0, -w % 32, cv2.BORDER_CONSTANT, value=0)
+    blob = padded.transpose(2, 0, 1)[None].astype(np.float32)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"input": blob})))
+
+
+def engine_heads(net, bgr: np.ndarray) -> dict:
+    """The engine's maps in onnxruntime's layout: name_stride -> (1, rows * cols, channels)."""
+    out = {}
+    heads = net.info()["heads"]
+    for stride, m in zip(STRIDES, net.forward(bgr)):
+        c0 = 0
+        for name, channels, _ in heads:
+            out[f"{name}_{stride}"] = m[:, :, c0:c0 + channels].reshape(1, -1, channels)
+            c0 += channels
+    return out
+
+
+def max_rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float((np.abs(got - want) / np.maximum(1.0, np.abs(want))).max())
+
+
+@pytest.fixture(scope="module")
+def net():
+    return _engine.YuNet(str(ENGINE_MODEL))
+
+
+@pytest.fixture(scope="module")
+def real_images(sfew_rows, ferplus_dir) -> list[np.ndarray]:
+    """Real photos at the sizes the search gives the network: SFEW stills (181x143) as they are
+    and at 320x240, FERPlus 48x48 crops enlarged to 240 px (the main pass of a face crop), and
+    the astronaut photo (odd sizes included: 333x201)."""
+    sfew = [cv2.imread(str(p)) for p, _ in sfew_rows[:: len(sfew_rows) // 8][:8]]
+    fer, _ = ferplus_valid(ferplus_dir, 6)
+    fer = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), (240, 240), interpolation=cv2.INTER_LINEAR) for f in fer]
+    astro = cv2.imread(str(ASTRONAUT))
+    return (sfew + [cv2.resize(s, (320, 240)) for s in sfew[:3]] + fer
+            + [astro, cv2.resize(astro, (333, 201)), cv2.resize(astro, (320, 240))])
+
+
+@pytest.fixture(scope="module")
+def photos(sfew_dir, ferplus_dir):
+    return {p.name: p for p in group_photos.build()}
+
+
+def test_engine_model_describes_yunet(net):
+    info = net.info()
+    assert info["strides"] == STRIDES
+    assert [h[0] for h in info["heads"]] == HEAD_NAMES
+    assert [h[1] for h in info["heads"]] == [1, 1, 4, 10]
+    assert [h[2] for h in info["heads"]] == [True, True, False, False]
+    assert info["input_multiple"] == 32
+    assert 0.1 < info["gflops_320x240"] < 0.2
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_raw_heads_match_onnxruntime(ort_session, real_images, isa):
+    net = _engine.YuNet(str(ENGINE_MODEL), isa)
+    worst = {}
+    for img in real_images:
+        want, got = ort_heads(ort_session, img), engine_heads(net, img)
+        assert set(want) == set(got)
+        for k in want:
+            assert got[k].shape == want[k].shape, k
+            worst[k] = max(worst.get(k, 0.0), max_rel_err(got[k], want[k]))
+    assert max(worst.values()) < 1e-4, worst
+
+
+def test_group_photos_raw_heads_match_onnxruntime(ort_session, net, photos):
+    yn = YuNetDetector(backend="engine")
+    for p in photos.values():
+        h, w = p.image.shape[:2]
+        s = yn.main_scale(h, w)
+        img = cv2.resize(p.image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        want, got = ort_heads(ort_session, img), engine_heads(net, img)
+        for k in want:
+            assert max_rel_err(got[k], want[k]) < 1e-4, (p.name, k)
+
+
+def test_detections_match_opencv(real_images, photos):
+    """One network run, decoded and NMS'd: the engine backend's rows equal FaceDetectorYN's."""
+    eng, ocv = YuNetDetector(backend="engine"), YuNetDetector(backend="opencv")
+    images = list(real_images)
+    for p in photos.values():
+        h, w = p.image.shape[:2]
+        s = eng.main_scale(h, w)
+        images.append(cv2.resize(p.image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA))
+    found = 0
+    for img in images:
+        a, b = eng.detect_raw(img), ocv.detect_raw(img)
+        assert a.shape == b.shape
+        if len(a):
+            assert np.abs(a[:, :14] - b[:, :14]).max() < 0.02  # px
+            assert np.abs(a[:, 14] - b[:, 14]).max() < 1e-4
+        found += len(a)
+    assert found >= len(images)  # most images hold a face: the comparison is not of empty lists
+
+
+def test_search_matches_opencv_on_group_photos(photos):
+    """The whole search (main pass, second looks, coarse and turned passes) gives the same faces."""
+    eng, ocv = YuNetDetector(backend="engine"), YuNetDetector(backend="opencv")
+    for p in photos.values():
+        a, b = eng(p.image), ocv(p.image)
+        assert len(a) == len(b), p.name
+        for x, y in zip(a, b):
+            assert np.abs(np.array(x.box) - np.array(y.box)).max() <= 1, p.name
+            assert np.abs(x.landmarks - y.landmarks).max() < 0.05
+            assert abs(x.score - y.score) < 1e-4
+
+
+def test_decode_and_nms_like_opencv():
+    """decode_heads + nms_like_opencv on hand-made maps: one cell per level scores; two boxes of one
+    face overlap and the weaker goes; positions, sizes and landmarks follow OpenCV's formulas."""
+    heads = [("cls", 1, True), ("obj", 1, True), ("bbox", 4, False), ("kps", 10, False)]
+    maps = [np.zeros((4, 4, 16), np.float32), np.zeros((2, 2, 16), np.float32), np.zeros((1, 1, 16), np.float32)]
+    maps[0][1, 2, :6] = [0.81, 1.0, 0.5, 0.25, np.log(2.0), np.log(4.0)]  # score 0.9
+    maps[0][1, 2, 6:] = np.arange(10) / 10
+    maps[1][0, 1, :6] = [0.64, 1.0, 0.0, 0.0, np.log(1.0), np.log(2.0)]   # score 0.8, overlaps the first
+    maps[2][0, 0, :6] = [0.04, 1.0, 0.0, 0.0, 0.0, 0.0]                    # score 0.2: below the cut
+    rows = decode_heads(maps, STRIDES, heads, 0.3)
+    assert rows.shape == (2, 15)
+    np.testing.assert_allclose(rows[0, :4], [(2 + 0.5) * 8 - 8, (1 + 0.25) * 8 - 16, 16, 32], rtol=1e-6)
+    np.testing.assert_allclose(rows[0, 4:6], [(0.0 + 2) * 8, (0.1 + 1) * 8], rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 14], [0.9, 0.8], rtol=1e-6)
+    kept = nms_like_opencv(rows, 0.3, 0.3, 5000)
+    assert len(kept) == 1 and kept[0, 14] == pytest.approx(0.9)
+    assert len(nms_like_opencv(rows, 0.3, 0.99, 5000)) == 2  # no overlap that large
+    assert len(nms_like_opencv(rows, 0.3, 0.99, 1)) == 1     # top_k
+
+
+def test_image_layouts(net):
+    """uint8 or float32, contiguous or a crop of a bigger image (strided): the same maps."""
+    big = cv2.imread(str(ASTRONAUT))
+    crop = big[31:31 + 201, 17:17 + 333]
+    ref = net.forward(np.ascontiguousarray(crop))
+    for variant in (crop, crop.astype(np.float32), np.ascontiguousarray(crop).astype(np.float32)):
+        for a, b in zip(net.forward(variant), ref):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError):
+        net.forward(crop.astype(np.int32))
+    with pytest.raises(ValueError):
+        net.forward(crop[:, :, :2])
+    with pytest.raises(ValueError):
+        net.forward(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ValueError):
+        net.forward(crop[:, :, ::-1])  # channels not contiguous
+
+
+def test_threads_share_one_engine(net, real_images):
+    want = [net.forward(im) for im in real_images]
+    errors = []
+
+    def work():
+        for _ in range(3):
+            for im, w in zip(real_images, want):
+                for a, b in zip(net.forward(im), w):
+                    if not np.array_equal(a, b):
+                        errors.append("differs")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def _rewrite(src: Path, dst: Path, meta_edit=None, drop: str | None = None) -> Path:
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(src), "np") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(src))
+    if drop:
+        del tensors[drop]
+    if meta_edit:
+        desc = json.loads(meta["yunet"])
+        meta_edit(desc)
+        meta["yunet"] = json.dumps(desc)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def test_loader_checks_the_description(tmp_path):
+    pytest.importorskip("safetensors")
+
+    def wrong_stride(d):
+        d["levels"][1]["stride"] = 12
+
+    def dropped_unit(d):
+        d["stages"][2]["units"].pop()
+
+    def bad_multiple(d):
+        d["input_multiple"] = 16
+
+    for edit in (wrong_stride, dropped_unit, bad_multiple):
+        path = _rewrite(ENGINE_MODEL, tmp_path / f"{edit.__name__}.safetensors", meta_edit=edit)
+        with pytest.raises(ValueError):
+            _engine.YuNet(str(path))
+    path = _rewrite(ENGINE_MODEL, tmp_path / "missing.safetensors", drop="neck.lateral_convs.1.conv2.weight")
+    with pytest.raises(ValueError, match="lateral_convs.1.conv2"):
+        _engine.YuNet(str(path))
+    with pytest.raises(ValueError, match="yunet"):  # a student's weights are not a detector
+        _engine.YuNet(str(REPO / "pyfer" / "models" / "tsnet_student.safetensors"))
+    with pytest.raises(RuntimeError):
+        YuNetDetector(model=tmp_path / "missing.safetensors", backend="engine")
+
+
+def test_converter_reproduces_the_shipped_file(tmp_path):
+    """scripts/yunet_to_safetensors.py on the shipped ONNX gives the shipped tensors and description."""
+    pytest.importorskip("onnx")
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import yunet_to_safetensors
+
+    out = tmp_path / "yunet.safetensors"
+    assert yunet_to_safetensors.main([str(ONNX_MODEL), str(out)]) == 0
+    a, b = load_file(str(out)), load_file(str(ENGINE_MODEL))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    with safe_open(str(out), "np") as f, safe_open(str(ENGINE_MODEL), "np") as g:
+        assert f.metadata() == g.metadata()
+
+
+def test_backend_choice(monkeypatch):
+    assert YuNetDetector().backend == "engine"
+    assert YuNetDetector(backend="opencv").backend == "opencv"
+    monkeypatch.setenv("PYFER_YUNET_BACKEND", "opencv")
+    assert YuNetDetector().backend == "opencv"
+    with pytest.raises(ValueError):
+        YuNetDetector(backend="tflite")
+    assert YuNetDetector(backend="engine").config()["backend"] == "engine"
