@@ -284,3 +284,18 @@ def test_backend_choice(monkeypatch):
     with pytest.raises(ValueError):
         YuNetDetector(backend="tflite")
     assert YuNetDetector(backend="engine").config()["backend"] == "engine"
+
+
+def test_engine_model_ships_inside_the_package():
+    """The converted weights live beside the ONNX file in pyfer/models/ and so ship in the wheel
+    (wheel.packages = ["pyfer"]); an installed wheel lists them."""
+    import importlib.metadata as md
+
+    import pyfer
+
+    pkg = Path(pyfer.__file__).resolve().parent
+    assert ENGINE_MODEL.resolve().parent == pkg / "models"
+    assert 200_000 < ENGINE_MODEL.stat().st_size < 300_000
+    if "site-packages" in pkg.parts:
+        files = {str(f) for f in md.distribution("pyfer").files or []}
+        assert "pyfer/models/yunet.safetensors" in files
