@@ -145,20 +145,20 @@ def nms_like_opencv(rows: np.ndarray, score_threshold: float, nms_threshold: flo
     if top_k > 0:
         order = order[:top_k]
     limit = np.float32(nms_threshold)
+    x0, y0, x1, y1, area = x0[order], y0[order], x1[order], y1[order], area[order]
+    suppressed = np.zeros(len(order), bool)
     keep: list[int] = []
-    for i in order:
-        if keep:
-            k = np.array(keep)
-            iw = np.minimum(x1[k], x1[i]) - np.maximum(x0[k], x0[i])
-            ih = np.minimum(y1[k], y1[i]) - np.maximum(y0[k], y0[i])
-            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
-            total = area[k] + area[i]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                distance = np.where(total > 0, 1.0 - inter / (total - inter).astype(np.float64), 0.0)
-            overlap = np.float32(1) - distance.astype(np.float32)
-            if (overlap > limit).any():
-                continue
-        keep.append(int(i))
+    for j in range(len(order)):  # greedy, surest first: a box overlapping a kept one goes
+        if suppressed[j]:
+            continue
+        keep.append(int(order[j]))
+        iw = np.minimum(x1, x1[j]) - np.maximum(x0, x0[j])
+        ih = np.minimum(y1, y1[j]) - np.maximum(y0, y0[j])
+        inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
+        total = area + area[j]
+        with np.errstate(divide="ignore", invalid="ignore"):  # OpenCV: two empty boxes overlap fully
+            distance = np.where(total > 0, 1.0 - inter / (total - inter).astype(np.float64), 0.0)
+        suppressed |= (np.float32(1) - distance.astype(np.float32)) > limit
     return rows[keep]
 
 
