@@ -49,10 +49,16 @@ chmod +x "$root/usr/bin/python3.11-qemu"
 # pip inside qemu resolves from a local folder: the aarch64 cp311 wheels of the runtime and test
 # dependencies, fetched by the host's pip (PyPI connections from the emulated pip were reset
 # often here). The venv is still fresh, and its pip still picks what fits the arm64 interpreter.
+# The platforms are every manylinux tag the emulated glibc (Debian 12's, from the libc6 deb)
+# accepts: pip does not widen a --platform manylinux_2_X to the older 2_Y tags, so a list of
+# two (2014 and 2_28) rejected the manylinux_2_24 wheel itself ("not a supported wheel").
 wh=$q/wheels
 rm -rf "$wh"
-python3 -m pip download -q -d "$wh" --only-binary=:all: --platform manylinux2014_aarch64 \
-  --platform manylinux_2_28_aarch64 --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+glibc_minor=$(ls "$q"/debs/libc6_2.*_arm64.deb | sed -E 's|.*/libc6_2\.([0-9]+).*|\1|')
+plats=(--platform manylinux2014_aarch64)
+for n in $(seq 17 "$glibc_minor"); do plats+=(--platform "manylinux_2_${n}_aarch64"); done
+python3 -m pip download -q -d "$wh" --only-binary=:all: "${plats[@]}" \
+  --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
   "$whl" pytest hypothesis safetensors pip
 rm -f "$wh"/pyfer-*.whl
 
