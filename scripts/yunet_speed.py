@@ -1,0 +1,108 @@
+"""YuNet in pyfer's engine against cv2.FaceDetectorYN, and Recognizer.predict with each, one thread.
+
+    python scripts/yunet_speed.py [--reps 100]
+
+Runs are interleaved (engine, opencv, engine, ...) so that both see the same load, and each is
+timed twice: wall clock (median) and the calling thread's CPU time (``time.thread_time``; median
+and minimum). On a machine shared with other work the wall clock includes waiting for a core;
+the thread's CPU time does not, and its minimum is the closest to a quiet machine's time.
+
+1. ``YuNetDetector.detect_raw`` (network + decoding + NMS, as ``cv2.FaceDetectorYN.detect``) at
+   the working sizes the search uses: a 640x480 photo's main pass (320x240), a face crop's
+   (240x240), a 1280x720 frame's (640x360), a 1920x1080 frame's (960x540);
+2. ``Recognizer.predict`` on the 640x480 one-face JPEG of tests/test_recognizer_speed.py, with
+   YuNet in the engine (the default) and through OpenCV (the path before), per stage.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+WORKING_SIZES = [(320, 240), (240, 240), (640, 360), (960, 540)]
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def interleaved(fns: dict, reps: int, warmup: int = 3) -> dict:
+    """{name: (wall median, cpu median, cpu min)} in ms, the callables run in turn."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for i in range(reps + warmup):
+        for k, f in fns.items():
+            w0, c0 = time.perf_counter(), time.thread_time()
+            f()
+            c1, w1 = time.thread_time(), time.perf_counter()
+            if i >= warmup:
+                wall[k].append(w1 - w0)
+                cpu[k].append(c1 - c0)
+    return {k: (1e3 * np.median(wall[k]), 1e3 * np.median(cpu[k]), 1e3 * np.min(cpu[k])) for k in fns}
+
+
+def photo_640x480(path: Path) -> Path:
+    img = cv2.resize(cv2.imread(str(ASTRONAUT)), (480, 480), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((480, 640, 3), 60, np.uint8)
+    canvas[:, 80:560] = img
+    cv2.imwrite(str(path), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=100)
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(1)
+    import pyfer
+    from pyfer.yunet import YuNetDetector
+
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), one thread; load average {os.getloadavg()[0]:.1f}")
+    dets = {b: YuNetDetector(backend=b) for b in ("engine", "opencv")}
+    img = cv2.imread(str(ASTRONAUT))
+    print("\n| network input | engine: wall median / CPU median / CPU min (ms) | opencv: same | engine / opencv (CPU min) |")
+    print("|---|---|---|---|")
+    for w, h in WORKING_SIZES:
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        reps = args.reps if w * h <= 320 * 240 else max(10, args.reps // 4)
+        r = interleaved({b: (lambda d=d: d.detect_raw(x)) for b, d in dets.items()}, reps)
+        e, o = r["engine"], r["opencv"]
+        print(f"| {w}x{h} | {e[0]:.2f} / {e[1]:.2f} / {e[2]:.2f} | {o[0]:.2f} / {o[1]:.2f} / {o[2]:.2f} "
+              f"| {e[2] / o[2]:.2f} |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = photo_640x480(Path(tmp) / "astronaut_640x480.jpg")
+        recs = {"engine": pyfer.Recognizer(threads=1),
+                "opencv": pyfer.Recognizer(detector=YuNetDetector(backend="opencv"), threads=1)}
+        stages = {k: [] for k in recs}
+
+        def run(k):
+            recs[k].predict(photo)
+            stages[k].append(dict(recs[k].last_timings))
+
+        r = interleaved({k: (lambda k=k: run(k)) for k in recs}, args.reps)
+    print(f"\npredict, 640x480 JPEG, one face (load average {os.getloadavg()[0]:.1f}):")
+    print("| YuNet | wall median | CPU median | CPU min | stages, median ms (wall) |")
+    print("|---|---|---|---|---|")
+    for k, (wm, cm, cmin) in r.items():
+        st = {s: 1e3 * np.median([t[s] for t in stages[k]]) for s in stages[k][0]}
+        print(f"| {k} | {wm:.2f} | {cm:.2f} | {cmin:.2f} | " + " / ".join(f"{s} {v:.2f}" for s, v in st.items()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
