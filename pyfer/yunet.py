@@ -12,8 +12,9 @@ environment variable):
   of strides 8, 16 and 32), and this module decodes them as OpenCV's ``FaceDetectorYN`` does
   (``decode_heads``: score = sqrt(cls * obj), box centre (col + dx, row + dy) * stride, size
   exp(dw, dh) * stride, landmarks (col + lx, row + ly) * stride) and applies OpenCV's NMS
-  (``nms_like_opencv``: integer boxes, stable sort by score, top_k). About 2x faster than
-  OpenCV's DNN on one thread, with the same detections (tests/test_yunet_engine.py).
+  (``nms_like_opencv``: integer boxes, stable sort by score, top_k). It takes about 0.6x the
+  time of OpenCV's DNN on one thread, with the same detections (docs/recognizer.md;
+  tests/test_yunet_engine.py).
 - ``"opencv"``: ``cv2.FaceDetectorYN`` on the ONNX file.
 
 How an image is searched (numbers measured in docs/recognizer.md, "YuNet, and how its working
