@@ -6,6 +6,7 @@
 // map is written interior only.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "yunet.hpp"
@@ -38,7 +39,7 @@ YuNetCpuUnit pack_unit(const YuNetUnit& u) {
 constexpr int BAND_FLOATS = 8192;
 
 // fixed slots of the workspace; each level then has two (its stage output, its pyramid output)
-enum : size_t { W_IN, W_X, W_Y, W_T, W_SUM, W_HEAD_T, W_LEVELS };
+enum : size_t { W_X, W_Y, W_T, W_SUM, W_HEAD_T, W_LEVELS };
 
 // One unit: the 1x1 conv into a zero-bordered buffer, then the depthwise conv (+ReLU) into out, in
 // bands of rows: each band's 1x1 rows (and the one row below it that its 3x3 window needs) are
@@ -59,10 +60,11 @@ void unit_forward(const Kernels& K, const YuNetCpuUnit& u, const View& in, int h
     }
 }
 
+// image rows [y0, y1) into the padded input (rows and columns beyond the image are zeros)
 template <class T>
-void load_image(const ImageRef& img, const View& x, int hp, int wp) {
+void load_rows(const ImageRef& img, const View& x, int wp, int y0, int y1) {
     const T* src = static_cast<const T*>(img.data);
-    for (int y = 0; y < hp; ++y) {
+    for (int y = y0; y < y1; ++y) {
         float* d = x.at(0, y, 0);
         if (y >= img.h) {
             std::fill(d, d + size_t(wp) * 3, 0.f);
@@ -75,6 +77,125 @@ void load_image(const ImageRef& img, const View& x, int hp, int wp) {
         std::fill(d, d + size_t(wp - img.w) * 3, 0.f);
     }
 }
+
+// One op of the front's row pipeline, producing rows of its output map (h x w x c) on demand.
+// Its buffer holds `cap` rows plus a zero border: the whole map (the front's last op), or a
+// window sliding down the map: rows [base, base + cap) are held and `out` addresses them by
+// their row number in the map (out.p is offset by -base rows).
+struct RowOp {
+    enum Kind { Load, Stem, Pointwise, Depthwise, Pool } kind;
+    const CpuConv* conv = nullptr;
+    int h = 0, w = 0, c = 0;
+    View out;
+    float* row0 = nullptr;   // the buffer's first interior row
+    int cap = 0, base = 0;
+    int done = 0;            // rows [0, done) have been produced
+};
+
+// the rows [0, n) of op's input that its output rows [0, end) read (in_h: the input's height)
+int input_rows(const RowOp& op, int end, int in_h) {
+    switch (op.kind) {
+        case RowOp::Stem: return std::min(in_h, 2 * end);       // 3x3/2, pad 1: row r reads 2r-1 .. 2r+1
+        case RowOp::Pointwise: return end;
+        case RowOp::Depthwise: return std::min(in_h, end + 1);  // 3x3/1, pad 1: row r reads r-1 .. r+1
+        case RowOp::Pool: return 2 * end;                       // 2x2/2: row r reads 2r, 2r+1
+        case RowOp::Load: break;
+    }
+    return 0;
+}
+// the first input row that op's output row y reads
+int first_input_row(const RowOp& op, int y) {
+    switch (op.kind) {
+        case RowOp::Stem: return std::max(0, 2 * y - 1);
+        case RowOp::Pointwise: return y;
+        case RowOp::Depthwise: return std::max(0, y - 1);
+        case RowOp::Pool: return 2 * y;
+        case RowOp::Load: break;
+    }
+    return 0;
+}
+
+// The front of the network (image load, stem, the stages before the first pyramid level, that
+// level's max pool) as a row pipeline: the last op's rows are asked for one at a time, and each
+// op first makes sure the input rows it reads exist. The big maps of strides 1-4 then live in
+// windows of a few rows that stay in L1/L2, instead of whole maps (1.3 MB each at 160x128x16)
+// streamed through L3; every row is computed once, by the same kernel calls on row ranges, so
+// the results are those of whole-map calls.
+struct RowPipeline {
+    const Kernels& K;
+    const ImageRef& img;
+    std::vector<RowOp> ops;
+
+    void add(RowOp::Kind kind, const CpuConv* conv, int h, int w, int c) {
+        RowOp op;
+        op.kind = kind; op.conv = conv; op.h = h; op.w = w; op.c = c;
+        ops.push_back(op);
+    }
+    // each op's window: the most rows it holds at once while the last op's rows are produced
+    // one by one (a dry run of ensure); the last op holds its whole map
+    void size_windows() {
+        for (RowOp& op : ops) op.cap = 0;
+        for (int r = 1; r <= ops.back().h; ++r) demand(ops.size() - 1, r);
+        for (RowOp& op : ops) op.done = 0;
+        ops.back().cap = ops.back().h;
+    }
+    void allocate(YuNetWorkspace& ws, size_t first_slot) {
+        for (size_t i = 0; i < ops.size(); ++i) {
+            ops[i].out = ws.padded(first_slot + i, ops[i].cap, ops[i].w, ops[i].c);
+            ops[i].row0 = ops[i].out.p;
+        }
+    }
+    void run() {
+        for (int r = 1; r <= ops.back().h; ++r) ensure(ops.size() - 1, r);
+    }
+
+private:
+    // the first row that the op after ops[i] still reads
+    int first_needed(size_t i) const {
+        return i + 1 < ops.size() ? first_input_row(ops[i + 1], ops[i + 1].done) : ops[i].done;
+    }
+    void demand(size_t i, int end) {
+        RowOp& op = ops[i];
+        if (end <= op.done) return;
+        if (i > 0) demand(i - 1, input_rows(op, end, ops[i - 1].h));
+        op.cap = std::max(op.cap, end - first_needed(i));
+        op.done = end;
+    }
+    // rows [0, end) of ops[i] exist afterwards
+    void ensure(size_t i, int end) {
+        RowOp& op = ops[i];
+        if (end <= op.done) return;
+        if (i > 0) ensure(i - 1, input_rows(op, end, ops[i - 1].h));
+        if (end > op.base + op.cap) {  // slide the window: the rows still read move to its top
+            const int first = first_needed(i);
+            std::memmove(op.row0 - op.out.ps, op.out.at(0, first, 0) - op.out.ps,
+                         sizeof(float) * size_t(op.done - first) * op.out.rs);
+            op.base = first;
+            op.out.p = op.row0 - ptrdiff_t(first) * op.out.rs;
+            if (end > op.base + op.cap) throw std::logic_error("yunet_forward: row window too small");
+        }
+        const int y0 = op.done;
+        const View& in = ops[i > 0 ? i - 1 : 0].out;
+        switch (op.kind) {
+            case RowOp::Load:
+                if (img.u8) load_rows<uint8_t>(img, op.out, op.w, y0, end);
+                else load_rows<float>(img, op.out, op.w, y0, end);
+                break;
+            case RowOp::Stem: K.conv_small(op.conv->ps, in, 0, 1, y0, end, op.w, op.out, true); break;
+            case RowOp::Pointwise: {
+                Epilogue ep;
+                ep.out = op.out;
+                K.conv(op.conv->pc, in, 0, 1, y0, end, op.w, ep);
+                break;
+            }
+            case RowOp::Depthwise: K.dw3x3(op.conv->pd, in, 0, 1, y0, end, op.w, op.out, op.conv->relu); break;
+            case RowOp::Pool: K.maxpool2s2(in, op.c, 0, 1, y0, end, op.w, op.out); break;
+        }
+        op.done = end;
+        // the zero row below the map that a 3x3 window reads (a window's later rows are stale)
+        if (end == op.h && op.cap < op.h) std::fill(op.out.at(0, op.h, 0), op.out.at(0, op.h, op.w), 0.f);
+    }
+};
 
 }  // namespace
 
@@ -120,18 +241,35 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
     if (outs.size() != m.levels.size()) throw std::invalid_argument("yunet_forward: one output per level");
     const int hp = yunet_padded(m, img.h), wp = yunet_padded(m, img.w);
 
-    const View x = ws.padded(W_IN, hp, wp, 3);
-    if (img.u8) load_image<uint8_t>(img, x, hp, wp);
-    else load_image<float>(img, x, hp, wp);
-
-    // stem, then the stages; a level's stage writes its output to that level's slot
+    // the front, up to the first level's stage (and its max pool) as a row pipeline
+    const size_t first = size_t(m.levels.front().stage);
+    RowPipeline front{K, img, {}};
+    front.add(RowOp::Load, nullptr, hp, wp, 3);
     int h = hp / 2, w = wp / 2, c = net.stem.cout;
-    size_t cur = W_X;
-    View in = ws.padded(cur, h, w, c);
-    K.conv_small(net.stem.ps, x, 0, 1, 0, h, w, in, true);
-    std::vector<View> stage_out(m.levels.size());
-    for (size_t si = 0; si < net.stages.size(); ++si) {
+    front.add(RowOp::Stem, &net.stem, h, w, c);
+    for (size_t si = 0; si <= first; ++si) {
         if (m.stages[si].pool) {
+            h /= 2; w /= 2;
+            front.add(RowOp::Pool, nullptr, h, w, c);
+        }
+        if (si == first) break;
+        for (const YuNetCpuUnit& u : net.stages[si]) {
+            front.add(RowOp::Pointwise, &u.pw, h, w, u.pw.cout);
+            front.add(RowOp::Depthwise, &u.dw, h, w, u.dw.cout);
+            c = u.dw.cout;
+        }
+    }
+    front.size_windows();
+    const size_t front_slot = W_LEVELS + 2 * m.levels.size();
+    front.allocate(ws, front_slot);
+    front.run();
+
+    // the stages from there on, whole maps; a level's stage writes its output to that level's slot
+    size_t cur = front_slot + front.ops.size() - 1;
+    View in = front.ops.back().out;
+    std::vector<View> stage_out(m.levels.size());
+    for (size_t si = first; si < net.stages.size(); ++si) {
+        if (m.stages[si].pool && si != first) {
             const size_t nxt = cur == W_X ? W_Y : W_X;
             const View pooled = ws.padded(nxt, h / 2, w / 2, c);
             K.maxpool2s2(in, c, 0, 1, 0, h / 2, w / 2, pooled);
