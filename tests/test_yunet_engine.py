@@ -116,6 +116,19 @@ def test_raw_heads_match_onnxruntime(ort_session, real_images, isa):
     assert max(worst.values()) < 1e-4, worst
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_any_size_matches_onnxruntime(ort_session, isa):
+    """Sizes around the 32-pixel padding and the row pipeline's windows: a single pixel, one and
+    two padded blocks, odd sides, a tall and a wide strip."""
+    net = _engine.YuNet(str(ENGINE_MODEL), isa)
+    img = cv2.imread(str(ASTRONAUT))
+    for w, h in [(1, 1), (17, 31), (32, 32), (33, 33), (64, 65), (47, 300), (517, 40)]:
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        want, got = ort_heads(ort_session, x), engine_heads(net, x)
+        for k in want:
+            assert max_rel_err(got[k], want[k]) < 1e-4, (w, h, k)
+
+
 def test_group_photos_raw_heads_match_onnxruntime(ort_session, net, photos):
     yn = YuNetDetector(backend="engine")
     for p in photos.values():

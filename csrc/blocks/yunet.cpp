@@ -1,9 +1,10 @@
-// YuNet's forward pass on one image (see yunet.hpp): the image is copied into a zero-padded NHWC
-// float buffer (bottom and right padded to the model's input_multiple with zeros, as OpenCV's
-// FaceDetectorYN does), then stem, stages (max pool, units), the top-down pyramid (upsample + add,
-// lateral unit) and the stacked heads, each a kernel call over whole maps. A unit's 1x1 output
-// goes to a buffer with a zero border (the depthwise conv reads its 3x3 neighbourhood); every other
-// map is written interior only.
+// YuNet's forward pass on one image (see yunet.hpp). The front (image load into a zero-padded NHWC
+// float buffer, bottom and right padded to the model's input_multiple with zeros as OpenCV's
+// FaceDetectorYN does; stem; the stages before the first pyramid level; that level's max pool)
+// runs as a row pipeline over windows of a few rows (RowPipeline below); the later stages, the
+// top-down pyramid (upsample + add, lateral unit) and the stacked heads run on whole maps of
+// strides 8-32, each unit in row bands. Every map that a 3x3 window reads (the image, 1x1 outputs)
+// has a zero border; others are written interior only.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
