@@ -72,8 +72,13 @@ void load_rows(const ImageRef& img, const View& x, int wp, int y0, int y1) {
             continue;
         }
         const T* s = src + y * img.row_stride;
-        for (int xx = 0; xx < img.w; ++xx, s += img.pixel_stride, d += 3) {
-            d[0] = float(s[0]); d[1] = float(s[1]); d[2] = float(s[2]);
+        if (img.pixel_stride == 3) {  // packed pixels: one run of 3 * w values (vectorised)
+            for (int i = 0; i < 3 * img.w; ++i) d[i] = float(s[i]);
+            d += 3 * img.w;
+        } else {
+            for (int xx = 0; xx < img.w; ++xx, s += img.pixel_stride, d += 3) {
+                d[0] = float(s[0]); d[1] = float(s[1]); d[2] = float(s[2]);
+            }
         }
         std::fill(d, d + size_t(wp - img.w) * 3, 0.f);
     }
