@@ -338,10 +338,11 @@ def info_dict(weights: Optional[str] = None) -> dict:
     except OSError as e:
         d["weights"] = f"unavailable: {e}"
     try:
-        from pyfer.yunet import default_model_path
+        from pyfer.yunet import default_backend, default_model_path
 
-        m = default_model_path()
-        d["detector"] = {"name": "yunet", "path": str(m), "sha256": _sha256(m)}
+        backend = default_backend()
+        m = default_model_path(backend)
+        d["detector"] = {"name": "yunet", "backend": backend, "path": str(m), "sha256": _sha256(m)}
     except OSError as e:
         d["detector"] = f"unavailable: {e}"
     import cv2
@@ -368,7 +369,8 @@ def _info(args) -> int:
     else:
         print(f"weights: {w}")
     det = d["detector"]
-    print(f"detector: {det['path']} (sha256 {det['sha256'][:16]}...)" if isinstance(det, dict) else f"detector: {det}")
+    print(f"detector: yunet ({det['backend']} backend) {det['path']} (sha256 {det['sha256'][:16]}...)"
+          if isinstance(det, dict) else f"detector: {det}")
     return 0
 
 

@@ -89,6 +89,11 @@ class Detection:
     score: float
 
 
+def default_backend() -> str:
+    """The backend a detector gets when none is named: ``PYFER_YUNET_BACKEND``, else the engine."""
+    return os.environ.get("PYFER_YUNET_BACKEND") or "engine"
+
+
 def default_model_path(backend: str = "opencv") -> Path:
     """The shipped model file of a backend: the ONNX file (opencv) or its conversion (engine)."""
     from importlib.resources import files
@@ -209,7 +214,7 @@ class YuNetDetector:
                  pad: float = 0.25, coarse_side: int = 320,
                  rotations: tuple = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0),
                  backend: Optional[str] = None):
-        backend = backend or os.environ.get("PYFER_YUNET_BACKEND") or "engine"
+        backend = backend or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend

@@ -1,6 +1,7 @@
 """The pyfer command line."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -78,7 +79,18 @@ def test_info(weights_path, capsys):
     assert d["pyfer"]
     assert d["weights"]["path"] == str(weights_path) and len(d["weights"]["sha256"]) == 64
     assert "build" in d
-    assert d["detector"]["sha256"] == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+    det = d["detector"]
+    assert det["backend"] == "engine" and det["path"].endswith("yunet.safetensors")
+    assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()
+
+
+def test_info_names_the_opencv_model_when_that_backend_is_chosen(weights_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYFER_YUNET_BACKEND", "opencv")
+    assert main(["info", "--json", "--weights", str(weights_path)]) == 0
+    det = json.loads(capsys.readouterr().out)["detector"]
+    # OpenCV Zoo's face_detection_yunet_2023mar.onnx, as published
+    assert det["backend"] == "opencv"
+    assert det["sha256"] == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 
 
 def test_python_m_pyfer_help():
