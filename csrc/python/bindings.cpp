@@ -11,9 +11,11 @@
 #include <sstream>
 #include <thread>
 
+#include "../core/sanitized.hpp"
 #include "../ref/ref.hpp"
 #include "../runtime/engine.hpp"
 #include "../runtime/yunet_engine.hpp"
+#include "errors.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -181,31 +183,12 @@ private:
     YuNetEngine eng_;
 };
 
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-// same as core_sanitized(), for this module's own translation unit
-std::string module_sanitized() {
-    std::string s;
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-    s += "address,";
-#endif
-#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
-    s += "thread,";
-#endif
-#ifdef PYFER_SANITIZE_UNDEFINED
-    s += "undefined,";
-#endif
-    if (!s.empty()) s.pop_back();
-    return s;
-}
-
 py::dict build_info() {
     py::dict d;
     d["version"] = PYFER_VERSION;
     // "" for an ordinary build; the sanitizer steps (scripts/sanitize.sh, scripts/tsan.sh) refuse
     // to run their tests unless the imported module reports the instrumentation they built
-    const std::string core = core_sanitized(), mod = module_sanitized();
+    const std::string core = core_sanitized(), mod = sanitizers_of_this_unit();
     d["sanitized"] = core == mod ? core : "mixed (core: " + core + ", module: " + mod + ")";
     py::dict isa;
     py::list compiled;
@@ -235,15 +218,7 @@ PYBIND11_MODULE(_engine, m) {
 #ifdef PYFER_HAVE_CUDA
     register_cuda_backend();
 #endif
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const FileNotFound& e) {
-            PyErr_SetString(PyExc_FileNotFoundError, e.what());
-        } catch (const FormatError& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
-        }
-    });
+    register_pyfer_exceptions();
 
     py::class_<PyEngine>(m, "Engine")
         .def(py::init<const std::string&, const std::string&, int, const std::string&>(), py::arg("path"),

@@ -9,6 +9,7 @@
 
 #include "../core/model.hpp"
 #include "../tests/checks.hpp"
+#include "errors.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -18,15 +19,7 @@ using namespace pyfer;
 
 PYBIND11_MODULE(_checks, t) {
     t.doc() = "pyfer kernel self-checks vs the csrc/ref reference (tests only; PYFER_BUILD_TESTS)";
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const FileNotFound& e) {
-            PyErr_SetString(PyExc_FileNotFoundError, e.what());
-        } catch (const FormatError& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
-        }
-    });
+    register_pyfer_exceptions();
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
           py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());

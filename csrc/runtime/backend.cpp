@@ -4,6 +4,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "../core/sanitized.hpp"
 #include "engine.hpp"
 
 namespace pyfer {
@@ -49,22 +50,6 @@ std::unique_ptr<Backend> make_backend(const std::string& path, const std::string
     return std::make_unique<CpuEngine>(Model::load(path), threads, isa);
 }
 
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-std::string core_sanitized() {
-    std::string s;
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-    s += "address,";
-#endif
-#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
-    s += "thread,";
-#endif
-#ifdef PYFER_SANITIZE_UNDEFINED
-    s += "undefined,";
-#endif
-    if (!s.empty()) s.pop_back();
-    return s;
-}
+std::string core_sanitized() { return sanitizers_of_this_unit(); }
 
 }  // namespace pyfer
