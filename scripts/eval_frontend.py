@@ -24,12 +24,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from pyfer.bench import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,16 +42,6 @@ CONFIGS = {
     "yunet-box": dict(detector="yunet", framing="box"),
     "haar-crop": dict(detector="haar"),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ferplus_items(root: Path, limit: int | None) -> list[tuple[str, int]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,19 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pyfer.bench import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.png"
 WORKING_SIZES = [(320, 240), (240, 240), (640, 360), (960, 540)]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def interleaved(fns: dict, reps: int, warmup: int = 3) -> dict:
