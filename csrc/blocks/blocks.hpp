@@ -81,28 +81,9 @@ enum Slot {
 };
 
 struct Workspace {
-    AlignedBuf buf[S_NSLOTS];
-    // per slot: the padded geometry whose zero border it holds (0 = none); get() forgets it
-    uint64_t border_key[S_NSLOTS] = {};
-    float* get(Slot s, size_t n) {
-        buf[s].resize(n);
-        border_key[s] = 0;
-        return buf[s].data();
-    }
-    // A one-image padded (pad 1) h x w x c buffer with a zero border. Only interiors are written
-    // between calls, so the border is zeroed only when the geometry changes (every basic unit of
-    // a stage reuses its predecessor's).
-    View get_padded(Slot s, int h, int w, int c) {
-        const uint64_t key = (uint64_t(h) << 40) | (uint64_t(w) << 20) | uint64_t(c);
-        const size_t n = padded_size(1, h, w, c, 1);
-        const bool keep = border_key[s] == key && buf[s].n >= n;
-        buf[s].resize(n);
-        View v = padded_view(buf[s].data(), h, w, c, 1);
-        v.ns = 0;
-        if (!keep) zero_border(v, 1, h, w, c, 1);
-        border_key[s] = key;
-        return v;
-    }
+    ScratchBuf buf[S_NSLOTS];
+    float* get(Slot s, size_t n) { return buf[s].raw(n); }
+    View get_padded(Slot s, int h, int w, int c) { return buf[s].padded(h, w, c); }
 };
 
 // ---- the fused blocks ----------------------------------------------------------------------------

@@ -220,22 +220,6 @@ std::shared_ptr<const YuNetCpu> YuNetCpu::build(std::shared_ptr<const YuNetModel
     return net;
 }
 
-View YuNetWorkspace::padded(size_t slot, int h, int w, int c) {
-    if (slot >= buf.size()) {
-        buf.resize(slot + 1);
-        key.resize(slot + 1, 0);
-    }
-    const uint64_t k = (uint64_t(h) << 40) | (uint64_t(w) << 20) | uint64_t(c);
-    const size_t n = padded_size(1, h, w, c, 1);
-    const bool keep = key[slot] == k && buf[slot].n >= n;
-    buf[slot].resize(n);
-    View v = padded_view(buf[slot].data(), h, w, c, 1);
-    v.ns = 0;
-    if (!keep) zero_border(v, 1, h, w, c, 1);
-    key[slot] = k;
-    return v;
-}
-
 int yunet_padded(const YuNetModel& m, int side) {
     return (side + m.input_multiple - 1) / m.input_multiple * m.input_multiple;
 }

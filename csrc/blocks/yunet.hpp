@@ -38,10 +38,11 @@ struct ImageRef {
 
 // Scratch buffers of one forward pass (reused between calls; not shared between threads).
 struct YuNetWorkspace {
-    std::vector<AlignedBuf> buf;
-    std::vector<uint64_t> key;
-    // a one-image h x w x c buffer padded by 1 with a zero border (zeroed when its geometry changes)
-    View padded(size_t slot, int h, int w, int c);
+    std::vector<ScratchBuf> buf;
+    View padded(size_t slot, int h, int w, int c) {
+        if (slot >= buf.size()) buf.resize(slot + 1);
+        return buf[slot].padded(h, w, c);
+    }
 };
 
 // Padded size of an h x w image: each side rounded up to the model's input_multiple.

@@ -99,6 +99,30 @@ inline View padded_view(float* buf, int h, int w, int c, int pad) {
 // Zero the `pad`-wide border of n images of a padded view (interior untouched).
 void zero_border(const View& v, int n, int h, int w, int c, int pad);
 
+// A reusable scratch buffer. padded(): one image of h x w x c padded by 1 with a zero border;
+// callers write only interiors between uses, so the border is zeroed only when the geometry
+// changes (every basic unit of a stage reuses its predecessor's). raw(): plain floats.
+struct ScratchBuf {
+    AlignedBuf buf;
+    uint64_t border_key = 0;  // the padded geometry whose zero border buf holds (0: none)
+    float* raw(size_t n) {
+        buf.resize(n);
+        border_key = 0;
+        return buf.data();
+    }
+    View padded(int h, int w, int c) {
+        const uint64_t key = (uint64_t(h) << 40) | (uint64_t(w) << 20) | uint64_t(c);
+        const size_t n = padded_size(1, h, w, c, 1);
+        const bool keep = border_key == key && buf.n >= n;
+        buf.resize(n);
+        View v = padded_view(buf.data(), h, w, c, 1);
+        v.ns = 0;
+        if (!keep) zero_border(v, 1, h, w, c, 1);
+        border_key = key;
+        return v;
+    }
+};
+
 struct PackedConv {
     int cin = 0, cout = 0, k = 1, stride = 1, pad = 0, coutp = 0;
     AlignedBuf w;     // [coutp/NR][k*k][cin][NR]
