@@ -42,11 +42,19 @@ def metrics(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
             float(recall_score(labels, pred, labels=present, average="macro", zero_division=0)))
 
 
-def worst_ratio(logits: dict, labels: dict, bias: np.ndarray, idx: dict) -> float:
-    """The rule's score (min metric / target) of ``logits + bias`` on the rows ``idx`` of each set."""
-    fa, fm = metrics(labels["FERPlus valid"][idx["FERPlus valid"]], logits["FERPlus valid"][idx["FERPlus valid"]] + bias)
-    sa, sm = metrics(labels["SFEW"][idx["SFEW"]], logits["SFEW"][idx["SFEW"]] + bias)
-    return min(v / t for v, t in zip((fa, fm, sa, sm), TARGETS.values()))
+def scores(logits: dict, labels: dict, bias, idx: dict | None = None) -> dict:
+    """The four metrics of TARGETS for ``logits + bias`` (on the rows ``idx`` of each set, else all)
+    and the rule's score, their worst ratio to target."""
+    r = {}
+    for k in logits:
+        rows = slice(None) if idx is None else idx[k]
+        r[f"{k} accuracy"], r[f"{k} macro recall"] = metrics(labels[k][rows], logits[k][rows] + bias)
+    r["worst ratio to target"] = min(r[k] / t for k, t in TARGETS.items())
+    return r
+
+
+def worst_ratio(logits: dict, labels: dict, bias, idx: dict | None = None) -> float:
+    return scores(logits, labels, bias, idx)["worst ratio to target"]
 
 
 def tune_class_biases(logits: dict, labels: dict, idx: dict, sweeps: int = 4,
@@ -98,13 +106,8 @@ def main(argv=None) -> None:
     logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
               for k, s in sets.items()}
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
-    rows = []
-    for shift in args.shifts:
-        r = {"shift": shift}
-        for k, s in sets.items():
-            r[f"{k} accuracy"], r[f"{k} macro recall"] = metrics(s.labels, logits[k] + shift * log_prior)
-        r["worst ratio to target"] = min(r[k] / t for k, t in TARGETS.items())
-        rows.append(r)
+    labels = {k: s.labels for k, s in sets.items()}
+    rows = [{"shift": shift, **scores(logits, labels, shift * log_prior)} for shift in args.shifts]
     best = max(rows, key=lambda r: r["worst ratio to target"])
 
     cols = list(TARGETS) + ["worst ratio to target"]
@@ -141,7 +144,6 @@ def main(argv=None) -> None:
     print(text)
     print(f"chosen shift: {best['shift']:g}")
     if args.per_class_check:
-        labels = {k: s.labels for k, s in sets.items()}
         check = per_class_check(logits, labels, args.per_class_check)
         out.with_name(out.name + "_per_class.md").write_text(check + "\n")
         print(check)

@@ -18,11 +18,12 @@ from training.evaluate import evaluate, plot_confusion
 from training.data import DEFAULT_DATA
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = "robust T-SNet (session 5, shipped)"
 MODELS = {
     "teacher (EFF-ResNet18)": REPO / "models" / "teacher_effresnet18_fp16.safetensors",
     "student (ShuffleNetV2, no KD)": REPO / "models" / "student_baseline.safetensors",
     "T-SNet (distilled student, session 1)": REPO / "models" / "tsnet_student_session1.safetensors",
-    "robust T-SNet (session 5, shipped)": REPO / "pyfer" / "models" / "tsnet_student.safetensors",
+    SHIPPED: REPO / "pyfer" / "models" / "tsnet_student.safetensors",
 }
 CURVES = {"teacher": "teacher", "student (hard labels)": "student_hard", "student (vote shares)": "student_soft",
           "T-SNet (hard labels, shipped)": "tsnet_hard", "T-SNet (vote shares)": "tsnet_soft",
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
             key = f"{name}{' +flip' if tta else ''}"
             metrics[key] = evaluate(str(path), args.data, "valid", tta=tta, latency=not tta)
             print(f"{key}: accuracy {metrics[key]['accuracy']:.4f}", flush=True)
-    shipped = str(MODELS["robust T-SNet (session 5, shipped)"])
+    shipped = str(MODELS[SHIPPED])
     if Path(args.sfew).is_file():
         for tta in (False, True):
             metrics[f"T-SNet on SFEW train{' +flip' if tta else ''}"] = evaluate(shipped, args.sfew, tta=tta,
