@@ -51,9 +51,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar", "mediapipe", "none"],
                    help="face detector (default yunet); 'none' treats each whole image as one face")
     p.add_argument("--min-face", type=int, default=None, metavar="PX",
-                   help="smallest face to report, in image pixels (default: the detector's, 20 px for yunet)")
+                   help="smallest face to search for and report, in image pixels (default: report every face "
+                        "found; yunet searches from 60 px, less in small images)")
     p.add_argument("--score-threshold", type=float, default=None, metavar="T",
                    help="detection score threshold in [0, 1] (yunet default 0.6; mediapipe 0.5)")
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="skip the mirror image: about half the expression engine's time, about 1 point "
+                        "of accuracy (docs/recognizer.md)")
 
 
 def _recognizer(args):
@@ -64,7 +68,7 @@ def _recognizer(args):
     try:
         return Recognizer(args.weights, device=args.device, threads=args.threads,
                           detector=None if args.detector == "none" else args.detector,
-                          min_face=args.min_face, score_threshold=args.score_threshold)
+                          min_face=args.min_face, score_threshold=args.score_threshold, flip=args.flip)
     except (OSError, ValueError, TypeError, RuntimeError, ImportError) as e:
         # no weights, CPU-only build or no GPU for --device cuda, bad detector settings, ...
         raise UsageError(str(e)) from None

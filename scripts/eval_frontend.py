@@ -16,7 +16,9 @@ is given too. Configurations:
 - ``yunet-box``: YuNet, the box framing (mode "box", no rotation);
 - ``haar-crop``: the Haar cascade and its square crop with a 0.05 margin (the pre-YuNet default);
 - ``yunet-gray-align``: as ``yunet-align``, but YuNet sees the gray image (three equal channels),
-  as it would if photos were decoded straight to gray to save the colour decode (docs/recognizer.md).
+  as it would if photos were decoded straight to gray to save the colour decode (docs/recognizer.md);
+- ``yunet-align-noflip``: as ``yunet-align`` without the mirror image's logits (``flip=False``),
+  which halves the expression engine's work.
 
 The framing parameters are the weights' own (metadata "framing"; ``FaceFraming()`` if absent).
 """
@@ -57,6 +59,7 @@ class GrayYuNet:
 CONFIGS = {
     "yunet-align": dict(detector="yunet", framing="align"),
     "yunet-box": dict(detector="yunet", framing="box"),
+    "yunet-align-noflip": dict(detector="yunet", framing="align", flip=False),
     "haar-crop": dict(detector="haar"),
     "yunet-gray-align": dict(detector=GrayYuNet(), framing="align"),
 }

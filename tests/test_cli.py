@@ -221,6 +221,21 @@ def test_predict_detector_options(weights_path, capsys):
     assert rc == 2 and "score_threshold" in err
 
 
+def test_predict_no_flip(weights_path, capsys):
+    """--no-flip builds Recognizer(flip=False) (predict and video) and gives its scores."""
+    import pyfer
+    from pyfer.cli import _recognizer, build_parser
+
+    for cmd in (["predict", "x.jpg"], ["video", "0"]):
+        args = build_parser().parse_args(cmd + ["--no-flip", "--weights", str(weights_path)])
+        assert _recognizer(args).flip is False
+        assert _recognizer(build_parser().parse_args(cmd + ["--weights", str(weights_path)])).flip is True
+    rc, out, _ = run_cli(["predict", str(ASTRONAUT), "--json", "--no-flip", "--weights", str(weights_path)], capsys)
+    got = json.loads(out)["faces"][0]["scores"]
+    want = pyfer.Recognizer(weights_path, flip=False).predict(str(ASTRONAUT))[0].scores
+    assert rc == 0 and all(abs(got[k] - want[k]) < 1e-5 for k in want)
+
+
 def test_predict_progress_bar(weights_path, image_tree, capsys):
     rc, out, err = run_cli(["predict", str(image_tree), "--progress", "always", "--weights", str(weights_path)],
                            capsys)
