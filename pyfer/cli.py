@@ -58,6 +58,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="skip the mirror image: about half the expression engine's time, about 1 point "
                         "of accuracy (docs/recognizer.md)")
+    p.add_argument("--prior-shift", type=float, default=None, metavar="S",
+                   help="how much of the training class prior the scores keep: 0 favours the rare "
+                        "expressions (anger, disgust, fear, contempt), 1 neutral and happiness "
+                        "(default: the weights' own, 0.3 for the shipped student)")
 
 
 def _recognizer(args):
@@ -68,7 +72,8 @@ def _recognizer(args):
     try:
         return Recognizer(args.weights, device=args.device, threads=args.threads,
                           detector=None if args.detector == "none" else args.detector,
-                          min_face=args.min_face, score_threshold=args.score_threshold, flip=args.flip)
+                          min_face=args.min_face, score_threshold=args.score_threshold, flip=args.flip,
+                          prior_shift=args.prior_shift)
     except (OSError, ValueError, TypeError, RuntimeError, ImportError) as e:
         # no weights, CPU-only build or no GPU for --device cuda, bad detector settings, ...
         raise UsageError(str(e)) from None

@@ -190,7 +190,13 @@ class Recognizer:
     ``align``: shorthand for ``framing="align"`` (True) or ``"box"`` (False).
     ``margin``: frame landmark-free boxes as the box enlarged by ``margin`` of its side on each
     side (Haar boxes default to 0.05, measured on FER2013; other boxes use the weights' framing).
-    ``flip``: average the logits of each face and its mirror image (test-time augmentation).
+    ``flip``: average the logits of each face and its mirror image (test-time augmentation;
+    False: half the expression engine's time, about a point of accuracy).
+    ``prior_shift``: how much of the training set's class prior the scores keep (post-hoc logit
+    adjustment: logits + prior_shift * log prior). 0 favours the rare classes (anger, disgust,
+    fear, contempt: higher macro recall, lower accuracy on FER2013-like photos), 1 the frequent
+    ones (neutral, happiness). None: the value baked into the weights at export (the shipped
+    student: 0.3, chosen on FERPlus valid and SFEW train; docs/recognizer.md).
     ``threads``: the engine's threads (OpenCV's detector uses OpenCV's own thread pool, set
     process-wide by ``cv2.setNumThreads``).
 
@@ -202,7 +208,7 @@ class Recognizer:
                  detector: Union[str, Detector, None] = "yunet", threads: Optional[int] = None,
                  min_face: Optional[float] = None, score_threshold: Optional[float] = None,
                  framing: Union[FaceFraming, dict, str, None] = None, align: Optional[bool] = None,
-                 margin: Optional[float] = None, flip: bool = True):
+                 margin: Optional[float] = None, flip: bool = True, prior_shift: Optional[float] = None):
         from pyfer.engine import Engine
 
         if min_face is not None and not (isinstance(min_face, (int, float)) and np.isfinite(min_face)
@@ -223,6 +229,7 @@ class Recognizer:
         self.framing = self._framing(framing, align)
         self.margin = None if margin is None else float(margin)
         self.flip = bool(flip)
+        self.prior_shift, self._logit_offset = self._prior_shift(prior_shift)
         # seconds spent per stage by the last predict/predict_batch call (benchmarks, `pyfer predict -v`)
         self.last_timings: dict[str, float] = {}
 
@@ -239,6 +246,22 @@ class Recognizer:
         if align is not None:
             base = FaceFraming.from_dict({**base.to_dict(), "mode": "align" if align else "box"})
         return base
+
+    def _prior_shift(self, shift: Optional[float]) -> tuple[Optional[float], Optional[np.ndarray]]:
+        """(the prior shift in effect, the offset that moves the weights' own to it or None)."""
+        adj = self.engine.metadata.get("logit_adjustment")
+        baked = None if adj is None else float(adj["prior_shift"])
+        if shift is None:
+            return baked, None
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not -1 <= shift <= 2:
+            raise ValueError(f"prior_shift must be a number in [-1, 2], got {shift!r}")
+        if adj is None:
+            raise ValueError(f"the weights {self.weights_path} carry no class prior (metadata "
+                             "'logit_adjustment', written by training.export): prior_shift cannot be set")
+        prior = np.asarray(adj["class_prior"], np.float64)
+        if prior.shape != (len(self.class_names),) or not (prior > 0).all():
+            raise ValueError(f"the weights' class prior is malformed: {adj['class_prior']!r}")
+        return float(shift), (float(shift) - baked) * np.log(prior)
 
     def box_framing(self, from_detector: bool) -> FaceFraming:
         """How a box without landmarks is framed: ``margin`` if given; else the detector's own
@@ -344,15 +367,18 @@ class Recognizer:
     def _infer(self, grays: list[np.ndarray]) -> np.ndarray:
         size = self.spec.input_size
         x = normalize(np.stack([resize_face(g, size) for g in grays]), self.spec)
-        if not self.flip:
-            return softmax(self.engine.forward(x).astype(np.float64), axis=1)
-        # one engine call for the faces and their mirrors
-        logits = self.engine.forward(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
-        n = len(grays)
-        return softmax((logits[:n].astype(np.float64) + logits[n:]) / 2, axis=1)
+        if self.flip:  # one engine call for the faces and their mirrors
+            both = self.engine.forward(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
+            n = len(grays)
+            logits = (both[:n].astype(np.float64) + both[n:]) / 2
+        else:
+            logits = self.engine.forward(x).astype(np.float64)
+        if self._logit_offset is not None:
+            logits = logits + self._logit_offset
+        return softmax(logits, axis=1)
 
     def info(self) -> dict:
         return {"weights": str(self.weights_path), "classes": list(self.class_names),
                 "preprocess": self.spec.to_dict(), "detector": repr(self.detector),
                 "framing": self.framing.to_dict(), "margin": self.margin, "min_face": self.min_face,
-                "score_threshold": self.score_threshold, "flip": self.flip}
+                "score_threshold": self.score_threshold, "flip": self.flip, "prior_shift": self.prior_shift}

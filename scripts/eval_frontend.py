@@ -18,7 +18,9 @@ is given too. Configurations:
 - ``yunet-gray-align``: as ``yunet-align``, but YuNet sees the gray image (three equal channels),
   as it would if photos were decoded straight to gray to save the colour decode (docs/recognizer.md);
 - ``yunet-align-noflip``: as ``yunet-align`` without the mirror image's logits (``flip=False``),
-  which halves the expression engine's work.
+  which halves the expression engine's work;
+- ``yunet-align-shift0`` / ``yunet-align-shift1``: as ``yunet-align`` with ``prior_shift`` 0 (the
+  rare classes favoured) or 1 (the training prior kept in full) instead of the weights' own.
 
 The framing parameters are the weights' own (metadata "framing"; ``FaceFraming()`` if absent).
 """
@@ -60,6 +62,8 @@ CONFIGS = {
     "yunet-align": dict(detector="yunet", framing="align"),
     "yunet-box": dict(detector="yunet", framing="box"),
     "yunet-align-noflip": dict(detector="yunet", framing="align", flip=False),
+    "yunet-align-shift0": dict(detector="yunet", framing="align", prior_shift=0.0),
+    "yunet-align-shift1": dict(detector="yunet", framing="align", prior_shift=1.0),
     "haar-crop": dict(detector="haar"),
     "yunet-gray-align": dict(detector=GrayYuNet(), framing="align"),
 }

@@ -236,6 +236,17 @@ def test_predict_no_flip(weights_path, capsys):
     assert rc == 0 and all(abs(got[k] - want[k]) < 1e-5 for k in want)
 
 
+def test_predict_prior_shift(weights_path, trained, capsys):
+    """--prior-shift reaches the Recognizer; out of range it is a usage error (status 2)."""
+    from pyfer.cli import _recognizer, build_parser
+
+    if trained:
+        args = build_parser().parse_args(["predict", "x.jpg", "--prior-shift", "0", "--weights", str(weights_path)])
+        assert _recognizer(args).prior_shift == 0.0
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--prior-shift", "5", "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "prior_shift" in err and "Traceback" not in err
+
+
 def test_predict_progress_bar(weights_path, image_tree, capsys):
     rc, out, err = run_cli(["predict", str(image_tree), "--progress", "always", "--weights", str(weights_path)],
                            capsys)

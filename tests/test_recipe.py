@@ -98,21 +98,29 @@ def test_unfold_batchnorm_reproduces_the_export_and_trains():
     assert any(p.requires_grad for p in model.parameters())
 
 
-def test_export_bakes_a_logit_bias_into_the_classifier(tmp_path):
-    from training.export import export_model, from_safetensors
+def test_export_bakes_the_prior_shift_into_the_classifier(tmp_path):
+    """prior_shift * log(prior) is added to the logits, and the prior and shift travel in the
+    metadata (for Recognizer(prior_shift=...))."""
+    from training.export import export_model, from_safetensors, read_metadata
     from training.models import ModelSpec
 
     spec = ModelSpec("shufflenetv2")
     torch.manual_seed(0)
     model = spec.build(dropout=0.0).eval()
-    bias = np.linspace(-1, 1, 8)
+    prior = np.array([8, 7, 3, 3, 2, 0.5, 0.5, 0.2])
     export_model(model, spec, PreprocessSpec(64), tmp_path / "a.safetensors")
-    export_model(model, spec, PreprocessSpec(64), tmp_path / "b.safetensors", logit_bias=bias)
+    export_model(model, spec, PreprocessSpec(64), tmp_path / "b.safetensors", class_prior=prior, prior_shift=0.3)
     x = torch.randn(3, 1, 64, 64)
     with torch.no_grad():
         a = from_safetensors(tmp_path / "a.safetensors")(x)
         b = from_safetensors(tmp_path / "b.safetensors")(x)
-    assert torch.allclose(b - a, torch.as_tensor(bias, dtype=torch.float32).expand(3, 8), atol=1e-5)
+    bias = torch.as_tensor(0.3 * np.log(prior / prior.sum()), dtype=torch.float32)
+    assert torch.allclose(b - a, bias.expand(3, 8), atol=1e-5)
+    adj = read_metadata(tmp_path / "b.safetensors")["logit_adjustment"]
+    assert adj["prior_shift"] == 0.3 and np.allclose(adj["class_prior"], prior / prior.sum())
+    assert "logit_adjustment" not in read_metadata(tmp_path / "a.safetensors")
+    with pytest.raises(ValueError, match="class_prior"):
+        export_model(model, spec, PreprocessSpec(64), tmp_path / "c.safetensors", prior_shift=0.3)
 
 
 def test_detection_cache_is_keyed_on_the_detector_settings(tmp_path, monkeypatch, sfew_faces):

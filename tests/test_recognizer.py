@@ -396,3 +396,63 @@ def test_sfew_transfer_subset(recognizer, trained, sfew_rows):
     correct = [f[0].label == label for f, (_, label) in zip(faces, rows) if f]
     assert np.mean(found) > 0.93, np.mean(found)
     assert np.mean(correct) > 0.35, np.mean(correct)
+
+
+@pytest.fixture(scope="module")
+def weights_with_prior(tmp_path_factory):
+    """A student exported with a class prior and a baked shift of 0.3 (random weights), and the
+    same without a prior."""
+    pytest.importorskip("torch")
+    import torch
+
+    from pyfer.preprocess import PreprocessSpec
+    from training.export import export_model
+    from training.models import ModelSpec, build_student
+
+    torch.manual_seed(1)
+    model = build_student().eval()
+    out = tmp_path_factory.mktemp("prior")
+    prior = np.array([0.35, 0.3, 0.12, 0.1, 0.08, 0.01, 0.02, 0.02])
+    with_prior = export_model(model, ModelSpec("shufflenetv2"), PreprocessSpec(), out / "p.safetensors",
+                              class_prior=prior, prior_shift=0.3)
+    without = export_model(model, ModelSpec("shufflenetv2"), PreprocessSpec(), out / "n.safetensors")
+    return with_prior, without, prior
+
+
+def test_prior_shift_moves_the_scores_by_the_log_prior(weights_with_prior):
+    """Recognizer(prior_shift=s) scores = softmax(logits + (s - baked) * log prior): the log-odds
+    between two classes move by exactly (s - baked) * log(prior_i / prior_j)."""
+    path, _, prior = weights_with_prior
+    img = cv2.imread(str(ASTRONAUT))
+    base = pyfer.Recognizer(path, threads=1)
+    assert base.prior_shift == pytest.approx(0.3) and base.info()["prior_shift"] == pytest.approx(0.3)
+    same = pyfer.Recognizer(path, threads=1, prior_shift=0.3).predict(img)[0].scores
+    ref = base.predict(img)[0].scores
+    assert all(same[k] == pytest.approx(ref[k], abs=1e-9) for k in ref)
+    for s in (0.0, 1.0):
+        got = pyfer.Recognizer(path, threads=1, prior_shift=s).predict(img)[0].scores
+        names = list(ref)
+        moved = np.log([got[k] for k in names]) - np.log([ref[k] for k in names])
+        want = (s - 0.3) * np.log(prior)
+        assert np.allclose(moved - moved[0], want - want[0], atol=1e-5), (s, moved, want)
+
+
+def test_prior_shift_refused_without_a_prior_or_out_of_range(weights_with_prior, weights_path):
+    path, without, _ = weights_with_prior
+    assert pyfer.Recognizer(without).prior_shift is None
+    with pytest.raises(ValueError, match="class prior"):
+        pyfer.Recognizer(without, prior_shift=0.5)
+    for bad in (3.0, -2, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="prior_shift"):
+            pyfer.Recognizer(path, prior_shift=bad)
+
+
+def test_shipped_weights_carry_their_prior(trained, weights_path):
+    """The shipped student stores the FERPlus train prior and the shift baked into it."""
+    if not trained:
+        pytest.skip("no shipped weights")
+    rec = pyfer.Recognizer(weights_path)
+    adj = rec.engine.metadata["logit_adjustment"]
+    assert len(adj["class_prior"]) == len(rec.class_names) and sum(adj["class_prior"]) == pytest.approx(1.0)
+    assert adj["class_prior"][0] > adj["class_prior"][-1]  # neutral is common, contempt rare
+    assert rec.prior_shift == adj["prior_shift"]

@@ -31,17 +31,28 @@ FORMAT_VERSION = 1
 
 def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, out: str | Path,
                  class_names=EMOTIONS, source: dict | None = None, half: bool = False,
-                 framing: dict | None = None, logit_bias: np.ndarray | None = None) -> Path:
+                 framing: dict | None = None, class_prior: np.ndarray | None = None,
+                 prior_shift: float = 0.0) -> Path:
     """Fold BN and write ``out`` (safetensors). ``half`` stores fp16 (for archived teachers only).
-    ``logit_bias`` is added to the classifier's bias (a post-hoc logit adjustment baked in)."""
+    ``class_prior``: the training set's class frequencies, stored in the metadata with
+    ``prior_shift`` (``logit_adjustment``) so that ``Recognizer(prior_shift=...)`` can move the
+    adjustment later; ``prior_shift * log(class_prior)`` is baked into the classifier's bias
+    (post-hoc logit adjustment, Menon et al. 2021)."""
     from safetensors.torch import save_file
 
     if len(class_names) != spec.num_classes:
         raise ValueError(f"{len(class_names)} class names for {spec.num_classes} classes")
+    if prior_shift and class_prior is None:
+        raise ValueError("prior_shift needs the class_prior it shifts by")
     folded = fold_batchnorm(model.cpu().eval(), spec)
-    if logit_bias is not None:
+    if class_prior is not None:
+        class_prior = np.asarray(class_prior, np.float64)
+        if class_prior.shape != (spec.num_classes,) or not (class_prior > 0).all():
+            raise ValueError(f"class_prior must be {spec.num_classes} positive frequencies, got {class_prior}")
+        class_prior = class_prior / class_prior.sum()
+    if prior_shift:
         with torch.no_grad():
-            folded.fc.bias.add_(torch.as_tensor(logit_bias, dtype=folded.fc.bias.dtype))
+            folded.fc.bias.add_(torch.as_tensor(prior_shift * np.log(class_prior), dtype=folded.fc.bias.dtype))
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in folded.state_dict().items()}
     meta = {
@@ -59,6 +70,9 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
     }
     if framing is not None:
         meta["framing"] = framing
+    if class_prior is not None:
+        meta["logit_adjustment"] = {"class_prior": [round(float(v), 8) for v in class_prior],
+                                    "prior_shift": float(prior_shift)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -122,14 +136,24 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     model, spec, prep = ckpt.build_model()
-    bias, source = None, ckpt.provenance()
-    if args.prior_shift:
+    source = ckpt.provenance()
+    prior = None
+    data = (ckpt.state.get("config") or {}).get("data") or "ferplus"
+    if str(data).startswith("ferplus"):
         from training.data import ferplus_prior
 
-        bias = args.prior_shift * np.log(ferplus_prior())
+        try:
+            prior = ferplus_prior()
+        except FileNotFoundError:
+            if args.prior_shift:
+                raise
+    elif args.prior_shift:
+        raise SystemExit("--prior-shift needs the FERPlus training prior; this checkpoint was trained on "
+                         f"{data}")
+    if args.prior_shift:
         source["prior_shift"] = args.prior_shift
     out = export_model(model, spec, prep, args.out, source=source, half=args.fp16,
-                       framing=ckpt.state.get("framing"), logit_bias=bias)
+                       framing=ckpt.state.get("framing"), class_prior=prior, prior_shift=args.prior_shift)
     print(f"wrote {out}")
     if args.onnx:
         print(f"wrote {export_onnx(out, args.onnx)}")
