@@ -193,8 +193,9 @@ def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> torch
 
 class EngineTeacher:
     """An exported teacher (.safetensors) run by pyfer's C++ engine: the same logits as its PyTorch
-    rebuild (to ~1e-6), 2.5x faster on one CPU core (a batch of 128 EFF-ResNet18 faces: 1.87 s
-    against 4.70 s, AMD EPYC Zen 3), which makes a teacher pass on every augmented batch affordable."""
+    rebuild (to ~1e-6), 2.3x faster on one CPU core (a batch of 128 EFF-ResNet18 faces: 1.87 s
+    against 4.25 s, AMD EPYC Zen 3, ``scripts/bench_compare.py TEACHER --batches 128``), which makes
+    a teacher pass on every augmented batch affordable."""
 
     def __init__(self, path: str, threads: int | None):
         from pyfer.engine import Engine
