@@ -61,7 +61,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-shift", type=float, default=None, metavar="S",
                    help="how much of the training class prior the scores keep: 0 favours the rare "
                         "expressions (anger, disgust, fear, contempt), 1 neutral and happiness "
-                        "(default: the weights' own, 0.3 for the shipped student)")
+                        "(default: the weights' own, 0.4 for the shipped student)")
 
 
 def _recognizer(args):

@@ -18,7 +18,7 @@ from training.evaluate import evaluate, plot_confusion
 from training.data import DEFAULT_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = "robust T-SNet (session 6, shipped)"
+SHIPPED = "robust T-SNet (session 7, shipped)"
 MODELS = {
     "teacher (EFF-ResNet18)": REPO / "models" / "teacher_effresnet18_fp16.safetensors",
     "student (ShuffleNetV2, no KD)": REPO / "models" / "student_baseline.safetensors",
