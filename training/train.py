@@ -200,7 +200,7 @@ class EngineTeacher:
     def __init__(self, path: str, threads: int | None):
         from pyfer.engine import Engine
 
-        self.engine = Engine(str(path), threads=threads or 1)
+        self.engine = Engine(str(path), threads=threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.engine.forward(x.detach().float().contiguous().numpy()))
@@ -220,10 +220,8 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
 
     batches = range(0, len(x_train), 256)
     if str(args.teacher).endswith(".safetensors") and x_train.device.type == "cpu":
-        from pyfer.engine import Engine
-
-        engine = Engine(str(args.teacher), threads=args.threads)
-        parts = [torch.from_numpy(engine.forward(to_model_input(x_train[i:i + 256], prep).numpy()))
+        engine = EngineTeacher(args.teacher, args.threads)
+        parts = [engine(to_model_input(x_train[i:i + 256], prep))
                  for i in tqdm(batches, desc="teacher logits (pyfer engine, once)", disable=args.quiet)]
         logits = torch.cat(parts).float()
     else:
@@ -288,7 +286,7 @@ def run(args: argparse.Namespace) -> dict:
     teacher = load_teacher(args.teacher, prep, device) if args.mode == "distill" else None
     if teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
             and device.type == "cpu":
-        teacher = EngineTeacher(args.teacher, args.threads)
+        teacher = EngineTeacher(args.teacher, args.threads or 1)
 
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
