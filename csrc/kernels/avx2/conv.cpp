@@ -162,7 +162,91 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
     }
 }
 
+// Small 1x1 convs (stride 1, weights <= 32 KB: YuNet's pointwise convs, 16-64 channels) whose
+// epilogue is bias (+ReLU) and a plain store. A row's pixels are contiguous in both maps, so a
+// 6-pixel tile needs one input and one output pointer instead of the driver's per-pixel table,
+// and it computes every 16-channel panel while its 6 input pixels and all the weights stay in L1;
+// the epilogue runs from the accumulators (no round trip through a tile buffer). At K = 16-64
+// those fixed costs were as large as the K loop. Same sums in the same order as tile_kernel.
+constexpr long ROWS_1X1_MAX_WEIGHTS = 8192;  // floats (32 KB, Zen 3's L1D)
+
+static bool rows_1x1_applies(const PackedConv& w, const Epilogue& ep) {
+    return w.k == 1 && w.stride == 1 && w.cout == w.coutp && long(w.cin) * w.coutp <= ROWS_1X1_MAX_WEIGHTS &&
+           ep.out && !ep.res && !ep.shuf && !ep.out2 && !ep.pool && !ep.accumulate;
+}
+
+template <int MR, bool RELU>
+static void tile_1x1_rows(const float* a, ptrdiff_t aps, int cin, const float* b, const float* bias, float* o,
+                          ptrdiff_t ops) {
+    // the first K step multiplies (fma onto zero, the same value): initialising the accumulators to
+    // zero made GCC keep them in a zeroed stack array (rep stos on every call)
+    __m256 c0[MR], c1[MR];
+    {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a + i * aps);
+            c0[i] = _mm256_mul_ps(av, b0);
+            c1[i] = _mm256_mul_ps(av, b1);
+        }
+        b += NR;
+    }
+    for (int k = 1; k < cin; ++k, b += NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a + i * aps + k);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    const __m256 bias0 = _mm256_load_ps(bias), bias1 = _mm256_load_ps(bias + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+        __m256 v0 = _mm256_add_ps(c0[i], bias0), v1 = _mm256_add_ps(c1[i], bias1);
+        if (RELU) {  // max(0, v): NaN in v propagates
+            v0 = _mm256_max_ps(_mm256_setzero_ps(), v0);
+            v1 = _mm256_max_ps(_mm256_setzero_ps(), v1);
+        }
+        _mm256_storeu_ps(o + i * ops, v0);
+        _mm256_storeu_ps(o + i * ops + 8, v1);
+    }
+}
+
+template <int MR, bool RELU>
+static void tile_1x1_panels(const PackedConv& w, const float* a, ptrdiff_t aps, float* o, ptrdiff_t ops) {
+    for (int j0 = 0; j0 < w.coutp; j0 += NR)
+        tile_1x1_rows<MR, RELU>(a, aps, w.cin, w.w.ptr + size_t(j0) * w.cin, w.bias.ptr + j0, o + j0, ops);
+}
+
+template <bool RELU>
+static void conv_1x1_rows(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
+                          const View& out) {
+    for (int n = n0; n < n1; ++n)
+        for (int y = oy0; y < oy1; ++y) {
+            const float* a = in.at(n, y, 0);
+            float* o = out.at(n, y, 0);
+            int x = 0;
+            for (; x + 6 <= ow; x += 6) tile_1x1_panels<6, RELU>(w, a + x * in.ps, in.ps, o + x * out.ps, out.ps);
+            const float* at = a + x * in.ps;
+            float* ot = o + x * out.ps;
+            switch (ow - x) {
+                case 5: tile_1x1_panels<5, RELU>(w, at, in.ps, ot, out.ps); break;
+                case 4: tile_1x1_panels<4, RELU>(w, at, in.ps, ot, out.ps); break;
+                case 3: tile_1x1_panels<3, RELU>(w, at, in.ps, ot, out.ps); break;
+                case 2: tile_1x1_panels<2, RELU>(w, at, in.ps, ot, out.ps); break;
+                case 1: tile_1x1_panels<1, RELU>(w, at, in.ps, ot, out.ps); break;
+                default: break;
+            }
+        }
+}
+
 void conv(const PackedConv& w, const View& in, int n0, int n1, int oy0, int oy1, int ow, const Epilogue& ep) {
+    if (rows_1x1_applies(w, ep)) {
+        if (ep.relu) conv_1x1_rows<true>(w, in, n0, n1, oy0, oy1, ow, ep.out);
+        else conv_1x1_rows<false>(w, in, n0, n1, oy0, oy1, ow, ep.out);
+        return;
+    }
     conv_driver<6>(w, in, n0, n1, oy0, oy1, ow, ep);
 }
 

@@ -1,10 +1,10 @@
 // AVX2+FMA depthwise 3x3 convolution (pad 1, stride 1 or 2) + bias (+ReLU), NHWC.
-// Loop order: 8-channel block, then output row, then output pixels in quads, then a pair and a
-// single for the rest. The block's nine tap weight vectors and bias live in registers for the
+// Loop order: 8-channel block, then output row, then output pixels in sixes (maps >= 12 wide)
+// or quads, then a pair and a single for the rest. The block's nine tap weight vectors and bias live in registers for the
 // whole call; the input is addressed as three row pointers plus a pixel stride (x86 scaled-index
 // addressing: [row + ps], [row + 2*ps]), so no offset table spills. One accumulator per output;
 // the sum runs in tap order (ky, kx) starting from the bias, a chain of 9 dependent FMAs, so the
-// quads keep four chains in flight (a pair's two chains left the FMA units half idle on wide maps
+// sixes and quads keep six or four chains in flight (a pair's two chains left the FMA units half idle on wide maps
 // with few channels, YuNet's). A pixel pair shares its overlapping input columns: per row, 4
 // (stride 1) or 5 (stride 2) loads feed the 6 FMAs of both outputs.
 // The channel tail (C % 8) is written with tail stores; its loads may read past the slice into
@@ -55,15 +55,21 @@ static inline void pair_row(const Taps& t, int ky, const float* r, ptrdiff_t ps,
     }
 }
 
-// Four adjacent output pixels (stride S), tap by tap: four independent FMAs per tap, each
-// reading its input column straight from memory.
-template <int S>
-static inline void quad(const Taps& t, const float* r0, const float* r1, const float* r2, ptrdiff_t ps, __m256 a[4]) {
-    for (int p = 0; p < 4; ++p) a[p] = t.bias;
+// P adjacent output pixels (stride S), tap by tap: P independent FMAs per tap, each reading its
+// input column straight from memory (a memory operand: no register for it). P = 6 on wide maps:
+// with an FMA latency of 4 cycles and two FMA units, 4 chains keep the units only half busy;
+// 6 accumulators + 9 tap weights are 15 of the 16 ymm registers (the bias is read from memory).
+template <int S, int P>
+static inline void run(const Taps& t, const float* r0, const float* r1, const float* r2, ptrdiff_t ps, __m256 a[P]) {
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) a[p] = t.bias;
     const float* rows[3] = {r0, r1, r2};
+#pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
         for (int kx = 0; kx < 3; ++kx)
-            for (int p = 0; p < 4; ++p)
+#pragma GCC unroll 6
+            for (int p = 0; p < P; ++p)
                 a[p] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[ky] + (p * S + kx) * ps), t.w[3 * ky + kx], a[p]);
 }
 
@@ -78,9 +84,16 @@ static void block_rows(const Taps& t, const View& in, int n, int oy0, int oy1, i
         const float* r2 = r1 + in.rs;
         float* o = obase + oy * ors + c;
         int ox = 0;
+        if (ow >= 12)  // (narrower maps, the student's 8 / 4 wide ones, stay in quads: 8 = 4 + 4, not 6 + 2)
+            for (; ox + 6 <= ow; ox += 6, r0 += 6 * S * ps, r1 += 6 * S * ps, r2 += 6 * S * ps, o += 6 * ops) {
+                __m256 a[6];
+                run<S, 6>(t, r0, r1, r2, ps, a);
+#pragma GCC unroll 6
+                for (int p = 0; p < 6; ++p) store_first(o + p * ops, RELU ? _mm256_max_ps(zero, a[p]) : a[p], nv);
+            }
         for (; ox + 4 <= ow; ox += 4, r0 += 4 * S * ps, r1 += 4 * S * ps, r2 += 4 * S * ps, o += 4 * ops) {
             __m256 a[4];
-            quad<S>(t, r0, r1, r2, ps, a);
+            run<S, 4>(t, r0, r1, r2, ps, a);
             for (int p = 0; p < 4; ++p) store_first(o + p * ops, RELU ? _mm256_max_ps(zero, a[p]) : a[p], nv);
         }
         for (; ox + 2 <= ow; ox += 2, r0 += 2 * S * ps, r1 += 2 * S * ps, r2 += 2 * S * ps, o += 2 * ops) {
