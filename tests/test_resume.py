@@ -201,6 +201,18 @@ def test_train_resume_reports_corrupt_last(tmp_path, states, ferplus_dir):
     assert "Traceback" not in err, err[-2000:]
 
 
+@pytest.mark.slow
+def test_train_resume_without_checkpoint_starts_the_run(tmp_path, ferplus_dir):
+    """``--resume`` on a run folder with no checkpoint yet starts the run (one command line starts
+    a long run and continues it), and says so."""
+    out = tmp_path / "run"
+    r = subprocess.run(train_cmd(out, 1, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "no checkpoint" in r.stdout and "starting a new run" in r.stdout
+    assert load_checkpoint(out / "last.pt").state["epoch"] == 0
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [1]
+
+
 # -- kill -9 during an epoch, then --resume ------------------------------------------------------
 def train_cmd(out: Path, epochs: int, *extra) -> list[str]:
     return [sys.executable, "-m", "training.train", "student", "--out", str(out), "--epochs", str(epochs),

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
-    ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt (a folder with no checkpoint yet: start it)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -290,7 +290,12 @@ def run(args: argparse.Namespace) -> dict:
 
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
-    if args.resume:
+    # --resume on a folder without checkpoints starts the run: the same nohup command line both
+    # starts a long run and continues it after a stop
+    fresh = not (out / "last.pt").exists() and not (out / "prev.pt").exists()
+    if args.resume and fresh:
+        print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
+    if args.resume and not fresh:
         start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched)
     else:
         (out / "log.jsonl").write_text("")
