@@ -42,14 +42,17 @@ def test_conv_epilogues(isa, mode, relu, n, h, cin, cout, k, s):
 
 # small 1x1 convs with a plain epilogue (YuNet's pointwise convs) take a row-tile path in the AVX2
 # backend: full 16-channel panels, weights up to 8192 floats ((128, 64) is the last size that takes
-# it, (129, 64) the generic driver), widths across the 6-pixel tile, both with and without ReLU
+# it, (129, 64) the generic driver, as does a partial panel: (16, 24)), widths leaving every
+# remainder of the 6-pixel tile, both with and without ReLU
 @pytest.mark.parametrize("n,h,w", [(1, 1, 1), (2, 3, 7), (1, 5, 11), (3, 2, 6), (1, 2, 16), (1, 1, 9), (2, 1, 8)])
 @pytest.mark.parametrize("cin,cout", [(3, 16), (16, 16), (16, 32), (64, 64), (64, 16), (17, 48), (128, 64),
-                                      (129, 64)])
+                                      (129, 64), (16, 24)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv_1x1_small(isa, n, h, w, cin, cout, relu):
     err = T.conv(isa, n, h, w, cin, cout, 1, 1, relu, "plain", seed=n * 13 + cin)
     assert err <= TOL, err
+    # and exactly the generic driver's sums (its accumulating store onto zeros)
+    assert T.conv(isa, n, h, w, cin, cout, 1, 1, relu, "vs_driver", seed=n * 13 + cin) == 0.0
 
 
 # the zero-skipping 1x1 conv (pw1 of every unit, conv5): channel counts across the mask-word
@@ -71,8 +74,10 @@ def test_conv_skip0_propagates_nan(isa, cin, cout):
     assert T.conv_skip0(isa, 2, 3, 3, cin, cout, 0.5, "nan", 1) == 0.0
 
 
-# widths >= 12 take the AVX2 kernel's 6-pixel steps (then quads, a pair, a single)
-@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 5, 3), (1, 8, 9), (2, 2, 2), (1, 3, 13), (2, 4, 25), (1, 2, 40)])
+# output widths >= 12 take the AVX2 kernel's 6-pixel steps (then quads, a pair, a single): 11
+# (below the limit) and widths leaving remainders 0-5 after the sixes, at stride 1 and 2
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 5, 3), (1, 8, 9), (2, 2, 2), (1, 3, 11), (1, 3, 12), (1, 3, 13),
+                                   (2, 2, 15), (1, 2, 17), (2, 4, 25), (1, 2, 23), (1, 2, 29), (1, 2, 33), (1, 2, 40)])
 @pytest.mark.parametrize("c", [1, 7, 8, 13, 58, 116])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("relu", [False, True])

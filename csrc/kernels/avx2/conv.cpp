@@ -4,7 +4,8 @@
 // per pixel, from the zero-padded NHWC input (tap offset + channel): 12 FMAs per 8 loads.
 // The epilogue is applied from registers (bias, residual, ReLU, plain / accumulate / shuffle-
 // interleaved store, next-input add, pooling); a partial last panel (nv < 16) goes through a
-// small tile buffer and the scalar epilogue. Driver: ../conv_driver.inc.
+// small tile buffer and the scalar epilogue. Driver: ../conv_driver.inc. Small 1x1 convs with a
+// plain epilogue bypass the driver (conv_1x1_rows, below).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -163,31 +164,32 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
 }
 
 // Small 1x1 convs (stride 1, weights <= 32 KB: YuNet's pointwise convs, 16-64 channels) whose
-// epilogue is bias (+ReLU) and a plain store. A row's pixels are contiguous in both maps, so a
-// 6-pixel tile needs one input and one output pointer instead of the driver's per-pixel table,
+// epilogue is bias (+ReLU) and a plain store. A row's pixels lie at a constant stride in both maps,
+// so a 6-pixel tile needs one input and one output pointer instead of the driver's per-pixel table,
 // and it computes every 16-channel panel while its 6 input pixels and all the weights stay in L1;
 // the epilogue runs from the accumulators (no round trip through a tile buffer). At K = 16-64
 // those fixed costs were as large as the K loop. Same sums in the same order as tile_kernel.
-constexpr long ROWS_1X1_MAX_WEIGHTS = 8192;  // floats (32 KB, Zen 3's L1D)
+constexpr long ROWS_1X1_MAX_WEIGHTS = 8192;  // floats (32 KB: the L1D of Zen 3 and Zen 4)
 
 static bool rows_1x1_applies(const PackedConv& w, const Epilogue& ep) {
-    return w.k == 1 && w.stride == 1 && w.cout == w.coutp && long(w.cin) * w.coutp <= ROWS_1X1_MAX_WEIGHTS &&
+    return w.k == 1 && w.stride == 1 && w.pad == 0 && w.cout == w.coutp && long(w.cin) * w.coutp <= ROWS_1X1_MAX_WEIGHTS &&
            ep.out && !ep.res && !ep.shuf && !ep.out2 && !ep.pool && !ep.accumulate;
 }
 
 template <int MR, bool RELU>
 static void tile_1x1_rows(const float* a, ptrdiff_t aps, int cin, const float* b, const float* bias, float* o,
                           ptrdiff_t ops) {
-    // the first K step multiplies (fma onto zero, the same value): initialising the accumulators to
-    // zero made GCC keep them in a zeroed stack array (rep stos on every call)
+    // the first K step is peeled (an FMA onto zero, as tile_kernel's, so even the sign of a zero
+    // sum matches): zeroing the accumulators in a loop of their own made GCC keep them in a stack
+    // array (a rep stos on every call)
     __m256 c0[MR], c1[MR];
     {
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), zero = _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int i = 0; i < MR; ++i) {
             const __m256 av = _mm256_broadcast_ss(a + i * aps);
-            c0[i] = _mm256_mul_ps(av, b0);
-            c1[i] = _mm256_mul_ps(av, b1);
+            c0[i] = _mm256_fmadd_ps(av, b0, zero);
+            c1[i] = _mm256_fmadd_ps(av, b1, zero);
         }
         b += NR;
     }

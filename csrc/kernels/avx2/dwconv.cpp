@@ -1,12 +1,13 @@
 // AVX2+FMA depthwise 3x3 convolution (pad 1, stride 1 or 2) + bias (+ReLU), NHWC.
 // Loop order: 8-channel block, then output row, then output pixels in sixes (maps >= 12 wide)
-// or quads, then a pair and a single for the rest. The block's nine tap weight vectors and bias live in registers for the
-// whole call; the input is addressed as three row pointers plus a pixel stride (x86 scaled-index
-// addressing: [row + ps], [row + 2*ps]), so no offset table spills. One accumulator per output;
-// the sum runs in tap order (ky, kx) starting from the bias, a chain of 9 dependent FMAs, so the
-// sixes and quads keep six or four chains in flight (a pair's two chains left the FMA units half idle on wide maps
-// with few channels, YuNet's). A pixel pair shares its overlapping input columns: per row, 4
-// (stride 1) or 5 (stride 2) loads feed the 6 FMAs of both outputs.
+// or quads, then a pair and a single for the rest. The block's nine tap weight vectors live in
+// registers for the whole call (the bias too, except in the six-pixel step, which reads it from
+// memory); the input is addressed as three row pointers plus multiples of the pixel stride (x86
+// scaled-index addressing where it reaches), so no offset table spills. One accumulator per
+// output; the sum runs in tap order (ky, kx) starting from the bias, a chain of 9 dependent FMAs,
+// so the sixes and quads keep six or four chains in flight (a pair's two chains left the FMA
+// units half idle on wide maps with few channels, YuNet's). A pixel pair shares its overlapping
+// input columns: per row, 4 (stride 1) or 5 (stride 2) loads feed the 6 FMAs of both outputs.
 // The channel tail (C % 8) is written with tail stores; its loads may read past the slice into
 // the next pixel / buffer slack, and those lanes are discarded. Input zero padded by 1.
 #include <immintrin.h>
