@@ -41,8 +41,7 @@ def measure() -> dict:
     import pyfer
     from pyfer.yunet import YuNetDetector
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from yunet_speed import ASTRONAUT, photo_640x480
+    from yunet_speed import ASTRONAUT, photo_640x480  # scripts/ is on the path (child_command)
 
     out = {"package": str(Path(pyfer.__file__).parent)}
     det = YuNetDetector(backend="engine")

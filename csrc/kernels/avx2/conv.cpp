@@ -172,8 +172,9 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
 constexpr long ROWS_1X1_MAX_WEIGHTS = 8192;  // floats (32 KB: the L1D of Zen 3 and Zen 4)
 
 static bool rows_1x1_applies(const PackedConv& w, const Epilogue& ep) {
-    return w.k == 1 && w.stride == 1 && w.pad == 0 && w.cout == w.coutp && long(w.cin) * w.coutp <= ROWS_1X1_MAX_WEIGHTS &&
-           ep.out && !ep.res && !ep.shuf && !ep.out2 && !ep.pool && !ep.accumulate;
+    const bool small_1x1 = w.k == 1 && w.stride == 1 && w.pad == 0 && w.cout == w.coutp &&
+                           long(w.cin) * w.coutp <= ROWS_1X1_MAX_WEIGHTS;
+    return small_1x1 && ep.out && !ep.res && !ep.shuf && !ep.out2 && !ep.pool && !ep.accumulate;
 }
 
 template <int MR, bool RELU>
