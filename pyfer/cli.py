@@ -9,12 +9,16 @@
 Exit statuses of ``pyfer predict`` (and the other commands):
 
     0  every input was read and processed (an image without faces is a success)
-    1  at least one input was missing, unreadable or not an image, or its annotated copy could not
-       be written; each is reported on stderr and skipped, all other inputs are still processed
-       and written
+    1  at least one input was missing, unreadable or not an image, or an annotated copy could not
+       be written during the run; each is reported on stderr and skipped, all other inputs are
+       still processed and written
     2  usage or setup error, nothing processed: bad option, weights or detector model not
-       loadable, device not available, unsupported output format, output not writable
+       loadable, device not available, unsupported output format, output folder not writable,
+       ``--out`` naming the input image; for ``pyfer video``, a source that cannot be opened or
+       gives no frame
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image
+  141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
+       a process ended by SIGPIPE
 """
 from __future__ import annotations
 
@@ -29,13 +33,15 @@ import time
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 # what ``pyfer predict DIR`` picks up (case-insensitive); other files in a folder are ignored
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
     ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif",
 })
+# what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
 
@@ -54,7 +60,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="smallest face to search for and report, in image pixels (default: report every face "
                         "found; yunet searches from 60 px, less in small images)")
     p.add_argument("--score-threshold", type=float, default=None, metavar="T",
-                   help="detection score threshold in [0, 1] (yunet default 0.6; mediapipe 0.5)")
+                   help="detection score threshold, above 0 and below 1 (yunet default 0.6; mediapipe 0.5)")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="skip the mirror image: about half the expression engine's time, about 1 point "
                         "of accuracy (docs/recognizer.md)")
@@ -76,7 +82,30 @@ def _recognizer(args):
                           prior_shift=args.prior_shift)
     except (OSError, ValueError, TypeError, RuntimeError, ImportError) as e:
         # no weights, CPU-only build or no GPU for --device cuda, bad detector settings, ...
-        raise UsageError(str(e)) from None
+        raise UsageError(_flag_names(str(e))) from None
+
+
+# Recognizer's parameters that the command line sets, by the flag a user typed
+FLAG_OF_PARAMETER = {"min_face": "--min-face", "score_threshold": "--score-threshold",
+                     "prior_shift": "--prior-shift", "threads": "--threads"}
+
+
+def _flag_names(message: str) -> str:
+    """A Recognizer error as the command line's user reads it: flags, not parameter names."""
+    for param, flag in FLAG_OF_PARAMETER.items():
+        message = message.replace(param, flag)
+    return message
+
+
+def _check_writable_folder(path: str, what: str) -> None:
+    """Create the folder that ``path`` goes into, or fail now, before anything is processed."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{what} {path}: the folder {folder} is not writable")
 
 
 def _check_image_output(path: str, what: str) -> None:
@@ -86,6 +115,7 @@ def _check_image_output(path: str, what: str) -> None:
     if not ext or not cv2.haveImageWriter("x" + ext):
         raise UsageError(f"{what} {path}: cannot write images of type {ext or '(no extension)'!r}; "
                          "use .jpg, .png, .bmp, .tif or .webp")
+    _check_writable_folder(path, what)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -99,7 +129,9 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     A file is taken as it is (whatever its extension: if it is not an image, reading it fails and
     is reported). A folder gives its image files (``IMAGE_EXTENSIONS``), sorted, with subfolders
     only when ``recursive``. A path that does not exist but holds ``* ? [`` is a glob (``**`` spans
-    folders with ``recursive``). Duplicates are dropped, the first occurrence kept."""
+    folders with ``recursive``); like a folder, it gives image files only, and a leading part of it
+    that exists as written (``photos[2020]/*.jpg``) is taken literally. Duplicates are dropped, the
+    first occurrence kept."""
     out: list[tuple[Path, Path]] = []
     errors: list[str] = []
     seen: set[str] = set()
@@ -125,13 +157,24 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
         elif p.exists() or not any(c in arg for c in "*?["):
             add(p, p.parent)  # a missing plain path is reported when it is read
         else:
-            matches = sorted(glob.glob(arg, recursive=recursive))
-            files = [Path(m) for m in matches if Path(m).is_file()]
+            matches = sorted(glob.glob(_literal_prefix_escaped(arg), recursive=recursive))
+            files = [Path(m) for m in matches if Path(m).is_file() and _is_image_name(Path(m))]
             if not files:
-                errors.append(f"{arg}: no file matches this pattern")
+                errors.append(f"{arg}: no image file matches this pattern")
             for q in files:
                 add(q, q.parent)
     return out, errors
+
+
+def _literal_prefix_escaped(pattern: str) -> str:
+    """``pattern`` with its longest leading part that exists on disk escaped, so that a folder
+    named with brackets (``photos[2020]/*.jpg``) is read as a name, not as a character class."""
+    parts = Path(pattern).parts
+    for k in range(len(parts) - 1, 0, -1):
+        head = Path(*parts[:k])
+        if head.exists():
+            return str(Path(glob.escape(str(head)), *parts[k:]))
+    return pattern
 
 
 def _out_path(out_dir: Path, image: Path, root: Path, taken: set[Path]) -> Path:
@@ -224,6 +267,10 @@ def _predict(args) -> int:
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
+    if args.out and inputs and inputs[0][0].exists() and Path(args.out).exists() \
+            and os.path.samefile(args.out, inputs[0][0]):
+        raise UsageError(f"--out {args.out} is the input image: the annotated copy would replace it; "
+                         "choose another name")
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
         try:
@@ -240,14 +287,16 @@ def _predict(args) -> int:
     failed = len(input_errors)
     for msg in input_errors:
         print(f"pyfer predict: {msg}", file=sys.stderr)
-    n_faces = 0
+    n_faces = n_done = n_unwritten = 0
     taken: set[Path] = set()
     progress = _Progress(len(inputs), args.progress)
     t_start = time.perf_counter()
     try:
         for path, root in inputs:
             try:
-                image = load_image(path)
+                t0 = time.perf_counter()
+                image = load_image(path)  # decoded here, not in predict: the annotated copy needs it
+                t_decode = time.perf_counter() - t0
                 faces = rec.predict(image)
             except (OSError, ValueError, TypeError, MemoryError, cv2.error) as e:
                 progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
@@ -255,6 +304,7 @@ def _predict(args) -> int:
                 progress.update()
                 continue
             n_faces += len(faces)
+            n_done += 1
             if args.json:
                 progress.print(json.dumps({"image": str(path), "faces": [f.to_dict() for f in faces]}))
             elif text:
@@ -264,8 +314,9 @@ def _predict(args) -> int:
                     lines.append(f"  box={f.box} {f.label} ({f.confidence:.2f})  "
                                  + "  ".join(f"{k}={v:.2f}" for k, v in top))
                 if args.verbose:
-                    lines.append("  time (ms): " + "  ".join(f"{k}={v * 1e3:.1f}"
-                                                             for k, v in rec.last_timings.items()))
+                    timings = dict(rec.last_timings)
+                    timings["decode"] += t_decode
+                    lines.append("  time (ms): " + "  ".join(f"{k}={v * 1e3:.1f}" for k, v in timings.items()))
                 progress.print("\n".join(lines))
             if writer is not None:
                 writer.writerows(csv_rows(str(path), faces, names))
@@ -281,6 +332,7 @@ def _predict(args) -> int:
                 if not ok:
                     progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
                     failed += 1
+                    n_unwritten += 1
                 elif args.out and text:
                     progress.print(f"wrote {dest}")
             progress.update()
@@ -293,9 +345,10 @@ def _predict(args) -> int:
         if csv_file is not None and csv_file is not sys.stdout:
             csv_file.close()
     dt = time.perf_counter() - t_start
-    n_ok = len(inputs) - (failed - len(input_errors))
     if len(inputs) > 1 or failed or args.verbose:
-        print(f"pyfer predict: {n_ok} image(s), {n_faces} face(s), {failed} failed, {dt:.1f} s", file=sys.stderr)
+        unwritten = f" ({n_unwritten} annotated copies not written)" if n_unwritten else ""
+        print(f"pyfer predict: {n_done} image(s), {n_faces} face(s), {failed} failed{unwritten}, {dt:.1f} s",
+              file=sys.stderr)
     if out_dir is not None and text:
         print(f"annotated copies in {out_dir}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -306,6 +359,13 @@ def _video(args) -> int:
 
     if not args.out and not args.jsonl:
         raise UsageError("give --out and/or --jsonl")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.out:
+        if Path(args.out).suffix.lower() not in VIDEO_EXTENSIONS:
+            raise UsageError(f"--out {args.out}: cannot write videos of type {Path(args.out).suffix or '(no extension)'!r}; "
+                             f"use {', '.join(VIDEO_EXTENSIONS)}")
+        _check_writable_folder(args.out, "--out")
     rec = _recognizer(args)
     sink = None
     if args.jsonl == "-":
@@ -384,6 +444,11 @@ def _info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``pyfer`` parser and each command's own parser, by name."""
     import pyfer
 
     ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (8 FERPlus classes).",
@@ -399,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with --recursive). Faces come largest first.",
         epilog="exit status: 0 all inputs processed; 1 some inputs missing/unreadable (reported on "
                "stderr and skipped, the rest still written); 2 usage or setup error; 130 interrupted")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH")  # at least one: checked in main, after '--'
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder PATHs")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout, one per image")
     p.add_argument("--csv", metavar="FILE", help="one row per face (an image without faces: one row, empty box); "
@@ -411,24 +476,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
     p.add_argument("-v", "--verbose", action="store_true", help="print the time per stage")
     _add_model_args(p)
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_predict, cmd="predict")
+    commands = {"predict": p}
 
     p = sub.add_parser("video", help="recognize expressions in a video file or camera")
     p.add_argument("source", help="a video file, or a camera index such as 0")
     p.add_argument("--out", help="annotated output video (.mp4)")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--no-progress", action="store_true")
     _add_model_args(p)
-    p.set_defaults(func=_video)
+    p.set_defaults(func=_video, cmd="video")
+    commands["video"] = p
 
     sub.add_parser("bench", help="engine/pipeline benchmarks (pyfer bench --help)")
 
     p = sub.add_parser("info", help="version, build (ISA, CUDA), weights path and sha256")
     p.add_argument("--weights")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_info)
-    return ap
+    p.set_defaults(func=_info, cmd="info")
+    commands["info"] = p
+    return ap, commands
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -437,9 +505,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from pyfer.bench import main as bench_main
 
         return bench_main(argv[1:]) or 0
-    args = build_parser().parse_args(argv)
+    parser, commands = _parsers()
+    if argv and argv[0] in commands:
+        # options and paths in any order (`pyfer predict DIR --recursive more.jpg`), and a usage
+        # error shows the command's own usage
+        rest, after_dashes = argv[1:], []
+        if argv[0] == "predict" and "--" in rest:  # every word after '--' is a path, even '-x.png'
+            i = rest.index("--")
+            rest, after_dashes = rest[:i], rest[i + 1:]
+        args = commands[argv[0]].parse_intermixed_args(rest)
+        if argv[0] == "predict":
+            args.paths += after_dashes
+            if not args.paths:
+                commands["predict"].error("the following arguments are required: PATH")
+    else:
+        args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that closed stdout shows here at the latest, and is handled below
+        return status
+    except BrokenPipeError:
+        # `pyfer predict DIR --json | head`: the reader has what it wanted; stop without a traceback,
+        # and keep the interpreter's last flush from failing again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     except UsageError as e:
         print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -68,7 +68,10 @@ def pil_to_array(img) -> np.ndarray:
     if mode.startswith("I;16"):
         return np.asarray(img).astype(np.uint16)
     if mode in ("I", "F"):
-        return np.asarray(img)
+        a = np.asarray(img)
+        if mode == "I" and a.size and 255 < a.max() <= 65535 and a.min() >= 0:
+            return a.astype(np.uint16)  # 16-bit data (older Pillow opens 16-bit PNGs in mode I)
+        return a
     if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
         return np.ascontiguousarray(np.asarray(img.convert("RGBA"))[:, :, [2, 1, 0, 3]])
     rgb = img if mode == "RGB" else img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
@@ -182,7 +185,7 @@ class Recognizer:
     callable ``image -> [(x, y, w, h), ...]`` (or objects with ``box``, ``landmarks``, ``score``),
     or None to treat each whole image as one face.
     ``min_face``: smallest face to find and report, in pixels (longer box side); None: the
-    detector's default (YuNet searches from 48 px, less in small images, and reports all).
+    detector's default (YuNet searches from 60 px, less in small images, and reports all).
     ``score_threshold``: the detector's confidence cut (YuNet 0.6, MediaPipe 0.5 by default);
     faces from a callable that carry a score are filtered by it too.
     ``framing``: how a detection becomes the model's input (``pyfer.facenorm.FaceFraming``, a dict,
@@ -196,7 +199,7 @@ class Recognizer:
     adjustment: logits + prior_shift * log prior). 0 favours the rare classes (anger, disgust,
     fear, contempt: higher macro recall, lower accuracy on FER2013-like photos), 1 the frequent
     ones (neutral, happiness). None: the value baked into the weights at export (the shipped
-    student: 0.3, chosen on FERPlus valid and SFEW train; docs/recognizer.md).
+    student: 0.4, chosen on FERPlus valid and SFEW train; RESULTS.md).
     ``threads``: the engine's threads (OpenCV's detector uses OpenCV's own thread pool, set
     process-wide by ``cv2.setNumThreads``).
 

@@ -85,12 +85,17 @@ class IoUTracker:
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
-    """Draw boxes, landmarks and labels on a BGR copy of ``image``."""
+    """Draw boxes, landmarks and labels on a BGR copy of ``image`` (gray, BGR or BGRA)."""
     import cv2
 
     from pyfer.preprocess import to_gray
 
-    out = image.copy() if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        out = image.copy()
+    elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, transparency dropped
+        out = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    else:
+        out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
     thick = max(1, round(max(out.shape[:2]) / 400))
     for i, f in enumerate(faces):
         x, y, w, h = f.box
@@ -125,9 +130,12 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl``. Frames OpenCV cannot decode are skipped (reported on
     stderr); ``frame`` in the JSON lines counts the frames processed. Returns ``{"frames",
-    "seconds", "fps", "faces", "skipped_frames"}``."""
+    "seconds", "fps", "faces", "skipped_frames"}``. Raises ValueError for a source that cannot be
+    opened or gives no frame at all (a file OpenCV opens but cannot decode, such as a text file)."""
     import cv2
 
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     cap, is_camera = open_source(source)
     tracker = tracker or IoUTracker()
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -141,6 +149,7 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
         bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
     writer = None
     n = n_faces = skipped = 0
+    interrupted = False
     t0 = time.perf_counter()
     try:
         while max_frames is None or n < max_frames:
@@ -184,12 +193,17 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
     except KeyboardInterrupt:  # Ctrl-C ends a camera session cleanly: the video is finalised below
         if not is_camera:
             raise
+        interrupted = True
     finally:
         cap.release()
         if writer is not None:
             writer.release()
         if bar is not None:
             bar.close()
+    if n == 0 and not interrupted:
+        what = "camera" if is_camera else "file"
+        raise ValueError(f"no frame could be read from the {what} {source!r}"
+                         + ("" if is_camera else ": not a video OpenCV can decode"))
     dt = time.perf_counter() - t0
     return {"frames": n, "seconds": round(dt, 3), "fps": round(n / dt, 2) if dt > 0 else 0.0, "faces": n_faces,
             "skipped_frames": skipped}

@@ -140,7 +140,9 @@ def test_expand_inputs(image_tree):
     rec, _ = expand_inputs([str(image_tree / "**" / "*.png")], recursive=True)
     assert sorted(p.name for p, _ in rec) == ["a.png", "blank.png", "c.png"]
     none, errs = expand_inputs([str(image_tree / "*.gif"), str(image_tree / "sub" / "missing.png")], False)
-    assert [p.name for p, _ in none] == ["missing.png"] and len(errs) == 1 and "no file matches" in errs[0]
+    assert [p.name for p, _ in none] == ["missing.png"] and len(errs) == 1 and "no image file matches" in errs[0]
+    star, errs = expand_inputs([str(image_tree / "*")], False)  # a glob, like a folder, gives images only
+    assert [p.name for p, _ in star] == ["a.png", "b.jpg", "blank.png"] and errs == []  # not notes.txt
     empty = image_tree.parent / "empty"
     empty.mkdir(exist_ok=True)
     assert "no image files" in expand_inputs([str(empty)], False)[1][0]
@@ -218,7 +220,7 @@ def test_predict_detector_options(weights_path, capsys):
                           str(weights_path)], capsys)
     assert rc == 0 and len(json.loads(out)["faces"]) == 1
     rc, _, err = run_cli(["predict", str(ASTRONAUT), "--score-threshold", "1.5"], capsys)
-    assert rc == 2 and "score_threshold" in err
+    assert rc == 2 and "--score-threshold" in err  # the flag the user typed, not the parameter
 
 
 def test_predict_no_flip(weights_path, capsys):
@@ -244,7 +246,7 @@ def test_predict_prior_shift(weights_path, trained, capsys):
         args = build_parser().parse_args(["predict", "x.jpg", "--prior-shift", "0", "--weights", str(weights_path)])
         assert _recognizer(args).prior_shift == 0.0
     rc, _, err = run_cli(["predict", str(ASTRONAUT), "--prior-shift", "5", "--weights", str(weights_path)], capsys)
-    assert rc == 2 and "prior_shift" in err and "Traceback" not in err
+    assert rc == 2 and "--prior-shift" in err and "Traceback" not in err
 
 
 def test_predict_progress_bar(weights_path, image_tree, capsys):
@@ -314,3 +316,97 @@ def test_licence_files():
 
 def test_py_typed():
     assert (Path(pyfer.__file__).parent / "py.typed").is_file()
+
+
+def test_glob_under_a_folder_named_with_brackets(tmp_path):
+    """A folder whose name holds glob characters is read literally in a pattern below it."""
+    from pyfer.cli import expand_inputs
+
+    folder = tmp_path / "photos[2020]"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    found, errs = expand_inputs([str(folder / "*.png")], False)
+    assert [p.name for p, _ in found] == ["a.png"] and errs == []
+
+
+def test_paths_after_options(weights_path, image_tree, capsys):
+    """Options and paths mix in any order; a usage error shows the command's own usage."""
+    rc, out, err = run_cli(["predict", str(image_tree / "a.png"), "--json", str(image_tree / "b.jpg"),
+                            "--weights", str(weights_path), str(image_tree / "blank.png")], capsys)
+    assert rc == 0, err
+    assert [Path(json.loads(s)["image"]).name for s in out.splitlines()] == ["a.png", "b.jpg", "blank.png"]
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(ASTRONAUT), "--no-such-option"])
+    assert e.value.code == 2 and "usage: pyfer predict" in capsys.readouterr().err
+
+
+def test_closed_stdout_stops_quietly(weights_path, image_tree):
+    """`pyfer predict DIR --json | head`: the reader goes away; no traceback, status 141."""
+    p = subprocess.Popen([sys.executable, "-m", "pyfer", "predict", str(image_tree), "--json", "--weights",
+                          str(weights_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # before anything is written: every write fails
+    err = p.stderr.read()
+    assert p.wait(timeout=180) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_out_never_replaces_the_input(weights_path, tmp_path, capsys):
+    photo = tmp_path / "me.png"
+    cv2.imwrite(str(photo), cv2.imread(str(ASTRONAUT)))
+    before = photo.read_bytes()
+    rc, _, err = run_cli(["predict", str(photo), "--out", str(photo), "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "input image" in err and photo.read_bytes() == before
+
+
+def test_unwritable_out_is_a_usage_error(weights_path, tmp_path, capsys):
+    """An --out (predict or video) whose folder cannot be made fails at once with status 2."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder would go")
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--out", str(blocker / "x.jpg"), "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 2 and "x.jpg" in err and "failed" not in err
+    rc, _, err = run_cli(["video", "0", "--out", str(blocker / "v.mp4"), "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "v.mp4" in err
+
+
+def test_video_usage_checks(weights_path, tmp_path, capsys):
+    """Bad --max-frames, an unwritable video type and a source without frames: status 2, one
+    line, before any frame is processed."""
+    text = tmp_path / "text.jpg"
+    text.write_text("not a video")
+    cases = [(["--jsonl", str(tmp_path / "x.jsonl"), "--max-frames", "-1"], "--max-frames"),
+             (["--out", str(tmp_path / "v.xyz")], "v.xyz"),
+             (["--jsonl", str(tmp_path / "x.jsonl")], "text.jpg")]
+    for extra, named in cases:
+        rc, _, err = run_cli(["video", str(text), *extra, "--no-progress", "--weights", str(weights_path)], capsys)
+        assert rc == 2 and named in err and len(err.strip().splitlines()) == 1, (extra, err)
+
+
+def test_verbose_times_the_decode(weights_path, monkeypatch, capsys):
+    """-v reports the decode the CLI does (before predict), not predict's conversion of an array."""
+    import time as _time
+
+    import pyfer.recognizer as recognizer_module
+
+    real = recognizer_module.load_image
+
+    def slow_load(image):
+        if isinstance(image, (str, Path)):
+            _time.sleep(0.05)
+        return real(image)
+
+    monkeypatch.setattr(recognizer_module, "load_image", slow_load)
+    rc, out, _ = run_cli(["predict", str(ASTRONAUT), "-v", "--weights", str(weights_path)], capsys)
+    decode_ms = float(out.split("decode=")[1].split()[0])
+    assert rc == 0 and decode_ms >= 50, out
+
+
+def test_double_dash_then_paths_that_look_like_options(weights_path, tmp_path, capsys, monkeypatch):
+    """After '--' every word is a path, even '-x.png'; with no path at all, a usage error."""
+    cv2.imwrite(str(tmp_path / "-x.png"), cv2.imread(str(ASTRONAUT)))
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(["predict", "--json", "--weights", str(weights_path), "--", "-x.png"], capsys)
+    assert rc == 0 and json.loads(out)["image"] == "-x.png", err
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--json"])
+    assert e.value.code == 2 and "PATH" in capsys.readouterr().err

@@ -164,6 +164,8 @@ def test_pil_images(recognizer):
     variants = {m: rgb.convert(m) for m in ("RGB", "RGBA", "L", "P", "CMYK", "I;16")}
     if "I;16" in variants:  # 16-bit gray: 0..65535
         variants["I;16"] = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257)
+    # 16-bit data in 32-bit mode I (how older Pillow versions open 16-bit PNGs)
+    variants["I (16-bit)"] = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.int32) * 257, "I")
     for mode, im in variants.items():
         faces = recognizer.predict(im)
         assert len(faces) == 1 and iou(faces[0].box, ref[0].box) > 0.8, mode

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import paste
+from conftest import ASTRONAUT, paste
 from pyfer import EMOTIONS, Face
 from pyfer.video import IoUTracker, draw_faces, iou, process_video
 
@@ -121,3 +121,26 @@ def test_tqdm_is_a_runtime_dependency():
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.split(">")[0].split("=")[0].strip() == "tqdm" for d in deps), deps
+
+
+def test_draw_faces_keeps_colour_of_bgra_images():
+    """An RGBA/BGRA image's annotated copy stays in colour (its alpha is dropped)."""
+    bgr = cv2.imread(str(ASTRONAUT))
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    np.testing.assert_array_equal(draw_faces(bgra, []), bgr)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    np.testing.assert_array_equal(draw_faces(gray, []), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+
+
+def test_video_source_without_frames_is_an_error(recognizer, tmp_path):
+    """A file OpenCV opens but cannot decode (text named .jpg) is an error, not '0 frames'."""
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image, not a video")
+    try:
+        stats = process_video(str(text), recognizer, progress=False)
+    except ValueError as e:
+        assert "cannot open" in str(e) or "no frame" in str(e)
+    else:
+        pytest.fail(f"no error for a source without frames: {stats}")
+    with pytest.raises(ValueError, match="max_frames"):
+        process_video(str(text), recognizer, max_frames=0)
