@@ -14,8 +14,8 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        still processed and written
     2  usage or setup error, nothing processed: bad option, weights or detector model not
        loadable, device not available, unsupported output format, output folder not writable,
-       ``--out`` naming the input image; for ``pyfer video``, a source that cannot be opened or
-       gives no frame
+       an output (``--out``, ``--csv``, ``--jsonl``) naming an input; for ``pyfer video``, a
+       source that cannot be opened or gives no frame
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import glob
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,9 @@ IMAGE_EXTENSIONS = frozenset({
 })
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
+                    "annotated copy not written (each reported on stderr, the rest still processed); 2 usage "
+                    "or setup error, nothing processed; 130 interrupted; 141 stdout closed by its reader")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
 
@@ -82,30 +87,41 @@ def _recognizer(args):
                           prior_shift=args.prior_shift)
     except (OSError, ValueError, TypeError, RuntimeError, ImportError) as e:
         # no weights, CPU-only build or no GPU for --device cuda, bad detector settings, ...
-        raise UsageError(_flag_names(str(e))) from None
+        raise UsageError(_flag_names(str(e)) if isinstance(e, ValueError) else str(e)) from None
 
 
-# Recognizer's parameters that the command line sets, by the flag a user typed
-FLAG_OF_PARAMETER = {"min_face": "--min-face", "score_threshold": "--score-threshold",
-                     "prior_shift": "--prior-shift", "threads": "--threads"}
+# Recognizer's parameters that the command line sets, by the flag a user typed; a name is
+# replaced only as a word of its own, not inside a path such as runs/min_face_sweep/
+PARAMETER_AS_WORD = re.compile(r"(?<![\w/\\.-])(min_face|score_threshold|prior_shift|threads)(?![\w/\\.-])")
 
 
 def _flag_names(message: str) -> str:
-    """A Recognizer error as the command line's user reads it: flags, not parameter names."""
-    for param, flag in FLAG_OF_PARAMETER.items():
-        message = message.replace(param, flag)
-    return message
+    """A Recognizer ValueError as the command line's user reads it: flags, not parameter names."""
+    return PARAMETER_AS_WORD.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def _check_writable_folder(path: str, what: str) -> None:
-    """Create the folder that ``path`` goes into, or fail now, before anything is processed."""
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
-    if not os.access(folder, os.W_OK):
+    """Fail now, before anything is processed or created, if ``path`` could not be written: the
+    nearest existing folder above it must be a writable folder (the rest is created later)."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{what} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path}: the folder {folder} is not writable")
+
+
+def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
+    """No output (``{flag: path}``) may be one of the inputs it would destroy."""
+    existing = [p for p in inputs if p.exists()]
+    for flag, out in outputs.items():
+        if not out or out == "-" or not Path(out).exists():
+            continue
+        for p in existing:
+            if os.path.samefile(out, p):
+                raise UsageError(f"{flag} {out} is an input ({p}): writing it would destroy it; "
+                                 "choose another name")
 
 
 def _check_image_output(path: str, what: str) -> None:
@@ -258,26 +274,30 @@ def _predict(args) -> int:
     from pyfer.recognizer import load_image
     from pyfer.video import draw_faces
 
+    # every check first: a usage error leaves nothing behind
     if args.out and args.out_dir:
         raise UsageError("give --out (one image) or --out-dir (any number), not both")
     if args.out:
         _check_image_output(args.out, "--out")
     if args.csv and args.csv == "-" and args.json:
         raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
+    if args.csv and args.csv != "-":
+        _check_writable_folder(args.csv, "--csv")
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out-dir {out_dir}: not a folder")
+        _check_writable_folder(str(out_dir / "x"), "--out-dir")
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
-    if args.out and inputs and inputs[0][0].exists() and Path(args.out).exists() \
-            and os.path.samefile(args.out, inputs[0][0]):
-        raise UsageError(f"--out {args.out} is the input image: the annotated copy would replace it; "
-                         "choose another name")
-    out_dir = Path(args.out_dir) if args.out_dir else None
+    _refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, [p for p, _ in inputs])
+    rec = _recognizer(args)
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
-    rec = _recognizer(args)
     names = rec.class_names
     csv_file = _open_output(args.csv, "--csv") if args.csv else None
     writer = csv.writer(csv_file) if csv_file is not None else None
@@ -366,21 +386,29 @@ def _video(args) -> int:
             raise UsageError(f"--out {args.out}: cannot write videos of type {Path(args.out).suffix or '(no extension)'!r}; "
                              f"use {', '.join(VIDEO_EXTENSIONS)}")
         _check_writable_folder(args.out, "--out")
+    if args.jsonl and args.jsonl != "-":
+        _check_writable_folder(args.jsonl, "--jsonl")
+    if not str(args.source).isdigit():  # a file, not a camera index
+        _refuse_overwriting_inputs({"--out": args.out, "--jsonl": args.jsonl}, [Path(args.source)])
     rec = _recognizer(args)
     sink = None
     if args.jsonl == "-":
         sink = sys.stdout
     elif args.jsonl:
         sink = _open_output(args.jsonl, "--jsonl")
+    ok = False
     try:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               progress=not args.no_progress)
+        ok = True
     finally:
         if sink is not None and sink is not sys.stdout:
             sink.close()
+            if not ok and os.path.getsize(args.jsonl) == 0:  # nothing processed: leave nothing behind
+                os.remove(args.jsonl)
     print(f"{stats['frames']} frames, {stats['faces']} faces in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps",
           file=sys.stderr)
-    if args.out:
+    if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)
         print(f"wrote {args.out}", file=sys.stderr)
     return EXIT_OK
 
@@ -452,8 +480,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     import pyfer
 
     ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (8 FERPlus classes).",
-                                 epilog="exit status: 0 ok, 1 some inputs failed (reported on stderr, "
-                                        "the rest processed), 2 usage or setup error, 130 interrupted")
+                                 epilog=EXIT_STATUS_HELP)
     ap.add_argument("--version", action="version", version=f"pyfer {pyfer.__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -462,8 +489,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         description="Faces and expressions in images. PATH: an image file, a folder (its images; "
                     "subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
                     "with --recursive). Faces come largest first.",
-        epilog="exit status: 0 all inputs processed; 1 some inputs missing/unreadable (reported on "
-               "stderr and skipped, the rest still written); 2 usage or setup error; 130 interrupted")
+        usage="%(prog)s [options] PATH [PATH ...]", epilog=EXIT_STATUS_HELP)
     p.add_argument("paths", nargs="*", metavar="PATH")  # at least one: checked in main, after '--'
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder PATHs")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout, one per image")
@@ -481,7 +507,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
 
     p = sub.add_parser("video", help="recognize expressions in a video file or camera")
     p.add_argument("source", help="a video file, or a camera index such as 0")
-    p.add_argument("--out", help="annotated output video (.mp4)")
+    p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)})")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--no-progress", action="store_true")
@@ -499,6 +525,19 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     return ap, commands
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing will be flushed to a pipe
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":  # owned by pyfer.bench, which parses its own arguments
@@ -509,29 +548,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in commands:
         # options and paths in any order (`pyfer predict DIR --recursive more.jpg`), and a usage
         # error shows the command's own usage
-        rest, after_dashes = argv[1:], []
-        if argv[0] == "predict" and "--" in rest:  # every word after '--' is a path, even '-x.png'
-            i = rest.index("--")
-            rest, after_dashes = rest[:i], rest[i + 1:]
-        args = commands[argv[0]].parse_intermixed_args(rest)
-        if argv[0] == "predict":
+        if argv[0] == "predict":  # many PATHs: intermixed; every word after '--' is a path, even '-x.png'
+            rest, after_dashes = argv[1:], []
+            if "--" in rest:
+                i = rest.index("--")
+                rest, after_dashes = rest[:i], rest[i + 1:]
+            args = commands["predict"].parse_intermixed_args(rest)
             args.paths += after_dashes
             if not args.paths:
                 commands["predict"].error("the following arguments are required: PATH")
+        else:
+            args = commands[argv[0]].parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that closed stdout shows here at the latest, and is handled below
         return status
-    except BrokenPipeError:
-        # `pyfer predict DIR --json | head`: the reader has what it wanted; stop without a traceback,
-        # and keep the interpreter's last flush from failing again
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return EXIT_BROKEN_PIPE
     except UsageError as e:
         print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -541,6 +574,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"pyfer {args.cmd}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:  # (after FileNotFoundError above)
+        # `pyfer predict DIR --json | head`: the reader has what it wanted (Windows reports the
+        # closed pipe as EINVAL); stop without a traceback
+        if not (isinstance(e, BrokenPipeError) or (os.name == "nt" and e.errno == errno.EINVAL)):
+            raise
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

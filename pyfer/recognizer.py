@@ -70,7 +70,9 @@ def pil_to_array(img) -> np.ndarray:
     if mode in ("I", "F"):
         a = np.asarray(img)
         if mode == "I" and a.size and 255 < a.max() <= 65535 and a.min() >= 0:
-            return a.astype(np.uint16)  # 16-bit data (older Pillow opens 16-bit PNGs in mode I)
+            # 16-bit data (older Pillow opens 16-bit PNGs in mode I); a guess from the values: a
+            # 16-bit image whose values all stay within 0..255 is taken as 8-bit
+            return a.astype(np.uint16)
         return a
     if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
         return np.ascontiguousarray(np.asarray(img.convert("RGBA"))[:, :, [2, 1, 0, 3]])

@@ -345,17 +345,31 @@ def test_closed_stdout_stops_quietly(weights_path, image_tree):
     p = subprocess.Popen([sys.executable, "-m", "pyfer", "predict", str(image_tree), "--json", "--weights",
                           str(weights_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p.stdout.close()  # before anything is written: every write fails
-    err = p.stderr.read()
-    assert p.wait(timeout=180) == 141, err
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 141, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
-def test_out_never_replaces_the_input(weights_path, tmp_path, capsys):
+def test_outputs_never_replace_an_input(weights_path, tmp_path, capsys):
+    """--out, --csv (predict) and --out, --jsonl (video) naming an input: status 2, input intact."""
     photo = tmp_path / "me.png"
     cv2.imwrite(str(photo), cv2.imread(str(ASTRONAUT)))
-    before = photo.read_bytes()
-    rc, _, err = run_cli(["predict", str(photo), "--out", str(photo), "--weights", str(weights_path)], capsys)
-    assert rc == 2 and "input image" in err and photo.read_bytes() == before
+    other = tmp_path / "other.png"
+    cv2.imwrite(str(other), cv2.imread(str(ASTRONAUT)))
+    clip = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for _ in range(3):
+        w.write(np.zeros((48, 64, 3), np.uint8))
+    w.release()
+    before = {p: p.read_bytes() for p in (photo, other, clip)}
+    cases = [["predict", str(photo), "--out", str(photo)],
+             ["predict", str(other), str(photo), "--csv", str(photo)],
+             ["video", str(clip), "--out", str(clip)],
+             ["video", str(clip), "--jsonl", str(clip)]]
+    for args in cases:
+        rc, _, err = run_cli(args + ["--weights", str(weights_path)], capsys)
+        assert rc == 2 and "is an input" in err, (args, err)
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_unwritable_out_is_a_usage_error(weights_path, tmp_path, capsys):
@@ -367,6 +381,44 @@ def test_unwritable_out_is_a_usage_error(weights_path, tmp_path, capsys):
     assert rc == 2 and "x.jpg" in err and "failed" not in err
     rc, _, err = run_cli(["video", "0", "--out", str(blocker / "v.mp4"), "--weights", str(weights_path)], capsys)
     assert rc == 2 and "v.mp4" in err
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(blocker / "f.csv"), "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 2 and "f.csv" in err
+
+
+def test_usage_errors_leave_nothing_behind(weights_path, tmp_path, capsys):
+    """A usage error found late (--out with two images) creates no folder; a video without a
+    frame leaves no empty --jsonl file."""
+    rc, _, _ = run_cli(["predict", str(ASTRONAUT), str(ASTRONAUT.parent), "--out", str(tmp_path / "new" / "x.png"),
+                        "--weights", str(weights_path)], capsys)
+    assert rc == 2 and not (tmp_path / "new").exists()
+    text = tmp_path / "text.jpg"
+    text.write_text("not a video")
+    rc, _, _ = run_cli(["video", str(text), "--jsonl", str(tmp_path / "j" / "x.jsonl"), "--no-progress",
+                        "--weights", str(weights_path)], capsys)
+    assert rc == 2 and not (tmp_path / "j" / "x.jsonl").exists()
+
+
+def test_flag_names_in_errors_spare_paths():
+    from pyfer.cli import _flag_names
+
+    assert _flag_names("min_face must be >= 1") == "--min-face must be >= 1"
+    assert _flag_names("prior_shift cannot be set") == "--prior-shift cannot be set"
+    for path in ("runs/min_face_sweep/w.safetensors", "runs/nothreads.safetensors", "/w/prior_shift/x"):
+        assert _flag_names(f"no weights file at {path}") == f"no weights file at {path}"
+
+
+def test_video_double_dash_source(recognizer, weights_path, tmp_path, capsys, monkeypatch):
+    """`pyfer video [options] -- -x.mp4`: a source that looks like an option."""
+    w = cv2.VideoWriter(str(tmp_path / "-x.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for _ in range(3):
+        w.write(np.zeros((48, 64, 3), np.uint8))
+    w.release()
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(["video", "--jsonl", "x.jsonl", "--no-progress", "--weights", str(weights_path),
+                          "--", "-x.mp4"], capsys)
+    assert rc == 0, err
+    assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 3
 
 
 def test_video_usage_checks(weights_path, tmp_path, capsys):

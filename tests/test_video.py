@@ -144,3 +144,33 @@ def test_video_source_without_frames_is_an_error(recognizer, tmp_path):
         pytest.fail(f"no error for a source without frames: {stats}")
     with pytest.raises(ValueError, match="max_frames"):
         process_video(str(text), recognizer, max_frames=0)
+
+
+def test_opened_source_without_frames_is_an_error(recognizer, monkeypatch):
+    """Whatever this OpenCV build makes of a text file: a source that opens and yields no frame
+    is an error; a camera stopped (Ctrl-C) before its first frame is not."""
+    import pyfer.video as video
+
+    class NoFrames:
+        def __init__(self, interrupt=False):
+            self.interrupt = interrupt
+
+        def read(self):
+            if self.interrupt:
+                raise KeyboardInterrupt
+            return False, None
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(), False))
+    with pytest.raises(ValueError, match="no frame"):
+        process_video("clip.mp4", recognizer, progress=False)
+    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(), True))
+    with pytest.raises(ValueError, match="no frame.*camera"):
+        process_video(0, recognizer, progress=False)
+    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(interrupt=True), True))
+    assert process_video(0, recognizer, progress=False)["frames"] == 0
