@@ -122,6 +122,15 @@ def image_tree(tmp_path_factory, sfew_faces):
     return root
 
 
+def dark_clip(path: Path, frames: int = 3) -> Path:
+    """A tiny black MP4 (no faces): a real video file for the CLI's checks."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for _ in range(frames):
+        w.write(np.zeros((48, 64, 3), np.uint8))
+    w.release()
+    return path
+
+
 def run_cli(args, capsys):
     rc = main(args)
     out, err = capsys.readouterr()
@@ -356,11 +365,7 @@ def test_outputs_never_replace_an_input(weights_path, tmp_path, capsys):
     cv2.imwrite(str(photo), cv2.imread(str(ASTRONAUT)))
     other = tmp_path / "other.png"
     cv2.imwrite(str(other), cv2.imread(str(ASTRONAUT)))
-    clip = tmp_path / "clip.mp4"
-    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    for _ in range(3):
-        w.write(np.zeros((48, 64, 3), np.uint8))
-    w.release()
+    clip = dark_clip(tmp_path / "clip.mp4")
     before = {p: p.read_bytes() for p in (photo, other, clip)}
     cases = [["predict", str(photo), "--out", str(photo)],
              ["predict", str(other), str(photo), "--csv", str(photo)],
@@ -410,10 +415,7 @@ def test_flag_names_in_errors_spare_paths():
 
 def test_video_double_dash_source(recognizer, weights_path, tmp_path, capsys, monkeypatch):
     """`pyfer video [options] -- -x.mp4`: a source that looks like an option."""
-    w = cv2.VideoWriter(str(tmp_path / "-x.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    for _ in range(3):
-        w.write(np.zeros((48, 64, 3), np.uint8))
-    w.release()
+    dark_clip(tmp_path / "-x.mp4")
     monkeypatch.chdir(tmp_path)
     rc, _, err = run_cli(["video", "--jsonl", "x.jsonl", "--no-progress", "--weights", str(weights_path),
                           "--", "-x.mp4"], capsys)
