@@ -15,7 +15,7 @@ Exit statuses of ``pyfer predict`` (and the other commands):
     2  usage or setup error, nothing processed: bad option, weights or detector model not
        loadable, device not available, unsupported output format, output folder not writable,
        an output (``--out``, ``--csv``, ``--jsonl``) naming an input; for ``pyfer video``, a
-       source that cannot be opened or gives no frame
+       source that cannot be opened or gives no frame, ``--max-frames`` below 1
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE

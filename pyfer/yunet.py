@@ -29,7 +29,7 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    - ``sqrt(work_area / image area)`` (at most 1): a photo smaller than 640x480 is searched at
      about ``work_area`` pixels (320x240), finding its smaller faces too at the same cost;
    - ``min_side / long side``: tiny images (a 48x48 face crop) are enlarged to 240 px, where YuNet
-     finds the face that fills them (98.7% of FERPlus valid, against 96% at 96 px),
+     finds the face that fills them (98.6% of FERPlus valid, against 96.6% at 96 px),
    capped so that the long side stays within ``max_side``.
 2. **Second look**: a face the main pass scores below ``score_threshold`` but above
    ``CANDIDATE_SCORE`` (0.3), and small there (< 64 px), is searched for again in the square of
