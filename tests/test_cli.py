@@ -464,3 +464,19 @@ def test_double_dash_then_paths_that_look_like_options(weights_path, tmp_path, c
     with pytest.raises(SystemExit) as e:
         main(["predict", "--json"])
     assert e.value.code == 2 and "PATH" in capsys.readouterr().err
+
+
+def test_examples_readme_json_is_current(weights_path, trained, capsys, monkeypatch):
+    """examples/README.md shows `pyfer predict examples/astronaut.png --json`: it must be what the
+    shipped model prints today (a re-shipped model makes this fail until the example is updated)."""
+    if not trained:
+        pytest.skip("no trained weights: the stand-in model prints other scores")
+    shown = next(line.strip() for line in (REPO / "examples" / "README.md").read_text().splitlines()
+                 if line.strip().startswith('{"image": "examples/astronaut.png"'))
+    monkeypatch.chdir(REPO)
+    rc, out, _ = run_cli(["predict", "examples/astronaut.png", "--json"], capsys)
+    assert rc == 0
+    got, want = json.loads(out)["faces"][0], json.loads(shown)["faces"][0]
+    assert got["box"] == want["box"] and got["label"] == want["label"]
+    for k, v in want["scores"].items():
+        assert got["scores"][k] == pytest.approx(v, abs=2e-4), k
