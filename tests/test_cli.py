@@ -471,7 +471,10 @@ def test_examples_readme_json_is_current(weights_path, trained, capsys, monkeypa
     shipped model prints today (a re-shipped model makes this fail until the example is updated)."""
     if not trained:
         pytest.skip("no trained weights: the stand-in model prints other scores")
-    shown = next(line.strip() for line in (REPO / "examples" / "README.md").read_text().splitlines()
+    doc = REPO / "examples" / "README.md"
+    if not doc.is_file():
+        pytest.skip("examples/README.md is not here (the wheel check copies only the photo)")
+    shown = next(line.strip() for line in doc.read_text().splitlines()
                  if line.strip().startswith('{"image": "examples/astronaut.png"'))
     monkeypatch.chdir(REPO)
     rc, out, _ = run_cli(["predict", "examples/astronaut.png", "--json"], capsys)
