@@ -394,7 +394,9 @@ def test_unwritable_out_is_a_usage_error(weights_path, tmp_path, capsys):
 def test_usage_errors_leave_nothing_behind(weights_path, tmp_path, capsys):
     """A usage error found late (--out with two images) creates no folder; a video without a
     frame leaves no empty --jsonl file."""
-    rc, _, _ = run_cli(["predict", str(ASTRONAUT), str(ASTRONAUT.parent), "--out", str(tmp_path / "new" / "x.png"),
+    second = tmp_path / "second.png"
+    cv2.imwrite(str(second), cv2.imread(str(ASTRONAUT)))
+    rc, _, _ = run_cli(["predict", str(ASTRONAUT), str(second), "--out", str(tmp_path / "new" / "x.png"),
                         "--weights", str(weights_path)], capsys)
     assert rc == 2 and not (tmp_path / "new").exists()
     text = tmp_path / "text.jpg"
