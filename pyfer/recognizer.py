@@ -305,7 +305,7 @@ class Recognizer:
         """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
         as ``predict`` returns them (largest first); boxes are validated, not clipped."""
         img = load_image(image)
-        return self._detect(img, to_gray(img).shape)
+        return self._detect(img, img.shape[:2])
 
     # -- internals ---------------------------------------------------------------------------
     def _detect(self, img: np.ndarray, shape) -> list:
@@ -330,28 +330,28 @@ class Recognizer:
             t0 = time.perf_counter()
             img = load_image(image)
             t1 = time.perf_counter()
-            gray = to_gray(img)
+            shape = img.shape[:2]
             given = boxes_per_image is not None and boxes_per_image[i] is not None
             if given:
-                dets = [(check_box(b, gray.shape), None, None) for b in boxes_per_image[i]]
+                dets = [(check_box(b, shape), None, None) for b in boxes_per_image[i]]
             elif self.detector is None:
                 dets = None
             else:
-                dets = self._detect(img, gray.shape)
+                dets = self._detect(img, shape)
             t2 = time.perf_counter()
             if dets is None:  # whole image is the face: no framing
-                crops.append(resize_face(gray, size))
-                owners.append((i, (0, 0, gray.shape[1], gray.shape[0]), None, None))
+                crops.append(resize_face(to_gray(img), size))
+                owners.append((i, (0, 0, shape[1], shape[0]), None, None))
             else:
                 box_framing = None
-                for box, lm, score in dets:
+                for box, lm, score in dets:  # (normalize_face converts only the face's region to gray)
                     if lm is not None and self.framing.mode == "align":
-                        crops.append(normalize_face(gray, size, box, lm, self.framing))
+                        crops.append(normalize_face(img, size, box, lm, self.framing))
                     else:
                         if box_framing is None:
                             box_framing = self.box_framing(from_detector=not given)
-                        crops.append(normalize_face(gray, size, box, None, box_framing))
-                    owners.append((i, clip_box(box, gray.shape), lm, score))
+                        crops.append(normalize_face(img, size, box, None, box_framing))
+                    owners.append((i, clip_box(box, shape), lm, score))
             t3 = time.perf_counter()
             t["decode"] += t1 - t0
             t["detect"] += t2 - t1

@@ -87,3 +87,63 @@ def test_default_template_is_mirror_symmetric():
     t = TEMPLATE
     mirrored = np.column_stack([1 - t[:, 0], t[:, 1]])[[1, 0, 2, 4, 3]]
     assert np.allclose(mirrored, t)
+
+
+def umeyama_by_svd(src, dst):
+    """The plain reference: Umeyama (1991) through the SVD of the cross-covariance, no reflection."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    rot = u @ np.diag([1.0, sign]) @ vt
+    scale = (sig[0] + sign * sig[1]) / ((s ** 2).sum() / len(src))
+    return np.column_stack([scale * rot, mu_d - scale * rot @ mu_s])
+
+
+def test_closed_form_similarity_equals_umeyama():
+    """Noisy landmarks, any turn and scale, and mirrored targets (the best map without reflection)."""
+    rng = np.random.default_rng(3)
+    for i in range(500):
+        src = rng.uniform(-200, 800, (5, 2))
+        dst = rng.normal(0, 50, (5, 2)) if i % 4 == 0 else src @ rng.normal(0, 1, (2, 2)).T + rng.normal(0, 5, (5, 2))
+        ref = umeyama_by_svd(src, dst)
+        np.testing.assert_allclose(similarity_transform(src, dst), ref, rtol=0, atol=1e-9 * (1 + np.abs(ref).max()))
+    with pytest.raises(ValueError, match="coincide"):
+        similarity_transform(np.ones((5, 2)), TEMPLATE)
+
+
+def random_detections(rng, h, w, n):
+    """Faces of 5 px to 2.5 image sides, anywhere from well outside to inside, turned up to 85 deg."""
+    for i in range(n):
+        side = rng.uniform(5, 2.5 * max(h, w))
+        centre = rng.uniform([-0.3 * w, -0.3 * h], [1.3 * w, 1.3 * h])
+        a = rng.uniform(-1.5, 1.5)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        lm = (TEMPLATE - 0.5) * side @ rot.T + centre + rng.normal(0, 0.03 * side, (5, 2))
+        box = (centre[0] - side / 2, centre[1] - side / 2, side, side)
+        yield box, (lm if i % 3 else None)
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (48, 48, 3), (1080, 1920, 3), (200, 300, 4), (120, 90)])
+def test_region_conversion_equals_the_whole_gray_image(shape):
+    """normalize_face converts only the region the crop reads to gray: bit-identical to converting
+    the whole image, and (no shrink) to one warp of the whole gray image."""
+    import cv2
+
+    from pyfer.facenorm import framing_transform
+    from pyfer.preprocess import to_gray
+
+    rng = np.random.default_rng(shape[0])
+    image = cv2.resize(rng.integers(0, 256, (60, 80, shape[2] if len(shape) == 3 else 1), np.uint8),
+                       (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)  # smooth, with detail
+    image = image.reshape(shape)
+    gray = to_gray(image)
+    for box, lm in random_detections(rng, shape[0], shape[1], 300):
+        framing = FaceFraming("align" if lm is not None else "box")
+        crop = normalize_face(image, 64, box, lm, framing)
+        np.testing.assert_array_equal(crop, normalize_face(gray, 64, box, lm, framing))
+        m = framing_transform(64, box, lm, framing)
+        if np.sqrt(abs(np.linalg.det(m[:, :2]))) >= 0.5:
+            whole = cv2.warpAffine(gray, m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            np.testing.assert_array_equal(crop, whole)
