@@ -100,16 +100,17 @@ def _flag_names(message: str) -> str:
     return PARAMETER_AS_WORD.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
-def _check_writable_folder(path: str, what: str) -> None:
-    """Fail now, before anything is processed or created, if ``path`` could not be written: the
-    nearest existing folder above it must be a writable folder (the rest is created later)."""
-    folder = Path(os.path.abspath(path)).parent
+def _check_writable_folder(folder: Path, what: str, named: str) -> None:
+    """Fail now, before anything is processed or created, if ``folder`` (given as ``what named``)
+    could not be written into: it, or the nearest folder above it that exists, must be a writable
+    folder (the rest is created later)."""
+    folder = Path(os.path.abspath(folder))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise UsageError(f"{what} {path}: {folder} is not a folder")
+        raise UsageError(f"{what} {named}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path}: the folder {folder} is not writable")
+        raise UsageError(f"{what} {named}: the folder {folder} is not writable")
 
 
 def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
@@ -131,7 +132,7 @@ def _check_image_output(path: str, what: str) -> None:
     if not ext or not cv2.haveImageWriter("x" + ext):
         raise UsageError(f"{what} {path}: cannot write images of type {ext or '(no extension)'!r}; "
                          "use .jpg, .png, .bmp, .tif or .webp")
-    _check_writable_folder(path, what)
+    _check_writable_folder(Path(path).parent, what, path)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -282,12 +283,10 @@ def _predict(args) -> int:
     if args.csv and args.csv == "-" and args.json:
         raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
     if args.csv and args.csv != "-":
-        _check_writable_folder(args.csv, "--csv")
+        _check_writable_folder(Path(args.csv).parent, "--csv", args.csv)
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out-dir {out_dir}: not a folder")
-        _check_writable_folder(str(out_dir / "x"), "--out-dir")
+        _check_writable_folder(out_dir, "--out-dir", args.out_dir)
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
@@ -385,9 +384,9 @@ def _video(args) -> int:
         if Path(args.out).suffix.lower() not in VIDEO_EXTENSIONS:
             raise UsageError(f"--out {args.out}: cannot write videos of type {Path(args.out).suffix or '(no extension)'!r}; "
                              f"use {', '.join(VIDEO_EXTENSIONS)}")
-        _check_writable_folder(args.out, "--out")
+        _check_writable_folder(Path(args.out).parent, "--out", args.out)
     if args.jsonl and args.jsonl != "-":
-        _check_writable_folder(args.jsonl, "--jsonl")
+        _check_writable_folder(Path(args.jsonl).parent, "--jsonl", args.jsonl)
     if not str(args.source).isdigit():  # a file, not a camera index
         _refuse_overwriting_inputs({"--out": args.out, "--jsonl": args.jsonl}, [Path(args.source)])
     rec = _recognizer(args)

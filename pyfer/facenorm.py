@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from pyfer.preprocess import to_gray
+
 MODES = ("align", "box")
 
 
@@ -113,8 +115,6 @@ def normalize_face(image: np.ndarray, size: int, box: Sequence[float], landmarks
     image's edges it ends where the image does, so the repeated border is the same), at a fraction
     of the cost for a small face in a large photo."""
     import cv2
-
-    from pyfer.preprocess import to_gray
 
     m = framing_transform(size, box, landmarks, framing)
     inv = cv2.invertAffineTransform(m)  # crop pixel -> image point
