@@ -9,6 +9,8 @@ ReduceLROnPlateau(factor 0.1, patience 3) on validation accuracy, batch 128, dro
 distillation T=8, a=0.4. The run folder gets ``last.pt`` (every epoch, written atomically),
 ``best.pt`` (best validation accuracy), ``log.jsonl`` (one line per epoch) and ``config.json``.
 ``--resume`` continues a run from ``last.pt``: a killed run loses at most the epoch in progress.
+``--ema DECAY`` keeps an exponential moving average of the weights (updated every step); it is what
+is validated and what the checkpoints' ``model`` holds, with the raw weights in ``train_model``.
 Each save first keeps the checkpoint it replaces as ``prev.pt``; if ``last.pt`` is corrupt
 (unreadable, or failing its content digest) ``--resume`` says so, moves it aside to
 ``last.pt.corrupt`` and continues from ``prev.pt`` (see RELIABILITY.md).
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="validate and save an exponential moving average of the weights (e.g. 0.998; "
+                         "0: off)")
     ap.add_argument("--teacher-cache", action="store_true",
                     help="distill from the teacher's answers on each clean training face (averaged with "
                          "its mirror), computed once. Default: the teacher answers on every augmented, "
@@ -147,6 +152,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.balance < 0:
         raise SystemExit("--mixup and --balance must be >= 0")
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.teacher_cache and args.mode != "distill":
         raise SystemExit("--teacher-cache is for distill")
 
@@ -283,6 +290,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
                                                            patience=args.plateau_patience)
+    ema = weight_average(model, args.ema) if args.ema else None
     teacher = load_teacher(args.teacher, prep, device) if args.mode == "distill" else None
     if teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
             and device.type == "cpu":
@@ -296,7 +304,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.resume and fresh:
         print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
     if args.resume and not fresh:
-        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched)
+        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema)
     else:
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -316,11 +324,12 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
-                                            teacher, teacher_logits, shift, amp)
+                                            teacher, teacher_logits, shift, amp, ema)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
-        record.update(evaluate_epoch(model, prep, val_set, device, args.tta, amp, "val"))
+        judged = model if ema is None else ema.module
+        record.update(evaluate_epoch(judged, prep, val_set, device, args.tta, amp, "val"))
         if val2_set is not None:
-            record.update(evaluate_epoch(model, prep, val2_set, device, args.tta, amp, "val2"))
+            record.update(evaluate_epoch(judged, prep, val2_set, device, args.tta, amp, "val2"))
         score = record["val_accuracy"] + record.get("val2_accuracy", 0.0)
         if args.schedule == "cosine":
             sched.step()
@@ -331,10 +340,13 @@ def run(args: argparse.Namespace) -> dict:
             best_score, best_epoch = score, epoch
         record.update(lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
         history.append(record)
-        state = {"mode": args.mode, "epoch": epoch, "model": model.state_dict(),
+        state = {"mode": args.mode, "epoch": epoch, "model": judged.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "best_val_accuracy": best_score, "best_epoch": best_epoch,
                  "model_spec": asdict(spec), "preprocess": prep.to_dict(), "config": config, "log": history}
+        state["rng"] = torch.get_rng_state()  # dropout's: a resumed run draws the same masks
+        if ema is not None:
+            state["train_model"] = model.state_dict()
         if args.framing != "frame":
             from pyfer.facenorm import FaceFraming
 
@@ -354,9 +366,19 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def resume_state(out: Path, mode: str, model, opt, sched) -> tuple[int, float, int, list]:
-    """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler; the log is
-    rewritten to match the checkpoint."""
+def weight_average(model: torch.nn.Module, decay: float):
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, started at
+    its current weights (with ``--init``: the initial model)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.n_averaged.fill_(1)  # the copy counts as the first average: the next update already blends
+    return ema
+
+
+def resume_state(out: Path, mode: str, model, opt, sched, ema=None) -> tuple[int, float, int, list]:
+    """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler (and the weight
+    average, with ``--ema``); the log is rewritten to match the checkpoint."""
     try:
         ck, note = load_for_resume(out)
     except (FileNotFoundError, CheckpointError) as exc:
@@ -366,7 +388,15 @@ def resume_state(out: Path, mode: str, model, opt, sched) -> tuple[int, float, i
     ckpt = ck.state
     if ckpt["mode"] != mode:
         raise SystemExit(f"--resume: {ck.path} is a {ckpt['mode']!r} run, not {mode!r}")
-    model.load_state_dict(ckpt["model"])
+    if ema is not None and "train_model" not in ckpt:
+        raise SystemExit(f"--resume: {ck.path} was saved without --ema; resume it without --ema")
+    if ema is None and "train_model" in ckpt:
+        raise SystemExit(f"--resume: {ck.path} was saved with --ema; resume it with --ema")
+    model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+    if ema is not None:
+        ema.module.load_state_dict(ckpt["model"])
+    if "rng" in ckpt:  # checkpoints from before session 10 lack it
+        torch.set_rng_state(ckpt["rng"])
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     start_epoch = ckpt["epoch"] + 1
@@ -382,7 +412,7 @@ def resume_state(out: Path, mode: str, model, opt, sched) -> tuple[int, float, i
 
 
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
-                teacher, teacher_logits, shift, amp: bool) -> tuple[float, float]:
+                teacher, teacher_logits, shift, amp: bool, ema=None) -> tuple[float, float]:
     from tqdm import tqdm
 
     device = x_train.device
@@ -425,6 +455,8 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total_loss += loss.item() * len(idx)
         correct += (logits.argmax(1) == y_train[idx]).sum().item()
         seen += len(idx)
