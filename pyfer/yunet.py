@@ -49,6 +49,9 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    only right on a face within about 25 degrees of upright, so the turn that brings the face
    closest to upright, which scores highest, is the one kept; its landmarks are mapped back
    exactly, so the aligned framing levels the face.
+5. **Nested faces are dropped**: a face whose visible part lies mostly (``NESTED_COVER``) inside a
+   surer face of at least ``NESTED_AREA`` times its visible area is part of it (the main pass finds an eye and a cheek of
+   a close-up beyond its range as faces of their own; NMS keeps them, their IoU being small).
 
 Threads: one ``YuNetDetector`` may be shared by threads. The engine runs each call on the calling
 thread (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
@@ -197,6 +200,29 @@ def _nms(rows: np.ndarray, iou_threshold: float) -> np.ndarray:
         if all(_iou(rows[i, :4], rows[j, :4]) <= iou_threshold for j in keep):
             keep.append(int(i))
     return rows[keep]
+
+
+NESTED_COVER = 0.7  # a face this much inside a surer face at least NESTED_AREA times its area ...
+NESTED_AREA = 1.5  # ... is a part of that face (an eye and a cheek of a close-up), not another face
+
+
+def _drop_nested(rows: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Drop faces that lie mostly inside a larger, surer face, both boxes clipped to the image. On
+    close-ups bigger than YuNet's range, the main pass finds parts of the face (scores 0.6-0.75)
+    that NMS keeps, because their IoU with the whole face, found by the coarse pass, is small.
+    Real faces do not nest."""
+    if len(rows) < 2:
+        return rows
+    x0, y0 = np.clip(rows[:, 0], 0, width), np.clip(rows[:, 1], 0, height)
+    x1, y1 = np.clip(rows[:, 0] + rows[:, 2], 0, width), np.clip(rows[:, 1] + rows[:, 3], 0, height)
+    score = rows[:, 14]
+    iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    area = np.maximum((x1 - x0) * (y1 - y0), 1e-6)
+    # nested[i, j]: row i lies inside row j, which is larger and surer
+    nested = ((iw * ih >= NESTED_COVER * area[:, None]) & (area[None] >= NESTED_AREA * area[:, None])
+              & (score[None] > score[:, None]))
+    return rows[~nested.any(1)]
 
 
 class YuNetDetector:
@@ -406,7 +432,7 @@ class YuNetDetector:
             # frame (then YuNet misses it, or finds it with a low score and upright landmarks)
             rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in self.rotations])
             rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
-        rows = rows[_plausible(rows)]
+        rows = _drop_nested(rows[_plausible(rows)], h, w)
         out = []
         for r in rows:
             bw, bh = float(r[2]), float(r[3])

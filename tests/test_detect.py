@@ -87,6 +87,44 @@ def test_yunet_face_cut_by_the_border(yunet):
     assert found and iou(clip_box(found[0].box, tight.shape), (0, 0, w, h)) > 0.5, found
 
 
+@pytest.mark.parametrize("pad, side", [(0.0, 2000), (0.2, 3000)])
+def test_yunet_close_up_gives_one_face(yunet, pad, side):
+    """A close-up far beyond YuNet's range: the main pass also finds parts of the face (an eye
+    and a cheek, scores 0.6-0.62 at these sizes) as faces; they are dropped as nested."""
+    img = cv2.imread(str(ASTRONAUT))
+    x, y, w, h = ASTRONAUT_FACE
+    p = int(pad * w)
+    crop = img[max(0, y - p):y + h + p, max(0, x - p):x + w + p]
+    big = cv2.resize(crop, (side, side * crop.shape[0] // crop.shape[1]), interpolation=cv2.INTER_CUBIC)
+    found = yunet(big)
+    assert len(found) == 1, found
+    assert found[0].score > 0.9 and found[0].box[2] > 0.5 * side
+
+
+def test_drop_nested_rule():
+    from pyfer.yunet import _drop_nested
+
+    def row(x, y, w, h, score):
+        r = np.zeros(15, np.float32)
+        r[:4], r[14] = (x, y, w, h), score
+        return r
+
+    big = row(100, 100, 400, 400, 0.9)
+    part = row(150, 150, 200, 200, 0.65)  # inside the surer, larger face: dropped
+    neighbour = row(520, 100, 300, 300, 0.7)  # beside it: kept
+    half_in = row(400, 300, 200, 200, 0.7)  # a quarter inside: kept
+    surer_inside = row(200, 200, 150, 150, 0.95)  # surer than its container: kept
+    rows = np.stack([big, part, neighbour, half_in])
+    kept = _drop_nested(rows, 1000, 1000)
+    assert sorted(kept[:, 0].tolist()) == [100, 400, 520]
+    assert len(_drop_nested(np.stack([big, surer_inside]), 1000, 1000)) == 2
+    # coverage is of what lies in the image: a box mostly outside, whose visible part is inside
+    outside = row(-300, 150, 450, 200, 0.65)
+    edge_face = row(0, 100, 400, 400, 0.9)
+    assert len(_drop_nested(np.stack([edge_face, outside]), 1000, 1000)) == 1
+    assert len(_drop_nested(rows[:1], 1000, 1000)) == 1
+
+
 def test_yunet_turned_face(yunet):
     """A head turned by 100 degrees, which YuNet misses upright, is found by the turned pass; its
     landmarks are mapped back into the image exactly enough to level it."""
