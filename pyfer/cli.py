@@ -40,8 +40,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1
 # what ``pyfer predict DIR`` picks up (case-insensitive); other files in a folder are ignored
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif",
-})
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic", ".avif", ".gif",
+})  # not .exr: opencv-python ships its OpenEXR reader switched off
+GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
@@ -154,7 +155,8 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     seen: set[str] = set()
 
     def add(p: Path, root: Path) -> None:
-        key = os.path.normcase(os.path.abspath(p))
+        # the file itself, not the name: a ``**`` glob follows symlinked folders, even in a loop
+        key = os.path.normcase(os.path.realpath(p))
         if key not in seen:
             seen.add(key)
             out.append((p, root))
@@ -345,7 +347,10 @@ def _predict(args) -> int:
                 ok = False
                 try:
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    ok = cv2.imwrite(str(dest), draw_faces(image, faces))
+                    annotated = draw_faces(image, faces)
+                    if dest.suffix.lower() in GRAY_ONLY_TYPES:
+                        annotated = cv2.cvtColor(annotated, cv2.COLOR_BGR2GRAY)
+                    ok = cv2.imwrite(str(dest), annotated)
                 except (OSError, cv2.error):
                     ok = False
                 if not ok:

@@ -145,6 +145,11 @@ def load_image(image: ImageLike) -> np.ndarray:
     like JPEG files, turned upright by their EXIF orientation."""
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
+        if path.is_dir():
+            # FileNotFoundError, as for any path without an image file (the documented contract)
+            raise FileNotFoundError(f"{path} is a folder, not an image file")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is not a regular file (a device, pipe or socket), not an image file")
         if not path.is_file():
             raise FileNotFoundError(f"no such image file: {path}")
         data = np.fromfile(str(path), dtype=np.uint8)  # fromfile + imdecode: also non-ASCII paths

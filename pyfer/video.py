@@ -107,7 +107,9 @@ def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = 
         text = f"{f.label} {f.confidence:.2f}" + (f" #{ids[i]}" if ids is not None else "")
         scale = max(0.4, w / 200)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - 6 >= 0 else y + h + th + 4
+        # above the box; a face at the top edge gets it inside its own box, where it cannot
+        # cover the label of a face below
+        ty = y - 4 if y - th - 6 >= 0 else y + th + 4
         cv2.rectangle(out, (x, ty - th - 3), (x + tw + 2, ty + 3), (0, 0, 0), -1)
         cv2.putText(out, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out

@@ -485,3 +485,61 @@ def test_examples_readme_json_is_current(weights_path, trained, capsys, monkeypa
     assert got["box"] == want["box"] and got["label"] == want["label"]
     for k, v in want["scores"].items():
         assert got["scores"][k] == pytest.approx(v, abs=2e-4), k
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_recursive_glob_through_a_symlink_loop_gives_each_file_once(tmp_path):
+    """``**`` follows symlinked folders, even one that points back up the tree: each image file is
+    taken once, by the first name it is found under."""
+    from pyfer.cli import expand_inputs
+
+    (tmp_path / "tree" / "a" / "b").mkdir(parents=True)
+    for rel in ("tree/one.jpg", "tree/a/two.jpg", "tree/a/b/three.jpg"):
+        cv2.imwrite(str(tmp_path / rel), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "tree" / "a" / "b" / "loop").symlink_to(tmp_path / "tree" / "a")
+    found, errs = expand_inputs([str(tmp_path / "tree" / "**" / "*.jpg")], True)
+    assert errs == []
+    assert sorted(p.name for p, _ in found) == ["one.jpg", "three.jpg", "two.jpg"]
+
+
+def test_folders_take_gifs_and_skip_exr(tmp_path):
+    from pyfer.cli import expand_inputs
+
+    cv2.imwrite(str(tmp_path / "a.gif"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "b.exr").write_bytes(b"v/1\x01")  # opencv-python cannot read EXR: not picked up
+    found, errs = expand_inputs([str(tmp_path)], False)
+    assert [p.name for p, _ in found] == ["a.gif"] and errs == []
+    found, errs = expand_inputs([str(tmp_path / "*.gif")], False)
+    assert [p.name for p, _ in found] == ["a.gif"] and errs == []
+
+
+@pytest.mark.parametrize("ext", [".pgm", ".pbm"])
+def test_annotated_copy_of_a_gray_only_type(weights_path, tmp_path, capsys, ext):
+    """OpenCV writes PGM/PBM from one channel: the annotated copy is written gray, not refused
+    after the run."""
+    src = tmp_path / f"face{ext}"
+    gray = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(src), gray)
+    out = tmp_path / f"out{ext}"
+    rc, _, err = run_cli(["predict", str(src), "--weights", str(weights_path), "--out", str(out)], capsys)
+    assert rc == 0, err
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written is not None and written.shape == gray.shape
+    rc, _, err = run_cli(["predict", str(src), "--weights", str(weights_path), "--out-dir", str(tmp_path / "d")],
+                         capsys)
+    assert rc == 0 and (tmp_path / "d" / f"face{ext}").is_file(), err
+
+
+def test_label_of_a_face_at_the_top_edge_stays_in_its_box():
+    """With no room above the box the label goes inside it, never below, where it would cover the
+    label of a face underneath."""
+    from pyfer.recognizer import Face
+    from pyfer.video import draw_faces
+
+    img = np.full((400, 300, 3), 128, np.uint8)
+    face = Face(box=(50, 0, 200, 200), label="happiness", confidence=0.9,
+                scores={"happiness": 0.9}, landmarks=None, detection_score=0.9)
+    out = draw_faces(img, [face])
+    changed = np.any(out != img, axis=2)
+    assert changed[:201, 50:251].any()
+    assert not changed[202:, :].any()  # nothing drawn below the box

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import cv2
@@ -464,3 +465,19 @@ def test_shipped_weights_carry_their_prior(trained, weights_path):
     assert len(adj["class_prior"]) == len(rec.class_names) and sum(adj["class_prior"]) == pytest.approx(1.0)
     assert adj["class_prior"][0] > adj["class_prior"][-1]  # neutral is common, contempt rare
     assert rec.prior_shift == adj["prior_shift"]
+
+
+def test_paths_that_are_not_image_files_say_what_they_are(tmp_path):
+    from pyfer.recognizer import load_image
+
+    folder = tmp_path / "looks_like.jpg"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="is a folder, not an image file"):
+        load_image(folder)
+    with pytest.raises(FileNotFoundError, match="no such image file"):
+        load_image(tmp_path / "missing.jpg")
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.jpg"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match="not a regular file"):  # and no hang on the open
+            load_image(fifo)
