@@ -230,6 +230,9 @@ def test_predict_detector_options(weights_path, capsys):
     assert rc == 0 and len(json.loads(out)["faces"]) == 1
     rc, _, err = run_cli(["predict", str(ASTRONAUT), "--score-threshold", "1.5"], capsys)
     assert rc == 2 and "--score-threshold" in err  # the flag the user typed, not the parameter
+    rc, out, _ = run_cli(["predict", str(ASTRONAUT), "--json", "--detector", "yunet-tilted", "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 0 and len(json.loads(out)["faces"]) == 1 and json.loads(out)["faces"][0]["landmarks"]
 
 
 def test_predict_no_flip(weights_path, capsys):
