@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -40,8 +41,8 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1
 # what ``pyfer predict DIR`` picks up (case-insensitive); other files in a folder are ignored
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic", ".avif", ".gif",
-})  # not .exr: opencv-python ships its OpenEXR reader switched off
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic", ".avif",
+})  # and .gif where OpenCV reads it (_reads_gif); not .exr: opencv-python ships that reader off
 GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
@@ -62,7 +63,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="engine threads (default: all cores)")
     p.add_argument("--detector", default="yunet", choices=["yunet", "yunet-tilted", "haar", "mediapipe", "none"],
                    help="face detector (default yunet); yunet-tilted also finds heads tilted 30-45 degrees "
-                        "in large photos (about 3x the detection time); 'none' treats each whole image as one face")
+                        "in large photos (about 4x the detection time); 'none' treats each whole image as one face")
     p.add_argument("--min-face", type=int, default=None, metavar="PX",
                    help="smallest face to search for and report, in image pixels (default: report every face "
                         "found; yunet searches from 60 px, less in small images)")
@@ -139,7 +140,21 @@ def _check_image_output(path: str, what: str) -> None:
 
 # -- inputs ------------------------------------------------------------------------------------
 def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ext = p.suffix.lower()
+    return (ext in IMAGE_EXTENSIONS or (ext == ".gif" and _reads_gif())) and not p.name.startswith(".")
+
+
+@functools.lru_cache(maxsize=1)
+def _reads_gif() -> bool:
+    """Whether this OpenCV decodes GIF (4.11 and later): a 1x1 GIF, decoded once."""
+    import cv2
+    import numpy as np
+
+    one_pixel = bytes.fromhex("47494638396101000100800000000000ffffff2c00000000010001000002024401003b")
+    try:
+        return cv2.imdecode(np.frombuffer(one_pixel, np.uint8), cv2.IMREAD_COLOR) is not None
+    except cv2.error:
+        return False
 
 
 def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -156,8 +171,9 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     seen: set[str] = set()
 
     def add(p: Path, root: Path) -> None:
-        # the file itself, not the name: a ``**`` glob follows symlinked folders, even in a loop
-        key = os.path.normcase(os.path.realpath(p))
+        # the folder itself, not its name: a ``**`` glob follows symlinked folders, even in a
+        # loop; a symlinked file keeps its own name (and row)
+        key = os.path.normcase(os.path.join(os.path.realpath(p.parent), p.name))
         if key not in seen:
             seen.add(key)
             out.append((p, root))
@@ -177,8 +193,11 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
         elif p.exists() or not any(c in arg for c in "*?["):
             add(p, p.parent)  # a missing plain path is reported when it is read
         else:
-            matches = sorted(glob.glob(_literal_prefix_escaped(arg), recursive=recursive))
-            files = [Path(m) for m in matches if Path(m).is_file() and _is_image_name(Path(m))]
+            matches = glob.glob(_literal_prefix_escaped(arg), recursive=recursive)
+            # through a symlinked folder one file can match under several names: keep the shortest
+            files = sorted({os.path.normcase(os.path.join(os.path.realpath(q.parent), q.name)): q for q in
+                            sorted((Path(m) for m in matches), key=lambda q: (-len(q.parts), q.as_posix()))
+                            if q.is_file() and _is_image_name(q)}.values(), key=lambda q: q.as_posix())
             if not files:
                 errors.append(f"{arg}: no image file matches this pattern")
             for q in files:

@@ -59,23 +59,6 @@ def is_pil_image(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "PIL" and hasattr(obj, "mode") and hasattr(obj, "convert")
 
 
-EXIF_ORIENTATION = 0x0112
-
-
-def upright(img):
-    """A PIL image turned by its EXIF orientation tag, as a file path is: ``Image.open`` keeps a
-    phone photo's pixels sideways, and YuNet does not find sideways faces."""
-    try:
-        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # a malformed EXIF block: take the pixels as they are
-        return img
-    if orientation in (1, None):
-        return img
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(img)
-
-
 def pil_to_array(img) -> np.ndarray:
     """A PIL image -> numpy gray, BGR or BGRA (OpenCV channel order), or uint16/float for
     ``as_uint8_image`` to scale. Palette images keep their transparency as alpha."""
@@ -141,8 +124,9 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
 def load_image(image: ImageLike) -> np.ndarray:
     """A path, a numpy array or a PIL image -> uint8 HxW, HxWx3 (BGR) or HxWx4 (BGRA). Raises
     ValueError/TypeError with a clear message for anything else; never hands OpenCV something it
-    could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB and,
-    like JPEG files, turned upright by their EXIF orientation."""
+    could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB and
+    taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
+    ``ImageOps.exif_transpose`` first, or pass the path), so that boxes match the image held."""
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if path.is_dir():
@@ -157,7 +141,7 @@ def load_image(image: ImageLike) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return as_uint8_image(image)
     if is_pil_image(image):
-        return as_uint8_image(pil_to_array(upright(image)))
+        return as_uint8_image(pil_to_array(image))
     raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}")
 
 
@@ -207,7 +191,7 @@ class Recognizer:
 
     ``weights``: a .safetensors file from ``training.export`` (None: the shipped student).
     ``detector``: 'yunet' (default: boxes, five landmarks and scores), 'yunet-tilted' (also heads
-    tilted 30-45 degrees in large photos, about 3x the detection time), 'haar', 'mediapipe', any
+    tilted 30-45 degrees in large photos, about 4x the detection time), 'haar', 'mediapipe', any
     callable ``image -> [(x, y, w, h), ...]`` (or objects with ``box``, ``landmarks``, ``score``),
     or None to treat each whole image as one face.
     ``min_face``: smallest face to find and report, in pixels (longer box side); None: the

@@ -51,11 +51,13 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    exactly, so the aligned framing levels the face.
    With ``tilted=True`` (``detector="yunet-tilted"``) every image is also searched turned by
    ``TILT_TURNS`` (+-30 degrees): heads tilted 30-45 degrees in a group photo are found (45/48
-   and 44/48 instead of 33/48 and 22/48), at about three times the detection time.
-5. **Nested faces**: of two faces whose visible parts nest (one lies mostly, ``NESTED_COVER``,
-   inside the other of at least ``NESTED_AREA`` times its area), only the surer is kept: the main
-   pass finds an eye and a cheek of a close-up beyond its range as faces of their own, and a
-   turned pass can box a face with its surroundings; NMS keeps both, their IoU being small.
+   and 44/48 instead of 33/48 and 22/48), at about four times the detection time.
+5. **Nested faces** (one lies mostly, ``NESTED_COVER``, inside the other of at least
+   ``NESTED_AREA`` times its area; NMS keeps both, their IoU being small): the main pass finds an
+   eye and a cheek of a close-up beyond its range as faces of their own (scores 0.6-0.75), and a
+   turned pass can box a face with its surroundings. An inner face scoring below 0.8 and below its
+   container is dropped, and so is a container that an inner face outscores by 0.15; sure faces
+   inside a larger one (a video-call inset) stay.
 
 Threads: one ``YuNetDetector`` may be shared by threads. The engine runs each call on the calling
 thread (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
@@ -208,29 +210,30 @@ def _nms(rows: np.ndarray, iou_threshold: float) -> np.ndarray:
 
 
 NESTED_COVER = 0.7  # a face this much inside another of at least NESTED_AREA times its area ...
-NESTED_AREA = 1.5  # ... is one face found twice (a part of it, or it with its surroundings)
+NESTED_AREA = 1.5  # ... may be the same face found twice (a part of it, or it with its surroundings)
+NESTED_PART_SCORE = 0.8  # an inner face scoring below this and below its container is a part of it
+NESTED_MARGIN = 0.15  # a container that an inner face outscores by this much is its surroundings
 
 
 def _drop_nested(rows: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Of two faces one of which lies mostly inside the other (boxes clipped to the image), keep
-    the surer. On close-ups bigger than YuNet's range, the main pass finds parts of the face (an
-    eye and a cheek, scores 0.6-0.75) inside the whole face of the coarse pass; a turned pass can
-    return a box around a face and its surroundings. NMS keeps both, their IoU being small. Real
-    faces do not nest."""
+    """Drop what is one face found twice, one box mostly inside the other (boxes clipped to the
+    image). On close-ups bigger than YuNet's range, the main pass finds parts of the face (an eye
+    and a cheek, scores 0.6-0.75) inside the whole face of the coarse pass: an inner face below
+    ``NESTED_PART_SCORE`` and below its container goes. A turned pass can box a face with its
+    surroundings (0.6 around a 0.9 face): a container outscored by ``NESTED_MARGIN`` goes. Sure
+    faces inside a larger face (a video-call inset, a child held up to the camera) stay."""
     if len(rows) < 2:
         return rows
     x0, y0 = np.clip(rows[:, 0], 0, width), np.clip(rows[:, 1], 0, height)
     x1, y1 = np.clip(rows[:, 0] + rows[:, 2], 0, width), np.clip(rows[:, 1] + rows[:, 3], 0, height)
+    score = rows[:, 14]
     iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
     ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
     area = np.maximum((x1 - x0) * (y1 - y0), 1e-6)
     inside = (iw * ih >= NESTED_COVER * area[:, None]) & (area[None] >= NESTED_AREA * area[:, None])  # i in j
-    nested = inside | inside.T
-    keep: list[int] = []
-    for i in np.argsort(-rows[:, 14], kind="stable"):  # surest first, as NMS
-        if not any(nested[i, j] for j in keep):
-            keep.append(int(i))
-    return rows[sorted(keep)]
+    part = inside & (score[:, None] < score[None]) & (score < NESTED_PART_SCORE)[:, None]
+    surroundings = inside & (score[:, None] >= score[None] + NESTED_MARGIN)
+    return rows[~(part.any(1) | surroundings.any(0))]
 
 
 class YuNetDetector:
@@ -444,12 +447,13 @@ class YuNetDetector:
             # frame (then YuNet misses it, or finds it with a low score and upright landmarks)
             rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in self.rotations])
             rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
-        rows = _drop_nested(rows[_plausible(rows)], h, w)
+        rows = rows[_plausible(rows)]
+        if self.min_face is not None:  # before the nested rule: a face not reported decides nothing
+            rows = rows[np.maximum(rows[:, 2], rows[:, 3]) >= self.min_face]
+        rows = _drop_nested(rows, h, w)
         out = []
         for r in rows:
             bw, bh = float(r[2]), float(r[3])
-            if self.min_face is not None and max(bw, bh) < self.min_face:
-                continue
             box = (int(round(float(r[0]))), int(round(float(r[1]))), int(round(bw)), int(round(bh)))
             if box[2] < 1 or box[3] < 1:
                 continue

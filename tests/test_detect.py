@@ -113,12 +113,16 @@ def test_drop_nested_rule():
     part = row(150, 150, 200, 200, 0.65)  # inside the surer, larger face: dropped
     neighbour = row(520, 100, 300, 300, 0.7)  # beside it: kept
     half_in = row(400, 300, 200, 200, 0.7)  # a quarter inside: kept
-    surer_inside = row(200, 200, 150, 150, 0.95)  # surer than its container: the container goes
     rows = np.stack([big, part, neighbour, half_in])
     kept = _drop_nested(rows, 1000, 1000)
     assert sorted(kept[:, 0].tolist()) == [100, 400, 520]
-    kept = _drop_nested(np.stack([big, surer_inside]), 1000, 1000)
-    assert kept[:, 0].tolist() == [200]
+    # a sure face inside a larger one (a video-call inset) stays, whichever is surer
+    for inset_score in (0.85, 0.95):
+        assert len(_drop_nested(np.stack([big, row(200, 200, 150, 150, inset_score)]), 1000, 1000)) == 2
+    # a box around a face and its surroundings, outscored by the face inside it, goes
+    context = row(50, 50, 500, 500, 0.62)
+    kept = _drop_nested(np.stack([context, row(150, 150, 200, 200, 0.9)]), 1000, 1000)
+    assert kept[:, 0].tolist() == [150]
     # coverage is of what lies in the image: a box mostly outside, whose visible part is inside
     outside = row(-300, 150, 450, 200, 0.65)
     edge_face = row(0, 100, 400, 400, 0.9)
@@ -237,6 +241,27 @@ def test_yunet_five_faces_1080p(yunet, photos):
     for n in names:
         hit, extra = group_photos.match(photos[n].faces, [d.box for d in yunet(photos[n].image)])
         assert all(hit) and extra == 0, (n, hit, extra)
+
+
+def test_yunet_face_inset_in_a_close_up_is_kept(yunet, sfew_rows):
+    """A film face pasted inside the box of a large face (a video-call inset, a child held up to
+    the camera): both are found, though one lies inside the other."""
+    img = cv2.imread(str(ASTRONAUT))
+    x, y, w, h = ASTRONAUT_FACE
+    p = int(0.6 * w)
+    crop = img[max(0, y - p):y + h + p, max(0, x - p):x + w + p]
+    big = cv2.resize(crop, (1280, 1280 * crop.shape[0] // crop.shape[1]), interpolation=cv2.INTER_CUBIC)
+    (main,) = yunet(big)
+    kept = 0
+    for path, _ in sfew_rows[5::60][:6]:
+        face = cv2.resize(cv2.imread(str(path)), (180, 228))
+        im = big.copy()
+        bx, by, bw, bh = main.box
+        px, py = bx + bw - 190, by + bh - 238  # the lower right of the large face's box
+        im[py:py + 228, px:px + 180] = face
+        found = yunet(im)
+        kept += any(iou(d.box, (px, py, 180, 228)) > 0.3 for d in found) and any(d.box[2] > 400 for d in found)
+    assert kept >= 5, kept
 
 
 def test_yunet_tilted_finds_tilted_heads_in_a_group_photo(yunet, sfew_rows):

@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     print(f"BN statistics over {len(faces)} training faces (framing: {framing and framing['mode']})", flush=True)
     recompute_batchnorm(model, to_model_input(torch.from_numpy(faces.images).unsqueeze(1), prep))
 
-    state = {k: v for k, v in first.state.items() if k not in ("optimizer", "scheduler", "train_model", "rng")}
+    state = {k: v for k, v in first.state.items() if k not in ("optimizer", "scheduler", "train_model", "rng", "cuda_rng")}
     state["model"] = model.state_dict()
     state["averaged_from"] = [str(Path(p)) for p in args.checkpoints]
     save_checkpoint(state, args.out)

@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.resume and fresh:
         print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
     if args.resume and not fresh:
-        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema)
+        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema, device)
     else:
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -345,6 +345,8 @@ def run(args: argparse.Namespace) -> dict:
                  "best_val_accuracy": best_score, "best_epoch": best_epoch,
                  "model_spec": asdict(spec), "preprocess": prep.to_dict(), "config": config, "log": history}
         state["rng"] = torch.get_rng_state()  # dropout's: a resumed run draws the same masks
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         if ema is not None:
             state["train_model"] = model.state_dict()
         if args.framing != "frame":
@@ -376,7 +378,8 @@ def weight_average(model: torch.nn.Module, decay: float):
     return ema
 
 
-def resume_state(out: Path, mode: str, model, opt, sched, ema=None) -> tuple[int, float, int, list]:
+def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
+                 device: torch.device = torch.device("cpu")) -> tuple[int, float, int, list]:
     """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler (and the weight
     average, with ``--ema``); the log is rewritten to match the checkpoint."""
     try:
@@ -397,6 +400,8 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None) -> tuple[int
         ema.module.load_state_dict(ckpt["model"])
     if "rng" in ckpt:  # checkpoints from before session 10 lack it
         torch.set_rng_state(ckpt["rng"])
+    if "cuda_rng" in ckpt and device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     start_epoch = ckpt["epoch"] + 1
