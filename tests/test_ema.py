@@ -36,8 +36,9 @@ def run(cmd):
 @pytest.mark.slow
 def test_ema_run_saves_the_average_and_resumes_exactly(tmp_path, ferplus_dir):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    r = run(train_cmd(straight, 2, "--ema", "0.9"))
+    r = run(train_cmd(straight, 2, "--ema", "0.9", "--keep-epochs"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert [load_checkpoint(straight / f"ep{n}.pt").state["epoch"] for n in (1, 2)] == [0, 1]
     r = run(train_cmd(split, 1, "--ema", "0.9"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # the same run continued: resuming without --ema (or a plain run with it) is refused

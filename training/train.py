@@ -7,7 +7,8 @@
 Defaults are the paper's recipe: SGD (momentum 0.9, weight decay 1e-4), lr 0.01,
 ReduceLROnPlateau(factor 0.1, patience 3) on validation accuracy, batch 128, dropout 0.5,
 distillation T=8, a=0.4. The run folder gets ``last.pt`` (every epoch, written atomically),
-``best.pt`` (best validation accuracy), ``log.jsonl`` (one line per epoch) and ``config.json``.
+``best.pt`` (best validation accuracy), ``log.jsonl`` (one line per epoch), ``config.json`` and, with
+``--keep-epochs``, ``epN.pt`` for every epoch.
 ``--resume`` continues a run from ``last.pt``: a killed run loses at most the epoch in progress.
 ``--ema DECAY`` keeps an exponential moving average of the weights (updated every step); it is what
 is validated and what the checkpoints' ``model`` holds, with the raw weights in ``train_model``.
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
+    ap.add_argument("--keep-epochs", action="store_true",
+                    help="also keep each epoch's checkpoint as epN.pt (to score every epoch afterwards)")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights (e.g. 0.998; "
                          "0: off)")
@@ -354,6 +357,8 @@ def run(args: argparse.Namespace) -> dict:
 
             state["framing"] = FaceFraming(mode=args.framing).to_dict()
         save_checkpoint(state, out / "last.pt", keep_previous=True)
+        if args.keep_epochs:
+            save_checkpoint(state, out / f"ep{epoch + 1}.pt")
         if improved:
             save_checkpoint(state, out / "best.pt")
         with open(out / "log.jsonl", "a") as f:
