@@ -167,7 +167,7 @@ DETECTORS = ("yunet", "haar", "mediapipe")
 def get_detector(detector: Union[str, Detector, None], min_face: Optional[float] = None,
                  score_threshold: Optional[float] = None) -> Detector | None:
     """'yunet' | 'yunet-tilted' | 'haar' | 'mediapipe' | a callable | None (whole image is the face).
-    'yunet-tilted' also searches each image turned by +-30 degrees (tilted heads; about 4x the detection time).
+    'yunet-tilted' also searches each image turned by +-30 degrees (tilted heads; about 3x the detection time).
 
     ``min_face`` (px, longer box side) and ``score_threshold`` configure the named detectors'
     search; for a callable they are applied by the Recognizer to what it returns. Haar gives no

@@ -191,7 +191,7 @@ class Recognizer:
 
     ``weights``: a .safetensors file from ``training.export`` (None: the shipped student).
     ``detector``: 'yunet' (default: boxes, five landmarks and scores), 'yunet-tilted' (also heads
-    tilted 30-45 degrees in large photos, about 4x the detection time), 'haar', 'mediapipe', any
+    tilted 30-45 degrees in large photos, about 3x the detection time), 'haar', 'mediapipe', any
     callable ``image -> [(x, y, w, h), ...]`` (or objects with ``box``, ``landmarks``, ``score``),
     or None to treat each whole image as one face.
     ``min_face``: smallest face to find and report, in pixels (longer box side); None: the

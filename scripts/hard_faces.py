@@ -6,7 +6,8 @@
   ``detector="yunet-tilted"``;
 - **close-ups**: 40 SFEW faces enlarged until the face fills a 800-3000 px wide image (YuNet
   sees at most ~350 px faces, so the search combines passes); the count of faces returned per
-  image should be one.
+  image should be one;
+- the 640x480 photo of the speed test through ``predict`` with each detector.
 
     python scripts/hard_faces.py                  # needs ../shared/data/sfew_train
 """
@@ -79,6 +80,30 @@ def close_ups(rec, faces: list[np.ndarray]) -> None:
         print(f"{width:>5} | {np.bincount(counts).tolist()}")
 
 
+def speed_640x480() -> None:
+    """The 640x480 photo of tests/test_recognizer_speed.py through predict, each detector, runs
+    interleaved (the canvas is made in memory: no decode)."""
+    import cv2
+
+    import pyfer
+
+    cv2.setNumThreads(1)
+    face = cv2.resize(cv2.imread(str(group_photos.ASTRONAUT)), (480, 480), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((480, 640, 3), 60, np.uint8)
+    canvas[:, 80:560] = face
+    recs = {d: pyfer.Recognizer(detector=d, threads=1) for d in ("yunet", "yunet-tilted")}
+    times: dict[str, list[float]] = {d: [] for d in recs}
+    for i in range(43):
+        for d, rec in recs.items():
+            t0 = time.perf_counter()
+            rec.predict(canvas)
+            if i >= 3:
+                times[d].append(time.perf_counter() - t0)
+    med = {d: 1e3 * float(np.median(t)) for d, t in times.items()}
+    print("640x480 predict, median ms: " + "  ".join(f"{d} {m:.2f}" for d, m in med.items())
+          + f"  ratio {med['yunet-tilted'] / med['yunet']:.2f}")
+
+
 def main() -> int:
     import pyfer
 
@@ -89,6 +114,7 @@ def main() -> int:
         print(f"detector={detector!r}")
         tilted(pyfer.Recognizer(threads=1, detector=detector), sfew(48, seed=11), np.random.default_rng(11))
     close_ups(pyfer.Recognizer(threads=1), sfew(40, seed=3))
+    speed_640x480()
     return 0
 
 
