@@ -157,6 +157,12 @@ def _reads_gif() -> bool:
         return False
 
 
+def _file_key(p: Path) -> str:
+    """One key per file: its folder resolved (a ``**`` glob follows symlinked folders, even in a
+    loop), its own name kept (a symlinked file is an input of its own)."""
+    return os.path.normcase(os.path.join(os.path.realpath(p.parent), p.name))
+
+
 def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Command-line PATHs -> ``([(image path, root for naming outputs)], [error messages])``.
 
@@ -171,9 +177,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     seen: set[str] = set()
 
     def add(p: Path, root: Path) -> None:
-        # the folder itself, not its name: a ``**`` glob follows symlinked folders, even in a
-        # loop; a symlinked file keeps its own name (and row)
-        key = os.path.normcase(os.path.join(os.path.realpath(p.parent), p.name))
+        key = _file_key(p)
         if key not in seen:
             seen.add(key)
             out.append((p, root))
@@ -195,9 +199,11 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
         else:
             matches = glob.glob(_literal_prefix_escaped(arg), recursive=recursive)
             # through a symlinked folder one file can match under several names: keep the shortest
-            files = sorted({os.path.normcase(os.path.join(os.path.realpath(q.parent), q.name)): q for q in
-                            sorted((Path(m) for m in matches), key=lambda q: (-len(q.parts), q.as_posix()))
-                            if q.is_file() and _is_image_name(q)}.values(), key=lambda q: q.as_posix())
+            shortest: dict[str, Path] = {}
+            for q in sorted((Path(m) for m in matches), key=lambda q: (len(q.parts), q.as_posix())):
+                if q.is_file() and _is_image_name(q):
+                    shortest.setdefault(_file_key(q), q)
+            files = sorted(shortest.values(), key=lambda q: q.as_posix())
             if not files:
                 errors.append(f"{arg}: no image file matches this pattern")
             for q in files:

@@ -209,6 +209,17 @@ def _nms(rows: np.ndarray, iou_threshold: float) -> np.ndarray:
     return rows[keep]
 
 
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` scaled by ``scale`` (area averaging down, bilinear up; sides rounded, at least 1)."""
+    import cv2
+
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+
+
 NESTED_COVER = 0.7  # a face this much inside another of at least NESTED_AREA times its area ...
 NESTED_AREA = 1.5  # ... may be the same face found twice (a part of it, or it with its surroundings)
 NESTED_PART_SCORE = 0.8  # an inner face scoring below this and below its container is a part of it
@@ -345,11 +356,7 @@ class YuNetDetector:
         import cv2
 
         h, w = bgr.shape[:2]
-        if scale != 1.0:
-            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
-        else:
-            small = bgr
+        small = _resized(bgr, scale)
         if small.ndim == 2:  # gray and BGRA become BGR after the resize: less to convert
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         elif small.shape[2] == 4:
@@ -397,7 +404,7 @@ class YuNetDetector:
 
         h, w = bgr.shape[:2]
         if scale < 1:  # turn the scaled copy: the warp costs per output pixel (6 ms for 640x480)
-            small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            small = _resized(bgr, scale)
             rows = self._run_rotated(small, 1.0, angle)
             rows[:, :14] = (rows[:, :14].reshape(-1, 7, 2)
                             / np.array([small.shape[1] / w, small.shape[0] / h], np.float32)).reshape(-1, 14)
