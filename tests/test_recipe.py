@@ -123,6 +123,30 @@ def test_export_bakes_the_prior_shift_into_the_classifier(tmp_path):
         export_model(model, spec, PreprocessSpec(64), tmp_path / "c.safetensors", prior_shift=0.3)
 
 
+def test_init_from_a_shifted_export_starts_from_the_raw_logits(tmp_path):
+    """--init from an export with a baked prior shift (the shipped student) takes the shift out:
+    training goes on from the logits its loss was written for."""
+    import argparse
+
+    from training.export import export_model
+    from training.models import ModelSpec
+    from training.train import initial_model
+
+    spec, prep = ModelSpec("shufflenetv2"), PreprocessSpec(64)
+    torch.manual_seed(0)
+    model = spec.build(dropout=0.0).eval()
+    prior = np.array([8, 7, 3, 3, 2, 0.5, 0.5, 0.2])
+    export_model(model, spec, prep, tmp_path / "raw.safetensors")
+    export_model(model, spec, prep, tmp_path / "shifted.safetensors", class_prior=prior, prior_shift=0.4)
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 64, 64), dtype=np.uint8))
+    started = [initial_model(argparse.Namespace(init=str(tmp_path / name), seed=0, dropout=0.0), spec, prep,
+                             images).eval() for name in ("raw.safetensors", "shifted.safetensors")]
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(started[0](x), started[1](x), atol=1e-4)
+        assert torch.allclose(started[0](x), model(x), atol=1e-3)
+
+
 def test_detection_cache_is_keyed_on_the_detector_settings(tmp_path, monkeypatch, sfew_faces):
     """training.framing caches YuNet's boxes; a changed detector setting must detect again."""
     import pyfer.yunet
