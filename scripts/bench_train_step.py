@@ -3,10 +3,13 @@ bfloat16 autocast (`training.train --amp`), side by side in one run.
 
 Issue 13 asks whether bf16 makes CPU training cheaper on CPUs with AVX512-BF16. The step is the
 one `training.train` runs: batch 128 of 64x64 gray faces, the recipe loss with a distillation
-target. Medians of --rounds timed steps after --warmup untimed ones; the CPU's name and its bf16
-support are printed with the figures.
+target. With --teacher-export, also the teacher's answers on one batch as consistent-teaching
+distillation needs them: pyfer's engine (what `training.train distill` uses on CPU) against
+PyTorch fp32 and bf16 autocast. Medians of --rounds timed steps after --warmup untimed ones; the
+CPU's name and its bf16 support are printed with the figures.
 
-    python scripts/bench_train_step.py --threads 1 --rounds 10
+    python scripts/bench_train_step.py --threads 1 --rounds 10 \
+        --teacher-export models/teacher_effresnet18_fp16.safetensors
 """
 from __future__ import annotations
 
@@ -57,6 +60,32 @@ def time_steps(model: torch.nn.Module, amp: bool, batch: int, rounds: int, warmu
     return times
 
 
+def time_teacher_answers(export: str, threads: int, batch: int, rounds: int, warmup: int) -> dict:
+    from pyfer.engine import Engine
+    from training.predict import load_model
+
+    x = torch.randn(batch, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    engine = Engine(export, threads=threads)
+    model = load_model(export)[0].eval()
+
+    def torch_forward(amp: bool):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            return model(x).float()
+
+    runners = {"engine": lambda: engine.forward(x.numpy()), "torch_fp32": lambda: torch_forward(False),
+               "torch_bf16": lambda: torch_forward(True)}
+    times = {name: [] for name in runners}
+    for i in range(warmup + rounds):  # interleaved, so background load hits all alike
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    ref = torch.from_numpy(engine.forward(x.numpy()))
+    gap = (torch_forward(True) - ref).abs().max().item()
+    return {name: statistics.median(t) for name, t in times.items()} | {"bf16_max_logit_gap": gap}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -64,6 +93,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=["teacher", "student"], choices=("teacher", "student"))
+    ap.add_argument("--teacher-export", help="also time the teacher's answers per batch from this export")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}")
@@ -77,6 +107,12 @@ def main(argv=None) -> None:
         results[name] = {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16}
         print(f"{name:8s} fp32 {fp32 * 1e3:8.1f} ms/step   bf16 autocast {bf16 * 1e3:8.1f} ms/step   "
               f"ratio {fp32 / bf16:.2f}x", flush=True)
+    if args.teacher_export:
+        answers = time_teacher_answers(args.teacher_export, args.threads, args.batch, args.rounds, args.warmup)
+        results["teacher_answers"] = answers
+        print(f"teacher answers per batch: engine {answers['engine'] * 1e3:.1f} ms, PyTorch fp32 "
+              f"{answers['torch_fp32'] * 1e3:.1f} ms, bf16 {answers['torch_bf16'] * 1e3:.1f} ms "
+              f"(bf16 logits within {answers['bf16_max_logit_gap']:.3f} of the engine's)", flush=True)
     print(json.dumps(results))
 
 
