@@ -85,10 +85,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _check_png_chunks(data: np.ndarray, name: str) -> None:
     """Refuse a PNG whose chunk announces more bytes than the file holds, before OpenCV's reader
-    allocates what it announces (a 57-byte file can ask for 2 GB)."""
+    allocates what it announces (a 57-byte file can ask for 2 GB). Every chunk whose length field
+    is in the file is checked, also the last one when the file ends inside it (fuzz finding 4)."""
     buf = memoryview(data)
     pos, n = 8, len(buf)
-    while pos + 12 <= n:
+    while pos + 4 <= n:
         length = int.from_bytes(buf[pos:pos + 4], "big")
         kind = bytes(buf[pos + 4:pos + 8])
         if length > n - pos - 12:
