@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from pyfer.bench import cpu_name
 from training.models import build_student, build_teacher
 from training.train import cpu_has_bf16, recipe_loss
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
-    name, family = fields.get("model name", "unknown CPU"), fields.get("cpu family", "?")
-    return f"{name} (family {family}; bf16 in hardware: {'yes' if cpu_has_bf16() else 'no'})"
 
 
 def time_steps(model: torch.nn.Module, amp: bool, batch: int, rounds: int, warmup: int) -> list[float]:
@@ -96,7 +85,7 @@ def main(argv=None) -> None:
     ap.add_argument("--teacher-export", help="also time the teacher's answers per batch from this export")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}")
+    print(f"{cpu_name()} (bf16 in hardware: {'yes' if cpu_has_bf16() else 'no'}), torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}")
     builders = {"teacher": build_teacher, "student": build_student}
     results = {}
     for name in args.models:
