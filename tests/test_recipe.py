@@ -254,3 +254,59 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
         assert torch.equal(t_view, s_view)
     unmixed = augment(x[:8], PREP, ROBUST_AUGMENT, torch.Generator().manual_seed(0))
     assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view
+
+
+def test_a_teacher_at_another_input_size_sees_the_student_view_resized():
+    """A student trained at 80 px from a 64 px teacher: the teacher answers on the student's own
+    view, resized to its size (so a face resized first gives the same answer), and --init from a
+    64 px export starts an 80 px student."""
+    import argparse
+
+    from conftest import REPO
+    from training.models import ModelSpec
+    from training.predict import load_model
+    from training.train import AtInputSize, EngineTeacher, initial_model, load_teacher
+
+    path = str(REPO / "models" / "teacher_effresnet18_fp16.safetensors")
+    prep80 = PreprocessSpec(80)
+    rebuilt, size = load_teacher(path, prep80, torch.device("cpu"))
+    assert size == 64
+    with pytest.raises(SystemExit, match="differs"):
+        load_teacher(path, PreprocessSpec(80, mean=0.4), torch.device("cpu"))
+    x80 = torch.randn(3, 1, 80, 80, generator=torch.Generator().manual_seed(0))
+    x64 = F.interpolate(x80, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+    with torch.no_grad():
+        expected = rebuilt(x64)
+        torch.testing.assert_close(AtInputSize(rebuilt, 64)(x80), expected)
+    torch.testing.assert_close(AtInputSize(EngineTeacher(path, 1), 64)(x80), expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(rebuilt(x80[..., :64, :64]), expected)  # not a crop: the whole view
+
+    student64 = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 80, 80), dtype=np.uint8))
+    model = initial_model(argparse.Namespace(init=str(student64), seed=0, dropout=0.0),
+                          ModelSpec("shufflenetv2"), prep80, images).eval()
+    _, _, prep64 = load_model(str(student64))
+    assert prep64.input_size == 64
+    with torch.no_grad():
+        assert model(x80).shape == (3, 8)
+
+
+def test_tta_views_zoom_about_the_centre_and_keep_the_template_mirror_symmetric():
+    """scripts/tta_views.py: a zoomed or vertically moved template must stay left-right symmetric
+    (flip averaging relies on it), and zoom 1 with no shift is the Recognizer's own framing."""
+    import importlib.util
+
+    from conftest import REPO
+    from pyfer.facenorm import FaceFraming
+
+    spec = importlib.util.spec_from_file_location("tta_views", REPO / "scripts" / "tta_views.py")
+    tta = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tta)
+    base = FaceFraming(mode="align")
+    assert np.allclose(tta.view_framing(base, 1.0, 0.0, 0.0).template, base.template)
+    for zoom, dy in ((0.9, 0.0), (1.1, 0.0), (1.0, 0.04)):
+        t = np.asarray(tta.view_framing(base, zoom, 0.0, dy).template)
+        mirrored = np.stack([1 - t[:, 0], t[:, 1]], 1)[[1, 0, 2, 4, 3]]
+        assert np.allclose(t, mirrored)
+        spread = np.linalg.norm(t - t.mean(0), axis=1)
+        assert np.allclose(spread, zoom * np.linalg.norm(np.asarray(base.template) - np.asarray(base.template).mean(0), axis=1))

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -203,14 +203,33 @@ def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, 
     return train_set, val_set, val2_set
 
 
-def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> torch.nn.Module:
+def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The teacher in eval mode, and the input size it was trained at (which may differ from the
+    student's: :class:`AtInputSize` then resizes what it is shown)."""
     teacher, _, tprep = load_model(path)
-    if tprep != prep:
+    if replace(tprep, input_size=prep.input_size) != prep:
         raise SystemExit(f"teacher preprocessing {tprep} differs from the student's {prep}")
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    return teacher
+    return teacher, tprep.input_size
+
+
+class AtInputSize:
+    """A teacher trained at ``size`` px answering on a student's batch at another size: the batch is
+    resized (bilinear, antialiased) first. Normalisation is affine, so resizing the normalised
+    batch equals normalising the resized faces."""
+
+    def __init__(self, teacher, size: int):
+        self.teacher, self.size = teacher, size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        return self.teacher(x)
+
+    def eval(self):  # predict_logits puts models in eval mode; the teacher already is
+        return self
 
 
 class EngineTeacher:
@@ -243,6 +262,8 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
     batches = range(0, len(x_train), 256)
     if str(args.teacher).endswith(".safetensors") and x_train.device.type == "cpu":
         engine = EngineTeacher(args.teacher, args.threads)
+        if isinstance(teacher, AtInputSize):
+            engine = AtInputSize(engine, teacher.size)
         parts = [engine(to_model_input(x_train[i:i + 256], prep))
                  for i in tqdm(batches, desc="teacher logits (pyfer engine, once)", disable=args.quiet)]
         logits = torch.cat(parts).float()
@@ -260,7 +281,9 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     if not args.init:
         return spec.build(dropout=args.dropout)
     init, ispec, iprep = load_model(args.init)
-    if ispec != spec or iprep != prep:
+    # the input size may change: the weights do not depend on it (global average pooling), and
+    # an export's BatchNorm statistics are measured again at the new size below
+    if ispec != spec or replace(iprep, input_size=prep.input_size) != prep:
         raise SystemExit(f"--init {args.init}: {ispec}/{iprep} differs from this run's {spec}/{prep}")
     if not str(args.init).endswith(".safetensors"):
         model = spec.build(dropout=args.dropout)
@@ -314,10 +337,12 @@ def run(args: argparse.Namespace) -> dict:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
                                                            patience=args.plateau_patience)
     ema = weight_average(model, args.ema) if args.ema else None
-    teacher = load_teacher(args.teacher, prep, device) if args.mode == "distill" else None
+    teacher, teacher_size = load_teacher(args.teacher, prep, device) if args.mode == "distill" else (None, 0)
     if teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
             and device.type == "cpu":
         teacher = EngineTeacher(args.teacher, args.threads or 1)
+    if teacher is not None and teacher_size != prep.input_size:
+        teacher = AtInputSize(teacher, teacher_size)
 
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
