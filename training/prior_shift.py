@@ -57,6 +57,17 @@ def worst_ratio(logits: dict, labels: dict, bias, idx: dict | None = None) -> fl
     return scores(logits, labels, bias, idx)["worst ratio to target"]
 
 
+def framed_logits(weights: str, data: str, val2: str, framing: str = "align") -> tuple[dict, dict]:
+    """A model's flip-averaged logits and the labels on FERPlus valid and SFEW (the two sets of
+    TARGETS), each face framed by ``normalize_face`` as at inference."""
+    model, _, prep = load_model(weights)
+    fr = FaceFraming(mode=framing)
+    sets = {"FERPlus valid": load_framed(data, prep, "valid", fr), "SFEW": load_framed(val2, prep, "valid", fr)}
+    logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
+              for k, s in sets.items()}
+    return logits, {k: s.labels for k, s in sets.items()}
+
+
 def tune_class_biases(logits: dict, labels: dict, idx: dict, sweeps: int = 4,
                       grid=np.linspace(-1.5, 1.5, 31)) -> tuple[np.ndarray, float]:
     """One additive bias per class, by coordinate search over ``grid`` for the rule's score."""
@@ -99,14 +110,8 @@ def main(argv=None) -> None:
                     help="also check per-class biases on K random halvings (tuned on one half, scored on the other)")
     args = ap.parse_args(argv)
 
-    model, _, prep = load_model(args.weights)
-    framing = FaceFraming(mode=args.framing)
-    sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
-            "SFEW": load_framed(args.val2, prep, "valid", framing)}
-    logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
-              for k, s in sets.items()}
+    logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
-    labels = {k: s.labels for k, s in sets.items()}
     rows = [{"shift": shift, **scores(logits, labels, shift * log_prior)} for shift in args.shifts]
     best = max(rows, key=lambda r: r["worst ratio to target"])
 
