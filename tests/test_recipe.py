@@ -310,3 +310,21 @@ def test_tta_views_zoom_about_the_centre_and_keep_the_template_mirror_symmetric(
         assert np.allclose(t, mirrored)
         spread = np.linalg.norm(t - t.mean(0), axis=1)
         assert np.allclose(spread, zoom * np.linalg.norm(np.asarray(base.template) - np.asarray(base.template).mean(0), axis=1))
+
+
+def test_sharpness_match_softens_detail_and_keeps_flat_faces():
+    """scripts/sharpness_match.py: the round trip keeps the size and a flat image, and removes
+    detail a 48 px source could not hold (a one-pixel checkerboard)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("sharpness_match", REPO / "scripts" / "sharpness_match.py")
+    sm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sm)
+    flat = np.full((2, 64, 64), 117, np.uint8)
+    assert np.array_equal(sm.soften(flat, 48), flat)
+    checker = ((np.indices((64, 64)).sum(0) % 2) * 255).astype(np.uint8)[None]
+    soft = sm.soften(checker, 48)
+    assert soft.shape == checker.shape
+    assert soft.astype(float).std() < 0.5 * checker.astype(float).std()

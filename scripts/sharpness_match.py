@@ -1,0 +1,81 @@
+"""Are film faces missed because they are sharper than the training faces? (issue 13)
+
+FERPlus faces are 48 px, so every training crop is an enlargement; SFEW faces are larger and their
+crops are reductions, sharper at the same input size. This blurs the framed crops the way a 48 px
+source would (down to R px with area averaging, back up bilinearly) on SFEW alone or on both sets,
+and prints the four issue-13 figures and the selection rule's score at the given prior shifts.
+
+    python scripts/sharpness_match.py --weights pyfer/models/tsnet_student.safetensors --shifts 0 \\
+        --out results/sharpness_match_student
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pyfer.facenorm import FaceFraming  # noqa: E402
+from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
+from training.framing import load_framed  # noqa: E402
+from training.predict import load_model, predict_logits  # noqa: E402
+from training.prior_shift import TARGETS, scores  # noqa: E402
+
+
+def soften(images: np.ndarray, via: int) -> np.ndarray:
+    """(N, S, S) uint8 crops -> the same size after a round trip through ``via`` px."""
+    import cv2
+
+    size = images.shape[-1]
+    return np.stack([cv2.resize(cv2.resize(im, (via, via), interpolation=cv2.INTER_AREA), (size, size),
+                                interpolation=cv2.INTER_LINEAR) for im in images])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
+    ap.add_argument("--via", type=int, nargs="+", default=[48, 40, 32], help="round-trip sizes (px)")
+    ap.add_argument("--shifts", type=float, nargs="+", default=[0.0])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    model, _, prep = load_model(args.weights)
+    framing = FaceFraming(mode="align")
+    sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
+            "SFEW": load_framed(args.val2, prep, "valid", framing)}
+    labels = {k: s.labels for k, s in sets.items()}
+    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
+
+    def logits_of(images: dict) -> dict:
+        return {k: predict_logits(model, torch.from_numpy(v).unsqueeze(1), prep, tta=True).numpy()
+                for k, v in images.items()}
+
+    cols = list(TARGETS) + ["worst ratio to target"]
+    md = ["| crops | softened | shift | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    cases = [("as framed", "-", {k: s.images for k, s in sets.items()})]
+    for via in args.via:
+        soft = {k: soften(s.images, via) for k, s in sets.items()}
+        cases.append((f"via {via} px", "SFEW", {"FERPlus valid": sets["FERPlus valid"].images, "SFEW": soft["SFEW"]}))
+        cases.append((f"via {via} px", "both", soft))
+    for name, which, images in cases:
+        logits = logits_of(images)
+        for shift in args.shifts:
+            r = scores(logits, labels, shift * log_prior)
+            cells = [f"{100 * r[c]:.2f}" if c in TARGETS else f"{r[c]:.3f}" for c in cols]
+            md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(cells) + " |")
+    text = f"`{args.weights}` at {prep.input_size} px\n\n" + "\n".join(md)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
