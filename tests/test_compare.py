@@ -46,3 +46,12 @@ def test_a_small_difference_on_few_faces_is_not_called_a_win():
     a, b, diff, low, high, p = paired_bootstrap(logits, better, labels, 500)["SFEW accuracy"]
     assert diff == pytest.approx(2 / 200)
     assert low <= 0 < high
+
+
+def test_cli_refuses_a_missing_model_and_too_few_resamples(tmp_path):
+    from training.compare import main
+
+    with pytest.raises(SystemExit, match="no such model file"):
+        main([str(tmp_path / "a.safetensors"), str(tmp_path / "b.pt")])
+    with pytest.raises(SystemExit, match="resamples"):
+        main(["a", "b", "--resamples", "10"])

@@ -25,13 +25,16 @@ from training.data import DEFAULT_DATA, ferplus_prior
 from training.prior_shift import REPO, TARGETS, framed_logits, scores
 
 
-def paired_bootstrap(logits_a: dict, logits_b: dict, labels: dict, resamples: int, seed: int = 0) -> dict:
+def paired_bootstrap(logits_a: dict, logits_b: dict, labels: dict, resamples: int, seed: int = 0,
+                     progress: bool = False) -> dict:
     """{figure: (A, B, B - A, low, high, P(B > A))} over ``resamples`` paired resamplings of each set's
     faces; figures are TARGETS' four and ``worst ratio to target``; low / high bound 95% of B - A."""
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     observed_a, observed_b = scores(logits_a, labels, 0.0), scores(logits_b, labels, 0.0)
     draws = {k: [] for k in observed_a}
-    for _ in range(resamples):
+    for _ in tqdm(range(resamples), desc="paired bootstrap", disable=not progress, mininterval=2.0):
         idx = {k: rng.integers(0, len(v), len(v)) for k, v in labels.items()}
         a, b = scores(logits_a, labels, 0.0, idx), scores(logits_b, labels, 0.0, idx)
         for k in draws:
@@ -59,6 +62,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.resamples < 100:
         raise SystemExit("--resamples must be >= 100 for a 95% interval")
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise SystemExit(f"error: no such model file: {path}")
 
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
     logits_a, labels = framed_logits(args.a, args.data, args.val2)
@@ -67,7 +73,7 @@ def main(argv=None) -> None:
         raise SystemExit("the two candidates were scored on different faces")
     logits_a = {k: v + args.shift_a * log_prior for k, v in logits_a.items()}
     logits_b = {k: v + args.shift_b * log_prior for k, v in logits_b.items()}
-    result = paired_bootstrap(logits_a, logits_b, labels, args.resamples, args.seed)
+    result = paired_bootstrap(logits_a, logits_b, labels, args.resamples, args.seed, progress=True)
 
     md = [f"A = `{args.a}` (shift {args.shift_a:g}), B = `{args.b}` (shift {args.shift_b:g}); "
           f"{args.resamples} paired resamplings of the faces",
