@@ -24,7 +24,7 @@ from pyfer.facenorm import FaceFraming  # noqa: E402
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
 from training.framing import load_framed  # noqa: E402
 from training.predict import load_model, predict_logits  # noqa: E402
-from training.prior_shift import TARGETS, scores  # noqa: E402
+from training.prior_shift import TARGETS, format_cells, scores  # noqa: E402
 
 
 def soften(images: np.ndarray, via: int) -> np.ndarray:
@@ -68,8 +68,7 @@ def main(argv=None) -> None:
         logits = logits_of(images)
         for shift in args.shifts:
             r = scores(logits, labels, shift * log_prior)
-            cells = [f"{100 * r[c]:.2f}" if c in TARGETS else f"{r[c]:.3f}" for c in cols]
-            md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(cells) + " |")
+            md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(format_cells(r)) + " |")
     text = f"`{args.weights}` at {prep.input_size} px\n\n" + "\n".join(md)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

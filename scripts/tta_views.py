@@ -18,16 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pyfer.facenorm import FaceFraming  # noqa: E402
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
-from training.framing import load_framed  # noqa: E402
-from training.predict import load_model, predict_logits  # noqa: E402
-from training.prior_shift import TARGETS, scores  # noqa: E402
+from training.prior_shift import TARGETS, format_cells, framed_logits, scores  # noqa: E402
 
 # (zoom, dx, dy): zoom > 1 spreads the landmarks, so the face fills more of the crop
 VIEW_SETS = {
@@ -56,18 +53,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(REPO / "results" / "tta_views_student"))
     args = ap.parse_args(argv)
 
-    model, _, prep = load_model(args.weights)
     base = FaceFraming(mode="align")
     views = sorted({v for vs in VIEW_SETS.values() for v in vs})
     logits = {}  # view -> set -> flip-averaged logits
-    labels = {}
     for v in views:
-        framing = view_framing(base, *v)
-        sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
-                "SFEW": load_framed(args.val2, prep, "valid", framing)}
-        labels = {k: s.labels for k, s in sets.items()}
-        logits[v] = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
-                     for k, s in sets.items()}
+        logits[v], labels = framed_logits(args.weights, args.data, args.val2, view_framing(base, *v))
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
 
     cols = list(TARGETS) + ["worst ratio to target"]
@@ -81,8 +71,7 @@ def main(argv=None) -> None:
         best = max(by_shift, key=lambda r: r["worst ratio to target"])
         shown = [("0", own)] + ([(f"{best['shift']:g} (best)", best)] if best is not own else [])
         for tag, r in shown:
-            cells = [f"{100 * r[c]:.2f}" if c in TARGETS else f"{r[c]:.3f}" for c in cols]
-            md.append(f"| {name} | {tag} | " + " | ".join(cells) + " |")
+            md.append(f"| {name} | {tag} | " + " | ".join(format_cells(r)) + " |")
         rows.append({"views": name, "view_params": vs, "own_shift": own, "best": best})
     text = "\n".join(md)
     out = Path(args.out)

@@ -57,11 +57,16 @@ def worst_ratio(logits: dict, labels: dict, bias, idx: dict | None = None) -> fl
     return scores(logits, labels, bias, idx)["worst ratio to target"]
 
 
-def framed_logits(weights: str, data: str, val2: str, framing: str = "align") -> tuple[dict, dict]:
+def format_cells(row: dict) -> list[str]:
+    """A row of ``scores`` as table cells: TARGETS' figures in %, then the worst ratio."""
+    return [f"{100 * row[c]:.2f}" for c in TARGETS] + [f"{row['worst ratio to target']:.3f}"]
+
+
+def framed_logits(weights: str, data: str, val2: str, framing: str | FaceFraming = "align") -> tuple[dict, dict]:
     """A model's flip-averaged logits and the labels on FERPlus valid and SFEW (the two sets of
-    TARGETS), each face framed by ``normalize_face`` as at inference."""
+    TARGETS), each face framed by ``normalize_face`` as at inference (or by ``framing``)."""
     model, _, prep = load_model(weights)
-    fr = FaceFraming(mode=framing)
+    fr = framing if isinstance(framing, FaceFraming) else FaceFraming(mode=framing)
     sets = {"FERPlus valid": load_framed(data, prep, "valid", fr), "SFEW": load_framed(val2, prep, "valid", fr)}
     logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
               for k, s in sets.items()}
@@ -118,7 +123,7 @@ def main(argv=None) -> None:
     cols = list(TARGETS) + ["worst ratio to target"]
     md = ["| shift | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for r in rows:
-        cells = [f"{100 * r[c]:.2f}" if c in TARGETS else f"{r[c]:.3f}" for c in cols]
+        cells = format_cells(r)
         mark = " **(chosen)**" if r is best else ""
         md.append(f"| {r['shift']:g}{mark} | " + " | ".join(cells) + " |")
     md.append("| target | " + " | ".join(f"{100 * t:.0f}" for t in TARGETS.values()) + " | 1.000 |")
