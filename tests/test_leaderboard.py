@@ -1,0 +1,48 @@
+"""training.leaderboard: every scored candidate ranked by the selection rule, and the students' spread."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from training.leaderboard import load_candidates, main, markdown, spread  # noqa: E402
+
+
+def _write(folder, name, weights, rows):
+    """rows: (shift, worst ratio) pairs; the four figures are made to follow the ratio."""
+    out = [{"shift": s, "FERPlus valid accuracy": 0.87 * r, "FERPlus valid macro recall": 0.72 * r,
+            "SFEW accuracy": 0.52 * r, "SFEW macro recall": 0.42 * r, "worst ratio to target": r}
+           for s, r in rows]
+    (folder / f"prior_shift_{name}.json").write_text(json.dumps({"weights": weights, "rows": out}))
+
+
+def test_candidates_are_ranked_at_their_best_shift_and_teachers_kept_out_of_the_spread(tmp_path):
+    _write(tmp_path, "a", "runs/a/ep1.pt", [(0.3, 0.90), (0.4, 0.95)])
+    _write(tmp_path, "b", "runs/b/ep1.pt", [(0.3, 0.97), (0.4, 0.93)])
+    _write(tmp_path, "t", "runs/robust_teacher/last.pt", [(0.5, 0.99)])
+    cands = load_candidates(tmp_path)
+    assert [c["name"] for c in cands] == ["t", "b", "a"]
+    assert [c["row"]["shift"] for c in cands] == [0.5, 0.3, 0.4]
+    assert [c["teacher"] for c in cands] == [True, False, False]
+    st = spread(cands)
+    assert st["students"] == 2 and st["min"] == 0.95 and st["max"] == 0.97
+    table = markdown(cands, shipped="a")
+    assert "| 3 | a **(shipped)** | 0.4 |" in table and "t (teacher)" in table
+
+
+def test_writes_the_table_and_the_figure(tmp_path):
+    _write(tmp_path, "a", "runs/a/ep1.pt", [(0.4, 0.95)])
+    main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
+    assert (tmp_path / "board.md").read_text().startswith("1 student checkpoints scored")
+    assert (tmp_path / "board.png").stat().st_size > 10_000
+
+
+def test_clear_errors_for_an_empty_folder_and_a_foreign_file(tmp_path):
+    with pytest.raises(SystemExit, match="no prior_shift"):
+        main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
+    (tmp_path / "prior_shift_x.json").write_text('{"weights": "w"}')
+    with pytest.raises(SystemExit, match="not a training.prior_shift result"):
+        main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])

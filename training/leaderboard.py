@@ -1,0 +1,125 @@
+"""Every candidate scored by the selection rule, ranked, with a picture of the spread (issue 13).
+
+``training.prior_shift`` writes one ``results/prior_shift_NAME.json`` per scored checkpoint. This
+reads them all, takes each candidate at its best prior shift (the rule: the largest worst ratio to
+the four targets), and writes
+
+- ``OUT.md``: the candidates ranked, and for the students the spread of the rule's score (min,
+  quartiles, max), so that a new candidate can be read against how far checkpoints scatter;
+- ``OUT.png``: FERPlus valid against SFEW train, accuracy and macro recall, one point a candidate,
+  teachers apart, the shipped student marked, the targets drawn.
+
+Teachers are the candidates whose checkpoint path names a teacher; they are listed but left out of
+the students' spread.
+
+    python -m training.leaderboard --out results/leaderboard
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.prior_shift import REPO, TARGETS
+
+RULE = "worst ratio to target"
+FIGURES = tuple(TARGETS)  # FERPlus acc, FERPlus macro recall, SFEW acc, SFEW macro recall
+SHIPPED = "consistent_t4_last"  # results/prior_shift_consistent_t4_last.json: the shipped student's run
+
+
+def load_candidates(folder: Path) -> list[dict]:
+    """One entry per ``prior_shift_*.json``: name, weights, whether a teacher, and its best row."""
+    out = []
+    for path in sorted(folder.glob("prior_shift_*.json")):
+        try:
+            d = json.loads(path.read_text())
+            best = max(d["rows"], key=lambda r: r[RULE])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a training.prior_shift result ({e})") from e
+        weights = str(d.get("weights", ""))
+        out.append({"name": path.stem[len("prior_shift_"):], "weights": weights,
+                    "teacher": "teacher" in weights.lower(), "row": best})
+    if not out:
+        raise FileNotFoundError(f"no prior_shift_*.json in {folder}: run training.prior_shift first")
+    return sorted(out, key=lambda c: -c["row"][RULE])
+
+
+def spread(candidates: list[dict]) -> dict:
+    """Count, min, quartiles and max of the students' scores by the rule."""
+    s = np.array([c["row"][RULE] for c in candidates if not c["teacher"]])
+    if s.size == 0:
+        return {"students": 0}
+    q = np.percentile(s, [0, 25, 50, 75, 100])
+    return {"students": int(s.size), **dict(zip(("min", "q1", "median", "q3", "max"), q.round(4).tolist()))}
+
+
+def markdown(candidates: list[dict], shipped: str) -> str:
+    st = spread(candidates)
+    lines = [f"{st['students']} student checkpoints scored; the rule's score (worst ratio to target) "
+             + (f"spreads from {st['min']:.3f} to {st['max']:.3f}, quartiles {st['q1']:.3f} / "
+                f"{st['median']:.3f} / {st['q3']:.3f}." if st["students"] else "has no students."),
+             "",
+             "| rank | candidate | shift | " + " | ".join(FIGURES) + f" | {RULE} |",
+             "|---|---|---|" + "---|" * (len(FIGURES) + 1)]
+    for i, c in enumerate(candidates, 1):
+        r = c["row"]
+        name = c["name"] + (" (teacher)" if c["teacher"] else "") + (" **(shipped)**" if c["name"] == shipped else "")
+        lines.append(f"| {i} | {name} | {r['shift']:g} | "
+                     + " | ".join(f"{100 * r[f]:.2f}" for f in FIGURES) + f" | {r[RULE]:.3f} |")
+    lines.append("| | target | | " + " | ".join(f"{100 * TARGETS[f]:g}" for f in FIGURES) + " | 1.000 |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(candidates: list[dict], shipped: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    students = [c for c in candidates if not c["teacher"]]
+    scores = [c["row"][RULE] for c in students]
+    for ax, (fx, fy) in zip(axes, [FIGURES[0::2], FIGURES[1::2]]):
+        pts = ax.scatter([100 * c["row"][fx] for c in students], [100 * c["row"][fy] for c in students],
+                         c=scores, cmap="viridis", s=28, label="student checkpoint")
+        teachers = [c for c in candidates if c["teacher"]]
+        ax.scatter([100 * c["row"][fx] for c in teachers], [100 * c["row"][fy] for c in teachers],
+                   marker="^", s=60, facecolors="none", edgecolors="tab:red", label="teacher")
+        for c in candidates:
+            if c["name"] == shipped:
+                ax.scatter([100 * c["row"][fx]], [100 * c["row"][fy]], marker="*", s=260,
+                           facecolors="none", edgecolors="black", label="shipped student")
+        ax.axvline(100 * TARGETS[fx], color="grey", ls="--", lw=1)
+        ax.axhline(100 * TARGETS[fy], color="grey", ls="--", lw=1)
+        ax.set_xlabel(f"{fx} (%)")
+        ax.set_ylabel(f"{fy} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.colorbar(pts, ax=axes, label=RULE, shrink=0.9)
+    fig.suptitle("Every scored candidate at its best prior shift (dashed: issue-13 targets)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(REPO / "results"), help="folder of prior_shift_*.json")
+    ap.add_argument("--shipped", default=SHIPPED, help="name of the shipped student's result (prior_shift_NAME.json)")
+    ap.add_argument("--out", default=str(REPO / "results" / "leaderboard"), help="writes OUT.md and OUT.png")
+    args = ap.parse_args(argv)
+    try:
+        candidates = load_candidates(Path(args.results))
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = markdown(candidates, args.shipped)
+    out.with_suffix(".md").write_text(text)
+    plot(candidates, args.shipped, out.with_suffix(".png"))
+    print(text.split("\n")[0])
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
