@@ -36,7 +36,7 @@ def test_candidates_are_ranked_at_their_best_shift_and_teachers_kept_out_of_the_
 def test_writes_the_table_and_the_figure(tmp_path):
     _write(tmp_path, "a", "runs/a/ep1.pt", [(0.4, 0.95)])
     main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
-    assert (tmp_path / "board.md").read_text().startswith("1 student checkpoints scored")
+    assert (tmp_path / "board.md").read_text().startswith("1 student checkpoint scored")
     assert (tmp_path / "board.png").stat().st_size > 10_000
 
 

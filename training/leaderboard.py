@@ -57,7 +57,8 @@ def spread(candidates: list[dict]) -> dict:
 
 def markdown(candidates: list[dict], shipped: str) -> str:
     st = spread(candidates)
-    lines = [f"{st['students']} student checkpoints scored; the rule's score (worst ratio to target) "
+    lines = [f"{st['students']} student checkpoint{'' if st['students'] == 1 else 's'} scored; "
+             "the rule's score (worst ratio to target) "
              + (f"spreads from {st['min']:.3f} to {st['max']:.3f}, quartiles {st['q1']:.3f} / "
                 f"{st['median']:.3f} / {st['q3']:.3f}." if st["students"] else "has no students."),
              "",
