@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pyfer.facenorm import FaceFraming  # noqa: E402
-from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
-from training.framing import load_framed  # noqa: E402
-from training.predict import load_model, predict_logits  # noqa: E402
-from training.prior_shift import TARGETS, format_cells, scores  # noqa: E402
+from training.data import DEFAULT_DATA  # noqa: E402
+from training.prior_shift import transformed_crops_table  # noqa: E402
 
 
 def soften(images: np.ndarray, via: int) -> np.ndarray:
@@ -46,30 +43,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    model, _, prep = load_model(args.weights)
-    framing = FaceFraming(mode="align")
-    sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
-            "SFEW": load_framed(args.val2, prep, "valid", framing)}
-    labels = {k: s.labels for k, s in sets.items()}
-    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
-
-    def logits_of(images: dict) -> dict:
-        return {k: predict_logits(model, torch.from_numpy(v).unsqueeze(1), prep, tta=True).numpy()
-                for k, v in images.items()}
-
-    cols = list(TARGETS) + ["worst ratio to target"]
-    md = ["| crops | softened | shift | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
-    cases = [("as framed", "-", {k: s.images for k, s in sets.items()})]
+    cases = [("as framed", "-", None)]
     for via in args.via:
-        soft = {k: soften(s.images, via) for k, s in sets.items()}
-        cases.append((f"via {via} px", "SFEW", {"FERPlus valid": sets["FERPlus valid"].images, "SFEW": soft["SFEW"]}))
-        cases.append((f"via {via} px", "both", soft))
-    for name, which, images in cases:
-        logits = logits_of(images)
-        for shift in args.shifts:
-            r = scores(logits, labels, shift * log_prior)
-            md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(format_cells(r)) + " |")
-    text = f"`{args.weights}` at {prep.input_size} px\n\n" + "\n".join(md)
+        cases += [(f"via {via} px", which, partial(soften, via=via)) for which in ("SFEW", "both")]
+    text = transformed_crops_table(args.weights, args.data, args.val2, cases, args.shifts)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text + "\n")

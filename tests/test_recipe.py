@@ -328,3 +328,25 @@ def test_sharpness_match_softens_detail_and_keeps_flat_faces():
     soft = sm.soften(checker, 48)
     assert soft.shape == checker.shape
     assert soft.astype(float).std() < 0.5 * checker.astype(float).std()
+
+
+def test_lighting_match_normalizes_contrast_and_keeps_flat_faces():
+    """scripts/lighting_match.py: moment matching sets each crop's mean and spread and leaves a
+    flat crop flat; equalization and CLAHE keep the shape and stretch a dim, low-contrast crop."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("lighting_match", REPO / "scripts" / "lighting_match.py")
+    lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lm)
+    rng = np.random.default_rng(0)
+    dim = rng.integers(20, 60, (3, 64, 64)).astype(np.uint8)  # dark and flat-ish, like a low-key frame
+    out = lm.match_moments(dim, 128.0, 50.0)
+    assert out.shape == dim.shape and out.dtype == np.uint8
+    assert np.allclose(out.mean(axis=(1, 2)), 128, atol=1.5) and np.allclose(out.std(axis=(1, 2)), 50, atol=1.5)
+    flat = np.full((1, 64, 64), 30, np.uint8)
+    assert np.array_equal(lm.match_moments(flat, 128.0, 50.0), np.full_like(flat, 128))
+    for fn in (lm.equalize, lm.clahe):
+        eq = fn(dim)
+        assert eq.shape == dim.shape and eq.astype(float).std() > 2 * dim.astype(float).std()

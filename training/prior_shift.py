@@ -73,6 +73,31 @@ def framed_logits(weights: str, data: str, val2: str, framing: str | FaceFraming
     return logits, {k: s.labels for k, s in sets.items()}
 
 
+def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts) -> str:
+    """Score a model on crops changed before it sees them, as a markdown table.
+
+    ``cases``: (name, which, fn) with ``fn`` mapping (N, S, S) uint8 crops to the same, applied to
+    the SFEW crops (``which="SFEW"``), to both sets (``"both"``) or to none (``"-"``); every case is
+    scored at each added prior shift in ``shifts``, flip averaging, faces framed as at inference."""
+    model, _, prep = load_model(weights)
+    framing = FaceFraming(mode="align")
+    sets = {"FERPlus valid": load_framed(data, prep, "valid", framing),
+            "SFEW": load_framed(val2, prep, "valid", framing)}
+    labels = {k: s.labels for k, s in sets.items()}
+    log_prior = np.log(ferplus_prior(data.partition(":")[2]))
+    cols = list(TARGETS) + ["worst ratio to target"]
+    md = ["| crops | changed | shift | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    for name, which, fn in cases:
+        logits = {}
+        for k, s in sets.items():
+            images = fn(s.images) if which == "both" or which == k else s.images
+            logits[k] = predict_logits(model, torch.from_numpy(images).unsqueeze(1), prep, tta=True).numpy()
+        for shift in shifts:
+            r = scores(logits, labels, shift * log_prior)
+            md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(format_cells(r)) + " |")
+    return f"`{weights}` at {prep.input_size} px\n\n" + "\n".join(md)
+
+
 def tune_class_biases(logits: dict, labels: dict, idx: dict, sweeps: int = 4,
                       grid=np.linspace(-1.5, 1.5, 31)) -> tuple[np.ndarray, float]:
     """One additive bias per class, by coordinate search over ``grid`` for the rule's score."""
