@@ -46,11 +46,7 @@ def main(argv=None) -> None:
     cases = [("as framed", "-", None)]
     for via in args.via:
         cases += [(f"via {via} px", which, partial(soften, via=via)) for which in ("SFEW", "both")]
-    text = transformed_crops_table(args.weights, args.data, args.val2, cases, args.shifts)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    print(transformed_crops_table(args.weights, args.data, args.val2, cases, args.shifts, out=args.out))
 
 
 if __name__ == "__main__":

@@ -73,12 +73,13 @@ def framed_logits(weights: str, data: str, val2: str, framing: str | FaceFraming
     return logits, {k: s.labels for k, s in sets.items()}
 
 
-def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts) -> str:
+def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, out: str | None = None) -> str:
     """Score a model on crops changed before it sees them, as a markdown table.
 
     ``cases``: (name, which, fn) with ``fn`` mapping (N, S, S) uint8 crops to the same, applied to
     the SFEW crops (``which="SFEW"``), to both sets (``"both"``) or to none (``"-"``); every case is
-    scored at each added prior shift in ``shifts``, flip averaging, faces framed as at inference."""
+    scored at each added prior shift in ``shifts``, flip averaging, faces framed as at inference.
+    Also written to ``<out>.md`` when ``out`` is given."""
     model, _, prep = load_model(weights)
     framing = FaceFraming(mode="align")
     sets = {"FERPlus valid": load_framed(data, prep, "valid", framing),
@@ -95,7 +96,11 @@ def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts) -
         for shift in shifts:
             r = scores(logits, labels, shift * log_prior)
             md.append(f"| {name} | {which} | {shift:g} | " + " | ".join(format_cells(r)) + " |")
-    return f"`{weights}` at {prep.input_size} px\n\n" + "\n".join(md)
+    text = f"`{weights}` at {prep.input_size} px\n\n" + "\n".join(md)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).with_suffix(".md").write_text(text + "\n")
+    return text
 
 
 def tune_class_biases(logits: dict, labels: dict, idx: dict, sweeps: int = 4,
