@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.data import DEFAULT_DATA  # noqa: E402
+from training.data import DEFAULT_DATA, clahe_crops  # noqa: E402
 from training.prior_shift import transformed_crops_table  # noqa: E402
 
 
@@ -33,13 +33,6 @@ def equalize(images: np.ndarray) -> np.ndarray:
     import cv2
 
     return np.stack([cv2.equalizeHist(im) for im in images])
-
-
-def clahe(images: np.ndarray, clip: float = 2.0, tiles: int = 4) -> np.ndarray:
-    import cv2
-
-    op = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
-    return np.stack([op.apply(im) for im in images])
 
 
 def match_moments(images: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -81,7 +74,7 @@ def main(argv=None) -> None:
             clip, tiles = float(setting.split("/")[0]), int(setting.split("/")[1])
         except (IndexError, ValueError):
             raise SystemExit(f"error: --clahe takes CLIP/TILES such as 2/4, got {setting!r}")
-        variants.append((f"clahe {clip:g}/{tiles}", partial(clahe, clip=clip, tiles=tiles)))
+        variants.append((f"clahe {clip:g}/{tiles}", partial(clahe_crops, clip=clip, tiles=tiles)))
     for name, fn in variants:
         cases += [(name, which, fn) for which in ("SFEW", "both")]
     print(transformed_crops_table(args.weights, args.data, args.val2, cases, args.shifts, out=args.out))

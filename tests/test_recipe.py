@@ -256,6 +256,49 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view
 
 
+def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_their_own_crops():
+    """--student-clahe: the student trains on equalized crops while the live teacher answers on the
+    unequalized faces under the very same augmentation and mixup draws."""
+    from types import SimpleNamespace
+
+    from training.data import clahe_crops
+    from training.models import ModelSpec
+    from training.train import parse_clahe, train_epoch
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 8, (16,), generator=g)
+    x_eq = torch.from_numpy(clahe_crops(x[:, 0].numpy(), 2.0, 4)).unsqueeze(1)
+    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=1, quiet=True, no_augment=False,
+                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
+
+    def views(x_train, x_teacher):
+        seen = {"teacher": [], "student": []}
+
+        def teacher(v):
+            seen["teacher"].append(v.clone())
+            return torch.zeros(len(v), 8)
+
+        student = ModelSpec("shufflenetv2").build(dropout=0.0)
+        student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+        opt = torch.optim.SGD(student.parameters(), lr=0.01)
+        train_epoch(args, 0, student, opt, PREP, x_train, y, F.one_hot(y, 8).float(), teacher, None, None,
+                    False, x_teacher=x_teacher)
+        return seen
+
+    split = views(x_eq, x)
+    plain = views(x, None)
+    equalized = views(x_eq, None)
+    for i in range(2):
+        torch.testing.assert_close(split["teacher"][i], plain["student"][i])  # teacher: the raw faces
+        torch.testing.assert_close(split["student"][i], equalized["student"][i])  # student: its own crops
+        assert not torch.allclose(split["teacher"][i], split["student"][i])
+    assert parse_clahe("2/4") == (2.0, 4)
+    for bad in ("2", "a/4", "0/4", "2/0"):
+        with pytest.raises(SystemExit, match="student-clahe"):
+            parse_clahe(bad)
+
+
 def test_a_teacher_at_another_input_size_sees_the_student_view_resized():
     """A student trained at 80 px from a 64 px teacher: the teacher answers on the student's own
     view, resized to its size (so a face resized first gives the same answer), and --init from a
@@ -347,6 +390,6 @@ def test_lighting_match_normalizes_contrast_and_keeps_flat_faces():
     assert np.allclose(out.mean(axis=(1, 2)), 128, atol=1.5) and np.allclose(out.std(axis=(1, 2)), 50, atol=1.5)
     flat = np.full((1, 64, 64), 30, np.uint8)
     assert np.array_equal(lm.match_moments(flat, 128.0, 50.0), np.full_like(flat, 128))
-    for fn in (lm.equalize, lm.clahe):
+    for fn in (lm.equalize, lm.clahe_crops):
         eq = fn(dim)
         assert eq.shape == dim.shape and eq.astype(float).std() > 2 * dim.astype(float).std()

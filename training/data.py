@@ -364,6 +364,15 @@ def _jpeg(x, which, quality):
     return out
 
 
+def clahe_crops(images: np.ndarray, clip: float = 2.0, tiles: int = 4) -> np.ndarray:
+    """(N, S, S) uint8 crops -> the same after contrast-limited adaptive histogram equalization
+    (clip limit ``clip``, ``tiles`` x ``tiles`` tiles): lifts shadows and flattens hard light."""
+    import cv2
+
+    op = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
+    return np.stack([op.apply(im) for im in images]) if len(images) else images.copy()
+
+
 def to_model_input(x_u8, prep: PreprocessSpec):
     """uint8 (B, 1, S, S) tensor -> normalised float32, without augmentation (evaluation)."""
     return (x_u8.float() / 255.0 - prep.mean) / prep.std

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
 from training.checkpoint import CheckpointError, load_for_resume, save_checkpoint
-from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, load_dataset, to_model_input
+from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
 from training.predict import load_model, predict_logits
 
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     ap.add_argument("--keep-epochs", action="store_true",
                     help="also keep each epoch's checkpoint as epN.pt (to score every epoch afterwards)")
+    ap.add_argument("--student-clahe", metavar="CLIP/TILES",
+                    help="experimental: the student trains and validates on CLAHE-equalized crops "
+                         "(e.g. 2/4) while a live teacher answers on the same view unequalized; "
+                         "the export does not record it yet, so such a model is not for shipping")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights (e.g. 0.998; "
                          "0: off)")
@@ -171,6 +175,22 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.teacher_cache and args.mode != "distill":
         raise SystemExit("--teacher-cache is for distill")
+    if args.student_clahe:
+        parse_clahe(args.student_clahe)
+        if args.teacher_cache:
+            raise SystemExit("--student-clahe needs a live teacher (no --teacher-cache)")
+
+
+def parse_clahe(setting: str) -> tuple[float, int]:
+    """'CLIP/TILES' -> (clip limit > 0, tiles >= 1), or a clear error."""
+    try:
+        clip, tiles = setting.split("/")
+        clip, tiles = float(clip), int(tiles)
+    except ValueError:
+        raise SystemExit(f"--student-clahe takes CLIP/TILES such as 2/4, got {setting!r}") from None
+    if clip <= 0 or tiles < 1:
+        raise SystemExit(f"--student-clahe: the clip limit must be > 0 and tiles >= 1, got {setting!r}")
+    return clip, tiles
 
 
 def load_split(source: str, prep: PreprocessSpec, split: str, framing: str) -> FaceSet:
@@ -322,6 +342,13 @@ def run(args: argparse.Namespace) -> dict:
     spec = ModelSpec(ARCH_OF_MODE[args.mode], stem=args.stem)
     train_set, val_set, val2_set = load_data(args, prep)
 
+    x_teacher = None  # the teacher's own view of each training face, where it differs from the student's
+    if args.student_clahe:
+        clip, tiles = parse_clahe(args.student_clahe)
+        x_teacher = torch.from_numpy(train_set.images).unsqueeze(1).to(device)
+        train_set, val_set = (replace(d, images=clahe_crops(d.images, clip, tiles)) for d in (train_set, val_set))
+        if val2_set is not None:
+            val2_set = replace(val2_set, images=clahe_crops(val2_set.images, clip, tiles))
     x_train = torch.from_numpy(train_set.images).unsqueeze(1).to(device)
     y_train = torch.from_numpy(train_set.labels).to(device)
     t_train = torch.from_numpy(train_set.targets).to(device)
@@ -376,7 +403,7 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
-                                            teacher, teacher_logits, shift, amp, ema)
+                                            teacher, teacher_logits, shift, amp, ema, x_teacher)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
         judged = model if ema is None else ema.module
         record.update(evaluate_epoch(judged, prep, val_set, device, args.tta, eval_amp, "val"))
@@ -471,7 +498,7 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
 
 
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
-                teacher, teacher_logits, shift, amp: bool, ema=None) -> tuple[float, float]:
+                teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None) -> tuple[float, float]:
     from tqdm import tqdm
 
     device = x_train.device
@@ -489,9 +516,15 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
     for b in bar:
         idx = order[b * args.batch_size:(b + 1) * args.batch_size]
         xb = x_train[idx]
+        if x_teacher is not None:  # the teacher's view: the same draws of every augmentation
+            state = gen.get_state()
+            xt = to_model_input(x_teacher[idx], prep) if args.no_augment else augment(x_teacher[idx], prep, aug, gen)
+            gen.set_state(state)
         x = to_model_input(xb, prep) if args.no_augment else augment(xb, prep, aug, gen)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        if x_teacher is None:
+            xt = x
         target = t_train[idx] if args.soft_labels else y_train[idx]
         # cached answers are for the clean face, so mixup mixes them; a live teacher instead
         # answers on exactly the (mixed, augmented) view the student sees: consistent teaching
@@ -500,6 +533,7 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
             lam = float(mix_rng.beta(args.mixup, args.mixup))
             perm = torch.from_numpy(mix_rng.permutation(len(idx))).to(device)
             x = lam * x + (1 - lam) * x[perm]
+            xt = x if x_teacher is None else lam * xt + (1 - lam) * xt[perm]
             if target.ndim == 1:
                 target = F.one_hot(target, n_classes).float()
             target = lam * target + (1 - lam) * target[perm]
@@ -507,7 +541,7 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
                 t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
         if teacher is not None and teacher_logits is None:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                t_probs = F.softmax(teacher(x).float() / args.T, 1)
+                t_probs = F.softmax(teacher(xt).float() / args.T, 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift)
