@@ -256,6 +256,46 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view
 
 
+def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
+    """--teacher-views K: epoch e repeats the batches of epoch e % K exactly, the teacher answers only
+    in the first K epochs, and the kept answers survive a restart (but not a change of draws)."""
+    from types import SimpleNamespace
+
+    from training.models import ModelSpec
+    from training.train import TeacherViews, train_epoch
+
+    seen = {"teacher": [], "student": []}
+
+    def teacher(x):
+        seen["teacher"].append(x.clone())
+        return x.flatten(1)[:, :8] * 3.0  # answers that depend on the view
+
+    student = ModelSpec("shufflenetv2").build(dropout=0.0)
+    student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=3, quiet=True, no_augment=False,
+                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 8, (16,), generator=g)
+    opt = torch.optim.SGD(student.parameters(), lr=0.01)
+    path = tmp_path / "teacher_views.pt"
+    views = TeacherViews(2, 2, 8, 8, path, "key")
+    for epoch in range(3):
+        train_epoch(args, epoch, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False,
+                    views=views)
+        if not views.filled[views.draw(epoch)]:
+            views.filled[views.draw(epoch)] = True
+            views.save()
+    assert len(seen["teacher"]) == 4 and len(seen["student"]) == 6  # no teacher in epoch 3
+    for b in range(2):
+        assert torch.equal(seen["student"][4 + b], seen["student"][b])  # epoch 3 replays epoch 1
+        torch.testing.assert_close(views.logits[0, b], teacher(seen["student"][b]))
+    assert not torch.equal(seen["student"][2], seen["student"][0])  # epoch 2 drew its own views
+    again = TeacherViews(2, 2, 8, 8, path, "key")
+    assert again.filled == [True, True] and torch.equal(again.logits, views.logits)
+    assert TeacherViews(2, 2, 8, 8, path, "other draws").filled == [False, False]
+
+
 def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_their_own_crops():
     """--student-clahe: the student trains on equalized crops while the live teacher answers on the
     unequalized faces under the very same augmentation and mixup draws."""

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distill from the teacher's answers on each clean training face (averaged with "
                          "its mirror), computed once. Default: the teacher answers on every augmented, "
                          "mixed batch the student sees (in pyfer's engine for a .safetensors teacher on CPU)")
+    ap.add_argument("--teacher-views", type=int, default=0, metavar="K",
+                    help="replay K fixed augmented, mixed epochs: epoch e repeats the draws of epoch e mod K, "
+                         "so the live teacher answers only in the first K epochs and its answers are kept "
+                         "(teacher_views.pt) for the rest. Cheaper epochs, fewer distinct views (0: off)")
     ap.add_argument("--val2", help="second-domain evaluation set (a manifest CSV, e.g. SFEW train): "
                                    "reported each epoch; best.pt is chosen by the sum of both accuracies")
     ap.add_argument("--tta", action="store_true", help="validate with horizontal-flip averaging")
@@ -175,6 +179,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.teacher_cache and args.mode != "distill":
         raise SystemExit("--teacher-cache is for distill")
+    if args.teacher_views < 0:
+        raise SystemExit("--teacher-views must be >= 0 (0: off)")
+    if args.teacher_views and (args.mode != "distill" or args.teacher_cache):
+        raise SystemExit("--teacher-views is for distill with a live teacher (no --teacher-cache)")
     if args.student_clahe:
         parse_clahe(args.student_clahe)
         if args.teacher_cache:
@@ -295,6 +303,32 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
     return logits.to(x_train.device)
 
 
+class TeacherViews:
+    """The live teacher's logits on K fixed augmented, mixed epochs (``--teacher-views K``).
+
+    Epoch e replays the draws (batch order, augmentation, mixup) of epoch ``e % K``, so from epoch K
+    on the student sees batches the teacher has already answered, and the teacher is skipped. Logits
+    are kept as (K, batches, batch size, classes) float32 in ``teacher_views.pt`` beside the
+    checkpoints, only for complete epochs, keyed on everything that decides the draws."""
+
+    def __init__(self, k: int, n_batches: int, batch_size: int, n_classes: int, path: Path, key: str):
+        self.k, self.path, self.key = k, path, key
+        self.logits = torch.zeros(k, n_batches, batch_size, n_classes)
+        self.filled = [False] * k
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu")
+            if saved.get("key") == key and saved["logits"].shape == self.logits.shape:
+                self.logits, self.filled = saved["logits"], list(saved["filled"])
+
+    def draw(self, epoch: int) -> int:
+        return epoch % self.k
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, tmp)
+        tmp.replace(self.path)
+
+
 def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
     """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
     export whose folded BatchNorms are rebuilt from the training images' statistics."""
@@ -396,6 +430,13 @@ def run(args: argparse.Namespace) -> dict:
     prior = np.maximum(train_set.class_counts(), 1) / len(train_set)
     shift = (args.balance * torch.log(torch.as_tensor(prior, dtype=torch.float32))).to(device) \
         if args.balance else None
+    views = None
+    if teacher is not None and args.teacher_views:
+        views = TeacherViews(args.teacher_views, len(train_set) // args.batch_size, args.batch_size,
+                             t_train.shape[1], out / "teacher_views.pt",
+                             json.dumps([str(args.teacher), args.framing, len(train_set), train_set.names[0],
+                                         args.seed, args.augment, args.mixup, args.input_size,
+                                         args.student_clahe]))
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
 
@@ -403,7 +444,10 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
-                                            teacher, teacher_logits, shift, amp, ema, x_teacher)
+                                            teacher, teacher_logits, shift, amp, ema, x_teacher, views)
+        if views is not None and not views.filled[views.draw(epoch)]:
+            views.filled[views.draw(epoch)] = True
+            views.save()
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
         judged = model if ema is None else ema.module
         record.update(evaluate_epoch(judged, prep, val_set, device, args.tta, eval_amp, "val"))
@@ -498,15 +542,19 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
 
 
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
-                teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None) -> tuple[float, float]:
+                teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None,
+                views: TeacherViews | None = None) -> tuple[float, float]:
     from tqdm import tqdm
 
     device = x_train.device
     model.train()
-    # per-epoch seeds: a resumed run sees exactly the batches it would have seen
-    order = torch.from_numpy(np.random.default_rng([args.seed, epoch]).permutation(len(x_train))).to(device)
-    gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + epoch)
-    mix_rng = np.random.default_rng([args.seed, epoch, 7])
+    # per-epoch seeds: a resumed run sees exactly the batches it would have seen; with --teacher-views
+    # the epoch replays the draws of an earlier one
+    draw = views.draw(epoch) if views is not None else epoch
+    replay = views is not None and views.filled[draw]
+    order = torch.from_numpy(np.random.default_rng([args.seed, draw]).permutation(len(x_train))).to(device)
+    gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + draw)
+    mix_rng = np.random.default_rng([args.seed, draw, 7])
     aug = AUGMENTS[args.augment]
     n_classes = t_train.shape[1]
     n_batches = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm)
@@ -539,9 +587,14 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
             target = lam * target + (1 - lam) * target[perm]
             if t_probs is not None:
                 t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
-        if teacher is not None and teacher_logits is None:
+        if replay:
+            t_probs = F.softmax(views.logits[draw, b].to(device) / args.T, 1)
+        elif teacher is not None and teacher_logits is None:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                t_probs = F.softmax(teacher(xt).float() / args.T, 1)
+                t_out = teacher(xt).float()
+            if views is not None:
+                views.logits[draw, b] = t_out.cpu()
+            t_probs = F.softmax(t_out / args.T, 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift)
