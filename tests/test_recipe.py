@@ -226,11 +226,22 @@ def test_engine_teacher_matches_its_pytorch_rebuild():
     torch.testing.assert_close(EngineTeacher(str(path), 1)(x), expected, rtol=1e-4, atol=1e-4)
 
 
+def _tiny_distillation(epochs: int = 1):
+    """Training flags, 16 random 32x32 faces and their labels for train_epoch checks (robust
+    augmentation, mixup, batches of 8)."""
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=epochs, quiet=True, no_augment=False,
+                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 8, (16,), generator=g)
+    return args, x, y
+
+
 def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     """Consistent teaching: with mixup, the live teacher must see the very batch the student sees
     (mixed and augmented), not the clean faces or the views before mixing."""
-    from types import SimpleNamespace
-
     from training.models import ModelSpec
     from training.train import train_epoch
 
@@ -242,11 +253,7 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
 
     student = ModelSpec("shufflenetv2").build(dropout=0.0)
     student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
-    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=1, quiet=True, no_augment=False,
-                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 8, (16,), generator=g)
+    args, x, y = _tiny_distillation()
     opt = torch.optim.SGD(student.parameters(), lr=0.01)
     train_epoch(args, 0, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False)
     assert len(seen["teacher"]) == len(seen["student"]) == 2
@@ -259,8 +266,6 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
 def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     """--teacher-views K: epoch e repeats the batches of epoch e % K exactly, the teacher answers only
     in the first K epochs, and the kept answers survive a restart (but not a change of draws)."""
-    from types import SimpleNamespace
-
     from training.models import ModelSpec
     from training.train import TeacherViews, train_epoch
 
@@ -272,11 +277,7 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
 
     student = ModelSpec("shufflenetv2").build(dropout=0.0)
     student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
-    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=3, quiet=True, no_augment=False,
-                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 8, (16,), generator=g)
+    args, x, y = _tiny_distillation(epochs=3)
     opt = torch.optim.SGD(student.parameters(), lr=0.01)
     path = tmp_path / "teacher_views.pt"
     views = TeacherViews(2, 2, 8, 8, path, "key")
@@ -299,18 +300,12 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
 def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_their_own_crops():
     """--student-clahe: the student trains on equalized crops while the live teacher answers on the
     unequalized faces under the very same augmentation and mixup draws."""
-    from types import SimpleNamespace
-
     from training.data import clahe_crops
     from training.models import ModelSpec
     from training.train import parse_clahe, train_epoch
 
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 8, (16,), generator=g)
+    args, x, y = _tiny_distillation()
     x_eq = torch.from_numpy(clahe_crops(x[:, 0].numpy(), 2.0, 4)).unsqueeze(1)
-    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=1, quiet=True, no_augment=False,
-                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
 
     def views(x_train, x_teacher):
         seen = {"teacher": [], "student": []}
