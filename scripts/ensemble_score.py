@@ -27,8 +27,10 @@ from training.prior_shift import TARGETS, format_cells, framed_logits, scores  #
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
+    """Per row (one face's logits)."""
+    from scipy.special import log_softmax as rowwise
+
+    return rowwise(z, axis=1)
 
 
 def best_shift(logits: dict, labels: dict, log_prior: np.ndarray, shifts) -> tuple[float, dict]:

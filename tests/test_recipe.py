@@ -226,6 +226,21 @@ def test_engine_teacher_matches_its_pytorch_rebuild():
     torch.testing.assert_close(EngineTeacher(str(path), 1)(x), expected, rtol=1e-4, atol=1e-4)
 
 
+def _recording_pair(answer=lambda v: torch.zeros(len(v), 8)):
+    """A teacher and a fresh student that record every batch shown to them (in ``seen``)."""
+    from training.models import ModelSpec
+
+    seen = {"teacher": [], "student": []}
+
+    def teacher(v):
+        seen["teacher"].append(v.clone())
+        return answer(v)
+
+    student = ModelSpec("shufflenetv2").build(dropout=0.0)
+    student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+    return seen, teacher, student
+
+
 def _tiny_distillation(epochs: int = 1):
     """Training flags, 16 random 32x32 faces and their labels for train_epoch checks (robust
     augmentation, mixup, batches of 8)."""
@@ -242,17 +257,9 @@ def _tiny_distillation(epochs: int = 1):
 def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     """Consistent teaching: with mixup, the live teacher must see the very batch the student sees
     (mixed and augmented), not the clean faces or the views before mixing."""
-    from training.models import ModelSpec
     from training.train import train_epoch
 
-    seen = {"teacher": [], "student": []}
-
-    def teacher(x):
-        seen["teacher"].append(x.clone())
-        return torch.zeros(len(x), 8)
-
-    student = ModelSpec("shufflenetv2").build(dropout=0.0)
-    student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+    seen, teacher, student = _recording_pair()
     args, x, y = _tiny_distillation()
     opt = torch.optim.SGD(student.parameters(), lr=0.01)
     train_epoch(args, 0, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False)
@@ -266,17 +273,9 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
 def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     """--teacher-views K: epoch e repeats the batches of epoch e % K exactly, the teacher answers only
     in the first K epochs, and the kept answers survive a restart (but not a change of draws)."""
-    from training.models import ModelSpec
     from training.train import TeacherViews, train_epoch
 
-    seen = {"teacher": [], "student": []}
-
-    def teacher(x):
-        seen["teacher"].append(x.clone())
-        return x.flatten(1)[:, :8] * 3.0  # answers that depend on the view
-
-    student = ModelSpec("shufflenetv2").build(dropout=0.0)
-    student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+    seen, teacher, student = _recording_pair(lambda v: v.flatten(1)[:, :8] * 3.0)  # view-dependent answers
     args, x, y = _tiny_distillation(epochs=3)
     opt = torch.optim.SGD(student.parameters(), lr=0.01)
     path = tmp_path / "teacher_views.pt"
@@ -284,9 +283,7 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     for epoch in range(3):
         train_epoch(args, epoch, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False,
                     views=views)
-        if not views.filled[views.draw(epoch)]:
-            views.filled[views.draw(epoch)] = True
-            views.save()
+        views.epoch_done(epoch)
     assert len(seen["teacher"]) == 4 and len(seen["student"]) == 6  # no teacher in epoch 3
     for b in range(2):
         assert torch.equal(seen["student"][4 + b], seen["student"][b])  # epoch 3 replays epoch 1
@@ -301,21 +298,13 @@ def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_th
     """--student-clahe: the student trains on equalized crops while the live teacher answers on the
     unequalized faces under the very same augmentation and mixup draws."""
     from training.data import clahe_crops
-    from training.models import ModelSpec
     from training.train import parse_clahe, train_epoch
 
     args, x, y = _tiny_distillation()
     x_eq = torch.from_numpy(clahe_crops(x[:, 0].numpy(), 2.0, 4)).unsqueeze(1)
 
     def views(x_train, x_teacher):
-        seen = {"teacher": [], "student": []}
-
-        def teacher(v):
-            seen["teacher"].append(v.clone())
-            return torch.zeros(len(v), 8)
-
-        student = ModelSpec("shufflenetv2").build(dropout=0.0)
-        student.register_forward_pre_hook(lambda _m, inp: seen["student"].append(inp[0].detach().clone()))
+        seen, teacher, student = _recording_pair()
         opt = torch.optim.SGD(student.parameters(), lr=0.01)
         train_epoch(args, 0, student, opt, PREP, x_train, y, F.one_hot(y, 8).float(), teacher, None, None,
                     False, x_teacher=x_teacher)

@@ -323,6 +323,12 @@ class TeacherViews:
     def draw(self, epoch: int) -> int:
         return epoch % self.k
 
+    def epoch_done(self, epoch: int) -> None:
+        """Keep this epoch's answers (on disk too) the first time its draws have been taught."""
+        if not self.filled[self.draw(epoch)]:
+            self.filled[self.draw(epoch)] = True
+            self.save()
+
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, tmp)
@@ -445,9 +451,8 @@ def run(args: argparse.Namespace) -> dict:
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
                                             teacher, teacher_logits, shift, amp, ema, x_teacher, views)
-        if views is not None and not views.filled[views.draw(epoch)]:
-            views.filled[views.draw(epoch)] = True
-            views.save()
+        if views is not None:
+            views.epoch_done(epoch)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
         judged = model if ema is None else ema.module
         record.update(evaluate_epoch(judged, prep, val_set, device, args.tta, eval_amp, "val"))
