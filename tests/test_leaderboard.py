@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from training.leaderboard import load_candidates, main, markdown, spread  # noqa: E402
+from training.leaderboard import load_candidates, main, markdown, run_course, spread  # noqa: E402
 
 
 def _write(folder, name, weights, rows):
@@ -46,3 +46,21 @@ def test_clear_errors_for_an_empty_folder_and_a_foreign_file(tmp_path):
     (tmp_path / "prior_shift_x.json").write_text('{"weights": "w"}')
     with pytest.raises(SystemExit, match="not a training.prior_shift result"):
         main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
+
+
+def test_a_runs_course_takes_its_scored_epochs_in_order_and_draws_them_with_its_log(tmp_path):
+    _write(tmp_path, "long_e10", "runs/long/ep10.pt", [(0.4, 0.96)])
+    _write(tmp_path, "long_e2", "runs/long/ep2.pt", [(0.3, 0.93), (0.4, 0.94)])
+    _write(tmp_path, "longer_e1", "runs/longer/ep1.pt", [(0.4, 0.99)])  # another run, not this one's
+    _write(tmp_path, "shipped", "runs/s/last.pt", [(0.4, 0.963)])
+    course = run_course(load_candidates(tmp_path), "long")
+    assert [(e, r["worst ratio to target"]) for e, r in course] == [(2, 0.94), (10, 0.96)]
+    logs = tmp_path / "logs" / "long"
+    logs.mkdir(parents=True)
+    (logs / "log.jsonl").write_text("".join(json.dumps({"epoch": e, "val_accuracy": 0.6 + e / 100,
+                                                        "val2_accuracy": 0.4}) + "\n" for e in range(1, 11)))
+    main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--shipped", "shipped",
+          "--run", "long", "--logs", str(tmp_path / "logs")])
+    assert (tmp_path / "board_long.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no prior_shift_nosuch_eN"):
+        main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--run", "nosuch"])

@@ -12,12 +12,17 @@ the four targets), and writes
 Teachers are the candidates whose checkpoint path names a teacher; they are listed but left out of
 the students' spread.
 
-    python -m training.leaderboard --out results/leaderboard
+``--run NAME`` also draws one run's course, ``OUT_NAME.png``: the rule's score of each scored epoch
+(``prior_shift_NAME_eN.json``) beside the shipped student's, and the raw-logit metrics of every
+epoch from the run's ``log.jsonl`` (``--logs``, default ``results/runs``; ``runs/`` is tried too).
+
+    python -m training.leaderboard --out results/leaderboard [--run patient32]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +108,57 @@ def plot(candidates: list[dict], shipped: str, path: Path) -> None:
     plt.close(fig)
 
 
+def run_course(candidates: list[dict], run: str) -> list[tuple[int, dict]]:
+    """(epoch, best row) of each scored epoch of ``run`` (candidates named ``RUN_eN``), by epoch."""
+    pattern = re.compile(rf"{re.escape(run)}_e(\d+)")
+    course = [(int(m.group(1)), c["row"]) for c in candidates if (m := pattern.fullmatch(c["name"]))]
+    if not course:
+        raise FileNotFoundError(f"no prior_shift_{run}_eN.json scored: run training.prior_shift on its epochs")
+    return sorted(course)
+
+
+def read_log(path: Path | None) -> list[dict]:
+    """The per-epoch records of a training log.jsonl ([] when there is none)."""
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_run(course: list[tuple[int, dict]], log: list[dict], shipped_score: float | None, run: str,
+             path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot([e for e, _ in course], [r[RULE] for _, r in course], "o-", label=f"{run}, at its best shift")
+    if shipped_score is not None:
+        ax1.axhline(shipped_score, color="black", ls="--", lw=1, label="shipped student")
+    ax1.axhline(1.0, color="grey", ls=":", lw=1, label="all four targets met")
+    ax1.set(xlabel="epoch", ylabel=RULE, title="the selection rule, scored epochs")
+    ax1.legend(fontsize=8)
+    for key, name in (("val_accuracy", "FERPlus valid accuracy"), ("val_macro_recall", "FERPlus valid macro recall"),
+                      ("val2_accuracy", "SFEW accuracy"), ("val2_macro_recall", "SFEW macro recall")):
+        rows = [r for r in log if key in r]
+        if rows:
+            ax2.plot([r["epoch"] for r in rows], [100 * r[key] for r in rows], label=name)
+    ax2.set(xlabel="epoch", ylabel="% (raw logits, no prior shift)", title="every epoch, from the training log")
+    if log:
+        ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(REPO / "results"), help="folder of prior_shift_*.json")
     ap.add_argument("--shipped", default=SHIPPED, help="name of the shipped student's result (prior_shift_NAME.json)")
     ap.add_argument("--out", default=str(REPO / "results" / "leaderboard"), help="writes OUT.md and OUT.png")
+    ap.add_argument("--run", help="also draw this run's course over its scored epochs (OUT_RUN.png)")
+    ap.add_argument("--logs", default=str(REPO / "results" / "runs"), help="folder of run folders with log.jsonl")
     args = ap.parse_args(argv)
     try:
         candidates = load_candidates(Path(args.results))
@@ -120,6 +171,17 @@ def main(argv=None) -> None:
     plot(candidates, args.shipped, out.with_suffix(".png"))
     print(text.split("\n")[0])
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    if args.run:
+        try:
+            course = run_course(candidates, args.run)
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: {e}")
+        logs = [Path(args.logs) / args.run / "log.jsonl", REPO / "runs" / args.run / "log.jsonl"]
+        log = read_log(next((p for p in logs if p.is_file()), None))
+        shipped = next((c["row"][RULE] for c in candidates if c["name"] == args.shipped), None)
+        path = out.with_name(f"{out.name}_{args.run}.png")
+        plot_run(course, log, shipped, args.run, path)
+        print(f"wrote {path}: {len(course)} scored epochs, {len(log)} logged")
 
 
 if __name__ == "__main__":
