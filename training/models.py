@@ -8,9 +8,7 @@ names, so the tensor names below are part of the export format (see ``training/e
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
