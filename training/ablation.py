@@ -11,10 +11,10 @@ picks up where it stopped (finished cells are skipped, a started one resumes). T
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from training import train as train_mod
+from training.checkpoint import read_log
 
 
 def cell_dir(out: Path, T: float, a: float) -> Path:
@@ -22,10 +22,7 @@ def cell_dir(out: Path, T: float, a: float) -> Path:
 
 
 def read_cell(run: Path) -> dict | None:
-    log = run / "log.jsonl"
-    if not log.is_file():
-        return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_log(run / "log.jsonl")
     if not rows:
         return None
     best = max(rows, key=lambda r: r["val_accuracy"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -11,6 +12,22 @@ import torch
 
 from pyfer.preprocess import PreprocessSpec
 from training.models import ModelSpec
+
+
+def read_log(path: Path) -> list[dict]:
+    """A run's ``log.jsonl``: one record per epoch ([] when there is none). A line cut short by a
+    kill is skipped rather than failing every reader of the run."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 class CheckpointError(ValueError):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.checkpoint import read_log
 from training.prior_shift import REPO, TARGETS
 
 RULE = "worst ratio to target"
@@ -117,13 +118,6 @@ def run_course(candidates: list[dict], run: str) -> list[tuple[int, dict]]:
     return sorted(course)
 
 
-def read_log(path: Path | None) -> list[dict]:
-    """The per-epoch records of a training log.jsonl ([] when there is none)."""
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_run(course: list[tuple[int, dict]], log: list[dict], shipped_score: float | None, run: str,
              path: Path) -> None:
     import matplotlib
@@ -176,8 +170,7 @@ def main(argv=None) -> None:
             course = run_course(candidates, args.run)
         except FileNotFoundError as e:
             raise SystemExit(f"error: {e}")
-        logs = [Path(args.logs) / args.run / "log.jsonl", REPO / "runs" / args.run / "log.jsonl"]
-        log = read_log(next((p for p in logs if p.is_file()), None))
+        log = read_log(Path(args.logs) / args.run / "log.jsonl") or read_log(REPO / "runs" / args.run / "log.jsonl")
         shipped = next((c["row"][RULE] for c in candidates if c["name"] == args.shipped), None)
         path = out.with_name(f"{out.name}_{args.run}.png")
         plot_run(course, log, shipped, args.run, path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyfer.preprocess import EMOTIONS
 from training.ablation import table as ablation_table
+from training.checkpoint import read_log
 from training.evaluate import evaluate, plot_confusion
 from training.data import DEFAULT_DATA
 
@@ -38,10 +39,9 @@ def plot_curves(runs: Path, out: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for name, folder in CURVES.items():
-        log = runs / folder / "log.jsonl"
-        if not log.is_file():
+        rows = read_log(runs / folder / "log.jsonl")
+        if not rows:
             continue
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         ep = [r["epoch"] for r in rows]
         ax1.plot(ep, [100 * r["val_accuracy"] for r in rows], label=name)
         ax2.plot(ep, [r["train_loss"] for r in rows], label=name)

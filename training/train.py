@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
-from training.checkpoint import CheckpointError, load_for_resume, save_checkpoint
+from training.checkpoint import CheckpointError, load_for_resume, read_log, save_checkpoint
 from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
 from training.models import STEMS, ModelSpec, count_parameters
 from training.predict import load_model, predict_logits
@@ -159,13 +159,6 @@ def stratified_subset(data: FaceSet, n: int, seed: int) -> FaceSet:
                 picked.append(idx[i])
         i += 1
     return data.subset(np.sort(picked))
-
-
-def _json_or_none(line: str):
-    try:
-        return json.loads(line)
-    except ValueError:  # a line cut short by a kill
-        return None
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -538,9 +531,8 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
     # drops lines of epochs after the checkpoint (a fallback to prev.pt) and restores one lost
     # to a kill between the checkpoint and the log write
     history = list(ckpt.get("log", []))
-    if not history and (out / "log.jsonl").is_file():  # a checkpoint from before the log was kept in it
-        lines = [ln for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()]
-        history = [r for r in map(_json_or_none, lines) if isinstance(r, dict) and r.get("epoch", 0) <= start_epoch]
+    if not history:  # a checkpoint from before the log was kept in it
+        history = [r for r in read_log(out / "log.jsonl") if r.get("epoch", 0) <= start_epoch]
     (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     print(f"resuming {mode} from {ck.path} after epoch {start_epoch}", flush=True)
     return start_epoch, ckpt["best_val_accuracy"], ckpt["best_epoch"], history
