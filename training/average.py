@@ -9,6 +9,13 @@ without gradients, with a cumulative moving average.
 
     python -m training.average runs/robust_tsnet/best.pt runs/robust_long/best.pt --out runs/soup.pt
 
+With one checkpoint, nothing is averaged: only its BatchNorm statistics are measured again on
+clean faces. Training sees augmented, mixed batches, so its running statistics describe inputs
+that inference never gets (a train/test mismatch in the spirit of Touvron et al. 2019, "Fixing
+the train-test resolution discrepancy").
+
+    python -m training.average runs/patient32/ep30.pt --out runs/patient32_e30_bn.pt
+
 The output is a checkpoint like the inputs (``training.export``, ``training.prior_shift`` and
 ``training.evaluate`` read it); its ``averaged_from`` names the inputs.
 """
@@ -53,13 +60,11 @@ def recompute_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch: int
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoints", nargs="+", help="training checkpoints (.pt) of one architecture")
+    ap.add_argument("checkpoints", nargs="+", help="training checkpoints (.pt) of one architecture (one: only re-measure BN)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--data", default=DEFAULT_DATA, help="training faces for the BN statistics")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    if len(args.checkpoints) < 2:
-        ap.error("give at least two checkpoints")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -85,7 +90,8 @@ def main(argv=None) -> None:
     state["model"] = model.state_dict()
     state["averaged_from"] = [str(Path(p)) for p in args.checkpoints]
     save_checkpoint(state, args.out)
-    print(f"wrote {args.out} (mean of {len(ckpts)} checkpoints)")
+    print(f"wrote {args.out} (mean of {len(ckpts)} checkpoints)" if len(ckpts) > 1
+          else f"wrote {args.out} ({args.checkpoints[0]} with its BN statistics measured again)")
 
 
 if __name__ == "__main__":
