@@ -1,0 +1,91 @@
+"""Does a student underfit its teacher, or fail to generalize? (issue 13)
+
+Scores each student against the teacher on the same faces twice: on a random sample of the
+training faces and on FERPlus valid (framed as at inference, no flip). If the student's distance
+from the teacher is as large on faces it trained on as on faces it never saw, the gap is one of
+fit (capacity or optimization), and regularizers aimed at generalization cannot close it.
+
+    python -m training.fit_gap --teacher models/teacher_s11_fp16.safetensors \\
+        --students pyfer/models/tsnet_student.safetensors --out results/fit_gap
+
+Columns: accuracy against the majority label (raw logits: a prior shift baked into an export is
+taken out), the soft cross-entropy against the FERPlus vote shares, KL(teacher || student) at
+temperature T times T^2 (the distillation term of the loss), and how often the two agree on the
+top class. Writes ``<out>.md``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pyfer.facenorm import FaceFraming
+from training.data import DEFAULT_DATA
+from training.export import read_metadata
+from training.framing import load_framed
+from training.predict import load_model, predict_logits
+
+
+def raw_logits(weights: str, data: str, split: str, rows: np.ndarray | None) -> tuple[torch.Tensor, object]:
+    """A model's logits on one split (the rows ``rows`` of it), without any baked prior shift."""
+    model, _, prep = load_model(weights)
+    faces = load_framed(data, prep, split, FaceFraming(mode="align"))
+    if rows is not None:
+        faces = faces.subset(rows)
+    logits = predict_logits(model.float(), torch.from_numpy(faces.images).unsqueeze(1), prep)
+    if str(weights).endswith(".safetensors"):
+        adj = read_metadata(weights).get("logit_adjustment")
+        if adj and adj["prior_shift"]:
+            logits -= adj["prior_shift"] * torch.log(torch.as_tensor(adj["class_prior"]))
+    return logits, faces
+
+
+def compare(teacher: torch.Tensor, student: torch.Tensor, faces, T: float) -> dict:
+    y = torch.from_numpy(faces.labels)
+    votes = torch.from_numpy(faces.targets).float()
+    return {"accuracy": (student.argmax(1) == y).float().mean().item(),
+            "soft CE": -(votes * F.log_softmax(student, 1)).sum(1).mean().item(),
+            "KL x T^2": T * T * F.kl_div(F.log_softmax(student / T, 1), F.softmax(teacher / T, 1),
+                                         reduction="batchmean").item(),
+            "top-1 agreement": (student.argmax(1) == teacher.argmax(1)).float().mean().item()}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--students", nargs="+", required=True)
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--train-sample", type=int, default=4000, help="training faces to score (random, seed 0)")
+    ap.add_argument("--T", type=float, default=8.0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    if args.train_sample < 1:
+        raise SystemExit("--train-sample must be >= 1")
+
+    n_train = len(load_framed(args.data, load_model(args.teacher)[2], "train", FaceFraming(mode="align")))
+    rows = np.sort(np.random.default_rng(0).permutation(n_train)[:args.train_sample])
+    lines = ["| model | faces | accuracy % | soft CE | KL x T^2 | top-1 agreement % |", "|---|---|---|---|---|---|"]
+    for split, pick, name in (("train", rows, f"{len(rows)} training"), ("valid", None, "FERPlus valid")):
+        teacher, faces = raw_logits(args.teacher, args.data, split, pick)
+        itself = compare(teacher, teacher, faces, args.T)
+        lines.append(f"| teacher {Path(args.teacher).name} | {name} | {100 * itself['accuracy']:.2f} | "
+                     f"{itself['soft CE']:.3f} | - | - |")
+        for weights in args.students:
+            student, sfaces = raw_logits(weights, args.data, split, pick)
+            if not np.array_equal(sfaces.labels, faces.labels):
+                raise SystemExit(f"{weights}: its faces do not line up with the teacher's")
+            r = compare(teacher, student, faces, args.T)
+            lines.append(f"| {weights} | {name} | {100 * r['accuracy']:.2f} | {r['soft CE']:.3f} | "
+                         f"{r['KL x T^2']:.3f} | {100 * r['top-1 agreement']:.2f} |")
+    text = "\n".join(lines)
+    out = Path(args.out).with_suffix(".md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
