@@ -95,6 +95,19 @@ def read_metadata(path: str | Path) -> dict:
     return json.loads(meta["pyfer"])
 
 
+def baked_prior_shift(path: str | Path):
+    """The ``prior_shift * log(class_prior)`` an export's classifier bias carries (a numpy vector),
+    or None: a checkpoint (.pt), or an export without a shift. Subtract it for the raw logits."""
+    if not str(path).endswith(".safetensors"):
+        return None
+    adjustment = read_metadata(path).get("logit_adjustment")
+    if not adjustment or not adjustment["prior_shift"]:
+        return None
+    import numpy as np
+
+    return adjustment["prior_shift"] * np.log(np.asarray(adjustment["class_prior"], dtype=np.float64))
+
+
 def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
     return (ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"]),
             PreprocessSpec.from_dict(meta["preprocess"]))

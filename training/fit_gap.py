@@ -24,22 +24,19 @@ import torch.nn.functional as F
 
 from pyfer.facenorm import FaceFraming
 from training.data import DEFAULT_DATA
-from training.export import read_metadata
+from training.export import baked_prior_shift
 from training.framing import load_framed
 from training.predict import load_model, predict_logits
 
 
-def raw_logits(weights: str, data: str, split: str, rows: np.ndarray | None) -> tuple[torch.Tensor, object]:
-    """A model's logits on one split (the rows ``rows`` of it), without any baked prior shift."""
+def raw_logits(weights: str, faces_at) -> tuple[torch.Tensor, object]:
+    """A model's logits on the faces ``faces_at(input size)`` gives, without any baked prior shift."""
     model, _, prep = load_model(weights)
-    faces = load_framed(data, prep, split, FaceFraming(mode="align"))
-    if rows is not None:
-        faces = faces.subset(rows)
+    faces = faces_at(prep)
     logits = predict_logits(model.float(), torch.from_numpy(faces.images).unsqueeze(1), prep)
-    if str(weights).endswith(".safetensors"):
-        adj = read_metadata(weights).get("logit_adjustment")
-        if adj and adj["prior_shift"]:
-            logits -= adj["prior_shift"] * torch.log(torch.as_tensor(adj["class_prior"]))
+    baked = baked_prior_shift(weights)
+    if baked is not None:
+        logits -= torch.as_tensor(baked, dtype=logits.dtype)
     return logits, faces
 
 
@@ -65,16 +62,27 @@ def main(argv=None) -> None:
     if args.train_sample < 1:
         raise SystemExit("--train-sample must be >= 1")
 
-    n_train = len(load_framed(args.data, load_model(args.teacher)[2], "train", FaceFraming(mode="align")))
-    rows = np.sort(np.random.default_rng(0).permutation(n_train)[:args.train_sample])
+    loaded = {}  # (split, input size) -> faces: each split framed once per size
+
+    def faces_at(split: str):
+        def load(prep):
+            if (split, prep.input_size) not in loaded:
+                faces = load_framed(args.data, prep, split, FaceFraming(mode="align"))
+                if split == "train":  # the same random faces at every size
+                    faces = faces.subset(np.sort(np.random.default_rng(0).permutation(len(faces))[:args.train_sample]))
+                loaded[split, prep.input_size] = faces
+            return loaded[split, prep.input_size]
+        return load
+
     lines = ["| model | faces | accuracy % | soft CE | KL x T^2 | top-1 agreement % |", "|---|---|---|---|---|---|"]
-    for split, pick, name in (("train", rows, f"{len(rows)} training"), ("valid", None, "FERPlus valid")):
-        teacher, faces = raw_logits(args.teacher, args.data, split, pick)
+    for split in ("train", "valid"):
+        teacher, faces = raw_logits(args.teacher, faces_at(split))
+        name = f"{len(faces)} training" if split == "train" else "FERPlus valid"
         itself = compare(teacher, teacher, faces, args.T)
         lines.append(f"| teacher {Path(args.teacher).name} | {name} | {100 * itself['accuracy']:.2f} | "
                      f"{itself['soft CE']:.3f} | - | - |")
         for weights in args.students:
-            student, sfaces = raw_logits(weights, args.data, split, pick)
+            student, sfaces = raw_logits(weights, faces_at(split))
             if not np.array_equal(sfaces.labels, faces.labels):
                 raise SystemExit(f"{weights}: its faces do not line up with the teacher's")
             r = compare(teacher, student, faces, args.T)

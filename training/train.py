@@ -342,16 +342,15 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
         model = spec.build(dropout=args.dropout)
         model.load_state_dict(init.state_dict())
         return model
-    from training.export import read_metadata
+    from training.export import baked_prior_shift
     from training.models import unfold_batchnorm
 
     # an export with a prior shift baked into its bias: take it out, so that training goes on from
     # the raw logits the loss was written for (the shift is chosen again after training)
-    adjustment = read_metadata(args.init).get("logit_adjustment")
-    if adjustment and adjustment["prior_shift"]:
+    baked = baked_prior_shift(args.init)
+    if baked is not None:
         with torch.no_grad():
-            init.fc.bias.sub_(torch.as_tensor(adjustment["prior_shift"] * np.log(adjustment["class_prior"]),
-                                              dtype=init.fc.bias.dtype))
+            init.fc.bias.sub_(torch.as_tensor(baked, dtype=init.fc.bias.dtype))
     sample = x_train[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x_train))[:2048])]
     return unfold_batchnorm(init, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
 
