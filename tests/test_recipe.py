@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.data import ROBUST_AUGMENT, AugmentSpec, augment  # noqa: E402
-from training.train import kd_loss, macro_recall, recipe_loss  # noqa: E402
+from training.train import kd_loss, macro_recall, recipe_loss, zscore  # noqa: E402
 
 PREP = PreprocessSpec(32)
 
@@ -28,6 +28,28 @@ def test_recipe_loss_without_extensions_is_the_tsnet_loss():
     want = a * T * T * kl + (1 - a) * F.cross_entropy(s, y)
     assert torch.allclose(kd_loss(s, t, y, T, a), want, atol=1e-5)
     assert torch.allclose(recipe_loss(s, y, p, T, a), want, atol=1e-5)
+
+
+def test_standardized_kd_ignores_the_scale_and_offset_of_either_side():
+    """Logit standardization: the KL term compares z-scored logits, so a student whose logits are
+    the teacher's times 0.3 plus a constant has nothing left to learn from it; plain KD still
+    pulls that student towards the teacher's scale."""
+    g = torch.Generator().manual_seed(1)
+    t = 3.0 * torch.randn(5, 7, generator=g)
+    s = 0.3 * t + 2.0
+    y = torch.randint(0, 7, (5,), generator=g)
+    assert kd_loss(s, t, y, 8.0, 1.0, standardize=True).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(s, t, y, 8.0, 1.0).item() > 0.05
+    # z-scored rows: mean 0, standard deviation 1
+    z = zscore(t)
+    assert torch.allclose(z.mean(1), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(z.std(1), torch.ones(5), atol=1e-5)
+    # the same loss, written out: a * T^2 * KL(softmax(zt/T) || softmax(zs/T)) + (1 - a) * CE(s)
+    s2 = torch.randn(5, 7, generator=g)
+    p = F.softmax(zscore(t) / 8.0, 1)
+    kl = (p * (p.log() - F.log_softmax(zscore(s2) / 8.0, 1))).sum(1).mean()
+    want = 0.4 * 64 * kl + 0.6 * F.cross_entropy(s2, y)
+    assert torch.allclose(kd_loss(s2, t, y, 8.0, 0.4, standardize=True), want, atol=1e-5)
 
 
 def test_logit_adjustment_shifts_the_minimiser_by_the_prior():

@@ -39,31 +39,45 @@ ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": 
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
-            T: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
+            T: float, alpha: float, label_smoothing: float = 0.0, standardize: bool = False) -> torch.Tensor:
     """T-SNet loss: alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(q_1, target).
 
     p_T / q_T are the teacher / student softmax at temperature T. ``target`` is class indices or
     a (B, C) target distribution (FERPlus vote shares).
     """
-    return recipe_loss(student_logits, target, F.softmax(teacher_logits / T, 1), T, alpha, label_smoothing)
+    return recipe_loss(student_logits, target, teacher_softmax(teacher_logits, T, standardize), T, alpha,
+                       label_smoothing, standardize=standardize)
+
+
+def zscore(logits: torch.Tensor) -> torch.Tensor:
+    """Each row's logits less their mean, over their standard deviation."""
+    return (logits - logits.mean(1, keepdim=True)) / (logits.std(1, keepdim=True) + 1e-7)
+
+
+def teacher_softmax(teacher_logits: torch.Tensor, T: float, standardize: bool = False) -> torch.Tensor:
+    """The teacher's answer as the KL term reads it: softmax(logits / T), z-scored first if asked."""
+    return F.softmax((zscore(teacher_logits) if standardize else teacher_logits) / T, 1)
 
 
 def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_probs: torch.Tensor | None,
                 T: float, alpha: float, label_smoothing: float = 0.0,
-                logit_shift: torch.Tensor | None = None) -> torch.Tensor:
-    """The T-SNet loss with the generalization recipe's two extensions.
+                logit_shift: torch.Tensor | None = None, standardize: bool = False) -> torch.Tensor:
+    """The T-SNet loss with the generalization recipe's extensions.
 
     ``teacher_probs``: the teacher's softmax at temperature T (None: plain cross-entropy); given as
     probabilities so that mixup can mix two teachers' answers. ``logit_shift`` = tau * log(prior)
     is added to the student's logits in both terms (logit adjustment, Menon et al., ICLR 2021): the
     student's raw logits then learn the class-balanced posterior, and what it learns from the
-    teacher is the teacher's answer with the training prior divided out.
+    teacher is the teacher's answer with the training prior divided out. ``standardize`` z-scores
+    the student's logits in the KL term (logit standardization, Sun et al., CVPR 2024; the caller
+    z-scores the teacher's, ``teacher_softmax``): a small student then matches the teacher's logit
+    relations without having to match their scale.
     """
     z = student_logits if logit_shift is None else student_logits + logit_shift
     ce = F.cross_entropy(z, target, label_smoothing=label_smoothing)
     if teacher_probs is None:
         return ce
-    kl = F.kl_div(F.log_softmax(z / T, 1), teacher_probs, reduction="batchmean")
+    kl = F.kl_div(F.log_softmax((zscore(z) if standardize else z) / T, 1), teacher_probs, reduction="batchmean")
     return alpha * T * T * kl + (1 - alpha) * ce
 
 
@@ -86,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--T", type=float, default=8.0, help="distillation temperature")
     ap.add_argument("--alpha", type=float, default=0.4, help="weight of the distillation term")
+    ap.add_argument("--kd-standardize", action="store_true",
+                    help="z-score the teacher's and the student's logits before the temperature (logit "
+                         "standardization, Sun et al., CVPR 2024): match relations, not scale")
     ap.add_argument("--soft-labels", action="store_true",
                     help="train on the FERPlus vote distribution (the 'probability' mode)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
@@ -572,7 +589,8 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         target = t_train[idx] if args.soft_labels else y_train[idx]
         # cached answers are for the clean face, so mixup mixes them; a live teacher instead
         # answers on exactly the (mixed, augmented) view the student sees: consistent teaching
-        t_probs = F.softmax(teacher_logits[idx] / args.T, 1) if teacher_logits is not None else None
+        t_probs = teacher_softmax(teacher_logits[idx], args.T, args.kd_standardize) \
+            if teacher_logits is not None else None
         if args.mixup > 0:  # mix images, targets and cached answers alike
             lam = float(mix_rng.beta(args.mixup, args.mixup))
             perm = torch.from_numpy(mix_rng.permutation(len(idx))).to(device)
@@ -584,16 +602,17 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
             if t_probs is not None:
                 t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
         if replay:
-            t_probs = F.softmax(views.logits[draw, b].to(device) / args.T, 1)
+            t_probs = teacher_softmax(views.logits[draw, b].to(device), args.T, args.kd_standardize)
         elif teacher is not None and teacher_logits is None:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 t_out = teacher(xt).float()
             if views is not None:
                 views.logits[draw, b] = t_out.cpu()
-            t_probs = F.softmax(t_out / args.T, 1)
+            t_probs = teacher_softmax(t_out, args.T, args.kd_standardize)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
-            loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift)
+            loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
+                               args.kd_standardize)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
