@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.data import ROBUST_AUGMENT, AugmentSpec, augment  # noqa: E402
-from training.train import kd_loss, macro_recall, recipe_loss, zscore  # noqa: E402
+from training.train import decoupled_kl, kd_loss, macro_recall, recipe_loss, zscore  # noqa: E402
 
 PREP = PreprocessSpec(32)
 
@@ -50,6 +50,31 @@ def test_standardized_kd_ignores_the_scale_and_offset_of_either_side():
     kl = (p * (p.log() - F.log_softmax(zscore(s2) / 8.0, 1))).sum(1).mean()
     want = 0.4 * 64 * kl + 0.6 * F.cross_entropy(s2, y)
     assert torch.allclose(kd_loss(s2, t, y, 8.0, 0.4, standardize=True), want, atol=1e-5)
+
+
+def test_decoupled_kl_recombines_into_the_kl():
+    """DKD's identity: KL(p || q) = TCKD + (1 - p_target) * NCKD, face by face, and both parts vanish
+    when the student's answer is the teacher's."""
+    g = torch.Generator().manual_seed(2)
+    p = F.softmax(2.0 * torch.randn(6, 7, generator=g), 1)
+    log_q = F.log_softmax(2.0 * torch.randn(6, 7, generator=g), 1)
+    gt = torch.randint(0, 7, (6,), generator=g)
+    tckd, nckd = decoupled_kl(log_q, p, gt)
+    kl = (p * (p.log() - log_q)).sum(1)
+    p_target = p[torch.arange(6), gt]
+    assert torch.allclose(tckd + (1 - p_target) * nckd, kl, atol=1e-5)
+    assert (tckd >= -1e-6).all() and (nckd >= -1e-6).all()
+    same_t, same_n = decoupled_kl(p.log(), p, gt)
+    assert torch.allclose(same_t, torch.zeros(6), atol=1e-6) and torch.allclose(same_n, torch.zeros(6), atol=1e-6)
+    # weighting NCKD up changes the loss, and soft targets pick their top class
+    s = torch.randn(6, 7, generator=g)
+    t = torch.randn(6, 7, generator=g)
+    soft = F.one_hot(gt, 7).float() * 0.7 + 0.3 / 7
+    probs = F.softmax(t / 4.0, 1)
+    dkd = recipe_loss(s, soft, probs, 4.0, 1.0, dkd_beta=8.0)
+    tckd_s, nckd_s = decoupled_kl(F.log_softmax(s / 4.0, 1), probs, gt)
+    assert torch.allclose(dkd, 16.0 * (tckd_s + 8.0 * nckd_s).mean(), atol=1e-5)
+    assert not torch.allclose(dkd, recipe_loss(s, soft, probs, 4.0, 1.0), atol=1e-3)
 
 
 def test_logit_adjustment_shifts_the_minimiser_by_the_prior():

@@ -59,9 +59,31 @@ def teacher_softmax(teacher_logits: torch.Tensor, T: float, standardize: bool = 
     return F.softmax((zscore(teacher_logits) if standardize else teacher_logits) / T, 1)
 
 
+def decoupled_kl(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
+                 target_class: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL(p || q) split as in decoupled KD (Zhao et al., CVPR 2022), per face.
+
+    TCKD is the KL between the binary (target class, the rest) distributions; NCKD is the KL
+    between the distributions over the non-target classes alone. KL = TCKD + (1 - p_target) * NCKD,
+    so with a confident teacher the non-target part, the "dark knowledge", is weighted down.
+    """
+    mask = F.one_hot(target_class, teacher_probs.shape[1]).bool()
+    log_q_target = student_log_probs[mask]
+    log_q_rest = torch.logsumexp(student_log_probs.masked_fill(mask, float("-inf")), 1)
+    p_target = teacher_probs[mask]
+    p_rest = (1 - p_target).clamp_min(1e-12)
+    tckd = torch.xlogy(p_target, p_target) - p_target * log_q_target \
+        + torch.xlogy(p_rest, p_rest) - p_rest * log_q_rest
+    p_hat = (teacher_probs / p_rest[:, None]).masked_fill(mask, 0.0)
+    log_q_hat = (student_log_probs - log_q_rest[:, None]).masked_fill(mask, 0.0)
+    nckd = (torch.xlogy(p_hat, p_hat) - p_hat * log_q_hat).sum(1)
+    return tckd, nckd
+
+
 def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_probs: torch.Tensor | None,
                 T: float, alpha: float, label_smoothing: float = 0.0,
-                logit_shift: torch.Tensor | None = None, standardize: bool = False) -> torch.Tensor:
+                logit_shift: torch.Tensor | None = None, standardize: bool = False,
+                dkd_beta: float = 0.0) -> torch.Tensor:
     """The T-SNet loss with the generalization recipe's extensions.
 
     ``teacher_probs``: the teacher's softmax at temperature T (None: plain cross-entropy); given as
@@ -71,13 +93,19 @@ def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_prob
     teacher is the teacher's answer with the training prior divided out. ``standardize`` z-scores
     the student's logits in the KL term (logit standardization, Sun et al., CVPR 2024; the caller
     z-scores the teacher's, ``teacher_softmax``): a small student then matches the teacher's logit
-    relations without having to match their scale.
+    relations without having to match their scale. ``dkd_beta`` > 0 replaces the KL term by decoupled
+    KD, TCKD + dkd_beta * NCKD (``decoupled_kl``), the target class being the target's top class.
     """
     z = student_logits if logit_shift is None else student_logits + logit_shift
     ce = F.cross_entropy(z, target, label_smoothing=label_smoothing)
     if teacher_probs is None:
         return ce
-    kl = F.kl_div(F.log_softmax((zscore(z) if standardize else z) / T, 1), teacher_probs, reduction="batchmean")
+    log_q = F.log_softmax((zscore(z) if standardize else z) / T, 1)
+    if dkd_beta > 0:
+        tckd, nckd = decoupled_kl(log_q, teacher_probs, target if target.ndim == 1 else target.argmax(1))
+        kl = (tckd + dkd_beta * nckd).mean()
+    else:
+        kl = F.kl_div(log_q, teacher_probs, reduction="batchmean")
     return alpha * T * T * kl + (1 - alpha) * ce
 
 
@@ -103,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--kd-standardize", action="store_true",
                     help="z-score the teacher's and the student's logits before the temperature (logit "
                          "standardization, Sun et al., CVPR 2024): match relations, not scale")
+    ap.add_argument("--dkd-beta", type=float, default=0.0, metavar="BETA",
+                    help="decoupled KD (Zhao et al., CVPR 2022): the KL term as TCKD + BETA * NCKD, the "
+                         "target class being the label's top class (0: the plain KL)")
     ap.add_argument("--soft-labels", action="store_true",
                     help="train on the FERPlus vote distribution (the 'probability' mode)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
@@ -183,8 +214,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("distill needs --teacher (a teacher checkpoint or .safetensors export)")
     if not 0.0 <= args.alpha <= 1.0 or args.T <= 0:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
-    if args.mixup < 0 or args.balance < 0:
-        raise SystemExit("--mixup and --balance must be >= 0")
+    if args.mixup < 0 or args.balance < 0 or args.dkd_beta < 0:
+        raise SystemExit("--mixup, --balance and --dkd-beta must be >= 0")
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.teacher_cache and args.mode != "distill":
@@ -612,7 +643,7 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
-                               args.kd_standardize)
+                               args.kd_standardize, args.dkd_beta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
