@@ -291,10 +291,12 @@ def _recording_pair(answer=lambda v: torch.zeros(len(v), 8)):
 def _tiny_distillation(epochs: int = 1):
     """Training flags, 16 random 32x32 faces and their labels for train_epoch checks (robust
     augmentation, mixup, batches of 8)."""
-    from types import SimpleNamespace
+    from training.train import build_parser
 
-    args = SimpleNamespace(seed=0, augment="robust", batch_size=8, epochs=epochs, quiet=True, no_augment=False,
-                           soft_labels=False, T=4.0, alpha=0.4, mixup=0.4, label_smoothing=0.0)
+    # the real parser, so that every flag train_epoch reads has its default
+    args = build_parser().parse_args(["distill", "--out", "unused", "--augment", "robust", "--batch-size", "8",
+                                      "--epochs", str(epochs), "--quiet", "--T", "4", "--alpha", "0.4",
+                                      "--mixup", "0.4"])
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 8, (16,), generator=g)
