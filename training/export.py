@@ -103,8 +103,6 @@ def baked_prior_shift(path: str | Path):
     adjustment = read_metadata(path).get("logit_adjustment")
     if not adjustment or not adjustment["prior_shift"]:
         return None
-    import numpy as np
-
     return adjustment["prior_shift"] * np.log(np.asarray(adjustment["class_prior"], dtype=np.float64))
 
 
