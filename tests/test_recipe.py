@@ -12,7 +12,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.data import ROBUST_AUGMENT, AugmentSpec, augment  # noqa: E402
-from training.train import decoupled_kl, kd_loss, macro_recall, recipe_loss, zscore  # noqa: E402
+from training.train import (decoupled_kl, epoch_order, kd_loss, macro_recall, recipe_loss,  # noqa: E402
+                            sampled_label_shift, zscore)
 
 PREP = PreprocessSpec(32)
 
@@ -98,6 +99,43 @@ def test_logit_adjustment_shifts_the_minimiser_by_the_prior():
         recipe_loss(z2, target, None, 1.0, 0.0).backward()
         opt.step()
     assert torch.allclose(F.softmax(z2.detach(), 1), prior.view(1, 3), atol=1e-3)
+
+
+def test_epoch_order_permutes_at_power_one_and_draws_classes_as_prior_to_the_power():
+    """--sample-power 1 keeps the plain permutation (so runs resume as before); below 1 the classes
+    of the drawn faces come in proportion to prior^power, and the draws are seeded by the epoch."""
+    labels = np.repeat(np.arange(4), [6000, 3000, 800, 200])
+    rng = np.random.default_rng([0, 3])
+    assert np.array_equal(epoch_order(labels, 0, 3), rng.permutation(len(labels)))
+    prior = np.bincount(labels) / len(labels)
+    for power in (0.0, 0.5):
+        order = epoch_order(labels, 0, 3, power)
+        assert len(order) == len(labels) and np.array_equal(order, epoch_order(labels, 0, 3, power))
+        share = np.bincount(labels[order], minlength=4) / len(order)
+        expected = prior ** power / (prior ** power).sum()
+        np.testing.assert_allclose(share, expected, atol=0.015)
+    assert not np.array_equal(epoch_order(labels, 0, 3, 0.5), epoch_order(labels, 0, 4, 0.5))
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5])
+def test_sampled_label_shift_keeps_the_raw_logits_the_balanced_posterior(power):
+    """Faces drawn with classes in proportion to prior^power carry labels distributed as
+    prior^power (here: the whole training distribution, resampled). With sampled_label_shift in the
+    label term and the full shift in the KL term, both terms are minimal at the same raw logits,
+    the class-balanced posterior (equal logits), as without resampling."""
+    prior = torch.tensor([0.7, 0.2, 0.1])
+    shift = torch.log(prior)
+    sampled = prior ** power / (prior ** power).sum()
+    teacher = prior.view(1, 3)  # the teacher's answer is not resampled
+    z = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([z], lr=1.0)
+    for _ in range(800):
+        opt.zero_grad()
+        recipe_loss(z, sampled.view(1, 3), teacher, 1.0, 0.4, logit_shift=shift,
+                    label_shift=sampled_label_shift(shift, power)).backward()
+        opt.step()
+    assert torch.allclose(F.softmax(z.detach(), 1), torch.full((1, 3), 1 / 3), atol=1e-3)
+    assert sampled_label_shift(shift, 1.0) is None and sampled_label_shift(None, 0.5) is None
 
 
 def test_macro_recall_by_hand():

@@ -83,7 +83,7 @@ def decoupled_kl(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
 def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_probs: torch.Tensor | None,
                 T: float, alpha: float, label_smoothing: float = 0.0,
                 logit_shift: torch.Tensor | None = None, standardize: bool = False,
-                dkd_beta: float = 0.0) -> torch.Tensor:
+                dkd_beta: float = 0.0, label_shift: torch.Tensor | None = None) -> torch.Tensor:
     """The T-SNet loss with the generalization recipe's extensions.
 
     ``teacher_probs``: the teacher's softmax at temperature T (None: plain cross-entropy); given as
@@ -95,9 +95,12 @@ def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_prob
     z-scores the teacher's, ``teacher_softmax``): a small student then matches the teacher's logit
     relations without having to match their scale. ``dkd_beta`` > 0 replaces the KL term by decoupled
     KD, TCKD + dkd_beta * NCKD (``decoupled_kl``), the target class being the target's top class.
+    ``label_shift`` replaces ``logit_shift`` in the label term only: under class-aware sampling the
+    labels come with the sampled prior, while the teacher's answer for a face stays the same.
     """
     z = student_logits if logit_shift is None else student_logits + logit_shift
-    ce = F.cross_entropy(z, target, label_smoothing=label_smoothing)
+    z_label = z if label_shift is None else student_logits + label_shift
+    ce = F.cross_entropy(z_label, target, label_smoothing=label_smoothing)
     if teacher_probs is None:
         return ce
     log_q = F.log_softmax((zscore(z) if standardize else z) / T, 1)
@@ -145,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "pyfer.facenorm.normalize_face on YuNet's detection, as at inference")
     ap.add_argument("--balance", type=float, default=0.0, metavar="TAU",
                     help="logit-adjusted loss: add TAU * log(train prior) to the logits while training")
+    ap.add_argument("--sample-power", type=float, default=1.0, metavar="P",
+                    help="class-aware sampling: each epoch draws as many faces as the training set holds, a "
+                         "face of class c with probability proportional to prior(c)^(P-1), so that classes "
+                         "come in proportion to prior^P (1: every face once, 0.5: square-root, 0: balanced)")
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
@@ -216,6 +223,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.balance < 0 or args.dkd_beta < 0:
         raise SystemExit("--mixup, --balance and --dkd-beta must be >= 0")
+    if not 0.0 <= args.sample_power <= 1.0:
+        raise SystemExit("--sample-power must be in [0, 1] (1: every face once an epoch)")
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.teacher_cache and args.mode != "distill":
@@ -482,7 +491,7 @@ def run(args: argparse.Namespace) -> dict:
                              t_train.shape[1], out / "teacher_views.pt",
                              json.dumps([str(args.teacher), args.framing, len(train_set), train_set.names[0],
                                          args.seed, args.augment, args.mixup, args.input_size,
-                                         args.student_clahe]))
+                                         args.student_clahe, args.sample_power]))
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
 
@@ -585,6 +594,27 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
     return start_epoch, ckpt["best_val_accuracy"], ckpt["best_epoch"], history
 
 
+def epoch_order(labels: np.ndarray, seed: int, draw: int, power: float = 1.0) -> np.ndarray:
+    """The faces of one epoch, in order. ``power`` 1: a permutation (every face once). Below 1:
+    len(labels) draws with replacement, a face of class c with probability proportional to
+    prior(c)^(power-1), so class c makes up prior(c)^power of the draws (normalized): rare classes
+    come more often, each of their faces several times an epoch."""
+    rng = np.random.default_rng([seed, draw])
+    if power == 1.0:
+        return rng.permutation(len(labels))
+    counts = np.bincount(labels)
+    weight = (counts[labels] / len(labels)) ** (power - 1.0)
+    return rng.choice(len(labels), size=len(labels), replace=True, p=weight / weight.sum())
+
+
+def sampled_label_shift(shift: torch.Tensor | None, power: float) -> torch.Tensor | None:
+    """The label term's logit adjustment under class-aware sampling. Drawn with classes in proportion
+    to prior^power, a face's label distribution is its natural one times prior^(power-1), so the raw
+    logits stay the class-balanced posterior with power * tau * log(prior) in the label term; the
+    teacher's answer is not resampled and keeps the full shift."""
+    return None if shift is None or power == 1.0 else power * shift
+
+
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
                 teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None,
                 views: TeacherViews | None = None) -> tuple[float, float]:
@@ -596,7 +626,8 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
     # the epoch replays the draws of an earlier one
     draw = views.draw(epoch) if views is not None else epoch
     replay = views is not None and views.filled[draw]
-    order = torch.from_numpy(np.random.default_rng([args.seed, draw]).permutation(len(x_train))).to(device)
+    order = torch.from_numpy(epoch_order(y_train.cpu().numpy(), args.seed, draw, args.sample_power)).to(device)
+    label_shift = sampled_label_shift(shift, args.sample_power)
     gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + draw)
     mix_rng = np.random.default_rng([args.seed, draw, 7])
     aug = AUGMENTS[args.augment]
@@ -643,7 +674,7 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
-                               args.kd_standardize, args.dkd_beta)
+                               args.kd_standardize, args.dkd_beta, label_shift)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
