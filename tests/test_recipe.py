@@ -278,6 +278,23 @@ def test_weight_averaging_means_floats_and_remeasures_batchnorm():
         average_state([a.state_dict(), torch.nn.Sequential(torch.nn.Conv2d(1, 5, 3)).state_dict()])
 
 
+def test_per_class_recall_table_counts_by_hand_and_marks_absent_classes():
+    """Recall per class after the bias, "-" for a class a set lacks (SFEW has no contempt)."""
+    from training.prior_shift import per_class_recall_table
+
+    eye = np.eye(8, dtype=np.float32)
+    labels = {"FERPlus valid": np.array([0, 0, 1, 7]), "SFEW": np.array([0, 1, 1, 1])}
+    logits = {"FERPlus valid": eye[[0, 1, 1, 7]], "SFEW": eye[[0, 1, 0, 0]]}
+    md, recall = per_class_recall_table(logits, labels, np.zeros(8))
+    assert recall["FERPlus valid"]["neutral"] == 0.5 and recall["FERPlus valid"]["contempt"] == 1.0
+    assert recall["SFEW"]["happiness"] == pytest.approx(1 / 3) and recall["SFEW"]["contempt"] is None
+    assert md.splitlines()[3].startswith("| SFEW | 100.0 | 33.3 | - |")
+    bias = np.zeros(8, dtype=np.float32)
+    bias[1] = 2.0  # everything becomes happiness
+    _, shifted = per_class_recall_table(logits, labels, bias)
+    assert shifted["FERPlus valid"]["happiness"] == 1.0 and shifted["FERPlus valid"]["neutral"] == 0.0
+
+
 def test_per_class_biases_undo_a_known_offset_and_never_lower_the_rule():
     """Logits that would be right but for a bias against one class: the search finds a bias that
     scores at least as well as none, and favours that class."""

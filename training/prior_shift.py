@@ -42,6 +42,25 @@ def metrics(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
             float(recall_score(labels, pred, labels=present, average="macro", zero_division=0)))
 
 
+def per_class_recall_table(logits: dict, labels: dict, bias) -> tuple[str, dict]:
+    """Recall of every class on each set for ``logits + bias``, as a markdown table (classes a set
+    lacks: "-") and as {set: {class: recall or None}}."""
+    from sklearn.metrics import recall_score
+
+    from pyfer.preprocess import EMOTIONS
+
+    recall = {}
+    for k in logits:
+        pred = (logits[k] + bias).argmax(1)
+        r = recall_score(labels[k], pred, labels=range(len(EMOTIONS)), average=None, zero_division=0)
+        present = np.bincount(labels[k], minlength=len(EMOTIONS)) > 0
+        recall[k] = {e: (float(r[c]) if present[c] else None) for c, e in enumerate(EMOTIONS)}
+    lines = ["| set | " + " | ".join(EMOTIONS) + " |", "|---|" + "---|" * len(EMOTIONS)]
+    for k, row in recall.items():
+        lines.append(f"| {k} | " + " | ".join("-" if v is None else f"{100 * v:.1f}" for v in row.values()) + " |")
+    return "\n".join(lines), recall
+
+
 def scores(logits: dict, labels: dict, bias, idx: dict | None = None) -> dict:
     """The four metrics of TARGETS for ``logits + bias`` (on the rows ``idx`` of each set, else all)
     and the rule's score, their worst ratio to target."""
@@ -157,12 +176,13 @@ def main(argv=None) -> None:
         mark = " **(chosen)**" if r is best else ""
         md.append(f"| {r['shift']:g}{mark} | " + " | ".join(cells) + " |")
     md.append("| target | " + " | ".join(f"{100 * t:.0f}" for t in TARGETS.values()) + " | 1.000 |")
-    text = "\n".join(md)
+    recall_md, recall = per_class_recall_table(logits, labels, best["shift"] * log_prior)
+    text = "\n".join(md) + f"\n\nRecall per class (%) at the chosen shift, {best['shift']:g}:\n\n" + recall_md
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"weights": args.weights, "rows": rows, "chosen": best["shift"]},
-                                                   indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"weights": args.weights, "rows": rows, "chosen": best["shift"],
+                                                    "chosen_recall": recall}, indent=1))
 
     import matplotlib
 
