@@ -491,7 +491,9 @@ def run(args: argparse.Namespace) -> dict:
                              t_train.shape[1], out / "teacher_views.pt",
                              json.dumps([str(args.teacher), args.framing, len(train_set), train_set.names[0],
                                          args.seed, args.augment, args.mixup, args.input_size,
-                                         args.student_clahe, args.sample_power]))
+                                         args.student_clahe]
+                                        # keys of runs without class-aware sampling stay as they were
+                                        + ([args.sample_power] if args.sample_power != 1.0 else [])))
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
 
