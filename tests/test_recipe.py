@@ -224,7 +224,7 @@ def test_init_from_a_shifted_export_starts_from_the_raw_logits(tmp_path):
     export_model(model, spec, prep, tmp_path / "raw.safetensors")
     export_model(model, spec, prep, tmp_path / "shifted.safetensors", class_prior=prior, prior_shift=0.4)
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 64, 64), dtype=np.uint8))
-    started = [initial_model(argparse.Namespace(init=str(tmp_path / name), seed=0, dropout=0.0), spec, prep,
+    started = [initial_model(argparse.Namespace(init=str(tmp_path / name), pretrained=None, seed=0, dropout=0.0), spec, prep,
                              images).eval() for name in ("raw.safetensors", "shifted.safetensors")]
     x = torch.randn(3, 1, 64, 64)
     with torch.no_grad():
@@ -454,7 +454,7 @@ def test_a_teacher_at_another_input_size_sees_the_student_view_resized():
 
     student64 = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 80, 80), dtype=np.uint8))
-    model = initial_model(argparse.Namespace(init=str(student64), seed=0, dropout=0.0),
+    model = initial_model(argparse.Namespace(init=str(student64), pretrained=None, seed=0, dropout=0.0),
                           ModelSpec("shufflenetv2"), prep80, images).eval()
     _, _, prep64 = load_model(str(student64))
     assert prep64.input_size == 64
@@ -521,3 +521,78 @@ def test_lighting_match_normalizes_contrast_and_keeps_flat_faces():
     for fn in (lm.equalize, lm.clahe_crops):
         eq = fn(dim)
         assert eq.shape == dim.shape and eq.astype(float).std() > 2 * dim.astype(float).std()
+
+
+def test_similarity_kd_sees_only_which_faces_are_alike():
+    """SP-KD compares the batch's row-normalised Gram matrices: a rotated, rescaled or zero-padded
+    copy of the teacher's features costs nothing, different features do."""
+    from training.train import similarity_kd
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.rand(16, 12, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(12, 12, generator=g))
+    assert similarity_kd(3.0 * teacher @ rotation, teacher) < 1e-10
+    assert similarity_kd(torch.cat([teacher, torch.zeros(16, 20)], 1), teacher) < 1e-10
+    assert similarity_kd(torch.rand(16, 32, generator=g), teacher) > 1e-4
+
+
+def test_feature_teacher_gives_the_engine_features_and_the_teacher_logits(tmp_path):
+    """--feature-kd on an export: the engine runs a copy with an identity classifier, whose output
+    is the PyTorch teacher's pooled features, and ``logits`` turns them into the teacher's logits."""
+    from conftest import REPO
+    from training.predict import load_model
+    from training.train import FeatureTeacher
+
+    path = REPO / "models" / "teacher_effresnet18_fp16.safetensors"
+    model, _, prep = load_model(str(path))
+    model.eval()
+    x = torch.randn(3, 1, prep.input_size, prep.input_size, generator=torch.Generator().manual_seed(0))
+    teacher = FeatureTeacher(model, str(path), tmp_path, 1, torch.device("cpu"))
+    assert (tmp_path / "teacher_features.safetensors").is_file()
+    with torch.no_grad():
+        features = teacher(x)
+        torch.testing.assert_close(features, model.features(x).mean((2, 3)), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(teacher.logits(features), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_feature_kd_trains_on_the_teacher_features_and_replays_them(tmp_path):
+    """With --feature-kd the teacher views keep the teacher's features (its logits follow from its
+    classifier), and the similarity term changes what the student learns from the same teacher."""
+    from training.models import ModelSpec
+    from training.train import TeacherViews, train_epoch
+
+    head = torch.nn.Linear(16, 8)
+
+    class RecordingFeatureTeacher:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, v):
+            self.calls += 1
+            features = v.flatten(1)[:, :16].abs() * 2.0
+            return features if self.gives_features else self.logits(features)
+
+        def logits(self, features):
+            return head(features)
+
+    def trained(weight: float, views=None):
+        args, x, y = _tiny_distillation(epochs=2)
+        args.feature_kd = weight
+        torch.manual_seed(0)
+        student = ModelSpec("shufflenetv2").build(dropout=0.0)
+        opt = torch.optim.SGD(student.parameters(), lr=0.05)
+        teacher = RecordingFeatureTeacher()
+        teacher.gives_features = weight > 0  # the same teacher, as a logit teacher without feature KD
+        for epoch in range(2):
+            train_epoch(args, epoch, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None,
+                        False, views=views)
+            if views is not None:
+                views.epoch_done(epoch)
+        return student, teacher
+
+    views = TeacherViews(1, 2, 8, 16, tmp_path / "views.pt", "key")
+    with_sp, teacher = trained(100.0, views)
+    assert teacher.calls == 2 and views.filled == [True]  # epoch 2 replayed the kept features
+    assert (views.logits >= 0).all() and views.logits.abs().sum() > 0
+    without, _ = trained(0.0)
+    assert not torch.allclose(with_sp.fc.weight, without.fc.weight)

@@ -27,6 +27,7 @@ from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.models import ModelSpec, fold_batchnorm, network_description
 
 FORMAT_VERSION = 1
+ENGINE_ARCHITECTURES = ("shufflenetv2", "effresnet18")  # what csrc/ builds; faceresnet trains teachers only
 
 
 def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, out: str | Path,
@@ -40,6 +41,8 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
     (post-hoc logit adjustment, Menon et al. 2021)."""
     from safetensors.torch import save_file
 
+    if spec.arch not in ENGINE_ARCHITECTURES:
+        raise ValueError(f"{spec.arch} is a training-only model: the engine runs {ENGINE_ARCHITECTURES}")
     if len(class_names) != spec.num_classes:
         raise ValueError(f"{len(class_names)} class names for {spec.num_classes} classes")
     if prior_shift and class_prior is None:

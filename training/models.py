@@ -225,6 +225,87 @@ class EffResNet18(nn.Module):
         return self.fc(self.dropout(x))
 
 
+# ----------------------------------------------------------------------------------------------
+# Face-pretrained teacher: dlib's face-recognition ResNet
+# ----------------------------------------------------------------------------------------------
+class ScaledConv(nn.Module):
+    """conv (with bias) -> per-channel affine (dlib's ``affine`` layer: a BatchNorm frozen into
+    scale and shift when dlib trained the net), so pretrained weights load as they are."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding)
+        self.scale = nn.Parameter(torch.ones(cout))
+        self.shift = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.scale[:, None, None] + self.shift[:, None, None]
+
+
+class FaceResidual(nn.Module):
+    """dlib's residual block: 3x3 conv, ReLU, 3x3 conv, + shortcut, ReLU. A down-sampling block's
+    first conv has stride 2 and no padding; its shortcut is a 2x2 average pool, zero-padded to
+    the output's channels, and the output is zero-padded to the shortcut's size when they differ."""
+
+    def __init__(self, cin: int, cout: int, down: bool):
+        super().__init__()
+        self.down = down
+        self.conv1 = ScaledConv(cin, cout, 3, 2 if down else 1, 0 if down else 1)
+        self.conv2 = ScaledConv(cout, cout, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(F.relu(self.conv1(x)))
+        if self.down:
+            x = F.avg_pool2d(x, 2, 2)
+            out = F.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
+            x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
+        return F.relu(out + x)
+
+
+class FaceResNet(nn.Module):
+    """The face-recognition ResNet of dlib (``dlib_face_recognition_resnet_model_v1``, trained by
+    dlib on about 3M faces), as a teacher backbone pretrained on faces; ``training.pretrained``
+    loads its weights. The paper pretrains its teacher on MS-Celeb-1M, which is not available here.
+
+    The face is resized to the 150 px dlib was trained at; then a 7x7/2 conv (grayscale: the RGB
+    filters summed) + ReLU, a 3x3/2 max-pool, residual stages of 32 (x3), 64 (x4), 128 (x3) and
+    256 (x4) channels (``STAGES``: each stage but the first opens with a down-sampling block; the
+    last one ends with a second), global average pool, dropout, linear classifier. ``stem`` and
+    ``folded`` are accepted for the common constructor and ignored (it has no BatchNorm). It runs
+    in PyTorch only (as a training teacher): the engine does not know this architecture.
+    """
+
+    INPUT_SIZE = 150
+    # (block name in dlib/face-api.js, output channels, down-sampling)
+    STAGES = (("conv32_1", 32, False), ("conv32_2", 32, False), ("conv32_3", 32, False),
+              ("conv64_down", 64, True), ("conv64_1", 64, False), ("conv64_2", 64, False), ("conv64_3", 64, False),
+              ("conv128_down", 128, True), ("conv128_1", 128, False), ("conv128_2", 128, False),
+              ("conv256_down", 256, True), ("conv256_1", 256, False), ("conv256_2", 256, False),
+              ("conv256_down_out", 256, True))
+
+    def __init__(self, num_classes: int = 8, in_channels: int = 1, stem: Stem = "small",
+                 dropout: float = 0.5, folded: bool = False):
+        super().__init__()
+        _check_common(num_classes, in_channels, stem, dropout)
+        self.stem = ScaledConv(in_channels, 32, 7, 2, 0)
+        blocks, cin = [], 32
+        for _, cout, down in self.STAGES:
+            blocks.append(FaceResidual(cin, cout, down))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(256, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.INPUT_SIZE or x.shape[-2] != self.INPUT_SIZE:
+            x = F.interpolate(x, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", align_corners=False)
+        return self.blocks(F.max_pool2d(F.relu(self.stem(x)), 3, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean((2, 3))
+        return self.fc(self.dropout(x))
+
+
 def _check_common(num_classes: int, in_channels: int, stem: str, dropout: float) -> None:
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
@@ -239,7 +320,7 @@ def _check_common(num_classes: int, in_channels: int, stem: str, dropout: float)
 # ----------------------------------------------------------------------------------------------
 # Builders, folding, export round trip
 # ----------------------------------------------------------------------------------------------
-ARCHITECTURES = {"shufflenetv2": ShuffleNetV2, "effresnet18": EffResNet18}
+ARCHITECTURES = {"shufflenetv2": ShuffleNetV2, "effresnet18": EffResNet18, "faceresnet": FaceResNet}
 
 
 @dataclass(frozen=True)

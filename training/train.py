@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pyfer.preprocess import PreprocessSpec
 from training.checkpoint import CheckpointError, load_for_resume, read_log, save_checkpoint
 from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
-from training.models import STEMS, ModelSpec, count_parameters
+from training.models import ARCHITECTURES, STEMS, ModelSpec, count_parameters
 from training.predict import load_model, predict_logits
 
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
@@ -80,6 +80,17 @@ def decoupled_kl(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
     return tckd, nckd
 
 
+def similarity_kd(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Similarity-preserving KD (Tung and Mori, ICCV 2019) on pooled features: each side's (B, B)
+    Gram matrix over the batch, rows L2-normalised; the mean squared difference of the two.
+    It asks the student to find the same faces alike as the teacher does, in its own feature space
+    (no projection: the widths may differ), which carries more per batch than 8 logits a face."""
+    def gram(f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(f.flatten(1) @ f.flatten(1).T, dim=1)
+
+    return (gram(student_features) - gram(teacher_features)).pow(2).mean()
+
+
 def recipe_loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_probs: torch.Tensor | None,
                 T: float, alpha: float, label_smoothing: float = 0.0,
                 logit_shift: torch.Tensor | None = None, standardize: bool = False,
@@ -116,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=sorted(ARCH_OF_MODE))
     ap.add_argument("--out", required=True, help="run folder (checkpoints, log)")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES),
+                    help="the model to train (default: effresnet18 for teacher, shufflenetv2 otherwise)")
+    ap.add_argument("--pretrained", help="start from these pretrained weights (a state dict .safetensors "
+                    "without the classifier, e.g. from python -m training.pretrained)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="ferplus:DIR, rafdb:DIR or a manifest CSV")
     ap.add_argument("--val-data", help="validation source when --data is a manifest (CSV)")
     ap.add_argument("--teacher", help="teacher checkpoint (.pt) or export (.safetensors), for distill")
@@ -137,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dkd-beta", type=float, default=0.0, metavar="BETA",
                     help="decoupled KD (Zhao et al., CVPR 2022): the KL term as TCKD + BETA * NCKD, the "
                          "target class being the label's top class (0: the plain KL)")
+    ap.add_argument("--feature-kd", type=float, default=0.0, metavar="WEIGHT",
+                    help="add WEIGHT x similarity-preserving KD on the pooled features (distill, live teacher)")
     ap.add_argument("--soft-labels", action="store_true",
                     help="train on the FERPlus vote distribution (the 'probability' mode)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
@@ -233,6 +250,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--teacher-views must be >= 0 (0: off)")
     if args.teacher_views and (args.mode != "distill" or args.teacher_cache):
         raise SystemExit("--teacher-views is for distill with a live teacher (no --teacher-cache)")
+    if args.feature_kd < 0:
+        raise SystemExit("--feature-kd must be >= 0 (0: off)")
+    if args.feature_kd and (args.mode != "distill" or args.teacher_cache):
+        raise SystemExit("--feature-kd is for distill with a live teacher (no --teacher-cache)")
+    if args.pretrained and args.init:
+        raise SystemExit("--pretrained and --init both give starting weights: use one")
     if args.student_clahe:
         parse_clahe(args.student_clahe)
         if args.teacher_cache:
@@ -309,6 +332,48 @@ class AtInputSize:
     def eval(self):  # predict_logits puts models in eval mode; the teacher already is
         return self
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:  # a FeatureTeacher's classifier
+        return self.teacher.logits(features)
+
+
+class FeatureTeacher:
+    """The teacher's pooled penultimate features (``--feature-kd``); ``logits`` applies its classifier.
+
+    An export on the CPU runs in pyfer's engine as a copy whose classifier is the identity
+    (``features_export``): the engine's "logits" are then the features, at the engine's speed."""
+
+    def __init__(self, teacher: torch.nn.Module, path: str, out: Path, threads: int | None, device: torch.device):
+        self.fc = teacher.fc
+        if str(path).endswith(".safetensors") and device.type == "cpu":
+            self.run = EngineTeacher(str(features_export(path, out / "teacher_features.safetensors")), threads)
+        else:
+            self.run = lambda x: teacher.features(x).mean((2, 3))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features.to(self.fc.weight.dtype))
+
+
+def features_export(path: str, out: Path) -> Path:
+    """A copy of the export ``path`` whose classifier is the identity: it outputs the pooled features."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["pyfer"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    width = tensors["fc.weight"].shape[1]
+    tensors["fc.weight"] = torch.eye(width, dtype=tensors["fc.weight"].dtype)
+    tensors["fc.bias"] = torch.zeros(width, dtype=tensors["fc.bias"].dtype)
+    meta.update(num_classes=width, class_names=[f"feature{i}" for i in range(width)])
+    meta.pop("logit_adjustment", None)
+    tmp = out.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
+    tmp.replace(out)
+    return out
+
 
 class EngineTeacher:
     """An exported teacher (.safetensors) run by pyfer's C++ engine: the same logits as its PyTorch
@@ -358,7 +423,7 @@ class TeacherViews:
 
     Epoch e replays the draws (batch order, augmentation, mixup) of epoch ``e % K``, so from epoch K
     on the student sees batches the teacher has already answered, and the teacher is skipped. Logits
-    are kept as (K, batches, batch size, classes) float32 in ``teacher_views.pt`` beside the
+    are kept as (K, batches, batch size, classes or feature width) float32 in ``teacher_views.pt`` beside the
     checkpoints, only for complete epochs, keyed on everything that decides the draws."""
 
     def __init__(self, k: int, n_batches: int, batch_size: int, n_classes: int, path: Path, key: str):
@@ -388,6 +453,18 @@ class TeacherViews:
 def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
     """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
     export whose folded BatchNorms are rebuilt from the training images' statistics."""
+    if args.pretrained:
+        from safetensors.torch import load_file
+
+        model = spec.build(dropout=args.dropout)
+        try:
+            missing, unexpected = model.load_state_dict(load_file(args.pretrained), strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: {exc}") from None
+        if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
+            raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: "
+                             f"missing {missing}, unexpected {unexpected}")
+        return model
     if not args.init:
         return spec.build(dropout=args.dropout)
     init, ispec, iprep = load_model(args.init)
@@ -428,7 +505,7 @@ def run(args: argparse.Namespace) -> dict:
     check_args(args)
 
     prep = PreprocessSpec(args.input_size)
-    spec = ModelSpec(ARCH_OF_MODE[args.mode], stem=args.stem)
+    spec = ModelSpec(args.arch or ARCH_OF_MODE[args.mode], stem=args.stem)
     train_set, val_set, val2_set = load_data(args, prep)
 
     x_teacher = None  # the teacher's own view of each training face, where it differs from the student's
@@ -454,7 +531,9 @@ def run(args: argparse.Namespace) -> dict:
                                                            patience=args.plateau_patience)
     ema = weight_average(model, args.ema) if args.ema else None
     teacher, teacher_size = load_teacher(args.teacher, prep, device) if args.mode == "distill" else (None, 0)
-    if teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
+    if teacher is not None and args.feature_kd:
+        teacher = FeatureTeacher(teacher, args.teacher, out, args.threads or 1, device)
+    elif teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
             and device.type == "cpu":
         teacher = EngineTeacher(args.teacher, args.threads or 1)
     if teacher is not None and teacher_size != prep.input_size:
@@ -487,13 +566,16 @@ def run(args: argparse.Namespace) -> dict:
         if args.balance else None
     views = None
     if teacher is not None and args.teacher_views:
+        # with --feature-kd the views keep the teacher's features (its logits follow from them)
+        width = teacher.fc.in_features if args.feature_kd else t_train.shape[1]
         views = TeacherViews(args.teacher_views, len(train_set) // args.batch_size, args.batch_size,
-                             t_train.shape[1], out / "teacher_views.pt",
+                             width, out / "teacher_views.pt",
                              json.dumps([str(args.teacher), args.framing, len(train_set), train_set.names[0],
                                          args.seed, args.augment, args.mixup, args.input_size,
                                          args.student_clahe]
-                                        # keys of runs without class-aware sampling stay as they were
-                                        + ([args.sample_power] if args.sample_power != 1.0 else [])))
+                                        # keys of runs without these options stay as they were
+                                        + ([args.sample_power] if args.sample_power != 1.0 else [])
+                                        + (["features"] if args.feature_kd else [])))
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
 
@@ -665,18 +747,30 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
             target = lam * target + (1 - lam) * target[perm]
             if t_probs is not None:
                 t_probs = lam * t_probs + (1 - lam) * t_probs[perm]
+        t_out = None  # the live or replayed teacher's answer: logits, or features with --feature-kd
         if replay:
-            t_probs = teacher_softmax(views.logits[draw, b].to(device), args.T, args.kd_standardize)
+            t_out = views.logits[draw, b].to(device)
         elif teacher is not None and teacher_logits is None:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 t_out = teacher(xt).float()
             if views is not None:
                 views.logits[draw, b] = t_out.cpu()
+        if t_out is not None:
+            t_features = t_out if args.feature_kd else None
+            if args.feature_kd:
+                with torch.no_grad():
+                    t_out = teacher.logits(t_out).float()
             t_probs = teacher_softmax(t_out, args.T, args.kd_standardize)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x).float()
+            if args.feature_kd:
+                s_features = model.features(x).mean((2, 3))
+                logits = model.fc(model.dropout(s_features)).float()
+            else:
+                logits = model(x).float()
             loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
                                args.kd_standardize, args.dkd_beta, label_shift)
+            if args.feature_kd:
+                loss = loss + args.feature_kd * similarity_kd(s_features.float(), t_features)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,110 @@
+"""Face-pretrained weights for the faceresnet teacher (training.pretrained): reading TensorFlow.js
+weights and folding dlib's RGB input into pyfer's grayscale normalisation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from pyfer.preprocess import PreprocessSpec  # noqa: E402
+from training.data import to_model_input  # noqa: E402
+from training.models import FaceResNet, ModelSpec  # noqa: E402
+from training.pretrained import DLIB_MEAN_RGB, faceresnet_state, read_tfjs_weights  # noqa: E402
+
+
+def _face_api_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random arrays under face-api.js's names and TensorFlow.js shapes (kh, kw, in, out)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+
+    def scaled(prefix, cin, cout, k):
+        arrays[f"{prefix}conv/filters"] = rng.normal(0, (2 / (k * k * cin)) ** 0.5, (k, k, cin, cout)).astype(np.float32)
+        arrays[f"{prefix}conv/bias"] = rng.normal(0, 0.1, cout).astype(np.float32)
+        arrays[f"{prefix}scale/weights"] = rng.uniform(0.5, 1.5, cout).astype(np.float32)
+        arrays[f"{prefix}scale/biases"] = rng.normal(0, 0.1, cout).astype(np.float32)
+
+    scaled("conv32_down/", 3, 32, 7)
+    cin = 32
+    for name, cout, _ in FaceResNet.STAGES:
+        scaled(f"{name}/conv1/", cin, cout, 3)
+        scaled(f"{name}/conv2/", cout, cout, 3)
+        cin = cout
+    return arrays
+
+
+def test_read_tfjs_weights_dequantizes_and_checks_the_size():
+    q = np.array([0, 1, 255], np.uint8)
+    plain = np.array([1.5, -2.0], np.float32)
+    manifest = [{"paths": ["w.bin"], "weights": [
+        {"name": "a", "shape": [3], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "b", "shape": [2, 1], "dtype": "float32"}]}]
+    arrays = read_tfjs_weights(json.loads(json.dumps(manifest)), q.tobytes() + plain.tobytes())
+    np.testing.assert_allclose(arrays["a"], [-1.0, -0.5, 126.5])
+    np.testing.assert_array_equal(arrays["b"], plain.reshape(2, 1))
+    with pytest.raises(ValueError, match="bytes"):
+        read_tfjs_weights(manifest, q.tobytes() + plain.tobytes() + b"\0")
+
+
+def test_grayscale_stem_computes_what_dlib_computes_on_the_gray_face_in_rgb():
+    """The converted one-channel model on pyfer's normalised input equals the RGB model on dlib's
+    input (pixel - mean_c) / 256 of the same gray face, through the whole network."""
+    arrays = _face_api_arrays()
+    prep = PreprocessSpec(64)
+    gray = ModelSpec("faceresnet").build().eval()
+    missing, unexpected = gray.load_state_dict(faceresnet_state(arrays, prep), strict=False)
+    assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
+
+    rgb = FaceResNet(in_channels=3).eval()
+    state = faceresnet_state(arrays, prep)
+    state["stem.conv.weight"] = torch.from_numpy(arrays["conv32_down/conv/filters"]).permute(3, 2, 0, 1)
+    state["stem.conv.bias"] = torch.from_numpy(arrays["conv32_down/conv/bias"])
+    rgb.load_state_dict(state, strict=False)
+
+    u8 = torch.randint(0, 256, (2, 1, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    big = F.interpolate(u8.float(), size=(150, 150), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    dlib_input = (big - torch.tensor(DLIB_MEAN_RGB)[None, :, None, None]) / 256
+    with torch.no_grad():
+        expected = rgb.features(dlib_input)
+        got = gray.features(to_model_input(u8, prep))
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_faceresnet_shapes_and_down_sampling_shortcuts():
+    model = ModelSpec("faceresnet").build(dropout=0.0).eval()
+    x = torch.randn(2, 1, 64, 64)
+    assert model(x).shape == (2, 8)
+    assert model.features(x).shape == (2, 256, 2, 2)  # 150 px -> 72 -> 35 -> 17 -> 8 -> 4 (pad) -> 2 (pad)
+    block = model.blocks[3]  # 32 -> 64 channels, stride 2: the shortcut is pooled and zero-padded
+    with torch.no_grad():
+        for p in block.parameters():
+            p.zero_()
+        inp = torch.rand(1, 32, 35, 35)
+        out = block(inp)
+    torch.testing.assert_close(out[:, :32], F.avg_pool2d(inp, 2, 2))
+    assert out[:, 32:].abs().max() == 0
+
+
+def test_train_rejects_pretrained_with_init_and_weights_that_do_not_fit(tmp_path):
+    from safetensors.torch import save_file
+
+    from training.train import main
+
+    with pytest.raises(SystemExit, match="use one"):
+        main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "a"), "--pretrained", "x", "--init", "y"])
+    bad = tmp_path / "bad.safetensors"
+    save_file({"stem.conv.weight": torch.zeros(1)}, str(bad))
+    with pytest.raises(SystemExit, match="does not fit"):
+        main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "b"), "--pretrained", str(bad),
+              "--train-limit", "64", "--val-limit", "32", "--epochs", "1", "--quiet"])
+
+
+def test_export_refuses_the_training_only_architecture(tmp_path):
+    from training.export import export_model
+
+    with pytest.raises(ValueError, match="training-only"):
+        export_model(ModelSpec("faceresnet").build(), ModelSpec("faceresnet"), PreprocessSpec(), tmp_path / "x.safetensors")

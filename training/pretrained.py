@@ -1,0 +1,114 @@
+"""Face-pretrained weights for the ``faceresnet`` teacher, from a package registry (no other network).
+
+    python -m training.pretrained [--out runs/pretrained/faceresnet_dlib.safetensors]
+
+dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``, CC0, trained by dlib on
+about 3M faces) ships, converted to TensorFlow.js, in the npm package ``@vladmandic/face-api``
+(MIT) as ``model/face_recognition_model-weights_manifest.json`` + ``.bin``. This module fetches
+that package with ``npm pack`` (pinned version), reads the weights (most tensors are stored as
+uint8: value = q * scale + min, from the manifest) and writes a ``training.models.FaceResNet``
+state dict for grayscale input in pyfer's normalisation, without the classifier:
+``python -m training.train teacher --arch faceresnet --pretrained FILE`` starts from it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyfer.preprocess import PreprocessSpec
+from training.models import FaceResNet, ModelSpec
+
+PACKAGE = "@vladmandic/face-api@1.7.15"
+MANIFEST = "package/model/face_recognition_model-weights_manifest.json"
+WEIGHTS = "package/model/face_recognition_model.bin"
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input layer: (pixel - mean) / 256
+DEFAULT_OUT = Path("runs/pretrained/faceresnet_dlib.safetensors")
+
+
+def read_tfjs_weights(manifest: dict, data: bytes) -> dict[str, np.ndarray]:
+    """The float32 arrays of a TensorFlow.js weights manifest and its one weights file."""
+    arrays, offset = {}, 0
+    for group in manifest:
+        for w in group["weights"]:
+            n = int(np.prod(w["shape"]))
+            q = w.get("quantization")
+            dtype = np.dtype(q["dtype"] if q else w["dtype"])
+            raw = np.frombuffer(data, dtype, n, offset)
+            offset += n * dtype.itemsize
+            values = raw.astype(np.float32) * q["scale"] + q["min"] if q else raw.astype(np.float32)
+            arrays[w["name"]] = values.reshape(w["shape"])
+    if offset != len(data):
+        raise ValueError(f"the manifest describes {offset} bytes, the weights file has {len(data)}")
+    return arrays
+
+
+def faceresnet_state(arrays: dict[str, np.ndarray], prep: PreprocessSpec = PreprocessSpec()) -> dict:
+    """A grayscale ``FaceResNet`` state dict (no ``fc``) from face-api.js's arrays.
+
+    TensorFlow.js filters are (kh, kw, in, out): PyTorch's are (out, in, kh, kw). The stem takes
+    pyfer's normalised gray x = (pixel / 255 - mean) / std instead of dlib's three channels
+    (pixel - mean_c) / 256: with gray = R = G = B, its filter is the RGB filters summed times
+    255 * std / 256, and its bias gains each channel's filter sum times (255 * mean - mean_c) / 256,
+    exactly, since the stem conv has no padding."""
+    def conv(name: str) -> torch.Tensor:
+        return torch.from_numpy(arrays[name]).permute(3, 2, 0, 1).contiguous()
+
+    state = {}
+
+    def scaled(prefix: str, src: str) -> None:
+        state[f"{prefix}.conv.weight"] = conv(f"{src}conv/filters")
+        state[f"{prefix}.conv.bias"] = torch.from_numpy(arrays[f"{src}conv/bias"])
+        state[f"{prefix}.scale"] = torch.from_numpy(arrays[f"{src}scale/weights"])
+        state[f"{prefix}.shift"] = torch.from_numpy(arrays[f"{src}scale/biases"])
+
+    scaled("stem", "conv32_down/")
+    rgb = state["stem.conv.weight"].double()  # (32, 3, 7, 7)
+    offsets = torch.tensor([(255 * prep.mean - m) / 256 for m in DLIB_MEAN_RGB], dtype=torch.float64)
+    state["stem.conv.weight"] = (rgb.sum(1, keepdim=True) * 255 * prep.std / 256).float()
+    state["stem.conv.bias"] = (state["stem.conv.bias"].double() + (rgb.sum((2, 3)) * offsets).sum(1)).float()
+    for i, (name, _, _) in enumerate(FaceResNet.STAGES):
+        scaled(f"blocks.{i}.conv1", f"{name}/conv1/")
+        scaled(f"blocks.{i}.conv2", f"{name}/conv2/")
+    return state
+
+
+def fetch(workdir: Path) -> tuple[dict, bytes]:
+    """The face-api.js recognition manifest and weights, from the npm registry (``npm pack``)."""
+    try:
+        done = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=workdir, check=True,
+                              capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"could not fetch {PACKAGE} with npm: {exc}") from None
+    with tarfile.open(workdir / done.stdout.strip().splitlines()[-1]) as tar:
+        manifest = json.load(tar.extractfile(MANIFEST))
+        data = tar.extractfile(WEIGHTS).read()
+    return manifest, data
+
+
+def main(argv=None) -> None:
+    from safetensors.torch import save_file
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest, data = fetch(Path(tmp))
+    state = faceresnet_state(read_tfjs_weights(manifest, data))
+    model = ModelSpec("faceresnet").build()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
+        raise SystemExit(f"weights do not fit FaceResNet: missing {missing}, unexpected {unexpected}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(args.out), metadata={"source": PACKAGE, "license": "CC0 (dlib model), MIT (face-api.js)"})
+    print(f"wrote {args.out} ({sum(v.numel() for v in state.values()):,} weights from {PACKAGE})")
+
+
+if __name__ == "__main__":
+    main()
