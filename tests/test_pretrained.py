@@ -50,32 +50,66 @@ def test_read_tfjs_weights_dequantizes_and_checks_the_size():
 
 
 def test_grayscale_stem_computes_what_dlib_computes_on_the_gray_face_in_rgb():
-    """The converted one-channel model on pyfer's normalised input equals the RGB model on dlib's
-    input (pixel - mean_c) / 256 of the same gray face, through the whole network."""
+    """The converted one-channel model on pyfer's normalised input equals dlib's network (conv,
+    then its frozen affine) on dlib's RGB input (pixel - mean_c) / 256 of the same gray face."""
     arrays = _face_api_arrays()
     prep = PreprocessSpec(64)
-    gray = ModelSpec("faceresnet").build().eval()
+    gray = ModelSpec("faceresnet").build(folded=True).eval()
     missing, unexpected = gray.load_state_dict(faceresnet_state(arrays, prep), strict=False)
     assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
 
-    rgb = FaceResNet(in_channels=3).eval()
-    state = faceresnet_state(arrays, prep)
-    state["stem.conv.weight"] = torch.from_numpy(arrays["conv32_down/conv/filters"]).permute(3, 2, 0, 1)
-    state["stem.conv.bias"] = torch.from_numpy(arrays["conv32_down/conv/bias"])
-    rgb.load_state_dict(state, strict=False)
+    def dlib_conv(x, prefix, stride, padding):  # dlib's layers as they are: conv, then affine
+        w = torch.from_numpy(arrays[f"{prefix}conv/filters"]).permute(3, 2, 0, 1)
+        y = F.conv2d(x, w, torch.from_numpy(arrays[f"{prefix}conv/bias"]), stride, padding)
+        return y * torch.from_numpy(arrays[f"{prefix}scale/weights"])[:, None, None] \
+            + torch.from_numpy(arrays[f"{prefix}scale/biases"])[:, None, None]
+
+    def dlib_features(x):
+        x = F.max_pool2d(F.relu(dlib_conv(x, "conv32_down/", 2, 0)), 3, 2)
+        for name, cout, down in FaceResNet.STAGES:
+            out = dlib_conv(F.relu(dlib_conv(x, f"{name}/conv1/", 2 if down else 1, 0 if down else 1)),
+                            f"{name}/conv2/", 1, 1)
+            if down:
+                x = F.avg_pool2d(x, 2, 2)
+                out = F.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
+                x = F.pad(x, (0, 0, 0, 0, 0, cout - x.shape[1]))
+            x = F.relu(out + x)
+        return x
 
     u8 = torch.randint(0, 256, (2, 1, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     big = F.interpolate(u8.float(), size=(150, 150), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    dlib_input = (big - torch.tensor(DLIB_MEAN_RGB)[None, :, None, None]) / 256
     with torch.no_grad():
-        expected = rgb.features(dlib_input)
+        expected = dlib_features((big - torch.tensor(DLIB_MEAN_RGB)[None, :, None, None]) / 256)
         got = gray.features(to_model_input(u8, prep))
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_pretrained_start_computes_the_folded_network_with_trainable_batchnorms(tmp_path):
+    """--pretrained rebuilds BatchNorms from the training faces: in eval mode the model computes
+    what the folded pretrained network does."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    from training.train import initial_model
+
+    spec = ModelSpec("faceresnet")
+    state = faceresnet_state(_face_api_arrays(), PreprocessSpec(64))
+    save_file(state, str(tmp_path / "pre.safetensors"))
+    faces = torch.randint(0, 256, (64, 1, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    args = argparse.Namespace(pretrained=str(tmp_path / "pre.safetensors"), init=None, seed=0, dropout=0.0)
+    model = initial_model(args, spec, PreprocessSpec(64), faces).eval()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded = spec.build(folded=True).eval()
+    folded.load_state_dict(state, strict=False)
+    x = to_model_input(faces[:4], PreprocessSpec(64))
+    with torch.no_grad():
+        torch.testing.assert_close(model.features(x), folded.features(x), rtol=1e-3, atol=1e-3)
+
+
 def test_faceresnet_shapes_and_down_sampling_shortcuts():
-    model = ModelSpec("faceresnet").build(dropout=0.0).eval()
+    model = ModelSpec("faceresnet").build(dropout=0.0, folded=True).eval()
     x = torch.randn(2, 1, 64, 64)
     assert model(x).shape == (2, 8)
     assert model.features(x).shape == (2, 256, 2, 2)  # 150 px -> 72 -> 35 -> 17 -> 8 -> 4 (pad) -> 2 (pad)

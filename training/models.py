@@ -24,9 +24,10 @@ class ConvBN(nn.Module):
     """conv -> BatchNorm -> optional ReLU. With ``folded=True`` the BN is absent and the conv has a bias."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 relu: bool = True, folded: bool = False):
+                 relu: bool = True, folded: bool = False, padding: int | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=folded)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding,
+                              groups=groups, bias=folded)
         self.bn = nn.Identity() if folded else nn.BatchNorm2d(cout)
         self.relu = relu
 
@@ -228,33 +229,19 @@ class EffResNet18(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Face-pretrained teacher: dlib's face-recognition ResNet
 # ----------------------------------------------------------------------------------------------
-class ScaledConv(nn.Module):
-    """conv (with bias) -> per-channel affine (dlib's ``affine`` layer: a BatchNorm frozen into
-    scale and shift when dlib trained the net), so pretrained weights load as they are."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding)
-        self.scale = nn.Parameter(torch.ones(cout))
-        self.shift = nn.Parameter(torch.zeros(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) * self.scale[:, None, None] + self.shift[:, None, None]
-
-
 class FaceResidual(nn.Module):
-    """dlib's residual block: 3x3 conv, ReLU, 3x3 conv, + shortcut, ReLU. A down-sampling block's
+    """dlib's residual block: 3x3 conv+BN, ReLU, 3x3 conv+BN, + shortcut, ReLU. A down-sampling block's
     first conv has stride 2 and no padding; its shortcut is a 2x2 average pool, zero-padded to
     the output's channels, and the output is zero-padded to the shortcut's size when they differ."""
 
-    def __init__(self, cin: int, cout: int, down: bool):
+    def __init__(self, cin: int, cout: int, down: bool, folded: bool = False):
         super().__init__()
         self.down = down
-        self.conv1 = ScaledConv(cin, cout, 3, 2 if down else 1, 0 if down else 1)
-        self.conv2 = ScaledConv(cout, cout, 3, 1, 1)
+        self.conv1 = ConvBN(cin, cout, 3, 2 if down else 1, folded=folded, padding=0 if down else 1)
+        self.conv2 = ConvBN(cout, cout, 3, relu=False, folded=folded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.conv1(x)))
+        out = self.conv2(self.conv1(x))
         if self.down:
             x = F.avg_pool2d(x, 2, 2)
             out = F.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
@@ -268,11 +255,14 @@ class FaceResNet(nn.Module):
     loads its weights. The paper pretrains its teacher on MS-Celeb-1M, which is not available here.
 
     The face is resized to the 150 px dlib was trained at; then a 7x7/2 conv (grayscale: the RGB
-    filters summed) + ReLU, a 3x3/2 max-pool, residual stages of 32 (x3), 64 (x4), 128 (x3) and
-    256 (x4) channels (``STAGES``: each stage but the first opens with a down-sampling block; the
-    last one ends with a second), global average pool, dropout, linear classifier. ``stem`` and
-    ``folded`` are accepted for the common constructor and ignored (it has no BatchNorm). It runs
-    in PyTorch only (as a training teacher): the engine does not know this architecture.
+    filters summed) + BN + ReLU, a 3x3/2 max-pool, residual stages of 32 (x3), 64 (x4), 128 (x3)
+    and 256 (x4) channels (``STAGES``: each stage but the first opens with a down-sampling block;
+    the last one ends with a second), global average pool, dropout, linear classifier. dlib froze
+    its BatchNorms into per-channel affines; they are BatchNorms again here (``--pretrained``
+    measures their statistics on the training faces, as for an export: ``unfold_batchnorm``),
+    since without them SGD's steps are many times the size of the pretrained weights. ``stem`` is
+    accepted for the common constructor and ignored. It runs in PyTorch only (a training
+    teacher): the engine does not know this architecture.
     """
 
     INPUT_SIZE = 150
@@ -287,10 +277,10 @@ class FaceResNet(nn.Module):
                  dropout: float = 0.5, folded: bool = False):
         super().__init__()
         _check_common(num_classes, in_channels, stem, dropout)
-        self.stem = ScaledConv(in_channels, 32, 7, 2, 0)
+        self.stem = ConvBN(in_channels, 32, 7, 2, folded=folded, padding=0)
         blocks, cin = [], 32
         for _, cout, down in self.STAGES:
-            blocks.append(FaceResidual(cin, cout, down))
+            blocks.append(FaceResidual(cin, cout, down, folded))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)
@@ -299,7 +289,7 @@ class FaceResNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.INPUT_SIZE or x.shape[-2] != self.INPUT_SIZE:
             x = F.interpolate(x, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", align_corners=False)
-        return self.blocks(F.max_pool2d(F.relu(self.stem(x)), 3, 2))
+        return self.blocks(F.max_pool2d(self.stem(x), 3, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).mean((2, 3))

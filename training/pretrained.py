@@ -6,8 +6,9 @@ dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``, CC0, 
 about 3M faces) ships, converted to TensorFlow.js, in the npm package ``@vladmandic/face-api``
 (MIT) as ``model/face_recognition_model-weights_manifest.json`` + ``.bin``. This module fetches
 that package with ``npm pack`` (pinned version), reads the weights (most tensors are stored as
-uint8: value = q * scale + min, from the manifest) and writes a ``training.models.FaceResNet``
-state dict for grayscale input in pyfer's normalisation, without the classifier:
+uint8: value = q * scale + min, from the manifest) and writes a folded ``training.models.FaceResNet``
+state dict (each conv with its affine) for grayscale input in pyfer's normalisation, without the
+classifier:
 ``python -m training.train teacher --arch faceresnet --pretrained FILE`` starts from it.
 """
 from __future__ import annotations
@@ -49,33 +50,36 @@ def read_tfjs_weights(manifest: dict, data: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
+def folded_conv(arrays: dict[str, np.ndarray], prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conv and its affine (dlib's frozen BatchNorm) as one conv with bias, in PyTorch's layout:
+    scale * (W x + b) + shift = (scale W) x + (scale b + shift). TensorFlow.js filters are
+    (kh, kw, in, out); PyTorch's are (out, in, kh, kw)."""
+    scale = torch.from_numpy(arrays[f"{prefix}scale/weights"]).double()
+    weight = torch.from_numpy(arrays[f"{prefix}conv/filters"]).permute(3, 2, 0, 1).double()
+    bias = torch.from_numpy(arrays[f"{prefix}conv/bias"]).double()
+    return weight * scale[:, None, None, None], bias * scale + torch.from_numpy(arrays[f"{prefix}scale/biases"])
+
+
 def faceresnet_state(arrays: dict[str, np.ndarray], prep: PreprocessSpec = PreprocessSpec()) -> dict:
-    """A grayscale ``FaceResNet`` state dict (no ``fc``) from face-api.js's arrays.
+    """A folded (``folded=True``) grayscale ``FaceResNet`` state dict, without ``fc``, from
+    face-api.js's arrays.
 
-    TensorFlow.js filters are (kh, kw, in, out): PyTorch's are (out, in, kh, kw). The stem takes
-    pyfer's normalised gray x = (pixel / 255 - mean) / std instead of dlib's three channels
-    (pixel - mean_c) / 256: with gray = R = G = B, its filter is the RGB filters summed times
-    255 * std / 256, and its bias gains each channel's filter sum times (255 * mean - mean_c) / 256,
-    exactly, since the stem conv has no padding."""
-    def conv(name: str) -> torch.Tensor:
-        return torch.from_numpy(arrays[name]).permute(3, 2, 0, 1).contiguous()
-
+    The stem takes pyfer's normalised gray x = (pixel / 255 - mean) / std instead of dlib's three
+    channels (pixel - mean_c) / 256: with gray = R = G = B, its filter is the RGB filters summed
+    times 255 * std / 256, and its bias gains each channel's filter sum times
+    (255 * mean - mean_c) / 256, exactly, since the stem conv has no padding."""
     state = {}
 
-    def scaled(prefix: str, src: str) -> None:
-        state[f"{prefix}.conv.weight"] = conv(f"{src}conv/filters")
-        state[f"{prefix}.conv.bias"] = torch.from_numpy(arrays[f"{src}conv/bias"])
-        state[f"{prefix}.scale"] = torch.from_numpy(arrays[f"{src}scale/weights"])
-        state[f"{prefix}.shift"] = torch.from_numpy(arrays[f"{src}scale/biases"])
+    def put(module: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        state[f"{module}.conv.weight"] = weight.float().contiguous()
+        state[f"{module}.conv.bias"] = bias.float()
 
-    scaled("stem", "conv32_down/")
-    rgb = state["stem.conv.weight"].double()  # (32, 3, 7, 7)
+    rgb, bias = folded_conv(arrays, "conv32_down/")
     offsets = torch.tensor([(255 * prep.mean - m) / 256 for m in DLIB_MEAN_RGB], dtype=torch.float64)
-    state["stem.conv.weight"] = (rgb.sum(1, keepdim=True) * 255 * prep.std / 256).float()
-    state["stem.conv.bias"] = (state["stem.conv.bias"].double() + (rgb.sum((2, 3)) * offsets).sum(1)).float()
+    put("stem", rgb.sum(1, keepdim=True) * 255 * prep.std / 256, bias + (rgb.sum((2, 3)) * offsets).sum(1))
     for i, (name, _, _) in enumerate(FaceResNet.STAGES):
-        scaled(f"blocks.{i}.conv1", f"{name}/conv1/")
-        scaled(f"blocks.{i}.conv2", f"{name}/conv2/")
+        put(f"blocks.{i}.conv1", *folded_conv(arrays, f"{name}/conv1/"))
+        put(f"blocks.{i}.conv2", *folded_conv(arrays, f"{name}/conv2/"))
     return state
 
 
@@ -101,7 +105,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         manifest, data = fetch(Path(tmp))
     state = faceresnet_state(read_tfjs_weights(manifest, data))
-    model = ModelSpec("faceresnet").build()
+    model = ModelSpec("faceresnet").build(folded=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
         raise SystemExit(f"weights do not fit FaceResNet: missing {missing}, unexpected {unexpected}")

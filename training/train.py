@@ -456,15 +456,20 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     if args.pretrained:
         from safetensors.torch import load_file
 
-        model = spec.build(dropout=args.dropout)
+        from training.models import unfold_batchnorm
+
+        folded = spec.build(folded=True, dropout=args.dropout)
         try:
-            missing, unexpected = model.load_state_dict(load_file(args.pretrained), strict=False)
+            missing, unexpected = folded.load_state_dict(load_file(args.pretrained), strict=False)
         except RuntimeError as exc:  # a tensor of the wrong shape
             raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: {exc}") from None
         if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
             raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: "
                              f"missing {missing}, unexpected {unexpected}")
-        return model
+        # the pretrained convs come folded (with their BatchNorms frozen in): BatchNorms measured
+        # on the training faces make them trainable again without changing what they compute
+        sample = x_train[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x_train))[:2048])]
+        return unfold_batchnorm(folded, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
     if not args.init:
         return spec.build(dropout=args.dropout)
     init, ispec, iprep = load_model(args.init)
