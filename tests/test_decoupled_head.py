@@ -1,0 +1,56 @@
+"""scripts/decoupled_head.py: tau-normalisation, the re-trained head and the choice of shift (the
+scoring itself is training.prior_shift's, tested there)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+spec = importlib.util.spec_from_file_location(
+    "decoupled_head", Path(__file__).resolve().parents[1] / "scripts" / "decoupled_head.py")
+decoupled_head = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(decoupled_head)
+
+LOG_PRIOR = np.log(np.array([0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.03, 0.02]))
+
+
+def test_tau_normalisation_is_the_identity_at_zero_and_gives_unit_rows_at_one():
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(8, 16)) * np.arange(1, 9)[:, None], rng.normal(size=8)
+    W0, b0 = decoupled_head.tau_normalized(W, b, 0.0, keep_bias=True)
+    np.testing.assert_allclose(W0, W)
+    np.testing.assert_allclose(b0, b)
+    W1, b1 = decoupled_head.tau_normalized(W, b, 1.0, keep_bias=True)
+    np.testing.assert_allclose(np.linalg.norm(W1, axis=1), 1.0)
+    np.testing.assert_allclose(b1, b / np.linalg.norm(W, axis=1))
+    assert not decoupled_head.tau_normalized(W, b, 0.5, keep_bias=False)[1].any()
+
+
+def synthetic_features(n=800, dim=16, seed=0):
+    """Features that are the class's one-hot code (plus noise) in their first 8 dimensions."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 8, n)
+    x = rng.normal(scale=0.3, size=(n, dim)).astype(np.float32)
+    x[np.arange(n), labels] += 3.0
+    return x, labels, np.eye(8, dtype=np.float32)[labels]
+
+
+def test_the_retrained_head_starts_from_the_given_one_and_learns_the_classes():
+    x, labels, targets = synthetic_features()
+    feats = {"W": np.zeros((8, x.shape[1]), np.float32), "b": np.zeros(8, np.float32),
+             "train": (x, labels, targets), "train augmented": [x + 0.1]}
+    W, b = decoupled_head.retrained_head(feats, LOG_PRIOR, balance=1.0, epochs=0, lr=1e-2)
+    assert not W.any() and not b.any()
+    W, b = decoupled_head.retrained_head(feats, LOG_PRIOR, balance=1.0, epochs=20, lr=1e-2)
+    assert ((x @ W.T + b).argmax(1) == labels).mean() > 0.95
+
+
+def test_best_row_undoes_a_baked_in_prior_shift():
+    x, labels, _ = synthetic_features()
+    feats = {"FERPlus valid": (x, labels, None), "SFEW": (x, labels, None)}
+    W = np.zeros((8, x.shape[1]))
+    W[:, :8] = np.eye(8)
+    b = -3.0 * LOG_PRIOR    # a shift of -3 baked in: the rare classes win where features are weak
+    shift, row = decoupled_head.best_row(feats, W, b, LOG_PRIOR, [0.0, 1.0, 3.0])
+    assert shift == 3.0 and row["FERPlus valid accuracy"] > 0.95
+    _, unshifted = decoupled_head.best_row(feats, W, b, LOG_PRIOR, [0.0])
+    assert unshifted["FERPlus valid accuracy"] < row["FERPlus valid accuracy"]
