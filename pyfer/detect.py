@@ -161,9 +161,6 @@ class _ScoredBox:
     landmarks = None
 
 
-DETECTORS = ("yunet", "haar", "mediapipe")
-
-
 def get_detector(detector: Union[str, Detector, None], min_face: Optional[float] = None,
                  score_threshold: Optional[float] = None) -> Detector | None:
     """'yunet' | 'yunet-tilted' | 'haar' | 'mediapipe' | a callable | None (whole image is the face).

@@ -151,10 +151,6 @@ def ferplus_faces(n: int) -> list[tuple[str, np.ndarray]]:
     return [(f"ferplus:{nm}", cv2.imread(str(folder / nm), cv2.IMREAD_GRAYSCALE)) for nm in names[::step][:n]]
 
 
-def data_available() -> bool:
-    return (DATA / "sfew_train" / "manifest.csv").is_file() and (DATA / "ferplus" / "FER2013Valid").is_dir()
-
-
 def five_faces(name: str, pool: list, rng: np.random.Generator) -> GroupPhoto:
     """Five faces of 75-85 px from ``pool`` scattered over a 1920x1080 frame, apart."""
     img = background(1080, 1920, rng)

@@ -31,6 +31,23 @@ def ferplus_dir() -> Path:
     return FERPLUS
 
 
+@pytest.fixture(scope="module")
+def photos(sfew_dir, ferplus_dir) -> dict:
+    """The synthetic group photos of scripts/group_photos.py (real FERPlus and SFEW faces pasted
+    on backgrounds, with their true boxes), by name."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import group_photos
+
+    return {p.name: p for p in group_photos.build()}
+
+
+def rel_err(got, want) -> float:
+    """Largest absolute error, relative to the reference's largest magnitude (at least 1)."""
+    return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
+
+
 @pytest.fixture(scope="session")
 def sfew_rows(sfew_dir) -> list[tuple[Path, str]]:
     """(path, label) of every SFEW image, in manifest order."""

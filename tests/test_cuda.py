@@ -23,6 +23,7 @@ pytest.importorskip("pyfer._engine")
 
 import pyfer  # noqa: E402
 import pyfer.engine  # noqa: E402
+from conftest import rel_err  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STUDENT = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
@@ -38,10 +39,6 @@ needs_cuda_build = pytest.mark.skipif(
                            "-DPYFER_WITH_CUDA=ON to test the CUDA launch plan")
 needs_gpu = pytest.mark.skipif(
     N_GPUS == 0, reason=f"no usable CUDA GPU ({WHY_NO_GPU}); run scripts/gpu_check.sh on a GPU machine")
-
-
-def rel_err(got, want):
-    return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
 
 
 def inputs(n, size=64, seed=0):

@@ -21,11 +21,6 @@ def yunet():
     return YuNetDetector()
 
 
-@pytest.fixture(scope="module")
-def photos(sfew_dir, ferplus_dir):
-    return {p.name: p for p in group_photos.build()}
-
-
 def check_detection(d, shape):
     assert isinstance(d, Detection)
     assert len(d.box) == 4 and all(type(v) is int for v in d.box) and d.box[2] > 0 and d.box[3] > 0

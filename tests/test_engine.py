@@ -20,6 +20,7 @@ pytest.importorskip("safetensors")
 pytest.importorskip("pyfer._engine")
 
 import pyfer  # noqa: E402
+from conftest import rel_err  # noqa: E402
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.export import from_safetensors  # noqa: E402
@@ -53,10 +54,6 @@ def exports(tmp_path_factory):
         return _CACHE[key]
 
     return get
-
-
-def rel_err(got, want):
-    return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
 
 
 def torch_logits(path, x):

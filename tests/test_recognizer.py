@@ -56,11 +56,6 @@ def test_haar_still_available(engine_module, weights_path, trained):
         assert face.label == "happiness"
 
 
-@pytest.fixture(scope="module")
-def photos(sfew_dir, ferplus_dir):
-    return {p.name: p for p in group_photos.build()}
-
-
 def test_group_photo_largest_first(recognizer, photos):
     """A 190 px and a 60 px face: both come back, the big one first (documented order)."""
     for name in ("two_faces_640x480", "two_faces_1280x720", "two_faces_1920x1080"):

@@ -17,8 +17,6 @@ from conftest import ASTRONAUT, REPO, ferplus_valid
 from pyfer.yunet import YuNetDetector, decode_heads, default_model_path, nms_like_opencv
 
 _engine = pytest.importorskip("pyfer._engine")
-sys.path.insert(0, str(REPO / "scripts"))
-import group_photos  # noqa: E402
 
 ENGINE_MODEL = default_model_path("engine")
 ONNX_MODEL = default_model_path("opencv")
@@ -86,11 +84,6 @@ def real_images(sfew_rows, ferplus_dir) -> list[np.ndarray]:
     astro = cv2.imread(str(ASTRONAUT))
     return (sfew + [cv2.resize(s, (320, 240)) for s in sfew[:3]] + fer
             + [astro, cv2.resize(astro, (333, 201)), cv2.resize(astro, (320, 240))])
-
-
-@pytest.fixture(scope="module")
-def photos(sfew_dir, ferplus_dir):
-    return {p.name: p for p in group_photos.build()}
 
 
 def test_engine_model_describes_yunet(net):

@@ -24,7 +24,6 @@ from pyfer.preprocess import EMOTIONS, PreprocessSpec, resize_face, to_gray
 # the shared data folder beside the repository (read-only; never copied into the repo)
 DEFAULT_DATA_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus")
 DEFAULT_DATA = "ferplus:" + DEFAULT_DATA_ROOT
-FERPLUS_COLUMNS = (*EMOTIONS, "unknown", "NF")
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger",
                 7: "neutral"}
