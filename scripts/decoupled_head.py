@@ -18,6 +18,9 @@ whole shift). Writes ``<out>.md``.
 
     python scripts/decoupled_head.py --weights pyfer/models/tsnet_student.safetensors \\
         --out results/decoupled_head_student
+
+``--write-tau-normalized TAU`` instead writes a copy of the export with its head tau-normalised
+(no learned bias, the baked prior shift kept) to ``--out``: a teacher to distil from.
 """
 from __future__ import annotations
 
@@ -75,6 +78,24 @@ def tau_normalized(W: np.ndarray, b: np.ndarray, tau: float, keep_bias: bool) ->
     return W / scale[:, None], (b / scale if keep_bias else np.zeros_like(b))
 
 
+def write_tau_normalized(weights: str, tau: float, out: str) -> None:
+    """A copy of an export whose head is tau-normalised without its learned bias; the baked prior
+    shift stays, so the copy answers on the same footing as the original (e.g. as a teacher)."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(weights, "np") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    W, dtype = tensors["fc.weight"].astype(np.float64), tensors["fc.weight"].dtype
+    baked = baked_prior_shift(weights)
+    W, b = tau_normalized(W, np.zeros(len(W)), tau, keep_bias=False)
+    tensors["fc.weight"] = W.astype(dtype)
+    tensors["fc.bias"] = (b if baked is None else b + baked).astype(dtype)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, out, metadata=metadata)
+
+
 def retrained_head(feats: dict, log_prior: np.ndarray, balance: float, epochs: int, lr: float,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A linear head started from ``feats["W"], feats["b"]`` and trained on ``feats["train"]``'s
@@ -114,10 +135,17 @@ def main(argv=None) -> None:
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--views", type=int, default=4, help="robust-augmented views of each training face")
     ap.add_argument("--shifts", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(-2, 11)])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="the table (.md); with --write-tau-normalized, the new export")
+    ap.add_argument("--write-tau-normalized", type=float, metavar="TAU",
+                    help="only write a copy of the export with its head tau-normalised (no bias) to --out")
     args = ap.parse_args(argv)
     if args.views < 0:
         sys.exit(f"--views must be >= 0, got {args.views}")
+    if args.write_tau_normalized is not None:
+        if not args.weights.endswith(".safetensors") or not args.out.endswith(".safetensors"):
+            sys.exit("--write-tau-normalized reads and writes exports (.safetensors)")
+        write_tau_normalized(args.weights, args.write_tau_normalized, args.out)
+        return
 
     feats = pooled_features(args.weights, args.data, args.val2, args.views)
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))

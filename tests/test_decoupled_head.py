@@ -54,3 +54,30 @@ def test_best_row_undoes_a_baked_in_prior_shift():
     assert shift == 3.0 and row["FERPlus valid accuracy"] > 0.95
     _, unshifted = decoupled_head.best_row(feats, W, b, LOG_PRIOR, [0.0])
     assert unshifted["FERPlus valid accuracy"] < row["FERPlus valid accuracy"]
+
+
+def test_the_tau_normalised_copy_changes_only_the_head_and_keeps_the_baked_shift(tmp_path):
+    from safetensors import safe_open
+
+    from training.export import baked_prior_shift
+
+    src = Path(__file__).resolve().parents[1] / "models" / "teacher_s11_fp16.safetensors"
+    out = tmp_path / "tau.safetensors"
+    decoupled_head.write_tau_normalized(str(src), 0.5, str(out))
+    with safe_open(str(src), "np") as a, safe_open(str(out), "np") as b:
+        assert a.metadata() == b.metadata() and set(a.keys()) == set(b.keys())
+        for k in a.keys():
+            if not k.startswith("fc."):
+                np.testing.assert_array_equal(a.get_tensor(k), b.get_tensor(k))
+        norms = np.linalg.norm(a.get_tensor("fc.weight").astype(np.float64), axis=1)
+        np.testing.assert_allclose(np.linalg.norm(b.get_tensor("fc.weight").astype(np.float64), axis=1),
+                                   np.sqrt(norms), rtol=2e-3)
+        np.testing.assert_allclose(b.get_tensor("fc.bias"), baked_prior_shift(str(src)), rtol=2e-3)
+
+
+def test_writing_a_copy_needs_exports(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="exports"):
+        decoupled_head.main(["--weights", "runs/x/best.pt", "--write-tau-normalized", "0.5",
+                             "--out", str(tmp_path / "t.safetensors")])
