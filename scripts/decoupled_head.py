@@ -9,8 +9,8 @@ on the fixed pooled features of an export (faces framed as at inference, mirror 
   scaled alike, or dropped);
 - classifier re-training (cRT): a new linear head, started from the export's, trained on the
   features of FERPlus train (each face clean and in ``--views`` robust-augmented views), on the
-  vote distributions, with the logit-adjusted loss of training (``--balance`` x log prior added
-  to the logits, so that the raw logits stay the balanced posterior).
+  vote distributions, with the logit-adjusted loss of training (a balance x log prior added to
+  the logits, as ``training.train --balance``, so that the raw logits stay the balanced posterior).
 
 Every head is scored by the selection rule of ``training.prior_shift`` at its best added prior
 shift over ``--shifts`` (the export's baked shift is taken out first, so a shift here is the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from training.data import AUGMENTS, DEFAULT_DATA, augment, ferplus_prior  # noqa: E402
 from training.export import baked_prior_shift  # noqa: E402
-from training.prior_shift import TARGETS, format_cells, scores  # noqa: E402
+from training.prior_shift import TARGETS, best_shift, format_cells  # noqa: E402
 
 # (balance, epochs, learning rate) of each re-trained head; AdamW, batch 512, weight decay 1e-4
 CRT_RUNS = [(1.0, 2, 1e-3), (1.0, 5, 1e-3), (1.0, 10, 3e-4), (0.5, 5, 1e-3), (1.5, 5, 1e-3)]
@@ -61,13 +61,13 @@ def pooled_features(weights: str, data: str, val2: str, views: int, seed: int = 
         faces = load_framed(source, prep, split, FaceFraming())
         x = torch.from_numpy(faces.images).unsqueeze(1)
         out[name] = (predict_logits(model, x, prep, tta=True).numpy(), faces.labels, faces.targets)
-    # x is FERPlus train, the loop's last set
+    train = x  # the loop's last set
     gen = torch.Generator().manual_seed(seed)
     augmented = []
     with torch.no_grad():
         for v in range(views):
-            augmented.append(np.concatenate([model(augment(x[i:i + 512], prep, AUGMENTS["robust"], gen)).numpy()
-                                             for i in tqdm(range(0, len(x), 512), desc=f"augmented view {v + 1}/{views}")]))
+            augmented.append(np.concatenate([model(augment(train[i:i + 512], prep, AUGMENTS["robust"], gen)).numpy()
+                                             for i in tqdm(range(0, len(train), 512), desc=f"augmented view {v + 1}/{views}")]))
     out["train augmented"] = augmented
     return out
 
@@ -123,9 +123,7 @@ def retrained_head(feats: dict, log_prior: np.ndarray, balance: float, epochs: i
 
 def best_row(feats: dict, W: np.ndarray, b: np.ndarray, log_prior: np.ndarray, shifts) -> tuple[float, dict]:
     logits = {k: feats[k][0] @ W.T + b for k in ("FERPlus valid", "SFEW")}
-    labels = {k: feats[k][1] for k in logits}
-    return max(((float(s), scores(logits, labels, s * log_prior)) for s in shifts),
-               key=lambda r: r[1]["worst ratio to target"])
+    return best_shift(logits, {k: feats[k][1] for k in logits}, log_prior, shifts)
 
 
 def main(argv=None) -> None:

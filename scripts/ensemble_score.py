@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
-from training.prior_shift import TARGETS, format_cells, framed_logits, scores  # noqa: E402
+from training.prior_shift import TARGETS, best_shift, format_cells, framed_logits  # noqa: E402
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -31,11 +31,6 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     from scipy.special import log_softmax as rowwise
 
     return rowwise(z, axis=1)
-
-
-def best_shift(logits: dict, labels: dict, log_prior: np.ndarray, shifts) -> tuple[float, dict]:
-    return max(((float(s), scores(logits, labels, s * log_prior)) for s in shifts),
-               key=lambda r: r[1]["worst ratio to target"])
 
 
 def main(argv=None) -> None:

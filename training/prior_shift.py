@@ -76,6 +76,12 @@ def worst_ratio(logits: dict, labels: dict, bias, idx: dict | None = None) -> fl
     return scores(logits, labels, bias, idx)["worst ratio to target"]
 
 
+def best_shift(logits: dict, labels: dict, log_prior: np.ndarray, shifts) -> tuple[float, dict]:
+    """The shift among ``shifts`` whose ``scores`` are best by the rule, and those scores."""
+    return max(((float(s), scores(logits, labels, s * log_prior)) for s in shifts),
+               key=lambda r: r[1]["worst ratio to target"])
+
+
 def format_cells(row: dict) -> list[str]:
     """A row of ``scores`` as table cells: TARGETS' figures in %, then the worst ratio."""
     return [f"{100 * row[c]:.2f}" for c in TARGETS] + [f"{row['worst ratio to target']:.3f}"]
