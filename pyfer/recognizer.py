@@ -86,9 +86,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _check_png_chunks(data: np.ndarray, name: str) -> None:
     """Refuse a PNG whose chunk announces more bytes than the file holds, before OpenCV's reader
     allocates what it announces (a 57-byte file can ask for 2 GB). Every chunk whose length field
-    is in the file is checked, also the last one when the file ends inside it (fuzz finding 4)."""
+    is in the file is checked, also the last one when the file ends inside it (fuzz finding 4).
+    An IEND before any IDAT is refused too: OpenCV's reader does not stop there but reads on, so
+    a chunk after it could ask for 4 GB again (fuzz finding 5)."""
     buf = memoryview(data)
     pos, n = 8, len(buf)
+    seen_idat = False
     while pos + 4 <= n:
         length = int.from_bytes(buf[pos:pos + 4], "big")
         kind = bytes(buf[pos + 4:pos + 8])
@@ -96,7 +99,11 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             raise ValueError(f"cannot decode {name} as an image (PNG chunk {kind.decode('latin-1')!r} "
                              f"announces {length} bytes, the file has {n - pos - 12} left)")
         pos += 12 + length
+        seen_idat = seen_idat or kind == b"IDAT"
         if kind == b"IEND":
+            if not seen_idat:
+                raise ValueError(f"cannot decode {name} as an image (the PNG ends before any pixel data: "
+                                 "no IDAT chunk before IEND)")
             break
 
 

@@ -278,11 +278,20 @@ def png_with_chunk_length(n: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0\0"), length=n) + chunk(b"IEND", b""))
 
 
+# fuzz finding 5 (session 22, RELIABILITY.md), as CI's fuzzer wrote it: no IDAT, an IEND holding
+# 10 bytes, then a chunk announcing 0xfffffd07 bytes; OpenCV 4.14 reads on past an IEND that
+# comes before any pixel data (also an empty one), and took 4.2 GB
+PNG_HUGE_CHUNK_AFTER_EARLY_IEND = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7f9b55"
+    "0000000a49454e44081d6368020000840083fffffffffffffd0749454e44ae426082")
+
+
 # the second case is fuzz finding 4 (session 11, RELIABILITY.md): the file ends inside the huge
 # chunk's header-plus-data, 42 bytes in all, so the chunk check's loop (which wanted 12 bytes of
 # header and CRC) never looked at it, and OpenCV 4.14 took 3.1 GB
-@pytest.mark.parametrize("content", [png_with_chunk_length(0x7FFF0000), png_with_chunk_length(0xC000000A)[:42]],
-                         ids=["whole_file", "cut_inside_the_chunk"])
+@pytest.mark.parametrize("content", [png_with_chunk_length(0x7FFF0000), png_with_chunk_length(0xC000000A)[:42],
+                                     PNG_HUGE_CHUNK_AFTER_EARLY_IEND],
+                         ids=["whole_file", "cut_inside_the_chunk", "after_an_iend_before_any_idat"])
 def test_png_announcing_a_huge_chunk_costs_no_memory(tmp_path, content):
     """A PNG whose IDAT length field announces gigabytes: a ValueError, and the process may
     not grow by gigabytes on the way (measured in a subprocess: peak RSS under 600 MB)."""
