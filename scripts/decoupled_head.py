@@ -61,7 +61,8 @@ def pooled_features(weights: str, data: str, val2: str, views: int, seed: int = 
         faces = load_framed(source, prep, split, FaceFraming())
         x = torch.from_numpy(faces.images).unsqueeze(1)
         out[name] = (predict_logits(model, x, prep, tta=True).numpy(), faces.labels, faces.targets)
-    train = x  # the loop's last set
+        if name == "train":
+            train = x  # the clean faces, for the augmented views below
     gen = torch.Generator().manual_seed(seed)
     augmented = []
     with torch.no_grad():
@@ -88,10 +89,10 @@ def write_tau_normalized(weights: str, tau: float, out: str) -> None:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
         metadata = f.metadata()
     W, dtype = tensors["fc.weight"].astype(np.float64), tensors["fc.weight"].dtype
+    W, bias = tau_normalized(W, np.zeros(len(W)), tau, keep_bias=False)
     baked = baked_prior_shift(weights)
-    W, b = tau_normalized(W, np.zeros(len(W)), tau, keep_bias=False)
     tensors["fc.weight"] = W.astype(dtype)
-    tensors["fc.bias"] = (b if baked is None else b + baked).astype(dtype)
+    tensors["fc.bias"] = (bias if baked is None else baked).astype(dtype)  # the learned bias is dropped
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out, metadata=metadata)
 
