@@ -374,6 +374,67 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view
 
 
+def test_cutmix_box_has_the_drawn_area_inside_the_image_and_is_clipped_at_edges():
+    from training.train import cutmix_box, paste_box
+
+    rng = np.random.default_rng(3)
+    x, other = torch.zeros(2, 1, 40, 50), torch.ones(2, 1, 40, 50)
+    shares = []
+    for lam in rng.uniform(0.05, 0.95, 200):
+        top, bottom, left, right = box = cutmix_box(float(lam), rng)
+        assert 0.0 <= top <= bottom <= 1.0 and 0.0 <= left <= right <= 1.0
+        assert (bottom - top) * (right - left) <= 1.0 - lam + 1e-9  # clipping only shrinks the box
+        mixed, share = paste_box(x, other, box)
+        # the returned share is what is really left of x, pixel for pixel, whatever lam was drawn
+        assert share == pytest.approx(1.0 - mixed.mean().item())
+        assert torch.equal(x, torch.zeros_like(x))  # the input is not written to
+        shares.append(share)
+    assert min(shares) < 0.4 and max(shares) > 0.9
+
+    class Centre:  # a box centred in the image is not clipped: its area is exactly 1 - lam
+        def random(self):
+            return 0.5
+
+    assert cutmix_box(0.75, Centre()) == (0.25, 0.75, 0.25, 0.75)
+    assert paste_box(x[..., :40], other[..., :40], cutmix_box(0.75, Centre()))[1] == 0.75
+
+
+def test_batch_mixer_draws_as_before_for_mixup_and_splits_batches_when_both_are_on():
+    from training.train import batch_mixer
+
+    assert batch_mixer(0.0, 0.0, np.random.default_rng(0)) is None
+    # mixup alone: one Beta draw, as before --cutmix existed (a replayed run's views stay valid)
+    rng, ref = np.random.default_rng(5), np.random.default_rng(5)
+    assert batch_mixer(0.2, 0.0, rng) == ("mixup", float(ref.beta(0.2, 0.2)))
+    assert rng.random() == ref.random()
+    assert batch_mixer(0.0, 1.0, np.random.default_rng(1))[0] == "cutmix"
+    rng = np.random.default_rng(2)
+    kinds = [batch_mixer(0.2, 1.0, rng)[0] for _ in range(400)]
+    assert 150 < kinds.count("cutmix") < 250
+
+
+def test_live_teacher_answers_on_the_cutmix_view_the_student_sees():
+    """With --cutmix the teacher sees the student's very batch: each face keeps its own pixels outside
+    one rectangle and carries another face of the batch inside it."""
+    from training.train import train_epoch
+
+    seen, teacher, student = _recording_pair()
+    args, x, y = _tiny_distillation()
+    args.mixup, args.cutmix = 0.0, 1.0
+    opt = torch.optim.SGD(student.parameters(), lr=0.01)
+    train_epoch(args, 0, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False)
+    assert len(seen["teacher"]) == len(seen["student"]) == 2
+    for t_view, s_view in zip(seen["teacher"], seen["student"]):
+        assert torch.equal(t_view, s_view)
+    # the first batch before mixing: the epoch's order and augmentation draws (seed 0, epoch 0)
+    first = torch.from_numpy(epoch_order(y.numpy(), 0, 0)[:8])
+    unmixed = augment(x[first], PREP, ROBUST_AUGMENT, torch.Generator().manual_seed(0))
+    changed = (seen["student"][0] != unmixed).any(0).any(0)  # (H, W): the pasted pixels
+    rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+    assert 0 < changed.sum() < changed.numel()
+    assert changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # one rectangle
+
+
 def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     """--teacher-views K: epoch e repeats the batches of epoch e % K exactly, the teacher answers only
     in the first K epochs, and the kept answers survive a restart (but not a change of draws)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "face of class c with probability proportional to prior(c)^(P-1), so that classes "
                          "come in proportion to prior^P (1: every face once, 0.5: square-root, 0: balanced)")
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
+    ap.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+                    help="CutMix (Yun et al. 2019): a box of another face pasted in, of area 1 - lam with lam from "
+                         "Beta(ALPHA, ALPHA), targets mixed by the pasted area. With --mixup too, each batch "
+                         "takes one of the two, evenly")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     ap.add_argument("--keep-epochs", action="store_true",
@@ -238,8 +243,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("distill needs --teacher (a teacher checkpoint or .safetensors export)")
     if not 0.0 <= args.alpha <= 1.0 or args.T <= 0:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
-    if args.mixup < 0 or args.balance < 0 or args.dkd_beta < 0:
-        raise SystemExit("--mixup, --balance and --dkd-beta must be >= 0")
+    if args.mixup < 0 or args.cutmix < 0 or args.balance < 0 or args.dkd_beta < 0:
+        raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
     if not 0.0 <= args.sample_power <= 1.0:
         raise SystemExit("--sample-power must be in [0, 1] (1: every face once an epoch)")
     if not 0.0 <= args.ema < 1.0:
@@ -580,6 +585,7 @@ def run(args: argparse.Namespace) -> dict:
                                          args.student_clahe]
                                         # keys of runs without these options stay as they were
                                         + ([args.sample_power] if args.sample_power != 1.0 else [])
+                                        + ([f"cutmix {args.cutmix}"] if args.cutmix else [])
                                         + (["features"] if args.feature_kd else [])))
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
@@ -704,6 +710,38 @@ def sampled_label_shift(shift: torch.Tensor | None, power: float) -> torch.Tenso
     return None if shift is None or power == 1.0 else power * shift
 
 
+def batch_mixer(mixup: float, cutmix: float, rng: np.random.Generator) -> tuple[str, float] | None:
+    """This batch's mixing, ("mixup" or "cutmix", lam), or None. With both on, a fair coin picks;
+    with one, no coin is drawn, so mixup-only runs draw exactly what they drew before --cutmix."""
+    if mixup > 0 and cutmix > 0:
+        kind = "cutmix" if rng.random() < 0.5 else "mixup"
+    elif mixup > 0 or cutmix > 0:
+        kind = "mixup" if mixup > 0 else "cutmix"
+    else:
+        return None
+    alpha = mixup if kind == "mixup" else cutmix
+    return kind, float(rng.beta(alpha, alpha))
+
+
+def cutmix_box(lam: float, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """CutMix's box as fractions of the image (top, bottom, left, right): sides sqrt(1 - lam) of the
+    image's, centred anywhere and clipped at the edges, so the pasted area is at most 1 - lam.
+    Fractions, so that a teacher view of another size gets the same region."""
+    side = math.sqrt(1.0 - lam)
+    cy, cx = rng.random(), rng.random()
+    return (max(cy - side / 2, 0.0), min(cy + side / 2, 1.0), max(cx - side / 2, 0.0), min(cx + side / 2, 1.0))
+
+
+def paste_box(x: torch.Tensor, other: torch.Tensor, box: tuple[float, float, float, float]) -> tuple[torch.Tensor, float]:
+    """``x`` (N, C, H, W) with ``box`` cut from ``other``, and the share of each image still ``x``'s
+    (the weight of x's targets: the clipped box's real area, not the drawn lam)."""
+    h, w = x.shape[-2:]
+    top, bottom, left, right = (round(box[0] * h), round(box[1] * h), round(box[2] * w), round(box[3] * w))
+    mixed = x.clone()
+    mixed[..., top:bottom, left:right] = other[..., top:bottom, left:right]
+    return mixed, 1.0 - (bottom - top) * (right - left) / (h * w)
+
+
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
                 teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None,
                 views: TeacherViews | None = None) -> tuple[float, float]:
@@ -742,11 +780,17 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
         # answers on exactly the (mixed, augmented) view the student sees: consistent teaching
         t_probs = teacher_softmax(teacher_logits[idx], args.T, args.kd_standardize) \
             if teacher_logits is not None else None
-        if args.mixup > 0:  # mix images, targets and cached answers alike
-            lam = float(mix_rng.beta(args.mixup, args.mixup))
+        mixer = batch_mixer(args.mixup, args.cutmix, mix_rng)
+        if mixer is not None:  # mix images, targets and cached answers alike
+            kind, lam = mixer
             perm = torch.from_numpy(mix_rng.permutation(len(idx))).to(device)
-            x = lam * x + (1 - lam) * x[perm]
-            xt = x if x_teacher is None else lam * xt + (1 - lam) * xt[perm]
+            if kind == "mixup":
+                x = lam * x + (1 - lam) * x[perm]
+                xt = x if x_teacher is None else lam * xt + (1 - lam) * xt[perm]
+            else:
+                box = cutmix_box(lam, mix_rng)
+                x, lam = paste_box(x, x[perm], box)
+                xt = x if x_teacher is None else paste_box(xt, xt[perm], box)[0]
             if target.ndim == 1:
                 target = F.one_hot(target, n_classes).float()
             target = lam * target + (1 - lam) * target[perm]
