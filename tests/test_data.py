@@ -6,7 +6,7 @@ import pytest
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.data import (AugmentSpec, DataError, augment, load_dataset, load_ferplus, load_manifest,
-                           load_rafdb, majority_protocol)
+                           load_rafdb, majority_protocol, plurality_protocol, read_ferplus_labels)
 
 PREP = PreprocessSpec(48)
 
@@ -36,6 +36,48 @@ def test_ferplus_majority_counts(ferplus_dir, split, n, counts):
     assert data.images.shape == (n, 48, 48) and data.images.dtype == np.uint8
     np.testing.assert_allclose(data.targets.sum(1), 1, atol=1e-6)
     assert (data.targets.argmax(1) == data.labels).all()
+
+
+def test_plurality_protocol_rules():
+    votes = np.array([
+        [6, 1, 1, 0, 0, 0, 0, 0, 1, 1],   # a majority face: kept as it is
+        [3, 0, 0, 3, 0, 0, 0, 0, 0, 0],   # tie: kept, the first class in order (neutral)
+        [0, 0, 0, 3, 0, 4, 0, 0, 3, 0],   # 4 of 10, no majority: disgust
+        [3, 0, 0, 0, 0, 0, 0, 0, 4, 0],   # unknown on top: dropped
+        [0, 0, 0, 0, 0, 0, 0, 0, 3, 3],   # no emotion votes left: dropped
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],   # only single votes: dropped
+    ])
+    keep, labels, shares = plurality_protocol(votes)
+    assert keep.tolist() == [True, True, True, False, False, False]
+    assert [EMOTIONS[i] for i in labels[:3]] == ["neutral", "neutral", "disgust"]
+    np.testing.assert_allclose(shares[2, [3, 5]], [3 / 7, 4 / 7])
+
+
+def test_plurality_adds_only_no_majority_faces_on_the_real_labels(ferplus_dir):
+    _, votes = read_ferplus_labels(ferplus_dir / "FER2013Train" / "label.csv")
+    major, major_labels, _ = majority_protocol(votes)
+    plural, plural_labels, _ = plurality_protocol(votes)
+    assert (plural | ~major).all()  # every majority face stays
+    assert (plural_labels[major] == major_labels[major]).all()  # with its label
+    extra = plural & ~major
+    assert major.sum() == 25045 and extra.sum() == 3340
+    # the faces it adds, by class: rare classes grow most (disgust by 65%, contempt by 40%)
+    assert np.bincount(plural_labels[extra], minlength=8).tolist() == [1562, 242, 421, 508, 365, 75, 119, 48]
+
+
+def test_each_protocol_has_its_own_decoded_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYFER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "fer" / "FER2013Train"
+    rows = ['fer0.png,"(0, 0, 48, 48)",6,0,0,0,0,0,0,0,0,0', 'fer1.png,"(0, 0, 48, 48)",3,0,0,3,0,0,0,0,0,0']
+    (folder).mkdir(parents=True)
+    (folder / "label.csv").write_text("\n".join(rows) + "\n")
+    for i, value in enumerate((30, 200)):
+        _write_png(folder / f"fer{i}.png", value, (48, 48))
+    for protocol, n in (("plurality", 2), ("majority", 1), ("plurality", 2)):  # each read after the other
+        data = load_dataset(f"ferplus:{tmp_path / 'fer'}", PREP, "train", protocol=protocol)
+        assert data.names == ["fer0.png", "fer1.png"][:n] and len(data.images) == n
+    with pytest.raises(ValueError, match="protocol"):
+        load_ferplus(tmp_path / "fer", "train", PREP, "everything")
 
 
 def _write_png(path, value=128, size=(40, 30)):

@@ -123,25 +123,42 @@ def majority_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return keep, top, shares
 
 
-def ferplus_raw(root: str | Path, split: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """FERPlus ``split`` after the majority protocol: the 48x48 uint8 frames as released and
-    (labels, vote shares, file names). Decoding is cached."""
+def plurality_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The majority protocol's faces plus those without a majority whose top cleaned vote is still
+    an emotion (ties included): for training on the vote shares, never for measuring. The label is
+    the top emotion (the first in class order on a tie); same returns as :func:`majority_protocol`."""
+    _, top, shares = majority_protocol(votes)
+    clean = np.where(votes <= 1, 0, votes)
+    keep = (top < len(EMOTIONS)) & (clean[:, : len(EMOTIONS)].sum(1) > 0)
+    return keep, shares.argmax(1), shares
+
+
+PROTOCOLS = {"majority": majority_protocol, "plurality": plurality_protocol}
+
+
+def ferplus_raw(root: str | Path, split: str,
+                protocol: str = "majority") -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """FERPlus ``split`` after the ``protocol`` (majority, or plurality for training): the 48x48
+    uint8 frames as released and (labels, vote shares, file names). Decoding is cached."""
     root = Path(root)
     if split not in FERPLUS_SPLITS:
         raise ValueError(f"split must be one of {sorted(FERPLUS_SPLITS)}, got {split!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     folder = root / FERPLUS_SPLITS[split]
     if not folder.is_dir():
         raise DataError(f"FERPlus folder not found: {folder} (expected the FER+ release layout: "
                         f"{'/'.join(FERPLUS_SPLITS.values())} each with label.csv)")
     label_csv = folder / "label.csv"
     names, votes = read_ferplus_labels(label_csv)
-    keep, labels, shares = majority_protocol(votes)
+    keep, labels, shares = PROTOCOLS[protocol](votes)
     idx = np.flatnonzero(keep)
     names = [names[i] for i in idx]
 
     # keyed by the label file's content, so a copy of the data set elsewhere reuses the cache
     key = hashlib.sha1(label_csv.read_bytes()).hexdigest()[:12]
-    cache = cache_dir() / f"ferplus_{split}_{key}.npz"
+    which = split if protocol == "majority" else f"{split}_{protocol}"
+    cache = cache_dir() / f"ferplus_{which}_{key}.npz"
     if cache.is_file():
         raw = np.load(cache)["images"]
     else:
@@ -160,9 +177,9 @@ def ferplus_prior(root: str | Path = DEFAULT_DATA_ROOT) -> np.ndarray:
     return np.bincount(labels, minlength=len(EMOTIONS)) / len(labels)
 
 
-def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
+def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec, protocol: str = "majority") -> FaceSet:
     """FERPlus ``split`` ("train", "valid", "test") under ``root`` (the release layout)."""
-    raw, (labels, shares, names) = ferplus_raw(root, split)
+    raw, (labels, shares, names) = ferplus_raw(root, split, protocol)
     images = np.stack([resize_face(im, prep.input_size) for im in raw])
     return FaceSet(images, labels, shares, names)
 
@@ -240,11 +257,13 @@ def load_rafdb(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
     return _faceset(paths, labels, wheres, prep, f"decode RAF-DB {split}")
 
 
-def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: str | None = None) -> FaceSet:
-    """``ferplus:DIR``, ``rafdb:DIR``, or a manifest CSV path (with optional ``root``)."""
+def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: str | None = None,
+                 protocol: str = "majority") -> FaceSet:
+    """``ferplus:DIR`` (which faces: ``protocol``), ``rafdb:DIR``, or a manifest CSV path (with
+    optional ``root``)."""
     kind, _, path = source.partition(":")
     if kind == "ferplus" and path:
-        return load_ferplus(path, split, prep)
+        return load_ferplus(path, split, prep, protocol)
     if kind == "rafdb" and path:
         return load_rafdb(path, "test" if split == "valid" else split, prep)
     return load_manifest(source, root, prep)

@@ -65,11 +65,12 @@ def frame_images(images: list[np.ndarray], size: int, framing: FaceFraming, name
     return out
 
 
-def load_framed(source: str, prep: PreprocessSpec, split: str, framing: FaceFraming) -> FaceSet:
+def load_framed(source: str, prep: PreprocessSpec, split: str, framing: FaceFraming,
+                protocol: str = "majority") -> FaceSet:
     """``load_dataset`` with every face re-framed from its source image by ``normalize_face``."""
     kind, _, path = source.partition(":")
     if kind == "ferplus" and path:
-        raw, (labels, shares, names) = ferplus_raw(path, split)
+        raw, (labels, shares, names) = ferplus_raw(path, split, protocol)
         images = list(raw)
         base = FaceSet(np.zeros((len(raw), 1, 1), np.uint8), labels, shares, names)
     else:  # a manifest: decode at full size (load_dataset resizes to the input size)

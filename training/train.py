@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="class-aware sampling: each epoch draws as many faces as the training set holds, a "
                          "face of class c with probability proportional to prior(c)^(P-1), so that classes "
                          "come in proportion to prior^P (1: every face once, 0.5: square-root, 0: balanced)")
+    ap.add_argument("--train-protocol", choices=("majority", "plurality"), default="majority",
+                    help="which FERPlus training faces: majority (Barsoum et al.'s protocol, 25,045), or "
+                         "plurality: also the 3,340 whose top vote is an emotion without a majority (best "
+                         "with --soft-labels). Validation always uses the majority protocol")
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
     ap.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
                     help="CutMix (Yun et al. 2019): a box of another face pasted in, of area 1 - lam with lam from "
@@ -279,18 +283,19 @@ def parse_clahe(setting: str) -> tuple[float, int]:
     return clip, tiles
 
 
-def load_split(source: str, prep: PreprocessSpec, split: str, framing: str) -> FaceSet:
+def load_split(source: str, prep: PreprocessSpec, split: str, framing: str, protocol: str = "majority") -> FaceSet:
     if framing == "frame":
-        return load_dataset(source, prep, split)
+        return load_dataset(source, prep, split, protocol=protocol)
     from pyfer.facenorm import FaceFraming
     from training.framing import load_framed
 
-    return load_framed(source, prep, split, FaceFraming(mode=framing))
+    return load_framed(source, prep, split, FaceFraming(mode=framing), protocol)
 
 
 def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, FaceSet, FaceSet | None]:
-    """Training, validation and (``--val2``) second-domain sets, subset as the flags ask."""
-    train_set = load_split(args.data, prep, "train", args.framing)
+    """Training, validation and (``--val2``) second-domain sets, subset as the flags ask. Only the
+    training faces follow ``--train-protocol``: every model is measured on the majority protocol."""
+    train_set = load_split(args.data, prep, "train", args.framing, args.train_protocol)
     val_set = load_split(args.val_data or args.data, prep, "valid", args.framing)
     val2_set = load_split(args.val2, prep, "valid", args.framing) if args.val2 else None
     if args.classes:
