@@ -79,3 +79,14 @@ def test_bad_arguments_fail_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "training.train", "student", "--out", str(tmp_path),
                           "--data", f"ferplus:{tmp_path / 'none'}"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and "FERPlus folder not found" in out.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--train-protocol", "plurality", "--data", "rafdb:/nowhere"], "--train-protocol plurality is for FERPlus"),
+    (["--cutmix", "-1"], "--cutmix"),
+])
+def test_bad_mixing_and_protocol_flags_fail_before_any_data_is_read(tmp_path, flags, message):
+    from training.train import build_parser, check_args
+
+    with pytest.raises(SystemExit, match=message):
+        check_args(build_parser().parse_args(["student", "--out", str(tmp_path), *flags]))

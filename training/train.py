@@ -249,6 +249,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.cutmix < 0 or args.balance < 0 or args.dkd_beta < 0:
         raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
+    if args.train_protocol != "majority" and not args.data.startswith("ferplus:"):
+        raise SystemExit(f"--train-protocol {args.train_protocol} is for FERPlus data (ferplus:DIR), not {args.data!r}")
     if not 0.0 <= args.sample_power <= 1.0:
         raise SystemExit("--sample-power must be in [0, 1] (1: every face once an epoch)")
     if not 0.0 <= args.ema < 1.0:
