@@ -69,7 +69,7 @@ def test_each_protocol_has_its_own_decoded_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PYFER_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "fer" / "FER2013Train"
     rows = ['fer0.png,"(0, 0, 48, 48)",6,0,0,0,0,0,0,0,0,0', 'fer1.png,"(0, 0, 48, 48)",3,0,0,3,0,0,0,0,0,0']
-    (folder).mkdir(parents=True)
+    folder.mkdir(parents=True)
     (folder / "label.csv").write_text("\n".join(rows) + "\n")
     for i, value in enumerate((30, 200)):
         _write_png(folder / f"fer{i}.png", value, (48, 48))

@@ -128,8 +128,7 @@ def plurality_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     an emotion (ties included): for training on the vote shares, never for measuring. The label is
     the top emotion (the first in class order on a tie); same returns as :func:`majority_protocol`."""
     _, top, shares = majority_protocol(votes)
-    clean = np.where(votes <= 1, 0, votes)
-    keep = (top < len(EMOTIONS)) & (clean[:, : len(EMOTIONS)].sum(1) > 0)
+    keep = (top < len(EMOTIONS)) & (shares.sum(1) > 0)  # shares are all 0 when no emotion vote is left
     return keep, shares.argmax(1), shares
 
 
