@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
-from training.checkpoint import CheckpointError, load_for_resume, read_log, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
 from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
-from training.models import ARCHITECTURES, STEMS, ModelSpec, count_parameters
+from training.models import ARCHITECTURES, STEMS, ModelSpec, collapse_overparam, count_parameters, overparameterize
 from training.predict import load_model, predict_logits
 
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="experimental: the student trains and validates on CLAHE-equalized crops "
                          "(e.g. 2/4) while a live teacher answers on the same view unequalized; "
                          "the export does not record it yet, so such a model is not for shipping")
+    ap.add_argument("--overparam", type=int, default=0, metavar="K",
+                    help="train an over-parameterized network that folds back into the plain one (MobileOne/"
+                         "RepVGG branches): every conv but the stem becomes K convs of its shape, a 1x1 (for 3x3) "
+                         "and an identity BatchNorm (where shapes allow), summed; checkpoints and exports hold "
+                         "the folded network (0: off)")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights (e.g. 0.998; "
                          "0: off)")
@@ -255,6 +260,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--sample-power must be in [0, 1] (1: every face once an epoch)")
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
+    if args.overparam < 0:
+        raise SystemExit("--overparam must be >= 0 (0: off)")
+    if args.overparam and args.ema:
+        raise SystemExit("--overparam and --ema cannot be combined yet: use one")
     if args.teacher_cache and args.mode != "distill":
         raise SystemExit("--teacher-cache is for distill")
     if args.teacher_views < 0:
@@ -489,19 +498,25 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     # an export's BatchNorm statistics are measured again at the new size below
     if ispec != spec or replace(iprep, input_size=prep.input_size) != prep:
         raise SystemExit(f"--init {args.init}: {ispec}/{iprep} differs from this run's {spec}/{prep}")
-    if not str(args.init).endswith(".safetensors"):
-        model = spec.build(dropout=args.dropout)
-        model.load_state_dict(init.state_dict())
-        return model
-    from training.export import baked_prior_shift
-    from training.models import unfold_batchnorm
+    from training.models import fold_batchnorm, unfold_batchnorm
 
-    # an export with a prior shift baked into its bias: take it out, so that training goes on from
-    # the raw logits the loss was written for (the shift is chosen again after training)
-    baked = baked_prior_shift(args.init)
-    if baked is not None:
-        with torch.no_grad():
-            init.fc.bias.sub_(torch.as_tensor(baked, dtype=init.fc.bias.dtype))
+    if not str(args.init).endswith(".safetensors"):
+        if not load_checkpoint(args.init).state.get("overparam"):
+            model = spec.build(dropout=args.dropout)
+            model.load_state_dict(init.state_dict())
+            return model
+        # an --overparam run keeps the network it folds into, whose BatchNorms are identities (the
+        # batch statistics of training would jolt it): measured again, as for an export
+        init = fold_batchnorm(init, spec)
+    else:
+        from training.export import baked_prior_shift
+
+        # an export with a prior shift baked into its bias: take it out, so that training goes on
+        # from the raw logits the loss was written for (the shift is chosen again after training)
+        baked = baked_prior_shift(args.init)
+        if baked is not None:
+            with torch.no_grad():
+                init.fc.bias.sub_(torch.as_tensor(baked, dtype=init.fc.bias.dtype))
     sample = x_train[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x_train))[:2048])]
     return unfold_batchnorm(init, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
 
@@ -536,7 +551,10 @@ def run(args: argparse.Namespace) -> dict:
     y_train = torch.from_numpy(train_set.labels).to(device)
     t_train = torch.from_numpy(train_set.targets).to(device)
     torch.manual_seed(args.seed)
-    model = initial_model(args, spec, prep, x_train).to(device)
+    model = initial_model(args, spec, prep, x_train)
+    if args.overparam:
+        model = overparameterize(model, args.overparam)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
@@ -564,7 +582,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.resume and fresh:
         print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
     if args.resume and not fresh:
-        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema, device)
+        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema, device,
+                                                                    args.overparam)
     else:
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -594,7 +613,8 @@ def run(args: argparse.Namespace) -> dict:
                                         + ([args.sample_power] if args.sample_power != 1.0 else [])
                                         + ([f"cutmix {args.cutmix}"] if args.cutmix else [])
                                         + (["features"] if args.feature_kd else [])))
-    print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params), {len(train_set)} train / "
+    folds_to = f", folding to {count_parameters(collapse_overparam(model, spec)):,}" if args.overparam else ""
+    print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params{folds_to}), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
 
     summary = {}
@@ -606,6 +626,8 @@ def run(args: argparse.Namespace) -> dict:
             views.epoch_done(epoch)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
         judged = model if ema is None else ema.module
+        if args.overparam:  # judged, kept and exported as the plain network it folds into
+            judged = collapse_overparam(model, spec, args.dropout)
         record.update(evaluate_epoch(judged, prep, val_set, device, args.tta, eval_amp, "val"))
         if val2_set is not None:
             record.update(evaluate_epoch(judged, prep, val2_set, device, args.tta, eval_amp, "val2"))
@@ -626,8 +648,10 @@ def run(args: argparse.Namespace) -> dict:
         state["rng"] = torch.get_rng_state()  # dropout's: a resumed run draws the same masks
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        if ema is not None:
+        if ema is not None or args.overparam:
             state["train_model"] = model.state_dict()
+        if args.overparam:
+            state["overparam"] = args.overparam
         if args.framing != "frame":
             from pyfer.facenorm import FaceFraming
 
@@ -660,9 +684,10 @@ def weight_average(model: torch.nn.Module, decay: float):
 
 
 def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
-                 device: torch.device = torch.device("cpu")) -> tuple[int, float, int, list]:
+                 device: torch.device = torch.device("cpu"), overparam: int = 0) -> tuple[int, float, int, list]:
     """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler (and the weight
-    average, with ``--ema``); the log is rewritten to match the checkpoint."""
+    average, with ``--ema``; the over-parameterized network, with ``--overparam``); the log is
+    rewritten to match the checkpoint."""
     try:
         ck, note = load_for_resume(out)
     except (FileNotFoundError, CheckpointError) as exc:
@@ -672,9 +697,13 @@ def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
     ckpt = ck.state
     if ckpt["mode"] != mode:
         raise SystemExit(f"--resume: {ck.path} is a {ckpt['mode']!r} run, not {mode!r}")
-    if ema is not None and "train_model" not in ckpt:
+    if ckpt.get("overparam", 0) != overparam:
+        raise SystemExit(f"--resume: {ck.path} was saved with --overparam {ckpt.get('overparam', 0)}; "
+                         "resume it with the same")
+    saved_ema = "train_model" in ckpt and not overparam
+    if ema is not None and not saved_ema:
         raise SystemExit(f"--resume: {ck.path} was saved without --ema; resume it without --ema")
-    if ema is None and "train_model" in ckpt:
+    if ema is None and saved_ema:
         raise SystemExit(f"--resume: {ck.path} was saved with --ema; resume it with --ema")
     model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
     if ema is not None:
