@@ -62,6 +62,19 @@ def test_a_trained_conv_starts_out_unchanged(mode):
     assert block.identity.weight.grad.abs().sum() > 0
 
 
+def test_live_branches_start_near_the_trained_conv_and_move_it():
+    torch.manual_seed(0)
+    base = busy(ConvBN(6, 6, 3, 1, 6, relu=False), seed=3).eval()
+    block = OverparamConvBN(base, 2, branch_scale=0.1).eval()
+    x = torch.randn(4, 6, 9, 9)
+    with torch.no_grad():
+        change = (block(x) - base(x)).abs().max() / base(x).abs().max()
+    assert 0.01 < change < 0.5
+    block.train()
+    block(x).square().sum().backward()
+    assert block.branches[1].conv.weight.grad.abs().sum() > 0  # live: the branch's conv learns
+
+
 def test_bad_blocks_are_clear_errors():
     with pytest.raises(ValueError, match="k must be >= 1"):
         OverparamConvBN(ConvBN(4, 4, 3), 0)
@@ -160,7 +173,9 @@ def test_an_overparam_run_resumes_exactly(tmp_path, ferplus_dir):
 
 
 @pytest.mark.parametrize("extra,message", [(["--overparam", "-1"], "--overparam must be >= 0"),
-                                          (["--overparam", "1", "--ema", "0.9"], "cannot be combined")])
+                                          (["--overparam", "1", "--ema", "0.9"], "cannot be combined"),
+                                          (["--overparam-scale", "0.1"], "is for --overparam"),
+                                          (["--overparam", "1", "--overparam-scale", "-1"], "must be >= 0")])
 def test_bad_options_are_clear_errors(tmp_path, extra, message):
     r = run([sys.executable, "-m", "training.train", "student", "--out", str(tmp_path / "x"), *extra])
     assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]

@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "RepVGG branches): every conv but the stem becomes K convs of its shape, a 1x1 (for 3x3) "
                          "and an identity BatchNorm (where shapes allow), summed; checkpoints and exports hold "
                          "the folded network (0: off)")
+    ap.add_argument("--overparam-scale", type=float, default=0.0, metavar="S",
+                    help="BatchNorm scale the extra branches of --overparam start with: 0 starts from exactly "
+                         "the --init network; above 0 (e.g. 0.1) the branches start live, with a small jolt")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and save an exponential moving average of the weights (e.g. 0.998; "
                          "0: off)")
@@ -262,6 +265,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--ema must be in [0, 1) (0: off)")
     if args.overparam < 0:
         raise SystemExit("--overparam must be >= 0 (0: off)")
+    if args.overparam_scale < 0 or (args.overparam_scale and not args.overparam):
+        raise SystemExit("--overparam-scale must be >= 0, and is for --overparam")
     if args.overparam and args.ema:
         raise SystemExit("--overparam and --ema cannot be combined yet: use one")
     if args.teacher_cache and args.mode != "distill":
@@ -553,7 +558,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model = initial_model(args, spec, prep, x_train)
     if args.overparam:
-        model = overparameterize(model, args.overparam)
+        model = overparameterize(model, args.overparam, branch_scale=args.overparam_scale)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
