@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 
-from test_resume import REPO, train_cmd  # noqa: E402
+from test_resume import REPO, assert_same_weights, train_cmd  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.models import (ConvBN, ModelSpec, OverparamConvBN, collapse_overparam,  # noqa: E402
                              count_parameters, overparameterize, randomize_batchnorm)
@@ -166,10 +166,7 @@ def test_an_overparam_run_resumes_exactly(tmp_path, ferplus_dir):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r = run(train_cmd(split, 2, "--overparam", "2", "--resume"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    a, b = load_checkpoint(straight / "last.pt").state, load_checkpoint(split / "last.pt").state
-    for key in ("model", "train_model"):
-        for name, tensor in a[key].items():
-            torch.testing.assert_close(b[key][name], tensor, msg=f"{key}.{name}")
+    assert_same_weights(straight / "last.pt", split / "last.pt")
 
 
 @pytest.mark.parametrize("extra,message", [(["--overparam", "-1"], "--overparam must be >= 0"),

@@ -219,6 +219,16 @@ def train_cmd(out: Path, epochs: int, *extra) -> list[str]:
             "--train-limit", "512", "--val-limit", "128", "--threads", "1", "--quiet", *extra]
 
 
+def assert_same_weights(a: Path, b: Path, keys=("model", "train_model")) -> None:
+    """Two checkpoints hold the same tensors under each of ``keys`` (a run resumed vs. one never stopped)."""
+    import torch
+
+    sa, sb = load_checkpoint(a).state, load_checkpoint(b).state
+    for key in keys:
+        for name, tensor in sa[key].items():
+            torch.testing.assert_close(sb[key][name], tensor, msg=f"{key}.{name}")
+
+
 def run_until(cmd, pattern: str, after_s: float, timeout: float = 600) -> tuple[str, float]:
     """Start ``cmd``, wait for ``pattern`` in its stdout, wait ``after_s`` more, then SIGKILL it."""
     p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
