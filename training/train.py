@@ -498,15 +498,17 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
         return unfold_batchnorm(folded, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
     if not args.init:
         return spec.build(dropout=args.dropout)
-    init, ispec, iprep = load_model(args.init)
+    is_export = str(args.init).endswith(".safetensors")
+    init_ckpt = None if is_export else load_checkpoint(args.init)
+    init, ispec, iprep = load_model(args.init) if is_export else init_ckpt.build_model()
     # the input size may change: the weights do not depend on it (global average pooling), and
     # an export's BatchNorm statistics are measured again at the new size below
     if ispec != spec or replace(iprep, input_size=prep.input_size) != prep:
         raise SystemExit(f"--init {args.init}: {ispec}/{iprep} differs from this run's {spec}/{prep}")
     from training.models import fold_batchnorm, unfold_batchnorm
 
-    if not str(args.init).endswith(".safetensors"):
-        if not load_checkpoint(args.init).state.get("overparam"):
+    if not is_export:
+        if not init_ckpt.state.get("overparam"):
             model = spec.build(dropout=args.dropout)
             model.load_state_dict(init.state_dict())
             return model
