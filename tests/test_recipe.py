@@ -459,6 +459,33 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     assert TeacherViews(2, 2, 8, 8, path, "other draws").filled == [False, False]
 
 
+def test_peer_mixes_the_live_and_the_replayed_teacher_answers_and_views_keep_the_teachers_own(tmp_path):
+    """--peer with --teacher-views: the peer gets the teacher's answer and the view it answered on,
+    live and replayed alike; the kept views stay the teacher's own answers."""
+    from training.train import TeacherViews, train_epoch
+
+    seen, teacher, student = _recording_pair(lambda v: v.flatten(1)[:, :8] * 3.0)
+    args, x, y = _tiny_distillation(epochs=2)
+    calls = []
+
+    def peer(t_out, view):
+        calls.append((t_out.clone(), view.clone()))
+        return t_out + 1.0
+
+    opt = torch.optim.SGD(student.parameters(), lr=0.01)
+    views = TeacherViews(1, 2, 8, 8, tmp_path / "teacher_views.pt", "key")
+    for epoch in range(2):
+        train_epoch(args, epoch, student, opt, PREP, x, y, F.one_hot(y, 8).float(), teacher, None, None, False,
+                    views=views, peer=peer)
+        views.epoch_done(epoch)
+    assert len(seen["teacher"]) == 2 and len(calls) == 4  # epoch 2 replays, the peer still answers
+    for b in range(2):
+        torch.testing.assert_close(views.logits[0, b], teacher(seen["student"][b]))  # not + 1
+        for t_out, view in (calls[b], calls[2 + b]):
+            torch.testing.assert_close(t_out, views.logits[0, b])
+            assert torch.equal(view, seen["student"][b])
+
+
 def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_their_own_crops():
     """--student-clahe: the student trains on equalized crops while the live teacher answers on the
     unequalized faces under the very same augmentation and mixup draws."""

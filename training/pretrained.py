@@ -5,8 +5,9 @@
 dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``, CC0, trained by dlib on
 about 3M faces) ships, converted to TensorFlow.js, in the npm package ``@vladmandic/face-api``
 (MIT) as ``model/face_recognition_model-weights_manifest.json`` + ``.bin``. This module fetches
-that package with ``npm pack`` (pinned version), reads the weights (most tensors are stored as
-uint8: value = q * scale + min, from the manifest) and writes a folded ``training.models.FaceResNet``
+that package with ``npm pack`` (pinned version; ``fetch_face_api``, which ``training.peer`` also
+uses), reads the weights (most tensors are stored as uint8: value = q * scale + min, from the
+manifest) and writes a folded ``training.models.FaceResNet``
 state dict (each conv with its affine) for grayscale input in pyfer's normalisation, without the
 classifier:
 ``python -m training.train teacher --arch faceresnet --pretrained FILE`` starts from it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -24,11 +26,10 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import PreprocessSpec
+from training.data import cache_dir
 from training.models import FaceResNet, ModelSpec
 
 PACKAGE = "@vladmandic/face-api@1.7.15"
-MANIFEST = "package/model/face_recognition_model-weights_manifest.json"
-WEIGHTS = "package/model/face_recognition_model.bin"
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input layer: (pixel - mean) / 256
 DEFAULT_OUT = Path("runs/pretrained/faceresnet_dlib.safetensors")
 
@@ -83,16 +84,22 @@ def faceresnet_state(arrays: dict[str, np.ndarray], prep: PreprocessSpec = Prepr
     return state
 
 
-def fetch(workdir: Path) -> tuple[dict, bytes]:
-    """The face-api.js recognition manifest and weights, from the npm registry (``npm pack``)."""
-    try:
-        done = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=workdir, check=True,
-                              capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise SystemExit(f"could not fetch {PACKAGE} with npm: {exc}") from None
-    with tarfile.open(workdir / done.stdout.strip().splitlines()[-1]) as tar:
-        manifest = json.load(tar.extractfile(MANIFEST))
-        data = tar.extractfile(WEIGHTS).read()
+def fetch_face_api(model: str) -> tuple[dict, bytes]:
+    """The TensorFlow.js manifest and weights of one face-api.js model (``model/<model>-weights_
+    manifest.json`` and ``model/<model>.bin``), from the npm registry (``npm pack`` of the pinned
+    version, kept in the training cache so that it is fetched once)."""
+    cached = cache_dir() / f"{PACKAGE.lstrip('@').replace('/', '-').replace('@', '-')}.tgz"
+    if not cached.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                done = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=tmp, check=True,
+                                      capture_output=True, text=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise SystemExit(f"could not fetch {PACKAGE} with npm: {exc}") from None
+            shutil.move(str(Path(tmp) / done.stdout.strip().splitlines()[-1]), cached)
+    with tarfile.open(cached) as tar:
+        manifest = json.load(tar.extractfile(f"package/model/{model}-weights_manifest.json"))
+        data = tar.extractfile(f"package/model/{model}.bin").read()
     return manifest, data
 
 
@@ -102,8 +109,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest, data = fetch(Path(tmp))
+    manifest, data = fetch_face_api("face_recognition_model")
     state = faceresnet_state(read_tfjs_weights(manifest, data))
     model = ModelSpec("faceresnet").build(folded=True)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "target class being the label's top class (0: the plain KL)")
     ap.add_argument("--feature-kd", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x similarity-preserving KD on the pooled features (distill, live teacher)")
+    ap.add_argument("--peer", type=float, default=0.0, metavar="W",
+                    help="average the live teacher's answers with face-api.js's expression model's "
+                         "(training.peer; W its share, on the 7 classes it knows; 0: off)")
     ap.add_argument("--soft-labels", action="store_true",
                     help="train on the FERPlus vote distribution (the 'probability' mode)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
@@ -279,6 +282,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--feature-kd must be >= 0 (0: off)")
     if args.feature_kd and (args.mode != "distill" or args.teacher_cache):
         raise SystemExit("--feature-kd is for distill with a live teacher (no --teacher-cache)")
+    if not 0 <= args.peer < 1:
+        raise SystemExit("--peer must be in [0, 1) (0: off)")
+    if args.peer and (args.mode != "distill" or args.teacher_cache or args.feature_kd):
+        raise SystemExit("--peer is for distill with a live teacher's logits (no --teacher-cache, no --feature-kd)")
     if args.pretrained and args.init:
         raise SystemExit("--pretrained and --init both give starting weights: use one")
     if args.student_clahe:
@@ -580,6 +587,12 @@ def run(args: argparse.Namespace) -> dict:
         teacher = EngineTeacher(args.teacher, args.threads or 1)
     if teacher is not None and teacher_size != prep.input_size:
         teacher = AtInputSize(teacher, teacher_size)
+    if args.peer:
+        from training.peer import PeerMix
+
+        peer = PeerMix(args.peer, prep, device)
+    else:
+        peer = None
 
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
@@ -628,7 +641,7 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
-                                            teacher, teacher_logits, shift, amp, ema, x_teacher, views)
+                                            teacher, teacher_logits, shift, amp, ema, x_teacher, views, peer)
         if views is not None:
             views.epoch_done(epoch)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
@@ -787,7 +800,7 @@ def paste_box(x: torch.Tensor, other: torch.Tensor, box: tuple[float, float, flo
 
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
                 teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None,
-                views: TeacherViews | None = None) -> tuple[float, float]:
+                views: TeacherViews | None = None, peer=None) -> tuple[float, float]:
     from tqdm import tqdm
 
     device = x_train.device
@@ -847,6 +860,8 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
                 t_out = teacher(xt).float()
             if views is not None:
                 views.logits[draw, b] = t_out.cpu()
+        if t_out is not None and peer is not None:  # the views keep the teacher's own answers
+            t_out = peer(t_out, xt)
         if t_out is not None:
             t_features = t_out if args.feature_kd else None
             if args.feature_kd:
