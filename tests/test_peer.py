@@ -171,3 +171,19 @@ def test_train_rejects_a_peer_it_cannot_use(tmp_path, flags, message):
 
     with pytest.raises(SystemExit, match=message):
         train_main(["distill", "--teacher", "t.safetensors", "--out", str(tmp_path / "r"), *flags])
+
+
+def test_zoom_spreads_the_template_about_the_centre_and_keeps_it_mirror_symmetric():
+    from pyfer.facenorm import FaceFraming
+    from training.peer import zoomed
+
+    base = FaceFraming()
+    assert zoomed(base, 1.0) == base
+    t, z = np.array(base.template), np.array(zoomed(base, 1.5).template)
+    np.testing.assert_allclose(z - 0.5, 1.5 * (t - 0.5))
+    np.testing.assert_allclose(z[0, 0], 1 - z[1, 0])  # the eyes stay mirror images
+
+
+def test_cli_rejects_an_absurd_zoom(tmp_path):
+    with pytest.raises(SystemExit, match="zooms"):
+        main(["--zooms", "3", "--out", str(tmp_path / "x")])

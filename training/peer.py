@@ -14,12 +14,18 @@ contempt faces), and averages the two (log-probabilities, the peer's share ``--p
 contempt from the pyfer model) at each average's best prior shift: is the peer a second teacher?
 
     python -m training.peer --with pyfer/models/tsnet_student.safetensors \\
-        models/teacher_s11_fp16.safetensors --out results/peer_faceapi
+        models/teacher_s11_fp16.safetensors --zooms 0.8 0.9 1.0 1.1 1.2 1.3 --train-check \\
+        --out results/peer_faceapi
+
+``--zooms`` frames the peer's faces tighter (above 1) or looser than pyfer's landmark template and
+keeps the best framing by the rule: the peer was trained on its own detector's crops, so it gets
+its framing tuned on these sets (pyfer's models do not).
 
 ``--train-check`` also scores every model on FERPlus train. A model scores far higher on faces it
-learned than on new ones: pyfer's models learned train. A peer that scores alike on train and valid
-learned neither by heart (they are FER2013's training and PublicTest faces, relabelled by FERPlus),
-so distilling from it would not leak valid's labels into training.
+learned than on new ones: pyfer's models learned train. A peer that scores alike on train and valid,
+and lower than pyfer's models on both, learned neither by heart (they are FER2013's training and
+PublicTest faces, relabelled by FERPlus), so distilling from it does not bring valid's labels into
+training.
 
 Writes ``<out>.md`` (tables) and ``<out>.png`` (per-class recall, the peer beside each model).
 """
@@ -193,6 +199,14 @@ class PeerMix:
         return averaged(teacher_logits, in_emotion_order(self.net(as_peer_input(pixels))), self.weight)
 
 
+def zoomed(framing, zoom: float):
+    """``framing`` with its landmark template spread (zoom > 1: a tighter crop) or drawn in about
+    the crop's centre."""
+    from dataclasses import replace
+
+    return replace(framing, template=tuple((0.5 + (x - 0.5) * zoom, 0.5 + (y - 0.5) * zoom) for x, y in framing.template))
+
+
 def plot_recalls(recalls: dict[str, dict], path: Path) -> None:
     """Per-class recall bars, one group per class, one bar per model; a panel per set."""
     import matplotlib
@@ -234,6 +248,9 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--shifts", type=float, nargs="+", default=list(np.round(np.arange(-1.5, 1.01, 0.05), 2)))
+    ap.add_argument("--zooms", type=float, nargs="+", default=[1.0],
+                    help="frame the peer's faces at these zooms of pyfer's template (above 1: tighter) and "
+                         "keep the best by the rule: the peer's framing is tuned on these sets, pyfer's is not")
     ap.add_argument("--train-check", action="store_true", help="also score every model on FERPlus train")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "results" / "peer_faceapi"))
@@ -241,23 +258,31 @@ def main(argv=None) -> None:
     for m in args.models:
         if not Path(m).is_file():
             raise SystemExit(f"no such model: {m}")
+    if any(not 0.5 <= z <= 2 for z in args.zooms):
+        raise SystemExit("--zooms must lie in [0.5, 2]")
     if any(not 0 < w < 1 for w in args.peer_weights):
         raise SystemExit("--peer-weights must lie strictly between 0 and 1")
     torch.set_num_threads(args.threads)
 
-    framing = FaceFraming(mode="align")
     prep = PreprocessSpec(INPUT_SIZE)
-    sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
-            "SFEW": load_framed(args.val2, prep, "valid", framing)}
-    labels = {k: s.labels for k, s in sets.items()}
     net = load_face_api_expression()
-    peer = {k: peer_logits(net, s.images) for k, s in sets.items()}
-    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
     no_bias = np.zeros(len(EMOTIONS))
-    known = labels["FERPlus valid"] != EMOTIONS.index("contempt")
-
     cols = list(TARGETS) + ["worst ratio to target"]
     head = ["| model | shift | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    by_zoom, zoom_rows = {}, ["| peer's framing | shift | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for zoom in args.zooms:
+        framing = zoomed(FaceFraming(mode="align"), zoom)
+        sets = {"FERPlus valid": load_framed(args.data, prep, "valid", framing),
+                "SFEW": load_framed(args.val2, prep, "valid", framing)}
+        labels = {k: s.labels for k, s in sets.items()}
+        logits = {k: peer_logits(net, s.images) for k, s in sets.items()}
+        by_zoom[zoom] = (scores(logits, labels, no_bias)["worst ratio to target"], framing, logits)
+        zoom_rows.append(f"| template x {zoom:.2f} | none | " + " | ".join(format_cells(scores(logits, labels, no_bias))) + " |")
+    zoom = max(by_zoom, key=lambda z: by_zoom[z][0])
+    _, framing, peer = by_zoom[zoom]
+    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
+    known = labels["FERPlus valid"] != EMOTIONS.index("contempt")
+
     alone = head + ["| face-api.js expression net (peer) | none | " + " | ".join(format_cells(scores(peer, labels, no_bias))) + " |"]
     seven = ["| model | FERPlus valid accuracy | FERPlus valid macro recall |", "|---|---|---|",
              "| face-api.js expression net (peer) | " + " | ".join(
@@ -291,13 +316,14 @@ def main(argv=None) -> None:
                       f"| face-api.js expression net (peer) | {100 * on_train:.2f} | {100 * on_valid:.2f} |"]
         for m in args.models:
             model, _, model_prep = load_model(m)
-            framed = load_framed(args.data, model_prep, "train", framing)
+            framed = load_framed(args.data, model_prep, "train", FaceFraming(mode="align"))
             logits = predict_logits(model, torch.from_numpy(framed.images).unsqueeze(1), model_prep, tta=True).numpy()
             train_rows.append(f"| `{Path(m).name}` | {100 * metrics(framed.labels, logits)[0]:.2f} | "
                               f"{100 * metrics(labels['FERPlus valid'], model_logits[m]['FERPlus valid'])[0]:.2f} |")
 
     text = "\n".join(
-        ["## The peer and pyfer's models, each as it ships (no prior shift)", "", *alone, "",
+        ([f"## The peer's framing (best: template x {zoom:.2f}, used below)", "", *zoom_rows, ""] if len(args.zooms) > 1 else [])
+        + ["## The peer and pyfer's models, each as it ships (no prior shift)", "", *alone, "",
          "## FERPlus valid without its contempt faces (the 7 classes the peer knows)", "", *seven, "",
          "## Per-class recall (%)", "", "\n\n".join(per_class), ""]
         + (["## The peer as a second teacher: averages at their best prior shift", "", *mixes, ""] if mixes else [])
