@@ -7,9 +7,8 @@ about 3M faces) ships, converted to TensorFlow.js, in the npm package ``@vladman
 (MIT) as ``model/face_recognition_model-weights_manifest.json`` + ``.bin``. This module fetches
 that package with ``npm pack`` (pinned version; ``fetch_face_api``, which ``training.peer`` also
 uses), reads the weights (most tensors are stored as uint8: value = q * scale + min, from the
-manifest) and writes a folded ``training.models.FaceResNet``
-state dict (each conv with its affine) for grayscale input in pyfer's normalisation, without the
-classifier:
+manifest) and writes a folded ``training.models.FaceResNet`` state dict (each conv with its
+affine) for grayscale input in pyfer's normalisation, without the classifier:
 ``python -m training.train teacher --arch faceresnet --pretrained FILE`` starts from it.
 """
 from __future__ import annotations
