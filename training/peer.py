@@ -276,32 +276,33 @@ def main(argv=None) -> None:
                 "SFEW": load_framed(args.val2, prep, "valid", framing)}
         labels = {k: s.labels for k, s in sets.items()}
         logits = {k: peer_logits(net, s.images) for k, s in sets.items()}
-        by_zoom[zoom] = (scores(logits, labels, no_bias)["worst ratio to target"], framing, logits)
-        zoom_rows.append(f"| template x {zoom:.2f} | none | " + " | ".join(format_cells(scores(logits, labels, no_bias))) + " |")
+        row = scores(logits, labels, no_bias)
+        by_zoom[zoom] = (row["worst ratio to target"], framing, logits)
+        zoom_rows.append(f"| template x {zoom:.2f} | none | " + " | ".join(format_cells(row)) + " |")
     zoom = max(by_zoom, key=lambda z: by_zoom[z][0])
     _, framing, peer = by_zoom[zoom]
     log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
     known = labels["FERPlus valid"] != EMOTIONS.index("contempt")
 
-    alone = head + ["| face-api.js expression net (peer) | none | " + " | ".join(format_cells(scores(peer, labels, no_bias))) + " |"]
-    seven = ["| model | FERPlus valid accuracy | FERPlus valid macro recall |", "|---|---|---|",
-             "| face-api.js expression net (peer) | " + " | ".join(
-                 f"{100 * v:.2f}" for v in metrics(labels["FERPlus valid"][known], peer["FERPlus valid"][known])) + " |"]
-    table, rec = per_class_recall_table(peer, labels, no_bias)
-    recalls = {"face-api.js (peer)": rec}
-    per_class = [f"**face-api.js expression net (peer)**, no shift:\n\n{table}"]
-    mixes, model_logits = [], {}
+    alone = list(head)
+    seven = ["| model | FERPlus valid accuracy | FERPlus valid macro recall |", "|---|---|---|"]
+    per_class, recalls = [], {}
+
+    def describe(name: str, short: str, logits: dict) -> None:
+        """One model's rows in the as-shipped, 7-class and per-class tables."""
+        alone.append(f"| {name} | none | " + " | ".join(format_cells(scores(logits, labels, no_bias))) + " |")
+        seven.append(f"| {name} | " + " | ".join(
+            f"{100 * v:.2f}" for v in metrics(labels["FERPlus valid"][known], logits["FERPlus valid"][known])) + " |")
+        table, recalls[short] = per_class_recall_table(logits, labels, no_bias)
+        per_class.append(f"**{name}**, no shift:\n\n{table}")
+
+    describe("face-api.js expression net (peer)", "face-api.js (peer)", peer)
+    mixes, model_logits = list(head), {}
     for m in args.models:
         name = f"`{Path(m).name}`"
         logits, _ = framed_logits(m, args.data, args.val2)
         model_logits[m] = logits
-        alone.append(f"| {name} | none | " + " | ".join(format_cells(scores(logits, labels, no_bias))) + " |")
-        seven.append(f"| {name} | " + " | ".join(
-            f"{100 * v:.2f}" for v in metrics(labels["FERPlus valid"][known], logits["FERPlus valid"][known])) + " |")
-        table, rec = per_class_recall_table(logits, labels, no_bias)
-        recalls[Path(m).name] = rec
-        per_class.append(f"**{name}**, no shift:\n\n{table}")
-        mixes += head if not mixes else []
+        describe(name, Path(m).name, logits)
         for w in [0.0] + list(args.peer_weights):
             mix = {k: averaged(torch.from_numpy(logits[k]), torch.from_numpy(peer[k]), w).numpy() for k in labels}
             shift, row = best_shift(mix, labels, log_prior, args.shifts)
@@ -326,7 +327,7 @@ def main(argv=None) -> None:
         + ["## The peer and pyfer's models, each as it ships (no prior shift)", "", *alone, "",
          "## FERPlus valid without its contempt faces (the 7 classes the peer knows)", "", *seven, "",
          "## Per-class recall (%)", "", "\n\n".join(per_class), ""]
-        + (["## The peer as a second teacher: averages at their best prior shift", "", *mixes, ""] if mixes else [])
+        + (["## The peer as a second teacher: averages at their best prior shift", "", *mixes, ""] if args.models else [])
         + (["## FERPlus train against valid (flip averaging, no prior shift)", "", *train_rows, ""] if train_rows else []))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
