@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CutMix (Yun et al. 2019): a box of another face pasted in, of area 1 - lam with lam from "
                          "Beta(ALPHA, ALPHA), targets mixed by the pasted area. With --mixup too, each batch "
                          "takes one of the two, evenly")
+    ap.add_argument("--mixstyle", type=float, default=0.0, metavar="P",
+                    help="MixStyle: with probability P a batch, mix the feature statistics of paired faces "
+                         "after the early stages (training only; the network is unchanged). 0: off")
+    ap.add_argument("--mixstyle-alpha", type=float, default=0.1, metavar="ALPHA",
+                    help="MixStyle's mixing weights ~ Beta(ALPHA, ALPHA)")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     ap.add_argument("--keep-epochs", action="store_true",
@@ -286,6 +291,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--peer must be in [0, 1) (0: off)")
     if args.peer and (args.mode != "distill" or args.teacher_cache or args.feature_kd):
         raise SystemExit("--peer is for distill with a live teacher's logits (no --teacher-cache, no --feature-kd)")
+    if not 0.0 <= args.mixstyle <= 1.0 or args.mixstyle_alpha <= 0:
+        raise SystemExit("--mixstyle must be in [0, 1] (0: off) and --mixstyle-alpha > 0")
     if args.pretrained and args.init:
         raise SystemExit("--pretrained and --init both give starting weights: use one")
     if args.student_clahe:
@@ -568,6 +575,14 @@ def run(args: argparse.Namespace) -> dict:
     model = initial_model(args, spec, prep, x_train)
     if args.overparam:
         model = overparameterize(model, args.overparam, branch_scale=args.overparam_scale)
+    mixstyle = None
+    if args.mixstyle:
+        from training.mixstyle import EARLY_STAGES, MixStyle
+
+        if spec.arch not in EARLY_STAGES:
+            raise SystemExit(f"--mixstyle: no early stages are listed for {spec.arch}; known: {sorted(EARLY_STAGES)}")
+        mixstyle = MixStyle(args.mixstyle, args.mixstyle_alpha)
+        mixstyle.attach(model, spec.arch)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -641,7 +656,8 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_epoch(args, epoch, model, opt, prep, x_train, y_train, t_train,
-                                            teacher, teacher_logits, shift, amp, ema, x_teacher, views, peer)
+                                            teacher, teacher_logits, shift, amp, ema, x_teacher, views, peer,
+                                            mixstyle)
         if views is not None:
             views.epoch_done(epoch)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc}
@@ -800,7 +816,7 @@ def paste_box(x: torch.Tensor, other: torch.Tensor, box: tuple[float, float, flo
 
 def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_train, t_train,
                 teacher, teacher_logits, shift, amp: bool, ema=None, x_teacher=None,
-                views: TeacherViews | None = None, peer=None) -> tuple[float, float]:
+                views: TeacherViews | None = None, peer=None, mixstyle=None) -> tuple[float, float]:
     from tqdm import tqdm
 
     device = x_train.device
@@ -813,6 +829,8 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
     label_shift = sampled_label_shift(shift, args.sample_power)
     gen = torch.Generator(device=device).manual_seed(args.seed * 100003 + draw)
     mix_rng = np.random.default_rng([args.seed, draw, 7])
+    if mixstyle is not None:  # by epoch, not draw: replayed views need not replay its mixing
+        mixstyle.reseed(args.seed, epoch, 13)
     aug = AUGMENTS[args.augment]
     n_classes = t_train.shape[1]
     n_batches = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm)
