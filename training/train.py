@@ -35,6 +35,7 @@ from training.checkpoint import CheckpointError, load_checkpoint, load_for_resum
 from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
 from training.models import ARCHITECTURES, STEMS, ModelSpec, collapse_overparam, count_parameters, overparameterize
 from training.predict import load_model, predict_logits
+from training.sam import sharpness_probe
 
 ARCH_OF_MODE = {"teacher": "effresnet18", "student": "shufflenetv2", "distill": "shufflenetv2"}
 
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "after the early stages (training only; the network is unchanged). 0: off")
     ap.add_argument("--mixstyle-alpha", type=float, default=0.1, metavar="ALPHA",
                     help="MixStyle's mixing weights ~ Beta(ALPHA, ALPHA)")
+    ap.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+                    help="sharpness-aware minimization with radius RHO (two passes a step). 0: off")
     ap.add_argument("--init", help="start from these weights (a checkpoint .pt or an export .safetensors)")
     ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     ap.add_argument("--keep-epochs", action="store_true",
@@ -293,6 +296,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--peer is for distill with a live teacher's logits (no --teacher-cache, no --feature-kd)")
     if not 0.0 <= args.mixstyle <= 1.0 or args.mixstyle_alpha <= 0:
         raise SystemExit("--mixstyle must be in [0, 1] (0: off) and --mixstyle-alpha > 0")
+    if args.sam < 0:
+        raise SystemExit("--sam must be >= 0 (0: off)")
     if args.pretrained and args.init:
         raise SystemExit("--pretrained and --init both give starting weights: use one")
     if args.student_clahe:
@@ -886,18 +891,27 @@ def train_epoch(args, epoch: int, model, opt, prep: PreprocessSpec, x_train, y_t
                 with torch.no_grad():
                     t_out = teacher.logits(t_out).float()
             t_probs = teacher_softmax(t_out, args.T, args.kd_standardize)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            if args.feature_kd:
-                s_features = model.features(x).mean((2, 3))
-                logits = model.fc(model.dropout(s_features)).float()
-            else:
-                logits = model(x).float()
-            loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
-                               args.kd_standardize, args.dkd_beta, label_shift)
-            if args.feature_kd:
-                loss = loss + args.feature_kd * similarity_kd(s_features.float(), t_features)
+
+        def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                if args.feature_kd:
+                    s_features = model.features(x).mean((2, 3))
+                    logits = model.fc(model.dropout(s_features)).float()
+                else:
+                    logits = model(x).float()
+                loss = recipe_loss(logits, target, t_probs, args.T, args.alpha, args.label_smoothing, shift,
+                                   args.kd_standardize, args.dkd_beta, label_shift)
+                if args.feature_kd:
+                    loss = loss + args.feature_kd * similarity_kd(s_features.float(), t_features)
+            return loss, logits
+
+        loss, logits = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.sam:  # the step takes the gradients at the worst weights within radius rho
+            with sharpness_probe(model, args.sam):
+                opt.zero_grad(set_to_none=True)
+                batch_loss()[0].backward()
         opt.step()
         if ema is not None:
             ema.update_parameters(model)
