@@ -138,3 +138,12 @@ def test_an_epoch_with_mixstyle_is_repeatable_and_differs_from_one_without():
     mixed = one_epoch(mixstyle)
     torch.testing.assert_close(one_epoch(mixstyle), mixed)  # its draws went on, but the epoch reseeds them
     assert not torch.allclose(one_epoch(None), mixed)
+
+
+def test_bf16_features_are_mixed_with_fp32_statistics_and_stay_bf16():
+    x = _features()
+    exact, low = MixStyle(1.0), MixStyle(1.0)
+    exact.reseed(5), low.reseed(5)
+    out = low.mix(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), exact.mix(x.bfloat16().float()), atol=0.05, rtol=0.01)

@@ -54,9 +54,11 @@ class MixStyle:
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         n = len(x)
-        lam = torch.from_numpy(self.rng.beta(self.alpha, self.alpha, size=(n, 1, 1, 1))).to(x)
+        features = x.float()  # statistics in fp32 also under bf16 autocast (--amp)
+        lam = torch.from_numpy(self.rng.beta(self.alpha, self.alpha, size=(n, 1, 1, 1))).to(features)
         perm = torch.from_numpy(self.rng.permutation(n)).to(x.device)
-        mu = x.mean((2, 3), keepdim=True).detach()
-        sigma = (x.var((2, 3), keepdim=True) + self.eps).sqrt().detach()
-        normed = (x - mu) / sigma
-        return normed * (lam * sigma + (1 - lam) * sigma[perm]) + (lam * mu + (1 - lam) * mu[perm])
+        mu = features.mean((2, 3), keepdim=True).detach()
+        sigma = (features.var((2, 3), keepdim=True) + self.eps).sqrt().detach()
+        normed = (features - mu) / sigma
+        mixed = normed * (lam * sigma + (1 - lam) * sigma[perm]) + (lam * mu + (1 - lam) * mu[perm])
+        return mixed.to(x.dtype)
