@@ -5,11 +5,15 @@ Issue 13 asks whether bf16 makes CPU training cheaper on CPUs with AVX512-BF16. 
 one `training.train` runs: batch 128 of 64x64 gray faces, the recipe loss with a distillation
 target. With --teacher-export, also the teacher's answers on one batch as consistent-teaching
 distillation needs them: pyfer's engine (what `training.train distill` uses on CPU) against
-PyTorch fp32 and bf16 autocast. Medians of --rounds timed steps after --warmup untimed ones; the
-CPU's name and its bf16 support are printed with the figures.
+PyTorch fp32 and bf16 autocast. With --extras, also the student's fp32 step with the training-only
+extras that change its cost: MixStyle after every early stage (``--mixstyle 1``, its dearest
+setting) and sharpness-aware minimization (``--sam``, a second pass), interleaved with the plain
+step. Medians of --rounds timed steps after --warmup untimed ones; the CPU's name and its bf16
+support are printed with the figures.
 
     python scripts/bench_train_step.py --threads 1 --rounds 10 \
         --teacher-export models/teacher_effresnet18_fp16.safetensors
+    python scripts/bench_train_step.py --threads 2 --rounds 7 --models --extras
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.bench import cpu_name
+from training.mixstyle import MixStyle
 from training.models import build_student, build_teacher
+from training.sam import sharpness_probe
 from training.train import cpu_has_bf16, recipe_loss
 
 
@@ -47,6 +53,44 @@ def time_steps(model: torch.nn.Module, amp: bool, batch: int, rounds: int, warmu
     if not torch.isfinite(loss):
         raise SystemExit(f"non-finite loss with amp={amp}")
     return times
+
+
+def time_student_extras(batch: int, rounds: int, warmup: int) -> dict:
+    """Medians of the student's fp32 step: plain, with MixStyle on every batch, and with SAM."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, 64, 64, generator=gen)
+    target = F.softmax(torch.randn(batch, 8, generator=gen), 1)
+    t_probs = F.softmax(torch.randn(batch, 8, generator=gen), 1)
+
+    def stepper(mixstyle: bool, sam: float):
+        torch.manual_seed(0)
+        model = build_student().train()
+        if mixstyle:
+            MixStyle(1.0).attach(model, "shufflenetv2")
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def loss():
+            return recipe_loss(model(x), target, t_probs, 8.0, 0.4, 0.0, None)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss().backward()
+            if sam:
+                with sharpness_probe(model, sam):
+                    opt.zero_grad(set_to_none=True)
+                    loss().backward()
+            opt.step()
+        return step
+
+    steps = {"plain": stepper(False, 0.0), "mixstyle": stepper(True, 0.0), "sam": stepper(False, 0.05)}
+    times = {name: [] for name in steps}
+    for i in range(warmup + rounds):  # interleaved, so background load hits all alike
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_teacher_answers(export: str, threads: int, batch: int, rounds: int, warmup: int) -> dict:
@@ -81,7 +125,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--models", nargs="+", default=["teacher", "student"], choices=("teacher", "student"))
+    ap.add_argument("--models", nargs="*", default=["teacher", "student"], choices=("teacher", "student"))
+    ap.add_argument("--extras", action="store_true", help="also time the student's step with MixStyle and with SAM")
     ap.add_argument("--teacher-export", help="also time the teacher's answers per batch from this export")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,6 +141,11 @@ def main(argv=None) -> None:
         results[name] = {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16}
         print(f"{name:8s} fp32 {fp32 * 1e3:8.1f} ms/step   bf16 autocast {bf16 * 1e3:8.1f} ms/step   "
               f"ratio {fp32 / bf16:.2f}x", flush=True)
+    if args.extras:
+        extras = time_student_extras(args.batch, args.rounds, args.warmup)
+        results["student_extras"] = extras
+        print("student fp32 step: " + ", ".join(f"{name} {t * 1e3:.1f} ms ({t / extras['plain']:.2f}x)"
+                                              for name, t in extras.items()), flush=True)
     if args.teacher_export:
         answers = time_teacher_answers(args.teacher_export, args.threads, args.batch, args.rounds, args.warmup)
         results["teacher_answers"] = answers
