@@ -10,7 +10,8 @@
 # (a cosine schedule must know its length). Brought back in $OUT: the final and the best student
 # (exports, 5 MB each), last.pt (to continue here with --resume), the logs.
 # Settings by environment: BUDGET_S (default 420), DEVICE (cuda), INPUT_SIZE (64), DATA
-# (ferplus:.cache/ferplus), EXTRA (more training flags, e.g. "--train-limit 512" for a CPU smoke).
+# (ferplus:.cache/ferplus), TEACHER (models/teacher_s26_mixstyle_fp16.safetensors, the best by the
+# rule: RESULTS.md, session 26), EXTRA (more training flags, e.g. "--train-limit 512" for a CPU smoke).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out/gpu_distill_long}
@@ -18,13 +19,14 @@ BUDGET_S=${BUDGET_S:-420}
 DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-ferplus:.cache/ferplus}
 INPUT_SIZE=${INPUT_SIZE:-64}
+TEACHER=${TEACHER:-models/teacher_s26_mixstyle_fp16.safetensors}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 t0=$(date +%s)
 amp=(); [ "$DEVICE" = cuda ] && amp=(--amp)
-# the recipe of the shipped student (RESULTS.md, sessions 7-13), from scratch instead of --init
-recipe=(distill --teacher models/teacher_s11_fp16.safetensors --data "$DATA" --device "$DEVICE" "${amp[@]}"
+# the recipe of the shipped student (RESULTS.md, sessions 7-13), from scratch instead of --init, from TEACHER
+recipe=(distill --teacher "$TEACHER" --data "$DATA" --device "$DEVICE" "${amp[@]}"
         --input-size "$INPUT_SIZE" --framing align --augment robust --mixup 0.2 --balance 1.0 --soft-labels
         --schedule cosine --lr 0.02 --tta --quiet ${EXTRA:-})
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; git log --oneline -1 || true; } > "$OUT/env.txt" 2>&1
