@@ -83,11 +83,16 @@ def time_student_extras(batch: int, rounds: int, warmup: int) -> dict:
         return step
 
     steps = {"plain": stepper(False, 0.0), "mixstyle": stepper(True, 0.0), "sam": stepper(False, 0.05)}
-    times = {name: [] for name in steps}
-    for i in range(warmup + rounds):  # interleaved, so background load hits all alike
-        for name, step in steps.items():
+    return interleaved_medians(steps, rounds, warmup)
+
+
+def interleaved_medians(runners: dict, rounds: int, warmup: int) -> dict:
+    """Median seconds of each runner, the runners taking turns so that background load hits all alike."""
+    times = {name: [] for name in runners}
+    for i in range(warmup + rounds):
+        for name, fn in runners.items():
             start = time.perf_counter()
-            step()
+            fn()
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
@@ -107,16 +112,10 @@ def time_teacher_answers(export: str, threads: int, batch: int, rounds: int, war
 
     runners = {"engine": lambda: engine.forward(x.numpy()), "torch_fp32": lambda: torch_forward(False),
                "torch_bf16": lambda: torch_forward(True)}
-    times = {name: [] for name in runners}
-    for i in range(warmup + rounds):  # interleaved, so background load hits all alike
-        for name, fn in runners.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+    medians = interleaved_medians(runners, rounds, warmup)
     ref = torch.from_numpy(engine.forward(x.numpy()))
     gap = (torch_forward(True) - ref).abs().max().item()
-    return {name: statistics.median(t) for name, t in times.items()} | {"bf16_max_logit_gap": gap}
+    return medians | {"bf16_max_logit_gap": gap}
 
 
 def main(argv=None) -> None:
