@@ -10,7 +10,7 @@
 #                   (scripts/build_wheels.sh writes them)
 # CMAKE_SYSTEM_PROCESSOR is what CMakeLists.txt uses to decide whether the AVX2 translation
 # units (and their -mavx2 -mfma flags) are built, so an aarch64 build gets the portable kernels
-# only (csrc/kernels/no_avx2.cpp).
+# only (csrc/kernels/no_x86.cpp).
 if(NOT DEFINED ENV{PYFER_ZIG_ARCH} OR NOT DEFINED ENV{PYFER_ZIG_BIN})
   message(FATAL_ERROR "zig-toolchain.cmake needs PYFER_ZIG_ARCH and PYFER_ZIG_BIN in the environment")
 endif()

@@ -47,11 +47,11 @@ def default_weights() -> Path:
 
 
 def available_isas() -> list:
-    """The CPU kernel sets this build has and this CPU runs: "portable" and, where both allow, "avx2"."""
+    """The CPU kernel sets this build has and this CPU runs: "portable", then "avx2" and "avx512"
+    where both allow."""
     from pyfer import _engine
 
-    isa = _engine.build_info()["isa"]
-    return ["portable"] + (["avx2"] if "avx2" in isa["compiled"] and isa["detected"] == "avx2" else [])
+    return list(_engine.build_info()["isa"]["runnable"])
 
 
 def make_input(source: str, batch: int, shape, preprocess: dict | None = None) -> np.ndarray:
@@ -91,7 +91,7 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         eng.forward(x)
         ts.append(time.perf_counter() - t0)
     blocks = eng.profile(x[: min(batch, info.get("group", batch))], reps=reps)
-    peak = _engine.fma_peak(info["isa"] if info["isa"] in ("avx2", "portable") else "auto", peak_seconds)
+    peak = _engine.fma_peak(info["isa"] if info["isa"] in available_isas() else "auto", peak_seconds)
     kinds: dict = {}
     for b in blocks:
         k = kinds.setdefault(b["kind"], {"seconds": 0.0, "flops": 0.0, "count": 0})
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("weights", nargs="?", help="a pyfer .safetensors export (default: the shipped student)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--isa", default="auto", choices=["auto", "avx2", "portable", "all"],
+    ap.add_argument("--isa", default="auto", choices=["auto", "avx512", "avx2", "portable", "all"],
                     help="kernel set; all: each one this build and CPU have, one report each")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--input", default="noise", metavar="noise|IMAGE",

@@ -487,7 +487,9 @@ def _info(args) -> int:
     print(f"pyfer {d['pyfer']} (OpenCV {d['opencv']})")
     if isinstance(b, dict):
         isa = b.get("isa", {})
-        isa = isa.get("selected", isa) if isinstance(isa, dict) else isa
+        if isinstance(isa, dict):  # what "auto" picked, and the rule that picked it
+            why = f" ({isa['why']}; runnable: {', '.join(isa.get('runnable', []))})" if isa.get("why") else ""
+            isa = f"{isa.get('selected')}{why}"
         print(f"engine: isa {isa}, cuda {b.get('cuda')}, compiler {b.get('compiler', '?')}")
     else:
         print(f"engine: {b}")

@@ -10,9 +10,10 @@
 ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
 
 ``threads=None`` uses every core for batches (split over images); a batch of one always runs on
-one thread. ``isa`` ("auto", "avx2", "portable", "ref") is for tests and benchmarks: "auto" picks
-AVX2+FMA when the CPU has it unless the environment sets ``PYFER_FORCE_PORTABLE=1``; "ref" runs
-the plain-loop reference implementation (slow).
+one thread. ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
+"auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
+sets ``PYFER_FORCE_PORTABLE=1``; a forced kernel set the build or CPU lacks raises ValueError;
+"ref" runs the plain-loop reference implementation (slow).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _ext():
 
 
 def build_info() -> dict:
-    """Build facts: ``version``, ``isa`` ({compiled, detected, selected}), ``cuda`` (bool)."""
+    """Build facts: ``version``, ``isa`` ({compiled, runnable, detected, selected, why}), ``cuda`` (bool)."""
     return dict(_ext().build_info())
 
 

@@ -43,6 +43,19 @@ def photos(sfew_dir, ferplus_dir) -> dict:
     return {p.name: p for p in group_photos.build()}
 
 
+CPU_ISAS = ["portable", "avx2", "avx512"]  # every CPU kernel set pyfer has
+
+
+def isa_params(build_info: dict) -> list:
+    """pytest params for every CPU kernel set: the ones this build or this CPU cannot run are
+    skipped with the reason, so a missing ISA shows in the report instead of silently passing."""
+    isa = build_info["isa"]
+    return [pytest.param(name, marks=pytest.mark.skipif(
+        name not in isa["runnable"],
+        reason=f"{name}: not in this build" if name not in isa["compiled"] else
+               f"{name}: this CPU cannot run it (it has {isa['detected']})")) for name in CPU_ISAS]
+
+
 def rel_err(got, want) -> float:
     """Largest absolute error, relative to the reference's largest magnitude (at least 1)."""
     return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))

@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("pyfer._engine")
 import pyfer  # noqa: E402
+from conftest import isa_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"
@@ -23,10 +24,8 @@ def _load_io():
     return d["input"], d["logits"]
 
 
-@pytest.mark.parametrize("isa", ["portable", "avx2"])
+@pytest.mark.parametrize("isa", isa_params(pyfer.build_info()))
 def test_golden_python(isa):
-    if isa == "avx2" and pyfer.build_info()["isa"]["detected"] != "avx2":
-        pytest.skip("no AVX2")
     pytest.importorskip("safetensors")
     x, want = _load_io()
     eng = pyfer.Engine(GOLDEN / "student_golden.safetensors", isa=isa, threads=1)

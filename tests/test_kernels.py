@@ -15,11 +15,10 @@ T = pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._che
                                                 "or PYFER_BUILD_TESTS=OFF): kernel checks need a dev build")
 TOL = 1e-4
 
-ISAS = ["portable"] + (["avx2"] if "avx2" in _engine.build_info()["isa"]["compiled"]
-                       and _engine.build_info()["isa"]["detected"] == "avx2" else [])
+from conftest import isa_params  # noqa: E402
 
 
-@pytest.fixture(params=ISAS)
+@pytest.fixture(params=isa_params(_engine.build_info()))
 def isa(request):
     return request.param
 

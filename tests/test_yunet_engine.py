@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT, REPO, ferplus_valid
+from conftest import ASTRONAUT, REPO, ferplus_valid, isa_params
 from pyfer.yunet import YuNetDetector, decode_heads, default_model_path, nms_like_opencv
 
 _engine = pytest.importorskip("pyfer._engine")
@@ -22,7 +22,7 @@ ENGINE_MODEL = default_model_path("engine")
 ONNX_MODEL = default_model_path("opencv")
 HEAD_NAMES = ["cls", "obj", "bbox", "kps"]
 STRIDES = [8, 16, 32]
-ISAS = ["portable"] + (["avx2"] if _engine.build_info()["isa"]["detected"] == "avx2" else [])
+ISAS = isa_params(_engine.build_info())
 
 
 @pytest.fixture(scope="module")

@@ -152,9 +152,39 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#ifndef PYFER_X86
+    return false;
+#else
+    if (!cpu_has_avx2_fma()) return false;  // also checks OSXSAVE and CPUID leaf 7
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
+    if ((b & (f | dq | bw | vl)) != (f | dq | bw | vl)) return false;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    return (xlo & 0xE6) == 0xE6;  // OS saves XMM, YMM, opmask, ZMM0-15 upper halves and ZMM16-31
+#endif
+}
+
 static bool env_force_portable() {
     const char* e = std::getenv("PYFER_FORCE_PORTABLE");
     return e && *e && std::string(e) != "0";
+}
+
+const IsaChoice& kernels_auto_choice() {
+    static const IsaChoice choice = [] {
+        if (env_force_portable()) return IsaChoice{"portable", "PYFER_FORCE_PORTABLE is set"};
+        if (compiled_avx512() && cpu_has_avx512())
+            return IsaChoice{"avx512", "the CPU has AVX-512 (F, BW, DQ, VL)"};
+        if (compiled_avx2() && cpu_has_avx2_fma()) {
+            if (compiled_avx512()) return IsaChoice{"avx2", "the CPU has AVX2+FMA but not AVX-512 (F, BW, DQ, VL)"};
+            return IsaChoice{"avx2", "the CPU has AVX2+FMA (this build has no AVX-512 kernels)"};
+        }
+        if (!compiled_avx2()) return IsaChoice{"portable", "this build has no x86 SIMD kernels"};
+        return IsaChoice{"portable", "the CPU has no AVX2+FMA"};
+    }();
+    return choice;
 }
 
 const Kernels& kernels_select(const std::string& isa) {
@@ -164,9 +194,14 @@ const Kernels& kernels_select(const std::string& isa) {
         if (!cpu_has_avx2_fma()) throw std::invalid_argument("this CPU does not support AVX2+FMA");
         return kernels_avx2();
     }
-    if (isa != "auto") throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx2 or portable)");
-    if (!env_force_portable() && compiled_avx2() && cpu_has_avx2_fma()) return kernels_avx2();
-    return kernels_portable();
+    if (isa == "avx512") {
+        if (!compiled_avx512()) throw std::invalid_argument("this build has no AVX-512 kernels");
+        if (!cpu_has_avx512()) throw std::invalid_argument("this CPU does not support AVX-512 (F, BW, DQ, VL)");
+        return kernels_avx512();
+    }
+    if (isa != "auto")
+        throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx2 or portable)");
+    return kernels_select(kernels_auto_choice().isa);
 }
 
 }  // namespace pyfer

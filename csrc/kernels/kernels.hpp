@@ -1,4 +1,4 @@
-// Kernel interface shared by every CPU backend (portable, AVX2+FMA).
+// Kernel interface shared by every CPU backend (portable, AVX2+FMA, AVX-512).
 //
 // Activation layout: NHWC float32, addressed through a View: element (n, y, x, c) lives at
 //   p + n*ns + y*rs + x*ps + c
@@ -264,9 +264,18 @@ struct Kernels {
 
 const Kernels& kernels_portable();
 const Kernels& kernels_avx2();    // only valid where cpu_has_avx2_fma()
+const Kernels& kernels_avx512();  // only valid where cpu_has_avx512()
 bool cpu_has_avx2_fma();
+bool cpu_has_avx512();  // AVX-512 F, BW, DQ and VL (x86-64-v4) with ZMM state saved by the OS
 bool compiled_avx2();
-// The table the engine uses: AVX2 when the CPU supports it and PYFER_FORCE_PORTABLE is unset/0.
+bool compiled_avx512();
+// The table the engine uses for isa "auto", "avx512", "avx2" or "portable" (kernels_auto_choice
+// says which "auto" picks, and why); a forced isa this build or CPU lacks is refused.
 const Kernels& kernels_select(const std::string& isa = "auto");
+struct IsaChoice {
+    std::string isa;  // "avx512", "avx2" or "portable"
+    std::string why;  // one line: the rule that picked it
+};
+const IsaChoice& kernels_auto_choice();
 
 }  // namespace pyfer

@@ -190,13 +190,22 @@ py::dict build_info() {
     // to run their tests unless the imported module reports the instrumentation they built
     const std::string core = core_sanitized(), mod = sanitizers_of_this_unit();
     d["sanitized"] = core == mod ? core : "mixed (core: " + core + ", module: " + mod + ")";
+    // compiled: the kernel sets in this build; runnable: those this CPU also runs (what tests and
+    // `pyfer bench --isa all` cover); detected: the widest the CPU has; selected / why: what "auto"
+    // picks and the rule that picked it
     py::dict isa;
-    py::list compiled;
+    py::list compiled, runnable;
     compiled.append("portable");
+    runnable.append("portable");
     if (compiled_avx2()) compiled.append("avx2");
+    if (compiled_avx512()) compiled.append("avx512");
+    if (compiled_avx2() && cpu_has_avx2_fma()) runnable.append("avx2");
+    if (compiled_avx512() && cpu_has_avx512()) runnable.append("avx512");
     isa["compiled"] = compiled;
-    isa["detected"] = cpu_has_avx2_fma() ? "avx2" : "portable";
-    isa["selected"] = kernels_select("auto").name;
+    isa["runnable"] = runnable;
+    isa["detected"] = cpu_has_avx512() ? "avx512" : cpu_has_avx2_fma() ? "avx2" : "portable";
+    isa["selected"] = kernels_auto_choice().isa;
+    isa["why"] = kernels_auto_choice().why;
     d["isa"] = isa;
     d["cuda"] = backend_registered("cuda");
 #ifdef PYFER_HAVE_CUDA

@@ -1,4 +1,4 @@
-// C++ self-test: kernel checks vs the reference (both ISAs when available) and the golden file.
+// C++ self-test: kernel checks vs the reference (every ISA this build has and this CPU runs) and the golden file.
 //   pyfer_selftest [GOLDEN_DIR]     (default tests/golden) -> exit 0 when everything passes
 // GOLDEN_DIR holds student_golden.safetensors (weights) and golden_io.safetensors (tensors
 // "input" (N,C,S,S) and "logits" (N,classes)), written by scripts/make_golden.py.
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     const std::string dir = argc > 1 ? argv[1] : "tests/golden";
     std::vector<std::string> isas = {"portable"};
     if (compiled_avx2() && cpu_has_avx2_fma()) isas.push_back("avx2");
+    if (compiled_avx512() && cpu_has_avx512()) isas.push_back("avx512");
     char buf[256];
     for (auto& isa : isas) {
         for (int n : {1, 7})

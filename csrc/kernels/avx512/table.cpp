@@ -1,0 +1,12 @@
+// Kernel table of the AVX-512 backend (compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl
+// -mavx2 -mfma: the x86-64-v4 set, nothing newer; only called after cpu_has_avx512()).
+#include "../kernels.hpp"
+
+namespace pyfer {
+PYFER_DECLARE_KERNELS(avx512)
+
+bool compiled_avx512() { return true; }
+
+const Kernels& kernels_avx512() { return avx512_table(); }
+
+}  // namespace pyfer
