@@ -14,8 +14,9 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        still processed and written
     2  usage or setup error, nothing processed: bad option, weights or detector model not
        loadable, device not available, unsupported output format, output folder not writable,
-       an output (``--out``, ``--csv``, ``--jsonl``) naming an input; for ``pyfer video``, a
-       source that cannot be opened or gives no frame, ``--max-frames`` below 1
+       an output (``--out``, ``--csv``, ``--jsonl``) naming an input, two outputs naming the same
+       file; for ``pyfer video``, a source that cannot be opened or gives no frame, a source or
+       ``--out`` whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
@@ -28,6 +29,7 @@ import errno
 import functools
 import glob
 import hashlib
+import io
 import json
 import os
 import re
@@ -128,11 +130,37 @@ def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
                                  "choose another name")
 
 
-def _check_image_output(path: str, what: str) -> None:
+def _refuse_same_output(outputs: dict) -> None:
+    """No two outputs (``{flag: path}``) may name the same file: one would silently replace the other."""
+    given = [(flag, out) for flag, out in outputs.items() if out and out != "-"]
+    for i, (flag_a, a) in enumerate(given):
+        for flag_b, b in given[i + 1:]:
+            same = os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+            if same or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)):
+                raise UsageError(f"{flag_a} {a} and {flag_b} {b} name the same file: one would replace "
+                                 "the other; choose two names")
+
+
+def _utf8(name: str) -> bool:
+    """Whether ``name`` can go to OpenCV: its Python wrapper crashes on a str that is not valid
+    UTF-8 (a Latin-1 file name arrives as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _have_image_writer(ext: str) -> bool:
+    """Whether OpenCV writes images of this type (asked by suffix only, never with a file name)."""
     import cv2
 
+    return bool(ext) and _utf8(ext) and cv2.haveImageWriter("x" + ext)
+
+
+def _check_image_output(path: str, what: str) -> None:
     ext = Path(path).suffix.lower()
-    if not ext or not cv2.haveImageWriter("x" + ext):
+    if not _have_image_writer(ext):
         raise UsageError(f"{what} {path}: cannot write images of type {ext or '(no extension)'!r}; "
                          "use .jpg, .png, .bmp, .tif or .webp")
     _check_writable_folder(Path(path).parent, what, path)
@@ -222,20 +250,29 @@ def _literal_prefix_escaped(pattern: str) -> str:
     return pattern
 
 
-def _out_path(out_dir: Path, image: Path, root: Path, taken: set[Path]) -> Path:
-    """Where the annotated copy of ``image`` goes: its path relative to the folder it was found in,
-    under ``out_dir``; never the input itself, never a name already used in this run."""
-    import cv2
+def _file_id(p) -> Optional[tuple[int, int]]:
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
+
+def _out_path(out_dir: Path, image: Path, root: Path, taken: set[Path],
+              inputs: frozenset = frozenset()) -> Path:
+    """Where the annotated copy of ``image`` goes: its path relative to the folder it was found in,
+    under ``out_dir``; never an input of the run (``inputs``: their ``_file_id``s; the image itself
+    always), never a name already used in this run."""
     try:
         rel = image.relative_to(root)
     except ValueError:
         rel = Path(image.name)
     dest = out_dir / rel
-    if not cv2.haveImageWriter(str(dest)):
+    if not _have_image_writer(dest.suffix.lower()):
         dest = dest.with_suffix(".png")
     stem, n = dest.stem, 0
-    while dest in taken or (dest.exists() and dest.resolve() == image.resolve()):
+    avoid = inputs | {_file_id(image)} - {None}
+    while dest in taken or (dest.exists() and _file_id(dest) in avoid):
         n += 1
         dest = dest.with_name(f"{stem}_annotated{'' if n == 1 else n}{dest.suffix}")
     taken.add(dest)
@@ -265,7 +302,8 @@ def _open_output(path: str, what: str) -> IO[str]:
         return sys.stdout
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", newline="", encoding="utf-8")
+        # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
+        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
@@ -319,6 +357,7 @@ def _predict(args) -> int:
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
     _refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, [p for p, _ in inputs])
+    _refuse_same_output({"--out": args.out, "--csv": args.csv})
     rec = _recognizer(args)
     if out_dir is not None:
         try:
@@ -336,6 +375,9 @@ def _predict(args) -> int:
         print(f"pyfer predict: {msg}", file=sys.stderr)
     n_faces = n_done = n_unwritten = 0
     taken: set[Path] = set()
+    # no annotated copy may replace an input (also one not read yet) or the CSV file
+    avoid = [p for p, _ in inputs] + ([args.csv] if csv_file not in (None, sys.stdout) else [])
+    input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
     progress = _Progress(len(inputs), args.progress)
     t_start = time.perf_counter()
     try:
@@ -368,7 +410,8 @@ def _predict(args) -> int:
             if writer is not None:
                 writer.writerows(csv_rows(str(path), faces, names))
                 csv_file.flush()  # complete rows on disk even if the run is stopped later
-            dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken) if out_dir else None)
+            dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken, input_ids)
+                                                    if out_dir else None)
             if dest is not None:
                 ok = False
                 try:
@@ -376,7 +419,11 @@ def _predict(args) -> int:
                     annotated = draw_faces(image, faces)
                     if dest.suffix.lower() in GRAY_ONLY_TYPES:
                         annotated = cv2.cvtColor(annotated, cv2.COLOR_BGR2GRAY)
-                    ok = cv2.imwrite(str(dest), annotated)
+                    # encoded in memory and written by Python: OpenCV never sees the file name
+                    # (its wrapper crashes on one that is not valid UTF-8)
+                    ok, encoded = cv2.imencode(dest.suffix, annotated)
+                    if ok:
+                        dest.write_bytes(encoded.tobytes())
                 except (OSError, cv2.error):
                     ok = False
                 if not ok:
@@ -399,7 +446,7 @@ def _predict(args) -> int:
         unwritten = f" ({n_unwritten} annotated copies not written)" if n_unwritten else ""
         print(f"pyfer predict: {n_done} image(s), {n_faces} face(s), {failed} failed{unwritten}, {dt:.1f} s",
               file=sys.stderr)
-    if out_dir is not None and text:
+    if out_dir is not None and text and n_done > n_unwritten:  # (not when no copy was written)
         print(f"annotated copies in {out_dir}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
@@ -420,6 +467,13 @@ def _video(args) -> int:
         _check_writable_folder(Path(args.jsonl).parent, "--jsonl", args.jsonl)
     if not str(args.source).isdigit():  # a file, not a camera index
         _refuse_overwriting_inputs({"--out": args.out, "--jsonl": args.jsonl}, [Path(args.source)])
+        if not _utf8(args.source):
+            raise UsageError(f"{args.source!r}: OpenCV cannot open a video whose file name is not valid UTF-8; "
+                             "rename the file")
+    if args.out and not _utf8(args.out):
+        raise UsageError(f"--out {args.out!r}: OpenCV cannot write a video whose file name is not valid UTF-8; "
+                         "choose another name")
+    _refuse_same_output({"--out": args.out, "--jsonl": args.jsonl})
     rec = _recognizer(args)
     sink = None
     if args.jsonl == "-":
@@ -572,6 +626,10 @@ def _silence_stdout() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # file names that are not valid UTF-8 arrive surrogate-escaped (PEP 383): print them as the
+    # bytes they were, as ls does, instead of failing on a strict UTF-8 stdout
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     if argv and argv[0] == "bench":  # owned by pyfer.bench, which parses its own arguments
         from pyfer.bench import main as bench_main
 

@@ -168,8 +168,15 @@ def get_detector(detector: Union[str, Detector, None], min_face: Optional[float]
 
     ``min_face`` (px, longer box side) and ``score_threshold`` configure the named detectors'
     search; for a callable they are applied by the Recognizer to what it returns. Haar gives no
-    scores, so a score threshold with 'haar' is an error rather than silently ignored."""
-    if detector is None or callable(detector):
+    scores, so a score threshold with 'haar' is an error rather than silently ignored; None
+    detects nothing, so both are errors with None."""
+    if detector is None:
+        given = [n for n, v in (("min_face", min_face), ("score_threshold", score_threshold)) if v is not None]
+        if given:
+            raise ValueError(f"without a detector (detector None, 'none') each whole image is one face: "
+                             f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")
+        return None
+    if callable(detector):
         return detector
     if detector in ("yunet", "yunet-tilted"):
         from pyfer.yunet import YuNetDetector

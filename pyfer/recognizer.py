@@ -6,6 +6,7 @@ metadata) -> ``pyfer.preprocess`` normalisation -> compiled engine -> softmax.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ def pil_to_array(img) -> np.ndarray:
     """A PIL image -> numpy gray, BGR or BGRA (OpenCV channel order), or uint16/float for
     ``as_uint8_image`` to scale. Palette images keep their transparency as alpha."""
     mode = img.mode
-    if mode in ("1", "LA", "La", "L"):
+    if mode == "La":  # premultiplied: Pillow converts it to LA only
+        img, mode = img.convert("LA"), "LA"
+    if mode in ("1", "LA", "L"):
         return np.asarray(img.convert("L") if mode != "L" else img)
     if mode.startswith("I;16"):
         return np.asarray(img).astype(np.uint16)
@@ -107,9 +110,72 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             break
 
 
+def _tiff_orientation(t: bytes) -> int:
+    """The Orientation tag (1-8) of EXIF data (a TIFF header and IFD0, after an optional
+    ``Exif\\0\\0``); 1 when absent or malformed."""
+    import struct
+
+    if t[:6] == b"Exif\0\0":
+        t = t[6:]
+    order = {b"II*\0": "<", b"MM\0*": ">"}.get(bytes(t[:4]))
+    if order is None or len(t) < 8:
+        return 1
+    ifd = struct.unpack(order + "I", t[4:8])[0]
+    if ifd + 2 > len(t):
+        return 1
+    count = struct.unpack(order + "H", t[ifd:ifd + 2])[0]
+    for i in range(count):
+        p = ifd + 2 + 12 * i
+        if p + 12 > len(t):
+            break
+        tag, kind = struct.unpack(order + "HH", t[p:p + 4])
+        if tag == 0x0112:
+            value = struct.unpack(order + ("H" if kind == 3 else "I"), t[p + 8:p + (10 if kind == 3 else 12)])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation (1-8; 1 = upright) of an encoded PNG (``eXIf`` chunk) or WebP
+    (``EXIF`` chunk); 1 for other formats or without the tag."""
+    buf = memoryview(data)
+    n = len(buf)
+    if n > 8 and bytes(buf[:8]) == PNG_SIGNATURE:
+        pos = 8
+        while pos + 12 <= n:
+            length = int.from_bytes(buf[pos:pos + 4], "big")
+            kind = bytes(buf[pos + 4:pos + 8])
+            if kind == b"eXIf":
+                return _tiff_orientation(bytes(buf[pos + 8:min(n, pos + 8 + length)]))
+            if kind == b"IEND":
+                break
+            pos += 12 + length
+    elif n > 12 and bytes(buf[:4]) == b"RIFF" and bytes(buf[8:12]) == b"WEBP":
+        pos = 12
+        while pos + 8 <= n:
+            kind = bytes(buf[pos:pos + 4])
+            length = int.from_bytes(buf[pos + 4:pos + 8], "little")
+            if kind == b"EXIF":
+                return _tiff_orientation(bytes(buf[pos + 8:min(n, pos + 8 + length)]))
+            pos += 8 + length + (length & 1)
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a decoded image upright by its EXIF orientation, as OpenCV does for JPEG (any depth
+    and channel count)."""
+    if orientation in (5, 6, 7, 8):
+        img = img.swapaxes(0, 1)
+    if orientation in (2, 3, 6, 7):
+        img = img[:, ::-1]
+    if orientation in (3, 4, 7, 8):
+        img = img[::-1]
+    return np.ascontiguousarray(img) if orientation != 1 else img
+
+
 def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
-    """Encoded bytes -> decoded array. JPEGs are turned upright by their EXIF orientation (phone
-    photos); other formats keep their alpha and bit depth."""
+    """Encoded bytes -> decoded array. JPEG, PNG and WebP files are turned upright by their EXIF
+    orientation (phone photos); formats other than JPEG keep their alpha and bit depth."""
     import cv2
 
     if data.size == 0:
@@ -126,6 +192,8 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
         raise ValueError(f"cannot decode {name} as an image")
     if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha PNG
         img = img[:, :, 0]
+    if not jpeg:  # (IMREAD_UNCHANGED skips OpenCV's own orientation; JPEG had it applied above)
+        img = apply_orientation(img, exif_orientation(data))
     return img
 
 
@@ -194,6 +262,19 @@ def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
     return box, lm, None if score is None else float(score)
 
 
+def _is_number(v) -> bool:
+    """A real number (Python or numpy: ``np.float32(0.5)``, ``np.int64(40)``), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _refuse_a_single_path(images, what: str) -> None:
+    """A bare path (str, bytes, PathLike) where a sequence is expected would be iterated character
+    by character."""
+    if isinstance(images, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} takes a list of images, got a single path {images!r}; "
+                        f"wrap it in a list: {what}([path])")
+
+
 class Recognizer:
     """Facial expression recognizer.
 
@@ -232,13 +313,11 @@ class Recognizer:
                  margin: Optional[float] = None, flip: bool = True, prior_shift: Optional[float] = None):
         from pyfer.engine import Engine
 
-        if min_face is not None and not (isinstance(min_face, (int, float)) and np.isfinite(min_face)
-                                         and min_face >= 1):
+        if min_face is not None and not (_is_number(min_face) and np.isfinite(min_face) and min_face >= 1):
             raise ValueError(f"min_face must be a number of pixels >= 1, got {min_face!r}")
-        if score_threshold is not None and not (isinstance(score_threshold, (int, float))
-                                                and 0 < score_threshold < 1):
+        if score_threshold is not None and not (_is_number(score_threshold) and 0 < score_threshold < 1):
             raise ValueError(f"score_threshold must lie in (0, 1), got {score_threshold!r}")
-        if margin is not None and not (isinstance(margin, (int, float)) and -0.3 <= margin <= 1.0):
+        if margin is not None and not (_is_number(margin) and -0.3 <= margin <= 1.0):
             raise ValueError(f"margin must lie in [-0.3, 1], got {margin!r}")
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         self.detector = get_detector(detector, min_face=min_face, score_threshold=score_threshold)
@@ -274,7 +353,7 @@ class Recognizer:
         baked = None if adj is None else float(adj["prior_shift"])
         if shift is None:
             return baked, None
-        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not -1 <= shift <= 2:
+        if not _is_number(shift) or not -1 <= shift <= 2:
             raise ValueError(f"prior_shift must be a number in [-1, 2], got {shift!r}")
         if adj is None:
             raise ValueError(f"the weights {self.weights_path} carry no class prior (metadata "
@@ -303,18 +382,23 @@ class Recognizer:
 
     def predict_batch(self, images: Sequence[ImageLike]) -> list[list[Face]]:
         """One list of faces per image; all faces go through the engine in one call."""
+        _refuse_a_single_path(images, "predict_batch")
         return self._predict_many(list(images), None)
 
     def classify(self, crops: Union[np.ndarray, Sequence[np.ndarray]]) -> np.ndarray:
         """Already-cropped faces ((N, H, W) uint8 or a list of any-size images) -> (N, C) probabilities."""
+        _refuse_a_single_path(crops, "classify")
         if isinstance(crops, np.ndarray):
             if crops.ndim == 2:
                 raise ValueError("classify expects a batch (N, H, W); wrap a single face as crops[None]")
+            if crops.ndim == 3 and crops.shape[2] in (3, 4):
+                raise ValueError(f"classify expects a batch (N, H, W) or (N, H, W, C); shape {crops.shape} "
+                                 "looks like a single colour face (H, W, 3 or 4): wrap it as crops[None]")
             if crops.ndim not in (3, 4):
                 raise ValueError(f"classify expects (N, H, W) or (N, H, W, C) arrays, got shape {crops.shape}")
         items = [as_uint8_image(np.asarray(c)) if isinstance(c, np.ndarray) else load_image(c) for c in crops]
         if not items:
-            return np.zeros((0, len(self.class_names)), np.float32)
+            return np.zeros((0, len(self.class_names)), np.float64)  # as _infer gives
         return self._infer([to_gray(c) for c in items])
 
     def detect(self, image: ImageLike) -> list[tuple[Box, Optional[np.ndarray], Optional[float]]]:
@@ -373,7 +457,7 @@ class Recognizer:
             t["detect"] += t2 - t1
             t["align"] += t3 - t2
         t4 = time.perf_counter()
-        probs = self._infer(crops) if crops else np.zeros((0, len(self.class_names)))
+        probs = self._infer(crops) if crops else np.zeros((0, len(self.class_names)), np.float64)
         t["engine"] = time.perf_counter() - t4
         self.last_timings = t
         out: list[list[Face]] = [[] for _ in images]

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import IO, Optional, Union
 
 import numpy as np
@@ -115,11 +117,23 @@ def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = 
     return out
 
 
+def check_opencv_name(path, what: str) -> None:
+    """Refuse a file name OpenCV's Python wrapper would crash on: one that is not valid UTF-8
+    (a Latin-1 ``caf\\xe9.mp4`` arrives in Python as a surrogate-escaped str)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {os.fspath(path)!r}: OpenCV cannot open a file name that is not valid "
+                         "UTF-8; rename the file") from None
+
+
 def open_source(source: Union[str, int]):
     """A file path, or a camera index (an int or a string of digits)."""
     import cv2
 
     cam = isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+    if not cam:
+        check_opencv_name(source, "video source")
     cap = cv2.VideoCapture(int(source)) if cam else cv2.VideoCapture(str(source))
     if not cap.isOpened():
         raise ValueError(f"cannot open video source {source!r}")
@@ -131,13 +145,18 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
                   progress: bool = True, tracker: Optional[IoUTracker] = None) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl``. Frames OpenCV cannot decode are skipped (reported on
-    stderr); ``frame`` in the JSON lines counts the frames processed. Returns ``{"frames",
-    "seconds", "fps", "faces", "skipped_frames"}``. Raises ValueError for a source that cannot be
-    opened or gives no frame at all (a file OpenCV opens but cannot decode, such as a text file)."""
+    stderr); ``frame`` in the JSON lines counts the frames processed, ``time`` is the source frame's
+    time (skipped frames included). The folder of ``out`` is created, and its writer opened, before
+    the first JSON line. Returns ``{"frames", "seconds", "fps", "faces", "skipped_frames"}``.
+    Raises ValueError for a source that cannot be opened or gives no frame at all (a file OpenCV
+    opens but cannot decode, such as a text file) and for a source or ``out`` whose file name is not
+    valid UTF-8 (OpenCV's wrapper crashes on it)."""
     import cv2
 
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if out is not None:
+        check_opencv_name(out, "cannot write video")
     cap, is_camera = open_source(source)
     tracker = tracker or IoUTracker()
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -174,20 +193,22 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
                     bar.update(bad)
                 print(f"pyfer video: skipped {bad} frame(s) OpenCV could not decode, before output frame {n}",
                       file=sys.stderr)
+            if out is not None and writer is None:  # before the first JSON line: a failure leaves none
+                h, w = frame.shape[:2]
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+                if not writer.isOpened():
+                    raise ValueError(f"cannot write video {out}")
             faces = recognizer.predict(frame)
             tracked = tracker.update(faces)
             n_faces += len(tracked)
             if jsonl is not None:
-                jsonl.write(json.dumps({"frame": n, "time": round(n / fps_in, 3),
+                # time: of the source frame, counting the frames skipped before it
+                jsonl.write(json.dumps({"frame": n, "time": round((n + skipped) / fps_in, 3),
                                         "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n")
                 if is_camera:
                     jsonl.flush()  # live: let a reader downstream see each frame now
             if out is not None:
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
-                    if not writer.isOpened():
-                        raise ValueError(f"cannot write video {out}")
                 writer.write(draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]))
             n += 1
             if bar is not None:

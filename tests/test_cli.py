@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import types
@@ -555,3 +556,128 @@ def test_label_of_a_face_at_the_top_edge_stays_in_its_box():
     changed = np.any(out != img, axis=2)
     assert changed[:201, 50:251].any()
     assert not changed[202:, :].any()  # nothing drawn below the box
+
+
+def test_out_dir_never_overwrites_an_input_not_read_yet(weights_path, tmp_path, capsys):
+    """--out-dir DIR with inputs in DIR: an annotated copy never takes the name of any input of
+    the run (one read later included), it takes the next free name."""
+    astronaut = cv2.imread(str(ASTRONAUT))
+    other = cv2.flip(astronaut, 1)
+    photos = tmp_path / "p"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), astronaut)
+    cv2.imwrite(str(photos / "a_annotated.png"), other)  # the name a.png's copy would take
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "other").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "b.png"), astronaut)
+    cv2.imwrite(str(tmp_path / "other" / "b.png"), other)  # photos/b.png's copy would go here
+    inputs = [photos / "a.png", photos / "a_annotated.png", tmp_path / "other" / "b.png"]
+    before = {p: p.read_bytes() for p in inputs}
+    for args in (["predict", str(photos), "--out-dir", str(photos)],
+                 ["predict", str(tmp_path / "photos" / "b.png"), str(tmp_path / "other"), "--out-dir",
+                  str(tmp_path / "other")]):
+        rc, out, err = run_cli(args + ["--weights", str(weights_path)], capsys)
+        assert rc == 0, err
+        assert out.count("1 face(s)") == 2, out
+    assert {p: p.read_bytes() for p in inputs} == before
+    # every input got its own annotated copy under a free name
+    assert len(list(photos.glob("*.png"))) == 4 and len(list((tmp_path / "other").glob("*.png"))) == 3
+
+
+def _non_utf8(name: bytes, tmp_path) -> str:
+    """``name`` as Python sees a file name that is not valid UTF-8 (surrogate escapes); skips
+    where the file system refuses such names (macOS, Windows)."""
+    s = os.fsdecode(name)
+    try:
+        (tmp_path / s).write_bytes(b"")
+        (tmp_path / s).unlink()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not valid UTF-8")
+    return s
+
+
+def _cli_bytes(*args, cwd=REPO):
+    """``pyfer ARGS`` in a subprocess (a crash of the interpreter shows as a negative status),
+    with a strict UTF-8 stdout as in a UTF-8 locale; output decoded leniently: it may hold file
+    names that are not valid UTF-8."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "pyfer", *map(str, args)], cwd=cwd, capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=180, env=env)
+
+
+def test_file_names_that_are_not_utf8(weights_path, tmp_path):
+    """A Latin-1 file name (caf\\xe9.png) never reaches OpenCV, whose Python wrapper crashes on
+    it: an image is read, annotated into --out-dir under its own name; a video source or --out
+    so named is refused with status 2 and one line."""
+    name = _non_utf8(b"caf\xe9.png", tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), cv2.imread(str(ASTRONAUT)))
+    (photos / name).write_bytes((photos / "a.png").read_bytes())
+    r = _cli_bytes("predict", photos, "--out-dir", tmp_path / "out", "--weights", weights_path)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    written = tmp_path / "out" / name
+    assert written.is_file() and cv2.imdecode(np.fromfile(str(written), np.uint8), cv2.IMREAD_COLOR) is not None
+    # --out with such a name: the annotated copy is written too
+    out = tmp_path / _non_utf8(b"r\xe9sultat.jpg", tmp_path)
+    r = _cli_bytes("predict", photos / "a.png", "--out", out, "--weights", weights_path)
+    assert r.returncode == 0 and out.is_file(), (r.returncode, r.stderr[-2000:])
+    clip = dark_clip(tmp_path / "clip.mp4")
+    bad_clip = tmp_path / _non_utf8(b"vid\xe9o.mp4", tmp_path)
+    bad_clip.write_bytes(clip.read_bytes())
+    for args in (["video", bad_clip, "--jsonl", tmp_path / "v.jsonl"],
+                 ["video", clip, "--out", tmp_path / _non_utf8(b"sortie\xe9.mp4", tmp_path)]):
+        r = _cli_bytes(*args, "--no-progress", "--weights", weights_path)
+        assert r.returncode == 2 and "UTF-8" in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
+            (args, r.returncode, r.stderr[-2000:])
+    assert not (tmp_path / "v.jsonl").exists()
+
+
+def test_csv_keeps_file_names_that_are_not_utf8(weights_path, tmp_path, capsys):
+    """--csv writes such a name as its own bytes instead of stopping the run."""
+    name = _non_utf8(b"caf\xe9.png", tmp_path)
+    photo = tmp_path / name
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.imread(str(ASTRONAUT)))
+    photo.write_bytes((tmp_path / "a.png").read_bytes())
+    table = tmp_path / "faces.csv"
+    rc, _, err = run_cli(["predict", str(photo), "--json", "--csv", str(table), "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 0, err
+    rows = table.read_bytes().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(os.fsencode(str(photo)) + b",0,")
+
+
+def test_two_outputs_naming_one_file_are_refused(weights_path, tmp_path, capsys, monkeypatch):
+    """--out and --csv (predict), --out and --jsonl (video) naming one file: status 2, one line,
+    nothing written."""
+    monkeypatch.chdir(tmp_path)
+    clip = dark_clip(tmp_path / "clip.mp4")
+    cases = [["predict", str(ASTRONAUT), "--out", "r.png", "--csv", "r.png"],
+             ["predict", str(ASTRONAUT), "--out", "r.png", "--csv", str(tmp_path / "r.png")],
+             ["video", str(clip), "--out", "s.mp4", "--jsonl", "./s.mp4", "--no-progress"]]
+    for args in cases:
+        rc, _, err = run_cli(args + ["--weights", str(weights_path)], capsys)
+        assert rc == 2 and "same file" in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_detector_none_refuses_min_face_and_score_threshold(weights_path, capsys):
+    """--detector none finds no faces to filter: --min-face and --score-threshold are refused, as
+    --score-threshold is for haar, not silently ignored."""
+    for extra, flag in ((["--min-face", "40"], "--min-face"), (["--score-threshold", "0.5"], "--score-threshold")):
+        rc, out, err = run_cli(["predict", str(ASTRONAUT), "--detector", "none", *extra, "--weights",
+                                str(weights_path)], capsys)
+        assert rc == 2 and flag in err and out == "", (extra, err)
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--detector", "none", "--weights", str(weights_path)], capsys)
+    assert rc == 0, err
+
+
+def test_no_annotated_copies_line_when_every_input_failed(weights_path, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    rc, _, err = run_cli(["predict", str(broken), "--out-dir", str(tmp_path / "out"), "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 1 and "annotated copies in" not in err, err
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), str(broken), "--out-dir", str(tmp_path / "out"), "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 1 and "annotated copies in" in err, err

@@ -478,3 +478,118 @@ def test_paths_that_are_not_image_files_say_what_they_are(tmp_path):
         os.mkfifo(fifo)
         with pytest.raises(ValueError, match="not a regular file"):  # and no hang on the open
             load_image(fifo)
+
+
+def _tiff_orientation_block(orientation: int) -> bytes:
+    """EXIF data holding only an Orientation tag (little-endian TIFF, one IFD entry)."""
+    import struct
+
+    return (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+            + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0))
+
+
+def _png_with_exif(img: np.ndarray, orientation: int) -> bytes:
+    """A PNG of ``img`` with an eXIf chunk (after IHDR) carrying ``orientation``."""
+    import struct
+    import zlib
+
+    png = cv2.imencode(".png", img)[1].tobytes()
+    data = _tiff_orientation_block(orientation)
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    return png[:33] + chunk + png[33:]  # 33: signature + IHDR
+
+
+def _webp_with_exif(img: np.ndarray, orientation: int) -> bytes:
+    """A lossless extended WebP (VP8X) of ``img`` with an EXIF chunk carrying ``orientation``."""
+    import struct
+
+    webp = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()
+    h, w = img.shape[:2]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (w - 1).to_bytes(3, "little") \
+        + (h - 1).to_bytes(3, "little")
+    data = _tiff_orientation_block(orientation)
+    exif = b"EXIF" + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+    body = b"WEBP" + vp8x + webp[12:] + exif
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _stored_for(upright: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels a camera stores for ``upright`` under an EXIF orientation (its inverse)."""
+    return {1: lambda a: a, 2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+            4: lambda a: cv2.flip(a, 0), 5: cv2.transpose,
+            6: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+            7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+            8: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE)}[orientation](upright)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_of_png_and_webp(orientation, tmp_path):
+    """PNG (eXIf chunk) and WebP (EXIF chunk) files are turned upright like JPEGs, keeping their
+    alpha channel and bit depth."""
+    from pyfer.recognizer import decode_image, load_image
+
+    bgr = cv2.imread(str(ASTRONAUT))[:, :300]  # not square: a turn shows in the shape
+    stored = _stored_for(bgr, orientation)
+    (tmp_path / "a.png").write_bytes(_png_with_exif(stored, orientation))
+    (tmp_path / "a.webp").write_bytes(_webp_with_exif(stored, orientation))
+    for name in ("a.png", "a.webp"):
+        np.testing.assert_array_equal(load_image(tmp_path / name), bgr, err_msg=name)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = np.arange(bgr.shape[1], dtype=np.uint8)[None, :]
+    png = np.frombuffer(_png_with_exif(_stored_for(bgra, orientation), orientation), np.uint8)
+    np.testing.assert_array_equal(decode_image(png), bgra)
+    deep = bgr.astype(np.uint16) * 257
+    png = np.frombuffer(_png_with_exif(_stored_for(deep, orientation), orientation), np.uint8)
+    np.testing.assert_array_equal(decode_image(png), deep)
+
+
+def test_sideways_png_with_exif_finds_the_upright_face(recognizer, tmp_path):
+    path = tmp_path / "phone.png"
+    path.write_bytes(_png_with_exif(cv2.rotate(cv2.imread(str(ASTRONAUT)), cv2.ROTATE_90_COUNTERCLOCKWISE), 6))
+    faces = recognizer.predict(path)
+    assert len(faces) == 1 and iou(faces[0].box, ASTRONAUT_FACE) > 0.5
+
+
+def test_classify_refuses_a_single_colour_crop_and_a_bare_path(recognizer):
+    """A single (H, W, 3/4) crop would be read as H faces; a str/Path as its characters."""
+    face = cv2.imread(str(ASTRONAUT))[38:108, 113:171]
+    for crop in (face, cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)):
+        with pytest.raises(ValueError, match=r"crops\[None\]"):
+            recognizer.classify(crop)
+        assert recognizer.classify(crop[None]).shape == (1, 8)
+    for path in (str(ASTRONAUT), ASTRONAUT):
+        with pytest.raises(TypeError, match="single path"):
+            recognizer.classify(path)
+        with pytest.raises(TypeError, match="single path"):
+            recognizer.predict_batch(path)
+    assert len(recognizer.predict_batch([str(ASTRONAUT)])) == 1
+
+
+def test_numpy_numbers_as_settings(engine_module, weights_path):
+    """numpy scalars (np.float32, np.int64) are numbers like Python's; bools are not."""
+    rec = pyfer.Recognizer(weights_path, threads=1, score_threshold=np.float32(0.5), min_face=np.int64(40),
+                           margin=np.float32(0.1))
+    assert (rec.score_threshold, rec.min_face) == (0.5, 40.0) and rec.margin == pytest.approx(0.1)
+    assert len(rec.predict(str(ASTRONAUT))) == 1
+    for bad in ({"min_face": True}, {"score_threshold": np.float64("nan")}, {"margin": "0.1"}):
+        with pytest.raises(ValueError):
+            pyfer.Recognizer(weights_path, threads=1, **bad)
+
+
+def test_no_detector_refuses_detector_settings(engine_module, weights_path):
+    for kw in ({"min_face": 40}, {"score_threshold": 0.5}):
+        with pytest.raises(ValueError, match="whole image"):
+            pyfer.Recognizer(weights_path, threads=1, detector=None, **kw)
+
+
+def test_pil_la_and_classify_dtype(recognizer):
+    """A PIL image in mode La (premultiplied gray + alpha) is read; classify gives one dtype for
+    an empty and a full batch."""
+    Image = pytest.importorskip("PIL.Image")
+    with Image.open(ASTRONAUT) as im:
+        la = im.convert("LA").convert("La")
+        gray = im.convert("L")
+    got, want = recognizer.predict(la), recognizer.predict(gray)
+    assert len(got) == len(want) == 1 and got[0].box == want[0].box
+    face = cv2.imread(str(ASTRONAUT), cv2.IMREAD_GRAYSCALE)[38:108, 113:171]
+    assert recognizer.classify([]).dtype == recognizer.classify(face[None]).dtype

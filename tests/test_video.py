@@ -174,3 +174,59 @@ def test_opened_source_without_frames_is_an_error(recognizer, monkeypatch):
         process_video(0, recognizer, progress=False)
     monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(interrupt=True), True))
     assert process_video(0, recognizer, progress=False)["frames"] == 0
+
+
+def test_out_folder_is_made_and_the_writer_opened_before_the_first_json_line(recognizer, clip, tmp_path):
+    """--out in a folder that does not exist yet is created; a video that cannot be written fails
+    before any JSON line, not after the first frame."""
+    path, _ = clip
+    sink = io.StringIO()
+    out = tmp_path / "new" / "deeper" / "x.mp4"
+    stats = process_video(str(path), recognizer, out=str(out), jsonl=sink, max_frames=3, progress=False)
+    assert stats["frames"] == 3 and out.is_file() and len(sink.getvalue().splitlines()) == 3
+    (tmp_path / "taken.mp4").mkdir()  # a folder where the video would go: cannot be written
+    sink = io.StringIO()
+    with pytest.raises(ValueError, match="cannot write video"):
+        process_video(str(path), recognizer, out=str(tmp_path / "taken.mp4"), jsonl=sink, progress=False)
+    assert sink.getvalue() == ""
+
+
+def test_time_counts_frames_that_could_not_be_decoded(recognizer, tmp_path):
+    """``time`` is the source frame's: frame 6 of a 10 fps clip whose frames 3-5 are damaged is
+    at 0.6 s, not 0.3 s."""
+    path = tmp_path / "damaged.avi"
+    img = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256))
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
+    for i in range(10):
+        w.write(np.roll(img, 2 * i, axis=1))
+    w.release()
+    raw = bytearray(path.read_bytes())
+    soi = [i for i in range(len(raw) - 1) if raw[i] == 0xFF and raw[i + 1] == 0xD8]
+    assert len(soi) == 10
+    for k in (3, 4, 5):  # garbage inside the JPEG data of three frames
+        raw[soi[k] + 200:soi[k] + 1200] = np.random.default_rng(k).integers(0, 256, 1000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(raw))
+    sink = io.StringIO()
+    stats = process_video(str(path), recognizer, jsonl=sink, progress=False)
+    rows = [json.loads(s) for s in sink.getvalue().splitlines()]
+    assert stats["skipped_frames"] == 3 and [r["frame"] for r in rows] == list(range(7))
+    assert [r["time"] for r in rows] == [0.0, 0.1, 0.2, 0.6, 0.7, 0.8, 0.9]
+
+
+def test_video_names_that_are_not_utf8_are_refused(recognizer, clip, tmp_path):
+    """OpenCV's wrapper crashes on a file name that is not valid UTF-8: such a source or output
+    is a ValueError before anything is read or written."""
+    import os
+
+    name = os.fsdecode(b"vid\xe9o.mp4")
+    try:
+        (tmp_path / name).write_bytes(clip[0].read_bytes())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not valid UTF-8")
+    sink = io.StringIO()
+    with pytest.raises(ValueError, match="UTF-8"):
+        process_video(str(tmp_path / name), recognizer, jsonl=sink, progress=False)
+    with pytest.raises(ValueError, match="UTF-8"):
+        process_video(str(clip[0]), recognizer, out=str(tmp_path / os.fsdecode(b"sortie\xe9.mp4")), jsonl=sink,
+                      progress=False)
+    assert sink.getvalue() == "" and sorted(os.listdir(tmp_path)) == [name]
