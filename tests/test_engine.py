@@ -146,7 +146,7 @@ def test_metadata_and_info(exports):
     assert eng.preprocess == {"input_size": 64, "channels": 1, "mean": 0.5, "std": 0.5}
     info = eng.info()
     assert info["architecture"] == "shufflenetv2" and info["input_size"] == 64 and info["stem"] == "small"
-    assert info["isa"] in ("avx2", "portable") and info["threads"] >= 1
+    assert info["isa"] == pyfer.build_info()["isa"]["selected"] and info["threads"] >= 1
     assert "Engine(" in repr(eng)
     assert pyfer.Engine(path, threads=3).info()["threads"] == 3
 
@@ -155,7 +155,21 @@ def test_build_info():
     bi = pyfer.build_info()
     assert bi["version"] == pyfer.__version__
     assert isinstance(bi["cuda"], bool)
-    assert "portable" in bi["isa"]["compiled"] and bi["isa"]["detected"] in ("avx2", "portable")
+    isa = bi["isa"]
+    assert isa["compiled"][0] == "portable" and set(isa["runnable"]) <= set(isa["compiled"])
+    assert isa["detected"] in ("avx512", "avx2", "portable") and isa["selected"] in isa["runnable"] and isa["why"]
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_a_forced_isa_the_cpu_or_build_lacks_is_refused(exports, isa):
+    path = exports("shufflenetv2", "small", 48)
+    if isa in pyfer.build_info()["isa"]["runnable"]:
+        assert pyfer.Engine(path, isa=isa).info()["isa"] == isa
+    else:
+        with pytest.raises(ValueError, match=isa.upper().replace("AVX512", "AVX-512")):
+            pyfer.Engine(path, isa=isa)
+    with pytest.raises(ValueError, match="unknown isa"):
+        pyfer.Engine(path, isa="avx1024")
 
 
 def test_cuda_device_is_a_clear_error(exports):

@@ -5,6 +5,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -167,16 +168,45 @@ bool cpu_has_avx512() {
 #endif
 }
 
+// The measured rule for AVX-512 CPUs (issue 14, BENCHMARKS.md "AVX-512"): with 512-bit FMA units
+// the avx512 set has twice the peak and is chosen; where AVX-512 runs on 256-bit units (a zmm
+// peak about equal to the ymm one) the set measured faster on such a CPU (Zen 4) is chosen.
+constexpr double AVX512_FULL_WIDTH_RATIO = 1.5;
+constexpr const char* AVX512_HALF_WIDTH_CHOICE = "avx512";
+constexpr const char* AVX512_HALF_WIDTH_WHY = "on such a CPU (Zen 4) avx512 measured faster than avx2";
+
 static bool env_force_portable() {
     const char* e = std::getenv("PYFER_FORCE_PORTABLE");
     return e && *e && std::string(e) != "0";
 }
 
+// Peak fp32 FMA rate of zmm over ymm code on this core, best of three short alternating tries (a
+// busy core lowers single tries, rarely the best). About 1.0 where AVX-512 runs on 256-bit units
+// (Zen 4: a zmm FMA is issued as two halves), about 2.0 with 512-bit units (Zen 5, Intel servers).
+static double zmm_over_ymm_fma_peak(double* zmm_gflops, double* ymm_gflops) {
+    double z = 0, y = 0;
+    for (int i = 0; i < 3; ++i) {
+        z = std::max(z, kernels_avx512().fma_peak(0.002));
+        y = std::max(y, kernels_avx2().fma_peak(0.002));
+    }
+    *zmm_gflops = z;
+    *ymm_gflops = y;
+    return y > 0 ? z / y : 0;
+}
+
 const IsaChoice& kernels_auto_choice() {
     static const IsaChoice choice = [] {
         if (env_force_portable()) return IsaChoice{"portable", "PYFER_FORCE_PORTABLE is set"};
-        if (compiled_avx512() && cpu_has_avx512())
-            return IsaChoice{"avx512", "the CPU has AVX-512 (F, BW, DQ, VL)"};
+        if (compiled_avx512() && cpu_has_avx512()) {
+            double z = 0, y = 0;
+            const double ratio = zmm_over_ymm_fma_peak(&z, &y);
+            char peaks[96];
+            std::snprintf(peaks, sizeof peaks, "zmm %.0f vs ymm %.0f GFLOP/s", z, y);
+            if (ratio >= AVX512_FULL_WIDTH_RATIO)
+                return IsaChoice{"avx512", std::string("AVX-512 on 512-bit FMA units (") + peaks + ")"};
+            return IsaChoice{AVX512_HALF_WIDTH_CHOICE, std::string("AVX-512 on 256-bit FMA units (") + peaks +
+                                                           "): " + AVX512_HALF_WIDTH_WHY};
+        }
         if (compiled_avx2() && cpu_has_avx2_fma()) {
             if (compiled_avx512()) return IsaChoice{"avx2", "the CPU has AVX2+FMA but not AVX-512 (F, BW, DQ, VL)"};
             return IsaChoice{"avx2", "the CPU has AVX2+FMA (this build has no AVX-512 kernels)"};

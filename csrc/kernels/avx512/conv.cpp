@@ -4,8 +4,12 @@
 // 16-channel panel row), MR = MR_DRIVER below. Per K step: one aligned zmm load of the packed
 // weight panel ([K][16]) and MR FMAs whose input scalar comes straight from memory as an
 // embedded broadcast ({1to16}), one per pixel, from the zero-padded NHWC input (tap offset +
-// channel). With 32 registers the tile is twice the AVX2 kernel's 6 pixels, so each weight
-// row loaded from L1/L2 feeds twice as many FMAs, and the loop is ~1 instruction per FMA.
+// channel): one instruction per FMA, no broadcast register.
+// MR is 8, not the 12-16 that 32 registers allow: Zen 4 runs a zmm FMA as two 256-bit halves,
+// so the FMA ceiling is the AVX2 kernel's and the convs here already run at it; what a bigger
+// tile changes is overhead: at MR 12 the per-pixel pointers no longer fit the 16 GPRs (spilled
+// to xmm / stack), and 16x16 or 8x8 rows split into more ragged tiles (measured on the
+// student's and a teacher's shapes: MR 8 0.97-0.98x of AVX2's time, 12 1.0-1.06x, 16 1.15x).
 // The epilogue (bias, residual, ReLU, plain / accumulate / shuffle-interleaved store, next-input
 // add, pooling) runs from the accumulators; a partial last panel (nv < 16 channels) uses the
 // same code with __mmask16 masked loads and stores (masked-off lanes are neither read nor
@@ -32,8 +36,8 @@ static void tile_kernel(const float* const* a, const ptrdiff_t* toff, int taps, 
 
 namespace {
 
-constexpr int MR_DRIVER = 12;  // pixels per driver tile (12 accumulators + weights + temporaries)
-constexpr int MR_ROWS = 12;    // pixels per conv_1x1_rows tile
+constexpr int MR_DRIVER = 8;  // pixels per driver tile (see the top of the file)
+constexpr int MR_ROWS = 8;    // pixels per conv_1x1_rows tile (16- and 8-wide rows: whole tiles)
 
 // ShuffleNet concat + channel shuffle store of nv (<= 16) channels: o[2j] = s[j], o[2j+1] = v[j].
 // Two two-source permutes build the 32 interleaved floats; the stores are masked to 2*nv floats.

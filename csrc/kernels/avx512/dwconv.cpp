@@ -7,7 +7,9 @@
 // The block's nine tap vectors and bias stay in registers for the whole call (32 registers: 9
 // taps + 8 accumulators + the bias + column temporaries). Input columns are loaded once per row
 // and shared by the neighbouring outputs that use them: per kernel row, an eight-pixel step loads
-// 10 (stride 1) or 17 (stride 2) columns for its 24 FMAs, instead of 24 loads. One accumulator per
+// 10 (stride 1) or 17 (stride 2) columns for its 24 FMAs, instead of 24 loads (pinned in registers:
+// left alone, GCC folds them back into 24 memory operands, and on a 116- or 58-channel map most
+// zmm loads split a cache line; the pin made stride 1 ~1.3x faster on Zen 4). One accumulator per
 // output, summed in tap order (ky, kx) from the bias (as the other backends). Input zero padded by 1.
 #include <immintrin.h>
 
@@ -59,7 +61,10 @@ static inline void step(const typename V::T* w, typename V::T bias, typename V::
 #pragma GCC unroll 17
         for (int j = 0; j < (P - 1) * S + 3; ++j) {
             const float* q = r + j * ps;
-            const T x = MASK ? V::load(q, m) : V::loadu(q);
+            T x = MASK ? V::load(q, m) : V::loadu(q);
+            // keep the column in a register: without this GCC folds the load into each of its
+            // FMAs (a memory operand per FMA: 3x the loads, most of them cache-line splits)
+            asm("" : "+v"(x));
 #pragma GCC unroll 8
             for (int p = 0; p < P; ++p) {
                 const int kx = j - p * S;
@@ -88,7 +93,7 @@ static void block_rows(const PackedDW& w, const View& in, int n, int oy0, int oy
         float* o = obase + oy * ors + c;
         int ox = 0;
         for (; ox + 8 <= ow; ox += 8, r += 8 * S * ps, o += 8 * ops) step<V, MASK, S, 8, RELU>(t, bias, m, r, rs, ps, o, ops);
-        if (ox + 4 <= ow) { step<V, MASK, S, 4, RELU>(t, bias, m, r, rs, ps, o, ops); ox += 4; r += 4 * S * ps; o += 4 * ops; }
+        for (; ox + 4 <= ow; ox += 4, r += 4 * S * ps, o += 4 * ops) step<V, MASK, S, 4, RELU>(t, bias, m, r, rs, ps, o, ops);
         if (ox + 2 <= ow) { step<V, MASK, S, 2, RELU>(t, bias, m, r, rs, ps, o, ops); ox += 2; r += 2 * S * ps; o += 2 * ops; }
         if (ox < ow) step<V, MASK, S, 1, RELU>(t, bias, m, r, rs, ps, o, ops);
     }

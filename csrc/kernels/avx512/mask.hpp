@@ -5,6 +5,12 @@
 #pragma once
 #include <immintrin.h>
 
+// GCC 12 flags the _mm512_undefined_* pass-through values inside its own intrinsics
+// (_mm512_max_ps, _mm512_extractf64x4_pd, ...) as (maybe) uninitialized once they are inlined into
+// unrolled loops (GCC bug 105593): a false positive in the header, silenced for the AVX-512 files
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace pyfer::avx512 {
 
 // mask of lanes [0, n) of a 16-float vector, n in 0..16 (n >= 16: all lanes)

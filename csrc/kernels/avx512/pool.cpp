@@ -114,8 +114,8 @@ void maxpool2s2(const View& in, int C, int n0, int n1, int oy0, int oy1, int ow,
             float* o = out.at(n, oy, 0);
             for (int ox = 0; ox < ow; ++ox, a += 2 * ps, o += out.ps)
                 for_blocks(C, [&](auto blk, int c, auto m) {
-                using V = typename decltype(blk)::V;
-                constexpr bool MASK = decltype(blk)::MASK;
+                    using V = typename decltype(blk)::V;
+                    constexpr bool MASK = decltype(blk)::MASK;
                     const auto v0 = V::template load<MASK>(a + c, m), v1 = V::template load<MASK>(a + ps + c, m);
                     const auto v2 = V::template load<MASK>(a + rs + c, m), v3 = V::template load<MASK>(a + rs + ps + c, m);
                     const auto mx = V::max(V::max(v0, v1), V::max(v2, v3));
@@ -129,8 +129,8 @@ void avgpool(const View& in, int C, int N, int H, int W, float* out) {
     for (int n = 0; n < N; ++n) {
         float* o = out + size_t(n) * C;
         for_blocks(C, [&](auto blk, int c, auto m) {
-                using V = typename decltype(blk)::V;
-                constexpr bool MASK = decltype(blk)::MASK;
+            using V = typename decltype(blk)::V;
+            constexpr bool MASK = decltype(blk)::MASK;
             auto acc = V::zero();
             for (int y = 0; y < H; ++y)
                 for (int x = 0; x < W; ++x) acc = V::add(acc, V::template load<MASK>(in.at(n, y, x) + c, m));
