@@ -1,7 +1,8 @@
 // AVX-512 1x1 convolution (stride 1) that skips zero input channels: the first 1x1 of every
 // ShuffleNetV2 unit and conv5 read post-ReLU maps, about half zeros on real faces.
 //
-// Algorithm, per chunk of up to MC pixels (pointers from the NHWC View, n, oy, ox order):
+// Algorithm, per chunk of up to MC pixels (the driver, ../skip0_driver.inc, shared with the
+// other SIMD backend: pointers from the NHWC View, n, oy, ox order):
 //  1. a bit mask of each pixel's non-zero input channels, 64 channels per word: four
 //     _mm512_cmp_ps_mask (NEQ_UQ: NaN counts as non-zero, so it still propagates) per word,
 //     the last one a masked load of the channel tail (no bits past cin, no over-read);
@@ -29,21 +30,24 @@
 
 namespace pyfer::avx512 {
 
+struct PixOut;
+// bit c set where a[c] != 0 (NaN included, so it propagates), for c < n <= 64
+static inline uint64_t nonzero_bits(const float* a, int n);
+template <int V>
+static void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords, const float* w,
+                      const float* bias, int c0, int cout, const PixOut* po, const Epilogue& ep, float* part);
+
+#include "../skip0_driver.inc"
+
 namespace {
-
-constexpr int MC = 64;          // pixels per chunk
-constexpr int KWORDS_MAX = 32;  // cin <= 2048 (checked by pack_skip0)
-
-struct PixOut {
-    float* out;
-    float* pool;
-};
 
 static inline __mmask8 first8(int n) { return __mmask8(first_lanes(n)); }
 
+}  // namespace
+
 template <int V>
-void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords, const float* w,
-               const float* bias, int c0, int cout, const PixOut* po, const Epilogue& ep, float* part) {
+static void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords, const float* w,
+                      const float* bias, int c0, int cout, const PixOut* po, const Epilogue& ep, float* part) {
     constexpr int W = V * 8;        // block width, floats (one weight row)
     constexpr int Z = V / 2;        // zmm accumulators
     constexpr bool H = (V & 1) != 0;  // plus one ymm for an odd number of 8-channel vectors
@@ -127,54 +131,15 @@ void run_block(const float* const* ap, int mc, const uint64_t* masks, int kwords
     }
 }
 
-using BlockFn = void (*)(const float* const*, int, const uint64_t*, int, const float*, const float*, int, int,
-                         const PixOut*, const Epilogue&, float*);
-
-template <int... Vs>
-constexpr auto make_block_table(std::integer_sequence<int, Vs...>) {
-    return std::array<BlockFn, sizeof...(Vs)>{&run_block<Vs + 1>...};
-}
-constexpr auto kBlockFns = make_block_table(std::make_integer_sequence<int, SKIP_VMAX>{});
-
-}  // namespace
-
-void conv1x1_skip0(const PackedSkip0& w, const View& in, int n0, int n1, int oy0, int oy1, int ow,
-                   const Epilogue& ep) {
-    const long M = long(n1 - n0) * (oy1 - oy0) * ow;
-    if (M <= 0) return;
-    const int cin = w.cin, kwords = (cin + 63) / 64;
+static inline uint64_t nonzero_bits(const float* a, int n) {
+    // channels past n are masked off the load: they read as 0 and give no bit (no over-read)
     const __m512 zero = _mm512_setzero_ps();
-    const float* ap[MC];
-    PixOut po[MC];
-    uint64_t masks[MC * KWORDS_MAX];
-    alignas(64) float part[MC * SKIP_VMAX * 8];
-    int n = n0, oy = oy0, ox = 0;
-    for (long m0 = 0; m0 < M; m0 += MC) {
-        const int mc = int(std::min<long>(MC, M - m0));
-        for (int i = 0; i < mc; ++i, ++ox) {
-            if (ox == ow) {
-                ox = 0;
-                if (++oy == oy1) { oy = oy0; ++n; }
-            }
-            const float* a = in.at(n, oy, ox);
-            ap[i] = a;
-            po[i].out = ep.out ? ep.out.at(n, oy, ox) : nullptr;
-            po[i].pool = ep.pool ? ep.pool + ptrdiff_t(n) * ep.pool_ns : nullptr;
-            for (int kw = 0; kw < kwords; ++kw) {
-                const int kend = std::min(64, cin - kw * 64);
-                uint64_t bits = 0;
-                // channels past cin are masked off the load: they read as 0 and give no bit
-                for (int c = 0; c < kend; c += 16) {
-                    const __m512 x = _mm512_maskz_loadu_ps(first_lanes(kend - c), a + kw * 64 + c);
-                    bits |= uint64_t(_mm512_cmp_ps_mask(x, zero, _CMP_NEQ_UQ)) << c;
-                }
-                masks[size_t(i) * kwords + kw] = bits;
-            }
-        }
-        for (size_t b = 0; b < w.vecs.size(); ++b)
-            kBlockFns[w.vecs[b] - 1](ap, mc, masks, kwords, w.w.ptr + w.off[b], w.bias.ptr, w.first[b] * 8, w.cout, po,
-                                     ep, part);
+    uint64_t bits = 0;
+    for (int c = 0; c < n; c += 16) {
+        const __m512 x = _mm512_maskz_loadu_ps(first_lanes(n - c), a + c);
+        bits |= uint64_t(_mm512_cmp_ps_mask(x, zero, _CMP_NEQ_UQ)) << c;
     }
+    return bits;
 }
 
 }  // namespace pyfer::avx512
