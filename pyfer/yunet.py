@@ -48,7 +48,9 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    misses heads rolled far in the frame (FERPlus has faces lying sideways) and its landmarks are
    only right on a face within about 25 degrees of upright, so the turn that brings the face
    closest to upright, which scores highest, is the one kept; its landmarks are mapped back
-   exactly, so the aligned framing levels the face.
+   exactly, so the aligned framing levels the face. Where the best face scored 0.75-0.9, only
+   the quarter turns (90, -90) run: a face lying on its side can score that much upright, with
+   wrong landmarks. A turned find replaces an upright one only when it scores 0.05 more.
    With ``tilted=True`` (``detector="yunet-tilted"``) every image is also searched turned by
    ``TILT_TURNS`` (+-30 degrees): heads tilted 30-45 degrees in a group photo are found (45/48
    and 44/48 instead of 33/48 and 22/48), at about three times the detection time.
@@ -88,7 +90,10 @@ RECHECK_FACE = 96  # px: the size a doubtful face is enlarged to for its second 
 RECHECK_MAX_ZOOM = 3.0
 RECHECK_MAX = 8  # second looks per image at most
 TURN_MAX_SIDE = 400  # px: the turned pass is for images searched at most this big (face crops)
-TURN_BELOW_SCORE = 0.75  # ... where no face scores at least this much
+TURN_BELOW_SCORE = 0.75  # ... where no face scores at least this much: every turn
+TURN_QUARTER_BELOW = 0.9  # ... or none this much: the quarter turns only (a face lying on its side
+# can score 0.77-0.88 upright, with wrong landmarks; an upright face scores 0.9+ nine times in ten)
+TURN_MARGIN = 0.05  # a turned find replaces an upright one only when it scores this much more
 TILT_TURNS = (30.0, -30.0)  # degrees: the extra passes of ``tilted=True`` (heads tilted 20-50 degrees)
 
 
@@ -199,9 +204,10 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _nms(rows: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS over YuNet rows (x, y, w, h, 10 landmark coordinates, score): surest first."""
-    order = np.argsort(-rows[:, 14], kind="stable")
+def _nms(rows: np.ndarray, iou_threshold: float, rank: Optional[np.ndarray] = None) -> np.ndarray:
+    """Greedy NMS over YuNet rows (x, y, w, h, 10 landmark coordinates, score): surest first (or
+    highest ``rank`` first, where given)."""
+    order = np.argsort(-(rows[:, 14] if rank is None else rank), kind="stable")
     keep: list[int] = []
     for i in order:
         if all(_iou(rows[i, :4], rows[j, :4]) <= iou_threshold for j in keep):
@@ -454,12 +460,17 @@ class YuNetDetector:
         if self.tilted:  # every image also searched turned both ways: heads tilted in the frame
             rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in TILT_TURNS])
             rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
-        if (self.rotations and max(h, w) * scale <= TURN_MAX_SIDE
-                and (len(rows) == 0 or rows[:, 14].max() < TURN_BELOW_SCORE)):
+        best = rows[:, 14].max() if len(rows) else 0.0
+        if self.rotations and max(h, w) * scale <= TURN_MAX_SIDE and best < TURN_QUARTER_BELOW:
             # a small image (a face crop) without a sure face: the head may be turned far in the
             # frame (then YuNet misses it, or finds it with a low score and upright landmarks)
-            rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in self.rotations])
-            rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
+            turns = self.rotations if best < TURN_BELOW_SCORE else [a for a in self.rotations if abs(a) == 90]
+            turned = np.concatenate([self._run_rotated(bgr, scale, a) for a in turns])
+            # the surest turn wins, but an upright find keeps its face unless a turn beats it by a
+            # margin: on upright faces the turns score about the same, and each moves the crop
+            rank = np.concatenate([rows[:, 14], turned[:, 14] - TURN_MARGIN])
+            rows = np.concatenate([rows, turned])
+            rows = _nms(rows, self.nms_threshold, rank) if len(rows) else rows
         rows = rows[_plausible(rows)]
         if self.min_face is not None:  # before the nested rule: a face not reported decides nothing
             rows = rows[np.maximum(rows[:, 2], rows[:, 3]) >= self.min_face]
