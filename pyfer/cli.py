@@ -596,7 +596,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)})")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (cameras never get one)")
     _add_model_args(p)
     p.set_defaults(func=_video, cmd="video")
     commands["video"] = p

@@ -8,7 +8,7 @@
 # it compiles against glibc 2.28's symbol set and links its own libc++ statically, so the module
 # needs only libc/libm/libpthread/libdl and loads on any glibc >= 2.28 (RHEL 8+, Ubuntu 20.04+,
 # Debian 10+, Amazon Linux 2023). cmake/zig-toolchain.cmake sets CMAKE_SYSTEM_PROCESSOR, which
-# decides whether the AVX2 translation units are built (x86_64: yes, with run-time CPUID dispatch;
+# decides whether the AVX2 and AVX-512 translation units are built (x86_64: yes, with run-time CPUID dispatch;
 # aarch64: portable kernels only). Every wheel is built from the sdist (so the sdist is checked
 # too) with the target Python's own pip (isolated build env: scikit-build-core, pybind11);
 # `auditwheel repair` tags it with the most compatible manylinux policy its symbol versions
