@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -158,6 +159,10 @@ def test_build_info():
     isa = bi["isa"]
     assert isa["compiled"][0] == "portable" and set(isa["runnable"]) <= set(isa["compiled"])
     assert isa["detected"] in ("avx512", "avx2", "portable") and isa["selected"] in isa["runnable"] and isa["why"]
+    if isa["detected"] == "avx512" and "avx512" in isa["compiled"] and not os.environ.get("PYFER_FORCE_PORTABLE"):
+        # the measured rule: the FMA unit width from the two peaks, and the set it implies
+        assert re.fullmatch(r"AVX-512 on (256|512)-bit FMA units \(zmm \d+ vs ymm \d+ GFLOP/s\).*", isa["why"]), isa
+        assert isa["selected"] == "avx512", isa
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
