@@ -4,16 +4,10 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "../tiles.hpp"
 #include "tail.hpp"
 
 namespace pyfer::avx2 {
-
-static inline void tile_pos(int t, int th, int tw, int& img, int& ty, int& tx) {
-    img = t / (th * tw);
-    const int r = t % (th * tw);
-    ty = r / tw;
-    tx = r % tw;
-}
 
 template <bool TAIL>
 static inline void in_block(const float* const* d, int c, __m256i m, float* o, size_t es) {
@@ -39,20 +33,12 @@ static inline void in_block(const float* const* d, int c, __m256i m, float* o, s
 }
 
 void wino_in(const View& in, int H, int W, int th, int tw, int t0, int t1, int cin, float* V, size_t es) {
-    thread_local AlignedBuf zbuf;
-    if (zbuf.n < size_t(cin)) zbuf.resize(size_t(cin));  // zero filled, never written
-    const float* zero = zbuf.ptr;
+    const float* zero = wino_zeros(cin);
     const int cfull = cin / 8 * 8;
     const __m256i m = first_lanes(cin - cfull);
     for (int t = t0; t < t1; ++t) {
-        int img, ty, tx;
-        tile_pos(t, th, tw, img, ty, tx);
         const float* d[16];
-        for (int r = 0; r < 4; ++r)
-            for (int q = 0; q < 4; ++q) {
-                const int iy = 2 * ty - 1 + r, ix = 2 * tx - 1 + q;
-                d[r * 4 + q] = (iy <= H && ix <= W) ? in.at(img, iy, ix) : zero;
-            }
+        wino_patch(in, H, W, t, th, tw, zero, d);
         float* o = V + size_t(t - t0) * cin;
         for (int c = 0; c < cfull; c += 8) in_block<false>(d, c, m, o, es);
         if (cfull < cin) in_block<true>(d, cfull, m, o, es);
@@ -104,7 +90,7 @@ void wino_out(const float* M, size_t es, int cout, const float* bias, int H, int
     const __m256i m = first_lanes(cout - cfull);
     for (int t = t0; t < t1; ++t) {
         int img, ty, tx;
-        tile_pos(t, th, tw, img, ty, tx);
+        wino_tile_pos(t, th, tw, img, ty, tx);
         const float* mb = M + size_t(t - t0) * cout;
         for (int c = 0; c < cfull; c += 8) out_block<false>(mb, es, bias, c, m, ep, img, ty, tx, H, W);
         if (cfull < cout) out_block<true>(mb, es, bias, cfull, m, ep, img, ty, tx, H, W);

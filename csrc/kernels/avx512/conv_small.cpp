@@ -10,9 +10,9 @@
 // read nothing past the packed row. Input zero padded by >= pad.
 #include <immintrin.h>
 
-#include <vector>
 
 #include "../kernels.hpp"
+#include "../tiles.hpp"
 #include "mask.hpp"
 
 namespace pyfer::avx512 {
@@ -94,15 +94,10 @@ static void row(const float* ib, ptrdiff_t pstep, const ptrdiff_t* toff, int KK,
 
 void conv_small(const PackedSmall& w, const View& in, int n0, int n1, int oy0, int oy1, int ow, const View& out,
                 bool relu) {
-    const int k = w.k, s = w.stride, pad = w.pad, cin = w.cin, C = w.cout, cp = w.cp;
-    const int KK = k * k * cin;
-    ptrdiff_t toffs[7 * 7 * 4];
-    ptrdiff_t* toff = toffs;
-    std::vector<ptrdiff_t> big;
-    if (KK > 7 * 7 * 4) { big.resize(KK); toff = big.data(); }
-    for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx)
-            for (int ci = 0; ci < cin; ++ci) toff[(ky * k + kx) * cin + ci] = ky * in.rs + kx * in.ps + ci;
+    const int s = w.stride, pad = w.pad, C = w.cout, cp = w.cp;
+    const SmallConvTaps taps(w, in);
+    const ptrdiff_t* toff = taps.data();
+    const int KK = taps.size();
     const ptrdiff_t pstep = ptrdiff_t(s) * in.ps;
     for (int n = n0; n < n1; ++n)
         for (int oy = oy0; oy < oy1; ++oy) {

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
+#include "../tiles.hpp"
 #include "mask.hpp"
 
 namespace pyfer::avx512 {
@@ -39,13 +40,6 @@ struct Y {
     static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
     static T relu(T v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
 };
-
-static inline void tile_pos(int t, int th, int tw, int& img, int& ty, int& tx) {
-    img = t / (th * tw);
-    const int r = t % (th * tw);
-    ty = r / tw;
-    tx = r % tw;
-}
 
 template <class V, bool MASK>
 static inline void in_block(const float* const* d, int c, typename V::M m, float* o, size_t es) {
@@ -110,21 +104,13 @@ static inline void out_block(const float* mb, size_t es, const float* bias, int 
 }  // namespace
 
 void wino_in(const View& in, int H, int W, int th, int tw, int t0, int t1, int cin, float* V, size_t es) {
-    thread_local AlignedBuf zbuf;
-    if (zbuf.n < size_t(cin)) zbuf.resize(size_t(cin));  // zero filled, never written
-    const float* zero = zbuf.ptr;
+    const float* zero = wino_zeros(cin);
     const int cfull = cin / 16 * 16, rem = cin - cfull;
     const __mmask16 mz = first_lanes(rem);
     const __mmask8 my = __mmask8((1u << (rem > 8 ? 8 : rem)) - 1u);
     for (int t = t0; t < t1; ++t) {
-        int img, ty, tx;
-        tile_pos(t, th, tw, img, ty, tx);
         const float* d[16];
-        for (int r = 0; r < 4; ++r)
-            for (int q = 0; q < 4; ++q) {
-                const int iy = 2 * ty - 1 + r, ix = 2 * tx - 1 + q;
-                d[r * 4 + q] = (iy <= H && ix <= W) ? in.at(img, iy, ix) : zero;
-            }
+        wino_patch(in, H, W, t, th, tw, zero, d);
         float* o = V + size_t(t - t0) * cin;
         for (int c = 0; c < cfull; c += 16) in_block<Z, false>(d, c, mz, o, es);
         if (rem > 8) in_block<Z, true>(d, cfull, mz, o, es);
@@ -139,7 +125,7 @@ void wino_out(const float* M, size_t es, int cout, const float* bias, int H, int
     const __mmask8 my = __mmask8((1u << (rem > 8 ? 8 : rem)) - 1u);
     for (int t = t0; t < t1; ++t) {
         int img, ty, tx;
-        tile_pos(t, th, tw, img, ty, tx);
+        wino_tile_pos(t, th, tw, img, ty, tx);
         const float* mb = M + size_t(t - t0) * cout;
         for (int c = 0; c < cfull; c += 16) out_block<Z, false>(mb, es, bias, c, mz, ep, img, ty, tx, H, W);
         if (rem > 8) out_block<Z, true>(mb, es, bias, cfull, mz, ep, img, ty, tx, H, W);
