@@ -14,35 +14,11 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
-#include "mask.hpp"
+#include "vec.hpp"
 
 namespace pyfer::avx512 {
 
 namespace {
-
-// 16-lane zmm (tail mask __mmask16) and 8-lane ymm (AVX-512VL, mask __mmask8) views of the same ops
-struct Z {
-    using T = __m512;
-    using M = __mmask16;
-    static T load(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
-    static T loadu(const float* p) { return _mm512_loadu_ps(p); }
-    static void store(float* p, T v, M m) { _mm512_mask_storeu_ps(p, m, v); }
-    static void storeu(float* p, T v) { _mm512_storeu_ps(p, v); }
-    static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-    // max(0, v), NaN propagating (the source operand wins on NaN). Spelled as the all-lanes maskz
-    // form: GCC 12's _mm512_max_ps passes _mm512_undefined_ps() and trips -Wuninitialized.
-    static T relu(T v) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), _mm512_setzero_ps(), v); }
-};
-struct Y {
-    using T = __m256;
-    using M = __mmask8;
-    static T load(const float* p, M m) { return _mm256_maskz_loadu_ps(m, p); }
-    static T loadu(const float* p) { return _mm256_loadu_ps(p); }
-    static void store(float* p, T v, M m) { _mm256_mask_storeu_ps(p, m, v); }
-    static void storeu(float* p, T v) { _mm256_storeu_ps(p, v); }
-    static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-    static T relu(T v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
-};
 
 // P adjacent output pixels (stride S) of one row: for each kernel row, input columns
 // 0 .. (P-1)*S + 2 are loaded once each and fed to every output whose window holds them.

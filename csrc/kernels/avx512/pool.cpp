@@ -11,46 +11,11 @@
 #include <immintrin.h>
 
 #include "../kernels.hpp"
-#include "mask.hpp"
+#include "vec.hpp"
 
 namespace pyfer::avx512 {
 
 namespace {
-
-struct Z {
-    using T = __m512;
-    using M = __mmask16;
-    static constexpr int W = 16;
-    template <bool MASK> static T load(const float* p, M m) { return MASK ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p); }
-    template <bool MASK> static void store(float* p, T v, M m) {
-        if (MASK) _mm512_mask_storeu_ps(p, m, v);
-        else _mm512_storeu_ps(p, v);
-    }
-    static T max(T a, T b) { return _mm512_maskz_max_ps(M(0xFFFF), a, b); }  // (maskz: GCC 12 -Wuninitialized)
-    static T add(T a, T b) { return _mm512_add_ps(a, b); }
-    static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
-    static T zero() { return _mm512_setzero_ps(); }
-    static T set1(float x) { return _mm512_set1_ps(x); }
-    static M unord(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }  // a or b NaN
-    static T nan_where(T v, M n) { return _mm512_mask_mov_ps(v, n, _mm512_castsi512_ps(_mm512_set1_epi32(-1))); }
-};
-struct Y {
-    using T = __m256;
-    using M = __mmask8;
-    static constexpr int W = 8;
-    template <bool MASK> static T load(const float* p, M m) { return MASK ? _mm256_maskz_loadu_ps(m, p) : _mm256_loadu_ps(p); }
-    template <bool MASK> static void store(float* p, T v, M m) {
-        if (MASK) _mm256_mask_storeu_ps(p, m, v);
-        else _mm256_storeu_ps(p, v);
-    }
-    static T max(T a, T b) { return _mm256_max_ps(a, b); }
-    static T add(T a, T b) { return _mm256_add_ps(a, b); }
-    static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
-    static T zero() { return _mm256_setzero_ps(); }
-    static T set1(float x) { return _mm256_set1_ps(x); }
-    static M unord(T a, T b) { return _mm256_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
-    static T nan_where(T v, M n) { return _mm256_mask_mov_ps(v, n, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
-};
 
 // A channel block's vector type and whether it is masked, as a tag for generic lambdas (C++17)
 template <class V_, bool MASK_>

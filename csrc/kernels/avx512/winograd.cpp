@@ -9,37 +9,11 @@
 
 #include "../kernels.hpp"
 #include "../tiles.hpp"
-#include "mask.hpp"
+#include "vec.hpp"
 
 namespace pyfer::avx512 {
 
 namespace {
-
-struct Z {
-    using T = __m512;
-    using M = __mmask16;
-    template <bool MASK> static T load(const float* p, M m) { return MASK ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p); }
-    template <bool MASK> static void store(float* p, T v, M m) {
-        if (MASK) _mm512_mask_storeu_ps(p, m, v);
-        else _mm512_storeu_ps(p, v);
-    }
-    static T add(T a, T b) { return _mm512_add_ps(a, b); }
-    static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
-    // max(0, v), NaN propagating (maskz form: GCC 12's _mm512_max_ps trips -Wuninitialized)
-    static T relu(T v) { return _mm512_maskz_max_ps(M(0xFFFF), _mm512_setzero_ps(), v); }
-};
-struct Y {
-    using T = __m256;
-    using M = __mmask8;
-    template <bool MASK> static T load(const float* p, M m) { return MASK ? _mm256_maskz_loadu_ps(m, p) : _mm256_loadu_ps(p); }
-    template <bool MASK> static void store(float* p, T v, M m) {
-        if (MASK) _mm256_mask_storeu_ps(p, m, v);
-        else _mm256_storeu_ps(p, v);
-    }
-    static T add(T a, T b) { return _mm256_add_ps(a, b); }
-    static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
-    static T relu(T v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
-};
 
 template <class V, bool MASK>
 static inline void in_block(const float* const* d, int c, typename V::M m, float* o, size_t es) {
