@@ -54,25 +54,27 @@ def available_isas() -> list:
     return list(_engine.build_info()["isa"]["runnable"])
 
 
-def make_input(source: str, batch: int, shape, preprocess: dict | None = None) -> np.ndarray:
-    """(batch, C, H, W) float32 network input: ``"noise"`` or a face from an image file
-    (``preprocess``: the export's preprocessing metadata, Engine.preprocess)."""
-    c, h, w = shape
+def make_input(source: str, batch: int, weights) -> np.ndarray:
+    """(batch, C, H, W) float32 input for the network in ``weights``: ``"noise"``, or the largest
+    face in an image file, detected and framed as ``Recognizer.predict`` does (YuNet, landmark
+    alignment), so activations (and zero-skipping) are those of a real face."""
+    from pyfer.engine import Engine
+
+    c, h, w = Engine(str(weights), threads=1).input_shape
     if source == "noise":
         return np.random.default_rng(0).standard_normal((batch, c, h, w)).astype(np.float32)
     import cv2
 
-    from pyfer.detect import HaarDetector, crop_face
-    from pyfer.preprocess import PreprocessSpec, prepare_faces, to_gray
+    from pyfer.preprocess import PreprocessSpec, normalize
+    from pyfer.recognizer import Recognizer
 
-    image = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    if cv2.imread(str(source), cv2.IMREAD_UNCHANGED) is None:
         raise ValueError(f"--input: cannot read an image from {source!r}")
-    gray = to_gray(image)
-    boxes = HaarDetector()(gray)
-    crop = crop_face(gray, max(boxes, key=lambda b: b[2] * b[3])) if boxes else gray
-    spec = PreprocessSpec.from_dict(preprocess) if preprocess else PreprocessSpec(input_size=h)
-    x = prepare_faces([crop], spec)
+    rec = Recognizer(weights, threads=1)
+    faces = rec.face_crops(source)
+    if len(faces) == 0:
+        raise ValueError(f"--input: no face found in {source!r}")
+    x = normalize(faces[:1], PreprocessSpec.from_dict(rec.engine.preprocess))
     return np.ascontiguousarray(np.repeat(x, batch, axis=0))
 
 
@@ -83,7 +85,7 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
 
     eng = Engine(weights, threads=1, isa=isa)
     info = eng.info()
-    x = make_input(source, batch, eng.input_shape, eng.preprocess)
+    x = make_input(source, batch, weights)
     eng.forward(x)
     ts = []
     for _ in range(reps):

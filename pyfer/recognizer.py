@@ -407,7 +407,29 @@ class Recognizer:
         img = load_image(image)
         return self._detect(img, img.shape[:2])
 
+    def face_crops(self, image: ImageLike) -> np.ndarray:
+        """The detected faces as ``predict`` frames them for the network: (N, S, S) uint8 gray,
+        S the model's input size, largest first (what ``classify`` would be given)."""
+        img = load_image(image)
+        dets = self._detect(img, img.shape[:2])
+        size = self.spec.input_size
+        return np.stack(self._frame(img, dets, from_detector=True)) if dets else np.zeros((0, size, size), np.uint8)
+
     # -- internals ---------------------------------------------------------------------------
+    def _frame(self, img: np.ndarray, dets: list, from_detector: bool) -> list[np.ndarray]:
+        """One normalized gray crop per detection (normalize_face converts only the face's region)."""
+        size = self.spec.input_size
+        box_framing = None
+        crops = []
+        for box, lm, _ in dets:
+            if lm is not None and self.framing.mode == "align":
+                crops.append(normalize_face(img, size, box, lm, self.framing))
+            else:
+                if box_framing is None:
+                    box_framing = self.box_framing(from_detector)
+                crops.append(normalize_face(img, size, box, None, box_framing))
+        return crops
+
     def _detect(self, img: np.ndarray, shape) -> list:
         dets = []
         for item in self.detector(img):
@@ -443,15 +465,8 @@ class Recognizer:
                 crops.append(resize_face(to_gray(img), size))
                 owners.append((i, (0, 0, shape[1], shape[0]), None, None))
             else:
-                box_framing = None
-                for box, lm, score in dets:  # (normalize_face converts only the face's region to gray)
-                    if lm is not None and self.framing.mode == "align":
-                        crops.append(normalize_face(img, size, box, lm, self.framing))
-                    else:
-                        if box_framing is None:
-                            box_framing = self.box_framing(from_detector=not given)
-                        crops.append(normalize_face(img, size, box, None, box_framing))
-                    owners.append((i, clip_box(box, shape), lm, score))
+                crops.extend(self._frame(img, dets, from_detector=not given))
+                owners.extend((i, clip_box(box, shape), lm, score) for box, lm, score in dets)
             t3 = time.perf_counter()
             t["decode"] += t1 - t0
             t["detect"] += t2 - t1

@@ -9,7 +9,7 @@ so it lives here and not in the installed package; ``pyfer bench`` times the eng
 
 Every runtime runs one thread, interleaved round-robin so background load hits them alike; the
 report gives medians and ratios against ONNX Runtime. Without WEIGHTS the shipped student is used.
-``--input``: a fixed noise array or the largest face found in IMAGE (pyfer.bench.make_input).
+``--input``: a fixed noise array or the largest face in IMAGE, detected and framed as Recognizer.predict does (pyfer.bench.make_input).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def make_runners(weights, batch: int, threads: int = 1, onnx_path=None, isas=(),
     cv2.setNumThreads(threads)
     eng = Engine(weights, threads=threads)
     c, h, w = eng.input_shape
-    x = make_input(source, batch, eng.input_shape, eng.preprocess)
+    x = make_input(source, batch, weights)
     if onnx_path is None:
         onnx_path = Path(tempfile.mkdtemp(prefix="pyfer_bench_")) / (Path(weights).stem + ".onnx")
     if not Path(onnx_path).exists():

@@ -99,10 +99,19 @@ def run_child(package_parent: Path | None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def imported_from_this_checkout(package: Path, what: str) -> None:
+    """A venv's editable install can point at another checkout; then both sides would time one build."""
+    if not package.resolve().is_relative_to(ROOT.resolve()):
+        raise SystemExit(f"{what} imports pyfer from {package}, not from this checkout ({ROOT}): "
+                         f"install this checkout into the venv (pip install -e {ROOT}) or run the "
+                         "script from the checkout that is installed")
+
+
 def save(dest: Path) -> None:
     import pyfer
 
     src = Path(pyfer.__file__).parent
+    imported_from_this_checkout(src, "--save")
     if dest.exists():
         raise SystemExit(f"{dest} exists: choose a new folder")
     shutil.copytree(src, dest / "pyfer", ignore=shutil.ignore_patterns("__pycache__"))
@@ -136,6 +145,12 @@ def main(argv=None) -> int:
         for name, parent in (("before", args.before), ("after", None)):
             r = run_child(parent)
             results[name].append(r)
+            if i == 0:
+                print(f"{name}: pyfer from {r['package']}", flush=True)
+                if name == "after":
+                    imported_from_this_checkout(Path(r["package"]), "the after side")
+                    if Path(r["package"]).resolve() == (args.before / "pyfer").resolve():
+                        raise SystemExit("before and after import the same folder")
             print(f"round {i + 1} {name:6s} yunet 320x240 min {r['yunet 320x240 cpu min']:.2f} ms, "
                   f"predict {r['predict wall median']:.2f} ms", flush=True)
     keys = [k for k in results["after"][0] if k != "package"]

@@ -88,15 +88,22 @@ def test_bench(benchmark, runners, model, batch, runtime):
     assert err <= (1e-4 if runtime.startswith("pyfer") else 1e-3), err
 
 
-def test_make_input_finds_the_face():
-    x = make_input(str(FACE), 3, (1, 64, 64))
-    noise = make_input("noise", 3, (1, 64, 64))
+def test_make_input_is_the_face_predict_classifies():
+    from pyfer.preprocess import PreprocessSpec, normalize, prepare_faces
+    from pyfer.recognizer import Recognizer
+
+    weights = default_weights()
+    x = make_input(str(FACE), 3, weights)
+    noise = make_input("noise", 3, weights)
     assert x.shape == noise.shape == (3, 1, 64, 64) and x.dtype == np.float32 and x.flags.c_contiguous
     assert np.array_equal(x[0], x[2])
-    assert -1.0 <= x.min() < x.max() <= 1.0  # normalised 8-bit pixels: (v / 255 - 0.5) / 0.5
+    rec = Recognizer(weights)
+    faces = rec.face_crops(str(FACE))
+    assert np.array_equal(x[0], normalize(faces[:1], PreprocessSpec.from_dict(rec.engine.preprocess))[0])
+    # and predict gives the label of exactly that input
+    logits = rec.engine.forward(np.concatenate([x[:1], x[:1, ..., ::-1]]))
+    assert rec.class_names[int(np.argmax(logits.mean(0)))] == rec.predict(str(FACE))[0].label
     import cv2
-
-    from pyfer.preprocess import PreprocessSpec, prepare_faces
 
     whole = prepare_faces([cv2.imread(str(FACE))], PreprocessSpec())
     assert np.abs(x[0] - whole[0]).mean() > 0.1  # the detected face, not the photo squeezed to 64 x 64
@@ -104,4 +111,13 @@ def test_make_input_finds_the_face():
 
 def test_make_input_bad_path(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
-        make_input(str(tmp_path / "missing.png"), 1, (1, 64, 64))
+        make_input(str(tmp_path / "missing.png"), 1, default_weights())
+
+
+def test_make_input_without_a_face(tmp_path):
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
+    with pytest.raises(ValueError, match="no face"):
+        make_input(str(blank), 1, default_weights())

@@ -47,6 +47,19 @@ def test_astronaut_one_face(recognizer, trained):
         assert faces[0].label == "happiness"  # she smiles broadly
 
 
+def test_face_crops_are_what_predict_classifies(recognizer, photos):
+    image = photos["five_faces_1080p_0"].image
+    faces = recognizer.predict(image)
+    crops = recognizer.face_crops(image)
+    size = recognizer.spec.input_size
+    assert crops.dtype == np.uint8 and crops.shape == (len(faces), size, size) and len(faces) >= 2
+    probs = recognizer.classify(crops)
+    for face, p in zip(faces, probs):  # same faces, same order, same answers
+        assert np.allclose([face.scores[c] for c in recognizer.class_names], p, atol=1e-6)
+    blank = np.full((90, 120, 3), 128, np.uint8)
+    assert recognizer.face_crops(blank).shape == (0, size, size)
+
+
 def test_haar_still_available(engine_module, weights_path, trained):
     rec = pyfer.Recognizer(weights_path, detector="haar", threads=1)
     (face,) = rec.predict(ASTRONAUT)
