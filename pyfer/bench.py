@@ -1,7 +1,8 @@
 """Engine benchmark for performance work: per-block timings and GFLOP/s against the measured
 fp32 FMA peak of this machine, for one kernel set or each of them (``--isa all``).
 
-    python -m pyfer.bench [WEIGHTS] [--batch N] [--reps R] [--isa auto|avx2|portable|all] [--json]
+    python -m pyfer.bench [WEIGHTS] [--batch N] [--reps R] [--isa auto|avx512|avx2|portable|all] [--json]
+    python -m pyfer.bench --isa avx512,avx2 --compare [--rounds 7]   # A/B of kernel sets, per block
     pyfer bench ...                      (the CLI forwards to main(argv))
 
 Only the installed package is used (no torch, no training code), so this runs from a wheel. The
@@ -9,9 +10,14 @@ comparison against PyTorch, ONNX Runtime and OpenCV DNN needs the dev tree (trai
 the ONNX file): ``python scripts/bench_compare.py`` there (BENCHMARKS.md).
 
 ``--input``: what the network sees. ``noise`` (default) is a fixed standard-normal array; an image
-path uses the largest face the Haar detector finds in it (the whole image if none), preprocessed
-as the Recognizer does, repeated over the batch. The engine's time depends on the input: the
+path uses the largest face in it, detected and framed as ``Recognizer.predict`` does, repeated
+over the batch. The engine's time depends on the input: the
 first 1x1 conv of every unit and conv5 skip the zero (post-ReLU) channels of each pixel.
+
+``--compare`` times the kernel sets side by side in one process, in interleaved rounds (set A,
+set B, set A, ...), so that a busy or drifting machine affects both alike: raw milliseconds from
+two separate runs are not comparable on a shared VM. It prints each block's median (over rounds)
+of its best-of-R time per set, and the ratio of each set to the first one named.
 
 Without WEIGHTS the shipped student (pyfer/models/tsnet_student.safetensors) is used. Timings are
 single-threaded, best of R runs, for one group of images (batch <= the engine's group size);
@@ -119,6 +125,55 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
     }
 
 
+def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: int = 7,
+                 source: str = "noise") -> dict:
+    """Per-block and end-to-end times of each kernel set, interleaved round by round."""
+    from pyfer.engine import Engine
+
+    engines = {isa: Engine(weights, threads=1, isa=isa) for isa in isas}
+    x = make_input(source, batch, weights)
+    group = x[: min(batch, engines[isas[0]].info().get("group", batch))]
+    blocks: dict = {isa: [] for isa in isas}
+    latency: dict = {isa: [] for isa in isas}
+    for isa, eng in engines.items():  # warm caches and the weights' first touch
+        eng.forward(x)
+    for _ in range(rounds):
+        for isa, eng in engines.items():
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                eng.forward(x)
+                ts.append(time.perf_counter() - t0)
+            latency[isa].append(statistics.median(ts))
+            blocks[isa].append(eng.profile(group, reps=reps))
+    first = blocks[isas[0]][0]
+    rows = [{"name": b["name"], "kind": b["kind"],
+             "ms": {isa: 1e3 * statistics.median(r[i]["seconds"] for r in blocks[isa]) for isa in isas}}
+            for i, b in enumerate(first)]
+    return {"machine": {"cpu": cpu_name()}, "isas": isas, "batch": batch, "input": source, "rounds": rounds,
+            "reps": reps, "latency_ms_median": {isa: 1e3 * statistics.median(v) for isa, v in latency.items()},
+            "blocks": rows}
+
+
+def format_comparison(c: dict) -> str:
+    isas, ref = c["isas"], c["isas"][0]
+    out = [f"machine: {c['machine']['cpu']}  |  batch {c['batch']}, 1 thread, input {c['input']}  |  "
+           f"{c['rounds']} interleaved rounds, median of each round's best of {c['reps']}"]
+    out.append("end to end (median ms): " + ", ".join(
+        f"{isa} {c['latency_ms_median'][isa]:.3f}" + ("" if isa == ref else f" ({c['latency_ms_median'][isa] / c['latency_ms_median'][ref]:.2f}x {ref})")
+        for isa in isas))
+    out.append("")
+    head = f"{'block':<12} {'kind':<24} " + " ".join(f"{isa + ' ms':>12}" for isa in isas)
+    head += "".join(f" {isa + '/' + ref:>16}" for isa in isas[1:])
+    out.append(head)
+    for r in c["blocks"]:
+        line = f"{r['name']:<12} {r['kind']:<24} " + " ".join(f"{r['ms'][isa]:12.4f}" for isa in isas)
+        line += "".join(f" {r['ms'][isa] / r['ms'][ref]:16.2f}" if r['ms'][ref] > 0 else f" {'-':>16}"
+                        for isa in isas[1:])
+        out.append(line)
+    return "\n".join(out)
+
+
 def format_report(r: dict) -> str:
     out = []
     e = r["engine"]
@@ -149,8 +204,12 @@ def main(argv=None) -> int:
     ap.add_argument("weights", nargs="?", help="a pyfer .safetensors export (default: the shipped student)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--isa", default="auto", choices=["auto", "avx512", "avx2", "portable", "all"],
-                    help="kernel set; all: each one this build and CPU have, one report each")
+    ap.add_argument("--isa", default="auto", metavar="auto|avx512|avx2|portable|all|A,B",
+                    help="kernel set; all: each one this build and CPU have, one report each; "
+                         "a comma list names several")
+    ap.add_argument("--compare", action="store_true",
+                    help="time the named kernel sets side by side, interleaved, with ratios to the first")
+    ap.add_argument("--rounds", type=int, default=7, help="with --compare: interleaved rounds")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--input", default="noise", metavar="noise|IMAGE",
                     help="network input: a fixed noise array, or the largest face found in IMAGE")
@@ -162,10 +221,31 @@ def main(argv=None) -> int:
         ap.error("--batch and --reps must be >= 1")
     if args.input != "noise" and not Path(args.input).is_file():
         ap.error(f"--input: no image at {args.input}")
-    isas = available_isas() if args.isa == "all" else [args.isa]
-    rs = [run(weights, args.batch, args.reps, isa, source=args.input) for isa in isas]
+    from pyfer.engine import Engine
+
+    try:
+        Engine(str(weights), threads=1)
+    except ValueError as e:  # e.g. the YuNet detector's weights, which are not a classifier export
+        ap.error(f"{e} (YuNet's network is timed by scripts/yunet_speed.py --isas)")
+    known = ["auto", "avx512", "avx2", "portable"]
+    isas = available_isas() if args.isa == "all" else args.isa.split(",")
+    if any(isa not in known for isa in isas):
+        ap.error(f"--isa: choose from {known + ['all']} or a comma list of them, got {args.isa!r}")
+    if args.compare:
+        if len(isas) < 2 or args.rounds < 1:
+            ap.error("--compare needs two or more kernel sets (--isa all or --isa A,B) and --rounds >= 1")
+        try:
+            c = compare_isas(weights, isas, args.batch, args.reps, args.rounds, args.input)
+        except ValueError as e:  # a set this build or CPU lacks; an image without a face
+            ap.error(str(e))
+        print(json.dumps(c, indent=2) if args.json else format_comparison(c))
+        return 0
+    try:
+        rs = [run(weights, args.batch, args.reps, isa, source=args.input) for isa in isas]
+    except ValueError as e:
+        ap.error(str(e))
     if args.json:
-        print(json.dumps(rs if args.isa == "all" else rs[0], indent=2, default=str))
+        print(json.dumps(rs if len(rs) > 1 else rs[0], indent=2, default=str))
     else:
         print("\n\n".join(format_report(r) for r in rs))
     return 0

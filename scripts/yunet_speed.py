@@ -1,6 +1,7 @@
 """YuNet in pyfer's engine against cv2.FaceDetectorYN, and Recognizer.predict with each, one thread.
 
     python scripts/yunet_speed.py [--reps 100]
+    python scripts/yunet_speed.py --isas avx512,avx2 [--reps 100]   # the network per kernel set
 
 Runs are interleaved (engine, opencv, engine, ...) so that both see the same load, and each is
 timed twice: wall clock (median) and the calling thread's CPU time (``time.thread_time``; median
@@ -12,6 +13,10 @@ the thread's CPU time does not, and its minimum is the closest to a quiet machin
    (240x240), a 1280x720 frame's (640x360), a 1920x1080 frame's (960x540);
 2. ``Recognizer.predict`` on the 640x480 one-face JPEG of tests/test_recognizer_speed.py, with
    YuNet in the engine (the default) and through OpenCV (the path before), per stage.
+
+With ``--isas A,B,...`` it instead times YuNet's network alone (``pyfer._engine.YuNet.forward``)
+in each named kernel set at the same working sizes, interleaved, with each set's ratio to the
+first (thread CPU time, minimum and median).
 """
 from __future__ import annotations
 
@@ -54,11 +59,41 @@ def photo_640x480(path: Path) -> Path:
     return path
 
 
+def compare_isas(isas: list, reps: int) -> None:
+    from pyfer import _engine
+    from pyfer.yunet import default_model_path
+
+    model = str(default_model_path("engine"))
+    try:
+        nets = {isa: _engine.YuNet(model, isa) for isa in isas}
+    except ValueError as e:  # a set this build or CPU lacks
+        raise SystemExit(f"--isas: {e}")
+    img = cv2.imread(str(ASTRONAUT))
+    ref = isas[0]
+    print("\n| network input | " + " | ".join(f"{isa}: CPU min / median (ms)" for isa in isas) + " | "
+          + " | ".join(f"{isa} / {ref} (CPU min)" for isa in isas[1:]) + " |")
+    print("|---" * (2 * len(isas)) + "|")
+    for w, h in WORKING_SIZES:
+        x = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+        n = reps if w * h <= 320 * 240 else max(10, reps // 4)
+        r = interleaved({isa: (lambda net=net: net.forward(x)) for isa, net in nets.items()}, n)
+        print(f"| {w}x{h} | " + " | ".join(f"{r[isa][2]:.3f} / {r[isa][1]:.3f}" for isa in isas) + " | "
+              + " | ".join(f"{r[isa][2] / r[ref][2]:.2f}" for isa in isas[1:]) + " |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--isas", metavar="A,B", help="time YuNet's network in these kernel sets instead")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
+    if args.isas:
+        isas = args.isas.split(",")
+        if len(isas) < 2:
+            ap.error("--isas needs two or more kernel sets, e.g. avx512,avx2")
+        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), one thread; load average {os.getloadavg()[0]:.1f}")
+        compare_isas(isas, args.reps)
+        return 0
     import pyfer
     from pyfer.yunet import YuNetDetector
 

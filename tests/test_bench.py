@@ -38,8 +38,43 @@ def test_bench_runs_without_dev_tree(tmp_path):
         assert x["engine"]["gflops_per_image"] > 0
 
 
-def test_bench_cli_rejects_compare():
+def test_compare_needs_two_kernel_sets(capsys):
     from pyfer.bench import main
 
     with pytest.raises(SystemExit):
         main(["--compare"])
+    assert "two or more kernel sets" in capsys.readouterr().err
+
+
+def test_compare_times_each_set_side_by_side(capsys):
+    from pyfer.bench import main
+
+    runnable = _engine.build_info()["isa"]["runnable"]
+    main(["--isa", "all", "--compare", "--rounds", "2", "--reps", "2", "--json"])
+    c = json.loads(capsys.readouterr().out)
+    assert c["isas"] == runnable and c["rounds"] == 2
+    assert set(c["latency_ms_median"]) == set(runnable) and min(c["latency_ms_median"].values()) > 0
+    assert [b["name"] for b in c["blocks"]][:2] == ["stem", "stage2.0"] and c["blocks"][-1]["name"] == "head"
+    for b in c["blocks"]:
+        assert set(b["ms"]) == set(runnable) and all(v > 0 for v in b["ms"].values())
+    main(["--isa", ",".join(runnable), "--compare", "--rounds", "1", "--reps", "1"])
+    table = capsys.readouterr().out
+    assert "end to end" in table and all(f"{isa} ms" in table for isa in runnable)
+
+
+def test_bench_refuses_what_it_cannot_time(capsys, tmp_path):
+    from importlib.resources import files
+
+    from pyfer.bench import main
+
+    yunet = str(files("pyfer") / "models" / "yunet.safetensors")
+    with pytest.raises(SystemExit):
+        main([yunet])
+    assert "yunet_speed.py" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--isa", "avx3"])
+    assert "--isa" in capsys.readouterr().err
+    missing = [i for i in ("avx2", "avx512") if i not in _engine.build_info()["isa"]["runnable"]]
+    if missing:  # a set this CPU or build lacks is refused with a message, not a traceback
+        with pytest.raises(SystemExit):
+            main(["--isa", missing[0], "--reps", "1"])
