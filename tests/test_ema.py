@@ -43,7 +43,7 @@ def test_ema_run_saves_the_average_and_resumes_exactly(tmp_path, ferplus_dir):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # the same run continued: resuming without --ema (or a plain run with it) is refused
     r = run(train_cmd(split, 2, "--resume"))
-    assert r.returncode != 0 and "saved with --ema" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode != 0 and "--ema 0.9 -> 0.0" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     r = run(train_cmd(split, 2, "--ema", "0.9", "--resume"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert_same_weights(straight / "last.pt", split / "last.pt")
@@ -59,7 +59,7 @@ def test_resuming_a_plain_run_with_ema_is_refused(tmp_path, ferplus_dir):
     r = run(train_cmd(out, 1))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r = run(train_cmd(out, 2, "--ema", "0.9", "--resume"))
-    assert r.returncode != 0 and "saved without --ema" in r.stderr
+    assert r.returncode != 0 and "--ema 0.0 -> 0.9" in r.stderr
 
 
 @pytest.mark.parametrize("decay", ["1.0", "-0.1"])

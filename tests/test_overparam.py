@@ -138,7 +138,7 @@ def test_an_overparam_run_keeps_the_folded_network(tmp_path, ferplus_dir):
         torch.testing.assert_close(model.eval()(x), wide.eval()(x), atol=1e-4, rtol=1e-4)
     for wrong in ([], ["--overparam", "1"]):
         r = run(train_cmd(out, 2, "--resume", "--train-limit", "256", *wrong))
-        assert r.returncode != 0 and "saved with --overparam 2" in r.stderr, r.stderr[-2000:]
+        assert r.returncode != 0 and "--overparam 2 -> " in r.stderr, r.stderr[-2000:]
     # a new run from the folded checkpoint starts from what it computes: its identity BatchNorms
     # are measured again, else the batch statistics of training would jolt it
     from argparse import Namespace

@@ -19,8 +19,10 @@ Each save first keeps the checkpoint it replaces as ``prev.pt``; if ``last.pt`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, replace
@@ -222,10 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tta", action="store_true", help="validate with horizontal-flip averaging")
     ap.add_argument("--classes", help="comma-separated class names: train and validate on these only "
                     "(quick experiments; the model keeps all 8 outputs)")
-    ap.add_argument("--train-limit", type=int, help="use a stratified subset of N training images")
+    ap.add_argument("--train-limit", type=int, help="use a stratified subset of N training images (0: all)")
     ap.add_argument("--train-sample", choices=("stratified", "random"), default="stratified",
                     help="how --train-limit picks: stratified (rare classes first) or random (the data's own prior)")
-    ap.add_argument("--val-limit", type=int, help="use a stratified subset of N validation images")
+    ap.add_argument("--val-limit", type=int, help="use a stratified subset of N validation images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -233,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bfloat16 autocast (CUDA, or a CPU with AVX512-BF16/AMX: 2.2-2.4x faster teacher "
                          "steps on Zen 5, scripts/bench_train_step.py)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt (a folder with no checkpoint yet: start it)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="start a new run in an --out folder that already holds one (its checkpoints and log are replaced)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -262,6 +266,14 @@ def stratified_subset(data: FaceSet, n: int, seed: int) -> FaceSet:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.epochs < 1 or args.batch_size < 1:
+        raise SystemExit("--epochs and --batch-size must be >= 1")
+    if args.lr <= 0 or args.weight_decay < 0 or not 0 <= args.momentum < 1:
+        raise SystemExit("--lr must be > 0, --weight-decay >= 0 and --momentum in [0, 1)")
+    if (args.train_limit or 0) < 0 or (args.val_limit or 0) < 0:
+        raise SystemExit("--train-limit and --val-limit must be >= 0 (0: all faces)")
+    if args.resume and args.overwrite:
+        raise SystemExit("--resume continues the run in --out and --overwrite replaces it: use one")
     if args.mode == "distill" and not args.teacher:
         raise SystemExit("distill needs --teacher (a teacher checkpoint or .safetensors export)")
     if not 0.0 <= args.alpha <= 1.0 or args.T <= 0:
@@ -349,10 +361,21 @@ def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, 
     return train_set, val_set, val2_set
 
 
+def read_weights(path: str, flag: str):
+    """``load_model`` for a path given on the command line: a missing, damaged or foreign file
+    is a one-line error naming the flag, not a traceback."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_model(path)
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError, CheckpointError) as exc:
+        raise SystemExit(f"{flag} {path}: cannot load a pyfer model from it: {exc}") from None
+
+
 def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> tuple[torch.nn.Module, int]:
     """The teacher in eval mode, and the input size it was trained at (which may differ from the
     student's: :class:`AtInputSize` then resizes what it is shown)."""
-    teacher, _, tprep = load_model(path)
+    teacher, _, tprep = read_weights(path, "--teacher")
     if replace(tprep, input_size=prep.input_size) != prep:
         raise SystemExit(f"teacher preprocessing {tprep} differs from the student's {prep}")
     teacher = teacher.to(device).eval()
@@ -519,7 +542,7 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
         return spec.build(dropout=args.dropout)
     is_export = str(args.init).endswith(".safetensors")
     init_ckpt = None if is_export else load_checkpoint(args.init)
-    init, ispec, iprep = load_model(args.init) if is_export else init_ckpt.build_model()
+    init, ispec, iprep = read_weights(args.init, "--init") if is_export else init_ckpt.build_model()
     # the input size may change: the weights do not depend on it (global average pooling), and
     # an export's BatchNorm statistics are measured again at the new size below
     if ispec != spec or replace(iprep, input_size=prep.input_size) != prep:
@@ -552,19 +575,99 @@ def macro_recall(labels: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([(pred[labels == c] == c).mean() for c in present]))
 
 
+# flags a resumed run may change: where it runs and what it prints, not what it learns
+CHANGEABLE_ON_RESUME = {"threads", "device", "amp", "keep_epochs"}
+# the same files may sit elsewhere on another machine (a GPU machine reads .cache/ferplus)
+MOVABLE_ON_RESUME = {"data", "val_data", "val2", "teacher", "init", "pretrained"}
+
+
+def check_resume_config(ck, config: dict) -> None:
+    """Refuse to go on with a recipe other than the checkpoint's: the run would silently become a
+    mix of two (its config.json would claim the new one)."""
+    saved = ck.state.get("config")
+    if saved is None:  # checkpoints from before the config was kept in them
+        return
+    defaults = {a.dest: a.default for a in build_parser()._actions}  # flags added since the run began
+    changed = {k: (saved.get(k, defaults.get(k)), v) for k, v in config.items()
+               if k not in CHANGEABLE_ON_RESUME and saved.get(k, defaults.get(k)) != v}
+    for k in sorted(set(changed) & MOVABLE_ON_RESUME):
+        was, now = changed.pop(k)
+        print(f"--resume: --{k.replace('_', '-')} is {now} (the run began with {was}): the same files are "
+              "assumed", file=sys.stderr, flush=True)
+    if "epochs" in changed and config["schedule"] == "plateau":
+        changed.pop("epochs")  # the plateau schedule does not depend on the run's length
+    if not changed:
+        return
+    listed = ", ".join(f"--{k.replace('_', '-')} {was!r} -> {now!r}" for k, (was, now) in sorted(changed.items()))
+    why = (" (the cosine schedule spans --epochs: resuming with another count would restart or cut it)"
+           if "epochs" in changed else "")
+    raise SystemExit(f"--resume: {ck.path} was trained with other flags: {listed}{why}. Resume with the run's "
+                     f"own flags (its config.json), or start a new run folder with --init {ck.path}")
+
+
+@contextlib.contextmanager
+def hold_run_folder(out: Path):
+    """An exclusive lock on ``out`` while training (released by the OS if the process dies): two
+    runs writing one folder would interleave their checkpoints and log."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"{out} is being trained by another process right now; wait for it or choose "
+                             "another --out") from None
+        yield
+
+
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file, not a run folder")
+    check_args(args)
+    # --resume on a folder without checkpoints starts the run: the same nohup command line both
+    # starts a long run and continues it after a stop
+    fresh = not (out / "last.pt").exists() and not (out / "prev.pt").exists()
+    if not fresh and not args.resume and not args.overwrite:
+        raise SystemExit(f"{out} holds a run already (last.pt): continue it with --resume, or replace it "
+                         "with --overwrite")
     out.mkdir(parents=True, exist_ok=True)
+    with hold_run_folder(out):
+        if args.overwrite:  # no epoch of the old run may pass for one of the new (caches are keyed: kept)
+            for old in ["last.pt", "prev.pt", "best.pt", *(p.name for p in out.glob("ep*.pt"))]:
+                (out / old).unlink(missing_ok=True)
+        return train_in(out, args, fresh)
+
+
+def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
+    """``run`` once the run folder is checked and held."""
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet", "overwrite")}
+    resume_from = None
+    if args.resume and fresh:
+        print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
+    elif args.resume:
+        try:
+            resume_from = load_for_resume(out)
+        except (FileNotFoundError, CheckpointError) as exc:
+            raise SystemExit(f"--resume: {exc}") from None
+        check_resume_config(resume_from[0], config)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
-    check_args(args)
 
     prep = PreprocessSpec(args.input_size)
     spec = ModelSpec(args.arch or ARCH_OF_MODE[args.mode], stem=args.stem)
+    # the teacher before the data: a wrong --teacher fails in a second, not after decoding
+    teacher, teacher_size = load_teacher(args.teacher, prep, device) if args.mode == "distill" else (None, 0)
     train_set, val_set, val2_set = load_data(args, prep)
+    if len(train_set) < args.batch_size:
+        raise SystemExit(f"{len(train_set)} training faces are fewer than one batch (--batch-size "
+                         f"{args.batch_size}): no step would run")
 
     x_teacher = None  # the teacher's own view of each training face, where it differs from the student's
     if args.student_clahe:
@@ -599,7 +702,6 @@ def run(args: argparse.Namespace) -> dict:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
                                                            patience=args.plateau_patience)
     ema = weight_average(model, args.ema) if args.ema else None
-    teacher, teacher_size = load_teacher(args.teacher, prep, device) if args.mode == "distill" else (None, 0)
     if teacher is not None and args.feature_kd:
         teacher = FeatureTeacher(teacher, args.teacher, out, args.threads or 1, device)
     elif teacher is not None and not args.teacher_cache and str(args.teacher).endswith(".safetensors") \
@@ -614,16 +716,10 @@ def run(args: argparse.Namespace) -> dict:
     else:
         peer = None
 
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     start_epoch, best_score, best_epoch, history = 0, -1.0, -1, []
-    # --resume on a folder without checkpoints starts the run: the same nohup command line both
-    # starts a long run and continues it after a stop
-    fresh = not (out / "last.pt").exists() and not (out / "prev.pt").exists()
-    if args.resume and fresh:
-        print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
-    if args.resume and not fresh:
-        start_epoch, best_score, best_epoch, history = resume_state(out, args.mode, model, opt, sched, ema, device,
-                                                                    args.overparam)
+    if resume_from is not None:
+        start_epoch, best_score, best_epoch, history = resume_state(out, resume_from, args.mode, model, opt, sched,
+                                                                    ema, device, args.overparam)
     else:
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -673,6 +769,7 @@ def run(args: argparse.Namespace) -> dict:
         if val2_set is not None:
             record.update(evaluate_epoch(judged, prep, val2_set, device, args.tta, eval_amp, "val2"))
         score = record["val_accuracy"] + record.get("val2_accuracy", 0.0)
+        epoch_lr = opt.param_groups[0]["lr"]  # what this epoch trained with, before the step below
         if args.schedule == "cosine":
             sched.step()
         else:
@@ -680,7 +777,7 @@ def run(args: argparse.Namespace) -> dict:
         improved = score > best_score
         if improved:
             best_score, best_epoch = score, epoch
-        record.update(lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
+        record.update(lr=epoch_lr, seconds=time.time() - t0)
         history.append(record)
         state = {"mode": args.mode, "epoch": epoch, "model": judged.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -724,15 +821,12 @@ def weight_average(model: torch.nn.Module, decay: float):
     return ema
 
 
-def resume_state(out: Path, mode: str, model, opt, sched, ema=None,
+def resume_state(out: Path, resume_from, mode: str, model, opt, sched, ema=None,
                  device: torch.device = torch.device("cpu"), overparam: int = 0) -> tuple[int, float, int, list]:
-    """Load ``last.pt`` (or ``prev.pt``) into the model, optimizer and scheduler (and the weight
-    average, with ``--ema``; the over-parameterized network, with ``--overparam``); the log is
-    rewritten to match the checkpoint."""
-    try:
-        ck, note = load_for_resume(out)
-    except (FileNotFoundError, CheckpointError) as exc:
-        raise SystemExit(f"--resume: {exc}") from None
+    """Load the checkpoint ``load_for_resume(out)`` gave, ``(checkpoint, note)``, into the model,
+    optimizer and scheduler (and the weight average, with ``--ema``; the over-parameterized network,
+    with ``--overparam``); the log is rewritten to match the checkpoint."""
+    ck, note = resume_from
     if note:
         print(note, file=sys.stderr, flush=True)
     ckpt = ck.state
@@ -938,10 +1032,20 @@ def main(argv=None) -> None:
     from training.data import DataError
 
     args = build_parser().parse_args(argv)
+
+    def stop(signum, frame):  # `kill` and `timeout` end a run as Ctrl-C does: with a message
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         summary = run(args)
     except (DataError, CheckpointError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with the same "
+                         "command and --resume") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary))
 
 

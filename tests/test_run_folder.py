@@ -1,0 +1,153 @@
+"""A run folder is never lost or mixed by a mistaken command: an existing run is not restarted
+without --overwrite, --resume refuses a changed recipe, two processes cannot train one folder, a
+stop (Ctrl-C, kill, timeout) says how to go on, and bad flags or files fail at once with one line."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.checkpoint import load_checkpoint  # noqa: E402
+from training.train import build_parser, check_args, run  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--train-limit", "256", "--val-limit", "64", "--batch-size", "64", "--threads", "1", "--quiet"]
+
+
+def args_for(out: Path, *flags):
+    return build_parser().parse_args(["student", "--out", str(out), *flags])
+
+
+def train(out: Path, *flags) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.train", "student", "--out", str(out), *TINY, *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, ferplus_dir):
+    """A 2-epoch cosine run (keeping each epoch), trained once for the tests below."""
+    out = tmp_path_factory.mktemp("runs") / "done"
+    r = train(out, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004", "--keep-epochs")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
+    (["--epochs", "-3"], "--epochs and --batch-size must be >= 1"),
+    (["--batch-size", "0"], "--epochs and --batch-size must be >= 1"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--momentum", "1.5"], "--momentum in"),
+    (["--train-limit", "-5"], "--train-limit and --val-limit must be >= 0"),
+    (["--resume", "--overwrite"], "use one"),
+])
+def test_bad_numbers_are_refused_before_any_data_is_read(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        check_args(args_for(tmp_path, *flags))
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "junk.safetensors"
+    f.write_bytes(b"x")
+    with pytest.raises(SystemExit, match="is a file, not a run folder"):
+        run(args_for(f))
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", None])
+def test_a_bad_teacher_fails_at_once_with_one_line(tmp_path, content):
+    teacher = tmp_path / "teacher.safetensors"
+    if content is None:  # a real file that is not a classifier: the YuNet detector
+        teacher = REPO / "pyfer" / "models" / "yunet.safetensors"
+    else:
+        teacher.write_bytes(content)
+    t0 = time.time()
+    with pytest.raises(SystemExit, match=r"--teacher .*cannot load a pyfer model"):
+        run(build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), "--teacher", str(teacher),
+                                       "--data", f"ferplus:{tmp_path / 'no_data_needed_yet'}"]))
+    assert time.time() - t0 < 20  # before the data: this data folder does not even exist
+
+
+def test_fewer_faces_than_a_batch_is_refused(tmp_path, ferplus_dir):
+    r = train(tmp_path / "run", "--epochs", "1", "--train-limit", "40")
+    assert r.returncode != 0 and "fewer than one batch" in r.stderr, r.stderr[-2000:]
+
+
+def test_the_log_holds_each_epochs_own_learning_rate(finished_run):
+    log = [json.loads(line) for line in (finished_run / "log.jsonl").read_text().splitlines()]
+    # cosine over 2 epochs from 0.004: epoch 1 trains at 0.004, epoch 2 at 0.002
+    assert [round(r["lr"], 6) for r in log] == [0.004, 0.002]
+
+
+def test_a_finished_run_is_not_restarted_without_overwrite(finished_run):
+    before = (finished_run / "log.jsonl").read_text()
+    r = train(finished_run, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004")
+    assert r.returncode != 0 and "holds a run already" in r.stderr and "--overwrite" in r.stderr
+    assert (finished_run / "log.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "2", "--schedule", "cosine", "--lr", "0.5"], "--lr 0.004 -> 0.5"),
+    (["--epochs", "2", "--schedule", "plateau", "--lr", "0.004"], "--schedule 'cosine' -> 'plateau'"),
+    (["--epochs", "4", "--schedule", "cosine", "--lr", "0.004"], "the cosine schedule spans --epochs"),
+    (["--epochs", "2", "--schedule", "cosine", "--lr", "0.004", "--input-size", "80"], "--input-size 64 -> 80"),
+])
+def test_resume_refuses_another_recipe(finished_run, flags, message):
+    before = (finished_run / "config.json").read_text()
+    with pytest.raises(SystemExit, match=message):
+        run(args_for(finished_run, *TINY, *flags, "--resume"))
+    assert (finished_run / "config.json").read_text() == before  # refused before anything was written
+
+
+def test_resume_accepts_where_it_runs_and_moved_data(finished_run, ferplus_dir, tmp_path, capsys):
+    moved = tmp_path / "ferplus_link"
+    moved.symlink_to(ferplus_dir)
+    # finished already: resuming trains no epoch, but the flags are checked first
+    summary = run(args_for(finished_run, *TINY, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004",
+                           "--threads", "2", "--data", f"ferplus:{moved}", "--resume"))
+    assert "--data is ferplus:" in capsys.readouterr().err
+    assert summary["run"] == str(finished_run) and "train_loss" not in summary  # nothing left to train
+
+
+def test_overwrite_replaces_the_old_run_entirely(tmp_path, ferplus_dir):
+    out = tmp_path / "run"
+    assert train(out, "--epochs", "2", "--keep-epochs").returncode == 0
+    r = train(out, "--epochs", "1", "--overwrite")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not (out / "ep2.pt").exists()  # no epoch of the old run passes for the new one's
+    assert load_checkpoint(out / "last.pt").state["epoch"] == 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_two_processes_cannot_train_one_folder(tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # another process's run, as the OS sees it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = train(out, "--epochs", "1")
+    assert r.returncode != 0 and "being trained by another process" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.train", "student", "--out", str(out), *TINY, "--epochs", "50"]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:  # stop it during epoch 2, once epoch 1 is saved
+            if "epoch 1/50" in line:
+                break
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err[-2000:]
+    assert load_checkpoint(out / "last.pt").state["epoch"] >= 0
