@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.cli import output_path  # noqa: E402
 from training.data import AUGMENTS, DEFAULT_DATA, augment, ferplus_prior  # noqa: E402
 from training.export import baked_prior_shift  # noqa: E402
 from training.prior_shift import TARGETS, best_shift, format_cells  # noqa: E402
@@ -134,7 +135,7 @@ def main(argv=None) -> None:
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--views", type=int, default=4, help="robust-augmented views of each training face")
     ap.add_argument("--shifts", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(-2, 11)])
-    ap.add_argument("--out", required=True, help="the table (.md); with --write-tau-normalized, the new export")
+    ap.add_argument("--out", required=True, help="writes OUT.md; with --write-tau-normalized, the new export itself")
     ap.add_argument("--write-tau-normalized", type=float, metavar="TAU",
                     help="only write a copy of the export with its head tau-normalised (no bias) to --out")
     args = ap.parse_args(argv)
@@ -168,7 +169,7 @@ def main(argv=None) -> None:
         md.append(f"| {name} | {shift:g} | " + " | ".join(format_cells(row)) + " |")
         print(md[-1], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
+    output_path(args.out, ".md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

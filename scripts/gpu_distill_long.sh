@@ -8,7 +8,8 @@
 #
 # One probe epoch measures the epoch time, then a cosine run is sized to the rest of the budget
 # (a cosine schedule must know its length). Brought back in $OUT: the final and the best student
-# (exports, 5 MB each), last.pt (to continue here with --resume), the logs.
+# (exports, 5 MB each), last.pt (to continue here with --resume) and best.pt (10 MB each), the logs.
+# The exports take the class prior from the run's own --data (.cache/ferplus on the device).
 # Settings by environment: BUDGET_S (default 420), DEVICE (cuda), INPUT_SIZE (64), DATA
 # (ferplus:.cache/ferplus), TEACHER (models/teacher_s26_mixstyle_fp16.safetensors, the best by the
 # rule: RESULTS.md, session 26), EXTRA (more training flags, e.g. "--train-limit 512" for a CPU smoke).
@@ -32,7 +33,7 @@ recipe=(distill --teacher "$TEACHER" --data "$DATA" --device "$DEVICE" "${amp[@]
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; git log --oneline -1 || true; } > "$OUT/env.txt" 2>&1
 
 p0=$(date +%s)
-$PY -m training.train "${recipe[@]}" --out runs/gpu_long_probe --epochs 1 > "$OUT/probe.log" 2>&1 || {
+$PY -m training.train "${recipe[@]}" --out runs/gpu_long_probe --epochs 1 --overwrite > "$OUT/probe.log" 2>&1 || {
   echo "probe epoch failed"; tail -20 "$OUT/probe.log"; exit 1; }
 epoch_s=$($PY -c "import json; print(json.loads(open('runs/gpu_long_probe/log.jsonl').readline())['seconds'])")
 start_s=$(( $(date +%s) - p0 ))  # the probe's wall time: its epoch plus loading the data and models
@@ -48,5 +49,5 @@ tail -3 "$OUT/train.log"
 for ck in last best; do
   [ -f "$run/$ck.pt" ] && $PY -m training.export "$run/$ck.pt" "$OUT/student_$ck.safetensors"
 done
-cp "$run/last.pt" "$run/log.jsonl" "$run/config.json" "$OUT/" 2>/dev/null
+cp "$run/last.pt" "$run/best.pt" "$run/log.jsonl" "$run/config.json" "$OUT/" 2>/dev/null
 echo "total $(( $(date +%s) - t0 ))s"; ls -la "$OUT"

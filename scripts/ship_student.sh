@@ -3,8 +3,9 @@
 # by training.prior_shift, score it through Recognizer.predict, and regenerate the report, the
 # Grad-CAM figure and the annotated example from it.
 #   scripts/ship_student.sh CHECKPOINT SHIFT TAG       (e.g. runs/consistent_t4/last.pt 0.4 consistent_s7)
-# By hand afterwards (DEVELOPERS.md, "Choose and ship a model"): SHIPPED in training/report.py, the README
-# table and example output, examples/README.md, docs/recognizer.md and RESULTS.md.
+# By hand afterwards (DEVELOPERS.md, "Choose and ship a model"): SHIPPED in training/report.py and in
+# training/leaderboard.py, the README table and example output, examples/README.md, docs/recognizer.md
+# and RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ck=${1:?checkpoint}; shift_value=${2:?prior shift}; tag=${3:?tag for results/frontend/student_TAG.json}

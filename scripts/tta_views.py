@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pyfer.facenorm import FaceFraming  # noqa: E402
+from training.cli import output_path  # noqa: E402
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
 from training.prior_shift import TARGETS, format_cells, framed_logits, scores  # noqa: E402
 
@@ -74,10 +75,9 @@ def main(argv=None) -> None:
             md.append(f"| {name} | {tag} | " + " | ".join(format_cells(r)) + " |")
         rows.append({"views": name, "view_params": vs, "own_shift": own, "best": best})
     text = "\n".join(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"weights": args.weights, "rows": rows}, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    output_path(args.out, ".md").write_text(text + "\n")
+    output_path(args.out, ".json").write_text(json.dumps({"weights": args.weights, "rows": rows}, indent=1))
     print(text)
 
 

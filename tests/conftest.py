@@ -100,6 +100,49 @@ def fer_faces(ferplus_dir) -> tuple[np.ndarray, np.ndarray]:
     return ferplus_valid(ferplus_dir, 64)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch on one thread: on a 2-core machine shared with other work, two threads can make a
+    small network's forward pass a hundred times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY_TRAIN_LABELS = [i % 8 for i in range(17)]  # every class twice, neutral three times
+
+
+@pytest.fixture
+def tiny_sets(tmp_path, monkeypatch) -> tuple[str, Path]:
+    """Data for the training tools in a second: a FERPlus release layout (train: TINY_TRAIN_LABELS,
+    valid: each class twice) and an SFEW-like manifest without contempt (SFEW and RAF-DB lack it),
+    48x48 noise images with 10 votes for their class, decoded into a cache of their own.
+    Returns (the ``ferplus:DIR`` source, the manifest)."""
+    import cv2
+
+    monkeypatch.setenv("PYFER_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    fer = tmp_path / "ferplus"
+    for split, labels in (("FER2013Train", TINY_TRAIN_LABELS), ("FER2013Valid", [i % 8 for i in range(16)])):
+        (fer / split).mkdir(parents=True)
+        rows = []
+        for i, label in enumerate(labels):
+            cv2.imwrite(str(fer / split / f"fer{i}.png"), rng.integers(0, 256, (48, 48), np.uint8))
+            rows.append(f'fer{i}.png,"(0, 0, 48, 48)",' + ",".join("10" if c == label else "0" for c in range(10)))
+        (fer / split / "label.csv").write_text("\n".join(rows) + "\n")
+    sfew = tmp_path / "sfew"
+    sfew.mkdir()
+    rows = ["path,label"]
+    for i in range(14):
+        cv2.imwrite(str(sfew / f"s{i}.png"), rng.integers(0, 256, (60, 48, 3), np.uint8))
+        rows.append(f"s{i}.png,{('neutral', 'happy', 'surprise', 'sad', 'angry', 'disgust', 'fear')[i % 7]}")
+    (sfew / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return f"ferplus:{fer}", sfew / "manifest.csv"
+
+
 @pytest.fixture(scope="session")
 def trained() -> bool:
     """True when the shipped (trained) weights are present: accuracy checks run only then."""

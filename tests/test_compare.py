@@ -48,10 +48,12 @@ def test_a_small_difference_on_few_faces_is_not_called_a_win():
     assert low <= 0 < high
 
 
-def test_cli_refuses_a_missing_model_and_too_few_resamples(tmp_path):
+def test_cli_refuses_a_missing_model_and_too_few_resamples(tmp_path, capsys):
     from training.compare import main
 
-    with pytest.raises(SystemExit, match="no such model file"):
+    with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "a.safetensors"), str(tmp_path / "b.pt")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: no such model file") and err.count("\n") == 1, err
     with pytest.raises(SystemExit, match="resamples"):
         main(["a", "b", "--resamples", "10"])

@@ -1,6 +1,8 @@
 """Data loaders: the FERPlus majority protocol on the real data, manifests, RAF-DB, bad input."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,21 @@ def test_bad_input_errors_name_the_file(tmp_path):
     (tmp_path / "m3.csv").write_text("file,emotion\nok.png,happy\n")
     with pytest.raises(DataError, match="path,label"):
         load_manifest(tmp_path / "m3.csv", None, PREP)
+
+
+def test_a_folder_without_its_kind_is_told_how_to_name_it(tmp_path):
+    (tmp_path / "FER2013Valid").mkdir()
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path} is a folder, not a manifest CSV: give ferplus:{tmp_path} ")):
+        load_dataset(str(tmp_path), PREP)
+    with pytest.raises(DataError, match="manifest not found: .*a data source is ferplus:DIR, rafdb:DIR or a manifest"):
+        load_dataset(str(tmp_path / "none.csv"), PREP)
+
+
+def test_decoding_draws_no_progress_bar_when_stderr_is_not_a_terminal(tiny_sets, capsys):
+    data = load_dataset(tiny_sets[0], PREP, "valid")  # decoded now: the cache is the fixture's own
+    assert len(data) == 16 and capsys.readouterr().err == ""
+    load_manifest(tiny_sets[1], None, PREP)
+    assert capsys.readouterr().err == ""
 
 
 def test_augment_is_seeded_and_normalised():

@@ -40,15 +40,29 @@ def test_writes_the_table_and_the_figure(tmp_path):
     assert (tmp_path / "board.png").stat().st_size > 10_000
 
 
-def test_clear_errors_for_an_empty_folder_and_a_foreign_file(tmp_path):
-    with pytest.raises(SystemExit, match="no prior_shift"):
-        main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
+def fails_with(capsys, message, argv):
+    """One ``error: ...`` line and exit status 2, as every training tool reports bad input."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_clear_errors_for_an_empty_folder_and_a_foreign_file(tmp_path, capsys):
+    fails_with(capsys, "no prior_shift", ["--results", str(tmp_path), "--out", str(tmp_path / "board")])
     (tmp_path / "prior_shift_x.json").write_text('{"weights": "w"}')
-    with pytest.raises(SystemExit, match="not a training.prior_shift result"):
-        main(["--results", str(tmp_path), "--out", str(tmp_path / "board")])
+    fails_with(capsys, "not a training.prior_shift result", ["--results", str(tmp_path), "--out", str(tmp_path / "board")])
 
 
-def test_a_runs_course_takes_its_scored_epochs_in_order_and_draws_them_with_its_log(tmp_path):
+def test_a_dot_in_out_is_part_of_the_name(tmp_path):
+    _write(tmp_path, "a_e1", "runs/a/ep1.pt", [(0.4, 0.95)])
+    main(["--results", str(tmp_path), "--out", str(tmp_path / "board_lr0.002"), "--run", "a"])
+    for name in ("board_lr0.002.md", "board_lr0.002.png", "board_lr0.002_a.png"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "board_lr0.md").exists() and not (tmp_path / "board_lr0.png").exists()
+
+
+def test_a_runs_course_takes_its_scored_epochs_in_order_and_draws_them_with_its_log(tmp_path, capsys):
     _write(tmp_path, "long_e10", "runs/long/ep10.pt", [(0.4, 0.96)])
     _write(tmp_path, "long_e2", "runs/long/ep2.pt", [(0.3, 0.93), (0.4, 0.94)])
     _write(tmp_path, "longer_e1", "runs/longer/ep1.pt", [(0.4, 0.99)])  # another run, not this one's
@@ -62,5 +76,16 @@ def test_a_runs_course_takes_its_scored_epochs_in_order_and_draws_them_with_its_
     main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--shipped", "shipped",
           "--run", "long", "--logs", str(tmp_path / "logs")])
     assert (tmp_path / "board_long.png").stat().st_size > 10_000
-    with pytest.raises(SystemExit, match="no prior_shift_nosuch_eN"):
-        main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--run", "nosuch"])
+    fails_with(capsys, "no prior_shift_nosuch_eN", ["--results", str(tmp_path), "--out", str(tmp_path / "board"),
+                                                    "--run", "nosuch"])
+
+
+def test_every_shipped_constant_is_in_the_by_hand_list_for_shipping():
+    """DEVELOPERS.md, "Choose and ship a model", step 4 names what a new student changes by hand."""
+    from conftest import REPO
+
+    step = (REPO / "DEVELOPERS.md").read_text().split("4. By hand:")[1].split("\n\n")[0]
+    holders = [p.name for p in (REPO / "training").glob("*.py") if "\nSHIPPED = " in p.read_text()]
+    assert "leaderboard.py" in holders
+    for name in holders:
+        assert f"`training/{name}`" in step, name

@@ -134,7 +134,7 @@ def test_train_rejects_pretrained_with_init_and_weights_that_do_not_fit(tmp_path
     save_file({"stem.conv.weight": torch.zeros(1)}, str(bad))
     with pytest.raises(SystemExit, match="does not fit"):
         main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "b"), "--pretrained", str(bad),
-              "--train-limit", "64", "--val-limit", "32", "--epochs", "1", "--quiet"])
+              "--train-limit", "64", "--val-limit", "32", "--batch-size", "32", "--epochs", "1", "--quiet"])
 
 
 def test_export_refuses_the_training_only_architecture(tmp_path):

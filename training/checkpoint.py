@@ -132,9 +132,7 @@ class Checkpoint:
 
     def build_model(self, which: str = "model") -> tuple[torch.nn.Module, ModelSpec, PreprocessSpec]:
         """The trained module (eval mode) with its model and preprocessing specs."""
-        model = self.spec.build()
-        model.load_state_dict(self.state[which])
-        return model.eval(), self.spec, self.prep
+        return self.spec.load(self.state[which], self.path), self.spec, self.prep
 
     def provenance(self) -> dict:
         keys = ("mode", "epoch", "best_val_accuracy", "config")

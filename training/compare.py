@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.prior_shift import REPO, TARGETS, framed_logits, scores
 
@@ -62,13 +63,13 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.resamples < 100:
         raise SystemExit("--resamples must be >= 100 for a 95% interval")
-    for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise SystemExit(f"error: no such model file: {path}")
-
-    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
-    logits_a, labels = framed_logits(args.a, args.data, args.val2)
-    logits_b, labels_b = framed_logits(args.b, args.data, args.val2)
+    with reported_errors():
+        for path in (args.a, args.b):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"no such model file: {path}")
+        log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
+        logits_a, labels = framed_logits(args.a, args.data, args.val2)
+        logits_b, labels_b = framed_logits(args.b, args.data, args.val2)
     if any(not np.array_equal(labels[k], labels_b[k]) for k in labels):
         raise SystemExit("the two candidates were scored on different faces")
     logits_a = {k: v + args.shift_a * log_prior for k, v in logits_a.items()}
@@ -86,10 +87,9 @@ def main(argv=None) -> None:
     text = "\n".join(md)
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        output_path(args.out, ".md").write_text(text + "\n")
+        output_path(args.out, ".json").write_text(json.dumps(
             {"a": args.a, "b": args.b, "shift_a": args.shift_a, "shift_b": args.shift_b,
              "resamples": args.resamples, "seed": args.seed,
              "figures": {k: dict(zip(("a", "b", "diff", "low", "high", "p_b_better"), v)) for k, v in result.items()}},

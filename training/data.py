@@ -75,8 +75,9 @@ def _read_gray(path: Path, where: str) -> np.ndarray:
 def _decode_all(paths: list[Path], wheres: list[str], desc: str) -> list[np.ndarray]:
     from tqdm import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (a nohup log would fill with \r lines)
     return [_read_gray(p, w) for p, w in tqdm(list(zip(paths, wheres)), desc=desc, unit="img",
-                                                   leave=False, mininterval=1.0)]
+                                                   leave=False, mininterval=1.0, disable=None)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,6 +266,11 @@ def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: 
         return load_ferplus(path, split, prep, protocol)
     if kind == "rafdb" and path:
         return load_rafdb(path, "test" if split == "valid" else split, prep)
+    if Path(source).is_dir():
+        raise DataError(f"{source} is a folder, not a manifest CSV: give ferplus:{source} (the FER+ release "
+                        f"layout) or rafdb:{source}")
+    if not Path(source).is_file():
+        raise DataError(f"manifest not found: {source} (a data source is ferplus:DIR, rafdb:DIR or a manifest CSV)")
     return load_manifest(source, root, prep)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS
+from training.cli import reported_errors
+from training.data import FaceSet, ferplus_prior, load_dataset
 from training.predict import load_model
-from training.data import DataError, FaceSet, ferplus_prior, load_dataset
 from training.models import count_parameters
 
 
@@ -162,12 +162,9 @@ def main(argv=None) -> None:
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
-    try:
+    with reported_errors():
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      args.framing, args.prior_shift)
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
+from training.cli import reported_errors
+from training.data import DEFAULT_DATA, DataError, ferplus_prior
 from training.models import ModelSpec, fold_batchnorm, network_description
 
 FORMAT_VERSION = 1
@@ -86,13 +89,16 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
 
 def read_metadata(path: str | Path) -> dict:
     """The ``pyfer`` metadata of an export (the format's one reader, with :func:`from_safetensors`)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as exc:
+        raise ValueError(f"{path} is not a readable safetensors file (damaged or cut short?): {exc}") from exc
     if "pyfer" not in meta:
         raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
     return json.loads(meta["pyfer"])
@@ -119,9 +125,7 @@ def from_safetensors(path: str | Path) -> torch.nn.Module:
     from safetensors.torch import load_file
 
     spec, _ = spec_of(read_metadata(path))
-    model = spec.build(folded=True).eval()
-    model.load_state_dict(load_file(str(path)), strict=True)
-    return model
+    return spec.load(load_file(str(path)), path, folded=True)
 
 
 def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
@@ -148,29 +152,32 @@ def main(argv=None) -> None:
                          "adjustment; SHIFT > 0 gives the frequent classes back some of their prior)")
     ap.add_argument("--fp16", action="store_true", help="store fp16 (archival; the engine wants fp32)")
     args = ap.parse_args(argv)
-    ckpt = load_checkpoint(args.checkpoint)
-    model, spec, prep = ckpt.build_model()
-    source = ckpt.provenance()
-    prior = None
-    data = (ckpt.state.get("config") or {}).get("data") or "ferplus"
-    if str(data).startswith("ferplus"):
-        from training.data import ferplus_prior
-
-        try:
-            prior = ferplus_prior()
-        except FileNotFoundError:
-            if args.prior_shift:
-                raise
-    elif args.prior_shift:
-        raise SystemExit("--prior-shift needs the FERPlus training prior; this checkpoint was trained on "
-                         f"{data}")
-    if args.prior_shift:
-        source["prior_shift"] = args.prior_shift
-    out = export_model(model, spec, prep, args.out, source=source, half=args.fp16,
-                       framing=ckpt.state.get("framing"), class_prior=prior, prior_shift=args.prior_shift)
-    print(f"wrote {out}")
-    if args.onnx:
-        print(f"wrote {export_onnx(out, args.onnx)}")
+    with reported_errors():
+        ckpt = load_checkpoint(args.checkpoint)
+        model, spec, prep = ckpt.build_model()
+        source = ckpt.provenance()
+        prior = None
+        # the prior of the data the checkpoint trained on, wherever that is on this machine (a GPU
+        # machine has FERPlus in .cache/ferplus, not in ../shared); older checkpoints lack a config
+        data = (ckpt.state.get("config") or {}).get("data") or DEFAULT_DATA
+        kind, _, root = data.partition(":")
+        if kind == "ferplus" and root:
+            try:
+                prior = ferplus_prior(root)
+            except (OSError, DataError) as exc:
+                if args.prior_shift:
+                    raise ValueError(f"--prior-shift needs the FERPlus training prior: {exc}") from exc
+                print(f"warning: no class prior stored in the export ({exc}), so Recognizer(prior_shift=...) "
+                      "cannot move its adjustment", file=sys.stderr)
+        elif args.prior_shift:
+            raise ValueError(f"--prior-shift needs the FERPlus training prior; this checkpoint was trained on {data}")
+        if args.prior_shift:
+            source["prior_shift"] = args.prior_shift
+        out = export_model(model, spec, prep, args.out, source=source, half=args.fp16,
+                           framing=ckpt.state.get("framing"), class_prior=prior, prior_shift=args.prior_shift)
+        print(f"wrote {out}")
+        if args.onnx:
+            print(f"wrote {export_onnx(out, args.onnx)}")
 
 
 if __name__ == "__main__":

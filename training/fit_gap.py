@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pyfer.facenorm import FaceFraming
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA
 from training.export import baked_prior_shift
 from training.framing import load_framed
@@ -57,7 +58,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--train-sample", type=int, default=4000, help="training faces to score (random, seed 0)")
     ap.add_argument("--T", type=float, default=8.0)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="writes OUT.md")
     args = ap.parse_args(argv)
     if args.train_sample < 1:
         raise SystemExit("--train-sample must be >= 1")
@@ -76,20 +77,22 @@ def main(argv=None) -> None:
 
     lines = ["| model | faces | accuracy % | soft CE | KL x T^2 | top-1 agreement % |", "|---|---|---|---|---|---|"]
     for split in ("train", "valid"):
-        teacher, faces = raw_logits(args.teacher, faces_at(split))
+        with reported_errors():
+            teacher, faces = raw_logits(args.teacher, faces_at(split))
         name = f"{len(faces)} training" if split == "train" else "FERPlus valid"
         itself = compare(teacher, teacher, faces, args.T)
         lines.append(f"| teacher {Path(args.teacher).name} | {name} | {100 * itself['accuracy']:.2f} | "
                      f"{itself['soft CE']:.3f} | - | - |")
         for weights in args.students:
-            student, sfaces = raw_logits(weights, faces_at(split))
+            with reported_errors():
+                student, sfaces = raw_logits(weights, faces_at(split))
             if not np.array_equal(sfaces.labels, faces.labels):
                 raise SystemExit(f"{weights}: its faces do not line up with the teacher's")
             r = compare(teacher, student, faces, args.T)
             lines.append(f"| {weights} | {name} | {100 * r['accuracy']:.2f} | {r['soft CE']:.3f} | "
                          f"{r['KL x T^2']:.3f} | {100 * r['top-1 agreement']:.2f} |")
     text = "\n".join(lines)
-    out = Path(args.out).with_suffix(".md")
+    out = output_path(args.out, ".md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     print(text)

@@ -40,7 +40,8 @@ def detect_faces(images: list[np.ndarray], names: list[str], desc: str):
     boxes = np.zeros((len(images), 4), np.float32)
     lms = np.zeros((len(images), 5, 2), np.float32)
     scores = np.zeros(len(images), np.float32)
-    for i, img in enumerate(tqdm(images, desc=desc, mininterval=2.0)):
+    # disable=None: no bar when stderr is not a terminal (a nohup log would fill with \r lines)
+    for i, img in enumerate(tqdm(images, desc=desc, mininterval=2.0, disable=None)):
         found = det(img)
         if found:
             best = max(found, key=lambda d: d.score)

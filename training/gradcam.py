@@ -5,7 +5,8 @@
 
 CAMs come from the maintained ``grad-cam`` package, taken at the last feature block of each
 network (the teacher's FFE in layer4, the student's conv5), for the class each model predicts.
-Images are the first ``--n`` validation faces of distinct classes (seeded).
+Images are ``--n`` validation faces drawn one class after another (seeded; classes the data lacks,
+such as SFEW's contempt, are skipped).
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS
+from training.cli import reported_errors
+from training.data import DEFAULT_DATA, load_dataset
 from training.predict import load_model
-from training.data import load_dataset
-from training.data import DEFAULT_DATA
 
 
 def _import_gradcam():
@@ -66,12 +67,11 @@ def cams(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pick_examples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` random faces, one class after another among the classes ``labels`` holds (SFEW and
+    RAF-DB have no contempt)."""
     rng = np.random.default_rng(seed)
-    picked = []
-    for i in range(n):
-        pool = np.flatnonzero(labels == i % len(EMOTIONS))
-        picked.append(rng.choice(pool))
-    return np.array(picked)
+    present = np.unique(labels)
+    return np.array([rng.choice(np.flatnonzero(labels == present[i % len(present)])) for i in range(n)])
 
 
 def figure(images, labels, t_maps, t_pred, s_maps, s_pred, out: Path) -> None:
@@ -110,11 +110,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="gradcam.jpg")
     args = ap.parse_args(argv)
-    teacher, _, prep = load_model(args.teacher)
-    student, _, sprep = load_model(args.student)
-    if prep != sprep:
-        raise SystemExit(f"teacher and student preprocess differently: {prep} vs {sprep}")
-    data = load_dataset(args.data, prep, "valid")
+    with reported_errors():
+        teacher, _, prep = load_model(args.teacher)
+        student, _, sprep = load_model(args.student)
+        if prep != sprep:
+            raise ValueError(f"teacher and student preprocess differently: {prep} vs {sprep}")
+        data = load_dataset(args.data, prep, "valid")
     idx = pick_examples(data.labels, args.n, args.seed)
     images = data.images[idx]
     x = torch.from_numpy((images.astype(np.float32) / 255 - prep.mean) / prep.std).unsqueeze(1)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from training.checkpoint import read_log
+from training.cli import output_path, reported_errors
 from training.prior_shift import REPO, TARGETS
 
 RULE = "worst ratio to target"
@@ -154,25 +155,20 @@ def main(argv=None) -> None:
     ap.add_argument("--run", help="also draw this run's course over its scored epochs (OUT_RUN.png)")
     ap.add_argument("--logs", default=str(REPO / "results" / "runs"), help="folder of run folders with log.jsonl")
     args = ap.parse_args(argv)
-    try:
+    with reported_errors():
         candidates = load_candidates(Path(args.results))
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        course = run_course(candidates, args.run) if args.run else None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     text = markdown(candidates, args.shipped)
-    out.with_suffix(".md").write_text(text)
-    plot(candidates, args.shipped, out.with_suffix(".png"))
+    md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
+    md.write_text(text)
+    plot(candidates, args.shipped, png)
     print(text.split("\n")[0])
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    print(f"wrote {md} and {png}")
     if args.run:
-        try:
-            course = run_course(candidates, args.run)
-        except FileNotFoundError as e:
-            raise SystemExit(f"error: {e}")
         log = read_log(Path(args.logs) / args.run / "log.jsonl") or read_log(REPO / "runs" / args.run / "log.jsonl")
         shipped = next((c["row"][RULE] for c in candidates if c["name"] == args.shipped), None)
-        path = out.with_name(f"{out.name}_{args.run}.png")
+        path = output_path(args.out, f"_{args.run}.png")
         plot_run(course, log, shipped, args.run, path)
         print(f"wrote {path}: {len(course)} scored epochs, {len(log)} logged")
 

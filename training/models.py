@@ -9,6 +9,7 @@ names, so the tensor names below are part of the export format (see ``training/e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -327,6 +328,22 @@ class ModelSpec:
             raise ValueError(f"unknown architecture {self.arch!r}; known: {sorted(ARCHITECTURES)}")
         return ARCHITECTURES[self.arch](self.num_classes, self.in_channels, self.stem,
                                         dropout=dropout, folded=folded)
+
+    def load(self, state: dict, where: str | Path, folded: bool = False) -> nn.Module:
+        """The model built with the weights ``state`` (eval mode); a ValueError naming ``where``
+        when they are another network's (torch's own error lists every key, over many lines)."""
+        model = self.build(folded=folded)
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or reshaped:
+            first = (missing + unexpected + reshaped)[0]
+            raise ValueError(f"{where}: the weights do not fit {self.arch} ({self.stem} stem, {self.num_classes} "
+                             f"classes, {self.in_channels} channels): {len(missing)} missing, {len(unexpected)} "
+                             f"unexpected, {len(reshaped)} of another shape (first: {first})")
+        model.load_state_dict(state)
+        return model.eval()
 
 
 def build_student(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> ShuffleNetV2:

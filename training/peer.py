@@ -235,6 +235,7 @@ def plot_recalls(recalls: dict[str, dict], path: Path) -> None:
 def main(argv=None) -> None:
     from pyfer.facenorm import FaceFraming
     from pyfer.preprocess import PreprocessSpec
+    from training.cli import output_path
     from training.data import DEFAULT_DATA, ferplus_prior
     from training.framing import load_framed
     from training.predict import load_model, predict_logits
@@ -329,12 +330,12 @@ def main(argv=None) -> None:
          "## Per-class recall (%)", "", "\n\n".join(per_class), ""]
         + (["## The peer as a second teacher: averages at their best prior shift", "", *mixes, ""] if args.models else [])
         + (["## FERPlus train against valid (flip averaging, no prior shift)", "", *train_rows, ""] if train_rows else []))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    plot_recalls(recalls, out.with_suffix(".png"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
+    md.write_text(text)
+    plot_recalls(recalls, png)
     print(text)
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    print(f"wrote {md} and {png}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ moves it back toward the training prior. This sweeps ``shift`` on FERPlus valid 
 (faces framed as at inference, flip averaging) and picks the one that comes closest to all four
 targets of issue 13 at once: the largest min(metric / target).
 
-    python -m training.prior_shift --weights runs/robust_tsnet/best.pt --out results/prior_shift
+    python -m training.prior_shift --weights runs/robust_tsnet/best.pt --out results/prior_shift_robust_tsnet
 
-Writes ``<out>.md`` (the table) and ``<out>.png`` (the four metrics against the shift).
+Writes ``<out>.md`` (the table), ``<out>.json`` (what ``training.leaderboard`` reads) and ``<out>.png``
+(the four metrics against the shift).
 
 ``--per-class-check K`` also tries one bias per class instead of one shift (chosen by the same rule,
 ``tune_class_biases``) and asks whether it carries to faces it was not tuned on: K random halvings
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from pyfer.facenorm import FaceFraming
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.framing import load_framed
 from training.predict import load_model, predict_logits
@@ -124,7 +126,7 @@ def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, o
     text = f"`{weights}` at {prep.input_size} px\n\n" + "\n".join(md)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).with_suffix(".md").write_text(text + "\n")
+        output_path(out, ".md").write_text(text + "\n")
     return text
 
 
@@ -165,13 +167,15 @@ def main(argv=None) -> None:
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--framing", default="align", choices=("align", "box"))
     ap.add_argument("--shifts", type=float, nargs="+", default=[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0])
-    ap.add_argument("--out", default=str(REPO / "results" / "prior_shift"))
+    ap.add_argument("--out", required=True,
+                    help="writes OUT.md, OUT.json and OUT.png; training.leaderboard reads results/prior_shift_NAME")
     ap.add_argument("--per-class-check", type=int, default=0, metavar="K",
                     help="also check per-class biases on K random halvings (tuned on one half, scored on the other)")
     args = ap.parse_args(argv)
 
-    logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
-    log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
+    with reported_errors():
+        logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
+        log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
     rows = [{"shift": shift, **scores(logits, labels, shift * log_prior)} for shift in args.shifts]
     best = max(rows, key=lambda r: r["worst ratio to target"])
 
@@ -186,9 +190,9 @@ def main(argv=None) -> None:
     text = "\n".join(md) + f"\n\nRecall per class (%) at the chosen shift, {best['shift']:g}:\n\n" + recall_md
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"weights": args.weights, "rows": rows, "chosen": best["shift"],
-                                                    "chosen_recall": recall}, indent=1))
+    output_path(out, ".md").write_text(text + "\n")
+    output_path(out, ".json").write_text(json.dumps({"weights": args.weights, "rows": rows, "chosen": best["shift"],
+                                                     "chosen_recall": recall}, indent=1))
 
     import matplotlib
 
@@ -206,12 +210,12 @@ def main(argv=None) -> None:
     ax.set_title(f"{Path(args.weights).name}: dotted = issue 13 targets, line = chosen")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    fig.savefig(output_path(out, ".png"), dpi=110)
     print(text)
     print(f"chosen shift: {best['shift']:g}")
     if args.per_class_check:
         check = per_class_check(logits, labels, args.per_class_check)
-        out.with_name(out.name + "_per_class.md").write_text(check + "\n")
+        output_path(out, "_per_class.md").write_text(check + "\n")
         print(check)
 
 

@@ -1,19 +1,21 @@
 """Regenerate the numbers and figures of RESULTS.md from the committed models and run logs.
 
-    python -m training.report [--data ferplus:../shared/data/ferplus] [--out results]
+    python -m training.report [--data ferplus:../shared/data/ferplus] [--out results] [--runs results/runs]
 
 Writes ``<out>/metrics.json`` (teacher, baseline student and T-SNet on FERPlus validation, with
 and without flip averaging, plus the shipped student on SFEW), ``<out>/tables.md`` (Tables I, II
-and IV), ``<out>/confusion_tsnet.png`` and ``<out>/curves.png``.
+and IV), ``<out>/confusion_tsnet.png`` and ``<out>/curves.png``. The curves and Table I come from
+the run logs under ``--runs`` (``<run>/log.jsonl``), the committed ones by default.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pyfer.preprocess import EMOTIONS
-from training.ablation import table as ablation_table
+from training.ablation import cell_dir, table as ablation_table
 from training.checkpoint import read_log
 from training.evaluate import evaluate, plot_confusion
 from training.data import DEFAULT_DATA
@@ -29,6 +31,14 @@ MODELS = {
 CURVES = {"teacher": "teacher", "student (hard labels)": "student_hard", "student (vote shares)": "student_soft",
           "T-SNet (hard labels, shipped)": "tsnet_hard", "T-SNet (vote shares)": "tsnet_soft",
           "student, imagenet stem": "student_soft_imagenetstem"}
+ABLATION_TS, ABLATION_ALPHAS = [4, 6, 8], [0.2, 0.4, 0.6]  # Table I's grid
+
+
+def run_logs(runs: Path) -> list[Path]:
+    """The run logs the curves and Table I are drawn from."""
+    folders = [runs / f for f in CURVES.values()]
+    folders += [cell_dir(runs, T, a) for T in ABLATION_TS for a in ABLATION_ALPHAS]
+    return [f / "log.jsonl" for f in folders]
 
 
 def plot_curves(runs: Path, out: Path) -> None:
@@ -60,9 +70,14 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--sfew", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--out", default=str(REPO / "results"))
+    ap.add_argument("--runs", default=str(REPO / "results" / "runs"),
+                    help="folder of run folders with log.jsonl (the curves and Table I)")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
+    if not any(log.is_file() for log in run_logs(runs)):
+        print(f"warning: none of the run logs of the curves and Table I is in {runs} (such as "
+              f"{run_logs(runs)[0].relative_to(runs)}): curves.png and Table I will be empty", file=sys.stderr)
 
     metrics = {}
     for name, path in MODELS.items():
@@ -80,7 +95,7 @@ def main(argv=None) -> None:
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
     plot_confusion(tsnet["confusion"], EMOTIONS, out / "confusion_tsnet.png",
                    f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
-    plot_curves(out / "runs", out / "curves.png")
+    plot_curves(runs, out / "curves.png")
 
     lines = ["## Table II: teacher, student and T-SNet on FERPlus valid (3,191 images)", "",
              "| model | params | MACs (64x64) | accuracy | +flip | macro precision | AUC | CPU latency (PyTorch, 1 thread) |",
@@ -94,10 +109,11 @@ def main(argv=None) -> None:
               "| model | " + " | ".join(EMOTIONS) + " | macro |", "|---|" + "---|" * (len(EMOTIONS) + 1)]
     for name in MODELS:
         f = metrics[f"{name} +flip"]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * f['per_class_recall'][c]:.1f}" for c in EMOTIONS)
-                     + f" | {100 * f['macro_recall']:.1f} |")
+        recall = f["per_class_recall"]  # None for a class the data lacks (SFEW, RAF-DB: contempt)
+        cells = ["-" if recall[c] is None else f"{100 * recall[c]:.1f}" for c in EMOTIONS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * f['macro_recall']:.1f} |")
     lines += ["", "## Table I: (T, a) ablation, best FERPlus valid accuracy (%, flip TTA)", "",
-              ablation_table(out / "runs", [4, 6, 8], [0.2, 0.4, 0.6])]
+              ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

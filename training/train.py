@@ -368,7 +368,7 @@ def read_weights(path: str, flag: str):
 
     try:
         return load_model(path)
-    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError, CheckpointError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # CheckpointError is a ValueError
         raise SystemExit(f"{flag} {path}: cannot load a pyfer model from it: {exc}") from None
 
 
@@ -1028,8 +1028,7 @@ def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool
 
 
 def main(argv=None) -> None:
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
+    from training.cli import reported_errors
 
     args = build_parser().parse_args(argv)
 
@@ -1038,9 +1037,8 @@ def main(argv=None) -> None:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        summary = run(args)
-    except (DataError, CheckpointError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        with reported_errors():
+            summary = run(args)
     except KeyboardInterrupt:
         raise SystemExit(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with the same "
                          "command and --resume") from None

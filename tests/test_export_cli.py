@@ -1,0 +1,52 @@
+"""python -m training.export on a checkpoint: the class prior comes from the data the checkpoint
+trained on (a GPU machine has FERPlus in .cache/ferplus, not in ../shared), and is only required
+with --prior-shift."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY_TRAIN_LABELS
+from pyfer.preprocess import PreprocessSpec
+from training.checkpoint import save_checkpoint
+from training.export import main, read_metadata
+from training.models import ModelSpec
+
+
+def checkpoint(path, data: str):
+    spec = ModelSpec("shufflenetv2")
+    save_checkpoint({"model": spec.build().state_dict(), "model_spec": dataclasses.asdict(spec),
+                     "preprocess": PreprocessSpec(48).to_dict(), "config": {"data": data}}, path)
+    return path
+
+
+def test_the_prior_comes_from_the_checkpoints_own_data(tiny_sets, tmp_path):
+    ck = checkpoint(tmp_path / "last.pt", tiny_sets[0])
+    main([str(ck), str(tmp_path / "s.safetensors")])
+    stored = read_metadata(tmp_path / "s.safetensors")["logit_adjustment"]["class_prior"]
+    assert stored == pytest.approx(np.bincount(TINY_TRAIN_LABELS) / len(TINY_TRAIN_LABELS))
+
+
+def test_without_its_data_the_export_is_written_without_a_prior_and_says_so(tmp_path, capsys):
+    ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
+    main([str(ck), str(tmp_path / "s.safetensors")])
+    assert "logit_adjustment" not in read_metadata(tmp_path / "s.safetensors")
+    assert "warning: no class prior" in capsys.readouterr().err
+
+
+def test_prior_shift_without_the_data_is_one_error_line(tmp_path, capsys):
+    ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
+    with pytest.raises(SystemExit) as exc:
+        main([str(ck), str(tmp_path / "s.safetensors"), "--prior-shift", "0.4"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: --prior-shift needs") and err.count("\n") == 1, err
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_the_long_gpu_run_brings_back_the_best_checkpoint_too():
+    """scripts/gpu_distill_long.sh: the device's run folder is lost with the machine."""
+    script = (REPO / "scripts" / "gpu_distill_long.sh").read_text()
+    copy = [line for line in script.splitlines() if line.startswith("cp ") and '"$OUT/"' in line]
+    assert len(copy) == 1 and '"$run/last.pt"' in copy[0] and '"$run/best.pt"' in copy[0], copy

@@ -1,0 +1,48 @@
+"""training.report's tables from evaluations (stood in for here: the models are scored by
+training.evaluate, tested on its own) and from the run logs of --runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from pyfer.preprocess import EMOTIONS  # noqa: E402
+from training import report  # noqa: E402
+
+
+@pytest.fixture
+def scored_without_contempt(monkeypatch):
+    """report.evaluate standing in: every model scored on data without contempt, as on SFEW."""
+    def evaluate(weights, source, split="valid", tta=False, latency=True):
+        m = {"n": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": 0.8,
+             "per_class_recall": {c: (None if c == "contempt" else 0.5) for c in EMOTIONS},
+             "confusion": [[1 if i == j and i < 7 else 0 for j in range(8)] for i in range(8)],
+             "params": 1_250_000, "macs": 45_000_000}
+        return {**m, "cpu_latency_ms": 10.0} if latency else m
+
+    monkeypatch.setattr(report, "evaluate", evaluate)
+
+
+def test_a_class_the_data_lacks_is_a_dash_in_table_iv(scored_without_contempt, tmp_path):
+    report.main(["--data", "sfew.csv", "--sfew", str(tmp_path / "none.csv"), "--out", str(tmp_path / "out"),
+                 "--runs", str(tmp_path / "runs")])
+    table_iv = (tmp_path / "out" / "tables.md").read_text().split("## Table IV")[1].split("## Table I:")[0]
+    rows = [line for line in table_iv.splitlines() if line.startswith("| T-SNet (distilled")]
+    assert rows == ["| T-SNet (distilled student, session 1) | " + " | ".join(["50.0"] * 7) + " | - | 45.0 |"]
+
+
+def test_run_logs_come_from_runs_wherever_out_is_and_their_absence_is_told(scored_without_contempt, tmp_path,
+                                                                            capsys):
+    runs = tmp_path / "runs"
+    (runs / "ablation_T8_a0.4").mkdir(parents=True)
+    (runs / "ablation_T8_a0.4" / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_accuracy": 0.8}) + "\n")
+    args = ["--data", "sfew.csv", "--sfew", str(tmp_path / "none.csv"), "--out", str(tmp_path / "elsewhere")]
+    report.main(args + ["--runs", str(runs)])
+    assert "| 8 | - | 80.00 (ep 1/1) | - |" in (tmp_path / "elsewhere" / "tables.md").read_text()
+    assert "warning" not in capsys.readouterr().err
+
+    report.main(args + ["--runs", str(tmp_path / "empty")])
+    assert "warning: none of the run logs" in capsys.readouterr().err
