@@ -2,6 +2,7 @@
 logits from PyTorch; checked here through Python and by the C++ self-test executable."""
 from __future__ import annotations
 
+import filecmp
 import os
 import subprocess
 from pathlib import Path
@@ -35,20 +36,33 @@ def test_golden_python(isa):
     assert err <= 1e-4
 
 
+SELFTEST_BUILD_HINT = ("cmake -S . -B build/dev -DPYFER_BUILD_PYTHON=OFF -DPYFER_BUILD_TESTS=ON -DPYFER_WITH_CUDA=OFF"
+                       " && cmake --build build/dev --target pyfer_selftest, or set PYFER_SELFTEST")
+
+
 def _selftest_exe():
-    cands = [os.environ.get("PYFER_SELFTEST", ""), REPO / "build" / "dev" / "pyfer_selftest"]
-    cands += sorted((REPO / "build").glob("*/pyfer_selftest"))
-    for c in cands:
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return Path(c)
-    return None
+    """The self-test to run, and why: $PYFER_SELFTEST; else the one built alongside the imported
+    pyfer._engine (its build directory holds an identical copy: an editable install's
+    build/<wheel tag>/); else the newest build/*/pyfer_selftest (a stale build/asan or an old
+    build/dev must not stand in for a fresh build)."""
+    if os.environ.get("PYFER_SELFTEST"):
+        return Path(os.environ["PYFER_SELFTEST"]), "PYFER_SELFTEST"
+    built = [p for p in (REPO / "build").glob("*/pyfer_selftest") if p.is_file() and os.access(p, os.X_OK)]
+    engine = Path(pyfer._engine.__file__)
+    for exe in built:
+        if any(filecmp.cmp(engine, so, shallow=False) for so in exe.parent.glob("_engine*")):
+            return exe, "built with the imported pyfer._engine"
+    if built:
+        return max(built, key=lambda p: p.stat().st_mtime), "the newest build/*/pyfer_selftest"
+    return None, ""
 
 
 def test_golden_cpp_selftest():
-    exe = _selftest_exe()
+    exe, why = _selftest_exe()
     if exe is None:
-        pytest.skip("pyfer_selftest not built (cmake -S . -B build/dev && cmake --build build/dev)")
+        pytest.skip(f"pyfer_selftest not built ({SELFTEST_BUILD_HINT})")
+    print(f"running {exe} ({why})")
     r = subprocess.run([str(exe), str(GOLDEN)], capture_output=True, text=True, timeout=300)
     print("\n".join(line for line in r.stdout.splitlines() if "golden" in line or "PASS" in line or "FAIL" in line))
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr
+    assert r.returncode == 0, f"{exe} ({why}):\n" + r.stdout[-4000:] + r.stderr
     assert "golden [portable]" in r.stdout

@@ -68,6 +68,15 @@ def test_conv_skip0(isa, n, h, w, cin, cout, zero_frac):
     assert T.conv_skip0(isa, n, h, w, cin, cout, zero_frac, "dense", seed) == 0.0
 
 
+# without ReLU (a stride-1 1x1 shortcut reading a block's output: its epilogue has none)
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 3, 5)])
+@pytest.mark.parametrize("cin,cout", [(13, 58), (65, 100), (232, 232)])
+def test_conv_skip0_no_relu(isa, n, h, w, cin, cout):
+    for mode in ("plain", "pool"):
+        assert T.conv_skip0(isa, n, h, w, cin, cout, 0.5, mode, seed=cin, relu=False) <= TOL, mode
+    assert T.conv_skip0(isa, n, h, w, cin, cout, 0.5, "dense", seed=cin, relu=False) == 0.0
+
+
 @pytest.mark.parametrize("cin,cout", [(58, 58), (464, 1024)])
 def test_conv_skip0_propagates_nan(isa, cin, cout):
     assert T.conv_skip0(isa, 2, 3, 3, cin, cout, 0.5, "nan", 1) == 0.0
@@ -77,14 +86,15 @@ def test_conv_skip0_propagates_nan(isa, cin, cout):
 # (below the limit) and widths leaving remainders 0-5 after the sixes, at stride 1 and 2
 @pytest.mark.parametrize("n,h,w", [(1, 1, 1), (7, 5, 3), (1, 8, 9), (2, 2, 2), (1, 3, 11), (1, 3, 12), (1, 3, 13),
                                    (2, 2, 15), (1, 2, 17), (2, 4, 25), (1, 2, 23), (1, 2, 29), (1, 2, 33), (1, 2, 40)])
-@pytest.mark.parametrize("c", [1, 7, 8, 13, 58, 116])
+@pytest.mark.parametrize("c", [1, 7, 8, 13, 16, 32, 58, 64, 116])  # 16, 32, 64: no channel tail on any set
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("relu", [False, True])
 def test_dw3x3(isa, n, h, w, c, stride, relu):
     assert T.dw3x3(isa, n, h, w, c, stride, relu, seed=c) <= TOL
 
 
-@pytest.mark.parametrize("n,h,w,c", [(1, 1, 1, 3), (7, 5, 7, 24), (1, 8, 8, 13), (2, 64, 64, 24), (1, 2, 3, 64)])
+@pytest.mark.parametrize("n,h,w,c", [(1, 1, 1, 3), (7, 5, 7, 24), (1, 8, 8, 13), (2, 64, 64, 24), (1, 2, 3, 64),
+                                     (8, 5, 7, 24)])
 def test_pools(isa, n, h, w, c):
     assert T.maxpool(isa, n, h, w, c) <= TOL
     assert T.avgpool(isa, n, h, w, c) <= TOL
@@ -100,9 +110,29 @@ def test_yunet_pool_and_upsample(isa, n, h, w, c):
     assert T.upsample2_add(isa, n, h, w, c, seed=c + 1) <= TOL
 
 
-@pytest.mark.parametrize("n,i,o", [(1, 1, 2), (7, 1024, 8), (1, 17, 3), (3, 512, 7)])
+@pytest.mark.parametrize("n,i,o", [(1, 1, 2), (7, 1024, 8), (1, 17, 3), (3, 512, 7), (8, 464, 7)])
 def test_linear(isa, n, i, o):
     assert T.linear(isa, n, i, o) <= TOL
+
+
+# a full group (8 images, the engine's group size) in one call (n0 = 0), and split into [0, n0) and
+# [n0, 8): the second call has n0 > 0, as the engine's per-image calls (shuffle units, stem, pw1 on
+# the zero-skipping kernel); pool rows are indexed by the image's own n (kernels.hpp, Epilogue)
+@pytest.mark.parametrize("n0", [0, 1, 7])
+def test_kernels_on_a_group_of_8(isa, n0):
+    for mode in ("plain", "res", "acc", "out2", "pool", "shuf"):
+        assert T.conv(isa, 8, 5, 4, 13, 21, 3, 1, True, mode, seed=n0, n0=n0) <= TOL, ("conv 3x3", mode)
+        assert T.conv(isa, 8, 3, 5, 40, 24, 1, 1, True, mode, seed=n0, n0=n0) <= TOL, ("conv 1x1", mode)
+    for relu in (False, True):
+        for mode in ("plain", "pool"):
+            assert T.conv_skip0(isa, 8, 3, 5, 65, 100, 0.5, mode, seed=n0, relu=relu, n0=n0) <= TOL, (mode, relu)
+        assert T.conv_skip0(isa, 8, 3, 5, 65, 100, 0.5, "dense", seed=n0, relu=relu, n0=n0) == 0.0
+    for c in (13, 32):
+        assert T.dw3x3(isa, 8, 7, 6, c, 1, True, seed=c, n0=n0) <= TOL
+        assert T.dw3x3(isa, 8, 7, 6, c, 2, False, seed=c, n0=n0) <= TOL
+        assert T.maxpool(isa, 8, 7, 9, c, seed=c, n0=n0) <= TOL
+        assert T.maxpool2s2(isa, 8, 7, 9, c, seed=c, n0=n0) <= TOL
+        assert T.upsample2_add(isa, 8, 7, 9, c, seed=c, n0=n0) <= TOL
 
 
 @pytest.mark.parametrize("n", [1, 7])

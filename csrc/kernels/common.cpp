@@ -180,14 +180,20 @@ static bool env_force_portable() {
     return e && *e && std::string(e) != "0";
 }
 
-// Peak fp32 FMA rate of zmm over ymm code on this core, best of three short alternating tries (a
-// busy core lowers single tries, rarely the best). About 1.0 where AVX-512 runs on 256-bit units
-// (Zen 4: a zmm FMA is issued as two halves), about 2.0 with 512-bit units (Zen 5, Intel servers).
+// Peak fp32 FMA rate of zmm over ymm code on this core: about 1.0 where AVX-512 runs on 256-bit
+// units (Zen 4: a zmm FMA is issued as two halves), about 2.0 with 512-bit units (Zen 5, Intel
+// servers). Each side's best of many short alternating trials: on a busy core the scheduler cuts
+// into some trials, rarely into all of a side's. (Zen 4, a busy process on each core: 3 pairs of
+// 2 ms fell in step with the time slices, one side cut in every pair, "zmm 118 vs ymm 38" in 11
+// of 40 processes (34 of 40 with two busy processes per core); 10 pairs of 0.5 ms measured 118 vs
+// 118 in all 40 both times, ~11 ms of CPU time.)
+constexpr int FMA_PEAK_TRIALS = 10;
+constexpr double FMA_PEAK_TRIAL_SECONDS = 0.0005;
 static double zmm_over_ymm_fma_peak(double* zmm_gflops, double* ymm_gflops) {
     double z = 0, y = 0;
-    for (int i = 0; i < 3; ++i) {
-        z = std::max(z, kernels_avx512().fma_peak(0.002));
-        y = std::max(y, kernels_avx2().fma_peak(0.002));
+    for (int i = 0; i < FMA_PEAK_TRIALS; ++i) {
+        z = std::max(z, kernels_avx512().fma_peak(FMA_PEAK_TRIAL_SECONDS));
+        y = std::max(y, kernels_avx2().fma_peak(FMA_PEAK_TRIAL_SECONDS));
     }
     *zmm_gflops = z;
     *ymm_gflops = y;

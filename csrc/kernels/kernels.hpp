@@ -19,6 +19,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -181,7 +182,9 @@ PackedSkip0 pack_skip0(const float* oi, const float* bias, int cout, int cin);
 //   out[j] = v   (or out[j] += v if accumulate)    if out and not shuf
 //   out[2j] = shuf[j], out[2j+1] = v              if shuf   (ShuffleNet concat+shuffle store)
 //   out2[j] = v + src2[j]                         if out2   (FFE: next chain input)
-//   pool[n*pool_ns + j] += v * pool_scale          if pool   (global average pool; n relative to n0)
+//   pool[n*pool_ns + j] += v * pool_scale          if pool   (global average pool)
+// n is the image's own index, for pool as for the views: a call for images [n0, n1) with n0 > 0
+// adds to rows n0.. of pool, which points at image 0's row.
 struct Epilogue {
     View out;
     bool relu = false;
@@ -194,6 +197,8 @@ struct Epilogue {
     ptrdiff_t pool_ns = 0;
 };
 
+// One kernel set. A new op is a field here and its name in PYFER_KERNEL_OPS below
+// (docs/architecture.md, "How to add a kernel").
 struct Kernels {
     const char* name;
     // Implicit-GEMM convolution (any k, stride, groups=1) for output rows [oy0, oy1) of images
@@ -238,29 +243,38 @@ struct Kernels {
     double (*fma_peak)(double seconds);
 };
 
-// Declares one backend's kernels (namespace NS) with the signatures of the table above; each
-// backend's table.cpp expands it once, so the list lives here and nowhere else.
-#define PYFER_DECLARE_KERNELS(NS)                                                                       \
-    namespace NS {                                                                                      \
-    void conv(const PackedConv&, const View&, int, int, int, int, int, const Epilogue&);               \
-    void conv1x1_skip0(const PackedSkip0&, const View&, int, int, int, int, int, const Epilogue&);     \
-    void dw3x3(const PackedDW&, const View&, int, int, int, int, int, const View&, bool);              \
-    void conv_small(const PackedSmall&, const View&, int, int, int, int, int, const View&, bool);      \
-    void wino_in(const View&, int, int, int, int, int, int, int, float*, size_t);                      \
-    void wino_out(const float*, size_t, int, const float*, int, int, int, int, int, int, const Epilogue&); \
-    void maxpool3s2(const View&, int, int, int, int, int, int, const View&);                           \
-    void maxpool2s2(const View&, int, int, int, int, int, int, const View&);                           \
-    void upsample2_add(const View&, const View&, int, int, int, int, int, int, const View&);           \
-    void avgpool(const View&, int, int, int, int, float*);                                             \
-    void linear(const float*, int, int, const float*, const float*, int, float*);                      \
-    double fma_peak(double);                                                                            \
-    }                                                                                                   \
-    inline const Kernels& NS##_table() {                                                                \
-        static const Kernels k{#NS, NS::conv, NS::conv1x1_skip0, NS::dw3x3, NS::conv_small, NS::wino_in, NS::wino_out,    \
-                               NS::maxpool3s2, NS::maxpool2s2, NS::upsample2_add, NS::avgpool,          \
-                               NS::linear, NS::fma_peak};                                               \
-        return k;                                                                                       \
-    }
+// The ops of the table, in one list: every kernel set defines each of them, in its namespace
+// (portable, avx2, avx512), with the type of the Kernels field of that name. X(NS, op) is
+// expanded once per op.
+#define PYFER_KERNEL_OPS(X, NS)                                                                    \
+    X(NS, conv) X(NS, conv1x1_skip0) X(NS, dw3x3) X(NS, conv_small) X(NS, wino_in) X(NS, wino_out) \
+    X(NS, maxpool3s2) X(NS, maxpool2s2) X(NS, upsample2_add) X(NS, avgpool) X(NS, linear) X(NS, fma_peak)
+
+// Each set's functions, declared from their field's type (the signature's one home is the field
+// above; a definition with another signature is a link error naming it). Declared for every set,
+// so an ISA that cannot speed an op up defines it by calling portable::op.
+#define PYFER_DECLARE_KERNEL_OP(NS, op) std::remove_pointer_t<decltype(Kernels::op)> op;
+namespace portable { PYFER_KERNEL_OPS(PYFER_DECLARE_KERNEL_OP, _) }
+namespace avx2 { PYFER_KERNEL_OPS(PYFER_DECLARE_KERNEL_OP, _) }
+namespace avx512 { PYFER_KERNEL_OPS(PYFER_DECLARE_KERNEL_OP, _) }
+
+// A field missing from the list would stay null in every table: every field but name is a
+// function pointer, so the list must count them all.
+#define PYFER_COUNT_KERNEL_OP(NS, op) +1
+constexpr int KERNEL_OP_COUNT = 0 PYFER_KERNEL_OPS(PYFER_COUNT_KERNEL_OP, _);
+static_assert(sizeof(Kernels) == sizeof(const char*) + KERNEL_OP_COUNT * sizeof(void (*)()),
+              "a Kernels field is missing from PYFER_KERNEL_OPS");
+
+// Kernel set NS's table (its table.cpp returns it), filled by field name, so the order of the
+// fields and of the list does not matter.
+#define PYFER_SET_KERNEL_OP(NS, op) t.op = NS::op;
+#define PYFER_KERNEL_TABLE(NS)                     \
+    [] {                                           \
+        Kernels t{};                               \
+        t.name = #NS;                              \
+        PYFER_KERNEL_OPS(PYFER_SET_KERNEL_OP, NS)  \
+        return t;                                  \
+    }()
 
 const Kernels& kernels_portable();
 const Kernels& kernels_avx2();    // only valid where cpu_has_avx2_fma()

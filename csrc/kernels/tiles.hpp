@@ -1,10 +1,11 @@
 // Index geometry shared by the kernel backends: where a Winograd tile and its input patch lie,
-// and the tap offsets of a small-cin conv window. No SIMD here; every function is static
-// (internal linkage), so each backend's translation unit keeps its own copy, compiled with its
-// own ISA flags (an inline function would be merged across them by the linker).
+// and the tap offsets of a small-cin conv window. No SIMD here; everything has internal linkage
+// (static functions, a class in an anonymous namespace, no std:: container), so each backend's
+// translation unit keeps its own copy, compiled with its own ISA flags (an inline function would
+// be merged across them by the linker: docs/architecture.md, "How to add a kernel").
 #pragma once
 #include <cstddef>
-#include <vector>
+#include <memory>
 
 #include "kernels.hpp"
 
@@ -38,6 +39,8 @@ static inline const float* wino_zeros(int n) {
     return zeros.ptr;
 }
 
+namespace {
+
 // Offsets of a k x k x cin conv window's taps from its top-left input element, in the packed
 // (ky, kx, ci) order of PackedSmall's K dimension.
 class SmallConvTaps {
@@ -45,8 +48,8 @@ public:
     SmallConvTaps(const PackedSmall& w, const View& in) : kk_(w.k * w.k * w.cin) {
         ptrdiff_t* p = fixed_;
         if (kk_ > FIXED) {
-            more_.resize(size_t(kk_));
-            p = more_.data();
+            more_.reset(new ptrdiff_t[size_t(kk_)]);
+            p = more_.get();
         }
         for (int ky = 0; ky < w.k; ++ky)
             for (int kx = 0; kx < w.k; ++kx)
@@ -62,8 +65,10 @@ private:
     static constexpr int FIXED = 7 * 7 * 4;  // a 7x7 window over 4 channels without a heap allocation
     int kk_;
     ptrdiff_t fixed_[FIXED];
-    std::vector<ptrdiff_t> more_;
+    std::unique_ptr<ptrdiff_t[]> more_;  // not a std::vector: its members would be shared (see top)
     const ptrdiff_t* p_;
 };
+
+}  // namespace
 
 }  // namespace pyfer

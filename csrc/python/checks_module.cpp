@@ -22,18 +22,19 @@ PYBIND11_MODULE(_checks, t) {
     register_pyfer_exceptions();
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
-          py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+          py::arg("seed") = 0, py::arg("n0") = 0, py::call_guard<py::gil_scoped_release>());
     t.def("conv_skip0", &checks::conv_skip0, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("zero_frac") = 0.5, py::arg("mode") = "plain", py::arg("seed") = 0,
-          py::call_guard<py::gil_scoped_release>());
+          py::arg("relu") = true, py::arg("n0") = 0, py::call_guard<py::gil_scoped_release>());
     t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::arg("n0") = 0,
+          py::call_guard<py::gil_scoped_release>());
     t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("seed") = 0);
+          py::arg("seed") = 0, py::arg("n0") = 0);
     t.def("maxpool2s2", &checks::maxpool2s2, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("seed") = 0);
+          py::arg("seed") = 0, py::arg("n0") = 0);
     t.def("upsample2_add", &checks::upsample2_add, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"),
-          py::arg("c"), py::arg("seed") = 0);
+          py::arg("c"), py::arg("seed") = 0, py::arg("n0") = 0);
     t.def("avgpool", &checks::avgpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("seed") = 0);
     t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),

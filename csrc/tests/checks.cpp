@@ -63,6 +63,15 @@ double max_err(const std::vector<float>& a, const std::vector<float>& b) {
     return e;
 }
 
+// Calls run(a, b) for images [a, b) covering [0, n): one call for n0 == 0, else [0, n0) then
+// [n0, n) (a call with n0 > 0, as the engine's per-image calls make).
+template <class Run>
+void over_images(int n, int n0, Run&& run) {
+    if (n0 < 0 || n0 >= n) throw std::invalid_argument("check: n0 must be in [0, n)");
+    if (n0 > 0) run(0, n0);
+    run(n0, n);
+}
+
 // a conv with random weights (raw: pack it with pack_cpu_conv / plan_block)
 Conv rand_conv(Rng& r, const ConvSpec& s) {
     Conv c;
@@ -79,7 +88,7 @@ Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int st
 }  // namespace
 
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
-            const std::string& mode_arg, unsigned seed) {
+            const std::string& mode_arg, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "c", cin, cout, k, stride, 1, relu);
@@ -89,6 +98,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     if (wino) {
         if (k != 3 || stride != 1 || h != w) throw std::invalid_argument("wino check needs k=3, stride 1, h == w");
         if (mode == "pool" || mode == "shuf") throw std::invalid_argument("wino check: no pool / shuf epilogue");
+        if (n0 != 0) throw std::invalid_argument("wino check: whole batches only (n0 = 0)");
     }
     const CpuConv pc = pack_cpu_conv(c, wino ? ConvAlgo::Winograd : ConvAlgo::Direct);
     Tensor x = rand_tensor(r, n, h, w, cin);
@@ -97,7 +107,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     View xv = to_padded(x, xb, std::max(1, pad));
     Workspace wws;
     auto run = [&](int y0, int y1, const Epilogue& e) {
-        if (!wino) K.conv(pc.pc, xv, 0, n, y0, y1, ow, e);
+        if (!wino) over_images(n, n0, [&](int a, int b) { K.conv(pc.pc, xv, a, b, y0, y1, ow, e); });
         else if (y0 == 0 && y1 == oh) wino_conv(K, pc.pw, xv, n, h, e, wws);
         else throw std::logic_error("wino check: whole maps only");
     };
@@ -162,10 +172,10 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
 }
 
 double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
-                  const std::string& mode, unsigned seed) {
+                  const std::string& mode, unsigned seed, bool relu, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
-    Conv c = rand_conv(r, "c", cin, cout, 1, 1, 1, true);
+    Conv c = rand_conv(r, "c", cin, cout, 1, 1, 1, relu);
     const CpuConv sk = pack_cpu_conv(c, ConvAlgo::Skip0), dense = pack_cpu_conv(c, ConvAlgo::Direct);
     Tensor x = rand_tensor(r, n, h, w, cin, 0.f);  // post-ReLU input: >= 0, with exact zeros
     for (auto& v : x.d)
@@ -173,22 +183,25 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     if (mode == "nan") x.d[x.d.size() / 2] = NAN;
     AlignedBuf xb, ob, db;
     View xv = to_padded(x, xb);
-    Tensor want = ref::relu(ref::conv2d(x, c.w.data(), c.b.data(), cout, 1, 1, 1, false));
+    Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, 1, 1, 1, relu);
     Epilogue ep;
-    ep.relu = true;
+    ep.relu = relu;
+    auto run = [&](int y0, int y1, const Epilogue& e) {
+        over_images(n, n0, [&](int a, int b) { K.conv1x1_skip0(sk.psk, xv, a, b, y0, y1, w, e); });
+    };
     if (mode == "pool") {
         std::vector<float> pool(size_t(n) * cout, 0.f);
         ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(h * w);
-        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, h, w, ep);
+        run(0, h, ep);
         return max_err(pool, ref::global_avgpool(want));
     }
     View ov = to_padded(Tensor(n, h, w, cout), ob);
     ep.out = ov;
     if (h > 1) {  // partial row ranges, as the fused units call it
-        K.conv1x1_skip0(sk.psk, xv, 0, n, 1, h, w, ep);
-        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, 1, w, ep);
+        run(1, h, ep);
+        run(0, 1, ep);
     } else {
-        K.conv1x1_skip0(sk.psk, xv, 0, n, 0, h, w, ep);
+        run(0, h, ep);
     }
     const Tensor got = from_view(ov, n, h, w, cout);
     if (mode == "plain") return max_err(got.d, want.d);
@@ -211,7 +224,7 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     return e;
 }
 
-double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed) {
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv cv = rand_conv(r, "dw", c, c, 3, stride, c, relu);
@@ -221,11 +234,11 @@ double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, boo
     View xv = to_padded(x, xb);
     Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), c, 3, stride, c, relu);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    K.dw3x3(pd.pd, xv, 0, n, 0, want.h, want.w, ov, relu);
+    over_images(n, n0, [&](int a, int b) { K.dw3x3(pd.pd, xv, a, b, 0, want.h, want.w, ov, relu); });
     return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
 }
 
-double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor x = rand_tensor(r, n, h, w, c, 0.f);  // post-ReLU input (the kernel's contract)
@@ -233,11 +246,11 @@ double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed
     View xv = to_padded(x, xb);
     Tensor want = ref::maxpool3s2(x);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    K.maxpool3s2(xv, c, 0, n, 0, want.h, want.w, ov);
+    over_images(n, n0, [&](int a, int b) { K.maxpool3s2(xv, c, a, b, 0, want.h, want.w, ov); });
     return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
 }
 
-double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor x = rand_tensor(r, n, h, w, c);
@@ -245,17 +258,17 @@ double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned s
     View xv = to_padded(x, xb);
     Tensor want = ref::maxpool2s2(x);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    K.maxpool2s2(xv, c, 0, n, 0, want.h, want.w, ov);
+    over_images(n, n0, [&](int a, int b) { K.maxpool2s2(xv, c, a, b, 0, want.h, want.w, ov); });
     return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
 }
 
-double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
+double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor fine = rand_tensor(r, n, h, w, c), coarse = rand_tensor(r, n, (h + 1) / 2, (w + 1) / 2, c);
     AlignedBuf fb, cb, ob;
     View fv = to_padded(fine, fb), cv = to_padded(coarse, cb), ov = to_padded(Tensor(n, h, w, c), ob);
-    K.upsample2_add(fv, cv, c, 0, n, 0, h, w, ov);
+    over_images(n, n0, [&](int a, int b) { K.upsample2_add(fv, cv, c, a, b, 0, h, w, ov); });
     return max_err(from_view(ov, n, h, w, c).d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d);
 }
 

@@ -1,25 +1,30 @@
 // Kernel / block self-checks: random data, optimised kernel (chosen isa) vs the csrc/ref
-// reference. Each returns max |opt - ref| / max(1, |ref|) over all outputs. Used by the
-// pyfer._engine._testing submodule (tests/test_kernels.py) and by pyfer_selftest.
+// reference. Each returns max |opt - ref| / max(1, |ref|) over all outputs. Used by the test-only
+// module pyfer._checks (csrc/python/checks_module.cpp, for tests/test_kernels.py) and by
+// pyfer_selftest.
+//
+// n0 (the kernels taking an image range [n0, n1)): 0 runs the n images in one call; n0 in (0, n)
+// runs [0, n0) and then [n0, n), a call with n0 > 0 as the engine's per-image calls make.
 #pragma once
 #include <string>
 
 namespace pyfer::checks {
 
-// mode: plain | res | acc | out2 | pool | shuf  (epilogue variants)
+// mode: plain | res | acc | out2 | pool | shuf (epilogue variants); vs_driver (the plain store vs
+// the generic driver's accumulating one: expected exactly 0); wino_<plain|res|acc|out2> (Winograd)
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
-            const std::string& mode, unsigned seed);
+            const std::string& mode, unsigned seed, int n0 = 0);
 // 1x1 zero-skipping conv on a post-ReLU input with about zero_frac exact zeros. mode: plain | pool
 // (vs the reference), dense | nan (max |skip0 - dense conv| on the same ISA: expected exactly 0;
 // "nan" puts a NaN in the input, which must reach the output, NaN == NaN)
 double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
-                  const std::string& mode, unsigned seed);
-double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed);
-double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+                  const std::string& mode, unsigned seed, bool relu = true, int n0 = 0);
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0 = 0);
+double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0 = 0);
 // 2x2/2 max pool (any sign, NaN-free) of an h x w map
-double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0 = 0);
 // nearest x2 upsampling of a ceil(h/2) x ceil(w/2) map added to an h x w map
-double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed);
+double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0 = 0);
 double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed);
 double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed);
 // kind: shuffle_down | shuffle_basic | basic | ffe ; h = input map size (square)

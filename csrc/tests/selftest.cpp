@@ -39,10 +39,36 @@ int main(int argc, char** argv) {
             std::snprintf(buf, sizeof buf, "[%s] conv1x1_skip0 %s 5x3 65->100", isa.c_str(), mode);
             expect(buf, checks::conv_skip0(isa, 2, 5, 3, 65, 100, 0.5, mode, 4));
         }
-        for (int s : {1, 2}) for (int c : {1, 13, 58}) {
+        for (const char* mode : {"plain", "pool", "dense"}) {  // a shortcut's epilogue: no ReLU
+            std::snprintf(buf, sizeof buf, "[%s] conv1x1_skip0 %s no relu 5x3 65->100", isa.c_str(), mode);
+            expect(buf, checks::conv_skip0(isa, 2, 5, 3, 65, 100, 0.5, mode, 4, false));
+        }
+        for (int s : {1, 2}) for (int c : {1, 13, 16, 32, 58, 64}) {  // 16, 32, 64: no channel tail
             std::snprintf(buf, sizeof buf, "[%s] dw3x3 s%d c%d", isa.c_str(), s, c);
             expect(buf, checks::dw3x3(isa, 2, 7, 6, c, s, false, 3));
         }
+        // a full group (8 images) in one call, and split so that the second call has n0 > 0 (the
+        // engine's per-image calls); pool rows are indexed by the image's own n
+        for (int n0 : {0, 1, 7}) {
+            std::snprintf(buf, sizeof buf, "[%s] group of 8, n0 %d: conv plain", isa.c_str(), n0);
+            expect(buf, checks::conv(isa, 8, 5, 4, 13, 21, 3, 1, true, "plain", 10, n0));
+            std::snprintf(buf, sizeof buf, "[%s] group of 8, n0 %d: conv pool", isa.c_str(), n0);
+            expect(buf, checks::conv(isa, 8, 5, 4, 13, 21, 1, 1, true, "pool", 10, n0));
+            for (const char* mode : {"plain", "pool"}) {
+                std::snprintf(buf, sizeof buf, "[%s] group of 8, n0 %d: conv1x1_skip0 %s", isa.c_str(), n0, mode);
+                expect(buf, checks::conv_skip0(isa, 8, 3, 5, 65, 100, 0.5, mode, 11, true, n0));
+            }
+            std::snprintf(buf, sizeof buf, "[%s] group of 8, n0 %d: dw3x3 c32", isa.c_str(), n0);
+            expect(buf, checks::dw3x3(isa, 8, 7, 6, 32, 1, true, 12, n0));
+            std::snprintf(buf, sizeof buf, "[%s] group of 8, n0 %d: maxpool3s2", isa.c_str(), n0);
+            expect(buf, checks::maxpool(isa, 8, 7, 9, 13, 13, n0));
+        }
+        std::snprintf(buf, sizeof buf, "[%s] maxpool3s2 13 h9x7", isa.c_str());
+        expect(buf, checks::maxpool(isa, 2, 9, 7, 13, 14));
+        std::snprintf(buf, sizeof buf, "[%s] avgpool 13 h5x7", isa.c_str());
+        expect(buf, checks::avgpool(isa, 2, 5, 7, 13, 15));
+        std::snprintf(buf, sizeof buf, "[%s] linear 100->7 n3", isa.c_str());
+        expect(buf, checks::linear(isa, 3, 100, 7, 16));
         for (const char* mode : {"wino_plain", "wino_res", "wino_acc", "wino_out2"})
             for (int h : {1, 5, 12}) {  // Winograd F(2x2,3x3): odd maps, channel tails, chunked tiles
                 std::snprintf(buf, sizeof buf, "[%s] conv %s h%d 29->35", isa.c_str(), mode, h);

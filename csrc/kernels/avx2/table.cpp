@@ -2,10 +2,12 @@
 #include "../kernels.hpp"
 
 namespace pyfer {
-PYFER_DECLARE_KERNELS(avx2)
 
 bool compiled_avx2() { return true; }
 
-const Kernels& kernels_avx2() { return avx2_table(); }
+const Kernels& kernels_avx2() {
+    static const Kernels table = PYFER_KERNEL_TABLE(avx2);
+    return table;
+}
 
 }  // namespace pyfer

@@ -3,10 +3,12 @@
 #include "../kernels.hpp"
 
 namespace pyfer {
-PYFER_DECLARE_KERNELS(avx512)
 
 bool compiled_avx512() { return true; }
 
-const Kernels& kernels_avx512() { return avx512_table(); }
+const Kernels& kernels_avx512() {
+    static const Kernels table = PYFER_KERNEL_TABLE(avx512);
+    return table;
+}
 
 }  // namespace pyfer

@@ -2,8 +2,10 @@
 #include "../kernels.hpp"
 
 namespace pyfer {
-PYFER_DECLARE_KERNELS(portable)
 
-const Kernels& kernels_portable() { return portable_table(); }
+const Kernels& kernels_portable() {
+    static const Kernels table = PYFER_KERNEL_TABLE(portable);
+    return table;
+}
 
 }  // namespace pyfer
