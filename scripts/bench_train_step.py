@@ -14,6 +14,10 @@ support are printed with the figures.
     python scripts/bench_train_step.py --threads 1 --rounds 10 \
         --teacher-export models/teacher_effresnet18_fp16.safetensors
     python scripts/bench_train_step.py --threads 2 --rounds 7 --models --extras
+    python scripts/bench_train_step.py --threads 2 --rounds 7 --warmup 2 --layouts --compile
+
+With --layouts: each model's fp32 and bf16 step with NCHW against channels_last tensors (and with
+--compile also torch.compile'd), interleaved; why training runs channels_last on the CPU too.
 """
 from __future__ import annotations
 
@@ -86,6 +90,40 @@ def time_student_extras(batch: int, rounds: int, warmup: int) -> dict:
     return interleaved_medians(steps, rounds, warmup)
 
 
+def time_layouts(name: str, batch: int, rounds: int, warmup: int, compiled: bool) -> dict:
+    """Medians of one model's fp32 and bf16 steps with NCHW (contiguous) against channels_last
+    tensors, and with --compile also torch.compile'd channels_last, interleaved."""
+    builders = {"teacher": build_teacher, "student": build_student}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, 64, 64, generator=gen)
+    target = F.softmax(torch.randn(batch, 8, generator=gen), 1)
+    t_probs = F.softmax(torch.randn(batch, 8, generator=gen), 1)
+
+    def stepper(channels_last: bool, amp: bool, compile_it: bool = False):
+        torch.manual_seed(0)
+        model = builders[name]().train()
+        xx = x
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            xx = x.contiguous(memory_format=torch.channels_last)
+        forward = torch.compile(model) if compile_it else model
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                loss = recipe_loss(forward(xx).float(), target, t_probs, 8.0, 0.4, 0.0, None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    steps = {"nchw_fp32": stepper(False, False), "channels_last_fp32": stepper(True, False),
+             "nchw_bf16": stepper(False, True), "channels_last_bf16": stepper(True, True)}
+    if compiled:
+        steps["compiled_channels_last_fp32"] = stepper(True, False, True)
+    return interleaved_medians(steps, rounds, warmup)
+
+
 def interleaved_medians(runners: dict, rounds: int, warmup: int) -> dict:
     """Median seconds of each runner, the runners taking turns so that background load hits all alike."""
     times = {name: [] for name in runners}
@@ -126,12 +164,24 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", nargs="*", default=["teacher", "student"], choices=("teacher", "student"))
     ap.add_argument("--extras", action="store_true", help="also time the student's step with MixStyle and with SAM")
+    ap.add_argument("--layouts", action="store_true",
+                    help="time NCHW against channels_last tensors (fp32 and bf16) for each of --models")
+    ap.add_argument("--compile", action="store_true", help="with --layouts, also a torch.compile'd channels_last step")
     ap.add_argument("--teacher-export", help="also time the teacher's answers per batch from this export")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"{cpu_name()} (bf16 in hardware: {'yes' if cpu_has_bf16() else 'no'}), torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}")
     builders = {"teacher": build_teacher, "student": build_student}
     results = {}
+    if args.layouts:
+        for name in args.models:
+            layouts = time_layouts(name, args.batch, args.rounds, args.warmup, args.compile)
+            results[f"{name}_layouts"] = layouts
+            base = layouts["nchw_fp32"]
+            print(f"{name} step: " + ", ".join(f"{k} {t * 1e3:.1f} ms ({base / t:.2f}x)" for k, t in layouts.items()),
+                  flush=True)
+        print(json.dumps(results))
+        return
     for name in args.models:
         torch.manual_seed(0)
         model = builders[name]()
