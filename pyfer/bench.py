@@ -245,7 +245,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(str(e))
     if args.json:
-        print(json.dumps(rs if len(rs) > 1 else rs[0], indent=2, default=str))
+        several = args.isa == "all" or "," in args.isa  # a list whatever this CPU runs
+        print(json.dumps(rs if several else rs[0], indent=2, default=str))
     else:
         print("\n\n".join(format_report(r) for r in rs))
     return 0

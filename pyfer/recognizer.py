@@ -411,8 +411,10 @@ class Recognizer:
         """The detected faces as ``predict`` frames them for the network: (N, S, S) uint8 gray,
         S the model's input size, largest first (what ``classify`` would be given)."""
         img = load_image(image)
-        dets = self._detect(img, img.shape[:2])
         size = self.spec.input_size
+        if self.detector is None:  # predict's rule: the whole image is the face
+            return resize_face(to_gray(img), size)[None]
+        dets = self._detect(img, img.shape[:2])
         return np.stack(self._frame(img, dets, from_detector=True)) if dets else np.zeros((0, size, size), np.uint8)
 
     # -- internals ---------------------------------------------------------------------------

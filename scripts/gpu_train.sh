@@ -11,7 +11,7 @@ data=ferplus:.cache/ferplus
 runs=runs/gpu
 mkdir -p "$runs" "$out"
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-common=(--data "$data" --device cuda --amp --quiet --tta "${extra[@]}")
+common=(--data "$data" --device cuda --amp --quiet --tta --overwrite "${extra[@]}")  # each call starts its runs afresh
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
 

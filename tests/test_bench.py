@@ -50,6 +50,8 @@ def test_compare_times_each_set_side_by_side(capsys):
     from pyfer.bench import main
 
     runnable = _engine.build_info()["isa"]["runnable"]
+    if len(runnable) < 2:
+        pytest.skip(f"this CPU runs one kernel set only ({runnable})")
     main(["--isa", "all", "--compare", "--rounds", "2", "--reps", "2", "--json"])
     c = json.loads(capsys.readouterr().out)
     assert c["isas"] == runnable and c["rounds"] == 2

@@ -29,14 +29,27 @@ def test_the_prior_comes_from_the_checkpoints_own_data(tiny_sets, tmp_path):
     assert stored == pytest.approx(np.bincount(TINY_TRAIN_LABELS) / len(TINY_TRAIN_LABELS))
 
 
-def test_without_its_data_the_export_is_written_without_a_prior_and_says_so(tmp_path, capsys):
+def test_a_run_made_elsewhere_takes_the_prior_from_this_machines_default_place(tiny_sets, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.export.DEFAULT_DATA_ROOT", tiny_sets[0].partition(":")[2])
+    ck = checkpoint(tmp_path / "last.pt", "ferplus:.cache/ferplus_on_the_gpu_machine")
+    main([str(ck), str(tmp_path / "s.safetensors"), "--prior-shift", "0.4"])
+    stored = read_metadata(tmp_path / "s.safetensors")["logit_adjustment"]["class_prior"]
+    assert stored == pytest.approx(np.bincount(TINY_TRAIN_LABELS) / len(TINY_TRAIN_LABELS))
+
+
+@pytest.fixture
+def no_default_data(tmp_path, monkeypatch):
+    monkeypatch.setattr("training.export.DEFAULT_DATA_ROOT", str(tmp_path / "no_shared_here"))
+
+
+def test_without_its_data_the_export_is_written_without_a_prior_and_says_so(tmp_path, capsys, no_default_data):
     ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
     main([str(ck), str(tmp_path / "s.safetensors")])
     assert "logit_adjustment" not in read_metadata(tmp_path / "s.safetensors")
     assert "warning: no class prior" in capsys.readouterr().err
 
 
-def test_prior_shift_without_the_data_is_one_error_line(tmp_path, capsys):
+def test_prior_shift_without_the_data_is_one_error_line(tmp_path, capsys, no_default_data):
     ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
     with pytest.raises(SystemExit) as exc:
         main([str(ck), str(tmp_path / "s.safetensors"), "--prior-shift", "0.4"])

@@ -60,6 +60,16 @@ def test_face_crops_are_what_predict_classifies(recognizer, photos):
     assert recognizer.face_crops(blank).shape == (0, size, size)
 
 
+def test_face_crops_without_a_detector_is_the_whole_image(weights_path):
+    import pyfer
+
+    rec = pyfer.Recognizer(weights_path, detector=None)
+    crops = rec.face_crops(ASTRONAUT)
+    assert crops.shape == (1, rec.spec.input_size, rec.spec.input_size)
+    face = rec.predict(ASTRONAUT)[0]
+    assert np.allclose([face.scores[c] for c in rec.class_names], rec.classify(crops)[0], atol=1e-6)
+
+
 def test_haar_still_available(engine_module, weights_path, trained):
     rec = pyfer.Recognizer(weights_path, detector="haar", threads=1)
     (face,) = rec.predict(ASTRONAUT)

@@ -115,6 +115,32 @@ def test_resume_accepts_where_it_runs_and_moved_data(finished_run, ferplus_dir, 
     assert summary["run"] == str(finished_run) and "train_loss" not in summary  # nothing left to train
 
 
+def test_resume_accepts_another_spelling_of_the_folder(finished_run, monkeypatch):
+    monkeypatch.chdir(finished_run.parent)
+    summary = run(args_for(Path("./done/"), *TINY, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004",
+                           "--resume"))
+    assert Path(summary["run"]) == Path("done")
+
+
+def test_a_limit_of_zero_is_the_same_as_none():
+    from types import SimpleNamespace
+
+    from training.train import check_resume_config
+
+    saved = vars(args_for(Path("runs/x"), "--train-limit", "0"))
+    ck = SimpleNamespace(state={"config": saved}, path=Path("runs/x/last.pt"))
+    check_resume_config(ck, vars(args_for(Path("runs/x"))))  # absent: all faces, as 0
+    with pytest.raises(SystemExit, match="--train-limit None -> 64"):
+        check_resume_config(ck, vars(args_for(Path("runs/x"), "--train-limit", "64")))
+
+
+def test_overwrite_with_a_bad_input_keeps_the_old_run(finished_run):
+    with pytest.raises(SystemExit, match="--teacher"):
+        run(build_parser().parse_args(["distill", "--out", str(finished_run), "--teacher",
+                                       str(finished_run / "missing.pt"), *TINY, "--overwrite"]))
+    assert (finished_run / "last.pt").is_file() and (finished_run / "ep2.pt").is_file()
+
+
 def test_overwrite_replaces_the_old_run_entirely(tmp_path, ferplus_dir):
     out = tmp_path / "run"
     assert train(out, "--epochs", "2", "--keep-epochs").returncode == 0

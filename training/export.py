@@ -26,7 +26,7 @@ import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.cli import reported_errors
-from training.data import DEFAULT_DATA, DataError, ferplus_prior
+from training.data import DEFAULT_DATA, DEFAULT_DATA_ROOT, DataError, ferplus_prior
 from training.models import ModelSpec, fold_batchnorm, network_description
 
 FORMAT_VERSION = 1
@@ -162,8 +162,10 @@ def main(argv=None) -> None:
         data = (ckpt.state.get("config") or {}).get("data") or DEFAULT_DATA
         kind, _, root = data.partition(":")
         if kind == "ferplus" and root:
+            # the same labels at this machine's default place, for a run made elsewhere
+            roots = [root] + ([DEFAULT_DATA_ROOT] if root != DEFAULT_DATA_ROOT else [])
             try:
-                prior = ferplus_prior(root)
+                prior = ferplus_prior(next((r for r in roots if Path(r).is_dir()), root))
             except (OSError, DataError) as exc:
                 if args.prior_shift:
                     raise ValueError(f"--prior-shift needs the FERPlus training prior: {exc}") from exc

@@ -576,7 +576,7 @@ def macro_recall(labels: np.ndarray, pred: np.ndarray) -> float:
 
 
 # flags a resumed run may change: where it runs and what it prints, not what it learns
-CHANGEABLE_ON_RESUME = {"threads", "device", "amp", "keep_epochs"}
+CHANGEABLE_ON_RESUME = {"out", "threads", "device", "amp", "keep_epochs"}
 # the same files may sit elsewhere on another machine (a GPU machine reads .cache/ferplus)
 MOVABLE_ON_RESUME = {"data", "val_data", "val2", "teacher", "init", "pretrained"}
 
@@ -588,8 +588,13 @@ def check_resume_config(ck, config: dict) -> None:
     if saved is None:  # checkpoints from before the config was kept in them
         return
     defaults = {a.dest: a.default for a in build_parser()._actions}  # flags added since the run began
-    changed = {k: (saved.get(k, defaults.get(k)), v) for k, v in config.items()
-               if k not in CHANGEABLE_ON_RESUME and saved.get(k, defaults.get(k)) != v}
+
+    def setting(cfg: dict, k: str):
+        v = cfg.get(k, defaults.get(k))
+        return None if k in ("train_limit", "val_limit") and not v else v  # 0 and absent: all faces
+
+    changed = {k: (setting(saved, k), setting(config, k)) for k in config
+               if k not in CHANGEABLE_ON_RESUME and setting(saved, k) != setting(config, k)}
     for k in sorted(set(changed) & MOVABLE_ON_RESUME):
         was, now = changed.pop(k)
         print(f"--resume: --{k.replace('_', '-')} is {now} (the run began with {was}): the same files are "
@@ -636,9 +641,6 @@ def run(args: argparse.Namespace) -> dict:
                          "with --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     with hold_run_folder(out):
-        if args.overwrite:  # no epoch of the old run may pass for one of the new (caches are keyed: kept)
-            for old in ["last.pt", "prev.pt", "best.pt", *(p.name for p in out.glob("ep*.pt"))]:
-                (out / old).unlink(missing_ok=True)
         return train_in(out, args, fresh)
 
 
@@ -721,6 +723,9 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         start_epoch, best_score, best_epoch, history = resume_state(out, resume_from, args.mode, model, opt, sched,
                                                                     ema, device, args.overparam)
     else:
+        if args.overwrite:  # only now that every input has loaded: a typo must not cost the old run
+            for old in ["last.pt", "prev.pt", "best.pt", *(p.name for p in out.glob("ep*.pt"))]:
+                (out / old).unlink(missing_ok=True)  # no epoch of it may pass for one of the new (caches are keyed)
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -1027,7 +1032,7 @@ def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool
 
 
 def main(argv=None) -> None:
-    from training.cli import reported_errors
+    from training.data import DataError
 
     args = build_parser().parse_args(argv)
 
@@ -1036,11 +1041,14 @@ def main(argv=None) -> None:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        with reported_errors():
-            summary = run(args)
+        summary = run(args)
+    except (DataError, CheckpointError, FileNotFoundError) as exc:  # bad input; a bug keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
+        again = "with --resume in place of --overwrite" if args.overwrite else "and --resume"
         raise SystemExit(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with the same "
-                         "command and --resume") from None
+                         f"command {again}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary))
