@@ -1,8 +1,9 @@
 // pybind11 module pyfer._checks: the C++ self-checks (csrc/tests/checks.cpp: optimised kernels
-// and fused blocks vs the csrc/ref reference on random data) and the CUDA launch plan on the CPU
-// emulator, for tests/test_kernels.py and tests/test_cuda.py. A test-only target: built with
-// PYFER_BUILD_TESTS (the default for cmake and editable installs, off for wheels), never part of
-// pyfer._engine. Where it is absent (a wheel) those tests skip, saying so.
+// and fused blocks vs the csrc/ref reference on random data), their ops timed per kernel set
+// (time_op, for scripts/bench_ops.py) and the CUDA launch plan on the CPU emulator, for
+// tests/test_kernels.py, tests/test_bench_ops.py and tests/test_cuda.py. A test-only target:
+// built with PYFER_BUILD_TESTS (the default for cmake and editable installs, off for wheels), never
+// part of pyfer._engine. Where it is absent (a wheel) those tests skip, saying so.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -43,6 +44,22 @@ PYBIND11_MODULE(_checks, t) {
           py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
           py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
+    // time_op("dw3x3", ["avx512", "avx2"], 1, 8, 8, 58, 1, reps=20, rounds=11): the check of that
+    // name with these arguments after its isa, its op timed on each set (checks::time_check,
+    // scripts/bench_ops.py) -> {isa: seconds per call}, in the order of isas
+    t.def("time_op", [](const std::string& check, const std::vector<std::string>& isas, const py::args& args,
+                        int reps, int rounds, const py::kwargs& kwargs) {
+        const py::module_ self = py::module_::import("pyfer._checks");
+        if (check == "time_op" || !py::hasattr(self, check.c_str()))
+            throw py::value_error("time_op: no check named '" + check + "'");
+        const py::object run = self.attr(check.c_str());
+        const std::vector<double> s = checks::time_check(isas, reps, rounds, [&](const std::string& isa) {
+            return run(isa, *args, **kwargs).cast<double>();
+        });
+        py::dict times;
+        for (size_t i = 0; i < isas.size(); ++i) times[py::str(isas[i])] = s[i];
+        return times;
+    }, py::arg("check"), py::arg("isas"), py::kw_only(), py::arg("reps") = 20, py::arg("rounds") = 11);
 #ifdef PYFER_HAVE_CUDA
     // the CUDA backend's launch plan executed on the CPU (index math, weight layouts; no GPU)
     t.def("cuda_emulate", [](const std::string& path, const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {

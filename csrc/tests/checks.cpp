@@ -1,6 +1,7 @@
 #include "checks.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <stdexcept>
@@ -72,6 +73,45 @@ void over_images(int n, int n0, Run&& run) {
     run(n0, n);
 }
 
+// time_check's request, seen by the check it runs in this thread (null elsewhere)
+struct TimingRequest {
+    std::vector<const Kernels*> sets;
+    int reps = 1, rounds = 1;
+    std::vector<double> seconds;  // per set, filled by the check's then_time
+};
+thread_local TimingRequest* timing_request = nullptr;
+
+// A check's return: its error err, and under time_check, once err is taken (the timed calls
+// overwrite or accumulate into the outputs), the time of op(set) for each requested set
+// (checks.hpp, time_check).
+template <class Op>
+double then_time(double err, Op&& op) {
+    TimingRequest* t = timing_request;
+    if (!t) return err;
+    auto seconds_per_call = [&](const Kernels& set, int calls) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < calls; ++i) op(set);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls;
+    };
+    // calls per sample: >= ~20 us, so the clock's own cost stays small beside a tiny op
+    double fastest = INFINITY;
+    for (const Kernels* set : t->sets) {
+        op(*set);  // warm-up: caches, first-touched pages
+        fastest = std::min(fastest, seconds_per_call(*set, 1));
+    }
+    const int calls = int(std::clamp(20e-6 / fastest, 1.0, 1000.0));
+    std::vector<std::vector<double>> best(t->sets.size(), std::vector<double>(t->rounds, INFINITY));
+    for (int r = 0; r < t->rounds; ++r)
+        for (size_t s = 0; s < t->sets.size(); ++s)
+            for (int i = 0; i < t->reps; ++i) best[s][r] = std::min(best[s][r], seconds_per_call(*t->sets[s], calls));
+    t->seconds.clear();
+    for (std::vector<double>& b : best) {
+        std::sort(b.begin(), b.end());
+        t->seconds.push_back((b[(b.size() - 1) / 2] + b[b.size() / 2]) / 2);  // the median
+    }
+    return err;
+}
+
 // a conv with random weights (raw: pack it with pack_cpu_conv / plan_block)
 Conv rand_conv(Rng& r, const ConvSpec& s) {
     Conv c;
@@ -106,16 +146,21 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     AlignedBuf xb;
     View xv = to_padded(x, xb, std::max(1, pad));
     Workspace wws;
-    auto run = [&](int y0, int y1, const Epilogue& e) {
-        if (!wino) over_images(n, n0, [&](int a, int b) { K.conv(pc.pc, xv, a, b, y0, y1, ow, e); });
-        else if (y0 == 0 && y1 == oh) wino_conv(K, pc.pw, xv, n, h, e, wws);
+    // the op on a kernel set for images [a, b), output rows [y0, y1)
+    auto op = [&](const Kernels& set, int a, int b, int y0, int y1, const Epilogue& e) {
+        if (!wino) set.conv(pc.pc, xv, a, b, y0, y1, ow, e);
+        else if (a == 0 && b == n && y0 == 0 && y1 == oh) wino_conv(set, pc.pw, xv, n, h, e, wws);
         else throw std::logic_error("wino check: whole maps only");
+    };
+    auto run = [&](int y0, int y1, const Epilogue& e) {
+        over_images(n, n0, [&](int a, int b) { op(K, a, b, y0, y1, e); });
     };
     Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, k, stride, 1, false);
     Tensor extra = rand_tensor(r, n, oh, ow, cout);
     Tensor src2 = rand_tensor(r, n, oh, ow, cout);
     Epilogue ep;
     ep.relu = relu;
+    auto whole = [&](const Kernels& set) { op(set, 0, n, 0, oh, ep); };  // the timed call, ep as the mode sets it
     AlignedBuf ob, eb, s2b, o2b;
     if (mode == "res") {
         ep.res = to_padded(extra, eb);
@@ -127,7 +172,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
         std::vector<float> pool(size_t(n) * cout, 0.f);
         ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(oh * ow);
         run(0, oh, ep);
-        return max_err(pool, ref::global_avgpool(want));
+        return then_time(max_err(pool, ref::global_avgpool(want)), whole);
     }
     if (mode == "shuf") {
         Tensor o(n, oh, ow, 2 * cout);
@@ -135,7 +180,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
         ep.out = ov; ep.shuf = to_padded(src2, s2b);
         run(0, oh, ep);
         Tensor want_s = ref::channel_shuffle(ref::concat_channels(src2, want), 2);
-        return max_err(from_view(ov, n, oh, ow, 2 * cout).d, want_s.d);
+        return then_time(max_err(from_view(ov, n, oh, ow, 2 * cout).d, want_s.d), whole);
     }
     if (mode == "vs_driver") {
         // the plain store (which may take a backend's fast path) against the generic driver's
@@ -148,7 +193,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
         acc.out = av;
         acc.accumulate = true;
         run(0, oh, acc);
-        return max_err(from_view(pv, n, oh, ow, cout).d, from_view(av, n, oh, ow, cout).d);
+        return then_time(max_err(from_view(pv, n, oh, ow, cout).d, from_view(av, n, oh, ow, cout).d), whole);
     }
     Tensor o0 = mode == "acc" ? extra : Tensor(n, oh, ow, cout);
     View ov = to_padded(o0, ob);
@@ -168,7 +213,7 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     }
     if (mode == "out2") e = max_err(from_view(ep.out2, n, oh, ow, cout).d, ref::add(want, src2).d);
     if (mode == "acc") want = ref::add(want, extra);
-    return std::max(e, max_err(from_view(ov, n, oh, ow, cout).d, want.d));
+    return then_time(std::max(e, max_err(from_view(ov, n, oh, ow, cout).d, want.d)), whole);
 }
 
 double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
@@ -186,14 +231,19 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, 1, 1, 1, relu);
     Epilogue ep;
     ep.relu = relu;
-    auto run = [&](int y0, int y1, const Epilogue& e) {
-        over_images(n, n0, [&](int a, int b) { K.conv1x1_skip0(sk.psk, xv, a, b, y0, y1, w, e); });
+    // the op on a kernel set for images [a, b), output rows [y0, y1)
+    auto op = [&](const Kernels& set, int a, int b, int y0, int y1, const Epilogue& e) {
+        set.conv1x1_skip0(sk.psk, xv, a, b, y0, y1, w, e);
     };
+    auto run = [&](int y0, int y1, const Epilogue& e) {
+        over_images(n, n0, [&](int a, int b) { op(K, a, b, y0, y1, e); });
+    };
+    auto whole = [&](const Kernels& set) { op(set, 0, n, 0, h, ep); };  // the timed call, ep as the mode sets it
     if (mode == "pool") {
         std::vector<float> pool(size_t(n) * cout, 0.f);
         ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(h * w);
         run(0, h, ep);
-        return max_err(pool, ref::global_avgpool(want));
+        return then_time(max_err(pool, ref::global_avgpool(want)), whole);
     }
     View ov = to_padded(Tensor(n, h, w, cout), ob);
     ep.out = ov;
@@ -204,7 +254,7 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
         run(0, h, ep);
     }
     const Tensor got = from_view(ov, n, h, w, cout);
-    if (mode == "plain") return max_err(got.d, want.d);
+    if (mode == "plain") return then_time(max_err(got.d, want.d), whole);
     // "dense" / "nan": the dense kernel on the same input; skipping exact zeros must not change
     // a single bit (NaN compares equal to NaN here; "nan" also requires NaN to reach the output)
     View dv = to_padded(Tensor(n, h, w, cout), db);
@@ -221,7 +271,7 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
         if (!gn) e = std::max(e, std::fabs(double(got.d[i]) - dense_out.d[i]));
     }
     if (mode == "nan" && !nan_seen) return INFINITY;
-    return e;
+    return then_time(e, whole);
 }
 
 double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0) {
@@ -234,8 +284,10 @@ double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, boo
     View xv = to_padded(x, xb);
     Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), c, 3, stride, c, relu);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    over_images(n, n0, [&](int a, int b) { K.dw3x3(pd.pd, xv, a, b, 0, want.h, want.w, ov, relu); });
-    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+    auto op = [&](const Kernels& set, int a, int b) { set.dw3x3(pd.pd, xv, a, b, 0, want.h, want.w, ov, relu); };
+    over_images(n, n0, [&](int a, int b) { op(K, a, b); });
+    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
+                     [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
@@ -246,8 +298,10 @@ double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed
     View xv = to_padded(x, xb);
     Tensor want = ref::maxpool3s2(x);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    over_images(n, n0, [&](int a, int b) { K.maxpool3s2(xv, c, a, b, 0, want.h, want.w, ov); });
-    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+    auto op = [&](const Kernels& set, int a, int b) { set.maxpool3s2(xv, c, a, b, 0, want.h, want.w, ov); };
+    over_images(n, n0, [&](int a, int b) { op(K, a, b); });
+    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
+                     [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
@@ -258,8 +312,10 @@ double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned s
     View xv = to_padded(x, xb);
     Tensor want = ref::maxpool2s2(x);
     View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    over_images(n, n0, [&](int a, int b) { K.maxpool2s2(xv, c, a, b, 0, want.h, want.w, ov); });
-    return max_err(from_view(ov, n, want.h, want.w, c).d, want.d);
+    auto op = [&](const Kernels& set, int a, int b) { set.maxpool2s2(xv, c, a, b, 0, want.h, want.w, ov); };
+    over_images(n, n0, [&](int a, int b) { op(K, a, b); });
+    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
+                     [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
@@ -268,8 +324,10 @@ double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigne
     Tensor fine = rand_tensor(r, n, h, w, c), coarse = rand_tensor(r, n, (h + 1) / 2, (w + 1) / 2, c);
     AlignedBuf fb, cb, ob;
     View fv = to_padded(fine, fb), cv = to_padded(coarse, cb), ov = to_padded(Tensor(n, h, w, c), ob);
-    over_images(n, n0, [&](int a, int b) { K.upsample2_add(fv, cv, c, a, b, 0, h, w, ov); });
-    return max_err(from_view(ov, n, h, w, c).d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d);
+    auto op = [&](const Kernels& set, int a, int b) { set.upsample2_add(fv, cv, c, a, b, 0, h, w, ov); };
+    over_images(n, n0, [&](int a, int b) { op(K, a, b); });
+    return then_time(max_err(from_view(ov, n, h, w, c).d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d),
+                     [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed) {
@@ -279,8 +337,9 @@ double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed
     AlignedBuf xb;
     View xv = to_padded(x, xb);
     std::vector<float> got(size_t(n) * c);
-    K.avgpool(xv, c, n, h, w, got.data());
-    return max_err(got, ref::global_avgpool(x));
+    auto op = [&](const Kernels& set) { set.avgpool(xv, c, n, h, w, got.data()); };
+    op(K);
+    return then_time(max_err(got, ref::global_avgpool(x)), op);
 }
 
 double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed) {
@@ -288,8 +347,9 @@ double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed)
     Rng r(seed);
     auto x = r.vec(size_t(n) * in_f), wt = r.vec(size_t(out_f) * in_f), b = r.vec(out_f);
     std::vector<float> got(size_t(n) * out_f);
-    K.linear(x.data(), n, in_f, wt.data(), b.data(), out_f, got.data());
-    return max_err(got, ref::linear(x, n, in_f, wt.data(), b.data(), out_f));
+    auto op = [&](const Kernels& set) { set.linear(x.data(), n, in_f, wt.data(), b.data(), out_f, got.data()); };
+    op(K);
+    return then_time(max_err(got, ref::linear(x, n, in_f, wt.data(), b.data(), out_f)), op);
 }
 
 double block(const std::string& isa, const std::string& kind_arg, int n, int h, int cin, int cout, int stride,
@@ -319,8 +379,9 @@ double block(const std::string& isa, const std::string& kind_arg, int n, int h, 
     View xv = to_padded(x, xb);
     View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
     Workspace ws;
-    block_forward(K, cb, xv, n, h, ov, ws);
-    return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
+    auto op = [&](const Kernels& set) { block_forward(set, cb, xv, n, h, ov, ws); };
+    op(K);
+    return then_time(max_err(from_view(ov, n, want.h, want.w, cout).d, want.d), op);
 }
 
 double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed) {
@@ -336,8 +397,31 @@ double stem(const std::string& isa, int n, int size, int cin, int cout, int k, i
     AlignedBuf ob;
     View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
     Workspace ws;
-    stem_forward(K, pc, x.data(), n, size, ws, ov);
-    return max_err(from_view(ov, n, want.h, want.w, cout).d, want.d);
+    auto op = [&](const Kernels& set) { stem_forward(set, pc, x.data(), n, size, ws, ov); };
+    op(K);
+    return then_time(max_err(from_view(ov, n, want.h, want.w, cout).d, want.d), op);
+}
+
+std::vector<double> time_check(const std::vector<std::string>& isas, int reps, int rounds,
+                               const std::function<double(const std::string& isa)>& check) {
+    if (isas.empty()) throw std::invalid_argument("time_check: no kernel set to time");
+    if (reps < 1 || rounds < 1) throw std::invalid_argument("time_check: reps and rounds must be >= 1");
+    TimingRequest t;
+    t.reps = reps;
+    t.rounds = rounds;
+    for (const std::string& isa : isas) {
+        if (std::count(isas.begin(), isas.end(), isa) > 1)
+            throw std::invalid_argument("time_check: kernel set '" + isa + "' is listed twice");
+        t.sets.push_back(&kernels_select(isa));  // refuses a set this build or CPU lacks
+    }
+    struct Scope {  // the request lives for this one check, also when it throws
+        explicit Scope(TimingRequest* r) { timing_request = r; }
+        ~Scope() { timing_request = nullptr; }
+    } scope(&t);
+    check(isas.front());
+    if (t.seconds.empty())
+        throw std::invalid_argument("time_check: the check returned before its timed call (it failed)");
+    return t.seconds;
 }
 
 }  // namespace pyfer::checks

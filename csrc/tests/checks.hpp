@@ -5,8 +5,12 @@
 //
 // n0 (the kernels taking an image range [n0, n1)): 0 runs the n images in one call; n0 in (0, n)
 // runs [0, n0) and then [n0, n), a call with n0 > 0 as the engine's per-image calls make.
+//
+// Each check can also time its op (time_check, at the end).
 #pragma once
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace pyfer::checks {
 
@@ -31,5 +35,16 @@ double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed)
 double block(const std::string& isa, const std::string& kind, int n, int h, int cin, int cout, int stride,
              unsigned seed);
 double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed);
+
+// A/B timing of kernel sets (pyfer._checks.time_op, scripts/bench_ops.py): runs check(isas[0]),
+// one of the checks above, which checks its op as usual and then times the op's call on each set
+// of isas on the data it prepared: one call over all n images and rows, as the check makes it (for
+// the fused stem, block and Winograd conv that those checks run, that whole call); never the data
+// setup or the reference. Sets are interleaved so that a busy machine slows them alike: per round,
+// each set in turn takes the best of `reps` samples (a sample repeats the call for >= ~20 us); a
+// set's time is the median of its per-round bests. In the calling thread. Returns seconds per
+// call, in the order of isas; refuses (std::invalid_argument) a set this build or CPU lacks.
+std::vector<double> time_check(const std::vector<std::string>& isas, int reps, int rounds,
+                               const std::function<double(const std::string& isa)>& check);
 
 }  // namespace pyfer::checks
