@@ -166,11 +166,15 @@ def test_two_processes_cannot_train_one_folder(tmp_path):
 def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.train", "student", "--out", str(out), *TINY, "--epochs", "50"]
-    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell starts background jobs (CI under nohup) with SIGINT ignored, which the child would
+    # inherit: give it the default, as a terminal's foreground run has
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in p.stdout:  # stop it during epoch 2, once epoch 1 is saved
             if "epoch 1/50" in line:
                 break
+        assert p.poll() is None, "the run ended before it could be stopped"
         p.send_signal(sig)
         _, err = p.communicate(timeout=120)
     finally:
