@@ -181,3 +181,15 @@ def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig):
         p.kill()
     assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err[-2000:]
     assert load_checkpoint(out / "last.pt").state["epoch"] >= 0
+
+
+def test_val_limit_also_limits_the_second_domain(tiny_sets):
+    from pyfer.preprocess import PreprocessSpec
+    from training.train import load_data
+
+    source, manifest = tiny_sets
+    args = args_for(Path("unused"), "--data", source, "--val2", str(manifest), "--val-limit", "7")
+    train_set, val_set, val2_set = load_data(args, PreprocessSpec(64))
+    assert len(val_set) == 7 and len(val2_set) == 7 and len(set(val2_set.labels)) == 7  # stratified: 7 classes
+    full = load_data(args_for(Path("unused"), "--data", source, "--val2", str(manifest)), PreprocessSpec(64))[2]
+    assert len(full) == 14

@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-limit", type=int, help="use a stratified subset of N training images (0: all)")
     ap.add_argument("--train-sample", choices=("stratified", "random"), default="stratified",
                     help="how --train-limit picks: stratified (rare classes first) or random (the data's own prior)")
-    ap.add_argument("--val-limit", type=int, help="use a stratified subset of N validation images (0: all)")
+    ap.add_argument("--val-limit", type=int,
+                    help="use a stratified subset of N validation images, and of N --val2 images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -356,8 +357,10 @@ def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, 
         train_set = train_set.subset(np.sort(pick))
     elif args.train_limit:
         train_set = stratified_subset(train_set, args.train_limit, args.seed)
-    if args.val_limit:
+    if args.val_limit:  # both evaluation sets: a quick run should be quick at either
         val_set = stratified_subset(val_set, args.val_limit, args.seed)
+        if val2_set is not None:
+            val2_set = stratified_subset(val2_set, args.val_limit, args.seed)
     return train_set, val_set, val2_set
 
 
