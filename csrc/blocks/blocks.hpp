@@ -71,6 +71,9 @@ struct CpuNet {
     CpuConv stem;
     std::vector<CpuBlock> blocks;
     std::optional<CpuConv> conv5;
+    // The classifier, copied to 64-byte aligned memory: left in the model's std::vector, its
+    // alignment followed the heap and linear's time varied 1.2x-1.9x between processes
+    AlignedBuf fc_w, fc_b;  // [classes][features], [classes]
     static std::shared_ptr<const CpuNet> build(std::shared_ptr<const Model> m, const PlanOptions& o);
     static std::shared_ptr<const CpuNet> build(std::shared_ptr<const Model> m) { return build(std::move(m), PlanOptions::from_env()); }
 };

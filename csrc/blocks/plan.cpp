@@ -108,6 +108,8 @@ std::shared_ptr<const CpuNet> CpuNet::build(std::shared_ptr<const Model> m, cons
         h = m->blocks[i].desc.out_size(h);
     }
     if (m->conv5) net->conv5 = pack_cpu_conv(*m->conv5, choose_conv_algo(*m->conv5, {h, !m->blocks.empty(), false}, o));
+    net->fc_w = aligned_copy(m->fc_w);
+    net->fc_b = aligned_copy(m->fc_b);
     net->model = std::move(m);
     return net;
 }

@@ -126,7 +126,7 @@ void head_forward(const Kernels& K, const CpuNet& net, const View& in, int n, in
     } else {
         K.avgpool(in, F, n, H, H, feat);
     }
-    K.linear(feat, n, F, m.fc_w.data(), m.fc_b.data(), m.num_classes, logits);
+    K.linear(feat, n, F, net.fc_w.data(), net.fc_b.data(), m.num_classes, logits);
 }
 
 }  // namespace pyfer

@@ -13,6 +13,7 @@
 //     GEMM (im2col is never materialised; the micro-kernel walks tap pointers).
 //   PackedDW: [9][cp] (cp = c rounded up to 8), tap-major, channels contiguous.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -75,6 +76,15 @@ struct AlignedBuf {
     }
     float* data() const { return ptr; }
 };
+
+// A vector's values in 64-byte aligned memory (the classifier's weights: their alignment would
+// otherwise follow the heap, and linear's time with it)
+inline AlignedBuf aligned_copy(const std::vector<float>& v) {
+    AlignedBuf b;
+    b.resize(v.size());
+    std::copy(v.begin(), v.end(), b.data());
+    return b;
+}
 
 struct View {
     float* p = nullptr;
