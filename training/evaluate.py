@@ -118,6 +118,19 @@ def plot_confusion(confusion, class_names, path: str | Path, title: str = "") ->
     plt.close(fig)
 
 
+def class_prior_for(weights: str, source: str) -> np.ndarray:
+    """The training prior a post-hoc shift moves by: the one an export stores (the prior of the data
+    it trained on), else FERPlus train under ``source`` when that is FERPlus, else the default root."""
+    if str(weights).endswith(".safetensors"):
+        from training.export import read_metadata
+
+        stored = (read_metadata(weights).get("logit_adjustment") or {}).get("class_prior")
+        if stored:
+            return np.asarray(stored, np.float64)
+    kind, _, root = source.partition(":")
+    return ferplus_prior(root) if kind == "ferplus" and root else ferplus_prior()
+
+
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
              latency: bool = True, framing: str = "frame", prior_shift: float = 0.0) -> dict:
     model, spec, prep = load_model(weights)
@@ -130,7 +143,7 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
         data = load_framed(source, prep, split, FaceFraming(mode=framing))
     proba = predict_proba(model, data, prep, tta=tta)
     if prior_shift:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
-        z = np.log(proba) + prior_shift * np.log(ferplus_prior())
+        z = np.log(proba) + prior_shift * np.log(class_prior_for(weights, source))
         proba = np.exp(z - z.max(1, keepdims=True))
         proba /= proba.sum(1, keepdims=True)
     metrics = compute_metrics(data.labels, proba)
@@ -157,7 +170,8 @@ def main(argv=None) -> None:
     ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
                     help="frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
     ap.add_argument("--prior-shift", type=float, default=0.0,
-                    help="add SHIFT * log(FERPlus train prior) to the logits (post-hoc logit adjustment)")
+                    help="add SHIFT * log(training prior) to the logits (post-hoc logit adjustment; the prior an "
+                         "export stores, else FERPlus train under --data, else the default FERPlus)")
     ap.add_argument("--confusion-png", help="write the confusion matrix figure here")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")

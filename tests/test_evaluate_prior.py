@@ -1,0 +1,43 @@
+"""training.evaluate --prior-shift moves the logits by the prior of the data the model trained on:
+the prior an export stores, else FERPlus train under --data, and only then the default FERPlus
+(it used to read the default folder always, which on a GPU machine is not there)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from pyfer.preprocess import PreprocessSpec  # noqa: E402
+from training.data import ferplus_prior  # noqa: E402
+from training.evaluate import class_prior_for, evaluate  # noqa: E402
+from training.export import export_model  # noqa: E402
+from training.models import ModelSpec  # noqa: E402
+
+
+def _export(path, **kw):
+    import torch
+
+    torch.manual_seed(0)
+    spec = ModelSpec("shufflenetv2")
+    return export_model(spec.build(), spec, PreprocessSpec(48), path, **kw)
+
+
+def test_an_exports_stored_prior_wins(tiny_sets, tmp_path):
+    data, _ = tiny_sets
+    stored = np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    w = _export(tmp_path / "s.safetensors", class_prior=stored, prior_shift=0.5)
+    np.testing.assert_allclose(class_prior_for(str(w), data), stored)
+
+
+def test_without_a_stored_prior_the_data_folders_prior(tiny_sets, tmp_path):
+    data, manifest = tiny_sets
+    w = _export(tmp_path / "s.safetensors")
+    tiny = ferplus_prior(data.partition(":")[2])
+    np.testing.assert_allclose(class_prior_for(str(w), data), tiny)
+    # the shift reaches the scores: a strong shift towards the tiny set's most frequent class
+    # predicts it for (almost) every face
+    shifted = evaluate(str(w), data, latency=False, prior_shift=50.0)
+    assert shifted["prior_shift"] == 50.0
+    top = int(np.argmax(tiny))
+    assert shifted["per_class_recall"][list(shifted["per_class_recall"])[top]] == 1.0
