@@ -459,6 +459,30 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
     assert TeacherViews(2, 2, 8, 8, path, "other draws").filled == [False, False]
 
 
+def test_cached_teacher_answers_follow_the_teachers_contents_not_its_path(tmp_path, capsys):
+    """A resumed run whose teacher file moved keeps its kept views; another file at the old path
+    does not reuse them, and says so."""
+    import shutil
+
+    from training.train import TeacherViews, teacher_identity
+
+    first = tmp_path / "teacher.safetensors"
+    first.write_bytes(b"weights of the first teacher")
+    moved = tmp_path / "elsewhere" / "teacher.safetensors"
+    moved.parent.mkdir()
+    shutil.copy(first, moved)
+    assert teacher_identity(first) == teacher_identity(moved)
+    path = tmp_path / "teacher_views.pt"
+    views = TeacherViews(1, 2, 8, 8, path, teacher_identity(first))
+    views.logits += 1.0
+    views.epoch_done(0)
+    assert TeacherViews(1, 2, 8, 8, path, teacher_identity(moved)).filled == [True]
+    assert "taught again" not in capsys.readouterr().err
+    first.write_bytes(b"weights of another teacher")
+    assert TeacherViews(1, 2, 8, 8, path, teacher_identity(first)).filled == [False]
+    assert "taught again" in capsys.readouterr().err
+
+
 def test_peer_mixes_the_live_and_the_replayed_teacher_answers_and_views_keep_the_teachers_own(tmp_path):
     """--peer with --teacher-views: the peer gets the teacher's answer and the view it answered on,
     live and replayed alike; the kept views stay the teacher's own answers."""

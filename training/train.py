@@ -461,6 +461,19 @@ class EngineTeacher:
         return torch.from_numpy(self.engine.forward(x.detach().float().contiguous().numpy()))
 
 
+def teacher_identity(path) -> str:
+    """What cached teacher answers are keyed on: the teacher file's contents, not its path, so that
+    a run resumed with its teacher moved (``--teacher`` at a new path) keeps its cached answers,
+    and a different file at the old path does not reuse them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()[:16]}"
+
+
 def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path, key: str,
                           amp: bool) -> torch.Tensor:
     """The teacher's logits on every training face, computed once per run folder
@@ -471,6 +484,7 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
         saved = torch.load(path, map_location="cpu")
         if saved.get("key") == key and len(saved["logits"]) == len(x_train):
             return saved["logits"].to(x_train.device)
+        print(f"{path} holds another teacher's or data's answers: computing them again", file=sys.stderr)
     from tqdm import tqdm
 
     batches = range(0, len(x_train), 256)
@@ -505,6 +519,8 @@ class TeacherViews:
             saved = torch.load(path, map_location="cpu")
             if saved.get("key") == key and saved["logits"].shape == self.logits.shape:
                 self.logits, self.filled = saved["logits"], list(saved["filled"])
+            else:
+                print(f"{path} holds views of another teacher or recipe: they are taught again", file=sys.stderr)
 
     def draw(self, epoch: int) -> int:
         return epoch % self.k
@@ -739,7 +755,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     eval_amp = amp and device.type == "cuda"  # on CPU, validate in fp32 as the engine runs
     teacher_logits = None
     if teacher is not None and args.teacher_cache:
-        key = f"{args.teacher}|{args.framing}|{len(train_set)}|{train_set.names[0]}"
+        key = f"{teacher_identity(args.teacher)}|{args.framing}|{len(train_set)}|{train_set.names[0]}"
         teacher_logits = cached_teacher_logits(args, teacher, x_train, prep, out, key, amp)
     prior = np.maximum(train_set.class_counts(), 1) / len(train_set)
     shift = (args.balance * torch.log(torch.as_tensor(prior, dtype=torch.float32))).to(device) \
@@ -750,7 +766,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         width = teacher.fc.in_features if args.feature_kd else t_train.shape[1]
         views = TeacherViews(args.teacher_views, len(train_set) // args.batch_size, args.batch_size,
                              width, out / "teacher_views.pt",
-                             json.dumps([str(args.teacher), args.framing, len(train_set), train_set.names[0],
+                             json.dumps([teacher_identity(args.teacher), args.framing, len(train_set), train_set.names[0],
                                          args.seed, args.augment, args.mixup, args.input_size,
                                          args.student_clahe]
                                         # keys of runs without these options stay as they were
