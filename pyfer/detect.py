@@ -123,8 +123,11 @@ class HaarDetector:
         return [tuple(int(round(v / scale)) for v in b) for b in found]
 
 
+MEDIAPIPE_PIN = "mediapipe<0.10.30"  # the last releases with mp.solutions
+
+
 class MediaPipeDetector:
-    """MediaPipe's BlazeFace detector (``pip install mediapipe``; model 1 = full range, 0 = within 2 m).
+    """MediaPipe's BlazeFace detector (``pip install 'mediapipe<0.10.30'``; model 1 = full range, 0 = within 2 m).
 
     Its boxes are framed a little differently from Haar's; the default margin was measured for Haar.
     """
@@ -134,9 +137,13 @@ class MediaPipeDetector:
         try:
             import mediapipe as mp
         except ImportError as e:
-            raise ImportError("detector='mediapipe' needs the mediapipe package: pip install mediapipe") from e
-        self._fd = mp.solutions.face_detection.FaceDetection(model_selection=model_selection,
-                                                             min_detection_confidence=min_confidence)
+            raise ImportError(f"detector='mediapipe' needs the mediapipe package: pip install '{MEDIAPIPE_PIN}'") from e
+        solutions = getattr(mp, "solutions", None)
+        if solutions is None:  # mediapipe 0.10.30 removed the legacy solutions API this detector uses
+            raise ImportError(f"detector='mediapipe' needs MediaPipe's legacy 'solutions' API, which mediapipe "
+                              f"{getattr(mp, '__version__', '?')} lacks: pip install '{MEDIAPIPE_PIN}'")
+        self._fd = solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                          min_detection_confidence=min_confidence)
 
     def __call__(self, image: np.ndarray) -> list[Box]:
         import cv2

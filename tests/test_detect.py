@@ -388,8 +388,19 @@ def test_get_detector():
     try:
         import mediapipe  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="pip install mediapipe"):
+        with pytest.raises(ImportError, match="pip install 'mediapipe<0.10.30'"):
             get_detector("mediapipe")
+
+
+def test_a_mediapipe_without_its_legacy_solutions_api_is_a_clear_import_error(monkeypatch):
+    """mediapipe 0.10.30 and later have no mp.solutions: the detector says which version to install
+    (it raised AttributeError with a traceback)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "mediapipe", types.SimpleNamespace(__version__="0.10.31"))
+    with pytest.raises(ImportError, match=r"mediapipe 0\.10\.31 lacks: pip install 'mediapipe<0\.10\.30'"):
+        get_detector("mediapipe")
 
 
 def test_check_and_clip_box():
