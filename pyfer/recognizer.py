@@ -110,6 +110,50 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             break
 
 
+# A JPEG's entropy coding spends at least a bit on every 8x8 block (its DC term; Huffman codes,
+# progressive or not), so a file holds at most ~512 pixels per byte per component. Far beyond
+# that, the header's size is not what the file holds (cut short, or made to exhaust memory: a
+# 629-byte file announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB). Small images pass.
+JPEG_MAX_PIXELS_PER_BYTE = 2048
+JPEG_ALWAYS_OK_PIXELS = 1 << 24
+
+
+def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
+    """(width, height) from a JPEG's frame header (SOFn), or None when it has none."""
+    buf = memoryview(data)
+    pos, n = 2, len(buf)
+    while pos + 4 <= n:
+        if buf[pos] != 0xFF:
+            return None
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > n:
+                return None
+            return int.from_bytes(buf[pos + 7:pos + 9], "big"), int.from_bytes(buf[pos + 5:pos + 7], "big")
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        pos += 2 + length
+    return None
+
+
+def _check_jpeg_size(data: np.ndarray, name: str) -> None:
+    """Refuse a JPEG announcing far more pixels than its bytes can encode (JPEG_MAX_PIXELS_PER_BYTE)."""
+    size = jpeg_size(data)
+    if size is None:
+        return
+    pixels = size[0] * size[1]
+    if pixels > JPEG_ALWAYS_OK_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * data.size:
+        raise ValueError(f"cannot decode {name} as an image (its JPEG header announces {size[0]} x {size[1]} "
+                         f"pixels, more than its {data.size} bytes can hold: cut short or damaged)")
+
+
 def _tiff_orientation(t: bytes) -> int:
     """The Orientation tag (1-8) of EXIF data (a TIFF header and IFD0, after an optional
     ``Exif\\0\\0``); 1 when absent or malformed."""
@@ -183,6 +227,8 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
+    if jpeg:
+        _check_jpeg_size(data, name)
     try:
         img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. a header announcing more pixels than OpenCV's limit
@@ -204,6 +250,8 @@ def load_image(image: ImageLike) -> np.ndarray:
     taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
     ``ImageOps.exif_transpose`` first, or pass the path), so that boxes match the image held."""
     if isinstance(image, (str, os.PathLike)):
+        if not os.fspath(image):  # Path("") is ".", the working folder
+            raise FileNotFoundError("empty image path")
         path = Path(image)
         if path.is_dir():
             # FileNotFoundError, as for any path without an image file (the documented contract)
@@ -221,6 +269,9 @@ def load_image(image: ImageLike) -> np.ndarray:
     raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}")
 
 
+FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are read as [0, 1]
+
+
 def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if a.dtype == bool or a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
                                                    or np.issubdtype(a.dtype, np.floating)):
@@ -233,13 +284,15 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
         raise ValueError(f"empty image (shape {a.shape})")
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
-    if a.dtype == np.uint16:  # 16-bit PNG/TIFF
-        return (a >> 8).astype(np.uint8)
+    if a.dtype == np.uint16:  # 16-bit PNG/TIFF; 8-bit values cast to uint16 (max <= 255) stay as they are
+        return (a >> 8).astype(np.uint8) if int(a.max()) > 255 else a.astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ValueError("image has NaN or infinite values")
-        hi = float(a.max())
-        a = a * 255.0 if hi <= 1.0 else a  # floats in [0, 1] (skimage style) or [0, 255]
+        # floats in [0, 1] (skimage style), with the overshoot of a resize or a gain (up to 2)
+        # clipped; else [0, 255]. An image in [0, 255] whose maximum is 2 is black either way.
+        if float(a.max()) <= FLOAT_UNIT_RANGE_MAX:
+            a = np.clip(a, 0.0, 1.0) * 255.0
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 255:
         raise ValueError(f"image values must lie in [0, 255] (or [0, 1] for floats), got [{lo}, {hi}]")
@@ -259,6 +312,8 @@ def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
         if lm.shape != (5, 2) or not np.isfinite(lm).all():
             raise ValueError(f"landmarks must be 5 finite (x, y) points, got shape {lm.shape}")
     score = getattr(item, "score", None)
+    if score is not None and not (_is_number(score) and 0 <= score <= 1):
+        raise ValueError(f"a detection's score must be a number in [0, 1] (or None), got {score!r}")
     return box, lm, None if score is None else float(score)
 
 
@@ -328,6 +383,8 @@ class Recognizer:
         self.score_threshold = None if score_threshold is None else float(score_threshold)
         self.framing = self._framing(framing, align)
         self.margin = None if margin is None else float(margin)
+        if not (isinstance(flip, (bool, np.bool_)) or (_is_number(flip) and flip in (0, 1))):
+            raise TypeError(f"flip must be True or False, got {flip!r}")  # bool("no") is True
         self.flip = bool(flip)
         self.prior_shift, self._logit_offset = self._prior_shift(prior_shift)
         # seconds spent per stage by the last predict/predict_batch call (benchmarks, `pyfer predict -v`)
@@ -383,6 +440,10 @@ class Recognizer:
     def predict_batch(self, images: Sequence[ImageLike]) -> list[list[Face]]:
         """One list of faces per image; all faces go through the engine in one call."""
         _refuse_a_single_path(images, "predict_batch")
+        if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4))):
+            # iterated, one image would become hundreds of one-row "images" (all faceless)
+            raise ValueError(f"predict_batch takes a list of images; shape {images.shape} looks like one "
+                             "image: use predict(image) or predict_batch([image])")
         return self._predict_many(list(images), None)
 
     def classify(self, crops: Union[np.ndarray, Sequence[np.ndarray]]) -> np.ndarray:
@@ -405,6 +466,8 @@ class Recognizer:
         """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
         as ``predict`` returns them (largest first); boxes are validated, not clipped."""
         img = load_image(image)
+        if self.detector is None:  # predict's rule: the whole image is the face
+            return [((0, 0, img.shape[1], img.shape[0]), None, None)]
         return self._detect(img, img.shape[:2])
 
     def face_crops(self, image: ImageLike) -> np.ndarray:
@@ -434,7 +497,10 @@ class Recognizer:
 
     def _detect(self, img: np.ndarray, shape) -> list:
         dets = []
-        for item in self.detector(img):
+        found = self.detector(img)
+        if found is None or isinstance(found, (str, bytes)):
+            raise TypeError(f"the detector returned {found!r}; it must return a list of faces (empty: none)")
+        for item in found:
             box, lm, score = _as_detection(item)
             box = check_box(box, shape)
             if self.min_face is not None and max(box[2], box[3]) < self.min_face:

@@ -230,7 +230,10 @@ def test_input_forms_agree(recognizer):
         "gray HxWx1": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None],
         "bgra": cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
         "float [0,1]": bgr.astype(np.float32) / 255.0,
+        # the overshoot of a cubic resize or a gain, above 1 and below 0 (read as black before)
+        "float [0,1] overshoot": np.clip(bgr.astype(np.float32) / 255.0 * 1.1 - 0.02, -0.05, 1.1),
         "uint16": bgr.astype(np.uint16) * 257,
+        "uint16 with 8-bit values": bgr.astype(np.uint16),  # shifted down to black before
         "non-contiguous": np.ascontiguousarray(bgr[:, ::-1])[:, ::-1],
     }
     for name, image in variants.items():
@@ -384,6 +387,52 @@ def test_bad_files(recognizer, tmp_path):
         recognizer.predict(tmp_path / "missing.png")
     with pytest.raises(FileNotFoundError):
         recognizer.predict(tmp_path)  # a directory
+    with pytest.raises(FileNotFoundError, match="empty image path"):
+        recognizer.predict("")  # not the working folder ('.')
+
+
+def _jpeg_announcing(width: int, height: int, quality: int = 90, progressive: bool = False) -> bytes:
+    """A real 16x16 JPEG whose frame header is rewritten to announce width x height."""
+    from pyfer.recognizer import jpeg_size
+
+    flags = [cv2.IMWRITE_JPEG_QUALITY, quality] + ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if progressive else [])
+    data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8), flags)[1].tobytes())
+    assert jpeg_size(np.frombuffer(bytes(data), np.uint8)) == (16, 16)
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_announcing_more_pixels_than_its_bytes_hold_is_refused_before_decoding(recognizer, tmp_path,
+                                                                                     progressive):
+    """A 600-byte JPEG announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB (2.4 GB peak, 8 s)."""
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_jpeg_announcing(20000, 20000, progressive=progressive))
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"announces 20000 x 20000 pixels"):
+        recognizer.predict(bomb)
+    assert tracemalloc.get_traced_memory()[1] < 50 << 20
+    tracemalloc.stop()
+    # a small announced size decodes as before (OpenCV fills what the file lacks)
+    small = tmp_path / "small.jpg"
+    small.write_bytes(_jpeg_announcing(64, 48))
+    from pyfer.recognizer import load_image
+
+    assert load_image(small).shape[:2] == (48, 64)
+
+
+def test_real_large_jpegs_pass_the_size_check():
+    """Photos compress far less than the bound: a flat 6000 x 6000 JPEG at quality 50 holds
+    about 90 pixels a byte (the bound: 2048)."""
+    from pyfer.recognizer import JPEG_MAX_PIXELS_PER_BYTE, _check_jpeg_size
+
+    flat = cv2.imencode(".jpg", np.full((6000, 6000), 200, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])[1]
+    _check_jpeg_size(flat, "flat.jpg")
+    assert 6000 * 6000 / flat.size < JPEG_MAX_PIXELS_PER_BYTE / 4
 
 
 @pytest.mark.parametrize("boxes", [
@@ -586,6 +635,40 @@ def test_classify_refuses_a_single_colour_crop_and_a_bare_path(recognizer):
         with pytest.raises(TypeError, match="single path"):
             recognizer.predict_batch(path)
     assert len(recognizer.predict_batch([str(ASTRONAUT)])) == 1
+
+
+def test_predict_batch_refuses_a_single_image_array(recognizer):
+    """One image array iterated would be a few hundred one-row 'images', all faceless."""
+    bgr = cv2.imread(str(ASTRONAUT))
+    for one in (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)):
+        with pytest.raises(ValueError, match=r"predict_batch\(\[image\]\)"):
+            recognizer.predict_batch(one)
+    assert [len(f) for f in recognizer.predict_batch(np.stack([bgr, bgr]))] == [1, 1]  # a stack is a batch
+
+
+def test_detect_without_a_detector_is_the_whole_image(engine_module, weights_path):
+    rec = pyfer.Recognizer(weights_path, detector=None, threads=1)
+    ((box, lm, score),) = rec.detect(str(ASTRONAUT))
+    assert box == (0, 0, 320, 320) and lm is None and score is None
+    assert [f.box for f in rec.predict(str(ASTRONAUT))] == [box]
+
+
+@pytest.mark.parametrize("found,exc,message", [
+    (None, TypeError, "must return a list"),
+    ([type("D", (), {"box": (10, 20, 30, 40), "score": float("nan")})()], ValueError, "score must be"),
+    ([type("D", (), {"box": (10, 20, 30, 40), "score": 5.0})()], ValueError, "score must be"),
+])
+def test_a_custom_detectors_bad_output_is_a_clear_error(engine_module, weights_path, found, exc, message):
+    rec = pyfer.Recognizer(weights_path, detector=lambda img: found, threads=1)
+    with pytest.raises(exc, match=message):
+        rec.predict(str(ASTRONAUT))
+
+
+def test_flip_must_be_a_bool(engine_module, weights_path):
+    for bad in ("no", "False", 2, None):
+        with pytest.raises(TypeError, match="flip must be True or False"):
+            pyfer.Recognizer(weights_path, threads=1, flip=bad)
+    assert pyfer.Recognizer(weights_path, threads=1, flip=np.bool_(False)).flip is False
 
 
 def test_numpy_numbers_as_settings(engine_module, weights_path):
