@@ -66,7 +66,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="yunet", choices=["yunet", "yunet-tilted", "haar", "mediapipe", "none"],
                    help="face detector (default yunet); yunet-tilted also finds heads tilted 30-45 degrees "
                         "in large photos (about 3x the detection time); 'none' treats each whole image as one face")
-    p.add_argument("--min-face", type=int, default=None, metavar="PX",
+    p.add_argument("--min-face", type=float, default=None, metavar="PX",
                    help="smallest face to search for and report, in image pixels (default: report every face "
                         "found; yunet searches from 60 px, less in small images)")
     p.add_argument("--score-threshold", type=float, default=None, metavar="T",

@@ -226,6 +226,9 @@ def test_predict_detector_options(weights_path, capsys):
     rc, out, _ = run_cli(["predict", str(ASTRONAUT), "--json", "--min-face", "200", "--weights", str(weights_path)],
                          capsys)
     assert rc == 0 and json.loads(out)["faces"] == []  # her face is about 65 px
+    rc, out, _ = run_cli(["predict", str(ASTRONAUT), "--json", "--min-face", "30.5", "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 0 and len(json.loads(out)["faces"]) == 1  # pixels as the API takes them: any number
     rc, out, _ = run_cli(["predict", str(ASTRONAUT), "--json", "--score-threshold", "0.5", "--weights",
                           str(weights_path)], capsys)
     assert rc == 0 and len(json.loads(out)["faces"]) == 1
