@@ -86,6 +86,25 @@ class IoUTracker:
         return out
 
 
+def label_placement(text: str, box, shape, thick: int) -> tuple[int, int, float, tuple[int, int]]:
+    """Where a face's label goes: (x, baseline y, font scale, (width, height)). Above the box; a
+    face at the top edge gets it inside its own box, where it cannot cover the label of a face
+    below. Moved left and shrunk as needed to stay whole inside the image (a face filling a small
+    image cut it to "happines")."""
+    import cv2
+
+    x, y, w, _ = box
+    width = shape[1]
+    scale = max(0.4, w / 200)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    if tw + 2 > width:
+        scale *= (width - 2) / (tw + 2)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    tx = max(0, min(x, width - tw - 2))
+    ty = y - 4 if y - th - 6 >= 0 else y + th + 4
+    return tx, ty, scale, (tw, th)
+
+
 def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
     """Draw boxes, landmarks and labels on a BGR copy of ``image`` (gray, BGR or BGRA)."""
     import cv2
@@ -107,13 +126,9 @@ def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = 
             for px, py in f.landmarks:
                 cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 220, 255), -1, cv2.LINE_AA)
         text = f"{f.label} {f.confidence:.2f}" + (f" #{ids[i]}" if ids is not None else "")
-        scale = max(0.4, w / 200)
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        # above the box; a face at the top edge gets it inside its own box, where it cannot
-        # cover the label of a face below
-        ty = y - 4 if y - th - 6 >= 0 else y + th + 4
-        cv2.rectangle(out, (x, ty - th - 3), (x + tw + 2, ty + 3), (0, 0, 0), -1)
-        cv2.putText(out, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        tx, ty, scale, (tw, th) = label_placement(text, f.box, out.shape, thick)
+        cv2.rectangle(out, (tx, ty - th - 3), (tx + tw + 2, ty + 3), (0, 0, 0), -1)
+        cv2.putText(out, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out
 
 

@@ -53,6 +53,18 @@ def test_draw_faces_gray_and_color():
     assert not img.any()  # input untouched
 
 
+@pytest.mark.parametrize("box,shape", [((0, 0, 64, 64), (64, 64)), ((90, 5, 30, 30), (100, 120)),
+                                       ((0, 60, 320, 40), (100, 320))])
+def test_a_label_stays_whole_inside_the_image(box, shape):
+    """A face filling a small image, or at its right edge: the label is moved left and shrunk to
+    fit (it was cut to 'happines')."""
+    from pyfer.video import label_placement
+
+    tx, ty, scale, (tw, th) = label_placement("happiness 0.98 #12", box, shape, 1)
+    assert 0 <= tx and tx + tw + 2 <= shape[1] and ty - th - 3 >= 0 and scale > 0
+    assert draw_faces(np.zeros(shape, np.uint8), [face(box, 1)], [12]).shape == (*shape, 3)
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, sfew_faces):
     """24 frames, 320x240 @ 12 fps: two real SFEW faces moving in opposite directions."""
