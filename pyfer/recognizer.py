@@ -110,10 +110,11 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             break
 
 
-# A JPEG's entropy coding spends at least a bit on every 8x8 block (its DC term; Huffman codes,
-# progressive or not), so a file holds at most ~512 pixels per byte per component. Far beyond
-# that, the header's size is not what the file holds (cut short, or made to exhaust memory: a
-# 629-byte file announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB). Small images pass.
+# A JPEG's Huffman coding spends at least a bit on every 8x8 block (its DC term, progressive or
+# not), so a file holds at most ~512 pixels per byte per component. Far beyond that, the header's
+# size is not what the file holds (cut short, or made to exhaust memory: a 629-byte file
+# announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB). Images up to 16.7 MP always pass; a
+# larger arithmetic-coded JPEG (rare) of flat content could exceed the bound and be refused.
 JPEG_MAX_PIXELS_PER_BYTE = 2048
 JPEG_ALWAYS_OK_PIXELS = 1 << 24
 
@@ -123,8 +124,9 @@ def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
     buf = memoryview(data)
     pos, n = 2, len(buf)
     while pos + 4 <= n:
-        if buf[pos] != 0xFF:
-            return None
+        if buf[pos] != 0xFF:  # stray bytes between segments: the decoder skips them (with a warning)
+            pos += 1
+            continue
         marker = buf[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -269,7 +271,8 @@ def load_image(image: ImageLike) -> np.ndarray:
     raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}")
 
 
-FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are read as [0, 1]
+FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are read as [0, 1],
+FLOAT_UNIT_UNDERSHOOT = 0.1  # if their minimum is not below -this ([-1, 1] data is refused)
 
 
 def as_uint8_image(a: np.ndarray) -> np.ndarray:
@@ -289,9 +292,10 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ValueError("image has NaN or infinite values")
-        # floats in [0, 1] (skimage style), with the overshoot of a resize or a gain (up to 2)
-        # clipped; else [0, 255]. An image in [0, 255] whose maximum is 2 is black either way.
-        if float(a.max()) <= FLOAT_UNIT_RANGE_MAX:
+        # floats in [0, 1] (skimage style), the small over- and undershoot of a resize or a gain
+        # clipped; else [0, 255] (an image in [0, 255] whose maximum is 2 or less is near black)
+        lo, hi = float(a.min()), float(a.max())
+        if hi <= FLOAT_UNIT_RANGE_MAX and lo >= -FLOAT_UNIT_UNDERSHOOT:
             a = np.clip(a, 0.0, 1.0) * 255.0
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 255:
@@ -312,9 +316,14 @@ def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
         if lm.shape != (5, 2) or not np.isfinite(lm).all():
             raise ValueError(f"landmarks must be 5 finite (x, y) points, got shape {lm.shape}")
     score = getattr(item, "score", None)
-    if score is not None and not (_is_number(score) and 0 <= score <= 1):
-        raise ValueError(f"a detection's score must be a number in [0, 1] (or None), got {score!r}")
-    return box, lm, None if score is None else float(score)
+    if score is not None:
+        try:
+            score = float(score)  # also numpy and torch scalars
+        except (TypeError, ValueError):
+            raise ValueError(f"a detection's score must be a number (or None), got {score!r}") from None
+        if not np.isfinite(score):  # NaN would pass every threshold test and break the JSON output
+            raise ValueError(f"a detection's score must be a finite number (or None), got {score!r}")
+    return box, lm, score
 
 
 def _is_number(v) -> bool:
@@ -440,7 +449,7 @@ class Recognizer:
     def predict_batch(self, images: Sequence[ImageLike]) -> list[list[Face]]:
         """One list of faces per image; all faces go through the engine in one call."""
         _refuse_a_single_path(images, "predict_batch")
-        if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4))):
+        if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))):
             # iterated, one image would become hundreds of one-row "images" (all faceless)
             raise ValueError(f"predict_batch takes a list of images; shape {images.shape} looks like one "
                              "image: use predict(image) or predict_batch([image])")

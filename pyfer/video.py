@@ -86,23 +86,34 @@ class IoUTracker:
         return out
 
 
-def label_placement(text: str, box, shape, thick: int) -> tuple[int, int, float, tuple[int, int]]:
-    """Where a face's label goes: (x, baseline y, font scale, (width, height)). Above the box; a
-    face at the top edge gets it inside its own box, where it cannot cover the label of a face
-    below. Moved left and shrunk as needed to stay whole inside the image (a face filling a small
-    image cut it to "happines")."""
+LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none
+
+
+def label_placement(texts: list[str], box, shape, thick: int):
+    """Where a face's label goes: (text, x, baseline y, font scale, (width, height)) for the first
+    of ``texts`` (longest first) that fits the image's width at a readable size, or None. Above
+    the box; a face at the top edge gets it inside its own box, where it cannot cover the label of
+    a face below. Moved and shrunk as needed to stay whole inside the image (a face filling a
+    small image cut it to "happines")."""
     import cv2
 
     x, y, w, _ = box
-    width = shape[1]
-    scale = max(0.4, w / 200)
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    if tw + 2 > width:
-        scale *= (width - 2) / (tw + 2)
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    tx = max(0, min(x, width - tw - 2))
-    ty = y - 4 if y - th - 6 >= 0 else y + th + 4
-    return tx, ty, scale, (tw, th)
+    height, width = shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for text in texts:
+        scale = max(0.4, w / 200)
+        (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
+        room = width - 1 - 2 - 2 * thick  # the background is 2 px wider than the text; strokes spill thick
+        if tw > room:
+            scale *= room / tw
+            (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
+        if scale < LABEL_MIN_SCALE or th + descent + 2 * thick + 6 > height:
+            continue
+        tx = max(thick, min(x, width - 1 - tw - 2 - thick))
+        ty = y - 4 if y - th - 6 >= 0 else y + th + 4
+        ty = max(th + 3 + thick, min(ty, height - 1 - max(3, descent) - thick))
+        return text, tx, ty, scale, (tw, th)
+    return None
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
@@ -125,8 +136,12 @@ def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = 
             r = max(1, round(w / 40))
             for px, py in f.landmarks:
                 cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 220, 255), -1, cv2.LINE_AA)
-        text = f"{f.label} {f.confidence:.2f}" + (f" #{ids[i]}" if ids is not None else "")
-        tx, ty, scale, (tw, th) = label_placement(text, f.box, out.shape, thick)
+        ident = f" #{ids[i]}" if ids is not None else ""
+        place = label_placement([f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", f.label],
+                                f.box, out.shape, thick)
+        if place is None:  # no readable label fits this image
+            continue
+        text, tx, ty, scale, (tw, th) = place
         cv2.rectangle(out, (tx, ty - th - 3), (tx + tw + 2, ty + 3), (0, 0, 0), -1)
         cv2.putText(out, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out

@@ -41,3 +41,19 @@ def test_without_a_stored_prior_the_data_folders_prior(tiny_sets, tmp_path):
     assert shifted["prior_shift"] == 50.0
     top = int(np.argmax(tiny))
     assert shifted["per_class_recall"][list(shifted["per_class_recall"])[top]] == 1.0
+
+
+def test_a_class_the_training_set_lacks_gives_finite_scores(tiny_sets, tmp_path):
+    """A zero prior would be log(0) = -inf: NaN probabilities after a negative shift."""
+    import shutil
+
+    data, _ = tiny_sets
+    root = data.partition(":")[2]
+    labels = (tmp_path / "ferplus" / "FER2013Train" / "label.csv")
+    rows = [r for r in labels.read_text().splitlines() if not r.split(",")[-10 + 7] == "10"]  # no contempt
+    labels.write_text("\n".join(rows) + "\n")
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    assert ferplus_prior(root)[7] == 0
+    w = _export(tmp_path / "s.safetensors")
+    m = evaluate(str(w), data, latency=False, prior_shift=-1.0)
+    assert np.isfinite(m["accuracy"]) and np.isfinite(m["auc"])

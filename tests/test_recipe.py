@@ -460,26 +460,40 @@ def test_teacher_views_replay_earlier_epochs_and_skip_the_teacher(tmp_path):
 
 
 def test_cached_teacher_answers_follow_the_teachers_contents_not_its_path(tmp_path, capsys):
-    """A resumed run whose teacher file moved keeps its kept views; another file at the old path
-    does not reuse them, and says so."""
+    """The keys train_in keeps teacher answers under: a resumed run whose teacher file moved keeps
+    its kept views and logits; another file at the old path does not reuse them, and says so; a
+    folder written before the keys named the contents (the path's key) still resumes."""
     import shutil
 
-    from training.train import TeacherViews, teacher_identity
+    from training.data import FaceSet
+    from training.train import TeacherViews, build_parser, teacher_cache_keys
 
     first = tmp_path / "teacher.safetensors"
     first.write_bytes(b"weights of the first teacher")
     moved = tmp_path / "elsewhere" / "teacher.safetensors"
     moved.parent.mkdir()
     shutil.copy(first, moved)
-    assert teacher_identity(first) == teacher_identity(moved)
+    faces = FaceSet(np.zeros((4, 8, 8), np.uint8), np.zeros(4, np.int64), None, ["a.png", "b.png", "c.png", "d.png"])
+
+    def keys(teacher, kind="views", *flags):
+        args = build_parser().parse_args(["distill", "--teacher", str(teacher), "--out", str(tmp_path / "run"),
+                                          *flags])
+        return teacher_cache_keys(args, faces, kind)
+
+    for kind in ("views", "logits"):
+        assert keys(first, kind)[0] == keys(moved, kind)[0]
+        assert keys(first, kind)[1] != keys(moved, kind)[1]  # the pre-session-30 key named the path
+    assert keys(first)[0] != keys(first, "views", "--seed", "1")[0]  # other draws, other views
     path = tmp_path / "teacher_views.pt"
-    views = TeacherViews(1, 2, 8, 8, path, teacher_identity(first))
-    views.logits += 1.0
+    views = TeacherViews(1, 2, 8, 8, path, keys(first))
     views.epoch_done(0)
-    assert TeacherViews(1, 2, 8, 8, path, teacher_identity(moved)).filled == [True]
+    assert TeacherViews(1, 2, 8, 8, path, keys(moved)).filled == [True]
     assert "taught again" not in capsys.readouterr().err
+    old = TeacherViews(1, 2, 8, 8, tmp_path / "old_views.pt", keys(first)[1])  # written under the path's key
+    old.epoch_done(0)
+    assert TeacherViews(1, 2, 8, 8, tmp_path / "old_views.pt", keys(first)).filled == [True]
     first.write_bytes(b"weights of another teacher")
-    assert TeacherViews(1, 2, 8, 8, path, teacher_identity(first)).filled == [False]
+    assert TeacherViews(1, 2, 8, 8, path, keys(first)).filled == [False]
     assert "taught again" in capsys.readouterr().err
 
 

@@ -391,8 +391,10 @@ def test_bad_files(recognizer, tmp_path):
         recognizer.predict("")  # not the working folder ('.')
 
 
-def _jpeg_announcing(width: int, height: int, quality: int = 90, progressive: bool = False) -> bytes:
-    """A real 16x16 JPEG whose frame header is rewritten to announce width x height."""
+def _jpeg_announcing(width: int, height: int, quality: int = 90, progressive: bool = False,
+                     stray: bool = False) -> bytes:
+    """A real 16x16 JPEG whose frame header is rewritten to announce width x height (``stray``: a
+    junk byte before the frame header, which the decoder skips with a warning)."""
     from pyfer.recognizer import jpeg_size
 
     flags = [cv2.IMWRITE_JPEG_QUALITY, quality] + ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if progressive else [])
@@ -401,17 +403,19 @@ def _jpeg_announcing(width: int, height: int, quality: int = 90, progressive: bo
     sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
     data[sof + 5:sof + 7] = height.to_bytes(2, "big")
     data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    if stray:
+        data[sof:sof] = b"\x00"
     return bytes(data)
 
 
-@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("progressive,stray", [(False, False), (True, False), (False, True)])
 def test_a_jpeg_announcing_more_pixels_than_its_bytes_hold_is_refused_before_decoding(recognizer, tmp_path,
-                                                                                     progressive):
+                                                                                     progressive, stray):
     """A 600-byte JPEG announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB (2.4 GB peak, 8 s)."""
     import tracemalloc
 
     bomb = tmp_path / "bomb.jpg"
-    bomb.write_bytes(_jpeg_announcing(20000, 20000, progressive=progressive))
+    bomb.write_bytes(_jpeg_announcing(20000, 20000, progressive=progressive, stray=stray))
     tracemalloc.start()
     with pytest.raises(ValueError, match=r"announces 20000 x 20000 pixels"):
         recognizer.predict(bomb)
@@ -419,7 +423,7 @@ def test_a_jpeg_announcing_more_pixels_than_its_bytes_hold_is_refused_before_dec
     tracemalloc.stop()
     # a small announced size decodes as before (OpenCV fills what the file lacks)
     small = tmp_path / "small.jpg"
-    small.write_bytes(_jpeg_announcing(64, 48))
+    small.write_bytes(_jpeg_announcing(64, 48, stray=stray))
     from pyfer.recognizer import load_image
 
     assert load_image(small).shape[:2] == (48, 64)
@@ -640,7 +644,8 @@ def test_classify_refuses_a_single_colour_crop_and_a_bare_path(recognizer):
 def test_predict_batch_refuses_a_single_image_array(recognizer):
     """One image array iterated would be a few hundred one-row 'images', all faceless."""
     bgr = cv2.imread(str(ASTRONAUT))
-    for one in (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)):
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    for one in (bgr, gray, gray[:, :, None], cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)):
         with pytest.raises(ValueError, match=r"predict_batch\(\[image\]\)"):
             recognizer.predict_batch(one)
     assert [len(f) for f in recognizer.predict_batch(np.stack([bgr, bgr]))] == [1, 1]  # a stack is a batch
@@ -656,12 +661,25 @@ def test_detect_without_a_detector_is_the_whole_image(engine_module, weights_pat
 @pytest.mark.parametrize("found,exc,message", [
     (None, TypeError, "must return a list"),
     ([type("D", (), {"box": (10, 20, 30, 40), "score": float("nan")})()], ValueError, "score must be"),
-    ([type("D", (), {"box": (10, 20, 30, 40), "score": 5.0})()], ValueError, "score must be"),
+    ([type("D", (), {"box": (10, 20, 30, 40), "score": "high"})()], ValueError, "score must be"),
 ])
 def test_a_custom_detectors_bad_output_is_a_clear_error(engine_module, weights_path, found, exc, message):
     rec = pyfer.Recognizer(weights_path, detector=lambda img: found, threads=1)
     with pytest.raises(exc, match=message):
         rec.predict(str(ASTRONAUT))
+
+
+def test_a_custom_detectors_numpy_scalar_score_is_a_number(engine_module, weights_path):
+    rec = pyfer.Recognizer(weights_path, detector=lambda img: [type("D", (), {"box": (10, 20, 30, 40),
+                                                                             "score": np.array(0.7)})()], threads=1)
+    assert rec.predict(str(ASTRONAUT))[0].detection_score == pytest.approx(0.7)
+
+
+def test_floats_far_below_zero_are_refused_not_clipped(recognizer):
+    """[-1, 1] data (a common normalisation) would lose half its range to the clip."""
+    bgr = cv2.imread(str(ASTRONAUT)).astype(np.float32) / 127.5 - 1.0
+    with pytest.raises(ValueError, match=r"must lie in \[0, 255\]"):
+        recognizer.predict(bgr)
 
 
 def test_flip_must_be_a_bool(engine_module, weights_path):

@@ -53,16 +53,36 @@ def test_draw_faces_gray_and_color():
     assert not img.any()  # input untouched
 
 
+@pytest.mark.parametrize("thick", [1, 2, 5])
 @pytest.mark.parametrize("box,shape", [((0, 0, 64, 64), (64, 64)), ((90, 5, 30, 30), (100, 120)),
-                                       ((0, 60, 320, 40), (100, 320))])
-def test_a_label_stays_whole_inside_the_image(box, shape):
-    """A face filling a small image, or at its right edge: the label is moved left and shrunk to
-    fit (it was cut to 'happines')."""
+                                       ((0, 60, 320, 40), (100, 320)), ((0, 70, 400, 30), (100, 400)),
+                                       ((10, 10, 40, 40), (48, 200))])
+def test_a_label_stays_whole_inside_the_image(box, shape, thick):
+    """A face filling a small image, at its right or bottom edge: the label is moved and shrunk to
+    fit (it was cut to 'happines'), or shortened to stay readable, whatever the stroke width."""
+    from pyfer.video import LABEL_MIN_SCALE, label_placement
+
+    texts = ["happiness 0.98 #12", "happiness #12", "happiness"]
+    text, tx, ty, scale, (tw, th) = label_placement(texts, box, shape, thick)
+    assert scale >= LABEL_MIN_SCALE
+    # what OpenCV draws: the black background box and the text's strokes
+    img = np.zeros((*shape, 3), np.uint8)
+    cv2.rectangle(img, (tx, ty - th - 3), (tx + tw + 2, ty + 3), (0, 0, 255), -1)
+    cv2.putText(img, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    big = np.zeros((shape[0] + 40, shape[1] + 40, 3), np.uint8)  # the same drawn on a margin: nothing lost
+    cv2.rectangle(big, (tx + 20, ty - th - 3 + 20), (tx + tw + 22, ty + 23), (0, 0, 255), -1)
+    cv2.putText(big, text, (tx + 21, ty + 20), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    assert (big > 0).any(2).sum() == (img > 0).any(2).sum()
+    assert draw_faces(np.zeros(shape, np.uint8), [face(box, 1)], [12]).shape == (*shape, 3)
+
+
+def test_no_label_in_a_tiny_image():
     from pyfer.video import label_placement
 
-    tx, ty, scale, (tw, th) = label_placement("happiness 0.98 #12", box, shape, 1)
-    assert 0 <= tx and tx + tw + 2 <= shape[1] and ty - th - 3 >= 0 and scale > 0
-    assert draw_faces(np.zeros(shape, np.uint8), [face(box, 1)], [12]).shape == (*shape, 3)
+    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 20, 20), (20, 20), 1) is None
+    assert draw_faces(np.zeros((1, 1), np.uint8), [face((0, 0, 1, 1), 1)]).shape == (1, 1, 3)
+    img = np.zeros((64, 64), np.uint8)  # a 64 px face crop gets its label without the score
+    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 64, 64), img.shape, 1)[0] == "happiness"
 
 
 @pytest.fixture(scope="module")

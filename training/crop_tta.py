@@ -3,10 +3,11 @@ beat the one framing ``predict`` uses? Scored by issue 13's rule on FERPlus vali
 
 Each view frames every face by ``normalize_face`` with the landmark template zoomed about the
 crop's centre (``--scales``: 1.1 puts the landmarks 10% further apart, a tighter crop) or moved
-(``--offsets``: the crop shifted by that share of its side, left/right/up/down, at scale 1); each
-view is flip-averaged as at inference. Every single view and the averages of the zoomed views and
-of all views are scored at their own best prior shift (``training.prior_shift``'s rule), and each
-average is set against the plain view by a paired bootstrap over faces (both sets resampled).
+(``--offset``: the face moved by that share of the crop's side, left/right/up/down in the crop,
+at scale 1); each view is flip-averaged as at inference. Every single view and the averages of
+the zoomed views and of all views are scored at their own best prior shift
+(``training.prior_shift``'s rule), and each average is set against the plain view by a paired
+bootstrap over faces (both sets resampled).
 
     python -m training.crop_tta --weights pyfer/models/tsnet_student.safetensors --out results/crop_tta_student
 
@@ -29,13 +30,15 @@ from training.prior_shift import REPO, TARGETS, best_shift, format_cells, framed
 
 def view_framing(base: FaceFraming, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0) -> FaceFraming:
     """``base`` with its landmark template zoomed by ``scale`` about the crop's centre, then moved
-    by (dx, dy) of the crop's side (the face moves the other way in the crop)."""
+    by (dx, dy) of the crop's side: the face lands that much further right (dx > 0) and down
+    (dy > 0) in the crop."""
     t = 0.5 + (np.asarray(base.template, np.float64) - 0.5) * scale + np.array([dx, dy])
     return replace(base, template=tuple(map(tuple, t.tolist())))
 
 
 def views(scales, offset: float) -> dict[str, tuple[float, float, float]]:
-    """View name -> (scale, dx, dy): each scale, then scale 1 moved by ``offset`` each way."""
+    """View name -> (scale, dx, dy): each scale, then scale 1 with the face moved by ``offset``
+    each way in the crop (the name says which)."""
     out = {f"zoom {s:g}": (float(s), 0.0, 0.0) for s in scales}
     if offset:
         for name, (dx, dy) in {"left": (-offset, 0), "right": (offset, 0), "up": (0, -offset),

@@ -128,7 +128,8 @@ def class_prior_for(weights: str, source: str) -> np.ndarray:
         if stored:
             return np.asarray(stored, np.float64)
     kind, _, root = source.partition(":")
-    return ferplus_prior(root) if kind == "ferplus" and root else ferplus_prior()
+    prior = ferplus_prior(root) if kind == "ferplus" and root else ferplus_prior()
+    return np.maximum(prior, 1e-6)  # a class the set lacks: no log(0), so no NaN scores after a shift
 
 
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,

@@ -474,15 +474,34 @@ def teacher_identity(path) -> str:
     return f"sha256:{h.hexdigest()[:16]}"
 
 
-def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path, key: str,
-                          amp: bool) -> torch.Tensor:
+def teacher_cache_keys(args, train_set: FaceSet, kind: str) -> tuple[str, ...]:
+    """The keys cached teacher answers are kept under (``kind``: "logits" for teacher_logits.pt,
+    "views" for teacher_views.pt): everything that decides them, the teacher by its contents.
+    The first is what is written; the second, the same with the teacher's path as runs before
+    session 30 wrote it, is still accepted, so that those runs resume without answering again
+    (such a folder, as before, cannot tell a teacher file replaced at the same path)."""
+    def key(teacher: str) -> str:
+        if kind == "logits":
+            return f"{teacher}|{args.framing}|{len(train_set)}|{train_set.names[0]}"
+        return json.dumps([teacher, args.framing, len(train_set), train_set.names[0], args.seed, args.augment,
+                           args.mixup, args.input_size, args.student_clahe]
+                          # keys of runs without these options stay as they were
+                          + ([args.sample_power] if args.sample_power != 1.0 else [])
+                          + ([f"cutmix {args.cutmix}"] if args.cutmix else [])
+                          + (["features"] if args.feature_kd else []))
+
+    return key(teacher_identity(args.teacher)), key(str(args.teacher))
+
+
+def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path,
+                          keys: tuple[str, ...], amp: bool) -> torch.Tensor:
     """The teacher's logits on every training face, computed once per run folder
     (``teacher_logits.pt``, kept for --resume). An exported teacher (.safetensors) runs in pyfer's
     own engine, which is several times faster than PyTorch on the CPU (BENCHMARKS.md)."""
     path = out / "teacher_logits.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu")
-        if saved.get("key") == key and len(saved["logits"]) == len(x_train):
+        if saved.get("key") in keys and len(saved["logits"]) == len(x_train):
             return saved["logits"].to(x_train.device)
         print(f"{path} holds another teacher's or data's answers: computing them again", file=sys.stderr)
     from tqdm import tqdm
@@ -498,7 +517,7 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
     else:
         logits = predict_logits(teacher, x_train, prep, batch=256, amp=amp)
     tmp = path.with_suffix(".tmp")
-    torch.save({"key": key, "logits": logits.cpu()}, tmp)
+    torch.save({"key": keys[0], "logits": logits.cpu()}, tmp)
     tmp.replace(path)
     return logits.to(x_train.device)
 
@@ -511,13 +530,15 @@ class TeacherViews:
     are kept as (K, batches, batch size, classes or feature width) float32 in ``teacher_views.pt`` beside the
     checkpoints, only for complete epochs, keyed on everything that decides the draws."""
 
-    def __init__(self, k: int, n_batches: int, batch_size: int, n_classes: int, path: Path, key: str):
-        self.k, self.path, self.key = k, path, key
+    def __init__(self, k: int, n_batches: int, batch_size: int, n_classes: int, path: Path,
+                 keys: str | tuple[str, ...]):
+        keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        self.k, self.path, self.key = k, path, keys[0]  # saved under the first; any one is accepted
         self.logits = torch.zeros(k, n_batches, batch_size, n_classes)
         self.filled = [False] * k
         if path.is_file():
             saved = torch.load(path, map_location="cpu")
-            if saved.get("key") == key and saved["logits"].shape == self.logits.shape:
+            if saved.get("key") in keys and saved["logits"].shape == self.logits.shape:
                 self.logits, self.filled = saved["logits"], list(saved["filled"])
             else:
                 print(f"{path} holds views of another teacher or recipe: they are taught again", file=sys.stderr)
@@ -755,8 +776,8 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     eval_amp = amp and device.type == "cuda"  # on CPU, validate in fp32 as the engine runs
     teacher_logits = None
     if teacher is not None and args.teacher_cache:
-        key = f"{teacher_identity(args.teacher)}|{args.framing}|{len(train_set)}|{train_set.names[0]}"
-        teacher_logits = cached_teacher_logits(args, teacher, x_train, prep, out, key, amp)
+        teacher_logits = cached_teacher_logits(args, teacher, x_train, prep, out,
+                                               teacher_cache_keys(args, train_set, "logits"), amp)
     prior = np.maximum(train_set.class_counts(), 1) / len(train_set)
     shift = (args.balance * torch.log(torch.as_tensor(prior, dtype=torch.float32))).to(device) \
         if args.balance else None
@@ -765,14 +786,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         # with --feature-kd the views keep the teacher's features (its logits follow from them)
         width = teacher.fc.in_features if args.feature_kd else t_train.shape[1]
         views = TeacherViews(args.teacher_views, len(train_set) // args.batch_size, args.batch_size,
-                             width, out / "teacher_views.pt",
-                             json.dumps([teacher_identity(args.teacher), args.framing, len(train_set), train_set.names[0],
-                                         args.seed, args.augment, args.mixup, args.input_size,
-                                         args.student_clahe]
-                                        # keys of runs without these options stay as they were
-                                        + ([args.sample_power] if args.sample_power != 1.0 else [])
-                                        + ([f"cutmix {args.cutmix}"] if args.cutmix else [])
-                                        + (["features"] if args.feature_kd else [])))
+                             width, out / "teacher_views.pt", teacher_cache_keys(args, train_set, "views"))
     folds_to = f", folding to {count_parameters(collapse_overparam(model, spec)):,}" if args.overparam else ""
     print(f"{args.mode}: {spec.arch} ({count_parameters(model):,} params{folds_to}), {len(train_set)} train / "
           f"{len(val_set)} valid images at {prep.input_size}px on {device}", flush=True)
