@@ -518,6 +518,13 @@ def info_dict(weights: Optional[str] = None) -> dict:
         d["weights"] = {"path": str(path), "sha256": _sha256(path)}
     except OSError as e:
         d["weights"] = f"unavailable: {e}"
+    else:
+        try:  # what the engine makes of the file (it used to be hashed and never checked)
+            m = pyfer.Engine(str(path), threads=1).info()
+            d["weights"]["model"] = {k: m[k] for k in ("architecture", "num_classes", "input_size", "in_channels",
+                                                       "gflops_per_image")}
+        except Exception as e:  # not a pyfer model, or no engine built: report, do not fail the rest
+            d["weights"]["error"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     try:
         from pyfer.yunet import default_backend, default_model_path
 
@@ -532,11 +539,18 @@ def info_dict(weights: Optional[str] = None) -> dict:
     return d
 
 
+def weights_usable(args, d: dict) -> bool:
+    """False when the user named --weights and the engine cannot load them (exit 2): a script that
+    checks a file with ``pyfer info --weights F`` learns it is no model. The default weights'
+    state is only reported (an engine not built yet still gets the rest of the report)."""
+    return not args.weights or (isinstance(d["weights"], dict) and "model" in d["weights"])
+
+
 def _info(args) -> int:
     d = info_dict(args.weights)
     if args.json:
         print(json.dumps(d))
-        return 0
+        return 0 if weights_usable(args, d) else 2
     b, w = d["build"], d["weights"]
     print(f"pyfer {d['pyfer']} (OpenCV {d['opencv']})")
     if isinstance(b, dict):
@@ -549,12 +563,18 @@ def _info(args) -> int:
         print(f"engine: {b}")
     if isinstance(w, dict):
         print(f"weights: {w['path']}\nsha256: {w['sha256']}")
+        if "model" in w:
+            m = w["model"]
+            print(f"model: {m['architecture']}, {m['num_classes']} classes, {m['input_size']} px x "
+                  f"{m['in_channels']} channel(s), {m['gflops_per_image']:.3f} GFLOP/image")
+        else:
+            print(f"model: cannot be loaded: {w.get('error')}")
     else:
         print(f"weights: {w}")
     det = d["detector"]
     print(f"detector: yunet ({det['backend']} backend) {det['path']} (sha256 {det['sha256'][:16]}...)"
           if isinstance(det, dict) else f"detector: {det}")
-    return 0
+    return 0 if weights_usable(args, d) else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -603,7 +623,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
 
     sub.add_parser("bench", help="engine/pipeline benchmarks (pyfer bench --help)")
 
-    p = sub.add_parser("info", help="version, build (ISA, CUDA), weights path and sha256")
+    p = sub.add_parser("info", help="version, build (ISA, CUDA), weights path, sha256 and model; exit 2 when "
+                                    "--weights names a file the engine cannot load")
     p.add_argument("--weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_info, cmd="info")

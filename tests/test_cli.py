@@ -85,6 +85,21 @@ def test_info(weights_path, capsys):
     assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()
 
 
+def test_info_checks_the_weights_it_is_given(weights_path, tmp_path, capsys):
+    """It used to hash any file and exit 0: a script checking a download learned nothing."""
+    assert main(["info", "--json", "--weights", str(weights_path)]) == 0
+    model = json.loads(capsys.readouterr().out)["weights"]["model"]
+    assert model["architecture"] == "shufflenetv2" and model["num_classes"] == 8
+    junk = tmp_path / "garbage.bin"
+    junk.write_bytes(b"not a model" * 10)
+    for flags in (["--json"], []):
+        assert main(["info", *flags, "--weights", str(junk)]) == 2
+        out = capsys.readouterr().out
+        assert "error" in out or "cannot be loaded" in out
+    assert main(["info", "--weights", str(REPO / "pyfer" / "models" / "yunet.safetensors")]) == 2  # no classifier
+    capsys.readouterr()
+
+
 def test_info_names_the_opencv_model_when_that_backend_is_chosen(weights_path, capsys, monkeypatch):
     monkeypatch.setenv("PYFER_YUNET_BACKEND", "opencv")
     assert main(["info", "--json", "--weights", str(weights_path)]) == 0
