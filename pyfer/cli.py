@@ -28,7 +28,6 @@ import csv
 import errno
 import functools
 import glob
-import hashlib
 import io
 import json
 import os
@@ -497,16 +496,9 @@ def _video(args) -> int:
     return EXIT_OK
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def info_dict(weights: Optional[str] = None) -> dict:
     import pyfer
+    from pyfer.engine import file_sha256
 
     d: dict = {"pyfer": pyfer.__version__}
     try:
@@ -515,7 +507,7 @@ def info_dict(weights: Optional[str] = None) -> dict:
         d["build"] = f"unavailable: {e}"
     try:
         path = Path(weights) if weights else pyfer.default_weights_path()
-        d["weights"] = {"path": str(path), "sha256": _sha256(path)}
+        d["weights"] = {"path": str(path), "sha256": file_sha256(path)}
     except OSError as e:
         d["weights"] = f"unavailable: {e}"
     else:
@@ -530,7 +522,7 @@ def info_dict(weights: Optional[str] = None) -> dict:
 
         backend = default_backend()
         m = default_model_path(backend)
-        d["detector"] = {"name": "yunet", "backend": backend, "path": str(m), "sha256": _sha256(m)}
+        d["detector"] = {"name": "yunet", "backend": backend, "path": str(m), "sha256": file_sha256(m)}
     except OSError as e:
         d["detector"] = f"unavailable: {e}"
     import cv2

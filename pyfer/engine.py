@@ -37,6 +37,18 @@ def _ext():
     return _engine
 
 
+def file_sha256(path) -> str:
+    """The hex sha256 of a file's contents (weights are identified by it: ``pyfer info``, and
+    training's caches of teacher answers), read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def build_info() -> dict:
     """Build facts: ``version``, ``isa`` ({compiled, runnable, detected, selected, why}), ``cuda`` (bool)."""
     return dict(_ext().build_info())

@@ -296,8 +296,9 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
         # clipped; else [0, 255] (an image in [0, 255] whose maximum is 2 or less is near black)
         lo, hi = float(a.min()), float(a.max())
         if hi <= FLOAT_UNIT_RANGE_MAX and lo >= -FLOAT_UNIT_UNDERSHOOT:
-            a = np.clip(a, 0.0, 1.0) * 255.0
-    lo, hi = float(a.min()), float(a.max())
+            return np.ascontiguousarray(np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8))
+    else:
+        lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 255:
         raise ValueError(f"image values must lie in [0, 255] (or [0, 1] for floats), got [{lo}, {hi}]")
     return np.ascontiguousarray(np.rint(a).astype(np.uint8))

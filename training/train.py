@@ -465,13 +465,9 @@ def teacher_identity(path) -> str:
     """What cached teacher answers are keyed on: the teacher file's contents, not its path, so that
     a run resumed with its teacher moved (``--teacher`` at a new path) keeps its cached answers,
     and a different file at the old path does not reuse them."""
-    import hashlib
+    from pyfer.engine import file_sha256
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()[:16]}"
+    return f"sha256:{file_sha256(path)[:16]}"
 
 
 def teacher_cache_keys(args, train_set: FaceSet, kind: str) -> tuple[str, ...]:
