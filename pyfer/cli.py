@@ -337,7 +337,7 @@ class _Progress:
 def _predict(args) -> int:
     import cv2
 
-    from pyfer.recognizer import load_image
+    from pyfer.recognizer import image_errors, load_image
     from pyfer.video import draw_faces
 
     # every check first: a usage error leaves nothing behind
@@ -386,7 +386,7 @@ def _predict(args) -> int:
                 image = load_image(path)  # decoded here, not in predict: the annotated copy needs it
                 t_decode = time.perf_counter() - t0
                 faces = rec.predict(image)
-            except (OSError, ValueError, TypeError, MemoryError, cv2.error) as e:
+            except image_errors() as e:
                 progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
                 failed += 1
                 progress.update()

@@ -327,6 +327,15 @@ def _as_detection(item) -> tuple[Any, Optional[np.ndarray], Optional[float]]:
     return box, lm, score
 
 
+def image_errors() -> tuple[type[Exception], ...]:
+    """What an image that cannot be read or used raises (missing or corrupt file, unsupported or
+    malformed array, too large to decode): one image's failure, which a batch or the CLI reports
+    and goes on from."""
+    import cv2  # imported late, as everywhere in pyfer: ``import pyfer`` stays fast
+
+    return (OSError, ValueError, TypeError, MemoryError, cv2.error)
+
+
 def _is_number(v) -> bool:
     """A real number (Python or numpy: ``np.float32(0.5)``, ``np.int64(40)``), not a bool."""
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
@@ -447,14 +456,20 @@ class Recognizer:
         faces come back in the given order."""
         return self._predict_many([image], None if boxes is None else [boxes])[0]
 
-    def predict_batch(self, images: Sequence[ImageLike]) -> list[list[Face]]:
-        """One list of faces per image; all faces go through the engine in one call."""
+    def predict_batch(self, images: Sequence[ImageLike],
+                      return_exceptions: bool = False) -> list[Union[list[Face], Exception]]:
+        """One list of faces per image; all faces go through the engine in one call.
+        ``return_exceptions``: an image that cannot be read or used (missing or corrupt file,
+        bad array) gets the exception in its place and the others are still predicted
+        (False: the first such image raises, for the whole batch)."""
         _refuse_a_single_path(images, "predict_batch")
         if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))):
             # iterated, one image would become hundreds of one-row "images" (all faceless)
             raise ValueError(f"predict_batch takes a list of images; shape {images.shape} looks like one "
                              "image: use predict(image) or predict_batch([image])")
-        return self._predict_many(list(images), None)
+        if not isinstance(return_exceptions, (bool, np.bool_)):
+            raise TypeError(f"return_exceptions must be True or False, got {return_exceptions!r}")
+        return self._predict_many(list(images), None, return_exceptions=bool(return_exceptions))
 
     def classify(self, crops: Union[np.ndarray, Sequence[np.ndarray]]) -> np.ndarray:
         """Already-cropped faces ((N, H, W) uint8 or a list of any-size images) -> (N, C) probabilities."""
@@ -521,34 +536,48 @@ class Recognizer:
         dets.sort(key=lambda d: (-d[0][2] * d[0][3], -(d[2] if d[2] is not None else 0.0)))
         return dets
 
-    def _predict_many(self, images: list, boxes_per_image: Optional[list]) -> list[list[Face]]:
+    def _predict_many(self, images: list, boxes_per_image: Optional[list],
+                      return_exceptions: bool = False) -> list[Union[list[Face], Exception]]:
         t = {"decode": 0.0, "detect": 0.0, "align": 0.0, "engine": 0.0}
         size = self.spec.input_size
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Box, Optional[np.ndarray], Optional[float]]] = []
+        failures: dict[int, Exception] = {}
         for i, image in enumerate(images):
-            t0 = time.perf_counter()
-            img = load_image(image)
-            t1 = time.perf_counter()
-            shape = img.shape[:2]
-            given = boxes_per_image is not None and boxes_per_image[i] is not None
-            if given:
-                dets = [(check_box(b, shape), None, None) for b in boxes_per_image[i]]
-            elif self.detector is None:
-                dets = None
-            else:
-                dets = self._detect(img, shape)
-            t2 = time.perf_counter()
-            if dets is None:  # whole image is the face: no framing
-                crops.append(resize_face(to_gray(img), size))
-                owners.append((i, (0, 0, shape[1], shape[0]), None, None))
-            else:
-                crops.extend(self._frame(img, dets, from_detector=not given))
-                owners.extend((i, clip_box(box, shape), lm, score) for box, lm, score in dets)
-            t3 = time.perf_counter()
-            t["decode"] += t1 - t0
-            t["detect"] += t2 - t1
-            t["align"] += t3 - t2
+            t0, t1, t2 = time.perf_counter(), None, None
+            try:
+                img = load_image(image)
+                t1 = time.perf_counter()
+                shape = img.shape[:2]
+                given = boxes_per_image is not None and boxes_per_image[i] is not None
+                if given:
+                    dets = [(check_box(b, shape), None, None) for b in boxes_per_image[i]]
+                elif self.detector is None:
+                    dets = None
+                else:
+                    dets = self._detect(img, shape)
+                t2 = time.perf_counter()
+                if dets is None:  # whole image is the face: no framing
+                    image_crops = [resize_face(to_gray(img), size)]
+                    image_owners = [(i, (0, 0, shape[1], shape[0]), None, None)]
+                else:
+                    image_crops = self._frame(img, dets, from_detector=not given)
+                    image_owners = [(i, clip_box(box, shape), lm, score) for box, lm, score in dets]
+            except image_errors() as e:
+                if not return_exceptions:
+                    raise
+                failures[i] = e
+                continue
+            finally:  # a failed image's time goes to the stage it failed in
+                t3 = time.perf_counter()
+                t1 = t3 if t1 is None else t1
+                t2 = t3 if t2 is None else t2
+                t["decode"] += t1 - t0
+                t["detect"] += t2 - t1
+                t["align"] += t3 - t2
+            # added only once the whole image has gone through: a failure leaves no stray crop
+            crops.extend(image_crops)
+            owners.extend(image_owners)
         t4 = time.perf_counter()
         probs = self._infer(crops) if crops else np.zeros((0, len(self.class_names)), np.float64)
         t["engine"] = time.perf_counter() - t4
@@ -560,7 +589,7 @@ class Recognizer:
             landmarks = None if lm is None else tuple((float(x), float(y)) for x, y in lm)
             out[i].append(Face(box=box, label=self.class_names[k], scores=scores, confidence=float(p[k]),
                                landmarks=landmarks, detection_score=score))
-        return out
+        return [failures.get(i, faces) for i, faces in enumerate(out)]
 
     def _infer(self, grays: list[np.ndarray]) -> np.ndarray:
         size = self.spec.input_size

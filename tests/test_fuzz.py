@@ -382,6 +382,15 @@ def test_predict_batch_mixed(rec, astro, items):
              "nan": np.full((8, 8), np.nan), "bad_shape": np.zeros((4, 4, 7), np.uint8),
              "missing": Path("/nonexistent/x.png"), "none": None, "list": [[1, 2], [3, 4]]}
     images = [table[k] for k in items]
+    # with return_exceptions, each bad item fails alone and the rest equal their own predict
+    kept = rec.predict_batch(images, return_exceptions=True)
+    assert len(kept) == len(images)
+    for k, img, faces in zip(items, images, kept):
+        if isinstance(faces, Exception):
+            assert isinstance(faces, DOCUMENTED) and documented(faces) and k in {"nan", "bad_shape", "missing",
+                                                                                  "none", "list"}, (k, faces)
+        else:
+            assert [f.box for f in faces] == [f.box for f in rec.predict(img)]
     try:
         out = rec.predict_batch(images)
     except DOCUMENTED as e:

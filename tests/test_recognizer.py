@@ -651,6 +651,28 @@ def test_predict_batch_refuses_a_single_image_array(recognizer):
     assert [len(f) for f in recognizer.predict_batch(np.stack([bgr, bgr]))] == [1, 1]  # a stack is a batch
 
 
+def test_predict_batch_return_exceptions(recognizer, tmp_path):
+    """One unreadable image fails the whole batch by default; with return_exceptions it gets its
+    exception in its place and every other image is predicted as on its own."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    bgr = cv2.imread(str(ASTRONAUT))
+    images = [str(ASTRONAUT), tmp_path / "missing.png", bgr, corrupt, np.zeros((4, 4, 7), np.uint8), bgr[:, :, 0]]
+    with pytest.raises(FileNotFoundError):
+        recognizer.predict_batch(images)
+    out = recognizer.predict_batch(images, return_exceptions=True)
+    assert len(out) == len(images)
+    assert isinstance(out[1], FileNotFoundError) and "missing.png" in str(out[1])
+    assert isinstance(out[3], ValueError) and isinstance(out[4], ValueError)
+    for i in (0, 2, 5):
+        single = recognizer.predict(images[i])
+        assert [f.box for f in out[i]] == [f.box for f in single] and len(single) == 1
+        assert out[i][0].scores == pytest.approx(single[0].scores, abs=1e-5)
+    assert recognizer.predict_batch([str(ASTRONAUT)], return_exceptions=True)[0][0].label == "happiness"
+    with pytest.raises(TypeError, match="return_exceptions"):
+        recognizer.predict_batch([bgr], return_exceptions="yes")
+
+
 def test_detect_without_a_detector_is_the_whole_image(engine_module, weights_path):
     rec = pyfer.Recognizer(weights_path, detector=None, threads=1)
     ((box, lm, score),) = rec.detect(str(ASTRONAUT))
