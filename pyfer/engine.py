@@ -32,7 +32,7 @@ def _ext():
     except ImportError as e:  # pragma: no cover - depends on the build
         raise ImportError(
             "pyfer's compiled engine (pyfer._engine) is missing: build it with "
-            "`pip install --no-build-isolation .` or the dev build in BENCHMARKS.md/README"
+            "`pip install .` (or the editable dev build in DEVELOPERS.md, \"Build and test\")"
         ) from e
     return _engine
 

@@ -5,7 +5,7 @@
 # Needs the FERPlus cache (.cache/ferplus_*.npz) and label files (.cache/ferplus/*/label.csv),
 # made by scripts/prepare_gpu_data.sh, since ../shared does not travel to the device machine.
 set -u
-out=${1:?out dir}; epochs=${2:-40}; abl_epochs=${3:-12}; phase_s=${4:-210}; shift 4 || true
+out=${1:?out dir}; epochs=${2:-40}; abl_epochs=${3:-12}; phase_s=${4:-210}; shift $(( $# < 4 ? $# : 4 ))  # EXTRA only after all four
 extra=("$@")
 data=ferplus:.cache/ferplus
 runs=runs/gpu

@@ -212,13 +212,14 @@ def match(truth: list, found: list, min_iou: float = 0.3) -> tuple[list[bool], i
 
 
 def main(argv=None) -> int:
+    import argparse
+
     import cv2
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = Path(argv[0])
+    ap = argparse.ArgumentParser(description="Write the synthetic group photos (PNGs) and truth.json "
+                                 "(the face boxes per photo) to OUT_DIR.")
+    ap.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    out = ap.parse_args(argv).out_dir
     out.mkdir(parents=True, exist_ok=True)
     truth = {}
     for p in build():

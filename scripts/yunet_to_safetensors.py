@@ -117,12 +117,17 @@ def check_convs(convs: dict) -> None:
             raise ValueError(f"{name}: unexpected conv {w.shape} {attrs}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv=None) -> int:
+    import argparse
+
     import onnx
     from safetensors.numpy import save_file
 
-    src = Path(argv[0]) if argv else DEFAULT_ONNX
-    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
+    ap = argparse.ArgumentParser(description="Convert YuNet's ONNX model into the safetensors file the engine runs.")
+    ap.add_argument("src", nargs="?", type=Path, default=DEFAULT_ONNX, metavar="MODEL.onnx")
+    ap.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, metavar="OUT.safetensors")
+    args = ap.parse_args(argv)
+    src, out = args.src, args.out
     model = onnx.load(str(src))
     convs = conv_modules(model)
     check_convs(convs)
@@ -140,4 +145,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
