@@ -37,6 +37,9 @@ class Face:
     landmarks: Optional[Landmarks] = None
     detection_score: Optional[float] = None  # the detector's confidence in [0, 1]; None if it has none
 
+    def __hash__(self) -> int:  # the generated hash would fail on ``scores`` (a dict); equal faces share these
+        return hash((self.box, self.label, self.confidence, self.landmarks, self.detection_score))
+
     def to_dict(self) -> dict:
         return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 6),
                 "scores": {k: round(v, 6) for k, v in self.scores.items()},

@@ -673,6 +673,14 @@ def test_predict_batch_return_exceptions(recognizer, tmp_path):
         recognizer.predict_batch([bgr], return_exceptions="yes")
 
 
+def test_faces_hash_and_compare(recognizer):
+    """Faces can be set members and dict keys (the generated hash failed on the scores dict)."""
+    bgr = cv2.imread(str(ASTRONAUT))
+    (a,), (b,), (mirrored,) = recognizer.predict(bgr), recognizer.predict(bgr.copy()), recognizer.predict(bgr[:, ::-1])
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1 and {a: "first"}[b] == "first"
+    assert a != mirrored and len({a, mirrored}) == 2
+
+
 def test_detect_without_a_detector_is_the_whole_image(engine_module, weights_path):
     rec = pyfer.Recognizer(weights_path, detector=None, threads=1)
     ((box, lm, score),) = rec.detect(str(ASTRONAUT))
