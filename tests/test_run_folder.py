@@ -162,14 +162,15 @@ def test_two_processes_cannot_train_one_folder(tmp_path):
     assert r.returncode != 0 and "being trained by another process" in r.stderr, r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig):
+@pytest.mark.parametrize("sig,sigint_at_start", [(signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.SIG_DFL),
+                                                 (signal.SIGINT, signal.SIG_IGN)])
+def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig, sigint_at_start):
+    """SIG_IGN at start: a shell script's background job (`nohup ... &`) inherits SIGINT ignored,
+    and `kill -INT` / `timeout -s INT` must stop it all the same."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.train", "student", "--out", str(out), *TINY, "--epochs", "50"]
-    # a shell starts background jobs (CI under nohup) with SIGINT ignored, which the child would
-    # inherit: give it the default, as a terminal's foreground run has
     p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, sigint_at_start))
     try:
         for line in p.stdout:  # stop it during epoch 2, once epoch 1 is saved
             if "epoch 1/50" in line:
@@ -193,3 +194,91 @@ def test_val_limit_also_limits_the_second_domain(tiny_sets):
     assert len(val_set) == 7 and len(val2_set) == 7 and len(set(val2_set.labels)) == 7  # stratified: 7 classes
     full = load_data(args_for(Path("unused"), "--data", source, "--val2", str(manifest)), PreprocessSpec(64))[2]
     assert len(full) == 14
+
+
+def resume_check(saved: dict, now: dict):
+    from types import SimpleNamespace
+
+    from training.train import check_resume_config
+
+    check_resume_config(SimpleNamespace(state={"config": saved}, path=Path("runs/x/last.pt")), now)
+
+
+@pytest.mark.parametrize("began,resumed", [(None, "sfew/manifest.csv"), ("sfew/manifest.csv", None)])
+def test_resume_refuses_adding_or_dropping_val2(began, resumed):
+    """best.pt is chosen by valid + val2 with --val2 and by valid alone without: a run's best so
+    far would not compare (the GPU recipe runs without --val2, a CPU resume might add it)."""
+    def config(val2):
+        return vars(args_for(Path("runs/x"), *(["--val2", val2] if val2 else [])))
+
+    with pytest.raises(SystemExit, match="--val2 .*best.pt is chosen by valid"):
+        resume_check(config(began), config(resumed))
+    resume_check(config("sfew/manifest.csv"), config("/elsewhere/sfew/manifest.csv"))  # moved: accepted
+
+
+def test_resume_refuses_another_teacher_by_contents():
+    def config(teacher, identity):
+        return {**vars(build_parser().parse_args(["distill", "--out", "runs/x", "--teacher", teacher])),
+                **({"teacher_identity": identity} if identity else {})}
+
+    with pytest.raises(SystemExit, match="is not the teacher"):
+        resume_check(config("models/a.safetensors", "sha256:aaaa"), config("models/a.safetensors", "sha256:bbbb"))
+    resume_check(config("models/a.safetensors", "sha256:aaaa"), config("/moved/a.safetensors", "sha256:aaaa"))
+    resume_check(config("models/a.safetensors", None), config("/moved/a.safetensors", "sha256:bbbb"))  # older run
+
+
+@pytest.mark.parametrize("left", [["best.pt"], ["ep3.pt"], ["log.jsonl"], ["best.pt", "log.jsonl"]])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_without_last_pt_is_not_trained_over(tmp_path, left, resume):
+    """best.pt, epN.pt or a log without last.pt/prev.pt (copied out, or deleted by hand) is still
+    trained work: a new run there would replace best.pt and cut the log."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in left:
+        (out / name).write_text('{"epoch": 1}\n')
+    with pytest.raises(SystemExit, match=r"holds a run's files .*--overwrite"):
+        run(args_for(out, *TINY, *(["--resume"] if resume else [])))
+    assert sorted(p.name for p in out.iterdir()) == sorted(left)
+
+
+def test_an_empty_log_alone_is_no_run(tmp_path):
+    from training.train import trained_files
+
+    (tmp_path / "log.jsonl").write_text("")  # a run stopped before its first epoch ended
+    (tmp_path / "config.json").write_text("{}")
+    assert trained_files(tmp_path) == []
+
+
+def test_overwrite_refuses_to_delete_its_own_teacher(finished_run):
+    before = sorted(p.name for p in finished_run.iterdir())
+    for flag in ("--teacher", "--init"):
+        cmd = ["distill", "--teacher", str(finished_run / "best.pt")] if flag == "--teacher" else \
+            ["student", "--init", str(finished_run / "ep1.pt")]
+        with pytest.raises(SystemExit, match=f"{flag} .* is a file --overwrite would delete"):
+            run(build_parser().parse_args([*cmd, "--out", str(finished_run), *TINY, "--overwrite"]))
+    assert sorted(p.name for p in finished_run.iterdir()) == before
+
+
+def test_a_manifest_without_val_data_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="manifest, which has no validation split: give --val-data"):
+        check_args(args_for(tmp_path, "--data", str(tmp_path / "train.csv")))
+    check_args(args_for(tmp_path, "--data", str(tmp_path / "train.csv"), "--val-data", str(tmp_path / "v.csv")))
+
+
+def test_resume_does_not_read_init_again(finished_run, capsys):
+    """The checkpoint holds the weights: a resumed run whose --init file is gone goes on."""
+    summary = run(args_for(finished_run, *TINY, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004",
+                           "--init", str(finished_run / "gone.safetensors"), "--resume"))
+    assert summary["run"] == str(finished_run)
+
+
+def test_the_summary_reports_the_best_epochs_accuracy(tiny_sets, tmp_path):
+    """With --val2, best.pt is chosen by the sum of both accuracies; the summary's
+    best_val_accuracy is still an accuracy (the best epoch's on valid), best_score the sum."""
+    source, manifest = tiny_sets
+    summary = run(args_for(tmp_path / "run", "--data", source, "--val2", str(manifest), "--epochs", "2",
+                           "--batch-size", "8", "--threads", "1", "--quiet"))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    best = log[summary["best_epoch"] - 1]
+    assert summary["best_val_accuracy"] == best["val_accuracy"] <= 1.0
+    assert summary["best_score"] == pytest.approx(best["val_accuracy"] + best["val2_accuracy"])

@@ -82,8 +82,11 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
-    tmp.replace(out)
+    try:
+        save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
+        tmp.replace(out)
+    finally:  # a failed write (out is a folder, the disk is full) leaves no 5 MB stray behind
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -102,6 +105,13 @@ def read_metadata(path: str | Path) -> dict:
     if "pyfer" not in meta:
         raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
     return json.loads(meta["pyfer"])
+
+
+def baked_shift(path: str | Path) -> float:
+    """The prior shift a model's scores carry as stored: an export's baked one, else 0."""
+    if not str(path).endswith(".safetensors"):
+        return 0.0
+    return float((read_metadata(path).get("logit_adjustment") or {}).get("prior_shift") or 0.0)
 
 
 def baked_prior_shift(path: str | Path):

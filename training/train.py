@@ -281,6 +281,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.cutmix < 0 or args.balance < 0 or args.dkd_beta < 0:
         raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
+    if not args.val_data and not args.data.startswith(("ferplus:", "rafdb:")):
+        raise SystemExit(f"--data {args.data} is a manifest, which has no validation split: give --val-data "
+                         "(else the run would validate, and choose best.pt, on its own training faces)")
     if args.train_protocol != "majority" and not args.data.startswith("ferplus:"):
         raise SystemExit(f"--train-protocol {args.train_protocol} is for FERPlus data (ferplus:DIR), not {args.data!r}")
     if not 0.0 <= args.sample_power <= 1.0:
@@ -502,6 +505,8 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
         print(f"{path} holds another teacher's or data's answers: computing them again", file=sys.stderr)
     from tqdm import tqdm
 
+    if args.quiet:  # no bar: a line, since this pass can take minutes
+        print(f"teacher logits on {len(x_train)} training faces, once (kept in {path})", flush=True)
     batches = range(0, len(x_train), 256)
     if str(args.teacher).endswith(".safetensors") and x_train.device.type == "cpu":
         engine = EngineTeacher(args.teacher, args.threads)
@@ -629,10 +634,19 @@ def check_resume_config(ck, config: dict) -> None:
         v = cfg.get(k, defaults.get(k))
         return None if k in ("train_limit", "val_limit") and not v else v  # 0 and absent: all faces
 
+    # a moved teacher is fine, another one is not (runs from before session 31 kept no identity)
+    was_teacher, now_teacher = saved.get("teacher_identity"), config.get("teacher_identity")
+    if was_teacher and now_teacher and was_teacher != now_teacher:
+        raise SystemExit(f"--resume: --teacher {config['teacher']} is not the teacher {ck.path} was trained with "
+                         f"(contents {now_teacher}, the run's {was_teacher}). Resume with the run's own teacher, "
+                         f"or start a new run folder with --init {ck.path}")
     changed = {k: (setting(saved, k), setting(config, k)) for k in config
-               if k not in CHANGEABLE_ON_RESUME and setting(saved, k) != setting(config, k)}
+               if k not in CHANGEABLE_ON_RESUME and k != "teacher_identity" and setting(saved, k) != setting(config, k)}
     for k in sorted(set(changed) & MOVABLE_ON_RESUME):
-        was, now = changed.pop(k)
+        was, now = changed[k]
+        if k == "val2" and (was is None) != (now is None):
+            continue  # not a move: it changes how best.pt is chosen
+        changed.pop(k)
         print(f"--resume: --{k.replace('_', '-')} is {now} (the run began with {was}): the same files are "
               "assumed", file=sys.stderr, flush=True)
     if "epochs" in changed and config["schedule"] == "plateau":
@@ -642,6 +656,9 @@ def check_resume_config(ck, config: dict) -> None:
     listed = ", ".join(f"--{k.replace('_', '-')} {was!r} -> {now!r}" for k, (was, now) in sorted(changed.items()))
     why = (" (the cosine schedule spans --epochs: resuming with another count would restart or cut it)"
            if "epochs" in changed else "")
+    if "val2" in changed:
+        why += (" (best.pt is chosen by valid + val2 accuracy with --val2 and by valid alone without: the run's "
+                "best so far would not compare)")
     raise SystemExit(f"--resume: {ck.path} was trained with other flags: {listed}{why}. Resume with the run's "
                      f"own flags (its config.json), or start a new run folder with --init {ck.path}")
 
@@ -664,6 +681,14 @@ def hold_run_folder(out: Path):
         yield
 
 
+def trained_files(out: Path) -> list[Path]:
+    """What a run folder holds of trained work: what ``--overwrite`` replaces and a new run must not
+    silently train over (an empty log is a run stopped before its first epoch)."""
+    named = [out / n for n in ("last.pt", "prev.pt", "best.pt")] + sorted(out.glob("ep*.pt"))
+    log = out / "log.jsonl"
+    return [p for p in named if p.exists()] + ([log] if log.is_file() and log.stat().st_size else [])
+
+
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -675,6 +700,18 @@ def run(args: argparse.Namespace) -> dict:
     if not fresh and not args.resume and not args.overwrite:
         raise SystemExit(f"{out} holds a run already (last.pt): continue it with --resume, or replace it "
                          "with --overwrite")
+    kept = trained_files(out) if out.is_dir() else []
+    if fresh and kept and not args.overwrite:
+        raise SystemExit(f"{out} holds a run's files ({', '.join(p.name for p in kept)}) but no last.pt or prev.pt "
+                         "to resume from: replace them with --overwrite, or start from one with --init FILE "
+                         "in a new folder")
+    if args.overwrite:  # checked now: the deletion itself waits until every input has loaded
+        inputs = {Path(f).resolve(): flag for flag, f in (("--teacher", args.teacher), ("--init", args.init),
+                                                          ("--pretrained", args.pretrained)) if f}
+        for p in kept:
+            if p.resolve() in inputs:
+                raise SystemExit(f"{inputs[p.resolve()]} {p} is a file --overwrite would delete: copy it out of "
+                                 f"{out} first, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     with hold_run_folder(out):
         return train_in(out, args, fresh)
@@ -683,6 +720,8 @@ def run(args: argparse.Namespace) -> dict:
 def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     """``run`` once the run folder is checked and held."""
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet", "overwrite")}
+    if args.mode == "distill" and Path(args.teacher).is_file():  # a missing one fails below, with its flag
+        config["teacher_identity"] = teacher_identity(args.teacher)
     resume_from = None
     if args.resume and fresh:
         print(f"--resume: no checkpoint in {out} yet: starting a new run", flush=True)
@@ -718,7 +757,8 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     y_train = torch.from_numpy(train_set.labels).to(device)
     t_train = torch.from_numpy(train_set.targets).to(device)
     torch.manual_seed(args.seed)
-    model = initial_model(args, spec, prep, x_train)
+    # resumed, the checkpoint holds the weights: --init/--pretrained are not read (and may be gone)
+    model = initial_model(args, spec, prep, x_train) if resume_from is None else spec.build(dropout=args.dropout)
     if args.overparam:
         model = overparameterize(model, args.overparam, branch_scale=args.overparam_scale)
     mixstyle = None
@@ -760,8 +800,8 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
                                                                     ema, device, args.overparam)
     else:
         if args.overwrite:  # only now that every input has loaded: a typo must not cost the old run
-            for old in ["last.pt", "prev.pt", "best.pt", *(p.name for p in out.glob("ep*.pt"))]:
-                (out / old).unlink(missing_ok=True)  # no epoch of it may pass for one of the new (caches are keyed)
+            for old in trained_files(out):  # no epoch of it may pass for one of the new (caches are keyed)
+                old.unlink(missing_ok=True)
         (out / "log.jsonl").write_text("")
     (out / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -841,7 +881,10 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
               f"val {record['val_accuracy']:.4f} (macro recall {record['val_macro_recall']:.4f}){second} "
               f"best @ {best_epoch + 1} lr {record['lr']:.2g} {record['seconds']:.1f}s", flush=True)
         summary = record
-    summary.update(best_val_accuracy=best_score, best_epoch=best_epoch + 1, run=str(out))
+    # best_score is what chose best.pt (the checkpoints' "best_val_accuracy"): with --val2 the sum of both accuracies
+    best = next((r for r in history if r["epoch"] == best_epoch + 1), {})
+    summary.update(best_val_accuracy=best.get("val_accuracy", best_score), best_score=best_score,
+                   best_epoch=best_epoch + 1, run=str(out))
     return summary
 
 
@@ -1068,10 +1111,12 @@ def main(argv=None) -> None:
     def stop(signum, frame):  # `kill` and `timeout` end a run as Ctrl-C does: with a message
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # SIGINT too: a background job (`nohup ... &` in a script) starts with it ignored, so
+    # `kill -INT` and `timeout -s INT` would do nothing
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = run(args)
-    except (DataError, CheckpointError, FileNotFoundError) as exc:  # bad input; a bug keeps its traceback
+    except (DataError, CheckpointError, OSError) as exc:  # bad input or path; a bug keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
@@ -1079,7 +1124,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with the same "
                          f"command {again}") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(json.dumps(summary))
 
 
