@@ -27,7 +27,7 @@ def scored_without_contempt(monkeypatch):
 
 
 def test_a_class_the_data_lacks_is_a_dash_in_table_iv(scored_without_contempt, tmp_path):
-    report.main(["--data", "sfew.csv", "--sfew", str(tmp_path / "none.csv"), "--out", str(tmp_path / "out"),
+    report.main(["--data", "sfew.csv", "--sfew", "", "--out", str(tmp_path / "out"),
                  "--runs", str(tmp_path / "runs")])
     table_iv = (tmp_path / "out" / "tables.md").read_text().split("## Table IV")[1].split("## Table I:")[0]
     rows = [line for line in table_iv.splitlines() if line.startswith("| T-SNet (distilled")]
@@ -39,7 +39,7 @@ def test_run_logs_come_from_runs_wherever_out_is_and_their_absence_is_told(score
     runs = tmp_path / "runs"
     (runs / "ablation_T8_a0.4").mkdir(parents=True)
     (runs / "ablation_T8_a0.4" / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_accuracy": 0.8}) + "\n")
-    args = ["--data", "sfew.csv", "--sfew", str(tmp_path / "none.csv"), "--out", str(tmp_path / "elsewhere")]
+    args = ["--data", "sfew.csv", "--sfew", "", "--out", str(tmp_path / "elsewhere")]
     report.main(args + ["--runs", str(runs)])
     assert "| 8 | - | 80.00 (ep 1/1) | - |" in (tmp_path / "elsewhere" / "tables.md").read_text()
     assert "warning" not in capsys.readouterr().err

@@ -7,12 +7,18 @@
 Reports accuracy, macro precision / recall, per-class recall (the paper's Table IV), one-vs-rest
 AUC, the confusion matrix (optionally as a PNG), parameters, MACs at the input size and the
 single-image CPU latency of the PyTorch module. With ``--json`` the last stdout line is one JSON
-object. All metrics come from scikit-learn.
+object (AUC null where the data has two classes or fewer). All metrics come from scikit-learn.
+
+``--prior-shift S`` scores at a total shift of S: an export's baked shift is taken out first, so an
+export and its checkpoint agree at the same S; without it a model scores as its weights answer.
+The default ``--framing frame`` scores the data set's own crops; ``--framing align`` (or the
+framing the model records) scores faces as ``predict`` frames them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +28,7 @@ import torch
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import FaceSet, ferplus_prior, load_dataset
+from training.export import baked_prior_shift, baked_shift, read_metadata
 from training.predict import load_model
 from training.models import count_parameters
 
@@ -79,15 +86,16 @@ def compute_metrics(labels: np.ndarray, proba: np.ndarray, class_names=EMOTIONS)
     pred = proba.argmax(1)
     present = np.unique(labels)
     prec, rec, _, _ = precision_recall_fscore_support(labels, pred, labels=np.arange(n_classes), zero_division=0)
-    # macro averages over the classes the data contains (SFEW has no contempt)
-    auc = roc_auc_score(labels, proba[:, present] / proba[:, present].sum(1, keepdims=True),
-                        multi_class="ovr", labels=present) if len(present) > 2 else float("nan")
+    # macro averages over the classes the data contains (SFEW has no contempt); no AUC (None,
+    # JSON's null: NaN is no JSON) for two classes or fewer
+    auc = float(roc_auc_score(labels, proba[:, present] / proba[:, present].sum(1, keepdims=True),
+                              multi_class="ovr", labels=present)) if len(present) > 2 else None
     return {
         "n": int(len(labels)),
         "accuracy": float(accuracy_score(labels, pred)),
         "macro_precision": float(prec[present].mean()),
         "macro_recall": float(rec[present].mean()),
-        "auc": float(auc),
+        "auc": auc,
         "per_class_recall": {c: (float(rec[i]) if i in present else None) for i, c in enumerate(class_names)},
         "confusion": confusion_matrix(labels, pred, labels=np.arange(n_classes)).tolist(),
     }
@@ -122,8 +130,6 @@ def class_prior_for(weights: str, source: str) -> np.ndarray:
     """The training prior a post-hoc shift moves by: the one an export stores (the prior of the data
     it trained on), else FERPlus train under ``source`` when that is FERPlus, else the default root."""
     if str(weights).endswith(".safetensors"):
-        from training.export import read_metadata
-
         stored = (read_metadata(weights).get("logit_adjustment") or {}).get("class_prior")
         if stored:
             return np.asarray(stored, np.float64)
@@ -132,8 +138,31 @@ def class_prior_for(weights: str, source: str) -> np.ndarray:
     return np.maximum(prior, 1e-6)  # a class the set lacks: no log(0), so no NaN scores after a shift
 
 
+def prior_offset(weights: str, source: str, prior_shift: float | None) -> np.ndarray | None:
+    """What moves a model's logits to a total prior shift of ``prior_shift`` (``(shift - baked) *
+    log prior`` for an export with a shift baked in), or None where nothing moves them."""
+    baked = baked_prior_shift(weights)
+    if prior_shift is None or (not prior_shift and baked is None):
+        return None
+    offset = prior_shift * np.log(class_prior_for(weights, source))
+    return offset if baked is None else offset - baked
+
+
+def recorded_framing(weights: str) -> str | None:
+    """The framing mode ("align", "box") of the faces a model trained on, as its export or checkpoint
+    records it for ``predict``; None: trained on the data set's own crops, or not recorded."""
+    if str(weights).endswith(".safetensors"):
+        recorded = read_metadata(weights).get("framing")
+    else:
+        from training.checkpoint import load_checkpoint
+
+        recorded = load_checkpoint(weights).state.get("framing")
+    return (recorded or {}).get("mode")
+
+
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
-             latency: bool = True, framing: str = "frame", prior_shift: float = 0.0) -> dict:
+             latency: bool = True, framing: str = "frame", prior_shift: float | None = None) -> dict:
+    """``prior_shift``: the total shift to score at (None: as the weights answer, baked shift and all)."""
     model, spec, prep = load_model(weights)
     if framing == "frame":
         data = load_dataset(source, prep, split, root)
@@ -143,17 +172,22 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
 
         data = load_framed(source, prep, split, FaceFraming(mode=framing))
     proba = predict_proba(model, data, prep, tta=tta)
-    if prior_shift:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
-        z = np.log(proba) + prior_shift * np.log(class_prior_for(weights, source))
+    offset = prior_offset(weights, source, prior_shift)
+    if offset is not None:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
+        z = np.log(proba) + offset
         proba = np.exp(z - z.max(1, keepdims=True))
         proba /= proba.sum(1, keepdims=True)
     metrics = compute_metrics(data.labels, proba)
+    baked = baked_shift(weights)
     metrics.update(
-        weights=str(weights), data=source, split=split, tta=tta, framing=framing, prior_shift=prior_shift,
+        weights=str(weights), data=source, split=split, tta=tta, framing=framing,
+        prior_shift=baked if prior_shift is None else prior_shift,
         arch=spec.arch, stem=spec.stem,
         input_size=prep.input_size, params=count_parameters(model),
         macs=count_macs(model, prep.input_size, spec.in_channels),
     )
+    if baked:
+        metrics["baked_shift"] = baked
     if latency:
         metrics["cpu_latency_ms"] = cpu_latency_ms(model, prep.input_size)
     return metrics
@@ -170,29 +204,39 @@ def main(argv=None) -> None:
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
                     help="frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
-    ap.add_argument("--prior-shift", type=float, default=0.0,
-                    help="add SHIFT * log(training prior) to the logits (post-hoc logit adjustment; the prior an "
-                         "export stores, else FERPlus train under --data, else the default FERPlus)")
+    ap.add_argument("--prior-shift", type=float,
+                    help="score at a total shift of SHIFT * log(training prior) in the logits (post-hoc logit "
+                         "adjustment; an export's baked shift is taken out first; the prior an export stores, "
+                         "else FERPlus train under --data, else the default FERPlus); default: as the weights answer")
     ap.add_argument("--confusion-png", help="write the confusion matrix figure here")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     with reported_errors():
+        trained_framing = recorded_framing(args.weights)
+        if trained_framing and trained_framing != args.framing:
+            print(f"note: {args.weights} was trained on faces framed by '{trained_framing}' and --framing "
+                  f"{args.framing} differs; --framing {trained_framing} scores faces as `predict` frames them",
+                  file=sys.stderr)
+        if args.confusion_png:  # before the work, not after it
+            Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      args.framing, args.prior_shift)
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
     print(f"{m['weights']} on {m['data']} [{m['split']}] n={m['n']} tta={m['tta']} framing={m['framing']}"
-          f" prior_shift={m['prior_shift']}")
+          f" prior_shift={m['prior_shift']}" + (f" (total; {m['baked_shift']:g} baked into the export)"
+                                               if "baked_shift" in m else ""))
+    auc = "-" if m["auc"] is None else f"{m['auc']:.4f}"
     print(f"  accuracy {m['accuracy']:.4f}  macro precision {m['macro_precision']:.4f}  "
-          f"macro recall {m['macro_recall']:.4f}  AUC {m['auc']:.4f}")
+          f"macro recall {m['macro_recall']:.4f}  AUC {auc}")
     print("  per-class recall: " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}"
                                              for k, v in m["per_class_recall"].items()))
     print(f"  params {m['params']:,}  MACs {m['macs'] / 1e6:.1f}M"
           + (f"  CPU latency {m['cpu_latency_ms']:.2f} ms" if "cpu_latency_ms" in m else ""))
     if args.json:
-        print(json.dumps(m))
+        print(json.dumps(m, allow_nan=False))
 
 
 if __name__ == "__main__":

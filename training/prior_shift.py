@@ -11,6 +11,9 @@ targets of issue 13 at once: the largest min(metric / target).
 Writes ``<out>.md`` (the table), ``<out>.json`` (what ``training.leaderboard`` reads) and ``<out>.png``
 (the four metrics against the shift).
 
+Every shift is the total the scores carry: an export with a shift baked in (``training.export
+--prior-shift``) has it taken out first, so it scores as its checkpoint does at the same shift.
+
 ``--per-class-check K`` also tries one bias per class instead of one shift (chosen by the same rule,
 ``tune_class_biases``) and asks whether it carries to faces it was not tuned on: K random halvings
 of both sets, tuned on one half, scored on the other, beside no bias on that half.
@@ -27,6 +30,7 @@ import torch
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
+from training.export import baked_prior_shift, baked_shift
 from training.framing import load_framed
 from training.predict import load_model, predict_logits
 
@@ -98,6 +102,13 @@ def framed_logits(weights: str, data: str, val2: str, framing: str | FaceFraming
     logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
               for k, s in sets.items()}
     return logits, {k: s.labels for k, s in sets.items()}
+
+
+def raw_logits(logits: dict, weights: str) -> dict:
+    """``framed_logits`` without the prior shift baked into an export, so that a shift added to
+    them is the total shift of the scores (a checkpoint's logits are raw already)."""
+    baked = baked_prior_shift(weights)
+    return logits if baked is None else {k: v - baked for k, v in logits.items()}
 
 
 def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, out: str | None = None) -> str:
@@ -175,6 +186,8 @@ def main(argv=None) -> None:
 
     with reported_errors():
         logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
+        logits = raw_logits(logits, args.weights)
+        baked = baked_shift(args.weights)
         log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
     rows = [{"shift": shift, **scores(logits, labels, shift * log_prior)} for shift in args.shifts]
     best = max(rows, key=lambda r: r["worst ratio to target"])
@@ -188,11 +201,15 @@ def main(argv=None) -> None:
     md.append("| target | " + " | ".join(f"{100 * t:.0f}" for t in TARGETS.values()) + " | 1.000 |")
     recall_md, recall = per_class_recall_table(logits, labels, best["shift"] * log_prior)
     text = "\n".join(md) + f"\n\nRecall per class (%) at the chosen shift, {best['shift']:g}:\n\n" + recall_md
+    result = {"weights": args.weights, "rows": rows, "chosen": best["shift"], "chosen_recall": recall}
+    if baked:
+        text = (f"`{args.weights}` has a prior shift of {baked:g} baked in, taken out first: each shift is the "
+                f"total ({baked:g} scores the export as it is).\n\n" + text)
+        result["baked_shift"] = baked
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     output_path(out, ".md").write_text(text + "\n")
-    output_path(out, ".json").write_text(json.dumps({"weights": args.weights, "rows": rows, "chosen": best["shift"],
-                                                     "chosen_recall": recall}, indent=1))
+    output_path(out, ".json").write_text(json.dumps(result, indent=1))
 
     import matplotlib
 
@@ -205,7 +222,7 @@ def main(argv=None) -> None:
         ax.plot(xs, [100 * r[k] for r in rows], "o-", color=c, label=k)
         ax.axhline(100 * t, color=c, ls=":", lw=1)
     ax.axvline(best["shift"], color="k", lw=0.8)
-    ax.set_xlabel("shift (x log prior added to the logits)")
+    ax.set_xlabel("shift (x log prior added to the raw logits)")
     ax.set_ylabel("%")
     ax.set_title(f"{Path(args.weights).name}: dotted = issue 13 targets, line = chosen")
     ax.legend(fontsize=7)

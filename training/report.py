@@ -5,7 +5,8 @@
 Writes ``<out>/metrics.json`` (teacher, baseline student and T-SNet on FERPlus validation, with
 and without flip averaging, plus the shipped student on SFEW), ``<out>/tables.md`` (Tables I, II
 and IV), ``<out>/confusion_tsnet.png`` and ``<out>/curves.png``. The curves and Table I come from
-the run logs under ``--runs`` (``<run>/log.jsonl``), the committed ones by default.
+the run logs under ``--runs`` (``<run>/log.jsonl``), the committed ones by default; where none of
+their logs is there, the figure is not drawn (one already there is kept) and the table is left out.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from pyfer.preprocess import EMOTIONS
 from training.ablation import cell_dir, table as ablation_table
 from training.checkpoint import read_log
+from training.cli import reported_errors
 from training.evaluate import evaluate, plot_confusion
 from training.data import DEFAULT_DATA
 
@@ -34,11 +36,30 @@ CURVES = {"teacher": "teacher", "student (hard labels)": "student_hard", "studen
 ABLATION_TS, ABLATION_ALPHAS = [4, 6, 8], [0.2, 0.4, 0.6]  # Table I's grid
 
 
-def run_logs(runs: Path) -> list[Path]:
-    """The run logs the curves and Table I are drawn from."""
-    folders = [runs / f for f in CURVES.values()]
-    folders += [cell_dir(runs, T, a) for T in ABLATION_TS for a in ABLATION_ALPHAS]
-    return [f / "log.jsonl" for f in folders]
+def missing_logs(runs: Path) -> dict[str, list[Path]]:
+    """The parts drawn from run logs ("curves.png", "Table I") none of whose logs in ``runs`` has an
+    epoch, each with the logs it looked for."""
+    parts = {"curves.png": [runs / f / "log.jsonl" for f in CURVES.values()],
+             "Table I": [cell_dir(runs, T, a) / "log.jsonl" for T in ABLATION_TS for a in ABLATION_ALPHAS]}
+    return {part: logs for part, logs in parts.items() if not any(read_log(log) for log in logs)}
+
+
+def score_models(data: str, sfew: str) -> dict:
+    """``training.evaluate``'s metrics of every model of MODELS on ``data`` (with and without flip
+    averaging) and of the shipped student on the manifest ``sfew`` ("": not scored on SFEW)."""
+    if sfew and not Path(sfew).is_file():  # not dropped unseen: its metrics are half of RESULTS.md's SFEW lines
+        raise FileNotFoundError(f"no SFEW manifest at {sfew} (--sfew '' leaves SFEW out)")
+    metrics = {}
+    for name, path in MODELS.items():
+        for tta in (False, True):
+            key = f"{name}{' +flip' if tta else ''}"
+            metrics[key] = evaluate(str(path), data, "valid", tta=tta, latency=not tta)
+            print(f"{key}: accuracy {metrics[key]['accuracy']:.4f}", flush=True)
+    if sfew:
+        for tta in (False, True):
+            metrics[f"T-SNet on SFEW train{' +flip' if tta else ''}"] = evaluate(str(MODELS[SHIPPED]), sfew, tta=tta,
+                                                                                 latency=False)
+    return metrics
 
 
 def plot_curves(runs: Path, out: Path) -> None:
@@ -68,42 +89,41 @@ def plot_curves(runs: Path, out: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--sfew", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
+    ap.add_argument("--sfew", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"),
+                    help="SFEW manifest the shipped student is also scored on ('': none)")
     ap.add_argument("--out", default=str(REPO / "results"))
     ap.add_argument("--runs", default=str(REPO / "results" / "runs"),
                     help="folder of run folders with log.jsonl (the curves and Table I)")
     args = ap.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
-    out.mkdir(parents=True, exist_ok=True)
-    if not any(log.is_file() for log in run_logs(runs)):
-        print(f"warning: none of the run logs of the curves and Table I is in {runs} (such as "
-              f"{run_logs(runs)[0].relative_to(runs)}): curves.png and Table I will be empty", file=sys.stderr)
-
-    metrics = {}
-    for name, path in MODELS.items():
-        for tta in (False, True):
-            key = f"{name}{' +flip' if tta else ''}"
-            metrics[key] = evaluate(str(path), args.data, "valid", tta=tta, latency=not tta)
-            print(f"{key}: accuracy {metrics[key]['accuracy']:.4f}", flush=True)
-    shipped = str(MODELS[SHIPPED])
-    if Path(args.sfew).is_file():
-        for tta in (False, True):
-            metrics[f"T-SNet on SFEW train{' +flip' if tta else ''}"] = evaluate(shipped, args.sfew, tta=tta,
-                                                                                 latency=False)
+    # an empty figure or table would hide the drawn one: they are left out, and what was looked for told
+    missing = missing_logs(runs)
+    if missing:
+        parts = " and ".join(missing)
+        looked = "; ".join(", ".join(str(log.relative_to(runs)) for log in logs) for logs in missing.values())
+        # none at all: --runs is likely the wrong folder
+        print(f"{'warning' if len(missing) == 2 else 'note'}: none of the run logs of {parts} is in {runs}, so "
+              f"{parts} {'are' if len(missing) == 2 else 'is'} left out (looked for {looked})", file=sys.stderr)
+    with reported_errors():
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = score_models(args.data, args.sfew)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
     plot_confusion(tsnet["confusion"], EMOTIONS, out / "confusion_tsnet.png",
                    f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
-    plot_curves(runs, out / "curves.png")
+    if "curves.png" not in missing:
+        plot_curves(runs, out / "curves.png")
 
-    lines = ["## Table II: teacher, student and T-SNet on FERPlus valid (3,191 images)", "",
+    n_valid = metrics[next(iter(MODELS))]["n"]
+    lines = [f"## Table II: teacher, student and T-SNet on FERPlus valid ({n_valid:,} images)", "",
              "| model | params | MACs (64x64) | accuracy | +flip | macro precision | AUC | CPU latency (PyTorch, 1 thread) |",
              "|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         m, f = metrics[name], metrics[f"{name} +flip"]
+        auc = "-" if f["auc"] is None else f"{f['auc']:.4f}"  # None: two classes or fewer
         lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['macs'] / 1e6:.1f}M | {100 * m['accuracy']:.2f} | "
-                     f"{100 * f['accuracy']:.2f} | {100 * f['macro_precision']:.2f} | {f['auc']:.4f} | "
+                     f"{100 * f['accuracy']:.2f} | {100 * f['macro_precision']:.2f} | {auc} | "
                      f"{m['cpu_latency_ms']:.2f} ms |")
     lines += ["", "## Table IV: per-class recall (%, flip TTA)", "",
               "| model | " + " | ".join(EMOTIONS) + " | macro |", "|---|" + "---|" * (len(EMOTIONS) + 1)]
@@ -112,8 +132,9 @@ def main(argv=None) -> None:
         recall = f["per_class_recall"]  # None for a class the data lacks (SFEW, RAF-DB: contempt)
         cells = ["-" if recall[c] is None else f"{100 * recall[c]:.1f}" for c in EMOTIONS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * f['macro_recall']:.1f} |")
-    lines += ["", "## Table I: (T, a) ablation, best FERPlus valid accuracy (%, flip TTA)", "",
-              ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
+    if "Table I" not in missing:
+        lines += ["", "## Table I: (T, a) ablation, best FERPlus valid accuracy (%, flip TTA)", "",
+                  ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
