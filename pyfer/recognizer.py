@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
 
 import numpy as np
 
@@ -459,6 +459,15 @@ class Recognizer:
         faces come back in the given order."""
         return self._predict_many([image], None if boxes is None else [boxes])[0]
 
+    @overload
+    def predict_batch(self, images: Sequence[ImageLike], return_exceptions: Literal[False] = False) -> list[list[Face]]:
+        ...
+
+    @overload
+    def predict_batch(self, images: Sequence[ImageLike],
+                      return_exceptions: Literal[True]) -> list[Union[list[Face], Exception]]:
+        ...
+
     def predict_batch(self, images: Sequence[ImageLike],
                       return_exceptions: bool = False) -> list[Union[list[Face], Exception]]:
         """One list of faces per image; all faces go through the engine in one call.
@@ -569,7 +578,8 @@ class Recognizer:
             except image_errors() as e:
                 if not return_exceptions:
                     raise
-                failures[i] = e
+                # without this frame in its traceback: it would keep the batch's images and crops alive
+                failures[i] = e.with_traceback(e.__traceback__.tb_next if e.__traceback__ else None)
                 continue
             finally:  # a failed image's time goes to the stage it failed in
                 t3 = time.perf_counter()

@@ -120,14 +120,14 @@ def check_convs(convs: dict) -> None:
 def main(argv=None) -> int:
     import argparse
 
-    import onnx
-    from safetensors.numpy import save_file
-
     ap = argparse.ArgumentParser(description="Convert YuNet's ONNX model into the safetensors file the engine runs.")
     ap.add_argument("src", nargs="?", type=Path, default=DEFAULT_ONNX, metavar="MODEL.onnx")
     ap.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, metavar="OUT.safetensors")
     args = ap.parse_args(argv)
     src, out = args.src, args.out
+    import onnx  # dev dependencies: after the arguments, so that --help works without them
+    from safetensors.numpy import save_file
+
     model = onnx.load(str(src))
     convs = conv_modules(model)
     check_convs(convs)

@@ -664,6 +664,9 @@ def test_predict_batch_return_exceptions(recognizer, tmp_path):
     assert len(out) == len(images)
     assert isinstance(out[1], FileNotFoundError) and "missing.png" in str(out[1])
     assert isinstance(out[3], ValueError) and isinstance(out[4], ValueError)
+    import traceback  # a kept exception must not hold the batch (its images and crops) through its frame
+
+    assert all(frame.f_code.co_name != "_predict_many" for frame, _ in traceback.walk_tb(out[1].__traceback__))
     for i in (0, 2, 5):
         single = recognizer.predict(images[i])
         assert [f.box for f in out[i]] == [f.box for f in single] and len(single) == 1

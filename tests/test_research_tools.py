@@ -165,12 +165,43 @@ def test_report_counts_table_ii_and_keeps_figures_it_has_no_logs_for(scored, tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "curves.png").write_bytes(b"the curves drawn before")
-    report.main(["--data", "sfew.csv", "--sfew", "", "--out", str(out), "--runs", str(tmp_path / "runs")])
+    args = ["--data", "sfew.csv", "--sfew", "", "--out", str(out), "--runs", str(tmp_path / "runs")]
+    report.main(args)
     tables = (out / "tables.md").read_text()
     assert "FERPlus valid (7 images)" in tables and "3,191" not in tables
     assert "| 45.0M | 50.00 | 50.00 | 40.00 | - | 10.00 ms |" in tables  # no AUC for two classes
-    assert "## Table I:" not in tables
+    assert "## Table I:" not in tables  # none before, and no logs: no empty table
     assert (out / "curves.png").read_bytes() == b"the curves drawn before"
     err = capsys.readouterr().err
-    assert "curves.png and Table I are left out" in err and "teacher/log.jsonl" in err \
+    assert "curves.png and Table I are kept" in err and "teacher/log.jsonl" in err \
         and "ablation_T8_a0.6/log.jsonl" in err
+    # a Table I drawn before (session 1's, whose logs are gone) survives a rerun, as does the figure
+    drawn = "## Table I: (T, a) ablation\n\n| T \\ a | 0.2 |\n|---|---|\n| 4 | 75.15 (ep 8/9) |"
+    (out / "tables.md").write_text(tables + "\n" + drawn + "\n")
+    report.main(args)
+    again = (out / "tables.md").read_text()
+    assert again.count("## Table I:") == 1 and again.rstrip().endswith(drawn)
+
+
+def test_compare_takes_shifts_as_totals(tiny_sets, twin_exports, tmp_path, monkeypatch, one_torch_thread):
+    """training.compare of an export against itself unbaked: at the same total shift they are the
+    same model (no difference at all); without shifts each answers as its weights do."""
+    from training import compare
+
+    data, manifest = tiny_sets
+    raw, baked = twin_exports
+    monkeypatch.setattr(compare, "framed_logits", _noise_logits)
+
+    def run(*flags) -> dict:
+        out = tmp_path / f"cmp{len(list(tmp_path.glob('cmp*.json')))}"
+        compare.main([raw, baked, "--data", data, "--val2", str(manifest), "--resamples", "100",
+                      "--out", str(out), *flags])
+        return json.loads(out.with_suffix(".json").read_text())
+
+    def diffs(result: dict) -> list:
+        return [figure["diff"] for figure in result["figures"].values()]
+
+    for shift in ("0", str(BAKED)):
+        assert all(d == 0 for d in diffs(run("--shift-a", shift, "--shift-b", shift)))
+    assert all(d == 0 for d in diffs(run("--shift-a", str(BAKED))))  # B as exported: at its baked shift
+    assert any(d != 0 for d in diffs(run())), "the shift must matter for this test"

@@ -211,9 +211,17 @@ def test_resume_refuses_adding_or_dropping_val2(began, resumed):
     def config(val2):
         return vars(args_for(Path("runs/x"), *(["--val2", val2] if val2 else [])))
 
-    with pytest.raises(SystemExit, match="--val2 .*best.pt is chosen by valid"):
+    with pytest.raises(SystemExit, match="--val2 .*best.pt is chosen on the validation sets"):
         resume_check(config(began), config(resumed))
     resume_check(config("sfew/manifest.csv"), config("/elsewhere/sfew/manifest.csv"))  # moved: accepted
+
+
+def test_resume_refuses_adding_val_data_and_does_not_read_init(capsys):
+    began = vars(args_for(Path("runs/x"), "--data", "t.csv", "--val-data", "v.csv"))
+    with pytest.raises(SystemExit, match="--val-data None -> 'v.csv'"):
+        resume_check({**began, "val_data": None}, began)
+    resume_check(began, {**began, "init": "gone.safetensors"})
+    assert "--init is not read (the checkpoint holds the weights)" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_teacher_by_contents():

@@ -10,8 +10,9 @@ and how often B comes out ahead.
     python -m training.compare pyfer/models/tsnet_student.safetensors runs/px80/ep3.pt \\
         --shift-b 0.3 --out results/compare_px80_e3
 
-A shift is the post-hoc prior shift added to that model's logits (an export already carries its own:
-give 0 for the shipped student).
+A shift is the total post-hoc prior shift a model is scored at (an export's baked shift is taken
+out first, as ``training.prior_shift`` does); without one, a model is scored as its weights answer
+(the shipped student: at its baked 0.4). Before session 31 shifts were added to an export's own.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
-from training.prior_shift import REPO, TARGETS, framed_logits, scores
+from training.export import baked_shift
+from training.prior_shift import REPO, TARGETS, at_total_shift, framed_logits, scores
 
 
 def paired_bootstrap(logits_a: dict, logits_b: dict, labels: dict, resamples: int, seed: int = 0,
@@ -53,8 +55,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", help="candidate A: a checkpoint (.pt) or export (.safetensors)")
     ap.add_argument("b", help="candidate B")
-    ap.add_argument("--shift-a", type=float, default=0.0, help="prior shift added to A's logits")
-    ap.add_argument("--shift-b", type=float, default=0.0, help="prior shift added to B's logits")
+    ap.add_argument("--shift-a", type=float, help="A's total prior shift (default: as A's weights answer)")
+    ap.add_argument("--shift-b", type=float, help="B's total prior shift (default: as B's weights answer)")
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--val2", default=str(REPO.parent / "shared" / "data" / "sfew_train" / "manifest.csv"))
     ap.add_argument("--resamples", type=int, default=2000)
@@ -72,11 +74,14 @@ def main(argv=None) -> None:
         logits_b, labels_b = framed_logits(args.b, args.data, args.val2)
     if any(not np.array_equal(labels[k], labels_b[k]) for k in labels):
         raise SystemExit("the two candidates were scored on different faces")
-    logits_a = {k: v + args.shift_a * log_prior for k, v in logits_a.items()}
-    logits_b = {k: v + args.shift_b * log_prior for k, v in logits_b.items()}
+    logits_a = at_total_shift(logits_a, args.a, args.shift_a, log_prior)
+    logits_b = at_total_shift(logits_b, args.b, args.shift_b, log_prior)
     result = paired_bootstrap(logits_a, logits_b, labels, args.resamples, args.seed, progress=True)
 
-    md = [f"A = `{args.a}` (shift {args.shift_a:g}), B = `{args.b}` (shift {args.shift_b:g}); "
+    def at(shift, weights):
+        return f"shift {shift:g}" if shift is not None else f"as its weights answer, shift {baked_shift(weights):g}"
+
+    md = [f"A = `{args.a}` ({at(args.shift_a, args.a)}), B = `{args.b}` ({at(args.shift_b, args.b)}); "
           f"{args.resamples} paired resamplings of the faces",
           "", "| figure | A | B | B - A | 95% interval of B - A | P(B > A) |", "|---|---|---|---|---|---|"]
     for k, (a, b, diff, low, high, p) in result.items():

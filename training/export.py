@@ -108,7 +108,8 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def baked_shift(path: str | Path) -> float:
-    """The prior shift a model's scores carry as stored: an export's baked one, else 0."""
+    """The prior shift a model's scores carry as stored: an export's baked one, else 0 (a
+    checkpoint's logits are raw)."""
     if not str(path).endswith(".safetensors"):
         return 0.0
     return float((read_metadata(path).get("logit_adjustment") or {}).get("prior_shift") or 0.0)
@@ -117,12 +118,10 @@ def baked_shift(path: str | Path) -> float:
 def baked_prior_shift(path: str | Path):
     """The ``prior_shift * log(class_prior)`` an export's classifier bias carries (a numpy vector),
     or None: a checkpoint (.pt), or an export without a shift. Subtract it for the raw logits."""
-    if not str(path).endswith(".safetensors"):
+    shift = baked_shift(path)
+    if not shift:
         return None
-    adjustment = read_metadata(path).get("logit_adjustment")
-    if not adjustment or not adjustment["prior_shift"]:
-        return None
-    return adjustment["prior_shift"] * np.log(np.asarray(adjustment["class_prior"], dtype=np.float64))
+    return shift * np.log(np.asarray(read_metadata(path)["logit_adjustment"]["class_prior"], dtype=np.float64))
 
 
 def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:

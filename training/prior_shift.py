@@ -11,8 +11,9 @@ targets of issue 13 at once: the largest min(metric / target).
 Writes ``<out>.md`` (the table), ``<out>.json`` (what ``training.leaderboard`` reads) and ``<out>.png``
 (the four metrics against the shift).
 
-Every shift is the total the scores carry: an export with a shift baked in (``training.export
---prior-shift``) has it taken out first, so it scores as its checkpoint does at the same shift.
+Every shift of the sweep is the total the scores carry: an export with a shift baked in
+(``training.export --prior-shift``) has it taken out first, so it scores as its checkpoint does at
+the same shift; ``--per-class-check``'s biases are tuned on those raw logits too.
 
 ``--per-class-check K`` also tries one bias per class instead of one shift (chosen by the same rule,
 ``tune_class_biases``) and asks whether it carries to faces it was not tuned on: K random halvings
@@ -111,12 +112,21 @@ def raw_logits(logits: dict, weights: str) -> dict:
     return logits if baked is None else {k: v - baked for k, v in logits.items()}
 
 
+def at_total_shift(logits: dict, weights: str, shift: float | None, log_prior: np.ndarray) -> dict:
+    """``framed_logits`` moved to a total prior shift ``shift`` (None: as the weights give them)."""
+    if shift is None:
+        return logits
+    return {k: v + shift * log_prior for k, v in raw_logits(logits, weights).items()}
+
+
 def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, out: str | None = None) -> str:
     """Score a model on crops changed before it sees them, as a markdown table.
 
     ``cases``: (name, which, fn) with ``fn`` mapping (N, S, S) uint8 crops to the same, applied to
     the SFEW crops (``which="SFEW"``), to both sets (``"both"``) or to none (``"-"``); every case is
-    scored at each added prior shift in ``shifts``, flip averaging, faces framed as at inference.
+    scored at each prior shift in ``shifts`` added to the logits as the weights give them (unlike
+    ``main``'s totals: an export keeps its baked shift, and 0 scores it as shipped), flip
+    averaging, faces framed as at inference.
     Also written to ``<out>.md`` when ``out`` is given."""
     model, _, prep = load_model(weights)
     framing = FaceFraming(mode="align")

@@ -6,7 +6,8 @@ Writes ``<out>/metrics.json`` (teacher, baseline student and T-SNet on FERPlus v
 and without flip averaging, plus the shipped student on SFEW), ``<out>/tables.md`` (Tables I, II
 and IV), ``<out>/confusion_tsnet.png`` and ``<out>/curves.png``. The curves and Table I come from
 the run logs under ``--runs`` (``<run>/log.jsonl``), the committed ones by default; where none of
-their logs is there, the figure is not drawn (one already there is kept) and the table is left out.
+their logs is there (session 1's were not kept), the figure and the table already in ``--out`` are
+kept as they are, not replaced by empty ones.
 """
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def missing_logs(runs: Path) -> dict[str, list[Path]]:
     parts = {"curves.png": [runs / f / "log.jsonl" for f in CURVES.values()],
              "Table I": [cell_dir(runs, T, a) / "log.jsonl" for T in ABLATION_TS for a in ABLATION_ALPHAS]}
     return {part: logs for part, logs in parts.items() if not any(read_log(log) for log in logs)}
+
+
+def previous_table_i(tables: Path) -> str | None:
+    """Table I's section of an earlier ``tables.md`` (to keep when its run logs are gone), or None."""
+    if not tables.is_file() or "## Table I:" not in tables.read_text():
+        return None
+    return ("## Table I:" + tables.read_text().split("## Table I:", 1)[1]).rstrip()
 
 
 def score_models(data: str, sfew: str) -> dict:
@@ -96,14 +104,15 @@ def main(argv=None) -> None:
                     help="folder of run folders with log.jsonl (the curves and Table I)")
     args = ap.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
-    # an empty figure or table would hide the drawn one: they are left out, and what was looked for told
+    # an empty figure or table would replace the drawn one: those already there are kept, and what
+    # was looked for told (the committed results/runs lacks session 1's logs: a note, not a warning)
     missing = missing_logs(runs)
     if missing:
         parts = " and ".join(missing)
         looked = "; ".join(", ".join(str(log.relative_to(runs)) for log in logs) for logs in missing.values())
-        # none at all: --runs is likely the wrong folder
-        print(f"{'warning' if len(missing) == 2 else 'note'}: none of the run logs of {parts} is in {runs}, so "
-              f"{parts} {'are' if len(missing) == 2 else 'is'} left out (looked for {looked})", file=sys.stderr)
+        print(f"note: none of the run logs of {parts} is in {runs}, so {parts} {'are' if len(missing) == 2 else 'is'} "
+              f"kept as in {out} (looked for {looked})", file=sys.stderr)
+    kept_table_i = previous_table_i(out / "tables.md") if "Table I" in missing else None
     with reported_errors():
         out.mkdir(parents=True, exist_ok=True)
         metrics = score_models(args.data, args.sfew)
@@ -135,6 +144,8 @@ def main(argv=None) -> None:
     if "Table I" not in missing:
         lines += ["", "## Table I: (T, a) ablation, best FERPlus valid accuracy (%, flip TTA)", "",
                   ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
+    elif kept_table_i:
+        lines += ["", kept_table_i]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

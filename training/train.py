@@ -283,7 +283,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
     if not args.val_data and not args.data.startswith(("ferplus:", "rafdb:")):
         raise SystemExit(f"--data {args.data} is a manifest, which has no validation split: give --val-data "
-                         "(else the run would validate, and choose best.pt, on its own training faces)")
+                         "(else the run would validate, and choose best.pt, on its own training faces; a run "
+                         "begun that way before session 31 cannot be resumed: start it again)")
     if args.train_protocol != "majority" and not args.data.startswith("ferplus:"):
         raise SystemExit(f"--train-protocol {args.train_protocol} is for FERPlus data (ferplus:DIR), not {args.data!r}")
     if not 0.0 <= args.sample_power <= 1.0:
@@ -644,11 +645,15 @@ def check_resume_config(ck, config: dict) -> None:
                if k not in CHANGEABLE_ON_RESUME and k != "teacher_identity" and setting(saved, k) != setting(config, k)}
     for k in sorted(set(changed) & MOVABLE_ON_RESUME):
         was, now = changed[k]
-        if k == "val2" and (was is None) != (now is None):
-            continue  # not a move: it changes how best.pt is chosen
+        if k in ("val2", "val_data") and (was is None) != (now is None):
+            continue  # not a move: another validation set, so best.pt's record would not compare
         changed.pop(k)
-        print(f"--resume: --{k.replace('_', '-')} is {now} (the run began with {was}): the same files are "
-              "assumed", file=sys.stderr, flush=True)
+        flag = f"--{k.replace('_', '-')}"
+        if k in ("init", "pretrained"):
+            print(f"--resume: {flag} is not read (the checkpoint holds the weights)", file=sys.stderr, flush=True)
+        else:
+            print(f"--resume: {flag} is {now} (the run began with {was}): the same files are assumed",
+                  file=sys.stderr, flush=True)
     if "epochs" in changed and config["schedule"] == "plateau":
         changed.pop("epochs")  # the plateau schedule does not depend on the run's length
     if not changed:
@@ -656,9 +661,9 @@ def check_resume_config(ck, config: dict) -> None:
     listed = ", ".join(f"--{k.replace('_', '-')} {was!r} -> {now!r}" for k, (was, now) in sorted(changed.items()))
     why = (" (the cosine schedule spans --epochs: resuming with another count would restart or cut it)"
            if "epochs" in changed else "")
-    if "val2" in changed:
-        why += (" (best.pt is chosen by valid + val2 accuracy with --val2 and by valid alone without: the run's "
-                "best so far would not compare)")
+    if "val2" in changed or "val_data" in changed:
+        why += (" (best.pt is chosen on the validation sets the run began with: valid + val2 accuracy with "
+                "--val2, valid alone without; its best so far would not compare)")
     raise SystemExit(f"--resume: {ck.path} was trained with other flags: {listed}{why}. Resume with the run's "
                      f"own flags (its config.json), or start a new run folder with --init {ck.path}")
 
@@ -883,7 +888,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         summary = record
     # best_score is what chose best.pt (the checkpoints' "best_val_accuracy"): with --val2 the sum of both accuracies
     best = next((r for r in history if r["epoch"] == best_epoch + 1), {})
-    summary.update(best_val_accuracy=best.get("val_accuracy", best_score), best_score=best_score,
+    summary.update(best_val_accuracy=best.get("val_accuracy"), best_score=best_score,
                    best_epoch=best_epoch + 1, run=str(out))
     return summary
 
