@@ -472,7 +472,8 @@ class Recognizer:
                       return_exceptions: bool = False) -> list[Union[list[Face], Exception]]:
         """One list of faces per image; all faces go through the engine in one call.
         ``return_exceptions``: an image that cannot be read or used (missing or corrupt file,
-        bad array) gets the exception in its place and the others are still predicted
+        bad array, or a custom detector's malformed answer for it) gets the exception in its place
+        and the others are still predicted
         (False: the first such image raises, for the whole batch)."""
         _refuse_a_single_path(images, "predict_batch")
         if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))):
