@@ -205,3 +205,9 @@ def test_compare_takes_shifts_as_totals(tiny_sets, twin_exports, tmp_path, monke
         assert all(d == 0 for d in diffs(run("--shift-a", shift, "--shift-b", shift)))
     assert all(d == 0 for d in diffs(run("--shift-a", str(BAKED))))  # B as exported: at its baked shift
     assert any(d != 0 for d in diffs(run())), "the shift must matter for this test"
+
+
+def test_evaluate_refuses_a_split_of_a_manifest(tiny_sets, capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate_tool.main(["--weights", "unused.pt", "--manifest", str(tiny_sets[1]), "--split", "train"])
+    assert exc.value.code == 2 and "a manifest has no splits" in capsys.readouterr().err

@@ -200,7 +200,7 @@ def main(argv=None) -> None:
     src.add_argument("--data", help="ferplus:DIR or rafdb:DIR")
     src.add_argument("--manifest", help="CSV with a path,label header")
     ap.add_argument("--root", help="folder the manifest's paths are relative to (default: its folder)")
-    ap.add_argument("--split", default="valid")
+    ap.add_argument("--split", default="valid", help="train or valid (--data only: a manifest is one set)")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
                     help="frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
@@ -212,6 +212,8 @@ def main(argv=None) -> None:
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
+    if args.manifest and args.split != "valid":
+        ap.error(f"--split {args.split} is for --data: a manifest has no splits, all of it is scored")
     with reported_errors():
         trained_framing = recorded_framing(args.weights)
         if trained_framing and trained_framing != args.framing:
