@@ -47,9 +47,10 @@ def missing_logs(runs: Path) -> dict[str, list[Path]]:
 
 def previous_table_i(tables: Path) -> str | None:
     """Table I's section of an earlier ``tables.md`` (to keep when its run logs are gone), or None."""
-    if not tables.is_file() or "## Table I:" not in tables.read_text():
+    text = tables.read_text() if tables.is_file() else ""
+    if "## Table I:" not in text:
         return None
-    return ("## Table I:" + tables.read_text().split("## Table I:", 1)[1]).rstrip()
+    return ("## Table I:" + text.split("## Table I:", 1)[1]).rstrip()
 
 
 def score_models(data: str, sfew: str) -> dict:
