@@ -28,7 +28,7 @@ import torch
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import FaceSet, ferplus_prior, load_dataset
-from training.export import baked_prior_shift, baked_shift, read_metadata
+from training.export import baked_shift, read_metadata, total_shift_offset
 from training.predict import load_model
 from training.models import count_parameters
 
@@ -141,11 +141,10 @@ def class_prior_for(weights: str, source: str) -> np.ndarray:
 def prior_offset(weights: str, source: str, prior_shift: float | None) -> np.ndarray | None:
     """What moves a model's logits to a total prior shift of ``prior_shift`` (``(shift - baked) *
     log prior`` for an export with a shift baked in), or None where nothing moves them."""
-    baked = baked_prior_shift(weights)
-    if prior_shift is None or (not prior_shift and baked is None):
+    if prior_shift is None:
         return None
-    offset = prior_shift * np.log(class_prior_for(weights, source))
-    return offset if baked is None else offset - baked
+    offset = total_shift_offset(weights, prior_shift, np.log(class_prior_for(weights, source)))
+    return offset if offset.any() else None
 
 
 def recorded_framing(weights: str) -> str | None:

@@ -124,6 +124,14 @@ def baked_prior_shift(path: str | Path):
     return shift * np.log(np.asarray(read_metadata(path)["logit_adjustment"]["class_prior"], dtype=np.float64))
 
 
+def total_shift_offset(path: str | Path, shift: float, log_prior: np.ndarray) -> np.ndarray:
+    """What to add to a model's logits to score it at a total prior shift ``shift``: ``shift *
+    log prior``, less the shift an export carries baked in (a checkpoint carries none)."""
+    offset = shift * np.asarray(log_prior, dtype=np.float64)
+    baked = baked_prior_shift(path)
+    return offset if baked is None else offset - baked
+
+
 def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
     return (ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"]),
             PreprocessSpec.from_dict(meta["preprocess"]))

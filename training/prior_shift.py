@@ -31,7 +31,7 @@ import torch
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
-from training.export import baked_prior_shift, baked_shift
+from training.export import baked_prior_shift, baked_shift, total_shift_offset
 from training.framing import load_framed
 from training.predict import load_model, predict_logits
 
@@ -116,7 +116,8 @@ def at_total_shift(logits: dict, weights: str, shift: float | None, log_prior: n
     """``framed_logits`` moved to a total prior shift ``shift`` (None: as the weights give them)."""
     if shift is None:
         return logits
-    return {k: v + shift * log_prior for k, v in raw_logits(logits, weights).items()}
+    offset = total_shift_offset(weights, shift, log_prior)
+    return {k: v + offset for k, v in logits.items()}
 
 
 def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, out: str | None = None) -> str:
