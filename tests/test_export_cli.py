@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, TINY_TRAIN_LABELS
 from pyfer.preprocess import PreprocessSpec
-from training.checkpoint import save_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.export import main, read_metadata
 from training.models import ModelSpec
 
@@ -63,3 +63,15 @@ def test_the_long_gpu_run_brings_back_the_best_checkpoint_too():
     script = (REPO / "scripts" / "gpu_distill_long.sh").read_text()
     copy = [line for line in script.splitlines() if line.startswith("cp ") and '"$OUT/"' in line]
     assert len(copy) == 1 and '"$run/last.pt"' in copy[0] and '"$run/best.pt"' in copy[0], copy
+
+
+def test_the_source_counts_epochs_from_one_and_names_the_selection_score(tmp_path, no_default_data):
+    """A checkpoint saved after the 4th epoch (state epoch 3) with a --val2 score (a sum of two
+    accuracies) must not export as "epoch 3, best_val_accuracy 1.16"."""
+    ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
+    state = load_checkpoint(ck).state
+    save_checkpoint({**state, "mode": "distill", "epoch": 3, "best_val_accuracy": 1.16}, ck)
+    main([str(ck), str(tmp_path / "s.safetensors")])
+    source = read_metadata(tmp_path / "s.safetensors")["source"]
+    assert source["epochs_trained"] == 4 and source["selection_score"] == 1.16 and source["mode"] == "distill"
+    assert "epoch" not in source and "best_val_accuracy" not in source

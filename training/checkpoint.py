@@ -135,8 +135,16 @@ class Checkpoint:
         return self.spec.load(self.state[which], self.path), self.spec, self.prep
 
     def provenance(self) -> dict:
-        keys = ("mode", "epoch", "best_val_accuracy", "config")
-        return {k: self.state[k] for k in keys if k in self.state}
+        """Where an export came from. The state's 0-based ``epoch`` becomes ``epochs_trained``
+        (the 1-based epoch of ``log.jsonl``), and its ``best_val_accuracy``, which is the sum of
+        both accuracies when the run had ``--val2``, becomes ``selection_score``; new names, so
+        that they cannot be read with the meaning that exports before session 32 gave them."""
+        out = {k: self.state[k] for k in ("mode", "config") if k in self.state}
+        if "epoch" in self.state:
+            out["epochs_trained"] = self.state["epoch"] + 1
+        if "best_val_accuracy" in self.state:
+            out["selection_score"] = self.state["best_val_accuracy"]
+        return out
 
 
 def load_checkpoint(path: str | Path, required=("model", "model_spec", "preprocess")) -> Checkpoint:
