@@ -1,6 +1,6 @@
 """The research tools' bookkeeping: training.prior_shift and training.evaluate score a shift as the
 total the scores carry (an export's baked shift taken out first, so it agrees with its checkpoint),
-evaluate's --confusion-png, --json and framing note, and training.report's bad input, Table II
+evaluate's --confusion-png, --json and framing default, and training.report's bad input, Table II
 count and missing run logs."""
 from __future__ import annotations
 
@@ -118,14 +118,25 @@ def test_evaluate_json_has_null_for_an_auc_it_cannot_compute(tiny_sets, twin_exp
     assert m["n"] == 4 and m["auc"] is None
 
 
-def test_evaluate_notes_that_the_model_was_trained_on_other_framing(tiny_sets, tmp_path, capsys):
+@pytest.mark.parametrize("flag, recorded, used, noted", [
+    ([], "align", "align", False),                         # auto: as the model trained
+    ([], None, "frame", False),                            # auto, nothing recorded: the crops as given
+    (["--framing", "frame"], "align", "frame", True),      # asked for another framing: scored so, with a note
+    (["--framing", "align"], "align", "align", False),
+])
+def test_evaluate_frames_faces_as_the_model_trained_unless_told(tiny_sets, tmp_path, capsys, monkeypatch,
+                                                                flag, recorded, used, noted):
     from pyfer.facenorm import FaceFraming
 
     data, _ = tiny_sets
-    w = _export(tmp_path / "aligned.safetensors", framing=FaceFraming(mode="align").to_dict())
-    evaluate_tool.main(["--weights", w, "--data", data, "--no-latency"])
+    framing = FaceFraming(mode=recorded).to_dict() if recorded else None
+    w = _export(tmp_path / "m.safetensors", framing=framing)
+    seen = []
+    real = evaluate_tool.evaluate
+    monkeypatch.setattr(evaluate_tool, "evaluate", lambda *a: seen.append(a[6]) or real(*a[:6], "frame", *a[7:]))
+    evaluate_tool.main(["--weights", w, "--data", data, "--no-latency", *flag])
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "--framing align scores faces as `predict` frames them" in notes[0]
+    assert seen == [used] and len(notes) == int(noted), (seen, notes)
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ object (AUC null where the data has two classes or fewer). All metrics come from
 
 ``--prior-shift S`` scores at a total shift of S: an export's baked shift is taken out first, so an
 export and its checkpoint agree at the same S; without it a model scores as its weights answer.
-The default ``--framing frame`` scores the data set's own crops; ``--framing align`` (or the
-framing the model records) scores faces as ``predict`` frames them.
+By default (``--framing auto``) faces are framed as the model trained on them, as it records it:
+``align`` for the shipped student, so that its faces are framed as ``predict`` frames them; a model
+that records no framing scores the data set's own crops (``--framing frame``).
 """
 from __future__ import annotations
 
@@ -201,8 +202,9 @@ def main(argv=None) -> None:
     ap.add_argument("--root", help="folder the manifest's paths are relative to (default: its folder)")
     ap.add_argument("--split", default="valid", help="train or valid (--data only: a manifest is one set)")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    ap.add_argument("--framing", choices=("frame", "align", "box"), default="frame",
-                    help="frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
+    ap.add_argument("--framing", choices=("auto", "frame", "align", "box"), default="auto",
+                    help="auto (default): the framing the model trained on, as it records it, else frame; "
+                         "frame: the crops as given; align/box: re-framed by pyfer.facenorm on YuNet's detection")
     ap.add_argument("--prior-shift", type=float,
                     help="score at a total shift of SHIFT * log(training prior) in the logits (post-hoc logit "
                          "adjustment; an export's baked shift is taken out first; the prior an export stores, "
@@ -214,11 +216,12 @@ def main(argv=None) -> None:
     if args.manifest and args.split != "valid":
         ap.error(f"--split {args.split} is for --data: a manifest has no splits, all of it is scored")
     with reported_errors():
-        trained_framing = recorded_framing(args.weights)
-        if trained_framing and trained_framing != args.framing:
+        trained_framing = recorded_framing(args.weights) or "frame"
+        if args.framing == "auto":
+            args.framing = trained_framing
+        elif args.framing != trained_framing:
             print(f"note: {args.weights} was trained on faces framed by '{trained_framing}' and --framing "
-                  f"{args.framing} differs; --framing {trained_framing} scores faces as `predict` frames them",
-                  file=sys.stderr)
+                  f"{args.framing} differs", file=sys.stderr)
         if args.confusion_png:  # before the work, not after it
             Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
