@@ -226,10 +226,13 @@ def main(argv=None) -> None:
             Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      args.framing, args.prior_shift)
+    if args.manifest:  # a manifest is scored whole: it has no split
+        m["split"] = None
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
-    print(f"{m['weights']} on {m['data']} [{m['split']}] n={m['n']} tta={m['tta']} framing={m['framing']}"
+    split = f" [{m['split']}]" if m["split"] else ""
+    print(f"{m['weights']} on {m['data']}{split} n={m['n']} tta={m['tta']} framing={m['framing']}"
           f" prior_shift={m['prior_shift']}" + (f" (total; {m['baked_shift']:g} baked into the export)"
                                                if "baked_shift" in m else ""))
     auc = "-" if m["auc"] is None else f"{m['auc']:.4f}"
