@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -40,13 +41,27 @@ def test_short_run_learns(learned_run):
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
 
 
-def test_resume_continues(learned_run, ferplus_dir):
-    out, _ = learned_run
+def test_resume_continues(learned_run, ferplus_dir, tmp_path):
+    out = tmp_path / "run"  # a copy: the other tests read the learned run as it was trained
+    shutil.copytree(learned_run[0], out)
     summary = train("student", "--out", str(out), "--data", f"ferplus:{ferplus_dir}", "--epochs", "4",
                     "--train-limit", "2000", "--val-limit", "300", *QUICK, "--resume")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert summary["epoch"] == 4
+
+
+def test_a_resumed_run_ends_with_the_weights_of_one_never_stopped(tiny_sets, tmp_path):
+    """--resume restores weights, optimizer, schedule and random state: 1 epoch + 1 resumed = 2
+    straight (augmentation on, so a lost random state fails too). The long variants are slow tests."""
+    from test_resume import assert_same_weights
+
+    tiny = ["--data", tiny_sets[0], "--input-size", "32", "--batch-size", "8", "--threads", "1", "--quiet"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train("student", "--out", str(straight), "--epochs", "2", *tiny)
+    train("student", "--out", str(split), "--epochs", "1", *tiny)
+    assert train("student", "--out", str(split), "--epochs", "2", "--resume", *tiny)["epoch"] == 2
+    assert_same_weights(straight / "last.pt", split / "last.pt", keys=("model", "optimizer"))
 
 
 def test_distill_and_export(learned_run, ferplus_dir, tmp_path):
