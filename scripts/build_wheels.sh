@@ -137,6 +137,11 @@ for v in $pythons; do
       tail -40 "$log"; echo "build failed: $log" >&2; exit 1
     fi
     raw=$(ls "$src_root"/raw/pyfer-*-cp${v/./}-*linux_$arch.whl)
+    if [ "$arch" = x86_64 ]; then  # nothing compiled for AVX2/AVX-512 escapes the CPUID check
+      "$tpy" "$repo/scripts/check_isa_isolation.py" "$src"/build/cp${v/./}-*linux_$arch >> "$log" 2>&1 \
+        || { tail -20 "$log"; echo "ISA isolation check failed: $log" >&2; exit 1; }
+      tail -1 "$log" | sed 's/^/   /'
+    fi
     # --plat auto: auditwheel reads the module's architecture (its --plat list names only the
     # host's) and tags the most compatible policy the symbol versions allow
     auditwheel repair -w "$out" "$raw" >> "$log" 2>&1 \

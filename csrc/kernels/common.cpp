@@ -7,11 +7,67 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
 #include <stdexcept>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "kernels.hpp"
 
 namespace pyfer {
+
+AlignedBuf::AlignedBuf(size_t count) { resize(count); }
+
+AlignedBuf::AlignedBuf(const AlignedBuf& o) { *this = o; }
+
+AlignedBuf& AlignedBuf::operator=(const AlignedBuf& o) {
+    if (this != &o) {
+        std::free(ptr); ptr = nullptr; n = 0;
+        if (o.ptr) { resize(o.n); std::memcpy(ptr, o.ptr, (o.n + SLACK) * sizeof(float)); }
+    }
+    return *this;
+}
+
+AlignedBuf& AlignedBuf::operator=(AlignedBuf&& o) noexcept {
+    if (this != &o) { std::free(ptr); ptr = o.ptr; n = o.n; o.ptr = nullptr; o.n = 0; }
+    return *this;
+}
+
+AlignedBuf::~AlignedBuf() { std::free(ptr); }
+
+void AlignedBuf::resize(size_t count) {
+    if (count <= n && ptr) return;
+    std::free(ptr);
+    size_t bytes = ((count + SLACK) * sizeof(float) + 63) / 64 * 64;
+#ifdef __linux__
+    // big buffers (the teacher's packed weights: up to 9.4 MB per conv, ~45 MB in all, streamed
+    // from DRAM at batch 1) on 2 MiB pages where the kernel allows it (THP "madvise" mode):
+    // 4 KiB pages cost a TLB miss every 64 K-steps of a weight panel
+    constexpr size_t HUGE = size_t(2) << 20;
+    if (bytes >= 2 * HUGE) {
+        bytes = (bytes + HUGE - 1) / HUGE * HUGE;
+        ptr = static_cast<float*>(std::aligned_alloc(HUGE, bytes));
+        if (ptr) madvise(ptr, bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
+    } else {
+        ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+    }
+#else
+    ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+#endif
+    if (!ptr) throw std::bad_alloc();
+    std::memset(ptr, 0, bytes);
+    n = count;
+}
+
+AlignedBuf aligned_copy(const std::vector<float>& v) {
+    AlignedBuf b;
+    b.resize(v.size());
+    std::copy(v.begin(), v.end(), b.data());
+    return b;
+}
 
 void zero_border(const View& v, int n, int h, int w, int c, int pad) {
     if (pad == 0) return;
@@ -192,13 +248,22 @@ constexpr double FMA_PEAK_TRIAL_SECONDS = 0.0005;
 static double zmm_over_ymm_fma_peak(double* zmm_gflops, double* ymm_gflops) {
     double z = 0, y = 0;
     for (int i = 0; i < FMA_PEAK_TRIALS; ++i) {
-        z = std::max(z, kernels_avx512().fma_peak(FMA_PEAK_TRIAL_SECONDS));
-        y = std::max(y, kernels_avx2().fma_peak(FMA_PEAK_TRIAL_SECONDS));
+        z = std::max(z, avx512::kernels().fma_peak(FMA_PEAK_TRIAL_SECONDS));
+        y = std::max(y, avx2::kernels().fma_peak(FMA_PEAK_TRIAL_SECONDS));
     }
     *zmm_gflops = z;
     *ymm_gflops = y;
     return y > 0 ? z / y : 0;
 }
+
+// Here rather than in the AVX2/AVX-512 files, which run only after the CPUID check
+#ifdef PYFER_X86_KERNELS
+bool compiled_avx2() { return true; }
+bool compiled_avx512() { return true; }
+#else
+bool compiled_avx2() { return false; }
+bool compiled_avx512() { return false; }
+#endif
 
 const IsaChoice& kernels_auto_choice() {
     static const IsaChoice choice = [] {
@@ -224,16 +289,16 @@ const IsaChoice& kernels_auto_choice() {
 }
 
 const Kernels& kernels_select(const std::string& isa) {
-    if (isa == "portable") return kernels_portable();
+    if (isa == "portable") return portable::kernels();
     if (isa == "avx2") {
         if (!compiled_avx2()) throw std::invalid_argument("this build has no AVX2 kernels");
         if (!cpu_has_avx2_fma()) throw std::invalid_argument("this CPU does not support AVX2+FMA");
-        return kernels_avx2();
+        return avx2::kernels();
     }
     if (isa == "avx512") {
         if (!compiled_avx512()) throw std::invalid_argument("this build has no AVX-512 kernels");
         if (!cpu_has_avx512()) throw std::invalid_argument("this CPU does not support AVX-512 (F, BW, DQ, VL)");
-        return kernels_avx512();
+        return avx512::kernels();
     }
     if (isa != "auto")
         throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx2 or portable)");

@@ -22,69 +22,35 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 namespace pyfer {
 
 constexpr int NR = 16;           // output channels per packed panel
 constexpr int SLACK = 64;        // extra floats allocated after every buffer (vector over-reads)
 
+// A zero-filled, 64-byte aligned float buffer (+SLACK floats). Every member that does work is
+// defined out of line in common.cpp, which is compiled for the baseline CPU: an inline member
+// would also be compiled into the AVX2/AVX-512 files, and the linker keeps one of those copies
+// for the whole module, which could then run on a CPU without those instructions
+// (scripts/check_isa_isolation.py fails the build if such a function appears).
 struct AlignedBuf {
     float* ptr = nullptr;
     size_t n = 0;
     AlignedBuf() = default;
-    explicit AlignedBuf(size_t count) { resize(count); }
-    AlignedBuf(const AlignedBuf& o) { *this = o; }
-    AlignedBuf& operator=(const AlignedBuf& o) {
-        if (this != &o) {
-            std::free(ptr); ptr = nullptr; n = 0;
-            if (o.ptr) { resize(o.n); std::memcpy(ptr, o.ptr, (o.n + SLACK) * sizeof(float)); }
-        }
-        return *this;
-    }
+    explicit AlignedBuf(size_t count);
+    AlignedBuf(const AlignedBuf& o);
+    AlignedBuf& operator=(const AlignedBuf& o);
     AlignedBuf(AlignedBuf&& o) noexcept : ptr(o.ptr), n(o.n) { o.ptr = nullptr; o.n = 0; }
-    AlignedBuf& operator=(AlignedBuf&& o) noexcept {
-        if (this != &o) { std::free(ptr); ptr = o.ptr; n = o.n; o.ptr = nullptr; o.n = 0; }
-        return *this;
-    }
-    ~AlignedBuf() { std::free(ptr); }
+    AlignedBuf& operator=(AlignedBuf&& o) noexcept;
+    ~AlignedBuf();
     // (Re)allocate to at least count floats (+SLACK), zero filled. Contents are not preserved.
-    void resize(size_t count) {
-        if (count <= n && ptr) return;
-        std::free(ptr);
-        size_t bytes = ((count + SLACK) * sizeof(float) + 63) / 64 * 64;
-#ifdef __linux__
-        // big buffers (the teacher's packed weights: up to 9.4 MB per conv, ~45 MB in all, streamed
-        // from DRAM at batch 1) on 2 MiB pages where the kernel allows it (THP "madvise" mode):
-        // 4 KiB pages cost a TLB miss every 64 K-steps of a weight panel
-        constexpr size_t HUGE = size_t(2) << 20;
-        if (bytes >= 2 * HUGE) {
-            bytes = (bytes + HUGE - 1) / HUGE * HUGE;
-            ptr = static_cast<float*>(std::aligned_alloc(HUGE, bytes));
-            if (ptr) madvise(ptr, bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
-        } else {
-            ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
-        }
-#else
-        ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
-#endif
-        if (!ptr) throw std::bad_alloc();
-        std::memset(ptr, 0, bytes);
-        n = count;
-    }
+    void resize(size_t count);
     float* data() const { return ptr; }
 };
 
 // A vector's values in 64-byte aligned memory (the classifier's weights: their alignment would
 // otherwise follow the heap, and linear's time with it)
-inline AlignedBuf aligned_copy(const std::vector<float>& v) {
-    AlignedBuf b;
-    b.resize(v.size());
-    std::copy(v.begin(), v.end(), b.data());
-    return b;
-}
+AlignedBuf aligned_copy(const std::vector<float>& v);
 
 struct View {
     float* p = nullptr;
@@ -286,12 +252,14 @@ static_assert(sizeof(Kernels) == sizeof(const char*) + KERNEL_OP_COUNT * sizeof(
         return t;                                  \
     }()
 
-const Kernels& kernels_portable();
-const Kernels& kernels_avx2();    // only valid where cpu_has_avx2_fma()
-const Kernels& kernels_avx512();  // only valid where cpu_has_avx512()
+// Each set's table, in the set's namespace like everything its files define, so that nothing
+// compiled for AVX2/AVX-512 is reachable without the CPUID check (scripts/check_isa_isolation.py)
+namespace portable { const Kernels& kernels(); }
+namespace avx2 { const Kernels& kernels(); }    // only valid where cpu_has_avx2_fma()
+namespace avx512 { const Kernels& kernels(); }  // only valid where cpu_has_avx512()
 bool cpu_has_avx2_fma();
 bool cpu_has_avx512();  // AVX-512 F, BW, DQ and VL (x86-64-v4) with ZMM state saved by the OS
-bool compiled_avx2();
+bool compiled_avx2();   // the build has the AVX2 / AVX-512 sets (x86 targets)
 bool compiled_avx512();
 // The table the engine uses for isa "auto", "avx512", "avx2" or "portable" (kernels_auto_choice
 // says which "auto" picks, and why); a forced isa this build or CPU lacks is refused.

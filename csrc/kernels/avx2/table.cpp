@@ -1,13 +1,11 @@
 // Kernel table of the AVX2+FMA backend (compiled with -mavx2 -mfma; only called after CPUID).
 #include "../kernels.hpp"
 
-namespace pyfer {
+namespace pyfer::avx2 {
 
-bool compiled_avx2() { return true; }
-
-const Kernels& kernels_avx2() {
+const Kernels& kernels() {
     static const Kernels table = PYFER_KERNEL_TABLE(avx2);
     return table;
 }
 
-}  // namespace pyfer
+}  // namespace pyfer::avx2

@@ -2,13 +2,11 @@
 // -mavx2 -mfma: the x86-64-v4 set, nothing newer; only called after cpu_has_avx512()).
 #include "../kernels.hpp"
 
-namespace pyfer {
+namespace pyfer::avx512 {
 
-bool compiled_avx512() { return true; }
-
-const Kernels& kernels_avx512() {
+const Kernels& kernels() {
     static const Kernels table = PYFER_KERNEL_TABLE(avx512);
     return table;
 }
 
-}  // namespace pyfer
+}  // namespace pyfer::avx512

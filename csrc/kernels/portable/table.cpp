@@ -1,11 +1,11 @@
 // Kernel table of the portable backend.
 #include "../kernels.hpp"
 
-namespace pyfer {
+namespace pyfer::portable {
 
-const Kernels& kernels_portable() {
+const Kernels& kernels() {
     static const Kernels table = PYFER_KERNEL_TABLE(portable);
     return table;
 }
 
-}  // namespace pyfer
+}  // namespace pyfer::portable
