@@ -55,6 +55,25 @@ def test_runtime_dependencies_are_numpy_opencv_and_tqdm_only():
     reqs = [r for r in (md.requires("pyfer") or []) if "extra ==" not in r]
     names = sorted(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs)
     assert names == ["numpy", "opencv-python-headless", "tqdm"], reqs
+    # OpenCV before 4.10.0.84 was built against numpy 1 but declares no numpy bound: pip pairs it
+    # with numpy 2 and `import cv2` fails
+    cv = next(r for r in reqs if r.lower().startswith("opencv"))
+    floor = re.search(r">=\s*([\d.]+)", cv)
+    assert floor and tuple(map(int, floor.group(1).split("."))) >= (4, 10, 0, 84), cv
+
+
+def test_the_licences_of_what_the_wheel_carries_ship_in_it():
+    """pyfer's own, the notice file, pybind11's (compiled into _engine: BSD-3 asks for its notice in
+    binary form) and YuNet's (the shipped detector)."""
+    try:
+        files = {str(f).replace("\\", "/") for f in md.files("pyfer") or []}
+    except md.PackageNotFoundError:
+        pytest.skip("pyfer is not pip-installed here (in-place dev build)")
+    licences = {f.rsplit("/", 1)[-1] for f in files if "/licenses/" in f}
+    assert {"LICENSE", "NOTICE.md", "LICENSE-pybind11.txt"} <= licences, sorted(licences)
+    pybind11 = next(f for f in md.distribution("pyfer").files if f.name == "LICENSE-pybind11.txt")
+    assert "Wenzel Jakob" in pybind11.read_text()
+    assert "MIT" in (PKG / "models" / "LICENSE-yunet.txt").read_text()
 
 
 def test_predict_imports_no_torch_and_no_training_code():
