@@ -1,6 +1,7 @@
-"""Nothing compiled for AVX2/AVX-512 is reachable without the CPUID check: the ISA files define no
-global or weak function outside their own namespace (scripts/check_isa_isolation.py; the wheel
-build runs the same check on its zig objects)."""
+"""The development build's symbols. Nothing compiled for AVX2/AVX-512 is reachable without the
+CPUID check: the ISA files define no global or weak function outside their own namespace
+(scripts/check_isa_isolation.py; the wheel build runs the same check on its zig objects). And the
+module exports none of pyfer's own symbols (hidden visibility)."""
 from __future__ import annotations
 
 import shutil
@@ -43,3 +44,15 @@ def test_the_check_fails_on_an_inline_function_compiled_into_an_isa_file(tmp_pat
 def test_nothing_to_check_is_not_a_pass(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 1 and "nothing was checked" in out.stdout
+
+
+@needs_build
+def test_the_module_exports_none_of_pyfers_symbols():
+    """Exported, a pyfer:: function could be interposed by another library in the process that
+    defines the same name (and every export is a relocation at load time)."""
+    module = next(BUILDS[-1].glob("_engine*.so"))
+    out = subprocess.run(["nm", "-D", "-C", "--defined-only", str(module)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "PyInit__engine" in out
+    leaked = [line for line in out.splitlines() if " pyfer::" in line]
+    assert not leaked, leaked[:10]
