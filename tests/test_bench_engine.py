@@ -87,8 +87,10 @@ def test_bench(benchmark, runners, model, batch, runtime):
     if model.startswith("teacher"):
         rounds = max(3, rounds // 3)
     out = np.asarray(benchmark.pedantic(rs[runtime], rounds=rounds, warmup_rounds=1, iterations=1))
-    ref = rs["pytorch"]()
     assert out.shape == (batch, 8)
+    if runtime == "pytorch":  # PyTorch is the reference: comparing it with itself could not fail
+        return
+    ref = rs["pytorch"]()
     err = float(np.max(np.abs(out - ref)) / max(1.0, float(np.max(np.abs(ref)))))
     assert err <= (1e-4 if runtime.startswith("pyfer") else 1e-3), err
 

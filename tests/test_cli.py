@@ -267,6 +267,8 @@ def test_predict_no_flip(weights_path, capsys):
     got = json.loads(out)["faces"][0]["scores"]
     want = pyfer.Recognizer(weights_path, flip=False).predict(str(ASTRONAUT))[0].scores
     assert rc == 0 and all(abs(got[k] - want[k]) < 1e-5 for k in want)
+    flipped = pyfer.Recognizer(weights_path).predict(str(ASTRONAUT))[0].scores
+    assert max(abs(got[k] - flipped[k]) for k in want) > 1e-4  # not the flip-averaged scores (5.8e-4 apart)
 
 
 def test_predict_prior_shift(weights_path, trained, capsys):

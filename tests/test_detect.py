@@ -220,6 +220,32 @@ def test_yunet_threads_share_one_detector(yunet, sfew_faces):
     assert not errors and got == ref
 
 
+def test_haar_threads_share_one_detector(sfew_faces):
+    """One HaarDetector, four threads at once: each must get the single-thread boxes (a shared
+    OpenCV cascade keeps per-image state and fails or returns wrong boxes)."""
+    haar = HaarDetector()
+    images = [cv2.resize(f, None, fx=s, fy=s) for f in sfew_faces[:8] for s in (1.0, 2.0)]
+    ref = [haar(im) for im in images]
+    assert sum(bool(r) for r in ref) >= len(images) // 2  # mostly faces found: the comparison means something
+    got = [None] * len(images)
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(3):
+                for i in range(k, len(images), 4):
+                    got[i] = haar(images[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == ref, errors[:2]
+
+
 def test_yunet_detection_rate_ferplus(yunet, ferplus_dir):
     """FER2013 faces fill their 48x48 frame. Full split: docs/recognizer.md (scripts/eval_frontend.py)."""
     x, _ = ferplus_valid(ferplus_dir, 100000)
