@@ -527,13 +527,18 @@ def test_bad_boxes(recognizer, boxes):
         recognizer.predict(ASTRONAUT, boxes=boxes)
 
 
-def test_huge_image(recognizer, sfew_faces):
-    # 6000x4000 gray with one face ~1200 px wide: detection runs on a downscaled copy
+def test_huge_image(recognizer, sfew_faces, monkeypatch):
+    """6000x4000 gray with one face ~1200 px wide: found, and the network only ever sees a
+    downscaled copy (its long side within the detector's max_side, plus the border it adds)."""
     canvas = np.full((4000, 6000), 100, np.uint8)
     truth = paste(canvas, cv2.cvtColor(sfew_faces[1], cv2.COLOR_BGR2GRAY), 2500, 1200, 1200)
+    det = recognizer.detector
+    seen = []
+    run = det.detect_raw
+    monkeypatch.setattr(det, "detect_raw", lambda bgr: seen.append(bgr.shape[:2]) or run(bgr))
     faces = recognizer.predict(canvas)
     assert faces and iou(faces[0].box, truth) > 0.4
-    assert recognizer.last_timings["detect"] < 2.0
+    assert seen and max(max(s) for s in seen) <= det.max_side * (1 + 2 * det.pad), seen
 
 
 def test_default_weights(monkeypatch, trained):

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -67,11 +66,10 @@ def test_a_bad_teacher_fails_at_once_with_one_line(tmp_path, content):
         teacher = REPO / "pyfer" / "models" / "yunet.safetensors"
     else:
         teacher.write_bytes(content)
-    t0 = time.time()
+    # the data folder does not exist: the teacher's error shows it was checked before the data
     with pytest.raises(SystemExit, match=r"--teacher .*cannot load a pyfer model"):
         run(build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), "--teacher", str(teacher),
                                        "--data", f"ferplus:{tmp_path / 'no_data_needed_yet'}"]))
-    assert time.time() - t0 < 20  # before the data: this data folder does not even exist
 
 
 def test_fewer_faces_than_a_batch_is_refused(tmp_path, ferplus_dir):
