@@ -11,33 +11,40 @@ every file that uses it, and the linker keeps one copy for the whole module, pos
 one, which then runs on an AVX2-only CPU (illegal instruction). Local functions (``static``,
 anonymous namespaces) are only called from their own file and are allowed.
 
-Reads each object with ``nm -C --defined-only`` (the module itself is stripped). Exits 1 naming
+Reads each object's mangled names with ``nm --defined-only`` (the module itself is stripped):
+demangled, a template's name starts with its return type. Exits 1 naming
 every such function, or when no ISA object is found (nothing checked is not a pass).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 NAMESPACE = {"avx2": "pyfer::avx2::", "avx512": "pyfer::avx512::"}
+# Itanium mangling of a name in that namespace: _ZN, then K/V/R/O qualifiers of a member, then the
+# length-prefixed names (_ZN5pyfer4avx24convEv is pyfer::avx2::conv())
+MANGLED = {isa: re.compile(r"_ZN[KVRO]*5pyfer%d%s" % (len(isa), isa)) for isa in NAMESPACE}
 EXPORTED_CODE = {"T", "W"}  # global and weak text symbols; lower case = local to the file
 
 
 def escapes(obj: Path, isa: str) -> tuple[list[str], int]:
     """(functions of ``obj`` other files could link to outside the ISA namespace, ISA-namespace count)."""
-    out = subprocess.run(["nm", "-C", "--defined-only", str(obj)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["nm", "--defined-only", str(obj)], capture_output=True, text=True, check=True)
     bad, own = [], 0
     for line in out.stdout.splitlines():
         parts = line.split(" ", 2)
         if len(parts) != 3 or parts[1] not in EXPORTED_CODE:
             continue
-        if parts[2].startswith(NAMESPACE[isa]):
+        if MANGLED[isa].match(parts[2]):
             own += 1
         else:
             bad.append(parts[2])
-    return bad, own
+    if bad:  # readable names for the message
+        bad = subprocess.run(["c++filt"], input="\n".join(bad), capture_output=True, text=True).stdout.split("\n")
+    return [b for b in bad if b], own
 
 
 def main(argv=None) -> int:

@@ -70,8 +70,9 @@ def test_the_source_counts_epochs_from_one_and_names_the_selection_score(tmp_pat
     accuracies) must not export as "epoch 3, best_val_accuracy 1.16"."""
     ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}")
     state = load_checkpoint(ck).state
-    save_checkpoint({**state, "mode": "distill", "epoch": 3, "best_val_accuracy": 1.16}, ck)
+    save_checkpoint({**state, "mode": "distill", "epoch": 3, "best_val_accuracy": 1.16, "best_epoch": 2}, ck)
     main([str(ck), str(tmp_path / "s.safetensors")])
     source = read_metadata(tmp_path / "s.safetensors")["source"]
-    assert source["epochs_trained"] == 4 and source["selection_score"] == 1.16 and source["mode"] == "distill"
+    assert source["epochs_trained"] == 4 and source["selection_score"] == 1.16 and source["selected_epoch"] == 3
+    assert source["mode"] == "distill"
     assert "epoch" not in source and "best_val_accuracy" not in source

@@ -318,6 +318,8 @@ def test_input_forms_agree(recognizer):
         faces = recognizer.predict(image)
         assert len(faces) == 1, name
         assert iou(faces[0].box, ref[0].box) > 0.9, name
+        if same_pixels[name] is image or name == "Path":  # the reference itself: nothing to compare
+            continue
         a = np.array(list(faces[0].scores.values()))
         np.testing.assert_allclose(a, scores(same_pixels[name]), rtol=0, atol=1e-6, err_msg=name)
 
@@ -529,7 +531,7 @@ def test_bad_boxes(recognizer, boxes):
 
 def test_huge_image(recognizer, sfew_faces, monkeypatch):
     """6000x4000 gray with one face ~1200 px wide: found, and the network only ever sees a
-    downscaled copy (its long side within the detector's max_side, plus the border it adds)."""
+    downscaled copy, its long side within the detector's max_side (1920 measured)."""
     canvas = np.full((4000, 6000), 100, np.uint8)
     truth = paste(canvas, cv2.cvtColor(sfew_faces[1], cv2.COLOR_BGR2GRAY), 2500, 1200, 1200)
     det = recognizer.detector
@@ -538,7 +540,7 @@ def test_huge_image(recognizer, sfew_faces, monkeypatch):
     monkeypatch.setattr(det, "detect_raw", lambda bgr: seen.append(bgr.shape[:2]) or run(bgr))
     faces = recognizer.predict(canvas)
     assert faces and iou(faces[0].box, truth) > 0.4
-    assert seen and max(max(s) for s in seen) <= det.max_side * (1 + 2 * det.pad), seen
+    assert seen and max(max(s) for s in seen) <= det.max_side, seen
 
 
 def test_default_weights(monkeypatch, trained):

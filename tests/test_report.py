@@ -20,7 +20,7 @@ def scored_without_contempt(monkeypatch):
         m = {"n": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": 0.8,
              "per_class_recall": {c: (None if c == "contempt" else 0.5) for c in EMOTIONS},
              "confusion": [[1 if i == j and i < 7 else 0 for j in range(8)] for i in range(8)],
-             "params": 1_250_000, "macs": 45_000_000}
+             "params": 1_250_000, "macs": 45_000_000, "framing": "frame"}
         return {**m, "cpu_latency_ms": 10.0} if latency else m
 
     monkeypatch.setattr(report, "evaluate", evaluate)

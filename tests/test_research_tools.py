@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec  # noqa: E402
 from training import evaluate as evaluate_tool, prior_shift, report  # noqa: E402
-from training.data import ferplus_prior  # noqa: E402
+from training.data import ferplus_prior, load_dataset  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.models import ModelSpec  # noqa: E402
 
@@ -131,12 +131,16 @@ def test_evaluate_frames_faces_as_the_model_trained_unless_told(tiny_sets, tmp_p
     data, _ = tiny_sets
     framing = FaceFraming(mode=recorded).to_dict() if recorded else None
     w = _export(tmp_path / "m.safetensors", framing=framing)
-    seen = []
-    real = evaluate_tool.evaluate
-    monkeypatch.setattr(evaluate_tool, "evaluate", lambda *a: seen.append(a[6]) or real(*a[:6], "frame", *a[7:]))
-    evaluate_tool.main(["--weights", w, "--data", data, "--no-latency", *flag])
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
-    assert seen == [used] and len(notes) == int(noted), (seen, notes)
+    seen = []  # the framings faces were re-framed with (YuNet on noise stood in for by the crops)
+    monkeypatch.setattr("training.framing.load_framed",
+                        lambda source, prep, split, framing: seen.append(framing.mode) or load_dataset(source, prep, split))
+    evaluate_tool.main(["--weights", w, "--data", data, "--no-latency", "--json", *flag])
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert json.loads(out.splitlines()[-1])["framing"] == used and len(notes) == int(noted), (out, notes)
+    assert seen == ([] if used == "frame" else [used])
+    # the function, as training.report calls it, frames the same way
+    assert evaluate_tool.evaluate(w, data, latency=False, framing=flag[-1] if flag else "auto")["framing"] == used
 
 
 @pytest.fixture
@@ -148,7 +152,7 @@ def scored(monkeypatch):
         calls.append(weights)
         m = {"n": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": None,
              "per_class_recall": {c: (0.5 if c in ("neutral", "happiness") else None) for c in EMOTIONS},
-             "confusion": [[0] * 8 for _ in range(8)], "params": 1_250_000, "macs": 45_000_000}
+             "confusion": [[0] * 8 for _ in range(8)], "params": 1_250_000, "macs": 45_000_000, "framing": "frame"}
         return {**m, "cpu_latency_ms": 10.0} if latency else m
 
     monkeypatch.setattr(report, "evaluate", evaluate)

@@ -162,3 +162,19 @@ def test_every_runnable_isa_agrees_with_the_reference_on_the_shipped_weights():
         got = pyfer.Engine(pyfer.default_weights_path(), threads=1, isa=isa).forward(x)
         err = float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
         assert err <= 1e-4, (isa, err)
+
+
+def test_cibuildwheel_runs_the_test_list_that_check_wheel_runs():
+    """pyproject.toml's cibuildwheel test command is a second copy of scripts/check_wheel.sh's
+    torch-free list: they must name the same files (each a file that exists)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = HERE.parent
+    script = root / "scripts" / "check_wheel.sh"
+    if not script.is_file() or not (root / "pyproject.toml").is_file():
+        pytest.skip("needs the source tree (scripts/check_wheel.sh, pyproject.toml)")
+    default = re.search(r"PYFER_CHECK_TESTS:-([^}]*)\}", script.read_text())
+    command = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["cibuildwheel"]["test-command"]
+    pytest_line = next(c for c in command if "pytest" in c)
+    listed = {"check_wheel.sh": default.group(1).split(), "cibuildwheel": re.findall(r"tests/\S+\.py", pytest_line)}
+    assert listed["check_wheel.sh"] and sorted(listed["check_wheel.sh"]) == sorted(listed["cibuildwheel"]), listed
+    assert all((root / t).is_file() for t in listed["check_wheel.sh"]), listed

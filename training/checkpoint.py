@@ -136,14 +136,17 @@ class Checkpoint:
 
     def provenance(self) -> dict:
         """Where an export came from. The state's 0-based ``epoch`` becomes ``epochs_trained``
-        (the 1-based epoch of ``log.jsonl``), and its ``best_val_accuracy``, which is the sum of
-        both accuracies when the run had ``--val2``, becomes ``selection_score``; new names, so
-        that they cannot be read with the meaning that exports before session 32 gave them."""
+        (the 1-based epoch of ``log.jsonl``); its ``best_val_accuracy``, which is the sum of both
+        accuracies when the run had ``--val2``, becomes ``selection_score``, the best score of the
+        run so far, reached at ``selected_epoch`` (1-based; a ``last.pt`` may be a later epoch).
+        New names, so that they cannot be read with the meaning exports before session 32 gave them."""
         out = {k: self.state[k] for k in ("mode", "config") if k in self.state}
         if "epoch" in self.state:
             out["epochs_trained"] = self.state["epoch"] + 1
         if "best_val_accuracy" in self.state:
             out["selection_score"] = self.state["best_val_accuracy"]
+        if "best_epoch" in self.state:
+            out["selected_epoch"] = self.state["best_epoch"] + 1
         return out
 
 

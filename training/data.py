@@ -257,6 +257,15 @@ def load_rafdb(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
     return _faceset(paths, labels, wheres, prep, f"decode RAF-DB {split}")
 
 
+SPLIT_SOURCES = ("ferplus", "rafdb")  # KIND:DIR data sets with splits; anything else is a manifest CSV
+
+
+def is_split_source(source: str) -> bool:
+    """Whether ``source`` names a data set with splits (``ferplus:DIR``, ``rafdb:DIR``), not a manifest."""
+    kind, _, path = source.partition(":")
+    return kind in SPLIT_SOURCES and bool(path)
+
+
 def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: str | None = None,
                  protocol: str = "majority") -> FaceSet:
     """``ferplus:DIR`` (which faces: ``protocol``), ``rafdb:DIR``, or a manifest CSV path (with

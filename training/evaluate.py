@@ -28,7 +28,7 @@ import torch
 
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
-from training.data import FaceSet, ferplus_prior, load_dataset
+from training.data import FaceSet, ferplus_prior, is_split_source, load_dataset
 from training.export import baked_shift, read_metadata, total_shift_offset
 from training.predict import load_model
 from training.models import count_parameters
@@ -161,8 +161,12 @@ def recorded_framing(weights: str) -> str | None:
 
 
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
-             latency: bool = True, framing: str = "frame", prior_shift: float | None = None) -> dict:
-    """``prior_shift``: the total shift to score at (None: as the weights answer, baked shift and all)."""
+             latency: bool = True, framing: str = "auto", prior_shift: float | None = None) -> dict:
+    """``framing``: "auto" frames faces as the model records it trained (else the crops as given,
+    "frame"). ``prior_shift``: the total shift to score at (None: as the weights answer, baked
+    shift and all). A manifest is scored whole: its metrics' ``split`` is None."""
+    if framing == "auto":
+        framing = recorded_framing(weights) or "frame"
     model, spec, prep = load_model(weights)
     if framing == "frame":
         data = load_dataset(source, prep, split, root)
@@ -180,7 +184,7 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
     metrics = compute_metrics(data.labels, proba)
     baked = baked_shift(weights)
     metrics.update(
-        weights=str(weights), data=source, split=split, tta=tta, framing=framing,
+        weights=str(weights), data=source, split=split if is_split_source(source) else None, tta=tta, framing=framing,
         prior_shift=baked if prior_shift is None else prior_shift,
         arch=spec.arch, stem=spec.stem,
         input_size=prep.input_size, params=count_parameters(model),
@@ -216,18 +220,14 @@ def main(argv=None) -> None:
     if args.manifest and args.split != "valid":
         ap.error(f"--split {args.split} is for --data: a manifest has no splits, all of it is scored")
     with reported_errors():
-        trained_framing = recorded_framing(args.weights) or "frame"
-        if args.framing == "auto":
-            args.framing = trained_framing
-        elif args.framing != trained_framing:
+        trained_framing = recorded_framing(args.weights)
+        if args.framing not in ("auto", trained_framing or "frame") and trained_framing:
             print(f"note: {args.weights} was trained on faces framed by '{trained_framing}' and --framing "
                   f"{args.framing} differs", file=sys.stderr)
         if args.confusion_png:  # before the work, not after it
             Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      args.framing, args.prior_shift)
-    if args.manifest:  # a manifest is scored whole: it has no split
-        m["split"] = None
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")

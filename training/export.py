@@ -12,7 +12,8 @@ each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (flo
      "preprocess": {"input_size": 64, "channels": 1, "mean": 0.5, "std": 0.5},
      "network": {"stem": {...}, "blocks": [{"kind", "name", "cin", "cout", "stride"}, ...], "conv5": C},
      "framing": {...pyfer.facenorm.FaceFraming.to_dict()...},   # optional: how faces were framed
-     "source": {"mode", "epochs_trained", "selection_score", "config"}}   # training provenance
+     "source": {"mode", "epochs_trained", "selection_score", "selected_epoch", "config",
+                "prior_shift"}}   # training provenance (prior_shift: with --prior-shift)
 """
 from __future__ import annotations
 

@@ -127,12 +127,15 @@ def main(argv=None) -> None:
 
     n_valid = metrics[next(iter(MODELS))]["n"]
     lines = [f"## Table II: teacher, student and T-SNet on FERPlus valid ({n_valid:,} images)", "",
-             "| model | params | MACs (64x64) | accuracy | +flip | macro precision | AUC | CPU latency (PyTorch, 1 thread) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Faces framed as each model was trained (`training.evaluate`'s default): `frame` is the data "
+             "set's crops as given, `align` re-framed by `pyfer.facenorm` as `predict` frames them.", "",
+             "| model | framing | params | MACs (64x64) | accuracy | +flip | macro precision | AUC | "
+             "CPU latency (PyTorch, 1 thread) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         m, f = metrics[name], metrics[f"{name} +flip"]
         auc = "-" if f["auc"] is None else f"{f['auc']:.4f}"  # None: two classes or fewer
-        lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['macs'] / 1e6:.1f}M | {100 * m['accuracy']:.2f} | "
+        lines.append(f"| {name} | {m['framing']} | {m['params'] / 1e6:.2f}M | {m['macs'] / 1e6:.1f}M | {100 * m['accuracy']:.2f} | "
                      f"{100 * f['accuracy']:.2f} | {100 * f['macro_precision']:.2f} | {auc} | "
                      f"{m['cpu_latency_ms']:.2f} ms |")
     lines += ["", "## Table IV: per-class recall (%, flip TTA)", "",
