@@ -105,6 +105,13 @@ class TinyShuffle(ShuffleNetV2):  # a variant the engine has no code for: only i
     STAGE_WIDTHS = (16, 32, 48, 64, 96)
 
 
+class OneChannelDepthwise(ShuffleNetV2):
+    """Depthwise convs of one channel, whose groups == 1 as a dense conv's: the stem has 1 channel
+    (stage 2's down unit filters it in branch1) and stage 2 has 2 (half width 1 in branch2)."""
+    STAGE_REPEATS = (2, 1, 1)
+    STAGE_WIDTHS = (1, 2, 4, 6, 16)
+
+
 class TinyRes(nn.Module):
     def __init__(self):
         super().__init__()
@@ -119,11 +126,13 @@ class TinyRes(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-@pytest.mark.parametrize("which", ["shuffle", "res"])
+@pytest.mark.parametrize("which", ["shuffle", "res", "one-channel depthwise"])
 def test_a_new_network_runs_from_its_description(tmp_path, which):
     torch.manual_seed(5)
     if which == "shuffle":
         model, arch, classes = TinyShuffle(num_classes=5, stem="small", folded=True), "shufflenetv2", 5
+    elif which == "one-channel depthwise":
+        model, arch, classes = OneChannelDepthwise(num_classes=5, stem="small", folded=True), "shufflenetv2", 5
     else:
         model, arch, classes = TinyRes(), "effresnet18", 5
     model.eval()
@@ -139,7 +148,10 @@ def test_a_new_network_runs_from_its_description(tmp_path, which):
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     for isa in ("portable", "auto", "ref"):
-        assert rel_err(pyfer.Engine(path, threads=1, isa=isa).forward(x), want) <= TOL, isa
+        eng = pyfer.Engine(path, threads=1, isa=isa)
+        assert rel_err(eng.forward(x), want) <= TOL, isa
+        # an image's logits do not depend on the others in its batch (a skipped conv's stale buffer would)
+        np.testing.assert_array_equal(eng.forward(x[:1])[0], eng.forward(x)[0], err_msg=isa)
     assert pyfer.Engine(path).info()["gflops_per_image"] * 1e9 == pytest.approx(conv_flops(model, 40), rel=1e-9)
 
 

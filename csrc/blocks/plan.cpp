@@ -78,7 +78,7 @@ PlanOptions PlanOptions::from_env() {
 
 ConvAlgo choose_conv_algo(const ConvSpec& c, const ConvSite& site, const PlanOptions& o) {
     if (site.stem) return ConvAlgo::Small;  // cin 1 or 3: output channels are the vector dimension (~5x a K=9 GEMM)
-    if (c.groups > 1) return ConvAlgo::Depthwise;
+    if (c.depthwise) return ConvAlgo::Depthwise;
     if (o.skip0 && site.sparse_input && c.k == 1 && c.stride == 1 && c.cin <= SKIP_MAX_CIN) return ConvAlgo::Skip0;
     if (o.winograd && c.k == 3 && c.stride == 1) {
         const int tiles = (site.out_size + 1) / 2;

@@ -18,9 +18,14 @@ bool Json::is_int() const {
 }
 
 namespace {
+// Each value costs sizeof(Json) (~100 bytes) and more in its containers: a cap on their count
+// keeps a crafted header from costing 80x its size in memory (a pyfer header has a few thousand)
+constexpr size_t MAX_VALUES = size_t(1) << 18;
+
 struct Parser {
     const char* p;
     const char* end;
+    size_t values = 0;
     [[noreturn]] void fail(const char* what) {
         throw FormatError(std::string("invalid JSON: ") + what);
     }
@@ -116,6 +121,7 @@ struct Parser {
     }
     Json value(int depth) {
         if (depth > 64) fail("nesting too deep");
+        if (++values > MAX_VALUES) fail("too many values");
         ws();
         if (p >= end) fail("unexpected end");
         Json j;

@@ -38,6 +38,7 @@ bool valid_name(const std::string& s) {
 }
 
 constexpr int MAX_BLOCKS = 256, MAX_CHANNELS = 8192;
+constexpr double MAX_MAP_FLOATS = double(1 << 23);
 
 // "network": {"stem": {"cout": C, "k": K, "stride": S},
 //             "blocks": [{"kind": "shuffle_down", "name": "stage2.0", "cin": 24, "cout": 116, "stride": 2}, ...],
@@ -193,6 +194,13 @@ std::shared_ptr<Model> Model::load(const SafeTensors& st) {
     else m->net = *default_network(m->arch, m->stem);  // arch and stem were checked above
     const std::string problem = check_network(m->net, m->arch, m->stem);
     if (!problem.empty()) st.fail("metadata 'network': " + problem);
+    // 2^23 floats (32 MiB) per map and image: the student's largest is 98K, the teacher's 262K; a
+    // crafted description could otherwise ask for gigabytes per image
+    const double floats = largest_map_floats(m->net, m->in_channels, m->input_size);
+    if (floats > MAX_MAP_FLOATS)
+        st.fail("metadata 'network': its largest activation map holds " + std::to_string(int64_t(floats)) +
+                " floats per image at input " + std::to_string(m->input_size) + ", over the engine's limit of " +
+                std::to_string(int64_t(MAX_MAP_FLOATS)));
 
     // the weights, in module order
     Loader L{st, {}};

@@ -14,6 +14,7 @@
 //
 // Plain C++17 and the standard library only: the CUDA sources include it.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <stdexcept>
@@ -74,6 +75,9 @@ struct ConvSpec {
     int cin = 0, cout = 0, k = 1, stride = 1, groups = 1;
     bool relu = true;
     bool at_input = true;
+    // one filter per channel (groups == cin == cout): said, not read from groups, which is 1 for
+    // a one-channel depthwise conv as for a dense one, and each is packed for its own kernel
+    bool depthwise = false;
     // output size of this conv in a block whose input is h x h and output ho x ho
     int out_size(int h, int ho) const { return at_input ? (h + 2 * (k / 2) - k) / stride + 1 : ho; }
     double flops(int oh, int ow) const { return 2.0 * oh * ow * cout * (cin / groups) * k * k; }
@@ -170,43 +174,46 @@ struct BlockT {
 template <class Make>
 auto block_convs(const BlockDesc& b, Make&& make) -> BlockConvs<std::decay_t<decltype(make(ConvSpec{}))>> {
     using C = std::decay_t<decltype(make(ConvSpec{}))>;
-    auto spec = [&](const char* suffix, int cin, int cout, int k, int stride, int groups, bool relu, bool at_input) {
-        return ConvSpec{b.name + "." + suffix, cin, cout, k, stride, groups, relu, at_input};
+    auto spec = [&](const char* suffix, int cin, int cout, int k, int stride, bool relu, bool at_input) {
+        return ConvSpec{b.name + "." + suffix, cin, cout, k, stride, 1, relu, at_input};
+    };
+    auto depthwise3x3 = [&](const char* suffix, int c, int stride, bool at_input) {
+        return ConvSpec{b.name + "." + suffix, c, c, 3, stride, c, false, at_input, true};
     };
     const int half = b.cout / 2;
     switch (b.kind) {
         case BlockKind::ShuffleDown: {
-            C b1_dw = make(spec("branch1.0", b.cin, b.cin, 3, 2, b.cin, false, true));
-            C b1_pw = make(spec("branch1.1", b.cin, half, 1, 1, 1, true, false));
-            C pw1 = make(spec("branch2.0", b.cin, half, 1, 1, 1, true, true));
-            C dw = make(spec("branch2.1", half, half, 3, 2, half, false, true));
-            C pw2 = make(spec("branch2.2", half, half, 1, 1, 1, true, false));
+            C b1_dw = make(depthwise3x3("branch1.0", b.cin, 2, true));
+            C b1_pw = make(spec("branch1.1", b.cin, half, 1, 1, true, false));
+            C pw1 = make(spec("branch2.0", b.cin, half, 1, 1, true, true));
+            C dw = make(depthwise3x3("branch2.1", half, 2, true));
+            C pw2 = make(spec("branch2.2", half, half, 1, 1, true, false));
             return ShuffleDownConvs<C>{std::move(b1_dw), std::move(b1_pw), std::move(pw1), std::move(dw), std::move(pw2)};
         }
         case BlockKind::ShuffleBasic: {
-            C pw1 = make(spec("branch2.0", half, half, 1, 1, 1, true, true));
-            C dw = make(spec("branch2.1", half, half, 3, 1, half, false, false));
-            C pw2 = make(spec("branch2.2", half, half, 1, 1, 1, true, false));
+            C pw1 = make(spec("branch2.0", half, half, 1, 1, true, true));
+            C dw = make(depthwise3x3("branch2.1", half, 1, false));
+            C pw2 = make(spec("branch2.2", half, half, 1, 1, true, false));
             return ShuffleBasicConvs<C>{std::move(pw1), std::move(dw), std::move(pw2)};
         }
         case BlockKind::Basic: {
-            C c1 = make(spec("conv1", b.cin, b.cout, 3, b.stride, 1, true, true));
-            C c2 = make(spec("conv2", b.cout, b.cout, 3, 1, 1, false, false));
+            C c1 = make(spec("conv1", b.cin, b.cout, 3, b.stride, true, true));
+            C c2 = make(spec("conv2", b.cout, b.cout, 3, 1, false, false));
             BasicConvs<C> r{std::move(c1), std::move(c2), std::nullopt};
-            if (b.has_shortcut()) r.shortcut = make(spec("shortcut", b.cin, b.cout, 1, b.stride, 1, false, true));
+            if (b.has_shortcut()) r.shortcut = make(spec("shortcut", b.cin, b.cout, 1, b.stride, false, true));
             return r;
         }
         case BlockKind::FFE: {
             const int w = b.cout / FFE_GROUPS;
-            C ci = make(spec("conv_in", b.cin, b.cout, 3, b.stride, 1, true, true));
+            C ci = make(spec("conv_in", b.cin, b.cout, 3, b.stride, true, true));
             auto chain = [&](const char* side, int i) {
                 return make(ConvSpec{b.name + "." + side + "." + std::to_string(i), w, w, 3, 1, 1, true, false});
             };
             std::array<C, FFE_GROUPS> l{chain("left", 0), chain("left", 1), chain("left", 2), chain("left", 3)};
             std::array<C, FFE_GROUPS> r{chain("right", 0), chain("right", 1), chain("right", 2), chain("right", 3)};
-            C co = make(spec("conv_out", b.cout, b.cout, 3, 1, 1, false, false));
+            C co = make(spec("conv_out", b.cout, b.cout, 3, 1, false, false));
             FFEConvs<C> out{std::move(ci), std::move(l), std::move(r), std::move(co), std::nullopt};
-            if (b.has_shortcut()) out.shortcut = make(spec("shortcut", b.cin, b.cout, 1, b.stride, 1, false, true));
+            if (b.has_shortcut()) out.shortcut = make(spec("shortcut", b.cin, b.cout, 1, b.stride, false, true));
             return out;
         }
     }
@@ -257,6 +264,21 @@ inline double net_flops(const NetDesc& d, int in_channels, int input_size, int n
         h = b.out_size(h);
     }
     return f + head_flops(d, h, num_classes);
+}
+
+// Floats of the largest activation map of one image (the input, the stem's output, each block's
+// input and output at its widest, conv5's output): the engine's workspace is a few such maps per
+// image of a batch group, so this bounds what a description can make it allocate.
+inline double largest_map_floats(const NetDesc& d, int in_channels, int input_size) {
+    const double s = input_size, so = stem_out_size(d, input_size);
+    double most = std::max(s * s * in_channels, so * so * d.stem.cout);
+    double h = pool_out_size(d, input_size);
+    for (const BlockDesc& b : d.blocks) {
+        most = std::max(most, h * h * std::max(b.cin, b.cout));
+        h = b.out_size(int(h));
+        most = std::max(most, h * h * b.cout);
+    }
+    return std::max(most, h * h * d.conv5);
 }
 
 }  // namespace pyfer

@@ -45,6 +45,9 @@ void SafeTensors::fail(const std::string& msg) const {
     throw FormatError(path_ + ": " + msg);
 }
 
+constexpr size_t MAX_RANK = 8;
+constexpr uint64_t MAX_ELEMENTS = uint64_t(1) << 40;
+
 static size_t dtype_size(const std::string& d) {
     if (d == "F32" || d == "I32" || d == "U32") return 4;
     if (d == "F16" || d == "BF16" || d == "I16" || d == "U16") return 2;
@@ -54,7 +57,9 @@ static size_t dtype_size(const std::string& d) {
 }
 
 SafeTensors::SafeTensors(const std::string& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever; the S_ISREG check
+    // below refuses it (the flag changes nothing for a regular file)
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR) throw FileNotFound("no weights file at " + path);
@@ -97,7 +102,8 @@ void SafeTensors::parse() {
         const uint8_t* base = static_cast<const uint8_t*>(map_);
         uint64_t hlen = 0;
         for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
-        if (hlen == 0 || hlen > size_ - 8 || hlen > (100u << 20))
+        // 16 MiB: a pyfer header is a few KB, and parsing costs memory in proportion
+        if (hlen == 0 || hlen > size_ - 8 || hlen > (16u << 20))
             fail("corrupt header: header length " + std::to_string(hlen) + " does not fit in a " +
                  std::to_string(size_) + "-byte file (truncated or not a safetensors file)");
         Json h;
@@ -130,12 +136,14 @@ void SafeTensors::parse() {
             ti.dtype = dt->str;
             size_t es = dtype_size(ti.dtype);
             if (es == 0) fail("tensor '" + kv.first + "' has unknown dtype " + ti.dtype);
+            if (sh->arr.size() > MAX_RANK) fail("tensor '" + kv.first + "' has more than 8 dimensions");
             uint64_t numel = 1;
             for (auto& d : sh->arr) {
                 if (!d.is_int() || d.num < 0 || d.num > 1e12) fail("tensor '" + kv.first + "' has a bad shape");
                 ti.shape.push_back(d.as_int());
-                numel *= static_cast<uint64_t>(d.as_int());
-                if (numel > (uint64_t(1) << 40)) fail("tensor '" + kv.first + "' is too large");
+                const uint64_t dim = static_cast<uint64_t>(d.as_int());
+                if (dim && numel > MAX_ELEMENTS / dim) fail("tensor '" + kv.first + "' is too large");  // before it wraps
+                numel *= dim;
             }
             for (auto& o : off->arr)
                 if (!o.is_int() || o.num < 0) fail("tensor '" + kv.first + "' has bad data offsets");

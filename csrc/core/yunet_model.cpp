@@ -17,6 +17,7 @@ struct Reader {
         Conv c;
         c.name = name; c.cin = cin; c.cout = cout; c.k = k; c.stride = stride;
         c.groups = depthwise ? cin : 1;
+        c.depthwise = depthwise;
         c.relu = relu;
         c.w = st.get_f32(name + ".weight", {cout, cin / c.groups, k, k});
         c.b = st.get_f32(name + ".bias", {cout});
@@ -79,7 +80,12 @@ std::shared_ptr<YuNetModel> YuNetModel::load(const SafeTensors& st) {
     auto it = st.metadata().find("yunet");
     if (it == st.metadata().end())
         st.fail("no 'yunet' description in the metadata (not a file of scripts/yunet_to_safetensors.py)");
-    const Json j = Json::parse(it->second.data(), it->second.size());
+    Json j;
+    try {
+        j = Json::parse(it->second.data(), it->second.size());
+    } catch (const FormatError& e) {
+        st.fail(std::string("'yunet' metadata is not valid JSON: ") + e.what());
+    }
     if (j.type != Json::Object) st.fail("metadata 'yunet' is not a JSON object");
     if (int_field(st, j, "format", 1, 1, "") != 1) st.fail("unknown yunet format");
     auto m = std::make_shared<YuNetModel>();

@@ -13,7 +13,7 @@ namespace {
 
 cuda::NetConv to_conv(const Conv& c) {
     cuda::NetConv r;
-    r.cin = c.cin; r.cout = c.cout; r.k = c.k; r.stride = c.stride; r.groups = c.groups;
+    r.cin = c.cin; r.cout = c.cout; r.k = c.k; r.stride = c.stride; r.groups = c.groups; r.depthwise = c.depthwise;
     r.w = c.w;
     r.b = c.b;
     return r;

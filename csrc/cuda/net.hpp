@@ -12,6 +12,7 @@ namespace pyfer::cuda {
 
 struct NetConv {
     int cin = 0, cout = 0, k = 1, stride = 1, groups = 1;
+    bool depthwise = false;  // as ConvSpec::depthwise
     std::vector<float> w, b;  // OIHW ([cout][cin/groups][k][k]), bias [cout]
 };
 

@@ -41,7 +41,7 @@ ConvW pack_gemm(std::vector<float>& arena, const NetConv& c) {  // OIHW -> B [K]
     return r;
 }
 
-bool is_dw(const NetConv& c) { return c.groups > 1; }
+bool is_dw(const NetConv& c) { return c.depthwise; }
 
 struct Arena {
     float* base;
