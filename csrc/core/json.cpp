@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <locale>
+#include <sstream>
 
 namespace pyfer {
 
@@ -180,10 +182,13 @@ struct Parser {
                 okn = digits() > 0;
             }
             if (!okn || i != tok.size()) fail("bad number");
-            char* stop = nullptr;
+            // read in the classic locale: strtod follows LC_NUMERIC, and an application that sets
+            // a comma-decimal one (GTK's init does, from the environment) would make "0.5" unreadable
+            std::istringstream in(tok);
+            in.imbue(std::locale::classic());
             j.type = Json::Number;
-            j.num = std::strtod(tok.c_str(), &stop);
-            if (stop != tok.c_str() + tok.size()) fail("bad number");
+            in >> j.num;
+            if (in.fail() || in.peek() != std::char_traits<char>::eof()) fail("bad number");
         } else {
             fail("unexpected character");
         }
