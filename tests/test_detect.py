@@ -196,36 +196,15 @@ def test_yunet_model_ships_with_licence():
     assert "MIT License" in lic and "Shiqi Yu" in lic
 
 
-def test_yunet_threads_share_one_detector(yunet, sfew_faces):
-    """One detector, eight threads at once: each thread gets its own cv2.FaceDetectorYN and the
-    results equal the single-thread ones."""
+@pytest.mark.parametrize("kind", ["yunet", "haar"])
+def test_threads_share_one_detector(kind, yunet, sfew_faces):
+    """One detector, four threads at once: each must get the single-thread boxes (each thread gets
+    its own cv2.FaceDetectorYN / cascade; a shared OpenCV cascade keeps per-image state and fails
+    or returns wrong boxes)."""
+    detect = yunet if kind == "yunet" else HaarDetector()
     images = [cv2.resize(f, None, fx=s, fy=s) for f in sfew_faces[:8] for s in (1.0, 2.0)]
-    ref = [[d.box for d in yunet(im)] for im in images]
-    got = [None] * len(images)
-    errors = []
-
-    def work(k):
-        try:
-            for _ in range(3):
-                for i in range(k, len(images), 4):
-                    got[i] = [d.box for d in yunet(images[i])]
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and got == ref
-
-
-def test_haar_threads_share_one_detector(sfew_faces):
-    """One HaarDetector, four threads at once: each must get the single-thread boxes (a shared
-    OpenCV cascade keeps per-image state and fails or returns wrong boxes)."""
-    haar = HaarDetector()
-    images = [cv2.resize(f, None, fx=s, fy=s) for f in sfew_faces[:8] for s in (1.0, 2.0)]
-    ref = [haar(im) for im in images]
+    boxes = (lambda im: [d.box for d in detect(im)]) if kind == "yunet" else detect
+    ref = [boxes(im) for im in images]
     assert sum(bool(r) for r in ref) >= len(images) // 2  # mostly faces found: the comparison means something
     got = [None] * len(images)
     errors = []
@@ -234,7 +213,7 @@ def test_haar_threads_share_one_detector(sfew_faces):
         try:
             for _ in range(3):
                 for i in range(k, len(images), 4):
-                    got[i] = haar(images[i])
+                    got[i] = boxes(images[i])
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
