@@ -184,7 +184,8 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
     metrics = compute_metrics(data.labels, proba)
     baked = baked_shift(weights)
     metrics.update(
-        weights=str(weights), data=source, split=split if is_split_source(source) else None, tta=tta, framing=framing,
+        weights=str(weights), data=source, split=split if is_split_source(source) else None,
+        tta=tta, framing=framing,
         prior_shift=baked if prior_shift is None else prior_shift,
         arch=spec.arch, stem=spec.stem,
         input_size=prep.input_size, params=count_parameters(model),
@@ -221,7 +222,7 @@ def main(argv=None) -> None:
         ap.error(f"--split {args.split} is for --data: a manifest has no splits, all of it is scored")
     with reported_errors():
         trained_framing = recorded_framing(args.weights)
-        if args.framing not in ("auto", trained_framing or "frame") and trained_framing:
+        if trained_framing and args.framing not in ("auto", trained_framing):
             print(f"note: {args.weights} was trained on faces framed by '{trained_framing}' and --framing "
                   f"{args.framing} differs", file=sys.stderr)
         if args.confusion_png:  # before the work, not after it

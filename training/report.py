@@ -135,9 +135,9 @@ def main(argv=None) -> None:
     for name in MODELS:
         m, f = metrics[name], metrics[f"{name} +flip"]
         auc = "-" if f["auc"] is None else f"{f['auc']:.4f}"  # None: two classes or fewer
-        lines.append(f"| {name} | {m['framing']} | {m['params'] / 1e6:.2f}M | {m['macs'] / 1e6:.1f}M | {100 * m['accuracy']:.2f} | "
-                     f"{100 * f['accuracy']:.2f} | {100 * f['macro_precision']:.2f} | {auc} | "
-                     f"{m['cpu_latency_ms']:.2f} ms |")
+        lines.append(f"| {name} | {m['framing']} | {m['params'] / 1e6:.2f}M | {m['macs'] / 1e6:.1f}M | "
+                     f"{100 * m['accuracy']:.2f} | {100 * f['accuracy']:.2f} | {100 * f['macro_precision']:.2f} | "
+                     f"{auc} | {m['cpu_latency_ms']:.2f} ms |")
     lines += ["", "## Table IV: per-class recall (%, flip TTA)", "",
               "| model | " + " | ".join(EMOTIONS) + " | macro |", "|---|" + "---|" * (len(EMOTIONS) + 1)]
     for name in MODELS:
