@@ -12,7 +12,7 @@
 # aarch64: portable kernels only). Every wheel is built from the sdist (so the sdist is checked
 # too) with the target Python's own pip (isolated build env: scikit-build-core, pybind11);
 # `auditwheel repair` tags it with the most compatible manylinux policy its symbol versions
-# allow (manylinux_2_24 today: GLIBC_2.18 at most), and `auditwheel show` must confirm a tag of
+# allow (manylinux_2_27 today: expf@GLIBC_2.27 at most), and `auditwheel show` must confirm a tag of
 # manylinux_2_28 or older; each wheel must be <= 10 MB and carry everything under pyfer/models/.
 #
 # aarch64 is cross-compiled on the x86_64 host: the CPython headers are the same on both

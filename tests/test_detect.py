@@ -196,14 +196,14 @@ def test_yunet_model_ships_with_licence():
     assert "MIT License" in lic and "Shiqi Yu" in lic
 
 
-@pytest.mark.parametrize("kind", ["yunet", "haar"])
-def test_threads_share_one_detector(kind, yunet, sfew_faces):
-    """One detector, four threads at once: each must get the single-thread boxes (each thread gets
-    its own cv2.FaceDetectorYN / cascade; a shared OpenCV cascade keeps per-image state and fails
-    or returns wrong boxes)."""
-    detect = yunet if kind == "yunet" else HaarDetector()
+@pytest.mark.parametrize("kind", ["yunet engine", "yunet opencv", "haar"])
+def test_threads_share_one_detector(kind, sfew_faces):
+    """One detector, four threads at once: each must get the single-thread boxes (the OpenCV
+    backends give each thread its own cv2.FaceDetectorYN / cascade, which keep per-image state;
+    the engine's YuNet shares one network)."""
+    detect = HaarDetector() if kind == "haar" else YuNetDetector(backend=kind.split()[1])
     images = [cv2.resize(f, None, fx=s, fy=s) for f in sfew_faces[:8] for s in (1.0, 2.0)]
-    boxes = (lambda im: [d.box for d in detect(im)]) if kind == "yunet" else detect
+    boxes = detect if kind == "haar" else (lambda im: [d.box for d in detect(im)])
     ref = [boxes(im) for im in images]
     assert sum(bool(r) for r in ref) >= len(images) // 2  # mostly faces found: the comparison means something
     got = [None] * len(images)

@@ -395,28 +395,3 @@ def test_directory_is_not_a_weights_file(tmp_path):
     with pytest.raises(ValueError):
         pyfer.Engine(tmp_path)
 
-
-def test_weights_load_the_same_under_a_comma_decimal_locale(tmp_path):
-    """An application may set LC_NUMERIC to a locale that writes 0,5 (GTK's init does, from the
-    environment); the metadata's numbers ("mean": 0.5) must still read as JSON numbers."""
-    import shutil
-
-    if not shutil.which("localedef"):
-        pytest.skip("needs localedef to build a de_DE locale")
-    made = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
-                          capture_output=True, text=True)
-    if not (tmp_path / "de_DE.UTF-8").exists():
-        pytest.skip(f"could not build the de_DE locale: {made.stderr[-300:]}")
-    weights = Path(pyfer.default_weights_path())
-    code = ("import locale, sys, numpy as np, pyfer\n"
-            "locale.setlocale(locale.LC_NUMERIC, 'de_DE.UTF-8')\n"
-            "assert locale.localeconv()['decimal_point'] == ',', locale.localeconv()['decimal_point']\n"
-            f"eng = pyfer.Engine({str(weights)!r}, threads=1)\n"
-            "x = np.random.default_rng(0).standard_normal((1, *eng.input_shape)).astype(np.float32)\n"
-            "np.save(sys.argv[1], eng.forward(x))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "de.npy")], capture_output=True, text=True,
-                         env=dict(os.environ, LOCPATH=str(tmp_path)), timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    eng = pyfer.Engine(weights, threads=1)
-    x = np.random.default_rng(0).standard_normal((1, *eng.input_shape)).astype(np.float32)
-    np.testing.assert_array_equal(np.load(tmp_path / "de.npy"), eng.forward(x))

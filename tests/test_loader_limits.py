@@ -1,6 +1,6 @@
-"""Limits on what a crafted weights file can make the loader do (session 32's audit): each case
-is refused with a ValueError that names the file and says why, where before it loaded wrongly,
-cost memory out of proportion, or hung.
+"""What session 32's audit of the loaders found. Limits on what a crafted weights file can make
+the loader do: each case is refused with a ValueError that names the file and says why, where
+before it loaded wrongly, cost memory out of proportion, or hung.
 
 * a shape whose product wraps past 2^64 (accepted as a small tensor before);
 * a tensor of more than 8 dimensions, a header of more than 2^18 JSON values (5M dimensions cost
@@ -9,6 +9,9 @@ cost memory out of proportion, or hung.
   8.7 GB);
 * a FIFO given as the weights path (open() waited for a writer, forever, holding the GIL);
 * YuNet metadata that is not JSON (the error did not name the file).
+
+And what must still load: numbers strtod reads as out of range (inf, subnormals), the student at
+the largest input preprocessing allows, and any model under a comma-decimal LC_NUMERIC.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_loader_fuzz import DATA, HEADER, META, NAMES, REPO, build
+from test_loader_fuzz import HEADER, META, NAMES, REPO, build
 
 pyfer = pytest.importorskip("pyfer")
 _engine = pytest.importorskip("pyfer._engine")
@@ -65,19 +68,63 @@ def test_a_header_over_16_mib_is_refused(tmp_path):
     refused(p, why="header length")
 
 
+def with_meta(meta: dict) -> dict:
+    return dict(HEADER, __metadata__=dict(HEADER["__metadata__"], pyfer=json.dumps(meta)))
+
+
 def test_a_network_whose_maps_pass_the_limit_is_refused(tmp_path):
-    """The shipped student's description at a 1024-px input: its stem map alone holds 25M floats
-    per image (the limit is 2^23; the helper's crafted 8192-channel stem asked for 2.2G)."""
-    meta = dict(META, preprocess=dict(META["preprocess"], input_size=1024))
-    h = dict(HEADER, __metadata__=dict(HEADER["__metadata__"], pyfer=json.dumps(meta)))
+    """The student's description with an 8192-channel stem at 1024 px: 8.6G floats in one map
+    per image (the limit is 2^26; the weights are never read)."""
+    net = dict(META["network"], stem=dict(META["network"]["stem"], cout=8192))
+    net["blocks"] = [dict(net["blocks"][0], cin=8192)] + net["blocks"][1:]
+    meta = dict(META, network=net, preprocess=dict(META["preprocess"], input_size=1024))
     p = tmp_path / "bomb.safetensors"
-    p.write_bytes(build(h, DATA))
+    p.write_bytes(build(with_meta(meta)))
     refused(p, why="largest activation map")
 
 
-def test_the_shipped_student_is_far_below_the_map_limit():
-    eng = pyfer.Engine(REPO / "pyfer" / "models" / "tsnet_student.safetensors", threads=1)
-    assert eng.forward(np.zeros((1, *eng.input_shape), np.float32)).shape == (1, 8)
+def test_the_student_loads_at_the_largest_input_preprocessing_allows(tmp_path):
+    """1024 px (PreprocessSpec's limit): 25M floats in its stem map, under the limit."""
+    p = tmp_path / "student_1024.safetensors"
+    p.write_bytes(build(with_meta(dict(META, preprocess=dict(META["preprocess"], input_size=1024)))))
+    assert pyfer.Engine(p, threads=1).input_shape == (1, 1024, 1024)
+
+
+def test_numbers_out_of_double_range_still_load(tmp_path):
+    """Grammar-valid JSON numbers that strtod reads as inf, 0 or subnormal, anywhere in the
+    metadata (such as a training config), must not refuse the model."""
+    text = json.dumps(META)[:-1] + ', "odd": [1e309, -1e309, 1e-400, 1e-310, 5e-324, 2.225073858507201e-308]}'
+    p = tmp_path / "odd_numbers.safetensors"
+    p.write_bytes(build(dict(HEADER, __metadata__=dict(HEADER["__metadata__"], pyfer=text))))
+    assert pyfer.Engine(p, threads=1).num_classes == 8
+
+
+def test_weights_load_the_same_under_a_comma_decimal_locale(tmp_path):
+    """An application may set LC_NUMERIC to a locale that writes 0,5 (GTK's init does, from the
+    environment); the metadata's numbers ("mean": 0.5) must still read as JSON numbers. Builds a
+    de_DE locale with localedef; under CI a missing one fails rather than skips."""
+    import shutil
+
+    made = None
+    if shutil.which("localedef"):
+        made = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
+                              capture_output=True, text=True)
+    if not (tmp_path / "de_DE.UTF-8").exists():
+        why = f"could not build a de_DE locale with localedef: {made.stderr[-300:] if made else 'not found'}"
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+    weights = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+    code = ("import locale, sys, numpy as np, pyfer\n"
+            "locale.setlocale(locale.LC_NUMERIC, 'de_DE.UTF-8')\n"
+            "assert locale.localeconv()['decimal_point'] == ',', locale.localeconv()['decimal_point']\n"
+            f"eng = pyfer.Engine({str(weights)!r}, threads=1)\n"
+            "x = np.random.default_rng(0).standard_normal((1, *eng.input_shape)).astype(np.float32)\n"
+            "np.save(sys.argv[1], eng.forward(x))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "de.npy")], capture_output=True, text=True,
+                         env=dict(os.environ, LOCPATH=str(tmp_path)), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    eng = pyfer.Engine(weights, threads=1)
+    x = np.random.default_rng(0).standard_normal((1, *eng.input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(np.load(tmp_path / "de.npy"), eng.forward(x))
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

@@ -3,8 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <locale>
-#include <sstream>
+#include <locale.h>
 
 namespace pyfer {
 
@@ -20,6 +19,18 @@ bool Json::is_int() const {
 }
 
 namespace {
+// strtod in the "C" locale, whatever this thread's is: strtod follows LC_NUMERIC, and an
+// application that sets a comma-decimal one (GTK's init does, from the environment) would make
+// "0.5" unreadable. The token has passed the JSON grammar, so out-of-range values keep strtod's
+// answers (inf, 0, subnormals) as before; only the locale is pinned (uselocale: this thread only).
+double strtod_c(const char* s, char** stop) {
+    static const locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", locale_t(0));
+    const locale_t previous = c_locale ? uselocale(c_locale) : locale_t(0);
+    const double v = std::strtod(s, stop);
+    if (previous) uselocale(previous);
+    return v;
+}
+
 // Each value costs sizeof(Json) (~100 bytes) and more in its containers: a cap on their count
 // keeps a crafted header from costing 80x its size in memory (a pyfer header has a few thousand)
 constexpr size_t MAX_VALUES = size_t(1) << 18;
@@ -182,13 +193,10 @@ struct Parser {
                 okn = digits() > 0;
             }
             if (!okn || i != tok.size()) fail("bad number");
-            // read in the classic locale: strtod follows LC_NUMERIC, and an application that sets
-            // a comma-decimal one (GTK's init does, from the environment) would make "0.5" unreadable
-            std::istringstream in(tok);
-            in.imbue(std::locale::classic());
+            char* stop = nullptr;
             j.type = Json::Number;
-            in >> j.num;
-            if (in.fail() || in.peek() != std::char_traits<char>::eof()) fail("bad number");
+            j.num = strtod_c(tok.c_str(), &stop);
+            if (stop != tok.c_str() + tok.size()) fail("bad number");
         } else {
             fail("unexpected character");
         }

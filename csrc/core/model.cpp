@@ -38,7 +38,7 @@ bool valid_name(const std::string& s) {
 }
 
 constexpr int MAX_BLOCKS = 256, MAX_CHANNELS = 8192;
-constexpr double MAX_MAP_FLOATS = double(1 << 23);
+constexpr double MAX_MAP_FLOATS = double(1 << 26);
 
 // "network": {"stem": {"cout": C, "k": K, "stride": S},
 //             "blocks": [{"kind": "shuffle_down", "name": "stage2.0", "cin": 24, "cout": 116, "stride": 2}, ...],
@@ -194,8 +194,10 @@ std::shared_ptr<Model> Model::load(const SafeTensors& st) {
     else m->net = *default_network(m->arch, m->stem);  // arch and stem were checked above
     const std::string problem = check_network(m->net, m->arch, m->stem);
     if (!problem.empty()) st.fail("metadata 'network': " + problem);
-    // 2^23 floats (32 MiB) per map and image: the student's largest is 98K, the teacher's 262K; a
-    // crafted description could otherwise ask for gigabytes per image
+    // 2^26 floats (256 MiB) per map and image: every default network up to the 1024 px that
+    // preprocessing allows (the teacher's stem map at 1024 px is exactly 2^26; at 64 px the
+    // student's largest map is 98K floats, the teacher's 262K); a crafted description could
+    // otherwise ask for gigabytes per image
     const double floats = largest_map_floats(m->net, m->in_channels, m->input_size);
     if (floats > MAX_MAP_FLOATS)
         st.fail("metadata 'network': its largest activation map holds " + std::to_string(int64_t(floats)) +

@@ -274,7 +274,10 @@ inline double largest_map_floats(const NetDesc& d, int in_channels, int input_si
     double most = std::max(s * s * in_channels, so * so * d.stem.cout);
     double h = pool_out_size(d, input_size);
     for (const BlockDesc& b : d.blocks) {
-        most = std::max(most, h * h * std::max(b.cin, b.cout));
+        // at the input's resolution: the input, and a down unit's first 1x1 (half its output);
+        // every other conv of a block writes at the output's
+        const int at_input = b.kind == BlockKind::ShuffleDown ? std::max(b.cin, b.cout / 2) : b.cin;
+        most = std::max(most, h * h * at_input);
         h = b.out_size(int(h));
         most = std::max(most, h * h * b.cout);
     }
