@@ -136,7 +136,7 @@ void SafeTensors::parse() {
             ti.dtype = dt->str;
             size_t es = dtype_size(ti.dtype);
             if (es == 0) fail("tensor '" + kv.first + "' has unknown dtype " + ti.dtype);
-            if (sh->arr.size() > MAX_RANK) fail("tensor '" + kv.first + "' has more than 8 dimensions");
+            if (sh->arr.size() > MAX_RANK) fail("tensor '" + kv.first + "' has more than " + std::to_string(MAX_RANK) + " dimensions");
             uint64_t numel = 1;
             for (auto& d : sh->arr) {
                 if (!d.is_int() || d.num < 0 || d.num > 1e12) fail("tensor '" + kv.first + "' has a bad shape");
