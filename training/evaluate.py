@@ -225,10 +225,11 @@ def main(argv=None) -> None:
         if trained_framing and args.framing not in ("auto", trained_framing):
             print(f"note: {args.weights} was trained on faces framed by '{trained_framing}' and --framing "
                   f"{args.framing} differs", file=sys.stderr)
+        framing = (trained_framing or "frame") if args.framing == "auto" else args.framing  # read once
         if args.confusion_png:  # before the work, not after it
             Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
-                     args.framing, args.prior_shift)
+                     framing, args.prior_shift)
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")

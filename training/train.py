@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from pyfer.preprocess import PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
-from training.data import AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, load_dataset, to_model_input
+from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, is_split_source, load_dataset,
+                           to_model_input)
 from training.models import ARCHITECTURES, STEMS, ModelSpec, collapse_overparam, count_parameters, overparameterize
 from training.predict import load_model, predict_logits
 from training.sam import sharpness_probe
@@ -281,7 +282,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.cutmix < 0 or args.balance < 0 or args.dkd_beta < 0:
         raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
-    if not args.val_data and not args.data.startswith(("ferplus:", "rafdb:")):
+    if not args.val_data and not is_split_source(args.data):
         raise SystemExit(f"--data {args.data} is a manifest, which has no validation split: give --val-data "
                          "(else the run would validate, and choose best.pt, on its own training faces; a run "
                          "begun that way before session 31 cannot be resumed: start it again)")
