@@ -8,6 +8,8 @@ before it loaded wrongly, cost memory out of proportion, or hung.
 * a network description whose activation maps need gigabytes per image (a 395 KB file asked for
   8.7 GB);
 * a FIFO given as the weights path (open() waited for a writer, forever, holding the GIL);
+* a weights file truncated by another process while it loaded (the mapped file killed the app
+  with SIGBUS; session 33 reads it instead), and a file over 1 GiB;
 * YuNet metadata that is not JSON (the error did not name the file).
 
 And what must still load: numbers strtod reads as out of range (inf, subnormals), the student at
@@ -24,7 +26,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_loader_fuzz import HEADER, META, NAMES, REPO, build
+from test_loader_fuzz import HEADER, META, NAMES, REPO, TEACHER, build
 
 pyfer = pytest.importorskip("pyfer")
 _engine = pytest.importorskip("pyfer._engine")
@@ -135,6 +137,41 @@ def test_a_fifo_as_weights_is_refused_at_once(tmp_path):
     code = ("import pyfer\ntry:\n    pyfer.Engine(%r)\nexcept ValueError as e:\n    print('refused:', e)\n" % str(fifo))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "refused:" in out.stdout and "not a regular file" in out.stdout, out
+
+
+def test_a_file_rewritten_during_loads_is_loaded_or_refused_never_a_crash(tmp_path):
+    """A child loads the teacher (25 MB) 300 times while this process truncates it to 4 KB and
+    writes it back, over and over. Each load must load or raise ValueError: a memory-mapped
+    read of a page truncated away is SIGBUS, which kills the child (it did within 0.2 s)."""
+    raw = TEACHER.read_bytes()
+    p = tmp_path / "rewritten.safetensors"
+    p.write_bytes(raw)
+    code = ("import pyfer\nloaded = refused = 0\nfor _ in range(300):\n"
+            "    try:\n        pyfer.Engine(%r, threads=1); loaded += 1\n"
+            "    except ValueError:\n        refused += 1\nprint(loaded, refused)\n" % str(p))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rewrites = 0
+    try:
+        while child.poll() is None and rewrites < 20_000:
+            with open(p, "r+b") as f:
+                f.truncate(4096)
+            with open(p, "r+b") as f:
+                f.write(raw)
+            rewrites += 1
+        out, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 0, (child.returncode, err[-2000:])
+    loaded, refused = map(int, out.split())
+    assert loaded + refused == 300 and refused > 0, (out, rewrites)  # refused > 0: the race was met
+
+
+def test_a_file_over_1_gib_is_refused_before_it_is_read(tmp_path):
+    p = tmp_path / "huge.safetensors"
+    with open(p, "wb") as f:
+        f.write(build(HEADER))
+        f.truncate((1 << 30) + 1)  # sparse: no disk used
+    refused(p, why="larger than the 1024 MiB")
 
 
 def test_yunet_metadata_that_is_not_json_names_the_file(tmp_path):

@@ -1,7 +1,6 @@
 #include "safetensors.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +46,7 @@ void SafeTensors::fail(const std::string& msg) const {
 
 constexpr size_t MAX_RANK = 8;
 constexpr uint64_t MAX_ELEMENTS = uint64_t(1) << 40;
+constexpr size_t MAX_FILE_BYTES = size_t(1) << 30;  // the fp32 teacher is 50 MB
 
 static size_t dtype_size(const std::string& d) {
     if (d == "F32" || d == "I32" || d == "U32") return 4;
@@ -65,41 +65,44 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
         if (e == ENOENT || e == ENOTDIR) throw FileNotFound("no weights file at " + path);
         throw FormatError(path + ": cannot open: " + std::strerror(e));
     }
+    struct FdCloser {
+        int fd;
+        ~FdCloser() { ::close(fd); }
+    } closer{fd};
     struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw FormatError(path + ": not a regular file");
-    }
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
     size_ = static_cast<size_t>(st.st_size);
-    if (size_ < 8) {
-        ::close(fd);
-        fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
+    if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
+    // Read, not mapped: a mapped file that another process truncates during the load would kill
+    // the whole app with SIGBUS; a read just sees fewer bytes, refused below.
+    if (size_ > MAX_FILE_BYTES)
+        fail("file of " + std::to_string(size_) + " bytes is larger than the " + std::to_string(MAX_FILE_BYTES >> 20) +
+             " MiB a model may have");
+    file_.resize(size_);
+    size_t got = 0;
+    while (got < size_) {
+        ssize_t r = ::read(fd, file_.data() + got, size_ - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<size_t>(r);
     }
-    map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (map_ == MAP_FAILED) {
-        map_ = nullptr;
-        fail("mmap failed");
-    }
-    owned_ = true;
-    try {
-        parse();
-    } catch (...) {
-        ::munmap(map_, size_);
-        map_ = nullptr;
-        throw;
-    }
+    char extra;
+    const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
+    if (got != size_ || grew)
+        fail("the file changed while it was read (" + std::to_string(size_) + " bytes when opened)");
+    image_ = file_.data();
+    parse();
 }
 
 SafeTensors::SafeTensors(const std::string& label, const void* data, size_t size)
-    : path_(label), map_(const_cast<void*>(data)), size_(size) {
+    : path_(label), image_(static_cast<const uint8_t*>(data)), size_(size) {
     if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
     parse();
 }
 
 void SafeTensors::parse() {
     {
-        const uint8_t* base = static_cast<const uint8_t*>(map_);
+        const uint8_t* base = image_;
         uint64_t hlen = 0;
         for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
         // 16 MiB: a pyfer header is a few KB, and parsing costs memory in proportion
@@ -175,10 +178,6 @@ void SafeTensors::parse() {
             fail("tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
                  " data bytes (corrupt header length, or a truncated/padded file)");
     }
-}
-
-SafeTensors::~SafeTensors() {
-    if (map_ && owned_) ::munmap(map_, size_);
 }
 
 static std::string shape_str(const std::vector<int64_t>& s) {

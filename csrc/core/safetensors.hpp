@@ -1,11 +1,12 @@
-// Memory-mapped safetensors reader.
+// safetensors reader.
 //
 // File layout: u64 little-endian header length N, N bytes of JSON header
 // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {str: str}},
 // then the raw tensor bytes; offsets are relative to the byte after the header.
 // Everything is validated (sizes, offsets within the file, dtype sizes, overflow); errors throw
-// pyfer::FormatError whose message names the file. F32 tensors are used in place (zero copy);
-// F16/BF16 are converted to float32 on request.
+// pyfer::FormatError whose message names the file. The file is read whole into memory (at most
+// 1 GiB), not mapped, so that a file truncated during the load is an error and not a SIGBUS;
+// tensors are converted to float32 on request.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -35,7 +36,6 @@ public:
     // stands in for the path in error messages. Same validation as a file (used by the fuzzers
     // in tests/fuzz/, which hand it exact-size heap buffers so that ASan sees every read).
     SafeTensors(const std::string& label, const void* data, size_t size);
-    ~SafeTensors();
     SafeTensors(const SafeTensors&) = delete;
     SafeTensors& operator=(const SafeTensors&) = delete;
 
@@ -48,10 +48,10 @@ public:
     [[noreturn]] void fail(const std::string& msg) const;
 
 private:
-    void parse();  // validates the image at map_/size_ and fills tensors_ / meta_
+    void parse();  // validates the image at image_/size_ and fills tensors_ / meta_
     std::string path_;
-    bool owned_ = false;  // map_ is our mmap (munmap on destruction)
-    void* map_ = nullptr;
+    std::vector<uint8_t> file_;       // the file's bytes, when opened from a path
+    const uint8_t* image_ = nullptr;  // file_.data(), or the borrowed in-memory image
     size_t size_ = 0;
     std::map<std::string, TensorInfo> tensors_;
     std::map<std::string, std::string> meta_;

@@ -3,8 +3,8 @@
 // every tensor read back as float32 (F32 copy, F16/BF16 conversion) and Model::load on it
 // (the `pyfer` metadata reader and the architecture/tensor checks).
 // The image is parsed in place from libFuzzer's exact-size heap buffer (the in-memory
-// SafeTensors constructor), so ASan sees any read outside the file -- which it cannot for the
-// mmap used in production. Allowed failures: pyfer::FormatError only.
+// SafeTensors constructor, which skips only the file read), so ASan sees any read outside the
+// file. Allowed failures: pyfer::FormatError only.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
