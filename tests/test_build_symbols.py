@@ -19,7 +19,8 @@ TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}-"
 BUILDS = sorted((p.parent for p in REPO.glob(f"build/{TAG}*/_engine*.so")
                  if (p.parent / "CMakeFiles" / "pyfer_core.dir").is_dir()), key=lambda p: p.stat().st_mtime)
 needs_build = pytest.mark.skipif(not BUILDS or not shutil.which("nm"),
-                                 reason="needs the development build's objects (pip install -e .) and nm")
+                                 reason="needs the development build's objects (pip install -e .) and nm; for "
+                                        "another build folder: python scripts/check_isa_isolation.py BUILD_DIR")
 
 
 @needs_build
