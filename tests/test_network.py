@@ -126,24 +126,34 @@ class TinyRes(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-@pytest.mark.parametrize("which", ["shuffle", "res", "one-channel depthwise"])
-def test_a_new_network_runs_from_its_description(tmp_path, which):
+TINY_NETWORKS = ["shuffle", "res", "one-channel depthwise"]
+
+
+def export_tiny(folder, which: str):
+    """A network the engine has no code for, exported with its description (40 px, 5 classes):
+    returns (path, the PyTorch model)."""
     torch.manual_seed(5)
     if which == "shuffle":
-        model, arch, classes = TinyShuffle(num_classes=5, stem="small", folded=True), "shufflenetv2", 5
+        model, arch = TinyShuffle(num_classes=5, stem="small", folded=True), "shufflenetv2"
     elif which == "one-channel depthwise":
-        model, arch, classes = OneChannelDepthwise(num_classes=5, stem="small", folded=True), "shufflenetv2", 5
+        model, arch = OneChannelDepthwise(num_classes=5, stem="small", folded=True), "shufflenetv2"
     else:
-        model, arch, classes = TinyRes(), "effresnet18", 5
+        model, arch = TinyRes(), "effresnet18"
     model.eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.5)
-    meta = {"format_version": 1, "arch": arch, "num_classes": classes, "in_channels": 1, "stem": "small",
+    meta = {"format_version": 1, "arch": arch, "num_classes": 5, "in_channels": 1, "stem": "small",
             "preprocess": {"input_size": 40, "channels": 1, "mean": 0.5, "std": 0.5},
             "network": network_description(model)}
-    path = write(tmp_path / f"{which}.safetensors",
+    path = write(Path(folder) / f"{which}.safetensors",
                  {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, meta)
+    return path, model
+
+
+@pytest.mark.parametrize("which", TINY_NETWORKS)
+def test_a_new_network_runs_from_its_description(tmp_path, which):
+    path, model = export_tiny(tmp_path, which)
     x = np.random.default_rng(2).standard_normal((3, 1, 40, 40)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()

@@ -1,5 +1,6 @@
 // CudaRunner: weights uploaded once (one device arena), activations in a second arena sized
-// for the largest chunk seen (at most MAX_CHUNK images; bigger batches run in chunks), pinned
+// for the largest chunk seen (at most chunk_cap_ images: MAX_CHUNK, or fewer where half the
+// device memory free at creation holds fewer; bigger batches run in chunks), pinned
 // host staging buffers for input and logits, one stream, and one CUDA graph per chunk size
 // (upload + every kernel + download replayed with one cudaGraphLaunch).
 // Nothing here runs at import time: the first CUDA call is device_count() from make_backend.
@@ -35,10 +36,61 @@ namespace {
 constexpr int MAX_CHUNK = 256;
 constexpr size_t MAX_GRAPHS = 16;
 
+// Makes `dev` current for a scope and gives the caller's thread its own device back after: the
+// application's current device (torch's, say) is not ours to change. Does not throw (the
+// destructor uses it too); `set` holds cudaSetDevice's result.
+class DeviceScope {
+public:
+    explicit DeviceScope(int dev) {
+        if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+        set = cudaSetDevice(dev);
+    }
+    cudaError_t set;
+    ~DeviceScope() {
+        if (prev_ >= 0) cudaSetDevice(prev_);
+    }
+    DeviceScope(const DeviceScope&) = delete;
+    DeviceScope& operator=(const DeviceScope&) = delete;
+
+private:
+    int prev_ = -1;
+};
+
 class CudaRunner final : public Runner {
 public:
     CudaRunner(const Net& net, int dev) : dev_(dev) {
-        CK(cudaSetDevice(dev_));
+        DeviceScope on(dev_);
+        CK(on.set);
+        try {
+            acquire(net);
+        } catch (...) {
+            release();  // the destructor does not run for a half-built object
+            throw;
+        }
+    }
+
+    ~CudaRunner() override {
+        DeviceScope on(dev_);
+        release();
+    }
+
+    void forward(const float* x, int n, float* logits) override {
+        DeviceScope on(dev_);
+        CK(on.set);
+        const int classes = net_.num_classes;
+        for (int s = 0; s < n; s += chunk_cap_) {
+            const int c = std::min(chunk_cap_, n - s);
+            reserve(c);
+            std::memcpy(hin_, x + size_t(s) * img_, sizeof(float) * c * img_);
+            run(c);
+            std::memcpy(logits + size_t(s) * classes, hout_, sizeof(float) * c * classes);
+        }
+    }
+
+    std::string describe() const override { return desc_; }
+
+private:
+    void acquire(const Net& net) {
         cudaDeviceProp prop;
         CK(cudaGetDeviceProperties(&prop, dev_));
         sms_ = prop.multiProcessorCount;
@@ -60,10 +112,15 @@ public:
         CK(cudaMemcpy(wdev_, W_.host.data(), W_.host.size() * sizeof(float), cudaMemcpyHostToDevice));
         W_.host.clear();
         W_.host.shrink_to_fit();
+        // The activation arena grows with the chunk: a teacher at 1024 px needs 260 MiB per image,
+        // so 256 of them would not fit any card. Cap the chunk by half the memory free now.
+        size_t free_bytes = 0, total_bytes = 0;
+        CK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        const size_t per_image = layout_for(net_, 1).total * sizeof(float);
+        chunk_cap_ = int(std::clamp<size_t>(free_bytes / 2 / std::max<size_t>(per_image, 1), 1, MAX_CHUNK));
     }
 
-    ~CudaRunner() override {
-        cudaSetDevice(dev_);
+    void release() {
         drop_graphs();
         if (stream_) cudaStreamSynchronize(stream_);
         cudaFree(adev_);
@@ -71,23 +128,10 @@ public:
         cudaFreeHost(hin_);
         cudaFreeHost(hout_);
         if (stream_) cudaStreamDestroy(stream_);
+        adev_ = wdev_ = hin_ = hout_ = nullptr;
+        stream_ = nullptr;
     }
 
-    void forward(const float* x, int n, float* logits) override {
-        CK(cudaSetDevice(dev_));
-        const int classes = net_.num_classes;
-        for (int s = 0; s < n; s += MAX_CHUNK) {
-            const int c = std::min(MAX_CHUNK, n - s);
-            reserve(c);
-            std::memcpy(hin_, x + size_t(s) * img_, sizeof(float) * c * img_);
-            run(c);
-            std::memcpy(logits + size_t(s) * classes, hout_, sizeof(float) * c * classes);
-        }
-    }
-
-    std::string describe() const override { return desc_; }
-
-private:
     std::vector<NetConv*> all_convs() {
         std::vector<NetConv*> v{&net_.stem, &net_.conv5};
         for (auto& b : net_.blocks) b.each_conv([&](NetConv& c) { v.push_back(&c); });
@@ -101,7 +145,7 @@ private:
 
     void reserve(int c) {
         if (c <= L_.cap) return;
-        const int cap = std::max(c, std::min(MAX_CHUNK, 2 * L_.cap));  // grow geometrically
+        const int cap = std::max(c, std::min(chunk_cap_, 2 * L_.cap));  // grow geometrically
         CK(cudaStreamSynchronize(stream_));
         drop_graphs();
         cudaFree(adev_);
@@ -156,7 +200,7 @@ private:
         CK(cudaStreamSynchronize(stream_));
     }
 
-    int dev_ = 0, sms_ = 1;
+    int dev_ = 0, sms_ = 1, chunk_cap_ = MAX_CHUNK;
     std::string desc_;
     bool use_graphs_ = true;
     Net net_;
