@@ -2,6 +2,8 @@
 
 The checks run in C++ (csrc/tests/checks.cpp, through the test-only module pyfer._checks): random
 data, optimised kernel for the given ISA, reference op, return max |opt - ref| / max(1, |ref|).
+Every map a kernel writes is guarded (sentinels in its border, its pixels' other channels and the
+buffer's slack): a write outside it raises RuntimeError naming the map and how many floats it hit.
 pyfer._checks is built with PYFER_BUILD_TESTS (cmake, editable installs), never into a wheel: there
 this file skips, and the C++ self-test and the golden tests cover the shipped kernels.
 """
@@ -91,6 +93,43 @@ def test_conv_skip0_propagates_nan(isa, cin, cout):
 @pytest.mark.parametrize("relu", [False, True])
 def test_dw3x3(isa, n, h, w, c, stride, relu):
     assert T.dw3x3(isa, n, h, w, c, stride, relu, seed=c) <= TOL
+
+
+# Channel slices: the ops the engine runs on a channel slice of a wider map (FFE's groups Y.ch(i*w)
+# written and X.ch(i*w) read by its 3x3 convs, direct or Winograd; a shuffle unit's pw1 on
+# in.ch(half), its shuffle store's source, its buffers P / D / B1 with a pixel stride rounded up to
+# 8). In slice mode every map of the check is a slice of a wider map whose other channels, border
+# and slack hold a sentinel: a write outside the slice fails the check (RuntimeError naming the map
+# and the count), an over-read that leaks into the result shows as an error. Channel counts leave
+# tails of every length for 8 and 16 lanes: 1, 2, 3, 7 (8 lanes), 9, 13, 15 (16), 17, 31 (a full
+# vector plus a tail).
+SLICE_CHANNELS = [1, 2, 3, 7, 9, 13, 15, 17, 31]
+
+
+@pytest.mark.parametrize("c", SLICE_CHANNELS)
+@pytest.mark.parametrize("mode", ["plain", "acc", "out2", "shuf", "res", "wino_plain", "wino_acc", "wino_out2"])
+def test_conv_slice(isa, c, mode):
+    # 1x1 (the AVX-512 small-1x1 row path, plain mode) and 3x3 (the driver); 7 columns: a partial
+    # tile of pixels on every backend; cin = c too (the Winograd input transform's tail)
+    for k in ((3,) if mode.startswith("wino") else (1, 3)):
+        err = T.conv(isa, 2, 7, 7, c, c, k, 1, True, mode, seed=c, slice=True)
+        assert err <= TOL, (k, err)
+
+
+@pytest.mark.parametrize("c", SLICE_CHANNELS)
+def test_conv_skip0_slice(isa, c):
+    for relu in (False, True):
+        assert T.conv_skip0(isa, 2, 3, 5, c, c, 0.5, "plain", seed=c, relu=relu, slice=True) <= TOL, relu
+        assert T.conv_skip0(isa, 2, 3, 5, c, c, 0.5, "dense", seed=c, relu=relu, slice=True) == 0.0, relu
+
+
+@pytest.mark.parametrize("c", SLICE_CHANNELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dw3x3_slice(isa, c, stride):
+    # output widths 13 and 25 at stride 1, 7 and 13 at stride 2: the AVX2 six-pixel steps, then a
+    # quad, a pair and a single (the last pixel of a row, whose tail store is next to the border)
+    for w in (13, 25):
+        assert T.dw3x3(isa, 2, 3, w, c, stride, stride == 1, seed=c, slice=True) <= TOL, w
 
 
 @pytest.mark.parametrize("n,h,w,c", [(1, 1, 1, 3), (7, 5, 7, 24), (1, 8, 8, 13), (2, 64, 64, 24), (1, 2, 3, 64),

@@ -23,12 +23,13 @@ PYBIND11_MODULE(_checks, t) {
     register_pyfer_exceptions();
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
-          py::arg("seed") = 0, py::arg("n0") = 0, py::call_guard<py::gil_scoped_release>());
+          py::arg("seed") = 0, py::arg("n0") = 0, py::arg("slice") = false, py::call_guard<py::gil_scoped_release>());
     t.def("conv_skip0", &checks::conv_skip0, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("zero_frac") = 0.5, py::arg("mode") = "plain", py::arg("seed") = 0,
-          py::arg("relu") = true, py::arg("n0") = 0, py::call_guard<py::gil_scoped_release>());
+          py::arg("relu") = true, py::arg("n0") = 0, py::arg("slice") = false,
+          py::call_guard<py::gil_scoped_release>());
     t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
-          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::arg("n0") = 0,
+          py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::arg("n0") = 0, py::arg("slice") = false,
           py::call_guard<py::gil_scoped_release>());
     t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("seed") = 0, py::arg("n0") = 0);

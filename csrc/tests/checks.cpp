@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <optional>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "../blocks/blocks.hpp"
 #include "../ref/ref.hpp"
@@ -32,26 +36,110 @@ Tensor rand_tensor(Rng& r, int n, int h, int w, int c, float lo = -1.f) {
     return t;
 }
 
-// copy a dense tensor into a padded buffer (pad 1) and return the view
-View to_padded(const Tensor& t, AlignedBuf& buf, int pad = 1) {
-    buf.resize(padded_size(t.n, t.h, t.w, t.c, pad));
-    std::fill(buf.ptr, buf.ptr + buf.n, 0.f);
-    View v = padded_view(buf.ptr, t.h, t.w, t.c, pad);
-    for (int i = 0; i < t.n; ++i)
-        for (int y = 0; y < t.h; ++y)
-            for (int x = 0; x < t.w; ++x)
-                for (int c = 0; c < t.c; ++c) v.at(i, y, x)[c] = t.at(i, y, x, c);
-    return v;
-}
+// ---- guarded maps ------------------------------------------------------------------------------
+// The maps a check hands to a kernel: n images of h x w x c, NHWC, with a `pad`-wide border, laid
+// out as the engine lays out its maps. Dense (slice = false): the pixel stride is c, as a map the
+// engine allocates for one layer. Slice (slice = true): the map is channels [SLICE_BEFORE,
+// SLICE_BEFORE + c) of a map SLICE_BEFORE + SLICE_AFTER channels wider, as the engine's channel
+// slices: FFE's groups (Y.ch(i*w) written, X.ch(i*w) read), a shuffle unit's halves (pw1 reads
+// in.ch(half), the shuffle store's source), its buffers P / D / B1 (pixel stride c rounded up to 8).
+//
+// Every float of the buffer that is not the map's own (the border, the other channels of each
+// pixel, the allocator's slack after the last pixel) holds SENTINEL, except that an input's border
+// is zero in the map's own channels (3x3 windows read it as the zero padding). read() returns the
+// interior and throws, naming the map and the count, if any of those other floats changed: by the
+// kernel contract (kernels.hpp) an op writes channels [0, c) of the output pixels it is asked for
+// and nothing else, and in the engine the border is the next 3x3 conv's zero padding and the other
+// channels are another layer's data. Without the guard, a 2-channel tail stored 8 or 16 wide into
+// the next pixel, the border or a neighbouring slice passed: the next pixel's own store overwrote
+// it, and nothing outside [0, c) of the interior was read back. Every check's outputs (blocks and
+// stem included) are guarded: no op's contract lets it write its border or a whole pixel stride.
+constexpr float SENTINEL = -1234.5f;  // compared bit for bit; finite, so that an input's neighbours
+                                      // read into a result show as a large error
+constexpr int SLICE_BEFORE = 3, SLICE_AFTER = 6;
 
-Tensor from_view(const View& v, int n, int h, int w, int c) {
-    Tensor t(n, h, w, c);
-    for (int i = 0; i < n; ++i)
-        for (int y = 0; y < h; ++y)
-            for (int x = 0; x < w; ++x)
-                for (int j = 0; j < c; ++j) t.at(i, y, x, j) = v.at(i, y, x)[j];
-    return t;
-}
+enum class Role { Input, Output };
+
+class Guarded {
+public:
+    View v;  // the map: interior pixel (0, 0), its first channel
+
+    // t's values in the interior; role Input: a zero border in the map's channels
+    Guarded(std::string name, const Tensor& t, Role role, bool slice = false, int pad = 1)
+        : name_(std::move(name)), n_(t.n), h_(t.h), w_(t.w), c_(t.c), pad_(pad),
+          off_(slice ? SLICE_BEFORE : 0), ps_(t.c + (slice ? SLICE_BEFORE + SLICE_AFTER : 0)) {
+        const int hp = h_ + 2 * pad, wp = w_ + 2 * pad;
+        buf_.resize(size_t(n_) * hp * wp * ps_);
+        std::fill(buf_.ptr, buf_.ptr + floats(), SENTINEL);
+        v.ps = ps_;
+        v.rs = ptrdiff_t(wp) * ps_;
+        v.ns = ptrdiff_t(hp) * v.rs;
+        v.p = buf_.ptr + pad * v.rs + pad * v.ps + off_;
+        for (int i = 0; i < n_; ++i)
+            for (int y = -pad; y < h_ + pad; ++y)
+                for (int x = -pad; x < w_ + pad; ++x) {
+                    const bool interior = y >= 0 && y < h_ && x >= 0 && x < w_;
+                    if (interior || role == Role::Input)
+                        for (int j = 0; j < c_; ++j) v.at(i, y, x)[j] = interior ? t.at(i, y, x, j) : 0.f;
+                }
+        init_.assign(buf_.ptr, buf_.ptr + floats());
+    }
+    // [n][c] rows, no border (a pool's or a linear layer's output): v.p, row stride v.ns
+    static Guarded rows(std::string name, int n, int c) {
+        return Guarded(std::move(name), Tensor(n, 1, 1, c), Role::Output, false, 0);
+    }
+    Guarded(const Guarded&) = delete;
+    Guarded& operator=(const Guarded&) = delete;
+    Guarded(Guarded&&) = default;  // v stays valid: the buffer moves, not its floats
+
+    // the interior; throws std::runtime_error if a float outside the map changed
+    Tensor read() const {
+        size_t changed = 0, first = 0;
+        for (size_t k = 0; k < floats(); ++k)
+            if (!own(k) && std::memcmp(buf_.ptr + k, init_.data() + k, sizeof(float)) != 0 && !changed++) first = k;
+        if (changed)
+            throw std::runtime_error(name_ + ": " + std::to_string(changed) + " float" + (changed > 1 ? "s" : "") +
+                                     " outside the map written (the first: " + where(first) + ")");
+        Tensor t(n_, h_, w_, c_);
+        for (int i = 0; i < n_; ++i)
+            for (int y = 0; y < h_; ++y)
+                for (int x = 0; x < w_; ++x)
+                    for (int j = 0; j < c_; ++j) t.at(i, y, x, j) = v.at(i, y, x)[j];
+        return t;
+    }
+
+private:
+    std::string name_;
+    int n_, h_, w_, c_, pad_, off_, ps_;
+    AlignedBuf buf_;
+    std::vector<float> init_;  // the buffer as made: the floats outside the map must keep these bits
+
+    size_t floats() const { return buf_.n + SLACK; }  // AlignedBuf allocates SLACK more
+    // buffer float k -> image, row, column (border rows / columns: -pad.., h.., w..), channel
+    bool locate(size_t k, int& i, int& y, int& x, int& ch) const {
+        const int hp = h_ + 2 * pad_, wp = w_ + 2 * pad_;
+        const size_t pix = k / ps_;
+        if (pix >= buf_.n / ps_) return false;  // the slack
+        ch = int(k % ps_);
+        i = int(pix / (size_t(hp) * wp));
+        y = int(pix / wp % hp) - pad_;
+        x = int(pix % wp) - pad_;
+        return true;
+    }
+    bool own(size_t k) const {
+        int i, y, x, ch;
+        return locate(k, i, y, x, ch) && y >= 0 && y < h_ && x >= 0 && x < w_ && ch >= off_ && ch < off_ + c_;
+    }
+    std::string where(size_t k) const {
+        int i, y, x, ch;
+        if (!locate(k, i, y, x, ch)) return "float " + std::to_string(k - buf_.n) + " after the last pixel";
+        const bool border = y < 0 || y >= h_ || x < 0 || x >= w_;
+        return "image " + std::to_string(i) + ", row " + std::to_string(y) + ", column " + std::to_string(x) +
+               (border ? " (the border)" : "") + ", channel " + std::to_string(ch) + " of the pixel's " +
+               std::to_string(ps_) + ", the map's being [" + std::to_string(off_) + ", " + std::to_string(off_ + c_) +
+               ")";
+    }
+};
 
 double max_err(const std::vector<float>& a, const std::vector<float>& b) {
     if (a.size() != b.size()) throw std::runtime_error("size mismatch in check");
@@ -128,7 +216,7 @@ Conv rand_conv(Rng& r, const std::string& name, int cin, int cout, int k, int st
 }  // namespace
 
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
-            const std::string& mode_arg, unsigned seed, int n0) {
+            const std::string& mode_arg, unsigned seed, int n0, bool slice) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "c", cin, cout, k, stride, 1, relu);
@@ -143,8 +231,8 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     const CpuConv pc = pack_cpu_conv(c, wino ? ConvAlgo::Winograd : ConvAlgo::Direct);
     Tensor x = rand_tensor(r, n, h, w, cin);
     const int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-    AlignedBuf xb;
-    View xv = to_padded(x, xb, std::max(1, pad));
+    const Guarded xg("conv in", x, Role::Input, slice, std::max(1, pad));
+    const View xv = xg.v;
     Workspace wws;
     // the op on a kernel set for images [a, b), output rows [y0, y1)
     auto op = [&](const Kernels& set, int a, int b, int y0, int y1, const Epilogue& e) {
@@ -161,48 +249,52 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     Epilogue ep;
     ep.relu = relu;
     auto whole = [&](const Kernels& set) { op(set, 0, n, 0, oh, ep); };  // the timed call, ep as the mode sets it
-    AlignedBuf ob, eb, s2b, o2b;
+    // the maps of the mode (each as a slice where slice is set)
+    auto map = [&](const char* name, const Tensor& t, Role role) {
+        return Guarded(std::string("conv ") + name, t, role, slice);
+    };
+    std::optional<Guarded> resg;
     if (mode == "res") {
-        ep.res = to_padded(extra, eb);
+        resg.emplace(map("res", extra, Role::Input));
+        ep.res = resg->v;
         want = ref::add(want, extra);
     }
     if (relu) want = ref::relu(want);
-    std::vector<float> got_v, want_v;
     if (mode == "pool") {
-        std::vector<float> pool(size_t(n) * cout, 0.f);
-        ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(oh * ow);
+        Guarded pool = Guarded::rows("conv pool", n, cout);
+        ep.pool = pool.v.p; ep.pool_ns = pool.v.ns; ep.pool_scale = 1.f / float(oh * ow);
         run(0, oh, ep);
-        return then_time(max_err(pool, ref::global_avgpool(want)), whole);
+        return then_time(max_err(pool.read().d, ref::global_avgpool(want)), whole);
     }
     if (mode == "shuf") {
-        Tensor o(n, oh, ow, 2 * cout);
-        View ov = to_padded(o, ob);
-        ep.out = ov; ep.shuf = to_padded(src2, s2b);
+        Guarded o = map("out", Tensor(n, oh, ow, 2 * cout), Role::Output);
+        const Guarded s = map("shuf", src2, Role::Input);
+        ep.out = o.v; ep.shuf = s.v;
         run(0, oh, ep);
         Tensor want_s = ref::channel_shuffle(ref::concat_channels(src2, want), 2);
-        return then_time(max_err(from_view(ov, n, oh, ow, 2 * cout).d, want_s.d), whole);
+        return then_time(max_err(o.read().d, want_s.d), whole);
     }
     if (mode == "vs_driver") {
         // the plain store (which may take a backend's fast path) against the generic driver's
         // accumulating store onto zeros: the same sums, so |difference| must be exactly 0
-        AlignedBuf pb, ab;
-        const View pv = to_padded(Tensor(n, oh, ow, cout), pb), av = to_padded(Tensor(n, oh, ow, cout), ab);
-        ep.out = pv;
+        Guarded plain = map("out", Tensor(n, oh, ow, cout), Role::Output);
+        Guarded acc = map("out (accumulated)", Tensor(n, oh, ow, cout), Role::Output);
+        ep.out = plain.v;
         run(0, oh, ep);
-        Epilogue acc = ep;
-        acc.out = av;
-        acc.accumulate = true;
-        run(0, oh, acc);
-        return then_time(max_err(from_view(pv, n, oh, ow, cout).d, from_view(av, n, oh, ow, cout).d), whole);
+        Epilogue ea = ep;
+        ea.out = acc.v;
+        ea.accumulate = true;
+        run(0, oh, ea);
+        return then_time(max_err(plain.read().d, acc.read().d), whole);
     }
-    Tensor o0 = mode == "acc" ? extra : Tensor(n, oh, ow, cout);
-    View ov = to_padded(o0, ob);
-    ep.out = ov;
-    double e = 0;
-    if (mode == "acc") { ep.accumulate = true; }
+    Guarded o = map("out", mode == "acc" ? extra : Tensor(n, oh, ow, cout), Role::Output);
+    ep.out = o.v;
+    ep.accumulate = mode == "acc";
+    std::optional<Guarded> o2, s2;
     if (mode == "out2") {
-        ep.out2 = to_padded(Tensor(n, oh, ow, cout), o2b);
-        ep.src2 = to_padded(src2, s2b);
+        o2.emplace(map("out2", Tensor(n, oh, ow, cout), Role::Output));
+        s2.emplace(map("src2", src2, Role::Input));
+        ep.out2 = o2->v; ep.src2 = s2->v;
     }
     // compute only rows [1, oh) first then [0, 1) to exercise partial row ranges
     if (oh > 1 && !wino) {
@@ -211,13 +303,14 @@ double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int 
     } else {
         run(0, oh, ep);
     }
-    if (mode == "out2") e = max_err(from_view(ep.out2, n, oh, ow, cout).d, ref::add(want, src2).d);
+    double e = 0;
+    if (mode == "out2") e = max_err(o2->read().d, ref::add(want, src2).d);
     if (mode == "acc") want = ref::add(want, extra);
-    return then_time(std::max(e, max_err(from_view(ov, n, oh, ow, cout).d, want.d)), whole);
+    return then_time(std::max(e, max_err(o.read().d, want.d)), whole);
 }
 
 double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
-                  const std::string& mode, unsigned seed, bool relu, int n0) {
+                  const std::string& mode, unsigned seed, bool relu, int n0, bool slice) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv c = rand_conv(r, "c", cin, cout, 1, 1, 1, relu);
@@ -226,8 +319,8 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     for (auto& v : x.d)
         if (r.u(0.f, 1.f) < zero_frac) v = 0.f;
     if (mode == "nan") x.d[x.d.size() / 2] = NAN;
-    AlignedBuf xb, ob, db;
-    View xv = to_padded(x, xb);
+    const Guarded xg("conv1x1_skip0 in", x, Role::Input, slice);
+    const View xv = xg.v;
     Tensor want = ref::conv2d(x, c.w.data(), c.b.data(), cout, 1, 1, 1, relu);
     Epilogue ep;
     ep.relu = relu;
@@ -240,28 +333,28 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     };
     auto whole = [&](const Kernels& set) { op(set, 0, n, 0, h, ep); };  // the timed call, ep as the mode sets it
     if (mode == "pool") {
-        std::vector<float> pool(size_t(n) * cout, 0.f);
-        ep.pool = pool.data(); ep.pool_ns = cout; ep.pool_scale = 1.f / float(h * w);
+        Guarded pool = Guarded::rows("conv1x1_skip0 pool", n, cout);
+        ep.pool = pool.v.p; ep.pool_ns = pool.v.ns; ep.pool_scale = 1.f / float(h * w);
         run(0, h, ep);
-        return then_time(max_err(pool, ref::global_avgpool(want)), whole);
+        return then_time(max_err(pool.read().d, ref::global_avgpool(want)), whole);
     }
-    View ov = to_padded(Tensor(n, h, w, cout), ob);
-    ep.out = ov;
+    Guarded og("conv1x1_skip0 out", Tensor(n, h, w, cout), Role::Output, slice);
+    ep.out = og.v;
     if (h > 1) {  // partial row ranges, as the fused units call it
         run(1, h, ep);
         run(0, 1, ep);
     } else {
         run(0, h, ep);
     }
-    const Tensor got = from_view(ov, n, h, w, cout);
+    const Tensor got = og.read();
     if (mode == "plain") return then_time(max_err(got.d, want.d), whole);
     // "dense" / "nan": the dense kernel on the same input; skipping exact zeros must not change
     // a single bit (NaN compares equal to NaN here; "nan" also requires NaN to reach the output)
-    View dv = to_padded(Tensor(n, h, w, cout), db);
+    Guarded dg("conv1x1_skip0 dense conv's out", Tensor(n, h, w, cout), Role::Output, slice);
     Epilogue ed = ep;
-    ed.out = dv;
+    ed.out = dg.v;
     K.conv(dense.pc, xv, 0, n, 0, h, w, ed);
-    const Tensor dense_out = from_view(dv, n, h, w, cout);
+    const Tensor dense_out = dg.read();
     double e = 0;
     bool nan_seen = false;
     for (size_t i = 0; i < got.d.size(); ++i) {
@@ -274,59 +367,54 @@ double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout
     return then_time(e, whole);
 }
 
-double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0) {
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0,
+             bool slice) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Conv cv = rand_conv(r, "dw", c, c, 3, stride, c, relu);
     const CpuConv pd = pack_cpu_conv(cv, ConvAlgo::Depthwise);  // also for c == 1 (groups == 1)
     Tensor x = rand_tensor(r, n, h, w, c);
-    AlignedBuf xb, ob;
-    View xv = to_padded(x, xb);
+    const Guarded xg("dw3x3 in", x, Role::Input, slice);
     Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), c, 3, stride, c, relu);
-    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    auto op = [&](const Kernels& set, int a, int b) { set.dw3x3(pd.pd, xv, a, b, 0, want.h, want.w, ov, relu); };
+    Guarded og("dw3x3 out", Tensor(n, want.h, want.w, c), Role::Output, slice);
+    auto op = [&](const Kernels& set, int a, int b) { set.dw3x3(pd.pd, xg.v, a, b, 0, want.h, want.w, og.v, relu); };
     over_images(n, n0, [&](int a, int b) { op(K, a, b); });
-    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
-                     [&](const Kernels& set) { op(set, 0, n); });
+    return then_time(max_err(og.read().d, want.d), [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor x = rand_tensor(r, n, h, w, c, 0.f);  // post-ReLU input (the kernel's contract)
-    AlignedBuf xb, ob;
-    View xv = to_padded(x, xb);
+    const Guarded xg("maxpool3s2 in", x, Role::Input);
     Tensor want = ref::maxpool3s2(x);
-    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    auto op = [&](const Kernels& set, int a, int b) { set.maxpool3s2(xv, c, a, b, 0, want.h, want.w, ov); };
+    Guarded og("maxpool3s2 out", Tensor(n, want.h, want.w, c), Role::Output);
+    auto op = [&](const Kernels& set, int a, int b) { set.maxpool3s2(xg.v, c, a, b, 0, want.h, want.w, og.v); };
     over_images(n, n0, [&](int a, int b) { op(K, a, b); });
-    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
-                     [&](const Kernels& set) { op(set, 0, n); });
+    return then_time(max_err(og.read().d, want.d), [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor x = rand_tensor(r, n, h, w, c);
-    AlignedBuf xb, ob;
-    View xv = to_padded(x, xb);
+    const Guarded xg("maxpool2s2 in", x, Role::Input);
     Tensor want = ref::maxpool2s2(x);
-    View ov = to_padded(Tensor(n, want.h, want.w, c), ob);
-    auto op = [&](const Kernels& set, int a, int b) { set.maxpool2s2(xv, c, a, b, 0, want.h, want.w, ov); };
+    Guarded og("maxpool2s2 out", Tensor(n, want.h, want.w, c), Role::Output);
+    auto op = [&](const Kernels& set, int a, int b) { set.maxpool2s2(xg.v, c, a, b, 0, want.h, want.w, og.v); };
     over_images(n, n0, [&](int a, int b) { op(K, a, b); });
-    return then_time(max_err(from_view(ov, n, want.h, want.w, c).d, want.d),
-                     [&](const Kernels& set) { op(set, 0, n); });
+    return then_time(max_err(og.read().d, want.d), [&](const Kernels& set) { op(set, 0, n); });
 }
 
 double upsample2_add(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor fine = rand_tensor(r, n, h, w, c), coarse = rand_tensor(r, n, (h + 1) / 2, (w + 1) / 2, c);
-    AlignedBuf fb, cb, ob;
-    View fv = to_padded(fine, fb), cv = to_padded(coarse, cb), ov = to_padded(Tensor(n, h, w, c), ob);
-    auto op = [&](const Kernels& set, int a, int b) { set.upsample2_add(fv, cv, c, a, b, 0, h, w, ov); };
+    const Guarded fg("upsample2_add fine", fine, Role::Input), cg("upsample2_add coarse", coarse, Role::Input);
+    Guarded og("upsample2_add out", Tensor(n, h, w, c), Role::Output);
+    auto op = [&](const Kernels& set, int a, int b) { set.upsample2_add(fg.v, cg.v, c, a, b, 0, h, w, og.v); };
     over_images(n, n0, [&](int a, int b) { op(K, a, b); });
-    return then_time(max_err(from_view(ov, n, h, w, c).d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d),
+    return then_time(max_err(og.read().d, ref::add(fine, ref::upsample2_nearest(coarse, h, w)).d),
                      [&](const Kernels& set) { op(set, 0, n); });
 }
 
@@ -334,12 +422,11 @@ double avgpool(const std::string& isa, int n, int h, int w, int c, unsigned seed
     const Kernels& K = kernels_select(isa);
     Rng r(seed);
     Tensor x = rand_tensor(r, n, h, w, c);
-    AlignedBuf xb;
-    View xv = to_padded(x, xb);
-    std::vector<float> got(size_t(n) * c);
-    auto op = [&](const Kernels& set) { set.avgpool(xv, c, n, h, w, got.data()); };
+    const Guarded xg("avgpool in", x, Role::Input);
+    Guarded got = Guarded::rows("avgpool out", n, c);
+    auto op = [&](const Kernels& set) { set.avgpool(xg.v, c, n, h, w, got.v.p); };
     op(K);
-    return then_time(max_err(got, ref::global_avgpool(x)), op);
+    return then_time(max_err(got.read().d, ref::global_avgpool(x)), op);
 }
 
 double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed) {
@@ -349,10 +436,10 @@ double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed)
     // aligned as the engine holds them (CpuNet::fc_w, the head's feature scratch): timings of
     // heap-aligned vectors varied 1.2x-1.9x between processes
     const AlignedBuf xa = aligned_copy(x), wa = aligned_copy(wt), ba = aligned_copy(b);
-    std::vector<float> got(size_t(n) * out_f);
-    auto op = [&](const Kernels& set) { set.linear(xa.data(), n, in_f, wa.data(), ba.data(), out_f, got.data()); };
+    Guarded got = Guarded::rows("linear out", n, out_f);
+    auto op = [&](const Kernels& set) { set.linear(xa.data(), n, in_f, wa.data(), ba.data(), out_f, got.v.p); };
     op(K);
-    return then_time(max_err(got, ref::linear(x, n, in_f, wt.data(), b.data(), out_f)), op);
+    return then_time(max_err(got.read().d, ref::linear(x, n, in_f, wt.data(), b.data(), out_f)), op);
 }
 
 double block(const std::string& isa, const std::string& kind_arg, int n, int h, int cin, int cout, int stride,
@@ -378,13 +465,12 @@ double block(const std::string& isa, const std::string& kind_arg, int n, int h, 
     const CpuBlock cb = plan_block(b, h, false, o);
     Tensor x = rand_tensor(r, n, h, h, d.cin, kind.rfind("shuffle", 0) == 0 ? -1.f : 0.f);
     Tensor want = ref_block(b, x);
-    AlignedBuf xb, ob;
-    View xv = to_padded(x, xb);
-    View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
+    const Guarded xg("block in", x, Role::Input);
+    Guarded og("block out", Tensor(n, want.h, want.w, cout), Role::Output);
     Workspace ws;
-    auto op = [&](const Kernels& set) { block_forward(set, cb, xv, n, h, ov, ws); };
+    auto op = [&](const Kernels& set) { block_forward(set, cb, xg.v, n, h, og.v, ws); };
     op(K);
-    return then_time(max_err(from_view(ov, n, want.h, want.w, cout).d, want.d), op);
+    return then_time(max_err(og.read().d, want.d), op);
 }
 
 double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed) {
@@ -397,12 +483,11 @@ double stem(const std::string& isa, int n, int size, int cin, int cout, int k, i
     auto x = r.vec(size_t(n) * cin * size * size);
     Tensor want = ref::maxpool3s2(ref::conv2d(ref::from_nchw(x.data(), n, cin, size, size), c.w.data(), c.b.data(),
                                               cout, k, stride, 1, true));
-    AlignedBuf ob;
-    View ov = to_padded(Tensor(n, want.h, want.w, cout), ob);
+    Guarded og("stem out", Tensor(n, want.h, want.w, cout), Role::Output);
     Workspace ws;
-    auto op = [&](const Kernels& set) { stem_forward(set, pc, x.data(), n, size, ws, ov); };
+    auto op = [&](const Kernels& set) { stem_forward(set, pc, x.data(), n, size, ws, og.v); };
     op(K);
-    return then_time(max_err(from_view(ov, n, want.h, want.w, cout).d, want.d), op);
+    return then_time(max_err(og.read().d, want.d), op);
 }
 
 std::vector<double> time_check(const std::vector<std::string>& isas, int reps, int rounds,

@@ -6,6 +6,13 @@
 // n0 (the kernels taking an image range [n0, n1)): 0 runs the n images in one call; n0 in (0, n)
 // runs [0, n0) and then [n0, n), a call with n0 > 0 as the engine's per-image calls make.
 //
+// Guarded maps: every map a kernel writes lies in a buffer whose other floats (the border, the
+// other channels of its pixels, the slack after it) hold a sentinel; a check whose op changed one
+// of them throws std::runtime_error naming the map and how many floats outside it were written
+// (checks.cpp, Guarded). slice (conv, conv_skip0, dw3x3: the ops the engine runs on channel
+// slices): every map of the check, read or written, is a channel slice of a wider map, its
+// neighbouring channels holding the sentinel (an input's must not leak into the result either).
+//
 // Each check can also time its op (time_check, at the end).
 #pragma once
 #include <functional>
@@ -17,13 +24,14 @@ namespace pyfer::checks {
 // mode: plain | res | acc | out2 | pool | shuf (epilogue variants); vs_driver (the plain store vs
 // the generic driver's accumulating one: expected exactly 0); wino_<plain|res|acc|out2> (Winograd)
 double conv(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
-            const std::string& mode, unsigned seed, int n0 = 0);
+            const std::string& mode, unsigned seed, int n0 = 0, bool slice = false);
 // 1x1 zero-skipping conv on a post-ReLU input with about zero_frac exact zeros. mode: plain | pool
 // (vs the reference), dense | nan (max |skip0 - dense conv| on the same ISA: expected exactly 0;
 // "nan" puts a NaN in the input, which must reach the output, NaN == NaN)
 double conv_skip0(const std::string& isa, int n, int h, int w, int cin, int cout, double zero_frac,
-                  const std::string& mode, unsigned seed, bool relu = true, int n0 = 0);
-double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0 = 0);
+                  const std::string& mode, unsigned seed, bool relu = true, int n0 = 0, bool slice = false);
+double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, bool relu, unsigned seed, int n0 = 0,
+             bool slice = false);
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0 = 0);
 // 2x2/2 max pool (any sign, NaN-free) of an h x w map
 double maxpool2s2(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0 = 0);
