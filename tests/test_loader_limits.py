@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_loader_fuzz import HEADER, META, NAMES, REPO, TEACHER, build
+from test_loader_fuzz import HEADER, META, NAMES, REPO, build
 
 pyfer = pytest.importorskip("pyfer")
 _engine = pytest.importorskip("pyfer._engine")
@@ -140,10 +140,10 @@ def test_a_fifo_as_weights_is_refused_at_once(tmp_path):
 
 
 def test_a_file_rewritten_during_loads_is_loaded_or_refused_never_a_crash(tmp_path):
-    """A child loads the teacher (25 MB) 300 times while this process truncates it to 4 KB and
-    writes it back, over and over. Each load must load or raise ValueError: a memory-mapped
-    read of a page truncated away is SIGBUS, which kills the child (it did within 0.2 s)."""
-    raw = TEACHER.read_bytes()
+    """A child loads the student (5 MB; the file ships in the wheel) 300 times while this process
+    truncates it to 4 KB and writes it back, over and over. Each load must load or raise
+    ValueError: a memory-mapped read of a page truncated away is SIGBUS, which kills the child."""
+    raw = (REPO / "pyfer" / "models" / "tsnet_student.safetensors").read_bytes()
     p = tmp_path / "rewritten.safetensors"
     p.write_bytes(raw)
     code = ("import pyfer\nloaded = refused = 0\nfor _ in range(300):\n"
