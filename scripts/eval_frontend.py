@@ -43,19 +43,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 DATA = REPO.parent / "shared" / "data"
 
-class GrayYuNet:
-    """YuNet run on the image's gray version (loaded on first use)."""
+class LazyYuNet:
+    """A YuNetDetector with these settings, loaded on first use; ``gray``: run on the image's gray
+    version."""
 
-    def __init__(self):
-        self._yunet = None
+    def __init__(self, gray: bool = False, **settings):
+        self.gray, self.settings, self._yunet = gray, settings, None
 
     def __call__(self, image):
         from pyfer.preprocess import to_gray
         from pyfer.yunet import YuNetDetector
 
         if self._yunet is None:
-            self._yunet = YuNetDetector()
-        return self._yunet(to_gray(image))
+            self._yunet = YuNetDetector(**self.settings)
+        return self._yunet(to_gray(image) if self.gray else image)
 
 
 CONFIGS = {
@@ -65,7 +66,10 @@ CONFIGS = {
     "yunet-align-shift0": dict(detector="yunet", framing="align", prior_shift=0.0),
     "yunet-align-shift1": dict(detector="yunet", framing="align", prior_shift=1.0),
     "haar-crop": dict(detector="haar"),
-    "yunet-gray-align": dict(detector=GrayYuNet(), framing="align"),
+    "yunet-gray-align": dict(detector=LazyYuNet(gray=True), framing="align"),
+    "yunet-tilted-align": dict(detector="yunet-tilted", framing="align"),
+    # no turned pass (small images): what it buys
+    "yunet-upright-align": dict(detector=LazyYuNet(rotations=()), framing="align"),
 }
 
 
@@ -100,7 +104,27 @@ def rotated(path: str, max_deg: float, rng: np.random.Generator) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0) -> dict:
+def in_photo(img: np.ndarray, width: int, canvas: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The face crop enlarged to ``width`` px and blended (feathered oval) into a textured
+    ``canvas`` (w, h) photo at a random place: a face of a big photo, where the detector's
+    turned pass for small images does not run."""
+    import cv2
+
+    import group_photos
+
+    cw, ch = canvas
+    photo = group_photos.background(ch, cw, rng)
+    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, :3]
+    patch = cv2.resize(bgr, (width, int(round(width * bgr.shape[0] / bgr.shape[1]))), interpolation=cv2.INTER_CUBIC)
+    x = int(rng.integers(0, cw - patch.shape[1]))
+    y = int(rng.integers(0, ch - patch.shape[0]))
+    group_photos.blend(photo, patch, x, y)
+    return photo
+
+
+def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
+             canvas: tuple[int, int] | None = None, face_px: int = 150) -> dict:
+    import cv2
     from sklearn.metrics import accuracy_score, recall_score
     from tqdm import tqdm
 
@@ -110,7 +134,11 @@ def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0) 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)  # the same angles for every configuration
     for path, label in tqdm(items, desc=desc, unit="img", mininterval=2.0, file=sys.stderr):
-        faces = rec.predict(rotated(path, rotate, rng) if rotate else path)
+        image = rotated(path, rotate, rng) if rotate else path
+        if canvas:
+            img = image if rotate else cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            image = in_photo(img, face_px, canvas, rng)
+        faces = rec.predict(image)
         for k in stage:
             stage[k].append(rec.last_timings[k])
         y_true.append(label)
@@ -161,6 +189,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="engine and OpenCV threads (default 1)")
     ap.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                     help="turn each image by a random angle in [-DEG, DEG] first (seeded; tests framing under roll)")
+    ap.add_argument("--canvas", type=lambda v: tuple(int(x) for x in v.lower().split("x")), metavar="WxH",
+                    help="blend each face (after --rotate), enlarged to --face-px wide, into a textured photo "
+                         "of this size at a random place (a face of a big photo)")
+    ap.add_argument("--face-px", type=int, default=150, help="the face's width in the --canvas photo (default 150)")
     ap.add_argument("--datasets", nargs="+", default=["ferplus_valid", "sfew_train"],
                     choices=["ferplus_valid", "sfew_train"])
     ap.add_argument("--json", help="also write the results here")
@@ -174,13 +206,14 @@ def main(argv=None) -> int:
     fer = ferplus_items(DATA / "ferplus", args.limit)
     sfew = sfew_items(DATA / "sfew_train", args.limit)
     results: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "rotate": args.rotate,
+                     "canvas": args.canvas, "face_px": args.face_px if args.canvas else None,
                      "loadavg_start": round(os.getloadavg()[0], 2), "configs": {}}
     for name in args.configs:
         rec = pyfer.Recognizer(args.weights, threads=args.threads, **CONFIGS[name])
         r = {"framing": rec.framing.to_dict() if CONFIGS[name].get("framing") else {"margin": 0.05}}
         for ds, items in (("ferplus_valid", fer), ("sfew_train", sfew)):
             if ds in args.datasets:
-                r[ds] = evaluate(rec, items, f"{name} {ds}", args.rotate)
+                r[ds] = evaluate(rec, items, f"{name} {ds}", args.rotate, args.canvas, args.face_px)
         if not args.no_groups:
             r["group_photos"] = group_detection(rec)
         results["configs"][name] = r
@@ -190,7 +223,7 @@ def main(argv=None) -> int:
     results["loadavg_end"] = round(os.getloadavg()[0], 2)
     results["weights"] = str(rec.weights_path)
 
-    print(f"\nCPU: {results['cpu']} ({results['cores']} cores), {args.threads} thread(s); rotate {args.rotate}; "
+    print(f"\nCPU: {results['cpu']} ({results['cores']} cores), {args.threads} thread(s); rotate {args.rotate}; canvas {args.canvas}; "
           f"load average {results['loadavg_start']} -> {results['loadavg_end']}\n")
     print("| configuration | data set | detected | accuracy (all) | accuracy (detected) | macro recall "
           "| median ms: decode / detect / align / engine |")

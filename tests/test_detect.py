@@ -463,3 +463,19 @@ def test_eye_aligner_falls_back():
     aligner = EyeAligner()
     assert aligner.angle(np.full((200, 200), 128, np.uint8), (50, 50, 100, 100)) == 0.0
     assert aligner.angle(np.full((200, 200), 128, np.uint8), (190, 190, 5, 5)) == 0.0
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_eval_frontend_sets_a_face_in_a_big_photo(yunet, gray):
+    """scripts/eval_frontend.py --canvas: a face crop (colour as SFEW's, gray as FERPlus's),
+    enlarged and blended into a textured 1280x720 photo, is found there, once, at the size it was
+    enlarged to (her 58 px face in a 130 px crop made 150 px: 67 px)."""
+    import eval_frontend
+
+    crop = cv2.imread(str(ASTRONAUT))[10:150, 80:210]
+    if gray:
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    photo = eval_frontend.in_photo(crop, 150, (1280, 720), np.random.default_rng(3))
+    assert photo.shape == (720, 1280, 3) and photo.dtype == np.uint8
+    (face,) = yunet(photo)
+    assert 55 <= face.box[2] <= 80
