@@ -22,6 +22,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -150,20 +151,20 @@ def test_a_file_rewritten_during_loads_is_loaded_or_refused_never_a_crash(tmp_pa
             "    try:\n        pyfer.Engine(%r, threads=1); loaded += 1\n"
             "    except ValueError:\n        refused += 1\nprint(loaded, refused)\n" % str(p))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    rewrites = 0
+    deadline = time.monotonic() + 120
     try:
-        while child.poll() is None and rewrites < 20_000:
+        while child.poll() is None and time.monotonic() < deadline:
             with open(p, "r+b") as f:
                 f.truncate(4096)
             with open(p, "r+b") as f:
                 f.write(raw)
-            rewrites += 1
+            time.sleep(0.001)  # leave the child some of the CPU
         out, err = child.communicate(timeout=300)
     finally:
         child.kill()
     assert child.returncode == 0, (child.returncode, err[-2000:])
     loaded, refused = map(int, out.split())
-    assert loaded + refused == 300 and refused > 0, (out, rewrites)  # refused > 0: the race was met
+    assert loaded + refused == 300 and refused > 0, out  # refused > 0: the race was met
 
 
 def test_a_file_over_1_gib_is_refused_before_it_is_read(tmp_path):

@@ -71,6 +71,7 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     } closer{fd};
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // a FUSE file may honour it: read blocking
     size_ = static_cast<size_t>(st.st_size);
     if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
     // Read, not mapped: a mapped file that another process truncates during the load would kill
@@ -83,12 +84,18 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     while (got < size_) {
         ssize_t r = ::read(fd, file_.data() + got, size_ - got);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
+        if (r < 0) fail(std::string("cannot read: ") + std::strerror(errno));
+        if (r == 0) break;
         got += static_cast<size_t>(r);
     }
+    // Fewer bytes, more bytes, or the same number rewritten (a retrained model of the same
+    // architecture saved over it): any of them could load a mix of two files.
     char extra;
     const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
-    if (got != size_ || grew)
+    struct stat after;
+    const bool rewritten = ::fstat(fd, &after) != 0 || after.st_size != st.st_size || after.st_ino != st.st_ino ||
+                           after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec;
+    if (got != size_ || grew || rewritten)
         fail("the file changed while it was read (" + std::to_string(size_) + " bytes when opened)");
     image_ = file_.data();
     parse();
