@@ -4,7 +4,8 @@
 #
 #   run(command="bash scripts/gpu_check.sh", timeout_s=540)          # no carry needed
 #
-# Steps (each logged, a failed step does not stop the later ones). The whole check keeps within
+# Steps (each logged; a failed step does not stop the later ones, except that a failed build
+# skips steps 3-6). The whole check keeps within
 # DEADLINE seconds (default 480, under the device tool's 600 s per command): each step's timeout
 # is cut to the time left, and the benchmark and the profile, which come last, are skipped when
 # under 60 s remain. Tests come before the benchmark because they are the point:
@@ -36,14 +37,14 @@ tests_ok=0
 T0=$(date +%s)
 step() { echo "=== [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 # seconds for a step: its own limit, or what is left before DEADLINE if that is less
-budget() { local left=$(( DEADLINE - ($(date +%s) - T0) )); echo $(( left < $1 ? (left > 1 ? left : 1) : $1 )); }
 left() { echo $(( DEADLINE - ($(date +%s) - T0) )); }
+budget() { local l; l=$(left); echo $(( l < $1 ? (l > 1 ? l : 1) : $1 )); }
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 
 step "1. environment"
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   nvcc --version | tail -2
   cmake --version | head -1
   $PY -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO GPU for torch')"
@@ -51,7 +52,7 @@ step "1. environment"
 } 2>&1 | tee -a "$LOG"
 
 step "2. CUDA build for $CUDA_ARCH (in place: replaces pyfer/_engine*.so of this Python; run on the device or in a scratch copy)"
-if timeout "$(budget 60)" cmake -S . -B build/gpu "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DPYFER_WITH_CUDA=ON \
+if timeout "$(budget 60)" cmake -S . -B build/gpu ${GENERATOR[@]+"${GENERATOR[@]}"} -DCMAKE_BUILD_TYPE=Release -DPYFER_WITH_CUDA=ON \
      -DPYFER_CUDA_ARCHITECTURES="$CUDA_ARCH" -DPYFER_DEV_INPLACE=ON -DPYFER_BUILD_TESTS=OFF \
      -DCMAKE_CUDA_FLAGS=--threads=0 -DPython_EXECUTABLE="$(command -v "$PY")" \
      -Dpybind11_DIR="$($PY -c 'import pybind11; print(pybind11.get_cmake_dir())')" 2>&1 | tail -8 | tee -a "$LOG" &&

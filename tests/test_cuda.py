@@ -118,6 +118,7 @@ def exports(tmp_path_factory):
 
 def tiny_export(folder, which):
     require("torch")
+    require("safetensors")
     from test_network import export_tiny  # imported here: test_network skips its module without torch
 
     return export_tiny(folder, which)
@@ -154,8 +155,7 @@ def test_emulated_plan_matches_pytorch(exports, arch, stem, size):
 def test_emulated_plan_on_odd_networks(tmp_path, which):
     """Networks the engine has no code for (test_network.py): 1x1 maps, one-channel depthwise
     convs, FFE at stride 1 with a shortcut, 5 classes."""
-    import torch
-
+    torch = require("torch")
     path, model = tiny_export(tmp_path, which)
     x = inputs(3, 40, seed=3)
     with torch.no_grad():

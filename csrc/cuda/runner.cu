@@ -37,17 +37,19 @@ constexpr int MAX_CHUNK = 256;
 constexpr size_t MAX_GRAPHS = 16;
 
 // Makes `dev` current for a scope and gives the caller's thread its own device back after: the
-// application's current device (torch's, say) is not ours to change. Does not throw (the
+// application's current device (torch's, say) is not ours to change. Only a different device is
+// set back (cudaSetDevice makes a context on it: none is made on one GPU). Does not throw (the
 // destructor uses it too); `set` holds cudaSetDevice's result.
 class DeviceScope {
 public:
     explicit DeviceScope(int dev) {
-        if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+        if (cudaGetDevice(&prev_) != cudaSuccess || prev_ == dev) prev_ = -1;
         set = cudaSetDevice(dev);
     }
     cudaError_t set;
     ~DeviceScope() {
-        if (prev_ >= 0) cudaSetDevice(prev_);
+        if (prev_ >= 0 && cudaSetDevice(prev_) != cudaSuccess)
+            cudaGetLastError();  // not left behind for the next launch check to report
     }
     DeviceScope(const DeviceScope&) = delete;
     DeviceScope& operator=(const DeviceScope&) = delete;
@@ -128,6 +130,7 @@ private:
         cudaFreeHost(hin_);
         cudaFreeHost(hout_);
         if (stream_) cudaStreamDestroy(stream_);
+        cudaGetLastError();  // results ignored above: not left behind for a later launch check
         adev_ = wdev_ = hin_ = hout_ = nullptr;
         stream_ = nullptr;
     }
