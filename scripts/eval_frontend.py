@@ -113,6 +113,8 @@ def in_photo(img: np.ndarray, width: int, canvas: tuple[int, int], rng: np.rando
     import group_photos
 
     cw, ch = canvas
+    if width >= cw or width * img.shape[0] / img.shape[1] >= ch:
+        raise SystemExit(f"--face-px {width} does not fit a {cw}x{ch} --canvas")
     photo = group_photos.background(ch, cw, rng)
     bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, :3]
     patch = cv2.resize(bgr, (width, int(round(width * bgr.shape[0] / bgr.shape[1]))), interpolation=cv2.INTER_CUBIC)

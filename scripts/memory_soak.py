@@ -7,7 +7,7 @@
 
 Images: the astronaut photo and SFEW faces (../shared/data/sfew_train) when present, cycled.
 RSS is read from /proc/self/statm (Linux); also tracked: open file descriptors and memory
-mappings (a leaked weights buffer, which malloc maps, would show there, not in malloc statistics).
+mappings (a leaked large buffer that malloc maps would show there; one from its heap shows in RSS).
 Exit status 1 when RSS grows by more than --limit-mb (default 5) between the end of the warm-up
 and the end of the run.
 """

@@ -101,9 +101,8 @@ def test_dw3x3(isa, n, h, w, c, stride, relu):
 # 8). In slice mode every map of the check is a slice of a wider map whose other channels, border
 # and slack hold a sentinel: a write outside the slice fails the check (RuntimeError naming the map
 # and the count), an over-read that leaks into the result shows as an error. Channel counts leave
-# tails of every length for 8 and 16 lanes: 1, 2, 3, 7 (8 lanes), 9, 13, 15 (16), 17, 31 (a full
-# vector plus a tail).
-SLICE_CHANNELS = [1, 2, 3, 7, 9, 13, 15, 17, 31]
+# tails of every length for 8 and 16 lanes and none: 1-17, 31 (a full vector plus a tail), 32.
+SLICE_CHANNELS = list(range(1, 18)) + [31, 32]
 
 
 @pytest.mark.parametrize("c", SLICE_CHANNELS)
