@@ -56,6 +56,16 @@ static size_t dtype_size(const std::string& d) {
     return 0;
 }
 
+// The file's size, inode and modification time agree (nanoseconds; macOS names the field apart)
+static bool same_file_state(const struct stat& a, const struct stat& b) {
+#ifdef __APPLE__
+    const auto &ta = a.st_mtimespec, &tb = b.st_mtimespec;
+#else
+    const auto &ta = a.st_mtim, &tb = b.st_mtim;
+#endif
+    return a.st_size == b.st_size && a.st_ino == b.st_ino && ta.tv_sec == tb.tv_sec && ta.tv_nsec == tb.tv_nsec;
+}
+
 SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever; the S_ISREG check
     // below refuses it (the flag changes nothing for a regular file)
@@ -93,8 +103,7 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     char extra;
     const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
     struct stat after;
-    const bool rewritten = ::fstat(fd, &after) != 0 || after.st_size != st.st_size || after.st_ino != st.st_ino ||
-                           after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec;
+    const bool rewritten = ::fstat(fd, &after) != 0 || !same_file_state(st, after);
     if (got != size_ || grew || rewritten)
         fail("the file changed while it was read (" + std::to_string(size_) + " bytes when opened)");
     image_ = file_.data();
