@@ -56,14 +56,14 @@ static size_t dtype_size(const std::string& d) {
     return 0;
 }
 
-// The file's size, inode and modification time agree (nanoseconds; macOS names the field apart)
+// The file's size and modification time agree (nanoseconds; macOS names the field apart)
 static bool same_file_state(const struct stat& a, const struct stat& b) {
 #ifdef __APPLE__
     const auto &ta = a.st_mtimespec, &tb = b.st_mtimespec;
 #else
     const auto &ta = a.st_mtim, &tb = b.st_mtim;
 #endif
-    return a.st_size == b.st_size && a.st_ino == b.st_ino && ta.tv_sec == tb.tv_sec && ta.tv_nsec == tb.tv_nsec;
+    return a.st_size == b.st_size && ta.tv_sec == tb.tv_sec && ta.tv_nsec == tb.tv_nsec;
 }
 
 SafeTensors::SafeTensors(const std::string& path) : path_(path) {
@@ -98,8 +98,10 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
         if (r == 0) break;
         got += static_cast<size_t>(r);
     }
-    // Fewer bytes, more bytes, or the same number rewritten (a retrained model of the same
-    // architecture saved over it): any of them could load a mix of two files.
+    // Fewer bytes, more bytes, or a write during the read (the modification time moved): any of
+    // them could load a mix of two files. A same-size rewrite in place that began before the read
+    // is not seen (the time moves when a write starts, and in coarse steps); writers should save
+    // to a new file and rename it over, as training.export does (an open file keeps its bytes).
     char extra;
     const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
     struct stat after;
