@@ -81,7 +81,8 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     } closer{fd};
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // a FUSE file may honour it: read blocking
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);  // a FUSE file may honour it: read blocking
     size_ = static_cast<size_t>(st.st_size);
     if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
     // Read, not mapped: a mapped file that another process truncates during the load would kill
