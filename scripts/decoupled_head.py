@@ -83,19 +83,15 @@ def tau_normalized(W: np.ndarray, b: np.ndarray, tau: float, keep_bias: bool) ->
 def write_tau_normalized(weights: str, tau: float, out: str) -> None:
     """A copy of an export whose head is tau-normalised without its learned bias; the baked prior
     shift stays, so the copy answers on the same footing as the original (e.g. as a teacher)."""
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
+    from pyfer.weights_file import read_checked, save_checked
 
-    with safe_open(weights, "np") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-        metadata = f.metadata()
+    tensors, metadata = read_checked(weights)
     W, dtype = tensors["fc.weight"].astype(np.float64), tensors["fc.weight"].dtype
     W, bias = tau_normalized(W, np.zeros(len(W)), tau, keep_bias=False)
     baked = baked_prior_shift(weights)
     tensors["fc.weight"] = W.astype(dtype)
     tensors["fc.bias"] = (bias if baked is None else baked).astype(dtype)  # the learned bias is dropped
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, out, metadata=metadata)
+    save_checked(tensors, out, metadata)
 
 
 def retrained_head(feats: dict, log_prior: np.ndarray, balance: float, epochs: int, lr: float,

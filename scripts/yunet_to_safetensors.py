@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     src, out = args.src, args.out
     import onnx  # dev dependencies: after the arguments, so that --help works without them
-    from safetensors.numpy import save_file
+    from pyfer.weights_file import save_checked
 
     model = onnx.load(str(src))
     convs = conv_modules(model)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     meta = {"format": "pyfer-yunet", "yunet": json.dumps(DESCRIPTION),
             "source": src.name, "source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
             "license": "MIT (Copyright (c) 2020 Shiqi Yu), see LICENSE-yunet.txt"}
-    save_file(tensors, str(out), metadata=meta)
+    save_checked(tensors, out, meta)
     n = sum(t.size for t in tensors.values())
     print(f"wrote {out}: {len(tensors)} tensors, {n} parameters, {out.stat().st_size} bytes")
     return 0

@@ -1,5 +1,5 @@
 """The training tools given a weights file that is missing, not a safetensors or checkpoint file, cut
-short, not a pyfer model, or another network's: one ``error: ...`` line naming it, exit status 2
+short, damaged (failing its data checksum), not a pyfer model, or another network's: one ``error: ...`` line naming it, exit status 2
 (training.cli.reported_errors), never a traceback. Every tool fails on the weights before reading
 any data."""
 from __future__ import annotations
@@ -28,6 +28,9 @@ def bad_files(tmp_path_factory) -> dict:
     meta = read_metadata(good)
     (d / "text.safetensors").write_text("not weights at all\n")
     (d / "cut.safetensors").write_bytes(good.read_bytes()[:3_000_000])  # head -c 3000000
+    damaged = bytearray(good.read_bytes())
+    damaged[-1] ^= 0x10  # a bit of the data flipped: only the checksum tells
+    (d / "damaged.safetensors").write_bytes(bytes(damaged))
     save_file(load_file(str(good)), str(d / "other_arch.safetensors"),
               metadata={"pyfer": json.dumps({**meta, "arch": "effresnet18"})})
     ck = d / "good.pt"
@@ -38,6 +41,7 @@ def bad_files(tmp_path_factory) -> dict:
     save_checkpoint({"model": STUDENT.build().state_dict(), "model_spec": {"arch": "effresnet18"},
                      "preprocess": PreprocessSpec().to_dict()}, d / "other_arch.pt")
     return {"missing": d / "missing.safetensors", "text": d / "text.safetensors", "cut": d / "cut.safetensors",
+            "damaged": d / "damaged.safetensors",
             "not pyfer": REPO / "pyfer" / "models" / "yunet.safetensors",
             "other arch": d / "other_arch.safetensors", "missing .pt": d / "missing.pt", "text .pt": d / "text.pt",
             "cut .pt": d / "cut.pt", "other arch .pt": d / "other_arch.pt"}
@@ -51,7 +55,7 @@ def arguments(tool: str, weights: str, tmp_path) -> list[str]:
             "export": [weights, str(tmp_path / "out.safetensors")]}[tool]
 
 
-BAD = ["missing", "text", "cut", "not pyfer", "other arch", "missing .pt", "text .pt", "cut .pt", "other arch .pt"]
+BAD = ["missing", "text", "cut", "damaged", "not pyfer", "other arch", "missing .pt", "text .pt", "cut .pt", "other arch .pt"]
 
 
 @pytest.mark.parametrize("tool,which", [(tool, which) for tool in ("prior_shift", "fit_gap", "gradcam", "evaluate")

@@ -366,27 +366,28 @@ def test_wrong_architecture_tensors(tmp_path, exports):
 
 def test_wrong_shape_and_extra_tensor(tmp_path, student):
     from safetensors import safe_open
-    from safetensors.numpy import save_file
+
+    from pyfer.weights_file import save_checked
 
     path, _ = student
     with safe_open(str(path), framework="numpy") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata()
     bad = dict(tensors, **{"conv5.conv.bias": np.zeros(1000, np.float32)})
-    save_file(bad, str(tmp_path / "shape.safetensors"), metadata=meta)
+    save_checked(bad, tmp_path / "shape.safetensors", meta)
     with pytest.raises(ValueError, match="conv5.conv.bias"):
         pyfer.Engine(tmp_path / "shape.safetensors")
     extra = dict(tensors, **{"extra.weight": np.zeros(3, np.float32)})
-    save_file(extra, str(tmp_path / "extra.safetensors"), metadata=meta)
+    save_checked(extra, tmp_path / "extra.safetensors", meta)
     with pytest.raises(ValueError, match="extra.weight"):
         pyfer.Engine(tmp_path / "extra.safetensors")
     m = json.loads(meta["pyfer"])
     m["num_classes"] = 7
-    save_file(tensors, str(tmp_path / "classes.safetensors"), metadata={"pyfer": json.dumps(m)})
+    save_checked(tensors, tmp_path / "classes.safetensors", {"pyfer": json.dumps(m)})
     with pytest.raises(ValueError, match="classes"):
         pyfer.Engine(tmp_path / "classes.safetensors")
     i64 = dict(tensors, **{"fc.bias": np.zeros(8, np.int64)})
-    save_file(i64, str(tmp_path / "i64.safetensors"), metadata=meta)
+    save_checked(i64, tmp_path / "i64.safetensors", meta)
     with pytest.raises(ValueError, match="dtype"):
         pyfer.Engine(tmp_path / "i64.safetensors")
 

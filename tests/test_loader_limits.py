@@ -10,6 +10,8 @@ before it loaded wrongly, cost memory out of proportion, or hung.
 * a FIFO given as the weights path (open() waited for a writer, forever, holding the GIL);
 * a weights file truncated by another process while it loaded (the mapped file killed the app
   with SIGBUS; session 33 reads it instead), and a file over 1 GiB;
+* a file rewritten in place, at the same size, while it loaded (a mix of the two files loaded;
+  session 34 checks the data checksum that exports carry), and a damaged data byte;
 * YuNet metadata that is not JSON (the error did not name the file).
 
 And what must still load: numbers strtod reads as out of range (inf, subnormals), the student at
@@ -23,11 +25,12 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
 
-from test_loader_fuzz import HEADER, META, NAMES, REPO, build
+from test_loader_fuzz import DATA, HEADER, META, NAMES, REPO, build
 
 pyfer = pytest.importorskip("pyfer")
 _engine = pytest.importorskip("pyfer._engine")
@@ -165,6 +168,90 @@ def test_a_file_rewritten_during_loads_is_loaded_or_refused_never_a_crash(tmp_pa
     assert child.returncode == 0, (child.returncode, err[-2000:])
     loaded, refused = map(int, out.split())
     assert loaded + refused == 300 and refused > 0, out  # refused > 0: the race was met
+
+
+def stamped(header: dict, data: bytes, crc: int | None = None) -> bytes:
+    """A file with ``data`` under ``header``, whose metadata carries ``data_crc32``: the data's
+    CRC-32, or ``crc``. Built by hand, without the safetensors package, which the wheel's test
+    venv lacks (pyfer/weights_file.py writes the same key)."""
+    h = dict(header, __metadata__=dict(header["__metadata__"]))
+    h["__metadata__"]["data_crc32"] = f"{zlib.crc32(data) if crc is None else crc:08x}"
+    return build(h, data)
+
+
+def test_the_shipped_weights_carry_a_checksum_of_their_data():
+    for name in ("tsnet_student.safetensors", "yunet.safetensors"):
+        raw = (REPO / "pyfer" / "models" / name).read_bytes()
+        hlen = struct.unpack("<Q", raw[:8])[0]
+        meta = json.loads(raw[8:8 + hlen])["__metadata__"]
+        assert meta.get("data_crc32") == f"{zlib.crc32(raw[8 + hlen:]):08x}", name
+
+
+def test_a_damaged_data_byte_is_refused_by_the_checksum(tmp_path):
+    header = with_meta(META)
+    p = tmp_path / "good.safetensors"
+    p.write_bytes(stamped(header, DATA))
+    pyfer.Engine(str(p), threads=1)
+    for at in (0, len(DATA) // 2, len(DATA) - 1):  # first, middle and last byte (the crc's tail loop)
+        damaged = bytearray(DATA)
+        damaged[at] ^= 0x10
+        p = tmp_path / f"flip{at}.safetensors"
+        p.write_bytes(stamped(header, bytes(damaged), crc=zlib.crc32(DATA)))
+        refused(p, why="fails its checksum")
+    p = tmp_path / "unchecked.safetensors"
+    p.write_bytes(build(header, bytes(damaged)))  # without the key a file loads unchecked
+    pyfer.Engine(str(p), threads=1)
+    for bad in ("7B72E7D0", "7b72e7d", "0x7b72e7", "7b72e7d0 ", "7b72e7g0"):
+        h = dict(header, __metadata__=dict(header["__metadata__"], data_crc32=bad))
+        p = tmp_path / "badkey.safetensors"
+        p.write_bytes(build(h, DATA))
+        refused(p, why="is not 8 lowercase hex digits")
+
+
+def test_a_file_rewritten_in_place_loads_as_one_file_or_is_refused(tmp_path):
+    """A child loads 300 times while this process rewrites the file in place, nonstop, with the
+    student and a copy with every weight halved (the same size). Each load must give one file's
+    logits or raise ValueError. Without the checksum, 48-131 of 300 loads gave logits equal to
+    neither file (session 33: size and modification-time checks miss a write that began before
+    the read)."""
+    header = with_meta(META)
+    halved = (np.frombuffer(DATA, np.float32) * np.float32(0.5)).tobytes()  # the student is all F32
+    files = {"a": stamped(header, DATA), "b": stamped(header, halved)}
+    assert len(files["a"]) == len(files["b"])
+    for k, raw in files.items():
+        (tmp_path / f"{k}.safetensors").write_bytes(raw)
+    p = tmp_path / "rewritten.safetensors"
+    p.write_bytes(files["a"])
+    code = f"""
+import numpy as np, pyfer
+x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 64, 64)).astype(np.float32)
+want = {{k: pyfer.Engine({str(tmp_path)!r} + f"/{{k}}.safetensors", threads=1).forward(x) for k in "ab"}}
+counts = dict(a=0, b=0, mixed=0, refused=0)
+for _ in range(300):
+    try:
+        got = pyfer.Engine({str(p)!r}, threads=1).forward(x)
+    except ValueError:
+        counts["refused"] += 1
+        continue
+    counts[next((k for k in "ab" if np.array_equal(got, want[k])), "mixed")] += 1
+print(counts["a"], counts["b"], counts["mixed"], counts["refused"])
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        turn = 0
+        while child.poll() is None and time.monotonic() < deadline:
+            turn ^= 1
+            with open(p, "r+b") as f:  # in place: the same inode, no truncation
+                f.write(files["ab"[turn]])
+            time.sleep(0.001)  # leave the child some of the CPU
+        out, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 0, (child.returncode, err[-2000:])
+    a, b, mixed, refused_ = map(int, out.split())
+    assert a + b + mixed + refused_ == 300 and mixed == 0, out
+    assert refused_ > 0, out  # the race was met
 
 
 def test_a_file_over_1_gib_is_refused_before_it_is_read(tmp_path):

@@ -222,8 +222,10 @@ def test_threads_share_one_engine(net, real_images):
 
 
 def _rewrite(src: Path, dst: Path, meta_edit=None, drop: str | None = None) -> Path:
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file
     from safetensors import safe_open
+
+    from pyfer.weights_file import save_checked
 
     with safe_open(str(src), "np") as f:
         meta = dict(f.metadata())
@@ -234,8 +236,7 @@ def _rewrite(src: Path, dst: Path, meta_edit=None, drop: str | None = None) -> P
         desc = json.loads(meta["yunet"])
         meta_edit(desc)
         meta["yunet"] = json.dumps(desc)
-    save_file(tensors, str(dst), metadata=meta)
-    return dst
+    return save_checked(tensors, dst, meta)
 
 
 def test_loader_checks_the_description(tmp_path):

@@ -5,7 +5,8 @@
 Format (version 1): a safetensors file. Every BatchNorm is folded into the preceding conv, so
 each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (float32, OIHW) and
 ``<module path>.conv.bias`` (float32); the classifier as ``fc.weight`` (classes x features) and
-``fc.bias``. The safetensors metadata holds one key, ``pyfer``, whose value is a JSON object::
+``fc.bias``. The safetensors metadata holds ``data_crc32``, the data's checksum, which the engine
+checks on load (:mod:`pyfer.weights_file`), and ``pyfer``, whose value is a JSON object::
 
     {"format_version": 1, "arch": "shufflenetv2" | "effresnet18", "num_classes": 8,
      "in_channels": 1, "stem": "small" | "imagenet", "class_names": [...],
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
+from pyfer.weights_file import read_checked, save_checked
 from training.cli import reported_errors
 from training.data import DEFAULT_DATA, DEFAULT_DATA_ROOT, DataError, ferplus_prior
 from training.models import ModelSpec, fold_batchnorm, network_description
@@ -43,8 +45,6 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
     ``prior_shift`` (``logit_adjustment``) so that ``Recognizer(prior_shift=...)`` can move the
     adjustment later; ``prior_shift * log(class_prior)`` is baked into the classifier's bias
     (post-hoc logit adjustment, Menon et al. 2021)."""
-    from safetensors.torch import save_file
-
     if spec.arch not in ENGINE_ARCHITECTURES:
         raise ValueError(f"{spec.arch} is a training-only model: the engine runs {ENGINE_ARCHITECTURES}")
     if len(class_names) != spec.num_classes:
@@ -61,7 +61,7 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
         with torch.no_grad():
             folded.fc.bias.add_(torch.as_tensor(prior_shift * np.log(class_prior), dtype=folded.fc.bias.dtype))
     dtype = torch.float16 if half else torch.float32
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in folded.state_dict().items()}
+    tensors = {k: v.detach().to(dtype).contiguous().numpy() for k, v in folded.state_dict().items()}
     meta = {
         "format_version": FORMAT_VERSION,
         "arch": spec.arch,
@@ -80,15 +80,7 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
     if class_prior is not None:
         meta["logit_adjustment"] = {"class_prior": [round(float(v), 8) for v in class_prior],
                                     "prior_shift": float(prior_shift)}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
-        tmp.replace(out)
-    finally:  # a failed write (out is a folder, the disk is full) leaves no 5 MB stray behind
-        tmp.unlink(missing_ok=True)
-    return out
+    return save_checked(tensors, out, {"pyfer": json.dumps(meta)})
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -140,10 +132,9 @@ def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
 
 def from_safetensors(path: str | Path) -> torch.nn.Module:
     """Rebuild the eval-mode PyTorch reference module (BN folded) from an exported file."""
-    from safetensors.torch import load_file
-
     spec, _ = spec_of(read_metadata(path))
-    return spec.load(load_file(str(path)), path, folded=True)
+    tensors, _ = read_checked(path)
+    return spec.load({k: torch.from_numpy(v) for k, v in tensors.items()}, path, folded=True)
 
 
 def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:

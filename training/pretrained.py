@@ -103,7 +103,7 @@ def fetch_face_api(model: str) -> tuple[dict, bytes]:
 
 
 def main(argv=None) -> None:
-    from safetensors.torch import save_file
+    from pyfer.weights_file import save_checked
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -114,8 +114,8 @@ def main(argv=None) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
         raise SystemExit(f"weights do not fit FaceResNet: missing {missing}, unexpected {unexpected}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(args.out), metadata={"source": PACKAGE, "license": "CC0 (dlib model), MIT (face-api.js)"})
+    save_checked({k: v.numpy() for k, v in state.items()}, args.out,
+                 {"source": PACKAGE, "license": "CC0 (dlib model), MIT (face-api.js)"})
     print(f"wrote {args.out} ({sum(v.numel() for v in state.values()):,} weights from {PACKAGE})")
 
 

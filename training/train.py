@@ -434,21 +434,16 @@ class FeatureTeacher:
 
 def features_export(path: str, out: Path) -> Path:
     """A copy of the export ``path`` whose classifier is the identity: it outputs the pooled features."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from pyfer.weights_file import read_checked, save_checked
 
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["pyfer"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors, file_meta = read_checked(path)
+    meta = json.loads(file_meta["pyfer"])
     width = tensors["fc.weight"].shape[1]
-    tensors["fc.weight"] = torch.eye(width, dtype=tensors["fc.weight"].dtype)
-    tensors["fc.bias"] = torch.zeros(width, dtype=tensors["fc.bias"].dtype)
+    tensors["fc.weight"] = np.eye(width, dtype=tensors["fc.weight"].dtype)
+    tensors["fc.bias"] = np.zeros(width, dtype=tensors["fc.bias"].dtype)
     meta.update(num_classes=width, class_names=[f"feature{i}" for i in range(width)])
     meta.pop("logit_adjustment", None)
-    tmp = out.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"pyfer": json.dumps(meta)})
-    tmp.replace(out)
-    return out
+    return save_checked(tensors, out, {"pyfer": json.dumps(meta)})
 
 
 class EngineTeacher:
@@ -565,13 +560,14 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
     export whose folded BatchNorms are rebuilt from the training images' statistics."""
     if args.pretrained:
-        from safetensors.torch import load_file
-
+        from pyfer.weights_file import read_checked
         from training.models import unfold_batchnorm
 
         folded = spec.build(folded=True, dropout=args.dropout)
+        tensors, _ = read_checked(args.pretrained)
         try:
-            missing, unexpected = folded.load_state_dict(load_file(args.pretrained), strict=False)
+            missing, unexpected = folded.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()},
+                                                         strict=False)
         except RuntimeError as exc:  # a tensor of the wrong shape
             raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: {exc}") from None
         if unexpected or set(missing) != {"fc.weight", "fc.bias"}:

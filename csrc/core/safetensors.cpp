@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -56,6 +57,35 @@ static size_t dtype_size(const std::string& d) {
     return 0;
 }
 
+// CRC-32 as zlib computes it (reflected polynomial 0xEDB88320), by slicing-by-8: eight tables let
+// each step fold 8 bytes with 8 independent lookups instead of a chain of 8 dependent ones
+// (about 2.5 GB/s on Zen 4: 10 ms on the 25 MB fp16 teacher's 64 ms load, 1.4 ms on the student's 2.9).
+static uint32_t crc32(const uint8_t* p, size_t n) {
+    struct Tables {
+        uint32_t t[8][256];
+        Tables() {
+            for (uint32_t i = 0; i < 256; ++i) {
+                uint32_t c = i;
+                for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+                t[0][i] = c;
+            }
+            for (int s = 1; s < 8; ++s)
+                for (int i = 0; i < 256; ++i) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xFF];
+        }
+    };
+    static const Tables tables;
+    const auto& t = tables.t;
+    uint32_t c = 0xFFFFFFFFu;
+    for (; n >= 8; p += 8, n -= 8) {
+        // byte by byte, not a 64-bit load: the same on either endianness
+        const uint32_t lo = c ^ (uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24);
+        c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^ t[3][p[4]] ^
+            t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+    }
+    for (; n; ++p, --n) c = (c >> 8) ^ t[0][(c ^ *p) & 0xFF];
+    return c ^ 0xFFFFFFFFu;
+}
+
 // The file's size and modification time agree (nanoseconds; macOS names the field apart)
 static bool same_file_state(const struct stat& a, const struct stat& b) {
 #ifdef __APPLE__
@@ -101,8 +131,8 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     }
     // Fewer bytes, more bytes, or a write during the read (the modification time moved): any of
     // them could load a mix of two files. A same-size rewrite in place that began before the read
-    // is not seen (the time moves when a write starts, and in coarse steps); writers should save
-    // to a new file and rename it over, as training.export does (an open file keeps its bytes).
+    // is not seen here (the time moves when a write starts, and in coarse steps): the data
+    // checksum in parse() catches that mix, in files that carry one.
     char extra;
     const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
     struct stat after;
@@ -196,6 +226,32 @@ void SafeTensors::parse() {
         if (at != data_size)
             fail("tensors cover " + std::to_string(at) + " of the " + std::to_string(data_size) +
                  " data bytes (corrupt header length, or a truncated/padded file)");
+        check_data_crc32(data, data_size);
+    }
+}
+
+// training.export stamps "data_crc32" (8 hex digits) in the metadata; files without it (older
+// exports, other tools) load unchecked.
+void SafeTensors::check_data_crc32(const uint8_t* data, size_t data_size) const {
+    auto it = meta_.find("data_crc32");
+    if (it == meta_.end()) return;
+    const std::string& hex = it->second;
+    uint32_t expected = 0;
+    bool ok = hex.size() == 8;
+    for (char ch : hex) {
+        const int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        ok = ok && v >= 0;
+        expected = expected << 4 | uint32_t(v & 0xF);
+    }
+    if (!ok) fail("data_crc32 metadata '" + hex + "' is not 8 lowercase hex digits");
+    const uint32_t got = crc32(data, data_size);
+    if (got != expected) {
+        char msg[160];
+        std::snprintf(msg, sizeof msg,
+                      "tensor data fails its checksum (data_crc32 %08x, read %08x): the file is damaged, or was "
+                      "rewritten while it loaded",
+                      unsigned(expected), unsigned(got));
+        fail(msg);
     }
 }
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -86,6 +87,10 @@ def main() -> None:
                                                      "s": ("F32", (), f32[:4])},
                                                     {"note": "x"}, pad=5))
     put("safetensors", "empty_tensor.safetensors", st_file({"z": ("F32", (0, 4), b"")}))
+    # the data checksum the loader verifies (pyfer/weights_file.py): right, and one bit off
+    crc = zlib.crc32(f32)
+    put("safetensors", "crc_ok.safetensors", st_file({"a": ("F32", (2, 3), f32)}, {"data_crc32": f"{crc:08x}"}))
+    put("safetensors", "crc_bad.safetensors", st_file({"a": ("F32", (2, 3), f32)}, {"data_crc32": f"{crc ^ 1:08x}"}))
     # the shipped metadata with the first real tensors (the stem): reaches the tensor checks
     stem = {}
     for name in ("stem.conv.weight", "stem.conv.bias"):
@@ -122,7 +127,6 @@ def main() -> None:
         if ok:
             put("image", name, buf.tobytes())
     # gray + alpha PNG (2 channels): written by hand, OpenCV does not encode it
-    import zlib
     rows = b"".join(b"\x00" + bytes(v for px in zip(gray[y], gray[y]) for v in px) for y in range(gray.shape[0]))
 
     def chunk(t, d):
