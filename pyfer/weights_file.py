@@ -12,6 +12,8 @@ Needs the ``safetensors`` package (the ``train`` and ``test`` extras); the engin
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -37,9 +39,17 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         tensors = load(blob)
     except SafetensorError as exc:
         raise ValueError(f"{path} is not a readable safetensors file (damaged or cut short?): {exc}") from exc
+    except KeyError as exc:  # a dtype numpy lacks (BF16)
+        raise ValueError(f"{path} holds tensors of dtype {exc}, which numpy cannot hold") from exc
     meta = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")]).get("__metadata__") or {}
-    expected, got = meta.get(CHECKSUM_KEY), f"{zlib.crc32(data_section(blob)):08x}"
-    if expected is not None and expected != got:  # worded as the engine's loader words it
+    # worded as the engine's loader words it (csrc/core/safetensors.cpp)
+    expected = meta.get(CHECKSUM_KEY)
+    if expected is None:
+        return tensors, meta
+    if len(expected) != 8 or any(c not in "0123456789abcdef" for c in expected):
+        raise ValueError(f"{path}: {CHECKSUM_KEY} metadata '{expected}' is not 8 lowercase hex digits")
+    got = f"{zlib.crc32(data_section(blob)):08x}"
+    if expected != got:
         raise ValueError(f"{path}: tensor data fails its checksum ({CHECKSUM_KEY} {expected}, read {got}): the "
                          "file is damaged, or was rewritten while it loaded")
     return tensors, meta
@@ -47,11 +57,14 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
 
 def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict[str, str]) -> Path:
     """Write ``tensors`` with ``metadata`` plus ``data_crc32`` to ``out``, atomically (a temporary
-    file renamed over ``out``, so that a reader never sees a half-written file). A ``data_crc32``
-    in ``metadata`` (copied from the file an edited copy comes from) is replaced."""
+    file of its own renamed over ``out``, so that a reader never sees a half-written file, nor one
+    writer's bytes under another's name). A ``data_crc32`` in ``metadata`` (copied from the file an
+    edited copy comes from) is replaced."""
     from safetensors.numpy import save
 
     metadata = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    # safetensors copies each array's memory as it lies: a transposed view would be written scrambled
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     # The data section's layout depends on the tensors alone, so the checksum of a first
     # serialization is the checksum of the final one (checked below).
     section = bytes(data_section(save(tensors)))
@@ -60,10 +73,12 @@ def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict
         raise RuntimeError("safetensors laid out the data differently with metadata: the checksum would be wrong")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     try:
-        tmp.write_bytes(blob)
-        tmp.replace(out)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a model is read by other users too
+        os.replace(tmp, out)
     finally:  # a failed write (out is a folder, the disk is full) leaves no stray behind
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return out

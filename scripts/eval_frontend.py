@@ -132,7 +132,8 @@ def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
 
     names = list(rec.class_names)
     y_true, y_pred, stage = [], [], {k: [] for k in ("decode", "detect", "align", "engine")}
-    found = 0
+    y_surest = []  # what the face of highest detection score says (predict puts the largest first)
+    found = several = 0
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)  # the same angles for every configuration
     for path, label in tqdm(items, desc=desc, unit="img", mininterval=2.0, file=sys.stderr):
@@ -146,10 +147,14 @@ def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
         y_true.append(label)
         if faces:
             found += 1
+            several += len(faces) > 1
             y_pred.append(names.index(faces[0].label))
+            surest = max(faces, key=lambda f: f.detection_score or 0.0)  # ties: the largest
+            y_surest.append(names.index(surest.label))
         else:
             y_pred.append(-1)  # "no face"
-    y_true, y_pred = np.array(y_true), np.array(y_pred)
+            y_surest.append(-1)
+    y_true, y_pred, y_surest = np.array(y_true), np.array(y_pred), np.array(y_surest)
     det = y_pred >= 0
     present = sorted(set(y_true.tolist()))
     recall = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
@@ -160,6 +165,8 @@ def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
         "accuracy_all": round(float(accuracy_score(y_true, y_pred)), 4),
         "accuracy_detected": round(float(accuracy_score(y_true[det], y_pred[det])), 4) if det.any() else None,
         "macro_recall": round(float(recall.mean()), 4),
+        "several_faces": int(several),
+        "accuracy_all_surest_face": round(float(accuracy_score(y_true, y_surest)), 4),
         "recall_per_class": {names[c]: round(float(r), 3) for c, r in zip(present, recall)},
         "median_ms": {k: round(float(np.median(v)) * 1e3, 2) for k, v in stage.items()},
         "seconds": round(time.perf_counter() - t0, 1),

@@ -135,6 +135,10 @@ def test_train_rejects_pretrained_with_init_and_weights_that_do_not_fit(tmp_path
     with pytest.raises(SystemExit, match="does not fit"):
         main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "b"), "--pretrained", str(bad),
               "--train-limit", "64", "--val-limit", "32", "--batch-size", "32", "--epochs", "1", "--quiet"])
+    bad.write_bytes(b"not weights")  # not safetensors: one line, not a traceback
+    with pytest.raises(SystemExit, match="--pretrained: .*bad.safetensors is not a readable safetensors file"):
+        main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "c"), "--pretrained", str(bad),
+              "--train-limit", "64", "--val-limit", "32", "--batch-size", "32", "--epochs", "1", "--quiet"])
 
 
 def test_export_refuses_the_training_only_architecture(tmp_path):

@@ -564,7 +564,10 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
         from training.models import unfold_batchnorm
 
         folded = spec.build(folded=True, dropout=args.dropout)
-        tensors, _ = read_checked(args.pretrained)
+        try:
+            tensors, _ = read_checked(args.pretrained)
+        except ValueError as exc:  # not safetensors, damaged
+            raise SystemExit(f"--pretrained: {exc}") from None
         try:
             missing, unexpected = folded.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()},
                                                          strict=False)
