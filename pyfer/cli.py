@@ -496,6 +496,31 @@ def _video(args) -> int:
     return EXIT_OK
 
 
+def _evaluate(args) -> int:
+    from pyfer.evaluate import evaluate, labelled_images, report
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    if args.json and args.json != "-":
+        _check_writable_folder(Path(args.json).parent, "--json", args.json)
+    rec = _recognizer(args)
+    items = labelled_images(args.source, rec.class_names)
+    if args.limit:  # spread over the classes (folders and most manifests come sorted by class)
+        items = items[::max(1, len(items) // args.limit)][:args.limit]
+    result = evaluate(rec, items, progress=args.progress and sys.stderr.isatty())
+    result["source"] = str(args.source)
+    result["recognizer"] = rec.info()
+    if args.json == "-":
+        print(json.dumps(result, indent=1))
+    else:
+        print(report(result))
+        if args.json:
+            with _open_output(args.json, "--json") as f:
+                json.dump(result, f, indent=1)
+            print(f"wrote {args.json}", file=sys.stderr)
+    return EXIT_SOME_FAILED if result["unreadable"] else EXIT_OK
+
+
 def info_dict(weights: Optional[str] = None) -> dict:
     import pyfer
     from pyfer.engine import file_sha256
@@ -612,6 +637,23 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     _add_model_args(p)
     p.set_defaults(func=_video, cmd="video")
     commands["video"] = p
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy on your own labelled images: a folder of class folders, or a CSV",
+        description="How well pyfer reads your labelled faces, run as predict runs them (the largest face; "
+                    "an image without a face counts as wrong). SOURCE: a folder with one subfolder per "
+                    "expression (happy/, angry/, ...), or a CSV file with 'path' and 'label' columns "
+                    "(paths relative to the CSV). Prints accuracy, macro recall, per-class recall and "
+                    "the confusion matrix.", epilog=EXIT_STATUS_HELP)
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--json", metavar="FILE", help="also write every metric as JSON here ('-': to stdout, "
+                                                  "instead of the text)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images, spread over SOURCE")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (there is one on a terminal)")
+    _add_model_args(p)
+    p.set_defaults(func=_evaluate, cmd="evaluate")
+    commands["evaluate"] = p
 
     sub.add_parser("bench", help="engine/pipeline benchmarks (pyfer bench --help)")
 
