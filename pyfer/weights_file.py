@@ -1,11 +1,12 @@
-"""Writing weights files that the engine's loader can check.
+"""Weights files with a checksum the engine's loader checks: the one writer and reader of them.
 
-Every file the project writes (``training.export``, ``scripts/yunet_to_safetensors.py``) carries
-``data_crc32`` in its safetensors metadata: the CRC-32 (as :func:`zlib.crc32` computes it, 8
+Every model file the project writes goes through :func:`save_checked` (``training.export``,
+``training.pretrained``, ``scripts/yunet_to_safetensors.py``, the feature-KD and tau-norm copies)
+and carries ``data_crc32`` in its safetensors metadata: the CRC-32 (as :func:`zlib.crc32` computes it, 8
 lowercase hex digits) of the data section, the bytes after the header. The loader
 (csrc/core/safetensors.cpp) recomputes it and refuses a file that disagrees: a file rewritten in
 place while it loads reads as a mix of two files, which size and modification-time checks miss.
-Files without the key load unchecked.
+Files without the key load unchecked. The training tools read through :func:`read_checked`.
 
 Needs the ``safetensors`` package (the ``train`` and ``test`` extras); the engine does not.
 """
@@ -22,10 +23,14 @@ import numpy as np
 CHECKSUM_KEY = "data_crc32"
 
 
+def header_and_data(blob: bytes) -> tuple[memoryview, memoryview]:
+    """A safetensors file's JSON header and its data section (the bytes after the header)."""
+    end = 8 + int.from_bytes(blob[:8], "little")
+    return memoryview(blob)[8:end], memoryview(blob)[end:]
+
+
 def data_section(blob: bytes) -> memoryview:
-    """The bytes after a safetensors file's 8-byte length and JSON header."""
-    header_len = int.from_bytes(blob[:8], "little")
-    return memoryview(blob)[8 + header_len:]
+    return header_and_data(blob)[1]
 
 
 def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -41,14 +46,15 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         raise ValueError(f"{path} is not a readable safetensors file (damaged or cut short?): {exc}") from exc
     except KeyError as exc:  # a dtype numpy lacks (BF16)
         raise ValueError(f"{path} holds tensors of dtype {exc}, which numpy cannot hold") from exc
-    meta = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")]).get("__metadata__") or {}
+    header, data = header_and_data(blob)
+    meta = json.loads(bytes(header)).get("__metadata__") or {}
     # worded as the engine's loader words it (csrc/core/safetensors.cpp)
     expected = meta.get(CHECKSUM_KEY)
     if expected is None:
         return tensors, meta
     if len(expected) != 8 or any(c not in "0123456789abcdef" for c in expected):
         raise ValueError(f"{path}: {CHECKSUM_KEY} metadata '{expected}' is not 8 lowercase hex digits")
-    got = f"{zlib.crc32(data_section(blob)):08x}"
+    got = f"{zlib.crc32(data):08x}"
     if expected != got:
         raise ValueError(f"{path}: tensor data fails its checksum ({CHECKSUM_KEY} {expected}, read {got}): the "
                          "file is damaged, or was rewritten while it loaded")
