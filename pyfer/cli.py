@@ -2,6 +2,7 @@
 
     pyfer predict PATH... [--recursive] [--csv FILE] [--json] [--out FILE | --out-dir DIR]
     pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N]
+    pyfer evaluate FOLDER|CSV [--json FILE|-] [--limit N]
     pyfer bench ...                 (see pyfer bench --help)
     pyfer info
     pyfer --version
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
-import functools
 import glob
 import io
 import json
@@ -37,13 +37,10 @@ import time
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
+from pyfer.files import image_files, is_image_name
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
-# what ``pyfer predict DIR`` picks up (case-insensitive); other files in a folder are ignored
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic", ".avif",
-})  # and .gif where OpenCV reads it (_reads_gif); not .exr: opencv-python ships that reader off
 GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
@@ -166,24 +163,6 @@ def _check_image_output(path: str, what: str) -> None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def _is_image_name(p: Path) -> bool:
-    ext = p.suffix.lower()
-    return (ext in IMAGE_EXTENSIONS or (ext == ".gif" and _reads_gif())) and not p.name.startswith(".")
-
-
-@functools.lru_cache(maxsize=1)
-def _reads_gif() -> bool:
-    """Whether this OpenCV decodes GIF (4.11 and later): a 1x1 GIF, decoded once."""
-    import cv2
-    import numpy as np
-
-    one_pixel = bytes.fromhex("47494638396101000100800000000000ffffff2c00000000010001000002024401003b")
-    try:
-        return cv2.imdecode(np.frombuffer(one_pixel, np.uint8), cv2.IMREAD_COLOR) is not None
-    except cv2.error:
-        return False
-
-
 def _file_key(p: Path) -> str:
     """One key per file: its folder resolved (a ``**`` glob follows symlinked folders, even in a
     loop), its own name kept (a symlinked file is an input of its own)."""
@@ -212,10 +191,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     for arg in args_paths:
         p = Path(arg)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted((q for q in p.glob(pattern) if q.is_file() and _is_image_name(q)
-                            and not any(part.startswith(".") for part in q.relative_to(p).parts)),
-                           key=lambda q: q.as_posix())
+            found = image_files(p, recursive)
             if not found:
                 errors.append(f"{arg}: no image files in this folder"
                               + ("" if recursive else " (use --recursive for subfolders)"))
@@ -228,7 +204,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
             # through a symlinked folder one file can match under several names: keep the shortest
             shortest: dict[str, Path] = {}
             for q in sorted((Path(m) for m in matches), key=lambda q: (len(q.parts), q.as_posix())):
-                if q.is_file() and _is_image_name(q):
+                if q.is_file() and is_image_name(q):
                     shortest.setdefault(_file_key(q), q)
             files = sorted(shortest.values(), key=lambda q: q.as_posix())
             if not files:
@@ -497,27 +473,29 @@ def _video(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from pyfer.evaluate import evaluate, labelled_images, report
+    from pyfer.evaluate import evaluate, labelled_images, report, spread
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.json and args.json != "-":
+        if Path(args.json).is_dir():
+            raise UsageError(f"--json {args.json} is a folder; name a file")
         _check_writable_folder(Path(args.json).parent, "--json", args.json)
     rec = _recognizer(args)
     items = labelled_images(args.source, rec.class_names)
-    if args.limit:  # spread over the classes (folders and most manifests come sorted by class)
-        items = items[::max(1, len(items) // args.limit)][:args.limit]
+    _refuse_overwriting_inputs({"--json": args.json}, [Path(args.source)] + [p for p, _ in items])
+    if args.limit:  # evenly spaced: every class of a folder (sorted by class) keeps its share
+        items = spread(items, args.limit)
     result = evaluate(rec, items, progress=args.progress and sys.stderr.isatty())
     result["source"] = str(args.source)
     result["recognizer"] = rec.info()
-    if args.json == "-":
-        print(json.dumps(result, indent=1))
-    else:
-        print(report(result))
-        if args.json:
-            with _open_output(args.json, "--json") as f:
-                json.dump(result, f, indent=1)
-            print(f"wrote {args.json}", file=sys.stderr)
+    for why in result["unreadable"]:
+        print(f"pyfer evaluate: {why}", file=sys.stderr)
+    if args.json and args.json != "-":  # first: a reader closing stdout early loses no file
+        with _open_output(args.json, "--json") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}", file=sys.stderr)
+    print(json.dumps(result, indent=1) if args.json == "-" else report(result))
     return EXIT_SOME_FAILED if result["unreadable"] else EXIT_OK
 
 

@@ -19,6 +19,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from pyfer.files import image_files
+
 NO_FACE = "no face"
 # common names of the expressions -> pyfer's class names (FERPlus's)
 LABEL_SYNONYMS = {
@@ -31,33 +33,33 @@ LABEL_SYNONYMS = {
     "sad": "sadness",
     "surprised": "surprise",
 }
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+SKIPPED_FOLDERS = ("__MACOSX",)  # what a zip made on macOS adds beside the class folders
 
 
 def class_of(label: str, class_names: Sequence[str]) -> Optional[int]:
-    """The index in ``class_names`` that ``label`` names (case, spaces and synonyms allowed), or None."""
+    """The index in ``class_names`` that ``label`` names (case and spaces allowed; a model's own
+    class name before a common name), or None."""
     key = label.strip().lower().replace(" ", "_")
-    key = LABEL_SYNONYMS.get(key, key)
-    return class_names.index(key) if key in class_names else None
+    lowered = [c.lower() for c in class_names]
+    for name in (key, LABEL_SYNONYMS.get(key)):
+        if name in lowered:
+            return lowered.index(name)
+    return None
 
 
 def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
-    """(image path, class index) of a class-per-subfolder folder or a ``path,label`` CSV file.
-    ValueError, naming them, for labels that are no class of the model."""
+    """(image path, class index) of a class-per-subfolder folder (the images ``pyfer predict -r``
+    would read in each) or a ``path,label`` CSV file. ValueError, naming them, for labels that are
+    no class of the model."""
     source = Path(source)
     if source.is_dir():
-        raw = [(p, sub.name) for sub in sorted(source.iterdir()) if sub.is_dir()
-               for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        raw = [(p, sub.name) for sub in sorted(source.iterdir())
+               if sub.is_dir() and not sub.name.startswith(".") and sub.name not in SKIPPED_FOLDERS
+               for p in image_files(sub, recursive=True)]
         if not raw:
             raise ValueError(f"{source} has no images in class subfolders (expected e.g. {source}/happy/1.jpg)")
     elif source.is_file():
-        with open(source, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-                raise ValueError(f"{source}: a CSV needs 'path' and 'label' columns, got {reader.fieldnames}")
-            raw = [(source.parent / row["path"], row["label"] or "") for row in reader]
-        if not raw:
-            raise ValueError(f"{source} lists no images")
+        raw = csv_rows(source)
     else:
         raise FileNotFoundError(f"no folder or CSV file at {source}")
     unknown = sorted({label for _, label in raw if class_of(label, class_names) is None})
@@ -65,6 +67,41 @@ def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tupl
         raise ValueError(f"labels {unknown} are none of the model's classes {list(class_names)} "
                          f"(or their common names: {', '.join(sorted(LABEL_SYNONYMS))})")
     return [(path, class_of(label, class_names)) for path, label in raw]
+
+
+def csv_rows(source: Path) -> list[tuple[Path, str]]:
+    """(path, label) of each row of a UTF-8 CSV with ``path`` and ``label`` columns (any case);
+    paths relative to the CSV's folder."""
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip().lower() for h in next(reader, [])]
+            if "path" not in header or "label" not in header:
+                raise ValueError(f"{source}: a CSV needs 'path' and 'label' columns, got {header or 'no header'}")
+            at_path, at_label = header.index("path"), header.index("label")
+            rows = []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line
+                if len(row) <= max(at_path, at_label) or not row[at_label].strip():
+                    raise ValueError(f"{source}, line {reader.line_num}: no label")
+                rows.append((source.parent / row[at_path], row[at_label]))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source} is not a UTF-8 CSV file ({exc.reason} at byte {exc.start}); "
+                         "save it as CSV UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{source}, line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise ValueError(f"{source} lists no images")
+    return rows
+
+
+def spread(items: Sequence, n: int) -> list:
+    """``n`` of ``items`` at evenly spaced positions, first and last included (all of them when
+    there are no more than ``n``): a sample that keeps every class of a list sorted by class."""
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -92,6 +129,8 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     Unreadable images are listed under ``"unreadable"`` and left out of the scores."""
     from tqdm import tqdm
 
+    from pyfer.recognizer import image_errors
+
     names = list(rec.class_names)
     y_true, y_pred, y_surest, unreadable = [], [], [], []
     stage: dict[str, list] = {}
@@ -100,7 +139,7 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     for path, label in tqdm(items, desc=desc, unit="img", mininterval=2.0, disable=not progress):
         try:
             faces = rec.predict(transform(path) if transform else path)
-        except (OSError, ValueError) as exc:  # missing, unreadable or not an image
+        except image_errors() as exc:  # missing, unreadable or not an image: as predict reports them
             unreadable.append(f"{path}: {exc}")
             continue
         for k, v in rec.last_timings.items():
@@ -127,7 +166,8 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
 
 
 def report(result: dict) -> str:
-    """``evaluate``'s result as text: the headline numbers, per-class recall and the confusion matrix."""
+    """``evaluate``'s result as text: the headline numbers, per-class recall and the confusion
+    matrix (the unreadable images are the caller's to report)."""
     n, found = result["images"], result["detected"]
     lines = [f"{n} images, a face found in {found} ({found / n:.1%})",
              f"accuracy {result['accuracy']:.1%} (an image without a face counts as wrong)"
@@ -137,13 +177,11 @@ def report(result: dict) -> str:
     cols = conf["columns"]
     corner = "true \\ predicted"
     width = max(len(c) for c in conf["rows"] + [corner]) + 1
-    lines.append(corner.ljust(width) + "".join(c[:9].rjust(10) for c in cols) + "    recall")
+    col = max(len(c) for c in cols) + 2  # whole names: "happiness_mild" beside "happiness_extreme"
+    lines.append(corner.ljust(width) + "".join(c.rjust(col) for c in cols) + "recall".rjust(col))
     for name, row in zip(conf["rows"], conf["counts"]):
-        lines.append(name.ljust(width) + "".join(str(v).rjust(10) for v in row)
-                     + f"{result['recall_per_class'][name]:10.1%}")
+        lines.append(name.ljust(width) + "".join(str(v).rjust(col) for v in row)
+                     + f"{result['recall_per_class'][name]:.1%}".rjust(col))
     if result["unreadable"]:
-        lines += ["", f"{len(result['unreadable'])} image(s) could not be read and are left out:"]
-        lines += [f"  {u}" for u in result["unreadable"][:10]]
-        if len(result["unreadable"]) > 10:
-            lines.append(f"  ... and {len(result['unreadable']) - 10} more")
+        lines += ["", f"{len(result['unreadable'])} image(s) could not be read and are left out"]
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pyfer.bench import cpu_name
+from pyfer.evaluate import spread
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -78,7 +79,7 @@ def ferplus_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
     names, votes = read_ferplus_labels(folder / "label.csv")
     keep, labels, _ = majority_protocol(votes)
     items = [(str(folder / names[i]), int(labels[i])) for i in np.flatnonzero(keep)]
-    return items[:limit] if limit else items
+    return spread(items, limit) if limit else items
 
 
 def sfew_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
@@ -86,9 +87,7 @@ def sfew_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
     from pyfer.preprocess import EMOTIONS
 
     items = labelled_images(root / "manifest.csv", EMOTIONS)
-    if limit:  # spread over the manifest (it is sorted by class)
-        items = items[:: max(1, len(items) // limit)][:limit]
-    return items
+    return spread(items, limit) if limit else items  # evenly: the manifest is sorted by class
 
 
 def rotated(path: str, max_deg: float, rng: np.random.Generator) -> np.ndarray:

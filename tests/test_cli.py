@@ -533,9 +533,10 @@ def test_recursive_glob_through_a_symlink_loop_gives_each_file_once(tmp_path):
 
 
 def test_folders_take_gifs_and_skip_exr(tmp_path):
-    from pyfer.cli import _reads_gif, expand_inputs
+    from pyfer.cli import expand_inputs
+    from pyfer.files import reads_gif
 
-    if not _reads_gif():
+    if not reads_gif():
         pytest.skip(f"OpenCV {cv2.__version__} reads no GIF (4.11 and later do)")
 
     cv2.imwrite(str(tmp_path / "a.gif"), np.zeros((8, 8, 3), np.uint8))

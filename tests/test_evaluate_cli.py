@@ -10,7 +10,7 @@ import pytest
 import pyfer
 from conftest import ASTRONAUT, SHIPPED_WEIGHTS
 from pyfer.cli import main
-from pyfer.evaluate import class_of, labelled_images, scores
+from pyfer.evaluate import class_of, labelled_images, scores, spread
 from pyfer.preprocess import EMOTIONS
 
 
@@ -54,6 +54,64 @@ def test_labels_by_their_common_names_and_unknown_ones_named(tmp_path):
         labelled_images(tmp_path / "empty", EMOTIONS)
 
 
+def test_a_model_s_own_class_name_wins_over_a_common_name():
+    names = ["neutral", "happy", "sad", "angry"]  # FER2013-style names
+    assert [class_of(n, names) for n in ("sad", "Happy", "happiness", "anger")] == [2, 1, None, None]
+
+
+def test_limit_keeps_every_class_of_a_sorted_list():
+    items = [(f"{c}{i}", c) for c in range(8) for i in range(3)]  # 8 classes of 3, sorted by class
+    for n in (5, 8, 13, 23):
+        picked = spread(items, n)
+        assert len(picked) == n and len(set(picked)) == n and picked[0] == items[0] and picked[-1] == items[-1]
+        if n >= 8:
+            assert {c for _, c in picked} == set(range(8)), n
+    assert spread(items, 100) == items
+
+
+def test_what_the_folder_holds_beside_images_is_skipped_as_predict_skips_it(tmp_path):
+    happy = tmp_path / "faces" / "happy"
+    (happy / ".thumbs").mkdir(parents=True)
+    (tmp_path / "faces" / "__MACOSX" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / ".git").mkdir()
+    for p in (happy / "a.JPG", happy / "b.jfif", happy / ".thumbs" / "t.jpg", happy / "._a.jpg",
+              tmp_path / "faces" / "__MACOSX" / "happy" / "._a.jpg", tmp_path / "faces" / ".git" / "x.png"):
+        p.write_bytes(ASTRONAUT.read_bytes())
+    (happy / "notes.txt").write_text("x")
+    assert [p.name for p, _ in labelled_images(tmp_path / "faces", EMOTIONS)] == ["a.JPG", "b.jfif"]
+
+
+def test_csv_headers_in_any_case_and_bad_rows_named(tmp_path):
+    (tmp_path / "a.png").write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "ok.csv").write_text(" Path , LABEL,extra\r\na.png,Happy,x\r\n\r\n")
+    assert labelled_images(tmp_path / "ok.csv", EMOTIONS) == [(tmp_path / "a.png", 1)]
+    (tmp_path / "blank.csv").write_text("path,label\na.png,happy\na.png,\n")
+    with pytest.raises(ValueError, match=r"blank.csv, line 3: no label"):
+        labelled_images(tmp_path / "blank.csv", EMOTIONS)
+    (tmp_path / "utf16.csv").write_bytes("path,label\na.png,happy\n".encode("utf-16"))
+    with pytest.raises(ValueError, match="utf16.csv is not a UTF-8 CSV file"):
+        labelled_images(tmp_path / "utf16.csv", EMOTIONS)
+    with pytest.raises(ValueError, match="a.png is not a UTF-8 CSV file"):  # an image given as SOURCE
+        labelled_images(tmp_path / "a.png", EMOTIONS)
+    (tmp_path / "huge.csv").write_text("path,label\n" + "x" * 200_000 + ",happy\n")
+    with pytest.raises(ValueError, match=r"huge.csv, line \d+: field larger than field limit"):
+        labelled_images(tmp_path / "huge.csv", EMOTIONS)
+
+
+def test_json_may_not_overwrite_an_input_nor_be_a_folder(tmp_path, capsys, weights_path):
+    (tmp_path / "happy").mkdir()
+    image = tmp_path / "happy" / "a.png"
+    image.write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "labels.csv").write_text("path,label\nhappy/a.png,happy\n")
+    for source, out in ((tmp_path, image), (tmp_path / "labels.csv", tmp_path / "labels.csv"),
+                        (tmp_path / "labels.csv", image)):
+        before = out.read_bytes()
+        rc, _, err = run([source, "--json", out, "--weights", weights_path, "--threads", "1"], capsys)
+        assert rc == 2 and "is an input" in err and out.read_bytes() == before, err
+    rc, out, err = run([tmp_path, "--json", tmp_path / "happy", "--weights", weights_path], capsys)
+    assert rc == 2 and "is a folder" in err and out == ""
+
+
 def test_a_folder_of_class_folders_is_scored_and_unreadable_images_are_told(tmp_path, capsys, weights_path, trained):
     for name, files in {"happy": ["a.png", "b.png"], "Angry": ["c.png", "d.jpg"]}.items():
         (tmp_path / name).mkdir()
@@ -71,8 +129,9 @@ def test_a_folder_of_class_folders_is_scored_and_unreadable_images_are_told(tmp_
     if trained:  # the astronaut smiles
         assert r["recall_per_class"] == {"happiness": pytest.approx(2 / 3), "anger": 0.0}
         assert r["accuracy"] == pytest.approx(0.5)
-    rc, out, _ = run([tmp_path, "--weights", weights_path, "--threads", "1"], capsys)
-    assert "4 images, a face found in 3 (75.0%)" in out and "could not be read" in out and "d.jpg" in out
+    assert err.count("\n") == 1 and err.startswith("pyfer evaluate: ") and "d.jpg" in err  # named on stderr
+    rc, out, err = run([tmp_path, "--weights", weights_path, "--threads", "1"], capsys)
+    assert "4 images, a face found in 3 (75.0%)" in out and "1 image(s) could not be read" in out and "d.jpg" in err
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys):
@@ -89,8 +148,7 @@ def test_sfew_through_the_cli_equals_predict_image_by_image(sfew_dir, capsys, tr
     rc, out, err = run([sfew_dir / "manifest.csv", "--limit", "40", "--threads", "1", "--json", "-"], capsys)
     assert rc == 0, err
     r = json.loads(out)
-    items = labelled_images(sfew_dir / "manifest.csv", EMOTIONS)
-    items = items[::len(items) // 40][:40]
+    items = spread(labelled_images(sfew_dir / "manifest.csv", EMOTIONS), 40)
     rec = pyfer.Recognizer(SHIPPED_WEIGHTS, threads=1)
     right = sum(bool(faces) and faces[0].label == EMOTIONS[label]
                 for faces, label in ((rec.predict(p), label) for p, label in items))
