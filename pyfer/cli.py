@@ -114,6 +114,15 @@ def _check_writable_folder(folder: Path, what: str, named: str) -> None:
         raise UsageError(f"{what} {named}: the folder {folder} is not writable")
 
 
+def _check_writable_file(path: str, what: str) -> None:
+    """Fail now, before a long run, if the file ``path`` could not be written at its end."""
+    if Path(path).is_dir():
+        raise UsageError(f"{what} {path} is a folder; name a file")
+    if Path(path).exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path}: the file is not writable")
+    _check_writable_folder(Path(path).parent, what, path)
+
+
 def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
     """No output (``{flag: path}``) may be one of the inputs it would destroy."""
     existing = [p for p in inputs if p.exists()]
@@ -283,13 +292,22 @@ def _open_output(path: str, what: str) -> IO[str]:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
 
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                   help=f"progress bar on stderr (auto: {PROGRESS_MIN_IMAGES}+ images on a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
+
+
+def _shows_progress(mode: str, total: int) -> bool:
+    return mode == "always" or (mode == "auto" and total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty())
+
+
 class _Progress:
     """A tqdm bar on stderr (or nothing); lines for stdout go through it so the bar stays intact."""
 
     def __init__(self, total: int, mode: str):
-        show = mode == "always" or (mode == "auto" and total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty())
         self.bar = None
-        if show:
+        if _shows_progress(mode, total):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
@@ -477,21 +495,21 @@ def _evaluate(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
-    if args.json and args.json != "-":
-        if Path(args.json).is_dir():
-            raise UsageError(f"--json {args.json} is a folder; name a file")
-        _check_writable_folder(Path(args.json).parent, "--json", args.json)
+    to_file = args.json and args.json != "-"
+    if to_file:
+        _check_writable_file(args.json, "--json")
     rec = _recognizer(args)
     items = labelled_images(args.source, rec.class_names)
-    _refuse_overwriting_inputs({"--json": args.json}, [Path(args.source)] + [p for p, _ in items])
+    if to_file:
+        _refuse_overwriting_inputs({"--json": args.json}, [Path(args.source)] + [p for p, _ in items])
     if args.limit:  # evenly spaced: every class of a folder (sorted by class) keeps its share
         items = spread(items, args.limit)
-    result = evaluate(rec, items, progress=args.progress and sys.stderr.isatty())
+    result = evaluate(rec, items, progress=_shows_progress(args.progress, len(items)))
     result["source"] = str(args.source)
     result["recognizer"] = rec.info()
     for why in result["unreadable"]:
         print(f"pyfer evaluate: {why}", file=sys.stderr)
-    if args.json and args.json != "-":  # first: a reader closing stdout early loses no file
+    if to_file:  # first: a reader closing stdout early loses no file
         with _open_output(args.json, "--json") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {args.json}", file=sys.stderr)
@@ -598,9 +616,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                                                  "'-' for stdout")
     p.add_argument("--out", metavar="FILE", help="write the annotated image here (one PATH)")
     p.add_argument("--out-dir", metavar="DIR", help="write annotated copies here (folder structure kept)")
-    p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
-                   help=f"progress bar on stderr (auto: {PROGRESS_MIN_IMAGES}+ images on a terminal)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
+    _add_progress_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="print the time per stage")
     _add_model_args(p)
     p.set_defaults(func=_predict, cmd="predict")
@@ -627,8 +643,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--json", metavar="FILE", help="also write every metric as JSON here ('-': to stdout, "
                                                   "instead of the text)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images, spread over SOURCE")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (there is one on a terminal)")
+    _add_progress_args(p)
     _add_model_args(p)
     p.set_defaults(func=_evaluate, cmd="evaluate")
     commands["evaluate"] = p

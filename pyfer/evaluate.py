@@ -8,7 +8,9 @@ first face (the largest) is the answer, and an image where no face is found coun
 (the "no face" column of the confusion matrix).
 
 Metrics are computed here with numpy, not scikit-learn, which the wheel does not depend on;
-tests/test_evaluate_cli.py checks them against scikit-learn's.
+tests/test_evaluate_cli.py checks them against scikit-learn's. The training tools read manifests
+and label names through this module too (training/data.py), and score epochs with
+:func:`label_metrics`.
 """
 from __future__ import annotations
 
@@ -29,13 +31,10 @@ LABEL_SYNONYMS = {
     "disgusted": "disgust",
     "afraid": "fear", "fearful": "fear", "scared": "fear",
     "happy": "happiness", "joy": "happiness", "smile": "happiness", "smiling": "happiness",
-    "calm": "neutral",
+    "calm": "neutral", "neutrality": "neutral",
     "sad": "sadness",
     "surprised": "surprise",
 }
-SKIPPED_FOLDERS = ("__MACOSX",)  # what a zip made on macOS adds beside the class folders
-
-
 def class_of(label: str, class_names: Sequence[str]) -> Optional[int]:
     """The index in ``class_names`` that ``label`` names (case and spaces allowed; a model's own
     class name before a common name), or None."""
@@ -52,45 +51,48 @@ def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tupl
     would read in each) or a ``path,label`` CSV file. ValueError, naming them, for labels that are
     no class of the model."""
     source = Path(source)
-    if source.is_dir():
-        raw = [(p, sub.name) for sub in sorted(source.iterdir())
-               if sub.is_dir() and not sub.name.startswith(".") and sub.name not in SKIPPED_FOLDERS
+    if source.is_dir():  # hidden folders (.git) skipped; a zip's __MACOSX holds only hidden ._ files
+        raw = [(p, sub.name) for sub in sorted(source.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
                for p in image_files(sub, recursive=True)]
         if not raw:
             raise ValueError(f"{source} has no images in class subfolders (expected e.g. {source}/happy/1.jpg)")
     elif source.is_file():
-        raw = csv_rows(source)
+        raw = [(path, label) for path, label, _ in read_labels_csv(source)]
     else:
         raise FileNotFoundError(f"no folder or CSV file at {source}")
-    unknown = sorted({label for _, label in raw if class_of(label, class_names) is None})
+    classes = {label: class_of(label, class_names) for label in {label for _, label in raw}}
+    unknown = sorted(label for label, c in classes.items() if c is None)
     if unknown:
         raise ValueError(f"labels {unknown} are none of the model's classes {list(class_names)} "
                          f"(or their common names: {', '.join(sorted(LABEL_SYNONYMS))})")
-    return [(path, class_of(label, class_names)) for path, label in raw]
+    return [(path, classes[label]) for path, label in raw]
 
 
-def csv_rows(source: Path) -> list[tuple[Path, str]]:
-    """(path, label) of each row of a UTF-8 CSV with ``path`` and ``label`` columns (any case);
-    paths relative to the CSV's folder."""
+def read_labels_csv(source: Path, root: Optional[Path] = None) -> list[tuple[Path, str, int]]:
+    """(path, label, line number) of each row of a UTF-8 CSV whose header has ``path`` and
+    ``label`` columns (any order and case); paths relative to ``root`` (default: the CSV's
+    folder). ValueError naming the file and line."""
+    root = source.parent if root is None else root
     try:
         with open(source, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip().lower() for h in next(reader, [])]
             if "path" not in header or "label" not in header:
-                raise ValueError(f"{source}: a CSV needs 'path' and 'label' columns, got {header or 'no header'}")
+                raise ValueError(f"{source}:1: expected a 'path,label' header (any order, any case), "
+                                 f"got {header or 'none'}")
             at_path, at_label = header.index("path"), header.index("label")
             rows = []
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue  # a blank line
                 if len(row) <= max(at_path, at_label) or not row[at_label].strip():
-                    raise ValueError(f"{source}, line {reader.line_num}: no label")
-                rows.append((source.parent / row[at_path], row[at_label]))
+                    raise ValueError(f"{source}:{reader.line_num}: no label")
+                rows.append((root / row[at_path], row[at_label], reader.line_num))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{source} is not a UTF-8 CSV file ({exc.reason} at byte {exc.start}); "
                          "save it as CSV UTF-8") from None
     except csv.Error as exc:
-        raise ValueError(f"{source}, line {reader.line_num}: {exc}") from None
+        raise ValueError(f"{source}:{reader.line_num}: {exc}") from None
     if not rows:
         raise ValueError(f"{source} lists no images")
     return rows
@@ -104,7 +106,7 @@ def spread(items: Sequence, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
+def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, macro recall over the classes present, per-class recall and the confusion matrix
     (rows: true classes present; columns: every class, then "no face", for a prediction of -1)."""
     present = sorted(set(y_true.tolist()))
@@ -115,7 +117,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
         "macro_recall": float(np.mean(list(recall.values()))),
-        "recall_per_class": recall,
+        "per_class_recall": recall,
         "confusion": {"rows": [class_names[c] for c in present], "columns": list(class_names) + [NO_FACE],
                       "counts": confusion[present].tolist()},
     }
@@ -155,7 +157,7 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     y_true, y_pred, y_surest = np.array(y_true), np.array(y_pred), np.array(y_surest)
     found = y_pred >= 0
     result = {"images": len(y_true), "detected": int(found.sum()), "detection_rate": float(found.mean()),
-              **scores(y_true, y_pred, names),
+              **label_metrics(y_true, y_pred, names),
               "accuracy_detected": float(np.mean(y_true[found] == y_pred[found])) if found.any() else None,
               "several_faces": int(several),
               "accuracy_surest_face": float(np.mean(y_true == y_surest)),
@@ -172,7 +174,7 @@ def report(result: dict) -> str:
     lines = [f"{n} images, a face found in {found} ({found / n:.1%})",
              f"accuracy {result['accuracy']:.1%} (an image without a face counts as wrong)"
              + (f"; {result['accuracy_detected']:.1%} on the {found} with a face" if found else ""),
-             f"macro recall {result['macro_recall']:.1%} over {len(result['recall_per_class'])} classes", ""]
+             f"macro recall {result['macro_recall']:.1%} over {len(result['per_class_recall'])} classes", ""]
     conf = result["confusion"]
     cols = conf["columns"]
     corner = "true \\ predicted"
@@ -181,7 +183,7 @@ def report(result: dict) -> str:
     lines.append(corner.ljust(width) + "".join(c.rjust(col) for c in cols) + "recall".rjust(col))
     for name, row in zip(conf["rows"], conf["counts"]):
         lines.append(name.ljust(width) + "".join(str(v).rjust(col) for v in row)
-                     + f"{result['recall_per_class'][name]:.1%}".rjust(col))
+                     + f"{result['per_class_recall'][name]:.1%}".rjust(col))
     if result["unreadable"]:
         lines += ["", f"{len(result['unreadable'])} image(s) could not be read and are left out"]
     return "\n".join(lines)

@@ -39,6 +39,8 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
     blob = Path(path).read_bytes()
     try:
         tensors = load(blob)

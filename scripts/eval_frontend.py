@@ -82,7 +82,7 @@ def ferplus_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
     return spread(items, limit) if limit else items
 
 
-def sfew_items(root: Path, limit: int | None) -> list[tuple[str, int]]:
+def sfew_items(root: Path, limit: int | None) -> list[tuple[Path, int]]:
     from pyfer.evaluate import labelled_images
     from pyfer.preprocess import EMOTIONS
 
@@ -121,13 +121,14 @@ def in_photo(img: np.ndarray, width: int, canvas: tuple[int, int], rng: np.rando
     return photo
 
 
-def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
-             canvas: tuple[int, int] | None = None, face_px: int = 150) -> dict:
+def evaluate_set(rec, items: list[tuple[str | Path, int]], desc: str, rotate: float = 0.0,
+                 canvas: tuple[int, int] | None = None, face_px: int = 150) -> dict:
     """``pyfer.evaluate.evaluate`` (what ``pyfer evaluate`` runs), each face first rolled by up to
-    ``rotate`` degrees and/or set into a ``canvas``-sized photo."""
+    ``rotate`` degrees and/or set into a ``canvas``-sized photo. Unreadable images are named on
+    stderr."""
     import cv2
 
-    from pyfer.evaluate import evaluate as run
+    from pyfer.evaluate import evaluate
 
     rng = np.random.default_rng(0)  # the same angles for every configuration
 
@@ -138,7 +139,10 @@ def evaluate(rec, items: list[tuple[str, int]], desc: str, rotate: float = 0.0,
             image = in_photo(img, face_px, canvas, rng)
         return image
 
-    return run(rec, items, transform if rotate or canvas else None, desc=desc)
+    result = evaluate(rec, items, transform if rotate or canvas else None, desc=desc)
+    for why in result["unreadable"]:
+        print(f"unreadable: {why}", file=sys.stderr)
+    return result
 
 
 def group_detection(rec) -> dict:
@@ -190,7 +194,7 @@ def main(argv=None) -> int:
         r = {"framing": rec.framing.to_dict() if CONFIGS[name].get("framing") else {"margin": 0.05}}
         for ds, items in (("ferplus_valid", fer), ("sfew_train", sfew)):
             if ds in args.datasets:
-                r[ds] = evaluate(rec, items, f"{name} {ds}", args.rotate, args.canvas, args.face_px)
+                r[ds] = evaluate_set(rec, items, f"{name} {ds}", args.rotate, args.canvas, args.face_px)
         if not args.no_groups:
             r["group_photos"] = group_detection(rec)
         results["configs"][name] = r

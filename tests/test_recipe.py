@@ -2,7 +2,6 @@
 augmentation, and training crops framed by pyfer.facenorm."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from pyfer.preprocess import PreprocessSpec  # noqa: E402
 from training.data import ROBUST_AUGMENT, AugmentSpec, augment  # noqa: E402
-from training.train import (decoupled_kl, epoch_order, kd_loss, macro_recall, recipe_loss,  # noqa: E402
+from training.train import (decoupled_kl, epoch_order, kd_loss, recipe_loss,  # noqa: E402
                             sampled_label_shift, zscore)
 
 PREP = PreprocessSpec(32)
@@ -136,12 +135,6 @@ def test_sampled_label_shift_keeps_the_raw_logits_the_balanced_posterior(power):
         opt.step()
     assert torch.allclose(F.softmax(z.detach(), 1), torch.full((1, 3), 1 / 3), atol=1e-3)
     assert sampled_label_shift(shift, 1.0) is None and sampled_label_shift(None, 0.5) is None
-
-
-def test_macro_recall_by_hand():
-    y = np.array([0, 0, 0, 1, 2, 2])
-    p = np.array([0, 0, 1, 1, 0, 2])
-    assert math.isclose(macro_recall(y, p), (2 / 3 + 1 + 1 / 2) / 3)
 
 
 def test_robust_augment_is_seeded_bounded_and_differs_from_basic():

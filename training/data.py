@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.evaluate import class_of, read_labels_csv
 from pyfer.preprocess import EMOTIONS, PreprocessSpec, resize_face, to_gray
 
 # the shared data folder beside the repository (read-only; never copied into the repo)
@@ -27,8 +28,6 @@ DEFAULT_DATA = "ferplus:" + DEFAULT_DATA_ROOT
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger",
                 7: "neutral"}
-LABEL_ALIASES = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
-                 "disgusted": "disgust", "fearful": "fear", "neutrality": "neutral"}
 
 
 class DataError(ValueError):
@@ -188,10 +187,11 @@ def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec, protocol: s
 # Generic manifest and RAF-DB
 # ----------------------------------------------------------------------------------------------
 def label_index(name: str, where: str) -> int:
-    key = LABEL_ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in EMOTIONS:
+    """A class name or its common form (``pyfer.evaluate.class_of``: what ``pyfer evaluate`` reads)."""
+    index = class_of(name, EMOTIONS)
+    if index is None:
         raise DataError(f"{where}: unknown label {name!r}; expected one of {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(key)
+    return index
 
 
 def _faceset(paths, labels, wheres, prep: PreprocessSpec, desc: str) -> FaceSet:
@@ -210,23 +210,15 @@ def load_manifest(csv_path: str | Path, root: str | Path | None, prep: Preproces
     root = Path(root) if root is not None else csv_path.parent
     if not root.is_dir():
         raise DataError(f"manifest root folder not found: {root}")
+    try:
+        rows = read_labels_csv(csv_path, root)  # as pyfer evaluate reads a CSV
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     paths, labels, wheres = [], [], []
-    with open(csv_path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["path", "label"]:
-            raise DataError(f"{csv_path}:1: expected a 'path,label' header, got {header!r}")
-        for lineno, row in enumerate(reader, 2):
-            if not row:
-                continue
-            where = f"{csv_path}:{lineno}"
-            if len(row) < 2:
-                raise DataError(f"{where}: expected 'path,label', got {row!r}")
-            labels.append(label_index(row[1], where))
-            paths.append(root / row[0])
-            wheres.append(where)
-    if not paths:
-        raise DataError(f"{csv_path}: no rows")
+    for path, label, line in rows:
+        wheres.append(f"{csv_path}:{line}")
+        labels.append(label_index(label, wheres[-1]))
+        paths.append(path)
     return _faceset(paths, labels, wheres, prep, f"decode {csv_path.name}")
 
 

@@ -95,9 +95,14 @@ def read_metadata(path: str | Path) -> dict:
             meta = f.metadata() or {}
     except SafetensorError as exc:
         raise ValueError(f"{path} is not a readable safetensors file (damaged or cut short?): {exc}") from exc
-    if "pyfer" not in meta:
+    return pyfer_metadata(meta, path)
+
+
+def pyfer_metadata(file_metadata: dict, path) -> dict:
+    """The ``pyfer`` entry of a file's safetensors metadata, decoded."""
+    if "pyfer" not in file_metadata:
         raise ValueError(f"{path} has no 'pyfer' metadata: not a pyfer export")
-    return json.loads(meta["pyfer"])
+    return json.loads(file_metadata["pyfer"])
 
 
 def baked_shift(path: str | Path) -> float:
@@ -132,8 +137,8 @@ def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
 
 def from_safetensors(path: str | Path) -> torch.nn.Module:
     """Rebuild the eval-mode PyTorch reference module (BN folded) from an exported file."""
-    spec, _ = spec_of(read_metadata(path))
-    tensors, _ = read_checked(path)
+    tensors, file_metadata = read_checked(path)  # one read: the spec and the tensors of one file
+    spec, _ = spec_of(pyfer_metadata(file_metadata, path))
     return spec.load({k: torch.from_numpy(v) for k, v in tensors.items()}, path, folded=True)
 
 

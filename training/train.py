@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyfer.preprocess import PreprocessSpec
+from pyfer.evaluate import label_metrics
+from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
 from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, is_split_source, load_dataset,
                            to_model_input)
@@ -612,11 +613,6 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     return unfold_batchnorm(init, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
 
 
-def macro_recall(labels: np.ndarray, pred: np.ndarray) -> float:
-    present = np.unique(labels)
-    return float(np.mean([(pred[labels == c] == c).mean() for c in present]))
-
-
 # flags a resumed run may change: where it runs and what it prints, not what it learns
 CHANGEABLE_ON_RESUME = {"out", "threads", "device", "amp", "keep_epochs"}
 # the same files may sit elsewhere on another machine (a GPU machine reads .cache/ferplus)
@@ -1105,7 +1101,7 @@ def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool
     pred = logits.argmax(1)
     return {f"{name}_loss": F.cross_entropy(logits, y).item(),
             f"{name}_accuracy": (pred == y).float().mean().item(),
-            f"{name}_macro_recall": macro_recall(data.labels, pred.numpy())}
+            f"{name}_macro_recall": label_metrics(data.labels, pred.numpy(), EMOTIONS)["macro_recall"]}
 
 
 def main(argv=None) -> None:

@@ -230,8 +230,8 @@ void SafeTensors::parse() {
     }
 }
 
-// training.export stamps "data_crc32" (8 hex digits) in the metadata; files without it (older
-// exports, other tools) load unchecked.
+// pyfer.weights_file.save_checked, which every writer of model files uses, stamps "data_crc32"
+// (8 hex digits) in the metadata; files without it (older exports, other tools) load unchecked.
 void SafeTensors::check_data_crc32(const uint8_t* data, size_t data_size) const {
     auto it = meta_.find("data_crc32");
     if (it == meta_.end()) return;
