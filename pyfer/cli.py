@@ -28,6 +28,7 @@ import argparse
 import csv
 import errno
 import glob
+import importlib.util
 import io
 import json
 import os
@@ -491,17 +492,25 @@ def _video(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from pyfer.evaluate import evaluate, labelled_images, report, spread
+    from pyfer.evaluate import evaluate, labelled_images, plot_confusion, report, spread
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     to_file = args.json and args.json != "-"
     if to_file:
         _check_writable_file(args.json, "--json")
+    if args.plot:
+        if Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise UsageError(f"--plot {args.plot}: name a .png, .pdf or .svg file")
+        _check_writable_file(args.plot, "--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--plot needs matplotlib (pip install matplotlib)")
     rec = _recognizer(args)
     items = labelled_images(args.source, rec.class_names)
-    if to_file:
-        _refuse_overwriting_inputs({"--json": args.json}, [Path(args.source)] + [p for p, _ in items])
+    if to_file or args.plot:
+        _refuse_overwriting_inputs({"--json": args.json, "--plot": args.plot},
+                                   [Path(args.source)] + [p for p, _ in items])
+    _refuse_same_output({"--json": args.json, "--plot": args.plot})
     if args.limit:  # evenly spaced: every class of a folder (sorted by class) keeps its share
         items = spread(items, args.limit)
     result = evaluate(rec, items, progress=_shows_progress(args.progress, len(items)))
@@ -513,6 +522,13 @@ def _evaluate(args) -> int:
         with _open_output(args.json, "--json") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        conf = result["confusion"]
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_confusion(conf["counts"], conf["rows"], conf["columns"], args.plot,
+                       f"{Path(args.source).name}: accuracy {result['accuracy']:.1%}, macro recall "
+                       f"{result['macro_recall']:.1%} (n={result['images']})")
+        print(f"wrote {args.plot}", file=sys.stderr)
     print(json.dumps(result, indent=1) if args.json == "-" else report(result))
     return EXIT_SOME_FAILED if result["unreadable"] else EXIT_OK
 
@@ -642,6 +658,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("--json", metavar="FILE", help="also write every metric as JSON here ('-': to stdout, "
                                                   "instead of the text)")
+    p.add_argument("--plot", metavar="FILE", help="also draw the confusion matrix here (.png, .pdf or .svg; "
+                                                  "needs matplotlib)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images, spread over SOURCE")
     _add_progress_args(p)
     _add_model_args(p)

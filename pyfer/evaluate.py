@@ -167,6 +167,34 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     return result
 
 
+def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str], path: str | Path,
+                   title: str = "") -> None:
+    """The confusion matrix as a PNG, each row normalised (its recall on the diagonal), counts
+    beside the shares. Needs matplotlib (the ``train`` extra, or ``pip install matplotlib``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(counts, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(column_names), 1.6 + 0.55 * len(row_names)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(column_names)), column_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(row_names)), row_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(row_names)):
+        for j in range(len(column_names)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def report(result: dict) -> str:
     """``evaluate``'s result as text: the headline numbers, per-class recall and the confusion
     matrix (the unreadable images are the caller's to report)."""

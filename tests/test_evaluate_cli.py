@@ -140,6 +140,20 @@ def test_a_folder_of_class_folders_is_scored_and_unreadable_images_are_told(tmp_
     assert "4 images, a face found in 3 (75.0%)" in out and "1 image(s) could not be read" in out and "d.jpg" in err
 
 
+def test_the_confusion_matrix_is_drawn_with_plot(tmp_path, capsys, weights_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / "happy" / "a.png").write_bytes(ASTRONAUT.read_bytes())
+    rc, _, err = run([tmp_path / "faces", "--weights", weights_path, "--plot", tmp_path / "out" / "cm.png"], capsys)
+    assert rc == 0 and "wrote" in err, err
+    img = cv2.imread(str(tmp_path / "out" / "cm.png"))
+    assert img is not None and img.shape[0] > 200 and img.std() > 10  # a drawn figure, not a blank
+    rc, _, err = run([tmp_path / "faces", "--weights", weights_path, "--plot", tmp_path / "cm.jpg"], capsys)
+    assert rc == 2 and "name a .png, .pdf or .svg file" in err
+    rc, _, err = run([tmp_path / "faces", "--plot", tmp_path / "x.png", "--json", tmp_path / "x.png"], capsys)
+    assert rc == 2 and "name the same file" in err, err
+
+
 def test_bad_arguments_are_one_line(tmp_path, capsys):
     rc, _, err = run([tmp_path / "missing"], capsys)
     assert rc == 2 and err.startswith("pyfer evaluate: no folder or CSV file at") and err.count("\n") == 1

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyfer.evaluate import plot_confusion
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import FaceSet, ferplus_prior, is_split_source, load_dataset
@@ -100,31 +101,6 @@ def compute_metrics(labels: np.ndarray, proba: np.ndarray, class_names=EMOTIONS)
         "per_class_recall": {c: (float(rec[i]) if i in present else None) for i, c in enumerate(class_names)},
         "confusion": confusion_matrix(labels, pred, labels=np.arange(n_classes)).tolist(),
     }
-
-
-def plot_confusion(confusion, class_names, path: str | Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(class_names)):
-        for j in range(len(class_names)):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(title or "confusion matrix (row-normalised)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
 
 
 def class_prior_for(weights: str, source: str) -> np.ndarray:
@@ -231,7 +207,7 @@ def main(argv=None) -> None:
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      framing, args.prior_shift)
     if args.confusion_png:
-        plot_confusion(m["confusion"], EMOTIONS, args.confusion_png,
+        plot_confusion(m["confusion"], EMOTIONS, EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
     split = f" [{m['split']}]" if m["split"] else ""
     print(f"{m['weights']} on {m['data']}{split} n={m['n']} tta={m['tta']} framing={m['framing']}"

@@ -20,7 +20,8 @@ from pyfer.preprocess import EMOTIONS
 from training.ablation import cell_dir, table as ablation_table
 from training.checkpoint import read_log
 from training.cli import reported_errors
-from training.evaluate import evaluate, plot_confusion
+from pyfer.evaluate import plot_confusion
+from training.evaluate import evaluate
 from training.data import DEFAULT_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def main(argv=None) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
-    plot_confusion(tsnet["confusion"], EMOTIONS, out / "confusion_tsnet.png",
+    plot_confusion(tsnet["confusion"], EMOTIONS, EMOTIONS, out / "confusion_tsnet.png",
                    f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
     if "curves.png" not in missing:
         plot_curves(runs, out / "curves.png")
