@@ -63,7 +63,7 @@ def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tupl
     classes = {label: class_of(label, class_names) for label in {label for _, label in raw}}
     unknown = sorted(label for label, c in classes.items() if c is None)
     if unknown:
-        raise ValueError(f"labels {unknown} are none of the model's classes {list(class_names)} "
+        raise ValueError(f"{source}: labels {unknown} are none of the model's classes {list(class_names)} "
                          f"(or their common names: {', '.join(sorted(LABEL_SYNONYMS))})")
     return [(path, classes[label]) for path, label in raw]
 

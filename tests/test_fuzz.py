@@ -447,3 +447,31 @@ def test_classify_real_faces_match_engine(rec, fer_faces):
     for variant in (np.asfortranarray(faces[:16]), faces[:16][:, ::-1, ::-1][:, ::-1, ::-1], list(faces[:16]),
                     faces[:16].astype(np.float64) / 255.0, faces[:16, :, :, None]):
         np.testing.assert_allclose(rec.classify(variant), want, atol=1e-5)
+
+
+# pieces a labels CSV is made of, good and bad: headers in any case, quotes, separators, line ends,
+# a BOM, NULs, bytes that are not UTF-8, huge fields
+CSV_PIECES = st.sampled_from([b"path", b"Label", b"label", b"PATH", b" path ", b",", b";", b"\t", b'"', b'""',
+                              b"\n", b"\r\n", b"\r", b"\xef\xbb\xbf", b"\x00", b"\xff\xfe", b"a.png", b"../x.jpg",
+                              b"happy", b"Angry", b"grumpy", b"", b" ", b"x" * 140_000, "é".encode(), b"\xe9"])
+
+
+@fuzz(300)
+@given(st.lists(CSV_PIECES, max_size=40))
+def test_labels_csv_fuzz(tmp_path, pieces):
+    """``pyfer evaluate``'s CSV reader (and training's manifests): rows or a ValueError naming the
+    file, never another exception (a 140 KB field was a csv.Error traceback before session 34's
+    review)."""
+    from pyfer.evaluate import labelled_images
+    from pyfer.preprocess import EMOTIONS
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"".join(pieces))
+    try:
+        rows = labelled_images(path, EMOTIONS)
+    except ValueError as e:
+        assert "labels.csv" in str(e), e
+        event("refused")
+        return
+    assert rows and all(0 <= c < len(EMOTIONS) for _, c in rows)
+    event("read")
