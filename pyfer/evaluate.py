@@ -35,6 +35,8 @@ LABEL_SYNONYMS = {
     "sad": "sadness",
     "surprised": "surprise",
 }
+
+
 def class_of(label: str, class_names: Sequence[str]) -> Optional[int]:
     """The index in ``class_names`` that ``label`` names (case and spaces allowed; a model's own
     class name before a common name), or None."""
@@ -148,29 +150,31 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
             stage.setdefault(k, []).append(v)
         y_true.append(label)
         several += len(faces) > 1
-        # predict puts the largest face first; the face of highest detection score, for comparison
-        surest = max(faces, key=lambda f: f.detection_score or 0.0) if faces else None
-        y_pred.append(names.index(faces[0].label) if faces else -1)
-        y_surest.append(names.index(surest.label) if faces else -1)
+        if faces:  # predict puts the largest face first; the face of highest detection score, for comparison
+            surest = max(faces, key=lambda f: f.detection_score or 0.0)
+            y_pred.append(names.index(faces[0].label))
+            y_surest.append(names.index(surest.label))
+        else:
+            y_pred.append(-1)
+            y_surest.append(-1)
     if not y_true:
         raise ValueError(f"none of the {len(items)} images could be read (first: {unreadable[0]})")
     y_true, y_pred, y_surest = np.array(y_true), np.array(y_pred), np.array(y_surest)
     found = y_pred >= 0
-    result = {"images": len(y_true), "detected": int(found.sum()), "detection_rate": float(found.mean()),
-              **label_metrics(y_true, y_pred, names),
-              "accuracy_detected": float(np.mean(y_true[found] == y_pred[found])) if found.any() else None,
-              "several_faces": int(several),
-              "accuracy_surest_face": float(np.mean(y_true == y_surest)),
-              "median_ms": {k: float(np.median(v)) * 1e3 for k, v in stage.items()},
-              "seconds": time.perf_counter() - t0,
-              "unreadable": unreadable}
-    return result
+    return {"images": len(y_true), "detected": int(found.sum()), "detection_rate": float(found.mean()),
+            **label_metrics(y_true, y_pred, names),
+            "accuracy_detected": float(np.mean(y_true[found] == y_pred[found])) if found.any() else None,
+            "several_faces": int(several),
+            "accuracy_surest_face": float(np.mean(y_true == y_surest)),
+            "median_ms": {k: float(np.median(v)) * 1e3 for k, v in stage.items()},
+            "seconds": time.perf_counter() - t0,
+            "unreadable": unreadable}
 
 
 def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str], path: str | Path,
                    title: str = "") -> None:
-    """The confusion matrix as a PNG, each row normalised (its recall on the diagonal), counts
-    beside the shares. Needs matplotlib (the ``train`` extra, or ``pip install matplotlib``)."""
+    """The confusion matrix drawn into ``path`` (PNG, PDF or SVG by its suffix), each row
+    normalised (its recall on the diagonal), counts under the shares. Needs matplotlib (the ``train`` extra, or ``pip install matplotlib``)."""
     import matplotlib
 
     matplotlib.use("Agg")
