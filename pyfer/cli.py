@@ -499,6 +499,11 @@ def _evaluate(args) -> int:
     to_file = args.json and args.json != "-"
     if to_file:
         _check_writable_file(args.json, "--json")
+    for flag, out in (("--csv", args.csv), ("--plot", args.plot)):
+        if out == "-":  # stdout carries the text (or --json -)
+            raise UsageError(f"{flag} needs a file name")
+    if args.csv:
+        _check_writable_file(args.csv, "--csv")
     if args.plot:
         if Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
             raise UsageError(f"--plot {args.plot}: name a .png, .pdf or .svg file")
@@ -507,10 +512,10 @@ def _evaluate(args) -> int:
             raise UsageError("--plot needs matplotlib (pip install matplotlib)")
     rec = _recognizer(args)
     items = labelled_images(args.source, rec.class_names)
-    if to_file or args.plot:
-        _refuse_overwriting_inputs({"--json": args.json, "--plot": args.plot},
-                                   [Path(args.source)] + [p for p, _ in items])
-    _refuse_same_output({"--json": args.json, "--plot": args.plot})
+    outputs = {"--json": args.json, "--plot": args.plot, "--csv": args.csv}
+    if any(out and out != "-" for out in outputs.values()):
+        _refuse_overwriting_inputs(outputs, [Path(args.source)] + [p for p, _ in items])
+    _refuse_same_output(outputs)
     if args.limit:  # evenly spaced: every class of a folder (sorted by class) keeps its share
         items = spread(items, args.limit)
     result = evaluate(rec, items, progress=_shows_progress(args.progress, len(items)))
@@ -522,6 +527,12 @@ def _evaluate(args) -> int:
         with _open_output(args.json, "--json") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.csv:
+        with _open_output(args.csv, "--csv") as f:
+            rows = csv.DictWriter(f, ["path", "label", "predicted", "confidence", "faces"])
+            rows.writeheader()
+            rows.writerows(result["per_image"])
+        print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
         conf = result["confusion"]
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
@@ -658,6 +669,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("--json", metavar="FILE", help="also write every metric as JSON here ('-': to stdout, "
                                                   "instead of the text)")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image here: path, label, predicted "
+                                                 "(or 'no face'), confidence, faces found")
     p.add_argument("--plot", metavar="FILE", help="also draw the confusion matrix here (.png, .pdf or .svg; "
                                                   "needs matplotlib)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images, spread over SOURCE")

@@ -130,13 +130,14 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     """Run ``rec.predict`` on every image of ``items`` ((path, class index), as from
     :func:`labelled_images`) and score the first face. ``transform(path)`` may give the image to
     run instead of the path (scripts/eval_frontend.py rotates faces or sets them in large photos).
-    Unreadable images are listed under ``"unreadable"`` and left out of the scores."""
+    Unreadable images are listed under ``"unreadable"`` and left out of the scores; ``"per_image"``
+    holds each scored image's path, label, answer ("no face" when none) and its confidence."""
     from tqdm import tqdm
 
     from pyfer.recognizer import image_errors
 
     names = list(rec.class_names)
-    y_true, y_pred, y_surest, unreadable = [], [], [], []
+    y_true, y_pred, y_surest, unreadable, per_image = [], [], [], [], []
     stage: dict[str, list] = {}
     several = 0
     t0 = time.perf_counter()
@@ -157,6 +158,8 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
         else:
             y_pred.append(-1)
             y_surest.append(-1)
+        per_image.append({"path": str(path), "label": names[label], "predicted": faces[0].label if faces else NO_FACE,
+                          "confidence": round(faces[0].confidence, 4) if faces else None, "faces": len(faces)})
     if not y_true:
         raise ValueError(f"none of the {len(items)} images could be read (first: {unreadable[0]})")
     y_true, y_pred, y_surest = np.array(y_true), np.array(y_pred), np.array(y_surest)
@@ -168,7 +171,8 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
             "accuracy_surest_face": float(np.mean(y_true == y_surest)),
             "median_ms": {k: float(np.median(v)) * 1e3 for k, v in stage.items()},
             "seconds": time.perf_counter() - t0,
-            "unreadable": unreadable}
+            "unreadable": unreadable,
+            "per_image": per_image}
 
 
 def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str], path: str | Path,

@@ -142,6 +142,7 @@ def evaluate_set(rec, items: list[tuple[str | Path, int]], desc: str, rotate: fl
     result = evaluate(rec, items, transform if rotate or canvas else None, desc=desc)
     for why in result["unreadable"]:
         print(f"unreadable: {why}", file=sys.stderr)
+    del result["per_image"]  # thousands of rows; the aggregates are what this script compares
     return result
 
 

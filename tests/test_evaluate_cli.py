@@ -140,6 +140,26 @@ def test_a_folder_of_class_folders_is_scored_and_unreadable_images_are_told(tmp_
     assert "4 images, a face found in 3 (75.0%)" in out and "1 image(s) could not be read" in out and "d.jpg" in err
 
 
+def test_csv_has_a_row_per_image_with_its_answer(tmp_path, capsys, weights_path, trained):
+    import csv
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / "happy" / "a.png").write_bytes(ASTRONAUT.read_bytes())
+    cv2.imwrite(str(tmp_path / "faces" / "happy" / "blank.png"), np.full((120, 120, 3), 128, np.uint8))
+    out = tmp_path / "rows.csv"
+    rc, _, err = run([tmp_path / "faces", "--weights", weights_path, "--threads", "1", "--csv", out], capsys)
+    assert rc == 0, err
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["path"].rsplit("/", 1)[1], r["label"], r["faces"]) for r in rows] == \
+        [("a.png", "happiness", "1"), ("blank.png", "happiness", "0")]
+    assert rows[1]["predicted"] == "no face" and rows[1]["confidence"] == ""
+    if trained:
+        assert rows[0]["predicted"] == "happiness" and float(rows[0]["confidence"]) > 0.5
+    rc, _, err = run([tmp_path / "faces", "--weights", weights_path, "--csv", "-"], capsys)
+    assert rc == 2 and "--csv needs a file name" in err
+
+
 def test_the_confusion_matrix_is_drawn_with_plot(tmp_path, capsys, weights_path):
     pytest.importorskip("matplotlib")
     (tmp_path / "faces" / "happy").mkdir(parents=True)
