@@ -2,11 +2,18 @@
 
 Every model file the project writes goes through :func:`save_checked` (``training.export``,
 ``training.pretrained``, ``scripts/yunet_to_safetensors.py``, the feature-KD and tau-norm copies)
-and carries ``data_crc32`` in its safetensors metadata: the CRC-32 (as :func:`zlib.crc32` computes it, 8
-lowercase hex digits) of the data section, the bytes after the header. The loader
-(csrc/core/safetensors.cpp) recomputes it and refuses a file that disagrees: a file rewritten in
-place while it loads reads as a mix of two files, which size and modification-time checks miss.
-Files without the key load unchecked. The training tools read through :func:`read_checked`.
+and carries two CRC-32s (as :func:`zlib.crc32` computes them, 8 lowercase hex digits) in its
+safetensors metadata:
+
+* ``data_crc32``, of the data section (the bytes after the header);
+* ``header_crc32``, of the 8-byte length and the JSON header, read with its own value as
+  ``00000000`` (a checksum cannot cover its own digits). The writer finds the value as the one
+  ``"header_crc32":"`` in the compact JSON safetensors writes; so does the loader.
+
+The loader (csrc/core/safetensors.cpp) recomputes both and refuses a file that disagrees: a file
+rewritten in place while it loads reads as a mix of two files, which size and modification-time
+checks miss. Files without a key load without that check. The training tools read through
+:func:`read_checked`.
 
 Needs the ``safetensors`` package (the ``train`` and ``test`` extras); the engine does not.
 """
@@ -20,7 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKSUM_KEY = "data_crc32"
+DATA_CRC_KEY = "data_crc32"
+HEADER_CRC_KEY = "header_crc32"
+CHECKSUM_KEYS = (DATA_CRC_KEY, HEADER_CRC_KEY)
+_HEADER_CRC_FIELD = f'"{HEADER_CRC_KEY}":"'.encode()
+_UNSTAMPED = b"00000000"
 
 
 def header_and_data(blob: bytes) -> tuple[memoryview, memoryview]:
@@ -31,6 +42,28 @@ def header_and_data(blob: bytes) -> tuple[memoryview, memoryview]:
 
 def data_section(blob: bytes) -> memoryview:
     return header_and_data(blob)[1]
+
+
+def header_crc32(blob: bytes) -> tuple[int, int]:
+    """Where ``header_crc32``'s 8 digits start in ``blob``, and the CRC-32 of the length and
+    header with those digits read as ``00000000``. ValueError unless the field is there once."""
+    header = bytes(header_and_data(blob)[0])
+    if header.count(_HEADER_CRC_FIELD) != 1:
+        raise ValueError(f"{HEADER_CRC_KEY} is not in the header once, as compact JSON writes it")
+    at = 8 + header.index(_HEADER_CRC_FIELD) + len(_HEADER_CRC_FIELD)
+    end = 8 + len(header)
+    return at, zlib.crc32(blob[at + 8:end], zlib.crc32(_UNSTAMPED, zlib.crc32(blob[:at])))
+
+
+def _is_crc_hex(value: str) -> bool:
+    return len(value) == 8 and all(c in "0123456789abcdef" for c in value)
+
+
+def _check(path, what: str, key: str, expected: str, got: str) -> None:
+    if got != expected:
+        raise ValueError(f"{path}: {what} fails its checksum ({key} {expected}, read {got}): the file is damaged, "
+                         "was rewritten while it loaded, or was edited by a tool that kept the old checksum "
+                         "(pyfer.weights_file.save_checked restamps it)")
 
 
 def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -51,34 +84,39 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
     header, data = header_and_data(blob)
     meta = json.loads(bytes(header)).get("__metadata__") or {}
     # worded as the engine's loader words it (csrc/core/safetensors.cpp)
-    expected = meta.get(CHECKSUM_KEY)
-    if expected is None:
-        return tensors, meta
-    if len(expected) != 8 or any(c not in "0123456789abcdef" for c in expected):
-        raise ValueError(f"{path}: {CHECKSUM_KEY} metadata '{expected}' is not 8 lowercase hex digits")
-    got = f"{zlib.crc32(data):08x}"
-    if expected != got:
-        raise ValueError(f"{path}: tensor data fails its checksum ({CHECKSUM_KEY} {expected}, read {got}): the "
-                         "file is damaged, or was rewritten while it loaded")
+    for key in CHECKSUM_KEYS:
+        if key in meta and not _is_crc_hex(meta[key]):
+            raise ValueError(f"{path}: {key} metadata '{meta[key]}' is not 8 lowercase hex digits")
+    if HEADER_CRC_KEY in meta:
+        try:
+            got = f"{header_crc32(blob)[1]:08x}"
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        _check(path, "header", HEADER_CRC_KEY, meta[HEADER_CRC_KEY], got)
+    if DATA_CRC_KEY in meta:
+        _check(path, "tensor data", DATA_CRC_KEY, meta[DATA_CRC_KEY], f"{zlib.crc32(data):08x}")
     return tensors, meta
 
 
 def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict[str, str]) -> Path:
-    """Write ``tensors`` with ``metadata`` plus ``data_crc32`` to ``out``, atomically (a temporary
-    file of its own renamed over ``out``, so that a reader never sees a half-written file, nor one
-    writer's bytes under another's name). A ``data_crc32`` in ``metadata`` (copied from the file an
-    edited copy comes from) is replaced."""
+    """Write ``tensors`` with ``metadata`` plus ``data_crc32`` and ``header_crc32`` to ``out``,
+    atomically (a temporary file of its own renamed over ``out``, so that a reader never sees a
+    half-written file, nor one writer's bytes under another's name). Checksums in ``metadata``
+    (copied from the file an edited copy comes from) are replaced."""
     from safetensors.numpy import save
 
-    metadata = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    metadata = {k: v for k, v in metadata.items() if k not in CHECKSUM_KEYS}
     # safetensors copies each array's memory as it lies: a transposed view would be written scrambled
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     # The data section's layout depends on the tensors alone, so the checksum of a first
     # serialization is the checksum of the final one (checked below).
     section = bytes(data_section(save(tensors)))
-    blob = save(tensors, metadata={**metadata, CHECKSUM_KEY: f"{zlib.crc32(section):08x}"})
+    blob = bytearray(save(tensors, metadata={**metadata, DATA_CRC_KEY: f"{zlib.crc32(section):08x}",
+                                             HEADER_CRC_KEY: _UNSTAMPED.decode()}))
     if data_section(blob) != section:
         raise RuntimeError("safetensors laid out the data differently with metadata: the checksum would be wrong")
+    at, crc = header_crc32(blob)  # the same length either way: the digits go in over the zeros
+    blob[at:at + 8] = f"{crc:08x}".encode()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)

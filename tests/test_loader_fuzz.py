@@ -49,9 +49,10 @@ def split(path: Path) -> tuple[int, dict, bytes, bytes]:
 
 
 HLEN, HEADER, DATA, RAW = split(STUDENT)
-# The cases below edit the data and offsets to reach the checks past the data checksum, which
-# would refuse them all first: they build files without it (test_loader_limits tests it).
+# The cases below edit the header, data and offsets to reach the checks past the checksums, which
+# would refuse them all first: they build files without them (test_loader_limits tests them).
 HEADER["__metadata__"].pop("data_crc32")
+HEADER["__metadata__"].pop("header_crc32")
 NAMES = sorted(k for k in HEADER if k != "__metadata__")
 META = json.loads(HEADER["__metadata__"]["pyfer"])
 

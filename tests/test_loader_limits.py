@@ -11,7 +11,8 @@ before it loaded wrongly, cost memory out of proportion, or hung.
 * a weights file truncated by another process while it loaded (the mapped file killed the app
   with SIGBUS; session 33 reads it instead), and a file over 1 GiB;
 * a file rewritten in place, at the same size, while it loaded (a mix of the two files loaded;
-  session 34 checks the data checksum that exports carry), and a damaged data byte;
+  session 34 checks the data checksum that exports carry, session 35 the header checksum), and a
+  damaged data or header byte;
 * YuNet metadata that is not JSON (the error did not name the file).
 
 And what must still load: numbers strtod reads as out of range (inf, subnormals), the student at
@@ -170,21 +171,29 @@ def test_a_file_rewritten_during_loads_is_loaded_or_refused_never_a_crash(tmp_pa
     assert loaded + refused == 300 and refused > 0, out  # refused > 0: the race was met
 
 
-def stamped(header: dict, data: bytes, crc: int | None = None) -> bytes:
-    """A file with ``data`` under ``header``, whose metadata carries ``data_crc32``: the data's
-    CRC-32, or ``crc``. Built by hand, byte for byte, so that two files differ only where meant
-    (pyfer/weights_file.py writes the same key)."""
+def stamped(header: dict, data: bytes, crc: int | None = None, *, header_crc: bool = True) -> bytes:
+    """A file with ``data`` under ``header``, whose metadata carries ``data_crc32`` (the data's
+    CRC-32, or ``crc``) and, unless not ``header_crc``, ``header_crc32``. Built by hand, byte for
+    byte, so that two files differ only where meant; the same keys as pyfer/weights_file.py writes,
+    computed apart from it: the header's CRC-32 with its own digits read as zeros."""
     h = dict(header, __metadata__=dict(header["__metadata__"]))
     h["__metadata__"]["data_crc32"] = f"{zlib.crc32(data) if crc is None else crc:08x}"
-    return build(h, data)
+    if not header_crc:
+        return build(h, data)
+    h["__metadata__"]["header_crc32"] = "00000000"
+    raw = build(json.dumps(h, separators=(",", ":")).encode(), data)
+    end = 8 + struct.unpack("<Q", raw[:8])[0]
+    return raw.replace(b'"header_crc32":"00000000"', b'"header_crc32":"%08x"' % zlib.crc32(raw[:end]), 1)
 
 
-def test_the_shipped_weights_carry_a_checksum_of_their_data():
+def test_the_shipped_weights_carry_checksums_of_their_header_and_data():
     for name in ("tsnet_student.safetensors", "yunet.safetensors"):
         raw = (REPO / "pyfer" / "models" / name).read_bytes()
         hlen = struct.unpack("<Q", raw[:8])[0]
         meta = json.loads(raw[8:8 + hlen])["__metadata__"]
         assert meta.get("data_crc32") == f"{zlib.crc32(raw[8 + hlen:]):08x}", name
+        unstamped = raw[:8 + hlen].replace(meta["header_crc32"].encode(), b"00000000")
+        assert meta["header_crc32"] == f"{zlib.crc32(unstamped):08x}", name
 
 
 def test_a_damaged_data_byte_is_refused_by_the_checksum(tmp_path):
@@ -208,15 +217,37 @@ def test_a_damaged_data_byte_is_refused_by_the_checksum(tmp_path):
         refused(p, why="is not 8 lowercase hex digits")
 
 
-def test_a_file_rewritten_in_place_loads_as_one_file_or_is_refused(tmp_path):
-    """A child loads 300 times while this process rewrites the file in place, nonstop, with the
-    student and a copy with every weight halved (the same size). Each load must give one file's
-    logits or raise ValueError, and some refusals must be the checksum's. Without the checksum,
-    20-74 of 300 loads gave logits equal to neither file (3 runs, session 34: size and
-    modification-time checks miss a write that began before the read)."""
+def test_a_damaged_header_byte_is_refused_by_the_header_checksum(tmp_path):
     header = with_meta(META)
-    halved = (np.frombuffer(DATA, np.float32) * np.float32(0.5)).tobytes()  # the student is all F32
-    files = {"a": stamped(header, DATA), "b": stamped(header, halved)}
+    good = stamped(header, DATA)
+    p = tmp_path / "good.safetensors"
+    p.write_bytes(good)
+    assert pyfer.Engine(str(p), threads=1).class_names == META["class_names"]
+    hlen = struct.unpack("<Q", good[:8])[0]
+    name = META["class_names"][0].encode()
+    # a letter of a class name (the JSON stays valid), a digit of each checksum, the header's last byte
+    for at in (good.index(name), good.index(b'"data_crc32":"') + 14, good.index(b'"header_crc32":"') + 16,
+               8 + hlen - 1):
+        damaged = bytearray(good)
+        damaged[at] = ord("0") if damaged[at] != ord("0") else ord("1")
+        p = tmp_path / f"flip{at}.safetensors"
+        p.write_bytes(bytes(damaged))
+        refused(p, why="header fails its checksum" if at < 8 + hlen - 1 else "corrupt header")
+    # the key must be where the loader looks for it: once, in compact JSON
+    for label, key in (("spaced", b'"header_crc32": "'), ("escaped", b'"header\\u005fcrc32":"'),
+                       ("twice", b'"header_crc32":"00000000","header_crc32":"')):
+        h = good[8:8 + hlen].replace(b'"header_crc32":"', key, 1)
+        p = tmp_path / f"{label}.safetensors"
+        p.write_bytes(struct.pack("<Q", len(h)) + h + good[8 + hlen:])
+        refused(p, why="header_crc32 is not in the header once")
+
+
+def loads_while_rewritten_in_place(tmp_path, files: dict[str, bytes], probe: str) -> dict[str, int]:
+    """A child loads a file 300 times while this process rewrites it in place, nonstop, with
+    ``files["a"]`` and ``files["b"]`` in turn (the same size: the same inode, no truncation).
+    ``probe`` is an expression of the loaded Engine ``e`` that tells the two files apart. Returns
+    how many loads gave file a, file b, neither (``mixed``), or a refusal, and how many refusals
+    named a failed checksum."""
     assert len(files["a"]) == len(files["b"])
     for k, raw in files.items():
         (tmp_path / f"{k}.safetensors").write_bytes(raw)
@@ -225,16 +256,18 @@ def test_a_file_rewritten_in_place_loads_as_one_file_or_is_refused(tmp_path):
     code = f"""
 import numpy as np, pyfer
 x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 64, 64)).astype(np.float32)
-want = {{k: pyfer.Engine({str(tmp_path)!r} + f"/{{k}}.safetensors", threads=1).forward(x) for k in "ab"}}
+probe = lambda e: {probe}
+want = {{probe(pyfer.Engine({str(tmp_path)!r} + f"/{{k}}.safetensors", threads=1)): k for k in "ab"}}
+assert len(want) == 2, "the probe does not tell the files apart"
 counts = dict(a=0, b=0, mixed=0, refused=0, by_checksum=0)
 for _ in range(300):
     try:
-        got = pyfer.Engine({str(p)!r}, threads=1).forward(x)
+        got = probe(pyfer.Engine({str(p)!r}, threads=1))
     except ValueError as e:
         counts["refused"] += 1
         counts["by_checksum"] += "fails its checksum" in str(e)
         continue
-    counts[next((k for k in "ab" if np.array_equal(got, want[k])), "mixed")] += 1
+    counts[want.get(got, "mixed")] += 1
 print(*counts.values())
 """
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -243,16 +276,39 @@ print(*counts.values())
         turn = 0
         while child.poll() is None and time.monotonic() < deadline:
             turn ^= 1
-            with open(p, "r+b") as f:  # in place: the same inode, no truncation
+            with open(p, "r+b") as f:
                 f.write(files["ab"[turn]])
             time.sleep(0.001)  # leave the child some of the CPU
         out, err = child.communicate(timeout=300)
     finally:
         child.kill()
     assert child.returncode == 0, (child.returncode, err[-2000:])
-    a, b, mixed, refused_, by_checksum = map(int, out.split())
-    assert a + b + mixed + refused_ == 300 and mixed == 0, out
-    assert by_checksum > 0, out  # the race was met where only the checksum sees it
+    counts = dict(zip(("a", "b", "mixed", "refused", "by_checksum"), map(int, out.split())))
+    assert sum(counts.values()) - counts["by_checksum"] == 300, out
+    return counts
+
+
+def test_a_file_rewritten_in_place_loads_as_one_file_or_is_refused(tmp_path):
+    """The student and a copy with every weight halved, told apart by their logits. Without the
+    checksums, 20-74 of 300 loads gave logits equal to neither file (3 runs, session 34: size and
+    modification-time checks miss a write that began before the read)."""
+    header = with_meta(META)
+    halved = (np.frombuffer(DATA, np.float32) * np.float32(0.5)).tobytes()  # the student is all F32
+    counts = loads_while_rewritten_in_place(
+        tmp_path, {"a": stamped(header, DATA), "b": stamped(header, halved)}, "e.forward(x).tobytes()")
+    assert counts["mixed"] == 0, counts
+    assert counts["by_checksum"] > 0, counts  # the race was met where only the checksum sees it
+
+
+def test_a_header_rewritten_in_place_loads_as_one_file_or_is_refused(tmp_path):
+    """Two files of the same tensors whose headers differ only in an 8 MB metadata note, all "a"
+    in one and all "b" in the other, told apart by the note (a big header, so that the race is met
+    often). Without the header checksum, 10-21 loads of 300 read a note of both letters (3 runs,
+    session 35), which the data checksum cannot see; with it none did, and 9-29 were refused."""
+    files = {k: stamped(with_meta(dict(META, note=k * (8 << 20))), DATA) for k in "ab"}
+    counts = loads_while_rewritten_in_place(tmp_path, files, 'e.metadata["note"]')
+    assert counts["mixed"] == 0, counts
+    assert counts["by_checksum"] > 0, counts
 
 
 def test_a_file_over_1_gib_is_refused_before_it_is_read(tmp_path):
@@ -268,6 +324,7 @@ def test_yunet_metadata_that_is_not_json_names_the_file(tmp_path):
     hlen = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + hlen])
     header["__metadata__"]["yunet"] = "{not json"
+    header["__metadata__"].pop("header_crc32")  # edited: the header's checksum would refuse it first
     p = tmp_path / "yunet_bad.safetensors"
     p.write_bytes(build(header, raw[8 + hlen:]))
     refused(p, why="'yunet' metadata is not valid JSON", loader=_engine.YuNet)

@@ -210,8 +210,10 @@ def test_landmarks_map_faces_through_facenorm(engine_module, weights_path, photo
 
 def test_framing_from_weights_metadata(engine_module, weights_path, tmp_path):
     """The framing travels in the weights' metadata ("framing"); absent, FaceFraming() applies."""
-    safetensors = pytest.importorskip("safetensors.numpy")
+    pytest.importorskip("safetensors")
     from safetensors import safe_open
+
+    from pyfer.weights_file import save_checked
 
     with safe_open(str(weights_path), "np") as f:
         meta = dict(f.metadata())
@@ -224,12 +226,12 @@ def test_framing_from_weights_metadata(engine_module, weights_path, tmp_path):
     else:
         pytest.skip("unknown metadata layout")
     out = tmp_path / "framed.safetensors"
-    safetensors.save_file(tensors, str(out), metadata=meta)
+    save_checked(tensors, out, meta)
     assert pyfer.Recognizer(out, threads=1).framing == framing
     stripped = dict(inner)
     stripped.pop("framing")
     meta["pyfer"] = json.dumps(stripped)
-    safetensors.save_file(tensors, str(out), metadata=meta)
+    save_checked(tensors, out, meta)
     assert pyfer.Recognizer(out, threads=1).framing == FaceFraming()
     assert pyfer.Recognizer(out, threads=1, align=False).framing.mode == "box"
 

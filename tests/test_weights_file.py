@@ -1,5 +1,5 @@
 """pyfer.weights_file: the checked writer and reader of weights files (the engine's loader checks
-the same ``data_crc32``: test_loader_limits.py)."""
+the same ``data_crc32`` and ``header_crc32``: test_loader_limits.py)."""
 from __future__ import annotations
 
 import zlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("safetensors")
-from pyfer.weights_file import CHECKSUM_KEY, data_section, read_checked, save_checked  # noqa: E402
+from pyfer.weights_file import DATA_CRC_KEY, HEADER_CRC_KEY, header_and_data, read_checked, save_checked  # noqa: E402
 
 
 def test_arrays_round_trip_with_their_checksum_whatever_their_layout(tmp_path):
@@ -16,26 +16,41 @@ def test_arrays_round_trip_with_their_checksum_whatever_their_layout(tmp_path):
     tensors = {"w": rng.standard_normal((3, 5)).astype(np.float32).T,  # a transposed view
                "h": rng.standard_normal(7).astype(np.float16)[::2],   # a strided one
                "b": np.arange(4, dtype=np.float32)}
-    out = save_checked(tensors, tmp_path / "sub" / "m.safetensors", {"note": "x", CHECKSUM_KEY: "00000000"})
+    stale = {DATA_CRC_KEY: "00000000", HEADER_CRC_KEY: "12345678"}  # copied from another file: replaced
+    out = save_checked(tensors, tmp_path / "sub" / "m.safetensors", {"note": "x", **stale})
     back, meta = read_checked(out)
     assert back.keys() == tensors.keys()
     for k in tensors:
         np.testing.assert_array_equal(back[k], tensors[k])
-    assert meta["note"] == "x" and meta[CHECKSUM_KEY] == f"{zlib.crc32(data_section(out.read_bytes())):08x}"
+    raw = out.read_bytes()
+    header, data = header_and_data(raw)
+    assert meta["note"] == "x" and meta[DATA_CRC_KEY] == f"{zlib.crc32(data):08x}"
+    unstamped = raw[:8 + len(header)].replace(meta[HEADER_CRC_KEY].encode(), b"00000000")
+    assert meta[HEADER_CRC_KEY] == f"{zlib.crc32(unstamped):08x}"
     assert [p.name for p in out.parent.iterdir()] == ["m.safetensors"]  # no temporary file left
 
 
 def test_a_damaged_file_or_a_malformed_checksum_is_refused_naming_the_file(tmp_path):
-    out = save_checked({"b": np.arange(4, dtype=np.float32)}, tmp_path / "m.safetensors", {})
+    out = save_checked({"b": np.arange(4, dtype=np.float32)}, tmp_path / "m.safetensors", {"note": "x"})
     raw = bytearray(out.read_bytes())
     raw[-1] ^= 1
     bad = tmp_path / "damaged.safetensors"
     bad.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="damaged.safetensors: tensor data fails its checksum"):
         read_checked(bad)
-    crc = out.read_bytes().split(CHECKSUM_KEY.encode())[1][3:11]
-    bad.write_bytes(out.read_bytes().replace(crc, crc.upper() if crc.upper() != crc else b"zzzzzzzz"))
-    with pytest.raises(ValueError, match="is not 8 lowercase hex digits"):
+    raw = out.read_bytes()
+    bad.write_bytes(raw.replace(b'"note":"x"', b'"note":"y"'))  # a header byte, still valid JSON
+    with pytest.raises(ValueError, match="damaged.safetensors: header fails its checksum"):
+        read_checked(bad)
+    for key in (DATA_CRC_KEY, HEADER_CRC_KEY):
+        crc = raw.split(key.encode())[1][3:11]
+        bad.write_bytes(raw.replace(crc, crc.upper() if crc.upper() != crc else b"zzzzzzzz"))
+        with pytest.raises(ValueError, match=f"{key} metadata '.*' is not 8 lowercase hex digits"):
+            read_checked(bad)
+    header, data = header_and_data(raw)
+    spaced = bytes(header).replace(b'"header_crc32":"', b'"header_crc32": "')
+    bad.write_bytes(len(spaced).to_bytes(8, "little") + spaced + data)
+    with pytest.raises(ValueError, match="header_crc32 is not in the header once"):
         read_checked(bad)
     bad.write_bytes(out.read_bytes()[:-3])
     with pytest.raises(ValueError, match="not a readable safetensors file"):

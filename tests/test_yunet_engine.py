@@ -270,6 +270,8 @@ def test_converter_reproduces_the_shipped_file(tmp_path):
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
+    from pyfer.weights_file import HEADER_CRC_KEY
+
     sys.path.insert(0, str(REPO / "scripts"))
     import yunet_to_safetensors
 
@@ -280,7 +282,8 @@ def test_converter_reproduces_the_shipped_file(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     with safe_open(str(out), "np") as f, safe_open(str(ENGINE_MODEL), "np") as g:
-        assert f.metadata() == g.metadata()
+        # safetensors writes the metadata in hash order, so the header's bytes (and checksum) vary by run
+        assert {**f.metadata(), HEADER_CRC_KEY: ""} == {**g.metadata(), HEADER_CRC_KEY: ""}
 
 
 def test_backend_choice(monkeypatch):

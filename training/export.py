@@ -5,8 +5,9 @@
 Format (version 1): a safetensors file. Every BatchNorm is folded into the preceding conv, so
 each ConvBN of ``training.models`` appears as ``<module path>.conv.weight`` (float32, OIHW) and
 ``<module path>.conv.bias`` (float32); the classifier as ``fc.weight`` (classes x features) and
-``fc.bias``. The safetensors metadata holds ``data_crc32``, the data's checksum, which the engine
-checks on load (:mod:`pyfer.weights_file`), and ``pyfer``, whose value is a JSON object::
+``fc.bias``. The safetensors metadata holds ``data_crc32`` and ``header_crc32``, the checksums of
+the data and the header, which the engine checks on load (:mod:`pyfer.weights_file`), and
+``pyfer``, whose value is a JSON object::
 
     {"format_version": 1, "arch": "shufflenetv2" | "effresnet18", "num_classes": 8,
      "in_channels": 1, "stem": "small" | "imagenet", "class_names": [...],

@@ -49,7 +49,10 @@ public:
 
 private:
     void parse();  // validates the image at image_/size_ and fills tensors_ / meta_
-    void check_data_crc32(const uint8_t* data, size_t data_size) const;  // when the metadata carries one
+    // Refuses the file when the metadata carries `key` and compute() disagrees with it
+    template <class Compute>
+    void check_crc32(const char* key, Compute compute, const char* what) const;
+    uint32_t header_crc32(size_t header_end) const;  // see safetensors.cpp
     std::string path_;
     std::vector<uint8_t> file_;       // the file's bytes, when opened from a path
     const uint8_t* image_ = nullptr;  // file_.data(), or the borrowed in-memory image
