@@ -32,6 +32,10 @@ HEADER_CRC_KEY = "header_crc32"
 CHECKSUM_KEYS = (DATA_CRC_KEY, HEADER_CRC_KEY)
 _HEADER_CRC_FIELD = f'"{HEADER_CRC_KEY}":"'.encode()
 _UNSTAMPED = b"00000000"
+# the end of the refusal, in the engine's loader too (csrc/core/safetensors.cpp)
+STALE_CHECKSUM_HINT = ("re-saved by another writer that kept the old checksum (safetensors' save_file writes the "
+                       "metadata in another order each run): write it with pyfer.weights_file.save_checked, or "
+                       "delete data_crc32 and header_crc32 to load it unchecked")
 
 
 def header_and_data(blob: bytes) -> tuple[memoryview, memoryview]:
@@ -48,10 +52,11 @@ def header_crc32(blob: bytes) -> tuple[int, int]:
     """Where ``header_crc32``'s 8 digits start in ``blob``, and the CRC-32 of the length and
     header with those digits read as ``00000000``. ValueError unless the field is there once."""
     header = bytes(header_and_data(blob)[0])
-    if header.count(_HEADER_CRC_FIELD) != 1:
-        raise ValueError(f"{HEADER_CRC_KEY} is not in the header once, as compact JSON writes it")
-    at = 8 + header.index(_HEADER_CRC_FIELD) + len(_HEADER_CRC_FIELD)
+    found = header.find(_HEADER_CRC_FIELD)
+    at = 8 + found + len(_HEADER_CRC_FIELD)
     end = 8 + len(header)
+    if found < 0 or at + 8 > end or header.find(_HEADER_CRC_FIELD, found + 1) >= 0:
+        raise ValueError(f"{HEADER_CRC_KEY} is not in the header once, as compact JSON writes it")
     return at, zlib.crc32(blob[at + 8:end], zlib.crc32(_UNSTAMPED, zlib.crc32(blob[:at])))
 
 
@@ -59,11 +64,17 @@ def _is_crc_hex(value: str) -> bool:
     return len(value) == 8 and all(c in "0123456789abcdef" for c in value)
 
 
-def _check(path, what: str, key: str, expected: str, got: str) -> None:
+def _check(path, what: str, key: str, expected: str, compute) -> None:
+    """Worded as the engine's loader words it, in the same order (csrc/core/safetensors.cpp)."""
+    if not _is_crc_hex(expected):
+        raise ValueError(f"{path}: {key} metadata '{expected}' is not 8 lowercase hex digits")
+    try:
+        got = f"{compute():08x}"
+    except ValueError as exc:  # header_crc32's field is not there once
+        raise ValueError(f"{path}: {exc}") from None
     if got != expected:
         raise ValueError(f"{path}: {what} fails its checksum ({key} {expected}, read {got}): the file is damaged, "
-                         "was rewritten while it loaded, or was edited by a tool that kept the old checksum "
-                         "(pyfer.weights_file.save_checked restamps it)")
+                         f"was rewritten while it loaded, or was {STALE_CHECKSUM_HINT}")
 
 
 def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -83,18 +94,10 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         raise ValueError(f"{path} holds tensors of dtype {exc}, which numpy cannot hold") from exc
     header, data = header_and_data(blob)
     meta = json.loads(bytes(header)).get("__metadata__") or {}
-    # worded as the engine's loader words it (csrc/core/safetensors.cpp)
-    for key in CHECKSUM_KEYS:
-        if key in meta and not _is_crc_hex(meta[key]):
-            raise ValueError(f"{path}: {key} metadata '{meta[key]}' is not 8 lowercase hex digits")
     if HEADER_CRC_KEY in meta:
-        try:
-            got = f"{header_crc32(blob)[1]:08x}"
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        _check(path, "header", HEADER_CRC_KEY, meta[HEADER_CRC_KEY], got)
+        _check(path, "header", HEADER_CRC_KEY, meta[HEADER_CRC_KEY], lambda: header_crc32(blob)[1])
     if DATA_CRC_KEY in meta:
-        _check(path, "tensor data", DATA_CRC_KEY, meta[DATA_CRC_KEY], f"{zlib.crc32(data):08x}")
+        _check(path, "tensor data", DATA_CRC_KEY, meta[DATA_CRC_KEY], lambda: zlib.crc32(data))
     return tensors, meta
 
 

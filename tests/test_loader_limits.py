@@ -192,7 +192,8 @@ def test_the_shipped_weights_carry_checksums_of_their_header_and_data():
         hlen = struct.unpack("<Q", raw[:8])[0]
         meta = json.loads(raw[8:8 + hlen])["__metadata__"]
         assert meta.get("data_crc32") == f"{zlib.crc32(raw[8 + hlen:]):08x}", name
-        unstamped = raw[:8 + hlen].replace(meta["header_crc32"].encode(), b"00000000")
+        field = b'"header_crc32":"%s"' % meta["header_crc32"].encode()
+        unstamped = raw[:8 + hlen].replace(field, b'"header_crc32":"00000000"')
         assert meta["header_crc32"] == f"{zlib.crc32(unstamped):08x}", name
 
 
@@ -233,6 +234,9 @@ def test_a_damaged_header_byte_is_refused_by_the_header_checksum(tmp_path):
         p = tmp_path / f"flip{at}.safetensors"
         p.write_bytes(bytes(damaged))
         refused(p, why="header fails its checksum" if at < 8 + hlen - 1 else "corrupt header")
+    # what a copy edited or re-saved by another writer gets: the way out
+    refused(tmp_path / f"flip{good.index(name)}.safetensors",
+            why="write it with pyfer.weights_file.save_checked, or delete data_crc32 and header_crc32")
     # the key must be where the loader looks for it: once, in compact JSON
     for label, key in (("spaced", b'"header_crc32": "'), ("escaped", b'"header\\u005fcrc32":"'),
                        ("twice", b'"header_crc32":"00000000","header_crc32":"')):
@@ -243,8 +247,9 @@ def test_a_damaged_header_byte_is_refused_by_the_header_checksum(tmp_path):
 
 
 def loads_while_rewritten_in_place(tmp_path, files: dict[str, bytes], probe: str) -> dict[str, int]:
-    """A child loads a file 300 times while this process rewrites it in place, nonstop, with
-    ``files["a"]`` and ``files["b"]`` in turn (the same size: the same inode, no truncation).
+    """A child loads a file while this process rewrites it in place, nonstop, with ``files["a"]``
+    and ``files["b"]`` in turn (the same size: the same inode, no truncation): 300 times, and on
+    until a checksum has refused one (the race is met at random; at most 2,000 loads or 90 s).
     ``probe`` is an expression of the loaded Engine ``e`` that tells the two files apart. Returns
     how many loads gave file a, file b, neither (``mixed``), or a refusal, and how many refusals
     named a failed checksum."""
@@ -254,13 +259,16 @@ def loads_while_rewritten_in_place(tmp_path, files: dict[str, bytes], probe: str
     p = tmp_path / "rewritten.safetensors"
     p.write_bytes(files["a"])
     code = f"""
-import numpy as np, pyfer
+import time, numpy as np, pyfer
 x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 64, 64)).astype(np.float32)
 probe = lambda e: {probe}
 want = {{probe(pyfer.Engine({str(tmp_path)!r} + f"/{{k}}.safetensors", threads=1)): k for k in "ab"}}
 assert len(want) == 2, "the probe does not tell the files apart"
 counts = dict(a=0, b=0, mixed=0, refused=0, by_checksum=0)
-for _ in range(300):
+start = time.monotonic()
+for n in range(2000):
+    if n >= 300 and (counts["by_checksum"] or time.monotonic() - start > 90):
+        break
     try:
         got = probe(pyfer.Engine({str(p)!r}, threads=1))
     except ValueError as e:
@@ -271,7 +279,7 @@ for _ in range(300):
 print(*counts.values())
 """
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     try:
         turn = 0
         while child.poll() is None and time.monotonic() < deadline:
@@ -284,7 +292,7 @@ print(*counts.values())
         child.kill()
     assert child.returncode == 0, (child.returncode, err[-2000:])
     counts = dict(zip(("a", "b", "mixed", "refused", "by_checksum"), map(int, out.split())))
-    assert sum(counts.values()) - counts["by_checksum"] == 300, out
+    assert sum(counts.values()) - counts["by_checksum"] >= 300, out
     return counts
 
 

@@ -250,11 +250,13 @@ void SafeTensors::check_crc32(const char* key, Compute compute, const char* what
     if (!ok) fail(std::string(key) + " metadata '" + hex + "' is not 8 lowercase hex digits");
     const uint32_t got = compute();
     if (got != expected) {
-        char msg[256];
+        // worded as pyfer.weights_file words it (STALE_CHECKSUM_HINT)
+        char msg[512];
         std::snprintf(msg, sizeof msg,
                       "%s fails its checksum (%s %08x, read %08x): the file is damaged, was rewritten while it "
-                      "loaded, or was edited by a tool that kept the old checksum (pyfer.weights_file.save_checked "
-                      "restamps it)",
+                      "loaded, or was re-saved by another writer that kept the old checksum (safetensors' "
+                      "save_file writes the metadata in another order each run): write it with "
+                      "pyfer.weights_file.save_checked, or delete data_crc32 and header_crc32 to load it unchecked",
                       what, key, unsigned(expected), unsigned(got));
         fail(msg);
     }

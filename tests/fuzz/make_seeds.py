@@ -94,8 +94,8 @@ def main() -> None:
     # the header checksum: its own digits read as zeros (the loader searches for the field)
     unstamped = st_file({"a": ("F32", (2, 3), f32)}, {"data_crc32": f"{crc:08x}", "header_crc32": "00000000"})
     hcrc = zlib.crc32(unstamped[:8 + struct.unpack("<Q", unstamped[:8])[0]])
-    put("safetensors", "hcrc_ok.safetensors", unstamped.replace(b'"00000000"', b'"%08x"' % hcrc))
-    put("safetensors", "hcrc_bad.safetensors", unstamped.replace(b'"00000000"', b'"%08x"' % (hcrc ^ 1)))
+    put("safetensors", "hcrc_ok.safetensors", unstamped.replace(b'"header_crc32":"00000000"', b'"header_crc32":"%08x"' % hcrc))
+    put("safetensors", "hcrc_bad.safetensors", unstamped.replace(b'"header_crc32":"00000000"', b'"header_crc32":"%08x"' % (hcrc ^ 1)))
     # the shipped metadata with the first real tensors (the stem): reaches the tensor checks
     stem = {}
     for name in ("stem.conv.weight", "stem.conv.bias"):
