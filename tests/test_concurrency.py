@@ -7,6 +7,8 @@
   threaded run (speed-up, CPU per wall second) is printed by the slow test, not asserted.
 * Two engines in two threads at once give the serial logits.
 * Engines created and destroyed in a loop while other threads predict: no crash, results intact.
+* A Recognizer made before ``os.fork()`` (gunicorn's ``--preload``) predicts in the child as in the
+  parent, and a child that never predicts exits cleanly: both hung forever before (session 35).
 """
 from __future__ import annotations
 
@@ -247,3 +249,31 @@ def test_engines_created_and_destroyed_while_predicting(shared, images):
 @pytest.mark.slow
 def test_engines_created_and_destroyed_while_predicting_long(shared, images):
     churn_while_predicting(shared, images, cycles=200, calls=200)
+
+
+FORK_CHILD = """
+import os, subprocess, sys
+import pyfer
+rec = pyfer.Recognizer(threads=2)  # a pool with a worker: the case fork() breaks
+want = [(f.box, f.label, f.confidence) for f in rec.predict(sys.argv[1])]
+codes = []
+for predicts in (True, False):
+    pid = os.fork()
+    if pid == 0:
+        if predicts:  # the engine's workers stayed in the parent
+            got = [(f.box, f.label, f.confidence) for f in rec.predict(sys.argv[1])]
+            sys.exit(0 if got == want else 3)
+        sys.exit(0)  # finalization destroys the engine: its pool must not wait for the parent's workers
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+got = [(f.box, f.label, f.confidence) for f in rec.predict(sys.argv[1])]  # the parent's pool still works
+print(*codes, got == want)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_recognizer_made_before_fork_works_in_the_child():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD, str(ASTRONAUT)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["0", "0", "True"], (out.stdout, out.stderr[-2000:])

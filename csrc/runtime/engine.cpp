@@ -33,6 +33,9 @@ void CpuEngine::forward(const float* x, int n, float* logits) {
         run_range(x, 0, n, ws_[0], logits, nullptr);
         return;
     }
+    // in a fork() child the pool's workers stayed in the parent: a pool of this process's own
+    // (the old one abandons its state; callers serialize forward: the bindings lock per engine)
+    if (pool_->forked()) pool_ = std::make_unique<ThreadPool>(threads_);
     // contiguous image ranges per worker, balanced in whole groups where possible
     const int chunk = (n + T - 1) / T;
     pool_->run(T, [&](int t) {

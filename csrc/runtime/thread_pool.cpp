@@ -1,72 +1,110 @@
 #include "thread_pool.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 namespace pyfer {
 
-ThreadPool::ThreadPool(int nthreads) {
-    for (int i = 1; i < nthreads; ++i) workers_.emplace_back([this] { worker(); });
+struct ThreadPool::Shared {
+    std::vector<std::thread> workers;
+    std::mutex mu;
+    std::condition_variable start_cv, done_cv;
+    const std::function<void(int)>* fn = nullptr;
+    int ntasks = 0;
+    std::atomic<int> next{0};
+    int busy = 0;
+    unsigned long generation = 0;
+    bool stop = false;
+    std::exception_ptr error;
+    std::mutex run_mu;  // one job at a time
+
+    void drain() {
+        while (true) {
+            const int i = next.fetch_add(1);
+            if (i >= ntasks) break;
+            try {
+                (*fn)(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(mu);
+                if (!error) error = std::current_exception();
+            }
+        }
+    }
+
+    void worker() {
+        unsigned long seen = 0;
+        while (true) {
+            {
+                std::unique_lock<std::mutex> lk(mu);
+                start_cv.wait(lk, [&] { return stop || generation != seen; });
+                if (stop) return;
+                seen = generation;
+            }
+            drain();
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                if (--busy == 0) done_cv.notify_all();
+            }
+        }
+    }
+};
+
+ThreadPool::ThreadPool(int nthreads) : s_(new Shared), owner_(::getpid()) {
+    Shared* s = s_.get();
+    for (int i = 1; i < nthreads; ++i) s->workers.emplace_back([s] { s->worker(); });
 }
+
+bool ThreadPool::forked() const { return ::getpid() != owner_; }
+
+int ThreadPool::size() const { return int(s_->workers.size()) + 1; }
 
 ThreadPool::~ThreadPool() {
+    if (forked()) {  // see thread_pool.hpp: kept, reachable and unused, for the rest of the process
+        static auto* abandoned = new std::vector<std::unique_ptr<Shared>>;
+        abandoned->push_back(std::move(s_));
+        return;
+    }
     {
-        std::lock_guard<std::mutex> lk(mu_);
-        stop_ = true;
+        std::lock_guard<std::mutex> lk(s_->mu);
+        s_->stop = true;
     }
-    start_cv_.notify_all();
-    for (auto& t : workers_) t.join();
-}
-
-void ThreadPool::drain() {
-    while (true) {
-        const int i = next_.fetch_add(1);
-        if (i >= ntasks_) break;
-        try {
-            (*fn_)(i);
-        } catch (...) {
-            std::lock_guard<std::mutex> lk(mu_);
-            if (!error_) error_ = std::current_exception();
-        }
-    }
-}
-
-void ThreadPool::worker() {
-    unsigned long seen = 0;
-    while (true) {
-        {
-            std::unique_lock<std::mutex> lk(mu_);
-            start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
-        }
-        drain();
-        {
-            std::lock_guard<std::mutex> lk(mu_);
-            if (--busy_ == 0) done_cv_.notify_all();
-        }
-    }
+    s_->start_cv.notify_all();
+    for (auto& t : s_->workers) t.join();
 }
 
 void ThreadPool::run(int ntasks, const std::function<void(int)>& fn) {
     if (ntasks <= 0) return;
-    std::lock_guard<std::mutex> job(run_mu_);
-    if (workers_.empty() || ntasks == 1) {
+    Shared& s = *s_;
+    if (forked()) {  // no workers in this process, and the locks may have been copied held
+        for (int i = 0; i < ntasks; ++i) fn(i);
+        return;
+    }
+    std::lock_guard<std::mutex> job(s.run_mu);
+    if (s.workers.empty() || ntasks == 1) {
         for (int i = 0; i < ntasks; ++i) fn(i);
         return;
     }
     {
-        std::lock_guard<std::mutex> lk(mu_);
-        fn_ = &fn;
-        ntasks_ = ntasks;
-        next_.store(0);
-        busy_ = int(workers_.size());
-        error_ = nullptr;
-        ++generation_;
+        std::lock_guard<std::mutex> lk(s.mu);
+        s.fn = &fn;
+        s.ntasks = ntasks;
+        s.next.store(0);
+        s.busy = int(s.workers.size());
+        s.error = nullptr;
+        ++s.generation;
     }
-    start_cv_.notify_all();
-    drain();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return busy_ == 0; });
-    fn_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    s.start_cv.notify_all();
+    s.drain();
+    std::unique_lock<std::mutex> lk(s.mu);
+    s.done_cv.wait(lk, [&] { return s.busy == 0; });
+    s.fn = nullptr;
+    if (s.error) std::rethrow_exception(s.error);
 }
 
 }  // namespace pyfer

@@ -2,14 +2,18 @@
 // idle); run(ntasks, fn) hands out task indices through an atomic counter, the calling thread
 // takes part, and returns once all tasks are done. The first exception thrown by a task is
 // rethrown in the caller.
+//
+// fork() copies a process with only the forking thread: in a child (gunicorn --preload,
+// multiprocessing's "fork" start) the workers are gone, the locks may have been copied held, and
+// the condition variables still count the parent's sleeping workers (destroying one waits for
+// them forever). A pool knows the process that made it: in another, run() does every task on the
+// calling thread, and the destructor abandons the state the workers shared instead of stopping,
+// joining and destroying it. CpuEngine makes itself a new pool in the child (engine.cpp).
 #pragma once
-#include <atomic>
-#include <condition_variable>
-#include <exception>
+#include <sys/types.h>
+
 #include <functional>
-#include <mutex>
-#include <thread>
-#include <vector>
+#include <memory>
 
 namespace pyfer {
 
@@ -17,23 +21,16 @@ class ThreadPool {
 public:
     explicit ThreadPool(int nthreads);
     ~ThreadPool();
-    int size() const { return int(workers_.size()) + 1; }
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+    int size() const;
     void run(int ntasks, const std::function<void(int)>& fn);
+    bool forked() const;  // this process is a fork() child of the one that made the pool
 
 private:
-    void worker();
-    void drain();
-    std::vector<std::thread> workers_;
-    std::mutex mu_;
-    std::condition_variable start_cv_, done_cv_;
-    const std::function<void(int)>* fn_ = nullptr;
-    int ntasks_ = 0;
-    std::atomic<int> next_{0};
-    int busy_ = 0;
-    unsigned long generation_ = 0;
-    bool stop_ = false;
-    std::exception_ptr error_;
-    std::mutex run_mu_;  // one job at a time
+    struct Shared;  // what the workers share (thread_pool.cpp)
+    std::unique_ptr<Shared> s_;
+    pid_t owner_;  // the process the workers run in
 };
 
 }  // namespace pyfer
