@@ -19,6 +19,7 @@ _LAZY = {
     "default_weights_path": "pyfer.recognizer",
     "YuNetDetector": "pyfer.yunet",
     "FaceFraming": "pyfer.facenorm",
+    "draw_faces": "pyfer.video",
 }
 
 __all__ = ["EMOTIONS", "__version__", *_LAZY]

@@ -634,7 +634,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         "predict", help="recognize expressions in images, folders or globs",
         description="Faces and expressions in images. PATH: an image file, a folder (its images; "
                     "subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
-                    "with --recursive). Faces come largest first.",
+                    "with --recursive). Faces come largest first (faces the detector doubts after the sure ones).",
         usage="%(prog)s [options] PATH [PATH ...]", epilog=EXIT_STATUS_HELP)
     p.add_argument("paths", nargs="*", metavar="PATH")  # at least one: checked in main, after '--'
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder PATHs")
@@ -661,7 +661,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
 
     p = sub.add_parser(
         "evaluate", help="accuracy on your own labelled images: a folder of class folders, or a CSV",
-        description="How well pyfer reads your labelled faces, run as predict runs them (the largest face; "
+        description="How well pyfer reads your labelled faces, run as predict runs them (its first face; "
                     "an image without a face counts as wrong). SOURCE: a folder with one subfolder per "
                     "expression (happy/, angry/, ...), or a CSV file with 'path' and 'label' columns "
                     "(paths relative to the CSV). Prints accuracy, macro recall, per-class recall and "

@@ -125,9 +125,21 @@ def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[
     }
 
 
-def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callable] = None,
+def _class_index(label, class_names: Sequence[str]) -> int:
+    """A label of ``evaluate``'s items as a class index: an index, or a name ``class_of`` knows."""
+    if isinstance(label, str):
+        index = class_of(label, class_names)
+        if index is None:
+            raise ValueError(f"label {label!r} is no class of the model ({', '.join(class_names)})")
+        return index
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < len(class_names):
+        return int(label)
+    raise ValueError(f"label {label!r} is neither a class name nor a class index 0-{len(class_names) - 1}")
+
+
+def evaluate(rec, items: Sequence[tuple[Path, int | str]], transform: Optional[Callable] = None,
              progress: bool = True, desc: str = "evaluate") -> dict:
-    """Run ``rec.predict`` on every image of ``items`` ((path, class index), as from
+    """Run ``rec.predict`` on every image of ``items`` ((path, class index or name), as from
     :func:`labelled_images`) and score the first face. ``transform(path)`` may give the image to
     run instead of the path (scripts/eval_frontend.py rotates faces or sets them in large photos).
     Unreadable images are listed under ``"unreadable"`` and left out of the scores; ``"per_image"``
@@ -137,6 +149,9 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
     from pyfer.recognizer import image_errors
 
     names = list(rec.class_names)
+    items = [(path, _class_index(label, names)) for path, label in items]
+    if not items:
+        raise ValueError("no images to evaluate")
     y_true, y_pred, y_surest, unreadable, per_image = [], [], [], [], []
     stage: dict[str, list] = {}
     several = 0
@@ -151,7 +166,7 @@ def evaluate(rec, items: Sequence[tuple[Path, int]], transform: Optional[Callabl
             stage.setdefault(k, []).append(v)
         y_true.append(label)
         several += len(faces) > 1
-        if faces:  # predict puts the largest face first; the face of highest detection score, for comparison
+        if faces:  # predict's first face; the face of highest detection score, for comparison
             surest = max(faces, key=lambda f: f.detection_score or 0.0)
             y_pred.append(names.index(faces[0].label))
             y_surest.append(names.index(surest.label))

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
 
 import numpy as np
 
-from pyfer.detect import Box, Detector, check_box, clip_box, get_detector
+from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_detector
 from pyfer.engine import softmax
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
@@ -271,7 +271,8 @@ def load_image(image: ImageLike) -> np.ndarray:
         return as_uint8_image(image)
     if is_pil_image(image):
         return as_uint8_image(pil_to_array(image))
-    raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}")
+    several = " (several images: predict_batch)" if isinstance(image, (list, tuple)) else ""
+    raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}{several}")
 
 
 FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are read as [0, 1],
@@ -285,7 +286,8 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise ValueError(f"expected an HxW gray, HxWx3 BGR or HxWx4 BGRA image, got shape {a.shape}")
+        several = " (a stack of images? predict_batch takes one)" if a.ndim == 4 else ""
+        raise ValueError(f"expected an HxW gray, HxWx3 BGR or HxWx4 BGRA image, got shape {a.shape}{several}")
     if a.size == 0:
         raise ValueError(f"empty image (shape {a.shape})")
     if a.dtype == np.uint8:
@@ -375,12 +377,15 @@ class Recognizer:
     adjustment: logits + prior_shift * log prior). 0 favours the rare classes (anger, disgust,
     fear, contempt: higher macro recall, lower accuracy on FER2013-like photos), 1 the frequent
     ones (neutral, happiness). None: the value baked into the weights at export (the shipped
-    student: 0.4, chosen on FERPlus valid and SFEW train; RESULTS.md).
+    student: 0.4, chosen on FERPlus valid and SFEW train; RESULTS.md). Accepted from -1 to 2:
+    below 0 pushes further toward the rare classes, above 1 further toward the frequent ones; the
+    measured range is 0-1 (training.prior_shift sweeps 0.2-0.7).
     ``threads``: the engine's threads (OpenCV's detector uses OpenCV's own thread pool, set
     process-wide by ``cv2.setNumThreads``).
 
-    Faces come largest first (box area; equal areas: higher detection score first). Faces for
-    ``boxes=`` given to ``predict`` come in the given order.
+    Faces come largest first (box area; equal areas: higher detection score first), after the
+    faces the detector is sure of when it has a ``sure_score`` (YuNet: 0.8;
+    ``pyfer.detect.face_order``). Faces for ``boxes=`` given to ``predict`` come in the given order.
     """
 
     def __init__(self, weights: Union[str, os.PathLike, None] = None, device: str = "cpu",
@@ -454,7 +459,7 @@ class Recognizer:
 
     # -- public API -------------------------------------------------------------------------
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
-        """Faces in one image, largest first. ``image``: a path, a numpy array (BGR, BGRA or
+        """Faces in one image, main face first (the class docstring's order). ``image``: a path, a numpy array (BGR, BGRA or
         gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h) skips detection; their
         faces come back in the given order."""
         return self._predict_many([image], None if boxes is None else [boxes])[0]
@@ -502,7 +507,7 @@ class Recognizer:
 
     def detect(self, image: ImageLike) -> list[tuple[Box, Optional[np.ndarray], Optional[float]]]:
         """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
-        as ``predict`` returns them (largest first); boxes are validated, not clipped."""
+        as ``predict`` returns them; boxes are validated, not clipped."""
         img = load_image(image)
         if self.detector is None:  # predict's rule: the whole image is the face
             return [((0, 0, img.shape[1], img.shape[0]), None, None)]
@@ -510,7 +515,7 @@ class Recognizer:
 
     def face_crops(self, image: ImageLike) -> np.ndarray:
         """The detected faces as ``predict`` frames them for the network: (N, S, S) uint8 gray,
-        S the model's input size, largest first (what ``classify`` would be given)."""
+        S the model's input size, in ``predict``'s order (what ``classify`` would be given)."""
         img = load_image(image)
         size = self.spec.input_size
         if self.detector is None:  # predict's rule: the whole image is the face
@@ -546,7 +551,8 @@ class Recognizer:
             if self.score_threshold is not None and score is not None and score < self.score_threshold:
                 continue
             dets.append((box, lm, score))
-        dets.sort(key=lambda d: (-d[0][2] * d[0][3], -(d[2] if d[2] is not None else 0.0)))
+        sure = getattr(self.detector, "sure_score", None)
+        dets.sort(key=lambda d: face_order(d[0], d[2], sure))
         return dets
 
     def _predict_many(self, images: list, boxes_per_image: Optional[list],

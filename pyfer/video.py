@@ -15,7 +15,7 @@ from typing import IO, Optional, Union
 
 import numpy as np
 
-from pyfer.recognizer import Face, Recognizer
+from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
 
@@ -116,12 +116,15 @@ def label_placement(texts: list[str], box, shape, thick: int):
     return None
 
 
-def draw_faces(image: np.ndarray, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
-    """Draw boxes, landmarks and labels on a BGR copy of ``image`` (gray, BGR or BGRA)."""
+def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
+    """A BGR uint8 copy of ``image`` (anything ``predict`` takes: a path, an array, a PIL image)
+    with each face's box, landmarks and label drawn; ``cv2.imwrite`` saves it. ``ids``: a number
+    shown after each label (the video tracker's)."""
     import cv2
 
     from pyfer.preprocess import to_gray
 
+    image = load_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
     elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, transparency dropped

@@ -1,8 +1,8 @@
 """YuNet face detector (Wu, Peng, Yu 2023; MIT), run by pyfer's C++ engine or by OpenCV.
 
-Each call gives faces with a box, five landmarks and a score, in the caller's image pixels,
-largest first. The model ships in the package (``pyfer/models/``, licence text beside it) twice:
-as OpenCV Zoo's ONNX file, and as ``yunet.safetensors`` (the same weights, converted by
+Each call gives faces with a box, five landmarks and a score, in the caller's image pixels:
+sure faces (``SURE_SCORE``) first, then doubtful ones, each group largest first. The model ships
+in the package (``pyfer/models/``, licence text beside it) twice: as OpenCV Zoo's ONNX file, and as ``yunet.safetensors`` (the same weights, converted by
 ``scripts/yunet_to_safetensors.py``) for the engine.
 
 Backends (``YuNetDetector(backend=...)``; default ``"engine"``, or the ``PYFER_YUNET_BACKEND``
@@ -78,6 +78,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from pyfer.detect import face_order
+
 MODEL_FILE = "face_detection_yunet_2023mar.onnx"  # the OpenCV backend's model
 ENGINE_MODEL_FILE = "yunet.safetensors"  # the same weights for the engine (scripts/yunet_to_safetensors.py)
 BACKENDS = ("engine", "opencv")
@@ -94,6 +96,10 @@ TURN_BELOW_SCORE = 0.75  # ... where no face scores at least this much: every tu
 TURN_QUARTER_BELOW = 0.9  # ... or none this much: the quarter turns only (a face lying on its side
 # can score 0.77-0.88 upright, with wrong landmarks; an upright face scores 0.9+ nine times in ten)
 TURN_MARGIN = 0.05  # a turned find replaces an upright one only when it scores this much more
+# Faces scoring less come after the sure ones (pyfer.detect.face_order): false faces of smooth,
+# enlarged photos scored 0.64-0.70 (the astronaut at 3000-6000 px, session 35), and an upright real
+# face scores 0.9+ nine times in ten.
+SURE_SCORE = 0.8
 TILT_TURNS = (30.0, -30.0)  # degrees: the extra passes of ``tilted=True`` (heads tilted 20-50 degrees)
 
 
@@ -254,13 +260,16 @@ def _drop_nested(rows: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class YuNetDetector:
-    """``detector(image) -> list[Detection]`` for a uint8 gray, BGR or BGRA image, largest first.
+    """``detector(image) -> list[Detection]`` for a uint8 gray, BGR or BGRA image: faces scoring
+    ``sure_score`` or more first, then the doubtful ones, each group largest first.
 
     ``min_face``: smallest face (longer box side, image px) to search for and report; None: search
     from ``DEFAULT_MIN_FACE`` (60) px (smaller faces in small images) and report every face found.
     ``score_threshold``: YuNet's confidence cut (0.6: OpenCV Zoo's default; lower finds more and
     risks false faces). The other arguments set the search described in the module docstring.
     """
+
+    sure_score = SURE_SCORE  # the Recognizer reads it: it orders any detector's faces the same way
 
     def __init__(self, model: Union[str, Path, None] = None, min_face: Optional[float] = None,
                  score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
@@ -482,5 +491,5 @@ class YuNetDetector:
             if box[2] < 1 or box[3] < 1:
                 continue
             out.append(Detection(box=box, landmarks=r[4:14].reshape(5, 2).astype(np.float32), score=float(r[14])))
-        out.sort(key=lambda d: (-d.box[2] * d.box[3], -d.score))  # largest first, then surest
+        out.sort(key=lambda d: face_order(d.box, d.score, self.sure_score))
         return out

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ASTRONAUT, ASTRONAUT_FACE, REPO, ferplus_valid, iou, paste
-from pyfer.detect import EyeAligner, HaarDetector, check_box, clip_box, crop_face, get_detector
-from pyfer.yunet import DEFAULT_MIN_FACE, NET_FACE, Detection, YuNetDetector
+from pyfer.detect import EyeAligner, HaarDetector, check_box, clip_box, crop_face, face_order, get_detector
+from pyfer.yunet import DEFAULT_MIN_FACE, NET_FACE, SURE_SCORE, Detection, YuNetDetector
 
 sys.path.insert(0, str(REPO / "scripts"))
 import group_photos  # noqa: E402  (scripts/group_photos.py: builds the photos at test time)
@@ -343,10 +343,25 @@ def test_yunet_score_threshold(photos):
     assert 0 < len(hi) < len(lo)
 
 
-def test_largest_first(yunet, photos):
+def test_sure_faces_first_then_largest(yunet, photos):
+    """The documented order. In the group photos every first face is the largest (4 of the 43 real
+    faces found score under SURE_SCORE, none of them a largest one)."""
     for p in photos.values():
-        areas = [d.box[2] * d.box[3] for d in yunet(p.image)]
-        assert areas == sorted(areas, reverse=True), p.name
+        found = yunet(p.image)
+        keys = [face_order(d.box, d.score, SURE_SCORE) for d in found]
+        assert keys == sorted(keys), p.name
+        assert found[0].box == max(found, key=lambda d: d.box[2] * d.box[3]).box, p.name
+
+
+def test_a_large_false_face_of_an_enlarged_photo_does_not_come_first(yunet):
+    """The astronaut enlarged to a phone camera's 4032 px: smooth, it gives false faces (the
+    shuttle, 0.64; 892 px) larger than the real face (0.94; 723 px), which must still come first."""
+    img = cv2.imread(str(ASTRONAUT))
+    big = cv2.resize(img, (4032, 4032), interpolation=cv2.INTER_LINEAR)
+    found = yunet(big)
+    real = tuple(round(v * 4032 / 320) for v in ASTRONAUT_FACE)
+    assert len(found) >= 2 and found[1].box[2] * found[1].box[3] > found[0].box[2] * found[0].box[3], found
+    assert iou(found[0].box, real) > 0.6 and found[0].score >= SURE_SCORE > found[1].score, found
 
 
 @pytest.fixture(scope="module")

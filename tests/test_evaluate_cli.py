@@ -65,6 +65,22 @@ def test_a_model_s_own_class_name_wins_over_a_common_name():
     assert [class_of(n, names) for n in ("sad", "Happy", "happiness", "anger")] == [2, 1, None, None]
 
 
+def test_evaluate_takes_class_names_or_indices_and_says_what_is_wrong(weights_path):
+    """A list of one's own may label faces by name; an empty list or a bad label is a ValueError
+    that says so (an empty list raised IndexError building its own message)."""
+    from pyfer.evaluate import evaluate
+
+    rec = pyfer.Recognizer(weights_path, threads=1)
+    by_name = evaluate(rec, [(ASTRONAUT, "Happy")], progress=False)
+    by_index = evaluate(rec, [(ASTRONAUT, rec.class_names.index("happiness"))], progress=False)
+    assert by_name["per_image"] == by_index["per_image"] and by_name["per_image"][0]["label"] == "happiness"
+    for items, why in (([], "no images to evaluate"), ([(ASTRONAUT, "cheerful")], "'cheerful' is no class"),
+                       ([(ASTRONAUT, 8)], "neither a class name nor a class index 0-7"),
+                       ([(ASTRONAUT, True)], "neither a class name")):
+        with pytest.raises(ValueError, match=why):
+            evaluate(rec, items, progress=False)
+
+
 def test_limit_keeps_every_class_of_a_sorted_list():
     items = [(f"{c}{i}", c) for c in range(8) for i in range(3)]  # 8 classes of 3, sorted by class
     for n in (5, 8, 13, 23):

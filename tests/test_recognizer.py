@@ -11,6 +11,7 @@ import pytest
 
 import pyfer
 from conftest import ASTRONAUT, ASTRONAUT_FACE, REPO, ferplus_valid, iou, paste
+from pyfer.detect import face_order
 from pyfer.facenorm import FaceFraming
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -150,12 +151,13 @@ def test_five_faces_1080p(recognizer, photos):
     for faces, p in zip(batch, [p for n, p in photos.items() if n.startswith("five_faces")]):
         hit, extra = group_photos.match(p.faces, [f.box for f in faces])
         assert all(hit) and extra == 0, (p.name, hit)
-        areas = [f.box[2] * f.box[3] for f in faces]
-        assert areas == sorted(areas, reverse=True)
+        keys = [face_order(f.box, f.detection_score, recognizer.detector.sure_score) for f in faces]
+        assert keys == sorted(keys)
 
 
 def test_order_of_a_custom_detectors_faces(engine_module, weights_path):
-    """Any detector's faces come largest first (equal areas: surest first), whatever it returns."""
+    """Any detector's faces come largest first (equal areas: surest first), whatever it returns;
+    faces it scores under its ``sure_score``, where it has one, after the others."""
     class Det:
         def __init__(self, box, score):
             self.box, self.score = box, score
@@ -165,6 +167,13 @@ def test_order_of_a_custom_detectors_faces(engine_module, weights_path):
     faces = rec.predict(ASTRONAUT)
     assert [f.box for f in faces] == [(5, 150, 120, 100), (200, 60, 80, 80), (100, 50, 80, 80), (10, 10, 30, 30)]
     assert [f.detection_score for f in faces] == [None, 0.9, 0.7, None]
+    class Sure:
+        sure_score = 0.8
+
+        def __call__(self, img):
+            return out
+    faces = pyfer.Recognizer(weights_path, detector=Sure(), threads=1).predict(ASTRONAUT)
+    assert [f.box for f in faces] == [(5, 150, 120, 100), (200, 60, 80, 80), (10, 10, 30, 30), (100, 50, 80, 80)]
     # min_face and score_threshold filter a callable's faces too (scoreless faces pass the threshold)
     rec = pyfer.Recognizer(weights_path, detector=lambda img: out, threads=1, min_face=50, score_threshold=0.8)
     assert [f.box for f in rec.predict(ASTRONAUT)] == [(5, 150, 120, 100), (200, 60, 80, 80)]
@@ -737,6 +746,15 @@ def test_predict_batch_refuses_a_single_image_array(recognizer):
         with pytest.raises(ValueError, match=r"predict_batch\(\[image\]\)"):
             recognizer.predict_batch(one)
     assert [len(f) for f in recognizer.predict_batch(np.stack([bgr, bgr]))] == [1, 1]  # a stack is a batch
+
+
+def test_several_images_given_to_predict_point_to_predict_batch(recognizer):
+    bgr = cv2.imread(str(ASTRONAUT))
+    for several in ([str(ASTRONAUT)] * 2, (bgr, bgr)):
+        with pytest.raises(TypeError, match=r"several images: predict_batch"):
+            recognizer.predict(several)
+    with pytest.raises(ValueError, match=r"a stack of images\? predict_batch takes one"):
+        recognizer.predict(np.stack([bgr, bgr]))
 
 
 def test_predict_batch_return_exceptions(recognizer, tmp_path):

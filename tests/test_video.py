@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+import pyfer
 from conftest import ASTRONAUT, paste
 from pyfer import EMOTIONS, Face
 from pyfer.video import IoUTracker, draw_faces, iou, process_video
@@ -53,6 +54,26 @@ def test_draw_faces_gray_and_color():
         out = draw_faces(img, [f], [7])
         assert out.shape == (100, 120, 3) and out.any()
         np.testing.assert_array_equal(img, before, err_msg=f"input of shape {img.shape} was drawn on")
+
+
+def test_draw_faces_takes_what_predict_takes(tmp_path):
+    """pyfer.draw_faces(path | PIL image | float array, faces): the same uint8 BGR drawing as on the
+    decoded array (a [0, 1] float image was drawn on in 255s and came back float64)."""
+    import cv2
+
+    Image = pytest.importorskip("PIL.Image")
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[20:80, 30:90] = (40, 120, 200)
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), img)
+    f = face((10, 10, 50, 50), 1)
+    want = draw_faces(img, [f])
+    for given in (str(path), path, Image.open(path), img.astype(np.float32) / 255):
+        out = pyfer.draw_faces(given, [f])
+        assert out.dtype == np.uint8 and out.shape == (100, 120, 3), type(given)
+        np.testing.assert_array_equal(out, want, err_msg=str(type(given)))
+    with pytest.raises(FileNotFoundError):
+        pyfer.draw_faces(tmp_path / "missing.png", [f])
 
 
 @pytest.mark.parametrize("thick", [1, 2, 5])
