@@ -9,8 +9,10 @@
 (``build_info()["cuda"]``) and a GPU is usable (``cuda_devices()``); otherwise it raises
 ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
 
-``threads=None`` uses every core for batches (split over images); a batch of one always runs on
-one thread. ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
+``threads=None`` uses every CPU this process may use (its affinity: taskset, a container's
+cpuset) for batches, split over images; a batch of one always runs on one thread. A Recognizer's
+"predict" is a batch of two (the face and its mirror). After ``os.fork()`` a child gets a pool of
+its own on its first batch. ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
 "auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
 sets ``PYFER_FORCE_PORTABLE=1``; a forced kernel set the build or CPU lacks raises ValueError;
 "ref" runs the plain-loop reference implementation (slow).

@@ -277,3 +277,17 @@ def test_a_recognizer_made_before_fork_works_in_the_child():
     out = subprocess.run([sys.executable, "-c", FORK_CHILD, str(ASTRONAUT)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.split() == ["0", "0", "True"], (out.stdout, out.stderr[-2000:])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_default_threads_are_the_cpus_the_process_may_use():
+    """taskset or a container's cpuset: the default pool has one thread per usable CPU, not one
+    per CPU of the host (it counted the host's before, session 35)."""
+    import subprocess
+
+    code = ("import os, pyfer\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "print(pyfer.Engine(%r).info()['threads'], pyfer.Recognizer(%r).engine.info()['threads'])"
+            % (str(SHIPPED_WEIGHTS), str(SHIPPED_WEIGHTS)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "1"], (out.stdout, out.stderr[-2000:])
+    assert pyfer.Engine(SHIPPED_WEIGHTS).info()["threads"] == len(os.sched_getaffinity(0))

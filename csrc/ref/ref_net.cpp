@@ -2,10 +2,10 @@
 // the plain-loop ops of ops.cpp (explicit split / concat / channel_shuffle / add passes, no
 // fusion, raw OIHW weights). Used as the "ref" backend and as the oracle for block tests.
 #include <algorithm>
-#include <thread>
 
 #include "../core/model.hpp"
 #include "../runtime/backend.hpp"
+#include "../runtime/thread_pool.hpp"
 #include "ref.hpp"
 
 namespace pyfer {
@@ -71,7 +71,7 @@ namespace {
 class RefBackend final : public Backend {
 public:
     RefBackend(std::shared_ptr<const Model> m, int threads) : m_(std::move(m)) {
-        if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+        if (threads <= 0) threads = usable_cpus();
         threads_ = std::min(threads, 256);  // reported only: the reference runs on the calling thread
     }
     void forward(const float* x, int n, float* logits) override {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
-#include <thread>
 
 namespace pyfer {
 
@@ -18,7 +17,7 @@ CpuEngine::CpuEngine(std::shared_ptr<const CpuNet> net, int threads, const std::
 }
 
 void CpuEngine::init(int threads, int group) {
-    if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    if (threads <= 0) threads = usable_cpus();
     threads_ = std::min(threads, 256);
     if (group <= 0) group = 8;
     group_ = group;

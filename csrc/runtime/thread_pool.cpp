@@ -1,7 +1,11 @@
 #include "thread_pool.hpp"
 
 #include <unistd.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -10,6 +14,14 @@
 #include <vector>
 
 namespace pyfer {
+
+int usable_cpus() {
+#ifdef __linux__
+    cpu_set_t set;
+    if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    return std::max(1u, std::thread::hardware_concurrency());
+}
 
 struct ThreadPool::Shared {
     std::vector<std::thread> workers;

@@ -17,6 +17,11 @@
 
 namespace pyfer {
 
+// The CPUs this process may run on: its affinity mask on Linux (taskset, a container's cpuset:
+// hardware_concurrency counts every CPU of the host), else std::thread::hardware_concurrency; at
+// least 1. The default engine thread count.
+int usable_cpus();
+
 class ThreadPool {
 public:
     explicit ThreadPool(int nthreads);
