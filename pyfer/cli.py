@@ -41,13 +41,15 @@ from typing import IO, Iterator, Optional, Sequence
 from pyfer.files import image_files, is_image_name
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: an output (a file or stdout) could not be written
 
 GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
                     "annotated copy not written (each reported on stderr, the rest still processed); 2 usage "
-                    "or setup error, nothing processed; 130 interrupted; 141 stdout closed by its reader")
+                    "or setup error, nothing processed; 74 an output could not be written (disk full, I/O "
+                    "error); 130 interrupted; 141 stdout closed by its reader")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
 
@@ -746,10 +748,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:  # (after FileNotFoundError above)
         # `pyfer predict DIR --json | head`: the reader has what it wanted (Windows reports the
         # closed pipe as EINVAL); stop without a traceback
-        if not (isinstance(e, BrokenPipeError) or (os.name == "nt" and e.errno == errno.EINVAL)):
-            raise
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        if isinstance(e, BrokenPipeError) or (os.name == "nt" and e.errno == errno.EINVAL):
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        # a full disk or a device error under --csv, --json, --out or stdout: one line, not a traceback
+        print(f"pyfer {args.cmd}: an output could not be written: {e}", file=sys.stderr)
+        try:
+            sys.stdout.flush()
+        except OSError:  # stdout itself: the interpreter's last flush would fail again
+            _silence_stdout()
+        return EXIT_OUTPUT_FAILED
 
 
 if __name__ == "__main__":

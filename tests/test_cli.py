@@ -702,3 +702,18 @@ def test_no_annotated_copies_line_when_every_input_failed(weights_path, tmp_path
     rc, _, err = run_cli(["predict", str(ASTRONAUT), str(broken), "--out-dir", str(tmp_path / "out"), "--weights",
                           str(weights_path)], capsys)
     assert rc == 1 and "annotated copies in" in err, err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("full", ["--csv", "stdout"])
+def test_a_full_disk_is_one_line_and_status_74(full):
+    """An output that cannot be written mid-run (/dev/full: ENOSPC) ended in a traceback with
+    status 1, which means a bad input (session 35)."""
+    args = [sys.executable, "-m", "pyfer", "predict", str(ASTRONAUT), "--json"]
+    with open("/dev/full", "w") as dev_full:
+        r = subprocess.run(args + ["--csv", "/dev/full"] if full == "--csv" else args,
+                           stdout=dev_full if full == "stdout" else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    assert r.returncode == 74, r.stderr
+    assert r.stderr.strip().splitlines() == ["pyfer predict: an output could not be written: [Errno 28] "
+                                             "No space left on device"], r.stderr
