@@ -550,9 +550,18 @@ def info_dict(weights: Optional[str] = None) -> dict:
     import pyfer
     from pyfer.engine import file_sha256
 
-    d: dict = {"pyfer": pyfer.__version__}
+    import platform
+
+    import numpy
+
+    from pyfer.engine import cuda_devices
+
+    d: dict = {"pyfer": pyfer.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+               "platform": platform.platform()}
     try:
         d["build"] = pyfer.build_info()
+        count, why = cuda_devices()  # the build may have CUDA where no GPU or driver is
+        d["cuda_devices"] = {"count": count, "why": why}
     except Exception as e:  # engine not built: still report the rest
         d["build"] = f"unavailable: {e}"
     try:
@@ -562,9 +571,10 @@ def info_dict(weights: Optional[str] = None) -> dict:
         d["weights"] = f"unavailable: {e}"
     else:
         try:  # what the engine makes of the file (it used to be hashed and never checked)
-            m = pyfer.Engine(str(path), threads=1).info()
+            m = pyfer.Engine(str(path)).info()
             d["weights"]["model"] = {k: m[k] for k in ("architecture", "num_classes", "input_size", "in_channels",
                                                        "gflops_per_image")}
+            d["default_threads"] = m["threads"]
         except Exception as e:  # not a pyfer model, or no engine built: report, do not fail the rest
             d["weights"]["error"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     try:
@@ -594,13 +604,17 @@ def _info(args) -> int:
         print(json.dumps(d))
         return 0 if weights_usable(args, d) else 2
     b, w = d["build"], d["weights"]
-    print(f"pyfer {d['pyfer']} (OpenCV {d['opencv']})")
+    print(f"pyfer {d['pyfer']} (OpenCV {d['opencv']}, numpy {d['numpy']}, Python {d['python']}, {d['platform']})")
     if isinstance(b, dict):
         isa = b.get("isa", {})
         if isinstance(isa, dict):  # what "auto" picked, and the rule that picked it
             why = f" ({isa['why']}; runnable: {', '.join(isa.get('runnable', []))})" if isa.get("why") else ""
             isa = f"{isa.get('selected')}{why}"
-        print(f"engine: isa {isa}, cuda {b.get('cuda')}, compiler {b.get('compiler', '?')}")
+        gpus = d["cuda_devices"]
+        cuda = (f"{gpus['count']} CUDA device(s)" if gpus["count"] else f"no CUDA device ({gpus['why']})") \
+            if b.get("cuda") else "a CPU-only build"
+        threads = f", {d['default_threads']} threads by default" if "default_threads" in d else ""
+        print(f"engine: isa {isa}, {cuda}, compiler {b.get('compiler', '?')}{threads}")
     else:
         print(f"engine: {b}")
     if isinstance(w, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import types
@@ -79,7 +80,10 @@ def test_info(weights_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["pyfer"]
     assert d["weights"]["path"] == str(weights_path) and len(d["weights"]["sha256"]) == 64
-    assert "build" in d
+    assert "build" in d and d["python"] == platform.python_version() and d["numpy"] == np.__version__
+    from pyfer.engine import cuda_devices
+    assert d["cuda_devices"] == dict(zip(("count", "why"), cuda_devices()))  # a CUDA build is not a usable GPU
+    assert d["default_threads"] == pyfer.Engine(str(weights_path)).info()["threads"]
     det = d["detector"]
     assert det["backend"] == "engine" and det["path"].endswith("yunet.safetensors")
     assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()
@@ -119,7 +123,8 @@ def test_python_m_pyfer_help():
 def test_info_text(weights_path, capsys):
     assert main(["info", "--weights", str(weights_path)]) == 0
     out = capsys.readouterr().out
-    assert "isa" in out and "cuda" in out and str(weights_path) in out and "sha256" in out
+    assert "isa" in out and "CUDA" in out and str(weights_path) in out and "sha256" in out
+    assert f"Python {platform.python_version()}" in out and "threads by default" in out
 
 
 # -- folders, globs, CSV, JSON lines, annotated copies, exit statuses (issue 12) ---------------
