@@ -271,6 +271,7 @@ print(*codes, got == want)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.skipif(TSAN, reason="ThreadSanitizer kills a child that starts threads after a multi-threaded fork")
 def test_a_recognizer_made_before_fork_works_in_the_child():
     import subprocess
 
