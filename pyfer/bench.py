@@ -10,7 +10,7 @@ comparison against PyTorch, ONNX Runtime and OpenCV DNN needs the dev tree (trai
 the ONNX file): ``python scripts/bench_compare.py`` there (BENCHMARKS.md).
 
 ``--input``: what the network sees. ``noise`` (default) is a fixed standard-normal array; an image
-path uses the largest face in it, detected and framed as ``Recognizer.predict`` does, repeated
+path uses the first face found in it, detected and framed as ``Recognizer.predict`` does, repeated
 over the batch. The engine's time depends on the input: the
 first 1x1 conv of every unit and conv5 skip the zero (post-ReLU) channels of each pixel.
 
@@ -61,8 +61,8 @@ def available_isas() -> list:
 
 
 def make_input(source: str, batch: int, weights) -> np.ndarray:
-    """(batch, C, H, W) float32 input for the network in ``weights``: ``"noise"``, or the largest
-    face in an image file, detected and framed as ``Recognizer.predict`` does (YuNet, landmark
+    """(batch, C, H, W) float32 input for the network in ``weights``: ``"noise"``, or the first
+    face found in an image file, detected and framed as ``Recognizer.predict`` does (YuNet, landmark
     alignment), so activations (and zero-skipping) are those of a real face."""
     from pyfer.engine import Engine
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="with --compare: interleaved rounds")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--input", default="noise", metavar="noise|IMAGE",
-                    help="network input: a fixed noise array, or the largest face found in IMAGE")
+                    help="network input: a fixed noise array, or the first face found in IMAGE (as predict orders them)")
     args = ap.parse_args(argv)
     weights = Path(args.weights) if args.weights else default_weights()
     if not weights.is_file():

@@ -18,6 +18,7 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        an output (``--out``, ``--csv``, ``--jsonl``) naming an input, two outputs naming the same
        file; for ``pyfer video``, a source that cannot be opened or gives no frame, a source or
        ``--out`` whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
+   74  an output file or stdout could not be written during the run (a full disk, a device error)
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
@@ -547,23 +548,22 @@ def _evaluate(args) -> int:
 
 
 def info_dict(weights: Optional[str] = None) -> dict:
-    import pyfer
-    from pyfer.engine import file_sha256
-
     import platform
 
     import numpy
 
-    from pyfer.engine import cuda_devices
+    import pyfer
+    from pyfer.engine import cuda_devices, file_sha256
 
     d: dict = {"pyfer": pyfer.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
                "platform": platform.platform()}
     try:
         d["build"] = pyfer.build_info()
-        count, why = cuda_devices()  # the build may have CUDA where no GPU or driver is
-        d["cuda_devices"] = {"count": count, "why": why}
     except Exception as e:  # engine not built: still report the rest
         d["build"] = f"unavailable: {e}"
+    else:
+        count, why = cuda_devices()  # a CUDA build may have no usable GPU or driver
+        d["cuda_devices"] = {"count": count, "why": why}
     try:
         path = Path(weights) if weights else pyfer.default_weights_path()
         d["weights"] = {"path": str(path), "sha256": file_sha256(path)}
@@ -571,10 +571,9 @@ def info_dict(weights: Optional[str] = None) -> dict:
         d["weights"] = f"unavailable: {e}"
     else:
         try:  # what the engine makes of the file (it used to be hashed and never checked)
-            m = pyfer.Engine(str(path)).info()
+            m = pyfer.Engine(str(path), threads=1).info()
             d["weights"]["model"] = {k: m[k] for k in ("architecture", "num_classes", "input_size", "in_channels",
                                                        "gflops_per_image")}
-            d["default_threads"] = m["threads"]
         except Exception as e:  # not a pyfer model, or no engine built: report, do not fail the rest
             d["weights"]["error"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     try:
@@ -613,8 +612,7 @@ def _info(args) -> int:
         gpus = d["cuda_devices"]
         cuda = (f"{gpus['count']} CUDA device(s)" if gpus["count"] else f"no CUDA device ({gpus['why']})") \
             if b.get("cuda") else "a CPU-only build"
-        threads = f", {d['default_threads']} threads by default" if "default_threads" in d else ""
-        print(f"engine: isa {isa}, {cuda}, compiler {b.get('compiler', '?')}{threads}")
+        print(f"engine: isa {isa}, {cuda}, compiler {b.get('compiler', '?')}, {b['default_threads']} threads by default")
     else:
         print(f"engine: {b}")
     if isinstance(w, dict):
@@ -765,7 +763,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if isinstance(e, BrokenPipeError) or (os.name == "nt" and e.errno == errno.EINVAL):
             _silence_stdout()
             return EXIT_BROKEN_PIPE
-        # a full disk or a device error under --csv, --json, --out or stdout: one line, not a traceback
+        if e.filename is not None:  # opening a named file (an input such as evaluate's CSV): set-up
+            print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        # a write on an open stream (--csv, --json FILE, stdout) failed: a full disk, a device error
         print(f"pyfer {args.cmd}: an output could not be written: {e}", file=sys.stderr)
         try:
             sys.stdout.flush()

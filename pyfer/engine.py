@@ -10,9 +10,10 @@
 ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
 
 ``threads=None`` uses every CPU this process may use (its affinity: taskset, a container's
-cpuset) for batches, split over images; a batch of one always runs on one thread. A Recognizer's
+cpuset; a CPU quota such as ``docker --cpus`` is not read) for batches, split over images; a batch of one always runs on one thread. A Recognizer's
 "predict" is a batch of two (the face and its mirror). After ``os.fork()`` a child gets a pool of
-its own on its first batch. ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
+its own on its first batch, provided no other thread of the parent was inside the engine at the
+fork (its lock is copied held: the child would wait forever, as with any threaded library). ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
 "auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
 sets ``PYFER_FORCE_PORTABLE=1``; a forced kernel set the build or CPU lacks raises ValueError;
 "ref" runs the plain-loop reference implementation (slow).
@@ -52,7 +53,9 @@ def file_sha256(path) -> str:
 
 
 def build_info() -> dict:
-    """Build facts: ``version``, ``isa`` ({compiled, runnable, detected, selected, why}), ``cuda`` (bool)."""
+    """Build facts: ``version``, ``isa`` ({compiled, runnable, detected, selected, why}), ``cuda`` (bool:
+    a CUDA build, not a usable GPU: :func:`cuda_devices`), ``default_threads`` (what ``threads=None``
+    gives an engine here)."""
     return dict(_ext().build_info())
 
 

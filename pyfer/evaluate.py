@@ -4,7 +4,7 @@ Labelled images come as a folder with one subfolder per expression (``happy/``, 
 or as a CSV file with ``path`` and ``label`` columns, paths relative to the CSV's folder. Labels
 are pyfer's class names or their common forms (``happy``, ``angry``, ``sad``, ``surprised``,
 ``scared``, ...). Every image goes through ``Recognizer.predict`` as an application runs it: the
-first face (the largest) is the answer, and an image where no face is found counts as wrong
+first face (the largest, sure faces first) is the answer, and an image where no face is found counts as wrong
 (the "no face" column of the confusion matrix).
 
 Metrics are computed here with numpy, not scikit-learn, which the wheel does not depend on;

@@ -7,7 +7,7 @@ and face framing, plus detection on the group photos of ``scripts/group_photos.p
     python scripts/eval_frontend.py --json results.json  # also write the numbers as JSON
 
 Each image goes through ``predict`` from its file, as a user's would (decode included). The face
-taken is the first one returned (the largest); an image without a face counts as wrong for the
+taken is the first one returned (the largest, sure faces first); an image without a face counts as wrong for the
 accuracy over all images and as the extra class "no face" for macro recall (the mean over the
 data set's classes of the share of each class predicted right). Accuracy on the detected images
 is given too. Configurations:

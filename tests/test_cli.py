@@ -81,9 +81,10 @@ def test_info(weights_path, capsys):
     assert d["pyfer"]
     assert d["weights"]["path"] == str(weights_path) and len(d["weights"]["sha256"]) == 64
     assert "build" in d and d["python"] == platform.python_version() and d["numpy"] == np.__version__
-    from pyfer.engine import cuda_devices
-    assert d["cuda_devices"] == dict(zip(("count", "why"), cuda_devices()))  # a CUDA build is not a usable GPU
-    assert d["default_threads"] == pyfer.Engine(str(weights_path)).info()["threads"]
+    gpus = d["cuda_devices"]  # a CUDA build is not a usable GPU: a count, or why there is none
+    assert isinstance(gpus["count"], int) and (gpus["count"] > 0 or len(gpus["why"]) > 10), gpus
+    if hasattr(os, "sched_getaffinity"):
+        assert d["build"]["default_threads"] == min(len(os.sched_getaffinity(0)), 256)
     det = d["detector"]
     assert det["backend"] == "engine" and det["path"].endswith("yunet.safetensors")
     assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()
@@ -123,7 +124,8 @@ def test_python_m_pyfer_help():
 def test_info_text(weights_path, capsys):
     assert main(["info", "--weights", str(weights_path)]) == 0
     out = capsys.readouterr().out
-    assert "isa" in out and "CUDA" in out and str(weights_path) in out and "sha256" in out
+    assert "isa" in out and str(weights_path) in out and "sha256" in out
+    assert "CUDA device" in out if pyfer.build_info()["cuda"] else "a CPU-only build" in out
     assert f"Python {platform.python_version()}" in out and "threads by default" in out
 
 

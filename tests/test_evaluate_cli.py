@@ -211,3 +211,10 @@ def test_sfew_through_the_cli_equals_predict_image_by_image(sfew_dir, capsys, tr
     assert r["images"] == 40 and r["accuracy"] == pytest.approx(right / 40)
     assert sum(map(sum, r["confusion"]["counts"])) == 40
     assert 0.3 < r["accuracy"] < 0.8  # the shipped student reads 50% of all 860 (docs/recognizer.md)
+
+
+def test_a_source_that_cannot_be_opened_is_a_setup_error_not_an_output_one(tmp_path, capsys):
+    """An OSError on a named input (a name too long for the file system) is status 2, one line;
+    status 74 is for outputs that cannot be written (session 35's review)."""
+    rc, _, err = run([tmp_path / ("x" * 300 + ".csv")], capsys)
+    assert rc == 2 and "File name too long" in err and len(err.strip().splitlines()) == 1, err

@@ -186,6 +186,7 @@ private:
 py::dict build_info() {
     py::dict d;
     d["version"] = PYFER_VERSION;
+    d["default_threads"] = engine_threads(0);  // what threads=None gives an engine
     // "" for an ordinary build; the sanitizer steps (scripts/sanitize.sh, scripts/tsan.sh) refuse
     // to run their tests unless the imported module reports the instrumentation they built
     const std::string core = core_sanitized(), mod = sanitizers_of_this_unit();

@@ -71,8 +71,7 @@ namespace {
 class RefBackend final : public Backend {
 public:
     RefBackend(std::shared_ptr<const Model> m, int threads) : m_(std::move(m)) {
-        if (threads <= 0) threads = usable_cpus();
-        threads_ = std::min(threads, 256);  // reported only: the reference runs on the calling thread
+        threads_ = engine_threads(threads);  // reported only: the reference runs on the calling thread
     }
     void forward(const float* x, int n, float* logits) override {
         if (n <= 0) return;

@@ -17,8 +17,7 @@ CpuEngine::CpuEngine(std::shared_ptr<const CpuNet> net, int threads, const std::
 }
 
 void CpuEngine::init(int threads, int group) {
-    if (threads <= 0) threads = usable_cpus();
-    threads_ = std::min(threads, 256);
+    threads_ = engine_threads(threads);
     if (group <= 0) group = 8;
     group_ = group;
     pool_ = std::make_unique<ThreadPool>(threads_);

@@ -1,6 +1,8 @@
 #include "thread_pool.hpp"
 
 #include <unistd.h>
+
+#include <cerrno>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -17,8 +19,17 @@ namespace pyfer {
 
 int usable_cpus() {
 #ifdef __linux__
-    cpu_set_t set;
-    if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    // a mask as large as the kernel's: a fixed cpu_set_t (1024 CPUs) fails with EINVAL beyond that
+    for (int ncpus = 1024; ncpus <= (1 << 20); ncpus *= 2) {
+        cpu_set_t* set = CPU_ALLOC(ncpus);
+        if (!set) break;
+        const size_t bytes = CPU_ALLOC_SIZE(ncpus);
+        const int got = ::sched_getaffinity(0, bytes, set) == 0 ? CPU_COUNT_S(bytes, set) : -1;
+        const bool too_small = got < 0 && errno == EINVAL;
+        CPU_FREE(set);
+        if (got > 0) return got;
+        if (!too_small) break;
+    }
 #endif
     return std::max(1u, std::thread::hardware_concurrency());
 }
@@ -77,9 +88,8 @@ bool ThreadPool::forked() const { return ::getpid() != owner_; }
 int ThreadPool::size() const { return int(s_->workers.size()) + 1; }
 
 ThreadPool::~ThreadPool() {
-    if (forked()) {  // see thread_pool.hpp: kept, reachable and unused, for the rest of the process
-        static auto* abandoned = new std::vector<std::unique_ptr<Shared>>;
-        abandoned->push_back(std::move(s_));
+    if (forked()) {  // see thread_pool.hpp: left as it is, for the rest of the process
+        (void)s_.release();
         return;
     }
     {
@@ -93,10 +103,6 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::run(int ntasks, const std::function<void(int)>& fn) {
     if (ntasks <= 0) return;
     Shared& s = *s_;
-    if (forked()) {  // no workers in this process, and the locks may have been copied held
-        for (int i = 0; i < ntasks; ++i) fn(i);
-        return;
-    }
     std::lock_guard<std::mutex> job(s.run_mu);
     if (s.workers.empty() || ntasks == 1) {
         for (int i = 0; i < ntasks; ++i) fn(i);

@@ -6,12 +6,13 @@
 // fork() copies a process with only the forking thread: in a child (gunicorn --preload,
 // multiprocessing's "fork" start) the workers are gone, the locks may have been copied held, and
 // the condition variables still count the parent's sleeping workers (destroying one waits for
-// them forever). A pool knows the process that made it: in another, run() does every task on the
-// calling thread, and the destructor abandons the state the workers shared instead of stopping,
-// joining and destroying it. CpuEngine makes itself a new pool in the child (engine.cpp).
+// them forever). A pool knows the process that made it: in another it must not run (CpuEngine
+// makes itself a new pool in the child first: engine.cpp), and its destructor leaves the state
+// the workers shared as it is instead of stopping, joining and destroying it.
 #pragma once
 #include <sys/types.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 
@@ -21,6 +22,9 @@ namespace pyfer {
 // hardware_concurrency counts every CPU of the host), else std::thread::hardware_concurrency; at
 // least 1. The default engine thread count.
 int usable_cpus();
+// threads=None (0) gives an engine min(usable_cpus(), MAX_THREADS); more are capped too
+constexpr int MAX_THREADS = 256;
+inline int engine_threads(int requested) { return std::min(requested > 0 ? requested : usable_cpus(), MAX_THREADS); }
 
 class ThreadPool {
 public:
@@ -30,7 +34,7 @@ public:
     ThreadPool& operator=(const ThreadPool&) = delete;
     int size() const;
     void run(int ntasks, const std::function<void(int)>& fn);
-    bool forked() const;  // this process is a fork() child of the one that made the pool
+    bool forked() const;  // this process is a fork() child of the one that made the pool: replace it
 
 private:
     struct Shared;  // what the workers share (thread_pool.cpp)
