@@ -280,6 +280,47 @@ def test_a_recognizer_made_before_fork_works_in_the_child():
     assert out.returncode == 0 and out.stdout.split() == ["0", "0", "True"], (out.stdout, out.stderr[-2000:])
 
 
+FORK_DURING_PREDICT = """
+import os, sys, threading, time
+import numpy as np, pyfer
+rec = pyfer.Recognizer(threads=2)
+want = [(f.box, f.label, f.confidence) for f in rec.predict(sys.argv[1])]
+batch = np.zeros((256, 1, 64, 64), np.float32)  # about 0.1-0.3 s inside the engine per call
+busy, stop = threading.Event(), threading.Event()
+def work():
+    while not stop.is_set():
+        busy.set()
+        rec.engine.forward(batch)
+worker = threading.Thread(target=work)
+worker.start()
+codes = []
+for _ in range(5):
+    busy.wait()
+    time.sleep(0.05)  # most likely inside forward now
+    pid = os.fork()
+    if pid == 0:
+        got = [(f.box, f.label, f.confidence) for f in rec.predict(sys.argv[1])]
+        os._exit(0 if got == want else 3)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+stop.set()
+worker.join()
+print(*codes)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.skipif(TSAN, reason="ThreadSanitizer kills a child that starts threads after a multi-threaded fork")
+def test_fork_while_another_thread_predicts():
+    """fork() while a thread is inside the engine: the child's engine lock was copied held, and its
+    first predict waited forever (3 children of 3, session 35's review); now fork() waits for the
+    call in flight (csrc/runtime/fork_safe_mutex.hpp)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", FORK_DURING_PREDICT, str(ASTRONAUT)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["0"] * 5, (out.stdout, out.stderr[-2000:])
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_default_threads_are_the_cpus_the_process_may_use():
     """taskset or a container's cpuset: the default pool has one thread per usable CPU, not one

@@ -7,13 +7,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "../core/sanitized.hpp"
 #include "../ref/ref.hpp"
 #include "../runtime/engine.hpp"
+#include "../runtime/fork_safe_mutex.hpp"
 #include "../runtime/yunet_engine.hpp"
 #include "errors.hpp"
 #ifdef PYFER_HAVE_CUDA
@@ -66,8 +66,8 @@ public:
         const float* src = static_cast<const float*>(x.data());
         float* dst = out.mutable_data();
         {
-            py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lk(mu_);
+            py::gil_scoped_release nogil;  // released before the lock, taken back after it (fork_safe_mutex.hpp)
+            std::lock_guard<ForkSafeMutex> lk(mu_);
             backend_->forward(src, n, dst);
         }
         return out;
@@ -101,7 +101,7 @@ public:
         std::vector<BlockTiming> t;
         {
             py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lk(mu_);
+            std::lock_guard<ForkSafeMutex> lk(mu_);
             t = c->profile(x.data(), int(x.size() / img), reps);
         }
         py::list out;
@@ -117,7 +117,7 @@ public:
 
 private:
     std::unique_ptr<Backend> backend_;
-    std::mutex mu_;
+    ForkSafeMutex mu_;  // one call at a time: one workspace per engine
 };
 
 // The YuNet face detector (pyfer/yunet.py decodes its outputs): forward(image) -> per level an

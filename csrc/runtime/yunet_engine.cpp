@@ -16,7 +16,7 @@ std::vector<YuNetEngine::Level> YuNetEngine::levels(int h, int w) const {
 void YuNetEngine::forward(const ImageRef& img, const std::vector<float*>& outs) {
     std::unique_ptr<YuNetWorkspace> ws;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<ForkSafeMutex> lock(mu_);
         if (!free_.empty()) {
             ws = std::move(free_.back());
             free_.pop_back();
@@ -24,7 +24,7 @@ void YuNetEngine::forward(const ImageRef& img, const std::vector<float*>& outs) 
     }
     if (!ws) ws = std::make_unique<YuNetWorkspace>();
     yunet_forward(*K_, *net_, img, *ws, outs);
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<ForkSafeMutex> lock(mu_);
     free_.push_back(std::move(ws));
 }
 

@@ -3,11 +3,11 @@
 // a workspace from a small pool (one per concurrent caller, kept for reuse).
 #pragma once
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "../blocks/yunet.hpp"
+#include "fork_safe_mutex.hpp"
 
 namespace pyfer {
 
@@ -26,7 +26,7 @@ public:
 private:
     const Kernels* K_ = nullptr;
     std::shared_ptr<const YuNetCpu> net_;
-    std::mutex mu_;
+    ForkSafeMutex mu_;  // guards free_
     std::vector<std::unique_ptr<YuNetWorkspace>> free_;
 };
 
