@@ -4,7 +4,11 @@
 // pthread_atfork handlers take every live ForkSafeMutex before fork() and release them after it,
 // in the parent and in the child, so fork() waits for the calls in flight to leave their critical
 // sections. Holders must not wait for anything else while they hold one (the Python bindings
-// release the GIL before locking and unlock before taking it back).
+// release the GIL before locking and unlock before taking it back), nor register fork handlers
+// or dlopen/dlclose a library that does: glibc holds its fork-handler lock while these handlers
+// wait. The cost: Python forks with the GIL held, so every Python thread stalls until the calls
+// in flight end (os.fork, multiprocessing's "fork" workers, subprocess with preexec_fn; a plain
+// subprocess.run uses vfork on Linux and runs no handlers).
 #pragma once
 #include <mutex>
 
