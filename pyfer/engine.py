@@ -10,11 +10,13 @@
 ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
 
 ``threads=None`` uses every CPU this process may use (its affinity: taskset, a container's
-cpuset; a CPU quota such as ``docker --cpus`` is not read) for batches, split over images; a batch of one always runs on one thread. A Recognizer's
-"predict" is a batch of two (the face and its mirror). After ``os.fork()`` a child gets a pool of
-its own on its first batch; a fork waits for engine calls that other threads have in flight (with
-the GIL held: every Python thread waits too; RELIABILITY.md, Concurrency). ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks:
-"auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
+cpuset; a CPU quota such as ``docker --cpus`` is not read) for batches, split over images; a
+batch of one always runs on one thread. A Recognizer's "predict" is a batch of two (the face and
+its mirror). After ``os.fork()`` a child gets a pool of its own on its first batch; a fork waits
+for engine calls that other threads have in flight (with the GIL held: every Python thread waits
+too; RELIABILITY.md, Concurrency).
+
+``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks: "auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
 sets ``PYFER_FORCE_PORTABLE=1``; a forced kernel set the build or CPU lacks raises ValueError;
 "ref" runs the plain-loop reference implementation (slow).
 """

@@ -459,9 +459,9 @@ class Recognizer:
 
     # -- public API -------------------------------------------------------------------------
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
-        """Faces in one image, main face first (the class docstring's order). ``image``: a path, a numpy array (BGR, BGRA or
-        gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h) skips detection; their
-        faces come back in the given order."""
+        """Faces in one image, main face first (the class docstring's order). ``image``: a path, a
+        numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h)
+        skips detection; their faces come back in the given order."""
         return self._predict_many([image], None if boxes is None else [boxes])[0]
 
     @overload

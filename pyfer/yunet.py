@@ -2,8 +2,9 @@
 
 Each call gives faces with a box, five landmarks and a score, in the caller's image pixels:
 sure faces (``SURE_SCORE``) first, then doubtful ones, each group largest first. The model ships
-in the package (``pyfer/models/``, licence text beside it) twice: as OpenCV Zoo's ONNX file, and as ``yunet.safetensors`` (the same weights, converted by
-``scripts/yunet_to_safetensors.py``) for the engine.
+in the package (``pyfer/models/``, licence text beside it) twice: as OpenCV Zoo's ONNX file, and
+as ``yunet.safetensors`` (the same weights, converted by ``scripts/yunet_to_safetensors.py``) for
+the engine.
 
 Backends (``YuNetDetector(backend=...)``; default ``"engine"``, or the ``PYFER_YUNET_BACKEND``
 environment variable):
