@@ -63,7 +63,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped student)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (needs a CUDA build and a GPU)")
     p.add_argument("--threads", type=int, default=None,
-                   help="engine threads (default: every CPU this process may use, as taskset or a cpuset allows)")
+                   help="engine threads (default: every CPU this process may use, as taskset or a cpuset allows, "
+                        "no more than a cgroup CPU quota rounded up)")
     p.add_argument("--detector", default="yunet", choices=["yunet", "yunet-tilted", "haar", "mediapipe", "none"],
                    help="face detector (default yunet); yunet-tilted also finds heads tilted 30-45 degrees "
                         "in large photos (about 3x the detection time); 'none' treats each whole image as one face")
@@ -613,8 +614,9 @@ def _info(args) -> int:
         gpus = d["cuda_devices"]
         cuda = (f"{gpus['count']} CUDA device(s)" if gpus["count"] else f"no CUDA device ({gpus['why']})") \
             if b.get("cuda") else "a CPU-only build"
+        quota = f", cgroup CPU quota {b['cpu_limit']:g}" if b["cpu_limit"] else ""
         print(f"engine: isa {isa}, {cuda}, compiler {b.get('compiler', '?')}, "
-              f"{b['default_threads']} threads by default")
+              f"{b['default_threads']} threads by default ({b['usable_cpus']} usable CPUs{quota})")
     else:
         print(f"engine: {b}")
     if isinstance(w, dict):

@@ -15,8 +15,9 @@
 # rejects an ordinary module. Exit status is non-zero on any sanitizer report, test failure or
 # wrong module.
 # Steps: C++ self-test and a core harness (scripts/sanitize_harness.cpp: engine lifecycle, 20k
-# mutated headers parsed from exact-size heap buffers, ~550 mutated/truncated files) with
-# LeakSanitizer on; then the Python engine/loader/fuzz tests against the ASan module.
+# mutated headers parsed from exact-size heap buffers, ~550 mutated/truncated files, 2k mutated
+# /proc files for the cgroup reader) with LeakSanitizer on; then the Python engine/loader/fuzz
+# tests and the cgroup reader's tests against the ASan module.
 # Runtime on 2 idle cores: build ~1-2 min (-O1), tests ~3-5 min (see RELIABILITY.md).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -86,7 +87,7 @@ isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_
   PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
   "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x \
     tests/test_fuzz.py::test_engine_is_the_expected_build \
-    tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py \
+    tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py tests/test_cpu_count.py \
     --durations=10 ${SANITIZE_PYTEST_ARGS:-} \
     -k "${SANITIZE_K:-not speed}" \
   || { echo "sanitize.sh: FAILED"; exit 1; }

@@ -11,15 +11,21 @@
 // 3. Loader: files truncated at every section boundary (+-1) and with mutated headers, loaded
 //    through Model::load: each must load or throw FormatError/FileNotFound -- any other exception
 //    (bad_alloc, length_error, ...) is a failure; loaded models run one forward pass.
+// 4. cgroup CPU-limit reader (csrc/runtime/cpu_count.cpp): ITERATIONS / 10 mutations of a fake
+//    /proc/self/cgroup and /proc/self/mountinfo (v1, v2, a container's mount) over a fake cgroup
+//    tree: each read must return a finite limit >= 0 and never throw.
 // Exit 0 when nothing unexpected happened (sanitizer reports abort the process).
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "../csrc/runtime/cpu_count.hpp"
 #include "../csrc/runtime/engine.hpp"
 #include "../csrc/core/json.hpp"
 
@@ -154,6 +160,59 @@ int main(int argc, char** argv) {
     std::remove(p.c_str());
     std::printf("loader: %d mutated files (%zu truncations): %d loaded, %d refused with FormatError\n", files,
                 cuts.size(), loaded, errors);
+
+    // 4. cgroup reader on mutated /proc files
+    const std::string cg = tmp + "/cgroup_root";
+    for (const char* d : {"/proc", "/proc/self", "/sys", "/sys/fs", "/sys/fs/cgroup", "/sys/fs/cgroup/a",
+                          "/sys/fs/cgroup/a/b", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu/job"})
+        std::filesystem::create_directories(cg + d);
+    auto text = [](const std::string& t) { return std::vector<char>(t.begin(), t.end()); };
+    write_all(cg + "/sys/fs/cgroup/a/cpu.max", text("150000 100000\n"));
+    write_all(cg + "/sys/fs/cgroup/a/b/cpu.max", text("max 100000\n"));
+    write_all(cg + "/sys/fs/cgroup/cpu/job/cpu.cfs_quota_us", text("50000\n"));
+    write_all(cg + "/sys/fs/cgroup/cpu/job/cpu.cfs_period_us", text("100000\n"));
+    const std::vector<char> cgroup_file = text("4:cpu,cpuacct:/job\n0::/a/b\n"),
+                            mountinfo = text(
+        "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+        "36 25 0:31 / /sys/fs/cgroup/cpu rw,relatime shared:15 - cgroup cgroup rw,cpu,cpuacct\n"
+        "40 35 0:26 /a /sys/fs/cgroup/a ro - cgroup2 cgroup2 rw\n"
+        "41 35 0:27 / /sys/fs/cgroup/x\\040y rw - cgroup cgroup rw,cpu\n");
+    write_all(cg + "/proc/self/cgroup", cgroup_file);
+    write_all(cg + "/proc/self/mountinfo", mountinfo);
+    const double unmutated = cgroup_cpu_limit(cg);
+    if (std::fabs(unmutated - 0.5) > 1e-9) {
+        std::printf("UNEXPECTED cgroup limit of the unmutated tree: %g (0.5 expected)\n", unmutated);
+        ++unexpected;
+    }
+    const int ncg = std::max(100, iters / 10);
+    int limited = 0;
+    for (int it = 0; it < ncg; ++it) {
+        std::vector<char> files[2] = {cgroup_file, mountinfo};
+        for (std::vector<char>& f : files) {
+            for (int j = 0, k = int(rng() % 6); j < k && !f.empty(); ++j) {
+                const int kind = int(rng() % 4);
+                if (kind == 0) f[rnd(f.size())] = "-: /\\0\n ,"[rng() % 9];
+                else if (kind == 1) f.resize(rnd(f.size()));
+                else if (kind == 2) f.insert(f.begin() + long(rnd(f.size() + 1)), char(rng() % 256));
+                else f.erase(f.begin() + long(rnd(f.size())));
+            }
+        }
+        write_all(cg + "/proc/self/cgroup", files[0]);
+        write_all(cg + "/proc/self/mountinfo", files[1]);
+        try {
+            const double limit = cgroup_cpu_limit(cg);
+            if (!(limit >= 0) || !std::isfinite(limit)) {
+                std::printf("UNEXPECTED cgroup limit %g\n", limit);
+                ++unexpected;
+            }
+            limited += limit > 0;
+        } catch (const std::exception& ex) {
+            std::printf("UNEXPECTED cgroup reader exception: %s\n", ex.what());
+            ++unexpected;
+        }
+    }
+    std::filesystem::remove_all(cg);
+    std::printf("cgroup reader: %d mutated /proc files: %d found a limit\n", ncg, limited);
     std::printf("%s (%d unexpected)\n", unexpected ? "FAILED" : "PASSED", unexpected);
     return unexpected ? 1 : 0;
 }

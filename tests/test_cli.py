@@ -84,7 +84,8 @@ def test_info(weights_path, capsys):
     gpus = d["cuda_devices"]  # a CUDA build is not a usable GPU: a count, or why there is none
     assert isinstance(gpus["count"], int) and (gpus["count"] > 0 or len(gpus["why"]) > 10), gpus
     if hasattr(os, "sched_getaffinity"):
-        assert d["build"]["default_threads"] == min(len(os.sched_getaffinity(0)), 256)
+        assert d["build"]["usable_cpus"] == len(os.sched_getaffinity(0))
+        assert 1 <= d["build"]["default_threads"] <= min(d["build"]["usable_cpus"], 256)
     det = d["detector"]
     assert det["backend"] == "engine" and det["path"].endswith("yunet.safetensors")
     assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()

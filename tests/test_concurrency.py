@@ -338,4 +338,3 @@ def test_default_threads_are_the_cpus_the_process_may_use():
             % (str(SHIPPED_WEIGHTS), str(SHIPPED_WEIGHTS)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["1", "1"], (out.stdout, out.stderr[-2000:])
-    assert pyfer.Engine(SHIPPED_WEIGHTS).info()["threads"] == min(len(os.sched_getaffinity(0)), 256)

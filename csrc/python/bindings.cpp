@@ -12,6 +12,7 @@
 
 #include "../core/sanitized.hpp"
 #include "../ref/ref.hpp"
+#include "../runtime/cpu_count.hpp"
 #include "../runtime/engine.hpp"
 #include "../runtime/fork_safe_mutex.hpp"
 #include "../runtime/yunet_engine.hpp"
@@ -187,6 +188,9 @@ py::dict build_info() {
     py::dict d;
     d["version"] = PYFER_VERSION;
     d["default_threads"] = engine_threads(0);  // what threads=None gives an engine
+    d["usable_cpus"] = usable_cpus();
+    const double limit = cgroup_cpu_limit();
+    d["cpu_limit"] = limit > 0 ? py::cast(limit) : py::none();  // a cgroup's CPU quota, in CPUs
     // "" for an ordinary build; the sanitizer steps (scripts/sanitize.sh, scripts/tsan.sh) refuse
     // to run their tests unless the imported module reports the instrumentation they built
     const std::string core = core_sanitized(), mod = sanitizers_of_this_unit();

@@ -5,7 +5,7 @@
 
 #include "../core/model.hpp"
 #include "../runtime/backend.hpp"
-#include "../runtime/thread_pool.hpp"
+#include "../runtime/cpu_count.hpp"
 #include "ref.hpp"
 
 namespace pyfer {

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "cpu_count.hpp"
+
 namespace pyfer {
 
 CpuEngine::CpuEngine(std::shared_ptr<const Model> m, int threads, const std::string& isa, int group)

@@ -2,11 +2,6 @@
 
 #include <unistd.h>
 
-#include <cerrno>
-#ifdef __linux__
-#include <sched.h>
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -16,23 +11,6 @@
 #include <vector>
 
 namespace pyfer {
-
-int usable_cpus() {
-#ifdef __linux__
-    // a mask as large as the kernel's: a fixed cpu_set_t (1024 CPUs) fails with EINVAL beyond that
-    for (int ncpus = 1024; ncpus <= (1 << 20); ncpus *= 2) {
-        cpu_set_t* set = CPU_ALLOC(ncpus);
-        if (!set) break;
-        const size_t bytes = CPU_ALLOC_SIZE(ncpus);
-        const int got = ::sched_getaffinity(0, bytes, set) == 0 ? CPU_COUNT_S(bytes, set) : -1;
-        const bool too_small = got < 0 && errno == EINVAL;
-        CPU_FREE(set);
-        if (got > 0) return got;
-        if (!too_small) break;
-    }
-#endif
-    return std::max(1u, std::thread::hardware_concurrency());
-}
 
 struct ThreadPool::Shared {
     std::vector<std::thread> workers;

@@ -12,19 +12,10 @@
 #pragma once
 #include <sys/types.h>
 
-#include <algorithm>
 #include <functional>
 #include <memory>
 
 namespace pyfer {
-
-// The CPUs this process may run on: its affinity mask on Linux (taskset, a container's cpuset:
-// hardware_concurrency counts every CPU of the host), else std::thread::hardware_concurrency; at
-// least 1. The default engine thread count.
-int usable_cpus();
-// threads=None (0) gives an engine min(usable_cpus(), MAX_THREADS); more are capped too
-constexpr int MAX_THREADS = 256;
-inline int engine_threads(int requested) { return std::min(requested > 0 ? requested : usable_cpus(), MAX_THREADS); }
 
 class ThreadPool {
 public:

@@ -1,0 +1,188 @@
+"""The engine's default thread count: the CPUs the process may use, capped by its cgroup's CPU quota
+(csrc/runtime/cpu_count.cpp).
+
+The reader is checked twice: on fake /proc and /sys trees (cgroup v1, v2, hybrid, a container's
+mount, escapes, bad files), through the test-only module pyfer._checks; and, where the tests run
+as root on a writable cgroup hierarchy (this project's CI machine), in a real cgroup with a quota
+that a child process joins.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyfer
+from conftest import SHIPPED_WEIGHTS
+
+V2_MOUNT = "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate"
+V1_CPU_MOUNT = "36 25 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:15 - cgroup cgroup rw,cpu,cpuacct"
+V1_MEMORY_MOUNT = "37 25 0:32 / /sys/fs/cgroup/memory rw,relatime shared:16 - cgroup cgroup rw,memory"
+PROC_MOUNT = "22 25 0:5 / /proc rw,nosuid shared:12 - proc proc rw"
+
+
+def _limit(tmp_path: Path, cgroup: list[str], mountinfo: list[str], files: dict[str, str]) -> float:
+    """cgroup_cpu_limit over a fake tree: /proc/self/cgroup and /proc/self/mountinfo from the lines
+    given, and each cgroup file (path: text) under tmp_path."""
+    checks = pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built "
+                                                         "here (a wheel, or PYFER_BUILD_TESTS=OFF)")
+    proc = tmp_path / "proc" / "self"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("".join(line + "\n" for line in cgroup))
+    (proc / "mountinfo").write_text("".join(line + "\n" for line in mountinfo))
+    for path, text in files.items():
+        f = tmp_path / path.lstrip("/")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return checks.cgroup_cpu_limit(str(tmp_path))
+
+
+def test_v2_takes_the_smallest_limit_of_the_cgroup_and_its_ancestors(tmp_path):
+    assert _limit(tmp_path, ["0::/app.slice/web"], [PROC_MOUNT, V2_MOUNT], {
+        "/sys/fs/cgroup/cpu.max": "max 100000\n",  # the root's: never a limit
+        "/sys/fs/cgroup/app.slice/cpu.max": "150000 100000\n",
+        "/sys/fs/cgroup/app.slice/web/cpu.max": "max 100000\n",
+    }) == pytest.approx(1.5)
+    assert _limit(tmp_path / "deeper", ["0::/a/b"], [V2_MOUNT], {
+        "/sys/fs/cgroup/a/cpu.max": "300000 100000\n",
+        "/sys/fs/cgroup/a/b/cpu.max": "25000 50000\n",  # its own period
+    }) == pytest.approx(0.5)
+
+
+def test_a_container_mount_shows_its_own_cgroup_as_the_root(tmp_path):
+    """docker without a cgroup namespace: the mount's root is the container's cgroup, mounted at
+    /sys/fs/cgroup; /proc/self/cgroup names the same cgroup from the host's root."""
+    container = "/system.slice/docker-abc.scope"
+    mount = f"40 35 0:26 {container} /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw"
+    assert _limit(tmp_path, [f"0::{container}"], [mount], {"/sys/fs/cgroup/cpu.max": "200000 100000\n"}) \
+        == pytest.approx(2.0)
+    # a process in a cgroup below the container's
+    assert _limit(tmp_path / "below", [f"0::{container}/worker"], [mount],
+                  {"/sys/fs/cgroup/cpu.max": "200000 100000\n", "/sys/fs/cgroup/worker/cpu.max": "max 100000\n"}) \
+        == pytest.approx(2.0)
+    # a cgroup the mount does not show is not read through it
+    assert _limit(tmp_path / "elsewhere", ["0::/user.slice"], [mount], {"/sys/fs/cgroup/cpu.max": "50000 100000\n"}) == 0
+
+
+def test_v1_reads_the_cpu_controller_hierarchy_only(tmp_path):
+    cpu = "/sys/fs/cgroup/cpu,cpuacct"
+    assert _limit(tmp_path, ["5:memory:/job", "4:cpu,cpuacct:/job", "0::/"], [V2_MOUNT, V1_CPU_MOUNT, V1_MEMORY_MOUNT], {
+        f"{cpu}/cpu.cfs_quota_us": "-1\n", f"{cpu}/cpu.cfs_period_us": "100000\n",
+        f"{cpu}/job/cpu.cfs_quota_us": "250000\n", f"{cpu}/job/cpu.cfs_period_us": "100000\n",
+        # the memory hierarchy has no cpu controller: a stray file there is not a limit
+        "/sys/fs/cgroup/memory/job/cpu.cfs_quota_us": "10000\n", "/sys/fs/cgroup/memory/job/cpu.cfs_period_us": "100000\n",
+    }) == pytest.approx(2.5)
+
+
+def test_hybrid_takes_the_smaller_of_v1_and_v2(tmp_path):
+    cpu = "/sys/fs/cgroup/cpu,cpuacct"
+    assert _limit(tmp_path, ["4:cpu,cpuacct:/job", "0::/job"], [V1_CPU_MOUNT, V2_MOUNT], {
+        f"{cpu}/job/cpu.cfs_quota_us": "300000\n", f"{cpu}/job/cpu.cfs_period_us": "100000\n",
+        "/sys/fs/cgroup/job/cpu.max": "120000 100000\n",
+    }) == pytest.approx(1.2)
+
+
+def test_a_mount_point_with_an_escaped_space(tmp_path):
+    mount = r"36 25 0:31 / /cg\040cpu rw - cgroup cgroup rw,cpu"
+    assert _limit(tmp_path, ["3:cpu:/"], [mount], {
+        "/cg cpu/cpu.cfs_quota_us": "75000\n", "/cg cpu/cpu.cfs_period_us": "100000\n"}) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("cpu_max", ["max 100000", "0 100000", "-5 100000", "abc 100000", "100000", "", "100000 0",
+                                     "99999999999999999999999 100000"])
+def test_no_limit_from_a_file_that_sets_none_or_cannot_be_read(tmp_path, cpu_max):
+    assert _limit(tmp_path, ["0::/a"], [V2_MOUNT], {"/sys/fs/cgroup/a/cpu.max": cpu_max}) == 0
+
+
+@pytest.mark.parametrize("cgroup, mountinfo", [
+    ([], [V2_MOUNT]),  # no /proc/self/cgroup lines
+    (["0::/a"], []),  # no cgroup mount
+    (["0::/a"], [PROC_MOUNT]),
+    (["garbage"], ["garbage", "1 2 3"]),
+    (["0::a"], [V2_MOUNT]),  # a relative path (the kernel writes none): walking up it never ended
+])
+def test_no_limit_without_a_cgroup_to_read(tmp_path, cgroup, mountinfo):
+    assert _limit(tmp_path, cgroup, mountinfo, {"/sys/fs/cgroup/a/cpu.max": "50000 100000"}) == 0
+
+
+def _cpu_hierarchy() -> tuple[Path, bool]:
+    """Where a cgroup hierarchy with the cpu controller is mounted, and whether it is v2; skips
+    unless this process may make cgroups there (root, a writable hierarchy)."""
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        w = line.split()
+        dash = w.index("-", 6)
+        fstype, point = w[dash + 1], Path(w[4])
+        if fstype == "cgroup" and "cpu" in w[dash + 3].split(","):
+            return point, False
+        if fstype == "cgroup2" and "cpu" in (point / "cgroup.controllers").read_text().split():
+            return point, True
+    pytest.skip("no cgroup hierarchy with the cpu controller is mounted")
+
+
+@pytest.fixture
+def cpu_quota_cgroup():
+    """A cgroup whose parent has a CPU quota: yields (set_quota(cpus), the child's folder). The
+    quota is on the parent so that the reader must walk up to find it."""
+    point, v2 = _cpu_hierarchy()
+    parent = point / f"pyfer_test_{os.getpid()}"
+    try:
+        parent.mkdir()
+    except OSError as e:
+        pytest.skip(f"cannot make a cgroup under {point}: {e}")
+    child = parent / "worker"
+    try:
+        if v2:
+            (point / "cgroup.subtree_control").write_text("+cpu")
+
+            def set_quota(cpus: float) -> None:
+                (parent / "cpu.max").write_text(f"{round(cpus * 100000)} 100000")
+        else:
+            period = int((parent / "cpu.cfs_period_us").read_text())
+
+            def set_quota(cpus: float) -> None:
+                (parent / "cpu.cfs_quota_us").write_text(str(round(cpus * period)))
+        child.mkdir()
+        yield set_quota, child
+    finally:
+        for d in (child, parent):  # the children that joined have exited: both are empty
+            if d.exists():
+                d.rmdir()
+
+
+def test_default_threads_follow_a_cgroup_cpu_quota(cpu_quota_cgroup):
+    """docker --cpus: a quota below the CPUs of the affinity mask caps the default threads at the
+    quota rounded up (the engine made one thread per usable CPU before, session 36); an explicit
+    thread count is kept."""
+    set_quota, child = cpu_quota_cgroup
+    cpus = min(len(os.sched_getaffinity(0)), 256)
+    if cpus < 2:
+        pytest.skip("one usable CPU: a quota cannot lower the default")
+    code = ("import json, os, sys, pyfer\n"
+            "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+            "b = pyfer.build_info()\n"
+            "print(json.dumps([b['default_threads'], b['cpu_limit'], b['usable_cpus'],"
+            " pyfer.Engine(sys.argv[2]).info()['threads'], pyfer.Engine(sys.argv[2], threads=2).info()['threads']]))")
+    for quota in (0.5, 1.0, cpus - 0.5):
+        set_quota(quota)
+        out = subprocess.run([sys.executable, "-c", code, str(child / "cgroup.procs"), str(SHIPPED_WEIGHTS)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        default, limit, usable, engine, explicit = json.loads(out.stdout)
+        assert limit == pytest.approx(quota) and usable == len(os.sched_getaffinity(0)), (quota, out.stdout)
+        assert default == engine == math.ceil(quota), (quota, out.stdout)
+        assert explicit == 2
+
+
+def test_without_a_quota_the_default_is_every_usable_cpu():
+    b = pyfer.build_info()
+    cpus = min(len(os.sched_getaffinity(0)), 256)
+    assert b["usable_cpus"] == len(os.sched_getaffinity(0))
+    expected = cpus if b["cpu_limit"] is None else min(cpus, math.ceil(b["cpu_limit"]))
+    assert b["default_threads"] == expected == pyfer.Engine(SHIPPED_WEIGHTS).info()["threads"]
