@@ -10,9 +10,10 @@
 ValueError (CPU-only build) or RuntimeError (no usable GPU). ``threads``/``isa`` are CPU-only.
 
 ``threads=None`` uses every CPU this process may use (its affinity: taskset, a container's
-cpuset), no more than its cgroup's CPU quota rounded up (``docker --cpus 1.5``: 2), for batches,
-split over images; a batch of one always runs on one thread. Under a quota, more threads only
-help calls that come now and then (scripts/bench_cpu_quota.py; docs/recognizer.md). A Recognizer's "predict" is a batch of two (the face and
+cpuset), no more than its cgroup's CPU quota rounded up (``docker --cpus 1.5``: 2), for
+batches, split over images; a batch of one always runs on one thread. Under a quota, more
+threads only help calls that come now and then (scripts/bench_cpu_quota.py;
+docs/recognizer.md). A Recognizer's "predict" is a batch of two (the face and
 its mirror). After ``os.fork()`` a child gets a pool of its own on its first batch; a fork waits
 for engine calls that other threads have in flight (with the GIL held: every Python thread waits
 too; RELIABILITY.md, Concurrency).

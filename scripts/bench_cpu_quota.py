@@ -19,9 +19,12 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 from pyfer.bench import cpu_name, default_weights
 
@@ -30,7 +33,8 @@ import json, os, sys, time
 import numpy as np
 open(sys.argv[1], "w").write(str(os.getpid()))
 import pyfer
-weights, threads, batch, seconds, requests = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+weights, threads, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+seconds, requests = float(sys.argv[5]), int(sys.argv[6])
 engine = pyfer.Engine(weights, threads=threads)
 x = np.random.default_rng(0).standard_normal((batch,) + tuple(engine.input_shape)).astype(np.float32)
 engine.forward(x)
@@ -47,17 +51,58 @@ print(json.dumps({"images_per_s": len(sustained) * batch / sum(sustained),
 """
 
 
-def cpu_hierarchy() -> tuple[Path, bool]:
-    """The mount point of a cgroup hierarchy with the cpu controller, and whether it is v2."""
+def cpu_hierarchy() -> Optional[tuple[Path, bool]]:
+    """Where a cgroup hierarchy with the cpu controller is mounted, and whether it is v2; None when
+    none is."""
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        w = line.split()
+        w = line.split(" ")  # not split(): an empty field (a mount's source) must keep its place
+        if "-" not in w[6:]:
+            continue
         dash = w.index("-", 6)
-        fstype, point = w[dash + 1], Path(w[4])
+        fstype = w[dash + 1]
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), w[4]))  # \040: a space
         if fstype == "cgroup" and "cpu" in w[dash + 3].split(","):
             return point, False
         if fstype == "cgroup2" and "cpu" in (point / "cgroup.controllers").read_text().split():
             return point, True
-    sys.exit("no cgroup hierarchy with the cpu controller is mounted")
+    return None
+
+
+@contextmanager
+def quota_cgroup(name: str) -> Iterator[tuple[Callable[[float], None], Path]]:
+    """A new cgroup NAME under the cpu hierarchy's mount, with a child NAME/worker for processes to
+    join: yields (set_quota(cpus) of NAME, the worker's folder), and removes both after (the
+    processes that joined must have exited). The quota is on the parent, so that a reader must walk
+    up to find it. Raises OSError (not root, a read-only hierarchy) or RuntimeError (none mounted)."""
+    found = cpu_hierarchy()
+    if found is None:
+        raise RuntimeError("no cgroup hierarchy with the cpu controller is mounted")
+    point, v2 = found
+    parent, worker = point / name, point / name / "worker"
+    enabled_cpu = False
+    parent.mkdir()
+    try:
+        if v2:
+            control = point / "cgroup.subtree_control"
+            if "cpu" not in control.read_text().split():  # EBUSY where the mount's cgroup holds processes
+                control.write_text("+cpu")
+                enabled_cpu = True
+
+            def set_quota(cpus: float) -> None:
+                (parent / "cpu.max").write_text(f"{round(cpus * 100000)} 100000")
+        else:
+            period = int((parent / "cpu.cfs_period_us").read_text())
+
+            def set_quota(cpus: float) -> None:
+                (parent / "cpu.cfs_quota_us").write_text(str(round(cpus * period)))
+        worker.mkdir()
+        yield set_quota, worker
+    finally:
+        for d in (worker, parent):
+            if d.exists():
+                d.rmdir()
+        if enabled_cpu:
+            (point / "cgroup.subtree_control").write_text("-cpu")
 
 
 def main() -> int:
@@ -72,30 +117,20 @@ def main() -> int:
     pools = sorted({max(1, math.ceil(args.quota - 1e-9)), cpus})
     if len(pools) == 1:
         sys.exit(f"a quota of {args.quota} CPUs does not lower the default on {cpus} usable CPUs")
-    point, v2 = cpu_hierarchy()
-    cgroup = point / f"pyfer_bench_{os.getpid()}"
     try:
-        cgroup.mkdir()
-    except OSError as e:
-        sys.exit(f"cannot make a cgroup under {point} (run as root): {e}")
-    try:
-        if v2:
-            (point / "cgroup.subtree_control").write_text("+cpu")
-            (cgroup / "cpu.max").write_text(f"{round(args.quota * 100000)} 100000")
-        else:
-            period = int((cgroup / "cpu.cfs_period_us").read_text())
-            (cgroup / "cpu.cfs_quota_us").write_text(str(round(args.quota * period)))
-        print(f"{cpu_name()}, {cpus} usable CPUs, cgroup quota {args.quota} CPUs, batch {args.batch}")
-        print(f"{'threads':>8} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'sparse p50 ms':>14}")
-        for threads in pools:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(cgroup / "cgroup.procs"), args.weights, str(threads),
-                                  str(args.batch), str(args.seconds), str(args.requests)],
-                                 capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout)
-            print(f"{threads:>8} {r['images_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-                  f"{r['sparse_p50_ms']:>14.1f}")
-    finally:
-        cgroup.rmdir()
+        with quota_cgroup(f"pyfer_bench_{os.getpid()}") as (set_quota, worker):
+            set_quota(args.quota)
+            print(f"{cpu_name()}, {cpus} usable CPUs, cgroup quota {args.quota} CPUs, batch {args.batch}")
+            print(f"{'threads':>8} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'sparse p50 ms':>14}")
+            for threads in pools:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(worker / "cgroup.procs"), args.weights,
+                                      str(threads), str(args.batch), str(args.seconds), str(args.requests)],
+                                     capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout)
+                print(f"{threads:>8} {r['images_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+                      f"{r['sparse_p50_ms']:>14.1f}")
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"cannot make a cgroup with a CPU quota here (needs root and a writable cgroup hierarchy): {e}")
     return 0
 
 

@@ -329,8 +329,9 @@ def test_fork_while_another_thread_predicts():
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_default_threads_are_the_cpus_the_process_may_use():
-    """taskset or a container's cpuset: the default pool has one thread per usable CPU, not one
-    per CPU of the host (it counted the host's before, session 35)."""
+    """taskset or a container's cpuset: the default pool has one thread per usable CPU (at most a
+    cgroup CPU quota: tests/test_cpu_count.py), not one per CPU of the host (it counted the
+    host's before, session 35)."""
     import subprocess
 
     code = ("import os, pyfer\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"

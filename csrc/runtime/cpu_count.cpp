@@ -51,8 +51,9 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
 std::string unescape_octal(const std::string& s) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
-        const bool escape = s[i] == '\\' && i + 3 < s.size() &&
-                            std::all_of(s.begin() + i + 1, s.begin() + i + 4, [](char c) { return c >= '0' && c <= '7'; });
+        const auto octal = [](char c) { return c >= '0' && c <= '7'; };
+        const bool escape =
+            s[i] == '\\' && i + 3 < s.size() && std::all_of(s.begin() + i + 1, s.begin() + i + 4, octal);
         if (escape) {
             out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
             i += 3;
@@ -116,9 +117,7 @@ std::vector<Mount> cgroup_mounts(const std::string& fs_root) {
     return mounts;
 }
 
-}  // namespace
-
-double cgroup_cpu_limit(const std::string& fs_root) {
+double cgroup_cpu_limit_or_throw(const std::string& fs_root) {
     // plain file reads: where /proc/self/cgroup is absent (not Linux) there is no limit
     const std::vector<Mount> mounts = cgroup_mounts(fs_root);
     double limit = 0;
@@ -130,7 +129,9 @@ double cgroup_cpu_limit(const std::string& fs_root) {
         if (c2 == std::string::npos) continue;
         const std::vector<std::string> controllers = split(line.substr(c1 + 1, c2 - c1 - 1), ',');
         const std::string path = line.substr(c2 + 1);
-        if (path.empty() || path[0] != '/') continue;  // the kernel writes absolute paths
+        // the kernel writes absolute paths, and "/.." parts for a cgroup outside the reader's
+        // cgroup namespace, which no mount in it shows
+        if (path.empty() || path[0] != '/' || (path + "/").find("/../") != std::string::npos) continue;
         const bool v2 = line.compare(0, c1, "0") == 0 && controllers.empty();
         if (!v2 && !contains(controllers, "cpu")) continue;
         for (const Mount& m : mounts) {
@@ -157,16 +158,22 @@ double cgroup_cpu_limit(const std::string& fs_root) {
     return limit;
 }
 
-int default_threads() {
-    int n = usable_cpus();
-    double limit = 0;
+}  // namespace
+
+double cgroup_cpu_limit(const std::string& fs_root) {
     try {
-        limit = cgroup_cpu_limit();
+        return cgroup_cpu_limit_or_throw(fs_root);
     } catch (const std::exception&) {  // an unforeseen /proc format must not stop an engine: no limit
+        return 0;
     }
-    // a quota of 1.5 CPUs still lets 2 threads run half the time each; 1e-9: 1.0 is 1, not 2
-    if (limit > 0) n = std::min(n, std::max(1, static_cast<int>(std::ceil(limit - 1e-9))));
-    return n;
 }
+
+int default_threads_for(int usable, double limit) {
+    // a quota of 1.5 CPUs still lets 2 threads run half the time each; 1e-9: 1.0 is 1, not 2
+    if (limit > 0) usable = std::min(usable, std::max(1, static_cast<int>(std::ceil(limit - 1e-9))));
+    return std::min(std::max(1, usable), MAX_THREADS);
+}
+
+int default_threads() { return default_threads_for(usable_cpus(), cgroup_cpu_limit()); }
 
 }  // namespace pyfer

@@ -5,7 +5,7 @@
 // host in its affinity mask. A pool with one thread per host CPU then spends the quota in the
 // first milliseconds of each 100 ms period and all its threads are stopped for the rest of it
 // (docs/recognizer.md, "Threads under a CPU quota": under a steady load, threads beyond the quota
-// lower the images per second; a lone call after an idle spell returns sooner with them).
+// raise the latency; a lone call after an idle spell returns sooner with them).
 #pragma once
 #include <algorithm>
 #include <string>
@@ -25,9 +25,13 @@ int usable_cpus();
 // fs_root prefixes every path read (tests build a fake tree under a temporary folder).
 double cgroup_cpu_limit(const std::string& fs_root = "");
 
-// threads=None (0): min(usable_cpus(), the cgroup limit rounded up, MAX_THREADS); more are capped too
+// threads=None (0): default_threads_for(usable_cpus(), cgroup_cpu_limit()); more are capped too
 constexpr int MAX_THREADS = 256;
 int default_threads();
-inline int engine_threads(int requested) { return std::min(requested > 0 ? requested : default_threads(), MAX_THREADS); }
+// min(usable, limit rounded up (none: 0), MAX_THREADS), at least 1
+int default_threads_for(int usable, double limit);
+inline int engine_threads(int requested) {
+    return std::min(requested > 0 ? requested : default_threads(), MAX_THREADS);
+}
 
 }  // namespace pyfer
