@@ -327,40 +327,6 @@ def test_fork_while_another_thread_predicts():
     assert int(waited) >= 3, out.stdout  # most forks met a call in flight: the case under test
 
 
-FORK_DURING_LOOKUP = """
-import os, signal, sys, threading, time
-import pyfer._checks as checks
-holder = threading.Thread(target=checks.hold_backend_registry, args=(0.5,))
-holder.start()
-time.sleep(0.1)  # the lock is held now
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    signal.alarm(20)  # a hung child must not outlive the test
-    checks.hold_backend_registry(0.0)  # takes the lock, as a lookup does
-    os._exit(0)
-waited = time.perf_counter() - t0
-holder.join()
-print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), f"{waited:.2f}")
-"""
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.skipif(TSAN, reason="ThreadSanitizer kills a child that starts threads after a multi-threaded fork")
-def test_fork_while_another_thread_looks_a_backend_up():
-    """fork() while another thread holds the backend registry's lock (a lookup): the child's copy
-    was held and its first lookup waited forever (session 36: the child died of its alarm); now
-    fork() waits for the lookup. pyfer._checks links its own copy of the core, so the lock held
-    and the one the child takes are both that copy's (the same code as pyfer._engine's)."""
-    import subprocess
-
-    pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built here")
-    out = subprocess.run([sys.executable, "-c", FORK_DURING_LOOKUP], capture_output=True, text=True, timeout=60)
-    code, waited = (out.stdout.split() + ["no output", "0"])[:2]
-    assert out.returncode == 0 and code == "0", (out.stdout, out.stderr[-2000:])
-    assert float(waited) >= 0.3, out.stdout  # the fork waited for the lock to be let go
-
-
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_default_threads_are_the_cpus_the_process_may_use():
     """taskset or a container's cpuset: the default pool has one thread per usable CPU (at most a

@@ -1,9 +1,8 @@
 // pybind11 module pyfer._checks: the C++ self-checks (csrc/tests/checks.cpp: optimised kernels
 // and fused blocks vs the csrc/ref reference on random data), their ops timed per kernel set
 // (time_op, for scripts/bench_ops.py), the CUDA launch plan on the CPU emulator, and the cgroup
-// reader on a fake tree with the thread-count rule, a hold on the backend registry's lock; for
-// tests/test_kernels.py, tests/test_bench_ops.py, tests/test_cuda.py, tests/test_cpu_count.py and
-// tests/test_concurrency.py. A test-only target:
+// reader on a fake tree with the thread-count rule; for tests/test_kernels.py,
+// tests/test_bench_ops.py, tests/test_cuda.py and tests/test_cpu_count.py. A test-only target:
 // built with PYFER_BUILD_TESTS (the default for cmake and editable installs, off for wheels), never
 // part of pyfer._engine. Where it is absent (a wheel) those tests skip, saying so.
 #include <pybind11/numpy.h>
@@ -11,7 +10,6 @@
 #include <pybind11/stl.h>
 
 #include "../core/model.hpp"
-#include "../runtime/backend.hpp"
 #include "../runtime/cpu_count.hpp"
 #include "../tests/checks.hpp"
 #include "errors.hpp"
@@ -68,11 +66,6 @@ PYBIND11_MODULE(_checks, t) {
     // the cgroup CPU limit read from a fake /proc and /sys tree under fs_root (tests/test_cpu_count.py)
     t.def("cgroup_cpu_limit", &cgroup_cpu_limit, py::arg("fs_root"));
     t.def("default_threads_for", &default_threads_for, py::arg("usable"), py::arg("limit"));
-    // the backend registry's lock held by this thread (tests/test_concurrency.py forks meanwhile)
-    t.def("hold_backend_registry", [](double seconds) {
-        py::gil_scoped_release nogil;
-        hold_backend_registry(seconds);
-    }, py::arg("seconds"));
 #ifdef PYFER_HAVE_CUDA
     // the CUDA backend's launch plan executed on the CPU (index math, weight layouts; no GPU)
     t.def("cuda_emulate", [](const std::string& path, const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {

@@ -1,21 +1,17 @@
 #include "backend.hpp"
 
-#include <chrono>
 #include <map>
 #include <mutex>
 #include <stdexcept>
-#include <thread>
 
 #include "../core/sanitized.hpp"
 #include "engine.hpp"
-#include "fork_safe_mutex.hpp"
 
 namespace pyfer {
 
 namespace {
-// a fork() while another thread looks a backend up must not leave the child's copy held
-ForkSafeMutex& registry_mutex() {
-    static ForkSafeMutex mu;
+std::mutex& registry_mutex() {
+    static std::mutex mu;
     return mu;
 }
 std::map<std::string, BackendFactory>& registry() {
@@ -23,23 +19,18 @@ std::map<std::string, BackendFactory>& registry() {
     return r;
 }
 BackendFactory find(const std::string& name) {
-    std::lock_guard<ForkSafeMutex> lk(registry_mutex());
+    std::lock_guard<std::mutex> lk(registry_mutex());
     auto it = registry().find(name);
     return it == registry().end() ? nullptr : it->second;
 }
 }  // namespace
 
 void register_backend(const std::string& name, BackendFactory factory) {
-    std::lock_guard<ForkSafeMutex> lk(registry_mutex());
+    std::lock_guard<std::mutex> lk(registry_mutex());
     registry()[name] = factory;
 }
 
 bool backend_registered(const std::string& name) { return find(name) != nullptr; }
-
-void hold_backend_registry(double seconds) {
-    std::lock_guard<ForkSafeMutex> lk(registry_mutex());
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-}
 
 std::unique_ptr<Backend> make_backend(const std::string& path, const std::string& device, int threads,
                                       const std::string& isa) {

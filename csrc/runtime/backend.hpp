@@ -34,9 +34,6 @@ using BackendFactory = std::unique_ptr<Backend> (*)(const std::string& path, con
                                                     const std::string& isa);
 void register_backend(const std::string& name, BackendFactory factory);  // replaces an earlier one
 bool backend_registered(const std::string& name);
-// tests only (pyfer._checks): holds the registry's lock for `seconds`, as a lookup that a fork()
-// meets would
-void hold_backend_registry(double seconds);
 
 // device: "cpu" (isa auto / avx2 / portable: CpuEngine; isa "ref": the "ref" backend) or "cuda" /
 // "cuda:N" (the "cuda" backend; std::invalid_argument where none is registered: a CPU-only build)
