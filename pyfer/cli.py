@@ -174,7 +174,7 @@ def _check_image_output(path: str, what: str) -> None:
     if not _have_image_writer(ext):
         raise UsageError(f"{what} {path}: cannot write images of type {ext or '(no extension)'!r}; "
                          "use .jpg, .png, .bmp, .tif or .webp")
-    _check_writable_folder(Path(path).parent, what, path)
+    _check_writable_file(path, what)
 
 
 # -- inputs ------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ controller).
 
     sudo python scripts/bench_cpu_quota.py [--quota 1.0] [--batch 64] [--seconds 6] [--requests 25]
 
-For each pool size (the quota rounded up, what threads=None now gives; and every usable CPU, what it
-gave before session 36), a fresh child process joins a cgroup whose quota is --quota CPUs and runs:
+For each pool (threads=None, which the engine sizes to the quota; and one thread per usable CPU,
+the default before session 36), a fresh child process joins a cgroup whose quota is --quota CPUs and runs:
 - sustained: forward() of --batch images back to back for --seconds: images per second and the
   median and 99th-percentile latency of a call;
 - sparse: --requests calls of --batch images, 250 ms apart (each finds a quota left unspent):
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import subprocess
@@ -33,7 +32,7 @@ import json, os, sys, time
 import numpy as np
 open(sys.argv[1], "w").write(str(os.getpid()))
 import pyfer
-weights, threads, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+weights, threads, batch = sys.argv[2], int(sys.argv[3]) or None, int(sys.argv[4])
 seconds, requests = float(sys.argv[5]), int(sys.argv[6])
 engine = pyfer.Engine(weights, threads=threads)
 x = np.random.default_rng(0).standard_normal((batch,) + tuple(engine.input_shape)).astype(np.float32)
@@ -45,7 +44,7 @@ sparse = []
 for _ in range(requests):
     time.sleep(0.25)
     t0 = time.perf_counter(); engine.forward(x); sparse.append(time.perf_counter() - t0)
-print(json.dumps({"images_per_s": len(sustained) * batch / sum(sustained),
+print(json.dumps({"threads": engine.info()["threads"], "images_per_s": len(sustained) * batch / sum(sustained),
                   "p50_ms": 1e3 * float(np.median(sustained)), "p99_ms": 1e3 * float(np.percentile(sustained, 99)),
                   "sparse_p50_ms": 1e3 * float(np.median(sparse))}))
 """
@@ -114,20 +113,19 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=25, help="calls of the sparse load")
     args = ap.parse_args()
     cpus = len(os.sched_getaffinity(0))
-    pools = sorted({max(1, math.ceil(args.quota - 1e-9)), cpus})
-    if len(pools) == 1:
+    if args.quota > cpus - 1:
         sys.exit(f"a quota of {args.quota} CPUs does not lower the default on {cpus} usable CPUs")
     try:
         with quota_cgroup(f"pyfer_bench_{os.getpid()}") as (set_quota, worker):
             set_quota(args.quota)
             print(f"{cpu_name()}, {cpus} usable CPUs, cgroup quota {args.quota} CPUs, batch {args.batch}")
             print(f"{'threads':>8} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'sparse p50 ms':>14}")
-            for threads in pools:
+            for threads in (0, cpus):  # 0: threads=None, what the engine takes under the quota
                 out = subprocess.run([sys.executable, "-c", CHILD, str(worker / "cgroup.procs"), args.weights,
                                       str(threads), str(args.batch), str(args.seconds), str(args.requests)],
                                      capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout)
-                print(f"{threads:>8} {r['images_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+                print(f"{r['threads']:>8} {r['images_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
                       f"{r['sparse_p50_ms']:>14.1f}")
     except (OSError, RuntimeError) as e:
         sys.exit(f"cannot make a cgroup with a CPU quota here (needs root and a writable cgroup hierarchy): {e}")

@@ -87,7 +87,8 @@ isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_
   PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
   "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x \
     tests/test_fuzz.py::test_engine_is_the_expected_build \
-    tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py tests/test_cpu_count.py \
+    tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py \
+    tests/test_cpu_count.py \
     --durations=10 ${SANITIZE_PYTEST_ARGS:-} \
     -k "${SANITIZE_K:-not speed}" \
   || { echo "sanitize.sh: FAILED"; exit 1; }

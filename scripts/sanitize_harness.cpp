@@ -162,24 +162,24 @@ int main(int argc, char** argv) {
                 cuts.size(), loaded, errors);
 
     // 4. cgroup reader on mutated /proc files
-    const std::string cg = tmp + "/cgroup_root";
+    const std::string fake_root = tmp + "/cgroup_root";
     for (const char* d : {"/proc", "/proc/self", "/sys", "/sys/fs", "/sys/fs/cgroup", "/sys/fs/cgroup/a",
                           "/sys/fs/cgroup/a/b", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu/job"})
-        std::filesystem::create_directories(cg + d);
+        std::filesystem::create_directories(fake_root + d);
     auto text = [](const std::string& t) { return std::vector<char>(t.begin(), t.end()); };
-    write_all(cg + "/sys/fs/cgroup/a/cpu.max", text("150000 100000\n"));
-    write_all(cg + "/sys/fs/cgroup/a/b/cpu.max", text("max 100000\n"));
-    write_all(cg + "/sys/fs/cgroup/cpu/job/cpu.cfs_quota_us", text("50000\n"));
-    write_all(cg + "/sys/fs/cgroup/cpu/job/cpu.cfs_period_us", text("100000\n"));
+    write_all(fake_root + "/sys/fs/cgroup/a/cpu.max", text("150000 100000\n"));
+    write_all(fake_root + "/sys/fs/cgroup/a/b/cpu.max", text("max 100000\n"));
+    write_all(fake_root + "/sys/fs/cgroup/cpu/job/cpu.cfs_quota_us", text("50000\n"));
+    write_all(fake_root + "/sys/fs/cgroup/cpu/job/cpu.cfs_period_us", text("100000\n"));
     const std::vector<char> cgroup_file = text("4:cpu,cpuacct:/job\n0::/a/b\n"),
                             mountinfo = text(
         "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
         "36 25 0:31 / /sys/fs/cgroup/cpu rw,relatime shared:15 - cgroup cgroup rw,cpu,cpuacct\n"
         "40 35 0:26 /a /sys/fs/cgroup/a ro - cgroup2 cgroup2 rw\n"
         "41 35 0:27 / /sys/fs/cgroup/x\\040y rw - cgroup cgroup rw,cpu\n");
-    write_all(cg + "/proc/self/cgroup", cgroup_file);
-    write_all(cg + "/proc/self/mountinfo", mountinfo);
-    const double unmutated = cgroup_cpu_limit(cg);
+    write_all(fake_root + "/proc/self/cgroup", cgroup_file);
+    write_all(fake_root + "/proc/self/mountinfo", mountinfo);
+    const double unmutated = cgroup_cpu_limit(fake_root);
     if (std::fabs(unmutated - 0.5) > 1e-9) {
         std::printf("UNEXPECTED cgroup limit of the unmutated tree: %g (0.5 expected)\n", unmutated);
         ++unexpected;
@@ -197,10 +197,10 @@ int main(int argc, char** argv) {
                 else f.erase(f.begin() + long(rnd(f.size())));
             }
         }
-        write_all(cg + "/proc/self/cgroup", files[0]);
-        write_all(cg + "/proc/self/mountinfo", files[1]);
+        write_all(fake_root + "/proc/self/cgroup", files[0]);
+        write_all(fake_root + "/proc/self/mountinfo", files[1]);
         try {
-            const double limit = cgroup_cpu_limit(cg);
+            const double limit = cgroup_cpu_limit(fake_root);
             if (!(limit >= 0) || !std::isfinite(limit)) {
                 std::printf("UNEXPECTED cgroup limit %g\n", limit);
                 ++unexpected;
@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
             ++unexpected;
         }
     }
-    std::filesystem::remove_all(cg);
+    std::filesystem::remove_all(fake_root);
     std::printf("cgroup reader: %d mutated /proc files: %d found a limit\n", ncg, limited);
     std::printf("%s (%d unexpected)\n", unexpected ? "FAILED" : "PASSED", unexpected);
     return unexpected ? 1 : 0;

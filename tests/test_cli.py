@@ -83,9 +83,7 @@ def test_info(weights_path, capsys):
     assert "build" in d and d["python"] == platform.python_version() and d["numpy"] == np.__version__
     gpus = d["cuda_devices"]  # a CUDA build is not a usable GPU: a count, or why there is none
     assert isinstance(gpus["count"], int) and (gpus["count"] > 0 or len(gpus["why"]) > 10), gpus
-    if hasattr(os, "sched_getaffinity"):
-        assert d["build"]["usable_cpus"] == len(os.sched_getaffinity(0))
-        assert 1 <= d["build"]["default_threads"] <= min(d["build"]["usable_cpus"], 256)
+    assert d["build"]["default_threads"] >= 1  # the rule: tests/test_cpu_count.py
     det = d["detector"]
     assert det["backend"] == "engine" and det["path"].endswith("yunet.safetensors")
     assert det["sha256"] == hashlib.sha256(Path(det["path"]).read_bytes()).hexdigest()

@@ -9,7 +9,6 @@ that a child process joins.
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -26,11 +25,15 @@ V1_MEMORY_MOUNT = "37 25 0:32 / /sys/fs/cgroup/memory rw,relatime shared:16 - cg
 PROC_MOUNT = "22 25 0:5 / /proc rw,nosuid shared:12 - proc proc rw"
 
 
+def _checks():
+    return pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built here "
+                                                       "(a wheel, or PYFER_BUILD_TESTS=OFF)")
+
+
 def _limit(tmp_path: Path, cgroup: list[str], mountinfo: list[str], files: dict[str, str]) -> float:
     """cgroup_cpu_limit over a fake tree: /proc/self/cgroup and /proc/self/mountinfo from the lines
     given, and each cgroup file (path: text) under tmp_path."""
-    checks = pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built "
-                                                         "here (a wheel, or PYFER_BUILD_TESTS=OFF)")
+    checks = _checks()
     proc = tmp_path / "proc" / "self"
     proc.mkdir(parents=True)
     (proc / "cgroup").write_text("".join(line + "\n" for line in cgroup))
@@ -192,6 +195,7 @@ def test_default_threads_follow_a_cgroup_cpu_quota(cpu_quota_cgroup):
     quota rounded up (the engine made one thread per usable CPU before, session 36); an explicit
     thread count is kept. The quota is set on the parent of the cgroup the child joins."""
     set_quota, worker = cpu_quota_cgroup
+    rule = _checks().default_threads_for
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
         pytest.skip("one usable CPU: a quota cannot lower the default")
@@ -201,21 +205,24 @@ def test_default_threads_follow_a_cgroup_cpu_quota(cpu_quota_cgroup):
         default, limit, usable, engine, explicit = _in_cgroup(worker)
         expected = quota if outer is None else min(quota, outer)
         assert limit == pytest.approx(expected) and usable == cpus, (quota, outer, limit, usable)
-        assert default == engine == min(math.ceil(expected - 1e-9), cpus, 256), (quota, outer, default, engine)
+        assert default == engine == rule(cpus, expected), (quota, outer, default, engine)
+        if expected <= cpus - 1:  # the quota lowers the default: the case under test
+            assert default < cpus, (quota, outer, default)
         assert explicit == 2
 
 
 @pytest.mark.parametrize("usable, limit, threads", [
     (2, 0.0, 2), (2, 1.0, 1), (2, 1.5, 2), (4, 1.5, 2), (4, 2.01, 3), (8, 0.01, 1), (1, 3.0, 1),
-    (300, 0.0, 256)])
+    (300, 0.0, 256), (300, 280.0, 256),
+    (4, 1e15, 4),  # 18 digits of quota over a 1 ms period: cast to int it was INT_MIN, and 1 thread
+])
 def test_threads_for_a_cpu_count_and_a_limit(usable, limit, threads):
-    checks = pytest.importorskip("pyfer._checks", reason="the test-only module pyfer._checks is not built here")
-    assert checks.default_threads_for(usable, limit) == threads
+    assert _checks().default_threads_for(usable, limit) == threads
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity (Linux)")
 def test_build_info_and_engines_agree_on_the_default():
     b = pyfer.build_info()
     assert b["usable_cpus"] == len(os.sched_getaffinity(0))
-    expected = b["usable_cpus"] if b["cpu_limit"] is None else min(b["usable_cpus"], math.ceil(b["cpu_limit"] - 1e-9))
-    assert b["default_threads"] == min(expected, 256) == pyfer.Engine(SHIPPED_WEIGHTS).info()["threads"]
+    expected = _checks().default_threads_for(b["usable_cpus"], b["cpu_limit"] or 0)
+    assert b["default_threads"] == expected == pyfer.Engine(SHIPPED_WEIGHTS).info()["threads"]

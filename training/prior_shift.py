@@ -70,11 +70,12 @@ def per_class_recall_table(logits: dict, labels: dict, bias) -> tuple[str, dict]
 
 def scores(logits: dict, labels: dict, bias, idx: dict | None = None) -> dict:
     """The four metrics of TARGETS for ``logits + bias`` (on the rows ``idx`` of each set, else all)
-    and the rule's score, their worst ratio to target."""
+    and the rule's score, their worst ratio to target. ``bias``: one for every set, or {set: bias}."""
     r = {}
     for k in logits:
         rows = slice(None) if idx is None else idx[k]
-        r[f"{k} accuracy"], r[f"{k} macro recall"] = metrics(labels[k][rows], logits[k][rows] + bias)
+        set_bias = bias[k] if isinstance(bias, dict) else bias
+        r[f"{k} accuracy"], r[f"{k} macro recall"] = metrics(labels[k][rows], logits[k][rows] + set_bias)
     r["worst ratio to target"] = min(r[k] / t for k, t in TARGETS.items())
     return r
 

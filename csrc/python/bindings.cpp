@@ -187,9 +187,10 @@ private:
 py::dict build_info() {
     py::dict d;
     d["version"] = PYFER_VERSION;
-    d["default_threads"] = engine_threads(0);  // what threads=None gives an engine
-    d["usable_cpus"] = usable_cpus();
+    const int usable = usable_cpus();
     const double limit = cgroup_cpu_limit();
+    d["default_threads"] = default_threads_for(usable, limit);  // what threads=None gives an engine
+    d["usable_cpus"] = usable;
     d["cpu_limit"] = limit > 0 ? py::cast(limit) : py::none();  // a cgroup's CPU quota, in CPUs
     // "" for an ordinary build; the sanitizer steps (scripts/sanitize.sh, scripts/tsan.sh) refuse
     // to run their tests unless the imported module reports the instrumentation they built

@@ -83,14 +83,16 @@ bool to_int64(const std::string& s, int64_t& v) {
 // The limit one cgroup folder sets, in CPUs; 0 for none. v2: cpu.max holds "max PERIOD" or
 // "QUOTA PERIOD"; v1: cpu.cfs_quota_us holds -1 or QUOTA, cpu.cfs_period_us PERIOD (microseconds).
 double folder_limit(const std::string& dir, bool v2) {
-    std::vector<std::string> a, b;
+    std::vector<std::string> max_words, quota_words, period_words;
     int64_t quota = 0, period = 0;
     if (v2) {
-        if (!read_words(dir + "/cpu.max", a) || a.size() != 2) return 0;
-        if (!to_int64(a[0], quota) || !to_int64(a[1], period)) return 0;  // "max": no limit
+        if (!read_words(dir + "/cpu.max", max_words) || max_words.size() != 2) return 0;
+        if (!to_int64(max_words[0], quota) || !to_int64(max_words[1], period)) return 0;  // "max": no limit
     } else {
-        if (!read_words(dir + "/cpu.cfs_quota_us", a) || !read_words(dir + "/cpu.cfs_period_us", b)) return 0;
-        if (!to_int64(a[0], quota) || !to_int64(b[0], period)) return 0;  // "-1": no limit
+        const bool read = read_words(dir + "/cpu.cfs_quota_us", quota_words) &&
+                          read_words(dir + "/cpu.cfs_period_us", period_words);
+        if (!read) return 0;
+        if (!to_int64(quota_words[0], quota) || !to_int64(period_words[0], period)) return 0;  // "-1": no limit
     }
     return quota > 0 && period > 0 ? static_cast<double>(quota) / static_cast<double>(period) : 0;
 }
@@ -125,14 +127,15 @@ double cgroup_cpu_limit_or_throw(const std::string& fs_root) {
     std::string line;
     while (std::getline(f, line)) {
         // ID:CONTROLLERS:PATH; v2 is "0::PATH", a v1 hierarchy names its controllers (cpu,cpuacct)
-        const size_t c1 = line.find(':'), c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
-        if (c2 == std::string::npos) continue;
-        const std::vector<std::string> controllers = split(line.substr(c1 + 1, c2 - c1 - 1), ',');
-        const std::string path = line.substr(c2 + 1);
+        const size_t colon1 = line.find(':');
+        const size_t colon2 = colon1 == std::string::npos ? colon1 : line.find(':', colon1 + 1);
+        if (colon2 == std::string::npos) continue;
+        const std::vector<std::string> controllers = split(line.substr(colon1 + 1, colon2 - colon1 - 1), ',');
+        const std::string path = line.substr(colon2 + 1);
         // the kernel writes absolute paths, and "/.." parts for a cgroup outside the reader's
         // cgroup namespace, which no mount in it shows
         if (path.empty() || path[0] != '/' || (path + "/").find("/../") != std::string::npos) continue;
-        const bool v2 = line.compare(0, c1, "0") == 0 && controllers.empty();
+        const bool v2 = line.compare(0, colon1, "0") == 0 && controllers.empty();
         if (!v2 && !contains(controllers, "cpu")) continue;
         for (const Mount& m : mounts) {
             if (m.v2 != v2 || (!v2 && !contains(m.controllers, "cpu"))) continue;
@@ -147,8 +150,8 @@ double cgroup_cpu_limit_or_throw(const std::string& fs_root) {
             }
             // from the process's cgroup up to the mount's: every ancestor's limit applies too
             for (std::string rel = below;;) {
-                const double l = folder_limit(fs_root + m.point + rel, v2);
-                if (l > 0 && (limit == 0 || l < limit)) limit = l;
+                const double cpus = folder_limit(fs_root + m.point + rel, v2);
+                if (cpus > 0 && (limit == 0 || cpus < limit)) limit = cpus;
                 const size_t slash = rel.rfind('/');
                 if (slash == std::string::npos) break;
                 rel.resize(slash);  // the parent; "" is the mount's own folder
@@ -169,8 +172,9 @@ double cgroup_cpu_limit(const std::string& fs_root) {
 }
 
 int default_threads_for(int usable, double limit) {
-    // a quota of 1.5 CPUs still lets 2 threads run half the time each; 1e-9: 1.0 is 1, not 2
-    if (limit > 0) usable = std::min(usable, std::max(1, static_cast<int>(std::ceil(limit - 1e-9))));
+    // a quota of 1.5 CPUs still lets 2 threads run half the time each; a limit of usable CPUs or
+    // more (up to 1e13 CPUs: 18 digits of quota) changes nothing and is never cast to int
+    if (limit > 0 && limit < usable) usable = std::max(1, static_cast<int>(std::ceil(limit)));
     return std::min(std::max(1, usable), MAX_THREADS);
 }
 
