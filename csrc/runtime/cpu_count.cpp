@@ -173,7 +173,8 @@ double cgroup_cpu_limit(const std::string& fs_root) {
 
 int default_threads_for(int usable, double limit) {
     // a quota of 1.5 CPUs still lets 2 threads run half the time each; a limit of usable CPUs or
-    // more (up to 1e13 CPUs: 18 digits of quota) changes nothing and is never cast to int
+    // more (up to 1e15 CPUs: 18 digits of quota over a 1 ms period) changes nothing and is never
+    // cast to int
     if (limit > 0 && limit < usable) usable = std::max(1, static_cast<int>(std::ceil(limit)));
     return std::min(std::max(1, usable), MAX_THREADS);
 }
