@@ -29,8 +29,9 @@ fi
 py="$work/venv/bin/python"
 # from here on: no compiler on PATH, only the venv and the tools this script and the tests use
 mkdir -p "$work/sysbin"
-for t in sh bash env cat cp ln mkdir rm ls tee uname dirname basename readlink realpath mktemp sed grep head tar gzip localedef \
-         qemu-aarch64-static qemu-aarch64; do
+# (setpriv: tests/test_permissions.py, as root, drops the capabilities that pass file modes)
+for t in sh bash env cat cp ln mkdir rm ls tee uname dirname basename readlink realpath mktemp sed grep head tar gzip \
+         localedef setpriv qemu-aarch64-static qemu-aarch64; do
   p=$(command -v "$t" || true); [ -n "$p" ] && ln -sf "$p" "$work/sysbin/$t"
 done
 export PATH="$work/venv/bin:$work/sysbin"
