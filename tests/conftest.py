@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,15 @@ ASTRONAUT = REPO / "examples" / "astronaut.png"
 # the astronaut's face in examples/astronaut.png (Haar box, checked by eye)
 ASTRONAUT_FACE = (109, 40, 64, 64)
 SHIPPED_WEIGHTS = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+
+
+def pyfer_subprocess(*args, cwd=REPO, prefix=(), timeout=300, env=None) -> subprocess.CompletedProcess:
+    """``pyfer ARGS`` in a child interpreter, ``prefix`` before it (setpriv, say). Output is UTF-8,
+    decoded leniently: it may hold file names that are not valid UTF-8. A crash of the interpreter
+    is a negative status; a hang raises TimeoutExpired instead of blocking the suite."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([*prefix, sys.executable, "-m", "pyfer", *map(str, args)], cwd=cwd, capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from pathlib import Path
 
 import pyfer
-from conftest import ASTRONAUT, ASTRONAUT_FACE, REPO, iou, paste
+from conftest import ASTRONAUT, ASTRONAUT_FACE, REPO, iou, paste, pyfer_subprocess
 from pyfer.cli import main
 
 
@@ -114,7 +114,7 @@ def test_info_names_the_opencv_model_when_that_backend_is_chosen(weights_path, c
 
 
 def test_python_m_pyfer_help():
-    r = subprocess.run([sys.executable, "-m", "pyfer", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    r = pyfer_subprocess("--help")
     assert r.returncode == 0
     for cmd in ("predict", "video", "bench", "info"):
         assert cmd in r.stdout
@@ -296,14 +296,9 @@ def test_predict_progress_bar(weights_path, image_tree, capsys):
     assert "3/3" not in err  # auto: not for 3 images, not when stderr is no terminal
 
 
-def _cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "pyfer", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=180)
-
-
 def test_clean_errors_no_traceback(tmp_path):
     """--out with an unknown format and --device cuda without a usable GPU: one line, exit 2."""
-    r = _cli("predict", str(ASTRONAUT), "--out", str(tmp_path / "x.xyz"))
+    r = pyfer_subprocess("predict", str(ASTRONAUT), "--out", str(tmp_path / "x.xyz"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "x.xyz" in r.stderr
     try:
         from pyfer.engine import cuda_devices
@@ -313,7 +308,7 @@ def test_clean_errors_no_traceback(tmp_path):
         n = 0
     if n:
         pytest.skip("a CUDA GPU is usable here: --device cuda works")
-    r = _cli("predict", str(ASTRONAUT), "--device", "cuda")
+    r = pyfer_subprocess("predict", str(ASTRONAUT), "--device", "cuda")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "cuda" in r.stderr.lower(), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -321,7 +316,7 @@ def test_clean_errors_no_traceback(tmp_path):
 def test_version():
     import pyfer as _pyfer
 
-    r = _cli("--version")
+    r = pyfer_subprocess("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"pyfer {_pyfer.__version__}"
 
 
@@ -623,15 +618,6 @@ def _non_utf8(name: bytes, tmp_path) -> str:
     return s
 
 
-def _cli_bytes(*args, cwd=REPO):
-    """``pyfer ARGS`` in a subprocess (a crash of the interpreter shows as a negative status),
-    with a strict UTF-8 stdout as in a UTF-8 locale; output decoded leniently: it may hold file
-    names that are not valid UTF-8."""
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([sys.executable, "-m", "pyfer", *map(str, args)], cwd=cwd, capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=180, env=env)
-
-
 def test_file_names_that_are_not_utf8(weights_path, tmp_path):
     """A Latin-1 file name (caf\\xe9.png) never reaches OpenCV, whose Python wrapper crashes on
     it: an image is read, annotated into --out-dir under its own name; a video source or --out
@@ -641,20 +627,20 @@ def test_file_names_that_are_not_utf8(weights_path, tmp_path):
     photos.mkdir()
     cv2.imwrite(str(photos / "a.png"), cv2.imread(str(ASTRONAUT)))
     (photos / name).write_bytes((photos / "a.png").read_bytes())
-    r = _cli_bytes("predict", photos, "--out-dir", tmp_path / "out", "--weights", weights_path)
+    r = pyfer_subprocess("predict", photos, "--out-dir", tmp_path / "out", "--weights", weights_path)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     written = tmp_path / "out" / name
     assert written.is_file() and cv2.imdecode(np.fromfile(str(written), np.uint8), cv2.IMREAD_COLOR) is not None
     # --out with such a name: the annotated copy is written too
     out = tmp_path / _non_utf8(b"r\xe9sultat.jpg", tmp_path)
-    r = _cli_bytes("predict", photos / "a.png", "--out", out, "--weights", weights_path)
+    r = pyfer_subprocess("predict", photos / "a.png", "--out", out, "--weights", weights_path)
     assert r.returncode == 0 and out.is_file(), (r.returncode, r.stderr[-2000:])
     clip = dark_clip(tmp_path / "clip.mp4")
     bad_clip = tmp_path / _non_utf8(b"vid\xe9o.mp4", tmp_path)
     bad_clip.write_bytes(clip.read_bytes())
     for args in (["video", bad_clip, "--jsonl", tmp_path / "v.jsonl"],
                  ["video", clip, "--out", tmp_path / _non_utf8(b"sortie\xe9.mp4", tmp_path)]):
-        r = _cli_bytes(*args, "--no-progress", "--weights", weights_path)
+        r = pyfer_subprocess(*args, "--no-progress", "--weights", weights_path)
         assert r.returncode == 2 and "UTF-8" in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
             (args, r.returncode, r.stderr[-2000:])
     assert not (tmp_path / "v.jsonl").exists()

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ASTRONAUT, ASTRONAUT_FACE, SHIPPED_WEIGHTS
+from conftest import ASTRONAUT, ASTRONAUT_FACE, SHIPPED_WEIGHTS, pyfer_subprocess
 
 pytest.importorskip("pyfer._engine")
 import pyfer  # noqa: E402
@@ -53,11 +53,8 @@ def astronaut():
 
 
 def cli(*args, timeout=TIMEOUT):
-    """``pyfer ARGS`` in a subprocess: (exit status, stdout, stderr). A crash of the interpreter
-    is a negative status; a hang raises TimeoutExpired."""
-    p = subprocess.run([sys.executable, "-m", "pyfer.cli", *map(str, args)], capture_output=True,
-                       encoding="utf-8", errors="replace",
-                       timeout=timeout, env=ENV)
+    """``pyfer ARGS`` in a subprocess: (exit status, stdout, stderr)."""
+    p = pyfer_subprocess(*args, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ASTRONAUT, SFEW
+from conftest import ASTRONAUT, SFEW, pyfer_subprocess
 
 pytest.importorskip("pyfer._engine")
 if not hasattr(os, "geteuid"):
@@ -52,8 +51,7 @@ def place(tmp_path):
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     """``pyfer ARGS`` without root's way past file permissions."""
-    return subprocess.run([*UNPRIVILEGED, sys.executable, "-m", "pyfer.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return pyfer_subprocess(*args, cwd=cwd, prefix=UNPRIVILEGED)
 
 
 def snapshot(root: Path) -> dict:
