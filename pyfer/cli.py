@@ -406,7 +406,7 @@ def _predict(args) -> int:
                     timings["decode"] += t_decode
                     lines.append("  time (ms): " + "  ".join(f"{k}={v * 1e3:.1f}" for k, v in timings.items()))
                 progress.print("\n".join(lines))
-            if writer is not None:
+            if writer is not None and csv_file is not None:
                 writer.writerows(csv_rows(str(path), faces, names))
                 csv_file.flush()  # complete rows on disk even if the run is stopped later
             dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken, input_ids)
@@ -582,8 +582,9 @@ def info_dict(weights: Optional[str] = None) -> dict:
         from pyfer.yunet import default_backend, default_model_path
 
         backend = default_backend()
-        m = default_model_path(backend)
-        d["detector"] = {"name": "yunet", "backend": backend, "path": str(m), "sha256": file_sha256(m)}
+        detector_path = default_model_path(backend)
+        d["detector"] = {"name": "yunet", "backend": backend, "path": str(detector_path),
+                         "sha256": file_sha256(detector_path)}
     except OSError as e:
         d["detector"] = f"unavailable: {e}"
     import cv2

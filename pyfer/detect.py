@@ -31,6 +31,11 @@ Detector = Callable[[np.ndarray], Iterable[Union[Sequence[float], Any]]]
 DEFAULT_MARGIN = 0.05
 
 
+def _box(values: Iterable[float]) -> Box:
+    x, y, w, h = (int(round(v)) for v in values)
+    return x, y, w, h
+
+
 def face_order(box: Box, score: Optional[float], sure_score: Optional[float] = None) -> tuple:
     """Sort key of the order faces are given in: faces the detector is sure of (score at least its
     ``sure_score``, or no score; every face when it has no ``sure_score``) before doubtful ones,
@@ -44,7 +49,7 @@ def face_order(box: Box, score: Optional[float], sure_score: Optional[float] = N
 def _cascade(name: str):
     import cv2
 
-    path = cv2.data.haarcascades + name
+    path = cv2.data.haarcascades + name  # type: ignore[attr-defined]  # not in OpenCV's stubs
     c = cv2.CascadeClassifier(path)
     if c.empty():
         raise RuntimeError(f"could not load the OpenCV cascade {path} (needs opencv-python(-headless) < 5)")
@@ -125,12 +130,12 @@ class HaarDetector:
         found, votes = self._cascades.get().detectMultiScale2(small, self.scale_factor, self.min_neighbors,
                                                        minSize=(min_px, min_px))
         votes = np.asarray(votes).reshape(-1)
-        order = np.argsort(-votes, kind="stable")  # most votes (surest) first
+        by_votes = np.argsort(-votes, kind="stable")  # most votes (surest) first
         # Weak detections next to a much surer face are nearly always false (on SFEW, single-face
         # images, secondary boxes below 1/5 of the best votes were; real faces score alike).
-        order = [i for i in order if votes[i] >= self.min_relative_votes * votes[order[0]]]
-        found = np.asarray(found).reshape(-1, 4)[order]
-        return [tuple(int(round(v / scale)) for v in b) for b in found]
+        kept = [i for i in by_votes if votes[i] >= self.min_relative_votes * votes[by_votes[0]]]
+        found = np.asarray(found).reshape(-1, 4)[kept]
+        return [_box(v / scale for v in b) for b in found]
 
 
 MEDIAPIPE_PIN = "mediapipe<0.10.30"  # the last releases with mp.solutions
@@ -155,7 +160,7 @@ class MediaPipeDetector:
         self._fd = solutions.face_detection.FaceDetection(model_selection=model_selection,
                                                           min_detection_confidence=min_confidence)
 
-    def __call__(self, image: np.ndarray) -> list[Box]:
+    def __call__(self, image: np.ndarray) -> list[_ScoredBox]:
         import cv2
 
         rgb = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2RGB) if image.ndim == 2 or image.shape[2] == 1 else \
@@ -198,8 +203,10 @@ def get_detector(detector: Union[str, Detector, None], min_face: Optional[float]
     if detector in ("yunet", "yunet-tilted"):
         from pyfer.yunet import YuNetDetector
 
-        kw = {} if score_threshold is None else {"score_threshold": score_threshold}
-        return YuNetDetector(min_face=min_face, tilted=detector == "yunet-tilted", **kw)
+        tilted = detector == "yunet-tilted"
+        if score_threshold is None:
+            return YuNetDetector(min_face=min_face, tilted=tilted)
+        return YuNetDetector(min_face=min_face, tilted=tilted, score_threshold=score_threshold)
     if detector == "haar":
         if score_threshold is not None:
             raise ValueError("the Haar detector gives no scores: score_threshold applies to 'yunet' and 'mediapipe'")

@@ -27,8 +27,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["Engine", "build_info", "cuda_devices", "softmax"]
 
@@ -56,7 +58,7 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def build_info() -> dict:
+def build_info() -> dict[str, Any]:
     """Build facts: ``version``, ``isa`` ({compiled, runnable, detected, selected, why}), ``cuda`` (bool:
     a CUDA build, not a usable GPU: :func:`cuda_devices`), ``default_threads`` (what ``threads=None``
     gives an engine here: ``usable_cpus``, the affinity mask, capped by ``cpu_limit``, the cgroup's CPU
@@ -64,7 +66,7 @@ def build_info() -> dict:
     return dict(_ext().build_info())
 
 
-def cuda_devices() -> tuple:
+def cuda_devices() -> tuple[int, str]:
     """``(count, reason)``: CUDA devices usable by ``Engine(..., device="cuda")``; ``reason`` says
     why there are none (CPU-only build, no driver, no GPU). The first CUDA call happens here or in
     ``Engine(device="cuda")``, never at import."""
@@ -106,15 +108,16 @@ class Engine:
 
     # -- metadata ---------------------------------------------------------------------------
     @property
-    def input_shape(self) -> tuple:
-        return tuple(self._impl.input_shape)
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self._impl.input_shape
+        return c, h, w
 
     @property
     def num_classes(self) -> int:
         return int(self._impl.num_classes)
 
     @property
-    def class_names(self) -> list:
+    def class_names(self) -> list[str]:
         return list(self._impl.class_names)
 
     @property
@@ -125,7 +128,7 @@ class Engine:
     def metadata(self) -> dict:
         return dict(self._meta)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return dict(self._impl.info())
 
     def __repr__(self) -> str:
@@ -157,7 +160,7 @@ class Engine:
         # converts other dtypes and copies non-contiguous / misaligned / byte-swapped arrays
         return np.require(x, dtype=np.float32, requirements=["C", "A"])
 
-    def forward(self, x) -> np.ndarray:
+    def forward(self, x) -> npt.NDArray[np.float32]:
         """float32 (N, C, H, W) -> float32 logits (N, num_classes). Releases the GIL."""
         return self._impl.forward(self._as_input(x))
 

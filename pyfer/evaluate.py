@@ -67,7 +67,7 @@ def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tupl
     if unknown:
         raise ValueError(f"{source}: labels {unknown} are none of the model's classes {list(class_names)} "
                          f"(or their common names: {', '.join(sorted(LABEL_SYNONYMS))})")
-    return [(path, classes[label]) for path, label in raw]
+    return [(path, index) for path, label in raw if (index := classes[label]) is not None]
 
 
 def read_labels_csv(source: Path, root: Optional[Path] = None) -> list[tuple[Path, str, int]]:
@@ -177,13 +177,13 @@ def evaluate(rec, items: Sequence[tuple[Path, int | str]], transform: Optional[C
                           "confidence": round(faces[0].confidence, 4) if faces else None, "faces": len(faces)})
     if not y_true:
         raise ValueError(f"none of the {len(items)} images could be read (first: {unreadable[0]})")
-    y_true, y_pred, y_surest = np.array(y_true), np.array(y_pred), np.array(y_surest)
-    found = y_pred >= 0
-    return {"images": len(y_true), "detected": int(found.sum()), "detection_rate": float(found.mean()),
-            **label_metrics(y_true, y_pred, names),
-            "accuracy_detected": float(np.mean(y_true[found] == y_pred[found])) if found.any() else None,
+    truth, predicted, surest_predicted = np.array(y_true), np.array(y_pred), np.array(y_surest)
+    found = predicted >= 0
+    return {"images": len(truth), "detected": int(found.sum()), "detection_rate": float(found.mean()),
+            **label_metrics(truth, predicted, names),
+            "accuracy_detected": float(np.mean(truth[found] == predicted[found])) if found.any() else None,
             "several_faces": int(several),
-            "accuracy_surest_face": float(np.mean(y_true == y_surest)),
+            "accuracy_surest_face": float(np.mean(truth == surest_predicted)),
             "median_ms": {k: float(np.median(v)) * 1e3 for k, v in stage.items()},
             "seconds": time.perf_counter() - t0,
             "unreadable": unreadable,

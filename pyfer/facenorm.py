@@ -49,6 +49,8 @@ class FaceFraming:
             raise ValueError(f"framing template must be 5 (x, y) points, got {self.template!r}")
         if not (np.isfinite(self.box_scale) and 0.2 <= self.box_scale <= 5):
             raise ValueError(f"box_scale must lie in [0.2, 5], got {self.box_scale!r}")
+        if np.shape(self.box_shift) != (2,) or not np.isfinite(self.box_shift).all():
+            raise ValueError(f"box_shift must be one (x, y) pair, got {self.box_shift!r}")
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "template": [list(map(float, p)) for p in self.template],
@@ -59,9 +61,17 @@ class FaceFraming:
         if not d:
             return cls()
         return cls(mode=str(d.get("mode", "align")),
-                   template=tuple(tuple(float(v) for v in p) for p in d.get("template", cls.template)),
+                   template=tuple(_pair(p, "template") for p in d.get("template", cls.template)),
                    box_scale=float(d.get("box_scale", cls.box_scale)),
-                   box_shift=tuple(float(v) for v in d.get("box_shift", cls.box_shift)))
+                   box_shift=_pair(d.get("box_shift", cls.box_shift), "box_shift"))
+
+
+def _pair(values, what: str) -> tuple[float, float]:
+    """An (x, y) pair read from a weights file's metadata."""
+    xy = tuple(float(v) for v in values)
+    if len(xy) != 2:
+        raise ValueError(f"framing {what} must be (x, y) pairs, got {values!r}")
+    return xy[0], xy[1]
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

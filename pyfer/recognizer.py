@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
+from typing import Any, Iterable, Literal, Optional, Sequence, Union, cast, overload
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
     is in the file is checked, also the last one when the file ends inside it (fuzz finding 4).
     An IEND before any IDAT is refused too: OpenCV's reader does not stop there but reads on, so
     a chunk after it could ask for 4 GB again (fuzz finding 5)."""
-    buf = memoryview(data)
+    buf = data.data  # a memoryview of the bytes, no copy
     pos, n = 8, len(buf)
     seen_idat = False
     while pos + 4 <= n:
@@ -124,7 +124,7 @@ JPEG_ALWAYS_OK_PIXELS = 1 << 24
 
 def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
     """(width, height) from a JPEG's frame header (SOFn), or None when it has none."""
-    buf = memoryview(data)
+    buf = data.data  # a memoryview of the bytes, no copy
     pos, n = 2, len(buf)
     while pos + 4 <= n:
         if buf[pos] != 0xFF:  # stray bytes between segments: the decoder skips them (with a warning)
@@ -187,7 +187,7 @@ def _tiff_orientation(t: bytes) -> int:
 def exif_orientation(data: np.ndarray) -> int:
     """The EXIF orientation (1-8; 1 = upright) of an encoded PNG (``eXIf`` chunk) or WebP
     (``EXIF`` chunk); 1 for other formats or without the tag."""
-    buf = memoryview(data)
+    buf = data.data  # a memoryview of the bytes, no copy
     n = len(buf)
     if n > 8 and bytes(buf[:8]) == PNG_SIGNATURE:
         pos = 8
@@ -434,14 +434,14 @@ class Recognizer:
     def _prior_shift(self, shift: Optional[float]) -> tuple[Optional[float], Optional[np.ndarray]]:
         """(the prior shift in effect, the offset that moves the weights' own to it or None)."""
         adj = self.engine.metadata.get("logit_adjustment")
-        baked = None if adj is None else float(adj["prior_shift"])
         if shift is None:
-            return baked, None
+            return (None if adj is None else float(adj["prior_shift"])), None
         if not _is_number(shift) or not -1 <= shift <= 2:
             raise ValueError(f"prior_shift must be a number in [-1, 2], got {shift!r}")
         if adj is None:
             raise ValueError(f"the weights {self.weights_path} carry no class prior (metadata "
                              "'logit_adjustment', written by training.export): prior_shift cannot be set")
+        baked = float(adj["prior_shift"])
         prior = np.asarray(adj["class_prior"], np.float64)
         if prior.shape != (len(self.class_names),) or not (prior > 0).all():
             raise ValueError(f"the weights' class prior is malformed: {adj['class_prior']!r}")
@@ -462,7 +462,7 @@ class Recognizer:
         """Faces in one image, main face first (the class docstring's order). ``image``: a path, a
         numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h)
         skips detection; their faces come back in the given order."""
-        return self._predict_many([image], None if boxes is None else [boxes])[0]
+        return cast("list[Face]", self._predict_many([image], None if boxes is None else [boxes])[0])
 
     @overload
     def predict_batch(self, images: Sequence[ImageLike], return_exceptions: Literal[False] = False) -> list[list[Face]]:
@@ -473,8 +473,7 @@ class Recognizer:
                       return_exceptions: Literal[True]) -> list[Union[list[Face], Exception]]:
         ...
 
-    def predict_batch(self, images: Sequence[ImageLike],
-                      return_exceptions: bool = False) -> list[Union[list[Face], Exception]]:
+    def predict_batch(self, images: Sequence[ImageLike], return_exceptions: bool = False) -> list[Any]:
         """One list of faces per image; all faces go through the engine in one call.
         ``return_exceptions``: an image that cannot be read or used (missing or corrupt file,
         bad array, or a custom detector's malformed answer for it) gets the exception in its place
@@ -540,6 +539,7 @@ class Recognizer:
 
     def _detect(self, img: np.ndarray, shape) -> list:
         dets = []
+        assert self.detector is not None  # the caller's check
         found = self.detector(img)
         if found is None or isinstance(found, (str, bytes)):
             raise TypeError(f"the detector returned {found!r}; it must return a list of faces (empty: none)")
@@ -568,9 +568,10 @@ class Recognizer:
                 img = load_image(image)
                 t1 = time.perf_counter()
                 shape = img.shape[:2]
-                given = boxes_per_image is not None and boxes_per_image[i] is not None
-                if given:
-                    dets = [(check_box(b, shape), None, None) for b in boxes_per_image[i]]
+                given_boxes = None if boxes_per_image is None else boxes_per_image[i]
+                given = given_boxes is not None
+                if given_boxes is not None:
+                    dets = [(check_box(b, shape), None, None) for b in given_boxes]
                 elif self.detector is None:
                     dets = None
                 else:

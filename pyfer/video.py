@@ -229,7 +229,7 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
             if out is not None and writer is None:  # before the first JSON line: a failure leaves none
                 h, w = frame.shape[:2]
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps_in, (w, h))
                 if not writer.isOpened():
                     raise ValueError(f"cannot write video {out}")
             faces = recognizer.predict(frame)
@@ -241,7 +241,7 @@ def process_video(source: Union[str, int], recognizer: Recognizer, out: Optional
                                         "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n")
                 if is_camera:
                     jsonl.flush()  # live: let a reader downstream see each frame now
-            if out is not None:
+            if writer is not None:
                 writer.write(draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]))
             n += 1
             if bar is not None:

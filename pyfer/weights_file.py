@@ -24,6 +24,7 @@ import os
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -38,17 +39,17 @@ STALE_CHECKSUM_HINT = ("re-saved by another writer that kept the old checksum (s
                        "delete data_crc32 and header_crc32 to load it unchecked")
 
 
-def header_and_data(blob: bytes) -> tuple[memoryview, memoryview]:
+def header_and_data(blob: Union[bytes, bytearray]) -> tuple[memoryview, memoryview]:
     """A safetensors file's JSON header and its data section (the bytes after the header)."""
     end = 8 + int.from_bytes(blob[:8], "little")
     return memoryview(blob)[8:end], memoryview(blob)[end:]
 
 
-def data_section(blob: bytes) -> memoryview:
+def data_section(blob: Union[bytes, bytearray]) -> memoryview:
     return header_and_data(blob)[1]
 
 
-def header_crc32(blob: bytes) -> tuple[int, int]:
+def header_crc32(blob: Union[bytes, bytearray]) -> tuple[int, int]:
     """Where ``header_crc32``'s 8 digits start in ``blob``, and the CRC-32 of the length and
     header with those digits read as ``00000000``. ValueError unless the field is there once."""
     header = bytes(header_and_data(blob)[0])

@@ -349,7 +349,9 @@ def test_licence_files():
 
 
 def test_py_typed():
-    assert (Path(pyfer.__file__).parent / "py.typed").is_file()
+    """The marker, and the types of the compiled module beside it (type checkers cannot read a .so)."""
+    package = Path(pyfer.__file__).parent
+    assert (package / "py.typed").is_file() and (package / "_engine.pyi").is_file()
 
 
 def test_glob_under_a_folder_named_with_brackets(tmp_path):

@@ -80,6 +80,11 @@ def test_framing_round_trips_through_metadata_and_rejects_nonsense():
         FaceFraming(template=((0, 0),))
     with pytest.raises(ValueError):
         FaceFraming(box_scale=float("nan"))
+    # a weights file's metadata: a box shift that is no (x, y) pair was taken, and failed later
+    for bad in ({"box_shift": [0.1]}, {"box_shift": [0, 0, 0]}, {"box_shift": [0, float("inf")]},
+                {"template": [[0.3, 0.4, 0.5]] * 5}):
+        with pytest.raises(ValueError, match="box_shift|template"):
+            FaceFraming.from_dict(bad)
 
 
 def test_default_template_is_mirror_symmetric():
