@@ -19,7 +19,9 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        file; for ``pyfer video``, a source that cannot be opened or gives no frame, a source or
        ``--out`` whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
    74  an output file or stdout could not be written during the run (a full disk, a device error)
-  130  interrupted (Ctrl-C); what was written so far is complete up to the last image
+  130  interrupted (Ctrl-C); what was written so far is complete up to the last image (or frame:
+       an annotated video is finalised)
+  143  terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``), handled as Ctrl-C is
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
 """
@@ -43,6 +45,7 @@ from pyfer.files import image_files, is_image_name
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: an output (a file or stdout) could not be written
+EXIT_TERMINATED = 128 + 15  # SIGTERM, as a shell reports a process it ended
 
 GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
 # what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
@@ -50,9 +53,35 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
                     "annotated copy not written (each reported on stderr, the rest still processed); 2 usage "
                     "or setup error, nothing processed; 74 an output could not be written (disk full, I/O "
-                    "error); 130 interrupted; 141 stdout closed by its reader")
+                    "error); 130 interrupted; 141 stdout closed by its reader; 143 terminated (SIGTERM), outputs finished "
+                    "as for 130")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be: the same clean stop (rows
+    flushed, an annotated video finalised), then exit status 143."""
+
+
+def _raise_terminated(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM during the clean-up ends it at once
+    raise Terminated()
+
+
+def _take_sigterm():
+    """Handle SIGTERM as Ctrl-C for a run of the command; the handler it replaces, or None when
+    left alone (not the main thread, or a host program has its own)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class UsageError(Exception):
@@ -298,9 +327,9 @@ def _open_output(path: str, what: str) -> IO[str]:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
 
-def _add_progress_args(p: argparse.ArgumentParser) -> None:
+def _add_progress_args(p: argparse.ArgumentParser, auto: str = f"{PROGRESS_MIN_IMAGES}+ images on a terminal") -> None:
     p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
-                   help=f"progress bar on stderr (auto: {PROGRESS_MIN_IMAGES}+ images on a terminal)")
+                   help=f"progress bar on stderr (auto: {auto})")
     p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
 
 
@@ -451,7 +480,7 @@ def _predict(args) -> int:
 
 
 def _video(args) -> int:
-    from pyfer.video import process_video
+    from pyfer.video import IoUTracker, process_video
 
     if not args.out and not args.jsonl:
         raise UsageError("give --out and/or --jsonl")
@@ -461,9 +490,9 @@ def _video(args) -> int:
         if Path(args.out).suffix.lower() not in VIDEO_EXTENSIONS:
             raise UsageError(f"--out {args.out}: cannot write videos of type {Path(args.out).suffix or '(no extension)'!r}; "
                              f"use {', '.join(VIDEO_EXTENSIONS)}")
-        _check_writable_folder(Path(args.out).parent, "--out", args.out)
+        _check_writable_file(args.out, "--out")
     if args.jsonl and args.jsonl != "-":
-        _check_writable_folder(Path(args.jsonl).parent, "--jsonl", args.jsonl)
+        _check_writable_file(args.jsonl, "--jsonl")
     if not str(args.source).isdigit():  # a file, not a camera index
         _refuse_overwriting_inputs({"--out": args.out, "--jsonl": args.jsonl}, [Path(args.source)])
         if not _utf8(args.source):
@@ -482,7 +511,8 @@ def _video(args) -> int:
     ok = False
     try:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
-                              progress=not args.no_progress)
+                              progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
+                              tracker=IoUTracker(alpha=1.0) if args.no_smoothing else None)
         ok = True
     finally:
         if sink is not None and sink is not sys.stdout:
@@ -673,7 +703,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)})")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (cameras never get one)")
+    p.add_argument("--no-smoothing", action="store_true",
+                   help="each frame's own scores (by default a face's scores are averaged over its recent frames)")
+    _add_progress_args(p, "a video file on a terminal; cameras never get one")
     _add_model_args(p)
     p.set_defaults(func=_video, cmd="video")
     commands["video"] = p
@@ -749,6 +781,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = commands[argv[0]].parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
+    previous_sigterm = _take_sigterm()
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that closed stdout shows here at the latest, and is handled below
@@ -759,9 +792,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
         print(f"pyfer {args.cmd}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"pyfer {args.cmd}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"pyfer {args.cmd}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except OSError as e:  # (after FileNotFoundError above)
         # `pyfer predict DIR --json | head`: the reader has what it wanted (Windows reports the
         # closed pipe as EINVAL); stop without a traceback
@@ -778,6 +812,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:  # stdout itself: the interpreter's last flush would fail again
             _silence_stdout()
         return EXIT_OUTPUT_FAILED
+    finally:
+        if previous_sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

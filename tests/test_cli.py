@@ -711,3 +711,76 @@ def test_a_full_disk_is_one_line_and_status_74(full):
     assert r.returncode == 74, r.stderr
     assert r.stderr.strip().splitlines() == ["pyfer predict: an output could not be written: [Errno 28] "
                                              "No space left on device"], r.stderr
+
+
+def shifted_astronaut_clip(path: Path, frames: int) -> Path:
+    """The astronaut moving 3 px a frame (no scene cut), 256x256 at 10 fps."""
+    img = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256))
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (256, 256))
+    for i in range(frames):
+        w.write(np.roll(img, 3 * (i % 20), axis=1))
+    w.release()
+    return path
+
+
+def test_video_no_smoothing_gives_each_frame_its_own_scores(weights_path, tmp_path, capsys):
+    clip = shifted_astronaut_clip(tmp_path / "clip.mp4", 6)
+    rec = pyfer.Recognizer(weights_path, threads=1)
+    cap = cv2.VideoCapture(str(clip))
+    own = [rec.predict(cap.read()[1])[0].scores for _ in range(6)]
+    rows = {}
+    for extra in ([], ["--no-smoothing"]):
+        rc, out, err = run_cli(["video", str(clip), "--jsonl", "-", "--weights", str(weights_path), *extra], capsys)
+        assert rc == 0, err
+        rows[bool(extra)] = [json.loads(s)["faces"][0]["scores"] for s in out.splitlines()]
+    assert rows[True] == [pytest.approx(s, abs=1e-4) for s in own]
+    assert rows[False][0] == pytest.approx(own[0], abs=1e-4) and rows[False][5] != pytest.approx(own[5], abs=1e-4)
+
+
+@pytest.mark.parametrize("signal_name, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_stopped_video_run_keeps_what_it_wrote(weights_path, tmp_path, signal_name, status, said):
+    """Ctrl-C, and SIGTERM (`kill`, `timeout`, `docker stop`), stop a run cleanly: whole JSON
+    lines and a finalised video of as many frames. SIGTERM killed the run and left an MP4 that
+    nothing could open (session 37)."""
+    import signal
+    import time
+
+    clip = shifted_astronaut_clip(tmp_path / "long.mp4", 3000)
+    jsonl, out = tmp_path / "v.jsonl", tmp_path / "v.mp4"
+    p = subprocess.Popen([sys.executable, "-m", "pyfer", "video", str(clip), "--out", str(out), "--jsonl",
+                          str(jsonl), "--progress", "never", "--weights", str(weights_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline and (
+            not jsonl.exists() or jsonl.read_text().count("\n") < 5):
+        time.sleep(0.05)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(getattr(signal, signal_name))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == status and err.strip().splitlines()[-1] == f"pyfer video: {said}", (p.returncode, err)
+    rows = [json.loads(s) for s in jsonl.read_text().splitlines()]
+    assert 5 <= len(rows) < 3000 and [r["frame"] for r in rows] == list(range(len(rows)))
+    cap = cv2.VideoCapture(str(out))
+    written = 0
+    while cap.read()[0]:
+        written += 1
+    assert written == len(rows)
+
+
+def test_sigterm_is_handled_only_during_a_command_and_never_over_a_host_s_handler(weights_path, capsys):
+    import signal
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert main(["info", "--weights", str(weights_path)]) == 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+
+    def host(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, host)
+    try:
+        from pyfer.cli import _take_sigterm
+
+        assert _take_sigterm() is None and signal.getsignal(signal.SIGTERM) is host
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

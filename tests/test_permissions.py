@@ -34,16 +34,16 @@ else:
 
 @pytest.fixture
 def place(tmp_path):
-    """A folder holding the astronaut, a read-only folder ro/, and read-only files ro.csv, ro.json
-    and ro.jpg."""
+    """A folder holding the astronaut, a read-only folder ro/, and read-only files ro.csv, ro.json,
+    ro.jsonl, ro.mp4 and ro.jpg."""
     root = tmp_path
     shutil.copy(ASTRONAUT, root / "astronaut.png")
     (root / "ro").mkdir(mode=0o555)
     (root / "ro").chmod(0o555)  # past the umask
-    for name in ("ro.csv", "ro.json"):
+    for name in ("ro.csv", "ro.json", "ro.jsonl", "ro.mp4"):
         (root / name).write_text("")
     shutil.copy(ASTRONAUT, root / "ro.jpg")
-    for name in ("ro.csv", "ro.json", "ro.jpg"):
+    for name in ("ro.csv", "ro.json", "ro.jsonl", "ro.mp4", "ro.jpg"):
         (root / name).chmod(0o444)
     yield root
     (root / "ro").chmod(0o755)  # for pytest's clean-up as an ordinary user
@@ -67,6 +67,9 @@ def snapshot(root: Path) -> dict:
     (["predict", "{a}", "--out", "{r}/ro.jpg"], "--out {r}/ro.jpg: the file is not writable"),
     (["video", "{a}", "--jsonl", "{r}/ro/v.jsonl"], "the folder {r}/ro is not writable"),
     (["video", "{a}", "--out", "{r}/ro/v.mp4"], "the folder {r}/ro is not writable"),
+    # (the video's were found only after the model had loaded and a frame was read, session 37)
+    (["video", "{a}", "--out", "{r}/ro.mp4"], "--out {r}/ro.mp4: the file is not writable"),
+    (["video", "{a}", "--jsonl", "{r}/ro.jsonl"], "--jsonl {r}/ro.jsonl: the file is not writable"),
     (["evaluate", "{m}", "--json", "{r}/ro.json"], "--json {r}/ro.json: the file is not writable"),
     (["evaluate", "{m}", "--csv", "{r}/ro/c.csv"], "the folder {r}/ro is not writable"),
     (["evaluate", "{m}", "--plot", "{r}/ro/c.png"], "the folder {r}/ro is not writable"),
@@ -92,3 +95,12 @@ def test_an_input_the_user_may_not_read_is_named_and_counted(place):
     assert f"{secret}: [Errno 13] Permission denied" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "1 image(s), 1 face(s), 1 failed" in done.stderr, done.stderr
     assert len(done.stdout.splitlines()) == 1 and "astronaut.png" in done.stdout
+
+
+def test_a_video_the_user_may_not_read_is_named(place):
+    secret = place / "secret.mp4"
+    secret.write_bytes(b"")
+    secret.chmod(0)
+    done = cli("video", secret, "--jsonl", place / "v.jsonl", cwd=place)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"pyfer video: cannot read video source {str(secret)!r}: Permission denied"], done.stderr

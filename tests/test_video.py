@@ -11,7 +11,7 @@ import pytest
 import pyfer
 from conftest import ASTRONAUT, paste
 from pyfer import EMOTIONS, Face
-from pyfer.video import IoUTracker, draw_faces, iou, process_video
+from pyfer.video import IoUTracker, _FrameClock, draw_faces, iou, process_video
 
 
 def face(box, k):
@@ -153,8 +153,10 @@ def test_video_end_to_end(recognizer, clip, tmp_path):
 def test_video_max_frames_and_bad_source(recognizer, clip, tmp_path):
     stats = process_video(str(clip[0]), recognizer, max_frames=5, progress=True)
     assert stats["frames"] == 5
-    with pytest.raises(ValueError, match="cannot open"):
+    with pytest.raises(FileNotFoundError, match="no such video file"):
         process_video(str(tmp_path / "missing.mp4"), recognizer)
+    with pytest.raises(ValueError, match="is a folder"):
+        process_video(str(tmp_path), recognizer)
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
     with pytest.raises(ValueError, match="cannot open"):
@@ -285,3 +287,81 @@ def test_video_names_that_are_not_utf8_are_refused(recognizer, clip, tmp_path):
         process_video(str(clip[0]), recognizer, out=str(tmp_path / os.fsdecode(b"sortie\xe9.mp4")), jsonl=sink,
                       progress=False)
     assert sink.getvalue() == "" and sorted(os.listdir(tmp_path)) == [name]
+
+
+def test_time_is_each_frame_s_own_timestamp():
+    """Phones record at a varying rate: frame 4 of a clip that slows from 30 to 10 fps is at
+    0.3 s, not at 4 / (the average rate). Where the backend has no timestamps (0 after the
+    first frame, or one going back), index / rate stands in."""
+
+    class Capture:
+        def __init__(self, ms):
+            self.ms = iter(ms)
+
+        def get(self, prop):
+            return next(self.ms)
+
+    times = [0, 33.3, 66.7, 200, 300]  # ms
+    clock = _FrameClock(fps=15.0, timestamps=True)
+    cap = Capture(times)
+    assert [round(clock.time(cap, i), 4) for i in range(5)] == [0.0, 0.0333, 0.0667, 0.2, 0.3]
+    clock, cap = _FrameClock(fps=10.0, timestamps=True), Capture([0, 0, 0])
+    assert [clock.time(cap, i) for i in range(3)] == [0.0, 0.1, 0.2]
+    clock, cap = _FrameClock(fps=10.0, timestamps=True), Capture([0, 500, 100])
+    assert [clock.time(cap, i) for i in range(3)] == [0.0, 0.5, 0.2]
+    clock = _FrameClock(fps=10.0, timestamps=False)  # a camera
+    assert clock.time(Capture([1234.0]), 3) == pytest.approx(0.3)
+
+
+def still_clip(path, scenes, frames_each=5, fps=10.0):
+    """A clip of still scenes, ``frames_each`` frames of each, 320x240."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 240))
+    for scene in scenes:
+        for _ in range(frames_each):
+            w.write(cv2.resize(scene, (320, 240)))
+    w.release()
+    return path
+
+
+def test_a_scene_cut_starts_new_tracks(recognizer, sfew_faces, tmp_path):
+    """Two film shots whose faces sit in the same place: the second shot's face gets a new id and
+    its own scores, not the smoothed scores of the first shot's face."""
+    a, b = sfew_faces[0], sfew_faces[5]
+    path = still_clip(tmp_path / "cut.avi", [a, b])
+    sink = io.StringIO()
+    stats = process_video(path, recognizer, jsonl=sink, progress=False)
+    rows = [json.loads(s) for s in sink.getvalue().splitlines()]
+    assert stats["scene_cuts"] == 1 and all(len(r["faces"]) == 1 for r in rows)
+    first, second = ({r["faces"][0]["id"] for r in rows[i:i + 5]} for i in (0, 5))
+    assert len(first) == 1 and len(second) == 1 and first != second
+    cap = cv2.VideoCapture(str(path))
+    frames = [cap.read()[1] for _ in range(6)]
+    own = recognizer.predict(frames[5])[0].scores
+    assert rows[5]["faces"][0]["scores"] == pytest.approx(own, abs=1e-4)
+    # without a cut, the same two faces in one track would have blended: the test can tell
+    blended = IoUTracker()
+    blended.update(recognizer.predict(frames[0]))
+    assert blended.update(recognizer.predict(frames[5]))[0][1].scores != pytest.approx(own, abs=1e-4)
+
+
+def test_moving_faces_are_no_scene_cut(recognizer, clip):
+    stats = process_video(str(clip[0]), recognizer, progress=False)
+    assert stats["scene_cuts"] == 0
+
+
+def test_jsonl_may_be_a_path(recognizer, clip, tmp_path):
+    out = tmp_path / "faces.jsonl"
+    stats = process_video(clip[0], recognizer, jsonl=out, max_frames=4, progress=False)
+    rows = [json.loads(s) for s in out.read_text(encoding="utf-8").splitlines()]
+    assert stats["frames"] == 4 and [r["frame"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces, tmp_path, capsys):
+    path = still_clip(tmp_path / "whole.avi", [sfew_faces[1]], frames_each=20)
+    cut = tmp_path / "truncated.avi"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    stats = process_video(cut, recognizer, progress=False)
+    err = capsys.readouterr().err
+    assert 0 < stats["frames"] < 20 and f"the file ended after {stats['frames']} of the 20 frames" in err
+    process_video(path, recognizer, progress=False)
+    assert "the file ended" not in capsys.readouterr().err
