@@ -57,6 +57,7 @@ EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing 
                     "as for 130")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
+STDIN = Path("-")  # ``pyfer predict -``: one image piped to stdin (``curl -s URL | pyfer predict -``)
 
 
 class Terminated(KeyboardInterrupt):
@@ -283,7 +284,7 @@ def _out_path(out_dir: Path, image: Path, root: Path, taken: set[Path],
     under ``out_dir``; never an input of the run (``inputs``: their ``_file_id``s; the image itself
     always), never a name already used in this run."""
     try:
-        rel = image.relative_to(root)
+        rel = Path("stdin.png") if image == STDIN else image.relative_to(root)
     except ValueError:
         rel = Path(image.name)
     dest = out_dir / rel
@@ -381,6 +382,8 @@ def _predict(args) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
         _check_writable_folder(out_dir, "--out-dir", args.out_dir)
+    if STDIN in map(Path, args.paths) and sys.stdin.isatty():
+        raise UsageError("'-' reads one image piped to stdin (pyfer predict - < photo.jpg), and stdin is a terminal")
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
@@ -412,7 +415,8 @@ def _predict(args) -> int:
         for path, root in inputs:
             try:
                 t0 = time.perf_counter()
-                image = load_image(path)  # decoded here, not in predict: the annotated copy needs it
+                # decoded here, not in predict: the annotated copy needs it
+                image = load_image(sys.stdin.buffer.read() if path == STDIN else path)
                 t_decode = time.perf_counter() - t0
                 faces = rec.predict(image)
             except image_errors() as e:
@@ -681,8 +685,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
 
     p = sub.add_parser(
         "predict", help="recognize expressions in images, folders or globs",
-        description="Faces and expressions in images. PATH: an image file, a folder (its images; "
-                    "subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
+        description="Faces and expressions in images. PATH: an image file, '-' (one image piped to stdin), "
+                    "a folder (its images; subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
                     "with --recursive). Faces come largest first (faces the detector doubts after the sure ones).",
         usage="%(prog)s [options] PATH [PATH ...]", epilog=EXIT_STATUS_HELP)
     p.add_argument("paths", nargs="*", metavar="PATH")  # at least one: checked in main, after '--'

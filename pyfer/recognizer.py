@@ -20,7 +20,8 @@ from pyfer.engine import softmax
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
-ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
+# a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
+ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 WEIGHTS_FILE = "tsnet_student.safetensors"
 Landmarks = tuple[tuple[float, float], ...]
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
@@ -249,9 +250,10 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def load_image(image: ImageLike) -> np.ndarray:
-    """A path, a numpy array or a PIL image -> uint8 HxW, HxWx3 (BGR) or HxWx4 (BGRA). Raises
-    ValueError/TypeError with a clear message for anything else; never hands OpenCV something it
-    could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB and
+    """A path, an encoded image file's bytes (an upload, a download, stdin; decoded as a file is,
+    with its EXIF orientation and the same limits), a numpy array or a PIL image -> uint8 HxW,
+    HxWx3 (BGR) or HxWx4 (BGRA). Raises ValueError/TypeError with a clear message for anything
+    else; never hands OpenCV something it could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB and
     taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
     ``ImageOps.exif_transpose`` first, or pass the path), so that boxes match the image held."""
     if isinstance(image, (str, os.PathLike)):
@@ -267,12 +269,21 @@ def load_image(image: ImageLike) -> np.ndarray:
             raise FileNotFoundError(f"no such image file: {path}")
         data = np.fromfile(str(path), dtype=np.uint8)  # fromfile + imdecode: also non-ASCII paths
         return as_uint8_image(decode_image(data, str(path)))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        raw = image.tobytes() if isinstance(image, memoryview) else image
+        try:
+            return as_uint8_image(decode_image(np.frombuffer(raw, dtype=np.uint8), "the image bytes"))
+        except ValueError as e:
+            if len(raw) < 4096 and b"\0" not in raw and os.path.isfile(os.fsdecode(bytes(raw))):  # b"photo.jpg"
+                raise ValueError(f"{e}: bytes are an encoded image; give a file name as a str or a Path") from None
+            raise
     if isinstance(image, np.ndarray):
         return as_uint8_image(image)
     if is_pil_image(image):
         return as_uint8_image(pil_to_array(image))
     several = " (several images: predict_batch)" if isinstance(image, (list, tuple)) else ""
-    raise TypeError(f"expected an image path, a numpy array or a PIL image, got {type(image).__name__}{several}")
+    raise TypeError(f"expected an image path, an encoded image's bytes, a numpy array or a PIL image, "
+                    f"got {type(image).__name__}{several}")
 
 
 FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are read as [0, 1],
@@ -347,11 +358,14 @@ def _is_number(v) -> bool:
 
 
 def _refuse_a_single_path(images, what: str) -> None:
-    """A bare path (str, bytes, PathLike) where a sequence is expected would be iterated character
-    by character."""
-    if isinstance(images, (str, bytes, os.PathLike)):
+    """A bare path (str, PathLike) or one image's bytes where a sequence is expected would be
+    iterated character by character."""
+    if isinstance(images, (str, os.PathLike)):
         raise TypeError(f"{what} takes a list of images, got a single path {images!r}; "
                         f"wrap it in a list: {what}([path])")
+    if isinstance(images, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} takes a list of images, got the bytes of one ({len(images)} bytes); "
+                        f"wrap them in a list: {what}([data])")
 
 
 class Recognizer:
@@ -459,8 +473,8 @@ class Recognizer:
 
     # -- public API -------------------------------------------------------------------------
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
-        """Faces in one image, main face first (the class docstring's order). ``image``: a path, a
-        numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h)
+        """Faces in one image, main face first (the class docstring's order). ``image``: a path, an
+        encoded image file's bytes, a numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h)
         skips detection; their faces come back in the given order."""
         return cast("list[Face]", self._predict_many([image], None if boxes is None else [boxes])[0])
 

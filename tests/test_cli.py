@@ -784,3 +784,22 @@ def test_sigterm_is_handled_only_during_a_command_and_never_over_a_host_s_handle
         assert _take_sigterm() is None and signal.getsignal(signal.SIGTERM) is host
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_an_image_piped_to_stdin(weights_path, tmp_path, monkeypatch, capsys):
+    """`curl -s URL | pyfer predict -`: the same faces as the file; an annotated copy is stdin.png;
+    a terminal on stdin is refused instead of waiting for input."""
+    want = json.loads(pyfer_subprocess("predict", ASTRONAUT, "--json", "--weights", weights_path).stdout)["faces"]
+    r = subprocess.run([sys.executable, "-m", "pyfer", "predict", "-", "--json", "--out-dir", str(tmp_path / "o"),
+                        "--weights", str(weights_path)], input=ASTRONAUT.read_bytes(), capture_output=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["image"] == "-" and [f["box"] for f in got["faces"]] == [f["box"] for f in want]
+    assert (tmp_path / "o" / "stdin.png").is_file()
+    r = subprocess.run([sys.executable, "-m", "pyfer", "predict", "-", "--weights", str(weights_path)],
+                       input=b"no image", capture_output=True, timeout=180)
+    assert r.returncode == 1 and b"-: cannot decode the image bytes" in r.stderr, r.stderr
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    rc, _, err = run_cli(["predict", "-", "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "stdin is a terminal" in err

@@ -736,6 +736,34 @@ def test_classify_refuses_a_single_colour_crop_and_a_bare_path(recognizer):
         with pytest.raises(TypeError, match="single path"):
             recognizer.predict_batch(path)
     assert len(recognizer.predict_batch([str(ASTRONAUT)])) == 1
+    with pytest.raises(TypeError, match="the bytes of one"):
+        recognizer.predict_batch(ASTRONAUT.read_bytes())
+    assert len(recognizer.predict_batch([ASTRONAUT.read_bytes()])) == 1
+
+
+def test_an_encoded_image_s_bytes_are_read_as_its_file_is(recognizer, tmp_path):
+    """An upload or a download arrives as bytes: decoded as the file would be (the same faces),
+    with its EXIF orientation and the decoder's limits, and refused clearly when not an image."""
+    from pyfer.recognizer import load_image
+
+    want = recognizer.predict(ASTRONAUT)
+    data = ASTRONAUT.read_bytes()
+    for given in (data, bytearray(data), memoryview(data)):
+        got = recognizer.predict(given)
+        assert [(f.box, f.label) for f in got] == [(f.box, f.label) for f in want]
+        assert got[0].scores == pytest.approx(want[0].scores, abs=1e-6)
+    Image = pytest.importorskip("PIL.Image")
+    sideways = cv2.rotate(cv2.imread(str(ASTRONAUT))[:, :300], cv2.ROTATE_90_COUNTERCLOCKWISE)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    phone = tmp_path / "phone.jpg"
+    Image.fromarray(cv2.cvtColor(sideways, cv2.COLOR_BGR2RGB)).save(phone, exif=exif.tobytes(), quality=95)
+    upright = cv2.imread(str(ASTRONAUT)).shape[0], 300, 3
+    assert load_image(phone.read_bytes()).shape == load_image(phone).shape == upright
+    for bad, why in ((b"", "empty file: the image bytes"), (b"not an image" * 10, "cannot decode the image bytes"),
+                     (bytes(str(ASTRONAUT), "utf-8"), "give a file name as a str or a Path")):
+        with pytest.raises(ValueError, match=why):
+            recognizer.predict(bad)
 
 
 def test_predict_batch_refuses_a_single_image_array(recognizer):
