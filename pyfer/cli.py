@@ -20,14 +20,16 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        ``--out`` whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
    74  an output file or stdout could not be written during the run (a full disk, a device error)
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image (or frame:
-       an annotated video is finalised)
-  143  terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``), handled as Ctrl-C is
+       an annotated video is finalised; Ctrl-C is how a camera session ends: status 0)
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
+  143  terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``; POSIX), stopped as Ctrl-C stops
+       it (a camera too) within TERMINATE_GRACE_S, else ended where it is
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import errno
 import glob
@@ -65,6 +67,9 @@ class Terminated(KeyboardInterrupt):
     flushed, an annotated video finalised), then exit status 143."""
 
 
+TERMINATE_GRACE_S = 5.0  # after SIGTERM, the clean stop's time limit; then the process just ends
+
+
 def _raise_terminated(signum, frame):
     import signal
 
@@ -72,17 +77,52 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _take_sigterm():
-    """Handle SIGTERM as Ctrl-C for a run of the command; the handler it replaces, or None when
-    left alone (not the main thread, or a host program has its own)."""
-    import signal
-    import threading
+class _SigtermAsCtrlC:
+    """For the run of a command: SIGTERM raises :class:`Terminated` in the main thread. Python runs
+    that handler only between bytecodes, and a call blocked in C (OpenCV opening a named pipe or
+    a stalled stream) would then never end: the signal also wakes a watcher thread (through
+    ``signal.set_wakeup_fd``), which ends the process with status 143 if the clean stop has not
+    finished within ``TERMINATE_GRACE_S``. Left alone outside the main thread, on Windows (no
+    clean stop there), and where a handler or a wakeup fd is already set (a host program's)."""
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.active = False
+        if (os.name != "posix" or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+            return self
+        read_end, self.write_end = os.pipe()
+        os.set_blocking(self.write_end, False)
+        if signal.set_wakeup_fd(self.write_end, warn_on_full_buffer=False) != -1:  # someone else's
+            signal.set_wakeup_fd(-1)
+            os.close(read_end), os.close(self.write_end)
+            return self
+        self.finished = threading.Event()
+        threading.Thread(target=self._watch, args=(read_end,), name="pyfer-sigterm", daemon=True).start()
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        self.active = True
+        return self
+
+    def _watch(self, read_end: int) -> None:
+        import signal
+
+        with os.fdopen(read_end, "rb", buffering=0) as wakeups:
+            while data := wakeups.read(64):
+                if signal.SIGTERM in data:
+                    if not self.finished.wait(TERMINATE_GRACE_S):
+                        os._exit(EXIT_TERMINATED)
+                    return
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.active:
+            self.finished.set()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            os.close(self.write_end)  # the watcher reads the end of its pipe and returns
 
 
 class UsageError(Exception):
@@ -759,6 +799,9 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``pyfer`` command; ``argv`` None: the process's own arguments, and SIGTERM is then
+    handled as Ctrl-C (a program calling ``main(args)`` keeps its own SIGTERM)."""
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     # file names that are not valid UTF-8 arrive surrogate-escaped (PEP 383): print them as the
     # bytes they were, as ls does, instead of failing on a strict UTF-8 stdout
@@ -785,7 +828,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = commands[argv[0]].parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
-    previous_sigterm = _take_sigterm()
+    with _SigtermAsCtrlC() if own_process else contextlib.nullcontext():
+        return _run(args)
+
+
+def _run(args) -> int:
+    """The command, its errors turned into one line on stderr and an exit status."""
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that closed stdout shows here at the latest, and is handled below
@@ -816,11 +864,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:  # stdout itself: the interpreter's last flush would fail again
             _silence_stdout()
         return EXIT_OUTPUT_FAILED
-    finally:
-        if previous_sigterm is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

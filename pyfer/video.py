@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, Optional, Union, cast
 
 import numpy as np
 
@@ -184,10 +184,15 @@ def check_opencv_name(path, what: str) -> None:
                          "UTF-8; rename the file") from None
 
 
+class VideoNotFoundError(FileNotFoundError, ValueError):
+    """A video file that does not exist (also a ValueError: what a source OpenCV cannot open raises)."""
+
+
 def open_source(source: Union[str, int, os.PathLike]):
-    """A file path, or a camera index (an int or a string of digits). A missing, unreadable or
-    folder path is named as such (OpenCV only says it cannot open it); URLs and image-sequence
-    patterns ("frame_%04d.png") go to OpenCV as they are."""
+    """``(capture, is_camera)`` for a file path (or anything else OpenCV opens: a URL, an image
+    sequence "frame_%04d.png"), or a camera: an index (an int or a string of digits) or a
+    ``/dev/video*`` device. A folder, an unreadable file and (where OpenCV cannot open it either) a
+    missing path are named as such; a named pipe or a device is opened by OpenCV alone."""
     import cv2
 
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
@@ -197,19 +202,19 @@ def open_source(source: Union[str, int, os.PathLike]):
         return cap, True
     check_opencv_name(source, "video source")
     name = os.fspath(source)
-    if "://" not in name and "%" not in name:
-        if os.path.isdir(name):
-            raise ValueError(f"video source {name!r} is a folder, not a video file")
-        try:  # (non-blocking: a named pipe has no writer yet)
-            os.close(os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no such video file: {name!r}") from None
+    if os.path.isdir(name):
+        raise ValueError(f"video source {name!r} is a folder, not a video file")
+    if os.path.isfile(name):  # (opening a regular file has no side effect)
+        try:
+            os.close(os.open(name, os.O_RDONLY))
         except OSError as e:
             raise ValueError(f"cannot read video source {name!r}: {e.strerror}") from None
     cap = cv2.VideoCapture(name)
-    if not cap.isOpened():
-        raise ValueError(f"cannot open video source {source!r}")
-    return cap, False
+    if cap.isOpened():
+        return cap, name.startswith("/dev/video")
+    if not os.path.lexists(name) and "://" not in name and "%" not in name:
+        raise VideoNotFoundError(f"no such video file: {name!r}")
+    raise ValueError(f"cannot open video source {source!r}")
 
 
 class _FrameClock:
@@ -225,7 +230,7 @@ class _FrameClock:
 
         t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else -1.0
         if not (t > self.last and (t > 0 or index == 0)):
-            t = index / self.fps
+            t = max(index / self.fps, self.last + 1 / self.fps)  # never back in time
         self.last = t
         return t
 
@@ -241,7 +246,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
     ``out`` is created, and its writer opened, before the first JSON line; the annotated video is
     written at the source's average frame rate. A file that ends before the frame count its header
     announces is reported on stderr. Returns ``{"frames", "seconds", "fps", "faces",
-    "skipped_frames", "scene_cuts"}``. Raises FileNotFoundError for a missing source file,
+    "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and a ValueError) for a missing file,
     ValueError for a source that cannot be read or opened or gives no frame at all (a file OpenCV
     opens but cannot decode, such as a text file) and for a source or ``out`` whose file name is not
     valid UTF-8 (OpenCV's wrapper crashes on it)."""
@@ -255,6 +260,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
     tracker = tracker or IoUTracker()
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     clock = _FrameClock(fps_in, timestamps=not is_camera)
+    reset = getattr(tracker, "reset", None)  # (a tracker of the caller's own may have none)
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_camera else 0
     total = min(announced, max_frames) if max_frames and announced > 0 else (max_frames or announced)
     bar = None
@@ -262,6 +268,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
         from tqdm import tqdm  # a dependency of pyfer
 
         bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
+    jsonl_path = os.fspath(jsonl) if isinstance(jsonl, (str, os.PathLike)) else None
     sink: Optional[IO[str]] = None
     writer = None
     n = n_faces = skipped = cuts = 0
@@ -269,10 +276,10 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
     interrupted = False
     t0 = time.perf_counter()
     try:
-        if isinstance(jsonl, (str, os.PathLike)):  # a path: opened here, closed below
-            sink = open(os.fspath(jsonl), "w", encoding="utf-8")
+        if jsonl_path is not None:  # a path: opened here, closed below
+            sink = open(jsonl_path, "w", encoding="utf-8")
         elif jsonl is not None:
-            sink = jsonl
+            sink = cast(IO[str], jsonl)
         while max_frames is None or n < max_frames:
             ok, frame = cap.read()
             if not ok:
@@ -302,23 +309,28 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
                     raise ValueError(f"cannot write video {out}")
             before, thumb = thumb, scene_thumbnail(frame)
             if before is not None and is_scene_cut(before, thumb):
-                tracker.reset()
                 cuts += 1
+                if reset is not None:
+                    reset()
             faces = recognizer.predict(frame)
             tracked = tracker.update(faces)
             n_faces += len(tracked)
+            # both made first, then written back to back: a stop (Ctrl-C) leaves the JSON lines and
+            # the video frames in step
+            line = json.dumps({"frame": n, "time": round(t_frame, 3),
+                               "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n"
+            drawn = draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]) if writer else None
             if sink is not None:
-                sink.write(json.dumps({"frame": n, "time": round(t_frame, 3),
-                                       "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n")
+                sink.write(line)
                 if is_camera:
                     sink.flush()  # live: let a reader downstream see each frame now
-            if writer is not None:
-                writer.write(draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]))
+            if writer is not None and drawn is not None:
+                writer.write(drawn)
             n += 1
             if bar is not None:
                 bar.update(1)
-    except KeyboardInterrupt:  # Ctrl-C ends a camera session cleanly: the video is finalised below
-        if not is_camera:
+    except KeyboardInterrupt as e:  # Ctrl-C ends a camera session cleanly: the video is finalised below
+        if not is_camera or type(e) is not KeyboardInterrupt:  # (SIGTERM, pyfer.cli.Terminated: re-raised)
             raise
         interrupted = True
     finally:
@@ -327,14 +339,18 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
             writer.release()
         if bar is not None:
             bar.close()
-        if sink is not None and sink is not jsonl:
+        if jsonl_path is not None and sink is not None:
             sink.close()
+            if n == 0:  # nothing processed: leave nothing behind
+                os.remove(jsonl_path)
     if n == 0 and not interrupted:
         what = "camera" if is_camera else "file"
         raise ValueError(f"no frame could be read from the {what} {source!r}"
                          + ("" if is_camera else ": not a video OpenCV can decode"))
-    if total > 0 and n + skipped < total and not is_camera:
-        print(f"pyfer video: the file ended after {n + skipped} of the {total} frames its header announces "
+    # (a container without a frame count gives OpenCV's estimate from its duration: some slack)
+    shortfall = announced - (n + skipped)
+    if announced > 0 and (max_frames is None or n < max_frames) and shortfall > max(1, announced // 50):
+        print(f"pyfer video: the file ended after {n + skipped} of the {announced} frames its header announces "
               "(a truncated or damaged file?)", file=sys.stderr)
     dt = time.perf_counter() - t0
     return {"frames": n, "seconds": round(dt, 3), "fps": round(n / dt, 2) if dt > 0 else 0.0, "faces": n_faces,

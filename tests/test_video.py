@@ -153,8 +153,9 @@ def test_video_end_to_end(recognizer, clip, tmp_path):
 def test_video_max_frames_and_bad_source(recognizer, clip, tmp_path):
     stats = process_video(str(clip[0]), recognizer, max_frames=5, progress=True)
     assert stats["frames"] == 5
-    with pytest.raises(FileNotFoundError, match="no such video file"):
-        process_video(str(tmp_path / "missing.mp4"), recognizer)
+    for caught in (FileNotFoundError, ValueError):  # ValueError: what it raised before
+        with pytest.raises(caught, match="no such video file"):
+            process_video(str(tmp_path / "missing.mp4"), recognizer)
     with pytest.raises(ValueError, match="is a folder"):
         process_video(str(tmp_path), recognizer)
     bad = tmp_path / "bad.mp4"
@@ -308,7 +309,7 @@ def test_time_is_each_frame_s_own_timestamp():
     clock, cap = _FrameClock(fps=10.0, timestamps=True), Capture([0, 0, 0])
     assert [clock.time(cap, i) for i in range(3)] == [0.0, 0.1, 0.2]
     clock, cap = _FrameClock(fps=10.0, timestamps=True), Capture([0, 500, 100])
-    assert [clock.time(cap, i) for i in range(3)] == [0.0, 0.5, 0.2]
+    assert [clock.time(cap, i) for i in range(3)] == [0.0, 0.5, 0.6]  # never back in time
     clock = _FrameClock(fps=10.0, timestamps=False)  # a camera
     assert clock.time(Capture([1234.0]), 3) == pytest.approx(0.3)
 
@@ -354,6 +355,20 @@ def test_jsonl_may_be_a_path(recognizer, clip, tmp_path):
     stats = process_video(clip[0], recognizer, jsonl=out, max_frames=4, progress=False)
     rows = [json.loads(s) for s in out.read_text(encoding="utf-8").splitlines()]
     assert stats["frames"] == 4 and [r["frame"] for r in rows] == [0, 1, 2, 3]
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video")
+    with pytest.raises(ValueError):
+        process_video(text, recognizer, jsonl=tmp_path / "none.jsonl", progress=False)
+    assert not (tmp_path / "none.jsonl").exists()  # nothing processed: nothing left behind
+
+
+def test_a_tracker_of_one_s_own_needs_no_reset(recognizer, sfew_faces, tmp_path):
+    class Plain:
+        def update(self, faces):
+            return list(enumerate(faces))
+
+    path = still_clip(tmp_path / "cut.avi", [sfew_faces[0], sfew_faces[5]], frames_each=2)
+    assert process_video(path, recognizer, tracker=Plain(), progress=False)["scene_cuts"] == 1
 
 
 def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces, tmp_path, capsys):
@@ -364,4 +379,5 @@ def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces,
     err = capsys.readouterr().err
     assert 0 < stats["frames"] < 20 and f"the file ended after {stats['frames']} of the 20 frames" in err
     process_video(path, recognizer, progress=False)
+    process_video(path, recognizer, progress=False, max_frames=5)  # stopped early on purpose
     assert "the file ended" not in capsys.readouterr().err
