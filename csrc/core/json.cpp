@@ -24,11 +24,16 @@ namespace {
 // "0.5" unreadable. The token has passed the JSON grammar, so out-of-range values keep strtod's
 // answers (inf, 0, subnormals) as before; only the locale is pinned (uselocale: this thread only).
 double strtod_c(const char* s, char** stop) {
+#ifdef _WIN32
+    static const _locale_t c_locale = _create_locale(LC_NUMERIC, "C");
+    return c_locale ? _strtod_l(s, stop, c_locale) : std::strtod(s, stop);
+#else
     static const locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", locale_t(0));
     const locale_t previous = c_locale ? uselocale(c_locale) : locale_t(0);
     const double v = std::strtod(s, stop);
     if (previous) uselocale(previous);
     return v;
+#endif
 }
 
 // Each value costs sizeof(Json) (~100 bytes) and more in its containers: a cap on their count

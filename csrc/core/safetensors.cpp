@@ -2,7 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#define NOMINMAX
+#define WIN32_LEAN_AND_MEAN
+#include <io.h>
+#include <windows.h>  // MultiByteToWideChar
+#else
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -87,8 +94,49 @@ static uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc = 0) {
     return c ^ 0xFFFFFFFFu;
 }
 
+// The few file calls the loader makes, on POSIX and on Windows (whose C runtime has the same
+// calls with an underscore, 64-bit sizes under other names and UTF-16 file names).
+namespace {
+
+#ifdef _WIN32
+using FileStat = struct _stat64;
+
+// the path is UTF-8 (as Python passes it): the wide-character call reaches every name
+int open_for_reading(const std::string& path) {
+    const int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, nullptr, 0);
+    if (n <= 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    std::wstring wide(size_t(n), L'\0');
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, &wide[0], n);
+    return ::_wopen(wide.c_str(), _O_RDONLY | _O_BINARY | _O_NOINHERIT);
+}
+int stat_of(int fd, FileStat* st) { return ::_fstat64(fd, st); }
+bool is_regular(const FileStat& st) { return (st.st_mode & _S_IFMT) == _S_IFREG; }
+void reading_blocks(int) {}
+long long read_some(int fd, void* buf, size_t n) { return ::_read(fd, buf, unsigned(std::min<size_t>(n, 1u << 30))); }
+void close_file(int fd) { ::_close(fd); }
+// (whole seconds: the Windows C runtime keeps no finer modification time)
+bool same_file_state(const FileStat& a, const FileStat& b) {
+    return a.st_size == b.st_size && a.st_mtime == b.st_mtime;
+}
+#else
+using FileStat = struct stat;
+
+// O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever; the S_ISREG check
+// refuses it (the flag changes nothing for a regular file)
+int open_for_reading(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); }
+int stat_of(int fd, FileStat* st) { return ::fstat(fd, st); }
+bool is_regular(const FileStat& st) { return S_ISREG(st.st_mode); }
+void reading_blocks(int fd) {  // a FUSE file may honour O_NONBLOCK: read blocking
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+long long read_some(int fd, void* buf, size_t n) { return ::read(fd, buf, n); }
+void close_file(int fd) { ::close(fd); }
 // The file's size and modification time agree (nanoseconds; macOS names the field apart)
-static bool same_file_state(const struct stat& a, const struct stat& b) {
+bool same_file_state(const FileStat& a, const FileStat& b) {
 #ifdef __APPLE__
     const auto &ta = a.st_mtimespec, &tb = b.st_mtimespec;
 #else
@@ -96,11 +144,12 @@ static bool same_file_state(const struct stat& a, const struct stat& b) {
 #endif
     return a.st_size == b.st_size && ta.tv_sec == tb.tv_sec && ta.tv_nsec == tb.tv_nsec;
 }
+#endif
+
+}  // namespace
 
 SafeTensors::SafeTensors(const std::string& path) : path_(path) {
-    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever; the S_ISREG check
-    // below refuses it (the flag changes nothing for a regular file)
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    const int fd = open_for_reading(path);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR) throw FileNotFound("no weights file at " + path);
@@ -108,12 +157,11 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     }
     struct FdCloser {
         int fd;
-        ~FdCloser() { ::close(fd); }
+        ~FdCloser() { close_file(fd); }
     } closer{fd};
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);  // a FUSE file may honour it: read blocking
+    FileStat st;
+    if (stat_of(fd, &st) != 0 || !is_regular(st)) throw FormatError(path + ": not a regular file");
+    reading_blocks(fd);
     size_ = static_cast<size_t>(st.st_size);
     if (size_ < 8) fail("file too short (" + std::to_string(size_) + " bytes) to be a safetensors file");
     // Read, not mapped: a mapped file that another process truncates during the load would kill
@@ -124,7 +172,7 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     file_.resize(size_);
     size_t got = 0;
     while (got < size_) {
-        ssize_t r = ::read(fd, file_.data() + got, size_ - got);
+        const long long r = read_some(fd, file_.data() + got, size_ - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) fail(std::string("cannot read: ") + std::strerror(errno));
         if (r == 0) break;
@@ -135,9 +183,9 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     // is not seen here (the time moves when a write starts, and in coarse steps): the data
     // checksum in parse() catches that mix, in files that carry one.
     char extra;
-    const bool grew = got == size_ && ::read(fd, &extra, 1) > 0;
-    struct stat after;
-    const bool rewritten = ::fstat(fd, &after) != 0 || !same_file_state(st, after);
+    const bool grew = got == size_ && read_some(fd, &extra, 1) > 0;
+    FileStat after;
+    const bool rewritten = stat_of(fd, &after) != 0 || !same_file_state(st, after);
     if (got != size_ || grew || rewritten)
         fail("the file changed while it was read (" + std::to_string(size_) + " bytes when opened)");
     image_ = file_.data();

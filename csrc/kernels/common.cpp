@@ -17,7 +17,32 @@
 
 #include "kernels.hpp"
 
+#ifdef _WIN32
+#include <malloc.h>  // _aligned_malloc: Windows has no std::aligned_alloc
+#endif
+
 namespace pyfer {
+
+namespace {
+
+// `bytes` must be a multiple of `align` (std::aligned_alloc's rule)
+void* allocate_aligned(size_t align, size_t bytes) {
+#ifdef _WIN32
+    return _aligned_malloc(bytes, align);
+#else
+    return std::aligned_alloc(align, bytes);
+#endif
+}
+
+void free_aligned(void* p) {
+#ifdef _WIN32
+    _aligned_free(p);
+#else
+    std::free(p);
+#endif
+}
+
+}  // namespace
 
 AlignedBuf::AlignedBuf(size_t count) { resize(count); }
 
@@ -25,22 +50,22 @@ AlignedBuf::AlignedBuf(const AlignedBuf& o) { *this = o; }
 
 AlignedBuf& AlignedBuf::operator=(const AlignedBuf& o) {
     if (this != &o) {
-        std::free(ptr); ptr = nullptr; n = 0;
+        free_aligned(ptr); ptr = nullptr; n = 0;
         if (o.ptr) { resize(o.n); std::memcpy(ptr, o.ptr, (o.n + SLACK) * sizeof(float)); }
     }
     return *this;
 }
 
 AlignedBuf& AlignedBuf::operator=(AlignedBuf&& o) noexcept {
-    if (this != &o) { std::free(ptr); ptr = o.ptr; n = o.n; o.ptr = nullptr; o.n = 0; }
+    if (this != &o) { free_aligned(ptr); ptr = o.ptr; n = o.n; o.ptr = nullptr; o.n = 0; }
     return *this;
 }
 
-AlignedBuf::~AlignedBuf() { std::free(ptr); }
+AlignedBuf::~AlignedBuf() { free_aligned(ptr); }
 
 void AlignedBuf::resize(size_t count) {
     if (count <= n && ptr) return;
-    std::free(ptr);
+    free_aligned(ptr);
     size_t bytes = ((count + SLACK) * sizeof(float) + 63) / 64 * 64;
 #ifdef __linux__
     // big buffers (the teacher's packed weights: up to 9.4 MB per conv, ~45 MB in all, streamed
@@ -49,13 +74,13 @@ void AlignedBuf::resize(size_t count) {
     constexpr size_t HUGE = size_t(2) << 20;
     if (bytes >= 2 * HUGE) {
         bytes = (bytes + HUGE - 1) / HUGE * HUGE;
-        ptr = static_cast<float*>(std::aligned_alloc(HUGE, bytes));
+        ptr = static_cast<float*>(allocate_aligned(HUGE, bytes));
         if (ptr) madvise(ptr, bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
     } else {
-        ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+        ptr = static_cast<float*>(allocate_aligned(64, bytes));
     }
 #else
-    ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+    ptr = static_cast<float*>(allocate_aligned(64, bytes));
 #endif
     if (!ptr) throw std::bad_alloc();
     std::memset(ptr, 0, bytes);

@@ -1,6 +1,8 @@
 #include "fork_safe_mutex.hpp"
 
-#include <pthread.h>
+#ifndef _WIN32
+#include <pthread.h>  // pthread_atfork (Windows has no fork: nothing to register)
+#endif
 
 #include <algorithm>
 #include <vector>
@@ -20,6 +22,7 @@ Registry& registry() {
     return *r;
 }
 
+#ifndef _WIN32
 void before_fork() {
     Registry& r = registry();
     r.mu.lock();
@@ -31,12 +34,15 @@ void after_fork() {  // in the parent and in the child: the forking thread holds
     for (ForkSafeMutex* m : r.live) m->unlock();
     r.mu.unlock();
 }
+#endif
 
 }  // namespace
 
 ForkSafeMutex::ForkSafeMutex() {
+#ifndef _WIN32
     static const bool handlers = (pthread_atfork(before_fork, after_fork, after_fork), true);
     (void)handlers;
+#endif
     Registry& r = registry();
     std::lock_guard<std::mutex> lk(r.mu);
     r.live.push_back(this);

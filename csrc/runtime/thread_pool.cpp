@@ -1,6 +1,10 @@
 #include "thread_pool.hpp"
 
+#ifdef _WIN32
+#include <process.h>  // _getpid; Windows has no fork, so a pool never finds itself in a copy
+#else
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -56,12 +60,24 @@ struct ThreadPool::Shared {
     }
 };
 
-ThreadPool::ThreadPool(int nthreads) : s_(new Shared), owner_(::getpid()) {
+namespace {
+
+long process_id() {
+#ifdef _WIN32
+    return ::_getpid();
+#else
+    return ::getpid();
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int nthreads) : s_(new Shared), owner_(process_id()) {
     Shared* s = s_.get();
     for (int i = 1; i < nthreads; ++i) s->workers.emplace_back([s] { s->worker(); });
 }
 
-bool ThreadPool::forked() const { return ::getpid() != owner_; }
+bool ThreadPool::forked() const { return process_id() != owner_; }
 
 int ThreadPool::size() const { return int(s_->workers.size()) + 1; }
 

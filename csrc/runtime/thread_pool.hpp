@@ -10,8 +10,6 @@
 // makes itself a new pool in the child first: engine.cpp), and its destructor leaves the state
 // the workers shared as it is instead of stopping, joining and destroying it.
 #pragma once
-#include <sys/types.h>
-
 #include <functional>
 #include <memory>
 
@@ -30,7 +28,7 @@ public:
 private:
     struct Shared;  // what the workers share (thread_pool.cpp)
     std::unique_ptr<Shared> s_;
-    pid_t owner_;  // the process the workers run in
+    long owner_;  // the id of the process the workers run in
 };
 
 }  // namespace pyfer

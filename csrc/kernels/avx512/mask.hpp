@@ -9,7 +9,9 @@
 // (_mm512_max_ps, _mm512_extractf64x4_pd, ...) as (maybe) uninitialized once they are inlined into
 // unrolled loops (GCC bug 105593): a false positive in the header, silenced for the AVX-512 files
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__  // (a GCC-only warning: clang would warn about the name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace pyfer::avx512 {
 

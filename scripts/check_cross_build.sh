@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build the C++ core and its self-test program for macOS and Windows on this Linux machine, with
+# zig's clang (cmake/zig-cross-toolchain.cmake), and check what comes out: the wheel matrix has
+# macOS and Windows rows that no machine here can run, and this keeps their C++ compiling and
+# linking (a Linux-only call, such as sched_getaffinity or aligned_alloc, fails here first).
+#
+#   scripts/check_cross_build.sh [TARGET ...]     # default: aarch64-macos x86_64-macos x86_64-windows-gnu
+#
+# Each target: CMake with PYFER_BUILD_PYTHON=OFF, PYFER_WITH_CUDA=OFF, PYFER_BUILD_TESTS=ON builds
+# libpyfer_core.a (every kernel set the target's processor gets: x86_64 also AVX2 and AVX-512)
+# and pyfer_selftest, which must be an executable of that system and processor (Mach-O arm64 or
+# x86_64; PE32+ x86-64) with every symbol resolved at link time. Nothing is run: there is no
+# macOS or Windows here. Windows is the MinGW ABI (x86_64-windows-gnu): MSVC, which
+# cibuildwheel uses, is not tried (docs/packaging.md).
+#
+# zig: $PYFER_ZIG, else the wheel tools' (build/wheel-tools, scripts/build_wheels.sh), else the
+# ziglang package of python3. Scratch: build/cross/<target>/ (kept: a rerun is incremental).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(aarch64-macos x86_64-macos x86_64-windows-gnu)
+
+zig=${PYFER_ZIG:-}
+if [ -z "$zig" ]; then
+  for py in build/wheel-tools/venv/bin/python python3; do
+    zig=$("$py" -c "import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))" 2>/dev/null) && break
+  done
+fi
+[ -x "$zig" ] || { echo "check_cross_build.sh: no zig (pip install ziglang, or set PYFER_ZIG)" >&2; exit 2; }
+echo "zig $("$zig" version)"
+
+for target in "${targets[@]}"; do
+  case $target in
+    aarch64-macos) system=Darwin arch=arm64 want="Mach-O arm64" ;;
+    x86_64-macos) system=Darwin arch=x86_64 want="Mach-O x86_64" ;;
+    x86_64-windows-gnu) system=Windows arch=AMD64 want="PE32+ x86-64" ;;
+    *) echo "check_cross_build.sh: unknown target $target" >&2; exit 2 ;;
+  esac
+  out=$repo/build/cross/$target
+  mkdir -p "$out/bin"
+  for tool in cc c++; do
+    printf '#!/bin/sh\nexec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$target" > "$out/bin/$tool"
+  done
+  for tool in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$tool" > "$out/bin/$tool"; done
+  chmod +x "$out/bin"/*
+  export PYFER_ZIG_SYSTEM=$system PYFER_ZIG_ARCH=$arch PYFER_ZIG_BIN=$out/bin
+  t0=$(date +%s)
+  generator=(); command -v ninja > /dev/null && generator=(-G Ninja)
+  cmake -S "$repo" -B "$out/build" "${generator[@]}" -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/zig-cross-toolchain.cmake" \
+    -DPYFER_BUILD_PYTHON=OFF -DPYFER_WITH_CUDA=OFF -DPYFER_BUILD_TESTS=ON > "$out/configure.log" 2>&1 ||
+    { tail -30 "$out/configure.log"; echo "$target: configure failed"; exit 1; }
+  cmake --build "$out/build" --target pyfer_selftest > "$out/build.log" 2>&1 ||
+    { grep -E "error|FAILED" "$out/build.log" | head -30; echo "$target: build failed"; exit 1; }
+  exe=$out/build/pyfer_selftest; [ "$system" = Windows ] && exe=$exe.exe
+  got=$(python3 - "$exe" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], "rb").read(4096)
+if data[:4] == b"\xcf\xfa\xed\xfe":  # 64-bit Mach-O, little-endian
+    cpu = {0x0100000C: "arm64", 0x01000007: "x86_64"}.get(struct.unpack_from("<I", data, 4)[0], "?")
+    undefined_allowed = not struct.unpack_from("<I", data, 24)[0] & 0x1  # MH_NOUNDEFS
+    print(f"Mach-O {cpu}" + (" (undefined symbols)" if undefined_allowed else ""))
+elif data[:2] == b"MZ":
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    machine = struct.unpack_from("<H", data, pe + 4)[0]
+    magic = struct.unpack_from("<H", data, pe + 24)[0]
+    print(("PE32+" if magic == 0x20B else "PE32") + " " + {0x8664: "x86-64", 0xAA64: "arm64"}.get(machine, "?"))
+else:
+    print("unknown format")
+EOF
+)
+  warnings=$(grep -c "warning:" "$out/build.log" || true)
+  if [ "$got" != "$want" ]; then
+    echo "$target: pyfer_selftest is '$got', expected '$want'"; exit 1
+  fi
+  echo "$target: OK ($got, $(( $(date +%s) - t0 )) s, $warnings compiler warnings: $out/build.log)"
+done
