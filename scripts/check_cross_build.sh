@@ -9,9 +9,11 @@
 # Each target: CMake with PYFER_BUILD_PYTHON=OFF, PYFER_WITH_CUDA=OFF, PYFER_BUILD_TESTS=ON builds
 # libpyfer_core.a (every kernel set the target's processor gets: x86_64 also AVX2 and AVX-512)
 # and pyfer_selftest, which must be an executable of that system and processor (Mach-O arm64 or
-# x86_64; PE32+ x86-64) with every symbol resolved at link time. Nothing is run: there is no
-# macOS or Windows here. Windows is the MinGW ABI (x86_64-windows-gnu): MSVC, which
-# cibuildwheel uses, is not tried (docs/packaging.md).
+# x86_64; PE32+ x86-64). The whole archive is also linked into a shared library, so that every
+# symbol of every member resolves (the self-test pulls in only what it uses). macOS is built for
+# the wheels' deployment target, 11.0. Nothing is run: there is no macOS or Windows here.
+# Windows is the MinGW ABI (x86_64-windows-gnu): MSVC, which cibuildwheel uses, is not tried
+# (docs/packaging.md).
 #
 # zig: $PYFER_ZIG, else the wheel tools' (build/wheel-tools, scripts/build_wheels.sh), else the
 # ziglang package of python3. Scratch: build/cross/<target>/ (kept: a rerun is incremental).
@@ -28,39 +30,53 @@ if [ -z "$zig" ]; then
   done
 fi
 [ -x "$zig" ] || { echo "check_cross_build.sh: no zig (pip install ziglang, or set PYFER_ZIG)" >&2; exit 2; }
+command -v python3 > /dev/null || { echo "check_cross_build.sh: needs python3 (to read the programs' headers)" >&2; exit 2; }
 echo "zig $("$zig" version)"
 
 for target in "${targets[@]}"; do
+  # zig_target: with macOS's minimum version (the wheels' MACOSX_DEPLOYMENT_TARGET, pyproject.toml)
   case $target in
-    aarch64-macos) system=Darwin arch=arm64 want="Mach-O arm64" ;;
-    x86_64-macos) system=Darwin arch=x86_64 want="Mach-O x86_64" ;;
-    x86_64-windows-gnu) system=Windows arch=AMD64 want="PE32+ x86-64" ;;
+    aarch64-macos) system=Darwin arch=arm64 want="Mach-O arm64" zig_target=$target.11.0 ;;
+    x86_64-macos) system=Darwin arch=x86_64 want="Mach-O x86_64" zig_target=$target.11.0 ;;
+    x86_64-windows-gnu) system=Windows arch=AMD64 want="PE32+ x86-64" zig_target=$target ;;
     *) echo "check_cross_build.sh: unknown target $target" >&2; exit 2 ;;
   esac
   out=$repo/build/cross/$target
+  generator=(); command -v ninja > /dev/null && generator=(-G Ninja)
+  # a build made by another zig, for another target version or with another generator: from scratch
+  stamp="$zig $zig_target ${generator[*]}"
+  [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] || rm -rf "$out"
   mkdir -p "$out/bin"
+  echo "$stamp" > "$out/stamp"
   for tool in cc c++; do
-    printf '#!/bin/sh\nexec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$target" > "$out/bin/$tool"
+    printf '#!/bin/sh\nexec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$zig_target" > "$out/bin/$tool"
   done
   for tool in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$tool" > "$out/bin/$tool"; done
   chmod +x "$out/bin"/*
   export PYFER_ZIG_SYSTEM=$system PYFER_ZIG_ARCH=$arch PYFER_ZIG_BIN=$out/bin
   t0=$(date +%s)
-  generator=(); command -v ninja > /dev/null && generator=(-G Ninja)
   cmake -S "$repo" -B "$out/build" "${generator[@]}" -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/zig-cross-toolchain.cmake" \
     -DPYFER_BUILD_PYTHON=OFF -DPYFER_WITH_CUDA=OFF -DPYFER_BUILD_TESTS=ON > "$out/configure.log" 2>&1 ||
     { tail -30 "$out/configure.log"; echo "$target: configure failed"; exit 1; }
   cmake --build "$out/build" --target pyfer_selftest > "$out/build.log" 2>&1 ||
-    { grep -E "error|FAILED" "$out/build.log" | head -30; echo "$target: build failed"; exit 1; }
+    { grep -m30 -iE "error|FAILED" "$out/build.log" || tail -30 "$out/build.log"; echo "$target: build failed"; exit 1; }
+  if [ "$system" = Windows ]; then
+    whole=(-Wl,--whole-archive "$out/build/libpyfer_core.a" -Wl,--no-whole-archive) shared=$out/build/core.dll
+  else
+    whole=(-Wl,-force_load,"$out/build/libpyfer_core.a") shared=$out/build/libcore.dylib
+  fi
+  "$out/bin/c++" -shared -o "$shared" "${whole[@]}" > "$out/link.log" 2>&1 ||
+    { head -30 "$out/link.log"; echo "$target: the whole core does not link"; exit 1; }
   exe=$out/build/pyfer_selftest; [ "$system" = Windows ] && exe=$exe.exe
   got=$(python3 - "$exe" <<'EOF'
 import struct, sys
 data = open(sys.argv[1], "rb").read(4096)
-if data[:4] == b"\xcf\xfa\xed\xfe":  # 64-bit Mach-O, little-endian
-    cpu = {0x0100000C: "arm64", 0x01000007: "x86_64"}.get(struct.unpack_from("<I", data, 4)[0], "?")
-    undefined_allowed = not struct.unpack_from("<I", data, 24)[0] & 0x1  # MH_NOUNDEFS
-    print(f"Mach-O {cpu}" + (" (undefined symbols)" if undefined_allowed else ""))
-elif data[:2] == b"MZ":
+if data[:4] == b"\xcf\xfa\xed\xfe":  # mach_header_64, little-endian
+    cpu, _, filetype, _, _, flags = struct.unpack_from("<IIIIII", data, 4)
+    cpu = {0x0100000C: "arm64", 0x01000007: "x86_64"}.get(cpu, "?")
+    print(f"Mach-O {cpu}" + ("" if filetype == 2 else " (not an executable)")
+          + ("" if flags & 0x1 else " (undefined symbols)"))  # MH_EXECUTE, MH_NOUNDEFS
+elif data[:2] == b"MZ" and data[struct.unpack_from("<I", data, 0x3C)[0]:][:4] == b"PE\0\0":
     pe = struct.unpack_from("<I", data, 0x3C)[0]
     machine = struct.unpack_from("<H", data, pe + 4)[0]
     magic = struct.unpack_from("<H", data, pe + 24)[0]
@@ -73,5 +89,6 @@ EOF
   if [ "$got" != "$want" ]; then
     echo "$target: pyfer_selftest is '$got', expected '$want'"; exit 1
   fi
-  echo "$target: OK ($got, $(( $(date +%s) - t0 )) s, $warnings compiler warnings: $out/build.log)"
+  echo "$target: OK ($got; the whole core links; $(( $(date +%s) - t0 )) s; $warnings compiler warnings in what was" \
+       "(re)built: $out/build.log)"
 done

@@ -3,8 +3,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #ifdef _WIN32
-#define NOMINMAX
+#ifndef NOMINMAX
+#define NOMINMAX  // (windows.h's min and max macros would break std::min)
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
+#endif
 #include <io.h>
 #include <windows.h>  // MultiByteToWideChar
 #else
@@ -105,7 +109,7 @@ using FileStat = struct _stat64;
 int open_for_reading(const std::string& path) {
     const int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, nullptr, 0);
     if (n <= 0) {
-        errno = ENOENT;
+        errno = EILSEQ;  // not UTF-8: "cannot open: Illegal byte sequence"
         return -1;
     }
     std::wstring wide(size_t(n), L'\0');
@@ -117,7 +121,7 @@ bool is_regular(const FileStat& st) { return (st.st_mode & _S_IFMT) == _S_IFREG;
 void reading_blocks(int) {}
 long long read_some(int fd, void* buf, size_t n) { return ::_read(fd, buf, unsigned(std::min<size_t>(n, 1u << 30))); }
 void close_file(int fd) { ::_close(fd); }
-// (whole seconds: the Windows C runtime keeps no finer modification time)
+// (whole seconds: the C runtime's struct keeps no finer modification time, though NTFS does)
 bool same_file_state(const FileStat& a, const FileStat& b) {
     return a.st_size == b.st_size && a.st_mtime == b.st_mtime;
 }
