@@ -55,11 +55,12 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
                     "annotated copy not written (each reported on stderr, the rest still processed); 2 usage "
                     "or setup error, nothing processed; 74 an output could not be written (disk full, I/O "
-                    "error); 130 interrupted; 141 stdout closed by its reader; 143 terminated (SIGTERM), outputs finished "
-                    "as for 130")
+                    "error); 130 interrupted; 141 stdout closed by its reader; 143 terminated (SIGTERM), "
+                    "outputs finished as for 130")
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 PROGRESS_MIN_IMAGES = 10  # --progress auto: a bar for runs of at least this many images (on a terminal)
-STDIN = Path("-")  # ``pyfer predict -``: one image piped to stdin (``curl -s URL | pyfer predict -``)
+STDIN = Path("-")  # ``pyfer predict -``: one image piped to stdin (``curl -s URL | pyfer predict -``);
+# a file named "-" is ./- (read as the absolute path, never as stdin)
 
 
 class Terminated(KeyboardInterrupt):
@@ -274,7 +275,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
             out.append((p, root))
 
     for arg in args_paths:
-        p = Path(arg)
+        p = Path(arg) if arg == "-" or Path(arg) != STDIN else Path.cwd() / arg  # ./- is a file
         if p.is_dir():
             found = image_files(p, recursive)
             if not found:
@@ -368,7 +369,8 @@ def _open_output(path: str, what: str) -> IO[str]:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
 
-def _add_progress_args(p: argparse.ArgumentParser, auto: str = f"{PROGRESS_MIN_IMAGES}+ images on a terminal") -> None:
+def _add_progress_args(p: argparse.ArgumentParser,
+                       auto: str = f"{PROGRESS_MIN_IMAGES}+ images on a terminal") -> None:
     p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
                    help=f"progress bar on stderr (auto: {auto})")
     p.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="= --progress never")
@@ -422,7 +424,7 @@ def _predict(args) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
         _check_writable_folder(out_dir, "--out-dir", args.out_dir)
-    if STDIN in map(Path, args.paths) and sys.stdin.isatty():
+    if "-" in args.paths and sys.stdin.isatty():
         raise UsageError("'-' reads one image piped to stdin (pyfer predict - < photo.jpg), and stdin is a terminal")
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
     if args.out and len(inputs) + len(input_errors) != 1:
@@ -555,6 +557,7 @@ def _video(args) -> int:
     ok = False
     try:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
+                              # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
                               tracker=IoUTracker(alpha=1.0) if args.no_smoothing else None)
         ok = True
@@ -726,8 +729,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p = sub.add_parser(
         "predict", help="recognize expressions in images, folders or globs",
         description="Faces and expressions in images. PATH: an image file, '-' (one image piped to stdin), "
-                    "a folder (its images; subfolders with --recursive) or a glob such as 'photos/*.jpg' (quote it; '**' "
-                    "with --recursive). Faces come largest first (faces the detector doubts after the sure ones).",
+                    "a folder (its images; subfolders with --recursive) or a glob such as 'photos/*.jpg' "
+                    "(quote it; '**' with --recursive). Faces come largest first (faces the detector doubts "
+                    "after the sure ones).",
         usage="%(prog)s [options] PATH [PATH ...]", epilog=EXIT_STATUS_HELP)
     p.add_argument("paths", nargs="*", metavar="PATH")  # at least one: checked in main, after '--'
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder PATHs")

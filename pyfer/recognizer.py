@@ -253,8 +253,8 @@ def load_image(image: ImageLike) -> np.ndarray:
     """A path, an encoded image file's bytes (an upload, a download, stdin; decoded as a file is,
     with its EXIF orientation and the same limits), a numpy array or a PIL image -> uint8 HxW,
     HxWx3 (BGR) or HxWx4 (BGRA). Raises ValueError/TypeError with a clear message for anything
-    else; never hands OpenCV something it could crash on. Arrays are taken as OpenCV's BGR order; PIL images are converted from RGB and
-    taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
+    else; never hands OpenCV something it could crash on. Arrays are taken as OpenCV's BGR order;
+    PIL images are converted from RGB and taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
     ``ImageOps.exif_transpose`` first, or pass the path), so that boxes match the image held."""
     if isinstance(image, (str, os.PathLike)):
         if not os.fspath(image):  # Path("") is ".", the working folder
@@ -474,8 +474,8 @@ class Recognizer:
     # -- public API -------------------------------------------------------------------------
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
         """Faces in one image, main face first (the class docstring's order). ``image``: a path, an
-        encoded image file's bytes, a numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL image. ``boxes`` (x, y, w, h)
-        skips detection; their faces come back in the given order."""
+        encoded image file's bytes, a numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL
+        image. ``boxes`` (x, y, w, h) skips detection; their faces come back in the given order."""
         return cast("list[Face]", self._predict_many([image], None if boxes is None else [boxes])[0])
 
     @overload

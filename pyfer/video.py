@@ -235,9 +235,10 @@ class _FrameClock:
         return t
 
 
-def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, out: Union[str, os.PathLike, None] = None,
-                  jsonl: Union[str, os.PathLike, IO[str], None] = None, max_frames: Optional[int] = None,
-                  progress: bool = True, tracker: Optional[IoUTracker] = None) -> dict:
+def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
+                  out: Union[str, os.PathLike, None] = None, jsonl: Union[str, os.PathLike, IO[str], None] = None,
+                  max_frames: Optional[int] = None, progress: bool = True,
+                  tracker: Optional[IoUTracker] = None) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl`` (a path, or an open text stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
@@ -246,8 +247,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
     ``out`` is created, and its writer opened, before the first JSON line; the annotated video is
     written at the source's average frame rate. A file that ends before the frame count its header
     announces is reported on stderr. Returns ``{"frames", "seconds", "fps", "faces",
-    "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and a ValueError) for a missing file,
-    ValueError for a source that cannot be read or opened or gives no frame at all (a file OpenCV
+    "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and a
+    ValueError) for a missing file, ValueError for a source that cannot be read or opened or gives no frame at all (a file OpenCV
     opens but cannot decode, such as a text file) and for a source or ``out`` whose file name is not
     valid UTF-8 (OpenCV's wrapper crashes on it)."""
     import cv2
@@ -319,7 +320,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer, 
             # the video frames in step
             line = json.dumps({"frame": n, "time": round(t_frame, 3),
                                "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n"
-            drawn = draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]) if writer else None
+            drawn = draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]) if writer is not None else None
             if sink is not None:
                 sink.write(line)
                 if is_camera:

@@ -845,3 +845,7 @@ def test_an_image_piped_to_stdin(weights_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     rc, _, err = run_cli(["predict", "-", "--weights", str(weights_path)], capsys)
     assert rc == 2 and "stdin is a terminal" in err
+    monkeypatch.chdir(tmp_path)  # a file named "-" is ./-
+    (tmp_path / "-").write_bytes(ASTRONAUT.read_bytes())
+    rc, out, err = run_cli(["predict", "./-", "--json", "--weights", str(weights_path)], capsys)
+    assert rc == 0 and json.loads(out)["image"] == str(tmp_path / "-"), err
