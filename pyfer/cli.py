@@ -1,7 +1,7 @@
 """The ``pyfer`` command (also ``python -m pyfer``).
 
-    pyfer predict PATH... [--recursive] [--csv FILE] [--json] [--out FILE | --out-dir DIR]
-    pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N]
+    pyfer predict PATH...|- [--recursive] [--csv FILE] [--json] [--out FILE | --out-dir DIR]
+    pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N] [--no-smoothing]
     pyfer evaluate FOLDER|CSV [--json FILE|-] [--limit N]
     pyfer bench ...                 (see pyfer bench --help)
     pyfer info
@@ -16,15 +16,17 @@ Exit statuses of ``pyfer predict`` (and the other commands):
     2  usage or setup error, nothing processed: bad option, weights or detector model not
        loadable, device not available, unsupported output format, output folder not writable,
        an output (``--out``, ``--csv``, ``--jsonl``) naming an input, two outputs naming the same
-       file; for ``pyfer video``, a source that cannot be opened or gives no frame, a source or
-       ``--out`` whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
+       file, an existing output file that may not be written; for ``pyfer video``, a source that
+       is missing, a folder, unreadable, cannot be opened or gives no frame, a source or ``--out``
+       whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
    74  an output file or stdout could not be written during the run (a full disk, a device error)
   130  interrupted (Ctrl-C); what was written so far is complete up to the last image (or frame:
        an annotated video is finalised; Ctrl-C is how a camera session ends: status 0)
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
   143  terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``; POSIX), stopped as Ctrl-C stops
-       it (a camera too) within TERMINATE_GRACE_S, else ended where it is
+       it (a camera too) within TERMINATE_GRACE_S, else ended where it is (not ``pyfer bench``,
+       which SIGTERM just ends)
 """
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
 # A scene cut: the mean absolute difference of two frames' 16x16 gray thumbnails (0-255) above
 # this. Measured by scripts/scene_cut_threshold.py on 299 pairs of different SFEW film frames (5th
-# percentile 21.7, 1st 15.5) against the same frames moved 3-5%, zoomed 3-5% or brightened 10%
-# (99th percentile 15.1, median 6.3): 98% of those cuts are found, 0.25% of the moved frames called one.
+# percentile 21.7, 1st 15.5) against the same frames moved 3 or 5%, zoomed 5%, or moved 2%, zoomed
+# 3% and brightened 10% together (99th percentile 15.1, median 6.3): 98% of those cuts are found,
+# 0.25% of the moved frames called one.
 SCENE_CUT_DIFFERENCE = 18.0
 
 
