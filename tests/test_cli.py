@@ -818,8 +818,19 @@ def test_sigterm_ends_a_command_blocked_inside_opencv(weights_path, tmp_path):
     os.mkfifo(fifo)
     p = subprocess.Popen([sys.executable, "-m", "pyfer", "video", str(fifo), "--jsonl", str(tmp_path / "v.jsonl"),
                           "--weights", str(weights_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def waits_for_a_writer():  # True or False where /proc tells (Linux), else None
+        try:
+            return any((t / "wchan").read_text() == "wait_for_partner" for t in Path(f"/proc/{p.pid}/task").iterdir())
+        except OSError:
+            return None
+
     try:
-        time.sleep(3)  # the model loads and OpenCV blocks on the pipe
+        started = time.monotonic()  # until OpenCV blocks on the pipe (after the model has loaded)
+        while p.poll() is None and time.monotonic() - started < 60:
+            waiting = waits_for_a_writer()
+            if waiting or (waiting is None and time.monotonic() - started > 3):
+                break
+            time.sleep(0.05)
         assert p.poll() is None, p.communicate()
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
