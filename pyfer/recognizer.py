@@ -254,8 +254,9 @@ def load_image(image: ImageLike) -> np.ndarray:
     with its EXIF orientation and the same limits), a numpy array or a PIL image -> uint8 HxW,
     HxWx3 (BGR) or HxWx4 (BGRA). Raises ValueError/TypeError with a clear message for anything
     else; never hands OpenCV something it could crash on. Arrays are taken as OpenCV's BGR order;
-    PIL images are converted from RGB and taken as their pixels are (``Image.open`` does not apply a phone photo's EXIF orientation: use
-    ``ImageOps.exif_transpose`` first, or pass the path), so that boxes match the image held."""
+    PIL images are converted from RGB and taken as their pixels are (``Image.open`` does not
+    apply a phone photo's EXIF orientation: use ``ImageOps.exif_transpose`` first, or pass the
+    path), so that boxes match the image held."""
     if isinstance(image, (str, os.PathLike)):
         if not os.fspath(image):  # Path("") is ".", the working folder
             raise FileNotFoundError("empty image path")

@@ -247,11 +247,11 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     starts a new track (new id, no smoothing carried over from another shot). The folder of
     ``out`` is created, and its writer opened, before the first JSON line; the annotated video is
     written at the source's average frame rate. A file that ends before the frame count its header
-    announces is reported on stderr. Returns ``{"frames", "seconds", "fps", "faces",
-    "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and a
-    ValueError) for a missing file, ValueError for a source that cannot be read or opened or gives no frame at all (a file OpenCV
-    opens but cannot decode, such as a text file) and for a source or ``out`` whose file name is not
-    valid UTF-8 (OpenCV's wrapper crashes on it)."""
+    announces (by more than 2%) is reported on stderr. Returns ``{"frames", "seconds", "fps",
+    "faces", "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and
+    a ValueError) for a missing file, ValueError for a source that cannot be read or opened or
+    gives no frame at all (a file OpenCV opens but cannot decode, such as a text file) and for a
+    source or ``out`` whose file name is not valid UTF-8 (OpenCV's wrapper crashes on it)."""
     import cv2
 
     if max_frames is not None and max_frames < 1:
@@ -321,7 +321,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             # the video frames in step
             line = json.dumps({"frame": n, "time": round(t_frame, 3),
                                "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n"
-            drawn = draw_faces(frame, [f for _, f in tracked], [tid for tid, _ in tracked]) if writer is not None else None
+            drawn = None if writer is None else draw_faces(frame, [f for _, f in tracked],
+                                                           [tid for tid, _ in tracked])
             if sink is not None:
                 sink.write(line)
                 if is_camera:
