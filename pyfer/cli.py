@@ -1,6 +1,6 @@
 """The ``pyfer`` command (also ``python -m pyfer``).
 
-    pyfer predict PATH...|- [--recursive] [--csv FILE] [--json] [--out FILE | --out-dir DIR]
+    pyfer predict PATH...|- [--recursive] [--csv FILE [--resume]] [--json] [--out FILE | --out-dir DIR]
     pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N] [--no-smoothing]
     pyfer evaluate FOLDER|CSV [--json FILE|-] [--limit N]
     pyfer bench ...                 (see pyfer bench --help)
@@ -20,8 +20,9 @@ Exit statuses of ``pyfer predict`` (and the other commands):
        is missing, a folder, unreadable, cannot be opened or gives no frame, a source or ``--out``
        whose file name is not valid UTF-8 (OpenCV cannot open it), ``--max-frames`` below 1
    74  an output file or stdout could not be written during the run (a full disk, a device error)
-  130  interrupted (Ctrl-C); what was written so far is complete up to the last image (or frame:
-       an annotated video is finalised; Ctrl-C is how a camera session ends: status 0)
+  130  interrupted (Ctrl-C); what was written so far is complete up to the last image (``--resume``
+       goes on with a ``--csv`` file), or frame (an annotated video is finalised; Ctrl-C is how a
+       camera session ends: status 0)
   141  stdout was closed by its reader (``pyfer predict DIR --json | head``): stopped quietly, as
        a process ended by SIGPIPE
   143  terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``; POSIX), stopped as Ctrl-C stops
@@ -360,15 +361,52 @@ def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
                *(f"{f.scores[c]:.6f}" for c in class_names)]
 
 
-def _open_output(path: str, what: str) -> IO[str]:
+def _open_output(path: str, what: str, mode: str = "w") -> IO[str]:
     if path == "-":
         return sys.stdout
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
-        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        return open(path, mode, newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+
+
+def resume_csv(path: str, header: Sequence[str]) -> set[str]:
+    """Ready the ``--csv`` file of an interrupted ``pyfer predict`` to go on: -> the images whose
+    rows it keeps. A missing or empty file keeps nothing (the run starts afresh).
+
+    The last image's rows are dropped and that image is done again: a run stopped while writing
+    them (a kill, a full disk) may have left only some of them, or half a row. The rest is
+    rewritten through a temporary file, so that a failure here loses nothing."""
+    target = Path(path)
+    if not target.exists() or target.stat().st_size == 0:
+        return set()
+    try:
+        with open(target, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = list(csv.reader(f))
+    except (OSError, csv.Error) as e:
+        raise UsageError(f"--resume: cannot read --csv {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not rows or rows[0] != list(header):
+        raise UsageError(f"--resume: {path} does not have this run's columns (another version or other "
+                         "weights?): name a new --csv file, or leave out --resume to start it afresh")
+    body = [row for row in rows[1:] if row]  # (a blank line: none of its rows)
+    for i, row in enumerate(body[:-1], start=2):  # the last row may be cut short: it is dropped below
+        if len(row) != len(header):
+            raise UsageError(f"--resume: {path} line {i} has {len(row)} fields, not {len(header)}: "
+                             "not a file that pyfer predict wrote")
+    last = body[-1][0] if body else None
+    while body and body[-1][0] == last:
+        body.pop()
+    tmp = target.with_name(f".{target.name}.resume-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            csv.writer(f).writerows([rows[0], *body])
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--resume: cannot rewrite --csv {path}: {e.strerror or e}") from None
+    return {row[0] for row in body}
 
 
 def _add_progress_args(p: argparse.ArgumentParser,
@@ -423,6 +461,10 @@ def _predict(args) -> int:
         raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
     if args.csv and args.csv != "-":
         _check_writable_folder(Path(args.csv).parent, "--csv", args.csv)
+    if args.resume and (not args.csv or args.csv == "-"):
+        raise UsageError("--resume goes on with the --csv FILE of an interrupted run: give that file")
+    if args.resume and "-" in args.paths:
+        raise UsageError("--resume cannot tell whether stdin holds the image it read before: leave out '-'")
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
         _check_writable_folder(out_dir, "--out-dir", args.out_dir)
@@ -440,9 +482,19 @@ def _predict(args) -> int:
         except OSError as e:
             raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
     names = rec.class_names
-    csv_file = _open_output(args.csv, "--csv") if args.csv else None
+    done: set[str] = set()
+    if args.resume:
+        done = resume_csv(args.csv, csv_header(names))
+        n_skip = sum(str(p) in done for p, _ in inputs)
+        print(f"pyfer predict: resuming {args.csv}: {n_skip} of {len(inputs)} image(s) already there, "
+              f"{len(inputs) - n_skip} to go", file=sys.stderr)
+        if done and not n_skip:
+            print(f"pyfer predict: warning: none of the {len(done)} image(s) in {args.csv} is among this "
+                  "run's inputs: are the PATHs written as in the first run (same folder, same spelling)?",
+                  file=sys.stderr)
+    csv_file = _open_output(args.csv, "--csv", "a" if done else "w") if args.csv else None
     writer = csv.writer(csv_file) if csv_file is not None else None
-    if writer is not None:
+    if writer is not None and not done:
         writer.writerow(csv_header(names))
     text = not args.json and args.csv != "-"
     failed = len(input_errors)
@@ -453,10 +505,16 @@ def _predict(args) -> int:
     # no annotated copy may replace an input (also one not read yet) or the CSV file
     avoid = [p for p, _ in inputs] + ([args.csv] if csv_file not in (None, sys.stdout) else [])
     input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
-    progress = _Progress(len(inputs), args.progress)
+    n_skipped = 0
+    progress = _Progress(len(inputs) - sum(str(p) in done for p, _ in inputs), args.progress)
     t_start = time.perf_counter()
     try:
         for path, root in inputs:
+            if str(path) in done:  # an earlier run's (--resume); its copy's name stays taken
+                if out_dir is not None:
+                    _out_path(out_dir, path, root, taken, input_ids)
+                n_skipped += 1
+                continue
             try:
                 t0 = time.perf_counter()
                 # decoded here, not in predict: the annotated copy needs it
@@ -511,7 +569,9 @@ def _predict(args) -> int:
             progress.update()
     except KeyboardInterrupt:
         progress.close()
-        print("pyfer predict: interrupted", file=sys.stderr)
+        go_on = (f" ({args.csv} has the images done so far; the same command with --resume goes on)"
+                 if csv_file not in (None, sys.stdout) else "")
+        print(f"pyfer predict: interrupted{go_on}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         progress.close()
@@ -520,8 +580,9 @@ def _predict(args) -> int:
     dt = time.perf_counter() - t_start
     if len(inputs) > 1 or failed or args.verbose:
         unwritten = f" ({n_unwritten} annotated copies not written)" if n_unwritten else ""
-        print(f"pyfer predict: {n_done} image(s), {n_faces} face(s), {failed} failed{unwritten}, {dt:.1f} s",
-              file=sys.stderr)
+        skipped = f", {n_skipped} done before (--resume)" if n_skipped else ""
+        print(f"pyfer predict: {n_done} image(s), {n_faces} face(s), {failed} failed{unwritten}{skipped}, "
+              f"{dt:.1f} s", file=sys.stderr)
     if out_dir is not None and text and n_done > n_unwritten:  # (not when no copy was written)
         print(f"annotated copies in {out_dir}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -740,6 +801,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--json", action="store_true", help="JSON lines on stdout, one per image")
     p.add_argument("--csv", metavar="FILE", help="one row per face (an image without faces: one row, empty box); "
                                                  "'-' for stdout")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted run: keep the images already in --csv FILE, do the rest "
+                        "(give the same PATHs; without --resume the file is started afresh)")
     p.add_argument("--out", metavar="FILE", help="write the annotated image here (one PATH)")
     p.add_argument("--out-dir", metavar="DIR", help="write annotated copies here (folder structure kept)")
     _add_progress_args(p)

@@ -860,3 +860,91 @@ def test_an_image_piped_to_stdin(weights_path, tmp_path, monkeypatch, capsys):
     (tmp_path / "-").write_bytes(ASTRONAUT.read_bytes())
     rc, out, err = run_cli(["predict", "./-", "--json", "--weights", str(weights_path)], capsys)
     assert rc == 0 and json.loads(out)["image"] == str(tmp_path / "-"), err
+
+
+# -- --resume: going on with an interrupted run's CSV --------------------------------------------
+def test_resume_completes_the_csv_of_a_stopped_run(weights_path, image_tree, tmp_path, capsys):
+    """A run stopped after two images, in the middle of the third's row: --resume keeps the two,
+    redoes the third and the rest, and the file ends exactly as an uninterrupted run's."""
+    full, part = tmp_path / "full.csv", tmp_path / "part.csv"
+    common = ["predict", str(image_tree), "-r", "--weights", str(weights_path)]
+    assert run_cli(common + ["--csv", str(full)], capsys)[0] == 0
+    text = full.read_text()
+    lines = text.splitlines(keepends=True)
+    assert [Path(s.split(",")[0]).name for s in lines[1:]] == ["a.png", "b.jpg", "blank.png", "c.png"]
+    part.write_text("".join(lines[:3]) + lines[3][:len(lines[3]) // 2])  # half of blank.png's row
+    rc, out, err = run_cli(common + ["--csv", str(part), "--resume"], capsys)
+    assert rc == 0, err
+    assert "2 of 4 image(s) already there, 2 to go" in err and "2 done before" in err
+    assert "a.png" not in out and "blank.png: 0 face(s)" in out  # a and b not redone
+    assert part.read_text() == text
+    # a finished file: only its last image is redone; no image twice
+    rc, _, err = run_cli(common + ["--csv", str(part), "--resume"], capsys)
+    assert rc == 0 and "3 of 4 image(s) already there" in err and part.read_text() == text
+    # a file that does not exist yet: an ordinary run
+    fresh = tmp_path / "new" / "fresh.csv"
+    rc, _, err = run_cli(common + ["--csv", str(fresh), "--resume"], capsys)
+    assert rc == 0 and "0 of 4" in err and fresh.read_text() == text
+
+
+def test_resume_refuses_what_it_cannot_go_on_with(weights_path, image_tree, tmp_path, capsys):
+    common = ["predict", str(image_tree / "a.png"), "--weights", str(weights_path)]
+    for extra in (["--resume"], ["--resume", "--csv", "-"]):
+        rc, _, err = run_cli(common + extra, capsys)
+        assert rc == 2 and "--resume goes on with the --csv FILE" in err
+    other = tmp_path / "other.csv"
+    other.write_text("path,label\nx.png,happiness\n")  # another program's table: left as it was
+    rc, _, err = run_cli(common + ["--csv", str(other), "--resume"], capsys)
+    assert rc == 2 and "does not have this run's columns" in err and other.read_text() == "path,label\nx.png,happiness\n"
+    from pyfer.cli import csv_header
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text(",".join(csv_header(pyfer.EMOTIONS)) + "\nx.png,0\ny.png\n")
+    rc, _, err = run_cli(common + ["--csv", str(broken), "--resume"], capsys)
+    assert rc == 2 and "line 2 has 2 fields" in err and "x.png,0" in broken.read_text()
+    # rows of other images: kept, and the user is told that nothing matched
+    elsewhere = tmp_path / "elsewhere.csv"
+    assert run_cli(["predict", str(image_tree / "b.jpg"), str(image_tree / "blank.png"), "--csv", str(elsewhere),
+                    "--weights", str(weights_path)], capsys)[0] == 0
+    rc, _, err = run_cli(common + ["--csv", str(elsewhere), "--resume"], capsys)
+    assert rc == 0 and "none of the 1 image(s)" in err
+    assert [Path(s.split(",")[0]).name for s in elsewhere.read_text().splitlines()[1:]] == ["b.jpg", "a.png"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on Ctrl-C, no clean-up")
+def test_ctrl_c_then_resume_gives_every_image_once(weights_path, tmp_path):
+    """Ctrl-C in a run over a folder says how to go on; the same command with --resume does the
+    rest: every image has its row once, and the images done before are not done again."""
+    import signal
+    import time
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(300):  # hard links: 300 inputs of their own, one file's bytes
+        os.link(ASTRONAUT, photos / f"{i:03d}.png")
+    table = tmp_path / "faces.csv"
+    args = [sys.executable, "-m", "pyfer", "predict", str(photos), "--csv", str(table), "--progress", "never",
+            "--weights", str(weights_path)]
+    # SIGINT back to its default in the child (a shell running CI in the background ignores it)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while p.poll() is None and time.monotonic() < deadline and (
+                not table.exists() or table.read_text().count("\n") < 6):
+            time.sleep(0.02)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130 and "the same command with --resume goes on" in err, err
+    before = table.read_text().splitlines()[1:]
+    assert 5 <= len(before) < 300
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(before) - 1} of 300 image(s) already there" in r.stderr
+    rows = table.read_text().splitlines()[1:]
+    assert rows[:len(before) - 1] == before[:-1]  # the rows kept are the first run's own
+    assert [Path(s.split(",")[0]).name for s in rows] == [f"{i:03d}.png" for i in range(300)]
+    assert len({s.split(",", 1)[1] for s in rows}) == 1  # one face, the same numbers, in each
