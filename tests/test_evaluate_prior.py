@@ -57,3 +57,25 @@ def test_a_class_the_training_set_lacks_gives_finite_scores(tiny_sets, tmp_path)
     w = _export(tmp_path / "s.safetensors")
     m = evaluate(str(w), data, latency=False, prior_shift=-1.0)
     assert np.isfinite(m["accuracy"]) and np.isfinite(m["auc"])
+
+
+
+def test_limit_scores_an_evenly_spread_sample_with_every_class_its_share(tiny_sets, tmp_path):
+    """training.evaluate --limit (and training.report --limit): a sample spread over the set sorted by
+    class, so that a rare class is not lost between the samples, and the metrics say of how many."""
+    import cv2
+
+    _, manifest = tiny_sets
+    names = ["neutral"] * 3 + ["disgust"] + ["neutral"] * 7  # spread over this order: neutral only
+    rows = ["path,label"]
+    for i, name in enumerate(names):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((48, 48), 10 * i, np.uint8))
+        rows.append(f"f{i}.png,{name}")
+    rare = tmp_path / "rare.csv"
+    rare.write_text("\n".join(rows) + "\n")
+    w = _export(tmp_path / "s.safetensors")
+    part = evaluate(str(w), str(rare), latency=False, limit=3)
+    assert part["n"] == 3 and part["n_total"] == 11
+    assert [c for c, r in part["per_class_recall"].items() if r is not None] == ["neutral", "disgust"]
+    whole = evaluate(str(w), str(manifest), latency=False)
+    assert whole["n"] == whole["n_total"] == 14

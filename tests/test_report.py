@@ -16,8 +16,8 @@ from training import report  # noqa: E402
 @pytest.fixture
 def scored_without_contempt(monkeypatch):
     """report.evaluate standing in: every model scored on data without contempt, as on SFEW."""
-    def evaluate(weights, source, split="valid", tta=False, latency=True):
-        m = {"n": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": 0.8,
+    def evaluate(weights, source, split="valid", tta=False, latency=True, limit=None):
+        m = {"n": 7 if limit is None else min(limit, 7), "n_total": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": 0.8,
              "per_class_recall": {c: (None if c == "contempt" else 0.5) for c in EMOTIONS},
              "confusion": [[1 if i == j and i < 7 else 0 for j in range(8)] for i in range(8)],
              "params": 1_250_000, "macs": 45_000_000, "framing": "frame"}
@@ -48,3 +48,15 @@ def test_run_logs_come_from_runs_wherever_out_is_and_their_absence_is_told(score
     report.main(args + ["--runs", str(tmp_path / "empty")])
     assert "note: none of the run logs of curves.png and Table I" in capsys.readouterr().err
     assert "| 8 | - | 80.00 (ep 1/1) | - |" in (tmp_path / "elsewhere" / "tables.md").read_text()  # kept
+
+
+def test_limit_marks_its_tables_a_sample_and_keeps_out_of_results(scored_without_contempt, tmp_path, capsys):
+    args = ["--data", "sfew.csv", "--sfew", "", "--runs", str(tmp_path / "runs")]
+    report.main(args + ["--out", str(tmp_path / "quick"), "--limit", "3"])
+    assert "FERPlus valid (3 images; a --limit sample of 7, not RESULTS.md's numbers)" in (
+        tmp_path / "quick" / "tables.md").read_text()
+    for bad in (["--limit", "0", "--out", str(tmp_path / "q")], ["--limit", "3"]):  # the default --out: results/
+        with pytest.raises(SystemExit) as e:
+            report.main(args + bad)
+        assert e.value.code == 2
+    assert "give --out elsewhere" in capsys.readouterr().err

@@ -137,10 +137,13 @@ def recorded_framing(weights: str) -> str | None:
 
 
 def evaluate(weights: str, source: str, split: str = "valid", root: str | None = None, tta: bool = False,
-             latency: bool = True, framing: str = "auto", prior_shift: float | None = None) -> dict:
+             latency: bool = True, framing: str = "auto", prior_shift: float | None = None,
+             limit: int | None = None) -> dict:
     """``framing``: "auto" frames faces as the model records it trained (else the crops as given,
     "frame"). ``prior_shift``: the total shift to score at (None: as the weights answer, baked
-    shift and all). A manifest is scored whole: its metrics' ``split`` is None."""
+    shift and all). A manifest is scored whole: its metrics' ``split`` is None. ``limit``: at most
+    that many faces, evenly spread over the set sorted by class, so that each class keeps its share
+    (a quick look; ``n_total`` says of how many)."""
     if framing == "auto":
         framing = recorded_framing(weights) or "frame"
     model, spec, prep = load_model(weights)
@@ -151,6 +154,11 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
         from training.framing import load_framed
 
         data = load_framed(source, prep, split, FaceFraming(mode=framing))
+    n_total = len(data)
+    if limit is not None:
+        from pyfer.evaluate import spread
+
+        data = data.subset(spread(np.argsort(data.labels, kind="stable"), limit))
     proba = predict_proba(model, data, prep, tta=tta)
     offset = prior_offset(weights, source, prior_shift)
     if offset is not None:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
@@ -161,7 +169,7 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
     baked = baked_shift(weights)
     metrics.update(
         weights=str(weights), data=source, split=split if is_split_source(source) else None,
-        tta=tta, framing=framing,
+        tta=tta, framing=framing, n_total=n_total,
         prior_shift=baked if prior_shift is None else prior_shift,
         arch=spec.arch, stem=spec.stem,
         input_size=prep.input_size, params=count_parameters(model),
@@ -192,8 +200,11 @@ def main(argv=None) -> None:
                          "else FERPlus train under --data, else the default FERPlus); default: as the weights answer")
     ap.add_argument("--confusion-png", help="write the confusion matrix figure here")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--limit", type=int, metavar="N", help="at most N faces, evenly spread over the set (each class keeps its share; a quick look)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error(f"--limit must be >= 1, got {args.limit}")
     if args.manifest and args.split != "valid":
         ap.error(f"--split {args.split} is for --data: a manifest has no splits, all of it is scored")
     with reported_errors():
@@ -205,12 +216,13 @@ def main(argv=None) -> None:
         if args.confusion_png:  # before the work, not after it
             Path(args.confusion_png).parent.mkdir(parents=True, exist_ok=True)
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
-                     framing, args.prior_shift)
+                     framing, args.prior_shift, args.limit)
     if args.confusion_png:
         plot_confusion(m["confusion"], EMOTIONS, EMOTIONS, args.confusion_png,
                        f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
     split = f" [{m['split']}]" if m["split"] else ""
-    print(f"{m['weights']} on {m['data']}{split} n={m['n']} tta={m['tta']} framing={m['framing']}"
+    of = f" (of {m['n_total']})" if m["n"] < m["n_total"] else ""
+    print(f"{m['weights']} on {m['data']}{split} n={m['n']}{of} tta={m['tta']} framing={m['framing']}"
           f" prior_shift={m['prior_shift']}" + (f" (total; {m['baked_shift']:g} baked into the export)"
                                                if "baked_shift" in m else ""))
     auc = "-" if m["auc"] is None else f"{m['auc']:.4f}"

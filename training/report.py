@@ -1,6 +1,7 @@
 """Regenerate the numbers and figures of RESULTS.md from the committed models and run logs.
 
     python -m training.report [--data ferplus:../shared/data/ferplus] [--out results] [--runs results/runs]
+    python -m training.report --limit 500 --out /tmp/report   # a quick look (114 s on Zen 4), not RESULTS.md's
 
 Writes ``<out>/metrics.json`` (teacher, baseline student and T-SNet on FERPlus validation, with
 and without flip averaging, plus the shipped student on SFEW), ``<out>/tables.md`` (Tables I, II
@@ -54,21 +55,22 @@ def previous_table_i(tables: Path) -> str | None:
     return ("## Table I:" + text.split("## Table I:", 1)[1]).rstrip()
 
 
-def score_models(data: str, sfew: str) -> dict:
+def score_models(data: str, sfew: str, limit: int | None = None) -> dict:
     """``training.evaluate``'s metrics of every model of MODELS on ``data`` (with and without flip
-    averaging) and of the shipped student on the manifest ``sfew`` ("": not scored on SFEW)."""
+    averaging) and of the shipped student on the manifest ``sfew`` ("": not scored on SFEW), on at
+    most ``limit`` faces of each set."""
     if sfew and not Path(sfew).is_file():  # not dropped unseen: its metrics are half of RESULTS.md's SFEW lines
         raise FileNotFoundError(f"no SFEW manifest at {sfew} (--sfew '' leaves SFEW out)")
     metrics = {}
     for name, path in MODELS.items():
         for tta in (False, True):
             key = f"{name}{' +flip' if tta else ''}"
-            metrics[key] = evaluate(str(path), data, "valid", tta=tta, latency=not tta)
+            metrics[key] = evaluate(str(path), data, "valid", tta=tta, latency=not tta, limit=limit)
             print(f"{key}: accuracy {metrics[key]['accuracy']:.4f}", flush=True)
     if sfew:
         for tta in (False, True):
             metrics[f"T-SNet on SFEW train{' +flip' if tta else ''}"] = evaluate(str(MODELS[SHIPPED]), sfew, tta=tta,
-                                                                                 latency=False)
+                                                                                 latency=False, limit=limit)
     return metrics
 
 
@@ -104,8 +106,16 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(REPO / "results"))
     ap.add_argument("--runs", default=str(REPO / "results" / "runs"),
                     help="folder of run folders with log.jsonl (the curves and Table I)")
+    ap.add_argument("--limit", type=int, metavar="N",
+                    help="score on at most N faces of each set, evenly spread (a quick look; needs --out "
+                         "elsewhere than results/, whose numbers are RESULTS.md's)")
     args = ap.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
+    if args.limit is not None:
+        if args.limit < 1:
+            ap.error(f"--limit must be >= 1, got {args.limit}")
+        if out.resolve() == (REPO / "results").resolve():
+            ap.error("--limit scores a sample: give --out elsewhere, results/ holds RESULTS.md's full numbers")
     # an empty figure or table would replace the drawn one: those already there are kept, and what
     # was looked for told (the committed results/runs lacks session 1's logs: a note, not a warning)
     missing = missing_logs(runs)
@@ -117,7 +127,7 @@ def main(argv=None) -> None:
     kept_table_i = previous_table_i(out / "tables.md") if "Table I" in missing else None
     with reported_errors():
         out.mkdir(parents=True, exist_ok=True)
-        metrics = score_models(args.data, args.sfew)
+        metrics = score_models(args.data, args.sfew, args.limit)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
@@ -126,8 +136,10 @@ def main(argv=None) -> None:
     if "curves.png" not in missing:
         plot_curves(runs, out / "curves.png")
 
-    n_valid = metrics[next(iter(MODELS))]["n"]
-    lines = [f"## Table II: teacher, student and T-SNet on FERPlus valid ({n_valid:,} images)", "",
+    first = metrics[next(iter(MODELS))]
+    n_valid, n_total = first["n"], first.get("n_total", first["n"])
+    sample = f"; a --limit sample of {n_total:,}, not RESULTS.md's numbers" if n_valid < n_total else ""
+    lines = [f"## Table II: teacher, student and T-SNet on FERPlus valid ({n_valid:,} images{sample})", "",
              "Faces framed as each model was trained (`training.evaluate`'s default): `frame` is the data "
              "set's crops as given, `align` re-framed by `pyfer.facenorm` as `predict` frames them.", "",
              "| model | framing | params | MACs (64x64) | accuracy | +flip | macro precision | AUC | "
