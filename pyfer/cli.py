@@ -46,15 +46,14 @@ import time
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
-from pyfer.files import image_files, is_image_name
+from pyfer.files import VIDEO_CODECS, image_files, is_image_name
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: an output (a file or stdout) could not be written
 EXIT_TERMINATED = 128 + 15  # SIGTERM, as a shell reports a process it ended
 
 GRAY_ONLY_TYPES = (".pgm", ".pbm")  # OpenCV writes these from one channel: annotated copies go gray
-# what ``pyfer video --out`` can write (OpenCV's FFmpeg writer with the mp4v codec)
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+VIDEO_EXTENSIONS = tuple(VIDEO_CODECS)  # what ``pyfer video --out`` can write
 EXIT_STATUS_HELP = ("exit status: 0 all inputs processed; 1 some inputs missing or unreadable, or an "
                     "annotated copy not written (each reported on stderr, the rest still processed); 2 usage "
                     "or setup error, nothing processed; 74 an output could not be written (disk full, I/O "
@@ -814,7 +813,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
 
     p = sub.add_parser("video", help="recognize expressions in a video file or camera")
     p.add_argument("source", help="a video file, or a camera index such as 0")
-    p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)})")
+    p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)}; .webm plays in web "
+                                 "browsers and takes longer to write)")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--no-smoothing", action="store_true",

@@ -1,4 +1,5 @@
-"""Which files in a folder are images: what ``pyfer predict DIR`` and ``pyfer evaluate DIR`` read."""
+"""Which files in a folder are images (what ``pyfer predict DIR`` and ``pyfer evaluate DIR`` read),
+and which video types ``pyfer video --out`` writes."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +10,13 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
     ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic", ".avif",
 })  # and .gif where OpenCV reads it (reads_gif); not .exr: opencv-python ships that reader off
+
+
+# the annotated video's type -> its codec (OpenCV's FFmpeg writer; no audio). mp4v is fast but web
+# browsers do not play it; VP8 in WebM plays in every browser and takes a whole run to about 0.4x
+# its frame rate (docs/recognizer.md, scripts/video_codec_cost.py). No H.264: the opencv-python
+# wheels carry no encoder for it.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "mp4v", ".mkv": "mp4v", ".webm": "VP80"}
 
 
 @functools.lru_cache(maxsize=1)

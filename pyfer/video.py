@@ -15,6 +15,7 @@ from typing import IO, Optional, Union, cast
 
 import numpy as np
 
+from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
@@ -185,6 +186,39 @@ def check_opencv_name(path, what: str) -> None:
                          "UTF-8; rename the file") from None
 
 
+def open_writer(out, fps: float, size: tuple[int, int]):
+    """OpenCV's writer for ``out``, with the codec of its type (``VIDEO_CODECS``); raises ValueError
+    when it cannot be opened. For WebM, OpenCV's FFmpeg wrapper prints that the tag "is not
+    supported" and then writes VP8 all the same: the line is kept off stderr."""
+    import cv2
+
+    codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
+    quiet = codec == "VP80" and _can_redirect_stderr()
+    if quiet:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    try:
+        writer = cv2.VideoWriter(os.fspath(out), cv2.VideoWriter.fourcc(*codec), fps, size)
+    finally:
+        if quiet:
+            os.dup2(saved, 2)
+            os.close(saved)
+    if not writer.isOpened():
+        raise ValueError(f"cannot write video {out}")
+    return writer
+
+
+def _can_redirect_stderr() -> bool:
+    try:
+        os.fstat(2)
+        return True
+    except OSError:  # no file descriptor 2 (a service without one): nothing to keep quiet
+        return False
+
+
 class VideoNotFoundError(FileNotFoundError, ValueError):
     """A video file that does not exist (also a ValueError: what a source OpenCV cannot open raises)."""
 
@@ -306,9 +340,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             if out is not None and writer is None:  # before the first JSON line: a failure leaves none
                 h, w = frame.shape[:2]
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
-                writer = cv2.VideoWriter(os.fspath(out), cv2.VideoWriter.fourcc(*"mp4v"), fps_in, (w, h))
-                if not writer.isOpened():
-                    raise ValueError(f"cannot write video {out}")
+                writer = open_writer(out, fps_in, (w, h))
             before, thumb = thumb, scene_thumbnail(frame)
             if before is not None and is_scene_cut(before, thumb):
                 cuts += 1

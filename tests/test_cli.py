@@ -61,6 +61,25 @@ def test_video_cli(recognizer, weights_path, sfew_faces, tmp_path, capsys):
     assert "fps" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("ext, codecs, magic", [(".webm", {"vp80"}, b"\x1aE\xdf\xa3"),
+                                                (".mp4", {"mp4v", "fmp4"}, b"ftyp")])  # (FFmpeg reads mp4v as FMP4)
+def test_video_out_type_picks_the_codec(weights_path, tmp_path, capfd, ext, codecs, magic):
+    """.webm is VP8 in WebM, which web browsers play; the others stay mp4v (fast, not for browsers).
+    OpenCV's "tag ... is not supported" line for WebM is kept off stderr."""
+    clip = shifted_astronaut_clip(tmp_path / "in.mp4", 4)
+    out = tmp_path / f"annotated{ext}"
+    assert main(["video", str(clip), "--out", str(out), "--no-progress", "--weights", str(weights_path)]) == 0
+    err = capfd.readouterr().err
+    assert "not supported" not in err and "4 frames" in err
+    assert magic in out.read_bytes()[:16]
+    cap = cv2.VideoCapture(str(out))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert fourcc.lower() in codecs and frames == 4
+
+
 def test_video_needs_output(weights_path, capsys):
     assert main(["video", "0", "--weights", str(weights_path)]) == 2
     assert "--out" in capsys.readouterr().err
