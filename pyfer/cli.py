@@ -783,8 +783,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     """The ``pyfer`` parser and each command's own parser, by name."""
     import pyfer
 
-    ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (8 FERPlus classes).",
-                                 epilog=EXIT_STATUS_HELP)
+    ap = argparse.ArgumentParser(prog="pyfer", description="Facial expression recognition (the shipped model: "
+                                 "the 8 FERPlus classes).", epilog=EXIT_STATUS_HELP)
     ap.add_argument("--version", action="version", version=f"pyfer {pyfer.__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 

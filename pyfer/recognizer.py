@@ -421,6 +421,12 @@ class Recognizer:
         self.engine = Engine(str(self.weights_path), device=device, threads=threads)
         self.spec = PreprocessSpec.from_dict(self.engine.preprocess)
         self.class_names: tuple[str, ...] = tuple(self.engine.class_names)
+        if self.engine.input_shape[0] != self.spec.channels:
+            raise ValueError(f"{self.weights_path}: the network takes {self.engine.input_shape[0]}-channel input, "
+                             f"and its preprocessing makes {self.spec.channels}-channel face crops: not a model "
+                             "for Recognizer (pyfer.Engine runs it on your own input)")
+        if len(set(self.class_names)) != len(self.class_names):  # Face.scores is a dict by name
+            raise ValueError(f"{self.weights_path}: its class names repeat: {list(self.class_names)}")
         self.min_face = None if min_face is None else float(min_face)
         self.score_threshold = None if score_threshold is None else float(score_threshold)
         self.framing = self._framing(framing, align)

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from conftest import REPO
-from pyfer.preprocess import PreprocessSpec
+from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import save_checkpoint
 from training.export import export_model, read_metadata
 from training.models import ModelSpec
@@ -40,11 +40,18 @@ def bad_files(tmp_path_factory) -> dict:
     (d / "cut.pt").write_bytes(ck.read_bytes()[:3_000_000])
     save_checkpoint({"model": STUDENT.build().state_dict(), "model_spec": {"arch": "effresnet18"},
                      "preprocess": PreprocessSpec().to_dict()}, d / "other_arch.pt")
+    # 7 classes (FER2013's, no contempt): the tools read outputs as the 8 FERPlus classes by index,
+    # and scored such a model wrongly without a word (a model that always said happiness: accuracy 0)
+    seven = ModelSpec("shufflenetv2", 7)
+    export_model(seven.build(), seven, PreprocessSpec(), d / "seven_classes.safetensors", class_names=EMOTIONS[:7])
+    save_checkpoint({"model": seven.build().state_dict(), "model_spec": dataclasses.asdict(seven),
+                     "preprocess": PreprocessSpec().to_dict()}, d / "seven_classes.pt")
     return {"missing": d / "missing.safetensors", "text": d / "text.safetensors", "cut": d / "cut.safetensors",
             "damaged": d / "damaged.safetensors",
             "not pyfer": REPO / "pyfer" / "models" / "yunet.safetensors",
             "other arch": d / "other_arch.safetensors", "missing .pt": d / "missing.pt", "text .pt": d / "text.pt",
-            "cut .pt": d / "cut.pt", "other arch .pt": d / "other_arch.pt"}
+            "cut .pt": d / "cut.pt", "other arch .pt": d / "other_arch.pt",
+            "other classes": d / "seven_classes.safetensors", "other classes .pt": d / "seven_classes.pt"}
 
 
 def arguments(tool: str, weights: str, tmp_path) -> list[str]:
@@ -55,7 +62,8 @@ def arguments(tool: str, weights: str, tmp_path) -> list[str]:
             "export": [weights, str(tmp_path / "out.safetensors")]}[tool]
 
 
-BAD = ["missing", "text", "cut", "damaged", "not pyfer", "other arch", "missing .pt", "text .pt", "cut .pt", "other arch .pt"]
+BAD = ["missing", "text", "cut", "damaged", "not pyfer", "other arch", "missing .pt", "text .pt", "cut .pt", "other arch .pt",
+       "other classes", "other classes .pt"]
 
 
 @pytest.mark.parametrize("tool,which", [(tool, which) for tool in ("prior_shift", "fit_gap", "gradcam", "evaluate")

@@ -77,6 +77,49 @@ def test_invalid_arguments():
         ModelSpec("vgg").build()
 
 
+@pytest.mark.parametrize("widths, repeats, message", [
+    ((24, 116, 232, 464), None, r"widths must be 5 ints"),      # a stage table of 3 stages needs 5
+    ((24, 116, 232, 464, 1024, 2048), None, r"widths must be 5"),  # (was built with conv5 = 464's next)
+    ((24, 115, 232, 464, 1024), None, r"even.*\[115\]"),
+    ((24, 116, 464, 1024), (4, 0), r"repeats must be"),
+    ((24, 116, 232, 464, 1024), (), r"repeats must be"),
+])
+def test_a_bad_stage_table_is_one_clear_error(widths, repeats, message):
+    with pytest.raises(ValueError, match=message):
+        ModelSpec("shufflenetv2", widths=widths, repeats=repeats).build()
+
+
+def test_export_refuses_what_recognizer_could_not_run(tmp_path):
+    spec = ModelSpec("shufflenetv2", 3)
+    with pytest.raises(ValueError, match="must differ"):
+        export_model(spec.build(), spec, PreprocessSpec(48), tmp_path / "a.safetensors", class_names=["a", "b", "a"])
+    rgb = ModelSpec("shufflenetv2", in_channels=3)
+    with pytest.raises(ValueError, match="3-channel input and the preprocessing gives 1"):
+        export_model(rgb.build(), rgb, PreprocessSpec(48), tmp_path / "b.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def test_stage_tables_as_data():
+    """The builders and ModelSpec build the multipliers of Ma et al.; a spec read back from a
+    checkpoint's JSON (lists) is the spec written; other architectures take no table."""
+    from dataclasses import asdict
+
+    from training.models import SHUFFLENETV2_WIDTHS, student_spec
+
+    for width, widths in SHUFFLENETV2_WIDTHS.items():
+        m = build_student(width=width)
+        assert [s[0].branch2[2].conv.out_channels * 2 for s in (m.stage2, m.stage3, m.stage4)] == list(widths[1:4])
+        assert m.fc.in_features == widths[-1]
+    assert student_spec(1.0) == ModelSpec("shufflenetv2")  # the default writes no table
+    spec = ModelSpec("shufflenetv2", widths=(8, 16, 24, 32), repeats=(1, 2))
+    back = ModelSpec(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()})
+    assert back == spec and [n for n, _ in back.build().named_children()][:4] == ["stem", "maxpool", "stage2", "stage3"]
+    with pytest.raises(ValueError, match="stage table"):
+        ModelSpec("effresnet18", widths=(1, 2, 3, 4, 5))
+    with pytest.raises(ValueError, match="width must be one of"):
+        build_student(width=0.75)
+
+
 def test_kd_loss_hand_computed():
     s = torch.tensor([[1.0, 0.0, -1.0]])
     t = torch.tensor([[0.5, 0.5, 0.0]])

@@ -23,7 +23,10 @@ from torch import nn  # noqa: E402
 
 import pyfer  # noqa: E402
 from test_engine import make_export, rel_err, torch_logits  # noqa: E402
-from training.models import FFE, BasicBlock, ConvBN, ShuffleNetV2, network_description  # noqa: E402
+from pyfer.preprocess import PreprocessSpec  # noqa: E402
+from training.export import export_model, from_safetensors  # noqa: E402
+from training.models import (FFE, SHUFFLENETV2_WIDTHS, BasicBlock, ConvBN, ModelSpec, ShuffleNetV2,  # noqa: E402
+                             network_description, randomize_batchnorm)
 
 REPO = Path(__file__).resolve().parents[1]
 # exported before the network description existed (the arch + stem fallback)
@@ -91,8 +94,6 @@ def conv_flops(model, size):
 
 @pytest.mark.parametrize("arch", ["shufflenetv2", "effresnet18"])
 def test_flops_come_from_the_description(exports, arch):
-    from training.export import from_safetensors
-
     path = exports[(arch, "imagenet")]
     got = pyfer.Engine(path).info()["gflops_per_image"] * 1e9
     assert got == pytest.approx(conv_flops(from_safetensors(path), 48), rel=1e-9)
@@ -214,3 +215,37 @@ def test_winograd_env_override_still_works(exports, tmp_path):
     want = torch_logits(path, x)
     assert rel_err(a, want) <= TOL and rel_err(b, want) <= TOL
     assert not np.array_equal(a, b)  # different algorithms: equal within rounding, not bit for bit
+
+
+# -- ShuffleNetV2 stage tables (ModelSpec widths/repeats) through the real export path -----------
+STAGE_TABLES = {
+    "0.5x": (SHUFFLENETV2_WIDTHS[0.5], None),
+    "1.5x": (SHUFFLENETV2_WIDTHS[1.5], None),
+    "two stages, odd stem and conv5": ((13, 50, 98, 301), (2, 3)),
+    "four stages": ((8, 16, 24, 32, 40, 64), (1, 2, 2, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_TABLES))
+def test_a_stage_table_exports_and_runs_as_pytorch_does(tmp_path, name):
+    """export_model writes the table, from_safetensors rebuilds the model from the file alone, and
+    the engine's logits match the unfolded PyTorch model's (7 classes of their own names)."""
+    widths, repeats = STAGE_TABLES[name]
+    spec = ModelSpec("shufflenetv2", 7, widths=widths, repeats=repeats)
+    model = randomize_batchnorm(spec.build(), seed=4, fc_scale=20.0).eval()
+    path = export_model(model, spec, PreprocessSpec(40), tmp_path / "v.safetensors",
+                        class_names=[f"c{i}" for i in range(7)])
+    meta = read(path)[1]
+    assert meta["widths"] == list(widths) and meta.get("repeats") == (None if repeats is None else list(repeats))
+    x = np.random.default_rng(3).standard_normal((3, 1, 40, 40)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+        assert rel_err(from_safetensors(path)(torch.from_numpy(x)).numpy(), want) <= TOL
+    for isa in ("portable", "auto"):
+        assert rel_err(pyfer.Engine(path, threads=1, isa=isa).forward(x), want) <= TOL, isa
+
+
+def test_the_default_table_is_not_written(exports):
+    """A 1.0x model's export reads as before the stage table existed (the shipped file's metadata)."""
+    meta = read(exports[("shufflenetv2", "small")])[1]
+    assert "widths" not in meta and "repeats" not in meta

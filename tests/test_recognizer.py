@@ -884,3 +884,28 @@ def test_pil_la_and_classify_dtype(recognizer):
     assert len(got) == len(want) == 1 and got[0].box == want[0].box
     face = cv2.imread(str(ASTRONAUT), cv2.IMREAD_GRAYSCALE)[38:108, 113:171]
     assert recognizer.classify([]).dtype == recognizer.classify(face[None]).dtype
+
+
+def test_weights_recognizer_cannot_feed_are_refused_when_loaded(engine_module, weights_path, tmp_path):
+    """A network of 3-channel input (the face crops are gray) and class names that repeat (a face's
+    scores are a dict by name) load in pyfer.Engine but not in Recognizer: one ValueError at
+    construction, which the CLI reports as a setup error (status 2), not a failure per image."""
+    pytest.importorskip("safetensors")
+    from safetensors import safe_open
+
+    from pyfer.cli import main
+    from pyfer.weights_file import save_checked
+
+    with safe_open(str(weights_path), "np") as f:
+        meta = json.loads(f.metadata()["pyfer"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    rgb = dict(tensors)
+    rgb["stem.conv.weight"] = np.repeat(tensors["stem.conv.weight"], 3, axis=1) / 3  # what a 3-channel stem holds
+    save_checked(rgb, tmp_path / "rgb.safetensors", {"pyfer": json.dumps({**meta, "in_channels": 3})})
+    twice = [*meta["class_names"][:-1], meta["class_names"][0]]
+    save_checked(tensors, tmp_path / "twice.safetensors", {"pyfer": json.dumps({**meta, "class_names": twice})})
+    assert pyfer.Engine(tmp_path / "rgb.safetensors").input_shape[0] == 3  # the engine loads both
+    for name, message in (("rgb", "3-channel input"), ("twice", "class names repeat")):
+        with pytest.raises(ValueError, match=message):
+            pyfer.Recognizer(tmp_path / f"{name}.safetensors", threads=1)
+        assert main(["predict", str(ASTRONAUT), "--weights", str(tmp_path / f"{name}.safetensors")]) == 2

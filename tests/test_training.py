@@ -105,3 +105,40 @@ def test_bad_mixing_and_protocol_flags_fail_before_any_data_is_read(tmp_path, fl
 
     with pytest.raises(SystemExit, match=message):
         check_args(build_parser().parse_args(["student", "--out", str(tmp_path), *flags]))
+
+
+def test_a_half_width_student_trains_exports_and_runs_in_the_engine(tiny_sets, tmp_path):
+    """--width 0.5: the stage table goes into the checkpoint and the export, the export command and
+    training.evaluate rebuild it from the file, the engine runs it as PyTorch does, and --resume at
+    another width is one clear line (it was a 285-line traceback)."""
+    import numpy as np
+
+    import pyfer
+    from training.checkpoint import load_checkpoint
+    from training.export import from_safetensors, read_metadata
+    from training.models import SHUFFLENETV2_WIDTHS, count_parameters
+
+    tiny = ["--data", tiny_sets[0], "--input-size", "32", "--batch-size", "8", "--threads", "1", "--quiet"]
+    out = tmp_path / "half"
+    train("student", "--out", str(out), "--epochs", "1", "--width", "0.5", *tiny)
+    spec = load_checkpoint(out / "last.pt").spec
+    assert spec.widths == SHUFFLENETV2_WIDTHS[0.5]
+    export = tmp_path / "half.safetensors"
+    r = subprocess.run([sys.executable, "-m", "training.export", str(out / "last.pt"), str(export)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_metadata(export)["widths"] == list(SHUFFLENETV2_WIDTHS[0.5])
+    model = from_safetensors(export)
+    assert count_parameters(model) < 400_000  # 0.35M: a quarter of 1.0x
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(pyfer.Engine(export, threads=1).forward(x), want, rtol=1e-4, atol=1e-4)
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--weights", str(export), "--data", tiny_sets[0],
+                        "--no-latency"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "params 3" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "training.train", "student", "--out", str(out), "--epochs", "2",
+                        "--resume", *tiny], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "--width" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

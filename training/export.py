@@ -50,6 +50,11 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
         raise ValueError(f"{spec.arch} is a training-only model: the engine runs {ENGINE_ARCHITECTURES}")
     if len(class_names) != spec.num_classes:
         raise ValueError(f"{len(class_names)} class names for {spec.num_classes} classes")
+    if len(set(class_names)) != len(class_names):  # a face's scores are a dict by name
+        raise ValueError(f"class names must differ from each other, got {list(class_names)}")
+    if spec.in_channels != prep.channels:  # Recognizer feeds what preprocess says: gray crops
+        raise ValueError(f"the model takes {spec.in_channels}-channel input and the preprocessing gives "
+                         f"{prep.channels} channel(s)")
     if prior_shift and class_prior is None:
         raise ValueError("prior_shift needs the class_prior it shifts by")
     folded = fold_batchnorm(model.cpu().eval(), spec)
@@ -69,6 +74,7 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, prep: PreprocessSpec, 
         "num_classes": spec.num_classes,
         "in_channels": spec.in_channels,
         "stem": spec.stem,
+        **{f: list(getattr(spec, f)) for f in ("widths", "repeats") if getattr(spec, f) is not None},
         "class_names": list(class_names),
         "preprocess": prep.to_dict(),
         # the block list the engine reads (training.models.network_description; older files
@@ -132,7 +138,8 @@ def total_shift_offset(path: str | Path, shift: float, log_prior: np.ndarray) ->
 
 
 def spec_of(meta: dict) -> tuple[ModelSpec, PreprocessSpec]:
-    return (ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"]),
+    return (ModelSpec(meta["arch"], meta["num_classes"], meta["in_channels"], meta["stem"],
+                      meta.get("widths"), meta.get("repeats")),  # (a 1.0x ShuffleNetV2 stores none)
             PreprocessSpec.from_dict(meta["preprocess"]))
 
 
@@ -170,6 +177,9 @@ def main(argv=None) -> None:
     with reported_errors():
         ckpt = load_checkpoint(args.checkpoint)
         model, spec, prep = ckpt.build_model()
+        if spec.num_classes != len(EMOTIONS):  # training.train makes 8; a model of others is named from Python
+            raise ValueError(f"{args.checkpoint}: a model of {spec.num_classes} classes, and this command writes the 8 "
+                             "FERPlus classes: call training.export.export_model(..., class_names=...) for others")
         source = ckpt.provenance()
         prior = None
         # the prior of the data the checkpoint trained on, wherever that is on this machine (a GPU

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
@@ -84,39 +84,64 @@ class ShuffleUnit(nn.Module):
         return channel_shuffle(out, 2)
 
 
+# ShuffleNetV2's widths by multiplier (Ma et al. 2018, Table 5): stem, stages 2-4, conv5
+SHUFFLENETV2_WIDTHS = {
+    0.5: (24, 48, 96, 192, 1024),
+    1.0: (24, 116, 232, 464, 1024),
+    1.5: (24, 176, 352, 704, 1024),
+    2.0: (24, 244, 488, 976, 2048),
+}
+
+
+def check_stage_table(widths: tuple[int, ...], repeats: tuple[int, ...]) -> None:
+    """ShuffleNetV2's stage table: ``widths`` = (stem, one per stage, conv5), ``repeats`` = units
+    per stage. A stage's width must be even: its units split the channels in halves."""
+    if not repeats or not all(isinstance(r, int) and r >= 1 for r in repeats):
+        raise ValueError(f"repeats must be one or more units per stage (ints >= 1), got {repeats!r}")
+    if len(widths) != len(repeats) + 2 or not all(isinstance(c, int) and c >= 1 for c in widths):
+        raise ValueError(f"widths must be {len(repeats) + 2} ints >= 1 (stem, {len(repeats)} stages, conv5) "
+                         f"for {len(repeats)} stages, got {widths!r}")
+    odd = [c for c in widths[1:-1] if c % 2]
+    if odd:
+        raise ValueError(f"stage widths must be even (each unit splits its channels in halves), got {odd}")
+
+
 class ShuffleNetV2(nn.Module):
-    """ShuffleNetV2 1.0x for grayscale faces.
+    """ShuffleNetV2 for grayscale faces, built from a stage table (1.0x by default).
 
     stem: 3x3 conv (stride 2 for ``imagenet``, stride 1 for ``small``) + BN + ReLU + 3x3/2 max-pool;
-    stages 2-4 of 4, 8, 4 units (first unit of each stage down-samples); conv5 1x1 to 1024;
-    global average pool; dropout; linear classifier.
+    stages 2, 3, ... of ``repeats`` units (4, 8, 4; the first unit of each stage down-samples) at
+    ``widths[1:-1]``; conv5 1x1 to ``widths[-1]``; global average pool; dropout; linear classifier.
     """
 
     STAGE_REPEATS = (4, 8, 4)
-    STAGE_WIDTHS = (24, 116, 232, 464, 1024)
+    STAGE_WIDTHS = SHUFFLENETV2_WIDTHS[1.0]
 
     def __init__(self, num_classes: int = 8, in_channels: int = 1, stem: Stem = "small",
-                 dropout: float = 0.5, folded: bool = False):
+                 dropout: float = 0.5, folded: bool = False, widths: Sequence[int] | None = None,
+                 repeats: Sequence[int] | None = None):
         super().__init__()
         _check_common(num_classes, in_channels, stem, dropout)
-        w = self.STAGE_WIDTHS
+        w = tuple(self.STAGE_WIDTHS if widths is None else widths)
+        reps = tuple(self.STAGE_REPEATS if repeats is None else repeats)
+        check_stage_table(w, reps)
         self.stem = ConvBN(in_channels, w[0], 3, 2 if stem == "imagenet" else 1, folded=folded)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        stages = []
+        self.stage_names = [f"stage{i + 2}" for i in range(len(reps))]  # torchvision's names: stage2, ...
         cin = w[0]
-        for repeats, cout in zip(self.STAGE_REPEATS, w[1:4]):
+        for name, n_units, cout in zip(self.stage_names, reps, w[1:-1]):
             units = [ShuffleUnit(cin, cout, 2, folded)]
-            units += [ShuffleUnit(cout, cout, 1, folded) for _ in range(repeats - 1)]
-            stages.append(nn.Sequential(*units))
+            units += [ShuffleUnit(cout, cout, 1, folded) for _ in range(n_units - 1)]
+            self.add_module(name, nn.Sequential(*units))
             cin = cout
-        self.stage2, self.stage3, self.stage4 = stages
-        self.conv5 = ConvBN(w[3], w[4], 1, folded=folded)
+        self.conv5 = ConvBN(cin, w[-1], 1, folded=folded)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(w[4], num_classes)
+        self.fc = nn.Linear(w[-1], num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.stem(x))
-        x = self.stage4(self.stage3(self.stage2(x)))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
         return self.conv5(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,18 +341,38 @@ ARCHITECTURES = {"shufflenetv2": ShuffleNetV2, "effresnet18": EffResNet18, "face
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What is needed to rebuild a model; stored in checkpoints and exported metadata."""
+    """What is needed to rebuild a model; stored in checkpoints and exported metadata.
+
+    ``widths`` and ``repeats``: ShuffleNetV2's stage table (``ShuffleNetV2``; None: 1.0x, (4, 8, 4)
+    units), e.g. ``widths=SHUFFLENETV2_WIDTHS[0.5]``. Only set when not the default, so that a 1.0x
+    model's checkpoint and export read as before."""
 
     arch: str
     num_classes: int = 8
     in_channels: int = 1
     stem: str = "small"
+    widths: tuple[int, ...] | None = None
+    repeats: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        for field in ("widths", "repeats"):
+            value = getattr(self, field)
+            if value is not None:  # a checkpoint's or a file's JSON gives lists
+                object.__setattr__(self, field, tuple(value))
+        if (self.widths is not None or self.repeats is not None) and self.arch != "shufflenetv2":
+            raise ValueError(f"widths and repeats are ShuffleNetV2's stage table; {self.arch} has none")
 
     def build(self, folded: bool = False, dropout: float = 0.5) -> nn.Module:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; known: {sorted(ARCHITECTURES)}")
+        table = {} if self.arch != "shufflenetv2" else {"widths": self.widths, "repeats": self.repeats}
         return ARCHITECTURES[self.arch](self.num_classes, self.in_channels, self.stem,
-                                        dropout=dropout, folded=folded)
+                                        dropout=dropout, folded=folded, **table)
+
+    def describe(self) -> str:
+        """In words, for messages: arch, stem, classes, channels and any stage table."""
+        table = "".join(f", {f} {getattr(self, f)}" for f in ("widths", "repeats") if getattr(self, f) is not None)
+        return f"{self.arch} ({self.stem} stem, {self.num_classes} classes, {self.in_channels} channels{table})"
 
     def load(self, state: dict, where: str | Path, folded: bool = False) -> nn.Module:
         """The model built with the weights ``state`` (eval mode); a ValueError naming ``where``
@@ -339,16 +384,25 @@ class ModelSpec:
         reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
         if missing or unexpected or reshaped:
             first = (missing + unexpected + reshaped)[0]
-            raise ValueError(f"{where}: the weights do not fit {self.arch} ({self.stem} stem, {self.num_classes} "
-                             f"classes, {self.in_channels} channels): {len(missing)} missing, {len(unexpected)} "
-                             f"unexpected, {len(reshaped)} of another shape (first: {first})")
+            raise ValueError(f"{where}: the weights do not fit {self.describe()}: {len(missing)} missing, "
+                             f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (first: {first})")
         model.load_state_dict(state)
         return model.eval()
 
 
-def build_student(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> ShuffleNetV2:
-    """ShuffleNetV2 1.0x student (about 1.26M parameters with 8 classes)."""
-    return ShuffleNetV2(num_classes, in_channels, stem)
+def student_spec(width: float = 1.0, num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> ModelSpec:
+    """The ModelSpec of a ShuffleNetV2 student of multiplier ``width`` (SHUFFLENETV2_WIDTHS)."""
+    if width not in SHUFFLENETV2_WIDTHS:
+        raise ValueError(f"width must be one of {sorted(SHUFFLENETV2_WIDTHS)}, got {width!r}")
+    return ModelSpec("shufflenetv2", num_classes, in_channels, stem,
+                     widths=None if width == 1.0 else SHUFFLENETV2_WIDTHS[width])
+
+
+def build_student(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small",
+                  width: float = 1.0) -> ShuffleNetV2:
+    """ShuffleNetV2 student: 1.0x by default (about 1.26M parameters with 8 classes); ``width``
+    0.5, 1.5 or 2.0 for the other multipliers of SHUFFLENETV2_WIDTHS."""
+    return student_spec(width, num_classes, in_channels, stem).build()  # type: ignore[return-value]
 
 
 def build_teacher(num_classes: int = 8, in_channels: int = 1, stem: Stem = "small") -> EffResNet18:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pyfer.preprocess import PreprocessSpec
+from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import load_checkpoint
 from training.data import to_model_input
 from training.export import from_safetensors, read_metadata, spec_of
@@ -14,12 +14,25 @@ from training.models import ModelSpec
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, PreprocessSpec]:
-    """A trained model from a training checkpoint (.pt) or an exported .safetensors file."""
+    """A trained model from a training checkpoint (.pt) or an exported .safetensors file.
+
+    The training tools read a model's outputs as the FERPlus classes, in ``EMOTIONS`` order (labels,
+    metrics, priors): a model of other classes is refused here rather than scored wrongly. The
+    pyfer package runs any class list, by name (``pyfer evaluate``)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        spec, prep = spec_of(read_metadata(path))
+        meta = read_metadata(path)
+        names = list(meta.get("class_names") or [])
+        if names != list(EMOTIONS):
+            raise ValueError(f"{path}: its classes are {names}, and the training tools score the 8 FERPlus "
+                             f"classes in this order: {list(EMOTIONS)} (pyfer evaluate scores any, by name)")
+        spec, prep = spec_of(meta)
         return from_safetensors(path), spec, prep
-    return load_checkpoint(path).build_model()
+    ck = load_checkpoint(path)
+    if ck.spec.num_classes != len(EMOTIONS):
+        raise ValueError(f"{path}: a model of {ck.spec.num_classes} classes, and the training tools score the 8 "
+                         "FERPlus classes")
+    return ck.build_model()
 
 
 @torch.no_grad()

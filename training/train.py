@@ -37,7 +37,8 @@ from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
 from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, is_split_source, load_dataset,
                            to_model_input)
-from training.models import ARCHITECTURES, STEMS, ModelSpec, collapse_overparam, count_parameters, overparameterize
+from training.models import (ARCHITECTURES, SHUFFLENETV2_WIDTHS, STEMS, ModelSpec, collapse_overparam,
+                             count_parameters, overparameterize, student_spec)
 from training.predict import load_model, predict_logits
 from training.sam import sharpness_probe
 
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--stem", choices=STEMS, default="small")
+    ap.add_argument("--width", type=float, choices=sorted(SHUFFLENETV2_WIDTHS), default=1.0,
+                    help="ShuffleNetV2's width multiplier (its stage table: training.models.SHUFFLENETV2_WIDTHS; "
+                         "the engine runs each); 1.0: the shipped student's")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
@@ -739,7 +743,14 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
 
     prep = PreprocessSpec(args.input_size)
-    spec = ModelSpec(args.arch or ARCH_OF_MODE[args.mode], stem=args.stem)
+    arch = args.arch or ARCH_OF_MODE[args.mode]
+    if args.width != 1.0 and arch != "shufflenetv2":
+        raise SystemExit(f"--width is ShuffleNetV2's multiplier; {arch} has none")
+    spec = (student_spec(args.width, stem=args.stem) if arch == "shufflenetv2"
+            else ModelSpec(arch, stem=args.stem))
+    if resume_from is not None and resume_from[0].spec != spec:
+        raise SystemExit(f"--resume: {resume_from[0].path} holds a {resume_from[0].spec.describe()}, and this run "
+                         f"builds a {spec.describe()}")
     # the teacher before the data: a wrong --teacher fails in a second, not after decoding
     teacher, teacher_size = load_teacher(args.teacher, prep, device) if args.mode == "distill" else (None, 0)
     train_set, val_set, val2_set = load_data(args, prep)
