@@ -57,8 +57,13 @@ for target in "${targets[@]}"; do
   [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] || rm -rf "$out"
   mkdir -p "$out/bin"
   echo "$stamp" > "$out/stamp"
+  # a target not linked: its wrappers refuse to link. CMake's compiler identification tries a
+  # linked program first, which makes zig build the target's C runtime (minutes, for Windows); told
+  # no, it identifies the compiler from an object file (-c), and checks with static libraries.
+  no_link=""
+  [ $link = no ] && no_link='case " $* " in *" -c "*|*" -E "*|*" -S "*|*" --version "*|*" -dumpversion "*) ;; *) exit 1 ;; esac\n'
   for tool in cc c++; do
-    printf '#!/bin/sh\nexec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$zig_target" > "$out/bin/$tool"
+    printf "#!/bin/sh\\n$no_link"'exec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$zig_target" > "$out/bin/$tool"
   done
   for tool in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$tool" > "$out/bin/$tool"; done
   chmod +x "$out/bin"/*

@@ -148,7 +148,7 @@ def scored(monkeypatch):
     """report.evaluate standing in, counting its calls: every model scored on 7 faces of 2 classes."""
     calls = []
 
-    def evaluate(weights, source, split="valid", tta=False, latency=True):
+    def evaluate(weights, source, split="valid", tta=False, latency=True, limit=None):
         calls.append(weights)
         m = {"n": 7, "accuracy": 0.5, "macro_precision": 0.4, "macro_recall": 0.45, "auc": None,
              "per_class_recall": {c: (0.5 if c in ("neutral", "happiness") else None) for c in EMOTIONS},
