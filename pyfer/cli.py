@@ -588,10 +588,15 @@ def _predict(args) -> int:
 
 
 def _video(args) -> int:
-    from pyfer.video import IoUTracker, process_video
+    from pyfer.video import IoUTracker, is_network_address, process_video
 
     if not args.out and not args.jsonl:
         raise UsageError("give --out and/or --jsonl")
+    if is_network_address(args.source) and not args.allow_network:
+        raise UsageError(f"{args.source} is a network address: pyfer goes online only with --allow-network")
+    for flag, path in (("--out", args.out), ("--jsonl", args.jsonl)):
+        if path and is_network_address(path):
+            raise UsageError(f"{flag} {path} is a network address: pyfer video writes files")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.out:
@@ -621,7 +626,8 @@ def _video(args) -> int:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
-                              tracker=IoUTracker(alpha=1.0) if args.no_smoothing else None)
+                              tracker=IoUTracker(alpha=1.0) if args.no_smoothing else None,
+                              allow_network=args.allow_network)
         ok = True
     finally:
         if sink is not None and sink is not sys.stdout:
@@ -697,7 +703,7 @@ def info_dict(weights: Optional[str] = None) -> dict:
     from pyfer.engine import cuda_devices, file_sha256
 
     d: dict = {"pyfer": pyfer.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
-               "platform": platform.platform()}
+               "platform": _platform()}
     try:
         d["build"] = pyfer.build_info()
     except Exception as e:  # engine not built: still report the rest
@@ -730,6 +736,18 @@ def info_dict(weights: Optional[str] = None) -> dict:
 
     d["opencv"] = cv2.__version__
     return d
+
+
+def _platform() -> str:
+    """platform.platform()'s words without the subprocess it starts (``uname -p``, ``sysctl``) for
+    the processor's name: ``pyfer info`` runs no program (an app may forbid it)."""
+    import platform
+
+    if not hasattr(os, "uname"):  # Windows: platform.platform() starts nothing there
+        return platform.platform()
+    u = os.uname()
+    libc = "".join(platform.libc_ver())  # read from the interpreter's file
+    return f"{u.sysname}-{u.release}-{u.machine}" + (f"-with-{libc}" if libc else "")
 
 
 def weights_usable(args, d: dict) -> bool:
@@ -812,11 +830,15 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     commands = {"predict": p}
 
     p = sub.add_parser("video", help="recognize expressions in a video file or camera")
-    p.add_argument("source", help="a video file, or a camera index such as 0")
+    p.add_argument("source", help="a video file, or a camera index such as 0 (a stream such as rtsp://... "
+                                  "with --allow-network)")
     p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)}; .webm plays in web "
                                  "browsers and takes longer to write)")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--allow-network", action="store_true",
+                   help="read a SOURCE that is a network address (rtsp://, http://, ...): the one thing that "
+                        "takes pyfer online, never done without this flag")
     p.add_argument("--no-smoothing", action="store_true",
                    help="each frame's own scores (by default a face's scores are averaged over its recent frames)")
     _add_progress_args(p, "a video file on a terminal; cameras never get one")
@@ -898,6 +920,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = commands[argv[0]].parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
+    if own_process and args.cmd == "video":  # (a program calling main(args) keeps its stderr as it is)
+        import pyfer.video
+
+        pyfer.video.QUIET_OPENCV_WRITER_OPEN = True
     with _SigtermAsCtrlC() if own_process else contextlib.nullcontext():
         return _run(args)
 

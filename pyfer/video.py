@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -186,14 +187,20 @@ def check_opencv_name(path, what: str) -> None:
                          "UTF-8; rename the file") from None
 
 
+# Set by the pyfer command for its own process: file descriptor 2 is the process's, so a library
+# call leaves it alone (a host's threads would lose their stderr while the writer opens).
+QUIET_OPENCV_WRITER_OPEN = False
+
+
 def open_writer(out, fps: float, size: tuple[int, int]):
     """OpenCV's writer for ``out``, with the codec of its type (``VIDEO_CODECS``); raises ValueError
     when it cannot be opened. For WebM, OpenCV's FFmpeg wrapper prints that the tag "is not
-    supported" and then writes VP8 all the same: the line is kept off stderr."""
+    supported" and then writes VP8 all the same: in the pyfer command that line is kept off stderr
+    (``QUIET_OPENCV_WRITER_OPEN``)."""
     import cv2
 
     codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
-    quiet = codec == "VP80" and _can_redirect_stderr()
+    quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN and _can_redirect_stderr()
     if quiet:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -219,17 +226,31 @@ def _can_redirect_stderr() -> bool:
         return False
 
 
+NETWORK_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # rtsp://, http://, ... as FFmpeg reads them
+
+
+def is_network_address(source) -> bool:
+    """Whether ``source`` names a network stream (``scheme://...``) rather than a file: OpenCV's
+    FFmpeg would connect to it. A path object is always a file."""
+    return isinstance(source, str) and NETWORK_ADDRESS.match(source) is not None
+
+
 class VideoNotFoundError(FileNotFoundError, ValueError):
     """A video file that does not exist (also a ValueError: what a source OpenCV cannot open raises)."""
 
 
-def open_source(source: Union[str, int, os.PathLike]):
-    """``(capture, is_camera)`` for a file path (or anything else OpenCV opens: a URL, an image
-    sequence "frame_%04d.png"), or a camera: an index (an int or a string of digits) or a
-    ``/dev/video*`` device. A folder, an unreadable file and (where OpenCV cannot open it either) a
-    missing path are named as such; a named pipe or a device is opened by OpenCV alone."""
+def open_source(source: Union[str, int, os.PathLike], allow_network: bool = False):
+    """``(capture, is_camera)`` for a file path (or anything else OpenCV opens locally: an image
+    sequence "frame_%04d.png"), a camera: an index (an int or a string of digits) or a
+    ``/dev/video*`` device, or with ``allow_network`` a network stream (``rtsp://``, ``http://``;
+    refused otherwise: pyfer goes online only when told to). A folder, an unreadable file and
+    (where OpenCV cannot open it either) a missing path are named as such; a named pipe or a
+    device is opened by OpenCV alone."""
     import cv2
 
+    if is_network_address(source) and not allow_network:
+        raise ValueError(f"video source {source!r} is a network address: pyfer reads it only when allowed "
+                         "(allow_network=True, pyfer video --allow-network)")
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
         cap = cv2.VideoCapture(int(source))
         if not cap.isOpened():
@@ -273,7 +294,7 @@ class _FrameClock:
 def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   out: Union[str, os.PathLike, None] = None, jsonl: Union[str, os.PathLike, IO[str], None] = None,
                   max_frames: Optional[int] = None, progress: bool = True,
-                  tracker: Optional[IoUTracker] = None) -> dict:
+                  tracker: Optional[IoUTracker] = None, allow_network: bool = False) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl`` (a path, or an open text stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
@@ -285,14 +306,18 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     "faces", "skipped_frames", "scene_cuts"}``. Raises VideoNotFoundError (a FileNotFoundError and
     a ValueError) for a missing file, ValueError for a source that cannot be read or opened or
     gives no frame at all (a file OpenCV opens but cannot decode, such as a text file) and for a
-    source or ``out`` whose file name is not valid UTF-8 (OpenCV's wrapper crashes on it)."""
+    source or ``out`` whose file name is not valid UTF-8 (OpenCV's wrapper crashes on it).
+    ``allow_network``: read a ``source`` such as ``rtsp://camera/stream`` (refused otherwise);
+    ``out`` is always a file: an address there is refused (FFmpeg would upload the video)."""
     import cv2
 
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if out is not None:
+        if is_network_address(out):
+            raise ValueError(f"out {out!r} is a network address: the annotated video is written to a file")
         check_opencv_name(out, "cannot write video")
-    cap, is_camera = open_source(source)
+    cap, is_camera = open_source(source, allow_network)
     tracker = tracker or IoUTracker()
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     clock = _FrameClock(fps_in, timestamps=not is_camera)

@@ -50,6 +50,12 @@ build() {
   done
 }
 
+# the image target's scratch file (tests/fuzz/fuzz_image.py), in memory where /dev/shm is: one
+# folder per run of this script, removed when it ends (40 of them were left behind before)
+PYFER_FUZZ_SCRATCH="$(mktemp -d "$( [[ -d /dev/shm ]] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/pyfer-fuzz-image-XXXXXX")"
+export PYFER_FUZZ_SCRATCH
+trap 'rm -rf "$PYFER_FUZZ_SCRATCH"' EXIT
+
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:strict_string_checks=1:allocator_may_return_null=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 

@@ -65,12 +65,12 @@ def test_video_cli(recognizer, weights_path, sfew_faces, tmp_path, capsys):
                                                 (".mp4", {"mp4v", "fmp4"}, b"ftyp")])  # (FFmpeg reads mp4v as FMP4)
 def test_video_out_type_picks_the_codec(weights_path, tmp_path, capfd, ext, codecs, magic):
     """.webm is VP8 in WebM, which web browsers play; the others stay mp4v (fast, not for browsers).
-    OpenCV's "tag ... is not supported" line for WebM is kept off stderr."""
+    The pyfer command keeps OpenCV's "tag ... is not supported" line for WebM off its stderr; a
+    program calling main(args) keeps its file descriptor 2 as it is (its threads write there)."""
     clip = shifted_astronaut_clip(tmp_path / "in.mp4", 4)
     out = tmp_path / f"annotated{ext}"
-    assert main(["video", str(clip), "--out", str(out), "--no-progress", "--weights", str(weights_path)]) == 0
-    err = capfd.readouterr().err
-    assert "not supported" not in err and "4 frames" in err
+    r = pyfer_subprocess("video", clip, "--out", out, "--no-progress", "--weights", weights_path)
+    assert r.returncode == 0 and "not supported" not in r.stderr and "4 frames" in r.stderr, r.stderr
     assert magic in out.read_bytes()[:16]
     cap = cv2.VideoCapture(str(out))
     fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
@@ -78,6 +78,9 @@ def test_video_out_type_picks_the_codec(weights_path, tmp_path, capfd, ext, code
     while cap.read()[0]:
         frames += 1
     assert fourcc.lower() in codecs and frames == 4
+    capfd.readouterr()
+    assert main(["video", str(clip), "--out", str(out), "--no-progress", "--weights", str(weights_path)]) == 0
+    assert ("not supported" in capfd.readouterr().err) == (ext == ".webm")  # OpenCV's own line, untouched
 
 
 def test_video_needs_output(weights_path, capsys):
@@ -967,3 +970,42 @@ def test_ctrl_c_then_resume_gives_every_image_once(weights_path, tmp_path):
     assert rows[:len(before) - 1] == before[:-1]  # the rows kept are the first run's own
     assert [Path(s.split(",")[0]).name for s in rows] == [f"{i:03d}.png" for i in range(300)]
     assert len({s.split(",", 1)[1] for s in rows}) == 1  # one face, the same numbers, in each
+
+
+def test_video_goes_online_only_with_allow_network(weights_path, tmp_path, capsys, monkeypatch):
+    """A network SOURCE needs --allow-network; an address as --out or --jsonl is refused; both
+    before the model loads, and nothing is left behind (no folder named 'http:')."""
+    monkeypatch.chdir(tmp_path)
+    cases = [(["video", "rtsp://127.0.0.1:9/cam", "--jsonl", "-"], "only with --allow-network"),
+             (["video", "x.mp4", "--out", "http://127.0.0.1:9/x.mkv"], "--out http://127.0.0.1:9/x.mkv is a network"),
+             (["video", "x.mp4", "--jsonl", "ftp://127.0.0.1:9/x.jsonl"], "--jsonl ftp://")]
+    for args, said in cases:
+        rc, _, err = run_cli(args + ["--weights", str(weights_path)], capsys)
+        assert rc == 2 and said in err, err
+    assert list(tmp_path.iterdir()) == []
+    assert "--allow-network" in build_parser_help("video")
+
+
+def build_parser_help(command: str) -> str:
+    from pyfer.cli import _parsers
+
+    return _parsers()[1][command].format_help()
+
+
+def test_predict_and_info_start_no_program_and_open_no_socket(weights_path):
+    """An app may forbid both: `pyfer info` ran `uname -p` (platform.platform()), and nothing in
+    predict may reach the network. Python's audit events of a child interpreter, recorded."""
+    code = f"""
+import sys
+seen = []
+sys.addaudithook(lambda event, args: seen.append(event) if event in (
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+    "socket.connect", "socket.bind", "socket.__new__", "urllib.Request") else None)
+from pyfer.cli import main
+assert main(["info", "--weights", {str(weights_path)!r}]) == 0
+assert main(["predict", {str(ASTRONAUT)!r}, "--json", "--weights", {str(weights_path)!r}]) == 0
+print("EVENTS", sorted(set(seen)))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "EVENTS []", r.stdout[-500:]

@@ -224,13 +224,13 @@ def test_opened_source_without_frames_is_an_error(recognizer, monkeypatch):
         def release(self):
             pass
 
-    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(), False))
+    monkeypatch.setattr(video, "open_source", lambda source, allow_network=False: (NoFrames(), False))
     with pytest.raises(ValueError, match="no frame"):
         process_video("clip.mp4", recognizer, progress=False)
-    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(), True))
+    monkeypatch.setattr(video, "open_source", lambda source, allow_network=False: (NoFrames(), True))
     with pytest.raises(ValueError, match="no frame.*camera"):
         process_video(0, recognizer, progress=False)
-    monkeypatch.setattr(video, "open_source", lambda source: (NoFrames(interrupt=True), True))
+    monkeypatch.setattr(video, "open_source", lambda source, allow_network=False: (NoFrames(interrupt=True), True))
     assert process_video(0, recognizer, progress=False)["frames"] == 0
 
 
@@ -381,3 +381,39 @@ def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces,
     process_video(path, recognizer, progress=False)
     process_video(path, recognizer, progress=False, max_frames=5)  # stopped early on purpose
     assert "the file ended" not in capsys.readouterr().err
+
+
+def test_network_addresses_only_when_allowed(recognizer, clip, tmp_path, monkeypatch):
+    """pyfer goes online only when told to: an http:// source is refused without allow_network
+    (no request reaches the server), read with it; an address as ``out`` is always refused
+    (OpenCV's FFmpeg uploaded the annotated video there, and left folders named 'http:')."""
+    import http.server
+    import threading
+
+    clip = clip[0]
+    folder = clip.parent
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(folder), **kw)
+
+        def log_message(self, *a):
+            requests.append(self.requestline)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(ValueError, match="network address"):
+            process_video(url, recognizer, jsonl=io.StringIO(), progress=False)
+        assert requests == []
+        with pytest.raises(ValueError, match="network address"):
+            process_video(clip, recognizer, out=url.replace(".mp4", ".mkv"), progress=False)
+        assert requests == [] and list(tmp_path.iterdir()) == []
+        sink = io.StringIO()
+        stats = process_video(url, recognizer, jsonl=sink, progress=False, allow_network=True)
+        assert stats["frames"] == len(sink.getvalue().splitlines()) > 0 and requests
+    finally:
+        server.shutdown()

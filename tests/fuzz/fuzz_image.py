@@ -13,7 +13,9 @@ out-of-memory kill of the interpreter -- is reported by atheris with the input s
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -36,7 +38,12 @@ load_image = _rec.load_image
 # check would report it as a crash). Set before cv2 reads it (at the first decode).
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 22))
 
-_DIR = tempfile.mkdtemp(prefix="pyfer-fuzz-image-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+# scripts/fuzz.sh gives a folder it removes afterwards; run alone, the harness makes its own, and
+# removes it where Python gets to exit (libFuzzer ends the process from C, past atexit)
+_DIR = os.environ.get("PYFER_FUZZ_SCRATCH") or tempfile.mkdtemp(
+    prefix="pyfer-fuzz-image-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+if "PYFER_FUZZ_SCRATCH" not in os.environ:
+    atexit.register(shutil.rmtree, _DIR, True)
 _PATH = os.path.join(_DIR, "input.img")
 
 
