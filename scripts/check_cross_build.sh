@@ -30,10 +30,11 @@ repo=$PWD
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(aarch64-macos x86_64-macos x86_64-windows-gnu)
 
+source scripts/zig_lib.sh
 zig=${PYFER_ZIG:-}
 if [ -z "$zig" ]; then
   for py in build/wheel-tools/venv/bin/python python3; do
-    zig=$("$py" -c "import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))" 2>/dev/null) && break
+    zig=$(zig_of "$py") && break
   done
 fi
 [ -x "$zig" ] || { echo "check_cross_build.sh: no zig (pip install ziglang, or set PYFER_ZIG)" >&2; exit 2; }
@@ -56,18 +57,10 @@ for target in "${targets[@]}"; do
   # a build made by another zig, for another target version, generator or link mode: from scratch
   stamp="$zig $zig_target ${generator[*]} link=$link"
   [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] || rm -rf "$out"
-  mkdir -p "$out/bin"
+  mkdir -p "$out"
   echo "$stamp" > "$out/stamp"
-  # a target not linked: its wrappers refuse to link. CMake's compiler identification tries a
-  # linked program first, which makes zig build the target's C runtime (minutes, for Windows); told
-  # no, it identifies the compiler from an object file (-c), and checks with static libraries.
-  no_link=""
-  [ $link = no ] && no_link='case " $* " in *" -c "*|*" -E "*|*" -S "*|*" --version "*|*" -dumpversion "*) ;; *) exit 1 ;; esac\n'
-  for tool in cc c++; do
-    printf "#!/bin/sh\\n$no_link"'exec "%s" %s -target %s "$@"\n' "$zig" "$tool" "$zig_target" > "$out/bin/$tool"
-  done
-  for tool in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$tool" > "$out/bin/$tool"; done
-  chmod +x "$out/bin"/*
+  # a target not linked: wrappers that refuse to link, so zig builds no C runtime for it
+  write_zig_wrappers "$out/bin" "$zig" "$zig_target" "$( [ $link = no ] && echo compile-only || echo link )"
   export PYFER_ZIG_SYSTEM=$system PYFER_ZIG_ARCH=$arch PYFER_ZIG_BIN=$out/bin
   t0=$(date +%s)
   cmake -S "$repo" -B "$out/build" "${generator[@]}" -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/zig-cross-toolchain.cmake" \
