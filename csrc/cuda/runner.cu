@@ -36,26 +36,61 @@ namespace {
 constexpr int MAX_CHUNK = 256;
 constexpr size_t MAX_GRAPHS = 16;
 
-// Makes `dev` current for a scope and gives the caller's thread its own device back after: the
-// application's current device (torch's, say) is not ours to change. Only a different device is
-// set back (cudaSetDevice makes a context on it: none is made on one GPU). Does not throw (the
-// destructor uses it too); `set` holds cudaSetDevice's result.
+// The driver's cuCtxGetCurrent / cuCtxSetCurrent, through the runtime (no link to libcuda): the
+// runtime cannot tell a thread that never used CUDA (cudaGetDevice answers 0 there) from one on
+// device 0. Null where the driver does not give them.
+struct DriverContextCalls {
+    using Get = int (*)(void** ctx);  // CUresult cuCtxGetCurrent(CUcontext*)
+    using Set = int (*)(void* ctx);   // CUresult cuCtxSetCurrent(CUcontext)
+    Get get = nullptr;
+    Set set = nullptr;
+    DriverContextCalls() {
+        void* p = nullptr;
+        cudaDriverEntryPointQueryResult found{};
+        if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &p, 12000, cudaEnableDefault, &found) == cudaSuccess &&
+            found == cudaDriverEntryPointSuccess)
+            get = reinterpret_cast<Get>(p);
+        if (cudaGetDriverEntryPointByVersion("cuCtxSetCurrent", &p, 12000, cudaEnableDefault, &found) == cudaSuccess &&
+            found == cudaDriverEntryPointSuccess)
+            set = reinterpret_cast<Set>(p);
+        cudaGetLastError();
+    }
+};
+
+const DriverContextCalls& driver_context_calls() {
+    static const DriverContextCalls calls;
+    return calls;
+}
+
+// Makes `dev` current for a scope and gives the caller's thread what it had after: the
+// application's current device (torch's, say) is not ours to change. A thread with a context on
+// another device gets that device back. A thread that had no context at all (a fresh thread) gets
+// none back: cudaSetDevice(0) would make a context on GPU 0 that the application never asked for
+// (hundreds of MB); its binding is dropped instead (cuCtxSetCurrent(NULL)), as it was. Does not
+// throw (the destructor uses it too); `set` holds cudaSetDevice's result.
 class DeviceScope {
 public:
     explicit DeviceScope(int dev) {
-        if (cudaGetDevice(&prev_) != cudaSuccess || prev_ == dev) prev_ = -1;
+        const DriverContextCalls& driver = driver_context_calls();
+        void* ctx = nullptr;
+        had_none_ = driver.get && driver.set && driver.get(&ctx) == 0 && ctx == nullptr;
+        if (had_none_ || cudaGetDevice(&prev_) != cudaSuccess || prev_ == dev) prev_ = -1;
         set = cudaSetDevice(dev);
     }
     cudaError_t set;
     ~DeviceScope() {
-        if (prev_ >= 0 && cudaSetDevice(prev_) != cudaSuccess)
+        if (had_none_) {
+            driver_context_calls().set(nullptr);
+        } else if (prev_ >= 0 && cudaSetDevice(prev_) != cudaSuccess) {
             cudaGetLastError();  // not left behind for the next launch check to report
+        }
     }
     DeviceScope(const DeviceScope&) = delete;
     DeviceScope& operator=(const DeviceScope&) = delete;
 
 private:
     int prev_ = -1;
+    bool had_none_ = false;
 };
 
 class CudaRunner final : public Runner {
