@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
+from pyfer.resume import ResumeError, file_key, open_csv
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: an output (a file or stdout) could not be written
@@ -251,12 +252,6 @@ def _check_image_output(path: str, what: str) -> None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def _file_key(p: Path) -> str:
-    """One key per file: its folder resolved (a ``**`` glob follows symlinked folders, even in a
-    loop), its own name kept (a symlinked file is an input of its own)."""
-    return os.path.normcase(os.path.join(os.path.realpath(p.parent), p.name))
-
-
 def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Command-line PATHs -> ``([(image path, root for naming outputs)], [error messages])``.
 
@@ -271,7 +266,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
     seen: set[str] = set()
 
     def add(p: Path, root: Path) -> None:
-        key = _file_key(p)
+        key = file_key(p)
         if key not in seen:
             seen.add(key)
             out.append((p, root))
@@ -293,7 +288,7 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
             shortest: dict[str, Path] = {}
             for q in sorted((Path(m) for m in matches), key=lambda q: (len(q.parts), q.as_posix())):
                 if q.is_file() and is_image_name(q):
-                    shortest.setdefault(_file_key(q), q)
+                    shortest.setdefault(file_key(q), q)
             files = sorted(shortest.values(), key=lambda q: q.as_posix())
             if not files:
                 errors.append(f"{arg}: no image file matches this pattern")
@@ -360,52 +355,24 @@ def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
                *(f"{f.scores[c]:.6f}" for c in class_names)]
 
 
-def _open_output(path: str, what: str, mode: str = "w") -> IO[str]:
+def _open_output(path: str, what: str) -> IO[str]:
     if path == "-":
         return sys.stdout
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
-        return open(path, mode, newline="", encoding="utf-8", errors="surrogateescape")
+        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
 
-def resume_csv(path: str, header: Sequence[str]) -> set[str]:
-    """Ready the ``--csv`` file of an interrupted ``pyfer predict`` to go on: -> the images whose
-    rows it keeps. A missing or empty file keeps nothing (the run starts afresh).
+def _run_settings(rec) -> dict:
+    """What a ``--resume`` run must share with the first: the weights (by content) and every
+    setting of the recognizer that changes a row."""
+    from pyfer.engine import file_sha256
 
-    The last image's rows are dropped and that image is done again: a run stopped while writing
-    them (a kill, a full disk) may have left only some of them, or half a row. The rest is
-    rewritten through a temporary file, so that a failure here loses nothing."""
-    target = Path(path)
-    if not target.exists() or target.stat().st_size == 0:
-        return set()
-    try:
-        with open(target, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.reader(f))
-    except (OSError, csv.Error) as e:
-        raise UsageError(f"--resume: cannot read --csv {path}: {getattr(e, 'strerror', None) or e}") from None
-    if not rows or rows[0] != list(header):
-        raise UsageError(f"--resume: {path} does not have this run's columns (another version or other "
-                         "weights?): name a new --csv file, or leave out --resume to start it afresh")
-    body = [row for row in rows[1:] if row]  # (a blank line: none of its rows)
-    for i, row in enumerate(body[:-1], start=2):  # the last row may be cut short: it is dropped below
-        if len(row) != len(header):
-            raise UsageError(f"--resume: {path} line {i} has {len(row)} fields, not {len(header)}: "
-                             "not a file that pyfer predict wrote")
-    last = body[-1][0] if body else None
-    while body and body[-1][0] == last:
-        body.pop()
-    tmp = target.with_name(f".{target.name}.resume-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            csv.writer(f).writerows([rows[0], *body])
-        os.replace(tmp, target)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"--resume: cannot rewrite --csv {path}: {e.strerror or e}") from None
-    return {row[0] for row in body}
+    return {"weights_sha256": file_sha256(rec.weights_path),
+            **{k: v for k, v in rec.info().items() if k != "weights"}}
 
 
 def _add_progress_args(p: argparse.ArgumentParser,
@@ -470,6 +437,19 @@ def _predict(args) -> int:
     if "-" in args.paths and sys.stdin.isatty():
         raise UsageError("'-' reads one image piped to stdin (pyfer predict - < photo.jpg), and stdin is a terminal")
     inputs, input_errors = expand_inputs(args.paths, args.recursive)
+    if out_dir is not None and out_dir.is_dir():
+        # an --out-dir inside a folder searched (archive/annotated/ of archive/): the annotated copies
+        # of a run before are outputs, not inputs (copies written beside the photos stay inputs)
+        outputs = os.path.realpath(out_dir)
+
+        def an_output(p: Path, root: Path) -> bool:
+            return os.path.realpath(p).startswith(os.path.join(outputs, "")) and os.path.realpath(root) != outputs
+
+        kept = [(p, r) for p, r in inputs if p == STDIN or not an_output(p, r)]
+        if len(kept) < len(inputs):
+            print(f"pyfer predict: note: left out {len(inputs) - len(kept)} image(s) in --out-dir {out_dir}",
+                  file=sys.stderr)
+            inputs = kept
     if args.out and len(inputs) + len(input_errors) != 1:
         raise UsageError(f"--out takes exactly one image, got {len(inputs)}; use --out-dir for several")
     _refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, [p for p, _ in inputs])
@@ -481,19 +461,29 @@ def _predict(args) -> int:
         except OSError as e:
             raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
     names = rec.class_names
+    keys = {p: file_key(p) for p, _ in inputs if p != STDIN}
     done: set[str] = set()
-    if args.resume:
-        done = resume_csv(args.csv, csv_header(names))
-        n_skip = sum(str(p) in done for p, _ in inputs)
-        print(f"pyfer predict: resuming {args.csv}: {n_skip} of {len(inputs)} image(s) already there, "
-              f"{len(inputs) - n_skip} to go", file=sys.stderr)
-        if done and not n_skip:
-            print(f"pyfer predict: warning: none of the {len(done)} image(s) in {args.csv} is among this "
-                  "run's inputs: are the PATHs written as in the first run (same folder, same spelling)?",
-                  file=sys.stderr)
-    csv_file = _open_output(args.csv, "--csv", "a" if done else "w") if args.csv else None
+    csv_file: Optional[IO[str]]
+    if args.csv and args.csv != "-":
+        try:
+            csv_file, done, notes = open_csv(args.csv, csv_header(names), args.resume, _run_settings(rec),
+                                             list(keys.values()))
+        except ResumeError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            if e.filename is None:  # writing the header failed (a full disk): status 74, as any write
+                raise
+            raise UsageError(f"--csv {args.csv}: {e.strerror or e}") from None
+        for note in notes:
+            print(f"pyfer predict: note: {note}", file=sys.stderr)
+        if args.resume:
+            n_skip = sum(keys.get(p) in done for p, _ in inputs)
+            print(f"pyfer predict: resuming {args.csv}: {n_skip} of {len(inputs)} image(s) already there, "
+                  f"{len(inputs) - n_skip} to go", file=sys.stderr)
+    else:
+        csv_file = sys.stdout if args.csv == "-" else None
     writer = csv.writer(csv_file) if csv_file is not None else None
-    if writer is not None and not done:
+    if args.csv == "-" and writer is not None:
         writer.writerow(csv_header(names))
     text = not args.json and args.csv != "-"
     failed = len(input_errors)
@@ -505,11 +495,11 @@ def _predict(args) -> int:
     avoid = [p for p, _ in inputs] + ([args.csv] if csv_file not in (None, sys.stdout) else [])
     input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
     n_skipped = 0
-    progress = _Progress(len(inputs) - sum(str(p) in done for p, _ in inputs), args.progress)
+    progress = _Progress(len(inputs) - sum(keys.get(p) in done for p, _ in inputs), args.progress)
     t_start = time.perf_counter()
     try:
         for path, root in inputs:
-            if str(path) in done:  # an earlier run's (--resume); its copy's name stays taken
+            if keys.get(path) in done:  # an earlier run's (--resume); its copy's name stays taken
                 if out_dir is not None:
                     _out_path(out_dir, path, root, taken, input_ids)
                 n_skipped += 1
@@ -559,6 +549,8 @@ def _predict(args) -> int:
                         dest.write_bytes(encoded.tobytes())
                 except (OSError, cv2.error):
                     ok = False
+                    with contextlib.suppress(OSError):  # a copy cut short (a full disk) is no copy
+                        dest.unlink()
                 if not ok:
                     progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
                     failed += 1
@@ -566,12 +558,13 @@ def _predict(args) -> int:
                 elif args.out and text:
                     progress.print(f"wrote {dest}")
             progress.update()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         progress.close()
         go_on = (f" ({args.csv} has the images done so far; the same command with --resume goes on)"
                  if csv_file not in (None, sys.stdout) else "")
-        print(f"pyfer predict: interrupted{go_on}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        terminated = isinstance(e, Terminated)
+        print(f"pyfer predict: {'terminated' if terminated else 'interrupted'}{go_on}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     finally:
         progress.close()
         if csv_file is not None and csv_file is not sys.stdout:
@@ -820,7 +813,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                                                  "'-' for stdout")
     p.add_argument("--resume", action="store_true",
                    help="go on with an interrupted run: keep the images already in --csv FILE, do the rest "
-                        "(give the same PATHs; without --resume the file is started afresh)")
+                        "(refused when the settings or the images differ; give it from the first run of a long "
+                        "job, which then records its settings in FILE.resume.json; without it FILE starts afresh)")
     p.add_argument("--out", metavar="FILE", help="write the annotated image here (one PATH)")
     p.add_argument("--out-dir", metavar="DIR", help="write annotated copies here (folder structure kept)")
     _add_progress_args(p)
@@ -955,6 +949,9 @@ def _run(args) -> int:
             return EXIT_USAGE
         # a write on an open stream (--csv, --json FILE, stdout) failed: a full disk, a device error
         print(f"pyfer {args.cmd}: an output could not be written: {e}", file=sys.stderr)
+        if args.cmd == "predict" and args.csv not in (None, "-") and os.path.isfile(args.csv):
+            print(f"pyfer predict: {args.csv} has the images done so far; the same command with --resume "
+                  "goes on once the output can be written", file=sys.stderr)
         try:
             sys.stdout.flush()
         except OSError:  # stdout itself: the interpreter's last flush would fail again

@@ -884,33 +884,82 @@ def test_an_image_piped_to_stdin(weights_path, tmp_path, monkeypatch, capsys):
     assert rc == 0 and json.loads(out)["image"] == str(tmp_path / "-"), err
 
 
-# -- --resume: going on with an interrupted run's CSV --------------------------------------------
-def test_resume_completes_the_csv_of_a_stopped_run(weights_path, image_tree, tmp_path, capsys):
-    """A run stopped after two images, in the middle of the third's row: --resume keeps the two,
-    redoes the third and the rest, and the file ends exactly as an uninterrupted run's."""
-    full, part = tmp_path / "full.csv", tmp_path / "part.csv"
-    common = ["predict", str(image_tree), "-r", "--weights", str(weights_path)]
-    assert run_cli(common + ["--csv", str(full)], capsys)[0] == 0
+# -- --resume: going on with an interrupted run's CSV (pyfer/resume.py) ---------------------------
+@pytest.fixture(scope="module")
+def resume_tree(tmp_path_factory, sfew_faces):
+    """photos/ with a.png (one face), b.png (two faces side by side) and sub/c.png (one face)."""
+    root = tmp_path_factory.mktemp("resume") / "photos"
+    (root / "sub").mkdir(parents=True)
+    astronaut = cv2.imread(str(ASTRONAUT))
+    cv2.imwrite(str(root / "a.png"), astronaut)
+    cv2.imwrite(str(root / "b.png"), np.hstack([astronaut, cv2.flip(astronaut, 1)]))
+    cv2.imwrite(str(root / "sub" / "c.png"), astronaut[:, ::-1])
+    return root
+
+
+def _full_run(resume_tree, weights_path, tmp_path, capsys) -> str:
+    full = tmp_path / "full.csv"
+    assert run_cli(["predict", str(resume_tree), "-r", "--csv", str(full), "--weights", str(weights_path)],
+                   capsys)[0] == 0
     text = full.read_text()
+    names = [Path(s.split(",")[0]).name for s in text.splitlines()[1:]]
+    assert names == ["a.png", "b.png", "b.png", "c.png"]  # b.png: two faces, two rows
+    return text
+
+
+@pytest.mark.parametrize("cut", ["half of b's first row", "in b's second row's path", "after b's first row",
+                                 "after every row"])
+def test_resume_completes_the_csv_of_a_stopped_run(weights_path, resume_tree, tmp_path, capsys, cut):
+    """A run stopped anywhere, even inside the second face row of a two-face image (that image's
+    first row complete: it was kept with a face missing): --resume keeps what is whole, does the
+    last image again and the rest, and the file ends exactly as an uninterrupted run's."""
+    text = _full_run(resume_tree, weights_path, tmp_path, capsys)
     lines = text.splitlines(keepends=True)
-    assert [Path(s.split(",")[0]).name for s in lines[1:]] == ["a.png", "b.jpg", "blank.png", "c.png"]
-    part.write_text("".join(lines[:3]) + lines[3][:len(lines[3]) // 2])  # half of blank.png's row
-    rc, out, err = run_cli(common + ["--csv", str(part), "--resume"], capsys)
+    head = "".join(lines[:2])  # header and a.png
+    part_text = {"half of b's first row": head + lines[2][:len(lines[2]) // 2],
+                 "in b's second row's path": head + lines[2] + lines[3][:len(str(resume_tree)) // 2],
+                 "after b's first row": head + lines[2],
+                 "after every row": text}[cut]
+    part = tmp_path / "part.csv"
+    part.write_text(part_text)
+    rc, out, err = run_cli(["predict", str(resume_tree), "-r", "--csv", str(part), "--resume", "--weights",
+                            str(weights_path)], capsys)
     assert rc == 0, err
-    assert "2 of 4 image(s) already there, 2 to go" in err and "2 done before" in err
-    assert "a.png" not in out and "blank.png: 0 face(s)" in out  # a and b not redone
     assert part.read_text() == text
-    # a finished file: only its last image is redone; no image twice
-    rc, _, err = run_cli(common + ["--csv", str(part), "--resume"], capsys)
-    assert rc == 0 and "3 of 4 image(s) already there" in err and part.read_text() == text
-    # a file that does not exist yet: an ordinary run
-    fresh = tmp_path / "new" / "fresh.csv"
-    rc, _, err = run_cli(common + ["--csv", str(fresh), "--resume"], capsys)
-    assert rc == 0 and "0 of 4" in err and fresh.read_text() == text
+    kept = 2 if cut == "after every row" else 1  # (the last image is done again)
+    assert f"{kept} of 3 image(s) already there" in err and "started without --resume" in err
+    assert "a.png" not in out  # not done again
+    assert (tmp_path / "part.csv.resume.json").is_file()  # this run's settings, for the next --resume
 
 
-def test_resume_refuses_what_it_cannot_go_on_with(weights_path, image_tree, tmp_path, capsys):
-    common = ["predict", str(image_tree / "a.png"), "--weights", str(weights_path)]
+def test_resume_from_the_start_checks_settings_and_finds_files_from_anywhere(weights_path, resume_tree, tmp_path,
+                                                                              capsys, monkeypatch):
+    """--resume given from the first run records its settings and folder: a resume with other
+    options is refused, and one from another folder, spelling the PATHs otherwise, finds the
+    images done (it appended them all again, and mixed the rows of two settings, unsaid)."""
+    text = _full_run(resume_tree, weights_path, tmp_path, capsys)
+    table = tmp_path / "t.csv"
+    monkeypatch.chdir(resume_tree.parent)
+    args = ["predict", resume_tree.name, "-r", "--csv", str(table), "--resume", "--weights", str(weights_path)]
+    assert run_cli(args, capsys)[0] == 0
+    relative = table.read_text()
+    assert relative.replace(resume_tree.name + os.sep, str(resume_tree) + os.sep) == text
+    table.write_text("".join(relative.splitlines(keepends=True)[:3]))  # stopped after b's first row
+    for other in (["--no-flip"], ["--detector", "haar"], ["--prior-shift", "0"]):
+        rc, _, err = run_cli(args + other, capsys)
+        assert rc == 2 and "was written with other settings" in err, err
+    assert table.read_text().count("\n") == 3  # left as it was
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(["predict", str(resume_tree), "-r", "--csv", str(table), "--resume", "--weights",
+                          str(weights_path)], capsys)
+    assert rc == 0 and "1 of 3 image(s) already there" in err, err
+    rows = table.read_text().splitlines()[1:]
+    assert [Path(s.split(",")[0]).name for s in rows] == ["a.png", "b.png", "b.png", "c.png"]
+    assert rows[0].startswith(resume_tree.name + os.sep) and rows[1].startswith(str(resume_tree))
+
+
+def test_resume_refuses_what_it_cannot_go_on_with(weights_path, resume_tree, tmp_path, capsys):
+    common = ["predict", str(resume_tree / "a.png"), "--weights", str(weights_path)]
     for extra in (["--resume"], ["--resume", "--csv", "-"]):
         rc, _, err = run_cli(common + extra, capsys)
         assert rc == 2 and "--resume goes on with the --csv FILE" in err
@@ -921,22 +970,80 @@ def test_resume_refuses_what_it_cannot_go_on_with(weights_path, image_tree, tmp_
     from pyfer.cli import csv_header
 
     broken = tmp_path / "broken.csv"
-    broken.write_text(",".join(csv_header(pyfer.EMOTIONS)) + "\nx.png,0\ny.png\n")
+    broken.write_text(",".join(csv_header(pyfer.EMOTIONS)) + "\nx.png,0\ny.png,0,1\n")
     rc, _, err = run_cli(common + ["--csv", str(broken), "--resume"], capsys)
-    assert rc == 2 and "line 2 has 2 fields" in err and "x.png,0" in broken.read_text()
-    # rows of other images: kept, and the user is told that nothing matched
+    assert rc == 2 and "row 2 has 2 fields" in err and "x.png,0" in broken.read_text()
+    # rows of other images only: refused (it appended every image, and said so in a warning only)
     elsewhere = tmp_path / "elsewhere.csv"
-    assert run_cli(["predict", str(image_tree / "b.jpg"), str(image_tree / "blank.png"), "--csv", str(elsewhere),
-                    "--weights", str(weights_path)], capsys)[0] == 0
+    assert run_cli(["predict", str(resume_tree / "b.png"), "--csv", str(elsewhere), "--weights",
+                    str(weights_path)], capsys)[0] == 0
+    before = elsewhere.read_text()
     rc, _, err = run_cli(common + ["--csv", str(elsewhere), "--resume"], capsys)
-    assert rc == 0 and "none of the 1 image(s)" in err
-    assert [Path(s.split(",")[0]).name for s in elsewhere.read_text().splitlines()[1:]] == ["b.jpg", "a.png"]
+    assert rc == 2 and "none of the 1 image(s)" in err and elsewhere.read_text() == before
+    # a last image that this run does not name (deleted since, say): its rows kept, and said so
+    two = tmp_path / "two.csv"
+    assert run_cli(["predict", str(resume_tree / "a.png"), str(resume_tree / "b.png"), "--csv", str(two),
+                    "--weights", str(weights_path)], capsys)[0] == 0
+    before = two.read_text()
+    rc, _, err = run_cli(common + [str(resume_tree / "sub" / "c.png"), "--csv", str(two), "--resume"], capsys)
+    assert rc == 0 and "b.png, is not among this run's inputs: its rows are kept" in err, err
+    assert two.read_text().startswith(before)
+    assert [Path(s.split(",")[0]).name for s in two.read_text().splitlines()[1:]] == ["a.png", "b.png", "b.png", "c.png"]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on Ctrl-C, no clean-up")
-def test_ctrl_c_then_resume_gives_every_image_once(weights_path, tmp_path):
-    """Ctrl-C in a run over a folder says how to go on; the same command with --resume does the
-    rest: every image has its row once, and the images done before are not done again."""
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_two_runs_never_write_one_csv(weights_path, tmp_path, capsys):
+    """The second is refused (it replaced the file under the first, which went on writing to the
+    old one and reported success with its rows lost)."""
+    import fcntl
+
+    table = tmp_path / "t.csv"
+    table.write_text("rows of a run in progress\n")
+    with open(table, "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        for extra in ([], ["--resume"]):
+            rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(table), "--weights", str(weights_path),
+                                  *extra], capsys)
+            assert rc == 2 and "another pyfer run is writing it" in err, err
+    assert table.read_text() == "rows of a run in progress\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+def test_resume_keeps_a_symlinked_csv_a_symlink(weights_path, resume_tree, tmp_path, capsys):
+    text = _full_run(resume_tree, weights_path, tmp_path, capsys)
+    real = tmp_path / "store" / "real.csv"
+    real.parent.mkdir()
+    real.write_text("".join(text.splitlines(keepends=True)[:2]))
+    real.chmod(0o640)
+    link = tmp_path / "faces.csv"
+    link.symlink_to(real)
+    assert run_cli(["predict", str(resume_tree), "-r", "--csv", str(link), "--resume", "--weights",
+                    str(weights_path)], capsys)[0] == 0
+    assert link.is_symlink() and real.read_text() == text and (real.stat().st_mode & 0o777) == 0o640
+
+
+def test_an_out_dir_inside_the_folder_is_not_read_as_photos(weights_path, resume_tree, tmp_path, capsys):
+    """archive/annotated/ from a run before: its copies are outputs (a rerun or --resume read them
+    as photos, and wrote annotated/annotated/); copies written beside the photos stay inputs."""
+    import shutil
+
+    photos = tmp_path / "K"
+    shutil.copytree(resume_tree, photos)
+    args = ["predict", str(photos), "-r", "--out-dir", str(photos / "annotated"), "--json", "--weights",
+            str(weights_path)]
+    for _ in range(2):
+        rc, out, err = run_cli(args, capsys)
+        assert rc == 0 and len(out.splitlines()) == 3, out
+    assert "left out 3 image(s) in --out-dir" in err
+    assert not (photos / "annotated" / "annotated").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on these signals, no clean-up")
+@pytest.mark.parametrize("signal_name, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_stopped_run_then_resume_gives_every_image_once(weights_path, tmp_path, signal_name, status, said):
+    """Ctrl-C or SIGTERM in a run over a folder says how to go on (SIGTERM said "interrupted",
+    status 130); the same command with --resume does the rest: every image has its row once, and
+    the images done before are not done again."""
     import signal
     import time
 
@@ -956,11 +1063,11 @@ def test_ctrl_c_then_resume_gives_every_image_once(weights_path, tmp_path):
                 not table.exists() or table.read_text().count("\n") < 6):
             time.sleep(0.02)
         assert p.poll() is None, p.communicate()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(getattr(signal, signal_name))
         _, err = p.communicate(timeout=120)
     finally:
         p.kill()
-    assert p.returncode == 130 and "the same command with --resume goes on" in err, err
+    assert p.returncode == status and f"{said} (" in err and "the same command with --resume goes on" in err, err
     before = table.read_text().splitlines()[1:]
     assert 5 <= len(before) < 300
     r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
@@ -1009,3 +1116,40 @@ print("EVENTS", sorted(set(seen)))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "EVENTS []", r.stdout[-500:]
+
+
+def test_every_cut_of_the_csv_resumes_to_whole_images(weights_path, resume_tree, tmp_path, capsys):
+    """The file cut at every byte (a kill or a full disk can stop a write anywhere, paths with a
+    comma, a quote and a newline included): what --resume keeps is a prefix of whole images,
+    every image it counts done has all its rows, and no whole row is lost but the last image's."""
+    import shutil
+
+    from pyfer.cli import csv_header
+    from pyfer.resume import _resume_point, file_key
+
+    odd = tmp_path / 'odd, "name"\nhere'
+    shutil.copytree(resume_tree, odd)
+    full = tmp_path / "full.csv"
+    assert run_cli(["predict", str(odd), "-r", "--csv", str(full), "--weights", str(weights_path)], capsys)[0] == 0
+    data = full.read_bytes()
+    header = csv_header(pyfer.EMOTIONS)
+    import csv as _csv
+    import io as _io
+
+    rows = list(_csv.reader(_io.StringIO(data.decode())))[1:]
+    keys = [file_key(Path(r[0])) for r in rows]
+    head_end = data.index(b"\r\n") + 2
+    from pyfer.resume import _records
+
+    row_ends = {end for _, end in _records(data)}
+    part = tmp_path / "part.csv"
+    for cut in range(head_end, len(data) + 1):
+        part.write_bytes(data[:cut])
+        keep, done, _ = _resume_point(str(part), header, {}, keys)
+        kept = list(_csv.reader(_io.StringIO(data[:keep].decode())))[1:]
+        assert keep in row_ends and keep <= cut
+        assert {file_key(Path(r[0])) for r in kept} == done
+        for k in done:  # whole images only
+            assert [r for r in kept if file_key(Path(r[0])) == k] == [r for r, rk in zip(rows, keys) if rk == k]
+        whole = len(list(_csv.reader(_io.StringIO(data[:cut].decode(errors="ignore"))))) - 1
+        assert len(kept) >= whole - 2 - 1, cut  # at most the last image (2 rows) and a cut row dropped
