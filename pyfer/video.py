@@ -116,37 +116,78 @@ class IoUTracker:
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none
 
 
-def label_placement(texts: list[str], box, shape, thick: int):
-    """Where a face's label goes: (text, x, baseline y, font scale, (width, height)) for the first
-    of ``texts`` (longest first) that fits the image's width at a readable size, or None. Above
-    the box; a face at the top edge gets it inside its own box, where it cannot cover the label of
-    a face below. Moved and shrunk as needed to stay whole inside the image (a face filling a
-    small image cut it to "happines")."""
+@dataclass(frozen=True)
+class Label:
+    """A face's label as drawn: ``text`` from ``origin`` (its baseline's left end) at font ``scale``
+    and stroke ``thick``, on a black background ``rect`` (x0, y0, x1, y1; x1, y1 excluded) that
+    holds every stroke, descenders and all."""
+
+    text: str
+    origin: tuple[int, int]
+    scale: float
+    thick: int
+    rect: tuple[int, int, int, int]
+
+
+def label_scale(shape, face_width: float) -> float:
+    """A label's font scale: text about 1/160 of the image's long side high at least, readable when
+    the whole image is seen on a screen (a 4032 px phone photo drawn at the 40 px faces' scale was
+    a smudge), and as wide as the face's for big faces. The same for every face of a frame, so a
+    video's labels keep their size as the boxes jitter."""
+    return max(0.4, max(shape[:2]) / 3600, face_width / 200)
+
+
+def text_thickness(scale: float) -> int:
+    return max(1, round(1.6 * scale))  # the stroke in proportion to the glyphs (a fixed one blotted small text)
+
+
+def _overlap(a, b) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def label_placement(texts: list[str], box, shape, avoid=()) -> Optional[Label]:
+    """Where a face's label goes, or None where no text of ``texts`` fits the image at a readable
+    size. Tried in order: each text (longest first) at the full size and at 3/4 of it, each above
+    the box, below it and inside its top, starting at the box's left edge or centred on it; the
+    first that covers nothing of ``avoid`` (rects: the labels placed so far, the other faces'
+    boxes) is taken, else the one that covers least (a crowd of small faces). Always whole inside
+    the image: moved, and shrunk where needed (a face filling a small image cut it to "happines")."""
     import cv2
 
-    x, y, w, _ = box
+    x, y, w, h = box
     height, width = shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
+    best: Optional[tuple[int, Label]] = None
     for text in texts:
-        scale = max(0.4, w / 200)
-        (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
-        room = width - 1 - 2 - 2 * thick  # the background is 2 px wider than the text; strokes spill thick
-        if tw > room:
-            scale *= room / tw
+        for size in (1.0, 0.75):
+            scale = label_scale(shape, w) * size
+            thick = text_thickness(scale)
             (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
-        if scale < LABEL_MIN_SCALE or th + descent + 2 * thick + 6 > height:
-            continue
-        tx = max(thick, min(x, width - 1 - tw - 2 - thick))
-        ty = y - 4 if y - th - 6 >= 0 else y + th + 4
-        ty = max(th + 3 + thick, min(ty, height - 1 - max(3, descent) - thick))
-        return text, tx, ty, scale, (tw, th)
-    return None
+            if tw + 2 * (thick + 1) > width:
+                scale *= (width - 2 * (thick + 1)) / tw
+                thick = text_thickness(scale)
+                (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
+            pad = thick + 1  # strokes reach about thick/2 past the size OpenCV gives
+            bw, bh = tw + 2 * pad, th + descent + 2 * pad
+            if scale < LABEL_MIN_SCALE or bw > width or bh > height:
+                continue
+            for y0 in (y - bh, y + h, y):  # above, below, inside the top of the box
+                for x0 in (x, x + (w - bw) // 2):  # from the box's left edge, centred on it
+                    x0, y0 = max(0, min(x0, width - bw)), max(0, min(y0, height - bh))
+                    rect = (x0, y0, x0 + bw, y0 + bh)
+                    covered = sum(_overlap(rect, r) for r in avoid)
+                    if best is None or covered < best[0]:
+                        best = (covered, Label(text, (x0 + pad, y0 + pad + th), scale, thick, rect))
+                    if covered == 0:
+                        return best[1]
+    return None if best is None else best[1]
 
 
 def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
     """A BGR uint8 copy of ``image`` (anything ``predict`` takes: a path, an array, a PIL image)
     with each face's box, landmarks and label drawn; ``cv2.imwrite`` saves it. ``ids``: a number
-    shown after each label (the video tracker's)."""
+    shown after each label (the video tracker's). A transparent image is shown on white, as a
+    viewer shows it. Labels keep off each other and off the other faces where they can."""
     import cv2
 
     from pyfer.preprocess import to_gray
@@ -154,26 +195,33 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
     image = load_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
-    elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, transparency dropped
-        out = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, composited on white
+        alpha = image[:, :, 3:].astype(np.float32) / 255.0
+        out = np.round(image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
     else:
         out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
-    thick = max(1, round(max(out.shape[:2]) / 400))
-    for i, f in enumerate(faces):
+    long_side = max(out.shape[:2])
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
+    for f in faces:
         x, y, w, h = f.box
+        thick = max(1, min(round(long_side / 400), round(w / 15)))  # visible, and not over a small face
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), thick)
         if f.landmarks is not None:  # eyes, nose tip, mouth corners
             r = max(1, round(w / 40))
             for px, py in f.landmarks:
                 cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 220, 255), -1, cv2.LINE_AA)
+    placed: list[tuple[int, int, int, int]] = []
+    for i, f in enumerate(faces):
         ident = f" #{ids[i]}" if ids is not None else ""
-        place = label_placement([f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", f.label],
-                                f.box, out.shape, thick)
-        if place is None:  # no readable label fits this image
+        label = label_placement([f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", f.label],
+                                f.box, out.shape, placed + boxes[:i] + boxes[i + 1:])
+        if label is None:  # no readable label fits this image
             continue
-        text, tx, ty, scale, (tw, th) = place
-        cv2.rectangle(out, (tx, ty - th - 3), (tx + tw + 2, ty + 3), (0, 0, 0), -1)
-        cv2.putText(out, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        placed.append(label.rect)
+        x0, y0, x1, y1 = label.rect
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), -1)
+        cv2.putText(out, label.text, label.origin, cv2.FONT_HERSHEY_SIMPLEX, label.scale, (255, 255, 255),
+                    label.thick, cv2.LINE_AA)
     return out
 
 

@@ -76,36 +76,90 @@ def test_draw_faces_takes_what_predict_takes(tmp_path):
         pyfer.draw_faces(tmp_path / "missing.png", [f])
 
 
-@pytest.mark.parametrize("thick", [1, 2, 5])
+def _drawn(label, shape, margin=0):
+    """What OpenCV draws for ``label``: its background (red) and text, on an image ``margin`` px
+    larger on every side."""
+    img = np.zeros((shape[0] + 2 * margin, shape[1] + 2 * margin, 3), np.uint8)
+    x0, y0, x1, y1 = label.rect
+    cv2.rectangle(img, (x0 + margin, y0 + margin), (x1 - 1 + margin, y1 - 1 + margin), (0, 0, 255), -1)
+    cv2.putText(img, label.text, (label.origin[0] + margin, label.origin[1] + margin), cv2.FONT_HERSHEY_SIMPLEX,
+                label.scale, (255, 255, 255), label.thick, cv2.LINE_AA)
+    return img
+
+
 @pytest.mark.parametrize("box,shape", [((0, 0, 64, 64), (64, 64)), ((90, 5, 30, 30), (100, 120)),
                                        ((0, 60, 320, 40), (100, 320)), ((0, 70, 400, 30), (100, 400)),
-                                       ((10, 10, 40, 40), (48, 200))])
-def test_a_label_stays_whole_inside_the_image(box, shape, thick):
-    """A face filling a small image, at its right or bottom edge: the label is moved and shrunk to
-    fit (it was cut to 'happines'), or shortened to stay readable, whatever the stroke width."""
+                                       ((10, 10, 40, 40), (48, 200)), ((3900, 2900, 100, 100), (3024, 4032)),
+                                       ((0, 0, 2000, 2000), (2160, 3840))])
+def test_a_label_stays_whole_inside_the_image_and_its_background(box, shape):
+    """A face filling a small image, at its right or bottom edge, in a phone photo: the label is
+    moved and shrunk to fit (it was cut to 'happines'), or shortened to stay readable; every stroke
+    lies on its black background (thick strokes spilled past it, descenders below it)."""
     from pyfer.video import LABEL_MIN_SCALE, label_placement
 
     texts = ["happiness 0.98 #12", "happiness #12", "happiness"]
-    text, tx, ty, scale, (tw, th) = label_placement(texts, box, shape, thick)
-    assert scale >= LABEL_MIN_SCALE
-    # what OpenCV draws: the black background box and the text's strokes
-    img = np.zeros((*shape, 3), np.uint8)
-    cv2.rectangle(img, (tx, ty - th - 3), (tx + tw + 2, ty + 3), (0, 0, 255), -1)
-    cv2.putText(img, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    big = np.zeros((shape[0] + 40, shape[1] + 40, 3), np.uint8)  # the same drawn on a margin: nothing lost
-    cv2.rectangle(big, (tx + 20, ty - th - 3 + 20), (tx + tw + 22, ty + 23), (0, 0, 255), -1)
-    cv2.putText(big, text, (tx + 21, ty + 20), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    label = label_placement(texts, box, shape)
+    assert label.scale >= LABEL_MIN_SCALE
+    img = _drawn(label, shape)
+    big = _drawn(label, shape, margin=20)  # the same drawn on a margin: nothing lost
     assert (big > 0).any(2).sum() == (img > 0).any(2).sum()
+    text = img[:, :, 1] > 0  # the white strokes (the background is red)
+    x0, y0, x1, y1 = label.rect
+    assert text.any() and not text[:y0].any() and not text[y1:].any() and not text[:, :x0].any() \
+        and not text[:, x1:].any()
     assert draw_faces(np.zeros(shape, np.uint8), [face(box, 1)], [12]).shape == (*shape, 3)
+
+
+@pytest.mark.parametrize("shape, face_width", [((3024, 4032), 40), ((3024, 4032), 160), ((720, 1280), 65),
+                                                ((480, 640), 40)])
+def test_label_text_is_readable_on_a_screen_and_its_strokes_are_thin(shape, face_width):
+    """A 4032 px phone photo drew 40-160 px faces' labels at font scale 0.4 with a 10 px stroke:
+    white blobs. Now the text is at least about 1/160 of the long side high (readable when the
+    whole photo fills a screen) and the stroke stays a small part of the text's height."""
+    import cv2
+
+    from pyfer.video import label_placement
+
+    label = label_placement(["neutral 0.46 #0"], (100, 100, face_width, face_width), shape)
+    (_, th), _ = cv2.getTextSize(label.text, cv2.FONT_HERSHEY_SIMPLEX, label.scale, label.thick)
+    assert th >= max(shape) / 170 and th >= 9
+    assert label.thick <= max(1, th / 12)
+
+
+def test_labels_of_a_crowd_keep_off_each_other():
+    """Fourteen small faces in two tight rows of a 4032x3024 photo: no label covers another (each
+    was drawn over its neighbours' labels and faces)."""
+    from pyfer.video import _overlap
+
+    faces = [face((600 + col * 110, 800, 80, 80), 1) for col in range(7)]
+    faces += [face((600 + col * 180, 1000, 150, 150), 1) for col in range(7)]
+    img = np.full((3024, 4032, 3), 128, np.uint8)
+    rects = []
+    import pyfer.video as video
+
+    real = video.label_placement
+
+    def spy(*a, **kw):
+        label = real(*a, **kw)
+        rects.append(label.rect)
+        return label
+
+    video.label_placement = spy
+    try:
+        draw_faces(img, faces)
+    finally:
+        video.label_placement = real
+    assert len(rects) == 14
+    assert all(_overlap(a, b) == 0 for i, a in enumerate(rects) for b in rects[i + 1:])
 
 
 def test_no_label_in_a_tiny_image():
     from pyfer.video import label_placement
 
-    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 20, 20), (20, 20), 1) is None
+    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 20, 20), (20, 20)) is None
     assert draw_faces(np.zeros((1, 1), np.uint8), [face((0, 0, 1, 1), 1)]).shape == (1, 1, 3)
     img = np.zeros((64, 64), np.uint8)  # a 64 px face crop gets its label without the score
-    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 64, 64), img.shape, 1)[0] == "happiness"
+    assert label_placement(["happiness 0.98", "happiness"], (0, 0, 64, 64), img.shape).text == "happiness"
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +236,16 @@ def test_tqdm_is_a_runtime_dependency():
 
 
 def test_draw_faces_keeps_colour_of_bgra_images():
-    """An RGBA/BGRA image's annotated copy stays in colour (its alpha is dropped)."""
+    """An RGBA/BGRA image's annotated copy stays in colour, shown on white as a viewer shows it
+    (the colours hidden under transparent pixels came through)."""
     bgr = cv2.imread(str(ASTRONAUT))
     bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
-    np.testing.assert_array_equal(draw_faces(bgra, []), bgr)
+    np.testing.assert_array_equal(draw_faces(bgra, []), bgr)  # opaque: as it is
+    bgra[:100, :, 3] = 0
+    bgra[100:200, :, 3] = 128
+    out = draw_faces(bgra, [])
+    assert (out[:100] == 255).all()
+    np.testing.assert_allclose(out[100:200], bgr[100:200] * (128 / 255) + 255 * (127 / 255), atol=1)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     np.testing.assert_array_equal(draw_faces(gray, []), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
 
