@@ -442,8 +442,9 @@ def _predict(args) -> int:
         # of a run before are outputs, not inputs (copies written beside the photos stay inputs)
         outputs = os.path.realpath(out_dir)
 
-        def an_output(p: Path, root: Path) -> bool:
-            return os.path.realpath(p).startswith(os.path.join(outputs, "")) and os.path.realpath(root) != outputs
+        def an_output(p: Path, root: Path) -> bool:  # under --out-dir, which lies inside the folder searched
+            return (os.path.realpath(p).startswith(os.path.join(outputs, ""))
+                    and outputs.startswith(os.path.join(os.path.realpath(root), "")))
 
         kept = [(p, r) for p, r in inputs if p == STDIN or not an_output(p, r)]
         if len(kept) < len(inputs):
@@ -455,11 +456,6 @@ def _predict(args) -> int:
     _refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, [p for p, _ in inputs])
     _refuse_same_output({"--out": args.out, "--csv": args.csv})
     rec = _recognizer(args)
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
     names = rec.class_names
     keys = {p: file_key(p) for p, _ in inputs if p != STDIN}
     done: set[str] = set()
@@ -467,7 +463,7 @@ def _predict(args) -> int:
     if args.csv and args.csv != "-":
         try:
             csv_file, done, notes = open_csv(args.csv, csv_header(names), args.resume, _run_settings(rec),
-                                             list(keys.values()))
+                                             list(keys))
         except ResumeError as e:
             raise UsageError(str(e)) from None
         except OSError as e:
@@ -482,6 +478,13 @@ def _predict(args) -> int:
                   f"{len(inputs) - n_skip} to go", file=sys.stderr)
     else:
         csv_file = sys.stdout if args.csv == "-" else None
+    if out_dir is not None:  # (after the --csv checks: a refused resume leaves no folder behind)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if csv_file not in (None, sys.stdout):
+                csv_file.close()
+            raise UsageError(f"--out-dir {out_dir}: {e.strerror or e}") from None
     writer = csv.writer(csv_file) if csv_file is not None else None
     if args.csv == "-" and writer is not None:
         writer.writerow(csv_header(names))
@@ -546,11 +549,15 @@ def _predict(args) -> int:
                     # (its wrapper crashes on one that is not valid UTF-8)
                     ok, encoded = cv2.imencode(dest.suffix, annotated)
                     if ok:
-                        dest.write_bytes(encoded.tobytes())
+                        with open(dest, "wb") as copy:  # (a file that cannot be opened is left as it is)
+                            try:
+                                copy.write(encoded.tobytes())
+                            except OSError:  # cut short (a full disk): no copy rather than half of one
+                                copy.close()
+                                dest.unlink()
+                                raise
                 except (OSError, cv2.error):
                     ok = False
-                    with contextlib.suppress(OSError):  # a copy cut short (a full disk) is no copy
-                        dest.unlink()
                 if not ok:
                     progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
                     failed += 1
@@ -586,10 +593,12 @@ def _video(args) -> int:
     if not args.out and not args.jsonl:
         raise UsageError("give --out and/or --jsonl")
     if is_network_address(args.source) and not args.allow_network:
-        raise UsageError(f"{args.source} is a network address: pyfer goes online only with --allow-network")
+        raise UsageError(f"{args.source} is a network address (or another FFmpeg protocol): pyfer goes online "
+                         "only with --allow-network (./NAME for a file whose name holds a ':')")
     for flag, path in (("--out", args.out), ("--jsonl", args.jsonl)):
-        if path and is_network_address(path):
-            raise UsageError(f"{flag} {path} is a network address: pyfer video writes files")
+        if path and path != "-" and is_network_address(path):
+            raise UsageError(f"{flag} {path} is a network address: pyfer video writes files (./NAME for a name "
+                             "that holds a ':')")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.out:

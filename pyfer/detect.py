@@ -102,8 +102,15 @@ class HaarDetector:
         self.max_side = max_side
         self.fallback_pad = fallback_pad
         self.min_relative_votes = min_relative_votes
+        self.cascade = cascade
         self._cascades = _PerThreadCascade(cascade)
         self.window = int(min(self._cascades.get().getOriginalWindowSize()))  # 20 px for alt2
+
+    def __repr__(self) -> str:  # its settings, the same in every process (Recognizer.info, --resume)
+        return (f"HaarDetector(scale_factor={self.scale_factor}, min_neighbors={self.min_neighbors}, "
+                f"min_face={self.min_face}, min_face_px={self.min_face_px}, max_side={self.max_side}, "
+                f"fallback_pad={self.fallback_pad}, min_relative_votes={self.min_relative_votes}, "
+                f"cascade={self.cascade!r})")
 
     def __call__(self, image: np.ndarray) -> list[Box]:
         gray = to_gray(image)
@@ -149,6 +156,7 @@ class MediaPipeDetector:
 
     def __init__(self, min_confidence: float = 0.5, model_selection: int = 1, min_face: float = 0):
         self.min_face = float(min_face)
+        self.min_confidence, self.model_selection = float(min_confidence), int(model_selection)
         try:
             import mediapipe as mp
         except ImportError as e:
@@ -159,6 +167,10 @@ class MediaPipeDetector:
                               f"{getattr(mp, '__version__', '?')} lacks: pip install '{MEDIAPIPE_PIN}'")
         self._fd = solutions.face_detection.FaceDetection(model_selection=model_selection,
                                                           min_detection_confidence=min_confidence)
+
+    def __repr__(self) -> str:
+        return (f"MediaPipeDetector(min_confidence={self.min_confidence}, model_selection={self.model_selection}, "
+                f"min_face={self.min_face})")
 
     def __call__(self, image: np.ndarray) -> list[_ScoredBox]:
         import cv2

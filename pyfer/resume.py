@@ -21,7 +21,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import IO, Iterator, Optional, Sequence
+from typing import IO, Iterable, Iterator, Optional, Sequence
 
 SIDECAR_SUFFIX = ".resume.json"
 
@@ -42,19 +42,21 @@ def sidecar_path(csv_path: str) -> Path:
     return Path(csv_path + SIDECAR_SUFFIX)
 
 
-def _records(data: bytes) -> Iterator[tuple[list[str], int]]:
-    """The CSV records of ``data``, each with the byte offset where it ends (csv.reader reads a
-    line at a time, and further lines only inside a quoted field)."""
-    offset = 0
+def _records(lines: Iterable[bytes]) -> Iterator[tuple[list[str], int, bool]]:
+    """The CSV records of a file's ``lines`` (bytes, their line ends kept), each with the byte
+    offset where it ends and whether it ends with a line end (csv.reader reads a line at a time,
+    and further lines only inside a quoted field)."""
+    offset, ended = 0, True
 
-    def lines() -> Iterator[str]:
-        nonlocal offset
-        for line in data.splitlines(keepends=True):
+    def decoded() -> Iterator[str]:
+        nonlocal offset, ended
+        for line in lines:
             offset += len(line)
+            ended = line.endswith(b"\n")
             yield line.decode("utf-8", "surrogateescape")
 
-    for row in csv.reader(lines()):
-        yield row, offset
+    for row in csv.reader(decoded()):
+        yield row, offset, ended
 
 
 def _lock(f: IO[str], path: str) -> None:
@@ -71,10 +73,10 @@ def _lock(f: IO[str], path: str) -> None:
 
 
 def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
-             input_keys: Sequence[str]) -> tuple[IO[str], set[str], list[str]]:
+             inputs: Sequence[Path]) -> tuple[IO[str], set[str], list[str]]:
     """The ``--csv`` file opened for this run, locked, its header written where it starts afresh:
-    ``(file, keys of the images it already has, notes for stderr)``. The keys are ``file_key``s,
-    as ``input_keys`` are. Raises ResumeError (nothing changed) when it cannot go on."""
+    ``(file, the file_keys of the images it already has, notes for stderr)``. ``inputs``: this
+    run's image paths, as given. Raises ResumeError (nothing changed) when it cannot go on."""
     settings = json.loads(json.dumps(settings))  # as the sidecar gives them back (lists, not tuples)
     regular = not os.path.exists(path) or os.path.isfile(path)
     if resume and not regular:
@@ -89,17 +91,16 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
         notes: list[str] = []
         keep = 0
         if resume:
-            keep, done, notes = _resume_point(path, header, settings, input_keys)
+            keep, done, notes = _resume_point(path, header, settings, inputs)
+            _write_sidecar(path, settings, fresh=keep == 0)  # before the file changes: a failure loses nothing
+        else:
+            sidecar_path(path).unlink(missing_ok=True)  # it described the rows emptied below
         if regular:
             f.flush()
             os.truncate(f.fileno(), keep)
         if keep == 0:
             csv.writer(f).writerow(header)
             f.flush()
-        if resume:
-            _write_sidecar(path, settings)
-        else:
-            sidecar_path(path).unlink(missing_ok=True)  # it described the rows just emptied
         return f, done, notes
     except BaseException:
         f.close()
@@ -107,23 +108,31 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
 
 
 def _resume_point(path: str, header: Sequence[str], settings: dict,
-                  input_keys: Sequence[str]) -> tuple[int, set[str], list[str]]:
-    """(the byte offset to keep the file up to, the keys of its images, notes)."""
-    data = Path(path).read_bytes()
-    if not data:
-        return 0, set(), []
-    records = list(_records(data))
-    if records[0][0] != list(header):
-        raise ResumeError(f"--resume: {path} does not have this run's columns (another version or other "
-                          "weights?): name a new --csv file, or leave out --resume to start it afresh")
-    rows = records[1:]
-    cut = None  # the path (or its start) of a row cut short while it was written
-    if rows and (not data.endswith(b"\n") or len(rows[-1][0]) != len(header)):
-        cut = (rows.pop()[0] or [""])[0]
-    for i, (row, _) in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise ResumeError(f"--resume: {path} row {i} has {len(row)} fields, not {len(header)}: "
-                              "not a file that pyfer predict wrote")
+                  inputs: Sequence[Path]) -> tuple[int, set[str], list[str]]:
+    """(the byte offset to keep the file up to, the keys of its images, notes). Reads the file
+    as a stream, keeping each row's path and end only (a job of millions of faces)."""
+    try:
+        with open(path, "rb") as f:
+            records = _records(f)
+            first = next(records, None)
+            if first is None or (first[0] == list(header) and not first[2]):
+                return 0, set(), []  # empty, or its header cut short: written afresh
+            if first[0] != list(header):
+                raise ResumeError(f"--resume: {path} does not have this run's columns (another version or other "
+                                  "weights?): name a new --csv file, or leave out --resume to start it afresh")
+            header_end = first[1]
+            rows: list[tuple[str, int]] = []  # (path, end offset) of each whole row
+            cut = None  # the path (or its start) of a last row cut short while it was written
+            for n, (row, end, ended) in enumerate(records, start=2):
+                if cut is not None:  # a row before this one was short: not the last, so not cut
+                    raise ResumeError(f"--resume: {path} row {n - 1} has {cut[1]} fields, not {len(header)}: "
+                                      "not a file that pyfer predict wrote")
+                if len(row) != len(header) or not ended:
+                    cut = ((row or [""])[0], len(row))
+                    continue
+                rows.append((row[0], end))
+    except csv.Error as e:
+        raise ResumeError(f"--resume: {path} is not a CSV file pyfer predict wrote: {e}") from None
     recorded = _read_sidecar(path)
     notes = []
     if recorded is None:
@@ -138,8 +147,12 @@ def _resume_point(path: str, header: Sequence[str], settings: dict,
             raise ResumeError(f"--resume: {path} was written with other settings ({', '.join(differ)}): give "
                               "the first run's options, or name a new --csv file")
         cwd = recorded["cwd"]
-    keys = [file_key(Path(row[0]), cwd) for row, _ in rows]
-    wanted = set(input_keys)
+        if rows and cwd != os.getcwd() and any(not p.is_absolute() for p in inputs):
+            # the rows added would be read from the first run's folder at the next resume
+            raise ResumeError(f"--resume: {path} was started in {cwd}: go on from there, or give the PATHs as "
+                              "absolute paths")
+    keys = [file_key(Path(p), cwd) for p, _ in rows]
+    wanted = {file_key(p) for p in inputs}
     if keys and not wanted & set(keys):
         raise ResumeError(f"--resume: none of the {len(set(keys))} image(s) in {path} is among this run's "
                           "inputs: give the PATHs of the first run, or name a new --csv file")
@@ -147,14 +160,14 @@ def _resume_point(path: str, header: Sequence[str], settings: dict,
     # the last whole image is done again where a row of its own may be missing: a stop between two
     # of its rows, or a row cut short whose path is (the start of) its own. A cut row of another
     # image shows that it was complete.
-    last_may_be_short = cut is None or rows[-1][0][0].startswith(cut) if rows else False
+    last_may_be_short = bool(rows) and (cut is None or rows[-1][0].startswith(cut[0]))
     if keys and keys[-1] in wanted and last_may_be_short:
         while keep and keys[keep - 1] == keys[-1]:
             keep -= 1
     elif keys and last_may_be_short:
-        notes.append(f"the last image of {path}, {rows[-1][0][0]}, is not among this run's inputs: its rows "
+        notes.append(f"the last image of {path}, {rows[-1][0]}, is not among this run's inputs: its rows "
                      "are kept as they are")
-    offset = rows[keep - 1][1] if keep else records[0][1]
+    offset = rows[keep - 1][1] if keep else header_end
     return offset, set(keys[:keep]), notes
 
 
@@ -171,9 +184,15 @@ def _read_sidecar(path: str) -> Optional[dict]:
     return recorded
 
 
-def _write_sidecar(path: str, settings: dict) -> None:
-    """The settings and the folder of the first run (kept when there is one), written whole."""
-    recorded = _read_sidecar(path) if sidecar_path(path).exists() else None
+def _write_sidecar(path: str, settings: dict, fresh: bool) -> None:
+    """The settings, and the folder of the file's first run (this one where it starts ``fresh``,
+    or where an older sidecar is missing or unreadable), written whole."""
+    recorded = None
+    if not fresh:
+        try:
+            recorded = _read_sidecar(path)
+        except ResumeError:
+            pass
     cwd = recorded["cwd"] if recorded is not None else os.getcwd()
     target = sidecar_path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")

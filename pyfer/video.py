@@ -132,8 +132,8 @@ class Label:
 def label_scale(shape, face_width: float) -> float:
     """A label's font scale: text about 1/160 of the image's long side high at least, readable when
     the whole image is seen on a screen (a 4032 px phone photo drawn at the 40 px faces' scale was
-    a smudge), and as wide as the face's for big faces. The same for every face of a frame, so a
-    video's labels keep their size as the boxes jitter."""
+    a smudge), and as wide as the face's for big faces (above 1/18 of the long side: only there
+    does a label's size follow its box's jitter in a video)."""
     return max(0.4, max(shape[:2]) / 3600, face_width / 200)
 
 
@@ -274,13 +274,18 @@ def _can_redirect_stderr() -> bool:
         return False
 
 
-NETWORK_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # rtsp://, http://, ... as FFmpeg reads them
+# FFmpeg reads a "protocol:" prefix: rtsp://, http://, and wrappers such as cache:http://... or
+# async:http://... that reach the network as well. A Windows drive (C:/ or C:\ ) is none.
+PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def is_network_address(source) -> bool:
-    """Whether ``source`` names a network stream (``scheme://...``) rather than a file: OpenCV's
-    FFmpeg would connect to it. A path object is always a file."""
-    return isinstance(source, str) and NETWORK_ADDRESS.match(source) is not None
+    """Whether OpenCV's FFmpeg would take ``source`` for a protocol (``rtsp://...``,
+    ``cache:http://...``) rather than a file: any ``name:`` prefix, unless it is a Windows drive or
+    a file by that name exists. A path object is always a file; ``./my:clip.mp4`` is one too."""
+    return (isinstance(source, str) and PROTOCOL_PREFIX.match(source) is not None
+            and WINDOWS_DRIVE.match(source) is None and not os.path.exists(source))
 
 
 class VideoNotFoundError(FileNotFoundError, ValueError):
@@ -297,8 +302,9 @@ def open_source(source: Union[str, int, os.PathLike], allow_network: bool = Fals
     import cv2
 
     if is_network_address(source) and not allow_network:
-        raise ValueError(f"video source {source!r} is a network address: pyfer reads it only when allowed "
-                         "(allow_network=True, pyfer video --allow-network)")
+        raise ValueError(f"video source {source!r} is a network address (or another FFmpeg protocol): pyfer "
+                         "reads it only when allowed (allow_network=True, pyfer video --allow-network); a file "
+                         "whose name holds a ':' is read as ./NAME")
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
         cap = cv2.VideoCapture(int(source))
         if not cap.isOpened():
@@ -363,7 +369,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if out is not None:
         if is_network_address(out):
-            raise ValueError(f"out {out!r} is a network address: the annotated video is written to a file")
+            raise ValueError(f"out {out!r} is a network address (or another FFmpeg protocol): the annotated video "
+                             "is written to a file (./NAME for a name that holds a ':')")
         check_opencv_name(out, "cannot write video")
     cap, is_camera = open_source(source, allow_network)
     tracker = tracker or IoUTracker()

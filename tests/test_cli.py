@@ -735,6 +735,32 @@ def test_a_full_disk_is_one_line_and_status_74(full):
                                              "No space left on device"], r.stderr
 
 
+def lines_in(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def stop_pyfer_when(args, ready, signal_name: str) -> tuple[int, str]:
+    """``pyfer ARGS`` in a child, sent ``signal_name`` once ``ready()``: (its status, its stderr).
+    SIGINT is set back to its default in the child: a shell running CI in the background ignores
+    it, and Python installs no Ctrl-C handler where it starts ignored."""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "pyfer", *map(str, args)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while p.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(0.02)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(getattr(signal, signal_name))
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    return p.returncode, err
+
+
 def shifted_astronaut_clip(path: Path, frames: int) -> Path:
     """The astronaut moving 3 px a frame (no scene cut), 256x256 at 10 fps."""
     img = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256))
@@ -765,28 +791,11 @@ def test_a_stopped_video_run_keeps_what_it_wrote(weights_path, tmp_path, signal_
     """Ctrl-C, and SIGTERM (`kill`, `timeout`, `docker stop`), stop a run cleanly: whole JSON
     lines and a finalised video of as many frames. SIGTERM killed the run and left an MP4 that
     nothing could open (session 37)."""
-    import signal
-    import time
-
     clip = shifted_astronaut_clip(tmp_path / "long.mp4", 3000)
     jsonl, out = tmp_path / "v.jsonl", tmp_path / "v.mp4"
-    # SIGINT back to its default in the child: a shell running CI in the background ignores it,
-    # and Python installs no Ctrl-C handler where it starts ignored
-    p = subprocess.Popen([sys.executable, "-m", "pyfer", "video", str(clip), "--out", str(out), "--jsonl",
-                          str(jsonl), "--progress", "never", "--weights", str(weights_path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while p.poll() is None and time.monotonic() < deadline and (
-                not jsonl.exists() or jsonl.read_text().count("\n") < 5):
-            time.sleep(0.05)
-        assert p.poll() is None, p.communicate()
-        p.send_signal(getattr(signal, signal_name))
-        _, err = p.communicate(timeout=120)
-    finally:
-        p.kill()
-    assert p.returncode == status and err.strip().splitlines()[-1] == f"pyfer video: {said}", (p.returncode, err)
+    returncode, err = stop_pyfer_when(["video", clip, "--out", out, "--jsonl", jsonl, "--progress", "never",
+                                       "--weights", weights_path], lambda: lines_in(jsonl) >= 5, signal_name)
+    assert returncode == status and err.strip().splitlines()[-1] == f"pyfer video: {said}", (returncode, err)
     rows = [json.loads(s) for s in jsonl.read_text().splitlines()]
     assert 5 <= len(rows) < 3000 and [r["frame"] for r in rows] == list(range(len(rows)))
     cap = cv2.VideoCapture(str(out))
@@ -956,6 +965,28 @@ def test_resume_from_the_start_checks_settings_and_finds_files_from_anywhere(wei
     rows = table.read_text().splitlines()[1:]
     assert [Path(s.split(",")[0]).name for s in rows] == ["a.png", "b.png", "b.png", "c.png"]
     assert rows[0].startswith(resume_tree.name + os.sep) and rows[1].startswith(str(resume_tree))
+    # relative PATHs from another folder: refused (the rows they add would be read from the first
+    # run's folder at the next resume); a file emptied starts afresh, with this folder recorded
+    table.write_text("".join(table.read_text().splitlines(keepends=True)[:3]))
+    monkeypatch.chdir(resume_tree)
+    rc, _, err = run_cli(["predict", ".", "-r", "--csv", str(table), "--resume", "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "go on from there, or give the PATHs as absolute paths" in err, err
+    table.write_text("")
+    assert run_cli(["predict", ".", "-r", "--csv", str(table), "--resume", "--weights", str(weights_path)],
+                   capsys)[0] == 0
+    assert json.loads((tmp_path / "t.csv.resume.json").read_text())["cwd"] == str(resume_tree)
+
+
+def test_resume_with_the_haar_detector(weights_path, resume_tree, tmp_path, capsys):
+    """Its settings are the same in every process (the detector's repr held a memory address, so a
+    resume with --detector haar was always refused)."""
+    table = tmp_path / "h.csv"
+    args = ["predict", str(resume_tree / "a.png"), str(resume_tree / "b.png"), "--detector", "haar", "--csv",
+            str(table), "--resume", "--weights", str(weights_path)]
+    assert pyfer_subprocess(*args).returncode == 0
+    table.write_text(table.read_text().splitlines(keepends=True)[0])
+    r = pyfer_subprocess(*args)
+    assert r.returncode == 0 and "0 of 2 image(s) already there" in r.stderr, r.stderr
 
 
 def test_resume_refuses_what_it_cannot_go_on_with(weights_path, resume_tree, tmp_path, capsys):
@@ -989,6 +1020,11 @@ def test_resume_refuses_what_it_cannot_go_on_with(weights_path, resume_tree, tmp
     assert rc == 0 and "b.png, is not among this run's inputs: its rows are kept" in err, err
     assert two.read_text().startswith(before)
     assert [Path(s.split(",")[0]).name for s in two.read_text().splitlines()[1:]] == ["a.png", "b.png", "b.png", "c.png"]
+    # not a CSV that csv reads (a field over its limit): one line, status 2, no --out-dir made
+    huge = tmp_path / "huge.csv"
+    huge.write_text(",".join(csv_header(pyfer.EMOTIONS)) + "\n" + '"' + "x" * 200_000 + '"\n')
+    rc, _, err = run_cli(common + ["--csv", str(huge), "--resume", "--out-dir", str(tmp_path / "copies")], capsys)
+    assert rc == 2 and "is not a CSV file pyfer predict wrote" in err and not (tmp_path / "copies").exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
@@ -1036,6 +1072,10 @@ def test_an_out_dir_inside_the_folder_is_not_read_as_photos(weights_path, resume
         assert rc == 0 and len(out.splitlines()) == 3, out
     assert "left out 3 image(s) in --out-dir" in err
     assert not (photos / "annotated" / "annotated").exists()
+    # an --out-dir that holds the folder searched leaves out nothing (it left out every image)
+    rc, out, err = run_cli(["predict", str(photos), "-r", "--out-dir", str(tmp_path), "--json", "--weights",
+                            str(weights_path)], capsys)
+    assert rc == 0 and len(out.splitlines()) == 6 and "left out" not in err, err
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on these signals, no clean-up")
@@ -1044,33 +1084,17 @@ def test_a_stopped_run_then_resume_gives_every_image_once(weights_path, tmp_path
     """Ctrl-C or SIGTERM in a run over a folder says how to go on (SIGTERM said "interrupted",
     status 130); the same command with --resume does the rest: every image has its row once, and
     the images done before are not done again."""
-    import signal
-    import time
-
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(300):  # hard links: 300 inputs of their own, one file's bytes
         os.link(ASTRONAUT, photos / f"{i:03d}.png")
     table = tmp_path / "faces.csv"
-    args = [sys.executable, "-m", "pyfer", "predict", str(photos), "--csv", str(table), "--progress", "never",
-            "--weights", str(weights_path)]
-    # SIGINT back to its default in the child (a shell running CI in the background ignores it)
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while p.poll() is None and time.monotonic() < deadline and (
-                not table.exists() or table.read_text().count("\n") < 6):
-            time.sleep(0.02)
-        assert p.poll() is None, p.communicate()
-        p.send_signal(getattr(signal, signal_name))
-        _, err = p.communicate(timeout=120)
-    finally:
-        p.kill()
-    assert p.returncode == status and f"{said} (" in err and "the same command with --resume goes on" in err, err
+    args = ["predict", photos, "--csv", table, "--progress", "never", "--weights", weights_path]
+    returncode, err = stop_pyfer_when(args, lambda: lines_in(table) >= 6, signal_name)
+    assert returncode == status and f"{said} (" in err and "the same command with --resume goes on" in err, err
     before = table.read_text().splitlines()[1:]
     assert 5 <= len(before) < 300
-    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    r = pyfer_subprocess(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert f"{len(before) - 1} of 300 image(s) already there" in r.stderr
     rows = table.read_text().splitlines()[1:]
@@ -1141,11 +1165,12 @@ def test_every_cut_of_the_csv_resumes_to_whole_images(weights_path, resume_tree,
     head_end = data.index(b"\r\n") + 2
     from pyfer.resume import _records
 
-    row_ends = {end for _, end in _records(data)}
+    row_ends = {end for _, end, _ in _records(data.splitlines(keepends=True))}
+    inputs = list(dict.fromkeys(Path(r[0]) for r in rows))
     part = tmp_path / "part.csv"
     for cut in range(head_end, len(data) + 1):
         part.write_bytes(data[:cut])
-        keep, done, _ = _resume_point(str(part), header, {}, keys)
+        keep, done, _ = _resume_point(str(part), header, {}, inputs)
         kept = list(_csv.reader(_io.StringIO(data[:keep].decode())))[1:]
         assert keep in row_ends and keep <= cut
         assert {file_key(Path(r[0])) for r in kept} == done

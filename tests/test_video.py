@@ -466,8 +466,9 @@ def test_network_addresses_only_when_allowed(recognizer, clip, tmp_path, monkeyp
     url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
     monkeypatch.chdir(tmp_path)
     try:
-        with pytest.raises(ValueError, match="network address"):
-            process_video(url, recognizer, jsonl=io.StringIO(), progress=False)
+        for source in (url, f"cache:{url}", f"async:{url}"):  # FFmpeg's wrapping protocols reach it too
+            with pytest.raises(ValueError, match="network address"):
+                process_video(source, recognizer, jsonl=io.StringIO(), progress=False)
         assert requests == []
         with pytest.raises(ValueError, match="network address"):
             process_video(clip, recognizer, out=url.replace(".mp4", ".mkv"), progress=False)

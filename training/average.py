@@ -70,8 +70,7 @@ def main(argv=None) -> None:
 
     ckpts = [load_checkpoint(p) for p in args.checkpoints]
     first = ckpts[0]
-    if any(c.state["model_spec"] != first.state["model_spec"] or c.state["preprocess"] != first.state["preprocess"]
-           for c in ckpts[1:]):
+    if any(c.spec != first.spec or c.prep != first.prep for c in ckpts[1:]):  # (specs: older ones lack a table)
         raise SystemExit("the checkpoints differ in architecture or preprocessing: they cannot be averaged")
     model, _, prep = first.build_model()
     model.load_state_dict(average_state([c.state["model"] for c in ckpts]))

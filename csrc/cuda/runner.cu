@@ -45,15 +45,19 @@ struct DriverContextCalls {
     Get get = nullptr;
     Set set = nullptr;
     DriverContextCalls() {
+        get = reinterpret_cast<Get>(entry_point("cuCtxGetCurrent"));
+        set = reinterpret_cast<Set>(entry_point("cuCtxSetCurrent"));
+        cudaGetLastError();
+    }
+    static void* entry_point(const char* name) {
         void* p = nullptr;
         cudaDriverEntryPointQueryResult found{};
-        if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &p, 12000, cudaEnableDefault, &found) == cudaSuccess &&
-            found == cudaDriverEntryPointSuccess)
-            get = reinterpret_cast<Get>(p);
-        if (cudaGetDriverEntryPointByVersion("cuCtxSetCurrent", &p, 12000, cudaEnableDefault, &found) == cudaSuccess &&
-            found == cudaDriverEntryPointSuccess)
-            set = reinterpret_cast<Set>(p);
-        cudaGetLastError();
+#if CUDART_VERSION >= 12050  // the versioned query; the plain one is deprecated from 12.5 on
+        cudaError_t e = cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &found);
+#else  // CUDA 12.0-12.4
+        cudaError_t e = cudaGetDriverEntryPoint(name, &p, cudaEnableDefault, &found);
+#endif
+        return e == cudaSuccess && found == cudaDriverEntryPointSuccess ? p : nullptr;
     }
 };
 

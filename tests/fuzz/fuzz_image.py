@@ -44,7 +44,7 @@ _DIR = os.environ.get("PYFER_FUZZ_SCRATCH") or tempfile.mkdtemp(
     prefix="pyfer-fuzz-image-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 if "PYFER_FUZZ_SCRATCH" not in os.environ:
     atexit.register(shutil.rmtree, _DIR, True)
-_PATH = os.path.join(_DIR, "input.img")
+_PATH = os.path.join(_DIR, f"input-{os.getpid()}.img")  # one per worker (-jobs, -fork)
 
 
 # Found by this target (RELIABILITY.md, "Coverage-guided fuzzing", finding 2): a header
