@@ -115,7 +115,7 @@ def _resume_point(path: str, header: Sequence[str], settings: dict,
         with open(path, "rb") as f:
             records = _records(f)
             first = next(records, None)
-            if first is None or (first[0] == list(header) and not first[2]):
+            if first is None or (not first[2] and ",".join(header).startswith(",".join(first[0]))):
                 return 0, set(), []  # empty, or its header cut short: written afresh
             if first[0] != list(header):
                 raise ResumeError(f"--resume: {path} does not have this run's columns (another version or other "

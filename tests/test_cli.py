@@ -1168,9 +1168,12 @@ def test_every_cut_of_the_csv_resumes_to_whole_images(weights_path, resume_tree,
     row_ends = {end for _, end, _ in _records(data.splitlines(keepends=True))}
     inputs = list(dict.fromkeys(Path(r[0]) for r in rows))
     part = tmp_path / "part.csv"
-    for cut in range(head_end, len(data) + 1):
+    for cut in range(len(data) + 1):
         part.write_bytes(data[:cut])
         keep, done, _ = _resume_point(str(part), header, {}, inputs)
+        if cut < head_end:  # inside the header: written afresh (it was refused as other columns)
+            assert (keep, done) == (0, set()), cut
+            continue
         kept = list(_csv.reader(_io.StringIO(data[:keep].decode())))[1:]
         assert keep in row_ends and keep <= cut
         assert {file_key(Path(r[0])) for r in kept} == done
