@@ -42,7 +42,7 @@ def cpu_name() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.machine()  # (not platform.processor(): it runs `uname -p` or `sysctl`)
 
 
 def default_weights() -> Path:

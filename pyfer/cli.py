@@ -822,8 +822,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                                                  "'-' for stdout")
     p.add_argument("--resume", action="store_true",
                    help="go on with an interrupted run: keep the images already in --csv FILE, do the rest "
-                        "(refused when the settings or the images differ; give it from the first run of a long "
-                        "job, which then records its settings in FILE.resume.json; without it FILE starts afresh)")
+                        "(refused when the recorded settings differ or none of its images is among the PATHs; give "
+                        "it from the first run of a long job, which then records its settings in FILE.resume.json; "
+                        "without it FILE starts afresh)")
     p.add_argument("--out", metavar="FILE", help="write the annotated image here (one PATH)")
     p.add_argument("--out-dir", metavar="DIR", help="write annotated copies here (folder structure kept)")
     _add_progress_args(p)

@@ -344,8 +344,8 @@ class ModelSpec:
     """What is needed to rebuild a model; stored in checkpoints and exported metadata.
 
     ``widths`` and ``repeats``: ShuffleNetV2's stage table (``ShuffleNetV2``; None: 1.0x, (4, 8, 4)
-    units), e.g. ``widths=SHUFFLENETV2_WIDTHS[0.5]``. Only set when not the default, so that a 1.0x
-    model's checkpoint and export read as before."""
+    units), e.g. ``widths=SHUFFLENETV2_WIDTHS[0.5]``. None for the default, so that a 1.0x model's
+    export reads as before (its checkpoint stores null; older ones lack the keys)."""
 
     arch: str
     num_classes: int = 8
