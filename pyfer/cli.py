@@ -462,8 +462,9 @@ def _predict(args) -> int:
     csv_file: Optional[IO[str]]
     if args.csv and args.csv != "-":
         try:
-            csv_file, done, notes = open_csv(args.csv, csv_header(names), args.resume, _run_settings(rec),
-                                             list(keys))
+            # (the settings are hashed and compared only for a resume)
+            csv_file, done, notes = open_csv(args.csv, csv_header(names), args.resume,
+                                             _run_settings(rec) if args.resume else {}, list(keys))
         except ResumeError as e:
             raise UsageError(str(e)) from None
         except OSError as e:
@@ -472,12 +473,12 @@ def _predict(args) -> int:
             raise UsageError(f"--csv {args.csv}: {e.strerror or e}") from None
         for note in notes:
             print(f"pyfer predict: note: {note}", file=sys.stderr)
-        if args.resume:
-            n_skip = sum(keys.get(p) in done for p, _ in inputs)
-            print(f"pyfer predict: resuming {args.csv}: {n_skip} of {len(inputs)} image(s) already there, "
-                  f"{len(inputs) - n_skip} to go", file=sys.stderr)
     else:
         csv_file = sys.stdout if args.csv == "-" else None
+    n_skip = sum(keys.get(p) in done for p, _ in inputs)  # (--resume: images an earlier run did)
+    if args.resume:
+        print(f"pyfer predict: resuming {args.csv}: {n_skip} of {len(inputs)} image(s) already there, "
+              f"{len(inputs) - n_skip} to go", file=sys.stderr)
     if out_dir is not None:  # (after the --csv checks: a refused resume leaves no folder behind)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -498,7 +499,7 @@ def _predict(args) -> int:
     avoid = [p for p, _ in inputs] + ([args.csv] if csv_file not in (None, sys.stdout) else [])
     input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
     n_skipped = 0
-    progress = _Progress(len(inputs) - sum(keys.get(p) in done for p, _ in inputs), args.progress)
+    progress = _Progress(len(inputs) - n_skip, args.progress)
     t_start = time.perf_counter()
     try:
         for path, root in inputs:

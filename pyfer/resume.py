@@ -91,8 +91,8 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
         notes: list[str] = []
         keep = 0
         if resume:
-            keep, done, notes = _resume_point(path, header, settings, inputs)
-            _write_sidecar(path, settings, fresh=keep == 0)  # before the file changes: a failure loses nothing
+            keep, done, notes, first_cwd = _resume_point(path, header, settings, inputs)
+            _write_sidecar(path, settings, first_cwd or os.getcwd())  # before the file changes: a failure loses nothing
         else:
             sidecar_path(path).unlink(missing_ok=True)  # it described the rows emptied below
         if regular:
@@ -108,15 +108,16 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
 
 
 def _resume_point(path: str, header: Sequence[str], settings: dict,
-                  inputs: Sequence[Path]) -> tuple[int, set[str], list[str]]:
-    """(the byte offset to keep the file up to, the keys of its images, notes). Reads the file
-    as a stream, keeping each row's path and end only (a job of millions of faces)."""
+                  inputs: Sequence[Path]) -> tuple[int, set[str], list[str], Optional[str]]:
+    """(the byte offset to keep the file up to, the keys of its images, notes, the folder its
+    sidecar records or None). Reads the file as a stream, keeping each row's path and end only
+    (a job of millions of faces)."""
     try:
         with open(path, "rb") as f:
             records = _records(f)
             first = next(records, None)
             if first is None or (not first[2] and ",".join(header).startswith(",".join(first[0]))):
-                return 0, set(), []  # empty, or its header cut short: written afresh
+                return 0, set(), [], None  # empty, or its header cut short: written afresh
             if first[0] != list(header):
                 raise ResumeError(f"--resume: {path} does not have this run's columns (another version or other "
                                   "weights?): name a new --csv file, or leave out --resume to start it afresh")
@@ -168,7 +169,7 @@ def _resume_point(path: str, header: Sequence[str], settings: dict,
         notes.append(f"the last image of {path}, {rows[-1][0]}, is not among this run's inputs: its rows "
                      "are kept as they are")
     offset = rows[keep - 1][1] if keep else header_end
-    return offset, set(keys[:keep]), notes
+    return offset, set(keys[:keep]), notes, cwd
 
 
 def _read_sidecar(path: str) -> Optional[dict]:
@@ -184,16 +185,8 @@ def _read_sidecar(path: str) -> Optional[dict]:
     return recorded
 
 
-def _write_sidecar(path: str, settings: dict, fresh: bool) -> None:
-    """The settings, and the folder of the file's first run (this one where it starts ``fresh``,
-    or where an older sidecar is missing or unreadable), written whole."""
-    recorded = None
-    if not fresh:
-        try:
-            recorded = _read_sidecar(path)
-        except ResumeError:
-            pass
-    cwd = recorded["cwd"] if recorded is not None else os.getcwd()
+def _write_sidecar(path: str, settings: dict, cwd: str) -> None:
+    """The settings and ``cwd``, the folder of the file's first run, written whole."""
     target = sidecar_path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     try:

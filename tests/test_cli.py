@@ -1170,7 +1170,7 @@ def test_every_cut_of_the_csv_resumes_to_whole_images(weights_path, resume_tree,
     part = tmp_path / "part.csv"
     for cut in range(len(data) + 1):
         part.write_bytes(data[:cut])
-        keep, done, _ = _resume_point(str(part), header, {}, inputs)
+        keep, done, _, _ = _resume_point(str(part), header, {}, inputs)
         if cut < head_end:  # inside the header: written afresh (it was refused as other columns)
             assert (keep, done) == (0, set()), cut
             continue
