@@ -629,7 +629,7 @@ def _video(args) -> int:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
-                              tracker=IoUTracker(alpha=1.0) if args.no_smoothing else None,
+                              tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
                               allow_network=args.allow_network)
         ok = True
     finally:
@@ -845,7 +845,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                    help="read a SOURCE that is a network address (rtsp://, http://, ...): the one thing that "
                         "takes pyfer online, never done without this flag")
     p.add_argument("--no-smoothing", action="store_true",
-                   help="each frame's own scores (by default a face's scores are averaged over its recent frames)")
+                   help="each frame's own scores, boxes and landmarks (by default a face's scores are averaged "
+                        "over its recent frames, and its box and landmarks steadied by a filter)")
     _add_progress_args(p, "a video file on a terminal; cameras never get one")
     _add_model_args(p)
     p.set_defaults(func=_video, cmd="video")

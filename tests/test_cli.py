@@ -771,18 +771,23 @@ def shifted_astronaut_clip(path: Path, frames: int) -> Path:
     return path
 
 
-def test_video_no_smoothing_gives_each_frame_its_own_scores(weights_path, tmp_path, capsys):
+def test_video_no_smoothing_gives_each_frame_its_own_scores_and_boxes(weights_path, tmp_path, capsys):
     clip = shifted_astronaut_clip(tmp_path / "clip.mp4", 6)
     rec = pyfer.Recognizer(weights_path, threads=1)
     cap = cv2.VideoCapture(str(clip))
-    own = [rec.predict(cap.read()[1])[0].scores for _ in range(6)]
+    own = [rec.predict(cap.read()[1])[0] for _ in range(6)]
     rows = {}
     for extra in ([], ["--no-smoothing"]):
         rc, out, err = run_cli(["video", str(clip), "--jsonl", "-", "--weights", str(weights_path), *extra], capsys)
         assert rc == 0, err
-        rows[bool(extra)] = [json.loads(s)["faces"][0]["scores"] for s in out.splitlines()]
-    assert rows[True] == [pytest.approx(s, abs=1e-4) for s in own]
-    assert rows[False][0] == pytest.approx(own[0], abs=1e-4) and rows[False][5] != pytest.approx(own[5], abs=1e-4)
+        rows[bool(extra)] = [json.loads(s)["faces"][0] for s in out.splitlines()]
+    assert [r["scores"] for r in rows[True]] == [pytest.approx(f.scores, abs=1e-4) for f in own]
+    assert [tuple(r["box"]) for r in rows[True]] == [f.box for f in own]
+    smoothed = rows[False]
+    assert smoothed[0]["scores"] == pytest.approx(own[0].scores, abs=1e-4)
+    assert smoothed[5]["scores"] != pytest.approx(own[5].scores, abs=1e-4)
+    assert tuple(smoothed[0]["box"]) == own[0].box  # a track's first box is the detector's
+    assert sum(tuple(r["box"]) != f.box for r, f in zip(smoothed[1:], own[1:])) >= 3  # of 5
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on these signals, no clean-up")
