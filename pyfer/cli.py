@@ -1,7 +1,8 @@
 """The ``pyfer`` command (also ``python -m pyfer``).
 
     pyfer predict PATH...|- [--recursive] [--csv FILE [--resume]] [--json] [--out FILE | --out-dir DIR]
-    pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--max-frames N] [--no-smoothing]
+    pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--summary faces.csv] [--timeline faces.png]
+                    [--max-frames N] [--no-smoothing]
     pyfer evaluate FOLDER|CSV [--json FILE|-] [--limit N]
     pyfer bench ...                 (see pyfer bench --help)
     pyfer info
@@ -589,14 +590,15 @@ def _predict(args) -> int:
 
 
 def _video(args) -> int:
-    from pyfer.video import IoUTracker, is_network_address, process_video
+    from pyfer.video import IoUTracker, Timeline, is_network_address, process_video
 
-    if not args.out and not args.jsonl:
-        raise UsageError("give --out and/or --jsonl")
+    if not (args.out or args.jsonl or args.summary or args.timeline):
+        raise UsageError("give --out, --jsonl, --summary and/or --timeline")
     if is_network_address(args.source) and not args.allow_network:
         raise UsageError(f"{args.source} is a network address (or another FFmpeg protocol): pyfer goes online "
                          "only with --allow-network (./NAME for a file whose name holds a ':')")
-    for flag, path in (("--out", args.out), ("--jsonl", args.jsonl)):
+    outputs = {"--out": args.out, "--jsonl": args.jsonl, "--summary": args.summary, "--timeline": args.timeline}
+    for flag, path in outputs.items():
         if path and path != "-" and is_network_address(path):
             raise UsageError(f"{flag} {path} is a network address: pyfer video writes files (./NAME for a name "
                              "that holds a ':')")
@@ -609,16 +611,27 @@ def _video(args) -> int:
         _check_writable_file(args.out, "--out")
     if args.jsonl and args.jsonl != "-":
         _check_writable_file(args.jsonl, "--jsonl")
+    for flag in ("--summary", "--timeline"):
+        if outputs[flag] == "-":
+            raise UsageError(f"{flag} needs a file name")
+        if outputs[flag]:
+            _check_writable_file(outputs[flag], flag)
+    if args.timeline:
+        if Path(args.timeline).suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise UsageError(f"--timeline {args.timeline}: name a .png, .pdf or .svg file")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--timeline needs matplotlib (pip install matplotlib)")
     if not str(args.source).isdigit():  # a file, not a camera index
-        _refuse_overwriting_inputs({"--out": args.out, "--jsonl": args.jsonl}, [Path(args.source)])
+        _refuse_overwriting_inputs(outputs, [Path(args.source)])
         if not _utf8(args.source):
             raise UsageError(f"{args.source!r}: OpenCV cannot open a video whose file name is not valid UTF-8; "
                              "rename the file")
     if args.out and not _utf8(args.out):
         raise UsageError(f"--out {args.out!r}: OpenCV cannot write a video whose file name is not valid UTF-8; "
                          "choose another name")
-    _refuse_same_output({"--out": args.out, "--jsonl": args.jsonl})
+    _refuse_same_output(outputs)
     rec = _recognizer(args)
+    timeline = Timeline() if args.summary or args.timeline else None
     sink = None
     if args.jsonl == "-":
         sink = sys.stdout
@@ -630,18 +643,30 @@ def _video(args) -> int:
                               # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
                               tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
-                              allow_network=args.allow_network)
+                              allow_network=args.allow_network, timeline=timeline)
         ok = True
     finally:
         if sink is not None and sink is not sys.stdout:
             sink.close()
             if not ok and os.path.getsize(args.jsonl) == 0:  # nothing processed: leave nothing behind
                 os.remove(args.jsonl)
+        if not ok and timeline is not None and timeline.times:  # a stop: the frames done are summed up
+            _write_timeline(timeline, args.summary, args.timeline)
     print(f"{stats['frames']} frames, {stats['faces']} faces in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps",
           file=sys.stderr)
     if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)
         print(f"wrote {args.out}", file=sys.stderr)
+    if timeline is not None and timeline.times:
+        _write_timeline(timeline, args.summary, args.timeline)
     return EXIT_OK
+
+
+def _write_timeline(timeline, summary: Optional[str], chart: Optional[str]) -> None:
+    for path, write in ((summary, timeline.write_csv), (chart, timeline.plot)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write(path)
+            print(f"wrote {path}", file=sys.stderr)
 
 
 def _evaluate(args) -> int:
@@ -840,6 +865,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)}; .webm plays in web "
                                  "browsers and takes longer to write)")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
+    p.add_argument("--summary", metavar="FILE", help="one CSV row per face (track): when it was seen, in how "
+                                                     "many frames, its mean score per expression and the top one")
+    p.add_argument("--timeline", metavar="FILE", help="a chart of each face's expressions over time (.png, .pdf or "
+                                                      ".svg; the 6 faces seen longest; needs matplotlib)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--allow-network", action="store_true",
                    help="read a SOURCE that is a network address (rtsp://, http://, ...): the one thing that "

@@ -2,6 +2,7 @@
 boxes and landmarks over each track, annotation.
 
     pyfer video clip.mp4 --out annotated.mp4 --jsonl faces.jsonl
+    pyfer video interview.mp4 --summary faces.csv --timeline faces.png
     pyfer video 0 --max-frames 300 --jsonl -          # camera 0, JSON lines to stdout
 """
 from __future__ import annotations
@@ -168,6 +169,11 @@ class IoUTracker:
         s = t.landmark_filter(points, seconds, scale=w)
         return replace(f, landmarks=tuple((float(s[i]), float(s[i + 1])) for i in range(0, len(s), 2)))
 
+    def _overlap(self, t: Track, box, seconds: float) -> float:
+        """How well a detected box matches a track (IoU)."""
+        seen = iou(t.box, box)
+        return max(seen, iou(t.predicted_box(seconds), box)) if self.predict_motion else seen
+
     def update(self, faces: list[Face], seconds: Optional[float] = None) -> list[tuple[int, Face]]:
         """Returns ``(track_id, face with smoothed scores, box and landmarks)`` for each face of
         the frame. ``seconds``: the frame's time (the filters' clock); default the last frame's
@@ -178,11 +184,7 @@ class IoUTracker:
             self.reset()
         self._last = seconds
 
-        def overlap(t: Track, box) -> float:
-            seen = iou(t.box, box)
-            return max(seen, iou(t.predicted_box(seconds), box)) if self.predict_motion else seen
-
-        pairs = sorted(((overlap(t, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+        pairs = sorted(((self._overlap(t, f.box, seconds), ti, fi) for ti, t in enumerate(self.tracks)
                         for fi, f in enumerate(faces)), reverse=True)
         used_t, matched = set(), {}
         for v, ti, fi in pairs:
@@ -217,6 +219,88 @@ class IoUTracker:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return out
+
+
+class Timeline:
+    """Each track's scores over time, as :func:`process_video` reports them (``timeline=``): a
+    summary row per track (:meth:`rows`, :meth:`write_csv`) and a chart (:meth:`plot`). Scores
+    are the reported ones: smoothed, unless the tracker does not smooth."""
+
+    def __init__(self) -> None:
+        self.class_names: Optional[list[str]] = None
+        self.times: dict[int, list[float]] = {}
+        self.scores: dict[int, list[list[float]]] = {}
+
+    def add(self, seconds: float, tracked: list[tuple[int, Face]]) -> None:
+        for tid, f in tracked:
+            if self.class_names is None:
+                self.class_names = list(f.scores)
+            self.times.setdefault(tid, []).append(seconds)
+            self.scores.setdefault(tid, []).append(list(f.scores.values()))
+
+    def rows(self) -> list[dict]:
+        """One dict per track, in order of first appearance: ``id``, ``first_seen`` and
+        ``last_seen`` (seconds), ``frames`` (it was found in), ``label`` (the class of highest mean
+        score) and each class's mean score."""
+        out = []
+        for tid in sorted(self.times, key=lambda t: (self.times[t][0], t)):
+            mean = np.mean(self.scores[tid], axis=0)
+            names = self.class_names or []
+            out.append({"id": tid, "first_seen": round(self.times[tid][0], 3), "last_seen": round(self.times[tid][-1], 3),
+                        "frames": len(self.times[tid]), "label": names[int(np.argmax(mean))],
+                        **{n: round(float(v), 4) for n, v in zip(names, mean)}})
+        return out
+
+    def write_csv(self, path: Union[str, os.PathLike]) -> None:
+        import csv
+
+        rows = self.rows()
+        columns = ["id", "first_seen", "last_seen", "frames", "label", *(self.class_names or [])]
+        with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def plot(self, path: Union[str, os.PathLike], tracks: int = 6) -> None:
+        """The ``tracks`` faces seen longest, one panel each: the share of each expression over
+        time, stacked (gaps where the face was not found). Needs matplotlib."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        shown = sorted(self.times, key=lambda t: (-len(self.times[t]), t))[:tracks]
+        shown.sort(key=lambda t: (self.times[t][0], t))
+        names = self.class_names or []
+        colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(names))]
+        height = 1.1 + 1.5 * max(1, len(shown))  # inches: 0.5 at the top for the title and legend
+        fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(10, height), sharex=True, squeeze=False)
+        for ax, tid in zip(axes[:, 0], shown):
+            t = np.array(self.times[tid])
+            p = np.array(self.scores[tid]).T
+            # a gap of more than 3 frames' worth of time is left empty, not drawn across
+            step = np.median(np.diff(t)) if len(t) > 1 else 1.0
+            breaks = np.flatnonzero(np.diff(t) > 3 * step) + 1
+            for seg_t, seg_p in zip(np.split(t, breaks), np.split(p, breaks, axis=1)):
+                if len(seg_t) == 1:  # a single frame: a bar of one frame's width
+                    seg_t, seg_p = np.array([seg_t[0] - step / 2, seg_t[0] + step / 2]), np.repeat(seg_p, 2, axis=1)
+                ax.stackplot(seg_t, seg_p, colors=colours, linewidth=0)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel(f"#{tid}")
+            ax.set_yticks([0, 0.5, 1])
+        if not shown:
+            axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[-1, 0].set_xlabel("seconds")
+        handles = [matplotlib.patches.Patch(color=colours[i], label=n) for i, n in enumerate(names)]
+        if handles:
+            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / height),
+                       ncol=min(8, len(handles)), fontsize=8, frameon=False)
+        more = len(self.times) - len(shown)
+        fig.suptitle("expressions over time, per face (track id)" + (f"; {more} shorter tracks not shown" if more else ""),
+                     y=1 - 0.05 / height, va="top", fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
 
 
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none
@@ -466,7 +550,8 @@ class _FrameClock:
 def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   out: Union[str, os.PathLike, None] = None, jsonl: Union[str, os.PathLike, IO[str], None] = None,
                   max_frames: Optional[int] = None, progress: bool = True,
-                  tracker: Optional[IoUTracker] = None, allow_network: bool = False) -> dict:
+                  tracker: Optional[IoUTracker] = None, allow_network: bool = False,
+                  timeline: Optional[Timeline] = None) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl`` (a path, or an open text stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
@@ -480,7 +565,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     gives no frame at all (a file OpenCV opens but cannot decode, such as a text file) and for a
     source or ``out`` whose file name is not valid UTF-8 (OpenCV's wrapper crashes on it).
     ``allow_network``: read a ``source`` such as ``rtsp://camera/stream`` (refused otherwise);
-    ``out`` is always a file: an address there is refused (FFmpeg would upload the video)."""
+    ``out`` is always a file: an address there is refused (FFmpeg would upload the video).
+    ``timeline``: a :class:`Timeline` that collects each frame's tracked faces (also on a stop)."""
     import cv2
 
     if max_frames is not None and max_frames < 1:
@@ -562,6 +648,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                     sink.flush()  # live: let a reader downstream see each frame now
             if writer is not None and drawn is not None:
                 writer.write(drawn)
+            if timeline is not None:
+                timeline.add(t_frame, tracked)
             n += 1
             if bar is not None:
                 bar.update(1)

@@ -1,7 +1,9 @@
 """The pyfer command line."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -173,6 +175,9 @@ def dark_clip(path: Path, frames: int = 3) -> Path:
         w.write(np.zeros((48, 64, 3), np.uint8))
     w.release()
     return path
+
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def run_cli(args, capsys):
@@ -797,9 +802,11 @@ def test_a_stopped_video_run_keeps_what_it_wrote(weights_path, tmp_path, signal_
     lines and a finalised video of as many frames. SIGTERM killed the run and left an MP4 that
     nothing could open (session 37)."""
     clip = shifted_astronaut_clip(tmp_path / "long.mp4", 3000)
-    jsonl, out = tmp_path / "v.jsonl", tmp_path / "v.mp4"
-    returncode, err = stop_pyfer_when(["video", clip, "--out", out, "--jsonl", jsonl, "--progress", "never",
-                                       "--weights", weights_path], lambda: lines_in(jsonl) >= 5, signal_name)
+    jsonl, out, summary, chart = tmp_path / "v.jsonl", tmp_path / "v.mp4", tmp_path / "s.csv", tmp_path / "t.png"
+    charts = ["--timeline", chart] if HAS_MATPLOTLIB else []  # (the wheel job has no matplotlib)
+    returncode, err = stop_pyfer_when(["video", clip, "--out", out, "--jsonl", jsonl, "--summary", summary, *charts,
+                                       "--progress", "never", "--weights", weights_path],
+                                      lambda: lines_in(jsonl) >= 5, signal_name)
     assert returncode == status and err.strip().splitlines()[-1] == f"pyfer video: {said}", (returncode, err)
     rows = [json.loads(s) for s in jsonl.read_text().splitlines()]
     assert 5 <= len(rows) < 3000 and [r["frame"] for r in rows] == list(range(len(rows)))
@@ -809,6 +816,43 @@ def test_a_stopped_video_run_keeps_what_it_wrote(weights_path, tmp_path, signal_
         written += 1
     # a signal between the frame's JSON line and its video frame leaves the line one ahead
     assert written in (len(rows), len(rows) - 1)
+    # the summary and chart of the frames done are written too (the last frame's may be missing)
+    faces = sum(len(r["faces"]) for r in rows)
+    summed = sum(int(r["frames"]) for r in csv.DictReader(summary.open()))
+    assert faces - len(rows[-1]["faces"]) <= summed <= faces, (summed, faces)
+    assert not HAS_MATPLOTLIB or chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_video_summary_and_timeline(weights_path, tmp_path, capsys):
+    """--summary: one row per track, its frames and mean scores those of its JSON lines; --timeline:
+    a chart; bad names refused before the model loads."""
+    clip = shifted_astronaut_clip(tmp_path / "clip.mp4", 12)
+    jsonl, summary, chart = tmp_path / "v.jsonl", tmp_path / "out" / "s.csv", tmp_path / "t.svg"
+    if not HAS_MATPLOTLIB:
+        rc, _, err = run_cli(["video", str(clip), "--timeline", str(chart), "--weights", str(weights_path)], capsys)
+        assert rc == 2 and "--timeline needs matplotlib" in err, err
+    charts = ["--timeline", str(chart)] if HAS_MATPLOTLIB else []
+    rc, out, err = run_cli(["video", str(clip), "--jsonl", str(jsonl), "--summary", str(summary), *charts,
+                            "--weights", str(weights_path), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert f"wrote {summary}" in err and (not HAS_MATPLOTLIB or f"wrote {chart}" in err)
+    lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
+    rows = list(csv.DictReader(summary.open()))
+    assert [int(r["id"]) for r in rows] == sorted({f["id"] for line in lines for f in line["faces"]})
+    for r in rows:
+        mine = [(line["time"], f) for line in lines for f in line["faces"] if f["id"] == int(r["id"])]
+        assert int(r["frames"]) == len(mine) and float(r["first_seen"]) == mine[0][0]
+        for name in pyfer.EMOTIONS:
+            assert float(r[name]) == pytest.approx(np.mean([f["scores"][name] for _, f in mine]), abs=1e-4)
+        assert r["label"] == max(pyfer.EMOTIONS, key=lambda n: float(r[n]))
+    assert not HAS_MATPLOTLIB or "<svg" in chart.read_text()[:400]
+    for bad, said in ((["--timeline", str(tmp_path / "t.txt")], "name a .png, .pdf or .svg"),
+                      (["--summary", "-"], "--summary needs a file name"),
+                      (["--summary", str(clip)], "")):
+        rc, _, err = run_cli(["video", str(clip), *bad, "--weights", str(weights_path)], capsys)
+        assert rc == 2 and said in err, err
+    rc, _, err = run_cli(["video", str(clip), "--weights", str(weights_path)], capsys)
+    assert rc == 2 and "--summary" in err
 
 
 def test_sigterm_is_taken_only_by_the_command_itself_and_never_over_a_handler(weights_path, monkeypatch, capsys):

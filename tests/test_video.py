@@ -11,7 +11,7 @@ import pytest
 import pyfer
 from conftest import ASTRONAUT, paste
 from pyfer import EMOTIONS, Face
-from pyfer.video import IoUTracker, OneEuroFilter, _FrameClock, draw_faces, iou, process_video
+from pyfer.video import IoUTracker, OneEuroFilter, Timeline, _FrameClock, draw_faces, iou, process_video
 
 
 def face(box, k):
@@ -186,6 +186,39 @@ def test_a_still_face_keeps_a_steady_box_and_a_moving_one_is_followed(recognizer
         offset = np.median(c - truth, axis=0)  # the detector's own framing is not lag
         err.append(float(np.abs(c[10:] - truth[10:] - offset)[:, 0].mean()))
     assert err[1] < err[0] + 1.5, err  # px, on a 100 px face
+
+
+def test_timeline_rows(tmp_path):
+    """Rows in order of first appearance with each track's frames and mean scores."""
+    tl = Timeline()
+    for t in range(10):
+        tracked = [(4, face((0, 0, 9, 9), 1 if t < 6 else 3))]
+        if t == 3 or t >= 8:  # track 7: a frame, a gap, two frames
+            tracked.append((7, face((20, 0, 9, 9), 5)))
+        tl.add(t / 10, tracked)
+    tl.add(1.0, [(9, face((40, 0, 9, 9), 0))])
+    rows = tl.rows()
+    assert [r["id"] for r in rows] == [4, 7, 9]
+    assert rows[0]["frames"] == 10 and rows[0]["first_seen"] == 0 and rows[0]["last_seen"] == 0.9
+    assert rows[0]["happiness"] == pytest.approx(0.6 * 0.86 + 0.4 * 0.02) and rows[0]["label"] == "happiness"
+    assert rows[1]["frames"] == 3 and rows[1]["label"] == "disgust" and rows[2]["frames"] == 1
+    tl.write_csv(tmp_path / "s.csv")
+    assert (tmp_path / "s.csv").read_text().splitlines()[0].split(",")[:6] == \
+        ["id", "first_seen", "last_seen", "frames", "label", "neutral"]
+
+
+def test_timeline_charts(tmp_path):
+    """Charts of tracks with gaps, of a one-frame track, of more tracks than are shown, and of none."""
+    pytest.importorskip("matplotlib")
+    tl = Timeline()
+    for t in range(10):
+        tl.add(t / 10, [(4, face((0, 0, 9, 9), 1))] + ([(7, face((20, 0, 9, 9), 5))] if t in (3, 8, 9) else []))
+    tl.add(1.0, [(9, face((40, 0, 9, 9), 0))])
+    for i, tracks in enumerate((6, 1)):
+        tl.plot(tmp_path / f"t{i}.png", tracks=tracks)
+        assert (tmp_path / f"t{i}.png").read_bytes()[:4] == b"\x89PNG"
+    Timeline().plot(tmp_path / "none.png")
+    assert (tmp_path / "none.png").stat().st_size > 1000
 
 
 def test_draw_faces_gray_and_color():
