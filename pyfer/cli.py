@@ -650,23 +650,34 @@ def _video(args) -> int:
             sink.close()
             if not ok and os.path.getsize(args.jsonl) == 0:  # nothing processed: leave nothing behind
                 os.remove(args.jsonl)
-        if not ok and timeline is not None and timeline.times:  # a stop: the frames done are summed up
+        if not ok and timeline is not None:  # a stop: the frames done are summed up (its status stays)
             _write_timeline(timeline, args.summary, args.timeline)
     print(f"{stats['frames']} frames, {stats['faces']} faces in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps",
           file=sys.stderr)
     if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)
         print(f"wrote {args.out}", file=sys.stderr)
-    if timeline is not None and timeline.times:
-        _write_timeline(timeline, args.summary, args.timeline)
+    if stats["scene_cuts"]:
+        print(f"{stats['scene_cuts']} scene cut(s): the faces after each got new ids", file=sys.stderr)
+    if timeline is not None and not _write_timeline(timeline, args.summary, args.timeline):
+        return EXIT_OUTPUT_FAILED
     return EXIT_OK
 
 
-def _write_timeline(timeline, summary: Optional[str], chart: Optional[str]) -> None:
-    for path, write in ((summary, timeline.write_csv), (chart, timeline.plot)):
-        if path:
+def _write_timeline(timeline, summary: Optional[str], chart: Optional[str]) -> bool:
+    """Writes the summary and the chart, each on its own (one failing does not stop the other);
+    whether both were written."""
+    ok = True
+    for flag, path, write in (("--summary", summary, timeline.write_csv), ("--timeline", chart, timeline.plot)):
+        if not path:
+            continue
+        try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             write(path)
             print(f"wrote {path}", file=sys.stderr)
+        except OSError as e:
+            print(f"pyfer video: {flag} {path} could not be written: {e}", file=sys.stderr)
+            ok = False
+    return ok
 
 
 def _evaluate(args) -> int:
@@ -868,7 +879,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--summary", metavar="FILE", help="one CSV row per face (track): when it was seen, in how "
                                                      "many frames, its mean score per expression and the top one")
     p.add_argument("--timeline", metavar="FILE", help="a chart of each face's expressions over time (.png, .pdf or "
-                                                      ".svg; the 6 faces seen longest; needs matplotlib)")
+                                                      ".svg; the 6 faces found in most frames; needs matplotlib)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--allow-network", action="store_true",
                    help="read a SOURCE that is a network address (rtsp://, http://, ...): the one thing that "

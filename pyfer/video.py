@@ -224,83 +224,157 @@ class IoUTracker:
 class Timeline:
     """Each track's scores over time, as :func:`process_video` reports them (``timeline=``): a
     summary row per track (:meth:`rows`, :meth:`write_csv`) and a chart (:meth:`plot`). Scores
-    are the reported ones: smoothed, unless the tracker does not smooth."""
+    are the reported ones: smoothed, unless the tracker does not smooth. Kept as float32 arrays
+    (about 40 bytes a face a frame: 2 h of 8 faces at 60 frames/s take 140 MB)."""
+
+    CHART_BINS = 1000  # the chart's time steps at most (a long video's frames are averaged into them)
 
     def __init__(self) -> None:
-        self.class_names: Optional[list[str]] = None
-        self.times: dict[int, list[float]] = {}
-        self.scores: dict[int, list[list[float]]] = {}
+        from array import array
 
-    def add(self, seconds: float, tracked: list[tuple[int, Face]]) -> None:
+        self._array = array
+        self.class_names: Optional[list[str]] = None
+        self.frames, self.first_time, self.last_time = 0, 0.0, 0.0  # every frame added, with or without faces
+        self.times: dict[int, "array[float]"] = {}
+        self.frame_index: dict[int, "array[int]"] = {}
+        self.scores: dict[int, "array[float]"] = {}
+
+    def add(self, seconds: float, tracked: list[tuple[int, Face]], frame: Optional[int] = None) -> None:
+        """One frame's tracked faces (``frame``: its index; default the count of frames added)."""
+        frame = self.frames if frame is None else frame
+        if self.frames == 0:
+            self.first_time = seconds
+        self.frames, self.last_time = self.frames + 1, seconds
         for tid, f in tracked:
             if self.class_names is None:
                 self.class_names = list(f.scores)
-            self.times.setdefault(tid, []).append(seconds)
-            self.scores.setdefault(tid, []).append(list(f.scores.values()))
+            if tid not in self.times:
+                self.times[tid], self.frame_index[tid] = self._array("d"), self._array("q")
+                self.scores[tid] = self._array("f")
+            self.times[tid].append(seconds)
+            self.frame_index[tid].append(frame)
+            self.scores[tid].extend(f.scores.values())
+
+    def _scores(self, tid: int) -> np.ndarray:
+        return np.frombuffer(self.scores[tid], np.float32).reshape(len(self.times[tid]), -1)
+
+    def frame_step(self) -> float:
+        """Seconds between frames (the average over the video; 1/30 before two frames)."""
+        return (self.last_time - self.first_time) / (self.frames - 1) if self.frames > 1 else 1 / 30
 
     def rows(self) -> list[dict]:
-        """One dict per track, in order of first appearance: ``id``, ``first_seen`` and
-        ``last_seen`` (seconds), ``frames`` (it was found in), ``label`` (the class of highest mean
-        score) and each class's mean score."""
+        """One dict per track, in order of first appearance: ``id``; ``first_frame``,
+        ``last_frame`` (as ``frame`` in the JSON lines) and ``first_seen``, ``last_seen`` (seconds);
+        ``frames`` it was found in; ``label``, the class of highest mean score (over its frames,
+        so possibly top in none of them); each class's mean score."""
         out = []
+        names = self.class_names or []
         for tid in sorted(self.times, key=lambda t: (self.times[t][0], t)):
-            mean = np.mean(self.scores[tid], axis=0)
-            names = self.class_names or []
-            out.append({"id": tid, "first_seen": round(self.times[tid][0], 3), "last_seen": round(self.times[tid][-1], 3),
+            mean = self._scores(tid).mean(axis=0, dtype=np.float64)
+            out.append({"id": tid, "first_frame": self.frame_index[tid][0], "last_frame": self.frame_index[tid][-1],
+                        "first_seen": round(self.times[tid][0], 3), "last_seen": round(self.times[tid][-1], 3),
                         "frames": len(self.times[tid]), "label": names[int(np.argmax(mean))],
                         **{n: round(float(v), 4) for n, v in zip(names, mean)}})
         return out
 
     def write_csv(self, path: Union[str, os.PathLike]) -> None:
+        """The rows, with a header (only a header when no face was found)."""
         import csv
 
-        rows = self.rows()
-        columns = ["id", "first_seen", "last_seen", "frames", "label", *(self.class_names or [])]
-        with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        from pyfer import EMOTIONS
+
+        columns = ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label",
+                   *(self.class_names or EMOTIONS)]
+        with _replaced_on_success(path) as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(self.rows())
 
     def plot(self, path: Union[str, os.PathLike], tracks: int = 6) -> None:
-        """The ``tracks`` faces seen longest, one panel each: the share of each expression over
-        time, stacked (gaps where the face was not found). Needs matplotlib."""
-        import matplotlib
+        """The ``tracks`` faces found in most frames, one panel each: the share of each expression
+        over time, stacked; empty where the face was not found (for more than 3 frames), its
+        frames averaged into at most CHART_BINS steps. Needs matplotlib; leaves pyplot and the
+        caller's backend alone."""
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        shown = sorted(self.times, key=lambda t: (-len(self.times[t]), t))[:tracks]
-        shown.sort(key=lambda t: (self.times[t][0], t))
+        ranked = sorted(self.times, key=lambda t: (-len(self.times[t]), t))
+        shown = sorted(ranked[:tracks], key=lambda t: (self.times[t][0], t))
         names = self.class_names or []
-        colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(names))]
+        colours = [colormaps["tab10"](i % 10) for i in range(len(names))]
+        step = self.frame_step()
+        span = max(self.last_time - self.first_time, step)
+        width = max(step, span / self.CHART_BINS)  # one drawn step: a frame, or a bin of frames
         height = 1.1 + 1.5 * max(1, len(shown))  # inches: 0.5 at the top for the title and legend
-        fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(10, height), sharex=True, squeeze=False)
-        for ax, tid in zip(axes[:, 0], shown):
-            t = np.array(self.times[tid])
-            p = np.array(self.scores[tid]).T
-            # a gap of more than 3 frames' worth of time is left empty, not drawn across
-            step = np.median(np.diff(t)) if len(t) > 1 else 1.0
-            breaks = np.flatnonzero(np.diff(t) > 3 * step) + 1
-            for seg_t, seg_p in zip(np.split(t, breaks), np.split(p, breaks, axis=1)):
-                if len(seg_t) == 1:  # a single frame: a bar of one frame's width
-                    seg_t, seg_p = np.array([seg_t[0] - step / 2, seg_t[0] + step / 2]), np.repeat(seg_p, 2, axis=1)
-                ax.stackplot(seg_t, seg_p, colors=colours, linewidth=0)
+        fig = Figure(figsize=(10, height))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(max(1, len(shown)), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, tid in zip(axes, shown):
+            t = np.asarray(self.times[tid])
+            p = self._scores(tid)
+            bins = np.floor((t - self.first_time) / width).astype(np.int64)
+            used, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
+            mean = np.zeros((len(used), p.shape[1]))
+            np.add.at(mean, inverse, p)
+            mean /= counts[:, None]
+            # left empty: more than 3 frames' worth of bins without this face, or a whole bin
+            breaks = np.flatnonzero(np.diff(used) > max(1, round(3 * step / width))) + 1
+            for seg_bins, seg_p in zip(np.split(used, breaks), np.split(mean, breaks)):
+                x0 = self.first_time + seg_bins * width  # each bin drawn across its width
+                xs = np.repeat(x0, 2) + np.tile([0, width], len(x0))
+                ax.stackplot(xs, np.repeat(seg_p, 2, axis=0).T, colors=colours, linewidth=0)
             ax.set_ylim(0, 1)
             ax.set_ylabel(f"#{tid}")
             ax.set_yticks([0, 0.5, 1])
         if not shown:
-            axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
-        axes[-1, 0].set_xlabel("seconds")
-        handles = [matplotlib.patches.Patch(color=colours[i], label=n) for i, n in enumerate(names)]
-        if handles:
-            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / height),
-                       ncol=min(8, len(handles)), fontsize=8, frameon=False)
-        more = len(self.times) - len(shown)
-        fig.suptitle("expressions over time, per face (track id)" + (f"; {more} shorter tracks not shown" if more else ""),
-                     y=1 - 0.05 / height, va="top", fontsize=10)
+            axes[0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_xlim(self.first_time, self.first_time + span + (step if span > step else 0))
+        if span > 120:  # minutes:seconds beyond two minutes, ticks on whole minutes
+            tick = next((m for m in (60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 14400) if span / m <= 10), 36000)
+            axes[-1].xaxis.set_major_locator(MultipleLocator(tick))
+            axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(v // 60)}:{int(v % 60):02d}"))
+            axes[-1].set_xlabel("minutes:seconds")
+        else:
+            axes[-1].set_xlabel("seconds")
+        if names:
+            fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], loc="upper center",
+                       bbox_to_anchor=(0.5, 1 - 0.3 / height), ncol=min(8, len(names)), fontsize=8, frameon=False)
+        hidden = ranked[tracks:]
+        note = "" if not hidden else f"; not shown: {len(hidden)} found in fewer frames (" + \
+            ", ".join(f"#{t}" for t in sorted(hidden)[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
+        fig.suptitle("expressions over time, per face (track id)" + note, y=1 - 0.05 / height, va="top", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with _replaced_on_success(path, binary=True) as f:
+            fig.savefig(f, dpi=100, format=Path(path).suffix.lstrip(".").lower() or "png")
+
+
+class _replaced_on_success:
+    """A file written next to ``path`` and moved over it only when the writing succeeded: a
+    failure or a stop leaves the old file whole (or none), never half a new one."""
+
+    def __init__(self, path, binary: bool = False):
+        self.path = Path(path)
+        # a device or pipe (/dev/stdout, a FIFO) is written as it is, never replaced by a file
+        special = self.path.exists() and not self.path.is_file()
+        self.tmp = None if special else self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        target = self.path if self.tmp is None else self.tmp
+        self.f = open(target, "wb") if binary else \
+            open(target, "w", newline="", encoding="utf-8", errors="surrogateescape")
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            self.f.close()
+            if kind is None and self.tmp is not None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
 
 
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none
@@ -649,7 +723,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             if writer is not None and drawn is not None:
                 writer.write(drawn)
             if timeline is not None:
-                timeline.add(t_frame, tracked)
+                timeline.add(t_frame, tracked, n)
             n += 1
             if bar is not None:
                 bar.update(1)

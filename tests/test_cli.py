@@ -855,6 +855,48 @@ def test_video_summary_and_timeline(weights_path, tmp_path, capsys):
     assert rc == 2 and "--summary" in err
 
 
+def test_video_says_how_many_scene_cuts_gave_new_ids(weights_path, tmp_path, capsys):
+    clip = tmp_path / "cut.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (256, 256))
+    face = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256))
+    for frame in [face] * 4 + [255 - face] * 4:  # one cut
+        w.write(frame)
+    w.release()
+    rc, _, err = run_cli(["video", str(clip), "--summary", str(tmp_path / "s.csv"), "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 0 and "1 scene cut(s): the faces after each got new ids" in err, err
+
+
+def test_video_summary_of_a_clip_without_faces_and_a_failed_write(weights_path, tmp_path, capsys, monkeypatch):
+    """No face found: the summary is its header alone and the chart says so, and both replace
+    an old run's files (which stayed, looking like this video's results); one output that cannot
+    be written does not stop the other, and the status says so (74)."""
+    blank = tmp_path / "blank.mp4"
+    w = cv2.VideoWriter(str(blank), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (128, 96))
+    for _ in range(5):
+        w.write(np.full((96, 128, 3), 120, np.uint8))
+    w.release()
+    summary, chart = tmp_path / "s.csv", tmp_path / "t.png"
+    summary.write_text("an old run\n")
+    charts = ["--timeline", str(chart)] if HAS_MATPLOTLIB else []
+    rc, _, err = run_cli(["video", str(blank), "--summary", str(summary), *charts, "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 0 and f"wrote {summary}" in err, err
+    assert summary.read_text().splitlines()[0].startswith("id,first_frame,") and len(summary.read_text().splitlines()) == 1
+    assert not HAS_MATPLOTLIB or chart.stat().st_size > 1000
+    from pyfer.video import Timeline
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Timeline, "write_csv", full_disk)
+    chart.unlink(missing_ok=True)
+    rc, _, err = run_cli(["video", str(blank), "--summary", str(summary), *charts, "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 74 and f"--summary {summary} could not be written" in err, (rc, err)
+    assert not HAS_MATPLOTLIB or chart.exists()
+
+
 def test_sigterm_is_taken_only_by_the_command_itself_and_never_over_a_handler(weights_path, monkeypatch, capsys):
     """The `pyfer` process handles SIGTERM during its command and gives the default back; a program
     calling main(args) keeps its own SIGTERM, and so does one that has a handler."""

@@ -200,11 +200,15 @@ def test_timeline_rows(tmp_path):
     rows = tl.rows()
     assert [r["id"] for r in rows] == [4, 7, 9]
     assert rows[0]["frames"] == 10 and rows[0]["first_seen"] == 0 and rows[0]["last_seen"] == 0.9
+    assert (rows[1]["first_frame"], rows[1]["last_frame"], rows[2]["first_frame"]) == (3, 9, 10)
     assert rows[0]["happiness"] == pytest.approx(0.6 * 0.86 + 0.4 * 0.02) and rows[0]["label"] == "happiness"
     assert rows[1]["frames"] == 3 and rows[1]["label"] == "disgust" and rows[2]["frames"] == 1
     tl.write_csv(tmp_path / "s.csv")
-    assert (tmp_path / "s.csv").read_text().splitlines()[0].split(",")[:6] == \
-        ["id", "first_seen", "last_seen", "frames", "label", "neutral"]
+    assert (tmp_path / "s.csv").read_text().splitlines()[0].split(",")[:8] == \
+        ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", "neutral"]
+    Timeline().write_csv(tmp_path / "none.csv")  # no face: the header alone
+    assert (tmp_path / "none.csv").read_text().splitlines() == \
+        [",".join(["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", *EMOTIONS])]
 
 
 def test_timeline_charts(tmp_path):
@@ -219,6 +223,33 @@ def test_timeline_charts(tmp_path):
         assert (tmp_path / f"t{i}.png").read_bytes()[:4] == b"\x89PNG"
     Timeline().plot(tmp_path / "none.png")
     assert (tmp_path / "none.png").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["none.png", "t0.png", "t1.png"]  # no temporary left
+
+
+def test_a_long_timeline_is_drawn_in_bins_and_leaves_pyplot_alone(tmp_path, monkeypatch):
+    """An hour at 60 frames/s: averaged into at most CHART_BINS steps per face (drawing every
+    frame took about 5 s, more than a SIGTERM leaves); the caller's matplotlib backend and
+    figures are untouched; a failed write leaves the old chart whole."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    tl = Timeline()
+    frames = 60 * 3600
+    f = face((0, 0, 9, 9), 1)
+    for i in range(frames):
+        tl.add(i / 60, [(0, f)] if i % 1000 else [])  # (a frame without the face now and then)
+    drawn = []
+    monkeypatch.setattr("matplotlib.axes.Axes.stackplot",
+                        lambda self, x, *ys, **kw: drawn.append(len(x)))
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    tl.plot(tmp_path / "long.png")
+    assert 0 < sum(drawn) <= 2 * Timeline.CHART_BINS + 2 * len(drawn), (len(drawn), sum(drawn))
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
+    old = (tmp_path / "long.png").read_bytes()
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", lambda *a, **kw: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError):
+        tl.plot(tmp_path / "long.png")
+    assert (tmp_path / "long.png").read_bytes() == old and len(list(tmp_path.iterdir())) == 1
 
 
 def test_draw_faces_gray_and_color():
