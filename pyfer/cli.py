@@ -645,13 +645,18 @@ def _video(args) -> int:
                               tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
                               allow_network=args.allow_network, timeline=timeline)
         ok = True
+    except KeyboardInterrupt:  # a stop (Ctrl-C, SIGTERM): the frames done are summed up, its status stays
+        if timeline is not None and timeline.frames:
+            try:
+                _write_timeline(timeline, args.summary, args.timeline)
+            except Exception as e:  # (nothing may replace the stop)
+                print(f"pyfer video: the summary could not be written: {e}", file=sys.stderr)
+        raise
     finally:
         if sink is not None and sink is not sys.stdout:
             sink.close()
             if not ok and os.path.getsize(args.jsonl) == 0:  # nothing processed: leave nothing behind
                 os.remove(args.jsonl)
-        if not ok and timeline is not None:  # a stop: the frames done are summed up (its status stays)
-            _write_timeline(timeline, args.summary, args.timeline)
     print(f"{stats['frames']} frames, {stats['faces']} faces in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps",
           file=sys.stderr)
     if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)

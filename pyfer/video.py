@@ -8,10 +8,12 @@ boxes and landmarks over each track, annotation.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 import time
+from array import array
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Optional, Union, cast
@@ -84,7 +86,13 @@ class OneEuroFilter:
         return self.x
 
 
-VELOCITY_CUTOFF = 1.0  # Hz: the low-pass on a track's velocity (the 1€ filter's usual d_cutoff)
+VELOCITY_CUTOFF = 1.0  # Hz: the low-pass on a track's velocity (as the 1€ filter's on its speed)
+
+
+def corners(box) -> np.ndarray:
+    """(x, y, w, h) -> (x0, y0, x1, y1), float64."""
+    x, y, w, h = box
+    return np.array([x, y, x + w, y + h], np.float64)
 
 
 @dataclass
@@ -99,21 +107,16 @@ class Track:
     seen: float = 0.0  # when the detector last found it (seconds)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box corners, px/s, low-passed
 
-    def corners(self) -> np.ndarray:
-        x, y, w, h = self.box
-        return np.array([x, y, x + w, y + h], np.float64)
-
     def predicted_box(self, seconds: float) -> tuple[float, float, float, float]:
         """Where its motion puts the box at ``seconds`` (x, y, w, h)."""
-        x0, y0, x1, y1 = self.corners() + self.velocity * (seconds - self.seen)
+        x0, y0, x1, y1 = corners(self.box) + self.velocity * (seconds - self.seen)
         return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
     def moved_to(self, box: tuple, seconds: float) -> None:
-        x, y, w, h = box
         dt = seconds - self.seen
         if dt > 0:
             a = OneEuroFilter._weight(VELOCITY_CUTOFF, dt)
-            self.velocity = a * (np.array([x, y, x + w, y + h], np.float64) - self.corners()) / dt + (1 - a) * self.velocity
+            self.velocity = a * (corners(box) - corners(self.box)) / dt + (1 - a) * self.velocity
         self.box, self.seen = box, seconds
 
 
@@ -136,14 +139,15 @@ class IoUTracker:
     # 1 s at 30 frames/s: a face hidden while another passes in front keeps its id
     # (scripts/video_crossing.py; docs/recognizer.md, "Video")
     max_missed: int = 30
+    tracks: list[Track] = field(default_factory=list)
+    _next_id: int = 0
+    # (the settings below came later: after the fields above, positional arguments mean what they did)
     smooth_geometry: bool = True
     predict_motion: bool = True
     # measured by scripts/video_jitter.py: a still face's box shakes 0.25x as much, a moving one's
     # error against the true motion is 0.1% of the face width more (docs/recognizer.md, "Video")
     min_cutoff: float = 0.3
     beta: float = 10.0
-    tracks: list[Track] = field(default_factory=list)
-    _next_id: int = 0
     _last: Optional[float] = None  # the last frame's time
 
     def reset(self) -> None:
@@ -152,12 +156,11 @@ class IoUTracker:
 
     def _geometry(self, t: Track, f: Face, seconds: float) -> Face:
         """``f`` with its box and landmarks replaced by the track's smoothed ones."""
-        x, y, w, h = f.box
-        corners = np.array([x, y, x + w, y + h], np.float64)
+        w = f.box[2]
         if t.box_filter is None:
-            t.box_filter = OneEuroFilter(corners, seconds, self.min_cutoff, self.beta)
+            t.box_filter = OneEuroFilter(corners(f.box), seconds, self.min_cutoff, self.beta)
         else:
-            x0, y0, x1, y1 = (int(round(c)) for c in t.box_filter(corners, seconds, scale=w))
+            x0, y0, x1, y1 = (int(round(c)) for c in t.box_filter(corners(f.box), seconds, scale=w))
             f = replace(f, box=(x0, y0, max(1, x1 - x0), max(1, y1 - y0)))
         if f.landmarks is None:
             t.landmark_filter = None
@@ -169,22 +172,22 @@ class IoUTracker:
         s = t.landmark_filter(points, seconds, scale=w)
         return replace(f, landmarks=tuple((float(s[i]), float(s[i + 1])) for i in range(0, len(s), 2)))
 
-    def _overlap(self, t: Track, box, seconds: float) -> float:
+    def _match_score(self, t: Track, box, seconds: float) -> float:
         """How well a detected box matches a track (IoU)."""
         seen = iou(t.box, box)
         return max(seen, iou(t.predicted_box(seconds), box)) if self.predict_motion else seen
 
     def update(self, faces: list[Face], seconds: Optional[float] = None) -> list[tuple[int, Face]]:
         """Returns ``(track_id, face with smoothed scores, box and landmarks)`` for each face of
-        the frame. ``seconds``: the frame's time (the filters' clock); default the last frame's
-        time + 1/30 s."""
-        if seconds is None:
+        the frame. ``seconds``: the frame's time (the filters' clock); default (and for a time
+        that is not finite) the last frame's time + 1/30 s."""
+        if seconds is None or not math.isfinite(seconds):  # (a NaN would poison every filter)
             seconds = 0.0 if self._last is None else self._last + 1 / 30
         elif self._last is not None and seconds < self._last:
             self.reset()
         self._last = seconds
 
-        pairs = sorted(((self._overlap(t, f.box, seconds), ti, fi) for ti, t in enumerate(self.tracks)
+        pairs = sorted(((self._match_score(t, f.box, seconds), ti, fi) for ti, t in enumerate(self.tracks)
                         for fi, f in enumerate(faces)), reverse=True)
         used_t, matched = set(), {}
         for v, ti, fi in pairs:
@@ -224,17 +227,16 @@ class IoUTracker:
 class Timeline:
     """Each track's scores over time, as :func:`process_video` reports them (``timeline=``): a
     summary row per track (:meth:`rows`, :meth:`write_csv`) and a chart (:meth:`plot`). Scores
-    are the reported ones: smoothed, unless the tracker does not smooth. Kept as float32 arrays
-    (about 40 bytes a face a frame: 2 h of 8 faces at 60 frames/s take 140 MB)."""
+    are the reported ones: smoothed, unless the tracker does not smooth. One Timeline per video
+    (track ids start again in each run). Kept in compact arrays, 48 bytes a face a frame (time,
+    frame index, 8 float32 scores): 2 h of 8 faces at 60 frames/s take about 170 MB."""
 
     CHART_BINS = 1000  # the chart's time steps at most (a long video's frames are averaged into them)
 
     def __init__(self) -> None:
-        from array import array
-
-        self._array = array
         self.class_names: Optional[list[str]] = None
-        self.frames, self.first_time, self.last_time = 0, 0.0, 0.0  # every frame added, with or without faces
+        # every frame added, with or without faces: how many, the earliest and latest time
+        self.frames, self.first_time, self.last_time = 0, 0.0, 0.0
         self.times: dict[int, "array[float]"] = {}
         self.frame_index: dict[int, "array[int]"] = {}
         self.scores: dict[int, "array[float]"] = {}
@@ -243,14 +245,14 @@ class Timeline:
         """One frame's tracked faces (``frame``: its index; default the count of frames added)."""
         frame = self.frames if frame is None else frame
         if self.frames == 0:
-            self.first_time = seconds
-        self.frames, self.last_time = self.frames + 1, seconds
+            self.first_time = self.last_time = seconds
+        self.frames += 1
+        self.first_time, self.last_time = min(self.first_time, seconds), max(self.last_time, seconds)
         for tid, f in tracked:
             if self.class_names is None:
                 self.class_names = list(f.scores)
             if tid not in self.times:
-                self.times[tid], self.frame_index[tid] = self._array("d"), self._array("q")
-                self.scores[tid] = self._array("f")
+                self.times[tid], self.frame_index[tid], self.scores[tid] = array("d"), array("q"), array("f")
             self.times[tid].append(seconds)
             self.frame_index[tid].append(frame)
             self.scores[tid].extend(f.scores.values())
@@ -259,8 +261,10 @@ class Timeline:
         return np.frombuffer(self.scores[tid], np.float32).reshape(len(self.times[tid]), -1)
 
     def frame_step(self) -> float:
-        """Seconds between frames (the average over the video; 1/30 before two frames)."""
-        return (self.last_time - self.first_time) / (self.frames - 1) if self.frames > 1 else 1 / 30
+        """Seconds between frames (the average over the video; 1/30 before two frames or when
+        they all have one time)."""
+        step = (self.last_time - self.first_time) / (self.frames - 1) if self.frames > 1 else 0.0
+        return step if step > 0 else 1 / 30
 
     def rows(self) -> list[dict]:
         """One dict per track, in order of first appearance: ``id``; ``first_frame``,
@@ -315,13 +319,15 @@ class Timeline:
         for ax, tid in zip(axes, shown):
             t = np.asarray(self.times[tid])
             p = self._scores(tid)
-            bins = np.floor((t - self.first_time) / width).astype(np.int64)
+            # (the last frame, at span / width, goes into the last bin)
+            bins = np.minimum(np.floor((t - self.first_time) / width), self.CHART_BINS - 1).astype(np.int64)
             used, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
             mean = np.zeros((len(used), p.shape[1]))
             np.add.at(mean, inverse, p)
             mean /= counts[:, None]
-            # left empty: more than 3 frames' worth of bins without this face, or a whole bin
-            breaks = np.flatnonzero(np.diff(used) > max(1, round(3 * step / width))) + 1
+            # left empty: bins without this face worth more than 3 frames (with a bin per frame,
+            # 4 missed frames or more; with longer bins, any whole bin)
+            breaks = np.flatnonzero((np.diff(used) - 1) * width > 3 * step + 1e-9) + 1
             for seg_bins, seg_p in zip(np.split(used, breaks), np.split(mean, breaks)):
                 x0 = self.first_time + seg_bins * width  # each bin drawn across its width
                 xs = np.repeat(x0, 2) + np.tile([0, width], len(x0))
@@ -353,13 +359,17 @@ class Timeline:
 
 class _replaced_on_success:
     """A file written next to ``path`` and moved over it only when the writing succeeded: a
-    failure or a stop leaves the old file whole (or none), never half a new one."""
+    failure or a stop leaves the old file whole (or none), never half a new one. A symlink's
+    target is what is replaced, with the old file's permissions; a device or pipe is written as it is."""
 
     def __init__(self, path, binary: bool = False):
-        self.path = Path(path)
-        # a device or pipe (/dev/stdout, a FIFO) is written as it is, never replaced by a file
-        special = self.path.exists() and not self.path.is_file()
-        self.tmp = None if special else self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        import threading
+
+        self.path = Path(os.path.realpath(path))
+        special = self.path.exists() and not self.path.is_file()  # /dev/stdout, a FIFO: never replaced
+        self.mode = None if special or not self.path.exists() else self.path.stat().st_mode & 0o7777
+        self.tmp = None if special else \
+            self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         target = self.path if self.tmp is None else self.tmp
         self.f = open(target, "wb") if binary else \
             open(target, "w", newline="", encoding="utf-8", errors="surrogateescape")
@@ -371,6 +381,8 @@ class _replaced_on_success:
         try:
             self.f.close()
             if kind is None and self.tmp is not None:
+                if self.mode is not None:
+                    os.chmod(self.tmp, self.mode)
                 os.replace(self.tmp, self.path)
         finally:
             if self.tmp is not None:
@@ -600,7 +612,8 @@ def _takes_time(update) -> bool:
         params = list(inspect.signature(update).parameters.values())
     except (TypeError, ValueError):
         return False
-    return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) >= 2
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= 2
 
 
 class _FrameClock:
@@ -640,7 +653,9 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     source or ``out`` whose file name is not valid UTF-8 (OpenCV's wrapper crashes on it).
     ``allow_network``: read a ``source`` such as ``rtsp://camera/stream`` (refused otherwise);
     ``out`` is always a file: an address there is refused (FFmpeg would upload the video).
-    ``timeline``: a :class:`Timeline` that collects each frame's tracked faces (also on a stop)."""
+    ``tracker`` (default ``IoUTracker()``: smoothed scores, boxes and landmarks) is reset first: no
+    face of this source continues a track of another. ``timeline``: a :class:`Timeline` that
+    collects each frame's tracked faces (also on a stop)."""
     import cv2
 
     if max_frames is not None and max_frames < 1:

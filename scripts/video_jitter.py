@@ -2,7 +2,7 @@
 missed, with and without the tracker's box filter (pyfer.video.IoUTracker, a 1€ filter).
 
     python scripts/video_jitter.py [--sfew ../shared/data/sfew_train] [--faces 40] [--frames 90]
-                                   [--sweep] [--plot results/video_jitter.png]
+                                   [--sweep] [--plot results/video_jitter/boxes.png]
 
 Clips: SFEW film faces (shuffled with seed 0), each pasted at 120-200 px wide into a 640x480
 frame of smooth random texture, filmed at 30 frames/s for --frames frames with sensor noise

@@ -848,7 +848,7 @@ def test_video_summary_and_timeline(weights_path, tmp_path, capsys):
     assert not HAS_MATPLOTLIB or "<svg" in chart.read_text()[:400]
     for bad, said in ((["--timeline", str(tmp_path / "t.txt")], "name a .png, .pdf or .svg"),
                       (["--summary", "-"], "--summary needs a file name"),
-                      (["--summary", str(clip)], "")):
+                      (["--summary", str(clip)], "--summary")):
         rc, _, err = run_cli(["video", str(clip), *bad, "--weights", str(weights_path)], capsys)
         assert rc == 2 and said in err, err
     rc, _, err = run_cli(["video", str(clip), "--weights", str(weights_path)], capsys)
@@ -878,12 +878,17 @@ def test_video_summary_of_a_clip_without_faces_and_a_failed_write(weights_path, 
     w.release()
     summary, chart = tmp_path / "s.csv", tmp_path / "t.png"
     summary.write_text("an old run\n")
+    chart.write_bytes(b"an old chart")
     charts = ["--timeline", str(chart)] if HAS_MATPLOTLIB else []
+    # a run that fails before any frame (no such file) leaves the old files alone
+    rc, _, err = run_cli(["video", str(tmp_path / "missing.mp4"), "--summary", str(summary), *charts,
+                          "--weights", str(weights_path)], capsys)
+    assert rc == 2 and summary.read_text() == "an old run\n" and chart.read_bytes() == b"an old chart", err
     rc, _, err = run_cli(["video", str(blank), "--summary", str(summary), *charts, "--weights", str(weights_path)],
                          capsys)
     assert rc == 0 and f"wrote {summary}" in err, err
     assert summary.read_text().splitlines()[0].startswith("id,first_frame,") and len(summary.read_text().splitlines()) == 1
-    assert not HAS_MATPLOTLIB or chart.stat().st_size > 1000
+    assert not HAS_MATPLOTLIB or chart.read_bytes()[:4] == b"\x89PNG"
     from pyfer.video import Timeline
 
     def full_disk(self, path):

@@ -101,14 +101,17 @@ def test_time_that_repeats_or_goes_back_neither_freezes_nor_mixes_tracks(recogni
     estimate (they were, while the time did not pass the old one)."""
     tracker = IoUTracker()
     for i in range(6):
-        (tid, f), = tracker.update([face((100 + 10 * i, 100, 80, 80), 1)], 0.0)
+        (tid, f), = tracker.update([face((100 + 10 * i, 100, 80, 80), 1)], 5.0)
         assert f.box == (100 + 10 * i, 100, 80, 80)
     ids = {tid}
-    for i in range(6):  # time goes back: another clip
-        (tid, f), = tracker.update([face((300 + 10 * i, 100, 80, 80), 1)], i / 30)
+    for i in range(6):  # time goes back (another clip), the face where the last one was: a new track
+        (tid, f), = tracker.update([face((150 + 10 * i, 100, 80, 80), 1)], i / 30)
         ids.add(tid)
-        assert abs(f.box[0] - (300 + 10 * i)) <= 10, f.box
+        assert abs(f.box[0] - (150 + 10 * i)) <= 10, f.box
     assert len(ids) == 2
+    for bad in (float("nan"), float("inf")):  # taken as the next frame's time, not a crash
+        (_, f), = tracker.update([face((210, 100, 80, 80), 1)], bad)
+        assert f.box[2] > 0
     path, truth = clip
     for _ in range(2):  # one tracker for two runs of a clip
         sink = io.StringIO()
@@ -123,7 +126,16 @@ def test_a_subclass_written_for_update_faces_still_works(recognizer, clip):
         def update(self, faces):  # the signature before trackers were given the time
             return super().update(faces)
 
-    assert process_video(clip[0], recognizer, progress=False, tracker=Logging(), max_frames=3)["frames"] == 3
+    class Keywords(IoUTracker):
+        def update(self, faces, **options):
+            return super().update(faces)
+
+    class KeywordOnly(IoUTracker):
+        def update(self, faces, *, verbose=False):
+            return super().update(faces)
+
+    for tracker in (Logging(), Keywords(), KeywordOnly()):
+        assert process_video(clip[0], recognizer, progress=False, tracker=tracker, max_frames=3)["frames"] == 3
 
 
 def test_one_euro_filter_steadies_a_still_value_and_follows_a_moving_one():
@@ -206,6 +218,13 @@ def test_timeline_rows(tmp_path):
     tl.write_csv(tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines()[0].split(",")[:8] == \
         ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", "neutral"]
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    (tmp_path / "link.csv").symlink_to(real)
+    tl.write_csv(tmp_path / "link.csv")  # a symlink: its target is replaced, with its permissions
+    assert (tmp_path / "link.csv").is_symlink() and real.read_text().startswith("id,")
+    assert real.stat().st_mode & 0o777 == 0o640
     Timeline().write_csv(tmp_path / "none.csv")  # no face: the header alone
     assert (tmp_path / "none.csv").read_text().splitlines() == \
         [",".join(["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", *EMOTIONS])]
