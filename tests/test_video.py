@@ -242,7 +242,15 @@ def test_timeline_charts(tmp_path):
         assert (tmp_path / f"t{i}.png").read_bytes()[:4] == b"\x89PNG"
     Timeline().plot(tmp_path / "none.png")
     assert (tmp_path / "none.png").stat().st_size > 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["none.png", "t0.png", "t1.png"]  # no temporary left
+    for i, times in enumerate(([0.0] * 5, [3.0, 4.0, 1.0, 2.0])):  # one instant; out of order
+        odd = Timeline()
+        for t in times:
+            odd.add(t, [(1, face((0, 0, 9, 9), 2))])
+        with np.errstate(all="raise"):  # (a zero frame step divided by zero)
+            odd.plot(tmp_path / f"odd{i}.png")
+        assert odd.rows()[0]["frames"] == len(times)
+    # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["none.png", "odd0.png", "odd1.png", "t0.png", "t1.png"]
 
 
 def test_a_long_timeline_is_drawn_in_bins_and_leaves_pyplot_alone(tmp_path, monkeypatch):
