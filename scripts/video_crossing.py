@@ -144,7 +144,7 @@ def main(argv=None) -> None:
             for speed in SPEEDS:
                 clips.append((offset, speed, crossing_clip(rec, faces, offset, speed, seed=k)))
     print(f"{args.pairs} pairs of SFEW faces crossing, {WIDTH} px, {FPS:g} frames/s; clips (of {args.pairs} "
-          "per setting) where the faces swapped ids / where one got a new id after being hidden\n")
+          "per setting) where the faces swapped ids / where one had a new id after the crossing\n")
     cols = [(o, s) for o in OFFSETS for s in SPEEDS]
     print("| matching | " + " | ".join(f"offset {o:g}, {s} px/frame" for o, s in cols) + " | all: swapped / new / lost |")
     print("|---|" + "---|" * (len(cols) + 1))
