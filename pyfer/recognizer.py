@@ -291,6 +291,18 @@ FLOAT_UNIT_RANGE_MAX = 2.0  # float images whose maximum is at most this are rea
 FLOAT_UNIT_UNDERSHOOT = 0.1  # if their minimum is not below -this ([-1, 1] data is refused)
 
 
+SENSOR_BIT_DEPTHS = (8, 10, 12, 14, 16)  # what uint16 images hold: camera and scanner data
+
+
+def uint16_shift(max_value: int) -> int:
+    """How far a uint16 image is shifted down to 8 bits: by the smallest common bit depth that holds
+    its maximum. 12-bit data (0..4095) is shifted by 4, not 8, which left it 16 times too dark;
+    8-bit values cast to uint16 stay as they are. A 16-bit image that dark comes out brighter by
+    the same power of two."""
+    depth = next(d for d in SENSOR_BIT_DEPTHS if max_value < (1 << d))
+    return depth - 8
+
+
 def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if a.dtype == bool or a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
                                                    or np.issubdtype(a.dtype, np.floating)):
@@ -304,8 +316,8 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
         raise ValueError(f"empty image (shape {a.shape})")
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
-    if a.dtype == np.uint16:  # 16-bit PNG/TIFF; 8-bit values cast to uint16 (max <= 255) stay as they are
-        return (a >> 8).astype(np.uint8) if int(a.max()) > 255 else a.astype(np.uint8)
+    if a.dtype == np.uint16:  # 16-bit PNG/TIFF, or 10/12/14-bit sensor data stored in 16 bits
+        return (a >> uint16_shift(int(a.max()))).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ValueError("image has NaN or infinite values")

@@ -312,6 +312,10 @@ def test_input_forms_agree(recognizer):
         "float [0,1] overshoot": np.clip(bgr.astype(np.float32) / 255.0 * 1.1 - 0.02, -0.05, 1.1),
         "uint16": bgr.astype(np.uint16) * 257,
         "uint16 with 8-bit values": bgr.astype(np.uint16),  # shifted down to black before
+        # sensor data in 16-bit files (10-bit found no face before, 12-bit said happiness 0.54)
+        **{f"uint16 with {bits}-bit values": (bgr.astype(np.uint16) << (bits - 8))
+           | np.random.default_rng(bits).integers(0, 1 << (bits - 8), bgr.shape, dtype=np.uint16)
+           for bits in (10, 12, 14)},
         "non-contiguous": np.ascontiguousarray(bgr[:, ::-1])[:, ::-1],
     }
 
@@ -333,6 +337,15 @@ def test_input_forms_agree(recognizer):
             continue
         a = np.array(list(faces[0].scores.values()))
         np.testing.assert_allclose(a, scores(same_pixels[name]), rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_uint16_is_shifted_by_the_bit_depth_that_holds_its_maximum():
+    from pyfer.recognizer import as_uint8_image, uint16_shift
+
+    assert [uint16_shift(m) for m in (0, 255, 256, 1023, 1024, 4095, 4096, 16383, 16384, 65535)] == \
+        [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]
+    twelve_bit = np.array([[0, 16, 4095]], np.uint16)
+    np.testing.assert_array_equal(as_uint8_image(twelve_bit), [[0, 1, 255]])
 
 
 def test_boxes_skip_detection(engine_module, weights_path):
