@@ -2,7 +2,7 @@
 
     pyfer predict PATH...|- [--recursive] [--csv FILE [--resume]] [--json] [--out FILE | --out-dir DIR]
     pyfer video SOURCE [--out annotated.mp4] [--jsonl faces.jsonl|-] [--summary faces.csv] [--timeline faces.png]
-                    [--max-frames N] [--no-smoothing]
+                    [--max-frames N] [--no-smoothing] [--no-scene-cuts]
     pyfer evaluate FOLDER|CSV [--json FILE|-] [--limit N]
     pyfer bench ...                 (see pyfer bench --help)
     pyfer info
@@ -643,7 +643,8 @@ def _video(args) -> int:
                               # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
                               tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
-                              allow_network=args.allow_network, timeline=timeline)
+                              allow_network=args.allow_network, timeline=timeline,
+                              scene_cuts=not args.no_scene_cuts)
         ok = True
     except KeyboardInterrupt:  # a stop (Ctrl-C, SIGTERM): the frames done are summed up, its status stays
         if timeline is not None and timeline.frames:
@@ -662,7 +663,8 @@ def _video(args) -> int:
     if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)
         print(f"wrote {args.out}", file=sys.stderr)
     if stats["scene_cuts"]:
-        print(f"{stats['scene_cuts']} scene cut(s): the faces after each got new ids", file=sys.stderr)
+        print(f"{stats['scene_cuts']} scene cut(s): the faces after each got new ids (--no-scene-cuts: keep "
+              "them, for an edited recording whose people stay in place)", file=sys.stderr)
     if timeline is not None and not _write_timeline(timeline, args.summary, args.timeline):
         return EXIT_OUTPUT_FAILED
     return EXIT_OK
@@ -892,6 +894,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--no-smoothing", action="store_true",
                    help="each frame's own scores, boxes and landmarks (by default a face's scores are averaged "
                         "over its recent frames, and its box and landmarks steadied by a filter)")
+    p.add_argument("--no-scene-cuts", action="store_true",
+                   help="do not end every face's track at a scene cut (an edited recording whose people stay in "
+                        "place across cuts keeps their ids; a different face in the same place continues a track)")
     _add_progress_args(p, "a video file on a terminal; cameras never get one")
     _add_model_args(p)
     p.set_defaults(func=_video, cmd="video")

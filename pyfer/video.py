@@ -129,16 +129,16 @@ class IoUTracker:
     and follows a moving one (``smooth_geometry=False``: the detector's own). Faces are matched to
     where each track's motion puts it now or where it was last seen, whichever overlaps more
     (``predict_motion=False``: where it was last seen), so two faces that pass each other keep
-    their ids. A track survives ``max_missed`` frames without a match, and the scores of a face
-    found again after ``k`` missed frames weigh as ``k + 1`` frames' worth of the average;
+    their ids. A track survives ``max_unseen_seconds`` without a match (or ``max_missed`` frames,
+    where that is set), and the scores of a face found again after ``k`` missed frames weigh as
+    ``k + 1`` frames' worth of the average;
     :meth:`reset` (at a scene cut) ends every track. A frame's time going back (another clip, a
     looped file) is a reset."""
 
     iou_threshold: float = 0.3
     alpha: float = 0.4
-    # 1 s at 30 frames/s: a face hidden while another passes in front keeps its id
-    # (scripts/video_crossing.py; docs/recognizer.md, "Video")
-    max_missed: int = 30
+    # a frame count instead of max_unseen_seconds (None: the time limit)
+    max_missed: Optional[int] = None
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 0
     # (the settings below came later: after the fields above, positional arguments mean what they did)
@@ -149,6 +149,9 @@ class IoUTracker:
     min_cutoff: float = 0.3
     beta: float = 10.0
     _last: Optional[float] = None  # the last frame's time
+    # a face hidden while another passes in front keeps its id (30 frames at 30 frames/s, measured
+    # by scripts/video_crossing.py; docs/recognizer.md, "Video"); a time, so as long at 60 frames/s
+    max_unseen_seconds: float = 1.0
 
     def reset(self) -> None:
         """No face of the next frame continues a track (ids keep counting up)."""
@@ -172,10 +175,22 @@ class IoUTracker:
         s = t.landmark_filter(points, seconds, scale=w)
         return replace(f, landmarks=tuple((float(s[i]), float(s[i + 1])) for i in range(0, len(s), 2)))
 
-    def _match_score(self, t: Track, box, seconds: float) -> float:
-        """How well a detected box matches a track (IoU)."""
-        seen = iou(t.box, box)
-        return max(seen, iou(t.predicted_box(seconds), box)) if self.predict_motion else seen
+    def _candidate_boxes(self, t: Track, seconds: float) -> list[tuple]:
+        """Where a track's face may be now: where it was last seen and where its motion puts it."""
+        return [t.box, t.predicted_box(seconds)] if self.predict_motion else [t.box]
+
+    def _match_scores(self, faces: list[Face], seconds: float) -> list[tuple[float, int, int]]:
+        """(IoU, track index, face index) of every pair, the best over the track's candidate boxes."""
+        out = []
+        for ti, t in enumerate(self.tracks):
+            boxes = self._candidate_boxes(t, seconds)  # once per track, not per pair
+            out += [(max(iou(b, f.box) for b in boxes), ti, fi) for fi, f in enumerate(faces)]
+        return out
+
+    def _lives_on(self, t: Track, seconds: float) -> bool:
+        if self.max_missed is not None:
+            return t.missed <= self.max_missed
+        return seconds - t.seen <= self.max_unseen_seconds + 1e-9  # (n frames of 1/30 s add up to a hair over)
 
     def update(self, faces: list[Face], seconds: Optional[float] = None) -> list[tuple[int, Face]]:
         """Returns ``(track_id, face with smoothed scores, box and landmarks)`` for each face of
@@ -187,8 +202,7 @@ class IoUTracker:
             self.reset()
         self._last = seconds
 
-        pairs = sorted(((self._match_score(t, f.box, seconds), ti, fi) for ti, t in enumerate(self.tracks)
-                        for fi, f in enumerate(faces)), reverse=True)
+        pairs = sorted(self._match_scores(faces, seconds), reverse=True)
         used_t, matched = set(), {}
         for v, ti, fi in pairs:
             if v < self.iou_threshold:
@@ -220,7 +234,7 @@ class IoUTracker:
         for t in self.tracks:
             if t.id not in seen:
                 t.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        self.tracks = [t for t in self.tracks if self._lives_on(t, seconds)]
         return out
 
 
@@ -638,12 +652,13 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   out: Union[str, os.PathLike, None] = None, jsonl: Union[str, os.PathLike, IO[str], None] = None,
                   max_frames: Optional[int] = None, progress: bool = True,
                   tracker: Optional[IoUTracker] = None, allow_network: bool = False,
-                  timeline: Optional[Timeline] = None) -> dict:
+                  timeline: Optional[Timeline] = None, scene_cuts: bool = True) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
     one JSON line per frame to ``jsonl`` (a path, or an open text stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
     processed, ``time`` is the source frame's own timestamp in seconds. At a scene cut every face
-    starts a new track (new id, no smoothing carried over from another shot). The folder of
+    starts a new track (new id, no smoothing carried over from another shot); ``scene_cuts=False``
+    looks for none (an edited recording whose people stay in place across cuts keeps their ids). The folder of
     ``out`` is created, and its writer opened, before the first JSON line; the annotated video is
     written at the source's average frame rate. A file that ends before the frame count its header
     announces (by more than 2%) is reported on stderr. Returns ``{"frames", "seconds", "fps",
@@ -717,11 +732,12 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                 h, w = frame.shape[:2]
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 writer = open_writer(out, fps_in, (w, h))
-            before, thumb = thumb, scene_thumbnail(frame)
-            if before is not None and is_scene_cut(before, thumb):
-                cuts += 1
-                if reset is not None:
-                    reset()
+            if scene_cuts:
+                before, thumb = thumb, scene_thumbnail(frame)
+                if before is not None and is_scene_cut(before, thumb):
+                    cuts += 1
+                    if reset is not None:
+                        reset()
             faces = recognizer.predict(frame)
             tracked = tracker.update(faces, t_frame) if takes_time else tracker.update(faces)
             n_faces += len(tracked)

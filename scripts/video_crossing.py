@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pyfer import EMOTIONS, Face, Recognizer
-from pyfer.video import IoUTracker, corners, iou
+from pyfer.video import IoUTracker, corners
 
 from video_jitter import FPS, noisy_jpeg, patch, sfew_paths, texture  # (the same clips' frames: scripts/)
 
@@ -91,17 +91,17 @@ def replay(detections, tracker: IoUTracker) -> str:
 class PredictedOnly(IoUTracker):
     """Matched to the predicted box alone (not the last-seen one too)."""
 
-    def _match_score(self, t, box, seconds):
-        return iou(t.predicted_box(seconds), box)
+    def _candidate_boxes(self, t, seconds):
+        return [t.predicted_box(seconds)]
 
 
 class FadingVelocity(IoUTracker):
     """Matched to a box moved on by a velocity that fades while the face is unseen (0.3 s)."""
 
-    def _match_score(self, t, box, seconds):
+    def _candidate_boxes(self, t, seconds):
         dt = seconds - t.seen
         x0, y0, x1, y1 = corners(t.box) + t.velocity * 0.3 * (1 - np.exp(-dt / 0.3))
-        return iou((x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)), box)
+        return [(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))]
 
 
 # (name, tracker class, its settings)

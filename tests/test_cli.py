@@ -862,9 +862,15 @@ def test_video_says_how_many_scene_cuts_gave_new_ids(weights_path, tmp_path, cap
     for frame in [face] * 4 + [255 - face] * 4:  # one cut
         w.write(frame)
     w.release()
-    rc, _, err = run_cli(["video", str(clip), "--summary", str(tmp_path / "s.csv"), "--weights", str(weights_path)],
-                         capsys)
+    summary = tmp_path / "s.csv"
+    rc, _, err = run_cli(["video", str(clip), "--summary", str(summary), "--weights", str(weights_path)], capsys)
     assert rc == 0 and "1 scene cut(s): the faces after each got new ids" in err, err
+    assert len(summary.read_text().splitlines()) == 1 + 2  # the header and one face per shot
+    # an edited recording whose face stays in place: one face across the cut
+    rc, _, err = run_cli(["video", str(clip), "--summary", str(summary), "--no-scene-cuts",
+                          "--weights", str(weights_path)], capsys)
+    assert rc == 0 and "scene cut" not in err, err
+    assert len(summary.read_text().splitlines()) == 1 + 1
 
 
 def test_video_summary_of_a_clip_without_faces_and_a_failed_write(weights_path, tmp_path, capsys, monkeypatch):

@@ -46,6 +46,24 @@ def test_tracker_ids_and_smoothing():
     assert tr.tracks == []
 
 
+@pytest.mark.parametrize("fps", [15, 30, 60])
+def test_a_track_lives_one_second_unseen_at_any_frame_rate(fps):
+    """The default limit is a time (it was 30 frames: half a second at 60 frames/s)."""
+    tr = IoUTracker()
+    first = tr.update([face((100, 100, 80, 80), 1)], 0.0)[0][0]
+    for i in range(1, fps + 1):  # unseen until 1 s, inclusive
+        assert tr.update([], i / fps) == []
+    assert tr.update([face((100, 100, 80, 80), 1)], (fps + 1) / fps)[0][0] == first
+    for i in range(1, fps + 2):  # unseen past 1 s: gone
+        tr.update([], 1 + (1 + i) / fps)
+    assert tr.tracks == []
+    frames = IoUTracker(max_missed=2)  # a frame count, where set, instead of the time
+    frames.update([face((100, 100, 80, 80), 1)], 0.0)
+    for i in range(3):
+        frames.update([], (1 + i) / 1000)
+    assert frames.tracks == []
+
+
 def _crossing(tracker, hidden_frames):
     """Face A (60 px) walks right, face B left, 15 px a frame each at 30 frames/s (someone
     walking past the camera); A is hidden behind B (not detected) for ``hidden_frames`` frames
