@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional, Sequence
 
+from pyfer.atomic import atomic_write
+
 SIDECAR_SUFFIX = ".resume.json"
 
 
@@ -187,10 +189,5 @@ def _read_sidecar(path: str) -> Optional[dict]:
 
 def _write_sidecar(path: str, settings: dict, cwd: str) -> None:
     """The settings and ``cwd``, the folder of the file's first run, written whole."""
-    target = sidecar_path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps({"cwd": cwd, "settings": settings}, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(sidecar_path(path)) as f:
+        f.write(json.dumps({"cwd": cwd, "settings": settings}, indent=1) + "\n")

@@ -20,6 +20,7 @@ from typing import IO, Optional, Union, cast
 
 import numpy as np
 
+from pyfer.atomic import atomic_write
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
@@ -303,7 +304,7 @@ class Timeline:
 
         columns = ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label",
                    *(self.class_names or EMOTIONS)]
-        with _replaced_on_success(path) as f:
+        with atomic_write(path) as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows())
@@ -367,40 +368,8 @@ class Timeline:
             ", ".join(f"#{t}" for t in sorted(hidden)[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
         fig.suptitle("expressions over time, per face (track id)" + note, y=1 - 0.05 / height, va="top", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-        with _replaced_on_success(path, binary=True) as f:
+        with atomic_write(path, binary=True) as f:
             fig.savefig(f, dpi=100, format=Path(path).suffix.lstrip(".").lower() or "png")
-
-
-class _replaced_on_success:
-    """A file written next to ``path`` and moved over it only when the writing succeeded: a
-    failure or a stop leaves the old file whole (or none), never half a new one. A symlink's
-    target is what is replaced, with the old file's permissions; a device or pipe is written as it is."""
-
-    def __init__(self, path, binary: bool = False):
-        import threading
-
-        self.path = Path(os.path.realpath(path))
-        special = self.path.exists() and not self.path.is_file()  # /dev/stdout, a FIFO: never replaced
-        self.mode = None if special or not self.path.exists() else self.path.stat().st_mode & 0o7777
-        self.tmp = None if special else \
-            self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-        target = self.path if self.tmp is None else self.tmp
-        self.f = open(target, "wb") if binary else \
-            open(target, "w", newline="", encoding="utf-8", errors="surrogateescape")
-
-    def __enter__(self):
-        return self.f
-
-    def __exit__(self, kind, value, tb) -> None:
-        try:
-            self.f.close()
-            if kind is None and self.tmp is not None:
-                if self.mode is not None:
-                    os.chmod(self.tmp, self.mode)
-                os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp is not None:
-                self.tmp.unlink(missing_ok=True)
 
 
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none

@@ -20,13 +20,13 @@ Needs the ``safetensors`` package (the ``train`` and ``test`` extras); the engin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Union
 
 import numpy as np
+
+from pyfer.atomic import atomic_write
 
 DATA_CRC_KEY = "data_crc32"
 HEADER_CRC_KEY = "header_crc32"
@@ -123,12 +123,6 @@ def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict
     blob[at:at + 8] = f"{crc:08x}".encode()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a model is read by other users too
-        os.replace(tmp, out)
-    finally:  # a failed write (out is a folder, the disk is full) leaves no stray behind
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(out, binary=True) as f:
+        f.write(blob)
     return out

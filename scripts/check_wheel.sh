@@ -82,7 +82,7 @@ cd "$work/src"
 tests=${PYFER_CHECK_TESTS:-tests/test_wheel.py tests/test_kernels.py tests/test_engine_golden.py tests/test_loader_fuzz.py
   tests/test_fuzz.py tests/test_cli.py tests/test_recognizer.py tests/test_detect.py tests/test_video.py
   tests/test_cuda.py tests/test_concurrency.py tests/test_facenorm.py tests/test_memory.py tests/test_yunet_engine.py tests/test_loader_limits.py
-  tests/test_weights_file.py tests/test_evaluate_cli.py tests/test_permissions.py}
+  tests/test_weights_file.py tests/test_evaluate_cli.py tests/test_permissions.py tests/test_atomic.py}
 # shellcheck disable=SC2086
 PYFER_WHEEL_TEST=1 "$py" -m pytest -q -p no:cacheprovider -o addopts="" $tests
 

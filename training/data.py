@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import atomic_write
 from pyfer.evaluate import class_of, read_labels_csv
 from pyfer.preprocess import EMOTIONS, PreprocessSpec, resize_face, to_gray
 
@@ -164,9 +165,8 @@ def ferplus_raw(root: str | Path, split: str,
         wheres = [f"{label_csv}:{i + 1}" for i in idx]
         decoded = _decode_all([folder / n for n in names], wheres, f"decode FERPlus {split}")
         raw = np.stack([resize_face(d, 48) for d in decoded])
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, images=raw)
-        tmp.replace(cache)
+        with atomic_write(cache, binary=True) as f:  # (two processes may decode at once: pytest -n)
+            np.savez_compressed(f, images=raw)
     return raw, (labels[idx].astype(np.int64), shares[idx], names)
 
 

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from pyfer.atomic import atomic_write
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, resize_face, to_gray
 from training.data import FaceSet, cache_dir, ferplus_raw, load_dataset
@@ -50,9 +51,8 @@ def detect_faces(images: list[np.ndarray], names: list[str], desc: str):
         if found:
             best = max(found, key=lambda d: d.score)
             boxes[i], lms[i], scores[i] = best.box, best.landmarks, best.score
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, boxes=boxes, landmarks=lms, scores=scores)
-    tmp.replace(path)
+    with atomic_write(path, binary=True) as f:  # (two processes may detect at once: pytest -n)
+        np.savez(f, boxes=boxes, landmarks=lms, scores=scores)
     return boxes, lms, scores
 
 
