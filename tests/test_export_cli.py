@@ -15,8 +15,8 @@ from training.export import main, read_metadata
 from training.models import ModelSpec
 
 
-def checkpoint(path, data: str):
-    spec = ModelSpec("shufflenetv2")
+def checkpoint(path, data: str, num_classes: int = 8):
+    spec = ModelSpec("shufflenetv2", num_classes=num_classes)
     save_checkpoint({"model": spec.build().state_dict(), "model_spec": dataclasses.asdict(spec),
                      "preprocess": PreprocessSpec(48).to_dict(), "config": {"data": data}}, path)
     return path
@@ -76,3 +76,18 @@ def test_the_source_counts_epochs_from_one_and_names_the_selection_score(tmp_pat
     assert source["epochs_trained"] == 4 and source["selection_score"] == 1.16 and source["selected_epoch"] == 3
     assert source["mode"] == "distill"
     assert "epoch" not in source and "best_val_accuracy" not in source
+
+
+def test_class_names_name_the_outputs_and_must_match_their_count(tmp_path, capsys, no_default_data):
+    ck = checkpoint(tmp_path / "last.pt", f"ferplus:{tmp_path / 'not_here'}", num_classes=3)
+    out = tmp_path / "s.safetensors"
+    for extra, says in (([], "a model of 3 classes, and the default names are the 8"),
+                        (["--class-names", "calm,glad"], "--class-names gives 2"),
+                        (["--class-names", "calm,,cross"], "an empty name")):
+        with pytest.raises(SystemExit) as exc:
+            main([str(ck), str(out), *extra])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and says in err and err.count("\n") == 1, err
+        assert not out.exists()
+    main([str(ck), str(out), "--class-names", "calm, glad,cross"])
+    assert read_metadata(out)["class_names"] == ["calm", "glad", "cross"]

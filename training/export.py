@@ -173,13 +173,20 @@ def main(argv=None) -> None:
                     help="bake SHIFT * log(FERPlus train prior) into the classifier bias (post-hoc logit "
                          "adjustment; SHIFT > 0 gives the frequent classes back some of their prior)")
     ap.add_argument("--fp16", action="store_true", help="store fp16 (archival; the engine wants fp32)")
+    ap.add_argument("--class-names", metavar="A,B,...",
+                    help="comma-separated names of the model's outputs, in order (what Face.label and "
+                         "Face.scores say; default: the 8 FERPlus classes, " + ",".join(EMOTIONS) + ")")
     args = ap.parse_args(argv)
     with reported_errors():
         ckpt = load_checkpoint(args.checkpoint)
         model, spec, prep = ckpt.build_model()
-        if spec.num_classes != len(EMOTIONS):  # training.train makes 8; a model of others is named from Python
-            raise ValueError(f"{args.checkpoint}: a model of {spec.num_classes} classes, and this command writes the 8 "
-                             "FERPlus classes: call training.export.export_model(..., class_names=...) for others")
+        class_names = EMOTIONS if args.class_names is None else tuple(n.strip() for n in args.class_names.split(","))
+        if len(class_names) != spec.num_classes:  # (training.train makes the 8 FERPlus classes)
+            given = "--class-names gives" if args.class_names is not None else "the default names are the"
+            raise ValueError(f"{args.checkpoint}: a model of {spec.num_classes} classes, and {given} "
+                             f"{len(class_names)}: name each output with --class-names A,B,...")
+        if not all(class_names):
+            raise ValueError(f"--class-names: an empty name in {args.class_names!r}")
         source = ckpt.provenance()
         prior = None
         # the prior of the data the checkpoint trained on, wherever that is on this machine (a GPU
@@ -200,7 +207,7 @@ def main(argv=None) -> None:
             raise ValueError(f"--prior-shift needs the FERPlus training prior; this checkpoint was trained on {data}")
         if args.prior_shift:
             source["prior_shift"] = args.prior_shift
-        out = export_model(model, spec, prep, args.out, source=source, half=args.fp16,
+        out = export_model(model, spec, prep, args.out, class_names=class_names, source=source, half=args.fp16,
                            framing=ckpt.state.get("framing"), class_prior=prior, prior_shift=args.prior_shift)
         print(f"wrote {out}")
         if args.onnx:
