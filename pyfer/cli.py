@@ -414,10 +414,7 @@ class _Progress:
 
 
 def _predict(args) -> int:
-    import cv2
-
     from pyfer.recognizer import image_errors, load_image
-    from pyfer.video import draw_faces
 
     # every check first: a usage error leaves nothing behind
     if args.out and args.out_dir:
@@ -499,15 +496,31 @@ def _predict(args) -> int:
     # no annotated copy may replace an input (also one not read yet) or the CSV file
     avoid = [p for p, _ in inputs] + ([args.csv] if csv_file not in (None, sys.stdout) else [])
     input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
-    n_skipped = 0
+    n_skipped = n_recopied = 0
     progress = _Progress(len(inputs) - n_skip, args.progress)
     t_start = time.perf_counter()
     try:
         for path, root in inputs:
             if keys.get(path) in done:  # an earlier run's (--resume); its copy's name stays taken
-                if out_dir is not None:
-                    _out_path(out_dir, path, root, taken, input_ids)
                 n_skipped += 1
+                dest = _out_path(out_dir, path, root, taken, input_ids) if out_dir is not None else None
+                if dest is None or dest.exists():
+                    continue
+                # its row is there and its copy is not (a write that failed, a stop between the two):
+                # the copy is made now, and no second row
+                try:
+                    image = load_image(path)
+                    faces = rec.predict(image)
+                except image_errors() as e:
+                    progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
+                    failed += 1
+                    continue
+                if _write_annotated_copy(dest, image, faces):
+                    n_recopied += 1
+                else:
+                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
+                    failed += 1
+                    n_unwritten += 1
                 continue
             try:
                 t0 = time.perf_counter()
@@ -541,26 +554,7 @@ def _predict(args) -> int:
             dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken, input_ids)
                                                     if out_dir else None)
             if dest is not None:
-                ok = False
-                try:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    annotated = draw_faces(image, faces)
-                    if dest.suffix.lower() in GRAY_ONLY_TYPES:
-                        annotated = cv2.cvtColor(annotated, cv2.COLOR_BGR2GRAY)
-                    # encoded in memory and written by Python: OpenCV never sees the file name
-                    # (its wrapper crashes on one that is not valid UTF-8)
-                    ok, encoded = cv2.imencode(dest.suffix, annotated)
-                    if ok:
-                        with open(dest, "wb") as copy:  # (a file that cannot be opened is left as it is)
-                            try:
-                                copy.write(encoded.tobytes())
-                            except OSError:  # cut short (a full disk): no copy rather than half of one
-                                copy.close()
-                                dest.unlink()
-                                raise
-                except (OSError, cv2.error):
-                    ok = False
-                if not ok:
+                if not _write_annotated_copy(dest, image, faces):
                     progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
                     failed += 1
                     n_unwritten += 1
@@ -582,11 +576,39 @@ def _predict(args) -> int:
     if len(inputs) > 1 or failed or args.verbose:
         unwritten = f" ({n_unwritten} annotated copies not written)" if n_unwritten else ""
         skipped = f", {n_skipped} done before (--resume)" if n_skipped else ""
+        if n_recopied:
+            skipped += f" ({n_recopied} of them without their annotated copy: made now)"
         print(f"pyfer predict: {n_done} image(s), {n_faces} face(s), {failed} failed{unwritten}{skipped}, "
               f"{dt:.1f} s", file=sys.stderr)
     if out_dir is not None and text and n_done > n_unwritten:  # (not when no copy was written)
         print(f"annotated copies in {out_dir}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _write_annotated_copy(dest: Path, image, faces: list) -> bool:
+    """The image with its faces drawn, written whole or not at all (a stop or a full disk leaves
+    no half copy); False when it cannot be written. A file the user may not write is left as it is."""
+    import cv2
+
+    from pyfer.atomic import atomic_write
+    from pyfer.video import draw_faces
+
+    try:
+        if dest.exists() and not os.access(dest, os.W_OK):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        annotated = draw_faces(image, faces)
+        if dest.suffix.lower() in GRAY_ONLY_TYPES:
+            annotated = cv2.cvtColor(annotated, cv2.COLOR_BGR2GRAY)
+        # encoded in memory and written by Python: OpenCV never sees the file name (its wrapper
+        # crashes on one that is not valid UTF-8)
+        ok, encoded = cv2.imencode(dest.suffix, annotated)
+        if ok:
+            with atomic_write(dest, binary=True) as copy:
+                copy.write(encoded.tobytes())
+        return bool(ok)
+    except (OSError, cv2.error):
+        return False
 
 
 def _video(args) -> int:

@@ -1160,6 +1160,24 @@ def test_resume_keeps_a_symlinked_csv_a_symlink(weights_path, resume_tree, tmp_p
     assert link.is_symlink() and real.read_text() == text and (real.stat().st_mode & 0o777) == 0o640
 
 
+def test_resume_makes_the_annotated_copies_an_earlier_run_left_out(weights_path, resume_tree, tmp_path, capsys):
+    """A copy that could not be written (or a stop between an image's row and its copy) was never
+    made by --resume: the image's row was there. Now the copy is made, and no second row."""
+    csv_path, out_dir = tmp_path / "faces.csv", tmp_path / "annotated"
+    args = ["predict", str(resume_tree), "-r", "--csv", str(csv_path), "--out-dir", str(out_dir),
+            "--weights", str(weights_path)]
+    assert run_cli(args, capsys)[0] == 0
+    rows, copy = csv_path.read_text(), out_dir / "b.png"
+    made = copy.read_bytes()
+    copy.unlink()
+    rc, out, err = run_cli(args + ["--resume"], capsys)
+    assert rc == 0 and "2 done before (--resume) (1 of them without their annotated copy: made now)" in err, err
+    assert copy.read_bytes() == made and csv_path.read_text() == rows
+    assert sorted(p.name for p in out_dir.rglob("*.png")) == ["a.png", "b.png", "c.png"]
+    rc, out, err = run_cli(args + ["--resume"], capsys)  # every copy there: nothing made
+    assert rc == 0 and "made now" not in err, err
+
+
 def test_an_out_dir_inside_the_folder_is_not_read_as_photos(weights_path, resume_tree, tmp_path, capsys):
     """archive/annotated/ from a run before: its copies are outputs (a rerun or --resume read them
     as photos, and wrote annotated/annotated/); copies written beside the photos stay inputs."""
