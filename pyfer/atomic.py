@@ -1,44 +1,107 @@
 """Files written whole or not at all: the one place pyfer replaces a file it writes (the model
-file, ``pyfer predict --resume``'s settings, ``pyfer video --summary``/``--timeline``)."""
+file, ``pyfer predict``'s annotated copies and ``--resume`` settings, ``pyfer video --summary``/
+``--timeline``, the training caches)."""
 from __future__ import annotations
 
 import os
 import secrets
+import stat
+import sys
 from pathlib import Path
 from typing import IO, Any, Union
 
 
+def _written_in_place(path: str) -> bool:
+    """A stream, not a file to replace: a device, a pipe, or a name under /dev or /proc
+    (``/dev/stdout`` redirected to a file must append to what the shell opened, and a pipe's
+    /proc name cannot be renamed over)."""
+    if Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _descriptor_named(path: str) -> int | None:
+    """The descriptor ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or ``/proc/self/fd/N``
+    names: written through a copy of it (opening the name again on Linux starts at offset 0 of a
+    file the shell opened with ``>>``, over what it held)."""
+    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}.get(os.path.abspath(path))
+    if named is not None:
+        return named
+    head, _, tail = os.path.abspath(path).rpartition("/")
+    return int(tail) if head in ("/dev/fd", "/proc/self/fd") and tail.isdigit() else None
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # (a notebook's or a test's stand-in stream)
+        return None
+
+
+def _naming(e: OSError, path: str) -> OSError:
+    """``e`` naming the user's path, not the temporary file's."""
+    return e if e.errno is None else type(e)(e.errno, e.strerror, path)
+
+
 class atomic_write:
-    """``with atomic_write(path) as f:`` writes a file of its own next to ``path`` and moves it
-    over ``path`` only when the block succeeds: a failure or a stop (Ctrl-C) leaves the old file
-    whole (or none), never half a new one, and a reader never sees a half-written file. A
-    symlink's target is what is replaced, with the old file's permissions (a new file gets the
-    umask's); a device or pipe (``/dev/stdout``) is written as it is. The temporary file's name is
-    unique, so two writers of one path never write into each other's file."""
+    """``with atomic_write(path) as f:`` writes a file of its own next to ``path``, flushed to
+    the disk, and moves it over ``path`` only when the block succeeds: a failure, a stop (Ctrl-C)
+    or a power cut leaves the old file whole (or none), never half a new one, and a reader never
+    sees a half-written file. A symlink's target is what is replaced, with the old file's
+    permissions (a new file gets the umask's); a device, a pipe or a name under /dev or /proc
+    (``/dev/stdout``) is written in place. The temporary file's name is unique, so two writers
+    of one path never write into each other's file. Errors name ``path``."""
 
     def __init__(self, path: Union[str, os.PathLike], binary: bool = False):
-        self.path = Path(os.path.realpath(path))
-        special = self.path.exists() and not self.path.is_file()  # a device, a FIFO: never replaced
-        self.mode = None if special or not self.path.exists() else self.path.stat().st_mode & 0o7777
-        self.tmp = None
-        if special:
-            fd = os.open(self.path, os.O_WRONLY)
-        else:
-            self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        self.f: IO[Any] = os.fdopen(fd, "wb") if binary else \
-            os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        self.given = os.fspath(path)
+        self.tmp: Path | None = None
+        self.mode: int | None = None
+        try:
+            if _written_in_place(self.given):
+                number = _descriptor_named(self.given)
+                for stream in (sys.stdout, sys.stderr):  # what Python holds for it goes first
+                    if stream is not None and number is not None and _fileno(stream) == number:
+                        stream.flush()
+                fd = os.dup(number) if number is not None else \
+                    os.open(self.given, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+            else:
+                self.path = Path(os.path.realpath(self.given))
+                if self.path.exists():
+                    self.mode = self.path.stat().st_mode & 0o7777
+                self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
+                # O_BINARY: Windows would otherwise write each \n as \r\n
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except OSError as e:
+            raise _naming(e, self.given) from None
+        try:
+            self.f: IO[Any] = os.fdopen(fd, "wb") if binary else \
+                os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        except BaseException:  # (also a Ctrl-C here: no descriptor or file left behind)
+            os.close(fd)
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
+            raise
 
     def __enter__(self) -> IO[Any]:
         return self.f
 
     def __exit__(self, kind, value, tb) -> None:
         try:
+            if kind is None and self.tmp is not None:
+                self.f.flush()
+                os.fsync(self.f.fileno())  # the bytes on the disk before the name points at them
             self.f.close()
             if kind is None and self.tmp is not None:
                 if self.mode is not None:
                     os.chmod(self.tmp, self.mode)
                 os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise _naming(e, self.given) from None
         finally:
+            if not self.f.closed:
+                self.f.close()
             if self.tmp is not None:
                 self.tmp.unlink(missing_ok=True)

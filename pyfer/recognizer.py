@@ -296,9 +296,12 @@ SENSOR_BIT_DEPTHS = (8, 10, 12, 14, 16)  # what uint16 images hold: camera and s
 
 def uint16_shift(max_value: int) -> int:
     """How far a uint16 image is shifted down to 8 bits: by the smallest common bit depth that holds
-    its maximum. 12-bit data (0..4095) is shifted by 4, not 8, which left it 16 times too dark;
+    its maximum (of the colour channels: alpha is judged apart). 12-bit data (0..4095) is shifted
+    by 4, not 8, which left it 16 times too dark;
     8-bit values cast to uint16 stay as they are. A 16-bit image that dark comes out brighter by
     the same power of two."""
+    if not 0 <= max_value < (1 << 16):
+        raise ValueError(f"a uint16 image's maximum lies in 0..65535, got {max_value}")
     depth = next(d for d in SENSOR_BIT_DEPTHS if max_value < (1 << d))
     return depth - 8
 
@@ -317,7 +320,13 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
     if a.dtype == np.uint16:  # 16-bit PNG/TIFF, or 10/12/14-bit sensor data stored in 16 bits
-        return (a >> uint16_shift(int(a.max()))).astype(np.uint8)
+        # judged on the colour alone: an opaque alpha of 65535 says nothing of the colour's depth
+        colour = a[:, :, :3] if a.ndim == 3 and a.shape[2] == 4 else a
+        shift = uint16_shift(int(colour.max()))
+        out = a >> shift
+        if colour is not a:  # alpha keeps its own range: 16-bit if its maximum says so
+            out[:, :, 3] = a[:, :, 3] >> uint16_shift(int(a[:, :, 3].max()))
+        return out.astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ValueError("image has NaN or infinite values")

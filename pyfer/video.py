@@ -121,6 +121,13 @@ class Track:
         self.box, self.seen = box, seconds
 
 
+# A track's unseen time (max_unseen_seconds) is bounded in frames too: it lives at least this many
+# missed frames (below 5 frames/s, a time-lapse: a face missed once was a new one) and at most that
+# many (a frame time that stands still: update(faces, 0.0) on every frame kept every track)
+TRACK_MIN_MISSED = 5
+TRACK_MAX_MISSED = 300
+
+
 @dataclass
 class IoUTracker:
     """Greedy IoU matching of this frame's faces to live tracks; each track's scores are an
@@ -130,7 +137,8 @@ class IoUTracker:
     and follows a moving one (``smooth_geometry=False``: the detector's own). Faces are matched to
     where each track's motion puts it now or where it was last seen, whichever overlaps more
     (``predict_motion=False``: where it was last seen), so two faces that pass each other keep
-    their ids. A track survives ``max_unseen_seconds`` without a match (or ``max_missed`` frames,
+    their ids. A track survives ``max_unseen_seconds`` without a match, and at least
+    ``TRACK_MIN_MISSED`` and at most ``TRACK_MAX_MISSED`` missed frames (or ``max_missed`` frames,
     where that is set), and the scores of a face found again after ``k`` missed frames weigh as
     ``k + 1`` frames' worth of the average;
     :meth:`reset` (at a scene cut) ends every track. A frame's time going back (another clip, a
@@ -191,7 +199,10 @@ class IoUTracker:
     def _lives_on(self, t: Track, seconds: float) -> bool:
         if self.max_missed is not None:
             return t.missed <= self.max_missed
-        return seconds - t.seen <= self.max_unseen_seconds + 1e-9  # (n frames of 1/30 s add up to a hair over)
+        if t.missed <= TRACK_MIN_MISSED:
+            return True
+        in_time = seconds - t.seen <= self.max_unseen_seconds + 1e-9  # (n frames of 1/30 s add up to a hair over)
+        return in_time and t.missed <= TRACK_MAX_MISSED
 
     def update(self, faces: list[Face], seconds: Optional[float] = None) -> list[tuple[int, Face]]:
         """Returns ``(track_id, face with smoothed scores, box and landmarks)`` for each face of

@@ -105,7 +105,8 @@ def read_checked(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
 def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict[str, str]) -> Path:
     """Write ``tensors`` with ``metadata`` plus ``data_crc32`` and ``header_crc32`` to ``out``,
     atomically (a temporary file of its own renamed over ``out``, so that a reader never sees a
-    half-written file, nor one writer's bytes under another's name). Checksums in ``metadata``
+    half-written file, nor one writer's bytes under another's name; ``pyfer.atomic.atomic_write``:
+    a new file gets the umask's permissions, a replaced one keeps its own). Checksums in ``metadata``
     (copied from the file an edited copy comes from) are replaced."""
     from safetensors.numpy import save
 

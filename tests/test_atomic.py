@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -61,17 +63,56 @@ def test_writers_of_one_path_never_share_a_temporary_file(tmp_path):
     name for --resume's settings was the process id alone, shared by every thread)."""
     path = tmp_path / "shared.txt"
     texts = [str(i) * 20000 for i in range(8)]
-    barrier = threading.Barrier(len(texts))
+    barrier = threading.Barrier(len(texts), timeout=30)  # (a writer that fails breaks it: no hang)
+    errors = []
 
     def write(text):
-        with atomic_write(path) as f:
-            barrier.wait()
-            for i in range(0, len(text), 1000):
-                f.write(text[i:i + 1000])
+        try:
+            with atomic_write(path) as f:
+                barrier.wait()
+                for i in range(0, len(text), 1000):
+                    f.write(text[i:i + 1000])
+        except BaseException as e:
+            errors.append(e)
+            barrier.abort()
 
     threads = [threading.Thread(target=write, args=(t,)) for t in texts]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, errors
     assert path.read_text() in texts and [p.name for p in tmp_path.iterdir()] == ["shared.txt"]
+
+
+def test_a_stream_is_written_in_place(tmp_path):
+    """/dev/stdout is a stream: redirected to a file (>>), the text is appended to what the shell
+    opened (replacing that file lost what it held); piped, it reaches the pipe (its /proc name
+    cannot be renamed over)."""
+    code = "from pyfer.atomic import atomic_write\nwith atomic_write('/dev/stdout') as f: f.write('new\\n')"
+    log = tmp_path / "log.txt"
+    log.write_text("old\n")
+    with open(log, "a") as out:
+        subprocess.run([sys.executable, "-c", code], stdout=out, check=True)
+    assert log.read_text() == "old\nnew\n"
+    piped = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True)
+    assert piped.stdout == b"new\n"
+
+
+def test_an_interrupted_open_leaves_no_descriptor_or_file(tmp_path, monkeypatch):
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    monkeypatch.setattr(os, "fdopen", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "x.txt")
+    assert list(tmp_path.iterdir()) == []
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_errors_name_the_path_asked_for(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        atomic_write(tmp_path / "no_folder" / "x.txt")
+    assert e.value.filename == str(tmp_path / "no_folder" / "x.txt")

@@ -346,6 +346,10 @@ def test_uint16_is_shifted_by_the_bit_depth_that_holds_its_maximum():
         [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]
     twelve_bit = np.array([[0, 16, 4095]], np.uint16)
     np.testing.assert_array_equal(as_uint8_image(twelve_bit), [[0, 1, 255]])
+    # 12-bit colour with a 16-bit opaque alpha: the colour as without alpha, the alpha opaque
+    bgra = np.dstack([np.repeat(twelve_bit[:, :, None], 3, axis=2), np.full((1, 3), 65535, np.uint16)])
+    np.testing.assert_array_equal(as_uint8_image(bgra)[:, :, 0], [[0, 1, 255]])
+    np.testing.assert_array_equal(as_uint8_image(bgra)[:, :, 3], [[255, 255, 255]])
 
 
 def test_boxes_skip_detection(engine_module, weights_path):

@@ -57,6 +57,16 @@ def test_a_track_lives_one_second_unseen_at_any_frame_rate(fps):
     for i in range(1, fps + 2):  # unseen past 1 s: gone
         tr.update([], 1 + (1 + i) / fps)
     assert tr.tracks == []
+    slow = IoUTracker()  # a time-lapse at 0.5 frames/s: a face missed once keeps its id (5 frames)
+    first = slow.update([face((100, 100, 80, 80), 1)], 0.0)[0][0]
+    for i in range(1, 6):
+        slow.update([], 2.0 * i)
+    assert slow.update([face((100, 100, 80, 80), 1)], 12.0)[0][0] == first
+    stuck = IoUTracker()  # a clock that stands still: tracks still end, after 300 frames
+    stuck.update([face((100, 100, 80, 80), 1)], 0.0)
+    for _ in range(301):
+        stuck.update([], 0.0)
+    assert stuck.tracks == []
     frames = IoUTracker(max_missed=2)  # a frame count, where set, instead of the time
     frames.update([face((100, 100, 80, 80), 1)], 0.0)
     for i in range(3):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -95,7 +96,11 @@ def fetch_face_api(model: str) -> tuple[dict, bytes]:
                                       capture_output=True, text=True)
             except (OSError, subprocess.CalledProcessError) as exc:
                 raise SystemExit(f"could not fetch {PACKAGE} with npm: {exc}") from None
-            shutil.move(str(Path(tmp) / done.stdout.strip().splitlines()[-1]), cached)
+            # copied under a name of its own beside the cache, then renamed: a second process
+            # (pytest -n) never reads half of it
+            part = cached.with_name(f".{cached.name}.{os.getpid()}.part")
+            shutil.move(str(Path(tmp) / done.stdout.strip().splitlines()[-1]), part)
+            os.replace(part, cached)
     with tarfile.open(cached) as tar:
         manifest = json.load(tar.extractfile(f"package/model/{model}-weights_manifest.json"))
         data = tar.extractfile(f"package/model/{model}.bin").read()
