@@ -1,6 +1,7 @@
-"""Files written whole or not at all: the one place pyfer replaces a file it writes (the model
-file, ``pyfer predict``'s annotated copies and ``--resume`` settings, ``pyfer video --summary``/
-``--timeline``, the training caches)."""
+"""How pyfer writes files: whole or not at all where it replaces one (the model file, ``pyfer
+predict``'s annotated copies and ``--resume`` settings, ``pyfer video --summary``/``--timeline``,
+the training caches: :class:`atomic_write`), and a stream named as a file (``/dev/stdout``) in
+place, through its descriptor (:func:`open_in_place`)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 
-def _written_in_place(path: str) -> bool:
+def written_in_place(path: Union[str, os.PathLike]) -> bool:
     """A stream, not a file to replace: a device, a pipe, or a name under /dev or /proc
     (``/dev/stdout`` redirected to a file must append to what the shell opened, and a pipe's
     /proc name cannot be renamed over)."""
@@ -34,6 +35,24 @@ def _descriptor_named(path: str) -> int | None:
     return int(tail) if head in ("/dev/fd", "/proc/self/fd") and tail.isdigit() else None
 
 
+def open_in_place(path: Union[str, os.PathLike]) -> IO[str]:
+    """A text file written as it goes (a CSV, JSON lines), opened empty; a stream name
+    (``/dev/stdout``, ``/dev/fd/N``: :func:`written_in_place`) is written through the descriptor
+    it names, after what the shell had put there."""
+    number = _descriptor_named(os.fspath(path)) if written_in_place(path) else None
+    if number is None:
+        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+    _flush_python_streams(number)
+    return os.fdopen(os.dup(number), "w", newline="", encoding="utf-8", errors="surrogateescape")
+
+
+def _flush_python_streams(number: int) -> None:
+    """What Python holds for descriptor ``number`` (its stdout or stderr) goes out first."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and _fileno(stream) == number:
+            stream.flush()
+
+
 def _fileno(stream) -> int | None:
     try:
         return stream.fileno()
@@ -51,7 +70,8 @@ class atomic_write:
     the disk, and moves it over ``path`` only when the block succeeds: a failure, a stop (Ctrl-C)
     or a power cut leaves the old file whole (or none), never half a new one, and a reader never
     sees a half-written file. A symlink's target is what is replaced, with the old file's
-    permissions (a new file gets the umask's); a device, a pipe or a name under /dev or /proc
+    permissions (a new file gets the umask's; the owner is the writer, and a hard link to the old
+    file keeps the old content); a device, a pipe or a name under /dev or /proc
     (``/dev/stdout``) is written in place. The temporary file's name is unique, so two writers
     of one path never write into each other's file. Errors name ``path``."""
 
@@ -60,11 +80,10 @@ class atomic_write:
         self.tmp: Path | None = None
         self.mode: int | None = None
         try:
-            if _written_in_place(self.given):
+            if written_in_place(self.given):
                 number = _descriptor_named(self.given)
-                for stream in (sys.stdout, sys.stderr):  # what Python holds for it goes first
-                    if stream is not None and number is not None and _fileno(stream) == number:
-                        stream.flush()
+                if number is not None:
+                    _flush_python_streams(number)
                 fd = os.dup(number) if number is not None else \
                     os.open(self.given, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
             else:

@@ -42,10 +42,11 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
-from typing import IO, Iterator, Optional, Sequence
+from typing import IO, ContextManager, Iterator, Optional, Sequence
 
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
 from pyfer.resume import ResumeError, file_key, open_csv
@@ -195,13 +196,35 @@ def _check_writable_folder(folder: Path, what: str, named: str) -> None:
         raise UsageError(f"{what} {named}: the folder {folder} is not writable")
 
 
-def _check_writable_file(path: str, what: str) -> None:
-    """Fail now, before a long run, if the file ``path`` could not be written at its end."""
+def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
+    """Fail now, before a long run, if the file ``path`` could not be written at its end.
+    ``replaced``: written beside and renamed over (``pyfer.atomic.atomic_write``), so its real
+    folder must take a new file and the file must be the user's to replace; else written in place
+    (a CSV, JSON lines, a video), where an existing writable file is enough. A stream name
+    (``/dev/stdout``) is always written in place."""
+    from pyfer.atomic import written_in_place
+
     if Path(path).is_dir():
         raise UsageError(f"{what} {path} is a folder; name a file")
-    if Path(path).exists() and not os.access(path, os.W_OK):
+    exists = Path(path).exists()
+    if exists and not os.access(path, os.W_OK):
         raise UsageError(f"{what} {path}: the file is not writable")
-    _check_writable_folder(Path(path).parent, what, path)
+    if written_in_place(path) or (exists and not replaced):
+        return
+    real = Path(os.path.realpath(path))
+    _check_writable_folder(real.parent, what, path)
+    if exists and _sticky_and_not_ours(real):
+        raise UsageError(f"{what} {path}: another user's file in a folder only its owners may replace "
+                         f"files in ({real.parent}, sticky)")
+
+
+def _sticky_and_not_ours(path: Path) -> bool:
+    """Whether ``path`` may not be renamed over: another user's file in a sticky folder (/tmp)
+    that is not ours either."""
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return False
+    folder = path.parent.stat()
+    return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (path.stat().st_uid, folder.st_uid)
 
 
 def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
@@ -356,13 +379,17 @@ def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
                *(f"{f.scores[c]:.6f}" for c in class_names)]
 
 
-def _open_output(path: str, what: str) -> IO[str]:
-    if path == "-":
-        return sys.stdout
+def _open_output(path: str, what: str) -> ContextManager[IO[str]]:
+    """A file written whole at the end of a run (``pyfer evaluate --json/--csv``): replaced only
+    when complete; a stream name (``/dev/stdout``) written in place."""
+    from pyfer.atomic import atomic_write, open_in_place, written_in_place
+
     try:
+        if written_in_place(path):
+            return open_in_place(path)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
-        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        # (text is written with surrogateescape: a file name that is not valid UTF-8 goes back as its own bytes)
+        return atomic_write(path)
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
@@ -424,7 +451,7 @@ def _predict(args) -> int:
     if args.csv and args.csv == "-" and args.json:
         raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
     if args.csv and args.csv != "-":
-        _check_writable_folder(Path(args.csv).parent, "--csv", args.csv)
+        _check_writable_file(args.csv, "--csv", replaced=False)
     if args.resume and (not args.csv or args.csv == "-"):
         raise UsageError("--resume goes on with the --csv FILE of an interrupted run: give that file")
     if args.resume and "-" in args.paths:
@@ -515,10 +542,12 @@ def _predict(args) -> int:
                     progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
                     failed += 1
                     continue
-                if _write_annotated_copy(dest, image, faces):
+                why = _write_annotated_copy(dest, image, faces)
+                if why is None:
                     n_recopied += 1
                 else:
-                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
+                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}: {why}",
+                                   file=sys.stderr)
                     failed += 1
                     n_unwritten += 1
                 continue
@@ -554,8 +583,10 @@ def _predict(args) -> int:
             dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken, input_ids)
                                                     if out_dir else None)
             if dest is not None:
-                if not _write_annotated_copy(dest, image, faces):
-                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}", file=sys.stderr)
+                why = _write_annotated_copy(dest, image, faces)
+                if why is not None:
+                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}: {why}",
+                                   file=sys.stderr)
                     failed += 1
                     n_unwritten += 1
                 elif args.out and text:
@@ -574,7 +605,8 @@ def _predict(args) -> int:
             csv_file.close()
     dt = time.perf_counter() - t_start
     if len(inputs) > 1 or failed or args.verbose:
-        unwritten = f" ({n_unwritten} annotated copies not written)" if n_unwritten else ""
+        unwritten = f" ({n_unwritten} annotated cop{'y' if n_unwritten == 1 else 'ies'} not written)" \
+            if n_unwritten else ""
         skipped = f", {n_skipped} done before (--resume)" if n_skipped else ""
         if n_recopied:
             skipped += f" ({n_recopied} of them without their annotated copy: made now)"
@@ -585,9 +617,9 @@ def _predict(args) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _write_annotated_copy(dest: Path, image, faces: list) -> bool:
+def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
     """The image with its faces drawn, written whole or not at all (a stop or a full disk leaves
-    no half copy); False when it cannot be written. A file the user may not write is left as it is."""
+    no half copy); None when written, else why not. A file the user may not write is left as it is."""
     import cv2
 
     from pyfer.atomic import atomic_write
@@ -595,7 +627,9 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> bool:
 
     try:
         if dest.exists() and not os.access(dest, os.W_OK):
-            return False
+            return "the file is not writable (left as it is)"
+        if dest.exists() and _sticky_and_not_ours(Path(os.path.realpath(dest))):
+            return "another user's file in a sticky folder (left as it is)"
         dest.parent.mkdir(parents=True, exist_ok=True)
         annotated = draw_faces(image, faces)
         if dest.suffix.lower() in GRAY_ONLY_TYPES:
@@ -603,12 +637,15 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> bool:
         # encoded in memory and written by Python: OpenCV never sees the file name (its wrapper
         # crashes on one that is not valid UTF-8)
         ok, encoded = cv2.imencode(dest.suffix, annotated)
-        if ok:
-            with atomic_write(dest, binary=True) as copy:
-                copy.write(encoded.tobytes())
-        return bool(ok)
-    except (OSError, cv2.error):
-        return False
+        if not ok:
+            return f"OpenCV cannot encode {dest.suffix}"
+        with atomic_write(dest, binary=True) as copy:
+            copy.write(encoded.tobytes())
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    except cv2.error as e:
+        return f"OpenCV: {str(e).strip().splitlines()[-1]}"
 
 
 def _video(args) -> int:
@@ -630,9 +667,9 @@ def _video(args) -> int:
         if Path(args.out).suffix.lower() not in VIDEO_EXTENSIONS:
             raise UsageError(f"--out {args.out}: cannot write videos of type {Path(args.out).suffix or '(no extension)'!r}; "
                              f"use {', '.join(VIDEO_EXTENSIONS)}")
-        _check_writable_file(args.out, "--out")
+        _check_writable_file(args.out, "--out", replaced=False)  # (OpenCV's writer)
     if args.jsonl and args.jsonl != "-":
-        _check_writable_file(args.jsonl, "--jsonl")
+        _check_writable_file(args.jsonl, "--jsonl", replaced=False)
     for flag in ("--summary", "--timeline"):
         if outputs[flag] == "-":
             raise UsageError(f"{flag} needs a file name")
@@ -654,12 +691,8 @@ def _video(args) -> int:
     _refuse_same_output(outputs)
     rec = _recognizer(args)
     timeline = Timeline() if args.summary or args.timeline else None
-    sink = None
-    if args.jsonl == "-":
-        sink = sys.stdout
-    elif args.jsonl:
-        sink = _open_output(args.jsonl, "--jsonl")
-    ok = False
+    # a file is opened by process_video at the first frame: a source that gives none leaves it as it was
+    sink = sys.stdout if args.jsonl == "-" else args.jsonl
     try:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               # auto: on a terminal, whatever the length (as many as a run needs)
@@ -667,7 +700,6 @@ def _video(args) -> int:
                               tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
                               allow_network=args.allow_network, timeline=timeline,
                               scene_cuts=not args.no_scene_cuts)
-        ok = True
     except KeyboardInterrupt:  # a stop (Ctrl-C, SIGTERM): the frames done are summed up, its status stays
         if timeline is not None and timeline.frames:
             try:
@@ -675,11 +707,6 @@ def _video(args) -> int:
             except Exception as e:  # (nothing may replace the stop)
                 print(f"pyfer video: the summary could not be written: {e}", file=sys.stderr)
         raise
-    finally:
-        if sink is not None and sink is not sys.stdout:
-            sink.close()
-            if not ok and os.path.getsize(args.jsonl) == 0:  # nothing processed: leave nothing behind
-                os.remove(args.jsonl)
     print(f"{stats['frames']} frames, {stats['faces']} faces in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps",
           file=sys.stderr)
     if args.out and Path(args.out).exists():  # (a camera stopped before its first frame writes none)

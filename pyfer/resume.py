@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional, Sequence
 
-from pyfer.atomic import atomic_write
+from pyfer.atomic import atomic_write, open_in_place, written_in_place
 
 SIDECAR_SUFFIX = ".resume.json"
 
@@ -80,12 +80,13 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
     ``(file, the file_keys of the images it already has, notes for stderr)``. ``inputs``: this
     run's image paths, as given. Raises ResumeError (nothing changed) when it cannot go on."""
     settings = json.loads(json.dumps(settings))  # as the sidecar gives them back (lists, not tuples)
-    regular = not os.path.exists(path) or os.path.isfile(path)
+    # (/dev/stdout redirected to a file is a stream: emptying that file lost what the shell had put there)
+    regular = not written_in_place(path) and (not os.path.exists(path) or os.path.isfile(path))
     if resume and not regular:
         raise ResumeError(f"--resume needs --csv to be a file, and {path} is not a regular file")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # appended to (and emptied or cut once it is locked): "w" would empty it before the lock
-    f = open(path, "a" if regular else "w", newline="", encoding="utf-8", errors="surrogateescape")
+    f = open(path, "a", newline="", encoding="utf-8", errors="surrogateescape") if regular else open_in_place(path)
     try:
         if regular:
             _lock(f, path)

@@ -20,7 +20,7 @@ from typing import IO, Optional, Union, cast
 
 import numpy as np
 
-from pyfer.atomic import atomic_write
+from pyfer.atomic import atomic_write, open_in_place
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
@@ -682,10 +682,9 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     thumb: Optional[np.ndarray] = None
     interrupted = False
     t0 = time.perf_counter()
+    created = False  # the JSON lines file is this run's own (removed again if no frame is written)
     try:
-        if jsonl_path is not None:  # a path: opened here, closed below
-            sink = open(jsonl_path, "w", encoding="utf-8")
-        elif jsonl is not None:
+        if jsonl_path is None and jsonl is not None:
             sink = cast(IO[str], jsonl)
         while max_frames is None or n < max_frames:
             ok, frame = cap.read()
@@ -712,6 +711,10 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                 h, w = frame.shape[:2]
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 writer = open_writer(out, fps_in, (w, h))
+            if jsonl_path is not None and sink is None:  # at the first frame: a source that gives
+                created = not os.path.exists(jsonl_path)  # none leaves the file as it was
+                Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+                sink = open_in_place(jsonl_path)
             if scene_cuts:
                 before, thumb = thumb, scene_thumbnail(frame)
                 if before is not None and is_scene_cut(before, thumb):
@@ -750,7 +753,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             bar.close()
         if jsonl_path is not None and sink is not None:
             sink.close()
-            if n == 0:  # nothing processed: leave nothing behind
+            if n == 0 and created:  # nothing processed: leave nothing behind
                 os.remove(jsonl_path)
     if n == 0 and not interrupted:
         what = "camera" if is_camera else "file"

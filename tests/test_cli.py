@@ -740,6 +740,44 @@ def test_a_full_disk_is_one_line_and_status_74(full):
                                              "No space left on device"], r.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1"])
+def test_an_output_named_dev_stdout_appends_to_what_the_shell_opened(name, tmp_path):
+    """`pyfer predict a.png --csv /dev/stdout >> log` emptied log (the name was opened again, at
+    offset 0, and cut to the lines written); the same for `pyfer evaluate --json`."""
+    if name.startswith("/proc") and not os.path.exists("/proc/self/fd/1"):
+        pytest.skip("no /proc")
+    log = tmp_path / "log.csv"
+    log.write_text("kept\n")
+    with open(log, "a") as out:
+        r = subprocess.run([sys.executable, "-m", "pyfer", "predict", str(ASTRONAUT), "--csv", name],
+                           stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "kept" and lines[1].startswith("path,face,") and len(lines) >= 3, lines
+
+
+def test_a_video_that_cannot_be_read_leaves_an_old_jsonl_file_alone(weights_path, tmp_path, capsys):
+    """The JSON lines file was emptied before the source was opened, then removed as empty: a
+    typo in the video's name deleted last run's results (and /dev/stdout, as root)."""
+    old = tmp_path / "faces.jsonl"
+    old.write_text('{"frame": 0}\n')
+    bad = tmp_path / "not_a_video.mp4"
+    bad.write_text("not a video")
+    for source in (bad, tmp_path / "missing.mp4"):
+        rc, _, err = run_cli(["video", str(source), "--jsonl", str(old), "--weights", str(weights_path)], capsys)
+        assert rc != 0 and old.read_text() == '{"frame": 0}\n', err
+
+
+def test_an_annotated_copy_that_cannot_be_written_says_why(weights_path, tmp_path, capsys):
+    out_dir = tmp_path / "annotated"
+    (out_dir / "astronaut.png").mkdir(parents=True)  # a folder where the copy goes
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--out-dir", str(out_dir), "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 1 and "cannot write the annotated copy" in err and "directory" in err.lower(), err
+    assert "(1 annotated copy not written)" in err, err
+
+
 def lines_in(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
