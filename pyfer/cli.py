@@ -932,8 +932,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument("--out", help=f"annotated output video ({', '.join(VIDEO_EXTENSIONS)}; .webm plays in web "
                                  "browsers and takes longer to write)")
     p.add_argument("--jsonl", help="JSON lines per frame to this file, or - for stdout")
-    p.add_argument("--summary", metavar="FILE", help="one CSV row per face (track): when it was seen, in how "
-                                                     "many frames, its mean score per expression and the top one")
+    p.add_argument("--summary", metavar="FILE",
+                   help="one CSV row per face (track): when it was seen, in how many frames, its mean score per "
+                        "expression, the top one, and the share of its frames each expression was the label in")
     p.add_argument("--timeline", metavar="FILE", help="a chart of each face's expressions over time (.png, .pdf or "
                                                       ".svg; the 6 faces found in most frames; needs matplotlib)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")

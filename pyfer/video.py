@@ -296,15 +296,19 @@ class Timeline:
         """One dict per track, in order of first appearance: ``id``; ``first_frame``,
         ``last_frame`` (as ``frame`` in the JSON lines) and ``first_seen``, ``last_seen`` (seconds);
         ``frames`` it was found in; ``label``, the class of highest mean score (over its frames,
-        so possibly top in none of them); each class's mean score."""
+        so possibly top in none of them); each class's mean score; then ``<class>_top``, the share
+        of its frames whose label (top class) it was ("happy 40% of the time")."""
         out = []
         names = self.class_names or []
         for tid in sorted(self.times, key=lambda t: (self.times[t][0], t)):
-            mean = self._scores(tid).mean(axis=0, dtype=np.float64)
+            scores = self._scores(tid)
+            mean = scores.mean(axis=0, dtype=np.float64)
+            top = np.bincount(scores.argmax(axis=1), minlength=len(names)) / len(scores)
             out.append({"id": tid, "first_frame": self.frame_index[tid][0], "last_frame": self.frame_index[tid][-1],
                         "first_seen": round(self.times[tid][0], 3), "last_seen": round(self.times[tid][-1], 3),
                         "frames": len(self.times[tid]), "label": names[int(np.argmax(mean))],
-                        **{n: round(float(v), 4) for n, v in zip(names, mean)}})
+                        **{n: round(float(v), 4) for n, v in zip(names, mean)},
+                        **{f"{n}_top": round(float(v), 4) for n, v in zip(names, top)}})
         return out
 
     def write_csv(self, path: Union[str, os.PathLike]) -> None:
@@ -313,8 +317,9 @@ class Timeline:
 
         from pyfer import EMOTIONS
 
+        names = self.class_names or EMOTIONS
         columns = ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label",
-                   *(self.class_names or EMOTIONS)]
+                   *names, *(f"{n}_top" for n in names)]
         with atomic_write(path) as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()

@@ -243,6 +243,9 @@ def test_timeline_rows(tmp_path):
     assert (rows[1]["first_frame"], rows[1]["last_frame"], rows[2]["first_frame"]) == (3, 9, 10)
     assert rows[0]["happiness"] == pytest.approx(0.6 * 0.86 + 0.4 * 0.02) and rows[0]["label"] == "happiness"
     assert rows[1]["frames"] == 3 and rows[1]["label"] == "disgust" and rows[2]["frames"] == 1
+    # the share of its frames each class was the label in: happiness 6 of 10, sadness 4
+    assert (rows[0]["happiness_top"], rows[0]["sadness_top"], rows[0]["neutral_top"]) == (0.6, 0.4, 0.0)
+    assert sum(rows[1][f"{n}_top"] for n in EMOTIONS) == pytest.approx(1.0)
     tl.write_csv(tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines()[0].split(",")[:8] == \
         ["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", "neutral"]
@@ -255,7 +258,8 @@ def test_timeline_rows(tmp_path):
     assert real.stat().st_mode & 0o777 == 0o640
     Timeline().write_csv(tmp_path / "none.csv")  # no face: the header alone
     assert (tmp_path / "none.csv").read_text().splitlines() == \
-        [",".join(["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", *EMOTIONS])]
+        [",".join(["id", "first_frame", "last_frame", "first_seen", "last_seen", "frames", "label", *EMOTIONS,
+                   *(f"{n}_top" for n in EMOTIONS)])]
 
 
 def test_timeline_charts(tmp_path):
