@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Sequence
 
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
-from pyfer.resume import ResumeError, file_key, open_csv
+from pyfer.resume import ResumeError, file_key, open_csv, sidecar_path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: an output (a file or stdout) could not be written
@@ -216,6 +216,16 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     if exists and _sticky_and_not_ours(real):
         raise UsageError(f"{what} {path}: another user's file in a folder only its owners may replace "
                          f"files in ({real.parent}, sticky)")
+
+
+def _names_stdout(path: str) -> bool:
+    """Whether ``path`` is a stream name (/dev/stdout, /proc/self/fd/1) of this process's stdout."""
+    from pyfer.atomic import written_in_place
+
+    try:
+        return written_in_place(path) and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # (no such name; a stand-in stdout without a descriptor)
+        return False
 
 
 def _sticky_and_not_ours(path: Path) -> bool:
@@ -448,10 +458,17 @@ def _predict(args) -> int:
         raise UsageError("give --out (one image) or --out-dir (any number), not both")
     if args.out:
         _check_image_output(args.out, "--out")
+    if args.csv and args.csv != "-" and _names_stdout(args.csv):  # --csv /dev/stdout: as --csv -
+        args.csv = "-"
     if args.csv and args.csv == "-" and args.json:
         raise UsageError("--csv - and --json both write to stdout; send the CSV to a file")
     if args.csv and args.csv != "-":
         _check_writable_file(args.csv, "--csv", replaced=False)
+        sidecar = str(sidecar_path(args.csv))
+        if args.resume:  # its settings are written beside it, whole
+            _check_writable_file(sidecar, "--resume", replaced=True)
+        elif os.path.lexists(sidecar):  # an old run's settings, removed: they would describe other rows
+            _check_writable_folder(Path(sidecar).parent, f"--csv {args.csv}: removing the old", sidecar)
     if args.resume and (not args.csv or args.csv == "-"):
         raise UsageError("--resume goes on with the --csv FILE of an interrupted run: give that file")
     if args.resume and "-" in args.paths:
@@ -495,7 +512,8 @@ def _predict(args) -> int:
         except OSError as e:
             if e.filename is None:  # writing the header failed (a full disk): status 74, as any write
                 raise
-            raise UsageError(f"--csv {args.csv}: {e.strerror or e}") from None
+            raise UsageError(f"--csv {args.csv}: {e.filename}: {e.strerror or e}" if e.filename != args.csv
+                             else f"--csv {args.csv}: {e.strerror or e}") from None
         for note in notes:
             print(f"pyfer predict: note: {note}", file=sys.stderr)
     else:

@@ -755,6 +755,18 @@ def test_an_output_named_dev_stdout_appends_to_what_the_shell_opened(name, tmp_p
     assert r.returncode == 0, r.stderr
     lines = log.read_text().splitlines()
     assert lines[0] == "kept" and lines[1].startswith("path,face,") and len(lines) >= 3, lines
+    assert not any("face(s)" in line for line in lines), lines  # the CSV alone, as --csv - gives
+
+
+def test_a_settings_file_that_cannot_be_written_or_removed_is_named(weights_path, tmp_path, capsys):
+    """--csv FILE keeps its settings in FILE.resume.json: where that cannot be written (--resume)
+    or an old one removed, the error named FILE, which could be written."""
+    csv_path = tmp_path / "faces.csv"
+    (tmp_path / "faces.csv.resume.json").mkdir()
+    for extra, says in (([], "faces.csv.resume.json: Is a directory"), (["--resume"], "faces.csv.resume.json is a folder")):
+        rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(csv_path), *extra, "--weights",
+                              str(weights_path)], capsys)
+        assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_video_that_cannot_be_read_leaves_an_old_jsonl_file_alone(weights_path, tmp_path, capsys):
