@@ -83,9 +83,12 @@ canary="$(isolated "$PKG" "$PY" -c 'import pyfer._engine as e; e._testing.saniti
 grep -Eq "ERROR: AddressSanitizer: heap-buffer-overflow|runtime error: load of address .* insufficient space" <<<"$canary" \
   || { echo "$canary" | tail -n 20; echo "sanitize.sh: FAILED: the ASan canary was not reported"; exit 1; }
 echo "   canary: a deliberate heap over-read in the imported module is reported ($(grep -Eo "AddressSanitizer: heap-buffer-overflow|runtime error: load of address" <<<"$canary" | head -n1))"
+# one worker per core, at most 2 (pytest-xdist, in the test extra): each imports the staged module
+workers=()
+if "$PY" -c "import xdist" 2>/dev/null; then workers=(-n auto --maxprocesses "${SANITIZE_WORKERS:-2}"); fi
 isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_EXPECT_ENGINE="$SO" \
   PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
-  "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x \
+  "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x "${workers[@]}" \
     tests/test_fuzz.py::test_engine_is_the_expected_build \
     tests/test_engine.py tests/test_engine_golden.py tests/test_loader_fuzz.py tests/test_fuzz.py \
     tests/test_cpu_count.py \

@@ -232,3 +232,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(skip)
+
+
+def pytest_sessionstart(session):
+    """Under scripts/sanitize.sh and tsan.sh, every test process (each pytest-xdist worker too)
+    checks that the engine it imports is the instrumented build the script staged: a worker
+    that found an ordinary one would test nothing under the sanitizer."""
+    import os
+
+    expected = os.environ.get("PYFER_EXPECT_ENGINE")
+    if not expected:
+        return
+    import pyfer._engine as e
+
+    if os.path.realpath(e.__file__) != os.path.realpath(expected):
+        raise pytest.UsageError(f"this test process imported {e.__file__}, not the staged {expected}")
