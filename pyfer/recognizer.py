@@ -297,9 +297,8 @@ SENSOR_BIT_DEPTHS = (8, 10, 12, 14, 16)  # what uint16 images hold: camera and s
 def uint16_shift(max_value: int) -> int:
     """How far a uint16 image is shifted down to 8 bits: by the smallest common bit depth that holds
     its maximum (of the colour channels: alpha is judged apart). 12-bit data (0..4095) is shifted
-    by 4, not 8, which left it 16 times too dark;
-    8-bit values cast to uint16 stay as they are. A 16-bit image that dark comes out brighter by
-    the same power of two."""
+    by 4, not 8, which left it 16 times too dark; 8-bit values cast to uint16 stay as they are. A
+    16-bit image that dark comes out brighter by the same power of two."""
     if not 0 <= max_value < (1 << 16):
         raise ValueError(f"a uint16 image's maximum lies in 0..65535, got {max_value}")
     depth = next(d for d in SENSOR_BIT_DEPTHS if max_value < (1 << d))

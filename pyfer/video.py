@@ -639,7 +639,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   tracker: Optional[IoUTracker] = None, allow_network: bool = False,
                   timeline: Optional[Timeline] = None, scene_cuts: bool = True) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
-    one JSON line per frame to ``jsonl`` (a path, or an open text stream). Frames OpenCV cannot
+    one JSON line per frame to ``jsonl`` (a path, opened at the first frame so that a source that
+    gives none leaves an old file as it was; or an open text stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
     processed, ``time`` is the source frame's own timestamp in seconds. At a scene cut every face
     starts a new track (new id, no smoothing carried over from another shot); ``scene_cuts=False``
