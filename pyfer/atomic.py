@@ -13,21 +13,24 @@ from typing import IO, Any, Union
 
 
 def written_in_place(path: Union[str, os.PathLike]) -> bool:
-    """A stream, not a file to replace: a device, a pipe, or a name under /dev or /proc
-    (``/dev/stdout`` redirected to a file must append to what the shell opened, and a pipe's
-    /proc name cannot be renamed over)."""
-    if Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
+    """A stream, not a file to replace: a name of a descriptor (``/dev/stdout``, ``/dev/fd/N``:
+    redirected to a file, it must append to what the shell opened), or an existing file that is
+    not a regular one (a device such as /dev/null, a FIFO). A regular file, or a new one, is not
+    (also under /dev/shm)."""
+    if descriptor_named(os.fspath(path)) is not None:
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
+    except (OSError, ValueError):  # not there (a new file), or not a name the system takes
         return False
 
 
-def _descriptor_named(path: str) -> int | None:
+def descriptor_named(path: str) -> int | None:
     """The descriptor ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or ``/proc/self/fd/N``
     names: written through a copy of it (opening the name again on Linux starts at offset 0 of a
     file the shell opened with ``>>``, over what it held)."""
+    if os.name != "posix":
+        return None
     named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}.get(os.path.abspath(path))
     if named is not None:
         return named
@@ -39,11 +42,15 @@ def open_in_place(path: Union[str, os.PathLike]) -> IO[str]:
     """A text file written as it goes (a CSV, JSON lines), opened empty; a stream name
     (``/dev/stdout``, ``/dev/fd/N``: :func:`written_in_place`) is written through the descriptor
     it names, after what the shell had put there."""
-    number = _descriptor_named(os.fspath(path)) if written_in_place(path) else None
+    number = descriptor_named(os.fspath(path))
     if number is None:
         return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
     _flush_python_streams(number)
-    return os.fdopen(os.dup(number), "w", newline="", encoding="utf-8", errors="surrogateescape")
+    try:
+        fd = os.dup(number)
+    except OSError as e:  # (a /dev/fd/N whose descriptor is not open)
+        raise _naming(e, os.fspath(path)) from None
+    return os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
 
 
 def _flush_python_streams(number: int) -> None:
@@ -81,7 +88,7 @@ class atomic_write:
         self.mode: int | None = None
         try:
             if written_in_place(self.given):
-                number = _descriptor_named(self.given)
+                number = descriptor_named(self.given)
                 if number is not None:
                     _flush_python_streams(number)
                 fd = os.dup(number) if number is not None else \

@@ -202,8 +202,14 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     folder must take a new file and the file must be the user's to replace; else written in place
     (a CSV, JSON lines, a video), where an existing writable file is enough. A stream name
     (``/dev/stdout``) is always written in place."""
-    from pyfer.atomic import written_in_place
+    from pyfer.atomic import descriptor_named, written_in_place
 
+    number = descriptor_named(path)
+    if number is not None:
+        try:
+            os.fstat(number)
+        except OSError:
+            raise UsageError(f"{what} {path}: descriptor {number} is not open") from None
     if Path(path).is_dir():
         raise UsageError(f"{what} {path} is a folder; name a file")
     exists = Path(path).exists()
@@ -468,6 +474,8 @@ def _predict(args) -> int:
         if args.resume:  # its settings are written beside it, whole
             _check_writable_file(sidecar, "--resume", replaced=True)
         elif os.path.lexists(sidecar):  # an old run's settings, removed: they would describe other rows
+            if os.path.isdir(sidecar) and not os.path.islink(sidecar):
+                raise UsageError(f"--csv {args.csv}: {sidecar} (where its --resume settings go) is a folder")
             _check_writable_folder(Path(sidecar).parent, f"--csv {args.csv}: removing the old", sidecar)
     if args.resume and (not args.csv or args.csv == "-"):
         raise UsageError("--resume goes on with the --csv FILE of an interrupted run: give that file")
@@ -689,7 +697,7 @@ def _video(args) -> int:
     if args.jsonl and args.jsonl != "-":
         _check_writable_file(args.jsonl, "--jsonl", replaced=False)
     for flag in ("--summary", "--timeline"):
-        if outputs[flag] == "-":
+        if outputs[flag] == "-" or (outputs[flag] and _names_stdout(outputs[flag])):
             raise UsageError(f"{flag} needs a file name")
         if outputs[flag]:
             _check_writable_file(outputs[flag], flag)
@@ -759,12 +767,14 @@ def _evaluate(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    if args.json and args.json != "-" and _names_stdout(args.json):  # --json /dev/stdout: as --json -
+        args.json = "-"
     to_file = args.json and args.json != "-"
     if to_file:
         _check_writable_file(args.json, "--json")
     for flag, out in (("--csv", args.csv), ("--plot", args.plot)):
-        if out == "-":  # stdout carries the text (or --json -)
-            raise UsageError(f"{flag} needs a file name")
+        if out == "-" or (out and _names_stdout(out)):  # stdout carries the text (or --json -)
+            raise UsageError(f"{flag} needs a file name (stdout carries the report)")
     if args.csv:
         _check_writable_file(args.csv, "--csv")
     if args.plot:

@@ -214,8 +214,13 @@ def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str]
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    from pyfer.atomic import atomic_write
+
+    try:
+        with atomic_write(path, binary=True) as f:  # whole or not at all, as every replaced output
+            fig.savefig(f, dpi=130, format=Path(path).suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
 
 
 def report(result: dict) -> str:

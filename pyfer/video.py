@@ -639,8 +639,9 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   tracker: Optional[IoUTracker] = None, allow_network: bool = False,
                   timeline: Optional[Timeline] = None, scene_cuts: bool = True) -> dict:
     """Run ``recognizer`` on every frame of ``source``; write an annotated video to ``out`` and/or
-    one JSON line per frame to ``jsonl`` (a path, opened at the first frame so that a source that
-    gives none leaves an old file as it was; or an open text stream). Frames OpenCV cannot
+    one JSON line per frame to ``jsonl`` (a path, opened when the first line is ready, so that a
+    source that gives none, or a stop before it, leaves an old file as it was; or an open text
+    stream). Frames OpenCV cannot
     decode are skipped (reported on stderr); ``frame`` in the JSON lines counts the frames
     processed, ``time`` is the source frame's own timestamp in seconds. At a scene cut every face
     starts a new track (new id, no smoothing carried over from another shot); ``scene_cuts=False``
@@ -717,10 +718,6 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                 h, w = frame.shape[:2]
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 writer = open_writer(out, fps_in, (w, h))
-            if jsonl_path is not None and sink is None:  # at the first frame: a source that gives
-                created = not os.path.exists(jsonl_path)  # none leaves the file as it was
-                Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
-                sink = open_in_place(jsonl_path)
             if scene_cuts:
                 before, thumb = thumb, scene_thumbnail(frame)
                 if before is not None and is_scene_cut(before, thumb):
@@ -736,6 +733,10 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                                "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n"
             drawn = None if writer is None else draw_faces(frame, [f for _, f in tracked],
                                                            [tid for tid, _ in tracked])
+            if jsonl_path is not None and sink is None:  # with the first line ready: a source that gives
+                created = not os.path.exists(jsonl_path)  # none, or a stop before it, leaves the file as it was
+                Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+                sink = open_in_place(jsonl_path)
             if sink is not None:
                 sink.write(line)
                 if is_camera:

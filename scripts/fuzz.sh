@@ -97,6 +97,7 @@ case "${1:-ci}" in
     # FUZZ_PARALLEL targets at a time (default: the CPUs this process may use), each on its own
     # core: the same seconds per target, in less wall time
     parallel="${FUZZ_PARALLEL:-$("$PY" -c 'import os; print(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))')}"
+    [[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: FUZZ_PARALLEL must be a positive integer, got '$parallel'"; exit 2; }
     all=("${TARGETS[@]}" image)
     failed=0
     for ((i = 0; i < ${#all[@]}; i += parallel)); do

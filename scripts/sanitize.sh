@@ -85,7 +85,8 @@ grep -Eq "ERROR: AddressSanitizer: heap-buffer-overflow|runtime error: load of a
 echo "   canary: a deliberate heap over-read in the imported module is reported ($(grep -Eo "AddressSanitizer: heap-buffer-overflow|runtime error: load of address" <<<"$canary" | head -n1))"
 # one worker per core, at most 2 (pytest-xdist, in the test extra): each imports the staged module
 workers=()
-if "$PY" -c "import xdist" 2>/dev/null; then workers=(-n auto --maxprocesses "${SANITIZE_WORKERS:-2}"); fi
+if "$PY" -c "import xdist" 2>/dev/null; then workers=(-n auto --maxprocesses "${SANITIZE_WORKERS:-2}")
+else echo "   pytest-xdist not installed: the pytest step runs in one process"; fi
 isolated "$PKG" env PYFER_SANITIZE=1 PYFER_EXPECT_SANITIZED="$SANITIZERS" PYFER_EXPECT_ENGINE="$SO" \
   PYFER_FUZZ_SCALE="${PYFER_FUZZ_SCALE:-0.5}" \
   "$PY" -m pytest -q -p no:cacheprovider --benchmark-disable -x "${workers[@]}" \

@@ -116,3 +116,21 @@ def test_errors_name_the_path_asked_for(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         atomic_write(tmp_path / "no_folder" / "x.txt")
     assert e.value.filename == str(tmp_path / "no_folder" / "x.txt")
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
+def test_a_regular_file_under_dev_is_replaced_not_appended_to():
+    """Every name under /dev was taken for a stream: a file in /dev/shm was appended to, and a new
+    one could not be made."""
+    from pyfer.atomic import written_in_place
+
+    path = f"/dev/shm/pyfer-test-{os.getpid()}.txt"
+    try:
+        assert not written_in_place(path)
+        for text in ("old\n", "new\n"):
+            with atomic_write(path) as f:
+                f.write(text)
+        assert open(path).read() == "new\n"
+    finally:
+        if os.path.exists(path):
+            os.remove(path)

@@ -741,21 +741,38 @@ def test_a_full_disk_is_one_line_and_status_74(full):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
-@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1"])
-def test_an_output_named_dev_stdout_appends_to_what_the_shell_opened(name, tmp_path):
+@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1", "/dev/stderr"])
+def test_an_output_named_by_its_descriptor_appends_to_what_the_shell_opened(name, tmp_path):
     """`pyfer predict a.png --csv /dev/stdout >> log` emptied log (the name was opened again, at
-    offset 0, and cut to the lines written); the same for `pyfer evaluate --json`."""
+    offset 0, and cut to the lines written). /dev/stdout is --csv - (the CSV alone); /dev/stderr
+    is written through the descriptor the shell opened."""
     if name.startswith("/proc") and not os.path.exists("/proc/self/fd/1"):
         pytest.skip("no /proc")
     log = tmp_path / "log.csv"
     log.write_text("kept\n")
+    to_stderr = name == "/dev/stderr"
     with open(log, "a") as out:
         r = subprocess.run([sys.executable, "-m", "pyfer", "predict", str(ASTRONAUT), "--csv", name],
-                           stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+                           stdout=subprocess.DEVNULL if to_stderr else out, stderr=out if to_stderr else subprocess.PIPE,
+                           text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = log.read_text().splitlines()
     assert lines[0] == "kept" and lines[1].startswith("path,face,") and len(lines) >= 3, lines
     assert not any("face(s)" in line for line in lines), lines  # the CSV alone, as --csv - gives
+
+
+def test_outputs_that_are_stdout_or_no_open_descriptor_are_refused_up_front(tmp_path):
+    """`pyfer evaluate --csv /dev/stdout` mixed the CSV into the report, `video --summary
+    /dev/stdout` likewise; a /dev/fd/N that is not open failed after the model loaded (status 74)."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "pyfer", *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+
+    for args, says in ((["evaluate", tmp_path, "--csv", "/dev/stdout"], "--csv needs a file name"),
+                       (["video", ASTRONAUT, "--summary", "/dev/stdout"], "--summary needs a file name"),
+                       (["predict", ASTRONAUT, "--csv", "/dev/fd/987"], "descriptor 987 is not open")):
+        r = run(*args)
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
 
 
 def test_a_settings_file_that_cannot_be_written_or_removed_is_named(weights_path, tmp_path, capsys):
@@ -763,10 +780,12 @@ def test_a_settings_file_that_cannot_be_written_or_removed_is_named(weights_path
     or an old one removed, the error named FILE, which could be written."""
     csv_path = tmp_path / "faces.csv"
     (tmp_path / "faces.csv.resume.json").mkdir()
-    for extra, says in (([], "faces.csv.resume.json: Is a directory"), (["--resume"], "faces.csv.resume.json is a folder")):
+    for extra, says in (([], "faces.csv.resume.json (where its --resume settings go) is a folder"),
+                        (["--resume"], "faces.csv.resume.json is a folder")):
         rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(csv_path), *extra, "--weights",
                               str(weights_path)], capsys)
         assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not csv_path.exists()  # a usage error leaves nothing behind (an empty CSV was left)
 
 
 def test_a_video_that_cannot_be_read_leaves_an_old_jsonl_file_alone(weights_path, tmp_path, capsys):

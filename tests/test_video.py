@@ -743,3 +743,15 @@ def test_network_addresses_only_when_allowed(recognizer, clip, tmp_path, monkeyp
         assert stats["frames"] == len(sink.getvalue().splitlines()) > 0 and requests
     finally:
         server.shutdown()
+
+
+def test_a_stop_before_the_first_line_leaves_an_old_jsonl_file_as_it_was(clip, tmp_path):
+    class Stopped:
+        def predict(self, frame):
+            raise KeyboardInterrupt
+
+    old = tmp_path / "faces.jsonl"
+    old.write_text('{"frame": 0}\n')
+    with pytest.raises(KeyboardInterrupt):
+        process_video(clip[0], Stopped(), jsonl=old, progress=False)
+    assert old.read_text() == '{"frame": 0}\n'
