@@ -45,19 +45,20 @@ def open_in_place(path: Union[str, os.PathLike]) -> IO[str]:
     number = descriptor_named(os.fspath(path))
     if number is None:
         return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
-    _flush_python_streams(number)
-    try:
-        fd = os.dup(number)
-    except OSError as e:  # (a /dev/fd/N whose descriptor is not open)
-        raise _naming(e, os.fspath(path)) from None
-    return os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
+    return os.fdopen(_dup_named(number, os.fspath(path)), "w", newline="", encoding="utf-8",
+                     errors="surrogateescape")
 
 
-def _flush_python_streams(number: int) -> None:
-    """What Python holds for descriptor ``number`` (its stdout or stderr) goes out first."""
+def _dup_named(number: int, path: str) -> int:
+    """A copy of descriptor ``number`` (named by ``path``), after what Python holds for it (its
+    stdout or stderr) has gone out; an error names ``path`` (a /dev/fd/N that is not open)."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None and _fileno(stream) == number:
             stream.flush()
+    try:
+        return os.dup(number)
+    except OSError as e:
+        raise _naming(e, path) from None
 
 
 def _fileno(stream) -> int | None:
@@ -89,9 +90,7 @@ class atomic_write:
         try:
             if written_in_place(self.given):
                 number = descriptor_named(self.given)
-                if number is not None:
-                    _flush_python_streams(number)
-                fd = os.dup(number) if number is not None else \
+                fd = _dup_named(number, self.given) if number is not None else \
                     os.open(self.given, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
             else:
                 self.path = Path(os.path.realpath(self.given))

@@ -551,6 +551,17 @@ def _predict(args) -> int:
     input_ids = frozenset(i for i in map(_file_id, avoid) if i is not None) if out_dir else frozenset()
     n_skipped = n_recopied = 0
     progress = _Progress(len(inputs) - n_skip, args.progress)
+
+    def copied(path, dest: Path, image, faces) -> bool:
+        """The annotated copy written, or the reason it was not reported (and counted)."""
+        nonlocal failed, n_unwritten
+        why = _write_annotated_copy(dest, image, faces)
+        if why is not None:
+            progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}: {why}", file=sys.stderr)
+            failed += 1
+            n_unwritten += 1
+        return why is None
+
     t_start = time.perf_counter()
     try:
         for path, root in inputs:
@@ -568,14 +579,8 @@ def _predict(args) -> int:
                     progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
                     failed += 1
                     continue
-                why = _write_annotated_copy(dest, image, faces)
-                if why is None:
+                if copied(path, dest, image, faces):
                     n_recopied += 1
-                else:
-                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}: {why}",
-                                   file=sys.stderr)
-                    failed += 1
-                    n_unwritten += 1
                 continue
             try:
                 t0 = time.perf_counter()
@@ -609,13 +614,7 @@ def _predict(args) -> int:
             dest = Path(args.out) if args.out else (_out_path(out_dir, path, root, taken, input_ids)
                                                     if out_dir else None)
             if dest is not None:
-                why = _write_annotated_copy(dest, image, faces)
-                if why is not None:
-                    progress.print(f"pyfer predict: {path}: cannot write the annotated copy {dest}: {why}",
-                                   file=sys.stderr)
-                    failed += 1
-                    n_unwritten += 1
-                elif args.out and text:
+                if copied(path, dest, image, faces) and args.out and text:
                     progress.print(f"wrote {dest}")
             progress.update()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
