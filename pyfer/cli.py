@@ -235,12 +235,12 @@ def _names_stdout(path: str) -> bool:
 
 
 def _sticky_and_not_ours(path: Path) -> bool:
-    """Whether ``path`` may not be renamed over: another user's file in a sticky folder (/tmp)
-    that is not ours either."""
+    """Whether the name ``path`` may not be renamed over or removed: another user's file (or
+    symlink: the name is what is judged) in a sticky folder (/tmp) that is not ours either."""
     if not hasattr(os, "geteuid") or os.geteuid() == 0:
         return False
     folder = path.parent.stat()
-    return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (path.stat().st_uid, folder.st_uid)
+    return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (path.lstat().st_uid, folder.st_uid)
 
 
 def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
@@ -477,6 +477,10 @@ def _predict(args) -> int:
             if os.path.isdir(sidecar) and not os.path.islink(sidecar):
                 raise UsageError(f"--csv {args.csv}: {sidecar} (where its --resume settings go) is a folder")
             _check_writable_folder(Path(sidecar).parent, f"--csv {args.csv}: removing the old", sidecar)
+            if _sticky_and_not_ours(Path(os.path.abspath(sidecar))):  # (found after the CSV was emptied)
+                raise UsageError(f"--csv {args.csv}: the old --resume settings {sidecar} are another user's file "
+                                 f"in a folder only its owners may remove files from "
+                                 f"({Path(os.path.abspath(sidecar)).parent}, sticky)")
     if args.resume and (not args.csv or args.csv == "-"):
         raise UsageError("--resume goes on with the --csv FILE of an interrupted run: give that file")
     if args.resume and "-" in args.paths:

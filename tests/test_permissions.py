@@ -5,13 +5,16 @@ named and counted as failed (status 1).
 Root may read and write anything, and this project's CI runs as root: there the commands run
 without the capabilities that let root past file permissions (``setpriv`` drops CAP_DAC_OVERRIDE
 and CAP_DAC_READ_SEARCH), so the files' modes apply to them as to any user's program. Elsewhere
-they run as the user running the tests.
+they run as the user running the tests. Run as root, the tests at the end also run the commands
+as another user (uid 65534) against root's files in a shared sticky folder, as in /tmp.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,99 @@ def test_a_video_the_user_may_not_read_is_named(place):
     done = cli("video", secret, "--jsonl", place / "v.jsonl", cwd=place)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"pyfer video: cannot read video source {str(secret)!r}: Permission denied"], done.stderr
+
+
+# -- another user's files ---------------------------------------------------------------------------
+# Root's files, written by uid 65534 (nobody) as any user shares /tmp with others. The child keeps
+# only CAP_DAC_READ_SEARCH, so that it can read the interpreter under root's home folder; what it may
+# write, replace and remove still follows the files' owners, modes and sticky folders.
+AS_ANOTHER_USER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
+                   "--bounding-set=-all,+dac_read_search"]
+
+
+def _can_be_another_user() -> bool:
+    if not UNPRIVILEGED:  # not root: no other user's files to make
+        return False
+    try:
+        return subprocess.run([*AS_ANOTHER_USER, sys.executable, "-c", "import pyfer"],
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture
+def shared(tmp_path_factory):
+    """``sticky/``, a folder all users write into (mode 1777, as /tmp), holding root's files
+    theirs.csv, .jsonl, .json, .png and .jpg that anyone may write (0666), and nobody's home folder.
+    pytest's own folders are root's alone (0700), so this one hangs from /tmp itself."""
+    if not _can_be_another_user():
+        pytest.skip("needs root and setpriv able to switch to uid 65534 keeping CAP_DAC_READ_SEARCH")
+    root = Path(tempfile.mkdtemp(prefix="pyfer-shared-", dir="/tmp"))
+    root.chmod(0o755)
+    (root / "sticky").mkdir()
+    (root / "sticky").chmod(0o1777)
+    (root / "home").mkdir()
+    os.chown(root / "home", 65534, 65534)
+    shutil.copy(ASTRONAUT, root / "astronaut.png")
+    for name in ("theirs.csv", "theirs.jsonl", "theirs.json", "theirs.png"):
+        (root / "sticky" / name).write_text("theirs\n")
+    shutil.copy(ASTRONAUT, root / "sticky" / "theirs.jpg")
+    for p in (root / "sticky").iterdir():
+        p.chmod(0o666)
+    yield root
+    shutil.rmtree(root)
+
+
+def as_another_user(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return pyfer_subprocess(*args, cwd=cwd, prefix=AS_ANOTHER_USER, env={"HOME": str(cwd / "home")})
+
+
+@pytest.mark.parametrize("args, names", [
+    (["predict", "{a}", "--out", "{s}/theirs.jpg"], "--out {s}/theirs.jpg: another user's file"),
+    (["video", "{a}", "--summary", "{s}/theirs.csv"], "--summary {s}/theirs.csv: another user's file"),
+    (["video", "{a}", "--timeline", "{s}/theirs.png"], "--timeline {s}/theirs.png: another user's file"),
+    (["evaluate", "{m}", "--json", "{s}/theirs.json"], "--json {s}/theirs.json: another user's file"),
+    # its settings are replaced whole, so --resume needs them to be the user's
+    (["predict", "{a}", "--csv", "{s}/mine.csv", "--resume"],
+     "--resume {s}/mine.csv.resume.json: another user's file"),
+    # an old run's settings are removed; this was found only after the new CSV had been created
+    (["predict", "{a}", "--csv", "{s}/mine.csv"],
+     "--csv {s}/mine.csv: the old --resume settings {s}/mine.csv.resume.json are another user's file"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_another_user_s_file_in_a_sticky_folder_is_not_replaced(shared, args, names):
+    if "{m}" in " ".join(args) and not (SFEW / "manifest.csv").is_file():
+        pytest.skip(f"SFEW data not found at {SFEW}")
+    (shared / "sticky" / "mine.csv.resume.json").write_text("{}")
+    (shared / "sticky" / "mine.csv.resume.json").chmod(0o666)
+    fill = {"a": shared / "astronaut.png", "s": shared / "sticky", "m": SFEW / "manifest.csv"}
+    before = snapshot(shared)
+    done = as_another_user(*(a.format(**fill) for a in args), cwd=shared)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert names.format(**fill) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == "", (done.stdout, done.stderr)
+    assert snapshot(shared) == before  # refused before anything was written or created
+
+
+def test_another_user_s_writable_file_is_written_in_place(shared):
+    """A CSV or JSON lines file is written through the open file, so another user's file that
+    anyone may write is filled (and stays theirs) where replacing it would be refused."""
+    sticky = shared / "sticky"
+    done = as_another_user("predict", shared / "astronaut.png", "--csv", sticky / "theirs.csv", cwd=shared)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = (sticky / "theirs.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(f"{shared / 'astronaut.png'},0,") and "happiness" in rows[1]
+    done = as_another_user("video", shared / "astronaut.png", "--jsonl", sticky / "theirs.jsonl", cwd=shared)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"label": "happiness"' in (sticky / "theirs.jsonl").read_text()
+    assert {(sticky / n).stat().st_uid for n in ("theirs.csv", "theirs.jsonl")} == {0}
+
+
+def test_new_outputs_in_a_sticky_folder_are_the_writer_s(shared):
+    sticky = shared / "sticky"
+    done = as_another_user("predict", shared / "astronaut.png", "--csv", sticky / "new.csv", "--resume",
+                           "--out", sticky / "new.jpg", cwd=shared)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("new.csv", "new.jpg"):
+        assert (sticky / name).stat().st_uid == 65534, name
+    assert not list(sticky.glob(".*.tmp"))
