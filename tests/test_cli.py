@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 import types
 
 import cv2
@@ -509,6 +510,24 @@ def test_verbose_times_the_decode(weights_path, monkeypatch, capsys):
     rc, out, _ = run_cli(["predict", str(ASTRONAUT), "-v", "--weights", str(weights_path)], capsys)
     decode_ms = float(out.split("decode=")[1].split()[0])
     assert rc == 0 and decode_ms >= 50, out
+
+
+def test_verbose_first_decode_does_not_time_importing_opencv():
+    """-v: OpenCV is imported before the first image's decode is timed (it added 25-40 ms to it)."""
+    script = textwrap.dedent(f"""
+        import sys
+        import pyfer.cli, pyfer.recognizer as r
+        real, seen = r.load_image, []
+        def spy(image):
+            seen.append("cv2" in sys.modules)
+            return real(image)
+        r.load_image = spy
+        assert "cv2" not in sys.modules
+        pyfer.cli.main(["predict", {str(ASTRONAUT)!r}, "-v"])
+        print(seen[0])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "True", (done.stdout, done.stderr)
 
 
 def test_double_dash_then_paths_that_look_like_options(weights_path, tmp_path, capsys, monkeypatch):
