@@ -4,6 +4,7 @@ the training caches: :class:`atomic_write`), and a stream named as a file (``/de
 place, through its descriptor (:func:`open_in_place`)."""
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -38,12 +39,63 @@ def descriptor_named(path: str) -> int | None:
     return int(tail) if head in ("/dev/fd", "/proc/self/fd") and tail.isdigit() else None
 
 
+def real_path(path: Union[str, os.PathLike]) -> str:
+    """``os.path.realpath(path)``, refusing to follow a symlink that another user made in a folder
+    everyone may write into (sticky and world-writable, as /tmp): PermissionError naming ``path``.
+    Linux's ``fs.protected_symlinks`` refuses those to ``open()``, but a file written beside its
+    target and renamed over it never opens the name: without this, ``pyfer video --summary
+    /tmp/s.csv`` would replace wherever a link planted there pointed (root's /etc/passwd, the
+    user's ~/.bashrc). The rule is the kernel's: a link in such a folder is followed only when it
+    is the follower's or the folder owner's. Components that do not exist yet stay as given."""
+    given = os.fspath(path)
+    if os.name != "posix":
+        return os.path.realpath(given)
+    at = "/" if given.startswith("/") else os.getcwd()
+    todo = [part for part in reversed(given.split("/")) if part not in ("", ".")]
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            at = os.path.dirname(at)
+            continue
+        step = os.path.join(at, part)
+        try:
+            st = os.lstat(step)
+        except OSError:  # not there yet (a new file), or not searchable: as realpath, taken as it is
+            at = step
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            at = step
+            continue
+        if _planted(st, at):
+            which = "" if step == os.path.abspath(given) else f" ({step})"
+            raise PermissionError(errno.EACCES, f"a symlink another user made in a folder everyone may write "
+                                  f"into{which}: not followed, as Linux's fs.protected_symlinks does", given)
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), given)
+        target = os.readlink(step)
+        if target.startswith("/"):
+            at = "/"
+        todo += [part for part in reversed(target.split("/")) if part not in ("", ".")]
+    return at
+
+
+def _planted(link: os.stat_result, folder: str) -> bool:
+    """Whether a symlink (``link``, its lstat) in ``folder`` is one the kernel's
+    fs.protected_symlinks rule would not follow."""
+    where = os.stat(folder)
+    everyones = where.st_mode & stat.S_ISVTX and where.st_mode & stat.S_IWOTH
+    return bool(everyones) and link.st_uid not in (os.geteuid(), where.st_uid)
+
+
 def open_in_place(path: Union[str, os.PathLike]) -> IO[str]:
     """A text file written as it goes (a CSV, JSON lines), opened empty; a stream name
     (``/dev/stdout``, ``/dev/fd/N``: :func:`written_in_place`) is written through the descriptor
     it names, after what the shell had put there."""
     number = descriptor_named(os.fspath(path))
     if number is None:
+        real_path(path)  # (a link another user planted in /tmp: refused, where the kernel may follow it)
         return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
     return os.fdopen(_dup_named(number, os.fspath(path)), "w", newline="", encoding="utf-8",
                      errors="surrogateescape")
@@ -93,7 +145,7 @@ class atomic_write:
                 fd = _dup_named(number, self.given) if number is not None else \
                     os.open(self.given, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
             else:
-                self.path = Path(os.path.realpath(self.given))
+                self.path = Path(real_path(self.given))
                 if self.path.exists():
                     self.mode = self.path.stat().st_mode & 0o7777
                 self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")

@@ -187,6 +187,12 @@ def _check_writable_folder(folder: Path, what: str, named: str) -> None:
     """Fail now, before anything is processed or created, if ``folder`` (given as ``what named``)
     could not be written into: it, or the nearest folder above it that exists, must be a writable
     folder (the rest is created later)."""
+    from pyfer.atomic import real_path
+
+    try:
+        real_path(folder)
+    except PermissionError as e:
+        raise UsageError(f"{what} {named}: {e.strerror}") from None
     folder = Path(os.path.abspath(folder))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -202,7 +208,7 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     folder must take a new file and the file must be the user's to replace; else written in place
     (a CSV, JSON lines, a video), where an existing writable file is enough. A stream name
     (``/dev/stdout``) is always written in place."""
-    from pyfer.atomic import descriptor_named, written_in_place
+    from pyfer.atomic import descriptor_named, real_path, written_in_place
 
     number = descriptor_named(path)
     if number is not None:
@@ -212,12 +218,15 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
             raise UsageError(f"{what} {path}: descriptor {number} is not open") from None
     if Path(path).is_dir():
         raise UsageError(f"{what} {path} is a folder; name a file")
+    try:  # (also for a file written in place: Linux follows such a link unless fs.protected_symlinks is on)
+        real = Path(real_path(path))
+    except PermissionError as e:
+        raise UsageError(f"{what} {path}: {e.strerror}") from None
     exists = Path(path).exists()
     if exists and not os.access(path, os.W_OK):
         raise UsageError(f"{what} {path}: the file is not writable")
     if written_in_place(path) or (exists and not replaced):
         return
-    real = Path(os.path.realpath(path))
     _check_writable_folder(real.parent, what, path)
     if exists and _sticky_and_not_ours(real):
         raise UsageError(f"{what} {path}: another user's file in a folder only its owners may replace "
@@ -653,13 +662,13 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
     no half copy); None when written, else why not. A file the user may not write is left as it is."""
     import cv2
 
-    from pyfer.atomic import atomic_write
+    from pyfer.atomic import atomic_write, real_path
     from pyfer.video import draw_faces
 
     try:
         if dest.exists() and not os.access(dest, os.W_OK):
             return "the file is not writable (left as it is)"
-        if dest.exists() and _sticky_and_not_ours(Path(os.path.realpath(dest))):
+        if dest.exists() and _sticky_and_not_ours(Path(real_path(dest))):
             return "another user's file in a sticky folder (left as it is)"
         dest.parent.mkdir(parents=True, exist_ok=True)
         annotated = draw_faces(image, faces)

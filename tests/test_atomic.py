@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pyfer.atomic import atomic_write
+from pyfer.atomic import atomic_write, open_in_place, real_path
 
 
 def test_a_failed_write_leaves_the_old_file_whole_and_no_stray(tmp_path):
@@ -134,3 +134,54 @@ def test_a_regular_file_under_dev_is_replaced_not_appended_to():
     finally:
         if os.path.exists(path):
             os.remove(path)
+
+
+def test_real_path_resolves_as_realpath(tmp_path, monkeypatch):
+    """real_path is os.path.realpath where no link is another user's: chains of links, relative
+    and absolute targets, '..' after a link (its target's parent), names that do not exist yet."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("")
+    (tmp_path / "to_b").symlink_to("a/b")
+    (tmp_path / "a" / "abs_to_f").symlink_to(tmp_path / "a" / "b" / "f.txt")
+    (tmp_path / "chain").symlink_to("to_b/../abs_to_f")
+    monkeypatch.chdir(tmp_path)
+    for name in ("chain", "to_b/../b/f.txt", "to_b/new/../x.csv", "./a//b/./f.txt", str(tmp_path / "chain"),
+                 "missing/../a", "/", "to_b/.."):
+        assert real_path(name) == os.path.realpath(name), name
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(OSError, match="loop"):  # ELOOP, naming the path asked for
+        real_path("loop")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a symlink to another user needs root (lchown)")
+def test_another_user_s_symlink_in_a_folder_everyone_writes_is_not_followed(tmp_path):
+    """A link planted in /tmp by another user must not make pyfer replace what it points at: the
+    rule of Linux's fs.protected_symlinks (followed only when it is ours or the folder owner's),
+    which a file renamed over the link's target never meets in the kernel."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    for name, owner in (("theirs.csv", 65534), ("ours.csv", os.geteuid())):
+        (shared / name).symlink_to(victim)
+        os.lchown(shared / name, owner, owner)
+    (shared / "dir").symlink_to(tmp_path)  # a link higher up the path: the same
+    os.lchown(shared / "dir", 65534, 65534)
+    for path in (shared / "theirs.csv", shared / "dir" / "victim.txt"):
+        with pytest.raises(PermissionError, match="fs.protected_symlinks") as e:
+            with atomic_write(path) as f:
+                f.write("the attacker's choice")
+        assert e.value.filename == str(path)
+        with pytest.raises(PermissionError):
+            open_in_place(path)
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in shared.iterdir()) == ["dir", "ours.csv", "theirs.csv"]  # no stray file
+    with atomic_write(shared / "ours.csv") as f:  # our own link is followed
+        f.write("ours")
+    assert victim.read_text() == "ours"
+    shared.chmod(0o755)  # not everyone's folder: their link is followed, as the kernel does
+    with atomic_write(shared / "theirs.csv") as f:
+        f.write("theirs")
+    assert victim.read_text() == "theirs"

@@ -203,3 +203,34 @@ def test_new_outputs_in_a_sticky_folder_are_the_writer_s(shared):
     for name in ("new.csv", "new.jpg"):
         assert (sticky / name).stat().st_uid == 65534, name
     assert not list(sticky.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args", [
+    ["video", "{a}", "--summary", "{s}/theirs.csv"],
+    ["video", "{a}", "--jsonl", "{s}/theirs.csv"],
+    ["predict", "{a}", "--csv", "{s}/theirs.csv"],
+    ["predict", "{a}", "--out", "{s}/dir/victim.jpg"],
+    ["predict", "{a}", "--out-dir", "{s}/dir/copies"],
+], ids=" ".join)
+def test_a_symlink_another_user_planted_in_a_shared_folder_is_refused(tmp_path, args):
+    """Root (or any user) writing into /tmp must not write where a link another user planted there
+    points: refused up front, as Linux's fs.protected_symlinks refuses such links to open(); the
+    files renamed into place never open the name, so the kernel alone would not stop them."""
+    if not UNPRIVILEGED:
+        pytest.skip("giving a symlink to another user needs root (lchown)")
+    shutil.copy(ASTRONAUT, tmp_path / "astronaut.png")
+    victim = tmp_path / "victim.jpg"
+    victim.write_text("precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "theirs.csv").symlink_to(victim)
+    (shared / "dir").symlink_to(tmp_path)
+    for link in ("theirs.csv", "dir"):
+        os.lchown(shared / link, 65534, 65534)
+    fill = {"a": tmp_path / "astronaut.png", "s": shared}
+    before = snapshot(tmp_path)
+    done = pyfer_subprocess(*(a.format(**fill) for a in args), cwd=tmp_path)
+    assert done.returncode == 2 and "fs.protected_symlinks" in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == "", (done.stdout, done.stderr)
+    assert snapshot(tmp_path) == before and victim.read_text() == "precious"
