@@ -39,15 +39,20 @@ def descriptor_named(path: str) -> int | None:
     return int(tail) if head in ("/dev/fd", "/proc/self/fd") and tail.isdigit() else None
 
 
-def real_path(path: Union[str, os.PathLike]) -> str:
-    """``os.path.realpath(path)``, refusing to follow a symlink that another user made in a folder
-    everyone may write into (sticky and world-writable, as /tmp): PermissionError naming ``path``.
-    Linux's ``fs.protected_symlinks`` refuses those to ``open()``, but a file written beside its
-    target and renamed over it never opens the name: without this, ``pyfer video --summary
-    /tmp/s.csv`` would replace wherever a link planted there pointed (root's /etc/passwd, the
-    user's ~/.bashrc). The rule is the kernel's: a link in such a folder is followed only when it
-    is the follower's or the folder owner's. Components that do not exist yet stay as given."""
-    given = os.fspath(path)
+def real_path(path: Union[str, os.PathLike, bytes]) -> str:
+    """``os.path.realpath(path)``, refusing (PermissionError naming ``path``) to pass through a
+    symlink that someone else could have put there to choose where pyfer writes:
+
+    - a link another user made in a folder others may write into (sticky and group- or
+      world-writable, as /tmp), unless it is that folder owner's: Linux's
+      ``fs.protected_symlinks`` rule, which the kernel applies to ``open()`` only where it is on,
+      and never to a file written beside a link's target and renamed over it (``pyfer video
+      --summary /tmp/s.csv`` by root replaced whatever a link planted there pointed at);
+    - for root, any link that is not root's (a folder of another user's, such as their home or a
+      folder they made in /tmp first, is theirs to fill with links).
+
+    Components that do not exist yet stay as given. Every output pyfer writes is resolved here."""
+    given = os.fsdecode(path)
     if os.name != "posix":
         return os.path.realpath(given)
     at = "/" if given.startswith("/") else os.getcwd()
@@ -67,10 +72,10 @@ def real_path(path: Union[str, os.PathLike]) -> str:
         if not stat.S_ISLNK(st.st_mode):
             at = step
             continue
-        if _planted(st, at):
+        why = _link_not_followed(st, at)
+        if why:
             which = "" if step == os.path.abspath(given) else f" ({step})"
-            raise PermissionError(errno.EACCES, f"a symlink another user made in a folder everyone may write "
-                                  f"into{which}: not followed, as Linux's fs.protected_symlinks does", given)
+            raise PermissionError(errno.EACCES, f"{why}{which}: not followed (name its target)", given)
         hops += 1
         if hops > 40:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), given)
@@ -81,24 +86,86 @@ def real_path(path: Union[str, os.PathLike]) -> str:
     return at
 
 
-def _planted(link: os.stat_result, folder: str) -> bool:
-    """Whether a symlink (``link``, its lstat) in ``folder`` is one the kernel's
-    fs.protected_symlinks rule would not follow."""
+def _shared(folder: os.stat_result) -> bool:
+    """A folder others may write into and only owners may remove from (sticky: /tmp)."""
+    return bool(folder.st_mode & stat.S_ISVTX and folder.st_mode & (stat.S_IWOTH | stat.S_IWGRP))
+
+
+def _link_not_followed(link: os.stat_result, folder: str) -> str:
+    """Why a symlink (``link``, its lstat) in ``folder`` is not followed to write; "" when it is."""
+    me = os.geteuid()
+    if me == 0 and link.st_uid != 0:
+        return f"a symlink of another user (uid {link.st_uid}), which root does not write through"
     where = os.stat(folder)
-    everyones = where.st_mode & stat.S_ISVTX and where.st_mode & stat.S_IWOTH
-    return bool(everyones) and link.st_uid not in (os.geteuid(), where.st_uid)
+    if _shared(where) and link.st_uid not in (me, where.st_uid):
+        return "a symlink another user made in a shared folder (as Linux's fs.protected_symlinks)"
+    return ""
+
+
+def _foreign_in_shared(file: os.stat_result, folder: os.stat_result) -> bool:
+    """Another user's file in a shared folder (:func:`_shared`) that is not the folder owner's:
+    Linux's fs.protected_regular and protected_fifos rule for opening it to write. Its owner
+    could read or change what is written, or make it a FIFO that nobody reads (a hang)."""
+    return _shared(folder) and file.st_uid not in (os.geteuid(), folder.st_uid)
+
+
+def another_user_s_in_a_shared_folder(path: Union[str, os.PathLike]) -> bool:
+    """Whether the existing file ``path`` (resolved) is one :func:`open_for_writing` refuses."""
+    real = real_path(path)
+    try:
+        return _foreign_in_shared(os.lstat(real), os.stat(os.path.dirname(real)))
+    except OSError:
+        return False
+
+
+def make_folders(folder: Union[str, os.PathLike]) -> Path:
+    """``mkdir -p`` of ``folder`` resolved by :func:`real_path` first (no folder is made at the end
+    of a link that is then refused); returns the resolved folder."""
+    real = Path(real_path(folder))
+    real.mkdir(parents=True, exist_ok=True)
+    return real
+
+
+def open_for_writing(path: Union[str, os.PathLike], append: bool = False) -> int:
+    """A descriptor of the file ``path`` opened to be written in place: created if new, never
+    emptied here (the caller truncates once it knows what it has). The name is resolved by
+    :func:`real_path` and opened without following a link put in its place since (O_NOFOLLOW);
+    another user's file in a shared folder (:func:`_foreign_in_shared`) is refused, judged on
+    what was opened."""
+    given = os.fsdecode(path)
+    real = real_path(given)
+    refused = PermissionError(errno.EACCES, "another user's file in a shared folder (sticky, as /tmp): not "
+                              "written (as Linux's fs.protected_regular)", given)
+    try:
+        folder = os.stat(os.path.dirname(real) or ".")
+        try:
+            if _foreign_in_shared(os.lstat(real), folder):  # before opening: a FIFO would block the open
+                raise refused
+        except FileNotFoundError:
+            pass
+        fd = os.open(real, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+                     | (os.O_APPEND if append else 0), 0o666)
+    except OSError as e:
+        raise _naming(e, given) from None
+    if _foreign_in_shared(os.fstat(fd), folder):  # (swapped between the look and the open)
+        os.close(fd)
+        raise refused
+    return fd
 
 
 def open_in_place(path: Union[str, os.PathLike]) -> IO[str]:
     """A text file written as it goes (a CSV, JSON lines), opened empty; a stream name
     (``/dev/stdout``, ``/dev/fd/N``: :func:`written_in_place`) is written through the descriptor
-    it names, after what the shell had put there."""
-    number = descriptor_named(os.fspath(path))
-    if number is None:
-        real_path(path)  # (a link another user planted in /tmp: refused, where the kernel may follow it)
-        return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
-    return os.fdopen(_dup_named(number, os.fspath(path)), "w", newline="", encoding="utf-8",
-                     errors="surrogateescape")
+    it names, after what the shell had put there. Other names are opened by
+    :func:`open_for_writing`."""
+    number = descriptor_named(os.fsdecode(path))
+    if number is not None:
+        fd = _dup_named(number, os.fsdecode(path))
+    else:
+        fd = open_for_writing(path)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+    return os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")
 
 
 def _dup_named(number: int, path: str) -> int:
@@ -136,18 +203,19 @@ class atomic_write:
     of one path never write into each other's file. Errors name ``path``."""
 
     def __init__(self, path: Union[str, os.PathLike], binary: bool = False):
-        self.given = os.fspath(path)
+        self.given = os.fsdecode(path)
         self.tmp: Path | None = None
         self.mode: int | None = None
+        number = descriptor_named(self.given)
         try:
-            if written_in_place(self.given):
-                number = descriptor_named(self.given)
-                fd = _dup_named(number, self.given) if number is not None else \
-                    os.open(self.given, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+            if number is not None:
+                fd = _dup_named(number, self.given)
+            elif written_in_place(real_path(self.given)):  # a device, a FIFO
+                fd = open_for_writing(self.given, append=True)
             else:
                 self.path = Path(real_path(self.given))
-                if self.path.exists():
-                    self.mode = self.path.stat().st_mode & 0o7777
+                if self.path.exists():  # (not set-user-ID and the like: the writer is the owner now)
+                    self.mode = self.path.stat().st_mode & 0o777
                 self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
                 # O_BINARY: Windows would otherwise write each \n as \r\n
                 fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

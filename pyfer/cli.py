@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Sequence
 
+from pyfer.atomic import (another_user_s_in_a_shared_folder, atomic_write, descriptor_named, make_folders, open_in_place, real_path,
+                          written_in_place)
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
 from pyfer.resume import ResumeError, file_key, open_csv, sidecar_path
 
@@ -187,8 +189,6 @@ def _check_writable_folder(folder: Path, what: str, named: str) -> None:
     """Fail now, before anything is processed or created, if ``folder`` (given as ``what named``)
     could not be written into: it, or the nearest folder above it that exists, must be a writable
     folder (the rest is created later)."""
-    from pyfer.atomic import real_path
-
     try:
         real_path(folder)
     except PermissionError as e:
@@ -208,8 +208,6 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     folder must take a new file and the file must be the user's to replace; else written in place
     (a CSV, JSON lines, a video), where an existing writable file is enough. A stream name
     (``/dev/stdout``) is always written in place."""
-    from pyfer.atomic import descriptor_named, real_path, written_in_place
-
     number = descriptor_named(path)
     if number is not None:
         try:
@@ -225,6 +223,9 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     exists = Path(path).exists()
     if exists and not os.access(path, os.W_OK):
         raise UsageError(f"{what} {path}: the file is not writable")
+    if exists and not replaced and another_user_s_in_a_shared_folder(real):
+        raise UsageError(f"{what} {path}: another user's file in a shared folder ({real.parent}, sticky): not "
+                         "written in place, as Linux's fs.protected_regular")
     if written_in_place(path) or (exists and not replaced):
         return
     _check_writable_folder(real.parent, what, path)
@@ -235,8 +236,6 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
 
 def _names_stdout(path: str) -> bool:
     """Whether ``path`` is a stream name (/dev/stdout, /proc/self/fd/1) of this process's stdout."""
-    from pyfer.atomic import written_in_place
-
     try:
         return written_in_place(path) and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError, AttributeError):  # (no such name; a stand-in stdout without a descriptor)
@@ -407,12 +406,10 @@ def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
 def _open_output(path: str, what: str) -> ContextManager[IO[str]]:
     """A file written whole at the end of a run (``pyfer evaluate --json/--csv``): replaced only
     when complete; a stream name (``/dev/stdout``) written in place."""
-    from pyfer.atomic import atomic_write, open_in_place, written_in_place
-
     try:
         if written_in_place(path):
             return open_in_place(path)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_folders(Path(path).parent)
         # (text is written with surrogateescape: a file name that is not valid UTF-8 goes back as its own bytes)
         return atomic_write(path)
     except OSError as e:
@@ -545,7 +542,7 @@ def _predict(args) -> int:
               f"{len(inputs) - n_skip} to go", file=sys.stderr)
     if out_dir is not None:  # (after the --csv checks: a refused resume leaves no folder behind)
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            make_folders(out_dir)
         except OSError as e:
             if csv_file not in (None, sys.stdout):
                 csv_file.close()
@@ -662,7 +659,6 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
     no half copy); None when written, else why not. A file the user may not write is left as it is."""
     import cv2
 
-    from pyfer.atomic import atomic_write, real_path
     from pyfer.video import draw_faces
 
     try:
@@ -670,7 +666,7 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
             return "the file is not writable (left as it is)"
         if dest.exists() and _sticky_and_not_ours(Path(real_path(dest))):
             return "another user's file in a sticky folder (left as it is)"
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(dest.parent)
         annotated = draw_faces(image, faces)
         if dest.suffix.lower() in GRAY_ONLY_TYPES:
             annotated = cv2.cvtColor(annotated, cv2.COLOR_BGR2GRAY)
@@ -767,7 +763,7 @@ def _write_timeline(timeline, summary: Optional[str], chart: Optional[str]) -> b
         if not path:
             continue
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_folders(Path(path).parent)
             write(path)
             print(f"wrote {path}", file=sys.stderr)
         except OSError as e:
@@ -822,7 +818,7 @@ def _evaluate(args) -> int:
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
         conf = result["confusion"]
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        make_folders(Path(args.plot).parent)
         plot_confusion(conf["counts"], conf["rows"], conf["columns"], args.plot,
                        f"{Path(args.source).name}: accuracy {result['accuracy']:.1%}, macro recall "
                        f"{result['macro_recall']:.1%} (n={result['images']})")

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional, Sequence
 
-from pyfer.atomic import atomic_write, open_in_place, written_in_place
+from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, written_in_place
 
 SIDECAR_SUFFIX = ".resume.json"
 
@@ -84,9 +84,10 @@ def open_csv(path: str, header: Sequence[str], resume: bool, settings: dict,
     regular = not written_in_place(path) and (not os.path.exists(path) or os.path.isfile(path))
     if resume and not regular:
         raise ResumeError(f"--resume needs --csv to be a file, and {path} is not a regular file")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_folders(Path(path).parent)
     # appended to (and emptied or cut once it is locked): "w" would empty it before the lock
-    f = open(path, "a", newline="", encoding="utf-8", errors="surrogateescape") if regular else open_in_place(path)
+    f = os.fdopen(open_for_writing(path, append=True), "a", newline="", encoding="utf-8", errors="surrogateescape") \
+        if regular else open_in_place(path)
     try:
         if regular:
             _lock(f, path)

@@ -20,7 +20,7 @@ from typing import IO, Optional, Union, cast
 
 import numpy as np
 
-from pyfer.atomic import atomic_write, open_in_place
+from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, real_path
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
@@ -516,12 +516,22 @@ QUIET_OPENCV_WRITER_OPEN = False
 
 
 def open_writer(out, fps: float, size: tuple[int, int]):
-    """OpenCV's writer for ``out``, with the codec of its type (``VIDEO_CODECS``); raises ValueError
-    when it cannot be opened. For WebM, OpenCV's FFmpeg wrapper prints that the tag "is not
+    """OpenCV's writer for ``out`` (its folder made), with the codec of its type (``VIDEO_CODECS``);
+    raises ValueError when it cannot be opened (a file made for it is removed), also for a name
+    :func:`pyfer.atomic.real_path` or :func:`pyfer.atomic.open_for_writing` refuses. For WebM, OpenCV's FFmpeg wrapper prints that the tag "is not
     supported" and then writes VP8 all the same: in the pyfer command that line is kept off stderr
     (``QUIET_OPENCV_WRITER_OPEN``)."""
     import cv2
 
+    # OpenCV opens the file by its name: the name is checked, and the file made (or found) ours to
+    # write, here (pyfer.atomic.open_for_writing), and OpenCV given the resolved name
+    try:
+        real = Path(real_path(out))
+        make_folders(real.parent)
+        made = not os.path.lexists(real)
+        os.close(open_for_writing(real))
+    except OSError as e:
+        raise ValueError(f"cannot write video {out}: {e.strerror or e}") from None
     codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
     quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN and _can_redirect_stderr()
     if quiet:
@@ -531,12 +541,14 @@ def open_writer(out, fps: float, size: tuple[int, int]):
         os.dup2(null, 2)
         os.close(null)
     try:
-        writer = cv2.VideoWriter(os.fspath(out), cv2.VideoWriter.fourcc(*codec), fps, size)
+        writer = cv2.VideoWriter(str(real), cv2.VideoWriter.fourcc(*codec), fps, size)
     finally:
         if quiet:
             os.dup2(saved, 2)
             os.close(saved)
     if not writer.isOpened():
+        if made:
+            real.unlink(missing_ok=True)
         raise ValueError(f"cannot write video {out}")
     return writer
 
@@ -716,7 +728,6 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             t_frame = clock.time(cap, n + skipped)
             if out is not None and writer is None:  # before the first JSON line: a failure leaves none
                 h, w = frame.shape[:2]
-                Path(out).parent.mkdir(parents=True, exist_ok=True)
                 writer = open_writer(out, fps_in, (w, h))
             if scene_cuts:
                 before, thumb = thumb, scene_thumbnail(frame)
@@ -735,7 +746,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                                                            [tid for tid, _ in tracked])
             if jsonl_path is not None and sink is None:  # with the first line ready: a source that gives
                 created = not os.path.exists(jsonl_path)  # none, or a stop before it, leaves the file as it was
-                Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+                make_folders(Path(jsonl_path).parent)
                 sink = open_in_place(jsonl_path)
             if sink is not None:
                 sink.write(line)

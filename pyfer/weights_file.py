@@ -26,7 +26,7 @@ from typing import Union
 
 import numpy as np
 
-from pyfer.atomic import atomic_write
+from pyfer.atomic import atomic_write, make_folders
 
 DATA_CRC_KEY = "data_crc32"
 HEADER_CRC_KEY = "header_crc32"
@@ -123,7 +123,7 @@ def save_checked(tensors: dict[str, np.ndarray], out: str | Path, metadata: dict
     at, crc = header_crc32(blob)  # the same length either way: the digits go in over the zeros
     blob[at:at + 8] = f"{crc:08x}".encode()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(out.parent)
     with atomic_write(out, binary=True) as f:
         f.write(blob)
     return out

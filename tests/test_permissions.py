@@ -211,6 +211,7 @@ def test_new_outputs_in_a_sticky_folder_are_the_writer_s(shared):
     ["predict", "{a}", "--csv", "{s}/theirs.csv"],
     ["predict", "{a}", "--out", "{s}/dir/victim.jpg"],
     ["predict", "{a}", "--out-dir", "{s}/dir/copies"],
+    ["video", "{a}", "--out", "{s}/dir/victim.mp4"],
 ], ids=" ".join)
 def test_a_symlink_another_user_planted_in_a_shared_folder_is_refused(tmp_path, args):
     """Root (or any user) writing into /tmp must not write where a link another user planted there
@@ -221,6 +222,7 @@ def test_a_symlink_another_user_planted_in_a_shared_folder_is_refused(tmp_path, 
     shutil.copy(ASTRONAUT, tmp_path / "astronaut.png")
     victim = tmp_path / "victim.jpg"
     victim.write_text("precious")
+    (tmp_path / "victim.mp4").write_text("precious")
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
@@ -231,6 +233,43 @@ def test_a_symlink_another_user_planted_in_a_shared_folder_is_refused(tmp_path, 
     fill = {"a": tmp_path / "astronaut.png", "s": shared}
     before = snapshot(tmp_path)
     done = pyfer_subprocess(*(a.format(**fill) for a in args), cwd=tmp_path)
-    assert done.returncode == 2 and "fs.protected_symlinks" in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.returncode == 2 and "a symlink of another user (uid 65534), which root does not write through" \
+        in done.stderr, (done.returncode, done.stderr[-2000:])
     assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == "", (done.stdout, done.stderr)
     assert snapshot(tmp_path) == before and victim.read_text() == "precious"
+
+
+def test_a_link_of_a_third_user_in_a_shared_folder_is_not_followed(shared):
+    """Any user (here uid 65534) writing into /tmp: a link there of a third user (65533) is not
+    followed (Linux's fs.protected_symlinks rule), the user's own link is."""
+    sticky = shared / "sticky"
+    (sticky / "target.csv").write_text("mine\n")
+    os.chown(sticky / "target.csv", 65534, 65534)
+    for name, owner in (("third.csv", 65533), ("own.csv", 65534)):
+        (sticky / name).symlink_to(sticky / "target.csv")
+        os.lchown(sticky / name, owner, owner)
+    done = as_another_user("video", shared / "astronaut.png", "--summary", sticky / "third.csv", cwd=shared)
+    assert done.returncode == 2 and "(as Linux's fs.protected_symlinks)" in done.stderr, done.stderr[-2000:]
+    assert (sticky / "target.csv").read_text() == "mine\n"
+    done = as_another_user("video", shared / "astronaut.png", "--summary", sticky / "own.csv", cwd=shared)
+    assert done.returncode == 0 and "happiness" in (sticky / "target.csv").read_text(), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--jsonl", "--out"])
+def test_a_file_of_a_third_user_in_a_shared_folder_is_not_written_in_place(shared, flag):
+    """Outputs written in place (--csv, --jsonl, video --out) do not go into a file another user
+    put in /tmp (Linux's fs.protected_regular rule): its owner could read or change them, or make
+    it a FIFO nobody reads (a hang). A FIFO is refused without waiting for a reader."""
+    sticky = shared / "sticky"
+    command = "predict" if flag == "--csv" else "video"
+    for name, make in (("third.out", lambda p: p.write_text("")), ("fifo.out", os.mkfifo)):
+        make(sticky / name)
+        os.chmod(sticky / name, 0o666)
+        os.chown(sticky / name, 65533, 65533)
+        if flag == "--out":
+            (sticky / name).rename(sticky / (name + ".mp4"))
+            name += ".mp4"
+        before = snapshot(shared)
+        done = as_another_user(command, shared / "astronaut.png", flag, sticky / name, cwd=shared)
+        assert done.returncode == 2 and "fs.protected_regular" in done.stderr, done.stderr[-2000:]
+        assert snapshot(shared) == before

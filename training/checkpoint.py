@@ -4,12 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from pyfer.atomic import atomic_write
 from pyfer.preprocess import PreprocessSpec
 from training.models import ModelSpec
 
@@ -86,21 +88,16 @@ def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) 
     path = Path(path)
     state = dict(state)
     state[DIGEST_KEY] = state_digest(state)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, binary=True) as f:  # a unique temporary file, flushed, renamed over
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if keep_previous and path.is_file():
-        prev = previous_path(path)
-        ptmp = prev.with_name(prev.name + ".tmp")
-        ptmp.unlink(missing_ok=True)
-        try:
-            os.link(path, ptmp)
-        except OSError:
-            shutil.copy2(path, ptmp)
-        os.replace(ptmp, prev)
-    os.replace(tmp, path)
+        if keep_previous and path.is_file():  # once the new one is written: prev.pt := the old last.pt
+            prev = previous_path(path)
+            ptmp = prev.with_name(f".{prev.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                os.link(path, ptmp)
+            except OSError:
+                shutil.copy2(path, ptmp)
+            os.replace(ptmp, prev)
     _fsync_dir(path.parent)
 
 
@@ -157,7 +154,7 @@ def load_checkpoint(path: str | Path, required=("model", "model_spec", "preproce
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # (no code runs from the file)
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
     missing = [k for k in required if not isinstance(state, dict) or k not in state]

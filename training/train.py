@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyfer.atomic import atomic_write, open_for_writing
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
@@ -519,9 +521,8 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
         logits = torch.cat(parts).float()
     else:
         logits = predict_logits(teacher, x_train, prep, batch=256, amp=amp)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"key": keys[0], "logits": logits.cpu()}, tmp)
-    tmp.replace(path)
+    with atomic_write(path, binary=True) as f:
+        torch.save({"key": keys[0], "logits": logits.cpu()}, f)
     return logits.to(x_train.device)
 
 
@@ -556,9 +557,8 @@ class TeacherViews:
             self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, tmp)
-        tmp.replace(self.path)
+        with atomic_write(self.path, binary=True) as f:
+            torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, f)
 
 
 def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
@@ -677,7 +677,7 @@ def hold_run_folder(out: Path):
     except ImportError:  # not POSIX: no lock
         yield
         return
-    with open(out / ".lock", "w") as f:
+    with os.fdopen(open_for_writing(out / ".lock"), "w") as f:  # (not through a link planted there)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
