@@ -33,6 +33,10 @@ def test_a_written_file_replaces_the_old_one_with_its_permissions(tmp_path):
     with atomic_write(path, binary=True) as f:
         f.write(b"new")
     assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == 0o640
+    path.chmod(0o6755)  # set-user-ID and set-group-ID: not given to the writer's new file
+    with atomic_write(path, binary=True) as f:
+        f.write(b"newer")
+    assert path.stat().st_mode & 0o7777 == 0o755
     old_umask = os.umask(0o027)
     try:
         with atomic_write(tmp_path / "fresh.txt") as f:

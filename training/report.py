@@ -1,7 +1,7 @@
 """Regenerate the numbers and figures of RESULTS.md from the committed models and run logs.
 
     python -m training.report [--data ferplus:../shared/data/ferplus] [--out results] [--runs results/runs]
-    python -m training.report --limit 500 --out /tmp/report   # a quick look (114 s on Zen 4), not RESULTS.md's
+    python -m training.report --limit 500 --out results/quick_report   # a quick look (114 s on Zen 4), not RESULTS.md's
 
 Writes ``<out>/metrics.json`` (teacher, baseline student and T-SNet on FERPlus validation, with
 and without flip averaging, plus the shipped student on SFEW), ``<out>/tables.md`` (Tables I, II
