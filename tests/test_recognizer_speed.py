@@ -151,3 +151,43 @@ def test_yunet_detect_side_by_side(one_thread):
         print(f"  {w}x{h}: engine {e:.2f}  opencv {o:.2f}  ratio {e / o:.2f}")
     for w, h, e, o in rows:
         assert e < o, (w, h, e, o)
+
+
+# photo and frame sizes, odd sides among them, each at the detector's main-pass scale, and a
+# 1080p frame's coarse pass (for faces larger than YuNet's range)
+RESIZES = [(320, 320, None), (500, 375, None), (1279, 719, None), (1919, 1079, None), (1920, 1080, None),
+           (1920, 1080, "coarse")]
+
+
+def test_detector_resize_side_by_side(one_thread):
+    """The detector's resize (pyfer.yunet._resized: halvings by area, then bilinear)
+    against one cv2.resize with INTER_AREA (what it was until session 41: OpenCV's general,
+    slow path for factors that are not whole numbers), interleaved: the size asked for (or 1 px
+    short), and at most as slow at every size (medians printed)."""
+    from pyfer.yunet import YuNetDetector, _resized
+
+    det = YuNetDetector()
+    img = cv2.imread(str(ASTRONAUT))
+    rows = []
+    for w, h, which in RESIZES:
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        scale = det.main_scale(h, w) if which is None else det.coarse_side / (max(h, w) * (1 + 2 * det.pad))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        ways = {"steps": lambda: _resized(x, scale)[0],
+                "one INTER_AREA": lambda: cv2.resize(x, size, interpolation=cv2.INTER_AREA)}
+        times: dict[str, list[float]] = {k: [] for k in ways}
+        for i in range(23):
+            for k, fn in ways.items():
+                t0 = time.perf_counter()
+                out = fn()
+                if i >= 3:
+                    times[k].append(time.perf_counter() - t0)
+                assert all(0 <= a - g <= 1 for a, g in zip(size, out.shape[1::-1])), (k, out.shape, size)
+        med = {k: float(np.median(t)) * 1e3 for k, t in times.items()}
+        rows.append((w, h, scale, med["steps"], med["one INTER_AREA"]))
+    print(f"\ndetector resize, median ms, one thread (load average {os.getloadavg()[0]:.1f}):")
+    for w, h, s, a, b in rows:
+        print(f"  {w}x{h} at {s:.3f}: steps {a:.2f}  one INTER_AREA {b:.2f}  ratio {a / b:.2f}")
+    for w, h, s, a, b in rows:  # (50%: noise on a shared machine where both are the same, 2x halving)
+        assert a <= 1.5 * b, (w, h, s, a, b)
+    assert sum(r[3] for r in rows) < 0.5 * sum(r[4] for r in rows), rows  # (4-8x here, Zen 3)

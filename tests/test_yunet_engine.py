@@ -309,3 +309,27 @@ def test_engine_model_ships_inside_the_package():
     if "site-packages" in pkg.parts:
         files = {str(f) for f in md.distribution("pyfer").files or []}
         assert "pyfer/models/yunet.safetensors" in files
+
+
+@pytest.mark.parametrize("h, w, scale", [(320, 320, 0.866), (1079, 1919, 0.5), (1080, 1920, 0.111),
+                                         (1079, 1919, 0.111), (701, 333, 0.3), (375, 500, 0.64), (47, 33, 0.2),
+                                         (100, 90, 1.7), (7, 5, 0.05)])
+def test_the_detector_s_resize_maps_points_by_the_factors_it_gives(h, w, scale):
+    """_resized (halvings by area, then bilinear) gives the size asked for (or 1 px short) and
+    the exact factors that carry a point of the image into it: a blob's centre lands where they say."""
+    from pyfer.yunet import _resized
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, sigma = 0.6 * w, 0.4 * h, max(1.5, min(h, w) / 12)  # (whole inside the image)
+    image = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+    small, sx, sy = _resized(image, scale)
+    asked = (max(1, round(h * scale)), max(1, round(w * scale)))  # (or 1 px short: an odd side halved)
+    assert all(0 <= a - g <= 1 for a, g in zip(asked, small.shape)), (small.shape, asked)
+    if min(small.shape) < 4:
+        return  # (too small to place a blob in)
+    ys, xs = np.mgrid[0:small.shape[0], 0:small.shape[1]]
+    mass = small.sum()
+    got = ((xs * small).sum() / mass, (ys * small).sum() / mass)
+    want = ((cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5)  # pixel centres, as OpenCV maps them
+    # (0.06 px: the factors of the size asked for, w and h over the image's, missed by 0.1-0.47 px)
+    assert abs(got[0] - want[0]) < 0.06 and abs(got[1] - want[1]) < 0.06, (got, want, sx, sy)
