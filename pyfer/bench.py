@@ -35,14 +35,37 @@ from pathlib import Path
 import numpy as np
 
 
-def cpu_name() -> str:
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, with its family and model where /proc/cpuinfo gives them, and the
+    AMD core generation they mean: a VM's "AMD EPYC" alone does not tell a Zen 3 (AVX2) from a
+    Zen 4 or 5 (AVX-512), and every speed figure needs its CPU named."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
-        pass
-    return platform.machine()  # (not platform.processor(): it runs `uname -p` or `sysctl`)
+        return platform.machine()  # (not platform.processor(): it runs `uname -p` or `sysctl`)
+    fields: dict = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+        if not line.strip():  # the first processor's block is enough
+            break
+    name = fields.get("model name") or platform.machine()
+    family, model = fields.get("cpu family", ""), fields.get("model", "")
+    if not (family.isdigit() and model.isdigit()):
+        return name
+    generation = _amd_generation(int(family), int(model)) if "AMD" in fields.get("vendor_id", name) else ""
+    return f"{name} ({generation + ', ' if generation else ''}family {family} model {model})"
+
+
+def _amd_generation(family: int, model: int) -> str:
+    """AMD's core generation of a CPU family and model (AMD's and the kernel's tables)."""
+    if family == 23:
+        return "Zen 2" if model >= 0x30 else "Zen"
+    if family == 25:
+        return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF else "Zen 3"
+    if family == 26:
+        return "Zen 5"
+    return ""
 
 
 def default_weights() -> Path:
@@ -115,6 +138,7 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         "engine": info,
         "build": _engine.build_info(),
         "batch": batch,
+        "reps": reps,
         "input": source,
         "fma_peak_gflops": peak,
         "latency_ms_median": med * 1e3,
@@ -158,11 +182,11 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
 def format_comparison(c: dict) -> str:
     isas, ref = c["isas"], c["isas"][0]
     out = [f"machine: {c['machine']['cpu']}  |  batch {c['batch']}, 1 thread, input {c['input']}  |  "
-           f"{c['rounds']} interleaved rounds, median of each round's best of {c['reps']}"]
-    out.append("end to end (median ms): " + ", ".join(
+           f"{c['rounds']} interleaved rounds of {c['reps']} forwards and {c['reps']} profiled ones"]
+    out.append("end to end (ms, median of each round's median forward): " + ", ".join(
         f"{isa} {c['latency_ms_median'][isa]:.3f}" + ("" if isa == ref else f" ({c['latency_ms_median'][isa] / c['latency_ms_median'][ref]:.2f}x {ref})")
         for isa in isas))
-    out.append("")
+    out.append(f"blocks (ms, median of each round's best of {c['reps']}: their sum is below a whole forward's time):")
     head = f"{'block':<12} {'kind':<24} " + " ".join(f"{isa + ' ms':>12}" for isa in isas)
     head += "".join(f" {isa + '/' + ref:>16}" for isa in isas[1:])
     out.append(head)
@@ -184,8 +208,11 @@ def format_report(r: dict) -> str:
                f"input {r.get('input', 'noise')}")
     out.append("(GFLOP/s count the dense FLOPs of each layer: where the zero-skipping 1x1 convs skip "
                "work, the rate is an effective one and can exceed the FMA peak)")
-    out.append(f"end to end: {r['latency_ms_median']:.3f} ms median, {r['images_per_s']:.1f} images/s, "
-               f"{r['gflops_end_to_end']:.1f} GFLOP/s ({r['gflops_end_to_end'] / r['fma_peak_gflops']:.0%} of peak)")
+    out.append(f"end to end: {r['latency_ms_median']:.3f} ms median of {r.get('reps', '?')} forwards, "
+               f"{r['images_per_s']:.1f} images/s, {r['gflops_end_to_end']:.1f} GFLOP/s "
+               f"({r['gflops_end_to_end'] / r['fma_peak_gflops']:.0%} of peak)")
+    out.append(f"blocks: each one's best of {r.get('reps', '?')} profiled forwards (their sum, "
+               f"{sum(b['seconds'] for b in r['blocks']) * 1e3:.3f} ms, is below a whole forward's time)")
     out.append("")
     out.append(f"{'block':<12} {'kind':<24} {'ms':>8} {'MFLOP':>8} {'GFLOP/s':>8} {'%peak':>6}")
     for b in r["blocks"]:

@@ -80,3 +80,21 @@ def test_bench_refuses_what_it_cannot_time(capsys, tmp_path):
     if missing:  # a set this CPU or build lacks is refused with a message, not a traceback
         with pytest.raises(SystemExit):
             main(["--isa", missing[0], "--reps", "1"])
+
+
+@pytest.mark.parametrize("cpuinfo, name", [
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n",
+     "AMD EPYC (Zen 3, family 25 model 1)"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n",
+     "AMD EPYC (Zen 4, family 25 model 17)"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC 9R45\n",
+     "AMD EPYC 9R45 (Zen 5, family 26 model 2)"),
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel Xeon\n\n"
+     "processor\t: 1\nmodel name\t: another\n", "Intel Xeon (family 6 model 143)"),
+])
+def test_cpu_name_tells_the_core_generation(cpuinfo, name):
+    """Speed figures name their CPU: a VM's "AMD EPYC" alone does not tell Zen 3 (AVX2 only) from
+    Zen 4 or 5 (AVX-512)."""
+    from pyfer.bench import cpu_name
+
+    assert cpu_name(cpuinfo) == name
