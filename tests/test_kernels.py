@@ -33,6 +33,14 @@ def test_conv(isa, n, h, w, k, stride, cin, cout):
     assert err <= TOL, err
 
 
+def test_conv_kernel_sizes_up_to_the_driver_s_table(isa):
+    """The conv driver keeps a tap offset per kernel position in a fixed table (k*k <= 64): 8x8
+    computes right, 9x9 is refused when the weights are packed (it wrote past the table)."""
+    assert T.conv(isa, 1, 9, 9, 3, 5, 8, 1, True, "plain", seed=8) <= TOL
+    with pytest.raises(ValueError, match="9x9: the engine takes 1x1 to 8x8"):
+        T.conv(isa, 1, 9, 9, 3, 5, 9, 1, True, "plain", seed=9)
+
+
 @pytest.mark.parametrize("mode", ["plain", "res", "acc", "out2", "pool", "shuf"])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("n,h,cin,cout,k,s", [(1, 1, 5, 7, 3, 1), (7, 5, 13, 21, 3, 1), (2, 6, 9, 16, 1, 2)])

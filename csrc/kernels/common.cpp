@@ -119,6 +119,10 @@ void zero_border(const View& v, int n, int h, int w, int c, int pad) {
 }
 
 PackedConv pack_conv(const float* oihw, const float* bias, int cout, int cin, int k, int stride) {
+    if (k < 1 || k > kMaxConvKernel)
+        throw std::invalid_argument("conv kernel " + std::to_string(k) + "x" + std::to_string(k) +
+                                    ": the engine takes 1x1 to " + std::to_string(kMaxConvKernel) + "x" +
+                                    std::to_string(kMaxConvKernel));
     PackedConv p;
     p.cin = cin; p.cout = cout; p.k = k; p.stride = stride; p.pad = k / 2;
     p.coutp = (cout + NR - 1) / NR * NR;

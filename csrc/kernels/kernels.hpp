@@ -100,6 +100,10 @@ struct ScratchBuf {
     }
 };
 
+// The widest dense conv kernel (k x k) the conv driver takes: its tap-offset table has k*k <= 64
+// entries. The shipped networks use 1x1 and 3x3; pack_conv refuses more.
+constexpr int kMaxConvKernel = 8;
+
 struct PackedConv {
     int cin = 0, cout = 0, k = 1, stride = 1, pad = 0, coutp = 0;
     AlignedBuf w;     // [coutp/NR][k*k][cin][NR]
