@@ -146,3 +146,15 @@ def test_export_refuses_the_training_only_architecture(tmp_path):
 
     with pytest.raises(ValueError, match="training-only"):
         export_model(ModelSpec("faceresnet").build(), ModelSpec("faceresnet"), PreprocessSpec(), tmp_path / "x.safetensors")
+
+
+def test_a_face_api_tarball_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+    """The npm tarball is checked against its pinned sha256 when fetched and each time the cache
+    is read: a cache another user could write (PYFER_CACHE on a shared disk) cannot slip in other
+    weights."""
+    from training.pretrained import PACKAGE_SHA256, fetch_face_api
+
+    monkeypatch.setenv("PYFER_CACHE", str(tmp_path))
+    (tmp_path / "vladmandic-face-api-1.7.15.tgz").write_bytes(b"\x1f\x8b not the package")
+    with pytest.raises(SystemExit, match=f"not the pinned {PACKAGE_SHA256}"):
+        fetch_face_api("face_recognition_model")

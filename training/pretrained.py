@@ -14,8 +14,11 @@ affine) for grayscale input in pyfer's normalisation, without the classifier:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tarfile
@@ -30,6 +33,9 @@ from training.data import cache_dir
 from training.models import FaceResNet, ModelSpec
 
 PACKAGE = "@vladmandic/face-api@1.7.15"
+# the sha256 of its npm tarball: a fetched or cached file that differs is refused (a cache another
+# user could write, PYFER_CACHE on a shared disk, a registry that served something else)
+PACKAGE_SHA256 = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input layer: (pixel - mean) / 256
 DEFAULT_OUT = Path("runs/pretrained/faceresnet_dlib.safetensors")
 
@@ -84,6 +90,12 @@ def faceresnet_state(arrays: dict[str, np.ndarray], prep: PreprocessSpec = Prepr
     return state
 
 
+def _check_package(raw: bytes, what: str) -> None:
+    got = hashlib.sha256(raw).hexdigest()
+    if got != PACKAGE_SHA256:
+        raise SystemExit(f"{what}: sha256 {got}, not the pinned {PACKAGE_SHA256} of {PACKAGE}")
+
+
 def fetch_face_api(model: str) -> tuple[dict, bytes]:
     """The TensorFlow.js manifest and weights of one face-api.js model (``model/<model>-weights_
     manifest.json`` and ``model/<model>.bin``), from the npm registry (``npm pack`` of the pinned
@@ -98,10 +110,14 @@ def fetch_face_api(model: str) -> tuple[dict, bytes]:
                 raise SystemExit(f"could not fetch {PACKAGE} with npm: {exc}") from None
             # copied under a name of its own beside the cache, then renamed: a second process
             # (pytest -n) never reads half of it
-            part = cached.with_name(f".{cached.name}.{os.getpid()}.part")
-            shutil.move(str(Path(tmp) / done.stdout.strip().splitlines()[-1]), part)
+            fetched = Path(tmp) / done.stdout.strip().splitlines()[-1]
+            _check_package(fetched.read_bytes(), f"{PACKAGE} as npm fetched it")
+            part = cached.with_name(f".{cached.name}.{secrets.token_hex(6)}.part")
+            shutil.move(str(fetched), part)
             os.replace(part, cached)
-    with tarfile.open(cached) as tar:
+    raw = cached.read_bytes()
+    _check_package(raw, f"{cached} (delete it to fetch it again)")
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         manifest = json.load(tar.extractfile(f"package/model/{model}-weights_manifest.json"))
         data = tar.extractfile(f"package/model/{model}.bin").read()
     return manifest, data
