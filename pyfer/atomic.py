@@ -250,3 +250,16 @@ class atomic_write:
                 self.f.close()
             if self.tmp is not None:
                 self.tmp.unlink(missing_ok=True)
+
+
+def write_file(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None:
+    """``path`` replaced whole by ``data`` (text as UTF-8, or bytes), through :class:`atomic_write`."""
+    with atomic_write(path, binary=isinstance(data, bytes)) as f:
+        f.write(data)
+
+
+def save_figure(fig: Any, path: Union[str, os.PathLike], **savefig: Any) -> None:
+    """A matplotlib figure saved whole to ``path`` (:class:`atomic_write`), in the format its suffix
+    names (PNG without one); ``savefig``: more of ``Figure.savefig``'s arguments (dpi, ...)."""
+    with atomic_write(path, binary=True) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig)

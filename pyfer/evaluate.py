@@ -214,11 +214,10 @@ def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str]
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
     fig.tight_layout()
-    from pyfer.atomic import atomic_write
+    from pyfer.atomic import save_figure
 
     try:
-        with atomic_write(path, binary=True) as f:  # whole or not at all, as every replaced output
-            fig.savefig(f, dpi=130, format=Path(path).suffix.lstrip(".").lower() or "png")
+        save_figure(fig, path, dpi=130)  # whole or not at all, as every replaced output
     finally:
         plt.close(fig)
 

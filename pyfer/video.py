@@ -20,7 +20,7 @@ from typing import IO, Optional, Union, cast
 
 import numpy as np
 
-from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, real_path
+from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, real_path, save_figure
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
@@ -384,8 +384,7 @@ class Timeline:
             ", ".join(f"#{t}" for t in sorted(hidden)[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
         fig.suptitle("expressions over time, per face (track id)" + note, y=1 - 0.05 / height, va="top", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-        with atomic_write(path, binary=True) as f:
-            fig.savefig(f, dpi=100, format=Path(path).suffix.lstrip(".").lower() or "png")
+        save_figure(fig, path, dpi=100)
 
 
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none

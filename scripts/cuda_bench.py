@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import pyfer  # noqa: E402
+from pyfer.atomic import write_file  # noqa: E402
 from training.export import from_safetensors  # noqa: E402
 
 MODELS = {"student": REPO / "pyfer" / "models" / "tsnet_student.safetensors",
@@ -139,9 +140,9 @@ def main():
             rows += bench_model(name, MODELS[name], batches, a.quick)
         except Exception as e:  # keep what was measured
             print(f"cuda_bench: {name} failed: {type(e).__name__}: {e}", flush=True)
-        Path(a.out).write_text(fmt(rows, gpu, date))
+        write_file(Path(a.out), fmt(rows, gpu, date))
     if a.json:
-        Path(a.json).write_text(json.dumps({"gpu": gpu, "date": date, "rows": rows}, indent=1))
+        write_file(Path(a.json), json.dumps({"gpu": gpu, "date": date, "rows": rows}, indent=1))
     print(Path(a.out).read_text())
 
 

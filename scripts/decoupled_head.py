@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pyfer.atomic import write_file  # noqa: E402
 from training.cli import output_path  # noqa: E402
 from training.data import AUGMENTS, DEFAULT_DATA, augment, ferplus_prior  # noqa: E402
 from training.export import baked_prior_shift  # noqa: E402
@@ -165,7 +166,7 @@ def main(argv=None) -> None:
         md.append(f"| {name} | {shift:g} | " + " | ".join(format_cells(row)) + " |")
         print(md[-1], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    output_path(args.out, ".md").write_text("\n".join(md) + "\n")
+    write_file(output_path(args.out, ".md"), "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

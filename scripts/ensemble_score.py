@@ -22,6 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pyfer.atomic import write_file  # noqa: E402
 from training.cli import output_path  # noqa: E402
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
 from training.prior_shift import TARGETS, best_shift, format_cells, framed_logits  # noqa: E402
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
             md.append(f"| {names} | {shift:+.2f} | " + " | ".join(format_cells(row)) + " |")
     text = "\n".join(md)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    output_path(args.out, ".md").write_text(text + "\n")
+    write_file(output_path(args.out, ".md"), text + "\n")
     print(text)
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import write_file
 from pyfer.bench import cpu_name
 from pyfer.evaluate import spread
 
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
                 print(f"| {name} | {kind} | {g['found']}/{g['faces']} | {g['false_faces']} | "
                       f"{', '.join(g['missed']) or '-'} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_file(Path(args.json), json.dumps(results, indent=1))
     return 0
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import write_file
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
     for p in build():
         cv2.imwrite(str(out / f"{p.name}.png"), p.image)
         truth[p.name] = {"faces": [list(b) for b in p.faces], "sources": p.sources}
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    write_file((out / "truth.json"), json.dumps(truth, indent=1))
     print(f"wrote {len(truth)} photos and truth.json to {out}")
     return 0
 

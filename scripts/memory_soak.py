@@ -30,6 +30,8 @@ import numpy as np  # noqa: E402
 
 import pyfer  # noqa: E402
 
+from pyfer.atomic import write_file
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
     r["limit_mb"] = args.limit_mb
     r["ok"] = r["rss_growth_mb"] < args.limit_mb and r["fds_end"] <= r["fds_start"] and r["maps_end"] <= r["maps_start"] + 2
     if args.json:
-        args.json.write_text(json.dumps(r, indent=1))
+        write_file(args.json, json.dumps(r, indent=1))
     for s in r["samples"]:
         print(f"{s['calls']:>7} calls  rss {s['rss_mb']:8.2f} MB  fds {s['fds']:3d}  maps {s['maps']:4d}  {s['s']:7.1f} s")
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "samples"}))

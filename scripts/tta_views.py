@@ -22,6 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pyfer.atomic import write_file  # noqa: E402
 from pyfer.facenorm import FaceFraming  # noqa: E402
 from training.cli import output_path  # noqa: E402
 from training.data import DEFAULT_DATA, ferplus_prior  # noqa: E402
@@ -76,8 +77,8 @@ def main(argv=None) -> None:
         rows.append({"views": name, "view_params": vs, "own_shift": own, "best": best})
     text = "\n".join(md)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    output_path(args.out, ".md").write_text(text + "\n")
-    output_path(args.out, ".json").write_text(json.dumps({"weights": args.weights, "rows": rows}, indent=1))
+    write_file(output_path(args.out, ".md"), text + "\n")
+    write_file(output_path(args.out, ".json"), json.dumps({"weights": args.weights, "rows": rows}, indent=1))
     print(text)
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pyfer.atomic import save_figure
 from pyfer import Recognizer
 from pyfer.video import IoUTracker
 
@@ -198,7 +199,7 @@ def main(argv=None) -> None:
             ax.legend(fontsize=7)
         fig.tight_layout()
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=110)
+        save_figure(fig, args.plot, dpi=110)
         print(f"\nwrote {args.plot}")
 
 

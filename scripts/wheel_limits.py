@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pyfer.atomic import write_file
+
 LIMITS = {"wheel_mb": 10.0, "import_s": 0.5, "load_first_predict_s": 1.0}
 
 IMPORT = "import time; t = time.perf_counter(); import pyfer; print(time.perf_counter() - t)"
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
             print(f"{k:22s} {res[k]:8.3f}  (limit {lim}) {'ok' if good else 'OVER THE LIMIT'}")
     print(json.dumps(res))
     if a.json:
-        a.json.write_text(json.dumps(res, indent=1) + "\n")
+        write_file(a.json, json.dumps(res, indent=1) + "\n")
     return 0 if ok else 1
 
 

@@ -189,3 +189,22 @@ def test_root_never_writes_through_another_user_s_symlink(tmp_path):
     with atomic_write(shared / "ours.csv") as f:  # root's own link is followed
         f.write("ours")
     assert victim.read_text() == "ours"
+
+
+def test_write_file_and_save_figure_replace_whole(tmp_path):
+    """The one way results, logs and charts are written (pyfer, training/, scripts/): whole, in
+    the format a figure's suffix names."""
+    from pyfer.atomic import save_figure, write_file
+
+    write_file(tmp_path / "a.md", "é\n")
+    write_file(tmp_path / "b.bin", b"\x00\xff")
+    assert (tmp_path / "a.md").read_bytes() == "é\n".encode() and (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = plt.figure(figsize=(1, 1))
+    try:
+        for name, magic in (("c.png", b"\x89PNG"), ("c.pdf", b"%PDF"), ("c.svg", b"<?xml"), ("c", b"\x89PNG")):
+            save_figure(fig, tmp_path / name, dpi=50)
+            assert (tmp_path / name).read_bytes().startswith(magic), name
+    finally:
+        plt.close(fig)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

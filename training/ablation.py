@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pyfer.atomic import write_file
 from training import train as train_mod
 from training.checkpoint import read_log
 
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
                 train_mod.main(flags)
     md = table(out, args.Ts, args.alphas)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.md").write_text(md + "\n")
+    write_file((out / "ablation.md"), md + "\n")
     print(md)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import write_file
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_shift
@@ -93,8 +94,8 @@ def main(argv=None) -> None:
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        output_path(args.out, ".md").write_text(text + "\n")
-        output_path(args.out, ".json").write_text(json.dumps(
+        write_file(output_path(args.out, ".md"), text + "\n")
+        write_file(output_path(args.out, ".json"), json.dumps(
             {"a": args.a, "b": args.b, "shift_a": args.shift_a, "shift_b": args.shift_b,
              "resamples": args.resamples, "seed": args.seed,
              "figures": {k: dict(zip(("a", "b", "diff", "low", "high", "p_b_better"), v)) for k, v in result.items()}},

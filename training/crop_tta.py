@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
@@ -116,8 +117,8 @@ def main(argv=None) -> None:
             result[w] = rows
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    output_path(out, ".md").write_text("\n\n".join(texts) + "\n")
-    output_path(out, ".json").write_text(json.dumps(result, indent=1))
+    write_file(output_path(out, ".md"), "\n\n".join(texts) + "\n")
+    write_file(output_path(out, ".json"), json.dumps(result, indent=1))
     print("\n\n".join(texts))
 
 

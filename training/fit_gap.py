@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyfer.atomic import write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
     text = "\n".join(lines)
     out = output_path(args.out, ".md")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    write_file(out, text + "\n")
     print(text)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyfer.atomic import save_figure
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset
@@ -97,7 +98,7 @@ def figure(images, labels, t_maps, t_pred, s_maps, s_pred, out: Path) -> None:
         axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, va="center",
                         ha="right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)
 
 

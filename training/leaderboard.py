@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyfer.atomic import save_figure, write_file
 from training.checkpoint import read_log
 from training.cli import output_path, reported_errors
 from training.prior_shift import REPO, TARGETS
@@ -106,7 +107,7 @@ def plot(candidates: list[dict], shipped: str, path: Path) -> None:
     axes[0].legend(loc="lower right", fontsize=8)
     fig.colorbar(pts, ax=axes, label=RULE, shrink=0.9)
     fig.suptitle("Every scored candidate at its best prior shift (dashed: issue-13 targets)")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -143,7 +144,7 @@ def plot_run(course: list[tuple[int, dict]], log: list[dict], shipped_score: flo
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -161,7 +162,7 @@ def main(argv=None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     text = markdown(candidates, args.shipped)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
-    md.write_text(text)
+    write_file(md, text)
     plot(candidates, args.shipped, png)
     print(text.split("\n")[0])
     print(f"wrote {md} and {png}")

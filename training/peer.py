@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyfer.atomic import save_figure, write_file
 from pyfer.preprocess import EMOTIONS
 
 FACE_API_CLASSES = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -228,7 +229,7 @@ def plot_recalls(recalls: dict[str, dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -332,7 +333,7 @@ def main(argv=None) -> None:
         + (["## FERPlus train against valid (flip averaging, no prior shift)", "", *train_rows, ""] if train_rows else []))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
-    md.write_text(text)
+    write_file(md, text)
     plot_recalls(recalls, png)
     print(text)
     print(f"wrote {md} and {png}")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyfer.atomic import save_figure, write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
@@ -149,7 +150,7 @@ def transformed_crops_table(weights: str, data: str, val2: str, cases, shifts, o
     text = f"`{weights}` at {prep.input_size} px\n\n" + "\n".join(md)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        output_path(out, ".md").write_text(text + "\n")
+        write_file(output_path(out, ".md"), text + "\n")
     return text
 
 
@@ -220,8 +221,8 @@ def main(argv=None) -> None:
         result["baked_shift"] = baked
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    output_path(out, ".md").write_text(text + "\n")
-    output_path(out, ".json").write_text(json.dumps(result, indent=1))
+    write_file(output_path(out, ".md"), text + "\n")
+    write_file(output_path(out, ".json"), json.dumps(result, indent=1))
 
     import matplotlib
 
@@ -239,12 +240,12 @@ def main(argv=None) -> None:
     ax.set_title(f"{Path(args.weights).name}: dotted = issue 13 targets, line = chosen")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(output_path(out, ".png"), dpi=110)
+    save_figure(fig, output_path(out, ".png"), dpi=110)
     print(text)
     print(f"chosen shift: {best['shift']:g}")
     if args.per_class_check:
         check = per_class_check(logits, labels, args.per_class_check)
-        output_path(out, "_per_class.md").write_text(check + "\n")
+        write_file(output_path(out, "_per_class.md"), check + "\n")
         print(check)
 
 

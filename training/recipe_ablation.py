@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pyfer.atomic import write_file
 from training import train as train_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def main(argv=None) -> None:
             train_mod.main(flags)
     md = table(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe_ablation.md").write_text(md + "\n")
+    write_file((out / "recipe_ablation.md"), md + "\n")
     print(md)
 
 

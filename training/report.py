@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from pyfer.atomic import save_figure, write_file
 from pyfer.preprocess import EMOTIONS
 from training.ablation import cell_dir, table as ablation_table
 from training.checkpoint import read_log
@@ -94,7 +95,7 @@ def plot_curves(runs: Path, out: Path) -> None:
     ax2.grid(alpha=0.3)
     ax1.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)
 
 
@@ -128,7 +129,7 @@ def main(argv=None) -> None:
     with reported_errors():
         out.mkdir(parents=True, exist_ok=True)
         metrics = score_models(args.data, args.sfew, args.limit)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_file((out / "metrics.json"), json.dumps(metrics, indent=1))
 
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
     plot_confusion(tsnet["confusion"], EMOTIONS, EMOTIONS, out / "confusion_tsnet.png",
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
                   ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
     elif kept_table_i:
         lines += ["", kept_table_i]
-    (out / "tables.md").write_text("\n".join(lines) + "\n")
+    write_file((out / "tables.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

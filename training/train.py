@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyfer.atomic import atomic_write, open_for_writing
+from pyfer.atomic import atomic_write, open_for_writing, write_file
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
@@ -814,8 +814,8 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         if args.overwrite:  # only now that every input has loaded: a typo must not cost the old run
             for old in trained_files(out):  # no epoch of it may pass for one of the new (caches are keyed)
                 old.unlink(missing_ok=True)
-        (out / "log.jsonl").write_text("")
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+        write_file((out / "log.jsonl"), "")
+    write_file((out / "config.json"), json.dumps(config, indent=2))
 
     amp = args.amp
     if amp and device.type == "cpu" and not cpu_has_bf16():
@@ -944,7 +944,7 @@ def resume_state(out: Path, resume_from, mode: str, model, opt, sched, ema=None,
     history = list(ckpt.get("log", []))
     if not history:  # a checkpoint from before the log was kept in it
         history = [r for r in read_log(out / "log.jsonl") if r.get("epoch", 0) <= start_epoch]
-    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    write_file((out / "log.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
     print(f"resuming {mode} from {ck.path} after epoch {start_epoch}", flush=True)
     return start_epoch, ckpt["best_val_accuracy"], ckpt["best_epoch"], history
 
