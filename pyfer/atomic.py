@@ -48,8 +48,10 @@ def real_path(path: Union[str, os.PathLike, bytes]) -> str:
       ``fs.protected_symlinks`` rule, which the kernel applies to ``open()`` only where it is on,
       and never to a file written beside a link's target and renamed over it (``pyfer video
       --summary /tmp/s.csv`` by root replaced whatever a link planted there pointed at);
-    - for root, any link that is not root's (a folder of another user's, such as their home or a
-      folder they made in /tmp first, is theirs to fill with links).
+    - for root, a link of another user's that leads where that user may not write (a folder of
+      theirs, such as their home or a folder they made in /tmp first, is theirs to fill with
+      links): root would write there on their behalf. Their links within what they own (a tree
+      unpacked or bind-mounted as root) are followed.
 
     Components that do not exist yet stay as given. Every output pyfer writes is resolved here."""
     given = os.fsdecode(path)
@@ -58,6 +60,7 @@ def real_path(path: Union[str, os.PathLike, bytes]) -> str:
     at = "/" if given.startswith("/") else os.getcwd()
     todo = [part for part in reversed(given.split("/")) if part not in ("", ".")]
     hops = 0
+    owners: dict[int, str] = {}  # root only: another user's link passed through -> that link
     while todo:
         part = todo.pop()
         if part == "..":
@@ -72,10 +75,12 @@ def real_path(path: Union[str, os.PathLike, bytes]) -> str:
         if not stat.S_ISLNK(st.st_mode):
             at = step
             continue
-        why = _link_not_followed(st, at)
-        if why:
-            which = "" if step == os.path.abspath(given) else f" ({step})"
-            raise PermissionError(errno.EACCES, f"{why}{which}: not followed (name its target)", given)
+        if _planted(st, at):
+            raise PermissionError(errno.EACCES, "a symlink another user made in a shared folder"
+                                  f"{_which(step, given)}: not followed, as Linux's fs.protected_symlinks "
+                                  "(name its target)", given)
+        if os.geteuid() == 0 and st.st_uid != 0:
+            owners.setdefault(st.st_uid, step)
         hops += 1
         if hops > 40:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), given)
@@ -83,7 +88,34 @@ def real_path(path: Union[str, os.PathLike, bytes]) -> str:
         if target.startswith("/"):
             at = "/"
         todo += [part for part in reversed(target.split("/")) if part not in ("", ".")]
+    for uid, step in owners.items():
+        if not _could_write(uid, at):
+            raise PermissionError(errno.EACCES, f"a symlink of another user (uid {uid}){_which(step, given)} "
+                                  "leads where that user may not write: root does not write through it "
+                                  "(name its target)", given)
     return at
+
+
+def _which(step: str, given: str) -> str:
+    """`` (step)`` where the link is a folder on the way, not the name given."""
+    return "" if step == os.path.abspath(given) else f" ({step})"
+
+
+def _could_write(uid: int, path: str) -> bool:
+    """Whether user ``uid`` could write ``path`` (or, not there yet, create it in the nearest
+    folder that is): theirs, or anyone's to write. Group rights are not counted: a refusal, at
+    worst, where that user could have written it."""
+    while True:
+        try:
+            st = os.stat(path)
+            return st.st_uid == uid or bool(st.st_mode & stat.S_IWOTH)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return False
+            path = parent
+        except OSError:
+            return False
 
 
 def _shared(folder: os.stat_result) -> bool:
@@ -91,15 +123,11 @@ def _shared(folder: os.stat_result) -> bool:
     return bool(folder.st_mode & stat.S_ISVTX and folder.st_mode & (stat.S_IWOTH | stat.S_IWGRP))
 
 
-def _link_not_followed(link: os.stat_result, folder: str) -> str:
-    """Why a symlink (``link``, its lstat) in ``folder`` is not followed to write; "" when it is."""
-    me = os.geteuid()
-    if me == 0 and link.st_uid != 0:
-        return f"a symlink of another user (uid {link.st_uid}), which root does not write through"
+def _planted(link: os.stat_result, folder: str) -> bool:
+    """Whether a symlink (``link``, its lstat) in ``folder`` is another user's in a shared folder
+    (:func:`_shared`) that is not that folder owner's: Linux's fs.protected_symlinks rule."""
     where = os.stat(folder)
-    if _shared(where) and link.st_uid not in (me, where.st_uid):
-        return "a symlink another user made in a shared folder (as Linux's fs.protected_symlinks)"
-    return ""
+    return _shared(where) and link.st_uid not in (os.geteuid(), where.st_uid)
 
 
 def _foreign_in_shared(file: os.stat_result, folder: os.stat_result) -> bool:
@@ -107,6 +135,16 @@ def _foreign_in_shared(file: os.stat_result, folder: os.stat_result) -> bool:
     Linux's fs.protected_regular and protected_fifos rule for opening it to write. Its owner
     could read or change what is written, or make it a FIFO that nobody reads (a hang)."""
     return _shared(folder) and file.st_uid not in (os.geteuid(), folder.st_uid)
+
+
+def sticky_and_not_ours(path: Union[str, os.PathLike]) -> bool:
+    """Whether the name ``path`` may not be renamed over or removed by this user: another user's
+    file (or symlink: the name is what is judged) in a sticky folder (/tmp) that is not ours
+    either. The kernel's permission, which root passes; not a protection rule of pyfer's."""
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return False
+    folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (os.lstat(path).st_uid, folder.st_uid)
 
 
 def another_user_s_in_a_shared_folder(path: Union[str, os.PathLike]) -> bool:

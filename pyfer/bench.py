@@ -58,12 +58,13 @@ def cpu_name(cpuinfo: str | None = None) -> str:
 
 
 def _amd_generation(family: int, model: int) -> str:
-    """AMD's core generation of a CPU family and model (AMD's and the kernel's tables)."""
+    """AMD's core generation of a CPU family and model, as Linux's arch/x86/kernel/cpu/amd.c
+    tells them apart ("" where unsure: the family and model are printed anyway)."""
     if family == 23:
         return "Zen 2" if model >= 0x30 else "Zen"
     if family == 25:
-        return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF else "Zen 3"
-    if family == 26:
+        return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0xAF else "Zen 3"
+    if family == 26 and (model <= 0x4F or 0x60 <= model <= 0x7F):
         return "Zen 5"
     return ""
 
@@ -121,7 +122,8 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         t0 = time.perf_counter()
         eng.forward(x)
         ts.append(time.perf_counter() - t0)
-    blocks = eng.profile(x[: min(batch, info.get("group", batch))], reps=reps)
+    profiled = min(batch, info.get("group", batch))  # (the engine's group: a batch is run in groups)
+    blocks = eng.profile(x[:profiled], reps=reps)
     peak = _engine.fma_peak(info["isa"] if info["isa"] in available_isas() else "auto", peak_seconds)
     kinds: dict = {}
     for b in blocks:
@@ -138,6 +140,7 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         "engine": info,
         "build": _engine.build_info(),
         "batch": batch,
+        "profiled_batch": profiled,
         "reps": reps,
         "input": source,
         "fma_peak_gflops": peak,
@@ -174,7 +177,8 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
     rows = [{"name": b["name"], "kind": b["kind"],
              "ms": {isa: 1e3 * statistics.median(r[i]["seconds"] for r in blocks[isa]) for isa in isas}}
             for i, b in enumerate(first)]
-    return {"machine": {"cpu": cpu_name()}, "isas": isas, "batch": batch, "input": source, "rounds": rounds,
+    return {"machine": {"cpu": cpu_name()}, "isas": isas, "batch": batch, "profiled_batch": len(group),
+            "input": source, "rounds": rounds,
             "reps": reps, "latency_ms_median": {isa: 1e3 * statistics.median(v) for isa, v in latency.items()},
             "blocks": rows}
 
@@ -186,7 +190,8 @@ def format_comparison(c: dict) -> str:
     out.append("end to end (ms, median of each round's median forward): " + ", ".join(
         f"{isa} {c['latency_ms_median'][isa]:.3f}" + ("" if isa == ref else f" ({c['latency_ms_median'][isa] / c['latency_ms_median'][ref]:.2f}x {ref})")
         for isa in isas))
-    out.append(f"blocks (ms, median of each round's best of {c['reps']}: their sum is below a whole forward's time):")
+    out.append(f"blocks (ms, batch {c['profiled_batch']}, median of each round's best of {c['reps']}: their sum is "
+               "usually below a whole forward's time):")
     head = f"{'block':<12} {'kind':<24} " + " ".join(f"{isa + ' ms':>12}" for isa in isas)
     head += "".join(f" {isa + '/' + ref:>16}" for isa in isas[1:])
     out.append(head)
@@ -211,8 +216,11 @@ def format_report(r: dict) -> str:
     out.append(f"end to end: {r['latency_ms_median']:.3f} ms median of {r.get('reps', '?')} forwards, "
                f"{r['images_per_s']:.1f} images/s, {r['gflops_end_to_end']:.1f} GFLOP/s "
                f"({r['gflops_end_to_end'] / r['fma_peak_gflops']:.0%} of peak)")
-    out.append(f"blocks: each one's best of {r.get('reps', '?')} profiled forwards (their sum, "
-               f"{sum(b['seconds'] for b in r['blocks']) * 1e3:.3f} ms, is below a whole forward's time)")
+    profiled = r.get("profiled_batch", r["batch"])
+    out.append(f"blocks: each one's best of {r.get('reps', '?')} profiled forwards of batch {profiled} (their sum: "
+               f"{sum(b['seconds'] for b in r['blocks']) * 1e3:.3f} ms, "
+               + ("usually below a whole forward's time)" if profiled == r["batch"]
+                  else f"a group of {profiled}: the engine runs a batch of {r['batch']} in such groups)"))
     out.append("")
     out.append(f"{'block':<12} {'kind':<24} {'ms':>8} {'MFLOP':>8} {'GFLOP/s':>8} {'%peak':>6}")
     for b in r["blocks"]:

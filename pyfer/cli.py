@@ -42,14 +42,13 @@ import io
 import json
 import os
 import re
-import stat
 import sys
 import time
 from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Sequence
 
-from pyfer.atomic import (another_user_s_in_a_shared_folder, atomic_write, descriptor_named, make_folders, open_in_place, real_path,
-                          written_in_place)
+from pyfer.atomic import (another_user_s_in_a_shared_folder, atomic_write, descriptor_named, make_folders,
+                          open_in_place, real_path, sticky_and_not_ours, written_in_place)
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
 from pyfer.resume import ResumeError, file_key, open_csv, sidecar_path
 
@@ -229,7 +228,7 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
     if written_in_place(path) or (exists and not replaced):
         return
     _check_writable_folder(real.parent, what, path)
-    if exists and _sticky_and_not_ours(real):
+    if exists and sticky_and_not_ours(real):
         raise UsageError(f"{what} {path}: another user's file in a folder only its owners may replace "
                          f"files in ({real.parent}, sticky)")
 
@@ -240,15 +239,6 @@ def _names_stdout(path: str) -> bool:
         return written_in_place(path) and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError, AttributeError):  # (no such name; a stand-in stdout without a descriptor)
         return False
-
-
-def _sticky_and_not_ours(path: Path) -> bool:
-    """Whether the name ``path`` may not be renamed over or removed: another user's file (or
-    symlink: the name is what is judged) in a sticky folder (/tmp) that is not ours either."""
-    if not hasattr(os, "geteuid") or os.geteuid() == 0:
-        return False
-    folder = path.parent.stat()
-    return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (path.lstat().st_uid, folder.st_uid)
 
 
 def _refuse_overwriting_inputs(outputs: dict, inputs: Sequence[Path]) -> None:
@@ -483,7 +473,7 @@ def _predict(args) -> int:
             if os.path.isdir(sidecar) and not os.path.islink(sidecar):
                 raise UsageError(f"--csv {args.csv}: {sidecar} (where its --resume settings go) is a folder")
             _check_writable_folder(Path(sidecar).parent, f"--csv {args.csv}: removing the old", sidecar)
-            if _sticky_and_not_ours(Path(os.path.abspath(sidecar))):  # (found after the CSV was emptied)
+            if sticky_and_not_ours(Path(os.path.abspath(sidecar))):  # (found after the CSV was emptied)
                 raise UsageError(f"--csv {args.csv}: the old --resume settings {sidecar} are another user's file "
                                  f"in a folder only its owners may remove files from "
                                  f"({Path(os.path.abspath(sidecar)).parent}, sticky)")
@@ -664,7 +654,7 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
     try:
         if dest.exists() and not os.access(dest, os.W_OK):
             return "the file is not writable (left as it is)"
-        if dest.exists() and _sticky_and_not_ours(Path(real_path(dest))):
+        if dest.exists() and sticky_and_not_ours(Path(real_path(dest))):
             return "another user's file in a sticky folder (left as it is)"
         make_folders(dest.parent)
         annotated = draw_faces(image, faces)

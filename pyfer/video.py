@@ -517,13 +517,15 @@ QUIET_OPENCV_WRITER_OPEN = False
 def open_writer(out, fps: float, size: tuple[int, int]):
     """OpenCV's writer for ``out`` (its folder made), with the codec of its type (``VIDEO_CODECS``);
     raises ValueError when it cannot be opened (a file made for it is removed), also for a name
-    :func:`pyfer.atomic.real_path` or :func:`pyfer.atomic.open_for_writing` refuses. For WebM, OpenCV's FFmpeg wrapper prints that the tag "is not
-    supported" and then writes VP8 all the same: in the pyfer command that line is kept off stderr
-    (``QUIET_OPENCV_WRITER_OPEN``)."""
+    :func:`pyfer.atomic.real_path` or :func:`pyfer.atomic.open_for_writing` refuses. For WebM,
+    OpenCV's FFmpeg wrapper prints that the tag "is not supported" and then writes VP8 all the
+    same: in the pyfer command that line is kept off stderr (``QUIET_OPENCV_WRITER_OPEN``)."""
     import cv2
 
     # OpenCV opens the file by its name: the name is checked, and the file made (or found) ours to
-    # write, here (pyfer.atomic.open_for_writing), and OpenCV given the resolved name
+    # write, here (pyfer.atomic.open_for_writing), so that no other user can put a link in its
+    # place; OpenCV gets the name as given (FFmpeg picks the container by its suffix: a link
+    # out.mp4 -> clip is written as MP4)
     try:
         real = Path(real_path(out))
         make_folders(real.parent)
@@ -540,7 +542,7 @@ def open_writer(out, fps: float, size: tuple[int, int]):
         os.dup2(null, 2)
         os.close(null)
     try:
-        writer = cv2.VideoWriter(str(real), cv2.VideoWriter.fourcc(*codec), fps, size)
+        writer = cv2.VideoWriter(os.fspath(out), cv2.VideoWriter.fourcc(*codec), fps, size)
     finally:
         if quiet:
             os.dup2(saved, 2)

@@ -159,24 +159,26 @@ def test_real_path_resolves_as_realpath(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="giving a symlink to another user needs root (lchown)")
-def test_root_never_writes_through_another_user_s_symlink(tmp_path):
+def test_root_does_not_write_through_another_user_s_symlink_to_what_they_may_not_write(tmp_path):
     """A link planted in /tmp (or in any folder of theirs) by another user must not make root
     replace what it points at: a file renamed over the link's target never meets the kernel's
-    fs.protected_symlinks check, which is off on some systems anyway."""
+    fs.protected_symlinks check, which is off on some systems anyway. Their links to what they
+    may write themselves (a tree unpacked or bind-mounted as root) are followed."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o1777)
-    for name, owner in (("theirs.csv", 65534), ("ours.csv", 0)):
-        (shared / name).symlink_to(victim)
-        os.lchown(shared / name, owner, owner)
-    (shared / "dir").symlink_to(tmp_path)  # a link higher up the path: the same
-    os.lchown(shared / "dir", 65534, 65534)
-    for mode in (0o1777, 0o755):  # in a shared folder or not
-        shared.chmod(mode)
-        for path in (shared / "theirs.csv", shared / "dir" / "victim.txt"):
-            with pytest.raises(PermissionError, match="uid 65534") as e:
+    theirs = tmp_path / "theirs.txt"
+    theirs.write_text("theirs")
+    os.chown(theirs, 65534, 65534)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, target, owner in (("to_victim.csv", victim, 65534), ("ours.csv", victim, 0),
+                                ("to_theirs.csv", theirs, 65534), ("dir", tmp_path, 65534)):
+        (folder / name).symlink_to(target)
+        os.lchown(folder / name, owner, owner)
+    for mode, why in ((0o1777, "fs.protected_symlinks"), (0o755, "leads where that user may not write")):
+        folder.chmod(mode)
+        for path in (folder / "to_victim.csv", folder / "dir" / "victim.txt"):
+            with pytest.raises(PermissionError, match=why) as e:
                 with atomic_write(path) as f:
                     f.write("the attacker's choice")
             assert e.value.filename == str(path)
@@ -185,8 +187,11 @@ def test_root_never_writes_through_another_user_s_symlink(tmp_path):
             with pytest.raises(PermissionError):
                 make_folders(path / "sub")
     assert victim.read_text() == "precious" and not (tmp_path / "victim.txt" / "sub").exists()
-    assert sorted(p.name for p in shared.iterdir()) == ["dir", "ours.csv", "theirs.csv"]  # no stray file
-    with atomic_write(shared / "ours.csv") as f:  # root's own link is followed
+    assert sorted(p.name for p in folder.iterdir()) == ["dir", "ours.csv", "to_theirs.csv", "to_victim.csv"]
+    with atomic_write(folder / "to_theirs.csv") as f:  # (0755: theirs to write, so root may)
+        f.write("rewritten")
+    assert theirs.read_text() == "rewritten"
+    with atomic_write(folder / "ours.csv") as f:  # root's own link is followed
         f.write("ours")
     assert victim.read_text() == "ours"
 

@@ -287,3 +287,22 @@ def test_kill9_then_corrupt_last_then_resume(tmp_path, ferplus_dir):
     assert [json.loads(x)["epoch"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert (out / "last.pt.corrupt").is_file()
     assert load_checkpoint(out / "last.pt").state["epoch"] == 2
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch ran",))
+
+
+def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path, monkeypatch):
+    """Checkpoints load with torch's weights_only: a .pt whose pickle would call os.system is
+    refused with its own reason, and nothing runs; a damaged one is still called damaged."""
+    monkeypatch.chdir(tmp_path)
+    state = dict(fake_state(1), extra=_RunsCode())
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="could run code.*GLOBAL posix.system"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "ran").exists()
+    (tmp_path / "garbage.pt").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt or not a pyfer checkpoint"):
+        load_checkpoint(tmp_path / "garbage.pt")

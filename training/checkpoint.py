@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -94,10 +95,13 @@ def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) 
             prev = previous_path(path)
             ptmp = prev.with_name(f".{prev.name}.{secrets.token_hex(6)}.tmp")
             try:
-                os.link(path, ptmp)
-            except OSError:
-                shutil.copy2(path, ptmp)
-            os.replace(ptmp, prev)
+                try:
+                    os.link(path, ptmp)
+                except OSError:
+                    shutil.copy2(path, ptmp)
+                os.replace(ptmp, prev)
+            finally:
+                ptmp.unlink(missing_ok=True)  # (a failed copy leaves no stray file)
     _fsync_dir(path.parent)
 
 
@@ -155,6 +159,13 @@ def load_checkpoint(path: str | Path, required=("model", "model_spec", "preproce
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # (no code runs from the file)
+    except pickle.UnpicklingError as exc:
+        refused = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]  # (a type, not damage)
+        if not refused:
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain values, which are "
+                              "not loaded (loading them could run code): not a pyfer checkpoint, or one from an "
+                              f"untrusted source ({refused[0]})") from exc
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
     missing = [k for k in required if not isinstance(state, dict) or k not in state]

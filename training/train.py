@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyfer.atomic import atomic_write, open_for_writing, write_file
+from pyfer.atomic import atomic_write, make_folders, open_for_writing, write_file
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
@@ -503,7 +503,7 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
     own engine, which is several times faster than PyTorch on the CPU (BENCHMARKS.md)."""
     path = out / "teacher_logits.pt"
     if path.is_file():
-        saved = torch.load(path, map_location="cpu")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("key") in keys and len(saved["logits"]) == len(x_train):
             return saved["logits"].to(x_train.device)
         print(f"{path} holds another teacher's or data's answers: computing them again", file=sys.stderr)
@@ -541,7 +541,7 @@ class TeacherViews:
         self.logits = torch.zeros(k, n_batches, batch_size, n_classes)
         self.filled = [False] * k
         if path.is_file():
-            saved = torch.load(path, map_location="cpu")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
             if saved.get("key") in keys and saved["logits"].shape == self.logits.shape:
                 self.logits, self.filled = saved["logits"], list(saved["filled"])
             else:
@@ -717,7 +717,7 @@ def run(args: argparse.Namespace) -> dict:
             if p.resolve() in inputs:
                 raise SystemExit(f"{inputs[p.resolve()]} {p} is a file --overwrite would delete: copy it out of "
                                  f"{out} first, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folders(out)
     with hold_run_folder(out):
         return train_in(out, args, fresh)
 
@@ -885,7 +885,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
             save_checkpoint(state, out / f"ep{epoch + 1}.pt")
         if improved:
             save_checkpoint(state, out / "best.pt")
-        with open(out / "log.jsonl", "a") as f:
+        with os.fdopen(open_for_writing(out / "log.jsonl", append=True), "a") as f:
             f.write(json.dumps(record) + "\n")
         second = (f" val2 {record['val2_accuracy']:.4f} (macro recall {record['val2_macro_recall']:.4f})"
                   if val2_set is not None else "")
