@@ -250,6 +250,22 @@ class IoUTracker:
         return out
 
 
+# The timeline's colour for each expression: Okabe-Ito's palette, which colour-blind viewers tell
+# apart (a helper's review found neutral and anger, and happiness, surprise and sadness, the same
+# under deuteranopia in matplotlib's tab10); neutral grey. Each layer also has its own hatch, for
+# greyscale prints. Classes of other models take the rest of the palette in turn.
+EXPRESSION_COLOURS = {"neutral": "#BBBBBB", "happiness": "#E69F00", "surprise": "#F0E442", "sadness": "#0072B2",
+                      "anger": "#D55E00", "disgust": "#009E73", "fear": "#CC79A7", "contempt": "#56B4E9"}
+OTHER_COLOURS = ("#000000", "#882255", "#44AA99", "#999933", "#332288", "#AA4499", "#117733", "#661100")
+LAYER_HATCHES = ("", "//", "..", "\\\\", "xx", "oo", "--", "++", "||", "**")
+
+
+def expression_colours(names: list) -> list:
+    """A colour per class name, as the timeline draws them (EXPRESSION_COLOURS, then OTHER_COLOURS)."""
+    others = iter(OTHER_COLOURS * (1 + len(names) // len(OTHER_COLOURS)))
+    return [EXPRESSION_COLOURS.get(n) or next(others) for n in names]
+
+
 class Timeline:
     """Each track's scores over time, as :func:`process_video` reports them (``timeline=``): a
     summary row per track (:meth:`rows`, :meth:`write_csv`) and a chart (:meth:`plot`). Scores
@@ -330,7 +346,6 @@ class Timeline:
         over time, stacked; empty where the face was not found (for more than 3 frames), its
         frames averaged into at most CHART_BINS steps. Needs matplotlib; leaves pyplot and the
         caller's backend alone."""
-        from matplotlib import colormaps
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.patches import Patch
@@ -339,7 +354,8 @@ class Timeline:
         ranked = sorted(self.times, key=lambda t: (-len(self.times[t]), t))
         shown = sorted(ranked[:tracks], key=lambda t: (self.times[t][0], t))
         names = self.class_names or []
-        colours = [colormaps["tab10"](i % 10) for i in range(len(names))]
+        colours = expression_colours(names)
+        hatches = [LAYER_HATCHES[i % len(LAYER_HATCHES)] for i in range(len(names))]
         step = self.frame_step()
         span = max(self.last_time - self.first_time, step)
         width = max(step, span / self.CHART_BINS)  # one drawn step: a frame, or a bin of frames
@@ -362,9 +378,10 @@ class Timeline:
             for seg_bins, seg_p in zip(np.split(used, breaks), np.split(mean, breaks)):
                 x0 = self.first_time + seg_bins * width  # each bin drawn across its width
                 xs = np.repeat(x0, 2) + np.tile([0, width], len(x0))
-                ax.stackplot(xs, np.repeat(seg_p, 2, axis=0).T, colors=colours, linewidth=0)
+                ax.stackplot(xs, np.repeat(seg_p, 2, axis=0).T, colors=colours, hatch=hatches or None,
+                             edgecolor="white", linewidth=0.5)
             ax.set_ylim(0, 1)
-            ax.set_ylabel(f"#{tid}")
+            ax.set_ylabel(f"#{tid}", fontsize=10)
             ax.set_yticks([0, 0.5, 1])
         if not shown:
             axes[0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0].transAxes)
@@ -376,15 +393,19 @@ class Timeline:
             axes[-1].set_xlabel("minutes:seconds")
         else:
             axes[-1].set_xlabel("seconds")
+        if shown:
+            fig.supylabel("share of scores, smoothed (blank: face not found)", fontsize=8)
         if names:
-            fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], loc="upper center",
-                       bbox_to_anchor=(0.5, 1 - 0.3 / height), ncol=min(8, len(names)), fontsize=8, frameon=False)
+            fig.legend(handles=[Patch(facecolor=c, hatch=h, edgecolor="white", label=n)
+                                for c, h, n in zip(colours, hatches, names)], loc="upper center",
+                       bbox_to_anchor=(0.5, 1 - 0.3 / height), ncol=min(8, len(names)), fontsize=10, frameon=False,
+                       handleheight=1.4, handlelength=2.2)
         hidden = ranked[tracks:]
         note = "" if not hidden else f"; not shown: {len(hidden)} found in fewer frames (" + \
             ", ".join(f"#{t}" for t in sorted(hidden)[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
         fig.suptitle("expressions over time, per face (track id)" + note, y=1 - 0.05 / height, va="top", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-        save_figure(fig, path, dpi=100)
+        save_figure(fig, path, dpi=150)  # (a legend still legible on a phone)
 
 
 LABEL_MIN_SCALE = 0.3  # below this OpenCV's font is unreadable: a shorter text, or none
@@ -479,16 +500,23 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
     for f in faces:
         x, y, w, h = f.box
         thick = max(1, min(round(long_side / 400), round(w / 15)))  # visible, and not over a small face
+        # green inside a black edge: seen on skin, white walls and greenery alike (green alone was
+        # 1.1-1.6:1 against them, a helper's review)
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 0, 0), thick + 2)
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), thick)
-        if f.landmarks is not None:  # eyes, nose tip, mouth corners
-            r = max(1, round(w / 40))
+        if f.landmarks is not None:  # eyes, nose tip, mouth corners: small, not over the pupils
+            r = max(1, min(round(w / 40), thick + 1))
             for px, py in f.landmarks:
-                cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 220, 255), -1, cv2.LINE_AA)
+                centre = (int(round(px)), int(round(py)))
+                cv2.circle(out, centre, r + 1, (0, 0, 0), -1, cv2.LINE_AA)
+                cv2.circle(out, centre, r, (0, 220, 255), -1, cv2.LINE_AA)
     placed: list[tuple[int, int, int, int]] = []
     for i, f in enumerate(faces):
         ident = f" #{ids[i]}" if ids is not None else ""
-        label = label_placement([f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", f.label],
-                                f.box, out.shape, placed + boxes[:i] + boxes[i + 1:])
+        # shorter texts where space is short; a video's track id is the last to go (it ties the
+        # face to the summary and the timeline)
+        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", ident.strip() or f.label]
+        label = label_placement(texts, f.box, out.shape, placed + boxes[:i] + boxes[i + 1:])
         if label is None:  # no readable label fits this image
             continue
         placed.append(label.rect)

@@ -755,3 +755,28 @@ def test_a_stop_before_the_first_line_leaves_an_old_jsonl_file_as_it_was(clip, t
     with pytest.raises(KeyboardInterrupt):
         process_video(clip[0], Stopped(), jsonl=old, progress=False)
     assert old.read_text() == '{"frame": 0}\n'
+
+
+# Machado et al. (2009) at full severity, on linear RGB
+CVD = {"deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+       "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+       "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]]}
+
+
+def test_timeline_colours_stay_apart_for_colour_blind_viewers():
+    """The eight expressions' timeline colours differ by at least 10 (CIE76 delta E) under each of
+    the three full colour-vision deficiencies (tab10 had 1.1 for neutral/sadness in grey and 4.6
+    for happiness/surprise under protanopia), and each layer has its own hatch, for greyscale."""
+    from pyfer.preprocess import EMOTIONS
+    from pyfer.video import LAYER_HATCHES, expression_colours
+
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in expression_colours(list(EMOTIONS))]) / 255
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    for name, m in CVD.items():
+        seen = np.clip(linear @ np.array(m).T, 0, 1)
+        srgb = np.where(seen <= 0.0031308, seen * 12.92, 1.055 * seen ** (1 / 2.4) - 0.055)
+        lab = cv2.cvtColor(srgb[None].astype(np.float32), cv2.COLOR_RGB2LAB)[0]
+        gaps = [np.linalg.norm(lab[i] - lab[j]) for i in range(len(lab)) for j in range(i)]
+        assert min(gaps) >= 10, (name, min(gaps))
+    assert len(set(LAYER_HATCHES[:len(EMOTIONS)])) == len(EMOTIONS)
+    assert len(set(expression_colours(["a", "b", "c"]))) == 3  # other models' classes: colours of their own
