@@ -76,30 +76,37 @@ def pick_examples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def figure(images, labels, t_maps, t_pred, s_maps, s_pred, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The grid: each face, then its teacher and student CAMs, titled with what each model
+    predicted (a cross marks a prediction that is not the label). ``inferno`` (dark to bright,
+    in order, also in greyscale; jet was neither), with a colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     n = len(images)
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2))
-    axes = np.asarray(axes).reshape(3, n)
+    fig = Figure(figsize=(1.6 * n + 0.8, 5.4))
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(3, n)).reshape(3, n)
+    shown = None
     for j in range(n):
-        rows = [(None, f"{EMOTIONS[labels[j]]}"), (t_maps[j], f"T: {EMOTIONS[t_pred[j]]}"),
-                (s_maps[j], f"S: {EMOTIONS[s_pred[j]]}")]
+        def said(who: str, pred: int) -> str:
+            return f"{who}: {EMOTIONS[pred]}" + ("" if pred == labels[j] else " \u2717")
+        rows = [(None, f"label: {EMOTIONS[labels[j]]}"), (t_maps[j], said("teacher", t_pred[j])),
+                (s_maps[j], said("student", s_pred[j]))]
         for i, (cam, title) in enumerate(rows):
             ax = axes[i, j]
             ax.imshow(images[j], cmap="gray")
             if cam is not None:
-                ax.imshow(cam, cmap="jet", alpha=0.45)
+                shown = ax.imshow(cam, cmap="inferno", alpha=0.5, vmin=0, vmax=1)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    for i, name in enumerate(["image (label)", "teacher CAM", "student CAM"]):
+    for i, name in enumerate(["image", "teacher CAM", "student CAM"]):
         axes[i, 0].text(-0.15, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, va="center",
                         ha="right", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    if shown is not None:
+        bar = fig.colorbar(shown, cax=fig.add_axes((0.945, 0.1, 0.012, 0.55)))
+        bar.set_label("relative importance (Grad-CAM)", fontsize=8)
     save_figure(fig, out, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:
