@@ -94,7 +94,7 @@ def plot(candidates: list[dict], shipped: str, path: Path) -> None:
                          c=scores, cmap="viridis", s=28, label="student checkpoint")
         teachers = [c for c in candidates if c["teacher"]]
         ax.scatter([100 * c["row"][fx] for c in teachers], [100 * c["row"][fy] for c in teachers],
-                   marker="^", s=60, facecolors="none", edgecolors="tab:red", label="teacher")
+                   marker="^", s=60, facecolors="none", edgecolors="black", label="teacher")
         for c in candidates:
             if c["name"] == shipped:
                 ax.scatter([100 * c["row"][fx]], [100 * c["row"][fy]], marker="*", s=260,
@@ -105,8 +105,8 @@ def plot(candidates: list[dict], shipped: str, path: Path) -> None:
         ax.set_ylabel(f"{fy} (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
-    fig.colorbar(pts, ax=axes, label=RULE, shrink=0.9)
-    fig.suptitle("Every scored candidate at its best prior shift (dashed: issue-13 targets)")
+    fig.colorbar(pts, ax=axes, label="worst of the four score / target ratios (1: all met)", shrink=0.9)
+    fig.suptitle("Every scored candidate at its best prior shift (dashed lines: the targets of issue 13)")
     save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
