@@ -160,9 +160,13 @@ def load_checkpoint(path: str | Path, required=("model", "model_spec", "preproce
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # (no code runs from the file)
     except pickle.UnpicklingError as exc:
-        refused = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]  # (a type, not damage)
+        # torch's message is many lines; the line that names the cause is kept (errors are one line)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        refused = [line for line in lines if "GLOBAL" in line]  # (a type outside the safe list, not damage)
         if not refused:
-            raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
+            cause = next((b for a, b in zip(lines, lines[1:]) if a.endswith("WeightsUnpickler error:")), lines[0])
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint "
+                                  f"(torch cannot read it: {cause})") from exc
         raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain values, which are "
                               "not loaded (loading them could run code): not a pyfer checkpoint, or one from an "
                               f"untrusted source ({refused[0]})") from exc
