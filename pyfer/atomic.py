@@ -10,7 +10,7 @@ import secrets
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, Optional, Union
 
 
 def written_in_place(path: Union[str, os.PathLike]) -> bool:
@@ -102,20 +102,53 @@ def _which(step: str, given: str) -> str:
 
 
 def _could_write(uid: int, path: str) -> bool:
-    """Whether user ``uid`` could write ``path`` (or, not there yet, create it in the nearest
-    folder that is): theirs, or anyone's to write. Group rights are not counted: a refusal, at
-    worst, where that user could have written it."""
-    while True:
+    """Whether user ``uid`` could write ``path`` themselves: reach it (every folder above
+    searchable to them) and either write the file in place or put a file there (the nearest
+    folder that exists writable to them, and, where it is sticky, the file theirs or absent).
+    Group rights count where the user database knows the user's groups. A question the file
+    system cannot answer (a path through a file, a folder root cannot read) is left to the write
+    itself, which then fails with its own error."""
+    groups = _groups_of(uid)
+
+    def may(st: os.stat_result, bits: tuple) -> bool:
+        user, group, other = bits
+        return bool(st.st_mode & user) if st.st_uid == uid else \
+            bool(st.st_mode & group) if st.st_gid in groups else bool(st.st_mode & other)
+
+    write = (stat.S_IWUSR, stat.S_IWGRP, stat.S_IWOTH)
+    search = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+    try:
         try:
-            st = os.stat(path)
-            return st.st_uid == uid or bool(st.st_mode & stat.S_IWOTH)
-        except FileNotFoundError:
-            parent = os.path.dirname(path)
-            if parent == path:
+            file: Optional[os.stat_result] = os.stat(path)
+            reach = os.path.dirname(path)
+        except FileNotFoundError:  # (made on the way: judged at the nearest folder that is there)
+            file, reach = None, os.path.dirname(path)
+            while not os.path.exists(reach):
+                reach = os.path.dirname(reach)
+        where = os.stat(reach)
+        folder = reach
+        while True:  # every folder from there up searchable to them
+            if not may(os.stat(folder), search):
                 return False
-            path = parent
-        except OSError:
-            return False
+            if os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+    except OSError:
+        return True
+    if file is not None and may(file, write):
+        return True
+    return may(where, write) and (file is None or not where.st_mode & stat.S_ISVTX
+                                  or uid in (file.st_uid, where.st_uid))
+
+
+def _groups_of(uid: int) -> set:
+    try:
+        import pwd
+
+        entry = pwd.getpwuid(uid)
+        return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except (ImportError, KeyError, OSError):  # (no user database entry: groups unknown)
+        return set()
 
 
 def _shared(folder: os.stat_result) -> bool:
@@ -125,9 +158,9 @@ def _shared(folder: os.stat_result) -> bool:
 
 def _planted(link: os.stat_result, folder: str) -> bool:
     """Whether a symlink (``link``, its lstat) in ``folder`` is another user's in a shared folder
-    (:func:`_shared`) that is not that folder owner's: Linux's fs.protected_symlinks rule."""
-    where = os.stat(folder)
-    return _shared(where) and link.st_uid not in (os.geteuid(), where.st_uid)
+    that is not that folder owner's: Linux's fs.protected_symlinks rule (the same test as
+    :func:`_foreign_in_shared`, for a link)."""
+    return _foreign_in_shared(link, os.stat(folder))
 
 
 def _foreign_in_shared(file: os.stat_result, folder: os.stat_result) -> bool:

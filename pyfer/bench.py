@@ -64,7 +64,7 @@ def _amd_generation(family: int, model: int) -> str:
         return "Zen 2" if model >= 0x30 else "Zen"
     if family == 25:
         return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0xAF else "Zen 3"
-    if family == 26 and (model <= 0x4F or 0x60 <= model <= 0x7F):
+    if family == 26 and (model <= 0x2F or 0x40 <= model <= 0x4F or 0x60 <= model <= 0x7F):
         return "Zen 5"
     return ""
 

@@ -233,6 +233,24 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
                          f"files in ({real.parent}, sticky)")
 
 
+MATPLOTLIB_MIN = (3, 9)  # the timeline's hatched layers (a list of hatches in stackplot)
+
+
+def _need_matplotlib(flag: str) -> None:
+    """Refuse now, not after a whole video, where matplotlib is missing or too old."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"{flag} needs matplotlib (pip install 'matplotlib>=3.9')")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        have = tuple(int(part) for part in re.findall(r"\d+", version("matplotlib"))[:2])
+    except PackageNotFoundError:  # (importable, but not installed as a distribution: let it try)
+        return
+    if have < MATPLOTLIB_MIN:
+        raise UsageError(f"{flag} needs matplotlib 3.9 or newer, and {version('matplotlib')} is installed "
+                         "(pip install -U matplotlib)")
+
+
 def _names_stdout(path: str) -> bool:
     """Whether ``path`` is a stream name (/dev/stdout, /proc/self/fd/1) of this process's stdout."""
     try:
@@ -704,8 +722,7 @@ def _video(args) -> int:
     if args.timeline:
         if Path(args.timeline).suffix.lower() not in (".png", ".pdf", ".svg"):
             raise UsageError(f"--timeline {args.timeline}: name a .png, .pdf or .svg file")
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("--timeline needs matplotlib (pip install matplotlib)")
+        _need_matplotlib("--timeline")
     if not str(args.source).isdigit():  # a file, not a camera index
         _refuse_overwriting_inputs(outputs, [Path(args.source)])
         if not _utf8(args.source):
@@ -781,8 +798,7 @@ def _evaluate(args) -> int:
         if Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
             raise UsageError(f"--plot {args.plot}: name a .png, .pdf or .svg file")
         _check_writable_file(args.plot, "--plot")
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("--plot needs matplotlib (pip install matplotlib)")
+        _need_matplotlib("--plot")
     rec = _recognizer(args)
     items = labelled_images(args.source, rec.class_names)
     outputs = {"--json": args.json, "--plot": args.plot, "--csv": args.csv}

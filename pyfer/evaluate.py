@@ -219,10 +219,11 @@ def plot_confusion(counts, row_names: Sequence[str], column_names: Sequence[str]
             dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45
             ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=8,
                     color="white" if dark else "black")
-    if len(column_names) > len(row_names):  # extra columns (such as "no face"): set apart
-        ax.axvline(len(row_names) - 0.5, color="black", linewidth=1)
+    if column_names and column_names[-1] == NO_FACE:  # (images without a face: set apart)
+        ax.axvline(len(column_names) - 1.5, color="black", linewidth=1)
     bar = fig.colorbar(im, ax=ax, fraction=0.046)
-    bar.set_label("share of the true class (recall on the diagonal)", fontsize=8)
+    diagonal = list(row_names) == list(column_names[:len(row_names)])  # (rows: only the classes present)
+    bar.set_label("share of the true class" + (" (recall on the diagonal)" if diagonal else ""), fontsize=8)
     ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=130, bbox_inches="tight")  # whole or not at all, as every replaced output

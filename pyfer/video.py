@@ -515,7 +515,7 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
         ident = f" #{ids[i]}" if ids is not None else ""
         # shorter texts where space is short; a video's track id is the last to go (it ties the
         # face to the summary and the timeline)
-        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}", ident.strip() or f.label]
+        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"] + ([ident.strip()] if ident else [])
         label = label_placement(texts, f.box, out.shape, placed + boxes[:i] + boxes[i + 1:])
         if label is None:  # no readable label fits this image
             continue
@@ -550,31 +550,47 @@ def open_writer(out, fps: float, size: tuple[int, int]):
     same: in the pyfer command that line is kept off stderr (``QUIET_OPENCV_WRITER_OPEN``)."""
     import cv2
 
-    # OpenCV opens the file by its name: the name is checked, and the file made (or found) ours to
-    # write, here (pyfer.atomic.open_for_writing), so that no other user can put a link in its
-    # place; OpenCV gets the name as given (FFmpeg picks the container by its suffix: a link
-    # out.mp4 -> clip is written as MP4)
+    # OpenCV (FFmpeg) opens the file by a name, and picks the container by its suffix. The name is
+    # checked and the file made (or found) ours to write here (pyfer.atomic.open_for_writing); on
+    # Linux FFmpeg then gets a name of its own for that very file (a link to /proc/PID/fd/N in a
+    # private folder), so that a link another user puts at the name after the check is never
+    # followed (a helper's review raced one in); elsewhere, the name as given.
     try:
         real = Path(real_path(out))
         make_folders(real.parent)
         made = not os.path.lexists(real)
-        os.close(open_for_writing(real))
+        fd = open_for_writing(real)
     except OSError as e:
         raise ValueError(f"cannot write video {out}: {e.strerror or e}") from None
-    codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
-    quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN and _can_redirect_stderr()
-    if quiet:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
+    private = None
     try:
-        writer = cv2.VideoWriter(os.fspath(out), cv2.VideoWriter.fourcc(*codec), fps, size)
-    finally:
+        name = os.fspath(out)
+        if os.path.lexists(f"/proc/{os.getpid()}/fd/{fd}"):
+            import tempfile
+
+            private = tempfile.mkdtemp(prefix="pyfer-video-")
+            name = os.path.join(private, "video" + Path(out).suffix)
+            os.symlink(f"/proc/{os.getpid()}/fd/{fd}", name)
+        codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
+        quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN and _can_redirect_stderr()
         if quiet:
-            os.dup2(saved, 2)
-            os.close(saved)
+            sys.stderr.flush()
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        try:
+            writer = cv2.VideoWriter(name, cv2.VideoWriter.fourcc(*codec), fps, size)
+        finally:
+            if quiet:
+                os.dup2(saved, 2)
+                os.close(saved)
+    finally:  # (FFmpeg has the file open now, or never will)
+        os.close(fd)
+        if private is not None:
+            import shutil
+
+            shutil.rmtree(private, ignore_errors=True)
     if not writer.isOpened():
         if made:
             real.unlink(missing_ok=True)

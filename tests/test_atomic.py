@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -157,22 +158,42 @@ def test_real_path_resolves_as_realpath(tmp_path, monkeypatch):
         real_path("loop")
 
 
+@pytest.fixture
+def reachable(tmp_path):
+    """A folder every user can reach (pytest's own are root's alone), removed afterwards."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pyfer-links-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base)
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="giving a symlink to another user needs root (lchown)")
-def test_root_does_not_write_through_another_user_s_symlink_to_what_they_may_not_write(tmp_path):
+def test_root_does_not_write_through_another_user_s_symlink_to_what_they_may_not_write(reachable):
     """A link planted in /tmp (or in any folder of theirs) by another user must not make root
     replace what it points at: a file renamed over the link's target never meets the kernel's
     fs.protected_symlinks check, which is off on some systems anyway. Their links to what they
-    may write themselves (a tree unpacked or bind-mounted as root) are followed."""
-    victim = tmp_path / "victim.txt"
+    may write themselves (a tree unpacked or bind-mounted as root) are followed, again and again."""
+    victim = reachable / "victim.txt"
     victim.write_text("precious")
-    theirs = tmp_path / "theirs.txt"
+    home = reachable / "home"  # theirs
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    theirs = home / "theirs.txt"
     theirs.write_text("theirs")
     os.chown(theirs, 65534, 65534)
-    folder = tmp_path / "folder"
+    private = reachable / "private"  # root's alone: what is inside is out of their reach
+    private.mkdir(mode=0o700)
+    (private / "file.txt").write_text("")
+    os.chown(private / "file.txt", 65534, 65534)
+    folder = reachable / "folder"
     folder.mkdir()
     for name, target, owner in (("to_victim.csv", victim, 65534), ("ours.csv", victim, 0),
-                                ("to_theirs.csv", theirs, 65534), ("dir", tmp_path, 65534)):
+                                ("to_theirs.csv", theirs, 65534), ("to_private.csv", private / "file.txt", 65534),
+                                ("dir", reachable, 65534)):
         (folder / name).symlink_to(target)
         os.lchown(folder / name, owner, owner)
     for mode, why in ((0o1777, "fs.protected_symlinks"), (0o755, "leads where that user may not write")):
@@ -184,16 +205,19 @@ def test_root_does_not_write_through_another_user_s_symlink_to_what_they_may_not
             assert e.value.filename == str(path)
             with pytest.raises(PermissionError):
                 open_in_place(path)
-            with pytest.raises(PermissionError):
+            with pytest.raises(OSError):  # (refused, or: a folder cannot be made under a file)
                 make_folders(path / "sub")
-    assert victim.read_text() == "precious" and not (tmp_path / "victim.txt" / "sub").exists()
-    assert sorted(p.name for p in folder.iterdir()) == ["dir", "ours.csv", "to_theirs.csv", "to_victim.csv"]
-    with atomic_write(folder / "to_theirs.csv") as f:  # (0755: theirs to write, so root may)
-        f.write("rewritten")
-    assert theirs.read_text() == "rewritten"
+    assert victim.read_text() == "precious"
+    with pytest.raises(PermissionError, match="may not write"):  # theirs, but where they cannot reach
+        open_in_place(folder / "to_private.csv")
+    for text in ("once", "twice"):  # (the first write leaves root's file there: still theirs to replace)
+        with atomic_write(folder / "to_theirs.csv") as f:
+            f.write(text)
+        assert theirs.read_text() == text
     with atomic_write(folder / "ours.csv") as f:  # root's own link is followed
         f.write("ours")
     assert victim.read_text() == "ours"
+    assert not [p for p in reachable.rglob("*.tmp")]
 
 
 def test_write_file_and_save_figure_replace_whole(tmp_path):

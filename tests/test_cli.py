@@ -1389,3 +1389,16 @@ def test_every_cut_of_the_csv_resumes_to_whole_images(weights_path, resume_tree,
             assert [r for r in kept if file_key(Path(r[0])) == k] == [r for r, rk in zip(rows, keys) if rk == k]
         whole = len(list(_csv.reader(_io.StringIO(data[:cut].decode(errors="ignore"))))) - 1
         assert len(kept) >= whole - 2 - 1, cut  # at most the last image (2 rows) and a cut row dropped
+
+
+def test_charts_need_a_recent_enough_matplotlib(monkeypatch):
+    """--timeline and --plot are refused up front where matplotlib is older than 3.9 (its hatched
+    layers), not with a traceback after a whole video."""
+    import importlib.metadata
+
+    from pyfer.cli import UsageError, _need_matplotlib
+
+    _need_matplotlib("--plot")  # the installed one
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.8.4")
+    with pytest.raises(UsageError, match="--timeline needs matplotlib 3.9 or newer, and 3.8.4 is installed"):
+        _need_matplotlib("--timeline")

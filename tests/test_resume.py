@@ -306,3 +306,19 @@ def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path, monke
     (tmp_path / "garbage.pt").write_bytes(b"garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt or not a pyfer checkpoint"):
         load_checkpoint(tmp_path / "garbage.pt")
+
+
+def test_a_teacher_cache_that_cannot_be_read_is_computed_again(tmp_path, capsys):
+    """A damaged teacher_logits.pt (or one of objects other than tensors) does not stop a run
+    with torch's many-line error: it is reported in a line and computed again."""
+    from training.train import load_cache
+
+    (tmp_path / "damaged.pt").write_bytes(b"garbage" * 10)
+    torch.save({"key": "k", "logits": _RunsCode()}, tmp_path / "code.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    for name in ("damaged.pt", "code.pt", "list.pt"):
+        assert load_cache(tmp_path / name) is None
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "computing it again" in err, err
+    torch.save({"key": "k", "logits": torch.zeros(3, 8)}, tmp_path / "good.pt")
+    assert load_cache(tmp_path / "good.pt")["key"] == "k" and load_cache(tmp_path / "none.pt") is None

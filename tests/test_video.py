@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import cv2
 import numpy as np
@@ -780,3 +781,37 @@ def test_timeline_colours_stay_apart_for_colour_blind_viewers():
         assert min(gaps) >= 10, (name, min(gaps))
     assert len(set(LAYER_HATCHES[:len(EMOTIONS)])) == len(EMOTIONS)
     assert len(set(expression_colours(["a", "b", "c"]))) == 3  # other models' classes: colours of their own
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the writer's own name for the file needs /proc")
+def test_a_link_swapped_in_after_the_check_does_not_take_the_video(tmp_path, monkeypatch):
+    """OpenCV opens the video by a name: between pyfer's checks and that open, another user could
+    put a link at the output's name (a helper's review did so). FFmpeg gets a name of the checked
+    file itself, so the video goes there and the link's target is untouched; a symlinked output
+    keeps the suffix FFmpeg picks the container by."""
+    from pyfer.video import open_writer
+
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out.mp4"
+    real_writer = cv2.VideoWriter
+
+    def swapping(name, *args):
+        out.unlink()
+        out.symlink_to(victim)  # the attacker's move, after the checks
+        return real_writer(name, *args)
+
+    monkeypatch.setattr(cv2, "VideoWriter", swapping)
+    monkeypatch.setattr(cv2.VideoWriter, "fourcc", real_writer.fourcc, raising=False)
+    writer = open_writer(out, 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    assert victim.read_bytes() == b"precious"
+    monkeypatch.undo()
+    (tmp_path / "clip").write_bytes(b"")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "clip")
+    writer = open_writer(tmp_path / "link.mp4", 10, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    assert (tmp_path / "clip").read_bytes()[4:8] == b"ftyp"  # MP4, by the link's own suffix

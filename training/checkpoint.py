@@ -171,7 +171,8 @@ def load_checkpoint(path: str | Path, required=("model", "model_spec", "preproce
                               "not loaded (loading them could run code): not a pyfer checkpoint, or one from an "
                               f"untrusted source ({refused[0]})") from exc
     except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a pyfer checkpoint: "
+                              f"{str(exc).strip() or type(exc).__name__}") from exc
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}: not a pyfer training checkpoint (or damaged)")

@@ -105,6 +105,7 @@ def figure(images, labels, t_maps, t_pred, s_maps, s_pred, out: Path) -> None:
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     if shown is not None:
         bar = fig.colorbar(shown, cax=fig.add_axes((0.945, 0.1, 0.012, 0.55)))
+        bar.solids.set_alpha(1)  # (the scale itself, not the see-through overlay)
         bar.set_label("relative importance (Grad-CAM)", fontsize=8)
     save_figure(fig, out, dpi=120)
 

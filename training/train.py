@@ -496,14 +496,31 @@ def teacher_cache_keys(args, train_set: FaceSet, kind: str) -> tuple[str, ...]:
     return key(teacher_identity(args.teacher)), key(str(args.teacher))
 
 
+def load_cache(path: Path) -> dict | None:
+    """A teacher cache of this run folder (a dict with "key" and "logits"), or None where there is
+    none or it cannot be read (damaged, not a dict, objects other than tensors): then it is
+    computed again, with a note, instead of stopping the run."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(saved, dict) and isinstance(saved.get("logits"), torch.Tensor):
+            return saved
+        why = "not a teacher cache"
+    except Exception as e:  # torch raises many types for damaged files
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    print(f"{path} cannot be read ({why}): computing it again", file=sys.stderr)
+    return None
+
+
 def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: PreprocessSpec, out: Path,
                           keys: tuple[str, ...], amp: bool) -> torch.Tensor:
     """The teacher's logits on every training face, computed once per run folder
     (``teacher_logits.pt``, kept for --resume). An exported teacher (.safetensors) runs in pyfer's
     own engine, which is several times faster than PyTorch on the CPU (BENCHMARKS.md)."""
     path = out / "teacher_logits.pt"
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_cache(path)
+    if saved is not None:
         if saved.get("key") in keys and len(saved["logits"]) == len(x_train):
             return saved["logits"].to(x_train.device)
         print(f"{path} holds another teacher's or data's answers: computing them again", file=sys.stderr)
@@ -540,8 +557,8 @@ class TeacherViews:
         self.k, self.path, self.key = k, path, keys[0]  # saved under the first; any one is accepted
         self.logits = torch.zeros(k, n_batches, batch_size, n_classes)
         self.filled = [False] * k
-        if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_cache(path)
+        if saved is not None:
             if saved.get("key") in keys and saved["logits"].shape == self.logits.shape:
                 self.logits, self.filled = saved["logits"], list(saved["filled"])
             else:
