@@ -1,7 +1,13 @@
-"""How pyfer writes files: whole or not at all where it replaces one (the model file, ``pyfer
-predict``'s annotated copies and ``--resume`` settings, ``pyfer video --summary``/``--timeline``,
-the training caches: :class:`atomic_write`), and a stream named as a file (``/dev/stdout``) in
-place, through its descriptor (:func:`open_in_place`)."""
+"""How pyfer writes files, the one place for it:
+
+- whole or not at all where it replaces one (the model file, ``pyfer predict``'s annotated copies
+  and ``--resume`` settings, ``pyfer video --summary``/``--timeline``, training's checkpoints,
+  caches, results and charts: :class:`atomic_write`, :func:`write_file`, :func:`save_figure`);
+- as it goes, in place (a CSV, JSON lines, a video: :func:`open_in_place`,
+  :func:`open_for_writing`), and a stream named as a file (``/dev/stdout``) through its
+  descriptor;
+- every name resolved by :func:`real_path`, which does not follow a symlink someone else could
+  have put there to choose where pyfer writes, and folders made by :func:`make_folders`."""
 from __future__ import annotations
 
 import errno
