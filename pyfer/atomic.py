@@ -186,11 +186,11 @@ def sticky_and_not_ours(path: Union[str, os.PathLike]) -> bool:
     return bool(folder.st_mode & stat.S_ISVTX) and os.geteuid() not in (os.lstat(path).st_uid, folder.st_uid)
 
 
-def another_user_s_in_a_shared_folder(path: Union[str, os.PathLike]) -> bool:
-    """Whether the existing file ``path`` (resolved) is one :func:`open_for_writing` refuses."""
-    real = real_path(path)
+def another_user_s_in_a_shared_folder(real: Union[str, os.PathLike]) -> bool:
+    """Whether the existing file ``real`` (a name :func:`real_path` resolved) is one
+    :func:`open_for_writing` refuses."""
     try:
-        return _foreign_in_shared(os.lstat(real), os.stat(os.path.dirname(real)))
+        return _foreign_in_shared(os.lstat(real), os.stat(os.path.dirname(os.fspath(real))))
     except OSError:
         return False
 
@@ -285,12 +285,13 @@ class atomic_write:
         self.mode: int | None = None
         number = descriptor_named(self.given)
         try:
+            real = real_path(self.given) if number is None else ""
             if number is not None:
                 fd = _dup_named(number, self.given)
-            elif written_in_place(real_path(self.given)):  # a device, a FIFO
+            elif written_in_place(real):  # a device, a FIFO
                 fd = open_for_writing(self.given, append=True)
             else:
-                self.path = Path(real_path(self.given))
+                self.path = Path(real)
                 if self.path.exists():  # (not set-user-ID and the like: the writer is the owner now)
                     self.mode = self.path.stat().st_mode & 0o777
                 self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")

@@ -184,14 +184,19 @@ def _flag_names(message: str) -> str:
     return PARAMETER_AS_WORD.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+def _resolved(path, what: str, named: str) -> Path:
+    """``path`` resolved by pyfer.atomic.real_path; a link it will not follow is a usage error."""
+    try:
+        return Path(real_path(path))
+    except PermissionError as e:
+        raise UsageError(f"{what} {named}: {e.strerror}") from None
+
+
 def _check_writable_folder(folder: Path, what: str, named: str) -> None:
     """Fail now, before anything is processed or created, if ``folder`` (given as ``what named``)
     could not be written into: it, or the nearest folder above it that exists, must be a writable
     folder (the rest is created later)."""
-    try:
-        real_path(folder)
-    except PermissionError as e:
-        raise UsageError(f"{what} {named}: {e.strerror}") from None
+    _resolved(folder, what, named)
     folder = Path(os.path.abspath(folder))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -215,10 +220,7 @@ def _check_writable_file(path: str, what: str, replaced: bool = True) -> None:
             raise UsageError(f"{what} {path}: descriptor {number} is not open") from None
     if Path(path).is_dir():
         raise UsageError(f"{what} {path} is a folder; name a file")
-    try:  # (also for a file written in place: Linux follows such a link unless fs.protected_symlinks is on)
-        real = Path(real_path(path))
-    except PermissionError as e:
-        raise UsageError(f"{what} {path}: {e.strerror}") from None
+    real = _resolved(path, what, path)  # (also written in place: Linux follows such a link unless told not to)
     exists = Path(path).exists()
     if exists and not os.access(path, os.W_OK):
         raise UsageError(f"{what} {path}: the file is not writable")
