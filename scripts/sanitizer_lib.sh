@@ -8,12 +8,13 @@
 # that removes every meta-path finder claiming `pyfer` (and the repo root from sys.path); it is
 # inherited by subprocesses through PYTHONPATH. check_engine_build.py then verifies the result.
 
-# build_sanitized BUILD_DIR SANITIZERS JOBS: configure and build the engine, its test module and
-# the self-test with -DPYFER_SANITIZE=SANITIZERS (needs PY). The project's CMakeLists adds -O3
+# build_sanitized BUILD_DIR SANITIZERS JOBS [TARGET...]: configure and build the engine, its test
+# module and the self-test (or only the TARGETs) with -DPYFER_SANITIZE=SANITIZERS (needs PY). The project's CMakeLists adds -O3
 # per target; a compiler launcher appends -O1 (the last -O wins) so the sanitizer build stays
 # quick to compile and keeps useful stacks.
 build_sanitized() {
-  local build="$1" sanitizers="$2" jobs="$3"
+  local build="$1" sanitizers="$2" jobs="$3" targets=()
+  for t in "${@:4}"; do targets+=(--target "$t"); done
   mkdir -p "$build"
   printf '#!/bin/sh\nexec "$@" -O1\n' > "$build/o1-launcher.sh"
   chmod +x "$build/o1-launcher.sh"
@@ -21,7 +22,7 @@ build_sanitized() {
     -DCMAKE_CXX_COMPILER_LAUNCHER="$(realpath "$build")/o1-launcher.sh" -DPYFER_SANITIZE="$sanitizers" \
     -DPython_EXECUTABLE="$(command -v "$PY")" \
     -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
-  cmake --build "$build" -j"$jobs"
+  cmake --build "$build" -j"$jobs" "${targets[@]}"
 }
 
 # stage_pkg SO -> prints a temp dir holding pyfer/ (symlinks to the sources + SO), training/ and

@@ -22,7 +22,8 @@ cd "$REPO"
 source scripts/sanitizer_lib.sh
 BUILD="${TSAN_BUILD_DIR:-build/tsan}"
 PY="${PYTHON:-python}"
-[[ "${TSAN_SKIP_BUILD:-0}" == 1 ]] || build_sanitized "$BUILD" thread "${TSAN_JOBS:-2}"
+# not the _checks module: test_concurrency.py does not import it
+[[ "${TSAN_SKIP_BUILD:-0}" == 1 ]] || build_sanitized "$BUILD" thread "${TSAN_JOBS:-2}" _engine pyfer_selftest
 if [[ ! -x "$BUILD/tsan_harness" || scripts/tsan_harness.cpp -nt "$BUILD/tsan_harness" \
       || "$BUILD/libpyfer_core.a" -nt "$BUILD/tsan_harness" ]]; then
   g++ -std=c++17 -fsanitize=thread -g -O1 scripts/tsan_harness.cpp "$BUILD/libpyfer_core.a" -lpthread -o "$BUILD/tsan_harness"

