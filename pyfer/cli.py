@@ -742,7 +742,7 @@ def _video(args) -> int:
         stats = process_video(args.source, rec, out=args.out, jsonl=sink, max_frames=args.max_frames,
                               # auto: on a terminal, whatever the length (as many as a run needs)
                               progress=_shows_progress(args.progress, PROGRESS_MIN_IMAGES),
-                              tracker=IoUTracker(alpha=1.0, smooth_geometry=False) if args.no_smoothing else None,
+                              tracker=IoUTracker(alpha=1.0, smooth_geometry=False, hold_seconds=0.0) if args.no_smoothing else None,
                               allow_network=args.allow_network, timeline=timeline,
                               scene_cuts=not args.no_scene_cuts)
     except KeyboardInterrupt:  # a stop (Ctrl-C, SIGTERM): the frames done are summed up, its status stays
@@ -989,7 +989,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                         "takes pyfer online, never done without this flag")
     p.add_argument("--no-smoothing", action="store_true",
                    help="each frame's own scores, boxes and landmarks (by default a face's scores are averaged "
-                        "over its recent frames, and its box and landmarks steadied by a filter)")
+                        "over its recent frames, its box and landmarks steadied by a filter, and its box kept in the "
+                        "video for up to 0.2 s where the detector misses it)")
     p.add_argument("--no-scene-cuts", action="store_true",
                    help="do not end every face's track at a scene cut (an edited recording whose people stay in "
                         "place across cuts keeps their ids; a different face in the same place continues a track)")

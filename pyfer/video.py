@@ -25,12 +25,16 @@ from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
-# A scene cut: the mean absolute difference of two frames' 16x16 gray thumbnails (0-255) above
-# this. Measured by scripts/scene_cut_threshold.py on 299 pairs of different SFEW film frames (5th
-# percentile 21.7, 1st 15.5) against the same frames moved 3 or 5%, zoomed 5%, or moved 2%, zoomed
-# 3% and brightened 10% together (99th percentile 15.1, median 6.3): 98% of those cuts are found,
-# 0.25% of the moved frames called one.
-SCENE_CUT_DIFFERENCE = 18.0
+# A scene cut: more than SCENE_CUT_SHARE of the cells of two frames' 16x16 gray thumbnails (0-255)
+# changed by more than SCENE_CUT_CHANGE. A cut changes the whole frame; a hand or a person passing
+# close to the camera changes a part, however much (the mean difference above 18 it replaced called a
+# light hand over a quarter of a film frame a cut 80% of the time, and over 40% of it 99%).
+# Measured by scripts/scene_cut_threshold.py (results/scene_cuts/thresholds.md) on 299 pairs of
+# different SFEW film frames: 97.7% of those cuts found (98.0% before); none of the same frames
+# moved 3 or 5%, zoomed 5%, or moved 2%, zoomed 3% and brightened 10% together called one (0.25%
+# before), nor any with a hand over 10%, 25% or 40% of it.
+SCENE_CUT_CHANGE = 15.0
+SCENE_CUT_SHARE = 0.48
 
 
 def iou(a: tuple, b: tuple) -> float:
@@ -54,7 +58,7 @@ def scene_thumbnail(frame: np.ndarray) -> np.ndarray:
 
 def is_scene_cut(before: np.ndarray, after: np.ndarray) -> bool:
     """Whether two frames' thumbnails (:func:`scene_thumbnail`) are of different scenes."""
-    return float(np.abs(after - before).mean()) > SCENE_CUT_DIFFERENCE
+    return float(np.mean(np.abs(after - before) > SCENE_CUT_CHANGE)) > SCENE_CUT_SHARE
 
 
 class OneEuroFilter:
@@ -107,6 +111,7 @@ class Track:
     landmark_filter: Optional[OneEuroFilter] = None
     seen: float = 0.0  # when the detector last found it (seconds)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box corners, px/s, low-passed
+    shown: Optional[Face] = None  # the face as last reported (smoothed), which held() moves on
 
     def predicted_box(self, seconds: float) -> tuple[float, float, float, float]:
         """Where its motion puts the box at ``seconds`` (x, y, w, h)."""
@@ -120,6 +125,12 @@ class Track:
             self.velocity = a * (corners(box) - corners(self.box)) / dt + (1 - a) * self.velocity
         self.box, self.seen = box, seconds
 
+
+# held() draws a missed face for hold_seconds and at most this many missed frames (a camera whose
+# stated frame rate is too high, or a clock that stands still, would stretch the time)
+HOLD_MAX_MISSED = 12
+# ...and not over a face found in that frame (IoU above this): A hidden behind B is not drawn on B
+HOLD_MAX_OVERLAP = 0.1
 
 # A track's unseen time (max_unseen_seconds) is bounded in frames too: it lives at least this many
 # missed frames (below 5 frames/s, a time-lapse: a face missed once was a new one) and at most that
@@ -142,7 +153,9 @@ class IoUTracker:
     where that is set), and the scores of a face found again after ``k`` missed frames weigh as
     ``k + 1`` frames' worth of the average;
     :meth:`reset` (at a scene cut) ends every track. A frame's time going back (another clip, a
-    looped file) is a reset."""
+    looped file) is a reset. :meth:`held` gives the faces of tracks missed for at most
+    ``hold_seconds``, where their motion puts them: what a video draws so that a face the detector
+    misses for a frame or two keeps its box (0: none)."""
 
     iou_threshold: float = 0.3
     alpha: float = 0.4
@@ -161,10 +174,15 @@ class IoUTracker:
     # a face hidden while another passes in front keeps its id (30 frames at 30 frames/s, measured
     # by scripts/video_crossing.py; docs/recognizer.md, "Video"); a time, so as long at 60 frames/s
     max_unseen_seconds: float = 1.0
+    # how long a missed face's box is still drawn (held()): 6 frames at 30 frames/s, none below 5
+    # frames/s (scripts/video_hold.py; docs/recognizer.md, "Video")
+    hold_seconds: float = 0.2
+    _found: list = field(default_factory=list, repr=False)  # the boxes the last update reported
 
     def reset(self) -> None:
         """No face of the next frame continues a track (ids keep counting up)."""
         self.tracks = []
+        self._found = []
 
     def _geometry(self, t: Track, f: Face, seconds: float) -> Face:
         """``f`` with its box and landmarks replaced by the track's smoothed ones."""
@@ -241,12 +259,48 @@ class IoUTracker:
                                scores={n: float(v) for n, v in zip(names, t.scores)})
             if self.smooth_geometry:
                 smoothed = self._geometry(t, smoothed, seconds)
+            t.shown = smoothed
             out.append((t.id, smoothed))
+        self._found = [f.box for _, f in out]
         seen = {tid for tid, _ in out}
         for t in self.tracks:
             if t.id not in seen:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if self._lives_on(t, seconds)]
+        return out
+
+    def held(self, shape: Optional[tuple] = None) -> list[tuple[int, Face]]:
+        """``(track_id, face)`` for each track the last :meth:`update` missed and last found at
+        most ``hold_seconds`` (and ``HOLD_MAX_MISSED`` frames) before it: the face as last
+        reported, its box and landmarks moved to where the track's motion puts them at that
+        frame's time. Left out: a box moved wholly out of the frame (``shape``: the frame's) and
+        one over a face that update found (a face hidden behind another, or found too far off to
+        continue its track). For drawing only: the detector did not find these."""
+        if self._last is None or not self.hold_seconds > 0:  # (not: NaN holds nothing)
+            return []
+        out = []
+        for t in self.tracks:
+            if (t.missed == 0 or t.missed > HOLD_MAX_MISSED or t.shown is None
+                    or self._last - t.seen > self.hold_seconds + 1e-9):
+                continue
+            x, y, w, h = t.shown.box
+            px, py, pw, ph = t.predicted_box(self._last) if self.predict_motion else t.box
+            # the last reported box (smoothed) moved by the motion since, so as not to jump; its
+            # size by the motion's, within a factor of 2 (a fast-shrinking box fell to a few px)
+            dx, dy = px - t.box[0], py - t.box[1]
+            sw = min(2.0, max(0.5, pw / t.box[2])) if t.box[2] > 0 else 1.0
+            sh = min(2.0, max(0.5, ph / t.box[3])) if t.box[3] > 0 else 1.0
+            nx, ny = x + dx, y + dy
+            box = (int(round(nx)), int(round(ny)), max(1, int(round(w * sw))), max(1, int(round(h * sh))))
+            if shape is not None and (box[0] >= shape[1] or box[1] >= shape[0] or box[0] + box[2] <= 0
+                                      or box[1] + box[3] <= 0):
+                continue
+            if any(iou(box, found) > HOLD_MAX_OVERLAP for found in self._found):
+                continue
+            landmarks = t.shown.landmarks
+            if landmarks is not None:
+                landmarks = tuple((nx + (lx - x) * sw, ny + (ly - y) * sh) for lx, ly in landmarks)
+            out.append((t.id, replace(t.shown, box=box, landmarks=landmarks)))
         return out
 
 
@@ -787,8 +841,10 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             # the video frames in step
             line = json.dumps({"frame": n, "time": round(t_frame, 3),
                                "faces": [{"id": tid, **f.to_dict()} for tid, f in tracked]}) + "\n"
-            drawn = None if writer is None else draw_faces(frame, [f for _, f in tracked],
-                                                           [tid for tid, _ in tracked])
+            # a face missed for a frame or two keeps its box in the video (not in the JSON lines)
+            held = getattr(tracker, "held", None)  # (a tracker of the caller's own may have none)
+            shown = tracked + (held(frame.shape) if writer is not None and callable(held) else [])
+            drawn = None if writer is None else draw_faces(frame, [f for _, f in shown], [tid for tid, _ in shown])
             if jsonl_path is not None and sink is None:  # with the first line ready: a source that gives
                 created = not os.path.exists(jsonl_path)  # none, or a stop before it, leaves the file as it was
                 make_folders(Path(jsonl_path).parent)

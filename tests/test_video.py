@@ -124,6 +124,108 @@ def test_a_still_face_missed_for_most_of_a_second_keeps_its_id():
     assert kept == 50
 
 
+@pytest.mark.parametrize("fps", [10, 30, 60])
+def test_a_missed_face_is_held_where_its_motion_puts_it_for_a_fifth_of_a_second(fps):
+    """A face moving right at 60 px/s, then missed: held() gives it, with its id and label, moved
+    on by its motion, for hold_seconds (0.2 s) of missed frames and then no more; never a face
+    the detector found in that frame, and nothing with hold_seconds=0."""
+    for hold in (0.2, 0.0):
+        tr = IoUTracker(alpha=1.0, smooth_geometry=False, hold_seconds=hold)
+        marks = ((110.0, 120.0), (150.0, 120.0), (130.0, 140.0), (115.0, 160.0), (145.0, 160.0))
+        for i in range(fps):  # one second seen
+            x = 100 + 60 * i / fps
+            seen = tr.update([Face(box=(int(round(x)), 100, 60, 60), label="happiness", scores=dict(face((0, 0, 1, 1), 1).scores),
+                                   confidence=0.86, landmarks=tuple((mx + x - 100, my) for mx, my in marks))], i / fps)
+            assert tr.held() == []  # found in this frame: drawn as found
+        tid = seen[0][0]
+        held_frames = 0
+        for k in range(1, fps):  # then missed
+            assert tr.update([], (fps - 1 + k) / fps) == []
+            held = tr.held()
+            if not held:
+                break
+            held_frames += 1
+            (hid, f), = held
+            assert hid == tid and f.label == "happiness" and f.confidence == pytest.approx(0.86)
+            expected_x = 100 + 60 * (fps - 1 + k) / fps
+            assert f.box[0] == pytest.approx(expected_x, abs=2) and f.box[1:] == (100, 60, 60)
+            # the landmarks move with the box
+            assert f.landmarks[0][0] - f.box[0] == pytest.approx(10, abs=1)
+        assert tr.held() == []
+        assert held_frames == (int(round(hold * fps + 1e-9)) if hold else 0), (fps, held_frames)
+
+
+def test_a_held_face_moved_out_of_the_frame_is_left_out():
+    tr = IoUTracker(alpha=1.0, smooth_geometry=False)
+    for i in range(10):
+        tr.update([face((560 + 10 * i, 100, 40, 40), 1)], i / 30)
+    for k in range(1, 7):
+        tr.update([], (9 + k) / 30)
+        # the box is at 650 + 10 k: out of a 640 px wide frame, in a 1000 px one
+        assert tr.held((480, 640, 3)) == [] and len(tr.held((480, 1000, 3))) == 1
+
+
+def test_a_face_hidden_behind_another_is_not_held_over_it():
+    """A passes behind B (only B found while they overlap): A's box, label and id are not drawn
+    on B's face; nor is a track's old box beside a face found too far off to continue it."""
+    tr = IoUTracker(alpha=1.0, smooth_geometry=False)
+    for i in range(30):
+        a, b = (100 + 4 * i, 100, 60, 60), (300 - 4 * i, 100, 60, 60)
+        found = [face(b, 5)] if iou(a, b) > 0.1 else [face(a, 1), face(b, 5)]
+        tr.update(found, i / 30)
+        assert all(iou(f.box, b) <= 0.1 for _, f in tr.held()), i
+    jumpy = IoUTracker(alpha=1.0, smooth_geometry=False)
+    jumpy.update([face((100, 100, 60, 60), 1)], 0.0)
+    jumpy.update([face((135, 100, 60, 60), 1)], 1 / 30)  # IoU 0.26: a new track
+    assert jumpy.held() == []
+
+
+def test_a_clock_that_stands_still_holds_a_face_for_at_most_12_frames():
+    tr = IoUTracker()
+    tr.update([face((100, 100, 60, 60), 1)], 0.0)
+    held = [len(tr.held()) for _ in range(20) if tr.update([], 0.0) == []]
+    assert held == [1] * 12 + [0] * 8
+
+
+def test_the_video_keeps_the_box_of_a_face_hidden_for_a_few_frames(recognizer, sfew_faces, tmp_path, monkeypatch):
+    """A real face covered for 3 of 20 frames (a hand passing): the JSON lines say the detector
+    found no face there, and the annotated video still draws it, with its id, about where it is."""
+    import pyfer.video as video
+
+    frames = []
+    for i in range(20):
+        frame = np.full((480, 640, 3), 128, np.uint8)  # (large: the hand is no scene cut)
+        x = 60 + 3 * i
+        paste(frame, sfew_faces[1], x, 50, 110)
+        if 8 <= i < 11:
+            cv2.rectangle(frame, (x - 15, 35), (x + 125, 200), (90, 120, 160), -1)
+        frames.append((frame, x))
+    path = tmp_path / "hidden.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for frame, _ in frames:
+        w.write(frame)
+    w.release()
+    drawn = []
+    real_draw = video.draw_faces
+    monkeypatch.setattr(video, "draw_faces", lambda image, faces, ids=None: drawn.append(list(zip(ids, faces)))
+                        or real_draw(image, faces, ids))
+    sink = io.StringIO()
+    for hold in (0.2, 0.0):
+        drawn.clear()
+        process_video(str(path), recognizer, out=str(tmp_path / "out.avi"), jsonl=sink, progress=False,
+                      tracker=IoUTracker(hold_seconds=hold))
+        lines = [json.loads(s) for s in sink.getvalue().splitlines()[-20:]]
+        assert [len(r["faces"]) for r in lines[8:11]] == [0, 0, 0]
+        assert all(len(r["faces"]) == 1 for r in lines[:8] + lines[11:]), [len(r["faces"]) for r in lines]
+        track, last_x = lines[7]["faces"][0]["id"], lines[7]["faces"][0]["box"][0]
+        if hold:
+            for i in range(8, 11):
+                (tid, f), = drawn[i]
+                assert tid == track and abs(f.box[0] - (last_x + 3 * (i - 7))) <= 10, (i, f.box, last_x)
+        else:
+            assert drawn[8:11] == [[], [], []]
+
+
 def test_time_that_repeats_or_goes_back_neither_freezes_nor_mixes_tracks(recognizer, clip):
     """A backend that gives every frame the same time, and a second clip (its times start at 0
     again) run through the same tracker: the boxes follow the detector, never stuck at an old
@@ -669,6 +771,23 @@ def test_a_scene_cut_starts_new_tracks(recognizer, sfew_faces, tmp_path):
     blended = IoUTracker()
     blended.update(recognizer.predict(frames[0]))
     assert blended.update(recognizer.predict(frames[5]))[0][1].scores != pytest.approx(own, abs=1e-4)
+
+
+def test_a_hand_in_front_is_no_scene_cut_and_a_new_shot_is(sfew_faces):
+    """A light block over 40% of a film frame (a hand close to the camera) changed the mean of the
+    thumbnails' difference as much as a cut does: it ended the face's track. What counts now is
+    how much of the frame changes."""
+    from pyfer.video import is_scene_cut, scene_thumbnail
+
+    frames = [cv2.resize(f, (640, 480)) for f in sfew_faces]
+    hands = 0
+    for f in frames:
+        covered = f.copy()
+        cv2.rectangle(covered, (150, 70), (150 + 364, 70 + 337), (120, 150, 200), -1)  # 40%, light
+        hands += is_scene_cut(scene_thumbnail(f), scene_thumbnail(covered))
+        assert float(np.abs(scene_thumbnail(f) - scene_thumbnail(covered)).mean()) > 0  # it did change
+    cuts = sum(is_scene_cut(scene_thumbnail(a), scene_thumbnail(b)) for a, b in zip(frames, frames[1:]))
+    assert hands == 0 and cuts >= len(frames) - 2, (hands, cuts)
 
 
 def test_moving_faces_are_no_scene_cut(recognizer, clip):
