@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from training import train as train_mod
 from training.checkpoint import read_log
+from training.cli import reported_errors
 
 
 def cell_dir(out: Path, T: float, a: float) -> Path:
@@ -70,8 +71,9 @@ def main(argv=None) -> None:
                 print(f"== T={T:g} a={a:g}", flush=True)
                 train_mod.main(flags)
     md = table(out, args.Ts, args.alphas)
-    out.mkdir(parents=True, exist_ok=True)
-    write_file((out / "ablation.md"), md + "\n")
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        make_folders(out)
+        write_file((out / "ablation.md"), md + "\n")
     print(md)
 
 

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import torch
 
+from pyfer.atomic import make_folders
 from pyfer.facenorm import FaceFraming
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset, to_model_input
 
 
@@ -67,6 +69,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    with reported_errors():
+        make_folders(Path(args.out).parent)  # before the work, not after it
 
     ckpts = [load_checkpoint(p) for p in args.checkpoints]
     first = ckpts[0]
@@ -88,7 +92,8 @@ def main(argv=None) -> None:
     state = {k: v for k, v in first.state.items() if k not in ("optimizer", "scheduler", "train_model", "rng", "cuda_rng")}
     state["model"] = model.state_dict()
     state["averaged_from"] = [str(Path(p)) for p in args.checkpoints]
-    save_checkpoint(state, args.out)
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        save_checkpoint(state, args.out)
     print(f"wrote {args.out} (mean of {len(ckpts)} checkpoints)" if len(ckpts) > 1
           else f"wrote {args.out} ({args.checkpoints[0]} with its BN statistics measured again)")
 

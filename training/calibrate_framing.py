@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pyfer.yunet import YuNetDetector
+from training.cli import reported_errors
 from training.data import DEFAULT_DATA_ROOT, ferplus_raw
 
 
@@ -22,7 +23,8 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="valid")
     args = ap.parse_args(argv)
 
-    raw, _ = ferplus_raw(args.root, args.split)
+    with reported_errors():  # bad data, and a cache that cannot be written: one line
+        raw, _ = ferplus_raw(args.root, args.split)
     det = YuNetDetector()
     lms, boxes, missed = [], [], 0
     for img in tqdm(raw, desc=f"YuNet on FERPlus {args.split}"):

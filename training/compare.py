@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_shift
@@ -70,6 +70,8 @@ def main(argv=None) -> None:
         for path in (args.a, args.b):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"no such model file: {path}")
+        if args.out:  # before the work, not after it
+            make_folders(Path(args.out).parent)
         log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
         logits_a, labels = framed_logits(args.a, args.data, args.val2)
         logits_b, labels_b = framed_logits(args.b, args.data, args.val2)
@@ -93,13 +95,13 @@ def main(argv=None) -> None:
     text = "\n".join(md)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_file(output_path(args.out, ".md"), text + "\n")
-        write_file(output_path(args.out, ".json"), json.dumps(
-            {"a": args.a, "b": args.b, "shift_a": args.shift_a, "shift_b": args.shift_b,
-             "resamples": args.resamples, "seed": args.seed,
-             "figures": {k: dict(zip(("a", "b", "diff", "low", "high", "p_b_better"), v)) for k, v in result.items()}},
-            indent=1))
+        with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+            write_file(output_path(args.out, ".md"), text + "\n")
+            write_file(output_path(args.out, ".json"), json.dumps(
+                {"a": args.a, "b": args.b, "shift_a": args.shift_a, "shift_b": args.shift_b,
+                 "resamples": args.resamples, "seed": args.seed,
+                 "figures": {k: dict(zip(("a", "b", "diff", "low", "high", "p_b_better"), v)) for k, v in result.items()}},
+                indent=1))
 
 
 if __name__ == "__main__":

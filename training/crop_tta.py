@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
@@ -110,15 +110,16 @@ def main(argv=None) -> None:
     if 1.0 not in args.scales:
         ap.error("--scales must include 1: the framing predict uses, the baseline")
     texts, result = [], {}
+    out = Path(args.out)
     with reported_errors():
+        make_folders(out.parent)  # before the work, not after it
         for w in args.weights:
             text, rows = crop_tta_table(w, args.data, args.val2, args.scales, args.offset, args.shifts, args.bootstrap)
             texts.append(text)
             result[w] = rows
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_file(output_path(out, ".md"), "\n\n".join(texts) + "\n")
-    write_file(output_path(out, ".json"), json.dumps(result, indent=1))
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        write_file(output_path(out, ".md"), "\n\n".join(texts) + "\n")
+        write_file(output_path(out, ".json"), json.dumps(result, indent=1))
     print("\n\n".join(texts))
 
 

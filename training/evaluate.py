@@ -218,8 +218,9 @@ def main(argv=None) -> None:
         m = evaluate(args.weights, args.data or args.manifest, args.split, args.root, args.tta, not args.no_latency,
                      framing, args.prior_shift, args.limit)
     if args.confusion_png:
-        plot_confusion(m["confusion"], EMOTIONS, EMOTIONS, args.confusion_png,
-                       f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
+        with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+            plot_confusion(m["confusion"], EMOTIONS, EMOTIONS, args.confusion_png,
+                           f"{Path(args.weights).name}: accuracy {m['accuracy']:.4f} (n={m['n']})")
     split = f" [{m['split']}]" if m["split"] else ""
     of = f" (of {m['n_total']})" if m["n"] < m["n_total"] else ""
     print(f"{m['weights']} on {m['data']}{split} n={m['n']}{of} tta={m['tta']} framing={m['framing']}"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA
@@ -63,6 +63,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.train_sample < 1:
         raise SystemExit("--train-sample must be >= 1")
+    out = output_path(args.out, ".md")
+    with reported_errors():
+        make_folders(out.parent)  # before the work, not after it
 
     loaded = {}  # (split, input size) -> faces: each split framed once per size
 
@@ -93,9 +96,8 @@ def main(argv=None) -> None:
             lines.append(f"| {weights} | {name} | {100 * r['accuracy']:.2f} | {r['soft CE']:.3f} | "
                          f"{r['KL x T^2']:.3f} | {100 * r['top-1 agreement']:.2f} |")
     text = "\n".join(lines)
-    out = output_path(args.out, ".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_file(out, text + "\n")
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        write_file(out, text + "\n")
     print(text)
 
 

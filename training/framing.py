@@ -18,6 +18,7 @@ import numpy as np
 from pyfer.atomic import atomic_write
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, resize_face, to_gray
+from training.cli import reported_errors
 from training.data import FaceSet, cache_dir, ferplus_raw, load_dataset
 
 # A low threshold: these images hold one face each, and the surest box is taken
@@ -95,7 +96,8 @@ def main(argv=None) -> None:
     ap.add_argument("--splits", default="train,valid")
     args = ap.parse_args(argv)
     for split in args.splits.split(","):
-        s = load_framed(args.data, PreprocessSpec(), split, FaceFraming())
+        with reported_errors():  # bad data, and caches that cannot be written: one line
+            s = load_framed(args.data, PreprocessSpec(), split, FaceFraming())
         print(f"{split}: {len(s)} faces framed")
 
 

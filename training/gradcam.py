@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyfer.atomic import save_figure
+from pyfer.atomic import make_folders, save_figure
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset
@@ -119,7 +119,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="gradcam.jpg")
     args = ap.parse_args(argv)
+    out = Path(args.out)
     with reported_errors():
+        make_folders(out.parent)  # before the work, not after it
         teacher, _, prep = load_model(args.teacher)
         student, _, sprep = load_model(args.student)
         if prep != sprep:
@@ -130,9 +132,8 @@ def main(argv=None) -> None:
     x = torch.from_numpy((images.astype(np.float32) / 255 - prep.mean) / prep.std).unsqueeze(1)
     t_maps, t_pred = cams(teacher.float(), x)
     s_maps, s_pred = cams(student.float(), x)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure(images, data.labels[idx], t_maps, t_pred, s_maps, s_pred, out)
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        figure(images, data.labels[idx], t_maps, t_pred, s_maps, s_pred, out)
     print(f"wrote {out}")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from training.checkpoint import read_log
 from training.cli import output_path, reported_errors
 from training.prior_shift import REPO, TARGETS
@@ -159,18 +159,20 @@ def main(argv=None) -> None:
     with reported_errors():
         candidates = load_candidates(Path(args.results))
         course = run_course(candidates, args.run) if args.run else None
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     text = markdown(candidates, args.shipped)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
-    write_file(md, text)
-    plot(candidates, args.shipped, png)
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        make_folders(Path(args.out).parent)
+        write_file(md, text)
+        plot(candidates, args.shipped, png)
     print(text.split("\n")[0])
     print(f"wrote {md} and {png}")
     if args.run:
         log = read_log(Path(args.logs) / args.run / "log.jsonl") or read_log(REPO / "runs" / args.run / "log.jsonl")
         shipped = next((c["row"][RULE] for c in candidates if c["name"] == args.shipped), None)
         path = output_path(args.out, f"_{args.run}.png")
-        plot_run(course, log, shipped, args.run, path)
+        with reported_errors():
+            plot_run(course, log, shipped, args.run, path)
         print(f"wrote {path}: {len(course)} scored epochs, {len(log)} logged")
 
 

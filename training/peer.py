@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from pyfer.preprocess import EMOTIONS
 
 FACE_API_CLASSES = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -236,7 +236,7 @@ def plot_recalls(recalls: dict[str, dict], path: Path) -> None:
 def main(argv=None) -> None:
     from pyfer.facenorm import FaceFraming
     from pyfer.preprocess import PreprocessSpec
-    from training.cli import output_path
+    from training.cli import output_path, reported_errors
     from training.data import DEFAULT_DATA, ferplus_prior
     from training.framing import load_framed
     from training.predict import load_model, predict_logits
@@ -265,6 +265,8 @@ def main(argv=None) -> None:
     if any(not 0 < w < 1 for w in args.peer_weights):
         raise SystemExit("--peer-weights must lie strictly between 0 and 1")
     torch.set_num_threads(args.threads)
+    with reported_errors():
+        make_folders(Path(args.out).parent)  # before the work, not after it
 
     prep = PreprocessSpec(INPUT_SIZE)
     net = load_face_api_expression()
@@ -331,10 +333,10 @@ def main(argv=None) -> None:
          "## Per-class recall (%)", "", "\n\n".join(per_class), ""]
         + (["## The peer as a second teacher: averages at their best prior shift", "", *mixes, ""] if args.models else [])
         + (["## FERPlus train against valid (flip averaging, no prior shift)", "", *train_rows, ""] if train_rows else []))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
-    write_file(md, text)
-    plot_recalls(recalls, png)
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        write_file(md, text)
+        plot_recalls(recalls, png)
     print(text)
     print(f"wrote {md} and {png}")
 

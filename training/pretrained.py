@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import PreprocessSpec
+from training.cli import reported_errors
 from training.data import cache_dir
 from training.models import FaceResNet, ModelSpec
 
@@ -135,8 +136,9 @@ def main(argv=None) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
         raise SystemExit(f"weights do not fit FaceResNet: missing {missing}, unexpected {unexpected}")
-    save_checked({k: v.numpy() for k, v in state.items()}, args.out,
-                 {"source": PACKAGE, "license": "CC0 (dlib model), MIT (face-api.js)"})
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        save_checked({k: v.numpy() for k, v in state.items()}, args.out,
+                     {"source": PACKAGE, "license": "CC0 (dlib model), MIT (face-api.js)"})
     print(f"wrote {args.out} ({sum(v.numel() for v in state.values()):,} weights from {PACKAGE})")
 
 

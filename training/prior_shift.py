@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from pyfer.facenorm import FaceFraming
 from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
@@ -197,7 +197,9 @@ def main(argv=None) -> None:
                     help="also check per-class biases on K random halvings (tuned on one half, scored on the other)")
     args = ap.parse_args(argv)
 
+    out = Path(args.out)
     with reported_errors():
+        make_folders(out.parent)  # before the work, not after it
         logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
         logits = raw_logits(logits, args.weights)
         baked = baked_shift(args.weights)
@@ -219,10 +221,9 @@ def main(argv=None) -> None:
         text = (f"`{args.weights}` has a prior shift of {baked:g} baked in, taken out first: each shift is the "
                 f"total ({baked:g} scores the export as it is).\n\n" + text)
         result["baked_shift"] = baked
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_file(output_path(out, ".md"), text + "\n")
-    write_file(output_path(out, ".json"), json.dumps(result, indent=1))
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        write_file(output_path(out, ".md"), text + "\n")
+        write_file(output_path(out, ".json"), json.dumps(result, indent=1))
 
     import matplotlib
 
@@ -240,12 +241,14 @@ def main(argv=None) -> None:
     ax.set_title(f"{Path(args.weights).name}: dotted = issue 13 targets, line = chosen")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, output_path(out, ".png"), dpi=110)
+    with reported_errors():
+        save_figure(fig, output_path(out, ".png"), dpi=110)
     print(text)
     print(f"chosen shift: {best['shift']:g}")
     if args.per_class_check:
         check = per_class_check(logits, labels, args.per_class_check)
-        write_file(output_path(out, "_per_class.md"), check + "\n")
+        with reported_errors():
+            write_file(output_path(out, "_per_class.md"), check + "\n")
         print(check)
 
 

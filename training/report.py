@@ -129,13 +129,14 @@ def main(argv=None) -> None:
     with reported_errors():
         out.mkdir(parents=True, exist_ok=True)
         metrics = score_models(args.data, args.sfew, args.limit)
-    write_file((out / "metrics.json"), json.dumps(metrics, indent=1))
 
     tsnet = metrics["T-SNet (distilled student, session 1) +flip"]
-    plot_confusion(tsnet["confusion"], EMOTIONS, EMOTIONS, out / "confusion_tsnet.png",
-                   f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
-    if "curves.png" not in missing:
-        plot_curves(runs, out / "curves.png")
+    with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
+        write_file((out / "metrics.json"), json.dumps(metrics, indent=1))
+        plot_confusion(tsnet["confusion"], EMOTIONS, EMOTIONS, out / "confusion_tsnet.png",
+                       f"T-SNet, FERPlus valid (flip TTA): accuracy {100 * tsnet['accuracy']:.2f}%")
+        if "curves.png" not in missing:
+            plot_curves(runs, out / "curves.png")
 
     first = metrics[next(iter(MODELS))]
     n_valid, n_total = first["n"], first.get("n_total", first["n"])
@@ -164,7 +165,8 @@ def main(argv=None) -> None:
                   ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
     elif kept_table_i:
         lines += ["", kept_table_i]
-    write_file((out / "tables.md"), "\n".join(lines) + "\n")
+    with reported_errors():
+        write_file((out / "tables.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
