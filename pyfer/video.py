@@ -26,15 +26,20 @@ from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
 # A scene cut: more than SCENE_CUT_SHARE of the cells of two frames' 16x16 gray thumbnails (0-255)
-# changed by more than SCENE_CUT_CHANGE. A cut changes the whole frame; a hand or a person passing
-# close to the camera changes a part, however much (the mean difference above 18 it replaced called a
-# light hand over a quarter of a film frame a cut 80% of the time, and over 40% of it 99%).
-# Measured by scripts/scene_cut_threshold.py (results/scene_cuts/thresholds.md) on 299 pairs of
-# different SFEW film frames: 97.7% of those cuts found (98.0% before); none of the same frames
-# moved 3 or 5%, zoomed 5%, or moved 2%, zoomed 3% and brightened 10% together called one (0.25%
-# before), nor any with a hand over 10%, 25% or 40% of it.
+# changed by more than SCENE_CUT_CHANGE, and more than SCENE_CUT_UNEVEN_SHARE of them by that much
+# beyond the frame's median change. A cut changes the whole frame, unevenly; a hand or a person
+# passing close to the camera changes a part, however much (the mean difference above 18 it
+# replaced called a light hand over a quarter of a film frame a cut 80% of the time, over 40% of it
+# 98%), and a light switched on or an exposure step changes it all evenly (that rule: 95-100% of
+# frames made 25 gray levels darker or lighter). Measured by scripts/scene_cut_threshold.py
+# (results/scene_cuts/thresholds.md) on 299 pairs of different SFEW film frames: 97.7% of those cuts
+# found (98.0% before); none of 1,200 of the same frames moved 3 or 5%, zoomed 5%, or moved 2%,
+# zoomed 3% and brightened 10% together called one (0.25% before), nor any with a hand over 10%, 25%
+# or 40% of it, nor any 17-40 gray levels lighter or darker; 0.3-0.7% of those made 20% lighter
+# or darker (12-14% before), 9.7% of those made 30% lighter (52% before).
 SCENE_CUT_CHANGE = 15.0
 SCENE_CUT_SHARE = 0.48
+SCENE_CUT_UNEVEN_SHARE = 0.2
 
 
 def iou(a: tuple, b: tuple) -> float:
@@ -58,7 +63,9 @@ def scene_thumbnail(frame: np.ndarray) -> np.ndarray:
 
 def is_scene_cut(before: np.ndarray, after: np.ndarray) -> bool:
     """Whether two frames' thumbnails (:func:`scene_thumbnail`) are of different scenes."""
-    return float(np.mean(np.abs(after - before) > SCENE_CUT_CHANGE)) > SCENE_CUT_SHARE
+    change = after - before
+    return (float(np.mean(np.abs(change) > SCENE_CUT_CHANGE)) > SCENE_CUT_SHARE
+            and float(np.mean(np.abs(change - np.median(change)) > SCENE_CUT_CHANGE)) > SCENE_CUT_UNEVEN_SHARE)
 
 
 class OneEuroFilter:

@@ -1,5 +1,6 @@
-"""The measurement behind pyfer.video.SCENE_CUT_CHANGE and SCENE_CUT_SHARE: how much of two
-frames' thumbnails changes across a cut, and how much within one shot.
+"""The measurement behind pyfer.video's scene-cut rule (SCENE_CUT_CHANGE, SCENE_CUT_SHARE,
+SCENE_CUT_UNEVEN_SHARE): how much of two frames' thumbnails changes across a cut, and how much
+within one shot.
 
     python scripts/scene_cut_threshold.py [--sfew ../shared/data/sfew_train] [--pairs 299]
 
@@ -7,7 +8,8 @@ Cuts: consecutive pairs of different SFEW film frames (shuffled with seed 0, eac
 640x480). One shot: each of those frames moved 3% or 5% sideways, zoomed 5%, or moved 2%, zoomed
 3% and brightened 10% (more than a face video moves between two frames); and each with a hand
 in front (a flat block over 10%, 25% or 40% of the frame, at a random place, of the covered part's
-mean colour, of a light or of a dark skin tone). Prints percentiles of the share of thumbnail cells
+mean colour, of a light or of a dark skin tone); and each made lighter or darker (a light switched
+on, an exposure step: gains 0.8-1.3, offsets of 17-40 gray levels). Prints percentiles of the share of thumbnail cells
 that change by more than SCENE_CUT_CHANGE gray levels, and what share of each kind pyfer.video
 calls a cut, beside the rule it replaced (the mean difference above 18 gray levels).
 """
@@ -21,13 +23,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pyfer.video import SCENE_CUT_CHANGE, SCENE_CUT_SHARE, is_scene_cut, scene_thumbnail
+from pyfer.video import SCENE_CUT_CHANGE, SCENE_CUT_SHARE, SCENE_CUT_UNEVEN_SHARE, is_scene_cut, scene_thumbnail
 
 REPO = Path(__file__).resolve().parents[1]
 # (sideways shift as a share of the width, zoom, brightness gain)
 WITHIN_A_SHOT = ((0.03, 1.0, 1.0), (0.0, 1.05, 1.0), (0.02, 1.03, 1.1), (0.05, 1.0, 1.0))
 HAND_AREAS = (0.10, 0.25, 0.40)
 HAND_COLOURS = {"mean": None, "light": (120, 150, 200), "dark": (60, 80, 110)}  # BGR
+LIGHTING_GAINS = (0.8, 0.85, 1.15, 1.2, 1.3)
+LIGHTING_STEPS = (-25, -17, 17, 25, 40)
 OLD_MEAN_DIFFERENCE = 18.0
 
 
@@ -72,9 +76,16 @@ def main(argv=None) -> None:
         for name, colour in HAND_COLOURS.items():
             kinds[f"hand over {area:.0%}, {name}"] = [(t, scene_thumbnail(with_hand(f, area, colour, rng)))
                                                       for f, t in zip(frames, thumbs)]
+    for gain in LIGHTING_GAINS:
+        kinds[f"lighting x{gain:g}"] = [(t, scene_thumbnail(np.clip(f * gain, 0, 255).astype(np.uint8)))
+                                        for f, t in zip(frames, thumbs)]
+    for step in LIGHTING_STEPS:
+        kinds[f"lighting {step:+d} gray levels"] = [
+            (t, scene_thumbnail(np.clip(f.astype(np.int16) + step, 0, 255).astype(np.uint8)))
+            for f, t in zip(frames, thumbs)]
     pct = (1, 5, 50, 95, 99)
-    print(f"share of 16x16 gray thumbnail cells changed by more than {SCENE_CUT_CHANGE:g} gray levels; "
-          f"a cut above {SCENE_CUT_SHARE:g}\n")
+    print(f"share of 16x16 gray thumbnail cells changed by more than {SCENE_CUT_CHANGE:g} gray levels; a cut above "
+          f"{SCENE_CUT_SHARE:g}, with above {SCENE_CUT_UNEVEN_SHARE:g} changed that much beyond the median change\n")
     print(f"| pairs | n | share changed: percentiles {pct} | called a cut | by the old rule (mean above "
           f"{OLD_MEAN_DIFFERENCE:g}) |")
     print("|---|---|---|---|---|")

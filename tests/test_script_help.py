@@ -39,7 +39,8 @@ for name, command, folder in json.loads(sys.argv[1]):
             os.chdir(os.path.join(folder, "cwd"))
             module = command[0] == "-m"
             sys.argv = [command[1] if module else command[0], "--help"]
-            if not sys.flags.safe_path:  # as `python -m` (the folder) and `python SCRIPT` (its folder) set it
+            # as `python -m` (the folder) and `python SCRIPT` (its folder) set it; safe_path: 3.11+
+            if not getattr(sys.flags, 'safe_path', False):
                 sys.path[0] = os.getcwd() if module else os.path.dirname(command[0])
             try:
                 if module:

@@ -774,9 +774,9 @@ def test_a_scene_cut_starts_new_tracks(recognizer, sfew_faces, tmp_path):
 
 
 def test_a_hand_in_front_is_no_scene_cut_and_a_new_shot_is(sfew_faces):
-    """A light block over 40% of a film frame (a hand close to the camera) changed the mean of the
-    thumbnails' difference as much as a cut does: it ended the face's track. What counts now is
-    how much of the frame changes."""
+    """A light block over 40% of a film frame (a hand close to the camera), and the whole frame 25
+    gray levels lighter, changed the mean of the thumbnails' difference as much as a cut does: they
+    ended the face's track. What counts now is how much of the frame changes, and how unevenly."""
     from pyfer.video import is_scene_cut, scene_thumbnail
 
     frames = [cv2.resize(f, (640, 480)) for f in sfew_faces]
@@ -788,6 +788,10 @@ def test_a_hand_in_front_is_no_scene_cut_and_a_new_shot_is(sfew_faces):
         assert float(np.abs(scene_thumbnail(f) - scene_thumbnail(covered)).mean()) > 0  # it did change
     cuts = sum(is_scene_cut(scene_thumbnail(a), scene_thumbnail(b)) for a, b in zip(frames, frames[1:]))
     assert hands == 0 and cuts >= len(frames) - 2, (hands, cuts)
+    # a light switched on (every cell 25 gray levels lighter: the mean rule called that a cut too)
+    lighter = sum(is_scene_cut(scene_thumbnail(f), scene_thumbnail(np.clip(f.astype(np.int16) + 25, 0, 255)
+                                                                   .astype(np.uint8))) for f in frames)
+    assert lighter == 0
 
 
 def test_moving_faces_are_no_scene_cut(recognizer, clip):
