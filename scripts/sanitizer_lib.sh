@@ -9,9 +9,9 @@
 # inherited by subprocesses through PYTHONPATH. check_engine_build.py then verifies the result.
 
 # build_sanitized BUILD_DIR SANITIZERS JOBS [TARGET...]: configure and build the engine, its test
-# module and the self-test (or only the TARGETs) with -DPYFER_SANITIZE=SANITIZERS (needs PY). The project's CMakeLists adds -O3
-# per target; a compiler launcher appends -O1 (the last -O wins) so the sanitizer build stays
-# quick to compile and keeps useful stacks.
+# module and the self-test (or only the TARGETs) with -DPYFER_SANITIZE=SANITIZERS (needs PY). The
+# project's CMakeLists adds -O3 per target; a compiler launcher appends -O1 (the last -O wins) so
+# the sanitizer build stays quick to compile and keeps useful stacks.
 build_sanitized() {
   local build="$1" sanitizers="$2" jobs="$3" targets=()
   for t in "${@:4}"; do targets+=(--target "$t"); done

@@ -9,9 +9,9 @@ Cuts: consecutive pairs of different SFEW film frames (shuffled with seed 0, eac
 3% and brightened 10% (more than a face video moves between two frames); and each with a hand
 in front (a flat block over 10%, 25% or 40% of the frame, at a random place, of the covered part's
 mean colour, of a light or of a dark skin tone); and each made lighter or darker (a light switched
-on, an exposure step: gains 0.8-1.3, offsets of 17-40 gray levels). Prints percentiles of the share of thumbnail cells
-that change by more than SCENE_CUT_CHANGE gray levels, and what share of each kind pyfer.video
-calls a cut, beside the rule it replaced (the mean difference above 18 gray levels).
+on, an exposure step: gains 0.8-1.3, offsets of 17-40 gray levels). Prints percentiles of the
+share of thumbnail cells that change by more than SCENE_CUT_CHANGE gray levels, and what share of
+each kind pyfer.video calls a cut, beside the rule it replaced (a mean difference above 18).
 """
 from __future__ import annotations
 
