@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from video_jitter import FPS, SIZE, noisy_jpeg, offset, scene, sfew_paths  # (the same clips: scripts/)
+from video_jitter import FPS, SIZE, noisy_jpeg, offset, scene, sfew_paths, shifted  # (the same clips: scripts/)
 
 from pyfer import Recognizer
 from pyfer.video import IoUTracker, is_scene_cut, scene_thumbnail
@@ -55,8 +55,7 @@ def clip(rec: Recognizer, face: np.ndarray, width: int, seed: int, hand: str):
     out = []
     for i in range(FRAMES):
         dx = offset("moving", i, width)
-        img = cv2.warpAffine(base, np.float32([[1, 0, dx], [0, 1, 0]]), SIZE, flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REFLECT)
+        img = shifted(base, dx)
         if hidden_for(i):  # a hand, a bit larger than the face
             x0, y0 = int(cx + dx - 0.6 * width), int(cy - 0.6 * height)
             x1, y1 = x0 + int(1.2 * width), y0 + int(1.2 * height)

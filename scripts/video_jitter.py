@@ -77,10 +77,14 @@ def offset(motion: str, i: int, width: int) -> float:
     return 0.0 if motion == "still" else 0.3 * width * np.sin(2 * np.pi * 0.5 * i / FPS)
 
 
+def shifted(base: np.ndarray, dx: float) -> np.ndarray:
+    """``base`` moved ``dx`` px sideways (sub-pixel), edges reflected."""
+    return cv2.warpAffine(base, np.float32([[1, 0, dx], [0, 1, 0]]), SIZE, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
 def frame(base: np.ndarray, dx: float, rng: np.random.Generator) -> np.ndarray:
-    moved = cv2.warpAffine(base, np.float32([[1, 0, dx], [0, 1, 0]]), SIZE, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT)
-    return noisy_jpeg(moved, rng)
+    return noisy_jpeg(shifted(base, dx), rng)
 
 
 def detect_clip(rec: Recognizer, face: np.ndarray, width: int, motion: str, frames: int, seed: int):
