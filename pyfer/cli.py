@@ -140,7 +140,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped student)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (needs a CUDA build and a GPU)")
     p.add_argument("--threads", type=int, default=None,
-                   help="engine threads (default: every CPU this process may use, as taskset or a cpuset allows, "
+                   help="threads of the engine and of YuNet on it (default: every CPU this process may use, as "
+                        "taskset or a cpuset allows, "
                         "no more than a cgroup CPU quota rounded up)")
     p.add_argument("--detector", default="yunet", choices=["yunet", "yunet-tilted", "haar", "mediapipe", "none"],
                    help="face detector (default yunet); yunet-tilted also finds heads tilted 30-45 degrees "

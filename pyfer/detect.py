@@ -196,14 +196,15 @@ class _ScoredBox:
 
 
 def get_detector(detector: Union[str, Detector, None], min_face: Optional[float] = None,
-                 score_threshold: Optional[float] = None) -> Detector | None:
+                 score_threshold: Optional[float] = None, threads: Optional[int] = None) -> Detector | None:
     """'yunet' | 'yunet-tilted' | 'haar' | 'mediapipe' | a callable | None (whole image is the face).
     'yunet-tilted' also searches each image turned by +-30 degrees (tilted heads; about 3x the detection time).
 
     ``min_face`` (px, longer box side) and ``score_threshold`` configure the named detectors'
     search; for a callable they are applied by the Recognizer to what it returns. Haar gives no
     scores, so a score threshold with 'haar' is an error rather than silently ignored; None
-    detects nothing, so both are errors with None."""
+    detects nothing, so both are errors with None. ``threads``: YuNet's, on pyfer's engine (None:
+    every CPU this process may use); the other detectors run on their libraries' own threads."""
     if detector is None:
         given = [n for n, v in (("min_face", min_face), ("score_threshold", score_threshold)) if v is not None]
         if given:
@@ -213,12 +214,14 @@ def get_detector(detector: Union[str, Detector, None], min_face: Optional[float]
     if callable(detector):
         return detector
     if detector in ("yunet", "yunet-tilted"):
-        from pyfer.yunet import YuNetDetector
+        from pyfer.yunet import YuNetDetector, default_backend
 
         tilted = detector == "yunet-tilted"
+        # YuNet through OpenCV (PYFER_YUNET_BACKEND=opencv) runs on OpenCV's own threads
+        threads = threads if default_backend() == "engine" else None
         if score_threshold is None:
-            return YuNetDetector(min_face=min_face, tilted=tilted)
-        return YuNetDetector(min_face=min_face, tilted=tilted, score_threshold=score_threshold)
+            return YuNetDetector(min_face=min_face, tilted=tilted, threads=threads)
+        return YuNetDetector(min_face=min_face, tilted=tilted, score_threshold=score_threshold, threads=threads)
     if detector == "haar":
         if score_threshold is not None:
             raise ValueError("the Haar detector gives no scores: score_threshold applies to 'yunet' and 'mediapipe'")

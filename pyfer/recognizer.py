@@ -415,8 +415,9 @@ class Recognizer:
     student: 0.4, chosen on FERPlus valid and SFEW train; RESULTS.md). Accepted from -1 to 2:
     below 0 pushes further toward the rare classes, above 1 further toward the frequent ones; the
     measured range is 0-1 (training.prior_shift sweeps 0.2-0.7).
-    ``threads``: the engine's threads (OpenCV's detector uses OpenCV's own thread pool, set
-    process-wide by ``cv2.setNumThreads``).
+    ``threads``: the engine's threads, and YuNet's on the engine (default: every CPU this process
+    may use; YuNet through OpenCV, ``PYFER_YUNET_BACKEND=opencv``, uses OpenCV's own thread pool,
+    set process-wide by ``cv2.setNumThreads``).
 
     Faces come largest first (box area; equal areas: higher detection score first), after the
     faces the detector is sure of when it has a ``sure_score`` (YuNet: 0.8;
@@ -437,7 +438,7 @@ class Recognizer:
         if margin is not None and not (_is_number(margin) and -0.3 <= margin <= 1.0):
             raise ValueError(f"margin must lie in [-0.3, 1], got {margin!r}")
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
-        self.detector = get_detector(detector, min_face=min_face, score_threshold=score_threshold)
+        self.detector = get_detector(detector, min_face=min_face, score_threshold=score_threshold, threads=threads)
         self.engine = Engine(str(self.weights_path), device=device, threads=threads)
         self.spec = PreprocessSpec.from_dict(self.engine.preprocess)
         self.class_names: tuple[str, ...] = tuple(self.engine.class_names)

@@ -62,8 +62,10 @@ size was chosen"; ``scripts/yunet_working_size.py``):
    container is dropped, and so is a container that an inner face outscores by 0.15; sure faces
    inside a larger one (a video-call inset) stay.
 
-Threads: one ``YuNetDetector`` may be shared by threads. The engine runs each call on the calling
-thread (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
+Threads: one ``YuNetDetector`` may be shared by threads. The engine runs a call on ``threads``
+threads (default: every CPU this process may use, within its CPU quota, as ``pyfer.Engine``), each
+step of the network cut into bands of rows, with the same results on any number; a call made while
+another is running on them runs on its caller's thread alone (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
 the OpenCV backend each thread gets its own instance; OpenCV runs each network call on its own
 thread pool (``cv2.setNumThreads``, a process-wide setting that pyfer does not change); with many
 threads of your own calling the detector, ``cv2.setNumThreads(1)`` avoids oversubscription.
@@ -291,7 +293,7 @@ class YuNetDetector:
                  work_area: int = 320 * 240, min_side: int = 240, max_side: int = 1920,
                  pad: float = 0.25, coarse_side: int = 320,
                  rotations: tuple = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0),
-                 tilted: bool = False, backend: Optional[str] = None):
+                 tilted: bool = False, backend: Optional[str] = None, threads: Optional[int] = None):
         backend = backend or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -310,6 +312,12 @@ class YuNetDetector:
                              f"{max_side}, {coarse_side}")
         if not 0 <= pad <= 1:
             raise ValueError(f"pad must lie in [0, 1], got {pad}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if threads is not None and backend != "engine":
+            raise ValueError("threads applies to the engine backend: OpenCV's detector uses OpenCV's own "
+                             "thread pool (cv2.setNumThreads)")
         self.min_face = None if min_face is None else float(min_face)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
@@ -326,12 +334,14 @@ class YuNetDetector:
             from pyfer import _engine
 
             try:
-                self._engine = _engine.YuNet(str(self.model))
+                self._engine = _engine.YuNet(str(self.model), threads=0 if threads is None else int(threads))
             except ValueError as e:
                 raise RuntimeError(f"pyfer's engine could not load the YuNet model {self.model}: {e}") from None
             info = self._engine.info()
             self._strides, self._heads = info["strides"], info["heads"]
+            self.threads: Optional[int] = info["threads"]
         else:
+            self.threads = None
             self._net((320, 320))
 
     def config(self) -> dict:

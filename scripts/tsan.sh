@@ -6,8 +6,8 @@
 #
 # [1/3] scripts/tsan_harness.cpp: the thread pool at 2 and 8 threads (concurrent callers,
 #       exceptions, churn), one shared engine (pool of 2 and 8) called by 6 threads, engines
-#       sharing one model side by side, model loads while others predict -- pure C++, every
-#       access instrumented.
+#       sharing one model side by side, model loads while others predict, one YuNet engine on 2
+#       and 3 threads called by 4 threads -- pure C++, every access instrumented.
 # [2/3] pyfer_selftest under TSan (kernels, blocks, golden forward; single-threaded itself, it
 #       checks the instrumented kernels still give the reference results).
 # [3/3] tests/test_concurrency.py (several Python threads on one Recognizer and one Engine, pool
@@ -32,8 +32,8 @@ SO="$(ls "$BUILD"/_engine*.so | head -n1)"
 SUPP="$REPO/scripts/tsan.supp"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4:suppressions=$SUPP"
 
-echo "== [1/3] C++ concurrency harness under TSan (thread pool 2/8, shared engine, shared model, load churn)"
-"$BUILD/tsan_harness" pyfer/models/tsnet_student.safetensors "${TSAN_HARNESS_SCALE:-1}"
+echo "== [1/3] C++ concurrency harness under TSan (thread pool 2/8, shared engine, shared model, load churn, YuNet)"
+"$BUILD/tsan_harness" pyfer/models/tsnet_student.safetensors "${TSAN_HARNESS_SCALE:-1}" pyfer/models/yunet.safetensors
 
 echo "== [2/3] C++ self-test under TSan"
 "$BUILD/pyfer_selftest" tests/golden | tail -n 1

@@ -1,6 +1,6 @@
 // ThreadSanitizer harness for the engine core, built and run by scripts/tsan.sh (-fsanitize=thread).
 //
-//   tsan_harness WEIGHTS [SCALE]
+//   tsan_harness WEIGHTS [SCALE [YUNET]]
 //
 // The concurrency the Python API allows, replayed in C++ against the instrumented core library
 // (every memory access of the engine is seen by TSan; no uninstrumented interpreter in between):
@@ -15,6 +15,9 @@
 //    lock (several pyfer.Engine / Recognizer objects in threads), ISA auto and portable.
 // 4. Model::load and engine construction/destruction in 4 threads at once (kernel-table
 //    selection, getenv, first use of function-local statics), while 2 threads keep predicting.
+// 5. With YUNET (the detector's weights): one YuNetEngine (threads = 2 and 3: each step's rows in
+//    bands on its pool) called by 4 threads at once on odd image sizes (one call has the pool, the
+//    others run alone), every result compared bit for bit with a one-thread engine's.
 // Exit 0 when every result matched; a data race makes TSan report and exit non-zero
 // (TSAN_OPTIONS=halt_on_error=1 exitcode=66 in scripts/tsan.sh).
 #include <algorithm>
@@ -29,6 +32,7 @@
 #include <vector>
 
 #include "../csrc/runtime/engine.hpp"
+#include "../csrc/runtime/yunet_engine.hpp"
 
 using namespace pyfer;
 
@@ -77,6 +81,49 @@ static void pool_tests(int nthreads, int scale) {
     }
 }
 
+// 5. (see the header) YuNet's row bands on a pool, with concurrent callers
+static void yunet_tests(const std::string& path, int scale) {
+    YuNetEngine serial(path, "auto", 1);
+    struct Case {
+        std::vector<uint8_t> img;
+        int h, w;
+        std::vector<std::vector<float>> want;
+    };
+    std::vector<Case> cases;
+    for (auto hw : {std::pair<int, int>{240, 320}, {97, 131}, {33, 250}, {1, 1}}) {
+        Case c{std::vector<uint8_t>(size_t(hw.first) * hw.second * 3), hw.first, hw.second, {}};
+        for (size_t i = 0; i < c.img.size(); ++i) c.img[i] = uint8_t((i * 2654435761u) >> 24);
+        cases.push_back(c);
+    }
+    auto run = [](YuNetEngine& eng, const Case& c) {
+        ImageRef img;
+        img.data = c.img.data();
+        img.h = c.h;
+        img.w = c.w;
+        img.row_stride = ptrdiff_t(c.w) * 3;
+        std::vector<std::vector<float>> maps;
+        std::vector<float*> outs;
+        for (const auto& lv : eng.levels(c.h, c.w)) maps.emplace_back(size_t(lv.rows) * lv.cols * eng.model().head_channels());
+        for (auto& m : maps) outs.push_back(m.data());
+        eng.forward(img, outs);
+        return maps;
+    };
+    for (Case& c : cases) c.want = run(serial, c);
+    for (int threads : {2, 3}) {
+        YuNetEngine eng(path, "auto", threads);
+        std::vector<std::thread> ts;
+        for (int k = 0; k < 4; ++k)
+            ts.emplace_back([&, k] {
+                for (int i = 0; i < 2 * scale; ++i) {
+                    const Case& c = cases[size_t(k + i) % cases.size()];
+                    CHECK(run(eng, c) == c.want, "YuNet (%d threads) %dx%d: maps differ from one thread's", threads, c.h, c.w);
+                }
+            });
+        for (auto& t : ts) t.join();
+        std::printf("shared YuNet engine, %d threads, 4 callers: done\n", threads);
+    }
+}
+
 static std::vector<float> make_input(const Model& m, int n, unsigned seed) {
     std::vector<float> x(size_t(n) * m.in_channels * m.input_size * m.input_size);
     for (size_t i = 0; i < x.size(); ++i) x[i] = float(((i + seed) * 2654435761u) % 2000) / 1000.0f - 1.0f;
@@ -85,7 +132,7 @@ static std::vector<float> make_input(const Model& m, int n, unsigned seed) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s WEIGHTS [SCALE]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s WEIGHTS [SCALE [YUNET]]\n", argv[0]);
         return 2;
     }
     const std::string weights = argv[1];
@@ -208,6 +255,7 @@ int main(int argc, char** argv) {
         for (auto& t : ts) t.join();
         std::printf("4 threads loading models + building engines while 2 predict: done\n");
     }
+    if (argc > 3) yunet_tests(argv[3], scale);
     std::printf("%s (%d failure%s)\n", failures ? "FAILED" : "PASSED", int(failures), failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }

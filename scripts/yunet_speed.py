@@ -17,6 +17,12 @@ the thread's CPU time does not, and its minimum is the closest to a quiet machin
 With ``--isas A,B,...`` it instead times YuNet's network alone (``pyfer._engine.YuNet.forward``)
 in each named kernel set at the same working sizes, interleaved, with each set's ratio to the
 first (thread CPU time, minimum and median).
+
+With ``--threads 1,2`` it instead times, interleaved, with the engine (YuNet and the classifier)
+on each number of threads: YuNet's network at the working sizes and a 1920x1080 frame's full
+size, and ``Recognizer.predict`` on the 640x480 photo and on a 1920x1080 frame (the photo's
+canvas enlarged: one face of about 300 px); wall-clock medians (the other threads' CPU time is
+not the caller's) and each count's ratio to the first.
 """
 from __future__ import annotations
 
@@ -65,7 +71,7 @@ def compare_isas(isas: list, reps: int) -> None:
 
     model = str(default_model_path("engine"))
     try:
-        nets = {isa: _engine.YuNet(model, isa) for isa in isas}
+        nets = {isa: _engine.YuNet(model, isa, threads=1) for isa in isas}
     except ValueError as e:  # a set this build or CPU lacks
         raise SystemExit(f"--isas: {e}")
     img = cv2.imread(str(ASTRONAUT))
@@ -81,12 +87,64 @@ def compare_isas(isas: list, reps: int) -> None:
               + " | ".join(f"{r[isa][2] / r[ref][2]:.2f}" for isa in isas[1:]) + " |")
 
 
+def compare_threads(counts: list, reps: int) -> None:
+    import pyfer
+    from pyfer import _engine
+    from pyfer.yunet import default_model_path
+
+    model = str(default_model_path("engine"))
+    nets = {t: _engine.YuNet(model, threads=t) for t in counts}
+    img = cv2.imread(str(ASTRONAUT))
+    ref = counts[0]
+    cols = " | ".join(f"{t} thread{'s' * (t > 1)}: wall median (ms)" for t in counts)
+    ratios = " | ".join(f"{t} / {ref}" for t in counts[1:])
+    print(f"\n| network input | {cols} | {ratios} |")
+    print("|---" * (2 * len(counts)) + "|")
+    for w, h in WORKING_SIZES + [(1920, 1080)]:
+        x = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+        n = reps if w * h <= 320 * 240 else max(10, reps // (4 if w * h <= 960 * 540 else 10))
+        r = interleaved({t: (lambda net=net: net.forward(x)) for t, net in nets.items()}, n)
+        print(f"| {w}x{h} | " + " | ".join(f"{r[t][0]:.2f}" for t in counts) + " | "
+              + " | ".join(f"{r[t][0] / r[ref][0]:.2f}" for t in counts[1:]) + " |")
+    recs = {t: pyfer.Recognizer(threads=t) for t in counts}
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = photo_640x480(Path(tmp) / "astronaut_640x480.jpg")
+        frame = cv2.resize(cv2.imread(str(photo)), (1920, 1080), interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(Path(tmp) / "frame_1920x1080.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"\n| predict | {cols.replace('wall median (ms)', 'wall median / detect median (ms)')} | {ratios} |")
+        print("|---" * (2 * len(counts)) + "|")
+        for name, n in (("astronaut_640x480.jpg", reps), ("frame_1920x1080.jpg", max(10, reps // 4))):
+            path = Path(tmp) / name
+            stages = {t: [] for t in counts}
+
+            def run(t, path=path):
+                faces = recs[t].predict(path)
+                assert len(faces) == 1, (name, t, faces)
+                stages[t].append(recs[t].last_timings["detect"])
+
+            r = interleaved({t: (lambda t=t: run(t)) for t in counts}, n)
+            print(f"| {name} | " + " | ".join(f"{r[t][0]:.2f} / {1e3 * np.median(stages[t]):.2f}" for t in counts)
+                  + " | " + " | ".join(f"{r[t][0] / r[ref][0]:.2f}" for t in counts[1:]) + " |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--isas", metavar="A,B", help="time YuNet's network in these kernel sets instead")
+    ap.add_argument("--threads", metavar="1,2", help="time YuNet and predict on these numbers of engine threads instead")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
+    if args.threads:
+        try:
+            counts = [int(t) for t in args.threads.split(",")]
+        except ValueError:
+            ap.error(f"--threads takes numbers such as 1,2, got {args.threads!r}")
+        if len(counts) < 2 or min(counts) < 1:
+            ap.error("--threads needs two or more thread counts >= 1, e.g. 1,2")
+        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); OpenCV on one thread; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        compare_threads(counts, args.reps)
+        return 0
     if args.isas:
         isas = args.isas.split(",")
         if len(isas) < 2:
@@ -98,7 +156,7 @@ def main(argv=None) -> int:
     from pyfer.yunet import YuNetDetector
 
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), one thread; load average {os.getloadavg()[0]:.1f}")
-    dets = {b: YuNetDetector(backend=b) for b in ("engine", "opencv")}
+    dets = {"engine": YuNetDetector(backend="engine", threads=1), "opencv": YuNetDetector(backend="opencv")}
     img = cv2.imread(str(ASTRONAUT))
     print("\n| network input | engine: wall median / CPU median / CPU min (ms) | opencv: same | engine / opencv (CPU min) |")
     print("|---|---|---|---|")

@@ -132,7 +132,7 @@ def test_yunet_detect_side_by_side(one_thread):
     from pyfer.yunet import YuNetDetector
 
     img = cv2.imread(str(ASTRONAUT))
-    dets = {b: YuNetDetector(backend=b) for b in ("engine", "opencv")}
+    dets = {"engine": YuNetDetector(backend="engine", threads=1), "opencv": YuNetDetector(backend="opencv")}
     rows = []
     for w, h in WORKING_SIZES:
         x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -151,6 +151,42 @@ def test_yunet_detect_side_by_side(one_thread):
         print(f"  {w}x{h}: engine {e:.2f}  opencv {o:.2f}  ratio {e / o:.2f}")
     for w, h, e, o in rows:
         assert e < o, (w, h, e, o)
+
+
+def test_yunet_threads_side_by_side():
+    """YuNet's network (pyfer._engine.YuNet.forward) on one thread and on two (each step's rows
+    in two bands), interleaved, at the working sizes and a 1920x1080 frame's full size: the same
+    maps bit for bit, and two threads faster over all sizes together (medians and ratios printed;
+    docs/recognizer.md, "YuNet on several threads")."""
+    from pyfer import _engine
+    from pyfer.yunet import default_model_path
+
+    if _engine.build_info()["usable_cpus"] < 2:
+        pytest.skip("needs two CPUs")
+    model = str(default_model_path("engine"))
+    nets = {t: _engine.YuNet(model, threads=t) for t in (1, 2)}
+    img = cv2.imread(str(ASTRONAUT))
+    rows = []
+    for w, h in WORKING_SIZES + [(1920, 1080)]:
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        times: dict[int, list[float]] = {t: [] for t in nets}
+        reps = 40 if w * h <= 320 * 240 else 10
+        for i in range(reps + 3):
+            outs = {}
+            for t, net in nets.items():
+                t0 = time.perf_counter()
+                outs[t] = net.forward(x)
+                if i >= 3:
+                    times[t].append(time.perf_counter() - t0)
+            if i == 0:
+                for a, b in zip(outs[2], outs[1]):
+                    np.testing.assert_array_equal(a, b)
+        med = {t: float(np.median(v)) * 1e3 for t, v in times.items()}
+        rows.append((w, h, med[1], med[2]))
+    print(f"\nYuNet network, median ms (load average {os.getloadavg()[0]:.1f}):")
+    for w, h, one, two in rows:
+        print(f"  {w}x{h}: 1 thread {one:.2f}  2 threads {two:.2f}  ratio {two / one:.2f}")
+    assert sum(r[3] for r in rows) < sum(r[2] for r in rows), rows
 
 
 # photo and frame sizes, odd sides among them, each at the detector's main-pass scale, and a

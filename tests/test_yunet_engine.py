@@ -221,6 +221,38 @@ def test_threads_share_one_engine(net, real_images):
     assert not errors
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_any_number_of_threads_gives_the_same_maps(threads):
+    """Each step's rows are cut into one band per thread (the front's row pipelines start a few
+    rows above their band): every map equals the one-thread engine's bit for bit, at sizes around
+    the bands' limits (a few rows, odd sides, a tall strip, a 1080p frame), for a strided crop and
+    a float image."""
+    one, many = _engine.YuNet(str(ENGINE_MODEL), threads=1), _engine.YuNet(str(ENGINE_MODEL), threads=threads)
+    assert (one.info()["threads"], many.info()["threads"]) == (1, threads)
+    img = cv2.imread(str(ASTRONAUT))
+    for w, h in [(1, 1), (40, 33), (131, 97), (320, 240), (333, 201), (47, 700), (960, 544), (1920, 1080)]:
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        for variant in (x, x.astype(np.float32) * 0.9, np.pad(x, ((0, 0), (5, 5), (0, 0)))[:, 3:3 + w]):
+            for a, b in zip(many.forward(variant), one.forward(variant)):
+                np.testing.assert_array_equal(a, b, err_msg=f"{w}x{h} {variant.dtype}")
+
+
+def test_the_detector_takes_the_recognizer_s_threads(monkeypatch):
+    import pyfer
+
+    assert YuNetDetector(backend="engine", threads=3).threads == 3
+    assert YuNetDetector(backend="engine").threads == _engine.build_info()["default_threads"]
+    assert pyfer.Recognizer(threads=1).detector.threads == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be a positive int"):
+            YuNetDetector(backend="engine", threads=bad)
+    with pytest.raises(ValueError, match="engine backend"):
+        YuNetDetector(backend="opencv", threads=2)
+    monkeypatch.setenv("PYFER_YUNET_BACKEND", "opencv")  # OpenCV's YuNet: the threads are the engine's alone
+    rec = pyfer.Recognizer(threads=1)
+    assert (rec.detector.backend, rec.detector.threads, rec.engine.info()["threads"]) == ("opencv", None, 1)
+
+
 def _rewrite(src: Path, dst: Path, meta_edit=None, drop: str | None = None) -> Path:
     from safetensors.numpy import load_file
     from safetensors import safe_open

@@ -5,6 +5,12 @@
 // top-down pyramid (upsample + add, lateral unit) and the stacked heads run on whole maps of
 // strides 8-32, each unit in row bands. Every map that a 3x3 window reads (the image, 1x1 outputs)
 // has a zero border; others are written interior only.
+//
+// Threads: each step's output rows are cut into one band per lane, and the lanes run as tasks of
+// `run`. A front lane runs its own row pipeline from the rows its band needs (a few rows above
+// the band are computed by both neighbours); a unit's lane computes the 1x1 rows its band's 3x3
+// window reads, in a buffer of its own. Lanes write disjoint rows of the shared maps, and a step
+// starts when the one before it has finished (run returns).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -38,23 +44,32 @@ YuNetCpuUnit pack_unit(const YuNetUnit& u) {
 
 // floats of one band of a unit's rows (its 1x1 conv's wider side): about 32 KB, L1/L2 resident
 constexpr int BAND_FLOATS = 8192;
+// a lane's band of a step is at least this many rows and floats (of its widest side): smaller
+// steps run on fewer lanes (measured in docs/recognizer.md, "YuNet on several threads")
+constexpr int MIN_BAND_ROWS = 4;
+constexpr size_t MIN_BAND_FLOATS = 4096;
 
-// fixed slots of the workspace; each level then has two (its stage output, its pyramid output)
-enum : size_t { W_X, W_Y, W_T, W_SUM, W_HEAD_T, W_LEVELS };
+// fixed slots of the shared maps; each level then has two (its stage output, its pyramid output)
+enum : size_t { W_X, W_Y, W_SUM, W_LEVELS };
+// slots of a lane's own buffers: a unit's 1x1 output (the heads' apart: another shape), then the
+// front's row windows
+enum : size_t { L_T, L_HEAD_T, L_FRONT };
 
-// One unit: the 1x1 conv into a zero-bordered buffer, then the depthwise conv (+ReLU) into out, in
-// bands of rows: each band's 1x1 rows (and the one row below it that its 3x3 window needs) are
-// computed just before the depthwise conv reads them, so they are read back from L1/L2 instead of
-// from a whole map that has left the cache (a 160x128x16 map is 1.3 MB).
-void unit_forward(const Kernels& K, const YuNetCpuUnit& u, const View& in, int h, int w, YuNetWorkspace& ws,
-                  size_t tmp_slot, const View& out) {
-    const View t = ws.padded(tmp_slot, h, w, u.pw.cout);
+// Output rows [y_begin, y_end) of one unit: the 1x1 conv into a zero-bordered buffer of the lane's,
+// then the depthwise conv (+ReLU) into out, in bands of rows: each band's 1x1 rows (and the one
+// row below it that its 3x3 window needs) are computed just before the depthwise conv reads them,
+// so they are read back from L1/L2 instead of from a whole map that has left the cache (a
+// 160x128x16 map is 1.3 MB). The 1x1 row above y_begin is computed too: a lane's buffer holds
+// only the rows its own band reads.
+void unit_forward(const Kernels& K, const YuNetCpuUnit& u, const View& in, int h, int w, YuNetScratch& lane,
+                  size_t tmp_slot, const View& out, int y_begin, int y_end) {
+    const View t = lane.padded(tmp_slot, h, w, u.pw.cout);
     Epilogue ep;
     ep.out = t;
     const int band = std::max(2, BAND_FLOATS / (w * std::max(u.pw.cin, u.pw.cout)));
-    int done = 0;  // 1x1 rows [0, done) are computed
-    for (int y0 = 0; y0 < h; y0 += band) {
-        const int y1 = std::min(h, y0 + band), need = std::min(h, y1 + 1);
+    int done = std::max(0, y_begin - 1);  // 1x1 rows [y_begin - 1, done) are computed
+    for (int y0 = y_begin; y0 < y_end; y0 += band) {
+        const int y1 = std::min(y_end, y0 + band), need = std::min(h, y1 + 1);
         K.conv(u.pw.pc, in, 0, 1, done, need, w, ep);
         done = need;
         K.dw3x3(u.dw.pd, t, 0, 1, y0, y1, w, out, u.dw.relu);
@@ -125,9 +140,11 @@ int first_input_row(const RowOp& op, int y) {
 // level's max pool) as a row pipeline: the last op's rows are asked for one at a time, and each
 // op first makes sure the input rows it reads exist. The big maps of strides 1-4 then live in
 // windows of a few rows that stay in L1/L2, instead of whole maps (1.3 MB each at 160x128x16)
-// streamed through L3; every row is computed once, by the same kernel calls on row ranges, so
-// the results are those of whole-map calls.
+// streamed through L3; every row is computed by the same kernel calls on row ranges, so the
+// results are those of whole-map calls. A pipeline makes the last op's rows [r0, r1) (a lane's
+// band): each op starts at the first row that the op after it reads.
 struct RowPipeline {
+    RowPipeline(const Kernels& kernels, const ImageRef& image) : K(kernels), img(image) {}
     const Kernels& K;
     const ImageRef& img;
     std::vector<RowOp> ops;
@@ -137,25 +154,42 @@ struct RowPipeline {
         op.kind = kind; op.conv = conv; op.h = h; op.w = w; op.c = c;
         ops.push_back(op);
     }
-    // each op's window: the most rows it holds at once while the last op's rows are produced
-    // one by one (a dry run of ensure); the last op holds its whole map
-    void size_windows() {
+    // each op's window: the most rows it holds at once while the last op's rows [r0, r1) are
+    // produced one by one (a dry run of ensure)
+    void size_windows(int r0, int r1) {
+        r0_ = r0;
+        r1_ = r1;
         for (RowOp& op : ops) op.cap = 0;
-        for (int r = 1; r <= ops.back().h; ++r) demand(ops.size() - 1, r);
-        for (RowOp& op : ops) op.done = 0;
-        ops.back().cap = ops.back().h;
+        start();
+        for (int r = r0 + 1; r <= r1; ++r) demand(ops.size() - 1, r);
+        start();
     }
-    void allocate(YuNetWorkspace& ws, size_t first_slot) {
-        for (size_t i = 0; i < ops.size(); ++i) {
-            ops[i].out = ws.padded(first_slot + i, ops[i].cap, ops[i].w, ops[i].c);
-            ops[i].row0 = ops[i].out.p;
+    // the windows in a lane's buffers; the last op writes into `last`, its whole map
+    void allocate(YuNetScratch& lane, size_t first_slot, const View& last) {
+        for (size_t i = 0; i + 1 < ops.size(); ++i) {
+            RowOp& op = ops[i];
+            op.out = lane.padded(first_slot + i, op.cap, op.w, op.c);
+            op.row0 = op.out.p;
+            op.out.p = op.row0 - ptrdiff_t(op.base) * op.out.rs;
         }
+        RowOp& op = ops.back();
+        op.out = last;
+        op.row0 = last.p;
+        op.base = 0;
+        op.cap = op.h;
     }
     void run() {
-        for (int r = 1; r <= ops.back().h; ++r) ensure(ops.size() - 1, r);
+        for (int r = r0_ + 1; r <= r1_; ++r) ensure(ops.size() - 1, r);
     }
 
 private:
+    int r0_ = 0, r1_ = 0;
+    // every op at its first row: rows before it count as done (another lane's), the window starts there
+    void start() {
+        ops.back().done = r0_;
+        for (size_t i = ops.size() - 1; i-- > 0;) ops[i].done = first_input_row(ops[i + 1], ops[i + 1].done);
+        for (RowOp& op : ops) op.base = op.done;
+    }
     // the first row that the op after ops[i] still reads
     int first_needed(size_t i) const {
         return i + 1 < ops.size() ? first_input_row(ops[i + 1], ops[i + 1].done) : ops[i].done;
@@ -220,20 +254,34 @@ std::shared_ptr<const YuNetCpu> YuNetCpu::build(std::shared_ptr<const YuNetModel
     return net;
 }
 
+void serial_tasks(int ntasks, const std::function<void(int)>& task) {
+    for (int t = 0; t < ntasks; ++t) task(t);
+}
+
 int yunet_padded(const YuNetModel& m, int side) {
     return (side + m.input_multiple - 1) / m.input_multiple * m.input_multiple;
 }
 
 void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, YuNetWorkspace& ws,
-                   const std::vector<float*>& outs) {
+                   const std::vector<float*>& outs, int lanes, const RunTasks& run) {
     const YuNetModel& m = *net.model;
     if (img.h < 1 || img.w < 1) throw std::invalid_argument("yunet_forward: empty image");
     if (outs.size() != m.levels.size()) throw std::invalid_argument("yunet_forward: one output per level");
+    if (lanes < 1) throw std::invalid_argument("yunet_forward: lanes must be >= 1");
     const int hp = yunet_padded(m, img.h), wp = yunet_padded(m, img.w);
+    if (ws.lanes.size() < size_t(lanes)) ws.lanes.resize(size_t(lanes));
+    // rows [0, h) of a step cut into bands, one task per lane; a map of few rows in fewer bands
+    // (each band costs its lane a task hand-over and the rows its 3x3 windows read twice)
+    // (floats: the step's size, its widest map)
+    auto in_bands = [&](int h, size_t floats, const std::function<void(YuNetScratch&, int, int)>& step) {
+        const int n = std::max(1, std::min({lanes, h / MIN_BAND_ROWS, int(floats / MIN_BAND_FLOATS)}));
+        if (n == 1) return step(ws.lanes[0], 0, h);
+        run(n, [&](int t) { step(ws.lanes[size_t(t)], h * t / n, h * (t + 1) / n); });
+    };
 
-    // the front, up to the first level's stage (and its max pool) as a row pipeline
+    // the front, up to the first level's stage (and its max pool) as a row pipeline per lane
     const size_t first = size_t(m.levels.front().stage);
-    RowPipeline front{K, img, {}};
+    RowPipeline front(K, img);
     front.add(RowOp::Load, nullptr, hp, wp, 3);
     int h = hp / 2, w = wp / 2, c = net.stem.cout;
     front.add(RowOp::Stem, &net.stem, h, w, c);
@@ -249,20 +297,25 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
             c = u.dw.cout;
         }
     }
-    front.size_windows();
-    const size_t front_slot = W_LEVELS + 2 * m.levels.size();
-    front.allocate(ws, front_slot);
-    front.run();
+    size_t cur = W_X;
+    View in = ws.shared.padded(cur, h, w, c);
+    const size_t stem_floats = size_t(hp / 2) * (wp / 2) * net.stem.cout;
+    in_bands(h, stem_floats, [&](YuNetScratch& lane, int y0, int y1) {
+        RowPipeline p = front;
+        p.size_windows(y0, y1);
+        p.allocate(lane, L_FRONT, in);
+        p.run();
+    });
 
     // the stages from there on, whole maps; a level's stage writes its output to that level's slot
-    size_t cur = front_slot + front.ops.size() - 1;
-    View in = front.ops.back().out;
     std::vector<View> stage_out(m.levels.size());
     for (size_t si = first; si < net.stages.size(); ++si) {
         if (m.stages[si].pool && si != first) {
             const size_t nxt = cur == W_X ? W_Y : W_X;
-            const View pooled = ws.padded(nxt, h / 2, w / 2, c);
-            K.maxpool2s2(in, c, 0, 1, 0, h / 2, w / 2, pooled);
+            const View pooled = ws.shared.padded(nxt, h / 2, w / 2, c);
+            in_bands(h / 2, size_t(h) * w * c, [&](YuNetScratch&, int y0, int y1) {
+                K.maxpool2s2(in, c, 0, 1, y0, y1, w / 2, pooled);
+            });
             h /= 2; w /= 2;
             in = pooled; cur = nxt;
         }
@@ -272,8 +325,10 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
             if (ui + 1 == net.stages[si].size())
                 for (size_t li = 0; li < m.levels.size(); ++li)
                     if (m.levels[li].stage == int(si)) nxt = W_LEVELS + 2 * li;
-            const View out = ws.padded(nxt, h, w, u.pw.cout);
-            unit_forward(K, u, in, h, w, ws, W_T, out);
+            const View out = ws.shared.padded(nxt, h, w, u.pw.cout);
+            in_bands(h, size_t(h) * w * std::max(u.pw.cin, u.pw.cout), [&](YuNetScratch& lane, int y0, int y1) {
+                unit_forward(K, u, in, h, w, lane, L_T, out, y0, y1);
+            });
             in = out; cur = nxt; c = u.pw.cout;
         }
         for (size_t li = 0; li < m.levels.size(); ++li)
@@ -287,11 +342,15 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
         const YuNetCpuUnit& lat = net.laterals[li];
         View src = stage_out[li];
         if (li + 1 < m.levels.size()) {
-            src = ws.padded(W_SUM, lh, lw, lat.pw.cin);
-            K.upsample2_add(stage_out[li], level_out[li + 1], lat.pw.cin, 0, 1, 0, lh, lw, src);
+            src = ws.shared.padded(W_SUM, lh, lw, lat.pw.cin);
+            in_bands(lh, size_t(lh) * lw * lat.pw.cin, [&](YuNetScratch&, int y0, int y1) {
+                K.upsample2_add(stage_out[li], level_out[li + 1], lat.pw.cin, 0, 1, y0, y1, lw, src);
+            });
         }
-        level_out[li] = ws.padded(W_LEVELS + 2 * li + 1, lh, lw, lat.pw.cout);
-        unit_forward(K, lat, src, lh, lw, ws, W_T, level_out[li]);
+        level_out[li] = ws.shared.padded(W_LEVELS + 2 * li + 1, lh, lw, lat.pw.cout);
+        in_bands(lh, size_t(lh) * lw * std::max(lat.pw.cin, lat.pw.cout), [&](YuNetScratch& lane, int y0, int y1) {
+            unit_forward(K, lat, src, lh, lw, lane, L_T, level_out[li], y0, y1);
+        });
     }
 
     // the stacked heads of each level, straight into the caller's dense NHWC map
@@ -301,17 +360,19 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
         const int C = hd.pw.cout;
         View o;
         o.p = outs[li]; o.ps = C; o.rs = ptrdiff_t(lw) * C; o.ns = 0;
-        unit_forward(K, hd, level_out[li], lh, lw, ws, W_HEAD_T, o);
-        int c0 = 0;
-        for (const YuNetHead& head : m.heads) {
-            if (head.sigmoid)
-                for (size_t p = 0; p < size_t(lh) * lw; ++p)
-                    for (int j = c0; j < c0 + head.channels; ++j) {
-                        float& v = outs[li][p * C + j];
-                        v = 1.f / (1.f + std::exp(-v));
-                    }
-            c0 += head.channels;
-        }
+        in_bands(lh, size_t(lh) * lw * hd.pw.cin, [&](YuNetScratch& lane, int y0, int y1) {
+            unit_forward(K, hd, level_out[li], lh, lw, lane, L_HEAD_T, o, y0, y1);
+            int c0 = 0;
+            for (const YuNetHead& head : m.heads) {
+                if (head.sigmoid)
+                    for (size_t p = size_t(y0) * lw; p < size_t(y1) * lw; ++p)
+                        for (int j = c0; j < c0 + head.channels; ++j) {
+                            float& v = outs[li][p * C + j];
+                            v = 1.f / (1.f + std::exp(-v));
+                        }
+                c0 += head.channels;
+            }
+        });
     }
 }
 

@@ -6,6 +6,7 @@
 // depthwise conv, so each level's heads cost two kernel calls and write one NHWC map whose channels
 // are the heads' outputs side by side.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,8 +37,8 @@ struct ImageRef {
     ptrdiff_t row_stride = 0, pixel_stride = 3;
 };
 
-// Scratch buffers of one forward pass (reused between calls; not shared between threads).
-struct YuNetWorkspace {
+// Scratch buffers (reused between calls; not shared between threads).
+struct YuNetScratch {
     std::vector<ScratchBuf> buf;
     View padded(size_t slot, int h, int w, int c) {
         if (slot >= buf.size()) buf.resize(slot + 1);
@@ -45,11 +46,26 @@ struct YuNetWorkspace {
     }
 };
 
+// The buffers of one forward pass: the maps that every task reads (`shared`: the front's output,
+// the stage and pyramid outputs) and one set per task (`lanes`: the front's row windows, the 1x1
+// outputs of a band of rows).
+struct YuNetWorkspace {
+    YuNetScratch shared;
+    std::vector<YuNetScratch> lanes;
+};
+
+// Runs task(0) .. task(ntasks - 1), perhaps several at once on other threads, and returns when
+// all are done (a thread pool's run; serial_tasks runs them in order on the calling thread).
+using RunTasks = std::function<void(int ntasks, const std::function<void(int)>& task)>;
+void serial_tasks(int ntasks, const std::function<void(int)>& task);
+
 // Padded size of an h x w image: each side rounded up to the model's input_multiple.
 int yunet_padded(const YuNetModel& m, int side);
 // The forward pass: image -> per level an (rows x cols x head_channels) NHWC map at outs[level]
 // (rows = padded h / stride, cols = padded w / stride), sigmoid applied to the sigmoid heads.
+// Each step's rows are cut into `lanes` bands, one task each, handed to `run`; every output row
+// is computed by the same kernel calls whatever the bands, so any lane count gives the same bits.
 void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, YuNetWorkspace& ws,
-                   const std::vector<float*>& outs);
+                   const std::vector<float*>& outs, int lanes = 1, const RunTasks& run = serial_tasks);
 
 }  // namespace pyfer

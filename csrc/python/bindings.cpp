@@ -127,7 +127,8 @@ private:
 // contiguous channels: crops of a bigger image need no copy).
 class PyYuNet {
 public:
-    PyYuNet(const std::string& path, const std::string& isa) : eng_(path, isa) {}
+    // threads <= 0: the engine's default (every CPU this process may use, within its quota)
+    PyYuNet(const std::string& path, const std::string& isa, int threads) : eng_(path, isa, threads) {}
 
     py::list forward(const py::array& image) {
         const bool u8 = image.dtype().is(py::dtype::of<uint8_t>());
@@ -169,6 +170,7 @@ public:
         const YuNetModel& m = eng_.model();
         py::dict d;
         d["isa"] = eng_.isa();
+        d["threads"] = eng_.threads();
         d["weights"] = m.path;
         d["input_multiple"] = m.input_multiple;
         py::list strides, heads;
@@ -249,7 +251,8 @@ PYBIND11_MODULE(_engine, m) {
             return py::make_tuple(mm.in_channels, mm.input_size, mm.input_size);
         });
     py::class_<PyYuNet>(m, "YuNet")
-        .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("isa") = "auto")
+        .def(py::init<const std::string&, const std::string&, int>(), py::arg("path"), py::arg("isa") = "auto",
+             py::arg("threads") = 0)
         .def("forward", &PyYuNet::forward, py::arg("image"))
         .def("info", &PyYuNet::info);
     m.def("build_info", &build_info);

@@ -1,9 +1,13 @@
 #include "yunet_engine.hpp"
 
+#include "cpu_count.hpp"
+
 namespace pyfer {
 
-YuNetEngine::YuNetEngine(const std::string& path, const std::string& isa)
-    : K_(&kernels_select(isa)), net_(YuNetCpu::build(YuNetModel::load(path))) {}
+YuNetEngine::YuNetEngine(const std::string& path, const std::string& isa, int threads)
+    : K_(&kernels_select(isa)), net_(YuNetCpu::build(YuNetModel::load(path))), threads_(engine_threads(threads)) {
+    if (threads_ > 1) pool_ = std::make_unique<ThreadPool>(threads_);
+}
 
 std::vector<YuNetEngine::Level> YuNetEngine::levels(int h, int w) const {
     const YuNetModel& m = *net_->model;
@@ -23,7 +27,17 @@ void YuNetEngine::forward(const ImageRef& img, const std::vector<float*>& outs) 
         }
     }
     if (!ws) ws = std::make_unique<YuNetWorkspace>();
-    yunet_forward(*K_, *net_, img, *ws, outs);
+    std::unique_lock<ForkSafeMutex> pool_lock(pool_mu_, std::defer_lock);
+    if (pool_ && pool_lock.try_lock()) {
+        // in a fork() child the pool's workers stayed in the parent: a pool of this process's own
+        if (pool_->forked()) pool_ = std::make_unique<ThreadPool>(threads_);
+        ThreadPool& pool = *pool_;
+        yunet_forward(*K_, *net_, img, *ws, outs, threads_,
+                      [&pool](int n, const std::function<void(int)>& task) { pool.run(n, task); });
+        pool_lock.unlock();
+    } else {
+        yunet_forward(*K_, *net_, img, *ws, outs);
+    }
     std::lock_guard<ForkSafeMutex> lock(mu_);
     free_.push_back(std::move(ws));
 }

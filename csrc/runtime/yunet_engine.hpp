@@ -1,6 +1,9 @@
 // The YuNet face detector on the CPU: a packed YuNetCpu (csrc/blocks/yunet.hpp) and the kernel
 // table chosen at run time. forward() may be called from several threads at once: each call takes
-// a workspace from a small pool (one per concurrent caller, kept for reuse).
+// a workspace from a small pool (one per concurrent caller, kept for reuse). One call at a time
+// runs on the engine's threads (each step's rows in bands, csrc/blocks/yunet.cpp); a call made
+// while another has them runs on its caller's thread alone, so concurrent callers never wait for
+// each other.
 #pragma once
 #include <memory>
 #include <string>
@@ -8,14 +11,17 @@
 
 #include "../blocks/yunet.hpp"
 #include "fork_safe_mutex.hpp"
+#include "thread_pool.hpp"
 
 namespace pyfer {
 
 class YuNetEngine {
 public:
-    YuNetEngine(const std::string& path, const std::string& isa = "auto");
+    // threads <= 0: engine_threads' default (the CPUs this process may use, within its CPU quota)
+    YuNetEngine(const std::string& path, const std::string& isa = "auto", int threads = 0);
     const YuNetModel& model() const { return *net_->model; }
     std::string isa() const { return K_->name; }
+    int threads() const { return threads_; }
     struct Level {
         int stride, rows, cols;
     };
@@ -26,8 +32,11 @@ public:
 private:
     const Kernels* K_ = nullptr;
     std::shared_ptr<const YuNetCpu> net_;
+    int threads_ = 1;
     ForkSafeMutex mu_;  // guards free_
     std::vector<std::unique_ptr<YuNetWorkspace>> free_;
+    ForkSafeMutex pool_mu_;  // held by the call running on pool_
+    std::unique_ptr<ThreadPool> pool_;
 };
 
 }  // namespace pyfer
