@@ -47,15 +47,18 @@ class LazyYuNet:
     """A YuNetDetector with these settings, loaded on first use; ``gray``: run on the image's gray
     version."""
 
+    threads = 1  # YuNet's on the engine: set by main to --threads, as the Recognizer's
+
     def __init__(self, gray: bool = False, **settings):
         self.gray, self.settings, self._yunet = gray, settings, None
 
     def __call__(self, image):
         from pyfer.preprocess import to_gray
-        from pyfer.yunet import YuNetDetector
+        from pyfer.yunet import YuNetDetector, default_backend
 
         if self._yunet is None:
-            self._yunet = YuNetDetector(**self.settings)
+            threads = self.threads if default_backend() == "engine" else None
+            self._yunet = YuNetDetector(**self.settings, threads=threads)
         return self._yunet(to_gray(image) if self.gray else image)
 
 
@@ -186,6 +189,7 @@ def main(argv=None) -> int:
     import pyfer
 
     cv2.setNumThreads(args.threads)
+    LazyYuNet.threads = args.threads
     fer = ferplus_items(DATA / "ferplus", args.limit)
     sfew = sfew_items(DATA / "sfew_train", args.limit)
     results: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "rotate": args.rotate,

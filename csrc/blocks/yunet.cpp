@@ -59,15 +59,18 @@ enum : size_t { L_T, L_HEAD_T, L_FRONT };
 // then the depthwise conv (+ReLU) into out, in bands of rows: each band's 1x1 rows (and the one
 // row below it that its 3x3 window needs) are computed just before the depthwise conv reads them,
 // so they are read back from L1/L2 instead of from a whole map that has left the cache (a
-// 160x128x16 map is 1.3 MB). The 1x1 row above y_begin is computed too: a lane's buffer holds
-// only the rows its own band reads.
+// 160x128x16 map is 1.3 MB). The lane's buffer holds the 1x1 rows its band's 3x3 window reads,
+// [y_begin - 1, y_end + 1) within the map (its zero border rows are the map's where the band
+// meets the map's edge), addressed by their row number in the map.
 void unit_forward(const Kernels& K, const YuNetCpuUnit& u, const View& in, int h, int w, YuNetScratch& lane,
                   size_t tmp_slot, const View& out, int y_begin, int y_end) {
-    const View t = lane.padded(tmp_slot, h, w, u.pw.cout);
+    const int r0 = std::max(0, y_begin - 1), r1 = std::min(h, y_end + 1);
+    View t = lane.padded(tmp_slot, r1 - r0, w, u.pw.cout);
+    t.p -= ptrdiff_t(r0) * t.rs;
     Epilogue ep;
     ep.out = t;
     const int band = std::max(2, BAND_FLOATS / (w * std::max(u.pw.cin, u.pw.cout)));
-    int done = std::max(0, y_begin - 1);  // 1x1 rows [y_begin - 1, done) are computed
+    int done = r0;  // 1x1 rows [r0, done) are computed
     for (int y0 = y_begin; y0 < y_end; y0 += band) {
         const int y1 = std::min(y_end, y0 + band), need = std::min(h, y1 + 1);
         K.conv(u.pw.pc, in, 0, 1, done, need, w, ep);

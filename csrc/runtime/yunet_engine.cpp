@@ -6,7 +6,6 @@ namespace pyfer {
 
 YuNetEngine::YuNetEngine(const std::string& path, const std::string& isa, int threads)
     : K_(&kernels_select(isa)), net_(YuNetCpu::build(YuNetModel::load(path))), threads_(engine_threads(threads)) {
-    if (threads_ > 1) pool_ = std::make_unique<ThreadPool>(threads_);
 }
 
 std::vector<YuNetEngine::Level> YuNetEngine::levels(int h, int w) const {
@@ -28,9 +27,10 @@ void YuNetEngine::forward(const ImageRef& img, const std::vector<float*>& outs) 
     }
     if (!ws) ws = std::make_unique<YuNetWorkspace>();
     std::unique_lock<ForkSafeMutex> pool_lock(pool_mu_, std::defer_lock);
-    if (pool_ && pool_lock.try_lock()) {
-        // in a fork() child the pool's workers stayed in the parent: a pool of this process's own
-        if (pool_->forked()) pool_ = std::make_unique<ThreadPool>(threads_);
+    if (threads_ > 1 && pool_lock.try_lock()) {
+        // made on first use; in a fork() child the pool's workers stayed in the parent: a pool of
+        // this process's own
+        if (!pool_ || pool_->forked()) pool_ = std::make_unique<ThreadPool>(threads_);
         ThreadPool& pool = *pool_;
         yunet_forward(*K_, *net_, img, *ws, outs, threads_,
                       [&pool](int n, const std::function<void(int)>& task) { pool.run(n, task); });

@@ -35,8 +35,8 @@ private:
     int threads_ = 1;
     ForkSafeMutex mu_;  // guards free_
     std::vector<std::unique_ptr<YuNetWorkspace>> free_;
-    ForkSafeMutex pool_mu_;  // held by the call running on pool_
-    std::unique_ptr<ThreadPool> pool_;
+    ForkSafeMutex pool_mu_;  // held by the call running on pool_ (and guards pool_ itself)
+    std::unique_ptr<ThreadPool> pool_;  // threads_ > 1: made by the first call
 };
 
 }  // namespace pyfer
