@@ -6,8 +6,13 @@
 #include <unistd.h>
 #endif
 
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <immintrin.h>  // _mm_pause
+#endif
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -16,16 +21,46 @@
 
 namespace pyfer {
 
+namespace {
+
+// How long a thread polls for what it waits for before it sleeps on a condition variable. Jobs
+// often come back to back (YuNet's steps, microseconds apart; docs/recognizer.md, "YuNet on
+// several threads"), and a sleeping thread takes long to wake: on a VM, the idle virtual CPU
+// must be scheduled again first. 200 us of polling after a job costs a core that little.
+constexpr auto SPIN = std::chrono::microseconds(200);
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+    _mm_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    asm volatile("yield");
+#endif
+}
+
+// true once ready() holds, false when SPIN has passed first
+template <class Ready>
+bool spin_until(Ready ready) {
+    const auto end = std::chrono::steady_clock::now() + SPIN;
+    for (int i = 1;; ++i) {
+        if (ready()) return true;
+        cpu_relax();
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > end) return false;
+    }
+}
+
+}  // namespace
+
 struct ThreadPool::Shared {
     std::vector<std::thread> workers;
     std::mutex mu;
     std::condition_variable start_cv, done_cv;
+    // the job: written under mu before generation is raised (release), read after it is seen (acquire)
     const std::function<void(int)>* fn = nullptr;
     int ntasks = 0;
     std::atomic<int> next{0};
-    int busy = 0;
-    unsigned long generation = 0;
-    bool stop = false;
+    std::atomic<int> busy{0};
+    std::atomic<unsigned long> generation{0};
+    std::atomic<bool> stop{false};
     std::exception_ptr error;
     std::mutex run_mu;  // one job at a time
 
@@ -44,17 +79,18 @@ struct ThreadPool::Shared {
 
     void worker() {
         unsigned long seen = 0;
+        const auto ready = [&] { return stop.load(std::memory_order_acquire) || generation.load(std::memory_order_acquire) != seen; };
         while (true) {
-            {
+            if (!spin_until(ready)) {
                 std::unique_lock<std::mutex> lk(mu);
-                start_cv.wait(lk, [&] { return stop || generation != seen; });
-                if (stop) return;
-                seen = generation;
+                start_cv.wait(lk, ready);
             }
+            if (stop.load(std::memory_order_acquire)) return;
+            seen = generation.load(std::memory_order_acquire);
             drain();
-            {
-                std::lock_guard<std::mutex> lk(mu);
-                if (--busy == 0) done_cv.notify_all();
+            if (busy.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                std::lock_guard<std::mutex> lk(mu);  // the caller waits under mu: no lost wake-up
+                done_cv.notify_all();
             }
         }
     }
@@ -88,7 +124,7 @@ ThreadPool::~ThreadPool() {
     }
     {
         std::lock_guard<std::mutex> lk(s_->mu);
-        s_->stop = true;
+        s_->stop.store(true, std::memory_order_release);
     }
     s_->start_cv.notify_all();
     for (auto& t : s_->workers) t.join();
@@ -107,14 +143,16 @@ void ThreadPool::run(int ntasks, const std::function<void(int)>& fn) {
         s.fn = &fn;
         s.ntasks = ntasks;
         s.next.store(0);
-        s.busy = int(s.workers.size());
+        s.busy.store(int(s.workers.size()));
         s.error = nullptr;
-        ++s.generation;
+        s.generation.fetch_add(1, std::memory_order_release);
     }
     s.start_cv.notify_all();
     s.drain();
+    const auto done = [&] { return s.busy.load(std::memory_order_acquire) == 0; };
+    spin_until(done);
     std::unique_lock<std::mutex> lk(s.mu);
-    s.done_cv.wait(lk, [&] { return s.busy == 0; });
+    s.done_cv.wait(lk, done);
     s.fn = nullptr;
     if (s.error) std::rethrow_exception(s.error);
 }

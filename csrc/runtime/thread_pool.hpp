@@ -1,6 +1,7 @@
-// Persistent thread pool: workers sleep on a condition variable between jobs (no spinning when
-// idle); run(ntasks, fn) hands out task indices through an atomic counter, the calling thread
-// takes part, and returns once all tasks are done. The first exception thrown by a task is
+// Persistent thread pool: after a job, workers poll for the next one for a short while (200 us:
+// back-to-back jobs start at once), then sleep on a condition variable (no spinning when idle);
+// run(ntasks, fn) hands out task indices through an atomic counter, the calling thread takes
+// part, and returns once all tasks are done (it too polls briefly before it sleeps). The first exception thrown by a task is
 // rethrown in the caller.
 //
 // fork() copies a process with only the forking thread: in a child (gunicorn --preload,
