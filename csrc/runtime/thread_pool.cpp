@@ -8,6 +8,8 @@
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #include <immintrin.h>  // _mm_pause
+#elif defined(_M_ARM64)
+#include <intrin.h>  // __yield
 #endif
 
 #include <algorithm>
@@ -26,7 +28,9 @@ namespace {
 // How long a thread polls for what it waits for before it sleeps on a condition variable. Jobs
 // often come back to back (YuNet's steps, microseconds apart; docs/recognizer.md, "YuNet on
 // several threads"), and a sleeping thread takes long to wake: on a VM, the idle virtual CPU
-// must be scheduled again first. 200 us of polling after a job costs a core that little.
+// must be scheduled again first. Only a worker that ran a task of the last job polls (a pool
+// larger than a job's tasks leaves the rest asleep), and a polling thread yields its CPU every
+// few microseconds: the thread it waits for, or another pool's, may need that CPU.
 constexpr auto SPIN = std::chrono::microseconds(200);
 
 void cpu_relax() {
@@ -34,6 +38,8 @@ void cpu_relax() {
     _mm_pause();
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
     asm volatile("yield");
+#elif defined(_M_ARM64)
+    __yield();
 #endif
 }
 
@@ -44,7 +50,10 @@ bool spin_until(Ready ready) {
     for (int i = 1;; ++i) {
         if (ready()) return true;
         cpu_relax();
-        if (i % 64 == 0 && std::chrono::steady_clock::now() > end) return false;
+        if (i % 64 == 0) {
+            if (std::chrono::steady_clock::now() > end) return false;
+            std::this_thread::yield();
+        }
     }
 }
 
@@ -64,10 +73,13 @@ struct ThreadPool::Shared {
     std::exception_ptr error;
     std::mutex run_mu;  // one job at a time
 
-    void drain() {
+    // runs tasks until none is left; true when it ran one
+    bool drain() {
+        bool ran = false;
         while (true) {
             const int i = next.fetch_add(1);
-            if (i >= ntasks) break;
+            if (i >= ntasks) return ran;
+            ran = true;
             try {
                 (*fn)(i);
             } catch (...) {
@@ -79,15 +91,16 @@ struct ThreadPool::Shared {
 
     void worker() {
         unsigned long seen = 0;
+        bool ran = false;  // a task of the last job: poll for the next one before sleeping
         const auto ready = [&] { return stop.load(std::memory_order_acquire) || generation.load(std::memory_order_acquire) != seen; };
         while (true) {
-            if (!spin_until(ready)) {
+            if (!(ran && spin_until(ready))) {
                 std::unique_lock<std::mutex> lk(mu);
                 start_cv.wait(lk, ready);
             }
             if (stop.load(std::memory_order_acquire)) return;
             seen = generation.load(std::memory_order_acquire);
-            drain();
+            ran = drain();
             if (busy.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 std::lock_guard<std::mutex> lk(mu);  // the caller waits under mu: no lost wake-up
                 done_cv.notify_all();
