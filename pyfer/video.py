@@ -483,6 +483,7 @@ class Label:
     scale: float
     thick: int
     rect: tuple[int, int, int, int]
+    spot: tuple[int, int] = (0, 0)  # where beside the box: (above, below, inside its top), (left edge, centred)
 
 
 def label_scale(shape, face_width: float) -> float:
@@ -501,11 +502,15 @@ def _overlap(a, b) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def label_placement(texts: list[str], box, shape, avoid=()) -> Optional[Label]:
+LABEL_SPOTS = [(row, col) for row in range(3) for col in range(2)]  # Label.spot, in the order tried
+
+
+def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tuple[int, int]] = None) -> Optional[Label]:
     """Where a face's label goes, or None where no text of ``texts`` fits the image at a readable
     size. Tried in order: each text (longest first) at the full size and at 3/4 of it, each above
-    the box, below it and inside its top, starting at the box's left edge or centred on it; the
-    first that covers nothing of ``avoid`` (rects: the labels placed so far, the other faces'
+    the box, below it and inside its top, starting at the box's left edge or centred on it
+    (``prefer``, a ``Label.spot``, first: where the face's label was in the last frame of a video);
+    the first that covers nothing of ``avoid`` (rects: the labels placed so far, the other faces'
     boxes) is taken, else the one that covers least (a crowd of small faces). Always whole inside
     the image: moved, and shrunk where needed (a face filling a small image cut it to "happines")."""
     import cv2
@@ -527,23 +532,53 @@ def label_placement(texts: list[str], box, shape, avoid=()) -> Optional[Label]:
             bw, bh = tw + 2 * pad, th + descent + 2 * pad
             if scale < LABEL_MIN_SCALE or bw > width or bh > height:
                 continue
-            for y0 in (y - bh, y + h, y):  # above, below, inside the top of the box
-                for x0 in (x, x + (w - bw) // 2):  # from the box's left edge, centred on it
-                    x0, y0 = max(0, min(x0, width - bw)), max(0, min(y0, height - bh))
-                    rect = (x0, y0, x0 + bw, y0 + bh)
-                    covered = sum(_overlap(rect, r) for r in avoid)
-                    if best is None or covered < best[0]:
-                        best = (covered, Label(text, (x0 + pad, y0 + pad + th), scale, thick, rect))
-                    if covered == 0:
-                        return best[1]
+            rows = (y - bh, y + h, y)  # above, below, inside the top of the box
+            cols = (x, x + (w - bw) // 2)  # from the box's left edge, centred on it
+            spots = LABEL_SPOTS if prefer not in LABEL_SPOTS else [prefer] + [p for p in LABEL_SPOTS if p != prefer]
+            for spot in spots:
+                x0 = max(0, min(cols[spot[1]], width - bw))
+                y0 = max(0, min(rows[spot[0]], height - bh))
+                rect = (x0, y0, x0 + bw, y0 + bh)
+                covered = sum(_overlap(rect, r) for r in avoid)
+                if best is None or covered < best[0]:
+                    best = (covered, Label(text, (x0 + pad, y0 + pad + th), scale, thick, rect, spot))
+                if covered == 0:
+                    return best[1]
     return None if best is None else best[1]
 
 
-def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None) -> np.ndarray:
+def face_labels(faces: list[Face], shape, ids: Optional[list[int]] = None,
+                spots: Optional[dict] = None) -> list[Optional[Label]]:
+    """Each face's label as :func:`draw_faces` draws it on an image of ``shape`` (None: no readable
+    label fits), placed in turn, each off the labels before it and the other faces' boxes;
+    ``ids`` and ``spots`` as there (``spots`` is updated)."""
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
+    placed: list[tuple[int, int, int, int]] = []
+    labels: list[Optional[Label]] = []
+    for i, f in enumerate(faces):
+        ident = f" #{ids[i]}" if ids is not None else ""
+        # shorter texts where space is short; a video's track id is the last to go (it ties the
+        # face to the summary and the timeline)
+        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"] + ([ident.strip()] if ident else [])
+        prefer = spots.get(ids[i]) if spots is not None and ids is not None else None
+        label = label_placement(texts, f.box, shape, placed + boxes[:i] + boxes[i + 1:], prefer)
+        labels.append(label)
+        if label is not None:
+            placed.append(label.rect)
+            if spots is not None and ids is not None:
+                spots[ids[i]] = label.spot
+    return labels
+
+
+def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None,
+               spots: Optional[dict] = None) -> np.ndarray:
     """A BGR uint8 copy of ``image`` (anything ``predict`` takes: a path, an array, a PIL image)
     with each face's box, landmarks and label drawn; ``cv2.imwrite`` saves it. ``ids``: a number
     shown after each label (the video tracker's). A transparent image is shown on white, as a
-    viewer shows it. Labels keep off each other and off the other faces where they can."""
+    viewer shows it. Labels keep off each other and off the other faces where they can.
+    ``spots`` (with ``ids``): a dict kept from frame to frame of a video, id -> where that face's
+    label went (``Label.spot``); each label goes there again while it covers nothing there, so
+    labels do not jump between above and below a box as faces move (process_video keeps one)."""
     import cv2
 
     from pyfer.preprocess import to_gray
@@ -557,7 +592,6 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
     else:
         out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
     long_side = max(out.shape[:2])
-    boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
     for f in faces:
         x, y, w, h = f.box
         thick = max(1, min(round(long_side / 400), round(w / 15)))  # visible, and not over a small face
@@ -571,16 +605,9 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
                 centre = (int(round(px)), int(round(py)))
                 cv2.circle(out, centre, r + 1, (0, 0, 0), -1, cv2.LINE_AA)
                 cv2.circle(out, centre, r, (0, 220, 255), -1, cv2.LINE_AA)
-    placed: list[tuple[int, int, int, int]] = []
-    for i, f in enumerate(faces):
-        ident = f" #{ids[i]}" if ids is not None else ""
-        # shorter texts where space is short; a video's track id is the last to go (it ties the
-        # face to the summary and the timeline)
-        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"] + ([ident.strip()] if ident else [])
-        label = label_placement(texts, f.box, out.shape, placed + boxes[:i] + boxes[i + 1:])
+    for label in face_labels(faces, out.shape, ids, spots):
         if label is None:  # no readable label fits this image
             continue
-        placed.append(label.rect)
         x0, y0, x1, y1 = label.rect
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), -1)
         cv2.putText(out, label.text, label.origin, cv2.FONT_HERSHEY_SIMPLEX, label.scale, (255, 255, 255),
@@ -805,6 +832,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
     writer = None
     n = n_faces = skipped = cuts = 0
     thumb: Optional[np.ndarray] = None
+    label_spots: dict = {}  # track id -> where its label went (draw_faces)
     interrupted = False
     t0 = time.perf_counter()
     created = False  # the JSON lines file is this run's own (removed again if no frame is written)
@@ -851,7 +879,10 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
             # a face missed for a frame or two keeps its box in the video (not in the JSON lines)
             held = getattr(tracker, "held", None)  # (a tracker of the caller's own may have none)
             shown = tracked + (held(frame.shape) if writer is not None and callable(held) else [])
-            drawn = None if writer is None else draw_faces(frame, [f for _, f in shown], [tid for tid, _ in shown])
+            if writer is not None:  # labels stay where they were while they fit there (ids of this frame)
+                label_spots = {tid: label_spots[tid] for tid, _ in shown if tid in label_spots}
+            drawn = None if writer is None else draw_faces(frame, [f for _, f in shown], [tid for tid, _ in shown],
+                                                           label_spots)
             if jsonl_path is not None and sink is None:  # with the first line ready: a source that gives
                 created = not os.path.exists(jsonl_path)  # none, or a stop before it, leaves the file as it was
                 make_folders(Path(jsonl_path).parent)

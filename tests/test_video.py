@@ -207,8 +207,8 @@ def test_the_video_keeps_the_box_of_a_face_hidden_for_a_few_frames(recognizer, s
     w.release()
     drawn = []
     real_draw = video.draw_faces
-    monkeypatch.setattr(video, "draw_faces", lambda image, faces, ids=None: drawn.append(list(zip(ids, faces)))
-                        or real_draw(image, faces, ids))
+    monkeypatch.setattr(video, "draw_faces", lambda image, faces, ids=None, spots=None:
+                        drawn.append(list(zip(ids, faces))) or real_draw(image, faces, ids, spots))
     sink = io.StringIO()
     for hold in (0.2, 0.0):
         drawn.clear()
@@ -422,6 +422,26 @@ def test_draw_faces_gray_and_color():
         out = draw_faces(img, [f], [7])
         assert out.shape == (100, 120, 3) and out.any()
         np.testing.assert_array_equal(img, before, err_msg=f"input of shape {img.shape} was drawn on")
+
+
+def test_a_label_stays_where_it_was_while_it_fits_there():
+    """Face 1's label cannot go above its box while face 2 is just above it, so it goes below; when
+    face 2 has moved away, the label stays below with the video's ``spots`` (no jump), and goes
+    back above without them. A spot that no longer fits is left (face 2 back, label below blocked
+    now by face 3)."""
+    img = np.zeros((480, 640, 3), np.uint8)
+    one = face((100, 200, 100, 100), 1)
+    near, away = face((100, 90, 100, 100), 2), face((400, 90, 100, 100), 2)
+    spots: dict = {}
+    draw_faces(img, [one, near], [1, 2], spots)
+    assert spots[1] == (1, 0)  # below: above would cover face 2
+    draw_faces(img, [one, away], [1, 2], spots)
+    assert spots[1] == (1, 0)
+    fresh: dict = {}
+    draw_faces(img, [one, away], [1, 2], fresh)
+    assert fresh[1] == (0, 0)
+    draw_faces(img, [one, face((100, 305, 100, 100), 3)], [1, 3], spots)
+    assert spots[1] == (0, 0)  # below now covers face 3: above again
 
 
 def test_draw_faces_takes_what_predict_takes(tmp_path):
