@@ -64,11 +64,12 @@ size was chosen"; ``scripts/yunet_working_size.py``):
 
 Threads: one ``YuNetDetector`` may be shared by threads. The engine runs a call on ``threads``
 threads (default: every CPU this process may use, within its CPU quota, as ``pyfer.Engine``), each
-step of the network cut into bands of rows, with the same results on any number; a call made while
-another is running on them runs on its caller's thread alone (one workspace per concurrent call). ``cv2.FaceDetectorYN`` keeps per-call state, so with
-the OpenCV backend each thread gets its own instance; OpenCV runs each network call on its own
-thread pool (``cv2.setNumThreads``, a process-wide setting that pyfer does not change); with many
-threads of your own calling the detector, ``cv2.setNumThreads(1)`` avoids oversubscription.
+step of the network cut into bands of rows, with the same results on any number; a call made
+while another is running on them runs on its caller's thread alone (one workspace per concurrent
+call). ``cv2.FaceDetectorYN`` keeps per-call state, so with the OpenCV backend each thread gets
+its own instance; OpenCV runs each network call on its own thread pool (``cv2.setNumThreads``, a
+process-wide setting that pyfer does not change); with many threads of your own calling the
+detector, ``cv2.setNumThreads(1)`` avoids oversubscription.
 """
 from __future__ import annotations
 
@@ -283,7 +284,9 @@ class YuNetDetector:
     ``min_face``: smallest face (longer box side, image px) to search for and report; None: search
     from ``DEFAULT_MIN_FACE`` (60) px (smaller faces in small images) and report every face found.
     ``score_threshold``: YuNet's confidence cut (0.6: OpenCV Zoo's default; lower finds more and
-    risks false faces). The other arguments set the search described in the module docstring.
+    risks false faces). ``threads``: the engine backend's (None: every CPU this process may use;
+    the results are the same on any number). The other arguments set the search described in the
+    module docstring.
     """
 
     sure_score = SURE_SCORE  # the Recognizer reads it: it orders any detector's faces the same way

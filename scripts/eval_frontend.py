@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=["yunet-align", "yunet-box", "haar-crop"], choices=list(CONFIGS))
     ap.add_argument("--limit", type=int, default=None, help="at most this many images per data set")
     ap.add_argument("--no-groups", action="store_true", help="skip the group photos")
-    ap.add_argument("--threads", type=int, default=1, help="engine and OpenCV threads (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="threads of the engine, of YuNet on it and of OpenCV (default 1)")
     ap.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                     help="turn each image by a random angle in [-DEG, DEG] first (seeded; tests framing under roll)")
     ap.add_argument("--canvas", type=lambda v: tuple(int(x) for x in v.lower().split("x")), metavar="WxH",

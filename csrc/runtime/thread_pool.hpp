@@ -1,9 +1,9 @@
 // Persistent thread pool: after a job, the workers that ran a task of it poll for the next one
 // for a short while (200 us, yielding the CPU every few microseconds: back-to-back jobs start at
-// once), then sleep on a condition variable (no spinning when idle);
-// run(ntasks, fn) hands out task indices through an atomic counter, the calling thread takes
-// part, and returns once all tasks are done (it too polls briefly before it sleeps). The first exception thrown by a task is
-// rethrown in the caller.
+// once), then sleep on a condition variable (no spinning when idle). run(ntasks, fn) hands out
+// task indices through an atomic counter, the calling thread takes part, and returns once all
+// tasks are done (it too polls briefly before it sleeps). The first exception thrown by a task
+// is rethrown in the caller.
 //
 // fork() copies a process with only the forking thread: in a child (gunicorn --preload,
 // multiprocessing's "fork" start) the workers are gone, the locks may have been copied held, and

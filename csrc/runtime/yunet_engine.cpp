@@ -5,8 +5,7 @@
 namespace pyfer {
 
 YuNetEngine::YuNetEngine(const std::string& path, const std::string& isa, int threads)
-    : K_(&kernels_select(isa)), net_(YuNetCpu::build(YuNetModel::load(path))), threads_(engine_threads(threads)) {
-}
+    : K_(&kernels_select(isa)), net_(YuNetCpu::build(YuNetModel::load(path))), threads_(engine_threads(threads)) {}
 
 std::vector<YuNetEngine::Level> YuNetEngine::levels(int h, int w) const {
     const YuNetModel& m = *net_->model;
