@@ -518,6 +518,10 @@ def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tup
     x, y, w, h = box
     height, width = shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
+    try:  # (a spot read back from JSON is a list)
+        prefer = None if prefer is None else (int(prefer[0]), int(prefer[1]))
+    except (TypeError, ValueError, IndexError):
+        prefer = None
     best: Optional[tuple[int, Label]] = None
     for text in texts:
         for size in (1.0, 0.75):
@@ -551,8 +555,24 @@ def face_labels(faces: list[Face], shape, ids: Optional[list[int]] = None,
                 spots: Optional[dict] = None) -> list[Optional[Label]]:
     """Each face's label as :func:`draw_faces` draws it on an image of ``shape`` (None: no readable
     label fits), placed in turn, each off the labels before it and the other faces' boxes;
-    ``ids`` and ``spots`` as there (``spots`` is updated)."""
+    ``ids`` and ``spots`` as there (``spots`` is updated). The labels at their kept spots are
+    taken only when they are no worse than placed afresh: none shorter, smaller or missing, and
+    covering no more of the other labels and faces (a kept spot can take the room a later face's
+    label needed)."""
     boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
+    labels = _placed_labels(faces, boxes, shape, ids, None)
+    if spots and ids is not None and any(tid in spots for tid in ids):
+        kept = _placed_labels(faces, boxes, shape, ids, spots)
+        if _no_worse(kept, labels, boxes):
+            labels = kept
+    if spots is not None and ids is not None:
+        for tid, label in zip(ids, labels):
+            if label is not None:
+                spots[tid] = label.spot
+    return labels
+
+
+def _placed_labels(faces, boxes, shape, ids, spots) -> list[Optional[Label]]:
     placed: list[tuple[int, int, int, int]] = []
     labels: list[Optional[Label]] = []
     for i, f in enumerate(faces):
@@ -560,14 +580,25 @@ def face_labels(faces: list[Face], shape, ids: Optional[list[int]] = None,
         # shorter texts where space is short; a video's track id is the last to go (it ties the
         # face to the summary and the timeline)
         texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"] + ([ident.strip()] if ident else [])
-        prefer = spots.get(ids[i]) if spots is not None and ids is not None else None
+        prefer = spots.get(ids[i]) if spots is not None else None
         label = label_placement(texts, f.box, shape, placed + boxes[:i] + boxes[i + 1:], prefer)
         labels.append(label)
         if label is not None:
             placed.append(label.rect)
-            if spots is not None and ids is not None:
-                spots[ids[i]] = label.spot
     return labels
+
+
+def _no_worse(kept: list[Optional[Label]], fresh: list[Optional[Label]], boxes) -> bool:
+    for k, f in zip(kept, fresh):
+        if f is not None and (k is None or len(k.text) < len(f.text) or k.scale < f.scale):
+            return False
+
+    def covered(labels):
+        rects = [lab.rect if lab is not None else None for lab in labels]
+        return sum(_overlap(r, other) for i, r in enumerate(rects) if r is not None
+                   for other in [b for j, b in enumerate(boxes) if j != i] + [o for j, o in enumerate(rects) if j != i and o is not None])
+
+    return covered(kept) <= covered(fresh)
 
 
 def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None,

@@ -115,20 +115,3 @@ def test_report_results_that_cannot_be_written(tmp_path, monkeypatch, capsys):
     blocked.mkdir(parents=True)
     fails_naming(capsys, report.main, ["--data", "sfew.csv", "--sfew", "", "--out", str(blocked.parent),
                                        "--runs", str(tmp_path / "runs")], blocked)
-
-
-@pytest.mark.parametrize("tool, argv", [
-    ("prior_shift", ["--weights", "{missing}"]),
-    ("crop_tta", ["--weights", "{missing}"]),
-])
-def test_a_run_that_fails_on_bad_input_leaves_no_empty_folder(tool, argv, tmp_path):
-    """The output's folder is made before the work; when the work then fails (here: weights that
-    do not exist), the folders the tool made are gone again, and a folder that was there stays."""
-    missing = tmp_path / "no_such_weights.safetensors"
-    argv = [a.format(missing=missing) for a in argv]
-    for out, kept in ((tmp_path / "new" / "deeper" / "run", tmp_path), (tmp_path / "there" / "run", tmp_path / "there")):
-        kept.mkdir(exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", f"training.{tool}", *argv, "--out", str(out)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
-        told_in_one_line(done.returncode, done.stderr, missing)
-        assert kept.is_dir() and list(kept.iterdir()) == [], list(kept.iterdir())

@@ -444,6 +444,19 @@ def test_a_label_stays_where_it_was_while_it_fits_there():
     assert spots[1] == (0, 0)  # below now covers face 3: above again
 
 
+def test_a_kept_label_spot_never_costs_another_label_its_room():
+    """Face 1's label kept below its box would take the room face 2's label needs (face 2 is
+    placed after it): the labels are then placed afresh, whole, as without spots (a helper's
+    review found 171 of 20,000 random scenes where a kept spot shortened another label)."""
+    from pyfer.video import face_labels
+
+    faces = [face((150, 70, 100, 100), 1), face((50, 80, 100, 100), 1)]
+    fresh = face_labels(faces, (480, 640, 3), [1, 2])
+    kept = face_labels(faces, (480, 640, 3), [1, 2], {1: (1, 0)})
+    assert [lab.text for lab in kept] == [lab.text for lab in fresh]
+    assert [lab.rect for lab in kept] == [lab.rect for lab in fresh]
+
+
 def test_draw_faces_takes_what_predict_takes(tmp_path):
     """pyfer.draw_faces(path | PIL image | float array, faces): the same uint8 BGR drawing as on the
     decoded array (a [0, 1] float image was drawn on in 255s and came back float64)."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from training import train as train_mod
 from training.checkpoint import read_log
-from training.cli import make_output_folder, reported_errors
+from training.cli import reported_errors
 
 
 def cell_dir(out: Path, T: float, a: float) -> Path:
@@ -72,7 +72,7 @@ def main(argv=None) -> None:
                 train_mod.main(flags)
     md = table(out, args.Ts, args.alphas)
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
-        make_output_folder(out)
+        make_folders(out)
         write_file((out / "ablation.md"), md + "\n")
     print(md)
 

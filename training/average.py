@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
+from pyfer.atomic import make_folders
 from pyfer.facenorm import FaceFraming
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.cli import make_output_folder, reported_errors
+from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset, to_model_input
 
 
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with reported_errors():
-        make_output_folder(Path(args.out).parent)  # before the work, not after it
+        make_folders(Path(args.out).parent)  # before the work, not after it
 
     ckpts = [load_checkpoint(p) for p in args.checkpoints]
     first = ckpts[0]

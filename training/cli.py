@@ -1,12 +1,9 @@
 """What the training tools' command lines share: where ``--out`` writes, and how bad input is told."""
 from __future__ import annotations
 
-import atexit
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-
-from pyfer.atomic import make_folders, real_path
 
 
 def output_path(stem: str | Path, suffix: str) -> Path:
@@ -14,31 +11,6 @@ def output_path(stem: str | Path, suffix: str) -> Path:
     (``Path.with_suffix`` would take ``.002`` for a suffix and write ``results/lr0.md``)."""
     stem = Path(stem)
     return stem.with_name(stem.name + suffix)
-
-
-def make_output_folder(folder: str | Path) -> Path:
-    """Make ``folder`` before a tool's work (an output that cannot be written fails at once, not
-    after minutes); the folders made here that are still empty when the process ends (the work
-    failed on bad input) are removed again, so a failed run leaves no empty folder behind. Only
-    empty folders are removed, never a file. Returns the folder, resolved."""
-    real = Path(real_path(folder))
-    missing = []  # deepest first
-    p = real
-    while not p.exists() and not p.is_symlink() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    make_folders(folder)
-    if missing:
-        atexit.register(_remove_empty, missing)
-    return real
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for p in folders:
-        try:
-            p.rmdir()  # only an empty folder: refused when the run wrote anything into it
-        except OSError:
-            return
 
 
 @contextmanager

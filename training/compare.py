@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import write_file
-from training.cli import make_output_folder, output_path, reported_errors
+from pyfer.atomic import make_folders, write_file
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_shift
 from training.prior_shift import REPO, TARGETS, at_total_shift, framed_logits, scores
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"no such model file: {path}")
         if args.out:  # before the work, not after it
-            make_output_folder(Path(args.out).parent)
+            make_folders(Path(args.out).parent)
         log_prior = np.log(ferplus_prior(args.data.partition(":")[2]))
         logits_a, labels = framed_logits(args.a, args.data, args.val2)
         logits_b, labels_b = framed_logits(args.b, args.data, args.val2)

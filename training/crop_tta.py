@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import make_output_folder, output_path, reported_errors
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.prior_shift import REPO, TARGETS, best_shift, format_cells, framed_logits, scores
 
@@ -112,7 +112,7 @@ def main(argv=None) -> None:
     texts, result = [], {}
     out = Path(args.out)
     with reported_errors():
-        make_output_folder(out.parent)  # before the work, not after it
+        make_folders(out.parent)  # before the work, not after it
         for w in args.weights:
             text, rows = crop_tta_table(w, args.data, args.val2, args.scales, args.offset, args.shifts, args.bootstrap)
             texts.append(text)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import make_output_folder, output_path, reported_errors
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA
 from training.export import baked_prior_shift
 from training.framing import load_framed
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
         raise SystemExit("--train-sample must be >= 1")
     out = output_path(args.out, ".md")
     with reported_errors():
-        make_output_folder(out.parent)  # before the work, not after it
+        make_folders(out.parent)  # before the work, not after it
 
     loaded = {}  # (split, input size) -> faces: each split framed once per size
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyfer.atomic import save_figure
+from pyfer.atomic import make_folders, save_figure
 from pyfer.preprocess import EMOTIONS
-from training.cli import make_output_folder, reported_errors
+from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset
 from training.predict import load_model
 
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     with reported_errors():
-        make_output_folder(out.parent)  # before the work, not after it
+        make_folders(out.parent)  # before the work, not after it
         teacher, _, prep = load_model(args.teacher)
         student, _, sprep = load_model(args.student)
         if prep != sprep:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from training.checkpoint import read_log
-from training.cli import make_output_folder, output_path, reported_errors
+from training.cli import output_path, reported_errors
 from training.prior_shift import REPO, TARGETS
 
 RULE = "worst ratio to target"
@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     text = markdown(candidates, args.shipped)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
-        make_output_folder(Path(args.out).parent)
+        make_folders(Path(args.out).parent)
         write_file(md, text)
         plot(candidates, args.shipped, png)
     print(text.split("\n")[0])

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from pyfer.preprocess import EMOTIONS
 
 FACE_API_CLASSES = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -236,7 +236,7 @@ def plot_recalls(recalls: dict[str, dict], path: Path) -> None:
 def main(argv=None) -> None:
     from pyfer.facenorm import FaceFraming
     from pyfer.preprocess import PreprocessSpec
-    from training.cli import make_output_folder, output_path, reported_errors
+    from training.cli import output_path, reported_errors
     from training.data import DEFAULT_DATA, ferplus_prior
     from training.framing import load_framed
     from training.predict import load_model, predict_logits
@@ -266,7 +266,7 @@ def main(argv=None) -> None:
         raise SystemExit("--peer-weights must lie strictly between 0 and 1")
     torch.set_num_threads(args.threads)
     with reported_errors():
-        make_output_folder(Path(args.out).parent)  # before the work, not after it
+        make_folders(Path(args.out).parent)  # before the work, not after it
 
     prep = PreprocessSpec(INPUT_SIZE)
     net = load_face_api_expression()

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyfer.atomic import save_figure, write_file
+from pyfer.atomic import make_folders, save_figure, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import make_output_folder, output_path, reported_errors
+from training.cli import output_path, reported_errors
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_prior_shift, baked_shift, total_shift_offset
 from training.framing import load_framed
@@ -199,7 +199,7 @@ def main(argv=None) -> None:
 
     out = Path(args.out)
     with reported_errors():
-        make_output_folder(out.parent)  # before the work, not after it
+        make_folders(out.parent)  # before the work, not after it
         logits, labels = framed_logits(args.weights, args.data, args.val2, args.framing)
         logits = raw_logits(logits, args.weights)
         baked = baked_shift(args.weights)

@@ -16,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from pyfer.atomic import write_file
+from pyfer.atomic import make_folders, write_file
 from training import train as train_mod
-from training.cli import make_output_folder, reported_errors
+from training.cli import reported_errors
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = {"--framing": "align", "--augment": "robust", "--mixup": "0.2", "--balance": "1.0", "--soft-labels": None}
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
             train_mod.main(flags)
     md = table(out)
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
-        make_output_folder(out)
+        make_folders(out)
         write_file((out / "recipe_ablation.md"), md + "\n")
     print(md)
 
