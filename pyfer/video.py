@@ -593,10 +593,14 @@ def _no_worse(kept: list[Optional[Label]], fresh: list[Optional[Label]], boxes) 
         if f is not None and (k is None or len(k.text) < len(f.text) or k.scale < f.scale):
             return False
 
-    def covered(labels):
-        rects = [lab.rect if lab is not None else None for lab in labels]
-        return sum(_overlap(r, other) for i, r in enumerate(rects) if r is not None
-                   for other in [b for j, b in enumerate(boxes) if j != i] + [o for j, o in enumerate(rects) if j != i and o is not None])
+    def covered(labels) -> int:  # by each label: of the other faces' boxes and the other labels
+        total = 0
+        for i, lab in enumerate(labels):
+            if lab is not None:
+                others = [b for j, b in enumerate(boxes) if j != i]
+                others += [o.rect for j, o in enumerate(labels) if j != i and o is not None]
+                total += sum(_overlap(lab.rect, o) for o in others)
+        return total
 
     return covered(kept) <= covered(fresh)
 

@@ -92,7 +92,9 @@ struct ThreadPool::Shared {
     void worker() {
         unsigned long seen = 0;
         bool ran = false;  // a task of the last job: poll for the next one before sleeping
-        const auto ready = [&] { return stop.load(std::memory_order_acquire) || generation.load(std::memory_order_acquire) != seen; };
+        const auto ready = [&] {
+            return stop.load(std::memory_order_acquire) || generation.load(std::memory_order_acquire) != seen;
+        };
         while (true) {
             if (!(ran && spin_until(ready))) {
                 std::unique_lock<std::mutex> lk(mu);
