@@ -39,8 +39,7 @@ WIDTH = 120  # px: each face's width in the frame
 def pasted(canvas: np.ndarray, face: np.ndarray, x: int, y: int) -> None:
     """``face`` at ``WIDTH`` px with its surround, its top left corner at (x, y)."""
     p = patch(face, WIDTH)
-    y0 = x0 = -(WIDTH // 4)
-    y0, x0 = y0 + y, x0 + x
+    y0, x0 = y - WIDTH // 4, x - WIDTH // 4  # the surround's corner
     ys, xs = max(0, y0), max(0, x0)
     ye, xe = min(canvas.shape[0], y0 + p.shape[0]), min(canvas.shape[1], x0 + p.shape[1])
     canvas[ys:ye, xs:xe] = p[ys - y0:ye - y0, xs - x0:xe - x0]

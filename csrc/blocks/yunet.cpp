@@ -273,9 +273,9 @@ void yunet_forward(const Kernels& K, const YuNetCpu& net, const ImageRef& img, Y
     if (lanes < 1) throw std::invalid_argument("yunet_forward: lanes must be >= 1");
     const int hp = yunet_padded(m, img.h), wp = yunet_padded(m, img.w);
     if (ws.lanes.size() < size_t(lanes)) ws.lanes.resize(size_t(lanes));
-    // rows [0, h) of a step cut into bands, one task per lane; a map of few rows in fewer bands
-    // (each band costs its lane a task hand-over and the rows its 3x3 windows read twice)
-    // (floats: the step's size, its widest map)
+    // rows [0, h) of a step cut into bands, one task per lane; `floats` (the step's widest map)
+    // and h limit the bands: each costs its lane a task hand-over and the rows its 3x3 windows
+    // read twice
     auto in_bands = [&](int h, size_t floats, const std::function<void(YuNetScratch&, int, int)>& step) {
         const int n = std::max(1, std::min({lanes, h / MIN_BAND_ROWS, int(floats / MIN_BAND_FLOATS)}));
         if (n == 1) return step(ws.lanes[0], 0, h);
