@@ -10,6 +10,9 @@ the same machine: on a shared VM whose speed changes from minute to minute, runs
 are not comparable. Each process times, on one thread:
   - YuNet's network alone (``YuNetEngine.forward``, thread CPU time: minimum and median) on the
     astronaut image at 320x240 (a 640x480 photo's main pass) and 640x360 (a 1280x720 frame's);
+  - the shipped student's network (``Engine``, thread CPU time: minimum and median) at batch 1 and
+    64 (the same face 64 times) on the astronaut's face, framed as ``predict`` frames it, so its
+    zero-skipping convs see a real face's activations;
   - ``Recognizer.predict`` on the 640x480 one-face JPEG of tests/test_recognizer_speed.py (wall
     median of 60, and the median of each stage), interleaved with the same predict through
     OpenCV's DNN run of YuNet (the reference: mostly code a kernel change does not touch). Their
@@ -60,6 +63,23 @@ def measure() -> dict:
             t.append(time.thread_time() - c0)
         out[f"yunet {w}x{h} cpu min"] = 1e3 * min(t)
         out[f"yunet {w}x{h} cpu median"] = 1e3 * float(np.median(t))
+    # the shipped student's network on the astronaut's face (pyfer bench's --input), thread CPU time
+    from pyfer.bench import make_input
+    from pyfer.engine import Engine
+
+    weights = Path(pyfer.__file__).parent / "models" / "tsnet_student.safetensors"
+    engine = Engine(str(weights), threads=1)
+    for batch, reps in [(1, 400), (64, 20)]:
+        x = make_input(str(ASTRONAUT), batch, weights)
+        for _ in range(3):
+            engine.forward(x)
+        t = []
+        for _ in range(reps):
+            c0 = time.thread_time()
+            engine.forward(x)
+            t.append(time.thread_time() - c0)
+        out[f"student batch {batch} cpu min"] = 1e3 * min(t)
+        out[f"student batch {batch} cpu median"] = 1e3 * float(np.median(t))
     photo = str(photo_640x480(Path(tempfile.mkdtemp()) / "astronaut_640x480.jpg"))
     rec = pyfer.Recognizer(threads=1)
     ref = pyfer.Recognizer(detector=YuNetDetector(backend="opencv"), threads=1)
@@ -155,6 +175,7 @@ def main(argv=None) -> int:
                     if Path(r["package"]).resolve() == (args.before / "pyfer").resolve():
                         raise SystemExit("before and after import the same folder")
             print(f"round {i + 1} {name:6s} yunet 320x240 min {r['yunet 320x240 cpu min']:.2f} ms, "
+                  f"student batch 1 min {r['student batch 1 cpu min']:.3f} ms, "
                   f"predict {r['predict wall median']:.2f} ms", flush=True)
     keys = [k for k in results["after"][0] if k != "package"]
     print("\n| measure (ms) | before | after | after / before |\n|---|---|---|---|")
