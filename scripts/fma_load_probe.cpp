@@ -15,7 +15,7 @@
 
 alignas(64) static float buffer[2048];
 
-enum class Loop { registers, load_per_fma, tile_2x6, tile_4x6 };
+enum class Loop { registers, load_per_fma, tile_2x6, tile_4x6, conv_8x1, tile_8x2, tile_8x3 };
 
 template <Loop L>
 static double zmm_fmas_per_second(long iters) {
@@ -31,6 +31,23 @@ static double zmm_fmas_per_second(long iters) {
         } else if constexpr (L == Loop::load_per_fma) {  // 12 FMAs, 12 loads
 #pragma GCC unroll 12
             for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(b, _mm512_load_ps(p + 16 * i), acc[i]);
+        } else if constexpr (L == Loop::conv_8x1) {  // the conv kernel's tile: 1 weight load, 8 FMAs
+            const __m512 w = _mm512_load_ps(p);             // each broadcasting its input from memory
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[64 + i]), w, acc[i]);
+            const __m512 w2 = _mm512_load_ps(p + 16);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; ++i) acc[8 + i] = _mm512_fmadd_ps(_mm512_set1_ps(p[72 + i]), w2, acc[8 + i]);
+        } else if constexpr (L == Loop::tile_8x2 || L == Loop::tile_8x3) {  // 8 inputs x NV weight vectors
+            constexpr int NV = L == Loop::tile_8x2 ? 2 : 3;
+            __m512 wv[NV];
+            for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(p + 16 * v);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; ++i) {
+                const __m512 in = _mm512_set1_ps(p[64 + i]);
+#pragma GCC unroll 3
+                for (int v = 0; v < NV; ++v) acc[8 * v + i] = _mm512_fmadd_ps(in, wv[v], acc[8 * v + i]);
+            }
         } else {  // R broadcast inputs x 6 weight vectors: 6 + R loads, 6R FMAs
             constexpr int R = L == Loop::tile_2x6 ? 2 : 4;
             __m512 in[R];
@@ -53,15 +70,18 @@ static double zmm_fmas_per_second(long iters) {
         sink += lanes[0];
     }
     if (sink == 12345.f) std::printf(" ");  // keep the sums alive
-    const int fmas = L == Loop::tile_4x6 ? 24 : 12;
+    const int fmas = L == Loop::tile_4x6 || L == Loop::tile_8x3 ? 24 : L == Loop::conv_8x1 || L == Loop::tile_8x2 ? 16 : 12;
     return double(fmas) * iters / s;
 }
 
 int main() {
     const long n = 50'000'000;
-    std::printf("G zmm FMAs/s: registers | 1 load per FMA | 2x6 tile (8 loads, 12 FMAs) | 4x6 tile (10 loads, 24 FMAs)\n");
+    std::printf("G zmm FMAs/s: registers | 1 load per FMA | 2x6 tile (8 loads, 12 FMAs) | 4x6 tile (10 loads, "
+                "24 FMAs) | 8x1 embedded broadcasts, twice (18 loads, 16 FMAs) | 8x2 tile (10 loads, 16 FMAs) | "
+                "8x3 tile (11 loads, 24 FMAs)\n");
     for (int round = 0; round < 3; ++round)
-        std::printf("%.2f | %.2f | %.2f | %.2f\n", zmm_fmas_per_second<Loop::registers>(n) / 1e9,
+        std::printf("%.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f\n", zmm_fmas_per_second<Loop::registers>(n) / 1e9,
                     zmm_fmas_per_second<Loop::load_per_fma>(n) / 1e9, zmm_fmas_per_second<Loop::tile_2x6>(n) / 1e9,
-                    zmm_fmas_per_second<Loop::tile_4x6>(n) / 1e9);
+                    zmm_fmas_per_second<Loop::tile_4x6>(n) / 1e9, zmm_fmas_per_second<Loop::conv_8x1>(n) / 1e9,
+                    zmm_fmas_per_second<Loop::tile_8x2>(n) / 1e9, zmm_fmas_per_second<Loop::tile_8x3>(n) / 1e9);
 }
