@@ -66,10 +66,36 @@ def test_a_bad_teacher_fails_at_once_with_one_line(tmp_path, content):
         teacher = REPO / "pyfer" / "models" / "yunet.safetensors"
     else:
         teacher.write_bytes(content)
-    # the data folder does not exist: the teacher's error shows it was checked before the data
+    # the data folder is empty: the teacher's error shows it was loaded before the data
+    (tmp_path / "no_data_needed_yet").mkdir()
     with pytest.raises(SystemExit, match=r"--teacher .*cannot load a pyfer model"):
         run(build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), "--teacher", str(teacher),
                                        "--data", f"ferplus:{tmp_path / 'no_data_needed_yet'}"]))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--teacher", "{tmp}/missing.safetensors"], "--teacher .*missing.safetensors: no such file"),
+    (["--data", "ferplus:{tmp}/no_ferplus"], "--data ferplus:.*no_ferplus: FERPlus folder not found"),
+    (["--val2", "{tmp}/no_sfew.csv"], "--val2 .*no_sfew.csv: manifest CSV not found"),
+])
+def test_a_missing_input_leaves_no_run_folder(tmp_path, flags, message):
+    args = ["distill", "--out", str(tmp_path / "runs" / "new"), "--teacher", str(REPO / "models" /
+            "teacher_s26_mixstyle_fp16.safetensors"), "--data", f"ferplus:{tmp_path}"]
+    args += [f.format(tmp=tmp_path) for f in flags]
+    with pytest.raises(SystemExit, match=message):
+        run(build_parser().parse_args(args))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resumed_run_does_not_need_its_init_file(tmp_path):
+    # resumed from its checkpoint, a run never reads --init: a moved or deleted one is no error
+    args = build_parser().parse_args(["student", "--out", str(tmp_path / "run"), "--resume",
+                                      "--init", str(tmp_path / "gone.pt")])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="--resume: ") as e:
+        run(args)
+    assert "gone.pt" not in str(e.value)
 
 
 def test_fewer_faces_than_a_batch_is_refused(tmp_path, ferplus_dir):

@@ -734,9 +734,30 @@ def run(args: argparse.Namespace) -> dict:
             if p.resolve() in inputs:
                 raise SystemExit(f"{inputs[p.resolve()]} {p} is a file --overwrite would delete: copy it out of "
                                  f"{out} first, or choose another --out")
+    check_inputs_exist(args, fresh)
     make_folders(out)
     with hold_run_folder(out):
         return train_in(out, args, fresh)
+
+
+def check_inputs_exist(args: argparse.Namespace, fresh: bool) -> None:
+    """A missing input file or data folder fails before the run folder is made, so a mistyped path
+    leaves nothing behind (a file that is there but unreadable still fails later, with its flag)."""
+    files = [("--teacher", args.teacher)]
+    if fresh:  # resumed, the checkpoint holds the weights: --init/--pretrained are not read
+        files += [("--init", args.init), ("--pretrained", args.pretrained)]
+    for flag, f in files:
+        if f and not Path(f).is_file():
+            raise SystemExit(f"{flag} {f}: no such file")
+    for flag, source in (("--data", args.data), ("--val-data", args.val_data), ("--val2", args.val2)):
+        if not source:
+            continue
+        kind, _, path = source.partition(":")
+        if not is_split_source(source):
+            kind, path = "manifest", source
+        if not Path(path).exists():
+            what = {"ferplus": "FERPlus folder", "rafdb": "RAF-DB folder"}.get(kind, "manifest CSV")
+            raise SystemExit(f"{flag} {source}: {what} not found")
 
 
 def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
