@@ -35,6 +35,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def thread_times(fn, x, warmup: int, reps: int) -> list:
+    """Seconds of the calling thread's CPU time of each of ``reps`` calls fn(x), after ``warmup``."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(reps):
+        c0 = time.thread_time()
+        fn(x)
+        times.append(time.thread_time() - c0)
+    return times
+
+
 def measure() -> dict:
     """Run inside a child process: the timings of whichever pyfer it imports."""
     import cv2
@@ -54,13 +66,7 @@ def measure() -> dict:
     img = cv2.imread(str(ASTRONAUT))
     for w, h in [(320, 240), (640, 360)]:
         x = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
-        for _ in range(5):
-            det._engine.forward(x)
-        t = []
-        for _ in range(200 if w == 320 else 50):
-            c0 = time.thread_time()
-            det._engine.forward(x)
-            t.append(time.thread_time() - c0)
+        t = thread_times(det._engine.forward, x, warmup=5, reps=200 if w == 320 else 50)
         out[f"yunet {w}x{h} cpu min"] = 1e3 * min(t)
         out[f"yunet {w}x{h} cpu median"] = 1e3 * float(np.median(t))
     # the shipped student's network on the astronaut's face (pyfer bench's --input), thread CPU time
@@ -70,14 +76,7 @@ def measure() -> dict:
     weights = Path(pyfer.__file__).parent / "models" / "tsnet_student.safetensors"
     engine = Engine(str(weights), threads=1)
     for batch, reps in [(1, 400), (64, 20)]:
-        x = make_input(str(ASTRONAUT), batch, weights)
-        for _ in range(3):
-            engine.forward(x)
-        t = []
-        for _ in range(reps):
-            c0 = time.thread_time()
-            engine.forward(x)
-            t.append(time.thread_time() - c0)
+        t = thread_times(engine.forward, make_input(str(ASTRONAUT), batch, weights), warmup=3, reps=reps)
         out[f"student batch {batch} cpu min"] = 1e3 * min(t)
         out[f"student batch {batch} cpu median"] = 1e3 * float(np.median(t))
     photo = str(photo_640x480(Path(tempfile.mkdtemp()) / "astronaut_640x480.jpg"))
