@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.checkpoint import load_checkpoint  # noqa: E402
-from training.train import build_parser, check_args, run  # noqa: E402
+from training.data import DataError  # noqa: E402
+from training.train import build_parser, check_args, check_inputs_exist, run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--train-limit", "256", "--val-limit", "64", "--batch-size", "64", "--threads", "1", "--quiet"]
@@ -66,36 +67,54 @@ def test_a_bad_teacher_fails_at_once_with_one_line(tmp_path, content):
         teacher = REPO / "pyfer" / "models" / "yunet.safetensors"
     else:
         teacher.write_bytes(content)
-    # the data folder is empty: the teacher's error shows it was loaded before the data
-    (tmp_path / "no_data_needed_yet").mkdir()
+    # the label files are empty (no faces to load): the teacher's error shows it was loaded before the data
+    data = fake_ferplus(tmp_path / "no_data_needed_yet")
     with pytest.raises(SystemExit, match=r"--teacher .*cannot load a pyfer model"):
         run(build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), "--teacher", str(teacher),
-                                       "--data", f"ferplus:{tmp_path / 'no_data_needed_yet'}"]))
+                                       "--data", f"ferplus:{data}"]))
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--teacher", "{tmp}/missing.safetensors"], "--teacher .*missing.safetensors: no such file"),
-    (["--data", "ferplus:{tmp}/no_ferplus"], "--data ferplus:.*no_ferplus: FERPlus folder not found"),
-    (["--val2", "{tmp}/no_sfew.csv"], "--val2 .*no_sfew.csv: manifest CSV not found"),
+def fake_ferplus(root: Path) -> Path:
+    """The FERPlus layout's label files (empty): enough for the checks made before a run folder."""
+    for split in ("FER2013Train", "FER2013Valid"):
+        (root / split).mkdir(parents=True)
+        (root / split / "label.csv").write_text("")
+    return root
+
+
+@pytest.mark.parametrize("flags,error,message", [
+    (["--teacher", "{tmp}/missing.safetensors"], SystemExit,
+     "--teacher .*missing.safetensors: cannot load a pyfer model from it: no such file"),
+    (["--init", "{tmp}/missing.pt"], SystemExit, "--init .*missing.pt: cannot load a pyfer model from it"),
+    (["--data", "ferplus:{tmp}"], DataError, "FERPlus folder not found: .*FER2013Train"),  # one level too high
+    (["--data", "ferplus:{tmp}/no_labels"], DataError, "FERPlus label file not found: .*label.csv"),
+    (["--val2", "{tmp}/no_sfew.csv"], DataError, "manifest not found: .*no_sfew.csv"),
 ])
-def test_a_missing_input_leaves_no_run_folder(tmp_path, flags, message):
+def test_a_missing_input_leaves_no_run_folder(tmp_path, flags, error, message):
+    (tmp_path / "no_labels" / "FER2013Train").mkdir(parents=True)
     args = ["distill", "--out", str(tmp_path / "runs" / "new"), "--teacher", str(REPO / "models" /
-            "teacher_s26_mixstyle_fp16.safetensors"), "--data", f"ferplus:{tmp_path}"]
+            "teacher_s26_mixstyle_fp16.safetensors"), "--data", f"ferplus:{fake_ferplus(tmp_path / 'fer')}"]
     args += [f.format(tmp=tmp_path) for f in flags]
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(error, match=message):
         run(build_parser().parse_args(args))
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_resumed_run_does_not_need_its_init_file(tmp_path):
-    # resumed from its checkpoint, a run never reads --init: a moved or deleted one is no error
-    args = build_parser().parse_args(["student", "--out", str(tmp_path / "run"), "--resume",
-                                      "--init", str(tmp_path / "gone.pt")])
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit, match="--resume: ") as e:
-        run(args)
-    assert "gone.pt" not in str(e.value)
+def test_only_distill_needs_its_teacher_file(tmp_path):
+    data = f"ferplus:{fake_ferplus(tmp_path)}"
+    check_inputs_exist(args_for(tmp_path / "run", "--teacher", str(tmp_path / "gone.pt"), "--data", data))
+    with pytest.raises(SystemExit, match="--teacher .*gone.pt"):
+        check_inputs_exist(build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), "--teacher",
+                                                      str(tmp_path / "gone.pt"), "--data", data]))
+
+
+def test_an_overwritten_run_names_a_missing_init(tmp_path, ferplus_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"an old run")
+    r = train(out, "--overwrite", "--init", str(tmp_path / "gone.pt"), "--epochs", "1")
+    assert r.returncode != 0 and "--init " in r.stderr and "gone.pt" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
 
 
 def test_fewer_faces_than_a_batch_is_refused(tmp_path, ferplus_dir):

@@ -136,6 +136,18 @@ def plurality_protocol(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 PROTOCOLS = {"majority": majority_protocol, "plurality": plurality_protocol}
 
 
+def ferplus_label_file(root: str | Path, split: str) -> Path:
+    """``root``'s ``label.csv`` of FERPlus ``split``: a DataError where the folder or the file is missing."""
+    folder = Path(root) / FERPLUS_SPLITS[split]
+    if not folder.is_dir():
+        raise DataError(f"FERPlus folder not found: {folder} (expected the FER+ release layout: "
+                        f"{'/'.join(FERPLUS_SPLITS.values())} each with label.csv)")
+    label_csv = folder / "label.csv"
+    if not label_csv.is_file():
+        raise DataError(f"FERPlus label file not found: {label_csv}")
+    return label_csv
+
+
 def ferplus_raw(root: str | Path, split: str,
                 protocol: str = "majority") -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, list[str]]]:
     """FERPlus ``split`` after the ``protocol`` (majority, or plurality for training): the 48x48
@@ -145,11 +157,8 @@ def ferplus_raw(root: str | Path, split: str,
         raise ValueError(f"split must be one of {sorted(FERPLUS_SPLITS)}, got {split!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
-    folder = root / FERPLUS_SPLITS[split]
-    if not folder.is_dir():
-        raise DataError(f"FERPlus folder not found: {folder} (expected the FER+ release layout: "
-                        f"{'/'.join(FERPLUS_SPLITS.values())} each with label.csv)")
-    label_csv = folder / "label.csv"
+    label_csv = ferplus_label_file(root, split)
+    folder = label_csv.parent
     names, votes = read_ferplus_labels(label_csv)
     keep, labels, shares = PROTOCOLS[protocol](votes)
     idx = np.flatnonzero(keep)
@@ -222,14 +231,20 @@ def load_manifest(csv_path: str | Path, root: str | Path | None, prep: Preproces
     return _faceset(paths, labels, wheres, prep, f"decode {csv_path.name}")
 
 
+def rafdb_label_list(root: str | Path) -> Path:
+    """RAF-DB's ``EmoLabel/list_patition_label.txt`` under ``root``: a DataError where it is missing."""
+    list_file = Path(root) / "EmoLabel" / "list_patition_label.txt"
+    if not list_file.is_file():
+        raise DataError(f"RAF-DB label list not found: {list_file}")
+    return list_file
+
+
 def load_rafdb(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
     """RAF-DB basic: ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/<name>_aligned.jpg``."""
     root = Path(root)
     if split not in ("train", "test"):
         raise ValueError(f"RAF-DB split must be 'train' or 'test', got {split!r}")
-    list_file = root / "EmoLabel" / "list_patition_label.txt"
-    if not list_file.is_file():
-        raise DataError(f"RAF-DB label list not found: {list_file}")
+    list_file = rafdb_label_list(root)
     paths, labels, wheres = [], [], []
     for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
         if not line.strip():
@@ -267,12 +282,30 @@ def load_dataset(source: str, prep: PreprocessSpec, split: str = "valid", root: 
         return load_ferplus(path, split, prep, protocol)
     if kind == "rafdb" and path:
         return load_rafdb(path, "test" if split == "valid" else split, prep)
+    return load_manifest(manifest_file(source), root, prep)
+
+
+def manifest_file(source: str) -> Path:
+    """``source`` as a manifest CSV: a DataError where it is a folder or missing."""
     if Path(source).is_dir():
         raise DataError(f"{source} is a folder, not a manifest CSV: give ferplus:{source} (the FER+ release "
                         f"layout) or rafdb:{source}")
     if not Path(source).is_file():
         raise DataError(f"manifest not found: {source} (a data source is ferplus:DIR, rafdb:DIR or a manifest CSV)")
-    return load_manifest(source, root, prep)
+    return Path(source)
+
+
+def check_source(source: str, split: str = "valid") -> None:
+    """The checks :func:`load_dataset` makes before it reads anything (the same DataError), without
+    reading: where a source's folder, label file or manifest is missing, a tool can say so before
+    it makes its output folder."""
+    kind, _, path = source.partition(":")
+    if kind == "ferplus" and path:
+        ferplus_label_file(path, split)
+    elif kind == "rafdb" and path:
+        rafdb_label_list(path)
+    else:
+        manifest_file(source)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from pyfer.atomic import atomic_write, make_folders, open_for_writing, write_fil
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
-from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, clahe_crops, is_split_source, load_dataset,
-                           to_model_input)
+from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, check_source, clahe_crops, is_split_source,
+                           load_dataset, to_model_input)
 from training.models import (ARCHITECTURES, SHUFFLENETV2_WIDTHS, STEMS, ModelSpec, collapse_overparam,
                              count_parameters, overparameterize, student_spec)
 from training.predict import load_model, predict_logits
@@ -605,7 +605,10 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
     if not args.init:
         return spec.build(dropout=args.dropout)
     is_export = str(args.init).endswith(".safetensors")
-    init_ckpt = None if is_export else load_checkpoint(args.init)
+    try:
+        init_ckpt = None if is_export else load_checkpoint(args.init)
+    except (OSError, CheckpointError) as exc:
+        raise SystemExit(f"--init {args.init}: {exc}") from None
     init, ispec, iprep = read_weights(args.init, "--init") if is_export else init_ckpt.build_model()
     # the input size may change: the weights do not depend on it (global average pooling), and
     # an export's BatchNorm statistics are measured again at the new size below
@@ -734,30 +737,27 @@ def run(args: argparse.Namespace) -> dict:
             if p.resolve() in inputs:
                 raise SystemExit(f"{inputs[p.resolve()]} {p} is a file --overwrite would delete: copy it out of "
                                  f"{out} first, or choose another --out")
-    check_inputs_exist(args, fresh)
+    if not out.exists():  # (a folder that is there already holds the run's files, or the user's)
+        check_inputs_exist(args)
     make_folders(out)
     with hold_run_folder(out):
         return train_in(out, args, fresh)
 
 
-def check_inputs_exist(args: argparse.Namespace, fresh: bool) -> None:
-    """A missing input file or data folder fails before the run folder is made, so a mistyped path
-    leaves nothing behind (a file that is there but unreadable still fails later, with its flag)."""
-    files = [("--teacher", args.teacher)]
-    if fresh:  # resumed, the checkpoint holds the weights: --init/--pretrained are not read
-        files += [("--init", args.init), ("--pretrained", args.pretrained)]
+def check_inputs_exist(args: argparse.Namespace) -> None:
+    """Before a new run folder is made: a missing model file or data source is refused with the
+    error its loader would give later, so a mistyped path leaves no empty folder behind (a file
+    that is there but unreadable still fails later, with its flag)."""
+    files = [("--init", args.init), ("--pretrained", args.pretrained)]
+    if args.mode == "distill":  # (only distill reads --teacher)
+        files.append(("--teacher", args.teacher))
     for flag, f in files:
         if f and not Path(f).is_file():
-            raise SystemExit(f"{flag} {f}: no such file")
-    for flag, source in (("--data", args.data), ("--val-data", args.val_data), ("--val2", args.val2)):
-        if not source:
-            continue
-        kind, _, path = source.partition(":")
-        if not is_split_source(source):
-            kind, path = "manifest", source
-        if not Path(path).exists():
-            what = {"ferplus": "FERPlus folder", "rafdb": "RAF-DB folder"}.get(kind, "manifest CSV")
-            raise SystemExit(f"{flag} {source}: {what} not found")
+            raise SystemExit(f"{flag} {f}: cannot load a pyfer model from it: no such file")
+    check_source(args.data, "train")
+    check_source(args.val_data or args.data, "valid")
+    if args.val2:
+        check_source(args.val2, "valid")
 
 
 def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
