@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing (libFuzzer + ASan + UBSan) of everything in pyfer that parses untrusted
 # bytes -- see RELIABILITY.md ("Coverage-guided fuzzing") for the figures and findings.
 #
-#   scripts/fuzz.sh build                 # clang: build/fuzz/{fuzz_json,fuzz_safetensors,fuzz_metadata}
+#   scripts/fuzz.sh build                 # clang: build/fuzz/{fuzz_json,fuzz_safetensors,fuzz_metadata,fuzz_yunet}
 #   scripts/fuzz.sh ci [SECONDS]          # build, replay every seed, then SECONDS (default 30) of
 #                                         # fuzzing per C++ target + the load_image target (atheris)
 #   scripts/fuzz.sh run TARGET SECONDS [libFuzzer args...]   # a long run, corpus kept in
@@ -11,8 +11,10 @@
 #
 # Targets (tests/fuzz/): fuzz_json (the JSON reader), fuzz_safetensors (whole file images:
 # header length, JSON header, offsets/shapes/dtypes, F16/BF16 reads, Model::load), fuzz_metadata
-# (the `pyfer` metadata reader of Model::load), image (pyfer.recognizer.load_image on file bytes,
-# atheris; needs `pip install atheris` and the package importable).
+# (the `pyfer` metadata reader of Model::load), fuzz_yunet (a YuNet detector file: YuNetModel::load,
+# then packing and a forward pass of a small image where the network is small), image
+# (pyfer.recognizer.load_image on file bytes, atheris; needs `pip install atheris` and the package
+# importable).
 # Seeds: tests/fuzz/corpus/TARGET (committed, small; tests/fuzz/make_seeds.py writes them). New
 # inputs go to build/fuzz/work/, never into the committed corpus. A crash, sanitizer report,
 # leak or timeout exits non-zero and leaves the input in build/fuzz/artifacts/.
@@ -23,11 +25,12 @@ cd "$REPO"
 BUILD="${FUZZ_BUILD_DIR:-build/fuzz}"
 PY="${PYTHON:-python}"
 CXX_FUZZ="${CLANG:-$(command -v clang++-14 || command -v clang++ || true)}"
-TARGETS=(fuzz_json fuzz_safetensors fuzz_metadata)
+TARGETS=(fuzz_json fuzz_safetensors fuzz_metadata fuzz_yunet)
 ART="$BUILD/artifacts"
 
 corpus_of() { case "$1" in fuzz_json) echo json;; fuzz_safetensors) echo safetensors;;
-                           fuzz_metadata) echo metadata;; image|fuzz_image) echo image;; esac; }
+                           fuzz_metadata) echo metadata;; fuzz_yunet) echo yunet;;
+                           image|fuzz_image) echo image;; esac; }
 
 build() {
   [[ -n "$CXX_FUZZ" ]] || { echo "fuzz.sh: no clang++ (apt-get install clang-14 libclang-rt-14-dev)"; exit 1; }

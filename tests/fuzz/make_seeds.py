@@ -6,6 +6,8 @@ corpus/json          JSON documents: the shipped model's header (12 KB) and smal
 corpus/safetensors   whole small safetensors files (F32/F16/BF16/I8 tensors, metadata, a
                      pyfer-metadata file that reaches the architecture checks)
 corpus/metadata      `pyfer` metadata documents (the shipped one and variants)
+corpus/yunet         small YuNet detector files (the shipped network at 4-8 channels, and a
+                     one-level one) for the YuNet loader and forward pass
 corpus/image         tiny images in every format OpenCV decodes for us (PNG 8/16-bit, gray+alpha,
                      JPEG, BMP, TIFF, WebP, PPM/PGM, ...) for the load_image fuzzer
 """
@@ -22,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CORPUS = HERE / "corpus"
 WEIGHTS = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+YUNET = REPO / "pyfer" / "models" / "yunet.safetensors"
 
 
 def put(kind: str, name: str, data: bytes) -> None:
@@ -48,6 +51,51 @@ def st_file(tensors: dict, meta: dict | None = None, pad: int = 0) -> bytes:
         header["__metadata__"] = meta
     h = json.dumps(header, separators=(",", ":")).encode() + b" " * pad
     return struct.pack("<Q", len(h)) + h + data
+
+
+def yunet_file(desc: dict, width: int, dtype: str = "F32") -> bytes:
+    """A YuNet file of the network ``desc`` (the shipped file's `yunet` metadata layout) with every
+    backbone, stage and lateral conv ``width`` channels wide: what YuNetModel::load reads, small."""
+    tensors = {}
+
+    def conv(name: str, cout: int, cin: int, k: int) -> None:
+        for suffix, shape in ((".weight", (cout, cin, k, k)), (".bias", (cout,))):
+            n = 1
+            for d in shape:
+                n *= d
+            values = [((i * 5) % 11 - 5) / 20 for i in range(n)]
+            raw = struct.pack(f"<{n}e" if dtype == "F16" else f"<{n}f", *values)
+            tensors[name + suffix] = (dtype, shape, raw)
+
+    def unit(name: str, cin: int, cout: int) -> None:
+        conv(name + ".conv1", cout, cin, 1)
+        conv(name + ".conv2", cout, 1, 3)  # depthwise
+
+    conv(desc["stem"], width, 3, 3)
+    for stage in desc["stages"]:
+        for u in stage["units"]:
+            unit(u, width, width)
+    for li, level in enumerate(desc["levels"]):
+        unit(level["lateral"], width, width)
+        for head in desc["heads"]:
+            unit(f"{head['module']}.{li}", width, head["channels"])
+    return st_file(tensors, {"yunet": json.dumps(desc)})
+
+
+def yunet_seeds() -> None:
+    """corpus/yunet: the shipped detector's network at 4 and 8 channels (F32, F16), and a
+    two-stage, one-level network."""
+    with open(YUNET, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        desc = json.loads(json.loads(f.read(n))["__metadata__"]["yunet"])
+    put("yunet", "shipped_layout_w8.safetensors", yunet_file(desc, 8))
+    put("yunet", "shipped_layout_w4_f16.safetensors", yunet_file(desc, 4, "F16"))
+    small = {"format": 1, "input_multiple": 8, "stem": "stem",
+             "stages": [{"pool": False, "units": ["s0"]}, {"pool": True, "units": ["s1a", "s1b"]}],
+             "levels": [{"stride": 4, "stage": 1, "lateral": "lat"}],
+             "heads": [{"name": "cls", "module": "cls", "channels": 1, "sigmoid": True},
+                       {"name": "bbox", "module": "bbox", "channels": 4, "sigmoid": False}]}
+    put("yunet", "one_level.safetensors", yunet_file(small, 4))
 
 
 def main() -> None:
@@ -106,6 +154,8 @@ def main() -> None:
         stem[name] = ("F32", tuple(e["shape"]), struct.pack(f"<{n}f", *[(i % 7) / 7 for i in range(n)]))
     put("safetensors", "student_stem.safetensors", st_file(stem, {"pyfer": meta}))
     put("safetensors", "meta_only.safetensors", st_file({}, {"pyfer": json.dumps(variants["minimal"])}))
+
+    yunet_seeds()
 
     # --- images (numpy + OpenCV)
     try:
