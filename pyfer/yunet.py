@@ -126,6 +126,10 @@ def default_model_path(backend: str = "opencv") -> Path:
     return Path(str(files("pyfer") / "models" / (ENGINE_MODEL_FILE if backend == "engine" else MODEL_FILE)))
 
 
+# The heads decode_heads reads and their channels (a YuNet file may describe others: they are ignored)
+DECODED_HEADS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+
+
 def decode_heads(maps: list, strides: list, heads: list, score_threshold: float) -> np.ndarray:
     """YuNet's raw head maps -> rows (x, y, w, h, 10 landmark coordinates, score) in the network
     input's pixels, for every position scoring at least ``score_threshold``, as OpenCV's
@@ -342,6 +346,12 @@ class YuNetDetector:
                 raise RuntimeError(f"pyfer's engine could not load the YuNet model {self.model}: {e}") from None
             info = self._engine.info()
             self._strides, self._heads = info["strides"], info["heads"]
+            have = {name: channels for name, channels, _ in self._heads}
+            missing = [f"{name} ({channels})" for name, channels in DECODED_HEADS.items() if have.get(name) != channels]
+            if missing:  # (the loader takes any heads; decoding reads these)
+                raise RuntimeError(f"the YuNet model {self.model} lacks heads that detection decodes, named "
+                                   f"with their channels: {', '.join(missing)} (it has "
+                                   f"{', '.join(f'{n} ({c})' for n, c in have.items())})")
             self.threads: Optional[int] = info["threads"]
         else:
             self.threads = None

@@ -365,3 +365,14 @@ def test_the_detector_s_resize_maps_points_by_the_factors_it_gives(h, w, scale):
     want = ((cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5)  # pixel centres, as OpenCV maps them
     # (0.06 px: the factors of the size asked for, w and h over the image's, missed by 0.1-0.47 px)
     assert abs(got[0] - want[0]) < 0.06 and abs(got[1] - want[1]) < 0.06, (got, want, sx, sy)
+
+
+def test_a_model_without_the_decoded_heads_is_refused_when_loaded(tmp_path):
+    # the loader takes any heads a file describes; this one (the fuzz seed of a two-stage network)
+    # has cls and bbox only: refused by name when the detector is made, not a KeyError on first use
+    seeds = REPO / "tests" / "fuzz" / "corpus" / "yunet"
+    with pytest.raises(RuntimeError, match=r"lacks heads .*obj \(1\), kps \(10\) \(it has cls \(1\), bbox \(4\)\)"):
+        YuNetDetector(model=seeds / "one_level.safetensors", backend="engine")
+    # the shipped layout at 8 channels has them all: it loads and runs (finding no face)
+    det = YuNetDetector(model=seeds / "shipped_layout_w8.safetensors", backend="engine")
+    assert len(det(cv2.imread(str(ASTRONAUT)))) == 0
