@@ -126,8 +126,27 @@ def default_model_path(backend: str = "opencv") -> Path:
     return Path(str(files("pyfer") / "models" / (ENGINE_MODEL_FILE if backend == "engine" else MODEL_FILE)))
 
 
-# The heads decode_heads reads and their channels (a YuNet file may describe others: they are ignored)
-DECODED_HEADS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+# The heads decode_heads reads: (channels, sigmoid applied in the network). A YuNet file may
+# describe others: they are ignored.
+DECODED_HEADS = {"cls": (1, True), "obj": (1, True), "bbox": (4, False), "kps": (10, False)}
+
+
+def check_heads(heads: list, model) -> None:
+    """RuntimeError unless ``heads`` ((name, channels, sigmoid) of a loaded YuNet file) has each of
+    DECODED_HEADS once, with its channels and sigmoid: the engine's loader takes any heads."""
+    def describe(channels: int, sigmoid: bool) -> str:
+        return f"{channels} channel{'s' if channels > 1 else ''}{', sigmoid' if sigmoid else ''}"
+
+    names = [name for name, _, _ in heads]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    have = {name: (int(channels), bool(sigmoid)) for name, channels, sigmoid in heads}
+    wrong = [f"{name} ({describe(*want)})" for name, want in DECODED_HEADS.items() if have.get(name) != want]
+    if twice or wrong:
+        raise RuntimeError(
+            f"the YuNet model {model} cannot be decoded: "
+            + (f"heads named twice: {', '.join(twice)}; " if twice else "")
+            + (f"it needs the heads {'; '.join(wrong)}; " if wrong else "")
+            + f"it has {'; '.join(f'{n} ({describe(int(c), bool(sg))})' for n, c, sg in heads)}")
 
 
 def decode_heads(maps: list, strides: list, heads: list, score_threshold: float) -> np.ndarray:
@@ -197,11 +216,18 @@ def nms_like_opencv(rows: np.ndarray, score_threshold: float, nms_threshold: flo
     return rows[keep]
 
 
-def _plausible(rows: np.ndarray) -> np.ndarray:
-    """Rows that look like a face: a box of sane proportions with the five points in or near it
-    (on noise or smeared borders YuNet can return slivers with any score)."""
+# A face box is at most this many times the image's longer side (a face that fills the frame
+# gives about 1.5): beyond it the head maps are not a face's (a foreign YuNet file's)
+MAX_BOX_PER_SIDE = 4.0
+
+
+def _plausible(rows: np.ndarray, image_side: float) -> np.ndarray:
+    """Rows that look like a face: finite, a box of sane proportions and size (``image_side``: the
+    image's longer side) with the five points in or near it (on noise or smeared borders YuNet can
+    return slivers with any score)."""
     x, y, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-    ok = (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)
+    ok = np.isfinite(rows).all(1) & (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)
+    ok &= np.maximum(w, h) <= MAX_BOX_PER_SIDE * image_side
     px, py = rows[:, 4:14:2], rows[:, 5:14:2]
     ok &= ((px >= (x - 0.25 * w)[:, None]) & (px <= (x + 1.25 * w)[:, None])).all(1)
     ok &= ((py >= (y - 0.25 * h)[:, None]) & (py <= (y + 1.25 * h)[:, None])).all(1)
@@ -346,12 +372,7 @@ class YuNetDetector:
                 raise RuntimeError(f"pyfer's engine could not load the YuNet model {self.model}: {e}") from None
             info = self._engine.info()
             self._strides, self._heads = info["strides"], info["heads"]
-            have = {name: channels for name, channels, _ in self._heads}
-            missing = [f"{name} ({channels})" for name, channels in DECODED_HEADS.items() if have.get(name) != channels]
-            if missing:  # (the loader takes any heads; decoding reads these)
-                raise RuntimeError(f"the YuNet model {self.model} lacks heads that detection decodes, named "
-                                   f"with their channels: {', '.join(missing)} (it has "
-                                   f"{', '.join(f'{n} ({c})' for n, c in have.items())})")
+            check_heads(self._heads, self.model)
             self.threads: Optional[int] = info["threads"]
         else:
             self.threads = None
@@ -515,7 +536,7 @@ class YuNetDetector:
             rank = np.concatenate([rows[:, 14], turned[:, 14] - TURN_MARGIN])
             rows = np.concatenate([rows, turned])
             rows = _nms(rows, self.nms_threshold, rank) if len(rows) else rows
-        rows = rows[_plausible(rows)]
+        rows = rows[_plausible(rows, max(h, w))]
         if self.min_face is not None:  # before the nested rule: a face not reported decides nothing
             rows = rows[np.maximum(rows[:, 2], rows[:, 3]) >= self.min_face]
         rows = _drop_nested(rows, h, w)

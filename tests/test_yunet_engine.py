@@ -367,12 +367,64 @@ def test_the_detector_s_resize_maps_points_by_the_factors_it_gives(h, w, scale):
     assert abs(got[0] - want[0]) < 0.06 and abs(got[1] - want[1]) < 0.06, (got, want, sx, sy)
 
 
-def test_a_model_without_the_decoded_heads_is_refused_when_loaded(tmp_path):
+def shipped_yunet_with(tmp_path: Path, edit) -> Path:
+    """The shipped YuNet file with its `yunet` description edited by ``edit`` (the checksums of the
+    header and data dropped, as a hand-edited file would have them)."""
+    raw = default_model_path("engine").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    meta = header["__metadata__"]
+    meta.pop("header_crc32", None)
+    meta.pop("data_crc32", None)
+    desc = json.loads(meta["yunet"])
+    edit(desc)
+    meta["yunet"] = json.dumps(desc)
+    h = json.dumps(header).encode()
+    out = tmp_path / "edited.safetensors"
+    out.write_bytes(len(h).to_bytes(8, "little") + h + raw[8 + n:])
+    return out
+
+
+def test_a_model_without_the_decoded_heads_is_refused_when_loaded():
     # the loader takes any heads a file describes; this one (the fuzz seed of a two-stage network)
     # has cls and bbox only: refused by name when the detector is made, not a KeyError on first use
     seeds = REPO / "tests" / "fuzz" / "corpus" / "yunet"
-    with pytest.raises(RuntimeError, match=r"lacks heads .*obj \(1\), kps \(10\) \(it has cls \(1\), bbox \(4\)\)"):
+    with pytest.raises(RuntimeError, match=r"needs the heads obj \(1 channel, sigmoid\); kps \(10 channels\); "
+                                           r"it has cls \(1 channel, sigmoid\); bbox \(4 channels\)"):
         YuNetDetector(model=seeds / "one_level.safetensors", backend="engine")
     # the shipped layout at 8 channels has them all: it loads and runs (finding no face)
     det = YuNetDetector(model=seeds / "shipped_layout_w8.safetensors", backend="engine")
     assert len(det(cv2.imread(str(ASTRONAUT)))) == 0
+
+
+def test_heads_of_the_wrong_kind_or_named_twice_are_refused(tmp_path):
+    def heads(desc):
+        return {h["name"]: h for h in desc["heads"]}
+
+    same = shipped_yunet_with(tmp_path, lambda d: None)  # the edit itself is harmless
+    assert len(YuNetDetector(model=same, backend="engine")(cv2.imread(str(ASTRONAUT)))) == 1
+    edits = {  # each loaded by the engine, and each decoded wrongly before: a face lost or misscored
+        "bbox \\(4 channels\\)": lambda d: heads(d)["bbox"].update(sigmoid=True),
+        "cls \\(1 channel, sigmoid\\)": lambda d: heads(d)["cls"].update(sigmoid=False),
+        "named twice: cls": lambda d: d["heads"].append({"name": "cls", "module": "bbox_head.multi_level_obj",
+                                                         "channels": 1, "sigmoid": True}),
+    }
+    for message, edit in edits.items():
+        with pytest.raises(RuntimeError, match=message):
+            YuNetDetector(model=shipped_yunet_with(tmp_path, edit), backend="engine")
+
+
+def test_boxes_far_larger_than_the_image_are_not_faces():
+    from pyfer.yunet import MAX_BOX_PER_SIDE, _plausible
+
+    face = np.array([[10, 10, 40, 50, 20, 25, 40, 25, 30, 35, 22, 48, 38, 48, 0.9]], np.float32)
+    huge = face.copy()
+    huge[0, :14] *= 1e6
+    nan = face.copy()
+    nan[0, 4] = np.nan
+    rows = np.concatenate([face, huge, nan])
+    assert _plausible(rows, 100).tolist() == [True, False, False]
+    edge = face.copy()
+    edge[0, 2:4] = MAX_BOX_PER_SIDE * 100 + 1  # square, points inside: only its size is wrong
+    edge[0, 4:14] = 100
+    assert not _plausible(edge, 100)[0] and _plausible(edge, 101)[0]
