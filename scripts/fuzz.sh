@@ -11,8 +11,9 @@
 #
 # Targets (tests/fuzz/): fuzz_json (the JSON reader), fuzz_safetensors (whole file images:
 # header length, JSON header, offsets/shapes/dtypes, F16/BF16 reads, Model::load), fuzz_metadata
-# (the `pyfer` metadata reader of Model::load), fuzz_yunet (a YuNet detector file: YuNetModel::load,
-# then packing and a forward pass of a small image where the network is small), image
+# (the `pyfer` metadata reader of Model::load), fuzz_yunet (YuNet detector files: each input as a
+# whole file for YuNetModel::load, and as the parameters of a network written as a file, packed and
+# run in one band and in three), image
 # (pyfer.recognizer.load_image on file bytes, atheris; needs `pip install atheris` and the package
 # importable).
 # Seeds: tests/fuzz/corpus/TARGET (committed, small; tests/fuzz/make_seeds.py writes them). New
