@@ -1,8 +1,10 @@
 #!/bin/bash
-# Session 44's three tries at the AVX-512 zero-skipping 1x1 (BENCHMARKS.md, Intel section), each
-# measured against the committed kernel: the build of HEAD saved by
+# Session 44's three tries at the AVX-512 zero-skipping 1x1 (BENCHMARKS.md, Intel section), each a
+# patch beside this script (lockstep, union: csrc/kernels/avx512/conv1x1_skip0.cpp; wide:
+# SKIP_VMAX in csrc/kernels/kernels.hpp), measured against the committed kernel: the build of HEAD
+# saved by
 #   python scripts/compare_builds.py --save /tmp/pyfer_before
-# then, per try: its kernel source built into this checkout's editable install, and the two builds
+# then, per try: its patch applied and built into this checkout's editable install, and the two builds
 # timed in alternating processes (bench_ops per op; _checks.time_op at three zero fractions; the
 # student's network and predict through compare_builds). Run from the repository root:
 #   bash results/bench_s44/skip0_tries/run.sh   (restores the committed kernel at the end)
@@ -23,10 +25,7 @@ for cin, cout in ((128, 116), (116, 116)):
         print(f'{cin}->{cout} 16x16 zero fraction {zf}: {r[\"avx512\"] * 1e6:.2f} us')"
 for try in lockstep union wide; do
   git checkout -q $KERNEL csrc/kernels/kernels.hpp
-  case $try in
-    wide) sed -i 's/^constexpr int SKIP_VMAX = 12;/constexpr int SKIP_VMAX = 24;/' csrc/kernels/kernels.hpp ;;
-    *) cp $HERE/$try.cpp $KERNEL ;;
-  esac
+  git apply $HERE/$try.patch || { echo "$try.patch does not apply"; continue; }
   rebuild || { echo "build of $try failed"; continue; }
   {
     lscpu | grep -E 'Model name|^Model:'; git log --oneline -1; echo "try: $try"
