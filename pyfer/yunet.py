@@ -154,34 +154,43 @@ def decode_heads(maps: list, strides: list, heads: list, score_threshold: float)
     input's pixels, for every position scoring at least ``score_threshold``, as OpenCV's
     FaceDetectorYN decodes them (float32 throughout). ``maps[i]``: (rows, cols, channels) at
     ``strides[i]``, the channels being ``heads`` ((name, channels, sigmoid applied) in order:
-    cls, obj, bbox, kps)."""
+    cls, obj, bbox, kps). Rows with a value that is not finite are left out, without numpy's
+    warnings (OpenCV would pass them on; a foreign YuNet file's maps can hold such values)."""
     at, c0 = {}, 0
     for name, channels, _ in heads:
         at[name] = slice(c0, c0 + channels)
         c0 += channels
     out = []
     for m, stride in zip(maps, strides):
-        cls = np.clip(m[:, :, at["cls"]][:, :, 0], 0, 1)
-        obj = np.clip(m[:, :, at["obj"]][:, :, 0], 0, 1)
-        score = np.sqrt(cls * obj)
-        r, c = np.nonzero(score >= np.float32(score_threshold))  # row-major: OpenCV's order
-        if len(r) == 0:
-            continue
-        s = np.float32(stride)
-        rf, cf = r.astype(np.float32), c.astype(np.float32)
-        box = m[r, c, at["bbox"]]
-        kps = m[r, c, at["kps"]]
-        w = np.exp(box[:, 2]) * s
-        h = np.exp(box[:, 3]) * s
-        rows = np.empty((len(r), 15), np.float32)
-        rows[:, 0] = (cf + box[:, 0]) * s - w / np.float32(2)
-        rows[:, 1] = (rf + box[:, 1]) * s - h / np.float32(2)
-        rows[:, 2], rows[:, 3] = w, h
-        rows[:, 4:14:2] = (kps[:, 0::2] + cf[:, None]) * s
-        rows[:, 5:14:2] = (kps[:, 1::2] + rf[:, None]) * s
-        rows[:, 14] = score[r, c]
-        out.append(rows)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite rows are dropped below
+            rows = _decode_level(m, stride, at, score_threshold)
+        if rows is not None:
+            out.append(rows[np.isfinite(rows).all(1)])  # (a foreign file's maps: NaN or inf)
     return np.concatenate(out) if out else np.zeros((0, 15), np.float32)
+
+
+def _decode_level(m: np.ndarray, stride: int, at: dict, score_threshold: float) -> Optional[np.ndarray]:
+    """decode_heads for one level's map; None where no position scores enough."""
+    cls = np.clip(m[:, :, at["cls"]][:, :, 0], 0, 1)
+    obj = np.clip(m[:, :, at["obj"]][:, :, 0], 0, 1)
+    score = np.sqrt(cls * obj)
+    r, c = np.nonzero(score >= np.float32(score_threshold))  # row-major: OpenCV's order
+    if len(r) == 0:
+        return None
+    s = np.float32(stride)
+    rf, cf = r.astype(np.float32), c.astype(np.float32)
+    box = m[r, c, at["bbox"]]
+    kps = m[r, c, at["kps"]]
+    w = np.exp(box[:, 2]) * s
+    h = np.exp(box[:, 3]) * s
+    rows = np.empty((len(r), 15), np.float32)
+    rows[:, 0] = (cf + box[:, 0]) * s - w / np.float32(2)
+    rows[:, 1] = (rf + box[:, 1]) * s - h / np.float32(2)
+    rows[:, 2], rows[:, 3] = w, h
+    rows[:, 4:14:2] = (kps[:, 0::2] + cf[:, None]) * s
+    rows[:, 5:14:2] = (kps[:, 1::2] + rf[:, None]) * s
+    rows[:, 14] = score[r, c]
+    return rows
 
 
 def nms_like_opencv(rows: np.ndarray, score_threshold: float, nms_threshold: float, top_k: int) -> np.ndarray:

@@ -428,3 +428,17 @@ def test_boxes_far_larger_than_the_image_are_not_faces():
     edge[0, 2:4] = MAX_BOX_PER_SIDE * 100 + 1  # square, points inside: only its size is wrong
     edge[0, 4:14] = 100
     assert not _plausible(edge, 100)[0] and _plausible(edge, 101)[0]
+
+
+def test_rows_that_are_not_finite_are_left_out_without_warnings():
+    import warnings
+
+    heads = [("cls", 1, True), ("obj", 1, True), ("bbox", 4, False), ("kps", 10, False)]
+    m = np.zeros((2, 3, 16), np.float32)
+    m[:, :, 0:2] = 0.9  # every position scores 0.9
+    m[0, 1, 4] = np.inf  # one position's box width is exp(inf): inf, its x -inf
+    m[1, 2, 10] = np.nan  # another's third landmark
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow and invalid-value warnings fail the test
+        rows = decode_heads([m], [8], heads, 0.5)
+    assert len(rows) == 4 and np.isfinite(rows).all()
