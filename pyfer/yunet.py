@@ -231,11 +231,11 @@ MAX_BOX_PER_SIDE = 4.0
 
 
 def _plausible(rows: np.ndarray, image_side: float) -> np.ndarray:
-    """Rows that look like a face: finite, a box of sane proportions and size (``image_side``: the
-    image's longer side) with the five points in or near it (on noise or smeared borders YuNet can
-    return slivers with any score)."""
+    """Rows that look like a face: a box of sane proportions and size (``image_side``: the image's
+    longer side) with the five points in or near it (on noise or smeared borders YuNet can return
+    slivers with any score). A NaN or infinite value fails one of these comparisons."""
     x, y, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-    ok = np.isfinite(rows).all(1) & (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)
+    ok = (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)
     ok &= np.maximum(w, h) <= MAX_BOX_PER_SIDE * image_side
     px, py = rows[:, 4:14:2], rows[:, 5:14:2]
     ok &= ((px >= (x - 0.25 * w)[:, None]) & (px <= (x + 1.25 * w)[:, None])).all(1)

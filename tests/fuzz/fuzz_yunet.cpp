@@ -32,6 +32,13 @@ namespace {
 
 constexpr double MAX_FLOPS = 2e7;
 
+// n bytes of a fixed pattern: the test image's pixels
+std::vector<uint8_t> pattern(size_t n) {
+    std::vector<uint8_t> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = uint8_t((i * 37) ^ (i >> 5));
+    return v;
+}
+
 // A safetensors file of F32 tensors and one metadata entry, built as text
 struct FileWriter {
     std::string header = "{";
@@ -184,9 +191,8 @@ void run_structured(FuzzedDataProvider& fdp) {
     const bool u8 = fdp.ConsumeBool();
     const int pad = fdp.ConsumeIntegralInRange<int>(0, 5);  // extra pixels at the end of each row
     const ptrdiff_t row = ptrdiff_t(W + pad) * 3;
-    std::vector<uint8_t> bytes(size_t(H) * size_t(row));
-    std::vector<float> floats(bytes.size());
-    for (size_t i = 0; i < bytes.size(); ++i) floats[i] = float(bytes[i] = uint8_t((i * 37) ^ (i >> 5)));
+    const std::vector<uint8_t> bytes = pattern(size_t(H) * size_t(row));
+    const std::vector<float> floats(bytes.begin(), bytes.end());
     ImageRef img;
     img.data = u8 ? static_cast<const void*>(bytes.data()) : static_cast<const void*>(floats.data());
     img.u8 = u8;
@@ -207,11 +213,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const FormatError&) {
     }
     if (loaded && loaded->flops(48, 40) <= MAX_FLOPS) {  // (the seeds: the shipped layout, small)
-        static const std::vector<uint8_t> image = [] {
-            std::vector<uint8_t> v(48 * 40 * 3);
-            for (size_t i = 0; i < v.size(); ++i) v[i] = uint8_t((i * 37) ^ (i >> 5));
-            return v;
-        }();
+        static const std::vector<uint8_t> image = pattern(48 * 40 * 3);
         ImageRef img;
         img.data = image.data();
         img.h = 48;
