@@ -208,7 +208,7 @@ def get_detector(detector: Union[str, Detector, None], min_face: Optional[float]
     if detector is None:
         given = [n for n, v in (("min_face", min_face), ("score_threshold", score_threshold)) if v is not None]
         if given:
-            raise ValueError(f"without a detector (detector None, 'none') each whole image is one face: "
+            raise ValueError(f"without a detector (detector=None; --detector none) each whole image is one face: "
                              f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")
         return None
     if callable(detector):

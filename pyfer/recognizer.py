@@ -36,7 +36,9 @@ class Face:
     # five (x, y) points in image pixels (LANDMARK_NAMES: the person's right eye, left eye, nose
     # tip, right and left mouth corners); None when the detector gives none (Haar, your boxes)
     landmarks: Optional[Landmarks] = None
-    detection_score: Optional[float] = None  # the detector's confidence in [0, 1]; None if it has none
+    # the detector's confidence: in [0, 1] from pyfer's detectors, as given from a callable one;
+    # None if it has none
+    detection_score: Optional[float] = None
 
     def __hash__(self) -> int:  # the generated hash would fail on ``scores`` (a dict); equal faces share these
         return hash((self.box, self.label, self.confidence, self.landmarks, self.detection_score))
@@ -46,6 +48,17 @@ class Face:
                 "scores": {k: round(v, 6) for k, v in self.scores.items()},
                 "landmarks": None if self.landmarks is None else [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
                 "detection_score": None if self.detection_score is None else round(self.detection_score, 4)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Face":
+        """The face :meth:`to_dict` gave (a line of ``--json`` or a video's JSON lines, read back),
+        to the precision it was written with. KeyError names a missing field."""
+        lm = d.get("landmarks")
+        score = d.get("detection_score")
+        return cls(box=tuple(int(v) for v in d["box"]), label=str(d["label"]),
+                   scores={str(k): float(v) for k, v in d["scores"].items()}, confidence=float(d["confidence"]),
+                   landmarks=None if lm is None else tuple((float(x), float(y)) for x, y in lm),
+                   detection_score=None if score is None else float(score))
 
 
 def default_weights_path() -> Path:

@@ -605,6 +605,17 @@ def _no_worse(kept: list[Optional[Label]], fresh: list[Optional[Label]], boxes) 
     return covered(kept) <= covered(fresh)
 
 
+def _as_face(f) -> Face:
+    if isinstance(f, Face):
+        return f
+    if isinstance(f, dict):
+        try:
+            return Face.from_dict(f)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"a face dict needs Face.to_dict's fields (box, label, confidence, scores): {e!r}") from None
+    raise TypeError(f"draw_faces takes pyfer Face objects or their dicts (Face.to_dict), got {type(f).__name__}")
+
+
 def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None,
                spots: Optional[dict] = None) -> np.ndarray:
     """A BGR uint8 copy of ``image`` (anything ``predict`` takes: a path, an array, a PIL image)
@@ -613,11 +624,13 @@ def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = N
     viewer shows it. Labels keep off each other and off the other faces where they can.
     ``spots`` (with ``ids``): a dict kept from frame to frame of a video, id -> where that face's
     label went (``Label.spot``); each label goes there again while it covers nothing there, so
-    labels do not jump between above and below a box as faces move (process_video keeps one)."""
+    labels do not jump between above and below a box as faces move (process_video keeps one).
+    ``faces``: :class:`Face` objects, or their dicts (``Face.to_dict``, a JSON line's faces)."""
     import cv2
 
     from pyfer.preprocess import to_gray
 
+    faces = [_as_face(f) for f in faces]
     image = load_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
@@ -813,6 +826,43 @@ class _FrameClock:
         return t
 
 
+class _stops_deferred:
+    """Ctrl-C (SIGINT) and SIGTERM that arrive inside the block take effect at its end. Python runs
+    a signal's handler at the next bytecode, so a stop that came while OpenCV encoded a frame (a
+    long call) raised just after it, between a frame's JSON line, video frame and timeline entry,
+    and the summary then lacked a frame the others had (a helper's review: 2 of 5 SIGTERMs). Only
+    in the main thread (signal handlers can be set nowhere else); elsewhere the block runs as is."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved: dict = {}
+        self.arrived: list[int] = []
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                signum = getattr(signal, name, None)
+                # (None: a handler set outside Python, which could not be put back: left alone)
+                if signum is not None and signal.getsignal(signum) is not None:
+                    self.saved[signum] = signal.signal(signum, lambda s, _frame: self.arrived.append(s))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(self.arrived):  # each signal once, in the order they came
+            handler = self.saved[signum]
+            if callable(handler):
+                handler(signum, None)  # Python's KeyboardInterrupt, pyfer.cli's Terminated, a host's own
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # what it would have done: end the process
+            # (SIG_IGN: ignored, as it would have been)
+
+
 def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                   out: Union[str, os.PathLike, None] = None, jsonl: Union[str, os.PathLike, IO[str], None] = None,
                   max_frames: Optional[int] = None, progress: bool = True,
@@ -922,15 +972,16 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                 created = not os.path.exists(jsonl_path)  # none, or a stop before it, leaves the file as it was
                 make_folders(Path(jsonl_path).parent)
                 sink = open_in_place(jsonl_path)
-            if sink is not None:
-                sink.write(line)
-                if is_camera:
-                    sink.flush()  # live: let a reader downstream see each frame now
-            if writer is not None and drawn is not None:
-                writer.write(drawn)
-            if timeline is not None:
-                timeline.add(t_frame, tracked, n)
-            n += 1
+            with _stops_deferred():  # a stop lands between frames: the three outputs stay in step
+                if sink is not None:
+                    sink.write(line)
+                    if is_camera:
+                        sink.flush()  # live: let a reader downstream see each frame now
+                if writer is not None and drawn is not None:
+                    writer.write(drawn)
+                if timeline is not None:
+                    timeline.add(t_frame, tracked, n)
+                n += 1
             if bar is not None:
                 bar.update(1)
     except KeyboardInterrupt as e:  # Ctrl-C ends a camera session cleanly: the video is finalised below
