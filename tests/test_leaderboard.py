@@ -40,6 +40,19 @@ def test_writes_the_table_and_the_figure(tmp_path):
     assert (tmp_path / "board.png").stat().st_size > 10_000
 
 
+def test_shipped_takes_the_file_name_and_warns_when_it_marks_nothing(tmp_path, capsys):
+    """--shipped prior_shift_a.json (the form its help names) marks a; a name that matches nothing
+    marked nothing without a word (a helper's review)."""
+    _write(tmp_path, "a", "runs/a/ep1.pt", [(0.4, 0.95)])
+    for given in ("prior_shift_a.json", "prior_shift_a", "a"):
+        main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--shipped", given])
+        assert "a **(shipped)**" in (tmp_path / "board.md").read_text(), given
+        assert "warning" not in capsys.readouterr().err
+    main(["--results", str(tmp_path), "--out", str(tmp_path / "board"), "--shipped", "gone"])
+    assert "warning: --shipped gone: no prior_shift_gone.json" in capsys.readouterr().err
+    assert "(shipped)" not in (tmp_path / "board.md").read_text()
+
+
 def fails_with(capsys, message, argv):
     """One ``error: ...`` line and exit status 2, as every training tool reports bad input."""
     with pytest.raises(SystemExit) as exc:

@@ -308,6 +308,39 @@ def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path, monke
         load_checkpoint(tmp_path / "garbage.pt")
 
 
+def test_a_folder_or_an_export_given_as_a_checkpoint_is_called_what_it_is(tmp_path):
+    """A run folder, or an export named without .safetensors, was "checkpoint not found" or
+    "corrupt or not a pyfer checkpoint (Unsupported operand 64)" (a helper's review)."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match="run is a folder: give a checkpoint file \\(a run folder's best.pt"):
+        load_checkpoint(run)
+    (run / "last.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="is a folder: give a checkpoint file in it \\(last.pt\\)"):
+        load_checkpoint(run)
+    shipped = REPO / "pyfer" / "models" / "tsnet_student.safetensors"
+    with pytest.raises(CheckpointError, match="safetensors export, not a training checkpoint: this tool needs"):
+        load_checkpoint(shipped)
+    renamed = shutil.copy(shipped, tmp_path / "student")
+    with pytest.raises(CheckpointError, match="safetensors export.*name it \\*.safetensors"):
+        load_checkpoint(renamed)
+
+
+def test_checkpoints_trained_on_other_framings_are_not_averaged(tmp_path, capsys):
+    from training.average import main as average
+
+    for name, framing in (("box.pt", {"mode": "box"}), ("crops.pt", None)):
+        save_checkpoint(dict(fake_state(1), framing=framing), tmp_path / name)
+    with pytest.raises(SystemExit, match="differently framed faces .*box.pt: box, .*crops.pt: the data set's own crops"):
+        average([str(tmp_path / "box.pt"), str(tmp_path / "crops.pt"), "--out", str(tmp_path / "soup.pt")])
+    with pytest.raises(SystemExit) as refused:
+        average([str(tmp_path / "gone.pt"), "--out", str(tmp_path / "soup.pt")])
+    assert refused.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
+    assert not (tmp_path / "soup.pt").exists()
+
+
 def test_a_teacher_cache_that_cannot_be_read_is_computed_again(tmp_path, capsys):
     """A damaged teacher_logits.pt (or one of objects other than tensors) does not stop a run
     with torch's many-line error: it is reported in a line and computed again."""

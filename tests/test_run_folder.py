@@ -3,11 +3,14 @@ without --overwrite, --resume refuses a changed recipe, two processes cannot tra
 stop (Ctrl-C, kill, timeout) says how to go on, and bad flags or files fail at once with one line."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -89,12 +92,21 @@ def fake_ferplus(root: Path) -> Path:
     (["--data", "ferplus:{tmp}"], DataError, "FERPlus folder not found: .*FER2013Train"),  # one level too high
     (["--data", "ferplus:{tmp}/no_labels"], DataError, "FERPlus label file not found: .*label.csv"),
     (["--val2", "{tmp}/no_sfew.csv"], DataError, "manifest not found: .*no_sfew.csv"),
+    # files that are there but are not what their flag needs, and flags no run can use (a helper's
+    # review: each left a folder holding only .lock)
+    (["--teacher", "{repo}/README.md"], SystemExit, "--teacher .*README.md: cannot load a pyfer model from it"),
+    (["--init", "{repo}/models/teacher_s11_fp16.safetensors"], SystemExit,
+     "--init .*teacher_s11.* holds another network, effresnet18 .*; this run builds shufflenetv2"),
+    (["--width", "0.5", "--init", "{repo}/pyfer/models/tsnet_student.safetensors"], SystemExit,
+     "holds another network"),
+    (["--classes", "happiness,bogus"], DataError, "--classes: unknown label 'bogus'"),
+    (["--device", "gpu"], SystemExit, "--device 'gpu' is not a torch device"),
 ])
 def test_a_missing_input_leaves_no_run_folder(tmp_path, flags, error, message):
     (tmp_path / "no_labels" / "FER2013Train").mkdir(parents=True)
     args = ["distill", "--out", str(tmp_path / "runs" / "new"), "--teacher", str(REPO / "models" /
             "teacher_s26_mixstyle_fp16.safetensors"), "--data", f"ferplus:{fake_ferplus(tmp_path / 'fer')}"]
-    args += [f.format(tmp=tmp_path) for f in flags]
+    args += [f.format(tmp=tmp_path, repo=REPO) for f in flags]
     with pytest.raises(error, match=message):
         run(build_parser().parse_args(args))
     assert not (tmp_path / "runs").exists()
@@ -223,8 +235,27 @@ def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig, sigint_at_s
         _, err = p.communicate(timeout=120)
     finally:
         p.kill()
-    assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err[-2000:]
+    assert p.returncode == 130 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err[-2000:]
+    assert "keeps every finished epoch" in err
     assert load_checkpoint(out / "last.pt").state["epoch"] >= 0
+
+
+def test_a_run_stopped_in_its_first_epoch_says_there_is_nothing_to_keep(tmp_path, ferplus_dir):
+    """Before last.pt exists the message does not promise it (it said "keeps every finished epoch
+    (last.pt)"); a grid tool's hint replaces --resume, which its own command does not take."""
+    from training.train import main
+
+    def stopped_run(args):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    for hint, want in ((None, "the same command and --resume"), ("this ablation command again", "this ablation")):
+        with mock.patch("training.train.run", stopped_run), pytest.raises(SystemExit) as stop, \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            main(["student", "--out", str(out)], rerun_hint=hint)
+        assert stop.value.code == 130
+        assert "before the first epoch" in err.getvalue() and want in err.getvalue(), err.getvalue()
+        assert (hint is None) == ("--resume" in err.getvalue())
 
 
 def test_val_limit_also_limits_the_second_domain(tiny_sets):

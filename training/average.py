@@ -22,9 +22,11 @@ The output is a checkpoint like the inputs (``training.export``, ``training.prio
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from pyfer.atomic import make_folders
 from pyfer.facenorm import FaceFraming
@@ -51,7 +53,8 @@ def recompute_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch: int
         bn.reset_running_stats()
     model.train()
     seen = 0
-    for i in range(0, len(images), batch):
+    # (a minute or more over FERPlus train on 2 cores; tqdm shows no bar where stderr is not a terminal)
+    for i in tqdm(range(0, len(images), batch), desc="BN statistics", unit="batch", disable=None):
         x = images[i:i + batch]
         seen += len(x)
         for bn in bns:  # running = mean over the batches so far, each weighted by its size
@@ -72,10 +75,16 @@ def main(argv=None) -> None:
     with reported_errors():
         make_folders(Path(args.out).parent)  # before the work, not after it
 
-    ckpts = [load_checkpoint(p) for p in args.checkpoints]
+        ckpts = [load_checkpoint(p) for p in args.checkpoints]
     first = ckpts[0]
     if any(c.spec != first.spec or c.prep != first.prep for c in ckpts[1:]):  # (specs: older ones lack a table)
         raise SystemExit("the checkpoints differ in architecture or preprocessing: they cannot be averaged")
+    framings = {json.dumps(c.state.get("framing"), sort_keys=True) for c in ckpts}
+    if len(framings) > 1:  # not one lineage: their BN statistics could be measured on one framing only
+        modes = [(c.state.get("framing") or {}).get("mode", "the data set's own crops") for c in ckpts]
+        raise SystemExit("the checkpoints were trained on differently framed faces ("
+                         + ", ".join(f"{p}: {m}" for p, m in zip(args.checkpoints, modes))
+                         + "): not one lineage, so they are not averaged")
     model, _, prep = first.build_model()
     model.load_state_dict(average_state([c.state["model"] for c in ckpts]))
 

@@ -151,12 +151,28 @@ class Checkpoint:
         return out
 
 
+def looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file opens with its header's length (8 bytes, little-endian) and then the
+    header's JSON; a torch checkpoint opens with a zip or pickle signature."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
 def load_checkpoint(path: str | Path, required=("model", "model_spec", "preprocess")) -> Checkpoint:
     """Read a checkpoint; ``CheckpointError`` (naming the file) when it is damaged: unreadable,
     not a pyfer checkpoint, lacking ``required`` keys, or failing its content digest."""
     path = Path(path)
+    if path.is_dir():
+        inside = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
+        raise CheckpointError(f"{path} is a folder: give a checkpoint file"
+                              + (f" in it ({' or '.join(inside)})" if inside else " (a run folder's best.pt or last.pt)"))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if looks_like_safetensors(path):
+        hint = ("this tool needs a training checkpoint (.pt)" if path.suffix == ".safetensors"
+                else "name it *.safetensors where an export is taken (the tools know one by that suffix)")
+        raise CheckpointError(f"{path} is a safetensors export, not a training checkpoint: {hint}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # (no code runs from the file)
     except pickle.UnpicklingError as exc:

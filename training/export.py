@@ -177,6 +177,9 @@ def main(argv=None) -> None:
                     help="comma-separated names of the model's outputs, in order (what Face.label and "
                          "Face.scores say; default: the 8 FERPlus classes, " + ",".join(EMOTIONS) + ")")
     args = ap.parse_args(argv)
+    if not args.out.endswith(".safetensors"):  # every tool tells an export from a checkpoint by this suffix
+        ap.error(f"out {args.out!r}: an export's name must end in .safetensors (the tools read other names "
+                 "as training checkpoints)")
     with reported_errors():
         ckpt = load_checkpoint(args.checkpoint)
         model, spec, prep = ckpt.build_model()

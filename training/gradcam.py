@@ -6,7 +6,8 @@
 CAMs come from the maintained ``grad-cam`` package, taken at the last feature block of each
 network (the teacher's FFE in layer4, the student's conv5), for the class each model predicts.
 Images are ``--n`` validation faces drawn one class after another (seeded; classes the data lacks,
-such as SFEW's contempt, are skipped).
+such as SFEW's contempt, are skipped), cut as the student was trained on them (``--framing``):
+the faces ``predict`` gives it.
 """
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ import numpy as np
 import torch
 
 from pyfer.atomic import make_folders, save_figure
+from pyfer.facenorm import FaceFraming
 from pyfer.preprocess import EMOTIONS
 from training.cli import reported_errors
 from training.data import DEFAULT_DATA, load_dataset
+from training.evaluate import recorded_framing
+from training.framing import load_framed
 from training.predict import load_model
 
 
@@ -115,10 +119,15 @@ def main(argv=None) -> None:
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--student", required=True)
     ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--n", type=int, default=8, help="how many faces (rows), at least 1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--framing", choices=("auto", "frame", "align", "box"), default="auto",
+                    help="how both models' faces are cut: auto (default), as the student records it trained, "
+                         "which is what predict gives it; frame: the data set's own crops")
     ap.add_argument("--out", default="gradcam.jpg")
     args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error(f"--n must be at least 1, got {args.n}")
     out = Path(args.out)
     with reported_errors():
         make_folders(out.parent)  # before the work, not after it
@@ -126,7 +135,10 @@ def main(argv=None) -> None:
         student, _, sprep = load_model(args.student)
         if prep != sprep:
             raise ValueError(f"teacher and student preprocess differently: {prep} vs {sprep}")
-        data = load_dataset(args.data, prep, "valid")
+        mode = (recorded_framing(args.student) or "frame") if args.framing == "auto" else args.framing
+        data = (load_dataset(args.data, prep, "valid") if mode == "frame"
+                else load_framed(args.data, prep, "valid", FaceFraming(mode=mode)))
+    print(f"faces: {args.data} valid, framed by {mode}", flush=True)
     idx = pick_examples(data.labels, args.n, args.seed)
     images = data.images[idx]
     x = torch.from_numpy((images.astype(np.float32) / 255 - prep.mean) / prep.std).unsqueeze(1)

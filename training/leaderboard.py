@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,11 @@ def main(argv=None) -> None:
     with reported_errors():
         candidates = load_candidates(Path(args.results))
         course = run_course(candidates, args.run) if args.run else None
+    # the file's name or stem is taken too, as the help names it: prior_shift_NAME.json
+    args.shipped = args.shipped.removesuffix(".json").removeprefix("prior_shift_")
+    if not any(c["name"] == args.shipped for c in candidates):
+        print(f"warning: --shipped {args.shipped}: no prior_shift_{args.shipped}.json in {args.results}, so no "
+              "candidate is marked as shipped", file=sys.stderr)
     text = markdown(candidates, args.shipped)
     md, png = output_path(args.out, ".md"), output_path(args.out, ".png")
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input

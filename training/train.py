@@ -38,7 +38,7 @@ from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
 from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, check_source, clahe_crops, is_split_source,
-                           load_dataset, to_model_input)
+                           label_index, load_dataset, to_model_input)
 from training.models import (ARCHITECTURES, SHUFFLENETV2_WIDTHS, STEMS, ModelSpec, collapse_overparam,
                              count_parameters, overparameterize, student_spec)
 from training.predict import load_model, predict_logits
@@ -305,6 +305,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--overparam-scale must be >= 0, and is for --overparam")
     if args.overparam and args.ema:
         raise SystemExit("--overparam and --ema cannot be combined yet: use one")
+    train_device(args.device)
+    if args.classes:
+        for c in args.classes.split(","):
+            label_index(c, "--classes")
     if args.teacher_cache and args.mode != "distill":
         raise SystemExit("--teacher-cache is for distill")
     if args.teacher_views < 0:
@@ -359,8 +363,6 @@ def load_data(args: argparse.Namespace, prep: PreprocessSpec) -> tuple[FaceSet, 
     val_set = load_split(args.val_data or args.data, prep, "valid", args.framing)
     val2_set = load_split(args.val2, prep, "valid", args.framing) if args.val2 else None
     if args.classes:
-        from training.data import label_index
-
         keep = [label_index(c, "--classes") for c in args.classes.split(",")]
         train_set = train_set.subset(np.flatnonzero(np.isin(train_set.labels, keep)))
         val_set = val_set.subset(np.flatnonzero(np.isin(val_set.labels, keep)))
@@ -385,6 +387,17 @@ def read_weights(path: str, flag: str):
         return load_model(path)
     except (OSError, ValueError, SafetensorError) as exc:  # CheckpointError is a ValueError
         raise SystemExit(f"{flag} {path}: cannot load a pyfer model from it: {exc}") from None
+
+
+def train_device(name: str) -> torch.device:
+    """``--device``, refused in one line where torch has no such device or this machine no GPU."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device {name!r} is not a torch device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name} was asked for but no CUDA GPU is available")
+    return device
 
 
 def load_teacher(path: str, prep: PreprocessSpec, device: torch.device) -> tuple[torch.nn.Module, int]:
@@ -578,6 +591,24 @@ class TeacherViews:
             torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, f)
 
 
+def load_init(args, spec: ModelSpec, prep: PreprocessSpec):
+    """``--init``'s model, its checkpoint (None for an export) and whether it is an export; refused
+    in one line when it is not this run's network."""
+    is_export = str(args.init).endswith(".safetensors")
+    try:
+        init_ckpt = None if is_export else load_checkpoint(args.init)
+    except (OSError, CheckpointError) as exc:
+        raise SystemExit(f"--init {args.init}: {exc}") from None
+    init, ispec, iprep = read_weights(args.init, "--init") if is_export else init_ckpt.build_model()
+    if ispec != spec:
+        raise SystemExit(f"--init {args.init} holds another network, {ispec.describe()}; this run builds {spec.describe()}")
+    # the input size may change: the weights do not depend on it (global average pooling), and
+    # an export's BatchNorm statistics are measured again at the new size
+    if replace(iprep, input_size=prep.input_size) != prep:
+        raise SystemExit(f"--init {args.init} was trained on input {iprep}, unlike this run's {prep}")
+    return init, init_ckpt, is_export
+
+
 def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
     """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
     export whose folded BatchNorms are rebuilt from the training images' statistics."""
@@ -604,16 +635,7 @@ def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Te
         return unfold_batchnorm(folded, spec, to_model_input(sample.cpu(), prep), dropout=args.dropout)
     if not args.init:
         return spec.build(dropout=args.dropout)
-    is_export = str(args.init).endswith(".safetensors")
-    try:
-        init_ckpt = None if is_export else load_checkpoint(args.init)
-    except (OSError, CheckpointError) as exc:
-        raise SystemExit(f"--init {args.init}: {exc}") from None
-    init, ispec, iprep = read_weights(args.init, "--init") if is_export else init_ckpt.build_model()
-    # the input size may change: the weights do not depend on it (global average pooling), and
-    # an export's BatchNorm statistics are measured again at the new size below
-    if ispec != spec or replace(iprep, input_size=prep.input_size) != prep:
-        raise SystemExit(f"--init {args.init}: {ispec}/{iprep} differs from this run's {spec}/{prep}")
+    init, init_ckpt, is_export = load_init(args, spec, prep)
     from training.models import fold_batchnorm, unfold_batchnorm
 
     if not is_export:
@@ -754,10 +776,26 @@ def check_inputs_exist(args: argparse.Namespace) -> None:
     for flag, f in files:
         if f and not Path(f).is_file():
             raise SystemExit(f"{flag} {f}: cannot load a pyfer model from it: no such file")
+    # loaded once here too (a second or less): a file that is not the model it should be is
+    # refused before the folder is made, as a missing one is
+    spec, prep = run_spec(args)
+    if args.init:
+        load_init(args, spec, prep)
+    if args.mode == "distill":
+        load_teacher(args.teacher, prep, torch.device("cpu"))
     check_source(args.data, "train")
     check_source(args.val_data or args.data, "valid")
     if args.val2:
         check_source(args.val2, "valid")
+
+
+def run_spec(args: argparse.Namespace) -> tuple[ModelSpec, PreprocessSpec]:
+    """The network this run trains, and its input."""
+    arch = args.arch or ARCH_OF_MODE[args.mode]
+    if args.width != 1.0 and arch != "shufflenetv2":
+        raise SystemExit(f"--width is ShuffleNetV2's multiplier; {arch} has none")
+    spec = student_spec(args.width, stem=args.stem) if arch == "shufflenetv2" else ModelSpec(arch, stem=args.stem)
+    return spec, PreprocessSpec(args.input_size)
 
 
 def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
@@ -776,16 +814,8 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
         check_resume_config(resume_from[0], config)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
-
-    prep = PreprocessSpec(args.input_size)
-    arch = args.arch or ARCH_OF_MODE[args.mode]
-    if args.width != 1.0 and arch != "shufflenetv2":
-        raise SystemExit(f"--width is ShuffleNetV2's multiplier; {arch} has none")
-    spec = (student_spec(args.width, stem=args.stem) if arch == "shufflenetv2"
-            else ModelSpec(arch, stem=args.stem))
+    device = train_device(args.device)
+    spec, prep = run_spec(args)
     if resume_from is not None and resume_from[0].spec != spec:
         raise SystemExit(f"--resume: {resume_from[0].path} holds a {resume_from[0].spec.describe()}, and this run "
                          f"builds a {spec.describe()}")
@@ -1153,7 +1183,9 @@ def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool
             f"{name}_macro_recall": label_metrics(data.labels, pred.numpy(), EMOTIONS)["macro_recall"]}
 
 
-def main(argv=None) -> None:
+def main(argv=None, rerun_hint: str | None = None) -> None:
+    """``rerun_hint``: how to go on after a stop, for a tool that runs this one (its own command,
+    which resumes by itself), in place of ``--resume``."""
     from training.data import DataError
 
     args = build_parser().parse_args(argv)
@@ -1170,9 +1202,15 @@ def main(argv=None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        again = "with --resume in place of --overwrite" if args.overwrite else "and --resume"
-        raise SystemExit(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with the same "
-                         f"command {again}") from None
+        again = rerun_hint or ("the same command with --resume in place of --overwrite" if args.overwrite
+                               else "the same command and --resume")
+        if (Path(args.out) / "last.pt").is_file():
+            print(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with {again}",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted before the first epoch of {args.out} finished: no epoch to keep; {again} "
+                  "starts it again", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
