@@ -148,7 +148,7 @@ def save(dest: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--save", type=Path, metavar="DIR", help="copy the current build to DIR and stop")
     g.add_argument("--before", type=Path, metavar="DIR", help="a folder written by --save")

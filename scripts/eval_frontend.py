@@ -167,7 +167,7 @@ def group_detection(rec) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", help="weights file (default: the shipped student)")
     ap.add_argument("--configs", nargs="+", default=["yunet-align", "yunet-box", "haar-crop"], choices=list(CONFIGS))
     ap.add_argument("--limit", type=int, default=None, help="at most this many images per data set")

@@ -89,7 +89,7 @@ def label_moves(tracked_frames, image_shape, memory: bool) -> tuple[int, int, in
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sfew", type=Path, default=REPO.parent / "shared" / "data" / "sfew_train")
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--frames", type=int, default=90)

@@ -128,7 +128,7 @@ def compare_threads(counts: list, reps: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--isas", metavar="A,B", help="time YuNet's network in these kernel sets instead")
     ap.add_argument("--threads", metavar="1,2", help="time YuNet and predict on these numbers of engine threads instead")

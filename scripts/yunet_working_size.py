@@ -121,7 +121,7 @@ def table_time() -> None:
 def main(argv=None) -> int:
     import cv2
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=["net", "crops", "time"])
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)

@@ -44,9 +44,18 @@ def test_run_logs_come_from_runs_wherever_out_is_and_their_absence_is_told(score
     assert "| 8 | - | 80.00 (ep 1/1) | - |" in (tmp_path / "elsewhere" / "tables.md").read_text()
     err = capsys.readouterr().err
     assert "none of the run logs of curves.png is in" in err and "Table I" not in err
+    assert "no curves.png drawn" in err and "kept" not in err  # (it said "kept" of a file never there)
+    tables = (tmp_path / "elsewhere" / "tables.md").read_text()
+    assert "best FERPlus valid accuracy (%)" in tables  # no config.json says how it validated
+
+    (runs / "ablation_T8_a0.4" / "config.json").write_text(json.dumps({"tta": True}))
+    report.main(args + ["--runs", str(runs)])
+    assert "best FERPlus valid accuracy (%, flip TTA)" in (tmp_path / "elsewhere" / "tables.md").read_text()
 
     report.main(args + ["--runs", str(tmp_path / "empty")])
-    assert "note: none of the run logs of curves.png and Table I" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: none of the run logs of curves.png and Table I" in err
+    assert "Table I kept as in" in err and "no curves.png drawn" in err
     assert "| 8 | - | 80.00 (ep 1/1) | - |" in (tmp_path / "elsewhere" / "tables.md").read_text()  # kept
 
 

@@ -120,6 +120,12 @@ def test_help_prints_usage_and_writes_nothing(name, help_runs):
     assert status == 0, (name, stderr[-2000:])
     assert stdout.lstrip().startswith("usage:"), (name, stdout[:500])
     assert left == [], (name, left)
+    # the description, where there is one, is whole: the first line of a docstring cut a
+    # sentence in two ("... where its five landmarks and its box fall in the")
+    paragraphs = stdout.strip().split("\n\n")
+    described = [p for p in paragraphs[1:2] if not p.rstrip().endswith(":") and not p.startswith(("options:", "positional"))]
+    for text in described:
+        assert text.rstrip().endswith((".", ")", ":", "`", "!", "?")), (name, text[-300:])
 
 
 def test_the_runner_reports_a_tool_that_fails_or_writes(tmp_path):

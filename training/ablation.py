@@ -16,7 +16,7 @@ from pathlib import Path
 from pyfer.atomic import make_folders, write_file
 from training import train as train_mod
 from training.checkpoint import read_log
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 
 
 def cell_dir(out: Path, T: float, a: float) -> Path:
@@ -78,4 +78,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

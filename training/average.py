@@ -31,7 +31,7 @@ from tqdm import tqdm
 from pyfer.atomic import make_folders
 from pyfer.facenorm import FaceFraming
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import DEFAULT_DATA, load_dataset, to_model_input
 
 
@@ -108,4 +108,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

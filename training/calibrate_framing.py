@@ -13,12 +13,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pyfer.yunet import YuNetDetector
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import DEFAULT_DATA_ROOT, ferplus_raw
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=DEFAULT_DATA_ROOT, help="FERPlus release folder")
     ap.add_argument("--split", default="valid")
     args = ap.parse_args(argv)
@@ -51,4 +51,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

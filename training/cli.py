@@ -23,3 +23,13 @@ def reported_errors():
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def run_tool(main) -> None:
+    """A tool's entry point: Ctrl-C (or SIGTERM's KeyboardInterrupt) ends it with one line and
+    exit status 130, not a traceback. ``training.train`` has its own (it says how to resume)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

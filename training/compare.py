@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pyfer.atomic import make_folders, write_file
-from training.cli import output_path, reported_errors
+from training.cli import output_path, reported_errors, run_tool
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_shift
 from training.prior_shift import REPO, TARGETS, at_total_shift, framed_logits, scores
@@ -105,4 +105,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -24,7 +24,7 @@ import numpy as np
 
 from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import output_path, reported_errors
+from training.cli import output_path, reported_errors, run_tool
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.prior_shift import REPO, TARGETS, best_shift, format_cells, framed_logits, scores
 
@@ -124,4 +124,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

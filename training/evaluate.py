@@ -28,7 +28,7 @@ import torch
 
 from pyfer.evaluate import plot_confusion
 from pyfer.preprocess import EMOTIONS
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import FaceSet, ferplus_prior, is_split_source, load_dataset
 from training.export import baked_shift, read_metadata, total_shift_offset
 from training.predict import load_model
@@ -238,4 +238,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

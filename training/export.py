@@ -29,7 +29,7 @@ import torch
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from pyfer.weights_file import read_checked, save_checked
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import DEFAULT_DATA, DEFAULT_DATA_ROOT, DataError, ferplus_prior
 from training.models import ModelSpec, fold_batchnorm, network_description
 
@@ -218,4 +218,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

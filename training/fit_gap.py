@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from pyfer.atomic import make_folders, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import output_path, reported_errors
+from training.cli import output_path, reported_errors, run_tool
 from training.data import DEFAULT_DATA
 from training.export import baked_prior_shift
 from training.framing import load_framed
@@ -102,4 +102,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

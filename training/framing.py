@@ -18,7 +18,7 @@ import numpy as np
 from pyfer.atomic import atomic_write
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, resize_face, to_gray
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import FaceSet, cache_dir, ferplus_raw, load_dataset
 
 # A low threshold: these images hold one face each, and the surest box is taken
@@ -91,7 +91,7 @@ def load_framed(source: str, prep: PreprocessSpec, split: str, framing: FaceFram
 def main(argv=None) -> None:
     from training.data import DEFAULT_DATA
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--splits", default="train,valid")
     args = ap.parse_args(argv)
@@ -102,4 +102,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -22,7 +22,7 @@ import torch
 from pyfer.atomic import make_folders, save_figure
 from pyfer.facenorm import FaceFraming
 from pyfer.preprocess import EMOTIONS
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import DEFAULT_DATA, load_dataset
 from training.evaluate import recorded_framing
 from training.framing import load_framed
@@ -150,4 +150,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

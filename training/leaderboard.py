@@ -30,7 +30,7 @@ import numpy as np
 
 from pyfer.atomic import make_folders, save_figure, write_file
 from training.checkpoint import read_log
-from training.cli import output_path, reported_errors
+from training.cli import output_path, reported_errors, run_tool
 from training.prior_shift import REPO, TARGETS
 
 RULE = "worst ratio to target"
@@ -183,4 +183,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -342,4 +342,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli import run_tool
+
+    run_tool(main)

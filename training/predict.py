@@ -37,11 +37,15 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, Preprocess
 
 @torch.no_grad()
 def predict_logits(model, images_u8: torch.Tensor, prep: PreprocessSpec, batch: int = 512,
-                   tta: bool = False, amp: bool = False) -> torch.Tensor:
-    """Logits for uint8 (N, 1, S, S) images on the model's device (eval mode)."""
+                   tta: bool = False, amp: bool = False, progress: str | None = None) -> torch.Tensor:
+    """Logits for uint8 (N, 1, S, S) images on the model's device (eval mode). ``progress``: a
+    bar with this title, on a terminal (a teacher over a set takes minutes on a laptop's CPU)."""
+    from tqdm import tqdm
+
     model.eval()
     outs = []
-    for i in range(0, len(images_u8), batch):
+    starts = range(0, len(images_u8), batch)
+    for i in tqdm(starts, desc=progress, unit="batch", leave=False, disable=None if progress else True):
         x = to_model_input(images_u8[i:i + batch], prep)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             y = model(x).float()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pyfer.preprocess import PreprocessSpec
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from training.data import cache_dir
 from training.models import FaceResNet, ModelSpec
 
@@ -127,7 +127,7 @@ def fetch_face_api(model: str) -> tuple[dict, bytes]:
 def main(argv=None) -> None:
     from pyfer.weights_file import save_checked
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     manifest, data = fetch_face_api("face_recognition_model")
@@ -143,4 +143,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

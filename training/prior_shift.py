@@ -30,7 +30,7 @@ import torch
 
 from pyfer.atomic import make_folders, save_figure, write_file
 from pyfer.facenorm import FaceFraming
-from training.cli import output_path, reported_errors
+from training.cli import output_path, reported_errors, run_tool
 from training.data import DEFAULT_DATA, ferplus_prior
 from training.export import baked_prior_shift, baked_shift, total_shift_offset
 from training.framing import load_framed
@@ -102,7 +102,8 @@ def framed_logits(weights: str, data: str, val2: str, framing: str | FaceFraming
     model, _, prep = load_model(weights)
     fr = framing if isinstance(framing, FaceFraming) else FaceFraming(mode=framing)
     sets = {"FERPlus valid": load_framed(data, prep, "valid", fr), "SFEW": load_framed(val2, prep, "valid", fr)}
-    logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True).numpy()
+    logits = {k: predict_logits(model, torch.from_numpy(s.images).unsqueeze(1), prep, tta=True,
+                                progress=f"{Path(weights).name} on {k}").numpy()
               for k, s in sets.items()}
     return logits, {k: s.labels for k, s in sets.items()}
 
@@ -253,4 +254,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

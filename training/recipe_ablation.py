@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyfer.atomic import make_folders, write_file
 from training import train as train_mod
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = {"--framing": "align", "--augment": "robust", "--mixup": "0.2", "--balance": "1.0", "--soft-labels": None}
@@ -101,4 +101,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

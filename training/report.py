@@ -21,7 +21,7 @@ from pyfer.atomic import save_figure, write_file
 from pyfer.preprocess import EMOTIONS
 from training.ablation import cell_dir, table as ablation_table
 from training.checkpoint import read_log
-from training.cli import reported_errors
+from training.cli import reported_errors, run_tool
 from pyfer.evaluate import plot_confusion
 from training.evaluate import evaluate
 from training.data import DEFAULT_DATA
@@ -46,6 +46,16 @@ def missing_logs(runs: Path) -> dict[str, list[Path]]:
     parts = {"curves.png": [runs / f / "log.jsonl" for f in CURVES.values()],
              "Table I": [cell_dir(runs, T, a) / "log.jsonl" for T in ABLATION_TS for a in ABLATION_ALPHAS]}
     return {part: logs for part, logs in parts.items() if not any(read_log(log) for log in logs)}
+
+
+def validation_kind(runs: Path) -> str:
+    """How the ablation's cells validated, for Table I's title: with flip averaging (``--tta``) or
+    not, as each cell's config.json records it."""
+    tta = {bool(json.loads(cfg.read_text()).get("tta"))
+           for cfg in (cell_dir(runs, T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS)
+           if cfg.is_file()}
+    kinds = {frozenset(): "%", frozenset({True}): "%, flip TTA", frozenset({False}): "%, no TTA"}  # (none recorded: "%")
+    return kinds.get(frozenset(tta), "%, flip TTA in some cells")
 
 
 def previous_table_i(tables: Path) -> str | None:
@@ -123,8 +133,11 @@ def main(argv=None) -> None:
     if missing:
         parts = " and ".join(missing)
         looked = "; ".join(", ".join(str(log.relative_to(runs)) for log in logs) for logs in missing.values())
-        print(f"note: none of the run logs of {parts} is in {runs}, so {parts} {'are' if len(missing) == 2 else 'is'} "
-              f"kept as in {out} (looked for {looked})", file=sys.stderr)
+        there = [part for part in missing if (part == "curves.png" and (out / "curves.png").is_file())
+                 or (part == "Table I" and previous_table_i(out / "tables.md"))]
+        fate = " and ".join([f"{part} kept as in {out}" for part in there]
+                            + [f"no {part} drawn" for part in missing if part not in there])
+        print(f"note: none of the run logs of {parts} is in {runs}: {fate} (looked for {looked})", file=sys.stderr)
     kept_table_i = previous_table_i(out / "tables.md") if "Table I" in missing else None
     with reported_errors():
         out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +174,7 @@ def main(argv=None) -> None:
         cells = ["-" if recall[c] is None else f"{100 * recall[c]:.1f}" for c in EMOTIONS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * f['macro_recall']:.1f} |")
     if "Table I" not in missing:
-        lines += ["", "## Table I: (T, a) ablation, best FERPlus valid accuracy (%, flip TTA)", "",
+        lines += ["", f"## Table I: (T, a) ablation, best FERPlus valid accuracy ({validation_kind(runs)})", "",
                   ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
     elif kept_table_i:
         lines += ["", kept_table_i]
@@ -171,4 +184,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)
