@@ -55,6 +55,8 @@ class Face:
         to the precision it was written with. KeyError names a missing field."""
         lm = d.get("landmarks")
         score = d.get("detection_score")
+        if len(d["box"]) != 4:
+            raise ValueError(f"a box is (x, y, w, h), got {d['box']!r}")
         return cls(box=tuple(int(v) for v in d["box"]), label=str(d["label"]),
                    scores={str(k): float(v) for k, v in d["scores"].items()}, confidence=float(d["confidence"]),
                    landmarks=None if lm is None else tuple((float(x), float(y)) for x, y in lm),

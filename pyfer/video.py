@@ -611,12 +611,12 @@ def _as_face(f) -> Face:
     if isinstance(f, dict):
         try:
             return Face.from_dict(f)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise ValueError(f"a face dict needs Face.to_dict's fields (box, label, confidence, scores): {e!r}") from None
     raise TypeError(f"draw_faces takes pyfer Face objects or their dicts (Face.to_dict), got {type(f).__name__}")
 
 
-def draw_faces(image: ImageLike, faces: list[Face], ids: Optional[list[int]] = None,
+def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[list[int]] = None,
                spots: Optional[dict] = None) -> np.ndarray:
     """A BGR uint8 copy of ``image`` (anything ``predict`` takes: a path, an array, a PIL image)
     with each face's box, landmarks and label drawn; ``cv2.imwrite`` saves it. ``ids``: a number
@@ -830,8 +830,10 @@ class _stops_deferred:
     """Ctrl-C (SIGINT) and SIGTERM that arrive inside the block take effect at its end. Python runs
     a signal's handler at the next bytecode, so a stop that came while OpenCV encoded a frame (a
     long call) raised just after it, between a frame's JSON line, video frame and timeline entry,
-    and the summary then lacked a frame the others had (a helper's review: 2 of 5 SIGTERMs). Only
-    in the main thread (signal handlers can be set nowhere else); elsewhere the block runs as is."""
+    and the summary then lacked a frame the others had (a helper's review: 2 of 5 SIGTERMs). At
+    the end the signals that came are raised again, held back until all are pending, as if they
+    arrived then: their own handlers run (a program's, SIG_DFL's end, SIG_IGN's nothing). Only in
+    the main thread (handlers can be set nowhere else); elsewhere the block runs as is."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -841,26 +843,45 @@ class _stops_deferred:
 
         self.saved: dict = {}
         self.arrived: list[int] = []
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        try:
             for name in self.SIGNALS:
                 signum = getattr(signal, name, None)
                 # (None: a handler set outside Python, which could not be put back: left alone)
                 if signum is not None and signal.getsignal(signum) is not None:
-                    self.saved[signum] = signal.signal(signum, lambda s, _frame: self.arrived.append(s))
+                    self.saved[signum] = signal.signal(signum, self._record)
+        except BaseException:  # a stop between two swaps (or a subinterpreter): nothing left swapped
+            self._restore()
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def _record(self, signum, frame) -> None:
+        self.arrived.append(signum)
+
+    def _restore(self) -> None:
         import signal
 
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(self.arrived):  # each signal once, in the order they came
-            handler = self.saved[signum]
-            if callable(handler):
-                handler(signum, None)  # Python's KeyboardInterrupt, pyfer.cli's Terminated, a host's own
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)  # what it would have done: end the process
-            # (SIG_IGN: ignored, as it would have been)
+        self.saved = {}
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        arrived = list(dict.fromkeys(self.arrived))  # each once, in the order they came
+        self._restore()
+        if not arrived:
+            return
+        block = getattr(signal, "pthread_sigmask", None)  # (POSIX: all pending before any handler runs)
+        if block is not None:
+            block(signal.SIG_BLOCK, arrived)
+        try:
+            for signum in arrived:
+                signal.raise_signal(signum)
+        finally:
+            if block is not None:
+                block(signal.SIG_UNBLOCK, arrived)
 
 
 def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,

@@ -101,9 +101,12 @@ def fake_ferplus(root: Path) -> Path:
      "holds another network"),
     (["--classes", "happiness,bogus"], DataError, "--classes: unknown label 'bogus'"),
     (["--device", "gpu"], SystemExit, "--device 'gpu' is not a torch device"),
+    (["--init", "{tmp}/old_run"], SystemExit, "--init .*old_run: .*is a folder: give a checkpoint file in it \\(last.pt\\)"),
 ])
 def test_a_missing_input_leaves_no_run_folder(tmp_path, flags, error, message):
     (tmp_path / "no_labels" / "FER2013Train").mkdir(parents=True)
+    (tmp_path / "old_run").mkdir()
+    (tmp_path / "old_run" / "last.pt").write_bytes(b"a run's checkpoint")
     args = ["distill", "--out", str(tmp_path / "runs" / "new"), "--teacher", str(REPO / "models" /
             "teacher_s26_mixstyle_fp16.safetensors"), "--data", f"ferplus:{fake_ferplus(tmp_path / 'fer')}"]
     args += [f.format(tmp=tmp_path, repo=REPO) for f in flags]
@@ -235,27 +238,41 @@ def test_a_stopped_run_says_how_to_go_on(tmp_path, ferplus_dir, sig, sigint_at_s
         _, err = p.communicate(timeout=120)
     finally:
         p.kill()
-    assert p.returncode == 130 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err[-2000:]
+    assert p.returncode == 128 + sig and "interrupted" in err and "--resume" in err and "Traceback" not in err, \
+        err[-2000:]  # (130 for SIGINT, 143 for SIGTERM, as the pyfer command)
     assert "keeps every finished epoch" in err
     assert load_checkpoint(out / "last.pt").state["epoch"] >= 0
 
 
-def test_a_run_stopped_in_its_first_epoch_says_there_is_nothing_to_keep(tmp_path, ferplus_dir):
+def test_a_stopped_run_says_what_it_keeps(tmp_path):
     """Before last.pt exists the message does not promise it (it said "keeps every finished epoch
-    (last.pt)"); a grid tool's hint replaces --resume, which its own command does not take."""
+    (last.pt)"); a run resumable from prev.pt alone keeps its epochs; an --overwrite stopped before
+    its first save has nothing of its own (the files there are the old run's); a grid tool's hint
+    replaces --resume, which its own command does not take."""
     from training.train import main
 
     def stopped_run(args):
         raise KeyboardInterrupt
 
-    out = tmp_path / "run"
-    for hint, want in ((None, "the same command and --resume"), ("this ablation command again", "this ablation")):
+    def stop_message(out, *flags, hint=None):
         with mock.patch("training.train.run", stopped_run), pytest.raises(SystemExit) as stop, \
                 contextlib.redirect_stderr(io.StringIO()) as err:
-            main(["student", "--out", str(out)], rerun_hint=hint)
+            main(["student", "--out", str(out), *flags], rerun_hint=hint)
         assert stop.value.code == 130
-        assert "before the first epoch" in err.getvalue() and want in err.getvalue(), err.getvalue()
-        assert (hint is None) == ("--resume" in err.getvalue())
+        return err.getvalue()
+
+    out = tmp_path / "run"
+    msg = stop_message(out)
+    assert "before the first epoch" in msg and "the same command starts it again" in msg, msg
+    msg = stop_message(out, hint="this ablation command (it resumes each unfinished cell)")
+    assert "this ablation command (it resumes each unfinished cell) starts it again" in msg and "--resume" not in msg
+    out.mkdir()
+    (out / "prev.pt").write_bytes(b"the epoch before a damaged last.pt")
+    msg = stop_message(out, "--resume")
+    assert "keeps every finished epoch; continue with the same command and --resume" in msg, msg
+    (out / "last.pt").write_bytes(b"the old run's")
+    msg = stop_message(out, "--overwrite")
+    assert "before the first epoch of the new run" in msg and "--resume" not in msg, msg
 
 
 def test_val_limit_also_limits_the_second_domain(tiny_sets):

@@ -929,14 +929,20 @@ def test_a_stop_before_the_first_line_leaves_an_old_jsonl_file_as_it_was(clip, t
     assert old.read_text() == '{"frame": 0}\n'
 
 
-@pytest.mark.skipif(os.name != "posix", reason="sends itself SIGINT")
-def test_a_stop_while_a_frame_is_encoded_lands_after_that_frame_is_complete(recognizer, clip, tmp_path, monkeypatch):
-    """Ctrl-C or SIGTERM that comes while OpenCV encodes a frame (a long call) takes effect once
-    that frame's JSON line, video frame and timeline entry are all written: the summary covered
-    one frame fewer than the JSON lines and the video (a helper's review, 2 of 5 SIGTERMs)."""
+@pytest.mark.skipif(os.name != "posix", reason="sends itself signals")
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_frame_is_encoded_lands_after_that_frame_is_complete(recognizer, clip, tmp_path, monkeypatch,
+                                                                           stop):
+    """Ctrl-C or SIGTERM (as ``pyfer video`` takes it) that comes while OpenCV encodes a frame (a
+    long call) takes effect once that frame's JSON line, video frame and timeline entry are all
+    written: the summary covered one frame fewer than the JSON lines and the video (a helper's
+    review, 2 of 5 SIGTERMs)."""
     import signal
 
     import pyfer.video as video
+    from pyfer.cli import _raise_terminated
+
+    signum = getattr(signal, stop)
 
     real_open_writer = video.open_writer
     encoded = []
@@ -949,15 +955,20 @@ def test_a_stop_while_a_frame_is_encoded_lands_after_that_frame_is_complete(reco
             self.writer.write(frame)
             encoded.append(frame.shape)
             if len(encoded) == 3:
-                os.kill(os.getpid(), signal.SIGINT)  # Python raises at its next bytecode: here
+                os.kill(os.getpid(), signum)  # Python raises at its next bytecode: here
 
         def release(self):
             self.writer.release()
 
     monkeypatch.setattr(video, "open_writer", lambda *a: StoppedWhileEncoding(real_open_writer(*a)))
     timeline, jsonl = Timeline(), tmp_path / "faces.jsonl"
-    with pytest.raises(KeyboardInterrupt):
-        process_video(clip[0], recognizer, out=tmp_path / "out.mp4", jsonl=jsonl, timeline=timeline, progress=False)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # what `pyfer video` runs under
+    try:
+        with pytest.raises(KeyboardInterrupt):  # (pyfer.cli.Terminated is one)
+            process_video(clip[0], recognizer, out=tmp_path / "out.mp4", jsonl=jsonl, timeline=timeline,
+                          progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert len(encoded) == len(jsonl.read_text().splitlines()) == timeline.frames == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 

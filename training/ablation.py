@@ -69,7 +69,7 @@ def main(argv=None) -> None:
                 if (run / "last.pt").is_file():
                     flags.append("--resume")
                 print(f"== T={T:g} a={a:g}", flush=True)
-                train_mod.main(flags, rerun_hint="this ablation command again (it resumes each unfinished cell)")
+                train_mod.main(flags, rerun_hint="this ablation command (it resumes each unfinished cell)")
     md = table(out, args.Ts, args.alphas)
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
         make_folders(out)

@@ -82,6 +82,8 @@ def main(argv=None) -> None:
     framings = {json.dumps(c.state.get("framing"), sort_keys=True) for c in ckpts}
     if len(framings) > 1:  # not one lineage: their BN statistics could be measured on one framing only
         modes = [(c.state.get("framing") or {}).get("mode", "the data set's own crops") for c in ckpts]
+        if len(set(modes)) == 1:  # one mode, other settings: those are told
+            modes = [json.dumps(c.state.get("framing"), sort_keys=True) for c in ckpts]
         raise SystemExit("the checkpoints were trained on differently framed faces ("
                          + ", ".join(f"{p}: {m}" for p, m in zip(args.checkpoints, modes))
                          + "): not one lineage, so they are not averaged")

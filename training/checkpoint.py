@@ -169,7 +169,11 @@ def load_checkpoint(path: str | Path, required=("model", "model_spec", "preproce
                               + (f" in it ({' or '.join(inside)})" if inside else " (a run folder's best.pt or last.pt)"))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if looks_like_safetensors(path):
+    try:
+        safetensors = looks_like_safetensors(path)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    if safetensors:
         hint = ("this tool needs a training checkpoint (.pt)" if path.suffix == ".safetensors"
                 else "name it *.safetensors where an export is taken (the tools know one by that suffix)")
         raise CheckpointError(f"{path} is a safetensors export, not a training checkpoint: {hint}")

@@ -25,11 +25,48 @@ def reported_errors():
         raise SystemExit(2) from None
 
 
+class StopSignals:
+    """While held: SIGTERM (``kill``, ``timeout``) and SIGINT raise KeyboardInterrupt as Ctrl-C
+    does, in the main thread, so that a tool stops with a message and its files finished; SIGINT
+    too because a background job (``nohup ... &`` in a script) starts with it ignored, so that
+    ``kill -INT`` and ``timeout -s INT`` would do nothing. ``exit_status`` is the shell's: 130
+    for SIGINT, 143 for SIGTERM (as the ``pyfer`` command gives). Elsewhere than the main thread,
+    and for a handler set outside Python (which could not be put back), nothing is changed."""
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+
+        self.signum = signal.SIGINT  # (a KeyboardInterrupt from Python's own Ctrl-C handler)
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                if signal.getsignal(sig) is not None:
+                    self.previous[sig] = signal.signal(sig, self._stop)
+        return self
+
+    def _stop(self, signum, frame):
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum)
+
+
 def run_tool(main) -> None:
-    """A tool's entry point: Ctrl-C (or SIGTERM's KeyboardInterrupt) ends it with one line and
-    exit status 130, not a traceback. ``training.train`` has its own (it says how to resume)."""
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    """A tool's entry point: Ctrl-C, ``kill`` or ``timeout`` ends it with one line and exit
+    status 130 (SIGINT) or 143 (SIGTERM), not a traceback. ``training.train`` has its own (it
+    says how to resume)."""
+    with StopSignals() as stop:
+        try:
+            main()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(stop.exit_status) from None

@@ -1,6 +1,6 @@
 """Grad-CAM figure like the paper's Fig. 6: image | teacher CAM | student CAM.
 
-    python -m training.gradcam --teacher models/teacher_effresnet18_fp16.safetensors \
+    python -m training.gradcam --teacher models/teacher_s11_fp16.safetensors \
         --student pyfer/models/tsnet_student.safetensors --n 8 --out results/gradcam.jpg
 
 CAMs come from the maintained ``grad-cam`` package, taken at the last feature block of each

@@ -152,7 +152,8 @@ def plot_run(course: list[tuple[int, dict]], log: list[dict], shipped_score: flo
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(REPO / "results"), help="folder of prior_shift_*.json")
-    ap.add_argument("--shipped", default=SHIPPED, help="name of the shipped student's result (prior_shift_NAME.json)")
+    ap.add_argument("--shipped", help="the shipped student's result: NAME or its file, prior_shift_NAME.json "
+                                      f"(default {SHIPPED})")
     ap.add_argument("--out", default=str(REPO / "results" / "leaderboard"), help="writes OUT.md and OUT.png")
     ap.add_argument("--run", help="also draw this run's course over its scored epochs (OUT_RUN.png)")
     ap.add_argument("--logs", default=str(REPO / "results" / "runs"), help="folder of run folders with log.jsonl")
@@ -160,9 +161,10 @@ def main(argv=None) -> None:
     with reported_errors():
         candidates = load_candidates(Path(args.results))
         course = run_course(candidates, args.run) if args.run else None
-    # the file's name or stem is taken too, as the help names it: prior_shift_NAME.json
-    args.shipped = args.shipped.removesuffix(".json").removeprefix("prior_shift_")
-    if not any(c["name"] == args.shipped for c in candidates):
+    given = args.shipped is not None
+    # the file (a path, as a shell completes it) or its stem is taken too: prior_shift_NAME.json
+    args.shipped = Path(args.shipped or SHIPPED).name.removesuffix(".json").removeprefix("prior_shift_")
+    if given and not any(c["name"] == args.shipped for c in candidates):
         print(f"warning: --shipped {args.shipped}: no prior_shift_{args.shipped}.json in {args.results}, so no "
               "candidate is marked as shipped", file=sys.stderr)
     text = markdown(candidates, args.shipped)

@@ -92,7 +92,7 @@ def main(argv=None) -> None:
             if (run / "last.pt").is_file():
                 flags.append("--resume")
             print(f"== {name}: {' '.join(flags_of(changes))}", flush=True)
-            train_mod.main(flags, rerun_hint="this command again (it resumes each unfinished row)")
+            train_mod.main(flags, rerun_hint="this recipe_ablation command (it resumes each unfinished row)")
     md = table(out)
     with reported_errors():  # an output that cannot be written (a full disk): one line, as bad input
         make_folders(out)

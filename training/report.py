@@ -51,9 +51,12 @@ def missing_logs(runs: Path) -> dict[str, list[Path]]:
 def validation_kind(runs: Path) -> str:
     """How the ablation's cells validated, for Table I's title: with flip averaging (``--tta``) or
     not, as each cell's config.json records it."""
-    tta = {bool(json.loads(cfg.read_text()).get("tta"))
-           for cfg in (cell_dir(runs, T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS)
-           if cfg.is_file()}
+    tta = set()
+    for cfg in (cell_dir(runs, T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS):
+        try:
+            tta.add(bool(json.loads(cfg.read_text()).get("tta")))
+        except (OSError, ValueError, AttributeError):  # absent or damaged: that cell does not say
+            pass
     kinds = {frozenset(): "%", frozenset({True}): "%, flip TTA", frozenset({False}): "%, no TTA"}  # (none recorded: "%")
     return kinds.get(frozenset(tta), "%, flip TTA in some cells")
 
@@ -99,7 +102,7 @@ def plot_curves(runs: Path, out: Path) -> None:
         ep = [r["epoch"] for r in rows]
         ax1.plot(ep, [100 * r["val_accuracy"] for r in rows], label=name)
         ax2.plot(ep, [r["train_loss"] for r in rows], label=name)
-    ax1.set(xlabel="epoch", ylabel="FERPlus valid accuracy (%, flip TTA)", ylim=(60, 90))
+    ax1.set(xlabel="epoch", ylabel="FERPlus valid accuracy (%)", ylim=(60, 90))
     ax2.set(xlabel="epoch", ylabel="training loss", yscale="log")
     ax1.grid(alpha=0.3)
     ax2.grid(alpha=0.3)

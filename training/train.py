@@ -23,7 +23,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, replace
@@ -37,6 +36,7 @@ from pyfer.atomic import atomic_write, make_folders, open_for_writing, write_fil
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
+from training.cli import StopSignals
 from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, check_source, clahe_crops, is_split_source,
                            label_index, load_dataset, to_model_input)
 from training.models import (ARCHITECTURES, SHUFFLENETV2_WIDTHS, STEMS, ModelSpec, collapse_overparam,
@@ -768,13 +768,14 @@ def run(args: argparse.Namespace) -> dict:
 
 def check_inputs_exist(args: argparse.Namespace) -> None:
     """Before a new run folder is made: a missing model file or data source is refused with the
-    error its loader would give later, so a mistyped path leaves no empty folder behind (a file
-    that is there but unreadable still fails later, with its flag)."""
+    error its loader would give later, and ``--init`` and ``--teacher`` are loaded, so a mistyped
+    path or a wrong file leaves no empty folder behind (a data file that is there but unreadable,
+    or a ``--pretrained`` file of the wrong shapes, still fails later, with its flag)."""
     files = [("--init", args.init), ("--pretrained", args.pretrained)]
     if args.mode == "distill":  # (only distill reads --teacher)
         files.append(("--teacher", args.teacher))
-    for flag, f in files:
-        if f and not Path(f).is_file():
+    for flag, f in files:  # (a folder given as --init or --teacher goes on to its loader, which names it)
+        if f and not (Path(f).exists() if flag != "--pretrained" else Path(f).is_file()):
             raise SystemExit(f"{flag} {f}: cannot load a pyfer model from it: no such file")
     # loaded once here too (a second or less): a file that is not the model it should be is
     # refused before the folder is made, as a missing one is
@@ -1184,37 +1185,44 @@ def evaluate_epoch(model, prep: PreprocessSpec, data: FaceSet, device, tta: bool
 
 
 def main(argv=None, rerun_hint: str | None = None) -> None:
-    """``rerun_hint``: how to go on after a stop, for a tool that runs this one (its own command,
-    which resumes by itself), in place of ``--resume``."""
+    """``rerun_hint``: how to go on after a stop, for a tool that runs this one ("this ablation
+    command": its own, which resumes by itself), in place of ``--resume``."""
     from training.data import DataError
 
     args = build_parser().parse_args(argv)
-
-    def stop(signum, frame):  # `kill` and `timeout` end a run as Ctrl-C does: with a message
-        raise KeyboardInterrupt
-
-    # SIGINT too: a background job (`nohup ... &` in a script) starts with it ignored, so
-    # `kill -INT` and `timeout -s INT` would do nothing
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        summary = run(args)
-    except (DataError, CheckpointError, OSError) as exc:  # bad input or path; a bug keeps its traceback
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        again = rerun_hint or ("the same command with --resume in place of --overwrite" if args.overwrite
-                               else "the same command and --resume")
-        if (Path(args.out) / "last.pt").is_file():
-            print(f"interrupted: {args.out} keeps every finished epoch (last.pt); continue with {again}",
-                  file=sys.stderr)
-        else:
-            print(f"interrupted before the first epoch of {args.out} finished: no epoch to keep; {again} "
-                  "starts it again", file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    before = _last_checkpoint_id(Path(args.out))
+    with StopSignals() as stop:
+        try:
+            summary = run(args)
+        except (DataError, CheckpointError, OSError) as exc:  # bad input or path; a bug keeps its traceback
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print(stop_message(Path(args.out), args.overwrite, before, rerun_hint), file=sys.stderr)
+            raise SystemExit(stop.exit_status) from None
     print(json.dumps(summary))
+
+
+def _last_checkpoint_id(out: Path):
+    """Which last.pt the folder holds (a save writes a new file), or None."""
+    try:
+        st = (out / "last.pt").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def stop_message(out: Path, overwrite: bool, before, rerun_hint: str | None) -> str:
+    """What a stopped run keeps and how to go on: ``before`` is ``_last_checkpoint_id`` at the start."""
+    if overwrite and _last_checkpoint_id(out) == before:  # (what is there, if anything, is the old run's)
+        return (f"interrupted before the first epoch of the new run in {out} was saved: "
+                f"{rerun_hint or 'the same command'} starts it again")
+    if (out / "last.pt").is_file() or (out / "prev.pt").is_file():
+        again = rerun_hint or ("the same command with --resume in place of --overwrite" if overwrite
+                               else "the same command and --resume")
+        return f"interrupted: {out} keeps every finished epoch; continue with {again}"
+    return (f"interrupted before the first epoch of {out} finished: no epoch to keep; "
+            f"{rerun_hint or 'the same command'} starts it again")
 
 
 if __name__ == "__main__":
