@@ -57,7 +57,8 @@ class Face:
         score = d.get("detection_score")
         if len(d["box"]) != 4:
             raise ValueError(f"a box is (x, y, w, h), got {d['box']!r}")
-        return cls(box=tuple(int(v) for v in d["box"]), label=str(d["label"]),
+        x, y, w, h = (int(v) for v in d["box"])
+        return cls(box=(x, y, w, h), label=str(d["label"]),
                    scores={str(k): float(v) for k, v in d["scores"].items()}, confidence=float(d["confidence"]),
                    landmarks=None if lm is None else tuple((float(x), float(y)) for x, y in lm),
                    detection_score=None if score is None else float(score))

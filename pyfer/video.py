@@ -630,7 +630,7 @@ def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[l
 
     from pyfer.preprocess import to_gray
 
-    faces = [_as_face(f) for f in faces]
+    face_list = [_as_face(f) for f in faces]
     image = load_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
@@ -640,7 +640,7 @@ def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[l
     else:
         out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
     long_side = max(out.shape[:2])
-    for f in faces:
+    for f in face_list:
         x, y, w, h = f.box
         thick = max(1, min(round(long_side / 400), round(w / 15)))  # visible, and not over a small face
         # green inside a black edge: seen on skin, white walls and greenery alike (green alone was
@@ -653,7 +653,7 @@ def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[l
                 centre = (int(round(px)), int(round(py)))
                 cv2.circle(out, centre, r + 1, (0, 0, 0), -1, cv2.LINE_AA)
                 cv2.circle(out, centre, r, (0, 220, 255), -1, cv2.LINE_AA)
-    for label in face_labels(faces, out.shape, ids, spots):
+    for label in face_labels(face_list, out.shape, ids, spots):
         if label is None:  # no readable label fits this image
             continue
         x0, y0, x1, y1 = label.rect

@@ -188,7 +188,7 @@ def test_report_counts_table_ii_and_keeps_figures_it_has_no_logs_for(scored, tmp
     assert "## Table I:" not in tables  # none before, and no logs: no empty table
     assert (out / "curves.png").read_bytes() == b"the curves drawn before"
     err = capsys.readouterr().err
-    assert "curves.png and Table I are kept" in err and "teacher/log.jsonl" in err \
+    assert f"curves.png kept as in {out} and no Table I drawn" in err and "teacher/log.jsonl" in err \
         and "ablation_T8_a0.6/log.jsonl" in err
     # a Table I drawn before (session 1's, whose logs are gone) survives a rerun, as does the figure
     drawn = "## Table I: (T, a) ablation\n\n| T \\ a | 0.2 |\n|---|---|\n| 4 | 75.15 (ep 8/9) |"

@@ -962,15 +962,18 @@ def test_a_stop_while_a_frame_is_encoded_lands_after_that_frame_is_complete(reco
 
     monkeypatch.setattr(video, "open_writer", lambda *a: StoppedWhileEncoding(real_open_writer(*a)))
     timeline, jsonl = Timeline(), tmp_path / "faces.jsonl"
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # what `pyfer video` runs under
+    # what `pyfer video` runs under (a pytest-xdist worker starts with SIGINT ignored)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         with pytest.raises(KeyboardInterrupt):  # (pyfer.cli.Terminated is one)
             process_video(clip[0], recognizer, out=tmp_path / "out.mp4", jsonl=jsonl, timeline=timeline,
                           progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     assert len(encoded) == len(jsonl.read_text().splitlines()) == timeline.frames == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 # Machado et al. (2009) at full severity, on linear RGB
