@@ -139,6 +139,8 @@ def test_train_rejects_pretrained_with_init_and_weights_that_do_not_fit(tmp_path
     with pytest.raises(SystemExit, match="--pretrained: .*bad.safetensors is not a readable safetensors file"):
         main(["teacher", "--arch", "faceresnet", "--out", str(tmp_path / "c"), "--pretrained", str(bad),
               "--train-limit", "64", "--val-limit", "32", "--batch-size", "32", "--epochs", "1", "--quiet"])
+    # both refused before the run folder is made (a wrong-shaped file left one holding .lock)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_export_refuses_the_training_only_architecture(tmp_path):

@@ -609,26 +609,34 @@ def load_init(args, spec: ModelSpec, prep: PreprocessSpec):
     return init, init_ckpt, is_export
 
 
+def load_pretrained(args, spec: ModelSpec) -> torch.nn.Module:
+    """``--pretrained``'s folded network (its classifier left as built); refused in one line when the
+    file is not one or does not fit this run's network."""
+    from pyfer.weights_file import read_checked
+
+    folded = spec.build(folded=True, dropout=args.dropout)
+    try:
+        tensors, _ = read_checked(args.pretrained)
+    except (OSError, ValueError) as exc:  # unreadable, not safetensors, damaged
+        raise SystemExit(f"--pretrained: {exc}") from None
+    try:
+        missing, unexpected = folded.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()},
+                                                     strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: {exc}") from None
+    if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
+        raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: "
+                         f"missing {missing}, unexpected {unexpected}")
+    return folded
+
+
 def initial_model(args, spec: ModelSpec, prep: PreprocessSpec, x_train: torch.Tensor) -> torch.nn.Module:
     """A fresh model, or (``--init``) one that starts from trained weights: a checkpoint, or an
     export whose folded BatchNorms are rebuilt from the training images' statistics."""
     if args.pretrained:
-        from pyfer.weights_file import read_checked
         from training.models import unfold_batchnorm
 
-        folded = spec.build(folded=True, dropout=args.dropout)
-        try:
-            tensors, _ = read_checked(args.pretrained)
-        except ValueError as exc:  # not safetensors, damaged
-            raise SystemExit(f"--pretrained: {exc}") from None
-        try:
-            missing, unexpected = folded.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()},
-                                                         strict=False)
-        except RuntimeError as exc:  # a tensor of the wrong shape
-            raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: {exc}") from None
-        if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-            raise SystemExit(f"--pretrained {args.pretrained} does not fit {spec.arch}: "
-                             f"missing {missing}, unexpected {unexpected}")
+        folded = load_pretrained(args, spec)
         # the pretrained convs come folded (with their BatchNorms frozen in): BatchNorms measured
         # on the training faces make them trainable again without changing what they compute
         sample = x_train[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x_train))[:2048])]
@@ -768,9 +776,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def check_inputs_exist(args: argparse.Namespace) -> None:
     """Before a new run folder is made: a missing model file or data source is refused with the
-    error its loader would give later, and ``--init`` and ``--teacher`` are loaded, so a mistyped
-    path or a wrong file leaves no empty folder behind (a data file that is there but unreadable,
-    or a ``--pretrained`` file of the wrong shapes, still fails later, with its flag)."""
+    error its loader would give later, and ``--init``, ``--pretrained`` and ``--teacher`` are
+    loaded, so a mistyped path or a wrong file leaves no empty folder behind (a data file that is
+    there but unreadable still fails later, with its flag)."""
     files = [("--init", args.init), ("--pretrained", args.pretrained)]
     if args.mode == "distill":  # (only distill reads --teacher)
         files.append(("--teacher", args.teacher))
@@ -782,6 +790,8 @@ def check_inputs_exist(args: argparse.Namespace) -> None:
     spec, prep = run_spec(args)
     if args.init:
         load_init(args, spec, prep)
+    if args.pretrained:
+        load_pretrained(args, spec)
     if args.mode == "distill":
         load_teacher(args.teacher, prep, torch.device("cpu"))
     check_source(args.data, "train")
