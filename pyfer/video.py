@@ -23,6 +23,7 @@ import numpy as np
 from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, real_path, save_figure
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
+from pyfer.stop_signals import StopHandlers
 
 MAX_BAD_FRAMES = 50  # undecodable frames in a row before a file is taken to have ended
 # A scene cut: more than SCENE_CUT_SHARE of the cells of two frames' 16x16 gray thumbnails (0-255)
@@ -835,42 +836,16 @@ class _stops_deferred:
     arrived then: their own handlers run (a program's, SIG_DFL's end, SIG_IGN's nothing). Only in
     the main thread (handlers can be set nowhere else); elsewhere the block runs as is."""
 
-    SIGNALS = ("SIGINT", "SIGTERM")
-
     def __enter__(self):
-        import signal
-        import threading
-
-        self.saved: dict = {}
         self.arrived: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        try:
-            for name in self.SIGNALS:
-                signum = getattr(signal, name, None)
-                # (None: a handler set outside Python, which could not be put back: left alone)
-                if signum is not None and signal.getsignal(signum) is not None:
-                    self.saved[signum] = signal.signal(signum, self._record)
-        except BaseException:  # a stop between two swaps (or a subinterpreter): nothing left swapped
-            self._restore()
-            raise
+        self.handlers = StopHandlers(lambda signum, frame: self.arrived.append(signum)).__enter__()
         return self
-
-    def _record(self, signum, frame) -> None:
-        self.arrived.append(signum)
-
-    def _restore(self) -> None:
-        import signal
-
-        for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
-        self.saved = {}
 
     def __exit__(self, *exc) -> None:
         import signal
 
         arrived = list(dict.fromkeys(self.arrived))  # each once, in the order they came
-        self._restore()
+        self.handlers.__exit__()
         if not arrived:
             return
         block = getattr(signal, "pthread_sigmask", None)  # (POSIX: all pending before any handler runs)

@@ -5,6 +5,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from pyfer.stop_signals import StopHandlers
+
 
 def output_path(stem: str | Path, suffix: str) -> Path:
     """``--out`` is a stem the suffix is appended to: ``results/lr0.002`` gives ``results/lr0.002.md``
@@ -35,14 +37,9 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         import signal
-        import threading
 
         self.signum = signal.SIGINT  # (a KeyboardInterrupt from Python's own Ctrl-C handler)
-        self.previous: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                if signal.getsignal(sig) is not None:
-                    self.previous[sig] = signal.signal(sig, self._stop)
+        self.handlers = StopHandlers(self._stop).__enter__()
         return self
 
     def _stop(self, signum, frame):
@@ -50,10 +47,7 @@ class StopSignals:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+        self.handlers.__exit__()
 
     @property
     def exit_status(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import load_checkpoint
@@ -40,8 +41,6 @@ def predict_logits(model, images_u8: torch.Tensor, prep: PreprocessSpec, batch: 
                    tta: bool = False, amp: bool = False, progress: str | None = None) -> torch.Tensor:
     """Logits for uint8 (N, 1, S, S) images on the model's device (eval mode). ``progress``: a
     bar with this title, on a terminal (a teacher over a set takes minutes on a laptop's CPU)."""
-    from tqdm import tqdm
-
     model.eval()
     outs = []
     starts = range(0, len(images_u8), batch)
