@@ -17,6 +17,7 @@ import numpy as np
 
 from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_detector
 from pyfer.engine import softmax
+from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
@@ -516,6 +517,7 @@ class Recognizer:
         return FaceFraming(mode="box", box_scale=1 + 2 * margin, box_shift=(0.0, 0.0))
 
     # -- public API -------------------------------------------------------------------------
+    @finishes_before_exit
     def predict(self, image: ImageLike, boxes: Optional[Iterable[Sequence[float]]] = None) -> list[Face]:
         """Faces in one image, main face first (the class docstring's order). ``image``: a path, an
         encoded image file's bytes, a numpy array (BGR, BGRA or gray, OpenCV's order) or a PIL
@@ -531,6 +533,7 @@ class Recognizer:
                       return_exceptions: Literal[True]) -> list[Union[list[Face], Exception]]:
         ...
 
+    @finishes_before_exit
     def predict_batch(self, images: Sequence[ImageLike], return_exceptions: bool = False) -> list[Any]:
         """One list of faces per image; all faces go through the engine in one call.
         ``return_exceptions``: an image that cannot be read or used (missing or corrupt file,
@@ -546,6 +549,7 @@ class Recognizer:
             raise TypeError(f"return_exceptions must be True or False, got {return_exceptions!r}")
         return self._predict_many(list(images), None, return_exceptions=bool(return_exceptions))
 
+    @finishes_before_exit
     def classify(self, crops: Union[np.ndarray, Sequence[np.ndarray]]) -> np.ndarray:
         """Already-cropped faces ((N, H, W) uint8 or a list of any-size images) -> (N, C) probabilities."""
         _refuse_a_single_path(crops, "classify")
@@ -562,6 +566,7 @@ class Recognizer:
             return np.zeros((0, len(self.class_names)), np.float64)  # as _infer gives
         return self._infer([to_gray(c) for c in items])
 
+    @finishes_before_exit
     def detect(self, image: ImageLike) -> list[tuple[Box, Optional[np.ndarray], Optional[float]]]:
         """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
         as ``predict`` returns them; boxes are validated, not clipped."""
@@ -570,6 +575,7 @@ class Recognizer:
             return [((0, 0, img.shape[1], img.shape[0]), None, None)]
         return self._detect(img, img.shape[:2])
 
+    @finishes_before_exit
     def face_crops(self, image: ImageLike) -> np.ndarray:
         """The detected faces as ``predict`` frames them for the network: (N, S, S) uint8 gray,
         S the model's input size, in ``predict``'s order (what ``classify`` would be given)."""

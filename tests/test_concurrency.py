@@ -339,3 +339,74 @@ def test_default_threads_are_the_cpus_the_process_may_use():
             % (str(SHIPPED_WEIGHTS), str(SHIPPED_WEIGHTS)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["1", "1"], (out.stdout, out.stderr[-2000:])
+
+
+DAEMONS_AT_EXIT = """
+import sys, threading, time
+import numpy as np, pyfer
+rec = pyfer.Recognizer(threads=1)
+photo = rec.predict  # (warm: the first call builds the detector)
+photo(sys.argv[2])
+import cv2
+image = cv2.imread(sys.argv[2])
+batch = np.zeros((64, 1, 64, 64), np.float32)
+call = {"predict": lambda: rec.predict(image), "engine": lambda: rec.engine.forward(batch)}[sys.argv[1]]
+inside = threading.Event()
+def work():
+    while True:
+        inside.set()
+        call()
+for _ in range(2):
+    threading.Thread(target=work, daemon=True).start()
+inside.wait()
+time.sleep(0.05)
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.skipif(TSAN, reason="a thread parked at exit is what ThreadSanitizer reports as a leak")
+@pytest.mark.parametrize("call", ["predict", "engine"])
+def test_a_program_exits_cleanly_while_daemon_threads_predict(call):
+    """Daemon threads inside ``predict`` (OpenCV, the engine) or ``Engine.forward`` when the program
+    exits: CPython ends such a thread by unwinding its stack as it asks for the GIL back, and an
+    unwind out of a C++ destructor that takes the GIL back aborted the process with a core dump
+    (OpenCV's and pybind11's; ``predict``: 12 of 12 exits, the engine's: 4 of 10, session 46). Now
+    pyfer's own bindings park such a thread (csrc/python/released_gil.hpp) and the exit waits for
+    pyfer calls under way (pyfer/exit_gate.py). Three exits each."""
+    import subprocess
+
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", DAEMONS_AT_EXIT, call, str(ASTRONAUT)], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.split() == ["exiting"], (out.returncode, out.stderr[-2000:])
+
+
+EXIT_GATE = """
+import atexit, sys, threading, time
+import numpy as np
+rec = None
+atexit.register(lambda: print("main thread at exit:", len(rec.predict(sys.argv[1]))))  # runs after pyfer's
+import pyfer
+from pyfer.exit_gate import call_before_exit
+rec = pyfer.Recognizer(threads=1)
+inside = threading.Event()
+def slow_call():
+    with call_before_exit():
+        inside.set()
+        time.sleep(0.5)
+        print("the call under way finished", flush=True)
+threading.Thread(target=slow_call, daemon=True).start()
+inside.wait()
+"""
+
+
+def test_the_exit_waits_for_a_call_under_way_and_the_main_thread_still_predicts():
+    """The gate itself, without timing races: the program's end waits for a daemon thread's call
+    that is under way (0.5 s), and a ``predict`` from an ``atexit`` handler on the main thread,
+    which runs after the gate closed, still runs."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", EXIT_GATE, str(ASTRONAUT)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["the call under way finished", "main thread at exit: 1"], out.stdout

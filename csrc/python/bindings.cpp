@@ -17,6 +17,7 @@
 #include "../runtime/fork_safe_mutex.hpp"
 #include "../runtime/yunet_engine.hpp"
 #include "errors.hpp"
+#include "released_gil.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -67,7 +68,7 @@ public:
         const float* src = static_cast<const float*>(x.data());
         float* dst = out.mutable_data();
         {
-            py::gil_scoped_release nogil;  // released before the lock, taken back after it (fork_safe_mutex.hpp)
+            ReleasedGil nogil;  // released before the lock, taken back after it (fork_safe_mutex.hpp)
             std::lock_guard<ForkSafeMutex> lk(mu_);
             backend_->forward(src, n, dst);
         }
@@ -101,7 +102,7 @@ public:
             throw py::value_error("profile expects an (N, C, H, W) array matching the model input");
         std::vector<BlockTiming> t;
         {
-            py::gil_scoped_release nogil;
+            ReleasedGil nogil;
             std::lock_guard<ForkSafeMutex> lk(mu_);
             t = c->profile(x.data(), int(x.size() / img), reps);
         }
@@ -160,7 +161,7 @@ public:
             maps.append(a);
         }
         {
-            py::gil_scoped_release nogil;
+            ReleasedGil nogil;
             eng_.forward(img, outs);
         }
         return maps;
@@ -269,7 +270,7 @@ PYBIND11_MODULE(_engine, m) {
 
     // measured fp32 multiply-add peak of one core with a kernel set, GFLOP/s (pyfer bench)
     m.def("fma_peak", [](const std::string& isa, double seconds) { return kernels_select(isa).fma_peak(seconds); },
-          py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<py::gil_scoped_release>());
+          py::arg("isa") = "auto", py::arg("seconds") = 0.2, py::call_guard<ReleasedGil>());
 #ifdef PYFER_SANITIZER_CANARY
     // Sanitizer builds only (-DPYFER_SANITIZE=...; never a shipped module): canaries for
     // scripts/sanitize.sh and scripts/tsan.sh, a deliberate bug that the instrumented module must
@@ -292,6 +293,6 @@ PYBIND11_MODULE(_engine, m) {
             return v;
         }
         throw py::value_error("kind must be 'race' or 'heap-overflow'");
-    }, py::arg("kind"), py::call_guard<py::gil_scoped_release>());
+    }, py::arg("kind"), py::call_guard<ReleasedGil>());
 #endif
 }

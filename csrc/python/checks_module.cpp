@@ -13,6 +13,7 @@
 #include "../runtime/cpu_count.hpp"
 #include "../tests/checks.hpp"
 #include "errors.hpp"
+#include "released_gil.hpp"
 #ifdef PYFER_HAVE_CUDA
 #include "../cuda/backend.hpp"
 #endif
@@ -25,14 +26,14 @@ PYBIND11_MODULE(_checks, t) {
     register_pyfer_exceptions();
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",
-          py::arg("seed") = 0, py::arg("n0") = 0, py::arg("slice") = false, py::call_guard<py::gil_scoped_release>());
+          py::arg("seed") = 0, py::arg("n0") = 0, py::arg("slice") = false, py::call_guard<ReleasedGil>());
     t.def("conv_skip0", &checks::conv_skip0, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("zero_frac") = 0.5, py::arg("mode") = "plain", py::arg("seed") = 0,
           py::arg("relu") = true, py::arg("n0") = 0, py::arg("slice") = false,
-          py::call_guard<py::gil_scoped_release>());
+          py::call_guard<ReleasedGil>());
     t.def("dw3x3", &checks::dw3x3, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("stride"), py::arg("relu") = false, py::arg("seed") = 0, py::arg("n0") = 0, py::arg("slice") = false,
-          py::call_guard<py::gil_scoped_release>());
+          py::call_guard<ReleasedGil>());
     t.def("maxpool", &checks::maxpool, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
           py::arg("seed") = 0, py::arg("n0") = 0);
     t.def("maxpool2s2", &checks::maxpool2s2, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"),
@@ -44,7 +45,7 @@ PYBIND11_MODULE(_checks, t) {
     t.def("linear", &checks::linear, py::arg("isa"), py::arg("n"), py::arg("in_f"), py::arg("out_f"),
           py::arg("seed") = 0);
     t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
-          py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>());
+          py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<ReleasedGil>());
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
           py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
     // time_op("dw3x3", ["avx512", "avx2"], 1, 8, 8, 58, 1, reps=20, rounds=11): the check of that
@@ -76,7 +77,7 @@ PYBIND11_MODULE(_checks, t) {
         const int n = int(x.shape(0));
         std::vector<float> y;
         {
-            py::gil_scoped_release nogil;
+            ReleasedGil nogil;
             y = cuda_emulate_forward(*m, x.data(), n);
         }
         py::array_t<float> out({py::ssize_t(n), py::ssize_t(m->num_classes)});
