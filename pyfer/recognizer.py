@@ -166,11 +166,36 @@ def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
     return None
 
 
+# The most pixels pyfer decodes from a PNG or a JPEG (16384 x 16384; a 100 MP camera photo is well
+# under): such files can announce far more than their bytes suggest (PNG's deflate packs a flat
+# image about 1000:1), and a 2.6 MB upload of a valid 30000 x 30000 PNG took 20 s and 5.2 GB to
+# decode (a helper's review, session 46), under OpenCV's own limit of 2^30. Set it higher to read
+# bigger images; WebP cannot exceed it, and other formats keep OpenCV's limit.
+MAX_IMAGE_PIXELS = 1 << 28
+
+
+def png_size(data: np.ndarray) -> Optional[tuple[int, int]]:
+    """(width, height) from a PNG's IHDR chunk, or None when it has none."""
+    buf = data.data
+    if len(buf) < 24 or bytes(buf[12:16]) != b"IHDR":
+        return None
+    return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+
+
+def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"cannot decode {name}: its header announces {size[0]} x {size[1]} pixels, more than "
+                         f"pyfer decodes (pyfer.recognizer.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,}; set it "
+                         "higher to read such an image)")
+
+
 def _check_jpeg_size(data: np.ndarray, name: str) -> None:
-    """Refuse a JPEG announcing far more pixels than its bytes can encode (JPEG_MAX_PIXELS_PER_BYTE)."""
+    """Refuse a JPEG announcing more than MAX_IMAGE_PIXELS, or far more pixels than its bytes can
+    encode (JPEG_MAX_PIXELS_PER_BYTE)."""
     size = jpeg_size(data)
     if size is None:
         return
+    _check_pixel_count(size, name)
     pixels = size[0] * size[1]
     if pixels > JPEG_ALWAYS_OK_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * data.size:
         raise ValueError(f"cannot decode {name} as an image (its JPEG header announces {size[0]} x {size[1]} "
@@ -250,6 +275,7 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
+        _check_pixel_count(png_size(data), name)
     if jpeg:
         _check_jpeg_size(data, name)
     try:

@@ -305,6 +305,52 @@ def test_png_announcing_a_huge_chunk_costs_no_memory(tmp_path, content):
     assert int(out[-1]) < 600, f"peak RSS {out[-1]} MB for a 57-byte file"
 
 
+def flat_png(w: int, h: int) -> bytes:
+    """A valid all-black 1-bit PNG: a few bytes per row once deflated, w x h pixels decoded."""
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    z = zlib.compressobj(9)
+    row = bytes(1 + (w + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_valid_png_of_more_pixels_than_pyfer_decodes_is_refused_before_decoding(tmp_path):
+    """A 109 KB valid PNG of 30000 x 30000 pixels: refused from its header. OpenCV allows up to
+    2^30 pixels and took 4 s and 1.8 GB of memory to decode it (a 2.6 MB colour one: 20 s, 5.2 GB;
+    a helper's review, session 46)."""
+    p = tmp_path / "deflate_bomb.png"
+    p.write_bytes(flat_png(30000, 30000))
+    code = ("import sys\n"
+            "from pyfer.recognizer import load_image\n"
+            "try:\n    load_image(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+            "print(int(hwm.split()[1]) // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
+                         timeout=TIMEOUT, env=ENV).stdout.splitlines()
+    assert "announces 30000 x 30000 pixels, more than pyfer decodes" in out[0], out
+    assert int(out[-1]) < 600, f"peak RSS {out[-1]} MB"
+
+
+def test_max_image_pixels_is_the_line(monkeypatch):
+    """``pyfer.recognizer.MAX_IMAGE_PIXELS`` is what a PNG's and a JPEG's header are held to: at it
+    an image decodes, one pixel row over it is refused."""
+    import pyfer.recognizer as r
+
+    monkeypatch.setattr(r, "MAX_IMAGE_PIXELS", 40 * 30)
+    assert r.load_image(flat_png(40, 30)).shape == (30, 40)
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((30, 40), np.uint8))
+    assert r.load_image(jpeg.tobytes()).shape[:2] == (30, 40)
+    with pytest.raises(ValueError, match="announces 40 x 31 pixels, more than pyfer decodes"):
+        r.load_image(flat_png(40, 31))
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((31, 40), np.uint8))
+    with pytest.raises(ValueError, match="announces 40 x 31 pixels, more than pyfer decodes"):
+        r.load_image(jpeg.tobytes())
+
+
 def test_header_announcing_20000x20000_without_data(rec, tmp_path):
     """A 70-byte BMP announcing 20000x20000 pixels (under OpenCV's limit): a clear ValueError."""
     p = tmp_path / "liar.bmp"
