@@ -502,6 +502,13 @@ class Recognizer:
         # seconds spent per stage by the last predict/predict_batch call (benchmarks, `pyfer predict -v`)
         self.last_timings: dict[str, float] = {}
 
+    def __reduce__(self):
+        # pickle would fail deep inside (a thread-local, the C++ engine) with a message that names
+        # neither; rebuilding one per pickled call (a process pool's map(rec.predict, ...)) would
+        # cost a model load per task
+        raise TypeError("a Recognizer cannot be pickled (it holds a C++ engine and detector state): make one "
+                        "in each worker process, e.g. with a process pool's initializer, and share it there")
+
     def _framing(self, framing, align) -> FaceFraming:
         base = FaceFraming.from_dict(self.engine.metadata.get("framing"))
         if isinstance(framing, FaceFraming):

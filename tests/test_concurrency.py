@@ -410,3 +410,31 @@ def test_the_exit_waits_for_a_call_under_way_and_the_main_thread_still_predicts(
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["the call under way finished", "main thread at exit: 1"], out.stdout
+
+
+_worker_recognizer = None
+
+
+def _make_worker_recognizer() -> None:
+    global _worker_recognizer
+    _worker_recognizer = pyfer.Recognizer(threads=1)
+
+
+def _labels_in_worker(path: str) -> list:
+    return [f.label for f in _worker_recognizer.predict(path)]
+
+
+def test_a_recognizer_is_not_pickled_but_made_in_each_worker(shared):
+    """Pickling failed deep inside (``cannot pickle '_thread._local' object``), which is what a
+    process pool's ``map(rec.predict, ...)`` meets under spawn; now a ``TypeError`` says what to do,
+    and what it says (a pool initializer) works."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    for what in (shared, shared.predict):
+        with pytest.raises(TypeError, match="make one in each worker process"):
+            pickle.dumps(what)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_make_worker_recognizer) as pool:
+        got = list(pool.map(_labels_in_worker, [str(ASTRONAUT)]))
+    assert got == [[f.label for f in shared.predict(ASTRONAUT)]]
