@@ -6,6 +6,7 @@ metadata) -> ``pyfer.preprocess`` normalisation -> compiled engine -> softmax.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import time
@@ -54,15 +55,37 @@ class Face:
     def from_dict(cls, d: dict) -> "Face":
         """The face :meth:`to_dict` gave (a line of ``--json`` or a video's JSON lines, read back),
         to the precision it was written with. KeyError names a missing field."""
+        box = d["box"]
+        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_whole_number(v) for v in box)):
+            raise ValueError(f"'box' is (x, y, w, h) in whole pixels, got {box!r}")
+        scores = d["scores"]
+        if not isinstance(scores, dict):
+            raise ValueError(f"'scores' maps class names to probabilities, got {scores!r}")
         lm = d.get("landmarks")
+        if lm is not None and not (isinstance(lm, (list, tuple)) and all(
+                isinstance(p, (list, tuple)) and len(p) == 2 for p in lm)):
+            raise ValueError(f"'landmarks' is a list of (x, y) points, got {lm!r}")
         score = d.get("detection_score")
-        if len(d["box"]) != 4:
-            raise ValueError(f"a box is (x, y, w, h), got {d['box']!r}")
-        x, y, w, h = (int(v) for v in d["box"])
-        return cls(box=(x, y, w, h), label=str(d["label"]),
-                   scores={str(k): float(v) for k, v in d["scores"].items()}, confidence=float(d["confidence"]),
-                   landmarks=None if lm is None else tuple((float(x), float(y)) for x, y in lm),
-                   detection_score=None if score is None else float(score))
+        label = d["label"]
+        if not isinstance(label, str):
+            raise ValueError(f"'label' is a class name, got {label!r}")
+        return cls(box=tuple(int(v) for v in box), label=label,  # type: ignore[arg-type]
+                   scores={str(k): _finite(v, f"scores[{k!r}]") for k, v in scores.items()},
+                   confidence=_finite(d["confidence"], "confidence"),
+                   landmarks=None if lm is None else tuple((_finite(x, "landmarks"), _finite(y, "landmarks"))
+                                                           for x, y in lm),
+                   detection_score=None if score is None else _finite(score, "detection_score"))
+
+
+def _is_whole_number(v) -> bool:
+    return _is_number(v) and math.isfinite(v) and float(v).is_integer()
+
+
+def _finite(v, field: str) -> float:
+    """A JSON field that must hold a finite number (a NaN would make the next to_dict invalid JSON)."""
+    if not (_is_number(v) and math.isfinite(v)):
+        raise ValueError(f"'{field}' must be a finite number, got {v!r}")
+    return float(v)
 
 
 def default_weights_path() -> Path:

@@ -492,6 +492,27 @@ def test_draw_faces_takes_the_faces_of_a_json_line():
         draw_faces(img, [{"box": [1, 2, 3, 4]}])
 
 
+GOOD_FACE_DICT = {"box": [1, 2, 30, 40], "label": "happiness", "confidence": 0.9,
+                  "scores": {"happiness": 0.9, "neutral": 0.1}, "landmarks": [[5.5, 6.0]] * 5,
+                  "detection_score": 0.95}
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("box", "1234", "'box' is"), ("box", [True, 0, 10, 10], "'box' is"), ("box", [1.5, 2, 3, 4], "'box' is"),
+    ("box", [1, 2, 3], "'box' is"), ("label", 3, "'label' is"), ("confidence", "nan", "'confidence' must"),
+    ("confidence", float("nan"), "'confidence' must"), ("scores", [0.9, 0.1], "'scores' maps"),
+    ("scores", {"happiness": float("inf")}, r"'scores\['happiness'\]' must"),
+    ("landmarks", [[1, 2, 3]] * 5, "'landmarks' is"), ("landmarks", [[1, "x"]] * 5, "'landmarks' must"),
+    ("detection_score", float("nan"), "'detection_score' must")])
+def test_face_from_dict_refuses_what_to_dict_never_writes(field, value, error):
+    """``Face.from_dict`` took the string "1234" as the box (1, 2, 3, 4), bools as pixels and "nan"
+    as a confidence (whose ``to_dict`` then made invalid JSON), and named no field for a point of
+    three values; each is now a ValueError naming its field. A good dict still reads back."""
+    assert Face.from_dict(GOOD_FACE_DICT).to_dict() == GOOD_FACE_DICT
+    with pytest.raises(ValueError, match=error):
+        Face.from_dict({**GOOD_FACE_DICT, field: value})
+
+
 def _drawn(label, shape, margin=0):
     """What OpenCV draws for ``label``: its background (red) and text, on an image ``margin`` px
     larger on every side."""
