@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -55,6 +56,23 @@ def cpu_name(cpuinfo: str | None = None) -> str:
         return name
     generation = _amd_generation(int(family), int(model)) if "AMD" in fields.get("vendor_id", name) else ""
     return f"{name} ({generation + ', ' if generation else ''}family {family} model {model})"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): a busy machine slows every figure."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def run_context(threads: int) -> str:
+    """One line to print beside speed figures: the CPU, the kernel set ``auto`` picks here and why,
+    the threads and the load average when measured."""
+    from pyfer import _engine
+
+    isa = _engine.build_info()["isa"]
+    load = load_average()
+    return (f"CPU: {cpu_name()}, {os.cpu_count()} cores | pyfer kernels: {isa['selected']} ({isa['why']}) | "
+            f"{threads} thread{'s' if threads != 1 else ''} | load average "
+            + ("unknown" if load is None else f"{load:.1f}"))
 
 
 def _amd_generation(family: int, model: int) -> str:
@@ -124,7 +142,11 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         ts.append(time.perf_counter() - t0)
     profiled = min(batch, info.get("group", batch))  # (the engine's group: a batch is run in groups)
     blocks = eng.profile(x[:profiled], reps=reps)
-    peak = _engine.fma_peak(info["isa"] if info["isa"] in available_isas() else "auto", peak_seconds)
+    # %peak is of the CPU's peak (its widest set's), so that a narrower set shows what it leaves;
+    # the set's own peak is reported beside it
+    runnable = available_isas()
+    set_peak = _engine.fma_peak(info["isa"] if info["isa"] in runnable else "auto", peak_seconds)
+    peak = set_peak if info["isa"] == runnable[-1] else max(set_peak, _engine.fma_peak(runnable[-1], peak_seconds))
     kinds: dict = {}
     for b in blocks:
         k = kinds.setdefault(b["kind"], {"seconds": 0.0, "flops": 0.0, "count": 0})
@@ -136,14 +158,16 @@ def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds
         b["peak_fraction"] = b["gflops"] / peak if peak > 0 else 0.0
     med = statistics.median(ts)
     return {
-        "machine": {"cpu": cpu_name(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "python": platform.python_version(), "load_average": load_average()},
         "engine": info,
         "build": _engine.build_info(),
         "batch": batch,
         "profiled_batch": profiled,
         "reps": reps,
         "input": source,
-        "fma_peak_gflops": peak,
+        "fma_peak_gflops": peak,  # the CPU's: its widest kernel set's (runnable[-1])
+        "fma_peak_isa": runnable[-1],
+        "set_fma_peak_gflops": set_peak,
         "latency_ms_median": med * 1e3,
         "images_per_s": batch / med,
         "gflops_end_to_end": info["gflops_per_image"] * batch / med,
@@ -177,7 +201,7 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
     rows = [{"name": b["name"], "kind": b["kind"],
              "ms": {isa: 1e3 * statistics.median(r[i]["seconds"] for r in blocks[isa]) for isa in isas}}
             for i, b in enumerate(first)]
-    return {"machine": {"cpu": cpu_name()}, "isas": isas, "batch": batch, "profiled_batch": len(group),
+    return {"machine": {"cpu": cpu_name(), "load_average": load_average()}, "isas": isas, "batch": batch, "profiled_batch": len(group),
             "input": source, "rounds": rounds,
             "reps": reps, "latency_ms_median": {isa: 1e3 * statistics.median(v) for isa, v in latency.items()},
             "blocks": rows}
@@ -185,7 +209,9 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
 
 def format_comparison(c: dict) -> str:
     isas, ref = c["isas"], c["isas"][0]
-    out = [f"machine: {c['machine']['cpu']}  |  batch {c['batch']}, 1 thread, input {c['input']}  |  "
+    load = c["machine"].get("load_average")
+    out = [f"machine: {c['machine']['cpu']}, load average {'unknown' if load is None else f'{load:.1f}'}  |  "
+           f"batch {c['batch']}, 1 thread, input {c['input']}  |  "
            f"{c['rounds']} interleaved rounds of {c['reps']} forwards and {c['reps']} profiled ones"]
     out.append("end to end (ms, median of each round's median forward): " + ", ".join(
         f"{isa} {c['latency_ms_median'][isa]:.3f}" + ("" if isa == ref else f" ({c['latency_ms_median'][isa] / c['latency_ms_median'][ref]:.2f}x {ref})")
@@ -206,8 +232,12 @@ def format_comparison(c: dict) -> str:
 def format_report(r: dict) -> str:
     out = []
     e = r["engine"]
-    out.append(f"machine: {r['machine']['cpu']}  |  isa {e['isa']}  |  measured FMA peak "
-               f"{r['fma_peak_gflops']:.1f} GFLOP/s (1 core)")
+    load = r["machine"].get("load_average")
+    peak = (f"measured FMA peak {r['fma_peak_gflops']:.1f} GFLOP/s (1 core, {r.get('fma_peak_isa', e['isa'])}"
+            + (f"; {e['isa']}'s own: {r['set_fma_peak_gflops']:.1f}" if r.get("fma_peak_isa", e["isa"]) != e["isa"]
+               else "") + ")")
+    out.append(f"machine: {r['machine']['cpu']}  |  isa {e['isa']}  |  {peak}  |  load average "
+               + ("unknown" if load is None else f"{load:.1f}"))
     out.append(f"model: {e['architecture']} stem={e['stem']} input={e['input_shape']} "
                f"{e['gflops_per_image'] * 1e3:.1f} MFLOP/image  |  batch {r['batch']}, 1 thread  |  "
                f"input {r.get('input', 'noise')}")

@@ -19,7 +19,7 @@ for engine calls that other threads have in flight (with the GIL held: every Pyt
 too; RELIABILITY.md, Concurrency).
 
 ``isa`` ("auto", "avx512", "avx2", "portable", "ref") is for tests and benchmarks: "auto" picks by CPUID (``build_info()["isa"]`` says what it picked and why) unless the environment
-sets ``PYFER_FORCE_PORTABLE=1``; a forced kernel set the build or CPU lacks raises ValueError;
+sets ``PYFER_ISA`` (avx512, avx2 or portable; ``PYFER_FORCE_PORTABLE=1`` is portable); a forced kernel set the build or CPU lacks raises ValueError;
 "ref" runs the plain-loop reference implementation (slow).
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the training package of this checkout
     sys.path.insert(0, str(REPO))
 
-from pyfer.bench import default_weights, make_input  # noqa: E402
+from pyfer.bench import default_weights, make_input, run_context  # noqa: E402
 
 
 def make_runners(weights, batch: int, threads: int = 1, onnx_path=None, isas=(), source: str = "noise") -> dict:
@@ -157,9 +157,13 @@ def main(argv=None) -> int:
     if args.input != "noise" and not Path(args.input).is_file():
         ap.error(f"--input: no image at {args.input}")
     isas = tuple(i for i in args.isas.split(",") if i)
+    context = run_context(threads=1)  # (before the runs: the load they meet, not the load they make)
     rows = compare(weights, tuple(int(b) for b in args.batches.split(",")), args.rounds, isas=isas,
                    source=args.input)
-    print(json.dumps(rows, indent=2) if args.json else format_compare(rows, args.clock))
+    if args.json:
+        print(json.dumps({"context": context, "rows": rows}, indent=2))
+    else:
+        print(context + "\n" + format_compare(rows, args.clock))
     return 0
 
 

@@ -58,7 +58,10 @@ def measure() -> dict:
 
     from yunet_speed import ASTRONAUT, photo_640x480  # scripts/ is on the path (child_command)
 
-    out = {"package": str(Path(pyfer.__file__).parent)}
+    from pyfer.engine import build_info
+
+    isa = build_info()["isa"]  # a build from before AVX-512 would time avx2 against avx512 unseen
+    out = {"package": str(Path(pyfer.__file__).parent), "kernels": f"{isa['selected']} (of {', '.join(isa['compiled'])})"}
     try:  # one thread: the calling thread's CPU time is the whole network's
         det = YuNetDetector(backend="engine", threads=1)
     except TypeError:  # a build from before YuNet took threads: it ran on one
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
             r = run_child(parent)
             results[name].append(r)
             if i == 0:
-                print(f"{name}: pyfer from {r['package']}", flush=True)
+                print(f"{name}: pyfer from {r['package']}, kernels {r.get('kernels', '?')}", flush=True)
                 if name == "after":
                     imported_from_this_checkout(Path(r["package"]), "the after side")
                     if Path(r["package"]).resolve() == (args.before / "pyfer").resolve():
@@ -176,7 +179,10 @@ def main(argv=None) -> int:
             print(f"round {i + 1} {name:6s} yunet 320x240 min {r['yunet 320x240 cpu min']:.2f} ms, "
                   f"student batch 1 min {r['student batch 1 cpu min']:.3f} ms, "
                   f"predict {r['predict wall median']:.2f} ms", flush=True)
-    keys = [k for k in results["after"][0] if k != "package"]
+    kernels = {name: rs[0]["kernels"] for name, rs in results.items()}
+    if kernels["before"] != kernels["after"]:
+        print(f"note: the builds run different kernel sets (before {kernels['before']}, after {kernels['after']})")
+    keys = [k for k in results["after"][0] if k not in ("package", "kernels")]
     print("\n| measure (ms) | before | after | after / before |\n|---|---|---|---|")
     for k in keys:
         agg = min if k.endswith("min") else statistics.median

@@ -146,6 +146,16 @@ def test_pools(isa, n, h, w, c):
     assert T.avgpool(isa, n, h, w, c) <= TOL
 
 
+# every channel tail after full vectors: 1-15 after none, 1-15 after one 16-wide block (17, 25,
+# 31: the AVX-512 pools' masked tail behind a whole vector), 7 and 1 after two and four
+@pytest.mark.parametrize("c", [*range(1, 18), 25, 31, 32, 39, 65])
+def test_pool_and_upsample_channel_tails(isa, c):
+    assert T.maxpool(isa, 2, 5, 7, c, seed=c) <= TOL
+    assert T.avgpool(isa, 2, 5, 7, c, seed=c) <= TOL
+    assert T.maxpool2s2(isa, 2, 5, 7, c, seed=c) <= TOL
+    assert T.upsample2_add(isa, 2, 5, 7, c, seed=c) <= TOL
+
+
 # YuNet's 2x2/2 max pool and its feature pyramid's upsample + add: odd sides (the last row and
 # column of an odd map are dropped by the pool, half-covered by the upsampling), channel tails
 @pytest.mark.parametrize("n,h,w", [(1, 1, 1), (1, 2, 2), (2, 5, 7), (1, 8, 9), (3, 16, 10)])
@@ -219,6 +229,16 @@ def test_stem(isa, n, size, cin, cout, k, s, seed):
 ])
 def test_stem_direct_odd_shapes(isa, n, size, cin, cout, k, s):
     assert T.stem(isa, n, size, cin, cout, k, s, 2) <= TOL
+
+
+# the direct small-cin conv alone: the stem check sees only what its max pool keeps, always with
+# ReLU; here every output pixel, with and without ReLU, output channel tails of each vector width
+@pytest.mark.parametrize("cout", [1, 5, 8, 9, 16, 17, 24, 31, 33, 64, 70])
+@pytest.mark.parametrize("cin,k,s", [(1, 3, 1), (3, 3, 2), (2, 5, 1), (3, 7, 2)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_small(isa, cout, cin, k, s, relu):
+    assert T.conv_small(isa, 2, 7, 9, cin, cout, k, s, relu, seed=cout) <= TOL
+    assert T.conv_small(isa, 3, 1, 1, cin, cout, k, s, relu, seed=cout + 1, n0=1) <= TOL
 
 
 @pytest.mark.parametrize("mode", ["plain", "res", "acc", "out2"])

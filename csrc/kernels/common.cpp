@@ -265,6 +265,15 @@ static bool env_force_portable() {
     return e && *e && std::string(e) != "0";
 }
 
+// PYFER_ISA: the set "auto" means in this process (avx512, avx2 or portable; unset, empty or
+// "auto": the rule below), so that predict, the CLI and the speed tests can be compared across
+// sets on one machine. PYFER_FORCE_PORTABLE=1 is PYFER_ISA=portable.
+static std::string env_isa() {
+    if (env_force_portable()) return "portable";
+    const char* e = std::getenv("PYFER_ISA");
+    return e && *e ? std::string(e) : "auto";
+}
+
 // Peak fp32 FMA rate of zmm over ymm code on this core: about 1.0 where AVX-512 runs on 256-bit
 // units (Zen 4: a zmm FMA is issued as two halves), about 2.0 with 512-bit units (Zen 5, Intel
 // servers). Each side's best of many short alternating trials: on a busy core the scheduler cuts
@@ -297,6 +306,14 @@ bool compiled_avx512() { return false; }
 const IsaChoice& kernels_auto_choice() {
     static const IsaChoice choice = [] {
         if (env_force_portable()) return IsaChoice{"portable", "PYFER_FORCE_PORTABLE is set"};
+        if (const std::string e = env_isa(); e != "auto") {
+            try {
+                kernels_select(e);  // refuses a set this build or CPU lacks, or an unknown name
+            } catch (const std::invalid_argument& err) {
+                throw std::invalid_argument("PYFER_ISA=" + e + ": " + err.what());
+            }
+            return IsaChoice{e, "PYFER_ISA is set"};
+        }
         if (compiled_avx512() && cpu_has_avx512()) {
             double z = 0, y = 0;
             const double ratio = zmm_over_ymm_fma_peak(&z, &y);
@@ -331,7 +348,20 @@ const Kernels& kernels_select(const std::string& isa) {
     }
     if (isa != "auto")
         throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx2 or portable)");
-    return kernels_select(kernels_auto_choice().isa);
+    return kernels_select(kernels_auto_isa());
+}
+
+// Where both AVX-512 rules pick the same set (today: avx512 on 512-bit and on 256-bit FMA units),
+// "auto" needs no peak measured: the race only explains the choice (build_info's "why"). It cost
+// every process 15-22 ms at its first engine (a helper's review, session 46, Zen 4).
+const std::string& kernels_auto_isa() {
+    static const std::string isa = [] {
+        const bool rule_needs_no_race = std::string(AVX512_HALF_WIDTH_CHOICE) == "avx512";
+        if (env_isa() == "auto" && rule_needs_no_race && compiled_avx512() && cpu_has_avx512())
+            return std::string("avx512");
+        return kernels_auto_choice().isa;
+    }();
+    return isa;
 }
 
 }  // namespace pyfer

@@ -272,6 +272,7 @@ struct IsaChoice {
     std::string isa;  // "avx512", "avx2" or "portable"
     std::string why;  // one line: the rule that picked it
 };
-const IsaChoice& kernels_auto_choice();
+const IsaChoice& kernels_auto_choice();  // measures the FMA peaks where the rule needs them
+const std::string& kernels_auto_isa();     // kernels_auto_choice().isa, measured only if it depends on it
 
 }  // namespace pyfer

@@ -46,6 +46,9 @@ PYBIND11_MODULE(_checks, t) {
           py::arg("seed") = 0);
     t.def("block", &checks::block, py::arg("isa"), py::arg("kind"), py::arg("n"), py::arg("h"), py::arg("cin"),
           py::arg("cout"), py::arg("stride"), py::arg("seed") = 0, py::call_guard<ReleasedGil>());
+    t.def("conv_small", &checks::conv_small, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"),
+          py::arg("cin"), py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true,
+          py::arg("seed") = 0, py::arg("n0") = 0);
     t.def("stem", &checks::stem, py::arg("isa"), py::arg("n"), py::arg("size"), py::arg("cin"), py::arg("cout"),
           py::arg("k"), py::arg("stride"), py::arg("seed") = 0);
     // time_op("dw3x3", ["avx512", "avx2"], 1, 8, 8, 58, 1, reps=20, rounds=11): the check of that

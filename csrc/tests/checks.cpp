@@ -382,6 +382,21 @@ double dw3x3(const std::string& isa, int n, int h, int w, int c, int stride, boo
     return then_time(max_err(og.read().d, want.d), [&](const Kernels& set) { op(set, 0, n); });
 }
 
+double conv_small(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
+                  unsigned seed, int n0) {
+    const Kernels& K = kernels_select(isa);
+    Rng r(seed);
+    Conv cv = rand_conv(r, "conv_small", cin, cout, k, stride, 1, relu);
+    const CpuConv pc = pack_cpu_conv(cv, ConvAlgo::Small);
+    Tensor x = rand_tensor(r, n, h, w, cin);
+    const Guarded xg("conv_small in", x, Role::Input, false, k / 2);  // zero padded by k/2, the contract
+    Tensor want = ref::conv2d(x, cv.w.data(), cv.b.data(), cout, k, stride, 1, relu);
+    Guarded og("conv_small out", Tensor(n, want.h, want.w, cout), Role::Output);
+    auto op = [&](const Kernels& set, int a, int b) { set.conv_small(pc.ps, xg.v, a, b, 0, want.h, want.w, og.v, relu); };
+    over_images(n, n0, [&](int a, int b) { op(K, a, b); });
+    return then_time(max_err(og.read().d, want.d), [&](const Kernels& set) { op(set, 0, n); });
+}
+
 double maxpool(const std::string& isa, int n, int h, int w, int c, unsigned seed, int n0) {
     const Kernels& K = kernels_select(isa);
     Rng r(seed);

@@ -42,6 +42,9 @@ double linear(const std::string& isa, int n, int in_f, int out_f, unsigned seed)
 // kind: shuffle_down | shuffle_basic | basic | ffe ; h = input map size (square)
 double block(const std::string& isa, const std::string& kind, int n, int h, int cin, int cout, int stride,
              unsigned seed);
+// the direct small-cin conv alone (the stem's and YuNet's first conv), every output pixel
+double conv_small(const std::string& isa, int n, int h, int w, int cin, int cout, int k, int stride, bool relu,
+                  unsigned seed = 0, int n0 = 0);
 double stem(const std::string& isa, int n, int size, int cin, int cout, int k, int stride, unsigned seed);
 
 // A/B timing of kernel sets (pyfer._checks.time_op, scripts/bench_ops.py): runs check(isas[0]),
