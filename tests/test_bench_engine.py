@@ -8,8 +8,11 @@ asserts its logits match PyTorch, so CI runs this file with --benchmark-disable 
     python -m pytest tests/test_bench_engine.py --benchmark-disable            # correctness only
     python -m pytest tests/test_bench_engine.py --benchmark-only --benchmark-group-by=group
 
-(`python scripts/bench_compare.py WEIGHTS` gives the interleaved side-by-side table of BENCHMARKS.md;
-the runners below come from it.)
+pytest-benchmark times each runtime in a test of its own, one after another, on wall time: on a
+shared VM whose speed drifts, two of its medians are not a ratio to quote (pyfer and pyfer[avx512],
+the same kernels on Zen 4, came out 1.19x apart with a build on the other core). Ratios come from
+`python scripts/bench_compare.py WEIGHTS`, which interleaves the runtimes round by round (the
+side-by-side tables of BENCHMARKS.md; the runners below come from it).
 """
 from __future__ import annotations
 
