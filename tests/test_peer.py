@@ -187,3 +187,14 @@ def test_zoom_spreads_the_template_about_the_centre_and_keeps_it_mirror_symmetri
 def test_cli_rejects_an_absurd_zoom(tmp_path):
     with pytest.raises(SystemExit, match="zooms"):
         main(["--zooms", "3", "--out", str(tmp_path / "x")])
+
+
+def test_the_peer_is_the_size_the_docs_give():
+    """README's and RESULTS.md's 0.32M parameters (323,687) and 51.5M MACs at 112 px RGB come from
+    here; ``python -m training.peer`` prints them too."""
+    from training.evaluate import count_macs
+    from training.peer import FaceExpressionNet
+
+    net = FaceExpressionNet()
+    assert sum(p.numel() for p in net.parameters()) == 323_687
+    assert round(count_macs(net, 112, 3) / 1e6, 1) == 51.5

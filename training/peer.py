@@ -326,8 +326,13 @@ def main(argv=None) -> None:
             train_rows.append(f"| `{Path(m).name}` | {100 * metrics(framed.labels, logits)[0]:.2f} | "
                               f"{100 * metrics(labels['FERPlus valid'], model_logits[m]['FERPlus valid'])[0]:.2f} |")
 
+    from training.evaluate import count_macs
+
+    size = (f"The peer: {sum(p.numel() for p in net.parameters()):,} parameters, "
+            f"{count_macs(net, INPUT_SIZE, 3) / 1e6:.1f}M MACs at {INPUT_SIZE}x{INPUT_SIZE} RGB.")
     text = "\n".join(
-        ([f"## The peer's framing (best: template x {zoom:.2f}, used below)", "", *zoom_rows, ""] if len(args.zooms) > 1 else [])
+        [size, ""]
+        + ([f"## The peer's framing (best: template x {zoom:.2f}, used below)", "", *zoom_rows, ""] if len(args.zooms) > 1 else [])
         + ["## The peer and pyfer's models, each as it ships (no prior shift)", "", *alone, "",
          "## FERPlus valid without its contempt faces (the 7 classes the peer knows)", "", *seven, "",
          "## Per-class recall (%)", "", "\n\n".join(per_class), ""]
