@@ -189,12 +189,22 @@ def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
     return None
 
 
-# The most pixels pyfer decodes from a PNG or a JPEG (16384 x 16384; a 100 MP camera photo is well
-# under): such files can announce far more than their bytes suggest (PNG's deflate packs a flat
-# image about 1000:1), and a 2.6 MB upload of a valid 30000 x 30000 PNG took 20 s and 5.2 GB to
-# decode (a helper's review, session 46), under OpenCV's own limit of 2^30. Set it higher to read
-# bigger images; WebP cannot exceed it, and other formats keep OpenCV's limit.
-MAX_IMAGE_PIXELS = 1 << 28
+def _max_image_pixels() -> int:
+    value = os.environ.get("PYFER_MAX_IMAGE_PIXELS", "")
+    if not value:
+        return 1 << 28
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"PYFER_MAX_IMAGE_PIXELS must be a whole number of pixels >= 1, got {value!r}")
+    return int(value)
+
+
+# The most pixels pyfer decodes from a PNG or a JPEG (default 2^28, 16384 x 16384; a 100 MP camera
+# photo is well under): such files can announce far more than their bytes suggest (PNG's deflate
+# packs a flat image about 1000:1), and a 2.6 MB upload of a valid 30000 x 30000 PNG took 20 s and
+# 5.2 GB to decode (a helper's review, session 46), under OpenCV's own limit of 2^30. Set it (or the
+# environment's PYFER_MAX_IMAGE_PIXELS, for the CLI) higher to read bigger images; WebP cannot
+# exceed it, and other formats keep OpenCV's limit.
+MAX_IMAGE_PIXELS = _max_image_pixels()
 
 
 def png_size(data: np.ndarray) -> Optional[tuple[int, int]]:
@@ -208,8 +218,8 @@ def png_size(data: np.ndarray) -> Optional[tuple[int, int]]:
 def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise ValueError(f"cannot decode {name}: its header announces {size[0]} x {size[1]} pixels, more than "
-                         f"pyfer decodes (pyfer.recognizer.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,}; set it "
-                         "higher to read such an image)")
+                         f"pyfer decodes (pyfer.recognizer.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,}; set it, or "
+                         "the environment's PYFER_MAX_IMAGE_PIXELS, higher to read such an image)")
 
 
 def _check_jpeg_size(data: np.ndarray, name: str) -> None:

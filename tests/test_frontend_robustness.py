@@ -239,12 +239,22 @@ def test_20000x20000_image(rec, astronaut):
 
 
 def test_20000x20000_file_cli(tmp_path):
-    """A 20000x20000 gray PNG file (a few hundred KB on disk, 400 MB decoded) through the CLI."""
+    """A 20000x20000 gray PNG file (a few hundred KB on disk, 400 MB decoded) through the CLI: over
+    the default MAX_IMAGE_PIXELS (2^28) it is refused in one line; with PYFER_MAX_IMAGE_PIXELS
+    raised it decodes and is searched."""
     p = tmp_path / "huge.png"
     assert cv2.imwrite(str(p), np.full((20000, 20000), 90, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     rc, out, err = cli("predict", p, "--json", "--weights", SHIPPED_WEIGHTS)
     no_traceback(err)
-    assert rc == 0 and json.loads(out)["faces"] == [], (rc, out, err)
+    assert rc == 1 and out == "" and "PYFER_MAX_IMAGE_PIXELS" in err, (rc, out, err)
+    p2 = pyfer_subprocess("predict", p, "--json", "--weights", SHIPPED_WEIGHTS, timeout=TIMEOUT,
+                          env={"PYFER_MAX_IMAGE_PIXELS": str(20000 * 20000)})
+    no_traceback(p2.stderr)
+    assert p2.returncode == 0 and json.loads(p2.stdout)["faces"] == [], (p2.returncode, p2.stdout, p2.stderr)
+    bad = pyfer_subprocess("predict", p, "--weights", SHIPPED_WEIGHTS, timeout=TIMEOUT,
+                           env={"PYFER_MAX_IMAGE_PIXELS": "lots"})
+    no_traceback(bad.stderr)
+    assert bad.returncode != 0 and "PYFER_MAX_IMAGE_PIXELS must be a whole number" in bad.stderr, bad.stderr
 
 
 def test_header_announcing_too_many_pixels_is_a_value_error(rec, tmp_path):
