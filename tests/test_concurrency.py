@@ -438,3 +438,29 @@ def test_a_recognizer_is_not_pickled_but_made_in_each_worker(shared):
     with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_make_worker_recognizer) as pool:
         got = list(pool.map(_labels_in_worker, [str(ASTRONAUT)]))
     assert got == [[f.label for f in shared.predict(ASTRONAUT)]]
+
+
+TEARDOWN_CALL = """
+import os
+from pyfer import _engine
+
+
+class MeasuresAtTeardown:
+    def __init__(self):
+        self.peak, self.write = _engine.fma_peak, os.write
+
+    def __del__(self):  # runs on the main thread while Python finalizes
+        self.write(1, b"called at teardown: %d" % (self.peak("auto", 0.001) > 0))
+
+
+keep = MeasuresAtTeardown()
+"""
+
+
+def test_the_main_thread_can_still_call_the_engine_while_python_finalizes():
+    """A thread that comes back while Python finalizes parks for good (daemon threads: above), but
+    not the main thread, which runs the finalization: parking it hung every such exit."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", TEARDOWN_CALL], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "called at teardown: 1", (out.stdout, out.stderr[-2000:])

@@ -232,6 +232,7 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_engine, m) {
     m.doc() = "pyfer C++ inference engine (see pyfer.engine for the public wrapper)";
+    remember_python_main_thread();
     register_ref_backend();
 #ifdef PYFER_HAVE_CUDA
     register_cuda_backend();

@@ -23,6 +23,7 @@ using namespace pyfer;
 
 PYBIND11_MODULE(_checks, t) {
     t.doc() = "pyfer kernel self-checks vs the csrc/ref reference (tests only; PYFER_BUILD_TESTS)";
+    remember_python_main_thread();
     register_pyfer_exceptions();
     t.def("conv", &checks::conv, py::arg("isa"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"),
           py::arg("cout"), py::arg("k"), py::arg("stride"), py::arg("relu") = true, py::arg("mode") = "plain",

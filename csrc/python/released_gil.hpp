@@ -7,17 +7,31 @@
 // service whose worker threads are daemons aborted with a core dump at every exit while a worker
 // was inside pyfer (pybind11 issue 2215; a helper's review: 14 of 18 exits). Here a thread that
 // comes back while Python finalizes parks for good instead, as CPython 3.14 does with such threads
-// (the process is ending; the thread holds no pyfer lock by then). A thread that slips between the
-// check and the take-back is unwound by CPython as above; the destructor is noexcept(false) so that
-// the unwind goes on up through the binding rather than ending in std::terminate.
+// (the process is ending; the thread holds no pyfer lock by then). The main thread, which runs the
+// finalization and may still call in (an object's __del__), takes the GIL back as usual. A thread
+// that slips between the check and the take-back is unwound by CPython as above; the destructor is
+// noexcept(false) so that the unwind goes on up through the binding rather than ending in
+// std::terminate.
 #pragma once
 
-#include <Python.h>
+#include <pybind11/pybind11.h>
 
 #include <chrono>
 #include <thread>
 
 namespace pyfer {
+
+// the interpreter's main thread (threading.main_thread(), whichever thread imported the module)
+inline unsigned long& python_main_thread() {
+    static unsigned long ident = 0;
+    return ident;
+}
+
+// at each module's import, with the GIL held
+inline void remember_python_main_thread() {
+    python_main_thread() =
+        pybind11::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+}
 
 class ReleasedGil {
 public:
@@ -26,7 +40,7 @@ public:
     ReleasedGil& operator=(const ReleasedGil&) = delete;
 
     ~ReleasedGil() noexcept(false) {
-        if (python_is_finalizing())
+        if (python_is_finalizing() && PyThread_get_thread_ident() != python_main_thread())
             for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
         PyEval_RestoreThread(state_);
     }
