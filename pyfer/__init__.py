@@ -7,6 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+import pyfer.exit_gate  # noqa: F401  (registers its exit handler now: pyfer/exit_gate.py)
 from pyfer.preprocess import EMOTIONS
 
 if TYPE_CHECKING:  # what type checkers and IDEs see ("X as X": exported); at run time, _LAZY below

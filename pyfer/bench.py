@@ -133,11 +133,10 @@ def warm_up(eng, x) -> None:
     """Forwards until WARM_UP_SECONDS have passed (at least 3): one forward left the first timed ones
     slower (caches, the weights' first touch, the core's clock): a forward's median lay 9-27% above
     the sum of its blocks' bests (2 runs), and 4-8% once warmed like this (3 runs; Zen 4, session 46)."""
-    t0 = time.perf_counter()
-    for i in range(1_000_000):
+    t0, n = time.perf_counter(), 0
+    while n < 3 or time.perf_counter() - t0 < WARM_UP_SECONDS:
         eng.forward(x)
-        if i >= 2 and time.perf_counter() - t0 >= WARM_UP_SECONDS:
-            break
+        n += 1
 
 
 def run(weights, batch: int = 1, reps: int = 20, isa: str = "auto", peak_seconds: float = 0.3,
@@ -215,7 +214,8 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
     rows = [{"name": b["name"], "kind": b["kind"],
              "ms": {isa: 1e3 * statistics.median(r[i]["seconds"] for r in blocks[isa]) for isa in isas}}
             for i, b in enumerate(first)]
-    return {"machine": {"cpu": cpu_name(), "load_average": load_average()}, "isas": isas, "batch": batch, "profiled_batch": len(group),
+    return {"machine": {"cpu": cpu_name(), "load_average": load_average()}, "isas": isas, "batch": batch,
+            "profiled_batch": len(group),
             "input": source, "rounds": rounds,
             "reps": reps, "latency_ms_median": {isa: 1e3 * statistics.median(v) for isa, v in latency.items()},
             "blocks": rows}

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from pyfer.exit_gate import finishes_before_exit
 from pyfer.preprocess import to_gray
 
 Box = tuple[int, int, int, int]
@@ -112,6 +113,7 @@ class HaarDetector:
                 f"fallback_pad={self.fallback_pad}, min_relative_votes={self.min_relative_votes}, "
                 f"cascade={self.cascade!r})")
 
+    @finishes_before_exit
     def __call__(self, image: np.ndarray) -> list[Box]:
         gray = to_gray(image)
         boxes = self._detect(gray)
@@ -172,6 +174,7 @@ class MediaPipeDetector:
         return (f"MediaPipeDetector(min_confidence={self.min_confidence}, model_selection={self.model_selection}, "
                 f"min_face={self.min_face})")
 
+    @finishes_before_exit
     def __call__(self, image: np.ndarray) -> list[_ScoredBox]:
         import cv2
 

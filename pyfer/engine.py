@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pyfer.exit_gate import finishes_before_exit
+
 __all__ = ["Engine", "build_info", "cuda_devices", "softmax"]
 
 
@@ -160,6 +162,7 @@ class Engine:
         # converts other dtypes and copies non-contiguous / misaligned / byte-swapped arrays
         return np.require(x, dtype=np.float32, requirements=["C", "A"])
 
+    @finishes_before_exit
     def forward(self, x) -> npt.NDArray[np.float32]:
         """float32 (N, C, H, W) -> float32 logits (N, num_classes). Releases the GIL."""
         return self._impl.forward(self._as_input(x))
@@ -169,6 +172,7 @@ class Engine:
     def predict_proba(self, x) -> np.ndarray:
         return softmax(self.forward(x))
 
+    @finishes_before_exit
     def profile(self, x, reps: int = 5) -> list:
         """Per-block wall times (best of ``reps``) for one group of images, single thread."""
         return list(self._impl.profile(self._as_input(x), int(reps)))

@@ -56,15 +56,16 @@ class Face:
         """The face :meth:`to_dict` gave (a line of ``--json`` or a video's JSON lines, read back),
         to the precision it was written with. KeyError names a missing field."""
         box = d["box"]
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_whole_number(v) for v in box)):
-            raise ValueError(f"'box' is (x, y, w, h) in whole pixels, got {box!r}")
+        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_whole_number(v) for v in box)
+                and min(box[:2]) >= 0 and min(box[2:]) >= 1):
+            raise ValueError(f"'box' is (x, y, w, h) in whole pixels, x and y >= 0, w and h >= 1, got {box!r}")
         scores = d["scores"]
         if not isinstance(scores, dict):
             raise ValueError(f"'scores' maps class names to probabilities, got {scores!r}")
         lm = d.get("landmarks")
-        if lm is not None and not (isinstance(lm, (list, tuple)) and all(
+        if lm is not None and not (isinstance(lm, (list, tuple)) and len(lm) == len(LANDMARK_NAMES) and all(
                 isinstance(p, (list, tuple)) and len(p) == 2 for p in lm)):
-            raise ValueError(f"'landmarks' is a list of (x, y) points, got {lm!r}")
+            raise ValueError(f"'landmarks' is a list of {len(LANDMARK_NAMES)} (x, y) points, got {lm!r}")
         score = d.get("detection_score")
         label = d["label"]
         if not isinstance(label, str):
@@ -78,6 +79,8 @@ class Face:
 
 
 def _is_whole_number(v) -> bool:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return True  # (any size: float() of 10**400 overflows)
     return _is_number(v) and math.isfinite(v) and float(v).is_integer()
 
 
@@ -193,17 +196,18 @@ def _max_image_pixels() -> int:
     value = os.environ.get("PYFER_MAX_IMAGE_PIXELS", "")
     if not value:
         return 1 << 28
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:  # ("²".isdigit() is True)
         raise ValueError(f"PYFER_MAX_IMAGE_PIXELS must be a whole number of pixels >= 1, got {value!r}")
     return int(value)
 
 
 # The most pixels pyfer decodes from a PNG or a JPEG (default 2^28, 16384 x 16384; a 100 MP camera
 # photo is well under): such files can announce far more than their bytes suggest (PNG's deflate
-# packs a flat image about 1000:1), and a 2.6 MB upload of a valid 30000 x 30000 PNG took 20 s and
-# 5.2 GB to decode (a helper's review, session 46), under OpenCV's own limit of 2^30. Set it (or the
-# environment's PYFER_MAX_IMAGE_PIXELS, for the CLI) higher to read bigger images; WebP cannot
-# exceed it, and other formats keep OpenCV's limit.
+# packs a flat image about 1000:1). Valid 30000 x 30000 PNGs, under OpenCV's own limit of 2^30
+# pixels, took 20 s and 5.2 GB to decode (2.6 MB, colour: a helper's review, session 46) and 4 s and
+# 1.8 GB (109 KB, 1-bit gray). Set it (or the environment's PYFER_MAX_IMAGE_PIXELS, for the CLI)
+# higher to read bigger images, up to OpenCV's 2^30. Other formats are held to OpenCV's limit only
+# (WebP cannot exceed 2^28).
 MAX_IMAGE_PIXELS = _max_image_pixels()
 
 
@@ -541,6 +545,12 @@ class Recognizer:
         # cost a model load per task
         raise TypeError("a Recognizer cannot be pickled (it holds a C++ engine and detector state): make one "
                         "in each worker process, e.g. with a process pool's initializer, and share it there")
+
+    def __copy__(self) -> "Recognizer":
+        """A shallow copy, as before ``__reduce__`` refused pickling: it shares the engine and detector."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def _framing(self, framing, align) -> FaceFraming:
         base = FaceFraming.from_dict(self.engine.metadata.get("framing"))

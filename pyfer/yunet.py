@@ -83,6 +83,7 @@ from typing import Optional, Union
 import numpy as np
 
 from pyfer.detect import face_order
+from pyfer.exit_gate import finishes_before_exit
 
 MODEL_FILE = "face_detection_yunet_2023mar.onnx"  # the OpenCV backend's model
 ENGINE_MODEL_FILE = "yunet.safetensors"  # the same weights for the engine (scripts/yunet_to_safetensors.py)
@@ -414,6 +415,7 @@ class YuNetDetector:
         net.setInputSize(size)
         return net
 
+    @finishes_before_exit
     def detect_raw(self, bgr: np.ndarray) -> np.ndarray:
         """One run of the network on an HxWx3 BGR uint8 image, as ``cv2.FaceDetectorYN.detect``:
         rows (x, y, w, h, 10 landmark coordinates, score) in its pixels after NMS, scoring at
@@ -509,6 +511,7 @@ class YuNetDetector:
         inside = (centre[:, 0] >= 0) & (centre[:, 0] < w) & (centre[:, 1] >= 0) & (centre[:, 1] < h)
         return rows[inside]
 
+    @finishes_before_exit
     def __call__(self, image: np.ndarray) -> list[Detection]:
         bgr = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image  # gray, BGR or BGRA
         h, w = bgr.shape[:2]

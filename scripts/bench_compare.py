@@ -8,7 +8,9 @@ ONNX via training.export.export_onnx, the PyTorch reference via training.models.
 so it lives here and not in the installed package; ``pyfer bench`` times the engine alone.
 
 Every runtime runs one thread, interleaved round-robin so background load hits them alike; the
-report gives medians and ratios against ONNX Runtime. Without WEIGHTS the shipped student is used.
+report gives medians and ratios against ONNX Runtime, after a line naming the CPU, the kernel set,
+the threads and the load; ``--json`` prints {"context": that line, "rows": [...]}. Without WEIGHTS
+the shipped student is used.
 ``--input``: a fixed noise array or the largest face in IMAGE, detected and framed as Recognizer.predict does (pyfer.bench.make_input).
 """
 from __future__ import annotations

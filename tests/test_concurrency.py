@@ -372,10 +372,10 @@ def test_a_program_exits_cleanly_while_daemon_threads_predict(call):
     unwind out of a C++ destructor that takes the GIL back aborted the process with a core dump
     (OpenCV's and pybind11's; ``predict``: 12 of 12 exits, the engine's: 4 of 10, session 46). Now
     pyfer's own bindings park such a thread (csrc/python/released_gil.hpp) and the exit waits for
-    pyfer calls under way (pyfer/exit_gate.py). Three exits each."""
+    pyfer calls under way (pyfer/exit_gate.py). Four exits each."""
     import subprocess
 
-    for _ in range(3):
+    for _ in range(4):
         out = subprocess.run([sys.executable, "-c", DAEMONS_AT_EXIT, call, str(ASTRONAUT)], capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0 and out.stdout.split() == ["exiting"], (out.returncode, out.stderr[-2000:])
@@ -383,33 +383,80 @@ def test_a_program_exits_cleanly_while_daemon_threads_predict(call):
 
 EXIT_GATE = """
 import atexit, sys, threading, time
-import numpy as np
 rec = None
-atexit.register(lambda: print("main thread at exit:", len(rec.predict(sys.argv[1]))))  # runs after pyfer's
+finished = threading.Event()
+# registered before pyfer is imported, so it runs after pyfer's exit handler (atexit: last first)
+atexit.register(lambda: print("the call had finished:", finished.is_set(), "| main thread at exit:",
+                              len(rec.predict(sys.argv[1]))))
 import pyfer
-from pyfer.exit_gate import call_before_exit
+from pyfer.exit_gate import CallInFlight
 rec = pyfer.Recognizer(threads=1)
 inside = threading.Event()
 def slow_call():
-    with call_before_exit():
+    with CallInFlight():
         inside.set()
         time.sleep(0.5)
-        print("the call under way finished", flush=True)
+        finished.set()
 threading.Thread(target=slow_call, daemon=True).start()
 inside.wait()
 """
 
 
 def test_the_exit_waits_for_a_call_under_way_and_the_main_thread_still_predicts():
-    """The gate itself, without timing races: the program's end waits for a daemon thread's call
-    that is under way (0.5 s), and a ``predict`` from an ``atexit`` handler on the main thread,
-    which runs after the gate closed, still runs."""
+    """The gate itself: the program's end waits for a daemon thread's call that is under way
+    (0.5 s), as the handler that runs after pyfer's sees; and a ``predict`` from that handler, on
+    the main thread, still runs."""
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", EXIT_GATE, str(ASTRONAUT)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines() == ["the call under way finished", "main thread at exit: 1"], out.stdout
+    assert out.stdout.splitlines() == ["the call had finished: True | main thread at exit: 1"], out.stdout
+
+
+DRAIN_AT_EXIT = """
+import atexit, queue, sys, threading
+work, answers = queue.Queue(), []
+def drain():
+    work.join()
+    print("answered", len(answers), "of 6;", sum(a == "refused" for a in answers), "refused", flush=True)
+if sys.argv[2] == "before":  # a handler registered before pyfer: it runs after pyfer's gate closed
+    atexit.register(drain)
+import pyfer
+if sys.argv[2] == "after":
+    atexit.register(drain)
+rec = pyfer.Recognizer(threads=1)
+def worker():
+    while True:
+        path = work.get()
+        try:
+            answers.append(rec.predict(path)[0].label)
+        except RuntimeError:  # a call started once the exit is under way
+            answers.append("refused")
+        finally:
+            work.task_done()
+threading.Thread(target=worker, daemon=True).start()
+for _ in range(6):
+    work.put(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("registered", ["after", "before"])
+def test_a_shutdown_handler_that_drains_a_queue_of_work_finishes(registered):
+    """A service's own exit handler that waits for its daemon worker to finish the queued work: one
+    registered after ``import pyfer`` runs while pyfer's calls do, so every item is answered; one
+    registered before it runs after pyfer's gate closed, and the worker's later calls raise
+    ``RuntimeError``, which it handles: no item is lost and the exit does not hang (it hung when
+    such calls waited for good: a helper's review, session 46)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", DRAIN_AT_EXIT, str(ASTRONAUT), registered], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    words = out.stdout.split()
+    assert words[:4] == ["answered", "6", "of", "6;"], out.stdout
+    if registered == "after":
+        assert words[4] == "0", out.stdout
 
 
 _worker_recognizer = None
@@ -428,6 +475,7 @@ def test_a_recognizer_is_not_pickled_but_made_in_each_worker(shared):
     """Pickling failed deep inside (``cannot pickle '_thread._local' object``), which is what a
     process pool's ``map(rec.predict, ...)`` meets under spawn; now a ``TypeError`` says what to do,
     and what it says (a pool initializer) works."""
+    import copy
     import pickle
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -435,6 +483,8 @@ def test_a_recognizer_is_not_pickled_but_made_in_each_worker(shared):
     for what in (shared, shared.predict):
         with pytest.raises(TypeError, match="make one in each worker process"):
             pickle.dumps(what)
+    twin = copy.copy(shared)  # a shallow copy still works, sharing the engine
+    assert twin is not shared and twin.engine is shared.engine and twin.predict(ASTRONAUT) == shared.predict(ASTRONAUT)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_make_worker_recognizer) as pool:
         got = list(pool.map(_labels_in_worker, [str(ASTRONAUT)]))
     assert got == [[f.label for f in shared.predict(ASTRONAUT)]]

@@ -499,7 +499,9 @@ GOOD_FACE_DICT = {"box": [1, 2, 30, 40], "label": "happiness", "confidence": 0.9
 
 @pytest.mark.parametrize("field,value,error", [
     ("box", "1234", "'box' is"), ("box", [True, 0, 10, 10], "'box' is"), ("box", [1.5, 2, 3, 4], "'box' is"),
-    ("box", [1, 2, 3], "'box' is"), ("label", 3, "'label' is"), ("confidence", "nan", "'confidence' must"),
+    ("box", [1, 2, 3], "'box' is"), ("box", [1, 2, -3, 4], "'box' is"), ("box", [1, 2, 0, 4], "'box' is"),
+    ("box", [10 ** 400, 2, 3, 4], None), ("landmarks", [], "'landmarks' is"),
+    ("landmarks", [[1, 2]] * 7, "'landmarks' is"), ("label", 3, "'label' is"), ("confidence", "nan", "'confidence' must"),
     ("confidence", float("nan"), "'confidence' must"), ("scores", [0.9, 0.1], "'scores' maps"),
     ("scores", {"happiness": float("inf")}, r"'scores\['happiness'\]' must"),
     ("landmarks", [[1, 2, 3]] * 5, "'landmarks' is"), ("landmarks", [[1, "x"]] * 5, "'landmarks' must"),
@@ -507,8 +509,12 @@ GOOD_FACE_DICT = {"box": [1, 2, 30, 40], "label": "happiness", "confidence": 0.9
 def test_face_from_dict_refuses_what_to_dict_never_writes(field, value, error):
     """``Face.from_dict`` took the string "1234" as the box (1, 2, 3, 4), bools as pixels and "nan"
     as a confidence (whose ``to_dict`` then made invalid JSON), and named no field for a point of
-    three values; each is now a ValueError naming its field. A good dict still reads back."""
+    three values; each is now a ValueError naming its field, as are boxes and point counts that
+    ``predict`` never gives. A good dict still reads back."""
     assert Face.from_dict(GOOD_FACE_DICT).to_dict() == GOOD_FACE_DICT
+    if error is None:  # any whole number of pixels reads back (float() of it would overflow)
+        assert Face.from_dict({**GOOD_FACE_DICT, field: value}).box[0] == 10 ** 400
+        return
     with pytest.raises(ValueError, match=error):
         Face.from_dict({**GOOD_FACE_DICT, field: value})
 
