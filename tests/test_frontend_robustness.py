@@ -274,14 +274,34 @@ def test_folder_with_a_pixel_bomb_cli(tmp_path, astronaut):
     assert [Path(json.loads(s)["image"]).name for s in out.splitlines()] == ["b_good.png"]
 
 
+def png_chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:
+    """A PNG chunk; ``length``: what its length field announces (default: the data's)."""
+    import zlib
+
+    return (struct.pack(">I", len(data) if length is None else length) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data)))
+
+
 def png_with_chunk_length(n: int) -> bytes:
     """A 1x1 PNG whose IDAT chunk announces n bytes of data (the file holds 10)."""
     import zlib
 
-    def chunk(t, d, length=None):
-        return struct.pack(">I", len(d) if length is None else length) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0\0"), length=n) + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(b"\0\0"), length=n) + png_chunk(b"IEND", b""))
+
+
+def load_in_a_child(path: Path) -> tuple[str, int]:
+    """``load_image(path)`` in a fresh interpreter: (its ValueError's message, "" if none; its peak
+    RSS in MB). VmHWM is that process's own peak; ru_maxrss would carry over the forking pytest's."""
+    code = ("import sys\n"
+            "from pyfer.recognizer import load_image\n"
+            "try:\n    load_image(sys.argv[1])\n    print()\nexcept ValueError as e:\n    print(e)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+            "print(int(hwm.split()[1]) // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=TIMEOUT, env=ENV).stdout.splitlines()
+    assert len(out) == 2, out
+    return out[0], int(out[1])
 
 
 # fuzz finding 5 (session 22, RELIABILITY.md), as CI's fuzzer wrote it: no IDAT, an IEND holding
@@ -303,29 +323,20 @@ def test_png_announcing_a_huge_chunk_costs_no_memory(tmp_path, content):
     not grow by gigabytes on the way (measured in a subprocess: peak RSS under 600 MB)."""
     p = tmp_path / "chunk_bomb.png"
     p.write_bytes(content)
-    # VmHWM is this process's own peak; ru_maxrss would carry over the forking pytest's peak
-    code = ("import sys\n"
-            "from pyfer.recognizer import load_image\n"
-            "try:\n    load_image(sys.argv[1])\nexcept ValueError as e:\n    print('ValueError')\n"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
-            "print(int(hwm.split()[1]) // 1024)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
-                         timeout=TIMEOUT, env=ENV).stdout.split()
-    assert out[0] == "ValueError", out
-    assert int(out[-1]) < 600, f"peak RSS {out[-1]} MB for a 57-byte file"
+    error, peak_mb = load_in_a_child(p)
+    assert error.startswith("cannot decode"), error
+    assert peak_mb < 600, f"peak RSS {peak_mb} MB for a 57-byte file"
 
 
 def flat_png(w: int, h: int) -> bytes:
     """A valid all-black 1-bit PNG: a few bytes per row once deflated, w x h pixels decoded."""
     import zlib
 
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
     z = zlib.compressobj(9)
     row = bytes(1 + (w + 7) // 8)
     idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
 
 
 def test_a_valid_png_of_more_pixels_than_pyfer_decodes_is_refused_before_decoding(tmp_path):
@@ -334,15 +345,9 @@ def test_a_valid_png_of_more_pixels_than_pyfer_decodes_is_refused_before_decodin
     a helper's review, session 46)."""
     p = tmp_path / "deflate_bomb.png"
     p.write_bytes(flat_png(30000, 30000))
-    code = ("import sys\n"
-            "from pyfer.recognizer import load_image\n"
-            "try:\n    load_image(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
-            "print(int(hwm.split()[1]) // 1024)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
-                         timeout=TIMEOUT, env=ENV).stdout.splitlines()
-    assert "announces 30000 x 30000 pixels, more than pyfer decodes" in out[0], out
-    assert int(out[-1]) < 600, f"peak RSS {out[-1]} MB"
+    error, peak_mb = load_in_a_child(p)
+    assert "announces 30000 x 30000 pixels, more than pyfer decodes" in error, error
+    assert peak_mb < 600, f"peak RSS {peak_mb} MB"
 
 
 def test_max_image_pixels_is_the_line(monkeypatch):
