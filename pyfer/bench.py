@@ -63,9 +63,9 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def run_context(threads: int) -> str:
+def run_context(threads: int | str) -> str:
     """One line to print beside speed figures: the CPU, the kernel set ``auto`` picks here and why,
-    the threads and the load average when measured."""
+    the threads (a count, or the counts compared: "1,2") and the load average when measured."""
     from pyfer import _engine
 
     isa = _engine.build_info()["isa"]

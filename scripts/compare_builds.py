@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -162,9 +161,9 @@ def main(argv=None) -> int:
         return 0
     if not (args.before / "pyfer").is_dir():
         raise SystemExit(f"{args.before} holds no saved build (make one with --save)")
-    from pyfer.bench import cpu_name
+    from pyfer.bench import run_context
 
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); load average {os.getloadavg()[0]:.1f}")
+    print(run_context(threads=1))
     results = {"before": [], "after": []}
     for i in range(args.rounds):
         for name, parent in (("before", args.before), ("after", None)):

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pyfer.bench import cpu_name
+from pyfer.bench import run_context
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.png"
@@ -141,21 +141,20 @@ def main(argv=None) -> int:
             ap.error(f"--threads takes numbers such as 1,2, got {args.threads!r}")
         if len(counts) < 2 or min(counts) < 1:
             ap.error("--threads needs two or more thread counts >= 1, e.g. 1,2")
-        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); OpenCV on one thread; "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(run_context(threads=",".join(map(str, counts))) + "; OpenCV on one thread")
         compare_threads(counts, args.reps)
         return 0
     if args.isas:
         isas = args.isas.split(",")
         if len(isas) < 2:
             ap.error("--isas needs two or more kernel sets, e.g. avx512,avx2")
-        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), one thread; load average {os.getloadavg()[0]:.1f}")
+        print(run_context(threads=1))
         compare_isas(isas, args.reps)
         return 0
     import pyfer
     from pyfer.yunet import YuNetDetector
 
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), one thread; load average {os.getloadavg()[0]:.1f}")
+    print(run_context(threads=1))
     dets = {"engine": YuNetDetector(backend="engine", threads=1), "opencv": YuNetDetector(backend="opencv")}
     img = cv2.imread(str(ASTRONAUT))
     print("\n| network input | engine: wall median / CPU median / CPU min (ms) | opencv: same | engine / opencv (CPU min) |")

@@ -40,8 +40,6 @@ def test_bench_runs_without_dev_tree(tmp_path):
         assert x["fma_peak_isa"] == widest and x["set_fma_peak_gflops"] > 0
         for b in x["blocks"]:
             assert b["peak_fraction"] == pytest.approx(b["gflops"] / x["fma_peak_gflops"]), b
-        if x["engine"]["isa"] == "portable" and widest != "portable":  # no FMA, a quarter of the width
-            assert x["set_fma_peak_gflops"] < 0.8 * x["fma_peak_gflops"], x
         assert x["machine"]["load_average"] is None or x["machine"]["load_average"] >= 0
         assert [b["name"] for b in x["blocks"]][:2] == ["stem", "stage2.0"] and x["blocks"][-1]["name"] == "head"
         assert x["engine"]["gflops_per_image"] > 0
