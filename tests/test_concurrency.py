@@ -370,7 +370,8 @@ def test_a_program_exits_cleanly_while_daemon_threads_predict(call):
     """Daemon threads inside ``predict`` (OpenCV, the engine) or ``Engine.forward`` when the program
     exits: CPython ends such a thread by unwinding its stack as it asks for the GIL back, and an
     unwind out of a C++ destructor that takes the GIL back aborted the process with a core dump
-    (OpenCV's and pybind11's; ``predict``: 12 of 12 exits, the engine's: 4 of 10, session 46). Now
+    (OpenCV's and pybind11's; ``predict`` or ``detect``: 12 of 12 exits, ``classify``: 2 of 6; both
+    cases of this test failed on that code, session 46). Now
     pyfer's own bindings park such a thread (csrc/python/released_gil.hpp) and the exit waits for
     pyfer calls under way (pyfer/exit_gate.py). Four exits each."""
     import subprocess
