@@ -63,16 +63,18 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def load_text(load: float | None) -> str:
+    return "load average " + ("unknown" if load is None else f"{load:.1f}")
+
+
 def run_context(threads: int | str) -> str:
     """One line to print beside speed figures: the CPU, the kernel set ``auto`` picks here and why,
     the threads (a count, or the counts compared: "1,2") and the load average when measured."""
     from pyfer import _engine
 
     isa = _engine.build_info()["isa"]
-    load = load_average()
     return (f"CPU: {cpu_name()}, {os.cpu_count()} cores | pyfer kernels: {isa['selected']} ({isa['why']}) | "
-            f"{threads} thread{'s' if threads != 1 else ''} | load average "
-            + ("unknown" if load is None else f"{load:.1f}"))
+            f"{threads} thread{'s' if threads != 1 else ''} | {load_text(load_average())}")
 
 
 def _amd_generation(family: int, model: int) -> str:
@@ -223,8 +225,7 @@ def compare_isas(weights, isas: list, batch: int = 1, reps: int = 20, rounds: in
 
 def format_comparison(c: dict) -> str:
     isas, ref = c["isas"], c["isas"][0]
-    load = c["machine"].get("load_average")
-    out = [f"machine: {c['machine']['cpu']}, load average {'unknown' if load is None else f'{load:.1f}'}  |  "
+    out = [f"machine: {c['machine']['cpu']}, {load_text(c['machine'].get('load_average'))}  |  "
            f"batch {c['batch']}, 1 thread, input {c['input']}  |  "
            f"{c['rounds']} interleaved rounds of {c['reps']} forwards and {c['reps']} profiled ones"]
     out.append("end to end (ms, median of each round's median forward): " + ", ".join(
@@ -246,12 +247,11 @@ def format_comparison(c: dict) -> str:
 def format_report(r: dict) -> str:
     out = []
     e = r["engine"]
-    load = r["machine"].get("load_average")
     peak = (f"measured FMA peak {r['fma_peak_gflops']:.1f} GFLOP/s (1 core, {r.get('fma_peak_isa', e['isa'])}"
             + (f"; {e['isa']}'s own: {r['set_fma_peak_gflops']:.1f}" if r.get("fma_peak_isa", e["isa"]) != e["isa"]
                else "") + ")")
-    out.append(f"machine: {r['machine']['cpu']}  |  isa {e['isa']}  |  {peak}  |  load average "
-               + ("unknown" if load is None else f"{load:.1f}"))
+    out.append(f"machine: {r['machine']['cpu']}  |  isa {e['isa']}  |  {peak}  |  "
+               f"{load_text(r['machine'].get('load_average'))}")
     out.append(f"model: {e['architecture']} stem={e['stem']} input={e['input_shape']} "
                f"{e['gflops_per_image'] * 1e3:.1f} MFLOP/image  |  batch {r['batch']}, 1 thread  |  "
                f"input {r.get('input', 'noise')}")
