@@ -20,6 +20,7 @@ from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_det
 from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
+from pyfer.image_size import PNG_SIGNATURE, announced_size, jpeg_size
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
@@ -130,9 +131,6 @@ def pil_to_array(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 def _check_png_chunks(data: np.ndarray, name: str) -> None:
     """Refuse a PNG whose chunk announces more bytes than the file holds, before OpenCV's reader
     allocates what it announces (a 57-byte file can ask for 2 GB). Every chunk whose length field
@@ -166,32 +164,6 @@ JPEG_MAX_PIXELS_PER_BYTE = 2048
 JPEG_ALWAYS_OK_PIXELS = 1 << 24
 
 
-def jpeg_size(data: np.ndarray) -> Optional[tuple[int, int]]:
-    """(width, height) from a JPEG's frame header (SOFn), or None when it has none."""
-    buf = data.data  # a memoryview of the bytes, no copy
-    pos, n = 2, len(buf)
-    while pos + 4 <= n:
-        if buf[pos] != 0xFF:  # stray bytes between segments: the decoder skips them (with a warning)
-            pos += 1
-            continue
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        length = int.from_bytes(buf[pos + 2:pos + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > n:
-                return None
-            return int.from_bytes(buf[pos + 7:pos + 9], "big"), int.from_bytes(buf[pos + 5:pos + 7], "big")
-        if marker == 0xDA:  # scan data before any frame header
-            return None
-        pos += 2 + length
-    return None
-
-
 def _max_image_pixels() -> int:
     value = os.environ.get("PYFER_MAX_IMAGE_PIXELS", "")
     if not value:
@@ -201,22 +173,14 @@ def _max_image_pixels() -> int:
     return int(value)
 
 
-# The most pixels pyfer decodes from a PNG or a JPEG (default 2^28, 16384 x 16384; a 100 MP camera
-# photo is well under): such files can announce far more than their bytes suggest (PNG's deflate
-# packs a flat image about 1000:1). Valid 30000 x 30000 PNGs, under OpenCV's own limit of 2^30
-# pixels, took 20 s and 5.2 GB to decode (2.6 MB, colour: a helper's review, session 46) and 4 s and
-# 1.8 GB (109 KB, 1-bit gray). Set it (or the environment's PYFER_MAX_IMAGE_PIXELS, for the CLI)
-# higher to read bigger images, up to OpenCV's 2^30. Other formats are held to OpenCV's limit only
-# (WebP cannot exceed 2^28).
+# The most pixels pyfer decodes from an image file of any format (default 2^28, 16384 x 16384; a
+# 100 MP camera photo is well under), by the size its header announces (pyfer.image_size): most
+# formats pack a flat image far smaller than its pixels. Valid 30000 x 30000 PNGs, under OpenCV's
+# own limit of 2^30 pixels, took 20 s and 5.2 GB to decode (2.6 MB, colour: a helper's review,
+# session 46) and 4 s and 1.8 GB (109 KB, 1-bit gray); a 20000 x 20000 JPEG 2000 file of 1.4 KB took
+# 2 GB, a Radiance HDR one 31 s and 9.4 GB (session 47). Set it (or the environment's
+# PYFER_MAX_IMAGE_PIXELS, for the CLI) higher to read bigger images, up to OpenCV's 2^30.
 MAX_IMAGE_PIXELS = _max_image_pixels()
-
-
-def png_size(data: np.ndarray) -> Optional[tuple[int, int]]:
-    """(width, height) from a PNG's IHDR chunk, or None when it has none."""
-    buf = data.data
-    if len(buf) < 24 or bytes(buf[12:16]) != b"IHDR":
-        return None
-    return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
 
 
 def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
@@ -227,12 +191,10 @@ def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
 
 
 def _check_jpeg_size(data: np.ndarray, name: str) -> None:
-    """Refuse a JPEG announcing more than MAX_IMAGE_PIXELS, or far more pixels than its bytes can
-    encode (JPEG_MAX_PIXELS_PER_BYTE)."""
+    """Refuse a JPEG announcing far more pixels than its bytes can encode (JPEG_MAX_PIXELS_PER_BYTE)."""
     size = jpeg_size(data)
     if size is None:
         return
-    _check_pixel_count(size, name)
     pixels = size[0] * size[1]
     if pixels > JPEG_ALWAYS_OK_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * data.size:
         raise ValueError(f"cannot decode {name} as an image (its JPEG header announces {size[0]} x {size[1]} "
@@ -312,7 +274,7 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
-        _check_pixel_count(png_size(data), name)
+    _check_pixel_count(announced_size(data), name)
     if jpeg:
         _check_jpeg_size(data, name)
     try:

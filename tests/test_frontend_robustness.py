@@ -351,8 +351,9 @@ def test_a_valid_png_of_more_pixels_than_pyfer_decodes_is_refused_before_decodin
 
 
 def test_max_image_pixels_is_the_line(monkeypatch):
-    """``pyfer.recognizer.MAX_IMAGE_PIXELS`` is what a PNG's and a JPEG's header are held to: at it
-    an image decodes, one pixel row over it is refused."""
+    """``pyfer.recognizer.MAX_IMAGE_PIXELS`` is what a PNG's and a JPEG's header are held to (every
+    other format: tests/test_image_size.py): at it an image decodes, one pixel row over it is
+    refused."""
     import pyfer.recognizer as r
 
     monkeypatch.setattr(r, "MAX_IMAGE_PIXELS", 40 * 30)

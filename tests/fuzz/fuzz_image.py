@@ -23,14 +23,18 @@ import atheris
 
 import numpy as np
 
+import pyfer.image_size as _size
 import pyfer.recognizer as _rec
 
 # Coverage of our wrapper: atheris.instrument_imports() does not see modules loaded through an
 # editable install's import hook, so the functions are instrumented one by one.
 for _name in ("load_image", "decode_image", "as_uint8_image", "pil_to_array", "is_pil_image", "jpeg_size",
-              "_check_jpeg_size", "_check_png_chunks"):
+              "announced_size", "_check_jpeg_size", "_check_png_chunks"):
     if callable(getattr(_rec, _name, None)):
         setattr(_rec, _name, atheris.instrument_func(getattr(_rec, _name)))
+# the header readers of every format, which announced_size calls through its table
+_size._READERS = tuple((signatures, atheris.instrument_func(reader)) for signatures, reader in _size._READERS)
+_size.avif_size = atheris.instrument_func(_size.avif_size)
 load_image = _rec.load_image
 
 # OpenCV refuses images over CV_IO_MAX_IMAGE_PIXELS (default 2^30) itself; a smaller cap (2^22) keeps a

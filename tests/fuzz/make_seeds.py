@@ -176,9 +176,16 @@ def main() -> None:
         "gray.bmp": (".bmp", gray), "bgr.tiff": (".tiff", bgr), "gray16.tiff": (".tiff", g16),
         "bgr.webp": (".webp", bgr), "bgr.ppm": (".ppm", bgr), "gray.pgm": (".pgm", gray),
         "bgr.ras": (".ras", bgr), "1x1.png": (".png", gray[:1, :1]),
+        "gray.pbm": (".pbm", gray), "bgra.pam": (".pam", bgra), "bgr.pfm": (".pfm", bgr.astype(np.float32) / 255),
+        "bgr.hdr": (".hdr", bgr.astype(np.float32) / 255), "bgr.avif": (".avif", bgr), "bgr.gif": (".gif", bgr),
+        # OpenJPEG's 6 resolution levels need 32 px or more a side
+        "bgr.jp2": (".jp2", cv2.resize(bgr, (40, 33), interpolation=cv2.INTER_NEAREST)),
     }
     for name, (ext, img) in seeds.items():
-        ok, buf = cv2.imencode(ext, img)
+        try:
+            ok, buf = cv2.imencode(ext, img)
+        except cv2.error:  # a codec this OpenCV lacks (GIF before 4.11)
+            ok = False
         if ok:
             put("image", name, buf.tobytes())
     # gray + alpha PNG (2 channels): written by hand, OpenCV does not encode it
