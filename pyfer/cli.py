@@ -299,7 +299,12 @@ def _have_image_writer(ext: str) -> bool:
     """Whether OpenCV writes images of this type (asked by suffix only, never with a file name)."""
     import cv2
 
-    return bool(ext) and _utf8(ext) and cv2.haveImageWriter("x" + ext)
+    if not (ext and _utf8(ext)):
+        return False
+    try:
+        return cv2.haveImageWriter("x" + ext)
+    except cv2.error:  # a writer that is built but switched off (EXR, without OPENCV_IO_ENABLE_OPENEXR)
+        return False
 
 
 def _check_image_output(path: str, what: str) -> None:
@@ -332,7 +337,10 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
 
     for arg in args_paths:
         p = Path(arg) if arg == "-" or Path(arg) != STDIN else Path.cwd() / arg  # ./- is a file
-        if p.is_dir():
+        if "://" in arg and not p.exists():  # (Path folds the "//": the name reads garbled)
+            errors.append(f"{arg}: a URL; pyfer reads local files only (it never uses the network): "
+                          "download the image first")
+        elif p.is_dir():
             found = image_files(p, recursive)
             if not found:
                 errors.append(f"{arg}: no image files in this folder"
@@ -1049,6 +1057,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     handled as Ctrl-C (a program calling ``main(args)`` keeps its own SIGTERM)."""
     own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if own_process:  # one line per error: OpenCV's (and libtiff's) log lines would come first, naming no file
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     # file names that are not valid UTF-8 arrive surrogate-escaped (PEP 383): print them as the
     # bytes they were, as ls does, instead of failing on a strict UTF-8 stdout
     if isinstance(sys.stdout, io.TextIOWrapper):

@@ -20,7 +20,7 @@ from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_det
 from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
-from pyfer.image_size import PNG_SIGNATURE, announced_size, jpeg_size
+from pyfer.image_size import PNG_SIGNATURE, announced_size, gif_size, jpeg_size
 from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
@@ -155,13 +155,17 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             break
 
 
-# A JPEG's Huffman coding spends at least a bit on every 8x8 block (its DC term, progressive or
-# not), so a file holds at most ~512 pixels per byte per component. Far beyond that, the header's
-# size is not what the file holds (cut short, or made to exhaust memory: a 629-byte file
-# announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB). Images up to 16.7 MP always pass; a
-# larger arithmetic-coded JPEG (rare) of flat content could exceed the bound and be refused.
+# Formats whose coding bounds the pixels a byte of file can hold. A JPEG's Huffman coding spends
+# at least a bit on every 8x8 block (its DC term, progressive or not): at most ~512 pixels per
+# byte per component. GIF's LZW codes are 3-12 bits and each stands for at most one string of its
+# 4096-entry table: at most ~2,700 pixels a byte (Pillow packs a flat 5000 x 5000 GIF at 1,276).
+# Far beyond that, the header's size is not what the file holds (cut short, or made to exhaust
+# memory: a 629-byte JPEG announcing 20000 x 20000 pixels made OpenCV fill 1.2 GB, a 35-byte GIF
+# announcing 16000 x 16000 took 2 GB, session 47). Images up to 16.7 MP always pass; a larger
+# arithmetic-coded JPEG (rare) of flat content could exceed the bound and be refused.
 JPEG_MAX_PIXELS_PER_BYTE = 2048
-JPEG_ALWAYS_OK_PIXELS = 1 << 24
+GIF_MAX_PIXELS_PER_BYTE = 4096
+ALWAYS_OK_PIXELS = 1 << 24
 
 
 def _max_image_pixels() -> int:
@@ -190,14 +194,21 @@ def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
                          "the environment's PYFER_MAX_IMAGE_PIXELS, higher to read such an image)")
 
 
-def _check_jpeg_size(data: np.ndarray, name: str) -> None:
-    """Refuse a JPEG announcing far more pixels than its bytes can encode (JPEG_MAX_PIXELS_PER_BYTE)."""
-    size = jpeg_size(data)
+def _check_bytes_can_hold(data: np.ndarray, name: str) -> None:
+    """Refuse a JPEG or GIF announcing far more pixels than its bytes can encode
+    (JPEG_MAX_PIXELS_PER_BYTE, GIF_MAX_PIXELS_PER_BYTE)."""
+    head = data[:6].tobytes()
+    if head.startswith(b"\xff\xd8"):
+        kind, size, bound = "JPEG", jpeg_size(data), JPEG_MAX_PIXELS_PER_BYTE
+    elif head in (b"GIF87a", b"GIF89a"):
+        kind, size, bound = "GIF", gif_size(data), GIF_MAX_PIXELS_PER_BYTE
+    else:
+        return
     if size is None:
         return
     pixels = size[0] * size[1]
-    if pixels > JPEG_ALWAYS_OK_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * data.size:
-        raise ValueError(f"cannot decode {name} as an image (its JPEG header announces {size[0]} x {size[1]} "
+    if pixels > ALWAYS_OK_PIXELS and pixels > bound * data.size:
+        raise ValueError(f"cannot decode {name} as an image (its {kind} header announces {size[0]} x {size[1]} "
                          f"pixels, more than its {data.size} bytes can hold: cut short or damaged)")
 
 
@@ -275,8 +286,7 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
     _check_pixel_count(announced_size(data), name)
-    if jpeg:
-        _check_jpeg_size(data, name)
+    _check_bytes_can_hold(data, name)
     try:
         img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. a header announcing more pixels than OpenCV's limit
@@ -309,6 +319,9 @@ def load_image(image: ImageLike) -> np.ndarray:
         if path.exists() and not path.is_file():
             raise ValueError(f"{path} is not a regular file (a device, pipe or socket), not an image file")
         if not path.is_file():
+            if "://" in os.fspath(image):
+                raise FileNotFoundError(f"{os.fspath(image)} is a URL: pyfer reads local files only (it never "
+                                        "uses the network); download the image first")
             raise FileNotFoundError(f"no such image file: {path}")
         data = np.fromfile(str(path), dtype=np.uint8)  # fromfile + imdecode: also non-ASCII paths
         return as_uint8_image(decode_image(data, str(path)))

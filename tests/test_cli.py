@@ -341,6 +341,28 @@ def test_clean_errors_no_traceback(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_an_image_type_whose_writer_opencv_switched_off_is_a_usage_error(tmp_path):
+    """--out x.exr: OpenCV's EXR writer is built but off, and asking for it raised cv2.error, a
+    traceback (a helper's review, session 47). Now the usual one line, exit 2, and no OpenCV log
+    line before it."""
+    r = pyfer_subprocess("predict", str(ASTRONAUT), "--out", str(tmp_path / "x.exr"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"pyfer predict: --out {tmp_path / 'x.exr'}: cannot write images of type '.exr'; use .jpg, .png, .bmp, .tif or .webp"]
+
+
+def test_a_url_is_named_as_a_url_not_a_missing_file():
+    """``pyfer predict https://...`` said "https:/example.org/me.jpg: no such image file" (Path
+    folds the "//"). pyfer never uses the network: it says so, for the CLI and the API."""
+    r = pyfer_subprocess("predict", "https://example.org/me.jpg")
+    assert r.returncode == 1
+    assert "https://example.org/me.jpg: a URL; pyfer reads local files only" in r.stderr, r.stderr
+    from pyfer.recognizer import load_image
+
+    with pytest.raises(FileNotFoundError, match="https://example.org/me.jpg is a URL: pyfer reads local files only"):
+        load_image("https://example.org/me.jpg")
+
+
 def test_version():
     import pyfer as _pyfer
 

@@ -162,3 +162,31 @@ def test_a_valid_deflated_tiff_of_more_pixels_than_pyfer_decodes_is_refused_befo
     error, peak_mb = load_in_a_child(p)
     assert "announces 20000 x 20000 pixels, more than pyfer decodes" in error, error
     assert peak_mb < 300, f"peak RSS {peak_mb} MB"
+
+
+def gif_announcing(width: int, height: int) -> bytes:
+    """A 29-byte GIF whose screen and one frame are width x height, holding one pixel's data."""
+    return (b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
+            + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00" + b"\x3b")
+
+
+def test_a_gif_announcing_more_pixels_than_its_bytes_hold_is_refused_before_decoding():
+    """A 29-byte GIF of 16000 x 16000 pixels, under MAX_IMAGE_PIXELS: OpenCV took 2.4 s and 2 GB
+    before failing on it (a helper's review, session 47). LZW holds at most ~2,700 pixels a byte."""
+    data = gif_announcing(16000, 16000)
+    assert announced_size(np.frombuffer(data, np.uint8)) == (16000, 16000)
+    with pytest.raises(ValueError, match=r"its GIF header announces 16000 x 16000 pixels, more than its 29 bytes"):
+        recognizer.load_image(data)
+
+
+def test_a_flat_gif_packed_as_tightly_as_pillow_can_passes_the_byte_check():
+    """A flat 5000 x 5000 GIF from Pillow (1,276 pixels a byte, 25 MP: over the size from which
+    the check applies) is not taken for a damaged file."""
+    import io
+
+    Image = pytest.importorskip("PIL.Image")
+    out = io.BytesIO()
+    Image.new("L", (5000, 5000), 200).save(out, "GIF")
+    data = np.frombuffer(out.getvalue(), np.uint8)
+    assert 5000 * 5000 > recognizer.ALWAYS_OK_PIXELS and 5000 * 5000 / data.size > 1000
+    recognizer._check_bytes_can_hold(data, "flat.gif")

@@ -542,10 +542,10 @@ def test_a_jpeg_announcing_more_pixels_than_its_bytes_hold_is_refused_before_dec
 def test_real_large_jpegs_pass_the_size_check():
     """Photos compress far less than the bound: a flat 6000 x 6000 JPEG at quality 50 holds
     about 90 pixels a byte (the bound: 2048)."""
-    from pyfer.recognizer import JPEG_MAX_PIXELS_PER_BYTE, _check_jpeg_size
+    from pyfer.recognizer import JPEG_MAX_PIXELS_PER_BYTE, _check_bytes_can_hold
 
     flat = cv2.imencode(".jpg", np.full((6000, 6000), 200, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])[1]
-    _check_jpeg_size(flat, "flat.jpg")
+    _check_bytes_can_hold(flat, "flat.jpg")
     assert 6000 * 6000 / flat.size < JPEG_MAX_PIXELS_PER_BYTE / 4
 
 
