@@ -484,7 +484,7 @@ class Label:
     scale: float
     thick: int
     rect: tuple[int, int, int, int]
-    spot: tuple[int, int] = (0, 0)  # where beside the box: (above, below, inside its top), (left edge, centred)
+    spot: tuple[int, int] = (0, 0)  # where beside the box: (above, below, inside its top), (left edge, centred, right edge)
 
 
 def label_scale(shape, face_width: float) -> float:
@@ -503,17 +503,25 @@ def _overlap(a, b) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-LABEL_SPOTS = [(row, col) for row in range(3) for col in range(2)]  # Label.spot, in the order tried
+LABEL_SPOTS = [(row, col) for row in range(3) for col in range(3)]  # Label.spot, in the order tried
+LABEL_SIZES = (1.0, 0.75, 0.5)  # of label_scale's, each text tried at each (never below LABEL_MIN_SCALE)
+# Where no spot is free: a pixel of another label covered counts as much as this many pixels of
+# another face. Text over text hides both ("neutrc", "ppiness" in a 6000 px crowd of 30 faces,
+# a helper's review, session 47); a label over a forehead still leaves that face readable.
+LABEL_OVER_LABEL_COST = 8
 
 
-def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tuple[int, int]] = None) -> Optional[Label]:
+def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tuple[int, int]] = None,
+                    labels=()) -> Optional[Label]:
     """Where a face's label goes, or None where no text of ``texts`` fits the image at a readable
-    size. Tried in order: each text (longest first) at the full size and at 3/4 of it, each above
-    the box, below it and inside its top, starting at the box's left edge or centred on it
-    (``prefer``, a ``Label.spot``, first: where the face's label was in the last frame of a video);
-    the first that covers nothing of ``avoid`` (rects: the labels placed so far, the other faces'
-    boxes) is taken, else the one that covers least (a crowd of small faces). Always whole inside
-    the image: moved, and shrunk where needed (a face filling a small image cut it to "happines")."""
+    size. Tried in order: each text (longest first) at each of LABEL_SIZES, each above the box,
+    below it and inside its top, starting at the box's left edge, centred on it or ending at its
+    right edge (``prefer``, a ``Label.spot``, first: where the face's label was in the last frame
+    of a video); the first that covers nothing of ``avoid`` (rects: the other faces' boxes) and
+    ``labels`` (rects: the labels placed so far) is taken, else the one that covers least, a
+    label's pixel counting LABEL_OVER_LABEL_COST times (a crowd of small faces). Always whole
+    inside the image: moved, and shrunk where needed (a face filling a small image cut it to
+    "happines")."""
     import cv2
 
     x, y, w, h = box
@@ -525,7 +533,7 @@ def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tup
         prefer = None
     best: Optional[tuple[int, Label]] = None
     for text in texts:
-        for size in (1.0, 0.75):
+        for size in LABEL_SIZES:
             scale = label_scale(shape, w) * size
             thick = text_thickness(scale)
             (tw, th), descent = cv2.getTextSize(text, font, scale, thick)
@@ -538,13 +546,14 @@ def label_placement(texts: list[str], box, shape, avoid=(), prefer: Optional[tup
             if scale < LABEL_MIN_SCALE or bw > width or bh > height:
                 continue
             rows = (y - bh, y + h, y)  # above, below, inside the top of the box
-            cols = (x, x + (w - bw) // 2)  # from the box's left edge, centred on it
+            cols = (x, x + (w - bw) // 2, x + w - bw)  # from the box's left edge, centred, to its right edge
             spots = LABEL_SPOTS if prefer not in LABEL_SPOTS else [prefer] + [p for p in LABEL_SPOTS if p != prefer]
             for spot in spots:
                 x0 = max(0, min(cols[spot[1]], width - bw))
                 y0 = max(0, min(rows[spot[0]], height - bh))
                 rect = (x0, y0, x0 + bw, y0 + bh)
-                covered = sum(_overlap(rect, r) for r in avoid)
+                covered = (sum(_overlap(rect, r) for r in avoid)
+                           + LABEL_OVER_LABEL_COST * sum(_overlap(rect, r) for r in labels))
                 if best is None or covered < best[0]:
                     best = (covered, Label(text, (x0 + pad, y0 + pad + th), scale, thick, rect, spot))
                 if covered == 0:
@@ -573,6 +582,11 @@ def face_labels(faces: list[Face], shape, ids: Optional[list[int]] = None,
     return labels
 
 
+# the last text tried for these classes, where the name does not fit (a 48 px FER2013 face had
+# no label for "happiness": a helper's review, session 47)
+SHORT_NAMES = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
+
+
 def _placed_labels(faces, boxes, shape, ids, spots) -> list[Optional[Label]]:
     placed: list[tuple[int, int, int, int]] = []
     labels: list[Optional[Label]] = []
@@ -580,9 +594,12 @@ def _placed_labels(faces, boxes, shape, ids, spots) -> list[Optional[Label]]:
         ident = f" #{ids[i]}" if ids is not None else ""
         # shorter texts where space is short; a video's track id is the last to go (it ties the
         # face to the summary and the timeline)
-        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"] + ([ident.strip()] if ident else [])
+        texts = [f"{f.label} {f.confidence:.2f}{ident}", f"{f.label}{ident}"]
+        if f.label in SHORT_NAMES:
+            texts.append(f"{SHORT_NAMES[f.label]}{ident}")
+        texts += [ident.strip()] if ident else []
         prefer = spots.get(ids[i]) if spots is not None else None
-        label = label_placement(texts, f.box, shape, placed + boxes[:i] + boxes[i + 1:], prefer)
+        label = label_placement(texts, f.box, shape, boxes[:i] + boxes[i + 1:], prefer, placed)
         labels.append(label)
         if label is not None:
             placed.append(label.rect)
