@@ -176,6 +176,23 @@ def test_yunet_working_scale():
     assert det.main_scale(48, 48) == pytest.approx(240 / 48)  # tiny crops are enlarged
     assert max(4000, 6000) * det.main_scale(4000, 6000) <= 1920 + 1  # huge photos: bounded cost
     assert YuNetDetector(min_face=30).main_scale(1080, 1920) == pytest.approx(1.0)
+    # a panorama is searched at a 1080p frame's pixels, not at a 1920 px long side (1920 x 192
+    # for 16000 x 1600, where 220 px faces were 26 px: under what YuNet finds)
+    s = det.main_scale(1600, 16000)
+    assert 16000 * 1600 * s * s == pytest.approx(1920 * 1080, rel=0.01)
+    assert 220 * s > 2 * NET_FACE
+    assert det.main_scale(3000, 4000) == pytest.approx(1920 / 4000)  # 4:3 photos as before
+
+
+def test_faces_across_a_panorama_are_found(yunet, sfew_faces):
+    """12 film faces of 160 px across a 16000 x 1600 panorama: 11 found; the long-side cap alone
+    found 1 (9 at 220 px; a helper's review found 10 of 20 in one like it)."""
+    import cv2
+
+    canvas = np.full((1600, 16000, 3), (90, 140, 110), np.uint8)
+    for i, f in enumerate(sfew_faces):
+        canvas[600:600 + 202, 300 + i * 1300:460 + i * 1300] = cv2.resize(f, (160, 202))
+    assert len(yunet(canvas)) >= 10
 
 
 def test_yunet_settings_checked():
