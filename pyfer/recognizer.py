@@ -21,7 +21,7 @@ from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
 from pyfer.image_size import PNG_SIGNATURE, announced_size, gif_size, jpeg_size
-from pyfer.preprocess import PreprocessSpec, normalize, resize_face, to_gray
+from pyfer.preprocess import PreprocessSpec, normalize, on_white, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
@@ -612,7 +612,7 @@ class Recognizer:
                                  "looks like a single colour face (H, W, 3 or 4): wrap it as crops[None]")
             if crops.ndim not in (3, 4):
                 raise ValueError(f"classify expects (N, H, W) or (N, H, W, C) arrays, got shape {crops.shape}")
-        items = [as_uint8_image(np.asarray(c)) if isinstance(c, np.ndarray) else load_image(c) for c in crops]
+        items = [on_white(as_uint8_image(np.asarray(c)) if isinstance(c, np.ndarray) else load_image(c)) for c in crops]
         if not items:
             return np.zeros((0, len(self.class_names)), np.float64)  # as _infer gives
         return self._infer([to_gray(c) for c in items])
@@ -621,7 +621,7 @@ class Recognizer:
     def detect(self, image: ImageLike) -> list[tuple[Box, Optional[np.ndarray], Optional[float]]]:
         """The detector's faces as (box, landmarks or None, score or None), filtered and ordered
         as ``predict`` returns them; boxes are validated, not clipped."""
-        img = load_image(image)
+        img = on_white(load_image(image))
         if self.detector is None:  # predict's rule: the whole image is the face
             return [((0, 0, img.shape[1], img.shape[0]), None, None)]
         return self._detect(img, img.shape[:2])
@@ -630,7 +630,7 @@ class Recognizer:
     def face_crops(self, image: ImageLike) -> np.ndarray:
         """The detected faces as ``predict`` frames them for the network: (N, S, S) uint8 gray,
         S the model's input size, in ``predict``'s order (what ``classify`` would be given)."""
-        img = load_image(image)
+        img = on_white(load_image(image))
         size = self.spec.input_size
         if self.detector is None:  # predict's rule: the whole image is the face
             return resize_face(to_gray(img), size)[None]
@@ -680,7 +680,7 @@ class Recognizer:
         for i, image in enumerate(images):
             t0, t1, t2 = time.perf_counter(), None, None
             try:
-                img = load_image(image)
+                img = on_white(load_image(image))  # (what a viewer shows of a transparent image)
                 t1 = time.perf_counter()
                 shape = img.shape[:2]
                 given_boxes = None if boxes_per_image is None else boxes_per_image[i]

@@ -646,15 +646,14 @@ def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[l
     ``faces``: :class:`Face` objects, or their dicts (``Face.to_dict``, a JSON line's faces)."""
     import cv2
 
-    from pyfer.preprocess import to_gray
+    from pyfer.preprocess import on_white, to_gray
 
     face_list = [_as_face(f) for f in faces]
     image = load_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
     elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, composited on white
-        alpha = image[:, :, 3:].astype(np.float32) / 255.0
-        out = np.round(image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        out = on_white(image).copy()
     else:
         out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
     long_side = max(out.shape[:2])

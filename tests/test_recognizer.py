@@ -927,3 +927,21 @@ def test_weights_recognizer_cannot_feed_are_refused_when_loaded(engine_module, w
         with pytest.raises(ValueError, match=message):
             pyfer.Recognizer(tmp_path / f"{name}.safetensors", threads=1)
         assert main(["predict", str(ASTRONAUT), "--weights", str(tmp_path / f"{name}.safetensors")]) == 2
+
+
+def test_a_transparent_image_is_read_as_a_viewer_shows_it(recognizer):
+    """predict looks at a transparent image composited on white, as draw_faces draws it and a
+    viewer shows it: a PNG whose colour holds a face under alpha 0 everywhere gave happiness 0.98
+    over a blank white picture (a helper's review, session 47); with the face opaque on a
+    transparent background, the face is found as in the opaque photo."""
+    bgr = cv2.imread(str(ASTRONAUT))
+    hidden = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    hidden[:, :, 3] = 0
+    assert recognizer.predict(cv2.imencode(".png", hidden)[1].tobytes()) == []
+    opaque = recognizer.predict(bgr)
+    x, y, w, h = opaque[0].box
+    cutout = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    cutout[:, :, 3] = 0
+    cutout[max(0, y - h):y + 2 * h, max(0, x - w):x + 2 * w, 3] = 255
+    found = recognizer.predict(cv2.imencode(".png", cutout)[1].tobytes())
+    assert len(found) == 1 and iou(found[0].box, opaque[0].box) > 0.8
