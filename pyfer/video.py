@@ -611,13 +611,13 @@ def _no_worse(kept: list[Optional[Label]], fresh: list[Optional[Label]], boxes) 
         if f is not None and (k is None or len(k.text) < len(f.text) or k.scale < f.scale):
             return False
 
-    def covered(labels) -> int:  # by each label: of the other faces' boxes and the other labels
+    def covered(labels) -> int:  # by each label: of the other faces' boxes and the other labels (weighed as placed)
         total = 0
         for i, lab in enumerate(labels):
             if lab is not None:
-                others = [b for j, b in enumerate(boxes) if j != i]
-                others += [o.rect for j, o in enumerate(labels) if j != i and o is not None]
-                total += sum(_overlap(lab.rect, o) for o in others)
+                total += sum(_overlap(lab.rect, b) for j, b in enumerate(boxes) if j != i)
+                total += LABEL_OVER_LABEL_COST * sum(_overlap(lab.rect, o.rect) for j, o in enumerate(labels)
+                                                     if j != i and o is not None)
         return total
 
     return covered(kept) <= covered(fresh)
@@ -653,7 +653,7 @@ def draw_faces(image: ImageLike, faces: list[Union[Face, dict]], ids: Optional[l
     if image.ndim == 3 and image.shape[2] == 3:
         out = image.copy()
     elif image.ndim == 3 and image.shape[2] == 4:  # colour kept, composited on white
-        out = on_white(image).copy()
+        out = on_white(image)  # (a new array)
     else:
         out = cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
     long_side = max(out.shape[:2])
