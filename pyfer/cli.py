@@ -621,6 +621,8 @@ def _predict(args) -> int:
                 faces = rec.predict(image)
             except image_errors() as e:
                 progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
+                if args.json:  # a saved faces.jsonl shows what was not read, too
+                    progress.print(json.dumps({"image": str(path), "error": str(e)}))
                 failed += 1
                 progress.update()
                 continue

@@ -341,6 +341,22 @@ def test_clean_errors_no_traceback(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_json_lines_name_the_files_that_could_not_be_read(weights_path, image_tree, tmp_path, capsys):
+    """--json wrote a line for each image read and none for one that failed: a saved faces.jsonl
+    could not show it (a helper's review, session 47). Now such a file has a line with its error,
+    in input order, and stderr still says it."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    rc, out, err = run_cli(["predict", str(image_tree / "a.png"), str(broken), str(image_tree / "blank.png"),
+                            "--json", "--weights", str(weights_path)], capsys)
+    assert rc == 1
+    lines = [json.loads(s) for s in out.splitlines()]
+    assert [Path(d["image"]).name for d in lines] == ["a.png", "broken.jpg", "blank.png"]
+    assert "faces" not in lines[1] and "cannot decode" in lines[1]["error"]
+    assert len(lines[0]["faces"]) == 1 and lines[2]["faces"] == []
+    assert f"{broken}: cannot decode" in err
+
+
 def test_an_image_type_whose_writer_opencv_switched_off_is_a_usage_error(tmp_path):
     """--out x.exr: OpenCV's EXR writer is built but off, and asking for it raised cv2.error, a
     traceback (a helper's review, session 47). Now the usual one line, exit 2, and no OpenCV log
