@@ -416,7 +416,7 @@ def csv_rows(path: str, faces, class_names: Sequence[str]) -> Iterator[list]:
         yield [path] + [""] * (len(csv_header(class_names)) - 1)
         return
     for i, f in enumerate(faces):
-        lm = [f"{v:.1f}" for pt in f.landmarks for v in pt] if f.landmarks is not None else [""] * 10
+        lm = [f"{v:.2f}" for pt in f.landmarks for v in pt] if f.landmarks is not None else [""] * 10
         score = "" if f.detection_score is None else f"{f.detection_score:.4f}"
         yield [path, i, *f.box, *lm, score, f.label, f"{f.confidence:.6f}",
                *(f"{f.scores[c]:.6f}" for c in class_names)]

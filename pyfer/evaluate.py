@@ -174,7 +174,7 @@ def evaluate(rec, items: Sequence[tuple[Path, int | str]], transform: Optional[C
             y_pred.append(-1)
             y_surest.append(-1)
         per_image.append({"path": str(path), "label": names[label], "predicted": faces[0].label if faces else NO_FACE,
-                          "confidence": round(faces[0].confidence, 4) if faces else None, "faces": len(faces)})
+                          "confidence": round(faces[0].confidence, 6) if faces else None, "faces": len(faces)})
     if not y_true:
         raise ValueError(f"none of the {len(items)} images could be read (first: {unreadable[0]})")
     truth, predicted, surest_predicted = np.array(y_true), np.array(y_pred), np.array(y_surest)

@@ -355,3 +355,50 @@ def test_a_teacher_cache_that_cannot_be_read_is_computed_again(tmp_path, capsys)
         assert err.count("\n") == 1 and "computing it again" in err, err
     torch.save({"key": "k", "logits": torch.zeros(3, 8)}, tmp_path / "good.pt")
     assert load_cache(tmp_path / "good.pt")["key"] == "k" and load_cache(tmp_path / "none.pt") is None
+
+
+def fake_training(state: dict):
+    """The model, optimizer and scheduler that ``fake_state``'s state loads into."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 8))
+    model[0].weight.data = state["model"]["0.weight"].clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max")
+
+
+def test_resume_rewrites_a_best_pt_that_a_stop_left_behind_last_pt(tmp_path, states, capsys):
+    """Epoch 2 was the best: last.pt was written, then the run stopped (or the disk filled) before
+    best.pt was, which still held epoch 1 while the log and --resume named epoch 2, and no later
+    epoch rewrote it unless it did better (a helper's review, session 47). --resume now writes the
+    resumed checkpoint as best.pt; a consistent best.pt is left alone."""
+    from training.train import resume_state
+
+    old, new = states
+    assert new["best_epoch"] == new["epoch"] == 1
+    save_checkpoint(new, tmp_path / "last.pt", keep_previous=True)
+    save_checkpoint(old, tmp_path / "best.pt")
+    resume_state(tmp_path, load_for_resume(tmp_path), "student", *fake_training(new))
+    assert load_checkpoint(tmp_path / "best.pt").state["epoch"] == 1
+    assert "best.pt held epoch 1; rewritten from last.pt (epoch 2, the best so far)" in capsys.readouterr().err
+    before = (tmp_path / "best.pt").stat().st_mtime_ns
+    resume_state(tmp_path, load_for_resume(tmp_path), "student", *fake_training(new))
+    assert (tmp_path / "best.pt").stat().st_mtime_ns == before and "rewritten" not in capsys.readouterr().err
+
+
+def test_a_full_disk_inside_torch_save_is_the_oserror(tmp_path, states, monkeypatch):
+    """torch's zip writer turns ENOSPC into RuntimeError("unexpected pos"), which train's one-line
+    handler did not catch: a traceback (a helper's review, session 47, on a 35 MB tmpfs). The
+    OSError is raised instead, and no temporary file is left."""
+    import errno
+
+    def full_disk(state, f):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 5691584 vs 5691488")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(states[0], tmp_path / "last.pt")
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

@@ -358,6 +358,14 @@ def test_overwrite_refuses_to_delete_its_own_teacher(finished_run):
     assert sorted(p.name for p in finished_run.iterdir()) == before
 
 
+def test_a_data_folder_without_its_kind_is_named_a_folder(tmp_path):
+    """--data /path/to/ferplus (ferplus: forgotten) was told it is a manifest without a validation
+    split, and to give --val-data (a helper's review, session 47); evaluate and prior_shift say
+    what to write instead, and so does train now."""
+    with pytest.raises(SystemExit, match=f"--data {tmp_path} is a folder, not a manifest CSV: give ferplus:{tmp_path}"):
+        check_args(args_for(tmp_path / "run", "--data", str(tmp_path)))
+
+
 def test_a_manifest_without_val_data_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="manifest, which has no validation split: give --val-data"):
         check_args(args_for(tmp_path, "--data", str(tmp_path / "train.csv")))

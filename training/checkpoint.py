@@ -90,7 +90,14 @@ def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) 
     state = dict(state)
     state[DIGEST_KEY] = state_digest(state)
     with atomic_write(path, binary=True) as f:  # a unique temporary file, flushed, renamed over
-        torch.save(state, f)
+        try:
+            torch.save(state, f)
+        except RuntimeError as exc:
+            # a full disk inside torch's zip writer comes out as a RuntimeError ("unexpected pos")
+            # raised while handling the OSError: the OSError is what the tools report in one line
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
         if keep_previous and path.is_file():  # once the new one is written: prev.pt := the old last.pt
             prev = previous_path(path)
             ptmp = prev.with_name(f".{prev.name}.{secrets.token_hex(6)}.tmp")

@@ -73,11 +73,12 @@ def cpu_latency_ms(model: torch.nn.Module, input_size: int, repeats: int = 30) -
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, data: FaceSet, prep, tta: bool = False, batch: int = 256) -> np.ndarray:
+def predict_proba(model: torch.nn.Module, data: FaceSet, prep, tta: bool = False, batch: int = 256,
+                  progress: str | None = None) -> np.ndarray:
     from training.predict import predict_logits
 
     x = torch.from_numpy(data.images).unsqueeze(1)
-    return torch.softmax(predict_logits(model, x, prep, batch=batch, tta=tta), 1).numpy()
+    return torch.softmax(predict_logits(model, x, prep, batch=batch, tta=tta, progress=progress), 1).numpy()
 
 
 def compute_metrics(labels: np.ndarray, proba: np.ndarray, class_names=EMOTIONS) -> dict:
@@ -159,7 +160,8 @@ def evaluate(weights: str, source: str, split: str = "valid", root: str | None =
         from pyfer.evaluate import spread
 
         data = data.subset(spread(np.argsort(data.labels, kind="stable"), limit))
-    proba = predict_proba(model, data, prep, tta=tta)
+    # a bar on a terminal: the teacher over FERPlus valid with --tta ran 2 minutes without one
+    proba = predict_proba(model, data, prep, tta=tta, progress=f"{Path(weights).name} on {len(data)} faces")
     offset = prior_offset(weights, source, prior_shift)
     if offset is not None:  # logits + shift * log(prior): shift < 0 favours rare classes, > 0 frequent ones
         z = np.log(proba) + offset

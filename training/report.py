@@ -34,17 +34,36 @@ MODELS = {
     "T-SNet (distilled student, session 1)": REPO / "models" / "tsnet_student_session1.safetensors",
     SHIPPED: REPO / "pyfer" / "models" / "tsnet_student.safetensors",
 }
-CURVES = {"teacher": "teacher", "student (hard labels)": "student_hard", "student (vote shares)": "student_soft",
-          "T-SNet (hard labels, shipped)": "tsnet_hard", "T-SNet (vote shares)": "tsnet_soft",
-          "student, imagenet stem": "student_soft_imagenetstem"}
+# each curve's run folder in --runs: the first that has a log (the names of results/runs, then
+# those docs/training.md's commands write: runs/student, runs/tsnet)
+CURVES = {"teacher": ("teacher",), "student (hard labels)": ("student_hard", "student"),
+          "student (vote shares)": ("student_soft",), "T-SNet (hard labels, shipped)": ("tsnet_hard", "tsnet"),
+          "T-SNet (vote shares)": ("tsnet_soft",), "student, imagenet stem": ("student_soft_imagenetstem",)}
 ABLATION_TS, ABLATION_ALPHAS = [4, 6, 8], [0.2, 0.4, 0.6]  # Table I's grid
+
+
+def curve_log(runs: Path, folders: tuple[str, ...]) -> Path:
+    """The log of a curve: in the first of ``folders`` that has one (else the first's, absent)."""
+    logs = [runs / folder / "log.jsonl" for folder in folders]
+    return next((log for log in logs if log.is_file()), logs[0])
+
+
+def ablation_root(runs: Path) -> Path:
+    """Where the (T, a) cells are: ``runs`` itself (results/runs), or ``runs/ablation`` where
+    ``training.ablation --out runs/ablation`` (docs/training.md) put them."""
+    cells = [(T, a) for T in ABLATION_TS for a in ABLATION_ALPHAS]
+    nested = runs / "ablation"
+    if not any(cell_dir(runs, T, a).is_dir() for T, a in cells) and any(cell_dir(nested, T, a).is_dir() for T, a in cells):
+        return nested
+    return runs
 
 
 def missing_logs(runs: Path) -> dict[str, list[Path]]:
     """The parts drawn from run logs ("curves.png", "Table I") none of whose logs in ``runs`` has an
     epoch, each with the logs it looked for."""
-    parts = {"curves.png": [runs / f / "log.jsonl" for f in CURVES.values()],
-             "Table I": [cell_dir(runs, T, a) / "log.jsonl" for T in ABLATION_TS for a in ABLATION_ALPHAS]}
+    grid = ablation_root(runs)
+    parts = {"curves.png": [curve_log(runs, folders) for folders in CURVES.values()],
+             "Table I": [cell_dir(grid, T, a) / "log.jsonl" for T in ABLATION_TS for a in ABLATION_ALPHAS]}
     return {part: logs for part, logs in parts.items() if not any(read_log(log) for log in logs)}
 
 
@@ -52,7 +71,7 @@ def validation_kind(runs: Path) -> str:
     """How the ablation's cells validated, for Table I's title: with flip averaging (``--tta``) or
     not, as each cell's config.json records it."""
     tta = set()
-    for cfg in (cell_dir(runs, T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS):
+    for cfg in (cell_dir(ablation_root(runs), T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS):
         try:
             tta.add(bool(json.loads(cfg.read_text()).get("tta")))
         except (OSError, ValueError, AttributeError):  # absent or damaged: that cell does not say
@@ -95,14 +114,15 @@ def plot_curves(runs: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, folder in CURVES.items():
-        rows = read_log(runs / folder / "log.jsonl")
+    for name, folders in CURVES.items():
+        rows = read_log(curve_log(runs, folders))
         if not rows:
             continue
         ep = [r["epoch"] for r in rows]
         ax1.plot(ep, [100 * r["val_accuracy"] for r in rows], label=name)
         ax2.plot(ep, [r["train_loss"] for r in rows], label=name)
-    ax1.set(xlabel="epoch", ylabel="FERPlus valid accuracy (%)", ylim=(60, 90))
+    # the axis spans the curves (a fixed 60-90% cut off a from-scratch run's first epochs at 39.5%)
+    ax1.set(xlabel="epoch", ylabel="FERPlus valid accuracy (%)")
     ax2.set(xlabel="epoch", ylabel="training loss", yscale="log")
     ax1.grid(alpha=0.3)
     ax2.grid(alpha=0.3)
@@ -178,7 +198,7 @@ def main(argv=None) -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * f['macro_recall']:.1f} |")
     if "Table I" not in missing:
         lines += ["", f"## Table I: (T, a) ablation, best FERPlus valid accuracy ({validation_kind(runs)})", "",
-                  ablation_table(runs, ABLATION_TS, ABLATION_ALPHAS)]
+                  ablation_table(ablation_root(runs), ABLATION_TS, ABLATION_ALPHAS)]
     elif kept_table_i:
         lines += ["", kept_table_i]
     with reported_errors():

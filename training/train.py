@@ -289,6 +289,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--alpha must be in [0, 1] and --T > 0")
     if args.mixup < 0 or args.cutmix < 0 or args.balance < 0 or args.dkd_beta < 0:
         raise SystemExit("--mixup, --cutmix, --balance and --dkd-beta must be >= 0")
+    if not is_split_source(args.data) and Path(args.data).is_dir():  # (ferplus: forgotten: not a manifest at all)
+        raise SystemExit(f"--data {args.data} is a folder, not a manifest CSV: give ferplus:{args.data} (the FER+ "
+                         f"release layout) or rafdb:{args.data}")
     if not args.val_data and not is_split_source(args.data):
         raise SystemExit(f"--data {args.data} is a manifest, which has no validation split: give --val-data "
                          "(else the run would validate, and choose best.pt, on its own training faces; a run "
@@ -550,7 +553,8 @@ def cached_teacher_logits(args, teacher, x_train: torch.Tensor, prep: Preprocess
                  for i in tqdm(batches, desc="teacher logits (pyfer engine, once)", disable=args.quiet)]
         logits = torch.cat(parts).float()
     else:
-        logits = predict_logits(teacher, x_train, prep, batch=256, amp=amp)
+        logits = predict_logits(teacher, x_train, prep, batch=256, amp=amp,
+                                progress=None if args.quiet else "teacher logits (once)")
     with atomic_write(path, binary=True) as f:
         torch.save({"key": keys[0], "logits": logits.cpu()}, f)
     return logits.to(x_train.device)
@@ -1011,6 +1015,7 @@ def resume_state(out: Path, resume_from, mode: str, model, opt, sched, ema=None,
     model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
     if ema is not None:
         ema.module.load_state_dict(ckpt["model"])
+    repair_best(out, ck)
     if "rng" in ckpt:  # checkpoints from before session 10 lack it
         torch.set_rng_state(ckpt["rng"])
     if "cuda_rng" in ckpt and device.type == "cuda":
@@ -1026,6 +1031,26 @@ def resume_state(out: Path, resume_from, mode: str, model, opt, sched, ema=None,
     write_file((out / "log.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
     print(f"resuming {mode} from {ck.path} after epoch {start_epoch}", flush=True)
     return start_epoch, ckpt["best_val_accuracy"], ckpt["best_epoch"], history
+
+
+def repair_best(out: Path, ck) -> None:
+    """best.pt is written after last.pt: a stop or a full disk between the two left last.pt naming
+    its own epoch the best while best.pt held an older one, and no later epoch rewrote it unless it
+    did better (a helper's review, session 47). The resumed checkpoint is then the best: it is
+    written as best.pt."""
+    state = ck.state
+    if state["best_epoch"] != state["epoch"]:
+        return
+    best = out / "best.pt"
+    try:
+        held = load_checkpoint(best).state.get("epoch")
+    except (FileNotFoundError, CheckpointError):
+        held = None
+    if held != state["epoch"]:
+        save_checkpoint(state, best)
+        was = "was missing or unreadable" if held is None else f"held epoch {held + 1}"
+        print(f"note: {best} {was}; rewritten from {ck.path.name} (epoch {state['epoch'] + 1}, the best so far)",
+              file=sys.stderr, flush=True)
 
 
 def epoch_order(labels: np.ndarray, seed: int, draw: int, power: float = 1.0) -> np.ndarray:
