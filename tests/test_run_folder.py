@@ -169,8 +169,11 @@ def test_resume_accepts_where_it_runs_and_moved_data(finished_run, ferplus_dir, 
     # finished already: resuming trains no epoch, but the flags are checked first
     summary = run(args_for(finished_run, *TINY, "--epochs", "2", "--schedule", "cosine", "--lr", "0.004",
                            "--threads", "2", "--data", f"ferplus:{moved}", "--resume"))
-    assert "--data is ferplus:" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "--data is ferplus:" in err
     assert summary["run"] == str(finished_run) and "train_loss" not in summary  # nothing left to train
+    # and it says so (it loaded the data and printed only the summary: a helper's review, session 47)
+    assert f"nothing to train: {finished_run} has run 2 epoch(s), --epochs is 2 (give more to go on)" in out
 
 
 def test_resume_accepts_another_spelling_of_the_folder(finished_run, monkeypatch):

@@ -239,7 +239,9 @@ def main(argv=None) -> None:
     ax.axvline(best["shift"], color="k", lw=0.8)
     ax.set_xlabel("shift (x log prior added to the raw logits)")
     ax.set_ylabel("%")
-    ax.set_title(f"{Path(args.weights).name}: dotted = issue 13 targets, line = chosen")
+    # the run folder too: every run's checkpoint is best.pt, and plots of several runs looked alike
+    named = Path(args.weights)
+    ax.set_title(f"{named.parent.name}/{named.name}: dotted = issue 13 targets, line = chosen")
     ax.legend(fontsize=7)
     fig.tight_layout()
     with reported_errors():

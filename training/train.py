@@ -893,6 +893,9 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     if resume_from is not None:
         start_epoch, best_score, best_epoch, history = resume_state(out, resume_from, args.mode, model, opt, sched,
                                                                     ema, device, args.overparam)
+        if start_epoch >= args.epochs:
+            print(f"nothing to train: {out} has run {start_epoch} epoch(s), --epochs is {args.epochs} "
+                  "(give more to go on)", flush=True)
     else:
         if args.overwrite:  # only now that every input has loaded: a typo must not cost the old run
             for old in trained_files(out):  # no epoch of it may pass for one of the new (caches are keyed)
