@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import csv
 import errno
+import functools
 import glob
 import importlib.util
 import io
@@ -295,15 +296,20 @@ def _utf8(name: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
 def _have_image_writer(ext: str) -> bool:
-    """Whether OpenCV writes images of this type (asked by suffix only, never with a file name)."""
+    """Whether OpenCV writes an annotated copy (8-bit BGR; gray for GRAY_ONLY_TYPES) as this type:
+    a small one is encoded, by suffix only, never with a file name. Asking haveImageWriter raised
+    for EXR's writer switched off, and said yes for it switched on, which writes floats only."""
     import cv2
+    import numpy as np
 
     if not (ext and _utf8(ext)):
         return False
+    sample = np.zeros((64, 64) if ext in GRAY_ONLY_TYPES else (64, 64, 3), np.uint8)  # (JPEG 2000 needs 32 px)
     try:
-        return cv2.haveImageWriter("x" + ext)
-    except cv2.error:  # a writer that is built but switched off (EXR, without OPENCV_IO_ENABLE_OPENEXR)
+        return bool(cv2.haveImageWriter("x" + ext) and cv2.imencode(ext, sample)[0])
+    except cv2.error:
         return False
 
 

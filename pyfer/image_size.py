@@ -58,37 +58,57 @@ def jpeg_size(data: np.ndarray) -> Optional[Size]:
     return None
 
 
+# TIFF field types libtiff takes an image's size as (BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG,
+# LONG8, SLONG8), as struct formats
+_TIFF_SIZE_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
+TIFF_MAX_ENTRIES = 4096  # libtiff refuses a directory of more ("sanity check on directory count")
+
+
 def tiff_size(data: np.ndarray) -> Optional[Size]:
-    """From ImageWidth (256) and ImageLength (257) in the first IFD, the page OpenCV reads; classic
-    TIFF and BigTIFF, either byte order."""
+    """From ImageWidth (256) and ImageLength (257) in the first IFD, the page OpenCV reads, as
+    libtiff reads them: classic TIFF and BigTIFF, either byte order, any integer type, a value too
+    wide for its entry read where the entry points, the first of duplicate tags."""
     head = bytes(data[:16])
     order = {b"II": "<", b"MM": ">"}.get(head[:2])
     if order is None or len(head) < 16:
         return None
     version = struct.unpack(order + "H", head[2:4])[0]
     if version == 42:
-        ifd, count_format, entry_size, value_at = struct.unpack(order + "I", head[4:8])[0], "H", 12, 8
+        ifd, count_format, entry_size, field = struct.unpack(order + "I", head[4:8])[0], "H", 12, "I"
     elif version == 43:  # BigTIFF: 8-byte offsets and counts
-        ifd, count_format, entry_size, value_at = struct.unpack(order + "Q", head[8:16])[0], "Q", 20, 12
+        ifd, count_format, entry_size, field = struct.unpack(order + "Q", head[8:16])[0], "Q", 20, "Q"
     else:
         return None
-    count_size = struct.calcsize(count_format)
+    count_size, field_size = struct.calcsize(count_format), struct.calcsize(field)
     if ifd + count_size > data.size:
         return None
     count = struct.unpack(order + count_format, bytes(data[ifd:ifd + count_size]))[0]
-    width = height = None
+    if count > TIFF_MAX_ENTRIES:
+        return None
+    sizes: dict[int, int] = {}
     for i in range(min(count, (data.size - ifd - count_size) // entry_size)):
-        entry = bytes(data[ifd + count_size + i * entry_size:ifd + count_size + (i + 1) * entry_size])
+        at = ifd + count_size + i * entry_size
+        entry = bytes(data[at:at + entry_size])
         tag, kind = struct.unpack(order + "HH", entry[:4])
-        value_format = {3: "H", 4: "I", 16: "Q"}.get(kind, "")  # SHORT, LONG, LONG8
-        if tag not in (256, 257) or not value_format or struct.calcsize(value_format) > entry_size - value_at:
-            continue  # (a LONG8 in a classic TIFF's 4-byte field: fuzz finding, session 47)
-        value = struct.unpack(order + value_format, entry[value_at:value_at + struct.calcsize(value_format)])[0]
-        if tag == 256:
-            width = value
-        else:
-            height = value
-    return (width, height) if width is not None and height is not None else None
+        value_format = _TIFF_SIZE_TYPES.get(kind)
+        if tag not in (256, 257) or tag in sizes or value_format is None:
+            continue
+        if struct.unpack(order + count_format.replace("H", "I"), entry[4:4 + field_size])[0] != 1:
+            return None  # libtiff wants one value
+        width = struct.calcsize(value_format)
+        value_bytes = entry[4 + field_size:4 + field_size + width]
+        if width > field_size:  # (a LONG8 in a classic TIFF: stored where the entry points)
+            where = struct.unpack(order + field, entry[4 + field_size:4 + 2 * field_size])[0]
+            value_bytes = bytes(data[where:where + width])
+            if len(value_bytes) < width:
+                return None
+        value = struct.unpack(order + value_format, value_bytes)[0]
+        if value < 0:
+            return None  # libtiff refuses it
+        sizes[tag] = value
+        if len(sizes) == 2:
+            return sizes[256], sizes[257]
+    return None
 
 
 def bmp_size(data: np.ndarray) -> Optional[Size]:
@@ -103,39 +123,105 @@ def bmp_size(data: np.ndarray) -> Optional[Size]:
     return abs(width), abs(height)
 
 
-_PNM_FIELD = re.compile(rb"(?:\s|#[^\n\r]*)*(\d+)(?=\s)")  # (whitespace ends a number)
+# what OpenCV's PxM/PAM readers skip between fields: whitespace, and "#" comments to a line end
+_WHITESPACE = re.compile(rb"[ \t\n\r\v\f]*")
+_LINE_END = re.compile(rb"[\n\r]")
+_DIGITS = re.compile(rb"[0-9]*")
+MAX_HEADER_DIGITS = 12  # a longer number overflows OpenCV's int: the file is refused there
+
+
+def _pnm_numbers(buf, pos: int, count: int) -> Optional[list[int]]:
+    """``count`` numbers from ``pos`` as OpenCV's PxM ReadNumber reads them: whitespace and comments
+    skipped, a number ended by any other byte. Linear in the bytes read (a regex that skipped both
+    in one pattern backtracked exponentially: 40 comments hung a call, a helper's review)."""
+    numbers = []
+    while len(numbers) < count:
+        while True:
+            pos = _WHITESPACE.match(buf, pos).end()
+            if pos < len(buf) and buf[pos] == 0x23:  # "#": a comment to the line's end
+                end = _LINE_END.search(buf, pos)
+                if end is None:
+                    return None
+                pos = end.end()
+            else:
+                break
+        digits = _DIGITS.match(buf, pos)
+        if not digits.group() or digits.end() >= len(buf) or len(digits.group()) > MAX_HEADER_DIGITS:
+            return None  # no number, one that may go on past a cut, or an overflow OpenCV refuses
+        numbers.append(int(digits.group()))
+        pos = digits.end()
+    return numbers
+
+
+_PAM_FIELD = re.compile(rb"([^ \t\v\f]*)[ \t\v\f]*(.*)", re.S)  # a name, whitespace, its value
+
+
+def _pam_size(buf) -> Optional[Size]:
+    """WIDTH and HEIGHT of a PAM header as OpenCV's reader takes them: lines of a name and a value
+    (read as atoi does) up to ENDHDR, comments skipped, the last of repeated fields."""
+    fields: dict[bytes, int] = {}
+    pos = 2
+    while pos < len(buf):
+        pos = _WHITESPACE.match(buf, pos).end()
+        end = _LINE_END.search(buf, pos)
+        if end is None:
+            return None
+        line, pos = bytes(buf[pos:end.start()]), end.end()
+        if line.startswith(b"#"):
+            continue
+        name, value = _PAM_FIELD.match(line).groups()
+        if name == b"ENDHDR":
+            break
+        number = re.match(rb"[+-]?([0-9]+)", value)
+        if name in (b"WIDTH", b"HEIGHT") and number and len(number.group(1)) <= MAX_HEADER_DIGITS:
+            fields[name] = int(number.group(1))
+    else:
+        return None
+    return (fields[b"WIDTH"], fields[b"HEIGHT"]) if len(fields) == 2 else None
 
 
 def pnm_size(data: np.ndarray) -> Optional[Size]:
     """From the text header of PBM/PGM/PPM (P1-P6) and PFM (PF, Pf): the two numbers after the
-    magic, with comments skipped; PAM (P7): its WIDTH and HEIGHT lines."""
-    head = data[:4096].tobytes()
-    if head[:2] == b"P7":
-        end = head.find(b"ENDHDR")
-        if end < 0:
-            return None
-        fields = dict(re.findall(rb"^(WIDTH|HEIGHT)[ \t]+(\d+)", head[:end], re.M))
-        if b"WIDTH" not in fields or b"HEIGHT" not in fields:
-            return None
-        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
-    width = _PNM_FIELD.match(head, 2)
-    height = _PNM_FIELD.match(head, width.end()) if width else None
-    return (int(width.group(1)), int(height.group(1))) if width and height else None
+    magic; PAM (P7): its WIDTH and HEIGHT lines."""
+    buf = data.data  # a memoryview of the bytes, no copy (the regexes read it as it is)
+    if bytes(buf[:2]) == b"P7":
+        return _pam_size(buf)
+    numbers = _pnm_numbers(buf, 2, 2)
+    return (numbers[0], numbers[1]) if numbers else None
 
 
-_HDR_RESOLUTION = re.compile(rb"([-+])([XY]) +(\d+) +([-+])([XY]) +(\d+)\s")
+_NEWLINE = re.compile(rb"\n")
+HDR_LINE_BUFFER = 128  # OpenCV's Radiance reader reads its header with fgets into 128 bytes
+# it reads the size line with sscanf("-Y %d +X %d"): each space any whitespace or none, each
+# number with an optional sign; it refuses the other orientations
+_HDR_SIZE = re.compile(rb"-Y[ \t\n\r\v\f]*([+-]?[0-9]+)[ \t\n\r\v\f]*\+X[ \t\n\r\v\f]*([+-]?[0-9]+)")
+
+
+def _fgets(buf, pos: int) -> tuple[bytes, int]:
+    """The line C's fgets reads from ``pos`` into HDR_LINE_BUFFER bytes (a longer line comes in
+    pieces, and a piece can be a lone newline), and the position after it."""
+    end = _NEWLINE.search(buf, pos, min(len(buf), pos + HDR_LINE_BUFFER - 1))
+    stop = end.end() if end else min(len(buf), pos + HDR_LINE_BUFFER - 1)
+    return bytes(buf[pos:stop]), stop
 
 
 def hdr_size(data: np.ndarray) -> Optional[Size]:
-    """From the resolution line of a Radiance HDR file ("-Y 480 +X 640"), after the header's
-    blank line."""
-    head = data[:65536].tobytes()
-    blank = head.find(b"\n\n")
-    found = _HDR_RESOLUTION.match(head, blank + 2) if blank >= 0 else None
-    if found is None or found.group(2) == found.group(5):
+    """From a Radiance HDR header as OpenCV reads it: its first line, then lines up to a blank one
+    (one whose first byte is a newline or NUL), then the size line ("-Y 480 +X 640")."""
+    buf = data.data
+    _, pos = _fgets(buf, 0)
+    while True:
+        line, pos = _fgets(buf, pos)
+        if not line:
+            return None
+        if line[:1] in (b"\n", b"\0"):
+            break
+    line = _fgets(buf, pos)[0]
+    found = _HDR_SIZE.match(line)
+    if found is None or found.end() == len(line) or max(len(found.group(1)), len(found.group(2))) > MAX_HEADER_DIGITS + 1:
         return None
-    sizes = {found.group(2): int(found.group(3)), found.group(5): int(found.group(6))}
-    return sizes[b"X"], sizes[b"Y"]
+    height, width = int(found.group(1)), int(found.group(2))
+    return (width, height) if width >= 0 and height >= 0 else None
 
 
 def _j2k_codestream_size(data: np.ndarray, start: int) -> Optional[Size]:

@@ -114,7 +114,7 @@ def pil_to_array(img) -> np.ndarray:
     mode = img.mode
     if mode == "La":  # premultiplied: Pillow converts it to LA only
         img, mode = img.convert("LA"), "LA"
-    if mode in ("1", "LA", "L"):
+    if mode in ("1", "L"):
         return np.asarray(img.convert("L") if mode != "L" else img)
     if mode.startswith("I;16"):
         return np.asarray(img).astype(np.uint16)
@@ -125,7 +125,8 @@ def pil_to_array(img) -> np.ndarray:
             # 16-bit image whose values all stay within 0..255 is taken as 8-bit
             return a.astype(np.uint16)
         return a
-    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
+    # (LA kept its alpha only from session 47: a face hidden under alpha 0 was read)
+    if mode in ("RGBA", "RGBa", "PA", "LA") or (mode == "P" and "transparency" in img.info):
         return np.ascontiguousarray(np.asarray(img.convert("RGBA"))[:, :, [2, 1, 0, 3]])
     rgb = img if mode == "RGB" else img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
     return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
@@ -208,8 +209,11 @@ def _check_bytes_can_hold(data: np.ndarray, name: str) -> None:
         return
     pixels = size[0] * size[1]
     if pixels > ALWAYS_OK_PIXELS and pixels > bound * data.size:
+        # (a GIF's screen can also be left mostly empty by its frames: refused all the same, as
+        # OpenCV would allocate all of it)
+        why = "cut short or damaged" if kind == "JPEG" else "cut short, damaged, or a screen its frames leave empty"
         raise ValueError(f"cannot decode {name} as an image (its {kind} header announces {size[0]} x {size[1]} "
-                         f"pixels, more than its {data.size} bytes can hold: cut short or damaged)")
+                         f"pixels, more than its {data.size} bytes can hold: {why})")
 
 
 def _tiff_orientation(t: bytes) -> int:
@@ -324,11 +328,11 @@ def load_image(image: ImageLike) -> np.ndarray:
                                         "uses the network); download the image first")
             raise FileNotFoundError(f"no such image file: {path}")
         data = np.fromfile(str(path), dtype=np.uint8)  # fromfile + imdecode: also non-ASCII paths
-        return as_uint8_image(decode_image(data, str(path)))
+        return as_uint8_image(decode_image(data, str(path)), decoded=True)
     if isinstance(image, (bytes, bytearray, memoryview)):
         raw = image.tobytes() if isinstance(image, memoryview) else image
         try:
-            return as_uint8_image(decode_image(np.frombuffer(raw, dtype=np.uint8), "the image bytes"))
+            return as_uint8_image(decode_image(np.frombuffer(raw, dtype=np.uint8), "the image bytes"), decoded=True)
         except ValueError as e:
             if len(raw) < 4096 and b"\0" not in raw and os.path.isfile(os.fsdecode(bytes(raw))):  # b"photo.jpg"
                 raise ValueError(f"{e}: bytes are an encoded image; give a file name as a str or a Path") from None
@@ -360,7 +364,10 @@ def uint16_shift(max_value: int) -> int:
     return depth - 8
 
 
-def as_uint8_image(a: np.ndarray) -> np.ndarray:
+def as_uint8_image(a: np.ndarray, decoded: bool = False) -> np.ndarray:
+    """Any image array -> uint8 (see ``load_image``). ``decoded``: ``a`` was decoded from a file,
+    whose 16-bit alpha always spans 0..65535 (an array's alpha depth is judged by its maximum, and
+    a faint 16-bit alpha of a file, 4000 of 65535, read as 250 of 255 made a hidden face seen)."""
     if a.dtype == bool or a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
                                                    or np.issubdtype(a.dtype, np.floating)):
         raise TypeError(f"unsupported image dtype {a.dtype}: use uint8 (or another int/float type)")
@@ -378,8 +385,8 @@ def as_uint8_image(a: np.ndarray) -> np.ndarray:
         colour = a[:, :, :3] if a.ndim == 3 and a.shape[2] == 4 else a
         shift = uint16_shift(int(colour.max()))
         out = a >> shift
-        if colour is not a:  # alpha keeps its own range: 16-bit if its maximum says so
-            out[:, :, 3] = a[:, :, 3] >> uint16_shift(int(a[:, :, 3].max()))
+        if colour is not a:  # alpha keeps its own range: a file's is 16-bit, an array's as its maximum says
+            out[:, :, 3] = a[:, :, 3] >> (8 if decoded else uint16_shift(int(a[:, :, 3].max())))
         return out.astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():

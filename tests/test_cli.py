@@ -361,10 +361,12 @@ def test_an_image_type_whose_writer_opencv_switched_off_is_a_usage_error(tmp_pat
     """--out x.exr: OpenCV's EXR writer is built but off, and asking for it raised cv2.error, a
     traceback (a helper's review, session 47). Now the usual one line, exit 2, and no OpenCV log
     line before it."""
-    r = pyfer_subprocess("predict", str(ASTRONAUT), "--out", str(tmp_path / "x.exr"))
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines() == [
-        f"pyfer predict: --out {tmp_path / 'x.exr'}: cannot write images of type '.exr'; use .jpg, .png, .bmp, .tif or .webp"]
+    for switched_on in ("0", "1"):  # on, the writer takes floats only, and the write failed (status 1)
+        r = pyfer_subprocess("predict", str(ASTRONAUT), "--out", str(tmp_path / "x.exr"),
+                             env={"OPENCV_IO_ENABLE_OPENEXR": switched_on})
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"pyfer predict: --out {tmp_path / 'x.exr'}: cannot write images of type '.exr'; use .jpg, .png, .bmp, .tif or .webp"]
 
 
 def test_a_url_is_named_as_a_url_not_a_missing_file():

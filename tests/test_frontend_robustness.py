@@ -112,9 +112,12 @@ def test_folder_with_unreadable_and_truncated_files(tmp_path, astronaut):
     dt = time.perf_counter() - t0
     no_traceback(err)
     rows = [json.loads(s) for s in out.splitlines()]
-    got = {Path(r["image"]).name: r for r in rows}
+    got = {Path(r["image"]).name: r for r in rows if "faces" in r}
     expect_ok = set(good) | ({unreadable.name} if can_read else set())
     assert set(got) == expect_ok, (sorted(got), err)
+    # each file that could not be read has a line with its error (a folder, pipe or dangling link is no image)
+    errors = {Path(r["image"]).name for r in rows if "error" in r}
+    assert errors == set(bad) | ({unreadable.name} if not can_read else set()), (sorted(errors), err)
     for name in expect_ok:
         assert len(got[name]["faces"]) == 1, got[name]
     assert rc == 1, (rc, err)
@@ -162,7 +165,9 @@ def test_random_folders(tmp_path_factory, astronaut, kinds, cut, seed):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["predict", str(d), "--json", "--weights", str(SHIPPED_WEIGHTS), "--detector", "haar"])
-    done = {Path(json.loads(s)["image"]).name for s in out.getvalue().splitlines()}
+    lines = [json.loads(s) for s in out.getvalue().splitlines()]
+    done = {Path(r["image"]).name for r in lines if "faces" in r}
+    assert {Path(r["image"]).name for r in lines if "error" in r} == {n for n in names if n in err.getvalue()}
     reported = {n for n in names if n in err.getvalue()}
     assert done | reported == set(names), (names, done, reported)  # nothing lost
     assert not done & reported
@@ -246,7 +251,8 @@ def test_20000x20000_file_cli(tmp_path):
     assert cv2.imwrite(str(p), np.full((20000, 20000), 90, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     rc, out, err = cli("predict", p, "--json", "--weights", SHIPPED_WEIGHTS)
     no_traceback(err)
-    assert rc == 1 and out == "" and "PYFER_MAX_IMAGE_PIXELS" in err, (rc, out, err)
+    assert rc == 1 and "PYFER_MAX_IMAGE_PIXELS" in err, (rc, out, err)
+    assert "PYFER_MAX_IMAGE_PIXELS" in json.loads(out)["error"]  # its --json line says why
     p2 = pyfer_subprocess("predict", p, "--json", "--weights", SHIPPED_WEIGHTS, timeout=TIMEOUT,
                           env={"PYFER_MAX_IMAGE_PIXELS": str(20000 * 20000)})
     no_traceback(p2.stderr)
@@ -271,7 +277,8 @@ def test_folder_with_a_pixel_bomb_cli(tmp_path, astronaut):
     cv2.imwrite(str(d / "b_good.png"), astronaut)
     rc, out, err = cli("predict", d, "--json", "--weights", SHIPPED_WEIGHTS)
     assert rc == 1 and "Traceback" not in err, err[-2000:]
-    assert [Path(json.loads(s)["image"]).name for s in out.splitlines()] == ["b_good.png"]
+    assert [(Path(r["image"]).name, "faces" in r) for r in map(json.loads, out.splitlines())] == [
+        ("a_bomb.bmp", False), ("b_good.png", True)]
 
 
 def png_chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:

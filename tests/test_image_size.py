@@ -103,6 +103,73 @@ FILES = {
 }
 
 
+def tiff_with_size_tags(tags: list[tuple[int, int, bytes]]) -> bytes:
+    """A valid classic TIFF of WIDTH x HEIGHT gray pixels whose size entries are ``tags``: (tag,
+    type, the 4-byte value field), in that order, before the other entries."""
+    strip = bytes(WIDTH * HEIGHT)
+    others = [(258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, None), (277, 3, 1), (278, 4, HEIGHT), (279, 4, len(strip))]
+    ifd_at = 8
+    strip_at = ifd_at + 2 + 12 * (len(tags) + len(others)) + 4
+    ifd = struct.pack("<H", len(tags) + len(others))
+    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + field for tag, kind, field in tags)
+    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + struct.pack("<H" if kind == 3 else "<I", strip_at if v is None else v).ljust(4, b"\0")
+                    for tag, kind, v in others)
+    return b"II*\0" + struct.pack("<I", ifd_at) + ifd + struct.pack("<I", 0) + strip
+
+
+def field(fmt: str, value: int) -> bytes:
+    return struct.pack("<" + fmt, value).ljust(4, b"\0")
+
+
+def hdr_file() -> bytes:
+    return encoded(".hdr", image=COLOUR.astype(np.float32) / 255).tobytes()
+
+
+# valid files OpenCV decodes at WIDTH x HEIGHT whose headers the first readers misread, so that
+# MAX_IMAGE_PIXELS was not applied (a helper's review, session 47)
+VARIANTS = {
+    "tiff, SLONG sizes": lambda: tiff_with_size_tags([(256, 9, field("i", WIDTH)), (257, 9, field("i", HEIGHT))]),
+    "tiff, SSHORT sizes": lambda: tiff_with_size_tags([(256, 8, field("h", WIDTH)), (257, 8, field("h", HEIGHT))]),
+    "tiff, BYTE sizes": lambda: tiff_with_size_tags([(256, 1, field("B", WIDTH)), (257, 1, field("B", HEIGHT))]),
+    "tiff, duplicate size tags (libtiff keeps the first)": lambda: tiff_with_size_tags(
+        [(256, 3, field("H", WIDTH)), (257, 3, field("H", HEIGHT)), (256, 3, field("H", 1)), (257, 3, field("H", 1))]),
+    "pgm, a 5000-byte comment": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
+        b"P5\n", b"P5\n#" + b"x" * 5000 + b"\n", 1),
+    "pgm, a comment right after the width": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
+        b"P5\n75 47", b"P5\n75#\n47", 1),
+    "pam, indented fields": lambda: encoded(".pam").tobytes().replace(b"WIDTH", b" WIDTH").replace(b"HEIGHT", b"\tHEIGHT"),
+    "pam, a comment naming ENDHDR": lambda: encoded(".pam").tobytes().replace(b"P7\n", b"P7\n# ENDHDR\n", 1),
+    "hdr, tabs in the size line": lambda: hdr_file().replace(b"-Y 47 +X 75", b"-Y\t47\t+X\t75"),
+    "hdr, no spaces in the size line": lambda: hdr_file().replace(b"-Y 47 +X 75", b"-Y47 +X75"),
+    "hdr, signed sizes": lambda: hdr_file().replace(b"-Y 47 +X 75", b"-Y +47 +X +75"),
+    "hdr, 70 KB of header": lambda: hdr_file().replace(b"\nFORMAT", b"\n" + b"#comment line\n" * 5000 + b"FORMAT", 1),
+    "hdr, a 127-byte line read as two (fgets)": lambda: b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n" + b"B" * 127 + b"\n"
+                                                + hdr_file()[hdr_file().find(b"-Y"):],
+}
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_headers_are_read_as_opencv_reads_them(kind):
+    raw = np.frombuffer(VARIANTS[kind](), np.uint8)
+    decoded = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    assert decoded is not None and decoded.shape[:2] == (HEIGHT, WIDTH)  # a valid file, as OpenCV reads it
+    assert announced_size(raw) == (WIDTH, HEIGHT)
+
+
+def test_header_readers_take_linear_time():
+    """A PGM header of 40 comment starts and no number hung the first reader, a regex that
+    backtracked exponentially (18 of them: 17 s; a helper's review, session 47)."""
+    import time
+
+    started = time.perf_counter()
+    assert announced_size(np.frombuffer(b"P5" + b" #" * 100_000 + b"\n", np.uint8)) is None
+    assert announced_size(np.frombuffer(b"P7\n" + b"# c\n" * 100_000, np.uint8)) is None
+    assert announced_size(np.frombuffer(b"#?RADIANCE\n" + b"x\n" * 100_000, np.uint8)) is None
+    huge = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y " + b"1" * 5000 + b" +X 1\n"  # (int() refuses 4,300 digits)
+    assert announced_size(np.frombuffer(huge, np.uint8)) is None
+    assert time.perf_counter() - started < 10
+
+
 @pytest.mark.parametrize("kind", FILES)
 def test_each_format_announces_its_size_and_is_held_to_max_image_pixels(kind, monkeypatch):
     """Each format OpenCV decodes here: its header's size is read, an image of MAX_IMAGE_PIXELS
@@ -134,14 +201,17 @@ def test_a_header_cut_short_announces_nothing(kind):
         assert announced_size(data[:end]) in (None, (WIDTH, HEIGHT)), end
 
 
-def test_a_tiff_size_tag_of_a_type_that_does_not_fit_its_field_is_skipped():
+def test_a_tiff_size_of_a_type_wider_than_its_field_is_read_where_the_entry_points(monkeypatch):
     """Fuzz finding (session 47): a classic TIFF whose ImageWidth is a LONG8, 8 bytes in a 4-byte
-    field, raised struct.error out of load_image. Now the tag is skipped (libtiff refuses the file)."""
+    field, raised struct.error out of load_image. libtiff reads such a value where the field
+    points, and so does the reader now (a helper's review: skipping it let the file through)."""
     raw = bytearray(tiff_bytes(WIDTH, HEIGHT))
     first_entry = 8 + 2
     assert struct.unpack("<H", raw[first_entry:first_entry + 2])[0] == 256
     raw[first_entry + 2:first_entry + 4] = struct.pack("<H", 16)  # LONG8
-    assert announced_size(np.frombuffer(bytes(raw), np.uint8)) is None
+    raw[first_entry + 8:first_entry + 12] = struct.pack("<I", len(raw))  # its value: at the end
+    raw += struct.pack("<Q", 60000)
+    assert announced_size(np.frombuffer(bytes(raw), np.uint8)) == (60000, HEIGHT)
     with pytest.raises(ValueError, match="cannot decode"):
         recognizer.load_image(bytes(raw))
 

@@ -10,6 +10,7 @@ as another user (uid 65534) against root's files in a shared sticky folder, as i
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,7 +98,9 @@ def test_an_input_the_user_may_not_read_is_named_and_counted(place):
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
     assert f"{secret}: [Errno 13] Permission denied" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "1 image(s), 1 face(s), 1 failed" in done.stderr, done.stderr
-    assert len(done.stdout.splitlines()) == 1 and "astronaut.png" in done.stdout
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [("error" in r, Path(r["image"]).name) for r in lines] == [(True, "secret.png"), (False, "astronaut.png")]
+    assert lines[0]["error"] == f"[Errno 13] Permission denied: {str(secret)!r}"
 
 
 def test_a_video_the_user_may_not_read_is_named(place):

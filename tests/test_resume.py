@@ -385,6 +385,24 @@ def test_resume_rewrites_a_best_pt_that_a_stop_left_behind_last_pt(tmp_path, sta
     assert (tmp_path / "best.pt").stat().st_mtime_ns == before and "rewritten" not in capsys.readouterr().err
 
 
+def test_resume_from_prev_pt_keeps_a_later_best_pt(tmp_path, states, capsys):
+    """last.pt damaged, --resume falls back to prev.pt (epoch 1, its own best); best.pt holds epoch
+    2, the run's best: it is kept, not replaced by epoch 1 (a review of the repair above)."""
+    import numpy as np
+
+    from training.train import resume_state
+
+    old, new = states
+    save_checkpoint(old, tmp_path / "last.pt", keep_previous=True)
+    save_checkpoint(new, tmp_path / "last.pt", keep_previous=True)
+    save_checkpoint(new, tmp_path / "best.pt")
+    corrupt(tmp_path / "last.pt", "garbage", np.random.default_rng(0))
+    ck = load_for_resume(tmp_path)
+    assert ck[0].path.name == "prev.pt" and ck[0].state["epoch"] == ck[0].state["best_epoch"] == 0
+    resume_state(tmp_path, ck, "student", *fake_training(old))
+    assert load_checkpoint(tmp_path / "best.pt").state["epoch"] == 1 and "rewritten" not in capsys.readouterr().err
+
+
 def test_a_full_disk_inside_torch_save_is_the_oserror(tmp_path, states, monkeypatch):
     """torch's zip writer turns ENOSPC into RuntimeError("unexpected pos"), which train's one-line
     handler did not catch: a traceback (a helper's review, session 47, on a 35 MB tmpfs). The

@@ -1040,7 +1040,8 @@ def repair_best(out: Path, ck) -> None:
     """best.pt is written after last.pt: a stop or a full disk between the two left last.pt naming
     its own epoch the best while best.pt held an older one, and no later epoch rewrote it unless it
     did better (a helper's review, session 47). The resumed checkpoint is then the best: it is
-    written as best.pt."""
+    written as best.pt over an older epoch's or a missing one. A best.pt of a later epoch is kept:
+    after a fall back to prev.pt it is the run's best, which the resumed one must beat."""
     state = ck.state
     if state["best_epoch"] != state["epoch"]:
         return
@@ -1049,7 +1050,7 @@ def repair_best(out: Path, ck) -> None:
         held = load_checkpoint(best).state.get("epoch")
     except (FileNotFoundError, CheckpointError):
         held = None
-    if held != state["epoch"]:
+    if held is None or held < state["epoch"]:
         save_checkpoint(state, best)
         was = "was missing or unreadable" if held is None else f"held epoch {held + 1}"
         print(f"note: {best} {was}; rewritten from {ck.path.name} (epoch {state['epoch'] + 1}, the best so far)",

@@ -34,7 +34,8 @@ for _name in ("load_image", "decode_image", "as_uint8_image", "pil_to_array", "i
         setattr(_rec, _name, atheris.instrument_func(getattr(_rec, _name)))
 # the header readers of every format, which announced_size calls through its table
 _size._READERS = tuple((signatures, atheris.instrument_func(reader)) for signatures, reader in _size._READERS)
-_size.avif_size = atheris.instrument_func(_size.avif_size)
+for _name in ("avif_size", "_boxes", "_pnm_numbers", "_pam_size", "_fgets", "_j2k_codestream_size"):
+    setattr(_size, _name, atheris.instrument_func(getattr(_size, _name)))
 load_image = _rec.load_image
 
 # OpenCV refuses images over CV_IO_MAX_IMAGE_PIXELS (default 2^30) itself; a smaller cap (2^22) keeps a
