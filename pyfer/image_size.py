@@ -93,7 +93,7 @@ def tiff_size(data: np.ndarray) -> Optional[Size]:
         value_format = _TIFF_SIZE_TYPES.get(kind)
         if tag not in (256, 257) or tag in sizes or value_format is None:
             continue
-        if struct.unpack(order + count_format.replace("H", "I"), entry[4:4 + field_size])[0] != 1:
+        if struct.unpack(order + field, entry[4:4 + field_size])[0] != 1:  # (the value count: as wide as a field)
             return None  # libtiff wants one value
         width = struct.calcsize(value_format)
         value_bytes = entry[4 + field_size:4 + field_size + width]
@@ -218,7 +218,9 @@ def hdr_size(data: np.ndarray) -> Optional[Size]:
             break
     line = _fgets(buf, pos)[0]
     found = _HDR_SIZE.match(line)
-    if found is None or found.end() == len(line) or max(len(found.group(1)), len(found.group(2))) > MAX_HEADER_DIGITS + 1:
+    if found is None or found.end() == len(line):  # (no size line, or one cut short)
+        return None
+    if max(len(found.group(1)), len(found.group(2))) > MAX_HEADER_DIGITS + 1:
         return None
     height, width = int(found.group(1)), int(found.group(2))
     return (width, height) if width >= 0 and height >= 0 else None

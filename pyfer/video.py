@@ -484,7 +484,8 @@ class Label:
     scale: float
     thick: int
     rect: tuple[int, int, int, int]
-    spot: tuple[int, int] = (0, 0)  # where beside the box: (above, below, inside its top), (left edge, centred, right edge)
+    # where beside the box: (above, below, inside its top), (left edge, centred, right edge)
+    spot: tuple[int, int] = (0, 0)
 
 
 def label_scale(shape, face_width: float) -> float:

@@ -107,13 +107,12 @@ def tiff_with_size_tags(tags: list[tuple[int, int, bytes]]) -> bytes:
     """A valid classic TIFF of WIDTH x HEIGHT gray pixels whose size entries are ``tags``: (tag,
     type, the 4-byte value field), in that order, before the other entries."""
     strip = bytes(WIDTH * HEIGHT)
-    others = [(258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, None), (277, 3, 1), (278, 4, HEIGHT), (279, 4, len(strip))]
     ifd_at = 8
-    strip_at = ifd_at + 2 + 12 * (len(tags) + len(others)) + 4
+    strip_at = ifd_at + 2 + 12 * (len(tags) + 7) + 4
+    others = [(258, 3, field("H", 8)), (259, 3, field("H", 1)), (262, 3, field("H", 1)), (273, 4, field("I", strip_at)),
+              (277, 3, field("H", 1)), (278, 4, field("I", HEIGHT)), (279, 4, field("I", len(strip)))]
     ifd = struct.pack("<H", len(tags) + len(others))
-    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + field for tag, kind, field in tags)
-    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + struct.pack("<H" if kind == 3 else "<I", strip_at if v is None else v).ljust(4, b"\0")
-                    for tag, kind, v in others)
+    ifd += b"".join(struct.pack("<HHI", tag, kind, 1) + value_field for tag, kind, value_field in tags + others)
     return b"II*\0" + struct.pack("<I", ifd_at) + ifd + struct.pack("<I", 0) + strip
 
 

@@ -53,9 +53,8 @@ def ablation_root(runs: Path) -> Path:
     ``training.ablation --out runs/ablation`` (docs/training.md) put them."""
     cells = [(T, a) for T in ABLATION_TS for a in ABLATION_ALPHAS]
     nested = runs / "ablation"
-    if not any(cell_dir(runs, T, a).is_dir() for T, a in cells) and any(cell_dir(nested, T, a).is_dir() for T, a in cells):
-        return nested
-    return runs
+    here = any(cell_dir(runs, T, a).is_dir() for T, a in cells)
+    return nested if not here and any(cell_dir(nested, T, a).is_dir() for T, a in cells) else runs
 
 
 def missing_logs(runs: Path) -> dict[str, list[Path]]:
@@ -71,7 +70,8 @@ def validation_kind(runs: Path) -> str:
     """How the ablation's cells validated, for Table I's title: with flip averaging (``--tta``) or
     not, as each cell's config.json records it."""
     tta = set()
-    for cfg in (cell_dir(ablation_root(runs), T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS):
+    grid = ablation_root(runs)
+    for cfg in (cell_dir(grid, T, a) / "config.json" for T in ABLATION_TS for a in ABLATION_ALPHAS):
         try:
             tta.add(bool(json.loads(cfg.read_text()).get("tta")))
         except (OSError, ValueError, AttributeError):  # absent or damaged: that cell does not say
