@@ -44,8 +44,8 @@ def jpeg_size(data: np.ndarray) -> Optional[Size]:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
+        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2  # (FF 00 is no marker at all: libjpeg scans on past it, and so does this)
             continue
         length = int.from_bytes(buf[pos + 2:pos + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
@@ -123,11 +123,23 @@ def bmp_size(data: np.ndarray) -> Optional[Size]:
     return abs(width), abs(height)
 
 
+_C_NUMBER = re.compile(rb"[ \t\n\r\v\f]*([+-]?)0*([0-9]*)")
+
+
+def c_int(text: bytes) -> int:
+    """``text`` as C's atoi reads it into an int (glibc: strtol, clamped to a long, then cut to
+    32 bits): leading whitespace, a sign, digits up to any other byte; 0 without digits."""
+    sign, digits = _C_NUMBER.match(text).groups()
+    value = int(digits[:20]) if digits else 0  # (past 19 digits a long is clamped anyway)
+    value = max(-value, -(1 << 63)) if sign == b"-" else min(value, (1 << 63) - 1)
+    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
 # what OpenCV's PxM/PAM readers skip between fields: whitespace, and "#" comments to a line end
 _WHITESPACE = re.compile(rb"[ \t\n\r\v\f]*")
 _LINE_END = re.compile(rb"[\n\r]")
 _DIGITS = re.compile(rb"[0-9]*")
-MAX_HEADER_DIGITS = 12  # a longer number overflows OpenCV's int: the file is refused there
+MAX_HEADER_DIGITS = 12  # of a number's digits after its leading zeros, more than any int has
 
 
 def _pnm_numbers(buf, pos: int, count: int) -> Optional[list[int]]:
@@ -146,43 +158,83 @@ def _pnm_numbers(buf, pos: int, count: int) -> Optional[list[int]]:
             else:
                 break
         digits = _DIGITS.match(buf, pos)
-        if not digits.group() or digits.end() >= len(buf) or len(digits.group()) > MAX_HEADER_DIGITS:
-            return None  # no number, one that may go on past a cut, or an overflow OpenCV refuses
-        numbers.append(int(digits.group()))
+        if not digits.group() or digits.end() >= len(buf):
+            return None  # no number, or one that may go on past a cut
+        value = int(digits.group().lstrip(b"0")[:MAX_HEADER_DIGITS] or b"0")
+        if value > (1 << 31) - 1:
+            return None  # ReadNumber refuses more than INT_MAX
+        numbers.append(value)
         pos = digits.end()
     return numbers
 
 
-_PAM_FIELD = re.compile(rb"([^ \t\v\f]*)[ \t\v\f]*(.*)", re.S)  # a name, whitespace, its value
+PAM_FIELDS = (b"WIDTH", b"HEIGHT", b"DEPTH", b"MAXVAL", b"TUPLTYPE", b"ENDHDR")
+_PAM_NAME = re.compile(rb"[^ \t\n\r\v\f]{0,8}")  # OpenCV takes up to 8 bytes of a field's name
+_PAM_VALUE = re.compile(rb"[^\n\r]{0,255}[\n\r]")  # then up to 255 of its value, ended by a line end
 
 
 def _pam_size(buf) -> Optional[Size]:
-    """WIDTH and HEIGHT of a PAM header as OpenCV's reader takes them: lines of a name and a value
-    (read as atoi does) up to ENDHDR, comments skipped, the last of repeated fields."""
+    """WIDTH and HEIGHT of a PAM header as OpenCV's ReadPAMHeaderLine takes them, up to ENDHDR:
+    comments skipped; a name, then (unless a line end follows it) any whitespace, line ends too,
+    then the value to the line's end, read as atoi does; the last of repeated fields. An unknown
+    or overlong name ends OpenCV's reading (the file is refused), and so this one's."""
     fields: dict[bytes, int] = {}
     pos = 2
-    while pos < len(buf):
+    while True:
         pos = _WHITESPACE.match(buf, pos).end()
-        end = _LINE_END.search(buf, pos)
-        if end is None:
+        if pos >= len(buf):
             return None
-        line, pos = bytes(buf[pos:end.start()]), end.end()
-        if line.startswith(b"#"):
+        if buf[pos] == 0x23:  # "#": a comment to the line's end
+            end = _LINE_END.search(buf, pos)
+            if end is None:
+                return None
+            pos = end.end()
             continue
-        name, value = _PAM_FIELD.match(line).groups()
-        if name == b"ENDHDR":
+        name = _PAM_NAME.match(buf, pos)
+        pos = name.end()
+        if pos >= len(buf) or buf[pos] not in b" \t\n\r\v\f" or name.group() not in PAM_FIELDS:
+            return None
+        if name.group() == b"ENDHDR":
             break
-        number = re.match(rb"[+-]?([0-9]+)", value)
-        if name in (b"WIDTH", b"HEIGHT") and number and len(number.group(1)) <= MAX_HEADER_DIGITS:
-            fields[name] = int(number.group(1))
-    else:
+        if buf[pos] in b"\n\r":  # a name without a value
+            pos += 1
+            continue
+        pos = _WHITESPACE.match(buf, pos).end()
+        value = _PAM_VALUE.match(buf, pos)
+        if value is None:
+            return None
+        if name.group() in (b"WIDTH", b"HEIGHT"):
+            fields[name.group()] = c_int(value.group()[:-1])
+        pos = value.end()
+    if len(fields) < 2 or min(fields.values()) <= 0:
         return None
-    return (fields[b"WIDTH"], fields[b"HEIGHT"]) if len(fields) == 2 else None
+    return fields[b"WIDTH"], fields[b"HEIGHT"]
+
+
+PFM_MAX_TOKEN = 2048  # OpenCV's PFM reader reads a number as the bytes up to whitespace, 2048 at most
+_PFM_TOKEN = re.compile(rb"[^ \t\n\r\v\f]{0,2048}")
+
+
+def pfm_size(data: np.ndarray) -> Optional[Size]:
+    """From a PFM header as OpenCV's own PFM reader reads it: "PF" or "Pf" and a newline, then the
+    width and the height, each the bytes up to one whitespace byte, read as atoi does (so "+40",
+    "40.0", "040" and "40x" are 40)."""
+    buf = data.data
+    if bytes(buf[:3]) not in (b"PF\n", b"Pf\n"):
+        return None
+    numbers, pos = [], 3
+    for _ in range(2):
+        token = _PFM_TOKEN.match(buf, pos)
+        if token.end() >= len(buf):
+            return None
+        numbers.append(c_int(token.group()))
+        pos = token.end() + 1
+    return (numbers[0], numbers[1]) if min(numbers) > 0 else None
 
 
 def pnm_size(data: np.ndarray) -> Optional[Size]:
-    """From the text header of PBM/PGM/PPM (P1-P6) and PFM (PF, Pf): the two numbers after the
-    magic; PAM (P7): its WIDTH and HEIGHT lines."""
+    """From the text header of PBM/PGM/PPM (P1-P6): the two numbers after the magic, as OpenCV's
+    ReadNumber reads them; PAM (P7): its WIDTH and HEIGHT lines."""
     buf = data.data  # a memoryview of the bytes, no copy (the regexes read it as it is)
     if bytes(buf[:2]) == b"P7":
         return _pam_size(buf)
@@ -206,24 +258,23 @@ def _fgets(buf, pos: int) -> tuple[bytes, int]:
 
 
 def hdr_size(data: np.ndarray) -> Optional[Size]:
-    """From a Radiance HDR header as OpenCV reads it: its first line, then lines up to a blank one
-    (one whose first byte is a newline or NUL), then the size line ("-Y 480 +X 640")."""
+    """From a Radiance HDR header as OpenCV reads it: its first line, then lines up to a blank one,
+    then the size line ("-Y 480 +X 640")."""
     buf = data.data
     _, pos = _fgets(buf, 0)
     while True:
         line, pos = _fgets(buf, pos)
         if not line:
             return None
-        if line[:1] in (b"\n", b"\0"):
+        if line[:1] == b"\n":
             break
     line = _fgets(buf, pos)[0]
     found = _HDR_SIZE.match(line)
-    if found is None or found.end() == len(line):  # (no size line, or one cut short)
+    # (no size line, or one the file's end cut: fgets' own cut at its buffer's end is no end)
+    if found is None or (found.end() == len(line) and len(line) < HDR_LINE_BUFFER - 1):
         return None
-    if max(len(found.group(1)), len(found.group(2))) > MAX_HEADER_DIGITS + 1:
-        return None
-    height, width = int(found.group(1)), int(found.group(2))
-    return (width, height) if width >= 0 and height >= 0 else None
+    height, width = c_int(found.group(1)), c_int(found.group(2))
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _j2k_codestream_size(data: np.ndarray, start: int) -> Optional[Size]:
@@ -252,31 +303,65 @@ def sun_raster_size(data: np.ndarray) -> Optional[Size]:
     return width, height
 
 
+EXR_MULTIPART = 0x1000  # a version flag: several headers, each ended by an empty name
+
+
 def exr_size(data: np.ndarray) -> Optional[Size]:
-    """From the header's dataWindow attribute (name, type, size, then four int32: xMin, yMin,
-    xMax, yMax). opencv-python ships this reader off; it reads EXR when a program turns it on."""
-    head = data[:65536].tobytes()
-    at = head.find(b"dataWindow\0box2i\0")
-    if at < 0 or at + 37 > len(head):
+    """The largest dataWindow (box2i: xMin, yMin, xMax, yMax) of the header's attributes, walked
+    one by one (name, type, size, value) to the empty name that ends a header; every part's of a
+    multi-part file. opencv-python ships this reader off; it reads EXR when a program turns it on."""
+    buf = data.data
+    if len(buf) < 8:
         return None
-    x_min, y_min, x_max, y_max = struct.unpack("<iiii", head[at + 21:at + 37])
-    return max(x_max - x_min + 1, 0), max(y_max - y_min + 1, 0)
+    multipart = int.from_bytes(buf[4:8], "little") & EXR_MULTIPART
+    sizes, pos = [], 8
+    while pos < len(buf):
+        if buf[pos] == 0:  # the end of a header (of the last one, unless a multi-part file goes on)
+            if not multipart or (pos + 1 < len(buf) and buf[pos + 1] == 0):
+                break
+            pos += 1
+            continue
+        name_end = _NUL.search(buf, pos)
+        type_end = _NUL.search(buf, name_end.end()) if name_end else None
+        if type_end is None or type_end.end() + 4 > len(buf):
+            return None
+        size = int.from_bytes(buf[type_end.end():type_end.end() + 4], "little", signed=True)
+        value_at = type_end.end() + 4
+        if size < 0 or value_at + size > len(buf):
+            return None
+        if bytes(buf[pos:name_end.start()]) == b"dataWindow" and bytes(buf[name_end.end():type_end.start()]) == b"box2i" \
+                and size >= 16:
+            x_min, y_min, x_max, y_max = struct.unpack("<iiii", bytes(buf[value_at:value_at + 16]))
+            sizes.append((max(x_max - x_min + 1, 0), max(y_max - y_min + 1, 0)))
+        pos = value_at + size
+    return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
+
+
+_NUL = re.compile(rb"\0")
+
+
+def _vp8_size(head: bytes) -> Optional[Size]:
+    """The frame size of a VP8L (lossless: 0x2F, then 14-bit width - 1 and height - 1) or VP8 key
+    frame (a 3-byte tag, the start code 9D 01 2A, 14-bit width and height) bitstream."""
+    if head[:1] == b"\x2f" and len(head) >= 5:
+        bits = int.from_bytes(head[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if len(head) >= 10 and head[3:6] == b"\x9d\x01\x2a" and not head[0] & 1:
+        return int.from_bytes(head[6:8], "little") & 0x3FFF, int.from_bytes(head[8:10], "little") & 0x3FFF
+    return None
 
 
 def webp_size(data: np.ndarray) -> Optional[Size]:
-    """From the first chunk: the canvas of an extended file (VP8X), else the frame of a lossy
-    (VP8) or lossless (VP8L) one."""
-    if data.size < 30 or data[8:12].tobytes() != b"WEBP":
-        return None
-    kind, chunk = data[12:16].tobytes(), data[20:30].tobytes()
-    if kind == b"VP8X":
-        return int.from_bytes(chunk[4:7], "little") + 1, int.from_bytes(chunk[7:10], "little") + 1
-    if kind == b"VP8 " and chunk[3:6] == b"\x9d\x01\x2a":
-        return int.from_bytes(chunk[6:8], "little") & 0x3FFF, int.from_bytes(chunk[8:10], "little") & 0x3FFF
-    if kind == b"VP8L" and chunk[0] == 0x2F:
-        bits = int.from_bytes(chunk[1:5], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
+    """As libwebp's WebPGetFeatures, which OpenCV sniffs WebP with: in RIFF/WEBP, the canvas of
+    an extended file (VP8X), else the frame of the VP8 or VP8L chunk, or of a bare bitstream where
+    a chunk header should be; without RIFF, a bare VP8 or VP8L bitstream."""
+    head = data[:32].tobytes()
+    if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return _vp8_size(head)
+    kind = head[12:16]
+    if kind == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    return _vp8_size(head[20:30] if kind in (b"VP8 ", b"VP8L") else head[12:22])
 
 
 def _boxes(data: np.ndarray, start: int, end: int):
@@ -295,22 +380,29 @@ def _boxes(data: np.ndarray, start: int, end: int):
         pos += length
 
 
+def _box_contents(data: np.ndarray, start: int, end: int, path: tuple[bytes, ...]):
+    """(start, end) of the contents of each box reached through the box types of ``path``, one
+    nesting level each ('meta' is a full box: its version and flags are skipped)."""
+    if not path:
+        yield start, end
+        return
+    for kind, inner, outer in _boxes(data, start, end):
+        if kind == path[0]:
+            yield from _box_contents(data, inner + (4 if kind == b"meta" else 0), outer, path[1:])
+
+
 def avif_size(data: np.ndarray) -> Optional[Size]:
-    """The largest image spatial extent ('ispe', meta/iprp/ipco) of any item: the primary image,
-    a grid's output, or its alpha plane."""
-    sizes = []
-    for kind, start, end in _boxes(data, 0, data.size):
-        if kind != b"meta":
-            continue
-        for kind, start, end in _boxes(data, start + 4, end):  # (meta is a full box: version, flags)
-            if kind != b"iprp":
-                continue
-            for kind, start, end in _boxes(data, start, end):
-                if kind != b"ipco":
-                    continue
-                for kind, start, end in _boxes(data, start, end):
-                    if kind == b"ispe" and end - start >= 12:
-                        sizes.append(struct.unpack(">II", data[start + 4:start + 12].tobytes()))
+    """The largest of the image spatial extents ('ispe', meta/iprp/ipco: the primary image, a
+    grid's output, an alpha plane) and, for an image sequence, of its tracks' headers ('tkhd',
+    moov/trak: 16.16 fixed point; libavif scales its frames to them)."""
+    sizes = [struct.unpack(">II", data[start + 4:start + 12].tobytes())
+             for start, end in _box_contents(data, 0, data.size, (b"meta", b"iprp", b"ipco", b"ispe"))
+             if end - start >= 12]
+    for start, end in _box_contents(data, 0, data.size, (b"moov", b"trak", b"tkhd")):
+        at = start + (88 if data[start] == 1 else 76)  # (version 1 has 64-bit times)
+        if at + 8 <= end:
+            width, height = struct.unpack(">II", data[at:at + 8].tobytes())
+            sizes.append((-(-width >> 16), -(-height >> 16)))
     return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
 
 
@@ -321,29 +413,41 @@ def gif_size(data: np.ndarray) -> Optional[Size]:
     return int.from_bytes(data[6:8].tobytes(), "little"), int.from_bytes(data[8:10].tobytes(), "little")
 
 
-# (first bytes, reader); the first match is the file's format, as OpenCV's own sniffing does
-_READERS: tuple[tuple[tuple[bytes, ...], Callable[[np.ndarray], Optional[Size]]], ...] = (
-    ((PNG_SIGNATURE,), png_size),
-    ((b"\xff\xd8",), jpeg_size),
-    ((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), tiff_size),
+# (first bytes, reader) of the formats OpenCV tries before WebP, and of those it tries after, in
+# its order: the first match is the file's format. Any file libwebp takes is WebP to OpenCV (a bare
+# VP8 frame can start like a PGM), so those after it are also read as WebP, and the larger taken.
+_BEFORE_WEBP: tuple[tuple[tuple[bytes, ...], Callable[[np.ndarray], Optional[Size]]], ...] = (
     ((b"BM",), bmp_size),
-    ((b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7", b"PF", b"Pf"), pnm_size),
-    ((b"#?",), hdr_size),
-    ((JP2_SIGNATURE, J2K_SIGNATURE), jp2_size),
-    ((SUN_RASTER_SIGNATURE,), sun_raster_size),
-    ((EXR_SIGNATURE,), exr_size),
     ((b"GIF87a", b"GIF89a"), gif_size),
-    ((b"RIFF",), webp_size),
+    ((b"#?",), hdr_size),
+    ((b"\xff\xd8",), jpeg_size),
 )
+_AFTER_WEBP: tuple[tuple[tuple[bytes, ...], Callable[[np.ndarray], Optional[Size]]], ...] = (
+    ((SUN_RASTER_SIGNATURE,), sun_raster_size),
+    ((b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7"), pnm_size),
+    ((b"PF", b"Pf"), pfm_size),
+    ((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), tiff_size),
+    ((PNG_SIGNATURE,), png_size),
+    ((JP2_SIGNATURE, J2K_SIGNATURE), jp2_size),
+    ((EXR_SIGNATURE,), exr_size),
+)
+
+
+def _larger(a: Optional[Size], b: Optional[Size]) -> Optional[Size]:
+    return a if b is None else b if a is None else max(a, b, key=lambda size: size[0] * size[1])
 
 
 def announced_size(data: np.ndarray) -> Optional[Size]:
     """(width, height) that an encoded image's header announces; None for a file of no format
     OpenCV reads, or a header cut short."""
     head = data[:16].tobytes()
-    for signatures, reader in _READERS:
+    for signatures, reader in _BEFORE_WEBP:
         if head.startswith(signatures):
             return reader(data)
-    if head[4:8] == b"ftyp":  # AVIF (HEIF): its brand follows; the readers sniff it the same way
+    if head[4:8] == b"ftyp":  # AVIF (HEIF): its brand follows (OpenCV tries AVIF after GIF)
         return avif_size(data)
-    return None
+    webp = webp_size(data)
+    for signatures, reader in _AFTER_WEBP:
+        if head.startswith(signatures):
+            return _larger(reader(data), webp)
+    return webp

@@ -147,6 +147,91 @@ VARIANTS = {
 }
 
 
+def jpeg_steered_past_its_frame_header() -> bytes:
+    """A JPEG whose real frame header (SOF) follows an FF 00 pair: libjpeg skips the pair and scans
+    on; read as a marker with a length, FF 00 steered the first reader past the real SOF to a fake
+    1x1 one inside an APP1 segment that libjpeg skips (a helper's review, session 47)."""
+    raw = encoded(".jpg").tobytes()
+    segments, pos = [], 2
+    while raw[pos + 1] != 0xDA:  # up to the scan
+        length = struct.unpack(">H", raw[pos + 2:pos + 4])[0]
+        segments.append(raw[pos:pos + 2 + length])
+        pos += 2 + length
+    sof = next(seg for seg in segments if seg[1] == 0xC0)
+    fake_sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 1, 1, 1) + b"\x01\x11\x00"
+    app1 = b"\xff\xe1" + struct.pack(">H", 6 + len(fake_sof)) + b"junk" + fake_sof
+    jump = len(sof) + 8  # from the length field's end to the fake SOF
+    rest = b"".join(seg for seg in segments if seg is not sof)
+    return b"\xff\xd8\xff\x00" + struct.pack(">H", jump + 2) + sof + app1 + rest + raw[pos:]
+
+
+def pfm_with_header(sizes: bytes) -> bytes:
+    pixels = (COLOUR.astype(np.float32) / 255).tobytes()
+    return b"PF\n" + sizes + b"\n-1.0\n" + pixels
+
+
+def webp_bitstream(riff: bool) -> bytes:
+    """The VP8L bitstream of a lossless WebP without its chunk header: bare, or in RIFF/WEBP
+    (libwebp takes both, and OpenCV sniffs WebP by libwebp)."""
+    raw = encoded(".webp", cv2.IMWRITE_WEBP_QUALITY, 101).tobytes()
+    bitstream = raw[20:20 + struct.unpack("<I", raw[16:20])[0]]
+    if not riff:
+        return bitstream
+    body = b"WEBP" + bitstream + b"\0" * (len(bitstream) & 1)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def hdr_size_line_of_127_bytes() -> bytes:
+    """fgets cuts the size line at 127 bytes, right after the width; the pixels follow."""
+    raw = hdr_file()
+    at = raw.find(b"-Y")
+    line = b"-Y 47" + b" " * (127 - len(b"-Y 47+X 75")) + b"+X 75"
+    return raw[:at] + line + raw[raw.index(b"\n", at) + 1:]
+
+
+VARIANTS.update({
+    "jpeg, FF 00 before a fake frame header": jpeg_steered_past_its_frame_header,
+    "hdr, a header line starting with NUL": lambda: hdr_file().replace(
+        b"FORMAT=32-bit_rle_rgbe\n\n", b"FORMAT=32-bit_rle_rgbe\n\0junk\n-Y 1 +X 1\n\n", 1),
+    "hdr, leading zeros": lambda: hdr_file().replace(b"-Y 47 +X 75", b"-Y %020d +X %020d" % (HEIGHT, WIDTH)),
+    "hdr, a size line cut by fgets": hdr_size_line_of_127_bytes,
+    "pfm": lambda: pfm_with_header(b"75 47"),
+    "pfm, signs": lambda: pfm_with_header(b"+75 +47"),
+    "pfm, read as atoi reads": lambda: pfm_with_header(b"75x 47.0"),
+    "pfm, a width atoi wraps": lambda: pfm_with_header(b"%d 47" % ((1 << 44) + WIDTH)),
+    "pgm, leading zeros": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
+        b"P5\n75 47", b"P5\n%020d %020d" % (WIDTH, HEIGHT), 1),
+    "pam, a value on the next line": lambda: encoded(".pam").tobytes().replace(b"WIDTH 75", b"WIDTH \n75"),
+    "pam, leading zeros": lambda: encoded(".pam").tobytes().replace(b"WIDTH 75", b"WIDTH %020d" % WIDTH),
+    "webp, a bare VP8L bitstream": lambda: webp_bitstream(riff=False),
+    "webp, a VP8L bitstream without its chunk header": lambda: webp_bitstream(riff=True),
+})
+
+
+def test_an_exr_dataWindow_is_found_by_walking_the_attributes():
+    """A box2i attribute named "adataWindow" of 1 x 1 before the real one: searching the bytes for
+    "dataWindow" read it, and a long attribute before it hid the real one (a helper's review)."""
+    raw = exr_file().tobytes()
+    decoy = b"adataWindow\0box2i\0" + struct.pack("<i", 16) + struct.pack("<iiii", 0, 0, 0, 0)
+    long_text = b"comments\0string\0" + struct.pack("<i", 70_000) + b"x" * 70_000
+    for extra in (decoy, long_text, decoy + long_text):
+        assert announced_size(np.frombuffer(raw[:8] + extra + raw[8:], np.uint8)) == (WIDTH, HEIGHT)
+
+
+def box(kind: bytes, content: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(content)) + kind + content
+
+
+def test_an_image_sequence_avif_is_held_to_its_track_size():
+    """libavif scales an image sequence's frames to its track header's size: a 400 x 300 track of
+    40 x 30 frames decoded at 400 x 300 while 'ispe' said 40 x 30 (a helper's review)."""
+    tkhd = b"\0\0\0\x03" + bytes(20) + bytes(16) + bytes(36) + struct.pack(">II", 400 << 16, 300 << 16)
+    ispe = box(b"ispe", b"\0\0\0\0" + struct.pack(">II", 40, 30))
+    data = (box(b"ftyp", b"avis\0\0\0\0avisavif") + box(b"meta", b"\0\0\0\0" + box(b"iprp", box(b"ipco", ispe)))
+            + box(b"moov", box(b"trak", box(b"tkhd", tkhd))))
+    assert announced_size(np.frombuffer(data, np.uint8)) == (400, 300)
+
+
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_headers_are_read_as_opencv_reads_them(kind):
     raw = np.frombuffer(VARIANTS[kind](), np.uint8)

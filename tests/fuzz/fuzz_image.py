@@ -32,9 +32,12 @@ for _name in ("load_image", "decode_image", "as_uint8_image", "pil_to_array", "i
               "announced_size", "_check_bytes_can_hold", "_check_png_chunks"):
     if callable(getattr(_rec, _name, None)):
         setattr(_rec, _name, atheris.instrument_func(getattr(_rec, _name)))
-# the header readers of every format, which announced_size calls through its table
-_size._READERS = tuple((signatures, atheris.instrument_func(reader)) for signatures, reader in _size._READERS)
-for _name in ("avif_size", "_boxes", "_pnm_numbers", "_pam_size", "_fgets", "_j2k_codestream_size"):
+# the header readers of every format, which announced_size calls through its tables
+for _table in ("_BEFORE_WEBP", "_AFTER_WEBP"):
+    setattr(_size, _table, tuple((signatures, atheris.instrument_func(reader))
+                                 for signatures, reader in getattr(_size, _table)))
+for _name in ("avif_size", "webp_size", "_vp8_size", "_boxes", "_box_contents", "_pnm_numbers", "_pam_size",
+              "_fgets", "_j2k_codestream_size", "c_int"):
     setattr(_size, _name, atheris.instrument_func(getattr(_size, _name)))
 load_image = _rec.load_image
 
