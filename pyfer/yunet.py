@@ -31,7 +31,7 @@ size was chosen"; ``scripts/yunet_working_size.py``):
      about ``work_area`` pixels (320x240), finding its smaller faces too at the same cost;
    - ``min_side / long side``: tiny images (a 48x48 face crop) are enlarged to 240 px, where YuNet
      finds the face that fills them (98.6% of FERPlus valid, against 96.6% at 96 px),
-   capped so that the long side stays within ``max_side``, or for images wider than 16:9
+   capped so that the long side stays within ``max_side``, or for images longer than 16:9
    (panoramas) the pixels within those of a 16:9 frame ``max_side`` wide.
 2. **Second look**: a face the main pass scores below ``score_threshold`` but above
    ``CANDIDATE_SCORE`` (0.3), and small there (< 64 px), is searched for again in the square of
@@ -433,8 +433,8 @@ class YuNetDetector:
         long_side = max(h, w)
         min_face = self.min_face if self.min_face is not None else DEFAULT_MIN_FACE
         s = max(NET_FACE / min_face, min(1.0, math.sqrt(self.work_area / (h * w))), self.min_side / long_side)
-        # the cap: the long side within max_side, or for an image wider than 16:9 (a panorama) its
-        # pixels within a max_side-wide 16:9 frame's: a cap by the long side alone searched a
+        # the cap: the long side within max_side, or for an image longer than 16:9 (a panorama, a
+        # tall strip) its pixels within a max_side-wide 16:9 frame's: a cap by the long side alone searched a
         # 16000 x 1600 panorama at 1920 x 192, where its 220 px faces were 26 px and half were
         # missed (a helper's review, session 47); the cost stays that of a 1080p frame
         s = min(s, max(self.max_side / long_side, math.sqrt(self.max_side ** 2 * 9 / 16 / (h * w))))
