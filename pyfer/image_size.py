@@ -123,13 +123,20 @@ def bmp_size(data: np.ndarray) -> Optional[Size]:
     return abs(width), abs(height)
 
 
+def _run(pattern: "re.Pattern[bytes]", buf, pos: int = 0) -> "re.Match[bytes]":
+    """``pattern.match`` for a pattern that also matches no bytes: never None."""
+    found = pattern.match(buf, pos)
+    assert found is not None
+    return found
+
+
 _C_NUMBER = re.compile(rb"[ \t\n\r\v\f]*([+-]?)0*([0-9]*)")
 
 
 def c_int(text: bytes) -> int:
     """``text`` as C's atoi reads it into an int (glibc: strtol, clamped to a long, then cut to
     32 bits): leading whitespace, a sign, digits up to any other byte; 0 without digits."""
-    sign, digits = _C_NUMBER.match(text).groups()
+    sign, digits = _run(_C_NUMBER, text).groups()
     value = int(digits[:20]) if digits else 0  # (past 19 digits a long is clamped anyway)
     value = max(-value, -(1 << 63)) if sign == b"-" else min(value, (1 << 63) - 1)
     return (value + (1 << 31)) % (1 << 32) - (1 << 31)
@@ -146,10 +153,10 @@ def _pnm_numbers(buf, pos: int, count: int) -> Optional[list[int]]:
     """``count`` numbers from ``pos`` as OpenCV's PxM ReadNumber reads them: whitespace and comments
     skipped, a number ended by any other byte. Linear in the bytes read (a regex that skipped both
     in one pattern backtracked exponentially: 40 comments hung a call, a helper's review)."""
-    numbers = []
+    numbers: list[int] = []
     while len(numbers) < count:
         while True:
-            pos = _WHITESPACE.match(buf, pos).end()
+            pos = _run(_WHITESPACE, buf, pos).end()
             if pos < len(buf) and buf[pos] == 0x23:  # "#": a comment to the line's end
                 end = _LINE_END.search(buf, pos)
                 if end is None:
@@ -157,14 +164,14 @@ def _pnm_numbers(buf, pos: int, count: int) -> Optional[list[int]]:
                 pos = end.end()
             else:
                 break
-        digits = _DIGITS.match(buf, pos)
+        digits = _run(_DIGITS, buf, pos)
         if not digits.group() or digits.end() >= len(buf):
             return None  # no number, or one that may go on past a cut
         value = int(digits.group().lstrip(b"0")[:MAX_HEADER_DIGITS] or b"0")
         if value > (1 << 31) - 1:
             return None  # ReadNumber refuses more than INT_MAX
         numbers.append(value)
-        pos = digits.end()
+        pos = digits.end() + 1  # ReadNumber eats the byte that ends a number, whatever it is ("#" too)
     return numbers
 
 
@@ -181,7 +188,7 @@ def _pam_size(buf) -> Optional[Size]:
     fields: dict[bytes, int] = {}
     pos = 2
     while True:
-        pos = _WHITESPACE.match(buf, pos).end()
+        pos = _run(_WHITESPACE, buf, pos).end()
         if pos >= len(buf):
             return None
         if buf[pos] == 0x23:  # "#": a comment to the line's end
@@ -190,21 +197,22 @@ def _pam_size(buf) -> Optional[Size]:
                 return None
             pos = end.end()
             continue
-        name = _PAM_NAME.match(buf, pos)
-        pos = name.end()
-        if pos >= len(buf) or buf[pos] not in b" \t\n\r\v\f" or name.group() not in PAM_FIELDS:
+        match = _run(_PAM_NAME, buf, pos)
+        pos = match.end()
+        name = match.group().split(b"\0")[0]  # (OpenCV compares names with strncmp: a NUL ends one)
+        if pos >= len(buf) or buf[pos] not in b" \t\n\r\v\f" or name not in PAM_FIELDS:
             return None
-        if name.group() == b"ENDHDR":
+        if name == b"ENDHDR":
             break
         if buf[pos] in b"\n\r":  # a name without a value
             pos += 1
             continue
-        pos = _WHITESPACE.match(buf, pos).end()
+        pos = _run(_WHITESPACE, buf, pos).end()
         value = _PAM_VALUE.match(buf, pos)
         if value is None:
             return None
-        if name.group() in (b"WIDTH", b"HEIGHT"):
-            fields[name.group()] = c_int(value.group()[:-1])
+        if name in (b"WIDTH", b"HEIGHT"):
+            fields[name] = c_int(value.group()[:-1])
         pos = value.end()
     if len(fields) < 2 or min(fields.values()) <= 0:
         return None
@@ -224,11 +232,11 @@ def pfm_size(data: np.ndarray) -> Optional[Size]:
         return None
     numbers, pos = [], 3
     for _ in range(2):
-        token = _PFM_TOKEN.match(buf, pos)
+        token = _run(_PFM_TOKEN, buf, pos)
         if token.end() >= len(buf):
             return None
         numbers.append(c_int(token.group()))
-        pos = token.end() + 1
+        pos = token.end() + (len(token.group()) < PFM_MAX_TOKEN)  # (a full token ends with no byte eaten)
     return (numbers[0], numbers[1]) if min(numbers) > 0 else None
 
 
@@ -278,17 +286,23 @@ def hdr_size(data: np.ndarray) -> Optional[Size]:
 
 
 def _j2k_codestream_size(data: np.ndarray, start: int) -> Optional[Size]:
-    """From the SIZ segment that follows SOC: the reference grid less the image offset."""
-    if start + 24 > data.size or data[start:start + 4].tobytes() != J2K_SIGNATURE:
+    """From the SIZ segment after SOC: the reference grid less the image offset. OpenJPEG skips
+    unknown markers and the 2-byte words after them up to SIZ, and so does this."""
+    if data[start:start + 2].tobytes() != J2K_SIGNATURE[:2]:
         return None
-    x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", data[start + 8:start + 24].tobytes())
+    pos = start + 2
+    while pos + 2 <= data.size and data[pos:pos + 2].tobytes() != J2K_SIGNATURE[2:]:
+        pos += 2
+    if pos + 22 > data.size:
+        return None
+    x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", data[pos + 6:pos + 22].tobytes())
     return max(x_size - x_offset, 0), max(y_size - y_offset, 0)
 
 
 def jp2_size(data: np.ndarray) -> Optional[Size]:
     """From the codestream's SIZ segment, which the decoder allocates by: in a raw codestream
     (.j2k) at the start, in a JP2 file inside its 'jp2c' box."""
-    if data[:4].tobytes() == J2K_SIGNATURE:
+    if data[:2].tobytes() == J2K_SIGNATURE[:2]:
         return _j2k_codestream_size(data, 0)
     for kind, start, _ in _boxes(data, 0, data.size):
         if kind == b"jp2c":
@@ -304,6 +318,24 @@ def sun_raster_size(data: np.ndarray) -> Optional[Size]:
 
 
 EXR_MULTIPART = 0x1000  # a version flag: several headers, each ended by an empty name
+# OpenEXR reads a value of these types as this many bytes, whatever the size before it says: a
+# file whose size differs is refused here (walking on by either would lose the header)
+EXR_FIXED_SIZES = {b"box2i": 16, b"box2f": 16, b"compression": 1, b"envmap": 1, b"float": 4, b"double": 8,
+                   b"int": 4, b"lineOrder": 1, b"v2i": 8, b"v2f": 8, b"v3i": 12, b"v3f": 12, b"m33f": 36,
+                   b"m44f": 64, b"keycode": 28, b"timecode": 8, b"rational": 8, b"tiledesc": 9,
+                   b"chromaticities": 32, b"deepImageState": 1}
+
+
+def _exr_chlist_length(buf, pos: int) -> int:
+    """The bytes a channel list takes as OpenEXR reads it (names and 16 bytes each, to an empty
+    name), whatever its size says; -1 where the file ends first."""
+    start = pos
+    while pos < len(buf) and buf[pos] != 0:
+        name_end = _NUL.search(buf, pos)
+        if name_end is None:
+            return -1
+        pos = name_end.end() + 16
+    return pos + 1 - start if pos < len(buf) else -1
 
 
 def exr_size(data: np.ndarray) -> Optional[Size]:
@@ -322,15 +354,21 @@ def exr_size(data: np.ndarray) -> Optional[Size]:
             pos += 1
             continue
         name_end = _NUL.search(buf, pos)
-        type_end = _NUL.search(buf, name_end.end()) if name_end else None
-        if type_end is None or type_end.end() + 4 > len(buf):
+        type_end = _NUL.search(buf, name_end.end()) if name_end is not None else None
+        if name_end is None or type_end is None or type_end.end() + 4 > len(buf):
             return None
         size = int.from_bytes(buf[type_end.end():type_end.end() + 4], "little", signed=True)
         value_at = type_end.end() + 4
-        if size < 0 or value_at + size > len(buf):
+        kind = bytes(buf[name_end.end():type_end.start()])
+        if size < 0 or value_at + size > len(buf) or size != EXR_FIXED_SIZES.get(kind, size):
             return None
-        if bytes(buf[pos:name_end.start()]) == b"dataWindow" and bytes(buf[name_end.end():type_end.start()]) == b"box2i" \
-                and size >= 16:
+        if kind == b"chlist" and _exr_chlist_length(buf, value_at) != size:
+            return None
+        if kind == b"preview":  # OpenEXR reads its width x height RGBA pixels
+            width, height = struct.unpack("<II", bytes(buf[value_at:value_at + 8]).ljust(8, b"\0"))
+            if 8 + 4 * width * height != size:
+                return None
+        if kind == b"box2i" and bytes(buf[pos:name_end.start()]) == b"dataWindow":
             x_min, y_min, x_max, y_max = struct.unpack("<iiii", bytes(buf[value_at:value_at + 16]))
             sizes.append((max(x_max - x_min + 1, 0), max(y_max - y_min + 1, 0)))
         pos = value_at + size
@@ -352,16 +390,20 @@ def _vp8_size(head: bytes) -> Optional[Size]:
 
 
 def webp_size(data: np.ndarray) -> Optional[Size]:
-    """As libwebp's WebPGetFeatures, which OpenCV sniffs WebP with: in RIFF/WEBP, the canvas of
-    an extended file (VP8X), else the frame of the VP8 or VP8L chunk, or of a bare bitstream where
-    a chunk header should be; without RIFF, a bare VP8 or VP8L bitstream."""
-    head = data[:32].tobytes()
-    if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
-        return _vp8_size(head)
-    kind = head[12:16]
-    if kind == b"VP8X" and len(head) >= 30:
-        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
-    return _vp8_size(head[20:30] if kind in (b"VP8 ", b"VP8L") else head[12:22])
+    """As libwebp's WebPGetFeatures, which OpenCV sniffs WebP with, with RIFF/WEBP around the
+    chunks or without: the canvas of an extended file (VP8X), else, after any ALPH chunks, the
+    frame of the VP8 or VP8L chunk, or of a bare bitstream where a chunk header should be."""
+    buf = data.data
+    pos = 12 if bytes(buf[:4]) == b"RIFF" and bytes(buf[8:12]) == b"WEBP" else 0
+    if bytes(buf[pos:pos + 4]) == b"VP8X" and len(buf) >= pos + 18:
+        canvas = bytes(buf[pos + 12:pos + 18])
+        return int.from_bytes(canvas[:3], "little") + 1, int.from_bytes(canvas[3:], "little") + 1
+    while bytes(buf[pos:pos + 4]) == b"ALPH" and pos + 8 <= len(buf):
+        size = int.from_bytes(buf[pos + 4:pos + 8], "little")
+        pos += 8 + size + (size & 1)
+    if bytes(buf[pos:pos + 4]) in (b"VP8 ", b"VP8L"):
+        pos += 8
+    return _vp8_size(bytes(buf[pos:pos + 10]))
 
 
 def _boxes(data: np.ndarray, start: int, end: int):
@@ -413,23 +455,24 @@ def gif_size(data: np.ndarray) -> Optional[Size]:
     return int.from_bytes(data[6:8].tobytes(), "little"), int.from_bytes(data[8:10].tobytes(), "little")
 
 
-# (first bytes, reader) of the formats OpenCV tries before WebP, and of those it tries after, in
-# its order: the first match is the file's format. Any file libwebp takes is WebP to OpenCV (a bare
-# VP8 frame can start like a PGM), so those after it are also read as WebP, and the larger taken.
-_BEFORE_WEBP: tuple[tuple[tuple[bytes, ...], Callable[[np.ndarray], Optional[Size]]], ...] = (
-    ((b"BM",), bmp_size),
-    ((b"GIF87a", b"GIF89a"), gif_size),
-    ((b"#?",), hdr_size),
-    ((b"\xff\xd8",), jpeg_size),
+# (name, first bytes, reader) of the formats OpenCV tries before WebP, and of those it tries after,
+# in its order: the first match is the file's format. Any file libwebp takes is WebP to OpenCV (a
+# bare VP8 frame can start like a PGM), so those after it are also read as WebP, the larger taken.
+Reader = Callable[[np.ndarray], Optional[Size]]
+_BEFORE_WEBP: tuple[tuple[str, tuple[bytes, ...], Reader], ...] = (
+    ("BMP", (b"BM",), bmp_size),
+    ("GIF", (b"GIF87a", b"GIF89a"), gif_size),
+    ("Radiance HDR", (b"#?",), hdr_size),
+    ("JPEG", (b"\xff\xd8",), jpeg_size),
 )
-_AFTER_WEBP: tuple[tuple[tuple[bytes, ...], Callable[[np.ndarray], Optional[Size]]], ...] = (
-    ((SUN_RASTER_SIGNATURE,), sun_raster_size),
-    ((b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7"), pnm_size),
-    ((b"PF", b"Pf"), pfm_size),
-    ((b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), tiff_size),
-    ((PNG_SIGNATURE,), png_size),
-    ((JP2_SIGNATURE, J2K_SIGNATURE), jp2_size),
-    ((EXR_SIGNATURE,), exr_size),
+_AFTER_WEBP: tuple[tuple[str, tuple[bytes, ...], Reader], ...] = (
+    ("Sun raster", (SUN_RASTER_SIGNATURE,), sun_raster_size),
+    ("PNM", (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7"), pnm_size),
+    ("PFM", (b"PF", b"Pf"), pfm_size),
+    ("TIFF", (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), tiff_size),
+    ("PNG", (PNG_SIGNATURE,), png_size),
+    ("JPEG 2000", (JP2_SIGNATURE, J2K_SIGNATURE[:2]), jp2_size),
+    ("OpenEXR", (EXR_SIGNATURE,), exr_size),
 )
 
 
@@ -437,17 +480,25 @@ def _larger(a: Optional[Size], b: Optional[Size]) -> Optional[Size]:
     return a if b is None else b if a is None else max(a, b, key=lambda size: size[0] * size[1])
 
 
+def read_header(data: np.ndarray) -> tuple[Optional[str], Optional[Size]]:
+    """(the format an encoded image's first bytes name, the (width, height) its header
+    announces): (None, None) for a file of no format OpenCV reads; (name, None) where the header
+    is cut short, damaged, or parsed otherwise than this module can follow, which pyfer refuses
+    (letting OpenCV decide would let a header these readers misread past ``MAX_IMAGE_PIXELS``)."""
+    head = data[:16].tobytes()
+    for name, signatures, reader in _BEFORE_WEBP:
+        if head.startswith(signatures):
+            return name, reader(data)
+    if head[4:8] == b"ftyp":  # AVIF (HEIF): its brand follows (OpenCV tries AVIF after GIF)
+        return "AVIF", avif_size(data)
+    webp = webp_size(data)
+    for name, signatures, reader in _AFTER_WEBP:
+        if head.startswith(signatures):
+            return name, _larger(reader(data), webp)
+    return ("WebP", webp) if webp is not None else (None, None)
+
+
 def announced_size(data: np.ndarray) -> Optional[Size]:
     """(width, height) that an encoded image's header announces; None for a file of no format
-    OpenCV reads, or a header cut short."""
-    head = data[:16].tobytes()
-    for signatures, reader in _BEFORE_WEBP:
-        if head.startswith(signatures):
-            return reader(data)
-    if head[4:8] == b"ftyp":  # AVIF (HEIF): its brand follows (OpenCV tries AVIF after GIF)
-        return avif_size(data)
-    webp = webp_size(data)
-    for signatures, reader in _AFTER_WEBP:
-        if head.startswith(signatures):
-            return _larger(reader(data), webp)
-    return webp
+    OpenCV reads, or a header cut short (``read_header`` tells the two apart)."""
+    return read_header(data)[1]

@@ -20,7 +20,7 @@ from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_det
 from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
-from pyfer.image_size import PNG_SIGNATURE, announced_size, gif_size, jpeg_size
+from pyfer.image_size import PNG_SIGNATURE, gif_size, jpeg_size, read_header
 from pyfer.preprocess import PreprocessSpec, normalize, on_white, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
@@ -188,7 +188,13 @@ def _max_image_pixels() -> int:
 MAX_IMAGE_PIXELS = _max_image_pixels()
 
 
-def _check_pixel_count(size: Optional[tuple[int, int]], name: str) -> None:
+def _check_header(data: np.ndarray, name: str) -> None:
+    """Refuse a file whose header announces more than MAX_IMAGE_PIXELS, or whose format
+    ``pyfer.image_size`` knows but whose size it cannot read there."""
+    kind, size = read_header(data)
+    if kind is not None and size is None:
+        raise ValueError(f"cannot decode {name} as an image (its {kind} header gives no size that pyfer can read: "
+                         "cut short or damaged)")
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise ValueError(f"cannot decode {name}: its header announces {size[0]} x {size[1]} pixels, more than "
                          f"pyfer decodes (pyfer.recognizer.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,}; set it, or "
@@ -289,7 +295,7 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
-    _check_pixel_count(announced_size(data), name)
+    _check_header(data, name)
     _check_bytes_can_hold(data, name)
     try:
         img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)

@@ -208,6 +208,54 @@ VARIANTS.update({
 })
 
 
+def jp2_with_unknown_marker() -> bytes:
+    """A JPEG 2000 file with an unknown marker and two filler words between SOC and SIZ, which
+    OpenJPEG skips with a warning (a third review: the reader wanted SIZ right after SOC)."""
+    raw = encoded(".jp2").tobytes()
+    at = raw.find(b"jp2c")
+    length = struct.unpack(">I", raw[at - 4:at])[0]
+    return raw[:at - 4] + struct.pack(">I", length + 6) + b"jp2c\xff\x4f\xff\x30\x00\x00\x12\x34" + raw[at + 6:]
+
+
+def webp_chunk_without_riff(alpha: bool) -> bytes:
+    """A lossless WebP's VP8L chunk without RIFF/WEBP around it, after an empty ALPH chunk or not."""
+    raw = encoded(".webp", cv2.IMWRITE_WEBP_QUALITY, 101).tobytes()
+    return (b"ALPH" + bytes(4) if alpha else b"") + raw[12:]
+
+
+VARIANTS.update({
+    "jp2, an unknown marker before SIZ": jp2_with_unknown_marker,
+    "pgm, a width ended by 'x'": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
+        b"P5\n75 47", b"P5\n75x47", 1),
+    "pgm, a width ended by '#' (no comment there)": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
+        b"P5\n75 47", b"P5\n75#47", 1),
+    "pam, NUL in names": lambda: encoded(".pam").tobytes().replace(b"WIDTH ", b"WIDTH\0xx ").replace(
+        b"ENDHDR", b"ENDHDR\0"),
+    "pfm, a token of 2048 bytes": lambda: pfm_with_header(b"0" * 2046 + b"75" + b"47"),
+    "webp, a VP8L chunk without RIFF": lambda: webp_chunk_without_riff(alpha=False),
+    "webp, ALPH and VP8L chunks without RIFF": lambda: webp_chunk_without_riff(alpha=True),
+})
+
+
+def test_a_known_format_whose_size_cannot_be_read_is_refused():
+    """Where a file's first bytes name a format but its header gives no size these readers can
+    follow, the file is refused, not left to OpenCV: each gap in the readers' emulation of
+    OpenCV's parsers was a way past MAX_IMAGE_PIXELS (three reviews, session 47). Here an EXR
+    whose dataWindow says it holds 0 bytes, which OpenEXR reads as 16 anyway, and a JPEG cut
+    before its frame header."""
+    from pyfer.image_size import read_header
+
+    raw = exr_file().tobytes()
+    at = raw.find(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0")
+    lying = raw[:at] + struct.pack("<i", 0) + raw[at + 4:]
+    assert read_header(np.frombuffer(lying, np.uint8)) == ("OpenEXR", None)
+    with pytest.raises(ValueError, match="its OpenEXR header gives no size that pyfer can read"):
+        recognizer.load_image(lying)
+    with pytest.raises(ValueError, match="its JPEG header gives no size"):
+        recognizer.load_image(encoded(".jpg").tobytes()[:20])
+    assert read_header(np.frombuffer(b"plain text, no image", np.uint8)) == (None, None)
+
+
 def test_an_exr_dataWindow_is_found_by_walking_the_attributes():
     """A box2i attribute named "adataWindow" of 1 x 1 before the real one: searching the bytes for
     "dataWindow" read it, and a long attribute before it hid the real one (a helper's review)."""

@@ -29,15 +29,15 @@ import pyfer.recognizer as _rec
 # Coverage of our wrapper: atheris.instrument_imports() does not see modules loaded through an
 # editable install's import hook, so the functions are instrumented one by one.
 for _name in ("load_image", "decode_image", "as_uint8_image", "pil_to_array", "is_pil_image", "jpeg_size",
-              "announced_size", "_check_bytes_can_hold", "_check_png_chunks"):
+              "_check_header", "read_header", "_check_bytes_can_hold", "_check_png_chunks"):
     if callable(getattr(_rec, _name, None)):
         setattr(_rec, _name, atheris.instrument_func(getattr(_rec, _name)))
-# the header readers of every format, which announced_size calls through its tables
+# the header readers of every format, which read_header calls through its tables
 for _table in ("_BEFORE_WEBP", "_AFTER_WEBP"):
-    setattr(_size, _table, tuple((signatures, atheris.instrument_func(reader))
-                                 for signatures, reader in getattr(_size, _table)))
-for _name in ("avif_size", "webp_size", "_vp8_size", "_boxes", "_box_contents", "_pnm_numbers", "_pam_size",
-              "_fgets", "_j2k_codestream_size", "c_int"):
+    setattr(_size, _table, tuple((name, signatures, atheris.instrument_func(reader))
+                                 for name, signatures, reader in getattr(_size, _table)))
+for _name in ("read_header", "avif_size", "webp_size", "_vp8_size", "_boxes", "_box_contents", "_pnm_numbers",
+              "_pam_size", "_fgets", "_j2k_codestream_size", "_exr_chlist_length", "c_int"):
     setattr(_size, _name, atheris.instrument_func(getattr(_size, _name)))
 load_image = _rec.load_image
 
