@@ -285,14 +285,18 @@ def hdr_size(data: np.ndarray) -> Optional[Size]:
     return (width, height) if width > 0 and height > 0 else None
 
 
+_SIZ = re.compile(rb"\xff\x51")
+
+
 def _j2k_codestream_size(data: np.ndarray, start: int) -> Optional[Size]:
     """From the SIZ segment after SOC: the reference grid less the image offset. OpenJPEG skips
     unknown markers and the 2-byte words after them up to SIZ, and so does this."""
     if data[start:start + 2].tobytes() != J2K_SIGNATURE[:2]:
         return None
     pos = start + 2
-    while pos + 2 <= data.size and data[pos:pos + 2].tobytes() != J2K_SIGNATURE[2:]:
-        pos += 2
+    # the first SIZ marker on a 2-byte word after SOC (a C-speed search: a codestream without one
+    # is scanned to its end)
+    pos = next((m.start() for m in _SIZ.finditer(data.data, pos) if (m.start() - pos) % 2 == 0), data.size)
     if pos + 22 > data.size:
         return None
     x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", data[pos + 6:pos + 22].tobytes())
