@@ -308,8 +308,8 @@ def _have_image_writer(ext: str) -> bool:
         return False
     sample = np.zeros((64, 64) if ext in GRAY_ONLY_TYPES else (64, 64, 3), np.uint8)  # (JPEG 2000 needs 32 px)
     try:
-        return bool(cv2.haveImageWriter("x" + ext) and cv2.imencode(ext, sample)[0])
-    except cv2.error:
+        return bool(cv2.imencode(ext, sample)[0])
+    except cv2.error:  # (no writer for the type, or one switched off)
         return False
 
 

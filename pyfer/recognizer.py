@@ -20,7 +20,7 @@ from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_det
 from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
-from pyfer.image_size import PNG_SIGNATURE, gif_size, jpeg_size, read_header
+from pyfer.image_size import PNG_SIGNATURE, read_header
 from pyfer.preprocess import PreprocessSpec, normalize, on_white, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
@@ -188,9 +188,9 @@ def _max_image_pixels() -> int:
 MAX_IMAGE_PIXELS = _max_image_pixels()
 
 
-def _check_header(data: np.ndarray, name: str) -> None:
+def _check_header(data: np.ndarray, name: str) -> tuple[Optional[str], Optional[tuple[int, int]]]:
     """Refuse a file whose header announces more than MAX_IMAGE_PIXELS, or whose format
-    ``pyfer.image_size`` knows but whose size it cannot read there."""
+    ``pyfer.image_size`` knows but whose size it cannot read there; else its (format, size)."""
     kind, size = read_header(data)
     if kind is not None and size is None:
         raise ValueError(f"cannot decode {name} as an image (its {kind} header gives no size that pyfer can read: "
@@ -199,22 +199,21 @@ def _check_header(data: np.ndarray, name: str) -> None:
         raise ValueError(f"cannot decode {name}: its header announces {size[0]} x {size[1]} pixels, more than "
                          f"pyfer decodes (pyfer.recognizer.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,}; set it, or "
                          "the environment's PYFER_MAX_IMAGE_PIXELS, higher to read such an image)")
+    return kind, size
 
 
-def _check_bytes_can_hold(data: np.ndarray, name: str) -> None:
-    """Refuse a JPEG or GIF announcing far more pixels than its bytes can encode
-    (JPEG_MAX_PIXELS_PER_BYTE, GIF_MAX_PIXELS_PER_BYTE)."""
-    head = data[:6].tobytes()
-    if head.startswith(b"\xff\xd8"):
-        kind, size, bound = "JPEG", jpeg_size(data), JPEG_MAX_PIXELS_PER_BYTE
-    elif head in (b"GIF87a", b"GIF89a"):
-        kind, size, bound = "GIF", gif_size(data), GIF_MAX_PIXELS_PER_BYTE
-    else:
-        return
-    if size is None:
+BYTES_BOUNDS = {"JPEG": JPEG_MAX_PIXELS_PER_BYTE, "GIF": GIF_MAX_PIXELS_PER_BYTE}
+
+
+def _check_bytes_can_hold(data: np.ndarray, name: str,
+                          header: Optional[tuple[Optional[str], Optional[tuple[int, int]]]] = None) -> None:
+    """Refuse a JPEG or GIF announcing far more pixels than its bytes can encode (BYTES_BOUNDS).
+    ``header``: read_header's answer, when the caller has it (the header is then not read twice)."""
+    kind, size = read_header(data) if header is None else header
+    if kind not in BYTES_BOUNDS or size is None:
         return
     pixels = size[0] * size[1]
-    if pixels > ALWAYS_OK_PIXELS and pixels > bound * data.size:
+    if pixels > ALWAYS_OK_PIXELS and pixels > BYTES_BOUNDS[kind] * data.size:
         # (a GIF's screen can also be left mostly empty by its frames: refused all the same, as
         # OpenCV would allocate all of it)
         why = "cut short or damaged" if kind == "JPEG" else "cut short, damaged, or a screen its frames leave empty"
@@ -295,8 +294,7 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     jpeg = data.size > 3 and data[0] == 0xFF and data[1] == 0xD8
     if data.size > 8 and bytes(data[:8]) == PNG_SIGNATURE:
         _check_png_chunks(data, name)
-    _check_header(data, name)
-    _check_bytes_can_hold(data, name)
+    _check_bytes_can_hold(data, name, _check_header(data, name))
     try:
         img = cv2.imdecode(data, (cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if jpeg else cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. a header announcing more pixels than OpenCV's limit

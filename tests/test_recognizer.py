@@ -502,7 +502,7 @@ def _jpeg_announcing(width: int, height: int, quality: int = 90, progressive: bo
                      stray: bool = False) -> bytes:
     """A real 16x16 JPEG whose frame header is rewritten to announce width x height (``stray``: a
     junk byte before the frame header, which the decoder skips with a warning)."""
-    from pyfer.recognizer import jpeg_size
+    from pyfer.image_size import jpeg_size
 
     flags = [cv2.IMWRITE_JPEG_QUALITY, quality] + ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if progressive else [])
     data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8), flags)[1].tobytes())
