@@ -115,3 +115,20 @@ def test_report_results_that_cannot_be_written(tmp_path, monkeypatch, capsys):
     blocked.mkdir(parents=True)
     fails_naming(capsys, report.main, ["--data", "sfew.csv", "--sfew", "", "--out", str(blocked.parent),
                                        "--runs", str(tmp_path / "runs")], blocked)
+
+
+@pytest.mark.parametrize("tool, argv, message", [
+    ("train", ["student", "--epochs", "0"], "--epochs and --batch-size must be >= 1"),
+    ("compare", ["--resamples", "5", "a.json", "b.json"], "--resamples must be >= 100"),
+    ("ablation", [], "--teacher is required"),
+])
+def test_a_tool_refusing_its_arguments_says_error(tool, argv, message, tmp_path):
+    """A check of the arguments that stops a tool (``SystemExit("...")``) reads as every other bad
+    input from the shell: one ``error:`` line and status 2, where Python's own exit gives the bare
+    message and status 1, as a crash would."""
+    done = subprocess.run([sys.executable, "-m", f"training.{tool}", *argv, "--out", str(tmp_path / "run")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), \
+        (done.returncode, done.stderr)
+    assert list(tmp_path.iterdir()) == []

@@ -54,11 +54,26 @@ class StopSignals:
         return 128 + int(self.signum)
 
 
+@contextmanager
+def error_lines():
+    """A tool that stops on bad input with ``SystemExit("message")`` ends with one ``error:
+    message`` line and exit status 2, as ``reported_errors`` gives (Python's own way prints the
+    bare message and exits 1, which a script cannot tell from a crash). Applied at the entry point
+    only: ``main()`` called from Python still raises the message."""
+    try:
+        yield
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(f"error: {exc.code}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+
+
 def run_tool(main) -> None:
     """A tool's entry point: Ctrl-C, ``kill`` or ``timeout`` ends it with one line and exit
-    status 130 (SIGINT) or 143 (SIGTERM), not a traceback. ``training.train`` has its own (it
-    says how to resume)."""
-    with StopSignals() as stop:
+    status 130 (SIGINT) or 143 (SIGTERM), not a traceback; bad input with one ``error:`` line
+    (``error_lines``). ``training.train`` handles stops itself (it says how to resume)."""
+    with StopSignals() as stop, error_lines():
         try:
             main()
         except KeyboardInterrupt:

@@ -36,7 +36,7 @@ from pyfer.atomic import atomic_write, make_folders, open_for_writing, write_fil
 from pyfer.evaluate import label_metrics
 from pyfer.preprocess import EMOTIONS, PreprocessSpec
 from training.checkpoint import CheckpointError, load_checkpoint, load_for_resume, read_log, save_checkpoint
-from training.cli import StopSignals
+from training.cli import StopSignals, error_lines
 from training.data import (AUGMENTS, DEFAULT_DATA, FaceSet, augment, check_source, clahe_crops, is_split_source,
                            label_index, load_dataset, to_model_input)
 from training.models import (ARCHITECTURES, SHUFFLENETV2_WIDTHS, STEMS, ModelSpec, collapse_overparam,
@@ -1265,4 +1265,5 @@ def stop_message(out: Path, overwrite: bool, before, rerun_hint: str | None) -> 
 
 
 if __name__ == "__main__":
-    main()
+    with error_lines():
+        main()
