@@ -735,17 +735,20 @@ def test_file_names_that_are_not_utf8(weights_path, tmp_path):
 
 
 def test_csv_keeps_file_names_that_are_not_utf8(weights_path, tmp_path, capsys):
-    """--csv writes such a name as its own bytes instead of stopping the run."""
+    """--csv writes such a name as its own bytes instead of stopping the run; --json with the
+    surrogate escapes that ``os.fsencode`` turns back into the name."""
     name = _non_utf8(b"caf\xe9.png", tmp_path)
     photo = tmp_path / name
     cv2.imwrite(str(tmp_path / "a.png"), cv2.imread(str(ASTRONAUT)))
     photo.write_bytes((tmp_path / "a.png").read_bytes())
     table = tmp_path / "faces.csv"
-    rc, _, err = run_cli(["predict", str(photo), "--json", "--csv", str(table), "--weights", str(weights_path)],
-                         capsys)
+    rc, out, err = run_cli(["predict", str(photo), "--json", "--csv", str(table), "--weights", str(weights_path)],
+                           capsys)
     assert rc == 0, err
     rows = table.read_bytes().splitlines()
     assert len(rows) == 2 and rows[1].startswith(os.fsencode(str(photo)) + b",0,")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1 and os.fsencode(lines[0]["image"]) == os.fsencode(str(photo)), out
 
 
 def test_two_outputs_naming_one_file_are_refused(weights_path, tmp_path, capsys, monkeypatch):
