@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,42 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
             break
 
 
+# In a JPEG's entropy-coded data FF 00 is a stuffed byte, FF D0-D7 a restart marker and FF FF
+# fill: anything else after FF is the marker that ends the scan
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_ends_early(data: np.ndarray) -> bool:
+    """Whether a JPEG's bytes end before its end-of-image marker (EOI): a cut-short file, which
+    OpenCV refuses without saying why. Walks the segments from SOI as libjpeg does (stray bytes
+    skipped) and each scan's data to the marker after it, so that the first EOI ends the image:
+    bytes after it (a Motion Photo's video, a camera's trailer) are not looked at."""
+    buf = data.data  # a memoryview of the bytes, no copy
+    pos, n = 2, len(buf)
+    while pos + 2 <= n:
+        if buf[pos] != 0xFF:
+            pos += 1
+            continue
+        marker = buf[pos + 1]
+        if marker == 0xD9:
+            return False
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return True
+        pos += 2 + int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # a scan: its data runs to the next marker
+            end = _JPEG_SCAN_END.search(buf, pos)
+            if end is None:
+                return True
+            pos = end.start()
+    return True
+
+
 # Formats whose coding bounds the pixels a byte of file can hold. A JPEG's Huffman coding spends
 # at least a bit on every 8x8 block (its DC term, progressive or not): at most ~512 pixels per
 # byte per component. GIF's LZW codes are 3-12 bits and each stands for at most one string of its
@@ -301,6 +338,9 @@ def decode_image(data: np.ndarray, name: str = "image") -> np.ndarray:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else "OpenCV error"
         raise ValueError(f"cannot decode {name} as an image ({msg})") from None
     if img is None:
+        if jpeg and jpeg_ends_early(data):  # (OpenCV 4.14 decodes no JPEG without its end marker)
+            raise ValueError(f"cannot decode {name} as an image: the JPEG data ends before the image does "
+                             "(a cut-short download or copy?)")
         raise ValueError(f"cannot decode {name} as an image")
     if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha PNG
         img = img[:, :, 0]

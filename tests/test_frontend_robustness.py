@@ -461,3 +461,52 @@ def test_video_not_a_video(tmp_path, content):
     rc, out, err = cli("video", p, "--jsonl", "-", "--no-progress", "--weights", SHIPPED_WEIGHTS)
     no_traceback(err)
     assert rc == 2 and "cannot open video" in err and out == "", (rc, out, err)
+
+
+def jpeg_variants() -> dict[str, tuple[bytes, int]]:
+    """name -> (file bytes, where its first end-of-image marker ends): JPEGs as encoders write
+    them (baseline, progressive, restart markers, gray, a whole JPEG inside an APP segment as a
+    thumbnail) and as phones and cameras leave them (a Motion Photo's video after the image,
+    another SOI after it)."""
+    import random
+
+    img = cv2.imread(str(ASTRONAUT))
+    enc = {"baseline": [], "progressive": [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+           "restarts": [cv2.IMWRITE_JPEG_RST_INTERVAL, 2], "low_quality": [cv2.IMWRITE_JPEG_QUALITY, 5]}
+    files = {k: cv2.imencode(".jpg", img, v)[1].tobytes() for k, v in enc.items()}
+    files["gray"] = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))[1].tobytes()
+    base = files["baseline"]
+    thumb = cv2.imencode(".jpg", cv2.resize(img, (32, 32)))[1].tobytes()
+    files["thumbnail_in_app2"] = base[:2] + b"\xff\xe2" + (len(thumb) + 2).to_bytes(2, "big") + thumb + base[2:]
+    cases = {k: (v, len(v)) for k, v in files.items()}
+    rng = random.Random(0)  # a video's bytes hold scan markers (FF DA) with no EOI after them
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(rng.getrandbits(8) for _ in range(4000)) + b"\xff\xda\x00\x08"
+    cases["motion_photo"] = (base + video, len(base))
+    cases["trailer_with_soi"] = (base + b"\xff\xd8\xff\xe0 camera data", len(base))
+    return cases
+
+
+def test_jpeg_ends_early_marks_exactly_the_cut_files():
+    """Every cut before the first end-of-image marker's last byte is found, and no cut at or
+    after it: data after the image (a video, a trailer) is never taken for the image's own."""
+    from pyfer.recognizer import jpeg_ends_early
+
+    for name, (data, eoi_end) in jpeg_variants().items():
+        for cut in sorted({*range(2, eoi_end, max(1, eoi_end // 97)), eoi_end - 2, eoi_end - 1}):
+            assert jpeg_ends_early(np.frombuffer(data[:cut], np.uint8)), (name, cut, eoi_end)
+        for cut in (eoi_end, len(data)):
+            assert not jpeg_ends_early(np.frombuffer(data[:cut], np.uint8)), (name, cut, eoi_end)
+
+
+def test_a_cut_short_jpeg_is_refused_saying_so(tmp_path):
+    """OpenCV refuses a JPEG without its end marker and says nothing; pyfer's error says that the
+    file ends early. A whole file with a Motion Photo's video after the image is read."""
+    from pyfer.recognizer import load_image
+
+    cases = jpeg_variants()
+    data, eoi_end = cases["progressive"]
+    with pytest.raises(ValueError, match="the JPEG data ends before the image does"):
+        load_image(data[:eoi_end * 3 // 4])
+    motion = tmp_path / "motion.jpg"
+    motion.write_bytes(cases["motion_photo"][0])
+    assert load_image(motion).shape == cv2.imread(str(ASTRONAUT)).shape
