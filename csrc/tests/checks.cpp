@@ -30,9 +30,10 @@ struct Rng {
     }
 };
 
-Tensor rand_tensor(Rng& r, int n, int h, int w, int c, float lo = -1.f) {
+// Uniform in [lo, hi): widen it for an op whose cases lie outside [-1, 1] (a clamp at +-3)
+Tensor rand_tensor(Rng& r, int n, int h, int w, int c, float lo = -1.f, float hi = 1.f) {
     Tensor t(n, h, w, c);
-    for (auto& x : t.d) x = r.u(lo, 1.f);
+    for (auto& x : t.d) x = r.u(lo, hi);
     return t;
 }
 
