@@ -63,11 +63,31 @@ def test_faces_touching_the_border_repeat_the_edge():
     assert (crop == 77).all()
 
 
-def test_a_big_face_is_shrunk_without_aliasing():
-    """A 1-px checkerboard face 8x larger than the crop averages to grey, not to a moire."""
+@pytest.mark.parametrize("side", [512, 150])
+def test_a_big_face_is_shrunk_without_aliasing(side):
+    """A 1-px checkerboard face 8x (and 2.3x) larger than the crop averages to grey, not to a moire."""
     img = ((np.indices((600, 600)).sum(0) % 2) * 255).astype(np.uint8)
-    crop = normalize_face(img, 64, (44, 44, 512, 512), None, FaceFraming("box", box_scale=1.0))
+    crop = normalize_face(img, 64, (44, 44, side, side), None, FaceFraming("box", box_scale=1.0))
     assert abs(float(crop.mean()) - 127.5) < 3 and crop.std() < 10
+
+
+def test_a_tall_box_is_framed_by_its_longer_side_and_shifted_by_its_height():
+    """Box framing takes a square of the box's longer side (a 40 x 80 box: 80, so the white box
+    fills the middle half of the crop's columns and every row), and moves it by box_shift times
+    the box's own width (x) and height (y)."""
+    img = np.zeros((300, 300), np.uint8)
+    img[100:180, 130:170] = 255  # the box (130, 100, 40, 80)
+    crop = normalize_face(img, 64, (130, 100, 40, 80), None, FaceFraming("box", box_scale=1.0, box_shift=(0, 0)))
+    assert (crop[:, :12] == 0).all() and (crop[:, -12:] == 0).all()
+    assert (crop[2:-2, 20:44] == 255).all()
+    # shifted down by a quarter of the height (20 px): the box's bottom edge moves up to row 48
+    crop = normalize_face(img, 64, (130, 100, 40, 80), None,
+                          FaceFraming("box", box_scale=1.0, box_shift=(0, 0.25)))
+    assert (crop[:46, 24:40] == 255).all() and (crop[50:, :] == 0).all()
+    # sideways by a quarter of the width (10 px = 8 crop pixels): the white columns move left
+    crop = normalize_face(img, 64, (130, 100, 40, 80), None,
+                          FaceFraming("box", box_scale=1.0, box_shift=(0.25, 0)))
+    assert (crop[10:54, 10:38] == 255).all() and (crop[:, 42:] == 0).all() and (crop[:, :6] == 0).all()
 
 
 def test_framing_round_trips_through_metadata_and_rejects_nonsense():
