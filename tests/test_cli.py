@@ -501,6 +501,20 @@ def test_usage_errors_leave_nothing_behind(weights_path, tmp_path, capsys):
     assert rc == 2 and not (tmp_path / "j" / "x.jsonl").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "video", "evaluate"])
+def test_threads_below_one_are_a_usage_error_in_the_flags_words(command, weights_path, tmp_path, capsys):
+    """--threads 0 (or less) is status 2 and one line in the command line's words, not the
+    API's ("a positive int or None")."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label\n{ASTRONAUT},happiness\n")
+    target = {"predict": [str(ASTRONAUT)],
+              "video": [str(dark_clip(tmp_path / "clip.mp4")), "--jsonl", str(tmp_path / "v.jsonl"), "--no-progress"],
+              "evaluate": [str(manifest)]}[command]
+    for threads in ("0", "-2"):
+        rc, _, err = run_cli([command, *target, "--threads", threads, "--weights", str(weights_path)], capsys)
+        assert rc == 2 and err.strip().splitlines() == [f"pyfer {command}: --threads must be >= 1, got {threads}"], err
+
+
 def test_flag_names_in_errors_spare_paths():
     from pyfer.cli import _flag_names
 
@@ -732,6 +746,27 @@ def test_file_names_that_are_not_utf8(weights_path, tmp_path):
         assert r.returncode == 2 and "UTF-8" in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
             (args, r.returncode, r.stderr[-2000:])
     assert not (tmp_path / "v.jsonl").exists()
+
+
+def test_csv_numbers_are_the_json_faces_numbers(weights_path, tmp_path, capsys):
+    """Each --csv row holds its face's numbers to the precision the header promises: the box,
+    confidence and every class score to 1e-6, landmarks to 0.005, the detection score to 5e-5,
+    the same face as --json gives."""
+    import csv as csv_module
+
+    table = tmp_path / "faces.csv"
+    rc, out, err = run_cli(["predict", str(ASTRONAUT), "--json", "--csv", str(table),
+                            "--weights", str(weights_path)], capsys)
+    assert rc == 0, err
+    (face,) = json.loads(out)["faces"]
+    (row,) = list(csv_module.DictReader(table.open(newline="")))
+    assert [int(row[k]) for k in "xywh"] == face["box"]
+    assert row["label"] == face["label"] and abs(float(row["confidence"]) - face["confidence"]) <= 1e-6
+    assert all(abs(float(row[c]) - v) <= 1e-6 for c, v in face["scores"].items())
+    assert abs(float(row["detection_score"]) - face["detection_score"]) <= 5e-5
+    csv_points = [float(v) for k, v in row.items() if k.endswith(("_x", "_y"))]
+    json_points = [v for point in face["landmarks"] for v in point]
+    assert len(csv_points) == 10 and np.allclose(csv_points, json_points, atol=0.005 + 1e-9)
 
 
 def test_csv_keeps_file_names_that_are_not_utf8(weights_path, tmp_path, capsys):

@@ -123,6 +123,10 @@ def test_drop_nested_rule():
     edge_face = row(0, 100, 400, 400, 0.9)
     assert len(_drop_nested(np.stack([edge_face, outside]), 1000, 1000)) == 1
     assert len(_drop_nested(rows[:1], 1000, 1000)) == 1
+    # a face inside a doubtful box that it outscores by less than NESTED_MARGIN: no part (it
+    # outscores its container) and no surroundings (not by enough): both stay
+    kept = _drop_nested(np.stack([row(50, 50, 500, 500, 0.65), row(150, 150, 200, 200, 0.72)]), 1000, 1000)
+    assert sorted(kept[:, 0].tolist()) == [50, 150]
 
 
 def test_yunet_turned_face(yunet):
@@ -448,6 +452,11 @@ def test_check_and_clip_box():
         with pytest.raises(ValueError):
             check_box(bad, (100, 100))
     assert clip_box((-10, 90, 30, 30), (100, 100)) == (0, 90, 20, 10)
+    # a landscape image (100 high, 200 wide): y is checked against the height, x the width
+    assert check_box((150, 50, 10, 10), (100, 200)) == (150, 50, 10, 10)
+    for below_or_right in [(0, 150, 10, 10), (200, 0, 10, 10)]:
+        with pytest.raises(ValueError, match="outside"):
+            check_box(below_or_right, (100, 200))
 
 
 def test_crop_face_framing():

@@ -174,9 +174,11 @@ def test_order_of_a_custom_detectors_faces(engine_module, weights_path):
             return out
     faces = pyfer.Recognizer(weights_path, detector=Sure(), threads=1).predict(ASTRONAUT)
     assert [f.box for f in faces] == [(5, 150, 120, 100), (200, 60, 80, 80), (10, 10, 30, 30), (100, 50, 80, 80)]
-    # min_face and score_threshold filter a callable's faces too (scoreless faces pass the threshold)
-    rec = pyfer.Recognizer(weights_path, detector=lambda img: out, threads=1, min_face=50, score_threshold=0.8)
-    assert [f.box for f in rec.predict(ASTRONAUT)] == [(5, 150, 120, 100), (200, 60, 80, 80)]
+    # min_face and score_threshold filter a callable's faces too (scoreless faces pass the threshold;
+    # min_face is the longer side, as for YuNet: a 60 x 30 box passes 50)
+    rec = pyfer.Recognizer(weights_path, detector=lambda img: out + [(200, 200, 60, 30)], threads=1,
+                           min_face=50, score_threshold=0.8)
+    assert [f.box for f in rec.predict(ASTRONAUT)] == [(5, 150, 120, 100), (200, 60, 80, 80), (200, 200, 60, 30)]
 
 
 def test_min_face_and_score_threshold(engine_module, weights_path, photos):

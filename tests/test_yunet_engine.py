@@ -428,6 +428,11 @@ def test_boxes_far_larger_than_the_image_are_not_faces():
     edge[0, 2:4] = MAX_BOX_PER_SIDE * 100 + 1  # square, points inside: only its size is wrong
     edge[0, 4:14] = 100
     assert not _plausible(edge, 100)[0] and _plausible(edge, 101)[0]
+    # slivers: a box 5 times wider than high (or higher than wide), its points inside, is no face;
+    # 2.5 to 1 still is
+    for w, h, ok in ((100, 20, False), (20, 100, False), (100, 40, True), (40, 100, True)):
+        row = np.array([[0, 0, w, h, *[w / 2, h / 2] * 5, 0.9]], np.float32)
+        assert _plausible(row, 1000)[0] == ok, (w, h)
 
 
 def test_rows_that_are_not_finite_are_left_out_without_warnings():
