@@ -224,3 +224,31 @@ def test_a_source_that_cannot_be_opened_is_a_setup_error_not_an_output_one(tmp_p
     status 74 is for outputs that cannot be written (session 35's review)."""
     rc, _, err = run([tmp_path / ("x" * 300 + ".csv")], capsys)
     assert rc == 2 and "File name too long" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_detection_metrics_count_faces_found_and_the_surest_face():
+    """Three images: one without a face, one of three faces whose first (the largest) and last
+    are wrong while the surest is right, one right. accuracy 1/3 over all images, 1/2 over those with a face,
+    2/3 taking the surest face; a missed face counts as wrong."""
+    from pyfer.evaluate import evaluate
+    from pyfer.recognizer import Face
+
+    def face(label, score):
+        scores = {c: (0.9 if c == label else 0.1 / (len(EMOTIONS) - 1)) for c in EMOTIONS}
+        return Face(box=(0, 0, 10, 10), label=label, confidence=0.9, scores=scores, detection_score=score)
+
+    answers = {"none.png": [], "three.png": [face("anger", 0.7), face("happiness", 0.95), face("fear", 0.6)],
+               "right.png": [face("sadness", 0.9)]}
+
+    class Fake:
+        class_names = list(EMOTIONS)
+        last_timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "engine": 0.0}
+
+        def predict(self, path):
+            return answers[str(path)]
+
+    r = evaluate(Fake(), [("none.png", "happiness"), ("three.png", "happiness"), ("right.png", "sadness")])
+    assert r["images"] == 3 and r["detected"] == 2 and r["several_faces"] == 1
+    assert r["accuracy"] == pytest.approx(1 / 3) and r["accuracy_detected"] == pytest.approx(1 / 2)
+    assert r["accuracy_surest_face"] == pytest.approx(2 / 3)
+    assert [row["predicted"] for row in r["per_image"]] == ["no face", "anger", "sadness"]

@@ -226,3 +226,37 @@ def test_evaluate_refuses_a_split_of_a_manifest(tiny_sets, capsys):
     with pytest.raises(SystemExit) as exc:
         evaluate_tool.main(["--weights", "unused.pt", "--manifest", str(tiny_sets[1]), "--split", "train"])
     assert exc.value.code == 2 and "a manifest has no splits" in capsys.readouterr().err
+
+
+def test_compute_metrics_averages_over_the_classes_the_data_has():
+    """SFEW has no contempt: perfect answers on 7 classes give macro recall and precision 1, not
+    7/8; the absent class's recall is None. Against scikit-learn's own macro average over them."""
+    from sklearn.metrics import recall_score
+
+    labels = np.repeat(np.arange(7), 3)
+    proba = np.full((len(labels), 8), 0.01)
+    proba[np.arange(len(labels)), labels] = 0.9
+    m = evaluate_tool.compute_metrics(labels, proba)
+    assert m["accuracy"] == 1.0 and m["macro_recall"] == 1.0 and m["macro_precision"] == 1.0
+    assert m["per_class_recall"]["contempt"] is None
+    proba[:3] = proba[3:6]  # neutral read as happiness
+    m = evaluate_tool.compute_metrics(labels, proba)
+    assert m["macro_recall"] == pytest.approx(recall_score(labels, proba.argmax(1), average="macro")) == 6 / 7
+
+
+def test_predict_logits_tta_averages_the_mirror_image_left_to_right():
+    """A model that is not mirror-symmetric: tta gives (m(x) + m(x mirrored left-right)) / 2."""
+    import torch
+
+    from training.predict import predict_logits
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 8, 8))
+    prep = PreprocessSpec(input_size=8)
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    got = predict_logits(model, x, prep, tta=True)
+    inputs = (x.float() / 255 - prep.mean) / prep.std
+    with torch.no_grad():
+        want = (model(inputs) + model(inputs.flip(3))) / 2
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, predict_logits(model, x, prep), atol=1e-3)  # the mirror matters here
