@@ -199,6 +199,44 @@ def test_faces_across_a_panorama_are_found(yunet, sfew_faces):
     assert len(yunet(canvas)) >= 10
 
 
+def _yunet_row(x, y, w, h, score, dx=0.0):
+    """A YuNet output row: box, five points inside it (moved by ``dx``), score."""
+    points = [x + 0.3 * w + dx, y + 0.4 * h, x + 0.7 * w + dx, y + 0.4 * h, x + 0.5 * w + dx, y + 0.6 * h,
+              x + 0.35 * w + dx, y + 0.8 * h, x + 0.65 * w + dx, y + 0.8 * h]
+    return np.array([x, y, w, h, *points, score], np.float32)
+
+
+@pytest.mark.parametrize("turned_score, kept", [(0.73, "upright"), (0.80, "turned")])
+def test_a_turned_find_replaces_an_upright_one_only_by_a_margin(monkeypatch, turned_score, kept):
+    """In a face crop without a sure face, the turned passes' find of the same face wins only when
+    it outscores the upright one by TURN_MARGIN (0.05): 0.73 against 0.70 keeps the upright
+    landmarks, 0.80 takes the turned ones."""
+    from pyfer.yunet import TURN_MARGIN
+
+    det = YuNetDetector()
+    upright, turned = _yunet_row(20, 20, 60, 60, 0.70), _yunet_row(21, 20, 60, 60, turned_score, dx=4.0)
+    monkeypatch.setattr(det, "_run", lambda bgr, scale, pad_px, offset=(0, 0): upright[None].copy())
+    monkeypatch.setattr(det, "_run_rotated", lambda bgr, scale, angle: turned[None].copy())
+    (face,) = det(np.zeros((100, 100, 3), np.uint8))
+    want = upright if kept == "upright" else turned
+    assert np.allclose(face.landmarks.ravel(), want[4:14]) and face.score == pytest.approx(want[14])
+    assert 0.73 - TURN_MARGIN < 0.70 < 0.80 - TURN_MARGIN
+
+
+def test_a_second_look_keeps_only_a_face_overlapping_the_candidate(monkeypatch):
+    """The enlarged second look at a doubtful small face returns what it finds only where that
+    overlaps the candidate by IoU > 0.3: a sure face elsewhere in the window is not this face."""
+    det = YuNetDetector()
+    cand = _yunet_row(100, 100, 20, 20, 0.5)
+    image = np.zeros((300, 300, 3), np.uint8)
+    for found, want in ((_yunet_row(101, 101, 20, 20, 0.9), True),   # the same face, refined
+                        (_yunet_row(112, 112, 20, 20, 0.9), False),  # IoU 0.09: a neighbour
+                        (_yunet_row(70, 70, 20, 20, 0.9), False)):   # no overlap
+        monkeypatch.setattr(det, "_run", lambda bgr, scale, pad_px, offset=(0, 0), r=found: r[None].copy())
+        got = det._recheck(image, cand)
+        assert (got is not None) == want and (got is None or np.allclose(got, found)), found[:4]
+
+
 def test_yunet_settings_checked():
     for bad in ({"score_threshold": 0.0}, {"score_threshold": 1.5}, {"min_face": 0}, {"min_face": float("nan")},
                 {"pad": -0.1}, {"min_side": 8}):
@@ -393,6 +431,17 @@ def haar():
 def test_haar_astronaut(haar):
     boxes = haar(cv2.imread(str(ASTRONAUT)))
     assert len(boxes) == 1 and iou(boxes[0], ASTRONAUT_FACE) > 0.7
+
+
+def test_haar_fallback_boxes_are_in_the_images_own_pixels(haar):
+    """A face that fills its image is found on the image padded by its edge; the box is mapped
+    back by the pad, so it lies where the face is in the image given (here partly outside it)."""
+    img = cv2.imread(str(ASTRONAUT))
+    (x, y, w, h), = haar(img)
+    crop = img[38:108, 112:170]  # the face and little else: the cascade needs a margin
+    assert haar._detect(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)) == []  # so the fallback is what finds it
+    (box,) = haar(crop)
+    assert iou(box, (x - 112, y - 38, w, h)) > 0.8, box
 
 
 def test_haar_recall_on_pasted_faces(haar, sfew_faces):
