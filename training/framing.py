@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 
 import numpy as np
@@ -84,7 +85,9 @@ def load_framed(source: str, prep: PreprocessSpec, split: str, framing: FaceFram
 
         base = load_dataset(source, PreprocessSpec(), split)
         images = [cv2.imdecode(np.fromfile(n, np.uint8), cv2.IMREAD_COLOR) for n in base.names]
-    framed = frame_images(images, prep.input_size, framing, list(base.names), f"YuNet {source.rsplit('/', 1)[-1]} {split}")
+    # a manifest's files by their real paths: `../shared/x.csv` and `/work/shared/x.csv` share a cache
+    key_names = list(base.names) if kind == "ferplus" and path else [os.path.realpath(n) for n in base.names]
+    framed = frame_images(images, prep.input_size, framing, key_names, f"YuNet {source.rsplit('/', 1)[-1]} {split}")
     return FaceSet(framed, base.labels, base.targets, base.names)
 
 
