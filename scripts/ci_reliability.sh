@@ -6,6 +6,8 @@
 #                           tests/test_concurrency.py against the TSan module
 #   3. scripts/fuzz.sh ci   libFuzzer/atheris: every committed seed replayed, then a time-boxed
 #                           pass per target (FUZZ_SECONDS, default 30 s each, 4 targets)
+#   4. scripts/check_mutants.py  known bugs planted in a copy of the Python code: each must fail
+#                           the tests written for it (~2 min)
 # Any failure (sanitizer report, test failure, wrong module, fuzz crash) exits non-zero.
 # Needs the project installed in the active environment (.ci/run runs it after the README's
 # install + test command). Installs what it needs itself: clang-14 + libFuzzer (Debian), pybind11
@@ -38,4 +40,5 @@ step "ASan+UBSan (scripts/sanitize.sh)" env SANITIZE_K="${SANITIZE_K:-not speed 
   scripts/sanitize.sh
 step "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
 step "fuzzing, ${FUZZ_SECONDS:-30} s per target (scripts/fuzz.sh ci)" scripts/fuzz.sh ci "${FUZZ_SECONDS:-30}"
+step "mutants (scripts/check_mutants.py)" "$PY" scripts/check_mutants.py
 echo "ci_reliability.sh: OK in $((SECONDS - t0)) s"

@@ -1,0 +1,206 @@
+"""Tests that can fail: plant known bugs (mutants) in a copy of the Python code and check that the
+tests written against them fail (RELIABILITY.md, "Mutants").
+
+    python scripts/check_mutants.py [--only NAME ...] [--list]
+
+Each mutant is a plausible bug that once passed every test (a review planted them by hand in
+session 48: 20 of 48 went unnoticed until tests were written for them) or one a test was written
+for. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+with the built modules copied in and the rest linked), and each mutant's tests run there, one
+at a time, with the editable install's import hook removed so that the copy is what is imported.
+First every selection runs unmutated and must pass; then each mutant must make its selection fail.
+Exit status 1 if a selection fails unmutated or a mutant survives. About 2-4 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: the tests that must catch it
+
+
+MUTANTS = (
+    Mutant("to_gray reads RGB", "pyfer/preprocess.py", "cv2.COLOR_BGR2GRAY)", "cv2.COLOR_RGB2GRAY)",
+           ("tests/test_preprocess.py",)),
+    Mutant("normalize forgets std", "pyfer/preprocess.py", "x -= spec.mean / spec.std", "x -= spec.mean",
+           ("tests/test_preprocess.py",)),
+    Mutant("resize_face samples when it shrinks", "pyfer/preprocess.py",
+           "interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR", "interp = cv2.INTER_LINEAR",
+           ("tests/test_preprocess.py",)),
+    Mutant("on_white blends onto black", "pyfer/preprocess.py", "+ 255.0 * (1.0 - alpha)", "+ 0.0 * (1.0 - alpha)",
+           ("tests/test_recognizer.py", "-k", "transparent_image or alpha")),
+    Mutant("box framing by the shorter side", "pyfer/facenorm.py", "side = framing.box_scale * max(w, h)",
+           "side = framing.box_scale * min(w, h)", ("tests/test_facenorm.py",)),
+    Mutant("box_shift y scaled by the width", "pyfer/facenorm.py", "framing.box_shift[1] * h",
+           "framing.box_shift[1] * w", ("tests/test_facenorm.py",)),
+    Mutant("pre-shrink only below 0.25", "pyfer/facenorm.py", "if scale < 0.5:", "if scale < 0.25:",
+           ("tests/test_facenorm.py",)),
+    Mutant("check_box: y against the width", "pyfer/detect.py", "if x >= iw or y >= ih or",
+           "if x >= iw or y >= iw or", ("tests/test_detect.py", "-k", "check_and_clip")),
+    Mutant("Haar fallback boxes not moved back", "pyfer/detect.py",
+           "boxes = [(x - p, y - p, w, h) for x, y, w, h in self._detect(padded)]",
+           "boxes = [(x, y, w, h) for x, y, w, h in self._detect(padded)]",
+           ("tests/test_detect.py", "-k", "haar_fallback")),
+    Mutant("nested rule drops an inner face that outscores its box", "pyfer/yunet.py",
+           "part = inside & (score[:, None] < score[None]) & (score < NESTED_PART_SCORE)[:, None]",
+           "part = inside & (score < NESTED_PART_SCORE)[:, None]", ("tests/test_detect.py", "-k", "drop_nested")),
+    Mutant("a turned find wins without the margin", "pyfer/yunet.py",
+           "rank = np.concatenate([rows[:, 14], turned[:, 14] - TURN_MARGIN])",
+           "rank = np.concatenate([rows[:, 14], turned[:, 14]])", ("tests/test_detect.py", "-k", "turned_find")),
+    Mutant("a second look keeps any overlap", "pyfer/yunet.py", "best, best_iou = None, 0.3",
+           "best, best_iou = None, 0.0", ("tests/test_detect.py", "-k", "second_look")),
+    Mutant("slivers pass as faces", "pyfer/yunet.py", "ok = (w >= 1) & (h >= 1) & (w <= 2.5 * h) & (h <= 2.5 * w)",
+           "ok = (w >= 1) & (h >= 1)", ("tests/test_yunet_engine.py", "-k", "far_larger")),
+    Mutant("min_face on the shorter side", "pyfer/recognizer.py",
+           "if self.min_face is not None and max(box[2], box[3]) < self.min_face:",
+           "if self.min_face is not None and min(box[2], box[3]) < self.min_face:",
+           ("tests/test_recognizer.py", "-k", "order_of_a_custom")),
+    Mutant("JPEG cut detection stops at the last scan marker", "pyfer/recognizer.py",
+           "            if end is None:\n                return True\n",
+           "            if end is None:\n                return False\n",
+           ("tests/test_frontend_robustness.py", "-k", "jpeg_ends_early or cut_short")),
+    Mutant("--threads 0 left to the API's words", "pyfer/cli.py",
+           "if args.threads is not None and args.threads < 1:", "if False:",
+           ("tests/test_cli.py", "-k", "threads_below_one")),
+    Mutant("CSV confidence to 2 decimals", "pyfer/cli.py", 'f"{f.confidence:.6f}"', 'f"{f.confidence:.2f}"',
+           ("tests/test_cli.py", "-k", "csv_numbers")),
+    Mutant("evaluate's surest face is the last", "pyfer/evaluate.py",
+           "surest = max(faces, key=lambda f: f.detection_score or 0.0)", "surest = faces[-1]",
+           ("tests/test_evaluate_cli.py", "-k", "detection_metrics")),
+    Mutant("evaluate's accuracy_detected over every image", "pyfer/evaluate.py",
+           "float(np.mean(truth[found] == predicted[found]))", "float(np.mean(truth == predicted))",
+           ("tests/test_evaluate_cli.py", "-k", "detection_metrics")),
+    Mutant("training's macro recall over absent classes", "training/evaluate.py",
+           '"macro_recall": float(rec[present].mean()),', '"macro_recall": float(rec.mean()),',
+           ("tests/test_research_tools.py", "-k", "compute_metrics_averages")),
+    Mutant("training's TTA mirrors top to bottom", "training/predict.py", "model(x.flip(3))", "model(x.flip(2))",
+           ("tests/test_research_tools.py", "-k", "tta_averages")),
+    Mutant("a manifest's YuNet cache keyed by the names as given", "training/framing.py",
+           "else [os.path.realpath(n) for n in base.names]", "else list(base.names)",
+           ("tests/test_framing.py",)),
+    Mutant("training tools print a refusal without 'error:'", "training/cli.py",
+           '            print(f"error: {exc.code}", file=sys.stderr)\n            raise SystemExit(2) from None\n',
+           "            raise\n", ("tests/test_tool_write_errors.py", "-k", "refusing")),
+)
+
+# Removes the editable install's finder (scikit-build-core's redirecting finder runs before
+# PYTHONPATH), so that ``import pyfer`` finds the copy
+SITECUSTOMIZE = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable_skbc")]
+"""
+
+
+def built_modules() -> list[Path]:
+    """The compiled modules of the pyfer this interpreter imports (an editable install keeps them
+    in site-packages, a source build in pyfer/)."""
+    found = []
+    for name in ("pyfer._engine", "pyfer._checks"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            found.append(Path(spec.origin))
+    if not found:
+        raise SystemExit("pyfer's compiled engine is not importable: install the project first")
+    return found
+
+
+def make_copy(root: Path) -> Path:
+    """The repository's Python code copied under ``root/repo``, the rest linked; ``root/shared``
+    links the data sets the tests find next to the repository."""
+    copy = root / "repo"
+    copy.mkdir()
+    for folder in ("pyfer", "training", "tests", "scripts"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for module in built_modules():
+        shutil.copy2(module, copy / "pyfer" / module.name)
+    for entry in REPO.iterdir():
+        if not (copy / entry.name).exists() and entry.name not in (".git", ".venv", "build"):
+            (copy / entry.name).symlink_to(entry)
+    if (REPO.parent / "shared").exists():
+        (root / "shared").symlink_to(REPO.parent / "shared")
+    (copy / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return copy
+
+
+def run_tests(copy: Path, tests: tuple[str, ...]) -> tuple[bool, str]:
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "--benchmark-disable", *tests], cwd=copy, env=env, capture_output=True, text=True,
+                          timeout=600)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return done.returncode == 0, lines[-1] if lines else ""
+
+
+def imports_the_copy(copy: Path) -> bool:
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    out = subprocess.run([sys.executable, "-c", "import pyfer, pyfer._engine, training.cli; "
+                          "print(pyfer.__file__, pyfer._engine.__file__, training.cli.__file__)"],
+                         cwd=copy, env=env, capture_output=True, text=True, timeout=120).stdout.split()
+    return len(out) == 3 and all(Path(p).resolve().is_relative_to(copy.resolve()) for p in out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only mutants whose name contains one of these")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = ap.parse_args(argv)
+    mutants = [m for m in MUTANTS if not args.only or any(o in m.name for o in args.only)]
+    if args.list:
+        for m in mutants:
+            print(f"{m.name}: {m.path}; {' '.join(m.tests)}")
+        return 0
+    for m in mutants:  # a mutant that no longer applies is a stale table, not a pass
+        count = (REPO / m.path).read_text(encoding="utf-8").count(m.old)
+        if count != 1:
+            print(f"check_mutants: '{m.name}': its code occurs {count} times in {m.path}, not once: update the table")
+            return 1
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pyfer-mutants-") as tmp:
+        copy = make_copy(Path(tmp))
+        if not imports_the_copy(copy):
+            print("check_mutants: the copy is not what Python imports (an install hook won): nothing checked")
+            return 1
+        selections = sorted({m.tests for m in mutants})
+        for tests in selections:
+            ok, last = run_tests(copy, tests)
+            if not ok:
+                print(f"check_mutants: {' '.join(tests)} fails unmutated ({last}): fix it first")
+                return 1
+        print(f"{len(selections)} test selections pass unmutated ({time.monotonic() - t0:.0f} s)")
+        survivors = []
+        for m in mutants:
+            target = copy / m.path
+            source = target.read_text(encoding="utf-8")
+            target.write_text(source.replace(m.old, m.new), encoding="utf-8")
+            try:
+                ok, last = run_tests(copy, m.tests)
+            finally:
+                target.write_text(source, encoding="utf-8")
+            print(f"{'SURVIVED' if ok else 'killed  '}  {m.name}  ({m.path}; {last})", flush=True)
+            if ok:
+                survivors.append(m.name)
+    print(f"{len(mutants) - len(survivors)} of {len(mutants)} mutants killed in {time.monotonic() - t0:.0f} s")
+    if survivors:
+        print("survived: " + "; ".join(survivors))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
