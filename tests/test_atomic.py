@@ -237,3 +237,27 @@ def test_write_file_and_save_figure_replace_whole(tmp_path):
     finally:
         plt.close(fig)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_open_in_place_empties_a_longer_file_it_writes_over(tmp_path):
+    """A JSON-lines file written over a longer one (a second `pyfer video --jsonl`) holds only the
+    new lines: no tail of the old file after them."""
+    path = tmp_path / "v.jsonl"
+    path.write_text("x" * 100_000)
+    with open_in_place(path) as f:
+        f.write('{"frame": 0}\n')
+    assert path.read_text() == '{"frame": 0}\n'
+
+
+def test_atomic_write_syncs_the_new_file_before_it_replaces_the_old(tmp_path, monkeypatch):
+    """The rename comes after the data is on disk (fsync of the temporary file), so a crash never
+    leaves an empty file where a complete old one was."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    target = tmp_path / "out.json"
+    with atomic_write(target) as f:
+        f.write("{}")
+    assert target.read_text() == "{}" and "replace" in events
+    assert "fsync" in events[:events.index("replace")], events

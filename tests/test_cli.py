@@ -1485,3 +1485,33 @@ def test_charts_need_a_recent_enough_matplotlib(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.8.4")
     with pytest.raises(UsageError, match="--timeline needs matplotlib 3.9 or newer, and 3.8.4 is installed"):
         _need_matplotlib("--timeline")
+
+
+def test_an_annotated_video_keeps_its_sources_frame_rate(weights_path, tmp_path, capsys):
+    """`pyfer video --out` writes at the source's rate: a 10 fps clip plays at 10 fps, not at a
+    fixed rate that would speed it up or slow it down."""
+    clip = dark_clip(tmp_path / "clip.mp4", frames=4)
+    out = tmp_path / "annotated.mp4"
+    rc, _, err = run_cli(["video", str(clip), "--out", str(out), "--no-progress", "--weights", str(weights_path)], capsys)
+    assert rc == 0, err
+    cap = cv2.VideoCapture(str(out))
+    try:
+        assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    finally:
+        cap.release()
+
+
+def test_a_run_without_resume_removes_the_old_resume_record(weights_path, tmp_path, capsys):
+    """A fresh run over a CSV that a --resume run left: the record (NAME.resume.json) of the old
+    rows goes with them, so a later --resume is judged by this run's settings."""
+    from pyfer.resume import sidecar_path
+
+    table = tmp_path / "faces.csv"
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(table), "--resume", "--weights", str(weights_path)],
+                         capsys)
+    assert rc == 0 and sidecar_path(str(table)).is_file(), err
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(table), "--weights", str(weights_path)], capsys)
+    assert rc == 0 and not sidecar_path(str(table)).exists(), err
+    rc, _, err = run_cli(["predict", str(ASTRONAUT), "--csv", str(table), "--resume", "--no-flip",
+                          "--weights", str(weights_path)], capsys)
+    assert rc == 0, err  # the fresh run wrote no record: nothing to refuse

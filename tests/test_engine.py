@@ -425,3 +425,23 @@ def test_directory_is_not_a_weights_file(tmp_path):
     with pytest.raises(ValueError):
         pyfer.Engine(tmp_path)
 
+
+
+def test_softmax_is_finite_for_large_logits():
+    """Logits far above exp's range (a shifted or scaled model's) still give probabilities, not
+    NaN: the maximum is taken out first."""
+    from pyfer.engine import softmax
+
+    p = softmax(np.array([[1000.0, 0.0], [-1000.0, -999.0]], np.float32))
+    assert np.isfinite(p).all() and np.allclose(p, [[1.0, 0.0], [1 / (1 + np.e), np.e / (1 + np.e)]], atol=1e-6)
+    assert softmax(np.zeros((2, 3))).dtype == np.float64 and softmax(np.zeros((2, 3), np.int64)).dtype == np.float64
+
+
+def test_file_sha256_hashes_the_whole_file(tmp_path):
+    import hashlib
+
+    from pyfer.engine import file_sha256
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (tmp_path / "w.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
