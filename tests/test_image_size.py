@@ -98,6 +98,10 @@ FILES = {
     "webp, lossy": lambda: encoded(".webp"),
     "webp, lossless": lambda: encoded(".webp", cv2.IMWRITE_WEBP_QUALITY, 101),
     "webp, with alpha": lambda: encoded(".webp", image=cv2.cvtColor(COLOUR, cv2.COLOR_BGR2BGRA)),
+    # translucent and lossy: an extended file (VP8X) whose canvas is the size (opaque alpha above
+    # makes libwebp write lossless VP8L instead)
+    "webp, translucent (VP8X)": lambda: encoded(".webp", cv2.IMWRITE_WEBP_QUALITY, 80, image=np.dstack(
+        [COLOUR, np.full(COLOUR.shape[:2], 128, np.uint8)])),
     "avif": lambda: encoded(".avif"),
     "gif": lambda: encoded(".gif"),
 }
@@ -130,6 +134,9 @@ VARIANTS = {
     "tiff, SLONG sizes": lambda: tiff_with_size_tags([(256, 9, field("i", WIDTH)), (257, 9, field("i", HEIGHT))]),
     "tiff, SSHORT sizes": lambda: tiff_with_size_tags([(256, 8, field("h", WIDTH)), (257, 8, field("h", HEIGHT))]),
     "tiff, BYTE sizes": lambda: tiff_with_size_tags([(256, 1, field("B", WIDTH)), (257, 1, field("B", HEIGHT))]),
+    # libtiff keeps the first of two width tags; a reader keeping the last would read 1
+    "tiff, a later duplicate width": lambda: tiff_with_size_tags([(256, 3, field("H", WIDTH)), (256, 3, field("H", 1)),
+                                                                  (257, 3, field("H", HEIGHT))]),
     "tiff, duplicate size tags (libtiff keeps the first)": lambda: tiff_with_size_tags(
         [(256, 3, field("H", WIDTH)), (257, 3, field("H", HEIGHT)), (256, 3, field("H", 1)), (257, 3, field("H", 1))]),
     "pgm, a 5000-byte comment": lambda: encoded(".pgm", image=COLOUR[:, :, 0]).tobytes().replace(
@@ -392,3 +399,14 @@ def test_a_flat_gif_packed_as_tightly_as_pillow_can_passes_the_byte_check():
     data = np.frombuffer(out.getvalue(), np.uint8)
     assert 5000 * 5000 > recognizer.ALWAYS_OK_PIXELS and 5000 * 5000 / data.size > 1000
     recognizer._check_bytes_can_hold(data, "flat.gif")
+
+
+def test_a_pnm_header_that_is_also_webp_is_held_to_the_larger_size():
+    """OpenCV tries WebP before PxM: bytes that start as a PGM header ("P5") and hold a bare VP8
+    bitstream where a WebP chunk would be are decoded as WebP, so the WebP size counts too."""
+    vp8l = b"P5\x00\x9d\x01\x2a" + struct.pack("<HH", 4000, 3000) + bytes(20)
+    assert announced_size(np.frombuffer(vp8l, np.uint8)) == (4000, 3000)
+
+
+def test_a_pfm_of_zero_width_announces_no_size():
+    assert announced_size(np.frombuffer(b"PF\n0 5\n-1\n" + bytes(16), np.uint8)) is None
