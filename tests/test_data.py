@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -168,3 +169,49 @@ def test_augment_is_seeded_and_normalised():
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
     assert a.min() >= -1.0 - 1e-6 and a.max() <= 1.0 + 1e-6
+
+
+# every effect off: each test below turns on one
+NO_AUGMENT = AugmentSpec(max_rotate_deg=0.0, scale=(1.0, 1.0), max_shift=0.0, flip=False, brightness=0.0,
+                         contrast=(1.0, 1.0), erase_prob=0.0)
+
+
+def _unnormalised(x):
+    return x * PREP.std + PREP.mean  # back to [0, 1]
+
+
+def test_augment_flips_about_half_the_faces_left_to_right():
+    import torch
+
+    ramp = torch.linspace(0, 255, 48).round().to(torch.uint8).expand(256, 1, 48, 48).contiguous()
+    out = _unnormalised(augment(ramp, PREP, replace(NO_AUGMENT, flip=True), torch.Generator().manual_seed(0)))
+    mirrored = (out[:, 0, :, 0] > out[:, 0, :, -1]).all(1)  # brighter on the left: turned round
+    assert 0.35 < mirrored.float().mean() < 0.65
+    plain = _unnormalised(augment(ramp, PREP, NO_AUGMENT, torch.Generator().manual_seed(0)))
+    assert torch.allclose(plain, ramp.float() / 255, atol=1e-5)  # with every effect off: the face as it is
+
+
+def test_augment_erases_a_rectangle_in_about_erase_prob_of_the_faces():
+    """erase_prob 0.25: about a quarter of 400 flat gray faces get a rectangle of one other value."""
+    import torch
+
+    flat = torch.full((400, 1, 48, 48), 128, dtype=torch.uint8)
+    out = _unnormalised(augment(flat, PREP, replace(NO_AUGMENT, erase_prob=0.25), torch.Generator().manual_seed(1)))
+    erased = ((out - 128 / 255).abs() > 1e-3).flatten(1).any(1)
+    assert 0.17 < erased.float().mean() < 0.33
+
+
+def test_augment_shifts_the_face_by_up_to_max_shift():
+    """max_shift 0.1 on 48 px: a one-pixel dot moves by up to 4.8 px each way, and by more than 3
+    px in some of 200 faces."""
+    import torch
+
+    dot = torch.zeros((200, 1, 48, 48), dtype=torch.uint8)
+    dot[:, :, 24, 24] = 255
+    out = _unnormalised(augment(dot, PREP, replace(NO_AUGMENT, max_shift=0.1), torch.Generator().manual_seed(2)))
+    ys, xs = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    mass = out[:, 0].clamp(min=0).flatten(1).sum(1)
+    cx = (out[:, 0] * xs).flatten(1).sum(1) / mass
+    cy = (out[:, 0] * ys).flatten(1).sum(1) / mass
+    moved = torch.maximum((cx - 24).abs(), (cy - 24).abs())
+    assert moved.max() <= 4.8 + 0.6 and moved.max() > 3.0
