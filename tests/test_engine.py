@@ -217,9 +217,16 @@ def test_cuda_device_is_a_clear_error(exports):
 
 
 def test_fp16_weights(tmp_path):
+    """A half export stores every tensor as F16 (half the file) and runs as its fp32 twin does."""
+    import json
+    import struct
+
     path = make_export(tmp_path / "half.safetensors", "shufflenetv2", "small", 48, seed=3, half=True)
     x = np.random.default_rng(3).standard_normal((2, 1, 48, 48)).astype(np.float32)
     assert rel_err(pyfer.Engine(path).forward(x), torch_logits(path, x)) <= TOL
+    raw = path.read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}
 
 
 def test_other_num_classes(tmp_path):

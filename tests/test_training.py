@@ -142,3 +142,26 @@ def test_a_half_width_student_trains_exports_and_runs_in_the_engine(tiny_sets, t
     r = subprocess.run([sys.executable, "-m", "training.train", "student", "--out", str(out), "--epochs", "2",
                         "--resume", *tiny], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "--width" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_the_plateau_schedule_cuts_the_rate_only_when_accuracy_stalls():
+    """Validation accuracy rising every epoch keeps the rate; flat for longer than the patience
+    cuts it by the factor. (With mode "min" every rising epoch would count as a stall, and the
+    default recipe's rate would fall from the second epoch on.)"""
+    import torch
+
+    from training.train import build_parser, lr_schedule
+
+    args = build_parser().parse_args(["student", "--out", "x", "--lr", "0.1", "--plateau-patience", "1",
+                                      "--plateau-factor", "0.5"])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.lr)
+    sched = lr_schedule(opt, args)
+    for accuracy in (0.5, 0.6, 0.7, 0.8, 0.9):
+        sched.step(accuracy)
+        assert opt.param_groups[0]["lr"] == 0.1
+    for _ in range(2):
+        sched.step(0.9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    cosine = lr_schedule(opt, build_parser().parse_args(["student", "--out", "x", "--schedule", "cosine",
+                                                         "--epochs", "7"]))
+    assert cosine.T_max == 7

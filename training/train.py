@@ -869,11 +869,7 @@ def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay)
-    if args.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    else:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
-                                                           patience=args.plateau_patience)
+    sched = lr_schedule(opt, args)
     ema = weight_average(model, args.ema) if args.ema else None
     if teacher is not None and args.feature_kd:
         teacher = FeatureTeacher(teacher, args.teacher, out, args.threads or 1, device)
@@ -1240,6 +1236,19 @@ def main(argv=None, rerun_hint: str | None = None) -> None:
             print(stop_message(Path(args.out), args.overwrite, before, rerun_hint), file=sys.stderr)
             raise SystemExit(stop.exit_status) from None
     print(json.dumps(summary))
+
+
+def lr_schedule(opt, args):
+    """``--schedule``: cosine annealing over ``--epochs``, or (plateau) the rate cut by
+    ``--plateau-factor`` once validation accuracy, which should rise, has not risen for
+    ``--plateau-patience`` epochs (``mode="max"``: with "min" every improving epoch would count
+    as a stall)."""
+    import torch
+
+    if args.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
+                                                      patience=args.plateau_patience)
 
 
 def _last_checkpoint_id(out: Path):
