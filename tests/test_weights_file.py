@@ -64,3 +64,17 @@ def test_a_failed_write_leaves_no_stray(tmp_path):
     with pytest.raises(OSError):
         save_checked({"b": np.zeros(2, np.float32)}, tmp_path / "m.safetensors", {})
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_the_header_checksum_field_must_be_there_once():
+    """A header with the field twice (a second copy as a key of another object) is refused by the
+    Python reader, as the engine refuses it: which copy is checked would be ambiguous."""
+    from pyfer.weights_file import header_crc32
+
+    header = b'{"__metadata__":{"header_crc32":"00000000"},"x":{"header_crc32":"00000000"}}'
+    blob = len(header).to_bytes(8, "little") + header
+    with pytest.raises(ValueError, match="not in the header once"):
+        header_crc32(blob)
+    once = b'{"__metadata__":{"header_crc32":"00000000"}}'
+    at, _ = header_crc32(len(once).to_bytes(8, "little") + once)
+    assert once[at - 8:at - 8 + 8] == b"00000000"
