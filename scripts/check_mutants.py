@@ -3,9 +3,9 @@ tests written against them fail (RELIABILITY.md, "Mutants").
 
     python scripts/check_mutants.py [--only NAME ...] [--list]
 
-Each mutant is a plausible bug that once passed every test: two reviews planted 144 by hand in
-session 48, and 56 went unnoticed (about 9 of them harmless); these are the ones tests were
-written for. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+Each mutant is a plausible bug: two reviews planted 144 by hand in session 48, 56 passed every test
+(about 9 harmlessly), and tests were written for most of those; the table holds them, plus one bug
+tests caught before and three this session fixed. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.

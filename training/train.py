@@ -813,6 +813,17 @@ def run_spec(args: argparse.Namespace) -> tuple[ModelSpec, PreprocessSpec]:
     return spec, PreprocessSpec(args.input_size)
 
 
+def lr_schedule(opt, args):
+    """``--schedule``: cosine annealing over ``--epochs``, or (plateau) the rate cut by
+    ``--plateau-factor`` once validation accuracy, which should rise, has not risen for
+    ``--plateau-patience`` epochs (``mode="max"``: with "min" every improving epoch would count
+    as a stall)."""
+    if args.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
+                                                      patience=args.plateau_patience)
+
+
 def train_in(out: Path, args: argparse.Namespace, fresh: bool) -> dict:
     """``run`` once the run folder is checked and held."""
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet", "overwrite")}
@@ -1236,19 +1247,6 @@ def main(argv=None, rerun_hint: str | None = None) -> None:
             print(stop_message(Path(args.out), args.overwrite, before, rerun_hint), file=sys.stderr)
             raise SystemExit(stop.exit_status) from None
     print(json.dumps(summary))
-
-
-def lr_schedule(opt, args):
-    """``--schedule``: cosine annealing over ``--epochs``, or (plateau) the rate cut by
-    ``--plateau-factor`` once validation accuracy, which should rise, has not risen for
-    ``--plateau-patience`` epochs (``mode="max"``: with "min" every improving epoch would count
-    as a stall)."""
-    import torch
-
-    if args.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=args.plateau_factor,
-                                                      patience=args.plateau_patience)
 
 
 def _last_checkpoint_id(out: Path):
