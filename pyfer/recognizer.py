@@ -167,7 +167,7 @@ def jpeg_ends_early(data: np.ndarray) -> bool:
     OpenCV refuses without saying why. Walks the segments from SOI as libjpeg does (stray bytes
     skipped) and each scan's data to the marker after it, so that the first EOI ends the image:
     bytes after it (a Motion Photo's video, a camera's trailer) are not looked at."""
-    buf = data.data  # a memoryview of the bytes, no copy
+    buf = np.ascontiguousarray(data, np.uint8).data  # (re searches contiguous buffers only)
     pos, n = 2, len(buf)
     while pos + 2 <= n:
         if buf[pos] != 0xFF:

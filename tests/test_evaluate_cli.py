@@ -227,8 +227,8 @@ def test_a_source_that_cannot_be_opened_is_a_setup_error_not_an_output_one(tmp_p
 
 
 def test_detection_metrics_count_faces_found_and_the_surest_face():
-    """Three images: one without a face, one of three faces whose first (the largest) and last
-    are wrong while the surest is right, one right. accuracy 1/3 over all images, 1/2 over those with a face,
+    """Three images: one without a face, one of three faces whose first (predict's main face) and
+    last are wrong while the surest is right, one right. accuracy 1/3 over all images, 1/2 over those with a face,
     2/3 taking the surest face; a missed face counts as wrong."""
     from pyfer.evaluate import evaluate
     from pyfer.recognizer import Face

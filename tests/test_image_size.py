@@ -404,8 +404,8 @@ def test_a_flat_gif_packed_as_tightly_as_pillow_can_passes_the_byte_check():
 def test_a_pnm_header_that_is_also_webp_is_held_to_the_larger_size():
     """OpenCV tries WebP before PxM: bytes that start as a PGM header ("P5") and hold a bare VP8
     bitstream where a WebP chunk would be are decoded as WebP, so the WebP size counts too."""
-    vp8l = b"P5\x00\x9d\x01\x2a" + struct.pack("<HH", 4000, 3000) + bytes(20)
-    assert announced_size(np.frombuffer(vp8l, np.uint8)) == (4000, 3000)
+    vp8 = b"P5\x00\x9d\x01\x2a" + struct.pack("<HH", 4000, 3000) + bytes(20)
+    assert announced_size(np.frombuffer(vp8, np.uint8)) == (4000, 3000)
 
 
 def test_a_pfm_of_zero_width_announces_no_size():

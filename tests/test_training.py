@@ -162,6 +162,13 @@ def test_the_plateau_schedule_cuts_the_rate_only_when_accuracy_stalls():
     for _ in range(2):
         sched.step(0.9)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    # cosine over --epochs: half the rate at the middle epoch, near zero at the end
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     cosine = lr_schedule(opt, build_parser().parse_args(["student", "--out", "x", "--schedule", "cosine",
-                                                         "--epochs", "7"]))
-    assert cosine.T_max == 7
+                                                         "--epochs", "8"]))
+    rates = []
+    for _ in range(8):
+        rates.append(opt.param_groups[0]["lr"])
+        cosine.step()
+    assert rates[0] == 0.1 and rates[4] == pytest.approx(0.05) and rates[7] < 0.005
+    assert all(a > b for a, b in zip(rates, rates[1:]))
