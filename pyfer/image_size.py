@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -32,11 +32,18 @@ def png_size(data: np.ndarray) -> Optional[Size]:
     return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
 
 
-def jpeg_size(data: np.ndarray) -> Optional[Size]:
-    """From the frame header (SOFn), walking the segments before it."""
-    buf = data.data  # a memoryview of the bytes, no copy
+# In a JPEG's entropy-coded data FF 00 is a stuffed byte, FF D0-D7 a restart marker and FF FF
+# fill: anything else after FF is the marker that ends the scan
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_markers(data: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its FF) of each marker after SOI, walked as libjpeg walks them: stray
+    bytes between segments and fill bytes skipped, a segment's length stepped over, a scan's
+    entropy-coded data read to the marker that ends it. Stops where the bytes run out."""
+    buf = np.ascontiguousarray(data, np.uint8).data  # (re searches contiguous buffers only)
     pos, n = 2, len(buf)
-    while pos + 4 <= n:
+    while pos + 2 <= n:
         if buf[pos] != 0xFF:  # stray bytes between segments: the decoder skips them (with a warning)
             pos += 1
             continue
@@ -44,18 +51,38 @@ def jpeg_size(data: np.ndarray) -> Optional[Size]:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
+        yield marker, pos
         if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2  # (FF 00 is no marker at all: libjpeg scans on past it, and so does this)
             continue
-        length = int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if pos + 4 > n:
+            return
+        pos += 2 + int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # a scan: its data runs to the next marker
+            end = _JPEG_SCAN_END.search(buf, pos)
+            if end is None:
+                return
+            pos = end.start()
+
+
+def jpeg_size(data: np.ndarray) -> Optional[Size]:
+    """From the frame header (SOFn), the first marker segment of its kind."""
+    n = data.size
+    for marker, at in jpeg_markers(data):
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > n:
+            if at + 9 > n:
                 return None
-            return int.from_bytes(buf[pos + 7:pos + 9], "big"), int.from_bytes(buf[pos + 5:pos + 7], "big")
+            return int.from_bytes(data[at + 7:at + 9].tobytes(), "big"), int.from_bytes(data[at + 5:at + 7].tobytes(), "big")
         if marker == 0xDA:  # scan data before any frame header
             return None
-        pos += 2 + length
     return None
+
+
+def jpeg_ends_early(data: np.ndarray) -> bool:
+    """Whether a JPEG's bytes end before its end-of-image marker (EOI): a cut-short file, which
+    OpenCV refuses without saying why. The first EOI ends the image: bytes after it (a Motion
+    Photo's video, a camera's trailer) are not looked at."""
+    return all(marker != 0xD9 for marker, _ in jpeg_markers(data))
 
 
 # TIFF field types libtiff takes an image's size as (BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG,

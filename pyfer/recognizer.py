@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pyfer.detect import Box, Detector, check_box, clip_box, face_order, get_det
 from pyfer.engine import softmax
 from pyfer.exit_gate import finishes_before_exit
 from pyfer.facenorm import FaceFraming, normalize_face
-from pyfer.image_size import PNG_SIGNATURE, read_header
+from pyfer.image_size import PNG_SIGNATURE, jpeg_ends_early, read_header
 from pyfer.preprocess import PreprocessSpec, normalize, on_white, resize_face, to_gray
 
 # a path, an encoded file's bytes, an array, or (Any) a PIL.Image.Image
@@ -155,42 +154,6 @@ def _check_png_chunks(data: np.ndarray, name: str) -> None:
                 raise ValueError(f"cannot decode {name} as an image (the PNG ends before any pixel data: "
                                  "no IDAT chunk before IEND)")
             break
-
-
-# In a JPEG's entropy-coded data FF 00 is a stuffed byte, FF D0-D7 a restart marker and FF FF
-# fill: anything else after FF is the marker that ends the scan
-_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-def jpeg_ends_early(data: np.ndarray) -> bool:
-    """Whether a JPEG's bytes end before its end-of-image marker (EOI): a cut-short file, which
-    OpenCV refuses without saying why. Walks the segments from SOI as libjpeg does (stray bytes
-    skipped) and each scan's data to the marker after it, so that the first EOI ends the image:
-    bytes after it (a Motion Photo's video, a camera's trailer) are not looked at."""
-    buf = np.ascontiguousarray(data, np.uint8).data  # (re searches contiguous buffers only)
-    pos, n = 2, len(buf)
-    while pos + 2 <= n:
-        if buf[pos] != 0xFF:
-            pos += 1
-            continue
-        marker = buf[pos + 1]
-        if marker == 0xD9:
-            return False
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        if pos + 4 > n:
-            return True
-        pos += 2 + int.from_bytes(buf[pos + 2:pos + 4], "big")
-        if marker == 0xDA:  # a scan: its data runs to the next marker
-            end = _JPEG_SCAN_END.search(buf, pos)
-            if end is None:
-                return True
-            pos = end.start()
-    return True
 
 
 # Formats whose coding bounds the pixels a byte of file can hold. A JPEG's Huffman coding spends
