@@ -403,6 +403,12 @@ class Timeline:
             writer.writeheader()
             writer.writerows(self.rows())
 
+    def chart_tracks(self, tracks: int) -> tuple[list[int], list[int]]:
+        """The ids of the ``tracks`` faces found in most frames (of equals, the lower id), in order
+        of first appearance as the chart draws them, and the ids of the rest, ascending."""
+        ranked = sorted(self.times, key=lambda t: (-len(self.times[t]), t))
+        return sorted(ranked[:tracks], key=lambda t: (self.times[t][0], t)), sorted(ranked[tracks:])
+
     def plot(self, path: Union[str, os.PathLike], tracks: int = 6) -> None:
         """The ``tracks`` faces found in most frames, one panel each: the share of each expression
         over time, stacked; empty where the face was not found (for more than 3 frames), its
@@ -413,8 +419,7 @@ class Timeline:
         from matplotlib.patches import Patch
         from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-        ranked = sorted(self.times, key=lambda t: (-len(self.times[t]), t))
-        shown = sorted(ranked[:tracks], key=lambda t: (self.times[t][0], t))
+        shown, hidden = self.chart_tracks(tracks)
         names = self.class_names or []
         colours = expression_colours(names)
         hatches = [LAYER_HATCHES[i % len(LAYER_HATCHES)] for i in range(len(names))]
@@ -462,9 +467,8 @@ class Timeline:
                                 for c, h, n in zip(colours, hatches, names)], loc="upper center",
                        bbox_to_anchor=(0.5, 1 - 0.3 / height), ncol=min(8, len(names)), fontsize=10, frameon=False,
                        handleheight=1.4, handlelength=2.2)
-        hidden = ranked[tracks:]
         note = "" if not hidden else f"; not shown: {len(hidden)} found in fewer frames (" + \
-            ", ".join(f"#{t}" for t in sorted(hidden)[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
+            ", ".join(f"#{t}" for t in hidden[:8]) + (", ..." if len(hidden) > 8 else "") + ")"
         fig.suptitle("expressions over time, per face (track id)" + note, y=1 - 0.05 / height, va="top", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
         save_figure(fig, path, dpi=150)  # (a legend still legible on a phone)
@@ -826,6 +830,13 @@ def _takes_time(update) -> bool:
     return any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= 2
 
 
+def ended_early(announced: int, read: int) -> bool:
+    """Whether a file that gave ``read`` frames fell short of the ``announced`` count of its header
+    by more than 2% (at least 2 frames): a container without a frame count gives OpenCV's estimate
+    from its duration, so a frame or 2% less is no sign of damage. ``announced`` <= 0: no count."""
+    return announced > 0 and announced - read > max(1, announced // 50)
+
+
 class _FrameClock:
     """Each frame's time in the source, in seconds: its own timestamp (phones record at a varying
     rate, so frame index / average rate drifts), or index / average rate where the backend gives
@@ -1015,9 +1026,7 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
         what = "camera" if is_camera else "file"
         raise ValueError(f"no frame could be read from the {what} {source!r}"
                          + ("" if is_camera else ": not a video OpenCV can decode"))
-    # (a container without a frame count gives OpenCV's estimate from its duration: some slack)
-    shortfall = announced - (n + skipped)
-    if announced > 0 and (max_frames is None or n < max_frames) and shortfall > max(1, announced // 50):
+    if (max_frames is None or n < max_frames) and ended_early(announced, n + skipped):
         print(f"pyfer video: the file ended after {n + skipped} of the {announced} frames its header announces "
               "(a truncated or damaged file?)", file=sys.stderr)
     dt = time.perf_counter() - t0

@@ -5,7 +5,8 @@ tests written against them fail (RELIABILITY.md, "Mutants").
 
 Each mutant is a plausible bug: two reviews planted 144 by hand in session 48, and 56 passed every
 test (about 9 harmlessly). Tests were written for 35 of them; the table holds those 35, one bug
-that tests caught before, and three this session fixed. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+that tests caught before, and three session 48 fixed. Session 49 wrote tests for 8 more of the 56
+and added their 12 mutants (51 in all). The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -145,6 +146,41 @@ MUTANTS = (
     Mutant("training tools print a refusal without 'error:'", "training/cli.py",
            '            print(f"error: {exc.code}", file=sys.stderr)\n            raise SystemExit(2) from None\n',
            "            raise\n", ("tests/test_tool_write_errors.py", "-k", "refusing")),
+    Mutant("a tie makes the later epoch best.pt", "training/train.py", "improved = score > best_score",
+           "improved = score >= best_score", ("tests/test_run_folder.py", "-k", "tie_keeps")),
+    Mutant("the checkpoint digest ignores dtypes", "training/checkpoint.py",
+           'h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())', 'h.update(f"T{tuple(obj.shape)}".encode())',
+           ("tests/test_resume.py", "-k", "same_bytes")),
+    Mutant("an unreadable image is not counted as failed", "pyfer/cli.py",
+           "failed += 1\n                progress.update()\n                continue",
+           "progress.update()\n                continue", ("tests/test_cli.py", "-k", "existing_out_file")),
+    Mutant("a video 5% short of its header is not reported", "pyfer/video.py",
+           "announced - read > max(1, announced // 50)", "announced - read > max(1, announced // 20)",
+           ("tests/test_video.py", "-k", "slack")),
+    Mutant("a JPEG 2000 size ignores the image offset", "pyfer/image_size.py",
+           "return max(x_size - x_offset, 0), max(y_size - y_offset, 0)", "return x_size, y_size",
+           ("tests/test_image_size.py", "-k", "image_offset")),
+    Mutant("a version-1 track header read at version 0's place", "pyfer/image_size.py",
+           "at = start + (88 if data[start] == 1 else 76)", "at = start + 76",
+           ("tests/test_image_size.py", "-k", "track_header")),
+    Mutant("a track header's size rounded down", "pyfer/image_size.py",
+           "sizes.append((-(-width >> 16), -(-height >> 16)))", "sizes.append((width >> 16, height >> 16))",
+           ("tests/test_image_size.py", "-k", "track_header")),
+    Mutant("the CSV is not flushed after each image", "pyfer/cli.py",
+           "                csv_file.flush()  # complete rows on disk even if the run is stopped later\n", "",
+           ("tests/test_cli.py", "-k", "on_disk_before")),
+    Mutant("the chart picks faces by id, not by frames found", "pyfer/video.py",
+           "ranked = sorted(self.times, key=lambda t: (-len(self.times[t]), t))", "ranked = sorted(self.times)",
+           ("tests/test_video.py", "-k", "found_most")),
+    Mutant("the chart's note names the faces left out unsorted", "pyfer/video.py",
+           "key=lambda t: (self.times[t][0], t)), sorted(ranked[tracks:])",
+           "key=lambda t: (self.times[t][0], t)), ranked[tracks:]", ("tests/test_video.py", "-k", "found_most")),
+    Mutant("a sticky folder only its group may write is not shared", "pyfer/atomic.py",
+           "folder.st_mode & (stat.S_IWOTH | stat.S_IWGRP)", "folder.st_mode & stat.S_IWOTH",
+           ("tests/test_atomic.py", "-k", "shared_folder_rules")),
+    Mutant("the shared folder owner's file is another user's", "pyfer/atomic.py",
+           "file.st_uid not in (os.geteuid(), folder.st_uid)", "file.st_uid != os.geteuid()",
+           ("tests/test_atomic.py", "-k", "shared_folder_rules")),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -261,3 +261,24 @@ def test_atomic_write_syncs_the_new_file_before_it_replaces_the_old(tmp_path, mo
         f.write("{}")
     assert target.read_text() == "{}" and "replace" in events
     assert "fsync" in events[:events.index("replace")], events
+
+
+def test_the_shared_folder_rules_on_whose_file_may_be_opened():
+    """Linux's protected_regular rule, as the writers apply it before opening: a folder is shared
+    when it is sticky and writable by group or others (/tmp, a team's drop folder), and there a
+    file that is neither the writer's nor the folder owner's is another user's."""
+    import stat
+
+    from pyfer.atomic import _foreign_in_shared, _shared
+
+    def st(mode: int, uid: int) -> os.stat_result:
+        return os.stat_result((mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
+
+    me, owner, third = os.geteuid(), os.geteuid() + 1, os.geteuid() + 2
+    folder = stat.S_IFDIR
+    assert _shared(st(folder | 0o1777, owner)) and _shared(st(folder | 0o1775, owner))  # others or group
+    assert not _shared(st(folder | 0o1755, owner)) and not _shared(st(folder | 0o0777, owner))
+    tmp = st(folder | 0o1777, owner)
+    assert [_foreign_in_shared(st(stat.S_IFREG | 0o666, uid), tmp) for uid in (me, owner, third)] == \
+        [False, False, True]
+    assert not _foreign_in_shared(st(stat.S_IFREG | 0o666, third), st(folder | 0o0777, owner))

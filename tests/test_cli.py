@@ -667,6 +667,19 @@ def test_annotated_copy_of_a_gray_only_type(weights_path, tmp_path, capsys, ext)
     assert rc == 0 and (tmp_path / "d" / f"face{ext}").is_file(), err
 
 
+def test_an_unreadable_image_leaves_an_existing_out_file_alone(weights_path, tmp_path, capsys):
+    """--out with an image that cannot be read: status 1, the reason named, and no annotated copy:
+    a file already at --out (an earlier run's) is neither replaced nor emptied."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG after all")
+    out = tmp_path / "out.png"
+    rc, _, err = run_cli(["predict", str(bad), "--weights", str(weights_path), "--out", str(out)], capsys)
+    assert rc == 1 and "bad.jpg" in err and not out.exists(), err
+    out.write_bytes(b"an earlier run's copy")
+    rc, _, err = run_cli(["predict", str(bad), "--weights", str(weights_path), "--out", str(out)], capsys)
+    assert rc == 1 and out.read_bytes() == b"an earlier run's copy" and "wrote" not in err
+
+
 def test_label_of_a_face_at_the_top_edge_stays_in_its_box():
     """With no room above the box the label goes inside it, never below, where it would cover the
     label of a face underneath."""
@@ -1182,6 +1195,26 @@ def _full_run(resume_tree, weights_path, tmp_path, capsys) -> str:
     names = [Path(s.split(",")[0]).name for s in text.splitlines()[1:]]
     assert names == ["a.png", "b.png", "b.png", "c.png"]  # b.png: two faces, two rows
     return text
+
+
+def test_each_image_s_rows_are_on_disk_before_the_next_image(weights_path, resume_tree, tmp_path, capsys,
+                                                             monkeypatch):
+    """The CSV is flushed after each image: a run killed (-9, a power cut) while on an image has
+    every image before it on disk, for --resume to skip. Read from disk as each image starts."""
+    from pyfer.recognizer import Recognizer
+
+    csv_path, seen = tmp_path / "rows.csv", []
+    predict = Recognizer.predict
+
+    def predict_and_look(self, image, *args, **kwargs):
+        seen.append(csv_path.read_text() if csv_path.exists() else "")
+        return predict(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(Recognizer, "predict", predict_and_look)
+    assert run_cli(["predict", str(resume_tree), "-r", "--csv", str(csv_path), "--weights", str(weights_path)],
+                   capsys)[0] == 0
+    rows = [[Path(line.split(",")[0]).name for line in text.splitlines()[1:]] for text in seen]
+    assert rows == [[], ["a.png"], ["a.png", "b.png", "b.png"]]
 
 
 @pytest.mark.parametrize("cut", ["half of b's first row", "in b's second row's path", "after b's first row",

@@ -287,6 +287,29 @@ def test_an_image_sequence_avif_is_held_to_its_track_size():
     assert announced_size(np.frombuffer(data, np.uint8)) == (400, 300)
 
 
+@pytest.mark.parametrize("version, width, height, expected", [
+    (0, 400 << 16, 300 << 16, (400, 300)), (1, 400 << 16, 300 << 16, (400, 300)),
+    (1, (400 << 16) + 1, (300 << 16) + 0x8000, (401, 301))])
+def test_a_track_header_is_read_in_either_version_and_rounded_up(version, width, height, expected):
+    """'tkhd' version 1 has 64-bit times, which move its size 12 bytes on; the size is 16.16 fixed
+    point, and a fraction of a pixel counts as one (the bound must not fall below the frame)."""
+    times = bytes(32) if version else bytes(20)  # creation, modification, track id, reserved, duration
+    tkhd = bytes([version, 0, 0, 3]) + times + bytes(16) + bytes(36) + struct.pack(">II", width, height)
+    data = box(b"ftyp", b"avis\0\0\0\0avisavif") + box(b"moov", box(b"trak", box(b"tkhd", tkhd)))
+    assert announced_size(np.frombuffer(data, np.uint8)) == expected
+
+
+@pytest.mark.parametrize("offset", [1, 64, 1 << 20])
+def test_a_jpeg2000_image_offset_is_taken_off_its_grid(offset):
+    """SIZ gives the reference grid's far corner (Xsiz, Ysiz) and the image's offset in it
+    (XOsiz, YOsiz): OpenJPEG's image, which OpenCV allocates, is the grid less the offset."""
+    stream = jp2_codestream(encoded(".jp2")).tobytes()
+    at = stream.find(b"\xff\x51") + 6  # past the marker, Lsiz and Rsiz
+    x_size, y_size = struct.unpack(">II", stream[at:at + 8])
+    shifted = struct.pack(">IIII", x_size + offset, y_size + offset, offset, offset)
+    assert announced_size(np.frombuffer(stream[:at] + shifted + stream[at + 16:], np.uint8)) == (WIDTH, HEIGHT)
+
+
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_headers_are_read_as_opencv_reads_them(kind):
     raw = np.frombuffer(VARIANTS[kind](), np.uint8)

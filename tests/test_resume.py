@@ -128,6 +128,17 @@ CORRUPTIONS = ["truncate_half", "truncate_tail", "truncate_head", "empty", "garb
                "flip_anywhere", "not_a_checkpoint", "no_resume_state", "missing"]
 
 
+def test_the_digest_tells_tensors_of_the_same_bytes_apart():
+    """A tensor's dtype and shape are part of the digest: the same bytes read as another dtype or
+    shape (a half-written header, a swapped buffer) are another checkpoint."""
+    floats = torch.arange(6, dtype=torch.float32)
+    as_ints = floats.view(torch.int32)
+    assert floats.numpy().tobytes() == as_ints.numpy().tobytes()
+    digests = {state_digest({"w": t}) for t in (floats, as_ints, floats.reshape(2, 3), floats.reshape(3, 2))}
+    assert len(digests) == 4
+    assert state_digest({"w": floats.clone()}) == state_digest({"w": floats})
+
+
 @pytest.mark.parametrize("how", CORRUPTIONS)
 def test_corrupt_last_falls_back_to_prev(tmp_path, states, how):
     import numpy as np

@@ -392,3 +392,20 @@ def test_the_summary_reports_the_best_epochs_accuracy(tiny_sets, tmp_path):
     best = log[summary["best_epoch"] - 1]
     assert summary["best_val_accuracy"] == best["val_accuracy"] <= 1.0
     assert summary["best_score"] == pytest.approx(best["val_accuracy"] + best["val2_accuracy"])
+
+
+def test_a_tie_keeps_the_earlier_epoch_as_best(tiny_sets, tmp_path, monkeypatch):
+    """An epoch must beat the best so far, not equal it, to become best.pt: with every epoch scored
+    the same, best.pt stays the first (the shorter-trained of equals, and no rewrite each epoch)."""
+    import training.train as train_module
+
+    def same_score(model, prep, data, device, tta, amp, name):
+        return {f"{name}_loss": 1.0, f"{name}_accuracy": 0.5, f"{name}_macro_recall": 0.5}
+
+    monkeypatch.setattr(train_module, "evaluate_epoch", same_score)
+    source, _ = tiny_sets
+    summary = run(args_for(tmp_path / "run", "--data", source, "--epochs", "3", "--batch-size", "8",
+                           "--threads", "1", "--quiet"))
+    assert summary["best_epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "best.pt").state["epoch"] == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt").state["best_epoch"] == 0

@@ -388,6 +388,32 @@ def test_timeline_charts(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["none.png", "odd0.png", "odd1.png", "t0.png", "t1.png"]
 
 
+def test_the_chart_shows_the_faces_found_most_and_names_the_rest(tmp_path, monkeypatch):
+    """The chart's panels are the faces found in most frames (a tie: the lower id), drawn in order
+    of first appearance; the title names those left out, ascending, at most 8 of them."""
+    tl = Timeline()
+    frames_of = {5: 9, 2: 3, 8: 6, 3: 6, 1: 2}  # track id: frames found in
+    for t in range(10):
+        tl.add(t / 10, [(tid, face((0, 0, 9, 9), 1)) for tid, n in frames_of.items() if t >= 10 - n])
+    assert tl.chart_tracks(3) == ([5, 3, 8], [1, 2])  # 3 and 8 tie at 6 frames and first appear together
+    assert tl.chart_tracks(2) == ([5, 3], [1, 2, 8])
+    assert tl.chart_tracks(9) == ([5, 3, 8, 2, 1], [])
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    titles = []
+    monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kw: titles.append(text))
+    tl.plot(tmp_path / "a.png", tracks=2)
+    many = Timeline()
+    many.add(0.0, [(tid, face((0, 0, 9, 9), 1)) for tid in range(12)])
+    many.plot(tmp_path / "b.png", tracks=1)
+    tl.plot(tmp_path / "c.png", tracks=5)
+    assert titles == ["expressions over time, per face (track id); not shown: 3 found in fewer frames (#1, #2, #8)",
+                      "expressions over time, per face (track id); not shown: 11 found in fewer frames "
+                      "(#1, #2, #3, #4, #5, #6, #7, #8, ...)",
+                      "expressions over time, per face (track id)"]
+
+
 def test_a_long_timeline_is_drawn_in_bins_and_leaves_pyplot_alone(tmp_path, monkeypatch):
     """An hour at 60 frames/s: averaged into at most CHART_BINS steps per face (drawing every
     frame took about 5 s, more than a SIGTERM leaves); the caller's matplotlib backend and
@@ -929,6 +955,17 @@ def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces,
     process_video(path, recognizer, progress=False)
     process_video(path, recognizer, progress=False, max_frames=5)  # stopped early on purpose
     assert "the file ended" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("announced, read, early", [
+    (20, 20, False), (20, 19, False), (20, 18, True), (20, 0, True), (20, 25, False),
+    (1000, 980, False), (1000, 979, True), (0, 0, False), (-1, 5, False)])
+def test_a_file_is_short_only_beyond_the_slack_of_its_frame_count(announced, read, early):
+    """The header's count is OpenCV's estimate in some containers: one frame or 2% of it short is
+    not reported, more is."""
+    from pyfer.video import ended_early
+
+    assert ended_early(announced, read) is early
 
 
 def test_network_addresses_only_when_allowed(recognizer, clip, tmp_path, monkeypatch):
