@@ -6,7 +6,7 @@ tests written against them fail (RELIABILITY.md, "Mutants").
 Each mutant is a plausible bug: two reviews planted 144 by hand in session 48, and 56 passed every
 test (about 9 harmlessly). Tests were written for 35 of them; the table holds those 35, one bug
 that tests caught before, and three session 48 fixed. Session 49 wrote tests for 8 more of the 56
-and added their 12 mutants (51 in all). The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+and added their 12 mutants, and one for its own fix (52 in all). The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -181,6 +181,9 @@ MUTANTS = (
     Mutant("the shared folder owner's file is another user's", "pyfer/atomic.py",
            "file.st_uid not in (os.geteuid(), folder.st_uid)", "file.st_uid != os.geteuid()",
            ("tests/test_atomic.py", "-k", "shared_folder_rules")),
+    Mutant("a data file is only looked at, not read, before the run folder", "training/data.py",
+           'with open(path, "rb") as f:\n            f.read(1)', "path.stat()",
+           ("tests/test_permissions.py", "-k", "data_file")),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -112,6 +112,25 @@ def test_a_video_the_user_may_not_read_is_named(place):
         f"pyfer video: cannot read video source {str(secret)!r}: Permission denied"], done.stderr
 
 
+@pytest.mark.parametrize("unreadable", ["train labels", "valid labels", "--val2 manifest"])
+def test_a_data_file_the_user_may_not_read_is_refused_before_the_run_folder(tiny_sets, tmp_path, unreadable):
+    """A label file or manifest that is there but may not be read: one line naming it, status 2,
+    and no run folder (it was an OSError after the folder was made)."""
+    pytest.importorskip("torch")
+    source, manifest = tiny_sets
+    fer = Path(source.partition(":")[2])
+    secret = {"train labels": fer / "FER2013Train" / "label.csv", "valid labels": fer / "FER2013Valid" / "label.csv",
+              "--val2 manifest": manifest}[unreadable]
+    secret.chmod(0)
+    out = tmp_path / "run"
+    done = subprocess.run([*UNPRIVILEGED, sys.executable, "-m", "training.train", "student", "--out", str(out),
+                           "--data", source, "--val2", str(manifest), "--epochs", "1", "--quiet"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert f"cannot be read: {secret}: Permission denied" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists(), done.stderr
+
+
 # -- another user's files ---------------------------------------------------------------------------
 # Root's files, written by uid 65534 (nobody) as any user shares /tmp with others. The child keeps
 # only CAP_DAC_READ_SEARCH, so that it can read the interpreter under root's home folder; what it may

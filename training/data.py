@@ -145,7 +145,7 @@ def ferplus_label_file(root: str | Path, split: str) -> Path:
     label_csv = folder / "label.csv"
     if not label_csv.is_file():
         raise DataError(f"FERPlus label file not found: {label_csv}")
-    return label_csv
+    return readable(label_csv, "FERPlus label file")
 
 
 def ferplus_raw(root: str | Path, split: str,
@@ -236,7 +236,7 @@ def rafdb_label_list(root: str | Path) -> Path:
     list_file = Path(root) / "EmoLabel" / "list_patition_label.txt"
     if not list_file.is_file():
         raise DataError(f"RAF-DB label list not found: {list_file}")
-    return list_file
+    return readable(list_file, "RAF-DB label list")
 
 
 def load_rafdb(root: str | Path, split: str, prep: PreprocessSpec) -> FaceSet:
@@ -292,13 +292,25 @@ def manifest_file(source: str) -> Path:
                         f"layout) or rafdb:{source}")
     if not Path(source).is_file():
         raise DataError(f"manifest not found: {source} (a data source is ferplus:DIR, rafdb:DIR or a manifest CSV)")
-    return Path(source)
+    return readable(Path(source), "manifest")
+
+
+def readable(path: Path, what: str) -> Path:
+    """``path``, once a byte of it has been read: a file that is there but may not be read (its
+    mode, an ACL, a network share's rights) is a DataError now, before a tool makes its output
+    folder, not an OSError when the file is parsed."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise DataError(f"{what} cannot be read: {path}: {e.strerror or e}") from None
+    return path
 
 
 def check_source(source: str, split: str = "valid") -> None:
     """The checks :func:`load_dataset` makes before it reads anything (the same DataError), without
-    reading: where a source's folder, label file or manifest is missing, a tool can say so before
-    it makes its output folder."""
+    parsing: where a source's folder, label file or manifest is missing or cannot be read, a tool
+    can say so before it makes its output folder."""
     kind, _, path = source.partition(":")
     if kind == "ferplus" and path:
         ferplus_label_file(path, split)

@@ -781,8 +781,9 @@ def run(args: argparse.Namespace) -> dict:
 def check_inputs_exist(args: argparse.Namespace) -> None:
     """Before a new run folder is made: a missing model file or data source is refused with the
     error its loader would give later, and ``--init``, ``--pretrained`` and ``--teacher`` are
-    loaded, so a mistyped path or a wrong file leaves no empty folder behind (a data file that is
-    there but unreadable still fails later, with its flag)."""
+    loaded, so a mistyped path or a wrong file leaves no empty folder behind (also a label file or
+    manifest that is there but may not be read; an image that cannot be read fails later, with
+    its file name)."""
     files = [("--init", args.init), ("--pretrained", args.pretrained)]
     if args.mode == "distill":  # (only distill reads --teacher)
         files.append(("--teacher", args.teacher))
