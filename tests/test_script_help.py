@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,10 +89,8 @@ def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-@pytest.fixture(scope="module")
-def help_runs(tmp_path_factory):
-    """{tool name: (exit status, stdout, stderr, what its working folder holds afterwards)}."""
-    root = tmp_path_factory.mktemp("help")
+def _run_every_tool(root: Path) -> dict:
+    """{tool name: [exit status, stdout, stderr, what its working folder holds afterwards]}."""
     jobs = []
     for i, (name, command) in enumerate(_tools()):
         if name.startswith("training/") and not _has_torch():
@@ -106,26 +103,38 @@ def help_runs(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     status = json.loads(done.stdout.strip().splitlines()[-1])
-    return {name: (status[name], (Path(folder) / "stdout").read_text(errors="replace"),
+    return {name: [status[name], (Path(folder) / "stdout").read_text(errors="replace"),
                    (Path(folder) / "stderr").read_text(errors="replace"),
-                   sorted(p.name for p in (Path(folder) / "cwd").iterdir()))
+                   sorted(p.name for p in (Path(folder) / "cwd").iterdir())]
             for name, _, folder in jobs}
 
 
-@pytest.mark.parametrize("name", [n for n, _ in _tools()])
-def test_help_prints_usage_and_writes_nothing(name, help_runs):
-    if name.startswith("training/"):
-        pytest.importorskip("torch")
-    status, stdout, stderr, left = help_runs[name]
-    assert status == 0, (name, stderr[-2000:])
-    assert stdout.lstrip().startswith("usage:"), (name, stdout[:500])
-    assert left == [], (name, left)
+def _help_problems(status, stdout: str, stderr: str, left: list) -> list[str]:
+    """What is wrong with one tool's answer to --help (nothing: an empty list)."""
+    if status != 0:
+        return [f"exit status {status}: {stderr[-2000:]}"]
+    problems = []
+    if not stdout.lstrip().startswith("usage:"):
+        problems.append(f"no usage first: {stdout[:500]!r}")
+    if left:
+        problems.append(f"left files behind: {left}")
     # the description, where there is one, is whole: the first line of a docstring cut a
     # sentence in two ("... where its five landmarks and its box fall in the")
     paragraphs = stdout.strip().split("\n\n")
     described = [p for p in paragraphs[1:2] if not p.rstrip().endswith(":") and not p.startswith(("options:", "positional"))]
-    for text in described:
-        assert text.rstrip().endswith((".", ")", ":", "`", "!", "?")), (name, text[-300:])
+    problems += [f"a description cut short: ...{text[-300:]!r}" for text in described
+                 if not text.rstrip().endswith((".", ")", ":", "`", "!", "?"))]
+    return problems
+
+
+def test_every_tool_prints_usage_and_writes_nothing(tmp_path):
+    """One test, not one per tool: under pytest-xdist a module fixture shared by per-tool tests ran
+    every tool once in each worker that got one of them (40 s each); one test runs on one worker
+    while the others go on. Every failing tool is named, with what is wrong."""
+    runs = _run_every_tool(tmp_path)
+    assert "scripts/eval_frontend.py" in runs and ("training/train.py" in runs or not _has_torch())  # found
+    problems = {name: why for name, run in runs.items() if (why := _help_problems(*run))}
+    assert not problems, "\n".join(f"{name}: {'; '.join(why)}" for name, why in problems.items())
 
 
 def test_the_runner_reports_a_tool_that_fails_or_writes(tmp_path):
