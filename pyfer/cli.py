@@ -50,6 +50,7 @@ from typing import IO, ContextManager, Iterator, Optional, Sequence
 
 from pyfer.atomic import (another_user_s_in_a_shared_folder, atomic_write, descriptor_named, make_folders,
                           open_in_place, real_path, sticky_and_not_ours, written_in_place)
+from pyfer.c_stderr import caught_c_stderr
 from pyfer.files import VIDEO_CODECS, image_files, is_image_name
 from pyfer.resume import ResumeError, file_key, open_csv, sidecar_path
 
@@ -587,6 +588,21 @@ def _predict(args) -> int:
     n_skipped = n_recopied = 0
     progress = _Progress(len(inputs) - n_skip, args.progress)
 
+    def decoded(source, path):
+        """load_image(source). In pyfer's own process a decoder's message on the C stderr
+        (libjpeg's "Corrupt JPEG data: ..." for a damaged JPEG it still decodes) is caught and
+        said again as a note that names the file: bare, nobody could tell which image it was."""
+        if not args.own_process:
+            return load_image(source)
+        said: list[str] = []
+        try:
+            with caught_c_stderr(said):
+                return load_image(source)
+        finally:
+            for line in "".join(said).splitlines():
+                if line.strip():
+                    progress.print(f"pyfer predict: {path}: note: {line.strip()}", file=sys.stderr)
+
     def copied(path, dest: Path, image, faces) -> bool:
         """The annotated copy written, or the reason it was not reported (and counted)."""
         nonlocal failed, n_unwritten
@@ -610,7 +626,7 @@ def _predict(args) -> int:
                 # its row is there and its copy is not (a write that failed, a stop between the two):
                 # the copy is made now, and no second row
                 try:
-                    image = load_image(path)
+                    image = decoded(path, path)
                     faces = rec.predict(image)
                 except image_errors() as e:
                     progress.print(f"pyfer predict: {path}: {e}", file=sys.stderr)
@@ -622,7 +638,7 @@ def _predict(args) -> int:
             try:
                 t0 = time.perf_counter()
                 # decoded here, not in predict: the annotated copy needs it
-                image = load_image(sys.stdin.buffer.read() if path == STDIN else path)
+                image = decoded(sys.stdin.buffer.read() if path == STDIN else path, path)
                 t_decode = time.perf_counter() - t0
                 faces = rec.predict(image)
             except image_errors() as e:
@@ -1092,6 +1108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = commands[argv[0]].parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
+    args.own_process = own_process
     if own_process and args.cmd == "video":  # (a program calling main(args) keeps its stderr as it is)
         import pyfer.video
 

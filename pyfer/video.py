@@ -7,6 +7,7 @@ boxes and landmarks over each track, annotation.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import IO, Optional, Union, cast
 import numpy as np
 
 from pyfer.atomic import atomic_write, make_folders, open_for_writing, open_in_place, real_path, save_figure
+from pyfer.c_stderr import caught_c_stderr
 from pyfer.files import VIDEO_CODECS
 from pyfer.recognizer import Face, ImageLike, Recognizer, load_image
 from pyfer.stop_signals import StopHandlers
@@ -730,19 +732,9 @@ def open_writer(out, fps: float, size: tuple[int, int]):
             name = os.path.join(private, "video" + Path(out).suffix)
             os.symlink(f"/proc/{os.getpid()}/fd/{fd}", name)
         codec = VIDEO_CODECS.get(Path(out).suffix.lower(), "mp4v")
-        quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN and _can_redirect_stderr()
-        if quiet:
-            sys.stderr.flush()
-            saved = os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-        try:
+        quiet = codec == "VP80" and QUIET_OPENCV_WRITER_OPEN
+        with caught_c_stderr() if quiet else contextlib.nullcontext():
             writer = cv2.VideoWriter(name, cv2.VideoWriter.fourcc(*codec), fps, size)
-        finally:
-            if quiet:
-                os.dup2(saved, 2)
-                os.close(saved)
     finally:  # (FFmpeg has the file open now, or never will)
         os.close(fd)
         if private is not None:
@@ -754,14 +746,6 @@ def open_writer(out, fps: float, size: tuple[int, int]):
             real.unlink(missing_ok=True)
         raise ValueError(f"cannot write video {out}")
     return writer
-
-
-def _can_redirect_stderr() -> bool:
-    try:
-        os.fstat(2)
-        return True
-    except OSError:  # no file descriptor 2 (a service without one): nothing to keep quiet
-        return False
 
 
 # FFmpeg reads a "protocol:" prefix: rtsp://, http://, and wrappers such as cache:http://... or

@@ -184,6 +184,9 @@ MUTANTS = (
     Mutant("a data file is only looked at, not read, before the run folder", "training/data.py",
            'with open(path, "rb") as f:\n            f.read(1)', "path.stat()",
            ("tests/test_permissions.py", "-k", "data_file")),
+    Mutant("libjpeg's message on a damaged JPEG left bare", "pyfer/cli.py",
+           "if not args.own_process:\n            return load_image(source)",
+           "if True:\n            return load_image(source)", ("tests/test_cli.py", "-k", "libjpeg")),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -667,6 +667,24 @@ def test_annotated_copy_of_a_gray_only_type(weights_path, tmp_path, capsys, ext)
     assert rc == 0 and (tmp_path / "d" / f"face{ext}").is_file(), err
 
 
+def test_libjpeg_s_message_on_a_damaged_jpeg_names_the_file(weights_path, tmp_path, capfd):
+    """libjpeg decodes a JPEG with damaged scan data and says so on the C stderr ("Corrupt JPEG
+    data: 12 extraneous bytes before marker 0xd9"), naming no file. The pyfer command catches it
+    and says it again as a note naming the image; a program calling main() keeps its stderr."""
+    data = bytearray(cv2.imencode(".jpg", cv2.imread(str(ASTRONAUT)))[1].tobytes())
+    for i in range(len(data) // 2, len(data) // 2 + 40, 3):  # inside the scan: decoded all the same
+        data[i] ^= 0x55
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(bytes(data))
+    r = pyfer_subprocess("predict", damaged, ASTRONAUT, "--weights", weights_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(f"pyfer predict: {damaged}: note: Corrupt JPEG data: "), r.stderr
+    assert len(lines) == 2 and lines[1].startswith("pyfer predict: 2 image(s), 2 face(s), 0 failed"), r.stderr
+    assert main(["predict", str(damaged), "--weights", str(weights_path)]) == 0
+    assert "note:" not in capfd.readouterr().err
+
+
 def test_an_unreadable_image_leaves_an_existing_out_file_alone(weights_path, tmp_path, capsys):
     """--out with an image that cannot be read: status 1, the reason named, and no annotated copy:
     a file already at --out (an earlier run's) is neither replaced nor emptied."""
