@@ -590,8 +590,9 @@ def face_labels(faces: list[Face], shape, ids: Optional[list[int]] = None,
 
 
 # the last text tried for these classes, where the name does not fit (a 48 px FER2013 face had
-# no label for "happiness": a helper's review, session 47)
-SHORT_NAMES = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
+# no label for "happiness": a helper's review, session 47; "contempt", with its wide m and no
+# short word for it, is cut)
+SHORT_NAMES = {"happiness": "happy", "sadness": "sad", "anger": "angry", "contempt": "contem."}
 
 
 def _placed_labels(faces, boxes, shape, ids, spots) -> list[Optional[Label]]:

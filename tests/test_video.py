@@ -631,7 +631,7 @@ def test_labels_of_a_crowd_with_no_free_spot_do_not_cover_each_other():
     faces = [face((1800 + col * 140, 1400 + row * 140, 130, 130), (row * 10 + col) % 8)
              for row in range(3) for col in range(10)]
     labels = face_labels(faces, (4000, 6000, 3))
-    assert all(label is not None and label.text.split()[0] in (f.label, "happy", "sad", "angry")
+    assert all(label is not None and label.text.split()[0] in (f.label, "happy", "sad", "angry", "contem.")
                for label, f in zip(labels, faces))
     assert [(i, j) for i, a in enumerate(labels) for j, b in enumerate(labels[i + 1:], i + 1)
             if _overlap(a.rect, b.rect)] == []
@@ -639,11 +639,14 @@ def test_labels_of_a_crowd_with_no_free_spot_do_not_cover_each_other():
 
 def test_a_48_px_face_gets_a_short_name_where_its_class_name_does_not_fit():
     """A FER2013-sized image (48 px): "happiness" does not fit at a readable size, "happy" does
-    (it had no label at all); a class without a shorter name (contempt) still gets none."""
+    (it had no label at all); "contempt", a wide word with no short one, is cut to "contem."
+    (it had none, session 48); every class has a label there."""
     happy, contempt = face((0, 0, 48, 48), EMOTIONS.index("happiness")), face((0, 0, 48, 48), EMOTIONS.index("contempt"))
     assert face_labels([happy], (48, 48, 3))[0].text == "happy"
-    assert face_labels([contempt], (48, 48, 3)) == [None]
+    assert face_labels([contempt], (48, 48, 3))[0].text == "contem."
     assert face_labels([happy], (64, 64, 3))[0].text == "happiness"
+    assert face_labels([contempt], (64, 64, 3))[0].text == "contempt"
+    assert all(face_labels([face((0, 0, 48, 48), k)], (48, 48, 3))[0] is not None for k in range(len(EMOTIONS)))
 
 
 def test_no_label_in_a_tiny_image():
