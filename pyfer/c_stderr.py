@@ -11,24 +11,22 @@ import tempfile
 from typing import Iterator, Optional
 
 
-def has_descriptor_2() -> bool:
-    try:
-        os.fstat(2)
-        return True
-    except OSError:  # no file descriptor 2 (a service started without one): nothing to catch
-        return False
-
-
 @contextlib.contextmanager
 def caught_c_stderr(into: Optional[list] = None) -> Iterator[None]:
     """Descriptor 2 pointed at a temporary file inside the block; what was written there is
-    appended to ``into`` as text (None: dropped). Without a descriptor 2 the block runs as is."""
-    if not has_descriptor_2():
+    appended to ``into`` as text (None: dropped, to the null device). Where that cannot be done
+    (no descriptor 2, as in a service started without one; no writable temporary folder) the
+    block runs as is: the message stays bare, and the work is not lost over it."""
+    try:
+        os.fstat(2)
+        caught = tempfile.TemporaryFile() if into is not None else open(os.devnull, "wb")
+    except OSError:
         yield
         return
-    sys.stderr.flush()  # (Python's own buffered lines go out before, not into the file)
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
+    with caught:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # (Python's own buffered lines go out before, not into the file)
+        saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
             yield
