@@ -543,10 +543,13 @@ class YuNetDetector:
             rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in TILT_TURNS])
             rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
         best = rows[:, 14].max() if len(rows) else 0.0
-        if self.rotations and max(h, w) * scale <= TURN_MAX_SIDE and best < TURN_QUARTER_BELOW:
+        turns: list = []
+        if max(h, w) * scale <= TURN_MAX_SIDE and best < TURN_QUARTER_BELOW:
             # a small image (a face crop) without a sure face: the head may be turned far in the
-            # frame (then YuNet misses it, or finds it with a low score and upright landmarks)
-            turns = self.rotations if best < TURN_BELOW_SCORE else [a for a in self.rotations if abs(a) == 90]
+            # frame (then YuNet misses it, or finds it with a low score and upright landmarks);
+            # a fair face is only tried on its side (none, for rotations without a quarter turn)
+            turns = list(self.rotations) if best < TURN_BELOW_SCORE else [a for a in self.rotations if abs(a) == 90]
+        if turns:
             turned = np.concatenate([self._run_rotated(bgr, scale, a) for a in turns])
             # the surest turn wins, but an upright find keeps its face unless a turn beats it by a
             # margin: on upright faces the turns score about the same, and each moves the crop

@@ -122,6 +122,9 @@ def test_drop_nested_rule():
     outside = row(-300, 150, 450, 200, 0.65)
     edge_face = row(0, 100, 400, 400, 0.9)
     assert len(_drop_nested(np.stack([edge_face, outside]), 1000, 1000)) == 1
+    # the same below the bottom edge of a wide image (clipped by its height, not its width)
+    below, bottom_face = row(150, 250, 200, 450, 0.65), row(100, 0, 400, 300, 0.9)
+    assert len(_drop_nested(np.stack([bottom_face, below]), 300, 1000)) == 1
     assert len(_drop_nested(rows[:1], 1000, 1000)) == 1
     # a face inside a doubtful box that it outscores by less than NESTED_MARGIN: no part (it
     # outscores its container) and no surroundings (not by enough): both stay
@@ -235,6 +238,136 @@ def test_a_second_look_keeps_only_a_face_overlapping_the_candidate(monkeypatch):
         monkeypatch.setattr(det, "_run", lambda bgr, scale, pad_px, offset=(0, 0), r=found: r[None].copy())
         got = det._recheck(image, cand)
         assert (got is not None) == want and (got is None or np.allclose(got, found)), found[:4]
+
+
+class RecordedRuns:
+    """A stand-in for YuNetDetector._run: records each pass (the image's shape, scale, border,
+    offset) and answers with ``answers`` in turn (the last one again after that)."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = [np.stack(a) if len(a) else np.zeros((0, 15), np.float32) for a in answers], []
+
+    def __call__(self, bgr, scale, pad_px, offset=(0, 0)):
+        self.calls.append((bgr.shape, scale, pad_px, offset))
+        return self.answers[min(len(self.calls), len(self.answers)) - 1].copy()
+
+
+def test_rotations_without_a_quarter_turn_and_a_fair_face(monkeypatch):
+    """A fair face (0.75-0.9) in a small image is tried on its side only: with rotations that
+    have no quarter turn there is nothing to try, and the face is kept. It raised "need at least
+    one array to concatenate" (a helper's review, session 49)."""
+    det = YuNetDetector(rotations=(45.0, -45.0))
+    monkeypatch.setattr(det, "_run", RecordedRuns([_yunet_row(20, 20, 60, 60, 0.8)]))
+    turned = []
+    monkeypatch.setattr(det, "_run_rotated", lambda bgr, scale, angle: turned.append(angle))
+    (face,) = det(np.zeros((100, 100, 3), np.uint8))
+    assert face.box == (20, 20, 60, 60) and turned == []
+
+
+def test_a_second_look_is_the_square_of_three_sides_around_the_candidate(monkeypatch):
+    """Low in a portrait image (the window's bottom clipped by the height, not the width), and
+    enlarged to RECHECK_FACE px but at most RECHECK_MAX_ZOOM times."""
+    from pyfer.yunet import RECHECK_FACE, RECHECK_MAX_ZOOM
+
+    det = YuNetDetector()
+    image = np.zeros((600, 300, 3), np.uint8)
+    for size, zoom in ((40, RECHECK_FACE / 40), (10, RECHECK_MAX_ZOOM)):
+        runs = RecordedRuns([])
+        monkeypatch.setattr(det, "_run", runs)
+        det._recheck(image, _yunet_row(140, 450, size, size, 0.5))
+        ((shape, scale, pad_px, offset),) = runs.calls
+        side = 3 * size  # centred on the candidate: (140 + size / 2, 450 + size / 2)
+        x0, y0 = int(140 + size / 2 - side / 2), int(450 + size / 2 - side / 2)
+        assert shape[:2] == (side + 1, side + 1) and offset == (x0, y0) and pad_px == 0
+        assert scale == pytest.approx(zoom)
+
+
+@pytest.mark.parametrize("shape", [(100, 200, 3), (200, 100, 3)])
+@pytest.mark.parametrize("angle", [90.0, -90.0, 45.0])
+def test_a_turned_pass_searches_the_whole_image_and_keeps_only_faces_in_it(monkeypatch, shape, angle):
+    """The turned canvas holds the whole image, also a non-square one; what it finds is mapped
+    back, and only faces whose centre falls in the image are kept (a face found in the canvas's
+    filled corners is not in the photo)."""
+    det = YuNetDetector()
+    runs = RecordedRuns()
+
+    def grid_of_faces(bgr, scale, pad_px, offset=(0, 0)):
+        runs.calls.append((bgr.shape, scale, pad_px, offset))
+        ch, cw = bgr.shape[:2]
+        return np.stack([_yunet_row(x, y, 8, 8, 0.9) for y in range(-4, ch, 10) for x in range(-4, cw, 10)])
+
+    monkeypatch.setattr(det, "_run", grid_of_faces)
+    rows = det._run_rotated(np.zeros(shape, np.uint8), 1.0, angle)
+    ((canvas, _, _, _),) = runs.calls
+    h, w = shape[:2]
+    turn = np.deg2rad(angle)
+    need = (h * abs(np.cos(turn)) + w * abs(np.sin(turn)), w * abs(np.cos(turn)) + h * abs(np.sin(turn)))
+    assert canvas[0] >= need[0] - 1e-6 and canvas[1] >= need[1] - 1e-6  # nothing of the image cut off
+    centre = rows[:, :2] + rows[:, 2:4] / 2
+    assert len(rows) > 0 and ((centre >= 0) & (centre < [w, h])).all()
+    assert len(rows) >= 0.8 * (h * w) / 100  # about one face per 10 x 10 cell of the image
+
+
+def test_the_coarse_pass_runs_when_nothing_is_found_and_only_then_in_a_strip(monkeypatch):
+    """A main pass that finds nothing is followed by the coarse pass (a border, another scale):
+    close-ups and faces cut by the edge are found there. A wide strip whose short side is within
+    YuNet's range at the main scale needs none once a face is found."""
+    from pyfer.yunet import NET_MAX_FACE
+
+    det = YuNetDetector()
+    runs = RecordedRuns([], [_yunet_row(10, 10, 80, 80, 0.9)])
+    monkeypatch.setattr(det, "_run", runs)
+    assert len(det(np.zeros((100, 100, 3), np.uint8))) == 1
+    assert [pad > 0 for _, _, pad, _ in runs.calls] == [False, True]
+    h, w = 300, 1920
+    scale = det.main_scale(h, w)
+    assert min(h, w) * scale <= NET_MAX_FACE < max(h, w) * scale  # (what makes the case)
+    runs = RecordedRuns([_yunet_row(100, 100, 80, 80, 0.95)])
+    monkeypatch.setattr(det, "_run", runs)
+    assert len(det(np.zeros((h, w, 3), np.uint8))) == 1 and len(runs.calls) == 1
+
+
+def test_the_turned_passes_are_for_small_images_by_their_long_side(monkeypatch):
+    """A long thin image (a strip of thumbnails) is no face crop: no turned passes, though its
+    short side is small."""
+    from pyfer.yunet import TURN_MAX_SIDE
+
+    det = YuNetDetector()
+    h, w = 100, 1200
+    assert max(h, w) * det.main_scale(h, w) > TURN_MAX_SIDE >= min(h, w) * det.main_scale(h, w)
+    monkeypatch.setattr(det, "_run", RecordedRuns([_yunet_row(10, 10, 80, 80, 0.6)]))
+    turned = []
+    monkeypatch.setattr(det, "_run_rotated", lambda bgr, scale, angle: turned.append(angle))
+    det(np.zeros((h, w, 3), np.uint8))
+    assert turned == []
+
+
+def test_min_face_is_the_longer_box_side_and_boxes_are_rounded(monkeypatch):
+    """min_face=60 keeps a 50 x 70 face (its longer side is 70); box corners are rounded to the
+    nearest pixel, not cut (10.7 -> 11)."""
+    det = YuNetDetector(min_face=60)
+    monkeypatch.setattr(det, "_run", RecordedRuns([_yunet_row(10.7, 20.6, 50, 70, 0.9)]))
+    (face,) = det(np.zeros((200, 200, 3), np.uint8))
+    assert face.box == (11, 21, 50, 70)
+    monkeypatch.setattr(det, "_run", RecordedRuns([_yunet_row(10, 20, 50, 55, 0.9)]))
+    assert det(np.zeros((200, 200, 3), np.uint8)) == []
+
+
+def test_a_tall_narrow_face_keeps_its_landmarks_plausible():
+    """Points are judged against the box's own height and width: a face 96 px tall and 40 wide
+    (a portrait crop stretched by a phone app) with its mouth at 0.8 of its height is a face."""
+    from pyfer.yunet import _plausible
+
+    rows = np.stack([_yunet_row(10, 10, 40, 96, 0.9)])
+    assert _plausible(rows, 200).tolist() == [True]
+    rows[0, 13] = 10 + 1.3 * 96  # a mouth corner below the box by more than a quarter of it
+    assert _plausible(rows, 200).tolist() == [False]
+
+
+def test_tilted_is_part_of_the_detector_s_settings():
+    """config() keys the training framing cache: a tilted search finds other faces."""
+    assert YuNetDetector(tilted=True).config() != YuNetDetector().config()
+    assert YuNetDetector(tilted=True).config()["tilted"] is True
 
 
 def test_yunet_settings_checked():
