@@ -6,7 +6,9 @@ tests written against them fail (RELIABILITY.md, "Mutants").
 Each mutant is a plausible bug: two reviews planted 144 by hand in session 48, and 56 passed every
 test (about 9 harmlessly). Tests were written for 35 of them; the table holds those 35, one bug
 that tests caught before, and three session 48 fixed. Session 49 wrote tests for 8 more of the 56
-and added their 12 mutants, and one for its own fix (52 in all). The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+(12 mutants), and a third review planted 69 in the detector, resume, recognizer, evaluation,
+export and model code: 32 survived, 27 now have tests (27 mutants); with one mutant for each of
+three of that session's fixes the table holds 81. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -226,6 +228,51 @@ MUTANTS = (
     Mutant("the detector's settings forget tilted", "pyfer/yunet.py",
            '"rotations": list(self.rotations), "tilted": self.tilted}',
            '"rotations": list(self.rotations)}', ("tests/test_detect.py", "-k", 'tilted_is')),
+    Mutant('an export bakes the prior shift with the wrong sign', 'training/export.py',
+           'folded.fc.bias.add_(torch.as_tensor(prior_shift * np.log(class_prior)',
+           'folded.fc.bias.sub_(torch.as_tensor(prior_shift * np.log(class_prior)', ('tests/test_export_cli.py', '-k', 'baked')),
+    Mutant('an export stores its class prior unnormalised', 'training/export.py',
+           '        class_prior = class_prior / class_prior.sum()\n',
+           '', ('tests/test_export_cli.py', '-k', 'baked')),
+    Mutant("a checkpoint's baked shift read from its metadata", 'training/export.py',
+           '    if not str(path).endswith(".safetensors"):\n        return 0.0\n',
+           '', ('tests/test_export_cli.py', '-k', 'baked')),
+    Mutant('BatchNorm folded without its eps', 'training/models.py',
+           'scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)',
+           'scale = bn.weight / torch.sqrt(bn.running_var)', ('tests/test_models.py', '-k', 'round_trip')),
+    Mutant('ShuffleNetV2 0.5x with a narrow conv5', 'training/models.py',
+           '0.5: (24, 48, 96, 192, 1024),',
+           '0.5: (24, 48, 96, 192, 512),', ('tests/test_models.py', '-k', 'width_table')),
+    Mutant('a stored class prior with a zero accepted', 'pyfer/recognizer.py',
+           'if prior.shape != (len(self.class_names),) or not (prior > 0).all():',
+           'if prior.shape != (len(self.class_names),) or not (prior >= 0).all():', ('tests/test_recognizer.py', '-k', 'malformed_stored')),
+    Mutant('detect() without a detector swaps width and height', 'pyfer/recognizer.py',
+           'return [((0, 0, img.shape[1], img.shape[0]), None, None)]',
+           'return [((0, 0, img.shape[0], img.shape[1]), None, None)]', ('tests/test_recognizer.py', '-k', 'detect_without')),
+    Mutant('a label with spaces does not match a class with underscores', 'pyfer/evaluate.py',
+           'key = label.strip().lower().replace(" ", "_")',
+           'key = label.strip().lower()', ('tests/test_evaluate_cli.py', '-k', 'own_class_name')),
+    Mutant("a common name before the model's own class name", 'pyfer/evaluate.py',
+           'for name in (key, LABEL_SYNONYMS.get(key)):',
+           'for name in (LABEL_SYNONYMS.get(key), key):', ('tests/test_evaluate_cli.py', '-k', 'own_class_name')),
+    Mutant('a CSV row without a label field is an IndexError', 'pyfer/evaluate.py',
+           'if len(row) <= max(at_path, at_label) or not row[at_label].strip():',
+           'if len(row) < max(at_path, at_label) or not row[at_label].strip():', ('tests/test_evaluate_cli.py', '-k', 'csv_headers')),
+    Mutant('a symlinked image is the file it links to', 'pyfer/resume.py',
+           'return os.path.normcase(os.path.join(os.path.realpath(p.parent), p.name))',
+           'return os.path.normcase(os.path.realpath(p))', ('tests/test_resume_csv.py', '-k', 'symlinked')),
+    Mutant('a setting the sidecar lacks is not compared', 'pyfer/resume.py',
+           'for k in set(recorded["settings"]) | set(settings)',
+           'for k in set(recorded["settings"])', ('tests/test_resume_csv.py', '-k', 'did_not_record')),
+    Mutant('one relative path among absolute ones is not refused', 'pyfer/resume.py',
+           'if rows and cwd != os.getcwd() and any(not p.is_absolute() for p in inputs):',
+           'if rows and cwd != os.getcwd() and all(not p.is_absolute() for p in inputs):', ('tests/test_resume_csv.py', '-k', 'another_folder')),
+    Mutant('a resume from another folder records that folder', 'pyfer/resume.py',
+           '_write_sidecar(path, settings, first_cwd or os.getcwd())',
+           '_write_sidecar(path, settings, os.getcwd())', ('tests/test_resume_csv.py', '-k', 'another_folder')),
+    Mutant('a last row without its line end is kept', 'pyfer/resume.py',
+           'if len(row) != len(header) or not ended:',
+           'if len(row) != len(header):', ('tests/test_resume_csv.py', '-k', 'line_end')),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -63,6 +63,10 @@ def test_labels_by_their_common_names_and_unknown_ones_named(tmp_path):
 def test_a_model_s_own_class_name_wins_over_a_common_name():
     names = ["neutral", "happy", "sad", "angry"]  # FER2013-style names
     assert [class_of(n, names) for n in ("sad", "Happy", "happiness", "anger")] == [2, 1, None, None]
+    # a model with both spellings: each label is its own class, the common name no stand-in
+    assert [class_of(n, ["happy", "happiness"]) for n in ("happy", "happiness")] == [0, 1]
+    # class names with underscores are written with spaces too
+    assert class_of(" Happiness Mild ", ["neutral", "happiness_mild"]) == 1
 
 
 def test_evaluate_takes_class_names_or_indices_and_says_what_is_wrong(weights_path):
@@ -110,6 +114,9 @@ def test_csv_headers_in_any_case_and_bad_rows_named(tmp_path):
     (tmp_path / "blank.csv").write_text("path,label\na.png,happy\na.png,\n")
     with pytest.raises(ValueError, match=r"blank.csv:3: no label"):
         labelled_images(tmp_path / "blank.csv", EMOTIONS)
+    (tmp_path / "short.csv").write_text("path,label\na.png,happy\na.png\n")  # no label field at all
+    with pytest.raises(ValueError, match=r"short.csv:3: no label"):
+        labelled_images(tmp_path / "short.csv", EMOTIONS)
     (tmp_path / "utf16.csv").write_bytes("path,label\na.png,happy\n".encode("utf-16"))
     with pytest.raises(ValueError, match="utf16.csv is not a UTF-8 CSV file"):
         labelled_images(tmp_path / "utf16.csv", EMOTIONS)

@@ -91,3 +91,47 @@ def test_class_names_name_the_outputs_and_must_match_their_count(tmp_path, capsy
         assert not out.exists()
     main([str(ck), str(out), "--class-names", "calm, glad,cross"])
     assert read_metadata(out)["class_names"] == ["calm", "glad", "cross"]
+
+
+def test_a_baked_prior_shift_is_the_recognizers_shift_added_in_advance(tmp_path):
+    """Exported at prior_shift 0.5, the classifier's bias is the unshifted one plus 0.5 x log prior
+    (the prior stored normalised): Recognizer at the same total shift gives the same scores either
+    way, and at shift 0 the baked one's scores are the unshifted model's."""
+    import torch
+
+    from pyfer import Recognizer
+    from training.export import export_model
+    from training.models import fold_batchnorm
+
+    torch.manual_seed(0)
+    spec = ModelSpec("shufflenetv2")
+    model = spec.build().eval()
+    counts = np.array([30, 25, 10, 9, 8, 4, 3, 1], np.float64)  # frequencies, not summing to 1
+    plain = export_model(model, spec, PreprocessSpec(48), tmp_path / "plain.safetensors", class_prior=counts)
+    baked = export_model(model, spec, PreprocessSpec(48), tmp_path / "baked.safetensors", class_prior=counts,
+                         prior_shift=0.5)
+    stored = read_metadata(baked)["logit_adjustment"]
+    assert sum(stored["class_prior"]) == pytest.approx(1.0) and stored["prior_shift"] == 0.5
+    from safetensors.numpy import load_file
+
+    bias = {p: load_file(str(p))[k] for p in (plain, baked) for k in ["fc.bias"]}
+    assert bias[baked] - bias[plain] == pytest.approx(0.5 * np.log(counts / counts.sum()), abs=1e-5)
+    assert np.allclose(fold_batchnorm(model, spec).fc.bias.detach().numpy(), bias[plain], atol=1e-6)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), np.uint8)
+
+    def scores(path, shift):
+        return Recognizer(path, detector=None, prior_shift=shift).classify(faces)
+
+    assert np.allclose(scores(baked, None), scores(plain, 0.5), atol=1e-5)
+    assert np.allclose(scores(baked, 0.0), scores(plain, None), atol=1e-5)
+
+
+def test_a_checkpoint_carries_no_baked_shift(tmp_path):
+    """A checkpoint's logits are raw: its baked shift is 0, and scoring it at a total shift adds
+    all of it (the tools that sweep shifts read .pt files too)."""
+    from training.export import baked_prior_shift, baked_shift, total_shift_offset
+
+    ck = checkpoint(tmp_path / "last.pt", "ferplus:unused")
+    log_prior = np.log(np.full(8, 1 / 8))
+    assert baked_shift(ck) == 0.0 and baked_prior_shift(ck) is None
+    assert total_shift_offset(ck, 0.3, log_prior) == pytest.approx(0.3 * log_prior)

@@ -30,6 +30,16 @@ def test_parameter_counts():
     assert abs(teacher - 11.8e6) / 11.8e6 < 0.10
 
 
+def test_the_width_table_is_the_papers():
+    """ShuffleNetV2's channels per stage and multiplier (Ma et al. 2018, Table 5): stem, the three
+    stages, conv5 (2048 only at 2.0x)."""
+    from training.models import SHUFFLENETV2_WIDTHS
+
+    assert SHUFFLENETV2_WIDTHS == {0.5: (24, 48, 96, 192, 1024), 1.0: (24, 116, 232, 464, 1024),
+                                   1.5: (24, 176, 352, 704, 1024), 2.0: (24, 244, 488, 976, 2048)}
+    assert build_student(width=0.5).conv5.conv.out_channels == 1024
+
+
 def test_student_stage_widths():
     m = build_student()
     assert m.stem.conv.out_channels == 24
@@ -145,6 +155,8 @@ def test_fold_and_export_round_trip(arch, tmp_path):
     spec = ModelSpec(arch)
     model = spec.build().eval()
     randomize_batchnorm(model)
+    with torch.no_grad():  # a dead channel (no variance in training): eps keeps its scale finite
+        next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_var[0] = 0.0
     x = torch.randn(4, 1, 48, 48)
     with torch.no_grad():
         ref = model(x)

@@ -646,6 +646,21 @@ def test_prior_shift_refused_without_a_prior_or_out_of_range(weights_with_prior,
             pyfer.Recognizer(path, prior_shift=bad)
 
 
+@pytest.mark.parametrize("prior", [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0.25] * 4, [0.6, 0.5, -0.1] + [0.0] * 5])
+def test_a_malformed_stored_prior_is_refused_before_it_gives_nan_scores(weights_with_prior, tmp_path, prior):
+    """A hand-edited file whose prior has a zero (log 0 = -inf: NaN scores), the wrong length or
+    a negative share is refused when a shift would use it; without a shift it is not read."""
+    from pyfer.weights_file import read_checked, save_checked
+
+    tensors, metadata = read_checked(weights_with_prior[0])
+    meta = json.loads(metadata["pyfer"])
+    meta["logit_adjustment"]["class_prior"] = prior
+    edited = save_checked(tensors, tmp_path / "edited.safetensors", {**metadata, "pyfer": json.dumps(meta)})
+    with pytest.raises(ValueError, match="class prior is malformed"):
+        pyfer.Recognizer(edited, detector=None, prior_shift=0.5)
+    assert pyfer.Recognizer(edited, detector=None).prior_shift == pytest.approx(0.3)
+
+
 def test_shipped_weights_carry_their_prior(trained, weights_path):
     """The shipped student stores the FERPlus train prior and the shift baked into it."""
     if not trained:
@@ -843,6 +858,8 @@ def test_detect_without_a_detector_is_the_whole_image(engine_module, weights_pat
     ((box, lm, score),) = rec.detect(str(ASTRONAUT))
     assert box == (0, 0, 320, 320) and lm is None and score is None
     assert [f.box for f in rec.predict(str(ASTRONAUT))] == [box]
+    wide = np.zeros((40, 100, 3), np.uint8)  # (x, y, width, height): not the array's (rows, columns)
+    assert rec.detect(wide)[0][0] == (0, 0, 100, 40) and [f.box for f in rec.predict(wide)] == [(0, 0, 100, 40)]
 
 
 @pytest.mark.parametrize("found,exc,message", [
