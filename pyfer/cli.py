@@ -1083,6 +1083,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if own_process:  # one line per error: OpenCV's (and libtiff's) log lines would come first, naming no file
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        if sys.stderr is None:  # started with stderr closed (2>&-): print(file=None) would write to stdout,
+            # among the JSON or CSV lines, and the next file opened would become descriptor 2, where C
+            # libraries write their messages; the null device takes descriptor 2 instead
+            sys.stderr = open(os.devnull, "w")
     # file names that are not valid UTF-8 arrive surrogate-escaped (PEP 383): print them as the
     # bytes they were, as ls does, instead of failing on a strict UTF-8 stdout
     if isinstance(sys.stdout, io.TextIOWrapper):

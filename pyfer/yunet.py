@@ -543,7 +543,7 @@ class YuNetDetector:
             rows = np.concatenate([rows] + [self._run_rotated(bgr, scale, a) for a in TILT_TURNS])
             rows = _nms(rows, self.nms_threshold) if len(rows) else rows  # the surest turn wins
         best = rows[:, 14].max() if len(rows) else 0.0
-        turns: list = []
+        turns: list[float] = []
         if max(h, w) * scale <= TURN_MAX_SIDE and best < TURN_QUARTER_BELOW:
             # a small image (a face crop) without a sure face: the head may be turned far in the
             # frame (then YuNet misses it, or finds it with a low score and upright landmarks);

@@ -5,14 +5,14 @@ tests written against them fail (RELIABILITY.md, "Mutants").
 
 Each mutant is a plausible bug: two reviews planted 144 by hand in session 48, and 56 passed every
 test (about 9 harmlessly). Tests were written for 35 of them; the table holds those 35, one bug
-that tests caught before, and three session 48 fixed. Session 49 wrote tests for 8 more of the 56
+that tests caught before, and three session 48 fixed. Session 49 wrote tests for 12 more of the 56
 (12 mutants), and a third review planted 69 in the detector, resume, recognizer, evaluation,
 export and model code: 32 survived, 27 now have tests (27 mutants); with one mutant for each of
-three of that session's fixes the table holds 81. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+five of that session's fixes the table holds 83. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
-Exit status 1 if a selection fails unmutated or a mutant survives. About 2-4 minutes on 2 cores.
+Exit status 1 if a selection fails unmutated or a mutant survives. About 6 minutes on 2 cores.
 A test that starts Python with an environment of its own (without ``PYTHONPATH``) runs the real
 code, not the copy: choose tests that call the code in process or pass the environment on.
 """
@@ -273,6 +273,12 @@ MUTANTS = (
     Mutant('a last row without its line end is kept', 'pyfer/resume.py',
            'if len(row) != len(header) or not ended:',
            'if len(row) != len(header):', ('tests/test_resume_csv.py', '-k', 'line_end')),
+    Mutant('a file opened while descriptor 2 is closed becomes descriptor 2', 'pyfer/c_stderr.py',
+           '    if _has_descriptor_2():\n',
+           '    if True:\n', ('tests/test_c_stderr.py',)),
+    Mutant("with stderr closed, pyfer's messages go to stdout", 'pyfer/cli.py',
+           '        if sys.stderr is None:  # started with stderr closed',
+           '        if False:  # started with stderr closed', ('tests/test_cli.py', '-k', 'libjpeg')),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

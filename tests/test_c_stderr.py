@@ -42,3 +42,25 @@ def test_without_a_temporary_file_the_block_runs_and_its_message_stays(capfd, mo
         os.write(2, b"bare\n")
         ran = True
     assert ran and said == [] and capfd.readouterr().err == "bare\n"
+
+
+def test_without_a_descriptor_2_the_block_runs():
+    """A service started with descriptor 2 closed: nothing to point elsewhere, the block runs, and
+    no file opened on the way is left as descriptor 2."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "os.close(2)\n"
+            "from pyfer.c_stderr import caught_c_stderr\n"
+            "said = []\n"
+            "with caught_c_stderr(said):\n"
+            "    ran = True\n"
+            "try:\n"
+            "    os.fstat(2)\n"
+            "    open2 = True\n"
+            "except OSError:\n"
+            "    open2 = False\n"
+            "print(ran, said, open2)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True [] False", (done.stdout, done.stderr)

@@ -669,8 +669,9 @@ def test_annotated_copy_of_a_gray_only_type(weights_path, tmp_path, capsys, ext)
 
 def test_libjpeg_s_message_on_a_damaged_jpeg_names_the_file(weights_path, tmp_path, capfd):
     """libjpeg decodes a JPEG with damaged scan data and says so on the C stderr ("Corrupt JPEG
-    data: 12 extraneous bytes before marker 0xd9"), naming no file. The pyfer command catches it
-    and says it again as a note naming the image; a program calling main() keeps its stderr."""
+    data: 180 extraneous bytes before marker 0xd9"), naming no file. The pyfer command catches it
+    and says it again as a note naming the image; a program calling main() keeps its stderr as it
+    is. With stderr closed (2>&-) no message reaches stdout among the JSON lines."""
     data = bytearray(cv2.imencode(".jpg", cv2.imread(str(ASTRONAUT)))[1].tobytes())
     for i in range(len(data) // 2, len(data) // 2 + 40, 3):  # inside the scan: decoded all the same
         data[i] ^= 0x55
@@ -682,7 +683,14 @@ def test_libjpeg_s_message_on_a_damaged_jpeg_names_the_file(weights_path, tmp_pa
     assert lines[0].startswith(f"pyfer predict: {damaged}: note: Corrupt JPEG data: "), r.stderr
     assert len(lines) == 2 and lines[1].startswith("pyfer predict: 2 image(s), 2 face(s), 0 failed"), r.stderr
     assert main(["predict", str(damaged), "--weights", str(weights_path)]) == 0
-    assert "note:" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "Corrupt JPEG data" in err and "note:" not in err
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    closed = subprocess.run(["bash", "-c", 'exec "$0" "$@" 2>&-', sys.executable, "-m", "pyfer", "predict", "--json",
+                             str(damaged), str(tmp_path / "bad.jpg"), "--weights", str(weights_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert closed.returncode == 1 and [list(json.loads(line)) for line in closed.stdout.splitlines()] == \
+        [["image", "faces"], ["image", "error"]], closed.stdout
 
 
 def test_an_unreadable_image_leaves_an_existing_out_file_alone(weights_path, tmp_path, capsys):

@@ -646,7 +646,7 @@ def test_prior_shift_refused_without_a_prior_or_out_of_range(weights_with_prior,
             pyfer.Recognizer(path, prior_shift=bad)
 
 
-@pytest.mark.parametrize("prior", [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0.25] * 4, [0.6, 0.5, -0.1] + [0.0] * 5])
+@pytest.mark.parametrize("prior", [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0.25] * 4, [0.6, 0.3, -0.1] + [0.04] * 5])
 def test_a_malformed_stored_prior_is_refused_before_it_gives_nan_scores(weights_with_prior, tmp_path, prior):
     """A hand-edited file whose prior has a zero (log 0 = -inf: NaN scores), the wrong length or
     a negative share is refused when a shift would use it; without a shift it is not read."""

@@ -158,3 +158,14 @@ def test_the_runner_reports_a_tool_that_fails_or_writes(tmp_path):
     assert "no --help here" in (tmp_path / "bad" / "stderr").read_text()
     assert [p.name for p in (tmp_path / "bad" / "cwd").iterdir()] == ["left.txt"]
     assert sorted(p.name for p in (tmp_path / "late" / "cwd").iterdir()) == ["by_atexit.txt", "by_thread.txt"]
+
+
+def test_what_counts_as_a_wrong_answer_to_help():
+    """The judge of each tool's answer: a failing status, no usage first, files left behind and a
+    description cut short are each named; a good answer has no problems."""
+    good = "usage: tool [-h]\n\nDoes one thing (and says so).\n\noptions:\n  -h, --help  show this\n"
+    assert _help_problems(0, good, "", []) == []
+    assert _help_problems(2, good, "boom", []) == ["exit status 2: boom"]
+    assert len(_help_problems(0, "Tool 1.0\n" + good, "", ["out.csv"])) == 2
+    cut = good.replace("Does one thing (and says so).", "Finds where its five landmarks and its box fall in the")
+    assert [p.split(":")[0] for p in _help_problems(0, cut, "", [])] == ["a description cut short"]
