@@ -941,7 +941,8 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
                 if is_camera:
                     break
                 bad = 1
-                while bad <= MAX_BAD_FRAMES and not (total > 0 and n + skipped + bad >= total):
+                # (the file's own frame count: max_frames counts output frames, not frames read)
+                while bad <= MAX_BAD_FRAMES and not (announced > 0 and n + skipped + bad >= announced):
                     ok, frame = cap.read()
                     if ok:
                         break

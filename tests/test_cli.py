@@ -462,7 +462,11 @@ def test_outputs_never_replace_an_input(weights_path, tmp_path, capsys):
     cv2.imwrite(str(other), cv2.imread(str(ASTRONAUT)))
     clip = dark_clip(tmp_path / "clip.mp4")
     before = {p: p.read_bytes() for p in (photo, other, clip)}
+    (tmp_path / "sub").mkdir()
+    os.link(photo, tmp_path / "hard.png")  # the same file by other names: also refused
     cases = [["predict", str(photo), "--out", str(photo)],
+             ["predict", str(photo), "--out", str(tmp_path / "sub" / ".." / "me.png")],
+             ["predict", str(photo), "--out", str(tmp_path / "hard.png")],
              ["predict", str(other), str(photo), "--csv", str(photo)],
              ["video", str(clip), "--out", str(clip)],
              ["video", str(clip), "--jsonl", str(clip)]]
@@ -1000,6 +1004,24 @@ def test_video_no_smoothing_gives_each_frame_its_own_scores_and_boxes(weights_pa
     assert sum(tuple(r["box"]) != f.box for r, f in zip(smoothed[1:], own[1:])) >= 3  # of 5
 
 
+def test_video_no_smoothing_holds_no_missed_face(weights_path, tmp_path, capsys, monkeypatch):
+    """--no-smoothing draws each frame's own faces: no box held over a frame that missed one."""
+    import pyfer.video
+
+    given = []
+
+    def record(source, recognizer, **kwargs):
+        given.append(kwargs["tracker"])
+        return {"frames": 0, "seconds": 0.0, "fps": 0.0, "faces": 0, "skipped_frames": 0, "scene_cuts": 0}
+
+    monkeypatch.setattr(pyfer.video, "process_video", record)
+    clip = shifted_astronaut_clip(tmp_path / "clip.mp4", 2)
+    for extra in (["--no-smoothing"], []):
+        run_cli(["video", str(clip), "--jsonl", str(tmp_path / "v.jsonl"), "--weights", str(weights_path), *extra],
+                capsys)
+    assert given[0].hold_seconds == 0 and given[0].alpha == 1.0 and given[1] is None
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process on these signals, no clean-up")
 @pytest.mark.parametrize("signal_name, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
 def test_a_stopped_video_run_keeps_what_it_wrote(weights_path, tmp_path, signal_name, status, said):
@@ -1051,6 +1073,11 @@ def test_video_summary_and_timeline(weights_path, tmp_path, capsys):
             assert float(r[name]) == pytest.approx(np.mean([f["scores"][name] for _, f in mine]), abs=1e-4)
         assert r["label"] == max(pyfer.EMOTIONS, key=lambda n: float(r[n]))
     assert not HAS_MATPLOTLIB or "<svg" in chart.read_text()[:400]
+    if HAS_MATPLOTLIB:  # the chart alone, its suffix in capitals
+        alone = tmp_path / "alone.PNG"
+        rc, _, err = run_cli(["video", str(clip), "--timeline", str(alone), "--weights", str(weights_path),
+                              "--no-progress"], capsys)
+        assert rc == 0 and alone.read_bytes()[:4] == b"\x89PNG", err
     for bad, said in ((["--timeline", str(tmp_path / "t.txt")], "name a .png, .pdf or .svg"),
                       (["--summary", "-"], "--summary needs a file name"),
                       (["--summary", str(clip)], "--summary")):

@@ -201,6 +201,61 @@ def test_augment_erases_a_rectangle_in_about_erase_prob_of_the_faces():
     assert 0.17 < erased.float().mean() < 0.33
 
 
+def _centre_of_mass(out):
+    import torch
+
+    ys, xs = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    mass = out[:, 0].clamp(min=0).flatten(1).sum(1)
+    return (out[:, 0] * xs).flatten(1).sum(1) / mass, (out[:, 0] * ys).flatten(1).sum(1) / mass
+
+
+def test_augment_rotates_by_up_to_max_rotate_deg_keeping_the_distance_from_the_centre():
+    """max_rotate_deg 10: a dot 16 px above the centre turns about it by at most 10 degrees (in
+    degrees, not radians: upside-down faces would be the result), staying 16 px from it (a turn,
+    not a shear); a face's bright top half stays its brighter half."""
+    import math
+
+    import torch
+
+    dot = torch.zeros((200, 1, 48, 48), dtype=torch.uint8)
+    dot[:, :, 6:10, 22:26] = 255  # around (23.5, 7.5): 16 px above the centre (23.5, 23.5)
+    out = _unnormalised(augment(dot, PREP, replace(NO_AUGMENT, max_rotate_deg=10.0), torch.Generator().manual_seed(5)))
+    cx, cy = _centre_of_mass(out)
+    turned = torch.rad2deg(torch.atan2(cx - 23.5, 23.5 - cy)).abs()
+    distance = torch.hypot(cx - 23.5, cy - 23.5)
+    assert turned.max() <= 10.0 + 0.5 and turned.max() > 6.0, turned.max()
+    assert ((distance - 16).abs() < 1.0).all(), distance.min()
+    top = torch.zeros((100, 1, 48, 48), dtype=torch.uint8)
+    top[:, :, :24] = 255
+    out = _unnormalised(augment(top, PREP, replace(NO_AUGMENT, max_rotate_deg=15.0), torch.Generator().manual_seed(6)))
+    assert (out[:, 0, :24].mean((1, 2)) > out[:, 0, 24:].mean((1, 2)) + 0.5).all()
+    assert math.radians(15.0) < 1  # (what a turn in radians would have been: up to 15 rad)
+
+
+def test_augment_light_effects_go_both_ways_and_keep_what_they_should():
+    """On flat 0.5 gray faces: brightness moves the level up and down by at most its amount; gamma
+    darkens some and lightens others; contrast keeps each face's mean; blur keeps a flat face as
+    it is (its kernel sums to 1)."""
+    import torch
+
+    flat = torch.full((300, 1, 48, 48), 128, dtype=torch.uint8)
+    level = 128 / 255
+
+    def means(**effect):
+        out = _unnormalised(augment(flat, PREP, replace(NO_AUGMENT, **effect), torch.Generator().manual_seed(7)))
+        return out.mean((1, 2, 3))
+
+    bright = means(brightness=0.2)
+    assert (bright - level).abs().max() <= 0.2 + 1e-5 and (bright < level - 0.05).any() and (bright > level + 0.05).any()
+    gamma = means(gamma=0.6)
+    assert (gamma < level - 0.05).any() and (gamma > level + 0.05).any()
+    assert torch.allclose(means(blur_prob=1.0), torch.full((300,), level), atol=1e-4)
+    ramp = torch.linspace(40, 200, 48).round().to(torch.uint8).expand(300, 1, 48, 48).contiguous()
+    out = _unnormalised(augment(ramp, PREP, replace(NO_AUGMENT, contrast=(0.6, 1.4)), torch.Generator().manual_seed(8)))
+    assert torch.allclose(out.mean((1, 2, 3)), (ramp.float() / 255).mean((1, 2, 3)), atol=1e-4)
+    assert out.flatten(1).std(1).std() > 0.01  # (the contrast did change)
+
+
 def test_augment_shifts_the_face_by_up_to_max_shift():
     """max_shift 0.1 on 48 px: a one-pixel dot moves by up to 4.8 px each way, and by more than 3
     px in some of 200 faces."""

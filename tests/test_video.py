@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -163,6 +164,72 @@ def test_a_held_face_moved_out_of_the_frame_is_left_out():
         tr.update([], (9 + k) / 30)
         # the box is at 650 + 10 k: out of a 640 px wide frame, in a 1000 px one
         assert tr.held((480, 640, 3)) == [] and len(tr.held((480, 1000, 3))) == 1
+    down = IoUTracker(alpha=1.0, smooth_geometry=False)  # the same, off the bottom of a landscape frame
+    for i in range(10):
+        down.update([face((100, 400 + 10 * i, 40, 40), 1)], i / 30)
+    for k in range(1, 7):
+        down.update([], (9 + k) / 30)
+        # the box's top is at 490 + 10 k: below a 480 px high frame (inside its 640 px width)
+        assert down.held((480, 640, 3)) == [] and len(down.held((1000, 640, 3))) == 1
+        (_, held), = down.held((1000, 640, 3))
+        assert held.box[1] >= 490 + 5 * k  # moved down as it moved (last seen at 490; its speed smoothed)
+
+
+def test_a_track_s_missed_count_starts_again_when_it_is_found():
+    """max_missed=2: a track missed twice is still there (and continues); missed a third time in
+    a row it is gone. Found again in between, its count starts over."""
+    tr = IoUTracker(alpha=1.0, max_missed=2)
+    first = tr.update([face((100, 100, 80, 80), 1)])[0][0]
+    for gaps in (2, 2, 2):  # 6 misses in all, never 3 in a row
+        for _ in range(gaps):
+            tr.update([])
+        assert tr.update([face((100, 100, 80, 80), 1)])[0][0] == first
+    for _ in range(3):
+        tr.update([])
+    assert tr.update([face((100, 100, 80, 80), 1)])[0][0] != first
+
+
+def test_smoothed_boxes_and_landmarks_keep_their_shape_and_axes():
+    """A still 60 x 90 face with its landmarks: the smoothed box stays 60 x 90 (not square) and
+    the smoothed points stay where they are, x and y in place."""
+    points = ((110.0, 140.0), (140.0, 141.0), (125.0, 160.0), (112.0, 175.0), (138.0, 176.0))
+    tr = IoUTracker()
+    for i in range(4):
+        (_, f), = tr.update([replace(face((100, 100, 60, 90), 1), landmarks=points)], i / 30)
+    assert f.box == (100, 100, 60, 90)
+    assert np.allclose(f.landmarks, points, atol=0.5)
+
+
+def test_a_scene_cut_is_judged_by_the_change_beyond_the_typical_one():
+    """An even brightening of the whole frame (a lamp switched on) with a small bright spot is the
+    same scene: the frame's typical change (the median) is taken off before the unevenness is
+    measured; the mean, pulled up by the spot, called it a cut."""
+    from pyfer.video import is_scene_cut
+
+    before = np.full((18, 32), 100.0, np.float32)
+    after = before + 40.0
+    after[:, :5] = 255.0  # 16% of the cells
+    assert not is_scene_cut(before, after)
+    other = before.copy()
+    other[:, 16:] = 200.0  # half the picture different: another shot
+    assert is_scene_cut(before, other + np.arange(32, dtype=np.float32))
+
+
+def test_a_summary_label_is_the_class_of_highest_mean_score_and_rows_go_by_first_appearance():
+    """2 frames sure of happiness, 3 narrowly sadness: the mean is happiness (0.65 against 0.35),
+    though sadness was top in more frames. A face a custom tracker numbered 9 but saw first comes
+    first."""
+    def scores(happy, sad):
+        rest = (1 - happy - sad) / 6
+        return Face(box=(0, 0, 9, 9), label="x", confidence=0.5,
+                    scores={n: happy if n == "happiness" else sad if n == "sadness" else rest for n in EMOTIONS})
+
+    tl = Timeline()
+    for t, (h, s) in enumerate([(0.9, 0.05)] * 2 + [(0.45, 0.5)] * 3):
+        tl.add(t / 10, [(9, scores(h, s))] + ([(4, face((20, 0, 9, 9), 0))] if t >= 2 else []))
+    rows = tl.rows()
+    assert [r["id"] for r in rows] == [9, 4]
+    assert rows[0]["label"] == "happiness" and rows[0]["sadness_top"] == pytest.approx(0.6)
 
 
 def test_a_face_hidden_behind_another_is_not_held_over_it():
@@ -175,8 +242,8 @@ def test_a_face_hidden_behind_another_is_not_held_over_it():
         tr.update(found, i / 30)
         assert all(iou(f.box, b) <= 0.1 for _, f in tr.held()), i
     jumpy = IoUTracker(alpha=1.0, smooth_geometry=False)
-    jumpy.update([face((100, 100, 60, 60), 1)], 0.0)
-    jumpy.update([face((135, 100, 60, 60), 1)], 1 / 30)  # IoU 0.26: a new track
+    first = jumpy.update([face((100, 100, 60, 60), 1)], 0.0)[0][0]
+    assert jumpy.update([face((135, 100, 60, 60), 1)], 1 / 30)[0][0] != first  # IoU 0.26: a new track
     assert jumpy.held() == []
 
 
@@ -946,6 +1013,36 @@ def test_a_tracker_of_one_s_own_needs_no_reset(recognizer, sfew_faces, tmp_path)
 
     path = still_clip(tmp_path / "cut.avi", [sfew_faces[0], sfew_faces[5]], frames_each=2)
     assert process_video(path, recognizer, tracker=Plain(), progress=False)["scene_cuts"] == 1
+
+
+def test_max_frames_counts_output_frames_past_undecodable_ones(tmp_path, capsys):
+    """max_frames=6 on a 10-frame MJPG whose frames 3-5 are damaged: 6 frames out, 3 skipped and
+    reported. The damaged-frame reader stopped at 6 frames read (max_frames taken for the file's
+    length): 3 out, none reported, and "the file ended after 3 of the 10 frames" (a helper's
+    mutation review, session 49)."""
+    path = tmp_path / "damaged.avi"
+    image = np.random.default_rng(0).integers(0, 255, (256, 256, 3)).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
+    for i in range(10):
+        writer.write(np.roll(image, 2 * i, axis=1))
+    writer.release()
+    raw = bytearray(path.read_bytes())
+    starts = [i for i in range(len(raw) - 1) if raw[i] == 0xFF and raw[i + 1] == 0xD8]
+    for k in (3, 4, 5):
+        raw[starts[k] + 200:starts[k] + 1200] = np.random.default_rng(k).integers(0, 256, 1000, np.uint8).tobytes()
+    path.write_bytes(bytes(raw))
+
+    class NoFaces:
+        def predict(self, frame):
+            return []
+
+    whole = process_video(str(path), NoFaces(), progress=False)
+    assert (whole["frames"], whole["skipped_frames"]) == (7, 3)
+    capsys.readouterr()
+    stats = process_video(str(path), NoFaces(), progress=False, max_frames=6)
+    err = capsys.readouterr().err
+    assert (stats["frames"], stats["skipped_frames"]) == (6, 3) and "skipped 3 frame(s)" in err
+    assert "the file ended" not in err
 
 
 def test_a_file_shorter_than_its_header_says_is_reported(recognizer, sfew_faces, tmp_path, capsys):
