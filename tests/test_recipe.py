@@ -367,6 +367,34 @@ def test_live_teacher_answers_on_the_mixed_view_the_student_sees():
     assert not torch.allclose(seen["teacher"][0], unmixed)  # mixup did change the view
 
 
+def test_mixup_mixes_the_targets_and_the_cached_teacher_answers_as_it_mixes_the_faces(monkeypatch):
+    """Each mixed face's target is lam x its label + (1 - lam) x its partner's, and so is its cached
+    teacher answer: rows that sum to 1 and mix two classes, not the unmixed one-hot rows or answers."""
+    import training.train as train_module
+    from training.train import teacher_softmax, train_epoch
+
+    seen = []
+
+    def recording_loss(logits, target, teacher_probs, *rest, **kw):
+        seen.append((target.detach().clone(), teacher_probs.detach().clone()))
+        return logits.sum() * 0
+
+    monkeypatch.setattr(train_module, "recipe_loss", recording_loss)
+    args, x, y = _tiny_distillation()
+    y = torch.arange(16) % 8  # every class twice: a partner is mostly of another class
+    cached = torch.randn(16, 8, generator=torch.Generator().manual_seed(2)) * 3
+    student = _recording_pair()[2]
+    opt = torch.optim.SGD(student.parameters(), lr=0.01)
+    train_epoch(args, 0, student, opt, PREP, x, y, F.one_hot(y, 8).float(), None, cached, None, False)
+    assert len(seen) == 2
+    unmixed = teacher_softmax(cached, args.T)
+    for target, probs in seen:
+        assert torch.allclose(target.sum(1), torch.ones(8)) and torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+        assert ((target > 1e-6).sum(1) == 2).sum() >= 4  # most rows mix two classes
+        nearest = torch.cdist(probs, unmixed).min(1).values
+        assert (nearest > 1e-4).sum() >= 4  # most answers are mixes, not one face's own
+
+
 def test_cutmix_box_has_the_drawn_area_inside_the_image_and_is_clipped_at_edges():
     from training.train import cutmix_box, paste_box
 

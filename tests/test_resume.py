@@ -396,6 +396,19 @@ def test_resume_rewrites_a_best_pt_that_a_stop_left_behind_last_pt(tmp_path, sta
     assert (tmp_path / "best.pt").stat().st_mtime_ns == before and "rewritten" not in capsys.readouterr().err
 
 
+def test_resume_leaves_best_pt_alone_when_the_resumed_epoch_was_not_the_best(tmp_path, states, capsys):
+    """Epoch 2 did worse than epoch 1 (its checkpoint says best_epoch 0): best.pt, holding epoch
+    1, is the run's best and stays; only a resumed epoch that was the best is written over it."""
+    from training.train import resume_state
+
+    old, new = states
+    worse = {**new, "best_epoch": 0, "best_val_accuracy": old["best_val_accuracy"]}
+    save_checkpoint(worse, tmp_path / "last.pt", keep_previous=True)
+    save_checkpoint(old, tmp_path / "best.pt")
+    resume_state(tmp_path, load_for_resume(tmp_path), "student", *fake_training(worse))
+    assert load_checkpoint(tmp_path / "best.pt").state["epoch"] == 0 and "rewritten" not in capsys.readouterr().err
+
+
 def test_resume_from_prev_pt_keeps_a_later_best_pt(tmp_path, states, capsys):
     """last.pt damaged, --resume falls back to prev.pt (epoch 1, its own best); best.pt holds epoch
     2, the run's best: it is kept, not replaced by epoch 1 (a review of the repair above)."""
