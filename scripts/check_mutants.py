@@ -9,8 +9,8 @@ that tests caught before, and three session 48 fixed. Session 49 wrote tests for
 (12 mutants), and a third review planted 69 in the detector, resume, recognizer, evaluation,
 export and model code: 32 passed the tests it ran, 27 now have tests (27 mutants; 3 of them were
 caught by tests the review had not run). A fourth planted 84 in the video tracker, the CLI's
-checks, augmentation and training's mixing: 41 passed, 23 now have tests (23 mutants). With one
-mutant for each of six of that session's fixes the table holds 107. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+checks, augmentation and training's mixing: 41 passed, 30 now have tests (30 mutants). With one
+mutant for each of six of that session's fixes the table holds 114. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -353,6 +353,27 @@ MUTANTS = (
     Mutant('resume writes a worse last epoch over best.pt', 'training/train.py',
            '    if state["best_epoch"] != state["epoch"]:\n        return\n',
            '', ('tests/test_resume.py', '-k', 'leaves_best_pt_alone')),
+    Mutant('annotated copies numbered from 1', 'pyfer/cli.py',
+           'f"{stem}_annotated{\'\' if n == 1 else n}{dest.suffix}"',
+           'f"{stem}_annotated{n}{dest.suffix}"', ('tests/test_cli.py', '-k', 'not_read_yet')),
+    Mutant("a relative glob's first folder not read literally", 'pyfer/cli.py',
+           'for k in range(len(parts) - 1, 0, -1):',
+           'for k in range(len(parts) - 1, 1, -1):', ('tests/test_cli.py', '-k', 'brackets')),
+    Mutant("the JPEG augmentation writes a face into another's place", 'training/data.py',
+           'out[i, 0] = torch.from_numpy(',
+           'out[j, 0] = torch.from_numpy(', ('tests/test_data.py', '-k', 'its_place')),
+    Mutant('erased rectangles are square', 'training/data.py',
+           '(ys >= y0.view(-1, 1, 1)) & (ys < (y0 + h).view(-1, 1, 1))',
+           '(ys >= y0.view(-1, 1, 1)) & (ys < (y0 + w).view(-1, 1, 1))', ('tests/test_data.py', '-k', 'either_shape')),
+    Mutant('erased rectangles are black', 'training/data.py',
+           'x = torch.where(box.unsqueeze(1), rand(b, 1, 1, 1).expand_as(x), x)',
+           'x = torch.where(box.unsqueeze(1), torch.zeros_like(x), x)', ('tests/test_data.py', '-k', 'either_shape')),
+    Mutant('a 16-bit manifest image scaled by 65535', 'training/data.py',
+           'img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))',
+           'img = cv2.convertScaleAbs(img, alpha=255.0 / 65535)', ('tests/test_data.py', '-k', '16_bit')),
+    Mutant("cutmix draws with mixup's alpha", 'training/train.py',
+           'alpha = mixup if kind == "mixup" else cutmix',
+           'alpha = mixup if mixup > 0 else cutmix', ('tests/test_recipe.py', '-k', 'batch_mixer')),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -422,7 +422,7 @@ def test_py_typed():
     assert (package / "py.typed").is_file() and (package / "_engine.pyi").is_file()
 
 
-def test_glob_under_a_folder_named_with_brackets(tmp_path):
+def test_glob_under_a_folder_named_with_brackets(tmp_path, monkeypatch):
     """A folder whose name holds glob characters is read literally in a pattern below it."""
     from pyfer.cli import expand_inputs
 
@@ -430,6 +430,9 @@ def test_glob_under_a_folder_named_with_brackets(tmp_path):
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
     found, errs = expand_inputs([str(folder / "*.png")], False)
+    assert [p.name for p, _ in found] == ["a.png"] and errs == []
+    monkeypatch.chdir(tmp_path)  # the same pattern relative: its first part is the bracketed folder
+    found, errs = expand_inputs(["photos[2020]/*.png"], False)
     assert [p.name for p, _ in found] == ["a.png"] and errs == []
 
 
@@ -747,8 +750,11 @@ def test_out_dir_never_overwrites_an_input_not_read_yet(weights_path, tmp_path, 
         assert rc == 0, err
         assert out.count("1 face(s)") == 2, out
     assert {p: p.read_bytes() for p in inputs} == before
-    # every input got its own annotated copy under a free name
-    assert len(list(photos.glob("*.png"))) == 4 and len(list((tmp_path / "other").glob("*.png"))) == 3
+    # every input got its own annotated copy under a free name: NAME_annotated, then NAME_annotated2
+    assert sorted(p.name for p in photos.glob("*.png")) == ["a.png", "a_annotated.png", "a_annotated2.png",
+                                                            "a_annotated_annotated.png"]
+    assert sorted(p.name for p in (tmp_path / "other").glob("*.png")) == ["b.png", "b_annotated.png",
+                                                                          "b_annotated2.png"]
 
 
 def _non_utf8(name: bytes, tmp_path) -> str:

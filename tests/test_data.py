@@ -102,6 +102,19 @@ def test_manifest_loader(tmp_path):
     assert (data.targets.argmax(1) == data.labels).all()
 
 
+def test_a_16_bit_manifest_image_is_scaled_by_its_own_maximum(tmp_path):
+    """A 12-bit scan saved as a 16-bit PNG (values up to 4095) is stretched to 0-255 by its own
+    maximum, as 8 bits would show it; scaled by 65535 it loaded nearly black."""
+    import cv2
+
+    from training.data import _read_gray
+
+    ramp = (np.arange(48 * 48).reshape(48, 48) * 4095 // (48 * 48 - 1)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), ramp)
+    gray = _read_gray(tmp_path / "deep.png", "m.csv:2")
+    assert gray.dtype == np.uint8 and gray.max() == 255 and gray.min() == 0
+
+
 def test_rafdb_loader(tmp_path):
     (tmp_path / "EmoLabel").mkdir()
     (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text(
@@ -254,6 +267,34 @@ def test_augment_light_effects_go_both_ways_and_keep_what_they_should():
     out = _unnormalised(augment(ramp, PREP, replace(NO_AUGMENT, contrast=(0.6, 1.4)), torch.Generator().manual_seed(8)))
     assert torch.allclose(out.mean((1, 2, 3)), (ramp.float() / 255).mean((1, 2, 3)), atol=1e-4)
     assert out.flatten(1).std(1).std() > 0.01  # (the contrast did change)
+
+
+def test_augment_erases_rectangles_of_either_shape_with_a_gray_of_their_own():
+    """Each erased rectangle has its own height and width (not a square) and its own fill value,
+    drawn, not black."""
+    import torch
+
+    flat = torch.full((300, 1, 48, 48), 128, dtype=torch.uint8)
+    out = _unnormalised(augment(flat, PREP, replace(NO_AUGMENT, erase_prob=1.0), torch.Generator().manual_seed(9)))
+    erased = (out[:, 0] - 128 / 255).abs() > 1e-3
+    heights = erased.any(2).sum(1)
+    widths = erased.any(1).sum(1)
+    assert (heights != widths).float().mean() > 0.5
+    fills = torch.stack([out[i, 0][erased[i]].mean() for i in range(300) if erased[i].any()])
+    assert fills.std() > 0.1 and (fills > 0.05).float().mean() > 0.8
+
+
+def test_jpeg_augmentation_keeps_each_face_in_its_place():
+    """_jpeg round-trips only the faces chosen, each into its own place in the batch."""
+    import torch
+
+    from training.data import _jpeg
+
+    x = torch.stack([torch.full((1, 48, 48), v) for v in (0.1, 0.4, 0.7, 0.9)])
+    x[:, :, 10:20, 10:20] += 0.05  # some detail for the codec
+    out = _jpeg(x, torch.tensor([False, True, False, True]), torch.full((4,), 60.0))
+    assert torch.equal(out[[0, 2]], x[[0, 2]])
+    assert ((out[[1, 3]] - x[[1, 3]]).abs().mean((1, 2, 3)) < 0.02).all()
 
 
 def test_augment_shifts_the_face_by_up_to_max_shift():

@@ -432,6 +432,12 @@ def test_batch_mixer_draws_as_before_for_mixup_and_splits_batches_when_both_are_
     rng = np.random.default_rng(2)
     kinds = [batch_mixer(0.2, 1.0, rng)[0] for _ in range(400)]
     assert 150 < kinds.count("cutmix") < 250
+    # each kind draws lam from its own Beta: cutmix's Beta(1, 1) is uniform (sd 0.29), mixup's
+    # Beta(0.2, 0.2) piles up near 0 and 1 (sd 0.42)
+    rng = np.random.default_rng(3)
+    draws = [batch_mixer(0.2, 1.0, rng) for _ in range(4000)]
+    sd = {kind: np.std([lam for k, lam in draws if k == kind]) for kind in ("cutmix", "mixup")}
+    assert 0.26 < sd["cutmix"] < 0.32 and 0.39 < sd["mixup"] < 0.45, sd
 
 
 def test_live_teacher_answers_on_the_cutmix_view_the_student_sees():
