@@ -9,8 +9,8 @@ that tests caught before, and three session 48 fixed. Session 49 wrote tests for
 (12 mutants), and a third review planted 69 in the detector, resume, recognizer, evaluation,
 export and model code: 32 passed the tests it ran, 27 now have tests (27 mutants; 3 of them were
 caught by tests the review had not run). A fourth planted 84 in the video tracker, the CLI's
-checks, augmentation and training's mixing: 41 passed, 30 now have tests (30 mutants). With one
-mutant for each of six of that session's fixes the table holds 114. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+checks, augmentation and training's mixing: 41 passed, 33 now have tests (33 mutants). With one
+mutant for each of six of that session's fixes the table holds 117. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -374,6 +374,15 @@ MUTANTS = (
     Mutant("cutmix draws with mixup's alpha", 'training/train.py',
            'alpha = mixup if kind == "mixup" else cutmix',
            'alpha = mixup if mixup > 0 else cutmix', ('tests/test_recipe.py', '-k', 'batch_mixer')),
+    Mutant("a held box's size change not capped", 'pyfer/video.py',
+           'sw = min(2.0, max(0.5, pw / t.box[2])) if t.box[2] > 0 else 1.0',
+           'sw = pw / t.box[2] if t.box[2] > 0 else 1.0', ('tests/test_video.py', '-k', 'sane_size')),
+    Mutant("held landmarks' y scaled by the width's change", 'pyfer/video.py',
+           'landmarks = tuple((nx + (lx - x) * sw, ny + (ly - y) * sh)',
+           'landmarks = tuple((nx + (lx - x) * sw, ny + (ly - y) * sw)', ('tests/test_video.py', '-k', 'sane_size')),
+    Mutant('video --max-frames 0 left to process_video', 'pyfer/cli.py',
+           'if args.max_frames is not None and args.max_frames < 1:',
+           'if args.max_frames is not None and args.max_frames < 0:', ('tests/test_cli.py', '-k', 'video_usage_checks')),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

@@ -547,6 +547,7 @@ def test_video_usage_checks(weights_path, tmp_path, capsys):
     text = tmp_path / "text.jpg"
     text.write_text("not a video")
     cases = [(["--jsonl", str(tmp_path / "x.jsonl"), "--max-frames", "-1"], "--max-frames"),
+             (["--jsonl", str(tmp_path / "x.jsonl"), "--max-frames", "0"], "--max-frames"),
              (["--out", str(tmp_path / "v.xyz")], "v.xyz"),
              (["--jsonl", str(tmp_path / "x.jsonl")], "text.jpg")]
     for extra, named in cases:

@@ -175,6 +175,31 @@ def test_a_held_face_moved_out_of_the_frame_is_left_out():
         assert held.box[1] >= 490 + 5 * k  # moved down as it moved (last seen at 490; its speed smoothed)
 
 
+def test_a_held_face_keeps_a_sane_size_and_its_landmarks_follow_its_height():
+    """A face shrinking 20 px a frame, then missed: its held box shrinks by at most half (the
+    motion's size change is capped), never to a few pixels. A face growing only in height: its
+    held landmarks spread in y by the height's change, not the width's."""
+    tr = IoUTracker(alpha=1.0, smooth_geometry=False)
+    for i in range(6):
+        tr.update([face((100, 100, 200 - 20 * i, 200 - 20 * i), 1)], i / 30)
+    for k in range(1, 6):
+        tr.update([], (5 + k) / 30)
+        for _, f in tr.held():
+            assert f.box[2] >= 100 / 2 and f.box[3] >= 100 / 2, f.box
+    points = ((120.0, 130.0), (160.0, 130.0), (140.0, 150.0), (125.0, 170.0), (155.0, 170.0))
+    tall = IoUTracker(alpha=1.0, smooth_geometry=False)
+    for i in range(6):
+        h = 80 + 8 * i
+        tall.update([replace(face((100, 100, 80, h), 1), landmarks=tuple((x, 100 + (y - 100) * h / 80)
+                                                                         for x, y in points))], i / 30)
+    tall.update([], 6 / 30)
+    (_, f), = tall.held()
+    last_h = 80 + 8 * 5
+    spread = (f.landmarks[3][1] - f.landmarks[0][1]) / (40 * last_h / 80)  # mouth below eye, against the last
+    widths = (f.landmarks[1][0] - f.landmarks[0][0]) / 40
+    assert spread > 1.02 and abs(widths - 1) < 0.02, (spread, widths)
+
+
 def test_a_track_s_missed_count_starts_again_when_it_is_found():
     """max_missed=2: a track missed twice is still there (and continues); missed a third time in
     a row it is gone. Found again in between, its count starts over."""
