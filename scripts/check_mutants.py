@@ -9,8 +9,8 @@ that tests caught before, and three session 48 fixed. Session 49 wrote tests for
 (12 mutants), and a third review planted 69 in the detector, resume, recognizer, evaluation,
 export and model code: 32 passed the tests it ran, 27 now have tests (27 mutants; 3 of them were
 caught by tests the review had not run). A fourth planted 84 in the video tracker, the CLI's
-checks, augmentation and training's mixing: 41 passed, 33 now have tests (33 mutants). With one
-mutant for each of six of that session's fixes the table holds 117. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
+checks, augmentation and training's mixing: 41 passed, 36 now have tests (36 mutants). With one
+mutant for each of six of that session's fixes the table holds 120. The copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked), and each mutant's tests run there, one
 at a time, with the editable install's import hook removed so that the copy is what is imported.
 First every selection runs unmutated and must pass; then each mutant must make its selection fail.
@@ -383,6 +383,15 @@ MUTANTS = (
     Mutant('video --max-frames 0 left to process_video', 'pyfer/cli.py',
            'if args.max_frames is not None and args.max_frames < 1:',
            'if args.max_frames is not None and args.max_frames < 0:', ('tests/test_cli.py', '-k', 'video_usage_checks')),
+    Mutant("the 1€ filter's speed low-passed at min_cutoff", 'pyfer/video.py',
+           'a = self._weight(self.d_cutoff, dt)',
+           'a = self._weight(self.min_cutoff, dt)', ('tests/test_video.py', '-k', 'own_cutoffs')),
+    Mutant("a track's velocity not low-passed", 'pyfer/video.py',
+           '            a = OneEuroFilter._weight(VELOCITY_CUTOFF, dt)\n',
+           '            a = 1.0\n', ('tests/test_video.py', '-k', 'own_cutoffs')),
+    Mutant("a CLAHE student's teacher gets the student's crops pasted in by cutmix", 'training/train.py',
+           'xt = x if x_teacher is None else paste_box(xt, xt[perm], box)[0]',
+           'xt = x if x_teacher is None else paste_box(xt, x[perm], box)[0]', ('tests/test_recipe.py', '-k', 'clahe_student')),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

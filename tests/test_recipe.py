@@ -567,13 +567,15 @@ def test_a_clahe_student_and_its_teacher_see_the_same_augmented_mixed_view_of_th
                     False, x_teacher=x_teacher)
         return seen
 
-    split = views(x_eq, x)
-    plain = views(x, None)
-    equalized = views(x_eq, None)
-    for i in range(2):
-        torch.testing.assert_close(split["teacher"][i], plain["student"][i])  # teacher: the raw faces
-        torch.testing.assert_close(split["student"][i], equalized["student"][i])  # student: its own crops
-        assert not torch.allclose(split["teacher"][i], split["student"][i])
+    for mixing in ("mixup", "cutmix"):  # (cutmix pastes the teacher's own faces into its view)
+        args.mixup, args.cutmix = (0.4, 0.0) if mixing == "mixup" else (0.0, 1.0)
+        split = views(x_eq, x)
+        plain = views(x, None)
+        equalized = views(x_eq, None)
+        for i in range(2):
+            torch.testing.assert_close(split["teacher"][i], plain["student"][i])  # teacher: the raw faces
+            torch.testing.assert_close(split["student"][i], equalized["student"][i])  # student: its own crops
+            assert not torch.allclose(split["teacher"][i], split["student"][i])
     assert parse_clahe("2/4") == (2.0, 4)
     for bad in ("2", "a/4", "0/4", "2/0"):
         with pytest.raises(SystemExit, match="student-clahe"):

@@ -376,6 +376,21 @@ def test_one_euro_filter_steadies_a_still_value_and_follows_a_moving_one():
     assert moving(np.array([9.0]), 1.0, scale=100)[0] == 9.0
 
 
+def test_the_speed_estimates_are_low_passed_at_their_own_cutoffs():
+    """The 1€ filter's speed is low-passed at d_cutoff (not min_cutoff), and a track's velocity
+    (what held faces move by) at VELOCITY_CUTOFF: one step of 1 px in 1/30 s gives a speed of
+    30 px/s times the step's share at that cutoff, not the raw 30 (a detector's wobble)."""
+    from pyfer.video import VELOCITY_CUTOFF, Track
+
+    share = OneEuroFilter._weight(1.0, 1 / 30)
+    f = OneEuroFilter(np.zeros(1), 0.0, min_cutoff=0.3, beta=10.0, d_cutoff=1.0)
+    f(np.array([1.0]), 1 / 30, scale=100)
+    assert f.dx[0] == pytest.approx(share * 30)
+    track = Track(id=1, box=(100, 100, 50, 50), scores=np.zeros(8))
+    track.moved_to((101, 100, 50, 50), 1 / 30)
+    assert VELOCITY_CUTOFF == 1.0 and track.velocity[[0, 2]] == pytest.approx([share * 30] * 2)
+
+
 def _noisy_frames(face, n, rng, dx_per_frame=0.0):
     """``n`` 320x240 frames of a 100 px film face, each with its own sensor noise and JPEG
     artefacts (a webcam), moved ``dx_per_frame`` px a frame (sub-pixel); the true centres."""
