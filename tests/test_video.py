@@ -912,10 +912,9 @@ def test_out_folder_is_made_and_the_writer_opened_before_the_first_json_line(rec
     assert sink.getvalue() == ""
 
 
-def test_time_counts_frames_that_could_not_be_decoded(recognizer, tmp_path):
-    """``time`` is the source frame's: frame 6 of a 10 fps clip whose frames 3-5 are damaged is
-    at 0.6 s, not 0.3 s."""
-    path = tmp_path / "damaged.avi"
+def damaged_mjpg(path):
+    """A 10-frame, 10 fps MJPG clip of the astronaut moving right, with garbage inside the JPEG
+    data of frames 3, 4 and 5 (OpenCV cannot decode those three and reads the rest)."""
     img = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256))
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
     for i in range(10):
@@ -924,9 +923,16 @@ def test_time_counts_frames_that_could_not_be_decoded(recognizer, tmp_path):
     raw = bytearray(path.read_bytes())
     soi = [i for i in range(len(raw) - 1) if raw[i] == 0xFF and raw[i + 1] == 0xD8]
     assert len(soi) == 10
-    for k in (3, 4, 5):  # garbage inside the JPEG data of three frames
+    for k in (3, 4, 5):
         raw[soi[k] + 200:soi[k] + 1200] = np.random.default_rng(k).integers(0, 256, 1000, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(raw))
+    return path
+
+
+def test_time_counts_frames_that_could_not_be_decoded(recognizer, tmp_path):
+    """``time`` is the source frame's: frame 6 of a 10 fps clip whose frames 3-5 are damaged is
+    at 0.6 s, not 0.3 s."""
+    path = damaged_mjpg(tmp_path / "damaged.avi")
     sink = io.StringIO()
     stats = process_video(str(path), recognizer, jsonl=sink, progress=False)
     rows = [json.loads(s) for s in sink.getvalue().splitlines()]
@@ -1060,17 +1066,7 @@ def test_max_frames_counts_output_frames_past_undecodable_ones(tmp_path, capsys)
     reported. The damaged-frame reader stopped at 6 frames read (max_frames taken for the file's
     length): 3 out, none reported, and "the file ended after 3 of the 10 frames" (a helper's
     mutation review, session 49)."""
-    path = tmp_path / "damaged.avi"
-    image = np.random.default_rng(0).integers(0, 255, (256, 256, 3)).astype(np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
-    for i in range(10):
-        writer.write(np.roll(image, 2 * i, axis=1))
-    writer.release()
-    raw = bytearray(path.read_bytes())
-    starts = [i for i in range(len(raw) - 1) if raw[i] == 0xFF and raw[i + 1] == 0xD8]
-    for k in (3, 4, 5):
-        raw[starts[k] + 200:starts[k] + 1200] = np.random.default_rng(k).integers(0, 256, 1000, np.uint8).tobytes()
-    path.write_bytes(bytes(raw))
+    path = damaged_mjpg(tmp_path / "damaged.avi")
 
     class NoFaces:
         def predict(self, frame):
