@@ -17,7 +17,7 @@ with the built modules copied in and the rest linked) for each of ``--jobs`` wor
 default), and each mutant's tests run in one copy, one mutant per copy at a time, with the
 editable install's import hook removed so that the copy is what is imported. First every
 selection runs unmutated and must pass; then each mutant must make its selection fail. Exit
-status 1 if a selection fails unmutated or a mutant survives. About 4 minutes on 2 cores.
+status 1 if a selection fails unmutated or a mutant survives. About 5 minutes on 2 cores.
 A test that starts Python with an environment of its own (without ``PYTHONPATH``) runs the real
 code, not the copy: choose tests that call the code in process or pass the environment on.
 """
