@@ -915,12 +915,12 @@ def process_video(source: Union[str, int, os.PathLike], recognizer: Recognizer,
         reset()  # a new source: no face continues a track of another
     takes_time = _takes_time(tracker.update)
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_camera else 0
-    total = min(announced, max_frames) if max_frames and announced > 0 else (max_frames or announced)
     bar = None
     if progress and not is_camera:
         from tqdm import tqdm  # a dependency of pyfer
 
-        bar = tqdm(total=total or None, unit="frame", file=sys.stderr)
+        total = min(announced, max_frames) if max_frames and announced > 0 else (max_frames or announced)
+        bar = tqdm(total=total or None, unit="frame", file=sys.stderr)  # (the bar's length only)
     jsonl_path = os.fspath(jsonl) if isinstance(jsonl, (str, os.PathLike)) else None
     sink: Optional[IO[str]] = None
     writer = None

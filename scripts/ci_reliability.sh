@@ -7,7 +7,7 @@
 #   3. scripts/fuzz.sh ci   libFuzzer/atheris: every committed seed replayed, then a time-boxed
 #                           pass per target (FUZZ_SECONDS, default 30 s each, 4 targets)
 #   4. scripts/check_mutants.py  known bugs planted in a copy of the Python code: each must fail
-#                           the tests written for it (~3 min)
+#                           the tests written for it (~5 min)
 # Any failure (sanitizer report, test failure, wrong module, fuzz crash) exits non-zero.
 # Needs the project installed in the active environment (.ci/run runs it after the README's
 # install + test command). Installs what it needs itself: clang-14 + libFuzzer (Debian), pybind11
