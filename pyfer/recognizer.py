@@ -37,7 +37,9 @@ class Face:
     scores: dict[str, float]  # probabilities over the classes, summing to 1
     confidence: float  # = scores[label]
     # five (x, y) points in image pixels (LANDMARK_NAMES: the person's right eye, left eye, nose
-    # tip, right and left mouth corners); None when the detector gives none (Haar, your boxes)
+    # tip, right and left mouth corners); None when the detector gives none (Haar, your boxes).
+    # Not clipped: a face cut by the image's edge can have points outside it (negative, or past
+    # the width or height), where the detector places them; its box is clipped
     landmarks: Optional[Landmarks] = None
     # the detector's confidence: in [0, 1] from pyfer's detectors, as given from a callable one;
     # None if it has none

@@ -48,6 +48,17 @@ def test_astronaut_one_face(recognizer, trained):
         assert faces[0].label == "happiness"  # she smiles broadly
 
 
+def test_a_face_cut_by_the_edge_has_its_box_clipped_and_its_landmarks_not(recognizer):
+    # the astronaut with her right eye just cut off: the box stops at the image's edge; the
+    # eye is where the detector puts it, outside, so that the face is still aligned by it
+    cut = np.ascontiguousarray(cv2.imread(ASTRONAUT)[:, 140:])
+    (face,) = recognizer.predict(cut)
+    check_face(face)
+    assert face.box[0] == 0
+    (rx, _), (lx, _) = face.landmarks[:2]
+    assert rx < 0 < lx < face.box[2]
+
+
 def test_face_crops_are_what_predict_classifies(recognizer, photos):
     image = photos["five_faces_1080p_0"].image
     faces = recognizer.predict(image)
