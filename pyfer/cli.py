@@ -51,7 +51,7 @@ from typing import IO, ContextManager, Iterator, Optional, Sequence
 from pyfer.atomic import (another_user_s_in_a_shared_folder, atomic_write, descriptor_named, make_folders,
                           open_in_place, real_path, sticky_and_not_ours, written_in_place)
 from pyfer.c_stderr import caught_c_stderr
-from pyfer.files import VIDEO_CODECS, image_files, is_image_name
+from pyfer.files import VIDEO_CODECS, image_files, is_image_name, mark_annotated, without_annotated_copies
 from pyfer.resume import ResumeError, file_key, open_csv, sidecar_path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -323,18 +323,22 @@ def _check_image_output(path: str, what: str) -> None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Command-line PATHs -> ``([(image path, root for naming outputs)], [error messages])``.
+def expand_inputs(args_paths: Sequence[str], recursive: bool
+                  ) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:
+    """Command-line PATHs -> ``([(image path, root for naming outputs)], [error messages], [notes])``.
 
     A file is taken as it is (whatever its extension: if it is not an image, reading it fails and
     is reported). A folder gives its image files (``IMAGE_EXTENSIONS``), sorted, with subfolders
     only when ``recursive``. A path that does not exist but holds ``* ? [`` is a glob (``**`` spans
     folders with ``recursive``); like a folder, it gives image files only, and a leading part of it
-    that exists as written (``photos[2020]/*.jpg``) is taken literally. Duplicates are dropped, the
-    first occurrence kept."""
+    that exists as written (``photos[2020]/*.jpg``) is taken literally. A folder or a glob leaves
+    out the annotated copies pyfer wrote (``pyfer.files.is_annotated_copy``; a note says how many):
+    a second run over photos/ with ``--out-dir photos`` must not read its own drawings as photos.
+    Duplicates are dropped, the first occurrence kept."""
     out: list[tuple[Path, Path]] = []
     errors: list[str] = []
     seen: set[str] = set()
+    n_annotated = 0
 
     def add(p: Path, root: Path) -> None:
         key = file_key(p)
@@ -352,6 +356,8 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
             if not found:
                 errors.append(f"{arg}: no image files in this folder"
                               + ("" if recursive else " (use --recursive for subfolders)"))
+            found, n = without_annotated_copies(found)
+            n_annotated += n
             for q in found:
                 add(q, p)
         elif p.exists() or not any(c in arg for c in "*?["):
@@ -366,9 +372,13 @@ def expand_inputs(args_paths: Sequence[str], recursive: bool) -> tuple[list[tupl
             files = sorted(shortest.values(), key=lambda q: q.as_posix())
             if not files:
                 errors.append(f"{arg}: no image file matches this pattern")
+            files, n = without_annotated_copies(files)
+            n_annotated += n
             for q in files:
                 add(q, q.parent)
-    return out, errors
+    notes = [f"left out {n_annotated} annotated cop{'y' if n_annotated == 1 else 'ies'} pyfer wrote "
+             "(found by a folder or a pattern; name one to read it)"] if n_annotated else []
+    return out, errors, notes
 
 
 def _literal_prefix_escaped(pattern: str) -> str:
@@ -522,7 +532,9 @@ def _predict(args) -> int:
         _check_writable_folder(out_dir, "--out-dir", args.out_dir)
     if "-" in args.paths and sys.stdin.isatty():
         raise UsageError("'-' reads one image piped to stdin (pyfer predict - < photo.jpg), and stdin is a terminal")
-    inputs, input_errors = expand_inputs(args.paths, args.recursive)
+    inputs, input_errors, input_notes = expand_inputs(args.paths, args.recursive)
+    for note in input_notes:
+        print(f"pyfer predict: note: {note}", file=sys.stderr)
     if out_dir is not None and out_dir.is_dir():
         # an --out-dir inside a folder searched (archive/annotated/ of archive/): the annotated copies
         # of a run before are outputs, not inputs (copies written beside the photos stay inputs)
@@ -719,7 +731,7 @@ def _write_annotated_copy(dest: Path, image, faces: list) -> Optional[str]:
         if not ok:
             return f"OpenCV cannot encode {dest.suffix}"
         with atomic_write(dest, binary=True) as copy:
-            copy.write(encoded.tobytes())
+            copy.write(mark_annotated(encoded.tobytes()))  # (a later run over this folder leaves it out)
         return None
     except OSError as e:
         return e.strerror or str(e)

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pyfer.files import image_files
+from pyfer.files import image_files, without_annotated_copies
 
 NO_FACE = "no face"
 # common names of the expressions -> pyfer's class names (FERPlus's)
@@ -50,12 +50,12 @@ def class_of(label: str, class_names: Sequence[str]) -> Optional[int]:
 
 def labelled_images(source: str | Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
     """(image path, class index) of a class-per-subfolder folder (the images ``pyfer predict -r``
-    would read in each) or a ``path,label`` CSV file. ValueError, naming them, for labels that are
+    would read in each: annotated copies pyfer wrote left out) or a ``path,label`` CSV file. ValueError, naming them, for labels that are
     no class of the model."""
     source = Path(source)
     if source.is_dir():  # hidden folders (.git) skipped; a zip's __MACOSX holds only hidden ._ files
         raw = [(p, sub.name) for sub in sorted(source.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-               for p in image_files(sub, recursive=True)]
+               for p in without_annotated_copies(image_files(sub, recursive=True))[0]]
         if not raw:
             raise ValueError(f"{source} has no images in class subfolders (expected e.g. {source}/happy/1.jpg)")
     elif source.is_file():

@@ -397,6 +397,16 @@ MUTANTS = (
     Mutant("a CLAHE student's teacher gets the student's crops pasted in by cutmix", 'training/train.py',
            'xt = x if x_teacher is None else paste_box(xt, xt[perm], box)[0]',
            'xt = x if x_teacher is None else paste_box(xt, x[perm], box)[0]', ('tests/test_recipe.py', '-k', 'clahe_student')),
+    # session 50: annotated copies carry a mark, and a later run over their folder leaves them out
+    Mutant("annotated copies written without the mark", "pyfer/cli.py", "copy.write(mark_annotated(encoded.tobytes()))",
+           "copy.write(encoded.tobytes())", ("tests/test_cli.py", "-k", "leaves_out_its_annotated_copies")),
+    Mutant("a glob keeps the annotated copies", "pyfer/cli.py", "files, n = without_annotated_copies(files)",
+           "n = 0", ("tests/test_cli.py", "-k", "leaves_out_its_annotated_copies")),
+    Mutant("evaluate reads annotated copies as faces", "pyfer/evaluate.py",
+           "for p in without_annotated_copies(image_files(sub, recursive=True))[0]]",
+           "for p in image_files(sub, recursive=True)]", ("tests/test_evaluate_cli.py", "-k", "skipped_as_predict")),
+    Mutant("the JPEG mark before JFIF's APP0", "pyfer/files.py", "at = 4 + struct.unpack", "_ = 4 + struct.unpack",
+           ("tests/test_cli.py", "-k", "annotated_copy_mark")),
 )
 
 # Removes the editable install's finder (scikit-build-core's redirecting finder runs before

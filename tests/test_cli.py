@@ -190,17 +190,17 @@ def run_cli(args, capsys):
 def test_expand_inputs(image_tree):
     from pyfer.cli import expand_inputs
 
-    flat, errs = expand_inputs([str(image_tree)], recursive=False)
+    flat, errs, _ = expand_inputs([str(image_tree)], recursive=False)
     assert [p.name for p, _ in flat] == ["a.png", "b.jpg", "blank.png"] and errs == []
-    deep, _ = expand_inputs([str(image_tree)], recursive=True)
+    deep, _, _ = expand_inputs([str(image_tree)], recursive=True)
     assert [p.relative_to(image_tree).as_posix() for p, _ in deep] == ["a.png", "b.jpg", "blank.png", "sub/c.png"]
-    globbed, _ = expand_inputs([str(image_tree / "*.png"), str(image_tree / "a.png")], recursive=False)
+    globbed, _, _ = expand_inputs([str(image_tree / "*.png"), str(image_tree / "a.png")], recursive=False)
     assert [p.name for p, _ in globbed] == ["a.png", "blank.png"]  # duplicates dropped
-    rec, _ = expand_inputs([str(image_tree / "**" / "*.png")], recursive=True)
+    rec, _, _ = expand_inputs([str(image_tree / "**" / "*.png")], recursive=True)
     assert sorted(p.name for p, _ in rec) == ["a.png", "blank.png", "c.png"]
-    none, errs = expand_inputs([str(image_tree / "*.gif"), str(image_tree / "sub" / "missing.png")], False)
+    none, errs, _ = expand_inputs([str(image_tree / "*.gif"), str(image_tree / "sub" / "missing.png")], False)
     assert [p.name for p, _ in none] == ["missing.png"] and len(errs) == 1 and "no image file matches" in errs[0]
-    star, errs = expand_inputs([str(image_tree / "*")], False)  # a glob, like a folder, gives images only
+    star, errs, _ = expand_inputs([str(image_tree / "*")], False)  # a glob, like a folder, gives images only
     assert [p.name for p, _ in star] == ["a.png", "b.jpg", "blank.png"] and errs == []  # not notes.txt
     empty = image_tree.parent / "empty"
     empty.mkdir(exist_ok=True)
@@ -429,10 +429,10 @@ def test_glob_under_a_folder_named_with_brackets(tmp_path, monkeypatch):
     folder = tmp_path / "photos[2020]"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
-    found, errs = expand_inputs([str(folder / "*.png")], False)
+    found, errs, _ = expand_inputs([str(folder / "*.png")], False)
     assert [p.name for p, _ in found] == ["a.png"] and errs == []
     monkeypatch.chdir(tmp_path)  # the same pattern relative: its first part is the bracketed folder
-    found, errs = expand_inputs(["photos[2020]/*.png"], False)
+    found, errs, _ = expand_inputs(["photos[2020]/*.png"], False)
     assert [p.name for p, _ in found] == ["a.png"] and errs == []
 
 
@@ -632,14 +632,14 @@ def test_recursive_glob_through_a_symlink_loop_gives_each_file_once(tmp_path):
     for rel in ("tree/one.jpg", "tree/a/two.jpg", "tree/a/b/three.jpg"):
         cv2.imwrite(str(tmp_path / rel), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "tree" / "a" / "b" / "loop").symlink_to(tmp_path / "tree" / "a")
-    found, errs = expand_inputs([str(tmp_path / "tree" / "**" / "*.jpg")], True)
+    found, errs, _ = expand_inputs([str(tmp_path / "tree" / "**" / "*.jpg")], True)
     assert errs == []
     # each by its shortest name, not by a name down the loop
     assert sorted(p.relative_to(tmp_path).as_posix() for p, _ in found) == [
         "tree/a/b/three.jpg", "tree/a/two.jpg", "tree/one.jpg"]
     # a symlinked file is a name of its own: it keeps its row
     (tmp_path / "tree" / "alias.jpg").symlink_to(tmp_path / "tree" / "one.jpg")
-    found, _ = expand_inputs([str(tmp_path / "tree")], False)
+    found, _, _ = expand_inputs([str(tmp_path / "tree")], False)
     assert [p.name for p, _ in found] == ["alias.jpg", "one.jpg"]
 
 
@@ -652,9 +652,9 @@ def test_folders_take_gifs_and_skip_exr(tmp_path):
 
     cv2.imwrite(str(tmp_path / "a.gif"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "b.exr").write_bytes(b"v/1\x01")  # opencv-python cannot read EXR: not picked up
-    found, errs = expand_inputs([str(tmp_path)], False)
+    found, errs, _ = expand_inputs([str(tmp_path)], False)
     assert [p.name for p, _ in found] == ["a.gif"] and errs == []
-    found, errs = expand_inputs([str(tmp_path / "*.gif")], False)
+    found, errs, _ = expand_inputs([str(tmp_path / "*.gif")], False)
     assert [p.name for p, _ in found] == ["a.gif"] and errs == []
 
 
@@ -756,6 +756,50 @@ def test_out_dir_never_overwrites_an_input_not_read_yet(weights_path, tmp_path, 
                                                             "a_annotated_annotated.png"]
     assert sorted(p.name for p in (tmp_path / "other").glob("*.png")) == ["b.png", "b_annotated.png",
                                                                           "b_annotated2.png"]
+
+
+def test_a_second_run_into_the_photos_folder_leaves_out_its_annotated_copies(weights_path, tmp_path, capsys):
+    """pyfer predict photos --out-dir photos, twice: the second run reads the two photos, not the
+    copies the first wrote beside them (which it had read as photos, and annotated again as
+    a_annotated_annotated.png); a copy named on the command line is read."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = cv2.imread(str(ASTRONAUT))
+    cv2.imwrite(str(photos / "a.png"), astronaut)
+    cv2.imwrite(str(photos / "b.jpg"), cv2.flip(astronaut, 1))
+    for run in range(2):
+        for pattern in (str(photos), str(photos / "*")):  # a folder and a glob
+            rc, out, err = run_cli(["predict", pattern, "--out-dir", str(photos), "--weights", str(weights_path)],
+                                   capsys)
+            assert rc == 0 and out.count("1 face(s)") == 2, (out, err)
+            assert ("left out 2 annotated copies pyfer wrote" in err) == (run > 0 or pattern != str(photos)), err
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png", "a_annotated.png", "b.jpg", "b_annotated.jpg"]
+    rc, out, err = run_cli(["predict", str(photos / "a_annotated.png"), "--weights", str(weights_path)], capsys)
+    assert rc == 0 and out.count("1 face(s)") == 1 and "left out" not in err, (out, err)
+
+
+def test_the_annotated_copy_mark(tmp_path):
+    """The mark is in the header, the pixels are the same, other readers see a comment or a text
+    chunk, and a JPEG or PNG pyfer did not write is not taken for a copy."""
+    from PIL import Image
+
+    from pyfer.files import is_annotated_copy, mark_annotated
+
+    image = cv2.imread(str(ASTRONAUT))
+    for suffix in (".jpg", ".png", ".bmp"):
+        encoded = cv2.imencode(suffix, image)[1].tobytes()
+        plain, marked = tmp_path / f"plain{suffix}", tmp_path / f"marked{suffix}"
+        plain.write_bytes(encoded)
+        marked.write_bytes(mark_annotated(encoded))
+        assert np.array_equal(cv2.imread(str(marked)), cv2.imread(str(plain)))
+        assert not is_annotated_copy(plain)
+        assert is_annotated_copy(marked) == (suffix != ".bmp")
+    assert Image.open(tmp_path / "marked.jpg").info["comment"] == b"pyfer annotated copy"
+    assert (tmp_path / "marked.jpg").read_bytes()[2:10] == b"\xff\xe0\x00\x10JFIF"  # JFIF's APP0 still first
+    assert Image.open(tmp_path / "marked.png").info["Software"] == "pyfer annotated copy"
+    other = tmp_path / "other.jpg"  # someone else's comment
+    other.write_bytes(mark_annotated(cv2.imencode(".jpg", image)[1].tobytes()).replace(b"pyfer", b"gimp!"))
+    assert not is_annotated_copy(other) and not is_annotated_copy(tmp_path / "missing.png")
 
 
 def _non_utf8(name: bytes, tmp_path) -> str:
@@ -1444,6 +1488,9 @@ def test_an_out_dir_inside_the_folder_is_not_read_as_photos(weights_path, resume
 
     photos = tmp_path / "K"
     shutil.copytree(resume_tree, photos)
+    for png in list(photos.rglob("*.png")):  # as BMP, which carries no annotated-copy mark
+        cv2.imwrite(str(png.with_suffix(".bmp")), cv2.imread(str(png)))
+        png.unlink()
     args = ["predict", str(photos), "-r", "--out-dir", str(photos / "annotated"), "--json", "--weights",
             str(weights_path)]
     for _ in range(2):

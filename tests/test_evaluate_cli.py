@@ -11,6 +11,7 @@ import pyfer
 from conftest import ASTRONAUT, SHIPPED_WEIGHTS
 from pyfer.cli import main
 from pyfer.evaluate import class_of, label_metrics, labelled_images, spread
+from pyfer.files import mark_annotated
 from pyfer.preprocess import EMOTIONS
 
 
@@ -104,6 +105,8 @@ def test_what_the_folder_holds_beside_images_is_skipped_as_predict_skips_it(tmp_
               tmp_path / "faces" / "__MACOSX" / "happy" / "._a.jpg", tmp_path / "faces" / ".git" / "x.png"):
         p.write_bytes(ASTRONAUT.read_bytes())
     (happy / "notes.txt").write_text("x")
+    # an annotated copy pyfer predict wrote into the folder (--out-dir faces/happy) is no face
+    (happy / "a_annotated.png").write_bytes(mark_annotated(cv2.imencode(".png", cv2.imread(str(ASTRONAUT)))[1].tobytes()))
     assert [p.name for p, _ in labelled_images(tmp_path / "faces", EMOTIONS)] == ["a.JPG", "b.jfif"]
 
 
