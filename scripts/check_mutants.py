@@ -397,6 +397,14 @@ MUTANTS = (
     Mutant("a CLAHE student's teacher gets the student's crops pasted in by cutmix", 'training/train.py',
            'xt = x if x_teacher is None else paste_box(xt, xt[perm], box)[0]',
            'xt = x if x_teacher is None else paste_box(xt, x[perm], box)[0]', ('tests/test_recipe.py', '-k', 'clahe_student')),
+    # session 50: label placement's rules the fourth review left without tests
+    Mutant("a covered label weighs as a covered face", "pyfer/video.py", "LABEL_OVER_LABEL_COST = 8",
+           "LABEL_OVER_LABEL_COST = 1", ("tests/test_video.py", "-k", "covers_a_face_before")),
+    Mutant("kept label spots taken though a label is shorter", "pyfer/video.py",
+           "len(k.text) < len(f.text) or k.scale < f.scale", "k.scale < f.scale",
+           ("tests/test_video.py", "-k", "kept_label_spot_is_left")),
+    Mutant("kept label spots taken though they cover more", "pyfer/video.py",
+           "return covered(kept) <= covered(fresh)", "return True", ("tests/test_video.py", "-k", "kept_label_spot_is_left")),
     # session 50: annotated copies carry a mark, and a later run over their folder leaves them out
     Mutant("annotated copies written without the mark", "pyfer/cli.py", "copy.write(mark_annotated(encoded.tobytes()))",
            "copy.write(encoded.tobytes())", ("tests/test_cli.py", "-k", "leaves_out_its_annotated_copies")),
