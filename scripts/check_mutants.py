@@ -10,7 +10,7 @@ that tests caught before, and three session 48 fixed. Session 49 wrote tests for
 export and model code: 32 passed the tests it ran, 27 now have tests (27 mutants; 3 of them were
 caught by tests the review had not run). A fourth planted 84 in the video tracker, the CLI's
 checks, augmentation and training's mixing: 41 passed, 36 now have tests (36 mutants). With one
-mutant for each of six of that session's fixes the table holds 120.
+mutant for each of six of that session's fixes the table held 120; session 50 added 7 (label placement, annotated copies): 127.
 
 A copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked) for each of ``--jobs`` workers (2 by
