@@ -180,9 +180,10 @@ def ferplus_raw(root: str | Path, split: str,
 
 
 def ferplus_prior(root: str | Path = DEFAULT_DATA_ROOT) -> np.ndarray:
-    """Class frequencies of FERPlus train after the majority protocol: the training prior."""
+    """Class frequencies of FERPlus train after the majority protocol: the training prior, each at
+    least 1e-6 (a class a custom set lacks would give log(0) and NaN scores after a shift)."""
     _, (labels, _, _) = ferplus_raw(root, "train")
-    return np.bincount(labels, minlength=len(EMOTIONS)) / len(labels)
+    return np.maximum(np.bincount(labels, minlength=len(EMOTIONS)) / len(labels), 1e-6)
 
 
 def load_ferplus(root: str | Path, split: str, prep: PreprocessSpec, protocol: str = "majority") -> FaceSet:
