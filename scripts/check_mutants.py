@@ -10,7 +10,7 @@ that tests caught before, and three session 48 fixed. Session 49 wrote tests for
 export and model code: 32 passed the tests it ran, 27 now have tests (27 mutants; 3 of them were
 caught by tests the review had not run). A fourth planted 84 in the video tracker, the CLI's
 checks, augmentation and training's mixing: 41 passed, 36 now have tests (36 mutants). With one
-mutant for each of six of that session's fixes the table held 120; session 50 added 7 (label placement, annotated copies): 127.
+mutant for each of six of that session's fixes the table held 120; session 50 added 8 (label placement, annotated copies, facenorm's shrink): 128.
 
 A copy is made under a temporary folder (``pyfer/``, ``training/``, ``tests/``, ``scripts/``,
 with the built modules copied in and the rest linked) for each of ``--jobs`` workers (2 by
@@ -405,6 +405,10 @@ MUTANTS = (
            ("tests/test_video.py", "-k", "kept_label_spot_is_left")),
     Mutant("kept label spots taken though they cover more", "pyfer/video.py",
            "return covered(kept) <= covered(fresh)", "return True", ("tests/test_video.py", "-k", "kept_label_spot_is_left")),
+    # session 50: the fifth review's worst survivor
+    Mutant("a shrunk big face's region offset with x and y swapped", "pyfer/facenorm.py",
+           "m[:, :2] @ np.array([cx0, cy0]) + m[:, 2]", "m[:, :2] @ np.array([cy0, cx0]) + m[:, 2]",
+           ("tests/test_facenorm.py", "-k", "shrunk_big")),
     # session 50: annotated copies carry a mark, and a later run over their folder leaves them out
     Mutant("annotated copies written without the mark", "pyfer/cli.py", "copy.write(mark_annotated(encoded.tobytes()))",
            "copy.write(encoded.tobytes())", ("tests/test_cli.py", "-k", "leaves_out_its_annotated_copies")),

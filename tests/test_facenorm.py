@@ -172,3 +172,23 @@ def test_region_conversion_equals_the_whole_gray_image(shape):
         if np.sqrt(abs(np.linalg.det(m[:, :2]))) >= 0.5:
             whole = cv2.warpAffine(gray, m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             np.testing.assert_array_equal(crop, whole)
+
+
+@pytest.mark.parametrize("box", [(900, 100, 560, 560), (1300, 500, 600, 600), (-200, 700, 600, 600)])
+def test_a_shrunk_big_face_is_the_crop_of_the_same_place(box):
+    """A face over twice the crop's size is shrunk before the warp: on a smooth image the crop is
+    what warping the whole image gives (off the diagonal, and clipped by the right or left edge into
+    a region that is not square; x and y swapped in the shrink's map moved the crop by hundreds of
+    pixels, a fifth mutation review, session 50)."""
+    import cv2
+
+    from pyfer.facenorm import framing_transform
+
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 256, (12, 16), dtype=np.uint8), (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    img = cv2.GaussianBlur(img, (0, 0), 20)
+    framing = FaceFraming("box", box_scale=1.0)
+    crop = normalize_face(img, 64, box, None, framing)
+    m = framing_transform(64, box, None, framing)
+    want = cv2.warpAffine(img, m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    assert np.abs(crop.astype(int) - want).mean() < 6, np.abs(crop.astype(int) - want).mean()  # (measured: 3.7-4.2)
