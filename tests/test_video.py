@@ -601,7 +601,6 @@ def test_a_kept_label_spot_is_left_when_it_shortens_a_label_or_covers_more():
     covering = [face((201, 180, 50, 50), EMOTIONS.index("contempt")), face((215, 99, 50, 50), 0),
                 face((213, 130, 50, 50), EMOTIONS.index("contempt"))]
     for faces, shape in ((shortened, (480, 640, 3)), (covering, (240, 320, 3))):
-        boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
         fresh = face_labels(faces, shape, [1, 2, 3])
         spots = {1: (1, 2) if faces is shortened else (2, 2)}
         kept = face_labels(faces, shape, [1, 2, 3], spots)
